@@ -1,0 +1,72 @@
+"""The command line: flags in, one library call, output out. Bad input exits with status 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from . import analyze, load, render
+from .dtypes import DType
+from .errors import ArchcalcError
+
+
+def _console():
+    """A terminal's own width; piped into a file, wide enough that nothing folds."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)
+
+
+def refusals(command):
+    """Turn an ArchcalcError into its message on stderr and exit status 2: never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ArchcalcError as error:
+            click.echo(f"archcalc: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    values = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
+        values[name.strip()] = value.strip()
+    return values
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="archcalc")
+def main() -> None:
+    """Shapes, parameters, FLOPs and memory of a neural network, from a short TOML spec."""
+
+
+@main.command()
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B).")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+@click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
+@click.option("--explain", is_flag=True, help="Derive every number step by step.")
+@refusals
+def show(spec: str, sets, batch, dtype, form: str, explain: bool) -> None:
+    """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs."""
+    report = analyze(load(spec), batch=batch, dtype=dtype, **parse_sets(sets))
+    if form == "table":
+        console = _console()
+        console.print(render.table(report, width=console.width, explained=explain))
+    elif form == "csv":
+        if explain:
+            raise click.BadParameter("csv has no room for derivations; use table, markdown or json", param_hint="--explain")
+        click.echo(render.csv(report), nl=False)
+    else:
+        click.echo(getattr(render, form)(report, explained=explain), nl=False)

@@ -1,0 +1,163 @@
+"""Spec -> Report: bind the values, then walk the layers, each one's output the next one's input."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+from . import expr, fmt, num
+from .dtypes import DType
+from .errors import SpecError
+from .fields import Size, bind_number
+from .layers import LAYERS, Layer
+from .num import Value
+from .report import Report, Row
+from .spec import LayerSpec, Spec
+
+BATCH = "B"
+
+
+def analyze(spec: Spec, *, batch: int | str | None = None, dtype: str | None = None, **values) -> Report:
+    """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open.
+
+    >>> from archcalc import loads
+    >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
+    >>> analyze(spec, n=5).totals["params"]
+    55
+    """
+    if batch is not None:
+        values[BATCH] = batch
+    env = environment(spec, values)
+    x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
+    rows = []
+    for layer_spec in spec.layers:
+        layer = bind(layer_spec, env, spec.path)
+        rows.append(_row(layer_spec, layer, x, rows, spec.path))
+        x = rows[-1].output
+    try:
+        dtype = DType(dtype or spec.dtype)
+    except ValueError:
+        raise SpecError(f"unknown dtype {dtype!r}", f"one of {', '.join(DType)}", where="--dtype") from None
+    return Report(
+        model=spec.name,
+        input=rows[0].input,
+        rows=tuple(rows),
+        dtype=dtype,
+        batch=env.get(BATCH),  # None: B stays a symbol
+        values=tuple(env.items()),
+        path=spec.path,
+    )
+
+
+def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
+    """The known names: given values first, then [vars] (each may use the others)."""
+    env = {name: _given(name, value, spec) for name, value in values.items()}
+    stored = dict(spec.vars)
+    visiting: list[str] = []
+
+    def resolve(name: str) -> None:
+        if name in env or name not in stored:
+            return
+        if name in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(name):], name])
+            raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, name, "[vars]", spec.path)
+        visiting.append(name)
+        for dependency in getattr(stored[name], "names", ()):
+            resolve(dependency)
+        visiting.pop()
+        env[name] = _bound(None, stored[name], env, spec, where="[vars]", field=name)
+
+    for name in stored:
+        resolve(name)
+    return env
+
+
+def names(spec: Spec) -> set[str]:
+    """Every name a spec defines or uses: its [vars], and the free names of its expressions."""
+    found = {name for name, _ in spec.vars} | {BATCH}
+
+    def collect(value: object) -> None:
+        if isinstance(value, expr.Expr):
+            found.update(value.names)
+        elif isinstance(value, tuple):
+            for item in value:
+                collect(item)
+
+    collect(spec.input)
+    collect(tuple(v for _, v in spec.vars))
+    for layer in spec.layers:
+        collect(tuple(v for _, v in layer.fields))
+    return found
+
+
+def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) -> Layer:
+    """The layer object, its expressions evaluated with `env` and its values checked."""
+    cls = LAYERS[layer_spec.kind]
+    kinds = cls.spec_fields()
+    place = {"where": layer_spec.where, "path": path, "line": layer_spec.line}
+    kwargs = {}
+    for field, stored in layer_spec.fields:
+        try:
+            kwargs[field] = kinds[field].bind(stored, env)
+        except SpecError as error:
+            raise error.at(field=field, **place) from None
+    try:
+        return cls(name=layer_spec.name, **kwargs)
+    except TypeError:  # a required field is missing
+        missing = [f for f, kind in kinds.items() if f not in kwargs and _required(cls, f)]
+        raise SpecError(f"missing field {missing[0]!r}", f"{layer_spec.kind} needs {', '.join(missing)}", **place) from None
+
+
+def _required(cls: type[Layer], field: str) -> bool:
+    return any(
+        f.name == field and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    )
+
+
+def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | None) -> Row:
+    try:
+        return Row(
+            index=layer_spec.index,
+            layer=layer,
+            input=x,
+            output=layer.output(x),
+            weights=layer.weights(x),
+            biases=layer.biases(x),
+            macs=layer.macs(x),
+        )
+    except SpecError as error:
+        before = f'the previous layer "{rows[-1].name}" outputs {fmt.shape(x)}' if rows else f"the input is {fmt.shape(x)}"
+        raise error.at(where=layer_spec.where, path=path, line=layer_spec.line, hint=before) from None
+
+
+def _bound(kind, stored, env, spec: Spec, **place) -> Value:
+    try:
+        return kind.bind(stored, env) if kind else bind_number(stored, env)
+    except SpecError as error:
+        raise error.at(path=spec.path, **place) from None
+
+
+def _given(name: str, value: object, spec: Spec) -> Value:
+    """A value given to analyze (or by --set): a number, or a formula as text."""
+    known = names(spec)
+    if name not in known:
+        raise SpecError(
+            f"the spec has no name {name!r}",
+            f"its names are {', '.join(sorted(known))}" if known else None,
+            name,
+            "values",
+            spec.path,
+        )
+    if isinstance(value, bool):
+        raise SpecError(f"expected a number, got {value}", None, name, "values", spec.path)
+    if isinstance(value, (int, Fraction)):
+        return num.normal(value)
+    if isinstance(value, float):
+        return num.normal(Fraction(repr(value)))
+    if isinstance(value, str):
+        try:
+            return expr.parse(value).evaluate({})
+        except SpecError as error:
+            raise error.at(field=name, where="values", path=spec.path) from None
+    return num.normal(value)  # a sympy expression from a script

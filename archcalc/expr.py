@@ -1,0 +1,182 @@
+"""The whitelist parser for expressions in specs: `"classes"`, `"(k - 1) / 2"`, `"2 * n + 1"`.
+
+Spec text comes from students and strangers, and sympy's parsers run Python, so
+spec text never meets eval, exec, sympify or parse_expr. Python's own *parser*
+(`ast.parse`, which builds a tree and runs nothing) reads the text, and only the
+nodes below are accepted: numbers, names, + - * / // % **, parentheses, and the
+functions floor, ceil, min, max. Evaluation is exact (int, Fraction) and becomes
+symbolic (sympy) only where a name is still unknown.
+
+>>> parse("(k - 1) / 2").evaluate({"k": 5})
+2
+>>> str(parse("2 * n + 1").evaluate({}))
+'2*n + 1'
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from . import num
+from .errors import ExprError
+from .num import Value
+
+MAX_LENGTH = 500
+MAX_DEPTH = 60
+MAX_EXPONENT = 64  # k**2 and 2**10 are fine; 10**10**10 is an attack
+MAX_BITS = 1024  # no concrete value may outgrow this many bits
+
+ALLOWED = "numbers, names, + - * / // % **, parentheses, floor(), ceil(), min(), max()"
+
+FUNCTIONS = {
+    "floor": (1, 1, lambda args: num.floor(args[0])),
+    "ceil": (1, 1, lambda args: num.ceil(args[0])),
+    "min": (1, 32, lambda args: num.minimum(*args)),
+    "max": (1, 32, lambda args: num.maximum(*args)),
+}
+_BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
+_NOT_ALLOWED = {
+    ast.Attribute: "attribute access",
+    ast.Subscript: "subscripts",
+    ast.Lambda: "lambdas",
+    ast.Compare: "comparisons",
+    ast.BoolOp: "'and'/'or'",
+    ast.IfExp: "conditionals",
+    ast.List: "lists",
+    ast.Tuple: "tuples",
+    ast.Dict: "dicts",
+    ast.Set: "sets",
+    ast.ListComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.NamedExpr: "assignments",
+    ast.Starred: "starred arguments",
+    ast.JoinedStr: "strings",
+}
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A parsed, checked expression; `evaluate` gives its exact value."""
+
+    text: str
+    names: frozenset[str]
+    tree: ast.expr = field(repr=False, compare=False)
+
+    def evaluate(self, env: Mapping[str, Value]) -> Value:
+        """The value, with names from `env`; the rest become positive integer symbols."""
+        return _evaluate(self.tree, env, self.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse(text: str) -> Expr:
+    """Parse and check `text`, or raise ExprError saying what is not allowed."""
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
+    if not text.strip():
+        raise ExprError("empty expression", "write a number or a formula such as \"2 * n + 1\"")
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise ExprError(f"cannot read {text!r} as a formula", f"allowed: {ALLOWED}") from None
+    names: set[str] = set()
+    _check(tree, text, names, 0)
+    return Expr(text=text, names=frozenset(names), tree=tree)
+
+
+def _check(node: ast.AST, text: str, names: set[str], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ExprError(f"{text!r} is nested more than {MAX_DEPTH} levels deep")
+    match node:
+        case ast.Constant(value=bool()) | ast.Constant(value=complex()) | ast.Constant(value=str()):
+            raise ExprError(f"{text!r}: {node.value!r} is not a number", f"allowed: {ALLOWED}")
+        case ast.Constant(value=int() | float()):
+            if isinstance(node.value, float) and not math.isfinite(node.value):
+                raise ExprError(f"{text!r}: number out of range")
+        case ast.Name(id=name):
+            if name in FUNCTIONS:
+                raise ExprError(f"{text!r}: {name} is a function", f"write {name}(...)")
+            names.add(name)
+        case ast.UnaryOp(op=ast.USub() | ast.UAdd(), operand=operand):
+            _check(operand, text, names, depth + 1)
+        case ast.BinOp(left=left, op=op, right=right) if type(op) in _BINARY:
+            _check(left, text, names, depth + 1)
+            _check(right, text, names, depth + 1)
+        case ast.Call(func=ast.Name(id=name), args=args, keywords=[]) if name in FUNCTIONS:
+            low, high, _ = FUNCTIONS[name]
+            if not low <= len(args) <= high:
+                raise ExprError(f"{text!r}: {name}() takes {low if low == high else f'{low} or more'} argument(s)")
+            for arg in args:
+                _check(arg, text, names, depth + 1)
+        case ast.Call(func=ast.Name(id=name)):
+            raise ExprError(
+                f"{text!r}: calling {name}() is not allowed", f"the only functions are {', '.join(FUNCTIONS)}"
+            )
+        case _:
+            what = _NOT_ALLOWED.get(type(node)) or type(node).__name__.lower()
+            if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+                what = "that operator"
+            raise ExprError(f"{text!r}: {what} not allowed in an expression", f"allowed: {ALLOWED}")
+
+
+def _evaluate(node: ast.expr, env: Mapping[str, Value], text: str) -> Value:
+    match node:
+        case ast.Constant(value=int() as value):
+            return value
+        case ast.Constant(value=float() as value):
+            return num.normal(Fraction(repr(value)))
+        case ast.Name(id=name):
+            return env[name] if name in env else num.symbol(name)
+        case ast.UnaryOp(op=op, operand=operand):
+            x = _evaluate(operand, env, text)
+            return -x if isinstance(op, ast.USub) else x
+        case ast.Call(func=ast.Name(id=name), args=args):
+            return FUNCTIONS[name][2]([_evaluate(a, env, text) for a in args])
+        case ast.BinOp(left=left, op=op, right=right):
+            a, b = _evaluate(left, env, text), _evaluate(right, env, text)
+            return _bounded(_binary(type(op), a, b, text), text)
+    raise AssertionError(f"unchecked node {node!r}")  # _check admits nothing else
+
+
+def _binary(op: type, a: Value, b: Value, text: str) -> Value:
+    if op in (ast.Div, ast.FloorDiv, ast.Mod) and num.is_concrete(b) and b == 0:
+        raise ExprError(f"{text!r}: division by zero")
+    if op is ast.Add:
+        return num.normal(a + b)
+    if op is ast.Sub:
+        return num.normal(a - b)
+    if op is ast.Mult:
+        return num.normal(a * b)
+    if op is ast.Div:
+        return num.div(a, b)
+    if op is ast.FloorDiv:
+        return num.floordiv(a, b)
+    if op is ast.Mod:
+        return num.normal(a - b * num.floordiv(a, b))
+    return _power(a, b, text)
+
+
+def _power(a: Value, b: Value, text: str) -> Value:
+    if not (isinstance(b, int) and abs(b) <= MAX_EXPONENT):
+        raise ExprError(
+            f"{text!r}: exponents must be whole numbers from -{MAX_EXPONENT} to {MAX_EXPONENT}, got {b}",
+            "towers of powers are refused: they could take forever to compute",
+        )
+    if num.is_concrete(a):
+        if a == 0 and b < 0:
+            raise ExprError(f"{text!r}: division by zero")
+        return num.normal(Fraction(a) ** b)
+    return num.normal(a**b)
+
+
+def _bounded(x: Value, text: str) -> Value:
+    if isinstance(x, int) and x.bit_length() > MAX_BITS or (
+        isinstance(x, Fraction) and max(x.numerator.bit_length(), x.denominator.bit_length()) > MAX_BITS
+    ):
+        raise ExprError(f"{text!r}: a value grows past {MAX_BITS} bits", "sizes in a network are far smaller")
+    return x

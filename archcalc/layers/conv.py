@@ -1,0 +1,121 @@
+"""Convolution over 1, 2 or 3 spatial axes (torch.nn.Conv1d/2d/3d)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import fmt, num
+from ..errors import SpecError
+from ..fields import axes, flag, size
+from ..num import Dim, Shape
+from .base import AXIS_NAMES, Layer, activation_field, axes_text, per_axis, register, spatial, with_activation
+from .window import Window
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Conv(Layer):
+    kind = "conv"
+    out_channels: Dim = size()
+    kernel_size: Dim | tuple = axes()
+    stride: Dim | tuple = axes(1)
+    padding: Dim | tuple | str = axes(0, minimum=0, words=("same", "valid"))
+    dilation: Dim | tuple = axes(1)
+    groups: Dim = size(1)
+    bias: bool = flag(True)
+    activation: str | None = activation_field()
+
+    def windows(self, x: Shape) -> tuple[Window, ...]:
+        n = spatial(x, self.kind)
+        same = self.padding == "same"
+        if same and any(s != 1 for s in per_axis(self.stride, n, "stride")):
+            raise SpecError("padding 'same' needs stride 1 (PyTorch refuses it for strided convolutions)",
+                            "give the padding as a number", "padding")
+        padding = 0 if self.padding in ("same", "valid") else self.padding
+        return tuple(
+            Window(size, k, s, p, d, same=same)
+            for size, k, s, p, d in zip(
+                x[1:],
+                per_axis(self.kernel_size, n, "kernel_size"),
+                per_axis(self.stride, n, "stride"),
+                per_axis(padding, n, "padding"),
+                per_axis(self.dilation, n, "dilation"),
+            )
+        )
+
+    def in_channels(self, x: Shape) -> Dim:
+        for channels, role in ((x[0], "in_channels"), (self.out_channels, "out_channels")):
+            if num.is_concrete(channels) and num.is_concrete(self.groups) and channels % self.groups:
+                raise SpecError(
+                    f"groups = {self.groups} does not divide {role} = {fmt.group(channels)}",
+                    "in_channels (the input's channels) and out_channels must both divide by groups",
+                    "groups",
+                )
+        return x[0]
+
+    def output(self, x: Shape) -> Shape:
+        self.in_channels(x)
+        return (self.out_channels, *(w.out() for w in self.windows(x)))
+
+    def kernel(self, x: Shape) -> tuple:
+        return tuple(w.k for w in self.windows(x))
+
+    def weights(self, x: Shape) -> Dim:
+        return num.normal(self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x)))
+
+    def biases(self, x: Shape) -> Dim:
+        return self.out_channels if self.bias else 0
+
+    def macs(self, x: Shape) -> Dim:
+        per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
+        return num.normal(num.mul(self.output(x)) * per_output)
+
+    def summary(self, x: Shape) -> str:
+        ws = self.windows(x)
+        text = "×".join(fmt.group(w.k) for w in ws)
+        if any(w.s != 1 for w in ws):
+            text += "/" + axes_text(tuple(w.s for w in ws))
+        if self.padding == "same":
+            text += ", same"
+        elif any(w.p != 0 for w in ws):
+            text += ", p" + axes_text(tuple(w.p for w in ws))
+        if any(w.d != 1 for w in ws):
+            text += ", d" + axes_text(tuple(w.d for w in ws))
+        if self.groups != 1:
+            text += f", g{fmt.group(self.groups)}"
+        if not self.bias:
+            text += ", no bias"
+        return with_activation(text, self.activation)
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        ws = self.windows(x)
+        lines = axis_lines(ws)
+        cin = self.in_channels(x)
+        per_group = fmt.term(cin) if self.groups == 1 else f"({fmt.term(cin)}/{fmt.term(self.groups)})"
+        factors = f"{fmt.term(self.out_channels)}·{per_group}·{fmt.kernel(self.kernel(x))}"
+        lines.append(("weights", f"weights = C_out·C_in{'/groups' * (self.groups != 1)}·kernel = {factors} = {fmt.group(self.weights(x))}"))
+        if self.bias:
+            lines.append(("biases", f"biases = C_out = {fmt.group(self.out_channels)} (one per filter)"))
+        else:
+            lines.append(("biases", "biases = 0 (bias = false)"))
+        out = self.output(x)
+        lines.append((
+            "macs",
+            f"MACs = outputs·C_in{'/groups' * (self.groups != 1)}·kernel = {fmt.product(out)}·{per_group}·"
+            f"{fmt.kernel(self.kernel(x))} = {fmt.group(self.macs(x))}",
+        ))
+        return lines
+
+
+def axis_lines(ws: tuple[Window, ...]) -> list[tuple[str, str]]:
+    """One line per distinct axis ('H_out = W_out = ⌊(224 + 2·2 − 11)/4⌋ + 1 = ... = 55') and its notes."""
+    names = AXIS_NAMES[len(ws)]
+    lines: list[tuple[str, str]] = []
+    seen: dict[Window, list[str]] = {}
+    for name, w in zip(names, ws):
+        seen.setdefault(w, []).append(name)
+    for w, axis_names in seen.items():
+        lhs = " = ".join(f"{a}_out" for a in axis_names)
+        lines.append(("output", f"{lhs} = {w.formula()}"))
+        lines.extend(("output", f"note: {note}") for note in w.notes())
+    return lines

@@ -1,0 +1,41 @@
+"""Batch normalization over the channels (torch.nn.BatchNorm1d/2d/3d)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import fmt
+from ..fields import flag
+from ..num import Dim, Shape
+from .base import Layer, activation_field, register, with_activation
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Layer):
+    """A scale and a shift per channel (the weights and biases); running statistics are buffers, not parameters."""
+
+    kind = "batchnorm"
+    affine: bool = flag(True)
+    activation: str | None = activation_field()
+
+    def output(self, x: Shape) -> Shape:
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0
+
+    def biases(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0
+
+    def summary(self, x: Shape) -> str:
+        return with_activation("" if self.affine else "affine=false", self.activation)
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        if not self.affine:
+            return [("weights", "no parameters (affine = false); running mean and variance are buffers")]
+        c = fmt.group(x[0])
+        return [
+            ("weights", f"weights = channels = {c} (a scale γ per channel)"),
+            ("biases", f"biases = channels = {c} (a shift β per channel); running mean and variance are buffers"),
+        ]

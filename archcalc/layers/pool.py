@@ -1,0 +1,60 @@
+"""Max and average pooling over 1, 2 or 3 spatial axes (torch.nn.MaxPool*d, AvgPool*d)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import fmt, num
+from ..errors import SpecError
+from ..fields import axes, choice, flag
+from ..num import Dim, Shape
+from .base import Layer, axes_text, per_axis, register, spatial
+from .conv import axis_lines
+from .window import Window
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Pool(Layer):
+    kind = "pool"
+    op: str = choice("max", "avg", default="max")
+    kernel_size: Dim | tuple = axes()
+    stride: Dim | tuple | None = axes(None)  # None: the kernel size, as in PyTorch
+    padding: Dim | tuple = axes(0, minimum=0)
+    dilation: Dim | tuple = axes(1)  # max pooling only, as in PyTorch
+    ceil_mode: bool = flag(False)
+
+    def windows(self, x: Shape) -> tuple[Window, ...]:
+        n = spatial(x, self.kind)
+        if self.op == "avg" and self.dilation != 1:
+            raise SpecError("average pooling has no dilation (PyTorch's AvgPool has none)", None, "dilation")
+        kernel = per_axis(self.kernel_size, n, "kernel_size")
+        stride = kernel if self.stride is None else per_axis(self.stride, n, "stride")
+        padding = per_axis(self.padding, n, "padding")
+        for k, p in zip(kernel, padding):
+            if num.is_concrete(k) and num.is_concrete(p) and p > k // 2:
+                raise SpecError(
+                    f"padding {fmt.group(p)} is more than half the kernel {fmt.group(k)}",
+                    f"PyTorch allows at most {k // 2} here",
+                    "padding",
+                )
+        return tuple(
+            Window(size, k, s, p, d, ceil_mode=self.ceil_mode)
+            for size, k, s, p, d in zip(x[1:], kernel, stride, padding, per_axis(self.dilation, n, "dilation"))
+        )
+
+    def output(self, x: Shape) -> Shape:
+        return (x[0], *(w.out() for w in self.windows(x)))
+
+    def summary(self, x: Shape) -> str:
+        ws = self.windows(x)
+        text = f"{self.op} " + "×".join(fmt.group(w.k) for w in ws)
+        text += "/" + axes_text(tuple(w.s for w in ws))
+        if any(w.p != 0 for w in ws):
+            text += ", p" + axes_text(tuple(w.p for w in ws))
+        if any(w.d != 1 for w in ws):
+            text += ", d" + axes_text(tuple(w.d for w in ws))
+        return text + (", ceil" if self.ceil_mode else "")
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [*axis_lines(self.windows(x)), ("weights", "no weights: pooling only picks or averages")]

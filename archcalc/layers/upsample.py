@@ -1,0 +1,53 @@
+"""Upsampling by a scale factor or to a size (torch.nn.Upsample)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .. import fmt, num
+from ..errors import SpecError
+from ..fields import choice, real, sizes
+from ..num import Shape
+from .base import Layer, per_axis, register, spatial
+
+MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes it needs
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Upsample(Layer):
+    kind = "upsample"
+    scale_factor: object = real(None, low=0, per_axis=True)
+    size: tuple | None = sizes(None)
+    mode: str = choice(*MODES, default="nearest")
+
+    def output(self, x: Shape) -> Shape:
+        n = spatial(x, self.kind)
+        if (self.scale_factor is None) == (self.size is None):
+            raise SpecError("give either scale_factor or size (one of them, not both)", None, "scale_factor")
+        if MODES[self.mode] not in (None, n):
+            raise SpecError(f"mode {self.mode!r} works on {MODES[self.mode]} spatial axes, the input has {n}", None, "mode")
+        if self.size is not None:
+            return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
+        return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
+
+    def summary(self, x: Shape) -> str:
+        how = f"×{fmt.group(self.scale_factor)}" if self.scale_factor is not None and not isinstance(self.scale_factor, tuple) else ""
+        return ", ".join(part for part in (how, self.mode) if part)
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        if self.size is not None:
+            return [("output", f"size given: {fmt.shape(self.output(x)[1:])}")]
+        return [("output", "out = ⌊n·scale_factor⌋ per spatial axis (PyTorch multiplies in floating point)")]
+
+
+def _scaled(n, factor):
+    """⌊n·factor⌋ as PyTorch computes it: in double precision, so 100·0.29 gives 28."""
+    if num.is_concrete(n) and num.is_concrete(factor):
+        out = math.floor(float(n) * float(factor))
+    else:
+        out = num.floor(n * factor)
+    if num.is_positive(out) is False:
+        raise SpecError(f"scale_factor {fmt.group(factor)} leaves no output of an axis of size {fmt.group(n)}", None, "scale_factor")
+    return out

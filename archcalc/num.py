@@ -1,0 +1,199 @@
+"""Exact numbers that may be symbolic: int and Fraction stay plain, sympy comes in with a symbol.
+
+A spec with no unknown sizes never imports sympy (it costs a quarter of a second);
+the first free name does. Every formula in archcalc goes through these helpers or
+through the operators `+ - * //`, which ints and sympy expressions both honour.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from functools import cache
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    import sympy
+
+Dim = Union[int, "sympy.Expr"]  # a size, possibly a formula in unknown sizes
+Value = Union[int, Fraction, "sympy.Expr"]  # what an expression evaluates to
+Shape = tuple[Dim, ...]  # one sample's shape; the batch axis is implied
+
+
+def sym():
+    """The sympy module, imported on first use."""
+    import sympy
+
+    return sympy
+
+
+@cache
+def symbol(name: str):
+    """The free symbol `name`: a positive integer, so that formulas simplify."""
+    return sym().Symbol(name, integer=True, positive=True)
+
+
+def is_concrete(x: object) -> bool:
+    return isinstance(x, (int, Fraction))
+
+
+def normal(x: Value) -> Value:
+    """Fractions that are whole become ints; sympy numbers become int or Fraction."""
+    if isinstance(x, Fraction):
+        return x.numerator if x.denominator == 1 else x
+    if isinstance(x, int):
+        return int(x)  # bool -> int
+    if x.is_Integer:
+        return int(x)
+    if x.is_Rational:
+        return Fraction(int(x.p), int(x.q))
+    return x
+
+
+def _sympy(x: Value):
+    if isinstance(x, Fraction):
+        return sym().Rational(x.numerator, x.denominator)
+    return x
+
+
+def div(a: Value, b: Value) -> Value:
+    """Exact a / b."""
+    if is_concrete(a) and is_concrete(b):
+        return normal(Fraction(a) / Fraction(b))
+    return normal(_sympy(a) / _sympy(b))
+
+
+def floor(x: Value) -> Value:
+    if isinstance(x, int):
+        return x
+    if isinstance(x, Fraction):
+        return math.floor(x)
+    return normal(sym().floor(x))
+
+
+def ceil(x: Value) -> Value:
+    if isinstance(x, int):
+        return x
+    if isinstance(x, Fraction):
+        return math.ceil(x)
+    return normal(sym().ceiling(x))
+
+
+def floordiv(a: Value, b: Value) -> Value:
+    """⌊a / b⌋, exactly."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b
+    return floor(div(_unnest(a, "floor"), b) if _whole_positive(b) else div(a, b))
+
+
+def ceildiv(a: Value, b: Value) -> Value:
+    """⌈a / b⌉, exactly."""
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    return ceil(div(_unnest(a, "ceiling"), b) if _whole_positive(b) else div(a, b))
+
+
+def _whole_positive(b: Value) -> bool:
+    return bool(is_integer(b) and is_positive(b))
+
+
+def _unnest(a: Value, function: str) -> Value:
+    """floor(u) + c -> u + c, for an integer c: ⌊(⌊u⌋ + c)/s⌋ = ⌊(u + c)/s⌋ for whole s > 0 (and so for ceil).
+
+    Without this, every layer nests one more floor: ⌊⌊⌊H/4 − 7/4⌋/2⌋/2⌋ instead of ⌊H/16 − 7/16⌋,
+    and formulas grow with depth.
+    """
+    if is_concrete(a):
+        return a
+    kind = getattr(sym(), function)
+    if isinstance(a, kind):
+        return a.args[0]
+    if a.is_Add:
+        inner = [term for term in a.args if isinstance(term, kind)]
+        if len(inner) == 1 and (a - inner[0]).is_integer:
+            return inner[0].args[0] + (a - inner[0])
+    return a
+
+
+def minimum(*xs: Value) -> Value:
+    if all(map(is_concrete, xs)):
+        return min(xs)
+    return normal(sym().Min(*map(_sympy, xs)))
+
+
+def maximum(*xs: Value) -> Value:
+    if all(map(is_concrete, xs)):
+        return max(xs)
+    return normal(sym().Max(*map(_sympy, xs)))
+
+
+def mul(xs) -> Value:
+    """The product of an iterable (1 when empty)."""
+    out: Value = 1
+    for x in xs:
+        out = out * x
+    return normal(out) if not isinstance(out, int) else out
+
+
+def add(xs) -> Value:
+    out: Value = 0
+    for x in xs:
+        out = out + x
+    return normal(out) if not isinstance(out, int) else out
+
+
+def truth(claim) -> bool | None:
+    """True, False, or None when a symbolic claim cannot be decided."""
+    if isinstance(claim, bool):
+        return claim
+    out = claim if claim in (sym().true, sym().false) else sym().simplify(claim)
+    if out == sym().true:
+        return True
+    if out == sym().false:
+        return False
+    return None
+
+
+def is_positive(x: Value) -> bool | None:
+    if is_concrete(x):
+        return x > 0
+    return x.is_positive
+
+
+def is_nonnegative(x: Value) -> bool | None:
+    if is_concrete(x):
+        return x >= 0
+    return x.is_nonnegative
+
+
+def is_integer(x: Value) -> bool | None:
+    if isinstance(x, int):
+        return True
+    if isinstance(x, Fraction):
+        return x.denominator == 1
+    return x.is_integer
+
+
+def subs(x: Value, values: dict) -> Value:
+    """Substitute known names into a symbolic value."""
+    if is_concrete(x) or not values:
+        return x
+    mapping = {symbol(k): _sympy(v) for k, v in values.items()}
+    return normal(x.xreplace(mapping))
+
+
+def free_names(x: Value) -> set[str]:
+    if is_concrete(x):
+        return set()
+    return {s.name for s in x.free_symbols}
+
+
+def to_json(x: Value) -> int | float | str:
+    """Concrete integers as ints, other concrete numbers as floats, formulas as sympy's str()."""
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, int):
+        return x
+    if isinstance(x, Fraction):
+        return float(x)
+    return str(x)

@@ -1,0 +1,109 @@
+"""What `analyze` returns: one frozen Row per layer, and totals computed from the rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from . import num
+from .dtypes import DType
+from .layers import Layer
+from .num import Dim, Shape, Value
+
+QUANTITIES = ("weights", "biases", "params", "macs", "flops")
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int  # counted from 1, as in the spec
+    layer: Layer
+    input: Shape
+    output: Shape
+    weights: Dim
+    biases: Dim
+    macs: Dim
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
+
+    @property
+    def params(self) -> Dim:
+        return num.normal(self.weights + self.biases)
+
+    @property
+    def flops(self) -> Dim:
+        """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
+        return num.normal(2 * self.macs)
+
+    def to_dict(self) -> dict:
+        out = {
+            "name": self.name,
+            "type": self.kind,
+            "input": [num.to_json(d) for d in self.input],
+            "output": [num.to_json(d) for d in self.output],
+        }
+        return out | {q: num.to_json(getattr(self, q)) for q in QUANTITIES}
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    input: Shape
+    rows: tuple[Row, ...]
+    dtype: DType = DType.float32
+    batch: Dim | None = None  # None: the batch size stays the symbol B
+    values: tuple[tuple[str, Value], ...] = ()  # the names that were known: [vars] and given values
+    path: str | None = None
+
+    @cached_property
+    def totals(self) -> dict[str, Dim]:
+        return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
+
+    def share(self, params: Dim) -> float | None:
+        """`params` as a percentage of all parameters, when both are numbers."""
+        total = self.totals["params"]
+        if num.is_concrete(params) and num.is_concrete(total) and total:
+            return 100 * params / total
+        return None
+
+    @cached_property
+    def by_type(self) -> dict[str, Dim]:
+        """Parameters per layer type, in order of first appearance."""
+        out: dict[str, Dim] = {}
+        for row in self.rows:
+            out[row.kind] = num.normal(out.get(row.kind, 0) + row.params)
+        return out
+
+    def row(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    @property
+    def output(self) -> Shape:
+        return self.rows[-1].output
+
+    def to_dict(self) -> dict:
+        """The JSON report of DESIGN.md section 3."""
+        layers = []
+        for row in self.rows:
+            share = self.share(row.params)
+            layers.append(row.to_dict() | {"share": None if share is None else float(share)})
+        return {
+            "model": self.model,
+            "input": [num.to_json(d) for d in self.input],
+            "output": [num.to_json(d) for d in self.output],
+            "layers": layers,
+            "totals": {q: num.to_json(v) for q, v in self.totals.items()},
+            "by_type": {
+                kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
+                for kind, p in self.by_type.items()
+            },
+            "values": {k: num.to_json(v) for k, v in self.values},
+        }
