@@ -19,23 +19,38 @@ from ..num import Dim, Shape
 
 LAYERS: dict[str, type[Layer]] = {}
 
-# Element-wise functions: the `activation` layer and the `activation` field of conv, dense, batchnorm.
-# The value says which tensor autograd keeps for the backward pass (measured on CPU, torch 2.13).
-ACTIVATIONS: dict[str, str] = {
-    "relu": "output",
-    "sigmoid": "output",
-    "tanh": "output",
-    "gelu": "input",
-    "silu": "input",
-    "leaky_relu": "input",
-    "elu": "input",
-    "relu6": "input",
-    "hardtanh": "input",
-    "softplus": "input",
-    "mish": "input",
-    "softmax": "output",
-    "log_softmax": "output",
+@dataclass(frozen=True)
+class Function:
+    """An element-wise function: which tensor autograd keeps for its backward pass, and its torch module."""
+
+    saves: str  # "output" or "input" (measured with saved_tensors_hooks on CPU, torch 2.13)
+    torch: str  # the torch.nn class
+    dim: bool = False  # takes dim=1 (softmax over the channels / features)
+
+
+# The `activation` layer and the `activation` field of conv, dense and batchnorm.
+ACTIVATIONS: dict[str, Function] = {
+    "relu": Function("output", "ReLU"),
+    "sigmoid": Function("output", "Sigmoid"),
+    "tanh": Function("output", "Tanh"),
+    "softmax": Function("output", "Softmax", dim=True),
+    "log_softmax": Function("output", "LogSoftmax", dim=True),
+    "gelu": Function("input", "GELU"),
+    "silu": Function("input", "SiLU"),
+    "leaky_relu": Function("input", "LeakyReLU"),
+    "elu": Function("input", "ELU"),
+    "relu6": Function("input", "ReLU6"),
+    "hardtanh": Function("input", "Hardtanh"),
+    "softplus": Function("input", "Softplus"),
+    "mish": Function("input", "Mish"),
 }
+
+
+def torch_activation(name: str, nn):
+    """The torch module for an activation function, from the torch.nn namespace `nn`."""
+    function = ACTIVATIONS[name]
+    return getattr(nn, function.torch)(dim=1) if function.dim else getattr(nn, function.torch)()
+
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -80,6 +95,10 @@ class Layer:
         """How the numbers come out, as (quantity, text) lines for --explain."""
         return []
 
+    def to_torch(self, x: Shape, nn):
+        """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
+        raise NotImplementedError(self.kind)
+
 
 def spatial(x: Shape, kind: str) -> int:
     """The number of spatial axes of `x` = [C, *spatial], for layers that need 1 to 3 of them."""
@@ -91,6 +110,11 @@ def spatial(x: Shape, kind: str) -> int:
             else None,
         )
     return len(x) - 1
+
+
+def ints(values) -> tuple[int, ...]:
+    """Sizes as the ints torch wants (a spec given to torch has no free symbols left)."""
+    return tuple(int(v) for v in values)
 
 
 def per_axis(value, n: int, field: str) -> tuple:

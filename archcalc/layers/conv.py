@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
-from .base import AXIS_NAMES, Layer, activation_field, axes_text, per_axis, register, spatial, with_activation
+from .base import AXIS_NAMES, Layer, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
 from .window import Window
 
 
@@ -105,6 +105,14 @@ class Conv(Layer):
             f"{fmt.kernel(self.kernel(x))} = {fmt.group(self.macs(x))}",
         ))
         return lines
+
+    def to_torch(self, x: Shape, nn):
+        ws = self.windows(x)
+        padding = self.padding if self.padding in ("same", "valid") else ints(w.p for w in ws)
+        return getattr(nn, f"Conv{len(ws)}d")(
+            int(x[0]), int(self.out_channels), ints(w.k for w in ws), stride=ints(w.s for w in ws), padding=padding,
+            dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias,
+        )
 
 
 def axis_lines(ws: tuple[Window, ...]) -> list[tuple[str, str]]:

@@ -48,3 +48,6 @@ class Dense(Layer):
             ("biases", f"biases = out_features = {fmt.group(self.out_features)}" if self.bias else "biases = 0 (bias = false)"),
             ("macs", f"MACs = out_features·in_features = {factors} = {fmt.group(self.macs(x))}"),
         ]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Linear(int(self.in_features(x)), int(self.out_features), bias=self.bias)

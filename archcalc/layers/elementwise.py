@@ -8,7 +8,7 @@ from fractions import Fraction
 from .. import fmt
 from ..fields import choice, real
 from ..num import Shape, Value
-from .base import ACTIVATIONS, Layer, register
+from .base import ACTIVATIONS, Layer, register, torch_activation
 
 
 @register
@@ -28,6 +28,9 @@ class Dropout(Layer):
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [("output", f"same shape: dropped values become 0 and the others are scaled by 1/(1 − {fmt.group(self.p)}) in training")]
 
+    def to_torch(self, x: Shape, nn):
+        return nn.Dropout(p=float(self.p))
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
@@ -40,3 +43,6 @@ class Activation(Layer):
 
     def summary(self, x: Shape) -> str:
         return self.function
+
+    def to_torch(self, x: Shape, nn):
+        return torch_activation(self.function, nn)

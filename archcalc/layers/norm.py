@@ -39,3 +39,6 @@ class BatchNorm(Layer):
             ("weights", f"weights = channels = {c} (a scale γ per channel)"),
             ("biases", f"biases = channels = {c} (a shift β per channel); running mean and variance are buffers"),
         ]
+
+    def to_torch(self, x: Shape, nn):
+        return getattr(nn, f"BatchNorm{max(len(x) - 1, 1)}d")(int(x[0]), affine=self.affine)

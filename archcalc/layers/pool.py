@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
-from .base import Layer, axes_text, per_axis, register, spatial
+from .base import Layer, axes_text, ints, per_axis, register, spatial
 from .conv import axis_lines
 from .window import Window
 
@@ -58,3 +58,10 @@ class Pool(Layer):
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [*axis_lines(self.windows(x)), ("weights", "no weights: pooling only picks or averages")]
+
+    def to_torch(self, x: Shape, nn):
+        ws = self.windows(x)
+        k, s, p = ints(w.k for w in ws), ints(w.s for w in ws), ints(w.p for w in ws)
+        if self.op == "max":
+            return getattr(nn, f"MaxPool{len(ws)}d")(k, s, p, dilation=ints(w.d for w in ws), ceil_mode=self.ceil_mode)
+        return getattr(nn, f"AvgPool{len(ws)}d")(k, s, p, ceil_mode=self.ceil_mode)

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import sizes
 from ..num import Shape
-from .base import Layer, register
+from .base import Layer, ints, register
 
 
 @register
@@ -21,6 +21,9 @@ class Flatten(Layer):
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Flatten()
 
 
 @register
@@ -46,3 +49,6 @@ class Reshape(Layer):
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Sequential(nn.Flatten(), nn.Unflatten(1, ints(self.output(x)))) if len(x) > 1 else nn.Unflatten(1, ints(self.output(x)))

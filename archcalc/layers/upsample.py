@@ -51,3 +51,9 @@ def _scaled(n, factor):
     if num.is_positive(out) is False:
         raise SpecError(f"scale_factor {fmt.group(factor)} leaves no output of an axis of size {fmt.group(n)}", None, "scale_factor")
     return out
+
+    def to_torch(self, x: Shape, nn):
+        if self.size is not None:
+            return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode)
+        factor = tuple(map(float, self.scale_factor)) if isinstance(self.scale_factor, tuple) else float(self.scale_factor)
+        return nn.Upsample(scale_factor=factor, mode=self.mode)
