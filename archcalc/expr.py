@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Mapping
+from itertools import islice
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -29,14 +30,20 @@ MAX_LENGTH = 500
 MAX_DEPTH = 60
 MAX_EXPONENT = 64  # k**2 and 2**10 are fine; 10**10**10 is an attack
 MAX_BITS = 1024  # no concrete value may outgrow this many bits
+MAX_CHOICES = 8  # arguments of min() and max() in all: sympy compares every pair of symbolic ones
+# Formulas (values with unknown names) are bounded too: sympy decides their signs, and that time grows
+# sharply with their size ("x % 2 % 3 % 5 ..." doubles at each %), their powers and their coefficients' digits.
+MAX_NODES = 1000
+MAX_POWER = 16
+MAX_COEFFICIENT_BITS = 64
 
 ALLOWED = "numbers, names, + - * / // % **, parentheses, floor(), ceil(), min(), max()"
 
 FUNCTIONS = {
     "floor": (1, 1, lambda args: num.floor(args[0])),
     "ceil": (1, 1, lambda args: num.ceil(args[0])),
-    "min": (1, 32, lambda args: num.minimum(*args)),
-    "max": (1, 32, lambda args: num.maximum(*args)),
+    "min": (1, MAX_CHOICES, lambda args: num.minimum(*args)),
+    "max": (1, MAX_CHOICES, lambda args: num.maximum(*args)),
 }
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
 _NOT_ALLOWED = {
@@ -86,6 +93,12 @@ def parse(text: str) -> Expr:
         raise ExprError(f"cannot read {text!r} as a formula", f"allowed: {ALLOWED}") from None
     names: set[str] = set()
     _check(tree, text, names, 0)
+    choices = sum(len(node.args) for node in ast.walk(tree) if isinstance(node, ast.Call) and node.func.id in ("min", "max"))
+    if choices > MAX_CHOICES:
+        raise ExprError(
+            f"{text!r}: min() and max() take at most {MAX_CHOICES} arguments in all, got {choices}",
+            "comparing formulas costs time for every pair of them",
+        )
     return Expr(text=text, names=frozenset(names), tree=tree)
 
 
@@ -110,7 +123,8 @@ def _check(node: ast.AST, text: str, names: set[str], depth: int) -> None:
         case ast.Call(func=ast.Name(id=name), args=args, keywords=[]) if name in FUNCTIONS:
             low, high, _ = FUNCTIONS[name]
             if not low <= len(args) <= high:
-                raise ExprError(f"{text!r}: {name}() takes {low if low == high else f'{low} or more'} argument(s)")
+                count = f"{low} argument" if low == high else f"from {low} to {high} arguments"
+                raise ExprError(f"{text!r}: {name}() takes {count}, got {len(args)}")
             for arg in args:
                 _check(arg, text, names, depth + 1)
         case ast.Call(func=ast.Name(id=name)):
@@ -127,7 +141,7 @@ def _check(node: ast.AST, text: str, names: set[str], depth: int) -> None:
 def _evaluate(node: ast.expr, env: Mapping[str, Value], text: str) -> Value:
     match node:
         case ast.Constant(value=int() as value):
-            return value
+            return _bounded(value, text)
         case ast.Constant(value=float() as value):
             return num.normal(Fraction(repr(value)))
         case ast.Name(id=name):
@@ -136,7 +150,7 @@ def _evaluate(node: ast.expr, env: Mapping[str, Value], text: str) -> Value:
             x = _evaluate(operand, env, text)
             return -x if isinstance(op, ast.USub) else x
         case ast.Call(func=ast.Name(id=name), args=args):
-            return FUNCTIONS[name][2]([_evaluate(a, env, text) for a in args])
+            return _bounded(FUNCTIONS[name][2]([_evaluate(a, env, text) for a in args]), text)
         case ast.BinOp(left=left, op=op, right=right):
             a, b = _evaluate(left, env, text), _evaluate(right, env, text)
             return _bounded(_binary(type(op), a, b, text), text)
@@ -175,8 +189,23 @@ def _power(a: Value, b: Value, text: str) -> Value:
 
 
 def _bounded(x: Value, text: str) -> Value:
-    if isinstance(x, int) and x.bit_length() > MAX_BITS or (
-        isinstance(x, Fraction) and max(x.numerator.bit_length(), x.denominator.bit_length()) > MAX_BITS
-    ):
-        raise ExprError(f"{text!r}: a value grows past {MAX_BITS} bits", "sizes in a network are far smaller")
+    """Refuse values too big to be sizes, and formulas that would make sympy's sign checks crawl."""
+    if num.is_concrete(x):
+        if _bits(x) > MAX_BITS:
+            raise ExprError(f"{text!r}: a value grows past {MAX_BITS} bits", "sizes in a network are far smaller")
+        return x
+    for count, node in enumerate(num.sym().preorder_traversal(x)):
+        if count == MAX_NODES:
+            raise ExprError(f"{text!r}: the formula grows past {MAX_NODES} terms", _SHORTER)
+        if node.is_Pow and node.exp.is_Number and abs(node.exp) > MAX_POWER:
+            raise ExprError(f"{text!r}: {node} is a power above {MAX_POWER} of an unknown size", _SHORTER)
+        if node.is_Rational and _bits(num.normal(node)) > MAX_COEFFICIENT_BITS:
+            raise ExprError(f"{text!r}: a number in the formula grows past {MAX_COEFFICIENT_BITS} bits", _SHORTER)
     return x
+
+
+_SHORTER = "sizes in a network have far shorter formulas"
+
+
+def _bits(x: int | Fraction) -> int:
+    return x.bit_length() if isinstance(x, int) else max(x.numerator.bit_length(), x.denominator.bit_length())
