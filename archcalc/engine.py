@@ -37,6 +37,8 @@ def analyze(
     if batch is not None:
         values[BATCH] = batch
     env = environment(spec, values)
+    if BATCH in env:  # the batch is a size like any other: whole, at least 1
+        _bound(Size(), env[BATCH], env, spec, where="values", field=BATCH)
     x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
     rows = []
     for layer_spec in spec.layers:

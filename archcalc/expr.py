@@ -47,6 +47,7 @@ FUNCTIONS = {
 }
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
 _NOT_ALLOWED = {
+    ast.Call: "calls",  # of anything but a whitelisted function's name
     ast.Attribute: "attribute access",
     ast.Subscript: "subscripts",
     ast.Lambda: "lambdas",

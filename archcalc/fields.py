@@ -50,7 +50,7 @@ def _show(raw: object) -> str:
 
 def _whole(x: Value, stored: object, minimum: int) -> Value:
     """Check that a bound size is a whole number >= minimum (as far as it can be decided)."""
-    source = f" ({stored} = {x})" if isinstance(stored, expr.Expr) and num.is_concrete(x) else ""
+    source = f" ({stored} = {x})" if isinstance(stored, expr.Expr) and stored.names and num.is_concrete(x) else ""
     if num.is_integer(x) is False:
         raise SpecError(f"must be a whole number, got {x}{source}")
     low = num.is_positive(x) if minimum == 1 else num.is_nonnegative(x)
@@ -123,8 +123,13 @@ class Real:
             too_low = self.low is not None and x < self.low
             too_high = self.high is not None and (x > self.high if self.closed else x >= self.high)
             if too_low or too_high:
-                right = "]" if self.closed else ")"
-                raise SpecError(f"must be in [{self.low}, {self.high}{right}, got {num.to_json(x)}")
+                if self.high is None:
+                    bound = f"at least {self.low}"
+                elif self.low is None:
+                    bound = f"at most {self.high}" if self.closed else f"below {self.high}"
+                else:
+                    bound = f"in [{self.low}, {self.high}{']' if self.closed else ')'}"
+                raise SpecError(f"must be {bound}, got {num.to_json(x)}")
         return x
 
 

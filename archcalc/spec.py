@@ -80,6 +80,8 @@ def _read(text: str, path: str | None) -> Spec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"not valid TOML: {error}", "see https://toml.io for the syntax") from None
+    except RecursionError:  # tomllib reads nested arrays and tables recursively
+        raise SpecError("not a spec: arrays or tables nested too deeply to read") from None
     if not data:
         raise SpecError("empty spec", "a spec needs a [model] table with an input, and [[layers]]")
     _no_unknown(data, TOP_LEVEL, "table", where=None)
@@ -96,7 +98,7 @@ def _read(text: str, path: str | None) -> Spec:
             "[model]",
         )
     input_ = tuple(_located(read_number, item, field="input", where="[model]") for item in shape)
-    dtype = DType(_located(Choice(tuple(DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]"))
+    dtype = DType(_located(Choice(tuple(d.value for d in DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]"))
     name = model.get("name", Path(path).stem if path else "model")
     if not isinstance(name, str):
         raise SpecError(f"expected a string, got {name!r}", None, "name", "[model]")

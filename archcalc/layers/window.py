@@ -46,13 +46,16 @@ class Window:
         return num.floordiv(self.room, self.s) + 1
 
     def check(self) -> None:
-        if num.is_nonnegative(self.room) is False:
+        # With ceil_mode, PyTorch lets the one window overhang the padded input by less than a stride.
+        slack = self.s - 1 if self.ceil_mode else 0
+        if num.is_nonnegative(self.room + slack) is False:
             kernel = f"kernel {fmt.group(self.k)}"
             if self.d != 1:
                 kernel = f"dilated kernel {fmt.group(self.span)} (kernel {fmt.group(self.k)}, dilation {fmt.group(self.d)})"
             raise SpecError(
                 f"{kernel} is larger than the padded input {fmt.group(self.n + 2 * self.p)} "
-                f"(input {fmt.group(self.n)}, padding {fmt.group(self.p)})",
+                f"(input {fmt.group(self.n)}, padding {fmt.group(self.p)})"
+                + (f" by more than ceil_mode allows (less than the stride {fmt.group(self.s)})" if slack else ""),
                 field="kernel_size",
             )
 
