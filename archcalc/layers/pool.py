@@ -38,6 +38,13 @@ class Pool(Layer):
                     f"PyTorch allows at most {k // 2} here",
                     "padding",
                 )
+        if self.op == "avg" and n == 3:  # AvgPool3d alone also checks the input without its padding
+            for size, k in zip(x[1:], kernel):
+                if num.is_nonnegative(size - k) is False:
+                    raise SpecError(
+                        f"kernel {fmt.group(k)} is larger than the input {fmt.group(size)}",
+                        "PyTorch's AvgPool3d does not count the padding here", "kernel_size",
+                    )
         return tuple(
             Window(size, k, s, p, d, ceil_mode=self.ceil_mode)
             for size, k, s, p, d in zip(x[1:], kernel, stride, padding, per_axis(self.dilation, n, "dilation"))
