@@ -118,13 +118,13 @@ def _unnest(a: Value, function: str) -> Value:
 def minimum(*xs: Value) -> Value:
     if all(map(is_concrete, xs)):
         return min(xs)
-    return normal(sym().Min(*map(_sympy, xs)))
+    return normal(sym().Min(*dict.fromkeys(map(_sympy, xs))))  # distinct first: Min compares pairwise
 
 
 def maximum(*xs: Value) -> Value:
     if all(map(is_concrete, xs)):
         return max(xs)
-    return normal(sym().Max(*map(_sympy, xs)))
+    return normal(sym().Max(*dict.fromkeys(map(_sympy, xs))))
 
 
 def mul(xs) -> Value:
