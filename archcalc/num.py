@@ -142,18 +142,6 @@ def add(xs) -> Value:
     return normal(out) if not isinstance(out, int) else out
 
 
-def truth(claim) -> bool | None:
-    """True, False, or None when a symbolic claim cannot be decided."""
-    if isinstance(claim, bool):
-        return claim
-    out = claim if claim in (sym().true, sym().false) else sym().simplify(claim)
-    if out == sym().true:
-        return True
-    if out == sym().false:
-        return False
-    return None
-
-
 def is_positive(x: Value) -> bool | None:
     if is_concrete(x):
         return x > 0
