@@ -122,9 +122,13 @@ def minimum(*xs: Value) -> Value:
 
 
 def maximum(*xs: Value) -> Value:
+    """The largest; over formulas, left unevaluated: sympy would compare every pair of floors, for seconds."""
     if all(map(is_concrete, xs)):
         return max(xs)
-    return normal(sym().Max(*dict.fromkeys(map(_sympy, xs))))
+    concrete = [x for x in xs if is_concrete(x)]
+    terms = [_sympy(x) for x in xs if not is_concrete(x)] + ([_sympy(max(concrete))] if concrete else [])
+    distinct = list(dict.fromkeys(terms))
+    return distinct[0] if len(distinct) == 1 else sym().Max(*distinct, evaluate=False)
 
 
 def mul(xs) -> Value:
