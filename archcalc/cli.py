@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from . import analyze, load, render
+from . import analyze, load, render, render_check
 from .dtypes import DType
+from .check import grade
 from .errors import ArchcalcError
 from .memory import Device, Optimizer, largest_batch, parse_size
 
@@ -103,3 +104,26 @@ def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) ->
         _console().print(render.fit(fit))
     if fit.batch is None:
         sys.exit(1)
+
+
+@main.command("check")
+@spec_options
+@click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
+@click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
+    """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
+
+    Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
+    spec_ = load(spec)
+    report = analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    results = grade(spec_, answers, report=report)
+    if form == "json":
+        click.echo(render_check.json(results, report), nl=False)
+    else:
+        _console().print(render_check.table(results, report))
+    for result in results:
+        if result.error:
+            click.echo(f"archcalc: {result.error}", err=True)
+    sys.exit(2 if any(r.error for r in results) else 0 if all(r.ok for r in results) else 1)
