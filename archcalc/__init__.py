@@ -6,7 +6,7 @@
 62378344
 """
 
-from .check import Verdict, check
+from .check import Result, Verdict, check, grade
 from .claims import Answers, load_answers
 from .claimed import ClaimError
 from .engine import analyze
@@ -15,7 +15,7 @@ from .report import Report, Row
 from .spec import Spec, load, loads
 
 __all__ = [
-    "Answers", "ArchcalcError", "ClaimError", "ExprError", "Report", "Row", "Spec", "SpecError", "Verdict",
-    "analyze", "check", "load", "load_answers", "loads",
+    "Answers", "ArchcalcError", "ClaimError", "ExprError", "Report", "Result", "Row", "Spec", "SpecError", "Verdict",
+    "analyze", "check", "grade", "load", "load_answers", "loads",
 ]
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ from .claimed import Dims
 from .claims import Answers, Claim, ClaimError, Key
 from .dtypes import DType
 from .engine import analyze
+from .errors import SpecError
 from .memory import Device, Optimizer
 from .report import Report
 from .spec import Spec
@@ -60,7 +61,14 @@ def check(subject: Spec | Report, claims=None, **values) -> list[Verdict]:
     """
     report = subject if isinstance(subject, Report) else analyze(subject, **values)
     pairs, place = _pairs(subject, claims)
-    return [verdict(report, claim) for claim in claims_.read(pairs, report, **place)]
+    out, cache = [], {}
+    for claim in claims_.read(pairs, report, **place):
+        try:
+            out.append(verdict(report, claim, cache))
+        except SpecError as error:  # a formula that reads well but cannot be evaluated: "1/0"
+            raise ClaimError(error.problem, error.hint, f'"{claim.key.text}"', place.get("where"),
+                             place.get("path"), claim.line) from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -158,9 +166,9 @@ def _text(path: str | None) -> str:
         return ""
 
 
-def verdict(report: Report, claim: Claim) -> Verdict:
+def verdict(report: Report, claim: Claim, cache: dict | None = None) -> Verdict:
     key = claim.key
-    at = at_qualifiers(report, key)
+    at = at_qualifiers(report, key, cache)
     env = dict(report.values) | ({"B": at.batch} if at.batch is not None else {})
     actual = value(at, key)
     holds = claim.value.holds(actual, env)
@@ -179,22 +187,35 @@ def verdict(report: Report, claim: Claim) -> Verdict:
         ok=ok,
         explanation=derive.text(at, key),
         mistake=None if ok or holds is None else mistakes.recognise(claim.value, context),
-        reading=claim.value.reading(),
+        reading=claim.value.reading(env),
         note=note,
         line=claim.line,
         kind=key.kind,
     )
 
 
-def at_qualifiers(report: Report, key: Key) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device."""
+def at_qualifiers(report: Report, key: Key, cache: dict | None = None) -> Report:
+    """The report a memory claim is about: at its batch size, dtype, optimizer and device.
+
+    `cache` keeps the reports made for earlier claims: measuring memory again costs seconds
+    for a network of formulas, so only what changes the bytes per sample is measured anew.
+    """
+    kinds = {"batch": lambda b: b, "dtype": DType, "optimizer": Optimizer, "device": Device}
     changes = {}
     for name, given in key.at:
-        if name == "B":
-            changes["batch"] = given
-        else:
-            changes[name] = {"dtype": DType, "optimizer": Optimizer, "device": Device}[name](given)
-    return dataclasses.replace(report, **changes) if changes else report
+        field = "batch" if name == "B" else name
+        if kinds[field](given) != getattr(report, field):
+            changes[field] = kinds[field](given)
+    if not changes:
+        return report
+    cache = {} if cache is None else cache
+    signature = tuple(sorted((k, str(v)) for k, v in changes.items()))
+    if signature not in cache:
+        at = dataclasses.replace(report, **changes)
+        if set(changes) == {"batch"}:  # bytes per sample do not depend on B: keep what was measured
+            at.__dict__["memory"] = dataclasses.replace(report.memory, batch=changes["batch"])
+        cache[signature] = at
+    return cache[signature]
 
 
 def value(report: Report, key: Key):

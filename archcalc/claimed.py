@@ -62,7 +62,16 @@ def equal(a: Value, b: Value) -> bool:
     """Exact equality; formulas are equal when sympy simplifies their difference to 0."""
     if num.is_concrete(a) and num.is_concrete(b):
         return a == b
-    return num.sym().simplify(num._sympy(a) - num._sympy(b)) == 0
+    difference = num._sympy(a) - num._sympy(b)
+    if difference == 0:
+        return True
+    # Formulas that differ at some point differ: a cheap proof, before sympy's slow simplify.
+    names = sorted(difference.free_symbols, key=str)
+    for start in (1009, 2003):
+        point = {name: start + 7 * i for i, name in enumerate(names)}
+        if difference.xreplace(point) != 0:
+            return False
+    return num.sym().simplify(difference) == 0
 
 
 def _count(actual) -> Value:
@@ -83,8 +92,11 @@ class Exact:
     def holds(self, actual, env) -> bool | None:
         return equal(self.evaluate(env), _count(actual))
 
-    def reading(self) -> str:
-        return f"exactly {fmt.group(self.value) if isinstance(self.value, int) else self.text}"
+    def reading(self, env=None) -> str:
+        if isinstance(self.value, int):
+            return f"exactly {fmt.group(self.value)}"
+        value = self.evaluate(env or {})
+        return f"exactly {self.text} = {fmt.group(value)}" if num.is_concrete(value) else f"exactly {self.text}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,7 @@ class Approx:
             return None  # a formula: give its names values to compare a number with it
         return abs(Fraction(actual) - self.center) <= self.tolerance
 
-    def reading(self) -> str:
+    def reading(self, env=None) -> str:
         return f"{_plain(self.center)}{self.unit} ± {_plain(self.tolerance)}"
 
 
@@ -124,7 +136,7 @@ class Bounds:
         below = self.high is None or (actual < self.high if self.high_open else actual <= self.high)
         return above and below
 
-    def reading(self) -> str:
+    def reading(self, env=None) -> str:
         if self.low is not None and self.high is not None:
             return f"from {_plain(self.low)} to {_plain(self.high)}"
         if self.low is not None:
@@ -155,7 +167,7 @@ class Dims:
     def holds(self, actual, env) -> bool | None:
         return self.order(actual, env) is not None
 
-    def reading(self) -> str:
+    def reading(self, env=None) -> str:
         shown = "[" + ", ".join(fmt.group(d) if isinstance(d, int) else d.text for d in self.dims) + "]"
         return f"{shown}, or channels last" if self.either_order and len(self.dims) > 1 else shown
 
@@ -285,7 +297,7 @@ def _with_tolerance(value: str, tolerance: str, kind: str, text: str) -> Approx:
     """'62.4M ± 0.1M', '62.4M ± 0.1' (the value's unit), '60M ± 10%' (relative; for a share, points)."""
     center, unit, scale = _number(value, kind, text)
     number = NUMBER.match(tolerance.strip())
-    if not number:
+    if not number or not (number.group("int") or number.group("frac")):
         raise ClaimError(f"{text!r}: cannot read the tolerance {tolerance!r}", "write it like 62.4M ± 0.1M or 60M ± 10%")
     if number.group("unit") == "%" and kind != "share":
         size, _, _ = _number(tolerance[: tolerance.rindex("%")], kind, text)

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import fmt, num
-from .claimed import Claimed, Dims
+from .claimed import Claimed, Dims, equal
 from .claims import Key
 from .dtypes import DType
 from .errors import SpecError
@@ -94,6 +94,15 @@ def stale_channels(claim, context):
             keeps = " (pooling keeps its input's channels)" if row.kind == "pool" else ""
             return (f"{fmt.group(channels)} channels is {earlier.name}'s output: {row.name} outputs "
                     f"{fmt.group(row.output[0])} channels{keeps}")
+    return None
+
+
+def not_flattened(claim, context):
+    """[16, 5, 5] for flatten's [400]: the values are right, the axes are one."""
+    actual = context.actual
+    if isinstance(claim, Dims) and isinstance(actual, tuple) and len(actual) == 1 and len(claim.dims) > 1:
+        if equal(num.mul(claim.evaluate(context.env)), actual[0]):
+            return f"the same {fmt.group(actual[0])} values, but in one axis: the output is flat, [{fmt.group(actual[0])}]"
     return None
 
 
@@ -322,12 +331,12 @@ def backward_as_forward(claim, context):
 
 
 MISTAKES = (
-    batch_axis, channels_last, input_channels, stale_channels,
+    batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,
     layer_left_out, share_as_fraction,
     macs_for_flops, flops_for_macs, forward_only,
-    whole_batch, one_sample, bits_for_bytes, optimizer_state, dtype_size, backward_as_forward,
+    whole_batch, backward_as_forward, one_sample, bits_for_bytes, optimizer_state, dtype_size,
 )
 
 
