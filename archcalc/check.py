@@ -117,13 +117,18 @@ def grade(spec: Spec, files=(), *, report: Report | None = None, **values) -> li
 
 
 def _result(report: Report, spec: Spec, path: str | None) -> Result:
-    try:
-        if path is None:
+    if path is None:
+        try:
             return Result(spec.path, "expect", tuple(check(report, _Expect(spec))))
+        except ClaimError as error:
+            return Result(spec.path, "expect", error=str(error))
+    student = {}
+    try:
         answers = claims_.load_answers(path)
-        return Result(path, "answers", tuple(check(report, answers)), answers.student)
+        student = answers.student
+        return Result(path, "answers", tuple(check(report, answers)), student)
     except ClaimError as error:
-        return Result(path or spec.path, "answers" if path else "expect", error=str(error))
+        return Result(path, "answers", student=student, error=str(error))
 
 
 def answer_files(paths) -> list[str]:

@@ -171,7 +171,7 @@ def _quantity(word: str, valid: tuple[str, ...], what: str, text: str, report: R
 
 def _suggest(text: str, report: Report) -> str:
     close = difflib.get_close_matches(text, valid_keys(report), n=1, cutoff=0.6)
-    return (f"did you mean {close[0]!r}? " if close else "") + "valid keys: " + summary(report)
+    return (f"did you mean {close[0]!r}?\n  " if close else "") + "valid keys for this network:\n" + summary(report)
 
 
 def memory_names(report: Report) -> tuple[str, ...]:
@@ -190,15 +190,15 @@ def valid_keys(report: Report) -> list[str]:
 
 
 def summary(report: Report) -> str:
-    """The valid keys in one paragraph: layers × quantities, types, totals, memory."""
+    """The valid keys, one form a line: layers × quantities, types, totals, memory."""
     layers = ", ".join(row.name for row in report.rows)
     kinds = ", ".join(dict.fromkeys(row.kind for row in report.rows))
-    return (
-        f"LAYER.QUANTITY with LAYER one of {layers} and QUANTITY one of {', '.join(LAYER)}; "
-        f"TYPE.QUANTITY with TYPE one of {kinds} and QUANTITY one of {', '.join(TYPE)}; "
-        f"totals {', '.join(TOTAL)}; "
-        f"memory.X[@B=32,dtype=...,optimizer=...,device=...] with X one of {', '.join(memory_names(report))}"
-    )
+    return "\n".join("    " + line for line in (
+        f"LAYER.QUANTITY: LAYER one of {layers}; QUANTITY one of {', '.join(LAYER)}",
+        f"TYPE.QUANTITY: TYPE one of {kinds}; QUANTITY one of {', '.join(TYPE)}",
+        f"totals: {', '.join(TOTAL)}",
+        f"memory.X@B=32,dtype=...,optimizer=...,device=...: X one of {', '.join(memory_names(report))}",
+    ))
 
 
 def _qualifiers(text: str, report: Report) -> tuple[tuple[str, object], ...]:

@@ -80,10 +80,12 @@ def memory(report: Report, quantity: str) -> str:
                       if kept.per_sample != 0) or "nothing"),
         "backward_transient_bytes": "backward_transient_bytes = the largest pair of activation gradients "
                                     "(a layer's output and input) alive at once, per sample",
-        "training_bytes": "training_bytes = params + gradients + optimizer state + buffers + kept for backward + "
-                          f"backward transient = {fmt.group(m.params.fixed)} + {fmt.group(m.gradients.fixed)} + "
-                          f"{fmt.group(m.optimizer_state.fixed)} + {fmt.group(m.buffers.fixed)} + "
-                          f"{fmt.group(m.saved.per_sample)}·B + {fmt.group(m.transient.per_sample)}·B",
+        "training_bytes": "training_bytes = " + " + ".join(
+            f"{label} {_per_batch(part)}" for label, part in (
+                ("params", m.params), ("gradients", m.gradients), ("optimizer state", m.optimizer_state),
+                ("buffers", m.buffers), ("kept for backward", m.saved), ("backward transient", m.transient),
+            ) if part is not m.buffers or m.buffers.fixed != 0
+        ),
         "inference_bytes": "inference_bytes = params + buffers + the largest input and output of a layer, per sample",
         "course.forward_bytes": f"the course's forward memory M + B·m·L, M = {fmt.group(m.params.fixed)}, "
                                 f"m = {fmt.group(m.course_m)} (the largest layer output), L = {m.course_layers} layers",
@@ -93,12 +95,19 @@ def memory(report: Report, quantity: str) -> str:
     }
     per_batch = {"course.forward_bytes": m.course_forward, "course.backward_bytes": m.course_backward}.get(quantity)
     per_batch = per_batch or m.quantities()[quantity]
-    batch = "B" if report.batch is None else fmt.group(report.batch)
-    fixed, slope = per_batch.fixed, per_batch.per_sample
-    value = num.normal(fixed + slope * (report.batch if report.batch is not None else num.symbol("B")))
-    at = f"at B = {batch}, {dtype}: {fmt.group(fixed)} + {fmt.group(slope)}·{batch} = {fmt.group(value)} bytes"
-    if slope == 0:
+    value = num.normal(per_batch.fixed + per_batch.per_sample * (report.batch if report.batch is not None else num.symbol("B")))
+    if per_batch.per_sample == 0:
         at = f"= {fmt.group(value)} bytes ({fmt.size_bytes(value)})"
-    elif report.batch is not None:
-        at += f" ({fmt.size_bytes(value)})"
+    elif report.batch is None:
+        at = f"= {_per_batch(per_batch)} bytes, B the batch size"
+    else:
+        at = f"at B = {fmt.group(report.batch)}: {_per_batch(per_batch, report.batch)} = {fmt.group(value)} bytes ({fmt.size_bytes(value)})"
     return f"{parts[quantity]}\n{at}"
+
+
+def _per_batch(part, batch="B") -> str:
+    """fixed + per_sample·B as the derivation writes it: '246,824 + 36,432·B', '36,432·32'."""
+    slope = f"{fmt.group(part.per_sample)}·{batch if isinstance(batch, str) else fmt.group(batch)}"
+    if part.per_sample == 0:
+        return fmt.group(part.fixed)
+    return slope if part.fixed == 0 else f"{fmt.group(part.fixed)} + {slope}"

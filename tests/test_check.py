@@ -206,6 +206,7 @@ def test_grade_a_folder_of_answers():
     assert by_name["ada"].student == {"name": "Ada Lovelace", "id": 1815}
     assert (by_name["bob"].right, len(by_name["bob"].verdicts)) == (2, 5)
     assert by_name["eve"].error and "conv6" in by_name["eve"].error and not by_name["eve"].verdicts
+    assert by_name["eve"].student == {"name": "Eve", "id": 3}
 
 
 def run(*args):
