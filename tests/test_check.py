@@ -81,6 +81,13 @@ def test_a_wrong_layer_claim_shows_the_explain_lines_for_that_quantity():
     ]
 
 
+def test_a_layers_input():
+    verdict = one("alexnet.toml", "conv2.input", "27²×96")
+    assert verdict.ok and verdict.actual == (96, 27, 27)
+    assert one("alexnet.toml", "conv2.input", 1).explanation == "input = the output of pool1 = 96×27×27"
+    assert one("alexnet.toml", "conv1.input", [3, 224, 224]).ok
+
+
 def test_totals_types_and_shares_are_derived_as_sums():
     assert one("lenet5.toml", "params", 1).explanation == (
         "params = conv1 156 + conv2 2,416 + fc1 48,120 + fc2 10,164 + fc3 850 = 61,706")

@@ -265,3 +265,32 @@ def test_a_formula_that_cannot_be_evaluated_is_an_error_at_its_key():
 def test_a_missing_answers_file():
     with pytest.raises(ClaimError, match="no such file"):
         archcalc.load_answers("/nonexistent/answers.toml")
+
+
+# What archcalc prints is a claim that holds: `show`'s 62.4M, 34,944 and 60.5% read back as true.
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from archcalc import fmt  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=10**15))
+def test_printed_numbers_read_back_as_true_claims(n):
+    assert holds(fmt.group(n), "count", n) is True
+    assert holds(fmt.short(n), "count", n) is True
+    assert holds(fmt.group(n), "count", n + 1) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9))
+def test_printed_shares_read_back_as_true_claims(part, rest):
+    share = Fraction(100 * part, part + rest)
+    assert holds(fmt.percent(part, part + rest), "share", share) is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=4096), min_size=1, max_size=4))
+def test_printed_shapes_read_back_as_true_claims(dims):
+    shape = tuple(dims)
+    assert holds(fmt.shape(shape), "shape", shape) is True
+    assert holds(list(shape), "shape", shape) is True
