@@ -124,7 +124,7 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
     if form == "json":
         click.echo(render_check.json(results, report), nl=False)
     else:
-        _console().print(render_check.table(results, report))
+        _console().print(render_check.table(results))
     for result in results:
         if result.error:
             click.echo(f"archcalc: {result.error}", err=True)

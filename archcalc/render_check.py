@@ -59,7 +59,7 @@ def summary(result: Result) -> str:
     return f"{result.right}/{len(result.verdicts)} right"
 
 
-def table(results: list[Result], report: Report) -> Group:
+def table(results: list[Result]) -> Group:
     """A table per file: claim, claimed, true, ✓/✗, and why for the wrong ones; a summary line each."""
     parts = []
     for result in results:
