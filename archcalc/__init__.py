@@ -6,10 +6,16 @@
 62378344
 """
 
+from .check import Result, Verdict, check, grade
+from .claims import Answers, load_answers
+from .claimed import ClaimError
 from .engine import analyze
 from .errors import ArchcalcError, ExprError, SpecError
 from .report import Report, Row
 from .spec import Spec, load, loads
 
-__all__ = ["ArchcalcError", "ExprError", "Report", "Row", "Spec", "SpecError", "analyze", "load", "loads"]
+__all__ = [
+    "Answers", "ArchcalcError", "ClaimError", "ExprError", "Report", "Result", "Row", "Spec", "SpecError", "Verdict",
+    "analyze", "check", "grade", "load", "load_answers", "loads",
+]
 __version__ = "0.1.0"

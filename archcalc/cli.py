@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import random
 import sys
+from pathlib import Path
 
 import click
 
-from . import analyze, load, render
+from . import analyze, load, quiz, render, render_check
 from .dtypes import DType
+from .check import grade
 from .errors import ArchcalcError
 from .memory import Device, Optimizer, largest_batch, parse_size
 
@@ -103,3 +106,49 @@ def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) ->
         _console().print(render.fit(fit))
     if fit.batch is None:
         sys.exit(1)
+
+
+@main.command("check")
+@spec_options
+@click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
+@click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
+    """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
+
+    Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
+    spec_ = load(spec)
+    report = analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    results = grade(spec_, answers, report=report)
+    if form == "json":
+        click.echo(render_check.json(results, report), nl=False)
+    else:
+        _console().print(render_check.table(results))
+    for result in results:
+        if result.error:
+            click.echo(f"archcalc: {result.error}", err=True)
+    sys.exit(2 if any(r.error for r in results) else 0 if all(r.ok for r in results) else 1)
+
+
+@main.command("quiz")
+@spec_options
+@click.option("--count", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many questions.")
+@click.option("--seed", "-s", type=int, help="The draw: the same seed gives the same quiz (default: a random one, printed).")
+@click.option("--output", "-o", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to write the questions, the answer key and a blank answers sheet.")
+@refusals
+def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str) -> None:
+    """Draw questions about SPEC and write them with an answer key that `archcalc check SPEC KEY` passes."""
+    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    seed = random.SystemRandom().randrange(10**6) if seed is None else seed
+    drawn = quiz.draw(report, count, seed, spec=spec)
+    stem = f"{Path(spec).stem}-{seed}"
+    files = {f"{stem}-quiz.md": drawn.markdown(), f"{stem}-key.toml": drawn.key_toml(),
+             f"{stem}-answers.toml": drawn.sheet_toml()}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (Path(folder) / name).write_text(text, encoding="utf-8")
+    click.echo(drawn.markdown())
+    paths = [str(Path(folder) / name) for name in files]
+    click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
