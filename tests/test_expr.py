@@ -67,8 +67,9 @@ SYMBOLIC = [
     ("(n // 2) // 2", "floor(n/4)"),  # nested floors fold: ⌊⌊n/2⌋/2⌋ = ⌊n/4⌋
     ("ceil(n / 2)", "ceiling(n/2)"),
     ("n ** 2", "n**2"),
-    ("max(n, 0)", "n"),  # n is positive
-    ("min(n, 0)", "0"),
+    ("min(n, 0)", "0"),  # n is positive
+    ("max(n, n)", "n"),
+    ("max(3, 5, n)", "Max(5, n)"),  # over formulas max stays unevaluated: sympy would compare every pair
     ("abs_ + 1", "abs_ + 1"),
 ]
 
