@@ -148,13 +148,21 @@ def table(report: Report, width: int = 100, explained: bool = False) -> Group:
             r["hyperparameters"] = f"{r['type']} {r['hyperparameters']}".strip()
     fits = sum(natural(h) + 1 for h in headers) <= width
     grid = Table(title=_title(report), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
+    # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
+    # formulas and, when the table must shrink, the hyperparameters fold.
+    fixed = {h: natural(h) <= 16 and (fits or h != "hyperparameters") for h in headers}
+    # The others share what the fixed columns leave (each column takes its width and a space either side),
+    # the narrowest first and none beyond its natural width: a formula folds at its share, where rich
+    # would keep whole words and crop the table's right edge.
+    room, caps = width - sum(natural(h) + 2 for h in headers if fixed[h]), {}
+    flexible = sorted((h for h in headers if not fixed[h]), key=natural)
+    for left, header in enumerate(flexible):
+        caps[header] = max(len(header), min(natural(header), room // (len(flexible) - left) - 2))
+        room -= caps[header] + 2
     for header in headers:
-        # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
-        # formulas and, when the table must shrink, the hyperparameters fold.
-        fixed = natural(header) <= 16 and (fits or header != "hyperparameters")
         grid.add_column(header, footer=totals[header], justify="right" if header in NUMERIC else "left",
-                        width=natural(header) if fixed else None, no_wrap=fixed, overflow="fold",
-                        min_width=None if fixed else 20)
+                        width=natural(header) if fixed[header] else None, no_wrap=fixed[header], overflow="fold",
+                        max_width=caps.get(header))
     for r in rows:
         grid.add_row(*(Text(r[h]) for h in headers))
     footer = Table.grid(padding=(0, 2))
