@@ -331,7 +331,6 @@ FLAGS = [
     (["--set", "n="], "is not NAME=VALUE"),
     (["--dtype", "float8"], "Invalid value for '--dtype'"),
     (["--format", "yaml"], "Invalid value for '--format'"),
-    (["--format", "csv", "--explain"], "csv has no room for derivations"),
     (["--no-such-flag"], "No such option"),
 ]
 
