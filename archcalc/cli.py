@@ -70,3 +70,50 @@ def show(spec: str, sets, batch, dtype, form: str, explain: bool) -> None:
         click.echo(render.csv(report), nl=False)
     else:
         click.echo(getattr(render, form)(report, explained=explain), nl=False)
+
+
+@main.command("verify")
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--batch", "-b", type=click.IntRange(min=1), metavar="B", help="Batch size of the forward pass (default 2).")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
+    """Build SPEC in PyTorch and check every number of its report against it; exit 1 on a mismatch."""
+    from .backends import tables
+    from .backends.torch import version
+    from .backends.verify import batch_of, verify
+
+    report = analyze(load(spec), batch=batch, dtype=dtype, **parse_sets(sets))
+    checks = verify(report)
+    if form == "json":
+        click.echo(tables.verification_json(report, checks, batch_of(report), version()), nl=False)
+    else:
+        _console().print(tables.verification(report, checks, batch_of(report), version()))
+    if not all(check.ok for check in checks):
+        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
+@click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
+@refusals
+def export_command(spec: str, sets, output: str, class_name: str | None) -> None:
+    """Write SPEC as the Python source of a torch nn.Module class."""
+    from .backends.export import source
+
+    if class_name is not None and not class_name.isidentifier():
+        raise click.BadParameter(f"{class_name!r} is not a Python name", param_hint="--class-name")
+    text = source(analyze(load(spec), **parse_sets(sets)), class_name)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
+    click.echo(f"wrote {output}", err=True)
