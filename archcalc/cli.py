@@ -10,6 +10,7 @@ import click
 from . import analyze, load, render
 from .dtypes import DType
 from .errors import ArchcalcError
+from .memory import Device, Optimizer, largest_batch, parse_size
 
 
 def _console():
@@ -50,17 +51,30 @@ def main() -> None:
     """Shapes, parameters, FLOPs and memory of a neural network, from a short TOML spec."""
 
 
+def spec_options(command):
+    """The options every command that analyses a spec shares."""
+    for option in reversed([
+        click.argument("spec", metavar="SPEC"),
+        click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable)."),
+        click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype."),
+        click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True,
+                     help="Optimizer state to count: sgd none, momentum 1, adam 2 copies of the parameters."),
+        click.option("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,
+                     help="Where the step runs (dropout masks: the dtype's size on cpu, 1 byte on cuda)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.argument("spec", metavar="SPEC")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@spec_options
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B).")
-@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
 @click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
 @refusals
-def show(spec: str, sets, batch, dtype, form: str, explain: bool) -> None:
-    """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs."""
-    report = analyze(load(spec), batch=batch, dtype=dtype, **parse_sets(sets))
+def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool) -> None:
+    """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs, memory."""
+    report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     if form == "table":
         console = _console()
         console.print(render.table(report, width=console.width, explained=explain))
@@ -70,6 +84,25 @@ def show(spec: str, sets, batch, dtype, form: str, explain: bool) -> None:
         click.echo(render.csv(report), nl=False)
     else:
         click.echo(getattr(render, form)(report, explained=explain), nl=False)
+
+
+@main.command()
+@spec_options
+@click.option("--budget", required=True, metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) -> None:
+    """The largest batch whose training step fits in --budget, and the memory at that batch.
+
+    Exits with status 1 when not even a batch of 1 fits."""
+    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    fit = largest_batch(report, parse_size(budget))
+    if form == "json":
+        click.echo(render.fit_json(fit), nl=False)
+    else:
+        _console().print(render.fit(fit))
+    if fit.batch is None:
+        sys.exit(1)
 
 
 @main.command("verify")

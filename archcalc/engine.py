@@ -10,6 +10,7 @@ from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
 from .layers import LAYERS, Layer
+from .memory import Device, Optimizer
 from .num import Value
 from .report import Report, Row
 from .spec import LayerSpec, Spec
@@ -17,7 +18,15 @@ from .spec import LayerSpec, Spec
 BATCH = "B"
 
 
-def analyze(spec: Spec, *, batch: int | str | None = None, dtype: str | None = None, **values) -> Report:
+def analyze(
+    spec: Spec,
+    *,
+    batch: int | str | None = None,
+    dtype: str | None = None,
+    optimizer: str = "sgd",
+    device: str = "cpu",
+    **values,
+) -> Report:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open.
 
     >>> from archcalc import loads
@@ -34,10 +43,9 @@ def analyze(spec: Spec, *, batch: int | str | None = None, dtype: str | None = N
         layer = bind(layer_spec, env, spec.path)
         rows.append(_row(layer_spec, layer, x, rows, spec.path))
         x = rows[-1].output
-    try:
-        dtype = DType(dtype or spec.dtype)
-    except ValueError:
-        raise SpecError(f"unknown dtype {dtype!r}", f"one of {', '.join(DType)}", where="--dtype") from None
+    dtype = _choice(DType, dtype or spec.dtype, "dtype")
+    optimizer = _choice(Optimizer, optimizer, "optimizer")
+    device = _choice(Device, device, "device")
     return Report(
         model=spec.name,
         input=rows[0].input,
@@ -46,7 +54,16 @@ def analyze(spec: Spec, *, batch: int | str | None = None, dtype: str | None = N
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
         path=spec.path,
+        optimizer=optimizer,
+        device=device,
     )
+
+
+def _choice(kind, value, name: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise SpecError(f"unknown {name} {value!r}", f"one of {', '.join(kind)}", where=f"--{name}") from None
 
 
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
@@ -125,6 +142,7 @@ def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | No
             weights=layer.weights(x),
             biases=layer.biases(x),
             macs=layer.macs(x),
+            requires_grad=any(row.params != 0 for row in rows),
         )
     except SpecError as error:
         before = f'the previous layer "{rows[-1].name}" outputs {fmt.shape(x)}' if rows else f"the input is {fmt.shape(x)}"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from . import fmt, num
-from .report import Row
+from .report import Report, Row
 
 
-ORDER = ("output", "weights", "biases", "params", "macs")
+ORDER = ("output", "weights", "biases", "params", "macs", "flops", "training_flops", "saved_for_backward_bytes")
 
 
 def steps(row: Row) -> list[tuple[str, str]]:
@@ -19,9 +19,36 @@ def steps(row: Row) -> list[tuple[str, str]]:
         lines.append(("params", f"params = {fmt.group(row.weights)} + {fmt.group(row.biases)} = {fmt.group(row.params)}"))
     elif row.params == 0 and not any(q == "weights" for q, _ in lines):
         lines.append(("params", "no parameters"))
+    if row.macs != 0:
+        lines.append(("flops", f"FLOPs = 2·MACs = {fmt.group(row.flops)}"))
+        backward = num.normal(row.training_flops - row.flops)
+        why = "gradients of the weights and of the input" if row.requires_grad else (
+            "gradient of the weights only: nothing before this layer needs one")
+        if getattr(row.layer, "groups", 1) != 1:
+            why += "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward"
+        lines.append(("training_flops", f"training FLOPs = forward {fmt.group(row.flops)} + backward "
+                                        f"{fmt.group(backward)} ({why}) = {fmt.group(row.training_flops)}"))
     return sorted(lines, key=lambda line: ORDER.index(line[0]) if line[0] in ORDER else len(ORDER))
 
 
 def text(row: Row, quantity: str | None = None) -> str:
     """The derivation as plain text, all of it or only the lines about `quantity`."""
     return "\n".join(t for q, t in steps(row) if quantity is None or q == quantity)
+
+
+def kept(report: Report, row: Row) -> list[tuple[str, str]]:
+    """What autograd keeps for this layer's backward pass, and which of it an earlier layer already counted."""
+    items = report.memory.kept[report.rows.index(row)]
+    if not items:
+        why = " (no layer before it has parameters: no gradient flows here)" if not row.requires_grad and row.params == 0 else ""
+        return [("saved_for_backward_bytes", f"keeps nothing for backward{why}")]
+    out = []
+    for item, nbytes, counted in items:
+        size = f"{fmt.group(nbytes)} bytes{' per sample' if item.per_sample else ''}"
+        out.append(("saved_for_backward_bytes", f"keeps {item.what}: {size}{'' if counted else ' (a storage counted before)'}"))
+    return out
+
+
+def lines(report: Report, row: Row) -> list[tuple[str, str]]:
+    """Everything --explain says about a row."""
+    return steps(row) + kept(report, row)

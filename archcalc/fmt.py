@@ -81,3 +81,19 @@ def percent(part: Value, whole: Value) -> str:
     if not (num.is_concrete(part) and num.is_concrete(whole)) or whole == 0:
         return "—"
     return f"{100 * float(part) / float(whole):.1f}%"
+
+
+def per_batch(value, batch: Value | None) -> tuple[str, str]:
+    """A byte count `fixed + per_sample·B` at `batch`: (in binary units, in bytes)."""
+    if batch is not None:
+        total = value.at(batch)
+        return size_bytes(total), f"{group(total)} bytes"
+    if not (num.is_concrete(value.fixed) and num.is_concrete(value.per_sample)):
+        return str(value.at(None)), "bytes"
+    if value.per_sample == 0:
+        return size_bytes(value.fixed), f"{group(value.fixed)} bytes"
+    scaled = f"{size_bytes(value.per_sample)} × B"
+    exact = f"{group(value.per_sample)}·B"
+    if value.fixed == 0:
+        return scaled, f"{exact} bytes"
+    return f"{size_bytes(value.fixed)} + {scaled}", f"({group(value.fixed)} + {exact}) bytes"

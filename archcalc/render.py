@@ -81,6 +81,54 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     return lines
 
 
+def memory_lines(report: Report) -> list[tuple[str, str, str]]:
+    """The memory panel's rows: (what, in binary units, in bytes)."""
+    m, batch = report.memory, report.batch
+    rows = [
+        ("parameters (M)", m.params),
+        ("gradients, one per parameter", m.gradients),
+        (f"optimizer state, {m.optimizer.states} per parameter", m.optimizer_state),
+        ("buffers (batchnorm statistics)", m.buffers),
+        ("kept for backward", m.saved),
+        ("largest gradient pair in backward", m.transient),
+        ("training step, in all", m.training),
+        ("inference, without autograd", m.inference),
+    ]
+    return [(label, *fmt.per_batch(value, batch)) for label, value in rows if value is not m.buffers or m.buffers.fixed != 0]
+
+
+def course_lines(report: Report) -> list[tuple[str, str, str]]:
+    """The course's memory model (section 5.1) beside the real one, its erratum named."""
+    m, batch = report.memory, report.batch
+    return [
+        ("forward, M + B·m·L", *fmt.per_batch(m.course_forward, batch)),
+        ("backward as printed, M + B·m·L", "wrong", "the notes repeat the forward formula"),
+        ("backward, 2M + 2·B·m·L", *fmt.per_batch(m.course_backward, batch)),
+    ]
+
+
+def memory_panel(report: Report) -> Group:
+    m = report.memory
+    batch = "B" if report.batch is None else fmt.group(report.batch)
+    title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
+    grids = []
+    for heading, lines in ((title, memory_lines(report)), ("The course's model", course_lines(report))):
+        grid = Table(title=heading, title_justify="left", box=None, show_header=False, pad_edge=False)
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(justify="right", overflow="fold")
+        grid.add_column(overflow="fold", style="dim")
+        for line in lines:
+            grid.add_row(*line)
+        grids.append(grid)
+    notes = Text.assemble(
+        f"m = {fmt.size_bytes(m.course_m)}, the largest layer output per sample; L = {m.course_layers} layers. "
+        "The backward pass also holds a gradient for every parameter (+M) and the gradients of the activations (+B·m·L). "
+        "Binary units: 1 MiB = 2²⁰ bytes.",
+        style="dim",
+    )
+    return Group(grids[0], Text(""), grids[1], notes)
+
+
 def _title(report: Report) -> str:
     return f"{report.model}: input {fmt.shape(report.input)}, {report.dtype}"
 
@@ -107,7 +155,7 @@ def table(report: Report, width: int = 100, explained: bool = False) -> Group:
     footer.add_column(overflow="fold")
     for label, value in summary_lines(report):
         footer.add_row(label, value)
-    parts = [grid, footer]
+    parts = [grid, footer, Text(""), memory_panel(report)]
     if explained:
         parts.append(explanation(report))
     return Group(*parts)
@@ -122,7 +170,7 @@ def explanation(report: Report) -> Group:
             f"{fmt.shape(row.input)} → {fmt.shape(row.output)}",
         )
         blocks.append(head)
-        for _, line in explain.steps(row):
+        for _, line in explain.lines(report, row):
             blocks.append(Text("  " + line, style="yellow" if line.startswith("note:") else ""))
     return Group(*blocks)
 
@@ -137,10 +185,15 @@ def markdown(report: Report, explained: bool = False) -> str:
     out.append(line(f"**{c}**" if c else "" for c in _total_cells(report).values()))
     out.append("")
     out += [f"- **{label}**: {value}" for label, value in summary_lines(report)]
+    m = report.memory
+    batch = "B" if report.batch is None else fmt.group(report.batch)
+    out += ["", f"#### Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}", "",
+            "| | | bytes |", "|---|---:|---:|"]
+    out += [line(row) for row in memory_lines(report) + course_lines(report)]
     if explained:
         for row in report.rows:
             out += ["", f"**{row.name}** ({row.kind}): {fmt.shape(row.input)} → {fmt.shape(row.output)}", ""]
-            out += [f"- {text}" for _, text in explain.steps(row)]
+            out += [f"- {text}" for _, text in explain.lines(report, row)]
     return "\n".join(out) + "\n"
 
 
@@ -148,15 +201,17 @@ def csv(report: Report) -> str:
     """One line per layer, plain numbers (no grouping), for spreadsheets."""
     buffer = io.StringIO()
     writer = _csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "type", "hyperparameters", "input", "output", "weights", "biases", "params", "share", "macs", "flops"])
-    for row in report.rows:
+    writer.writerow(["name", "type", "hyperparameters", "input", "output", "weights", "biases", "params", "share",
+                     "macs", "flops", "training_flops", "saved_for_backward_bytes"])
+    for row, saved in zip(report.rows, report.memory.per_row):
         share = report.share(row.params)
         writer.writerow([
             row.name, row.kind, row.layer.summary(row.input),
             "x".join(str(d) for d in row.input), "x".join(str(d) for d in row.output),
             *(str(num.to_json(getattr(row, q))) for q in ("weights", "biases", "params")),
             "" if share is None else f"{float(share):.4f}",
-            str(num.to_json(row.macs)), str(num.to_json(row.flops)),
+            str(num.to_json(row.macs)), str(num.to_json(row.flops)), str(num.to_json(row.training_flops)),
+            str(num.to_json(saved.at(report.batch))),
         ])
     return buffer.getvalue()
 
@@ -165,5 +220,32 @@ def json(report: Report, explained: bool = False) -> str:
     data = report.to_dict()
     if explained:
         for entry, row in zip(data["layers"], report.rows):
-            entry["explain"] = [text for _, text in explain.steps(row)]
+            entry["explain"] = [text for _, text in explain.lines(report, row)]
     return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def fit(result) -> Group:
+    """`archcalc memory --budget`: the largest batch, why, and the memory at that batch."""
+    budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
+    training = result.report.memory.training
+    if result.batch is None:
+        head = Text.assemble(("Not even a batch of 1 fits ", "bold red"), budget,
+                             f": a training step of 1 needs {fmt.size_bytes(training.at(1))}, "
+                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more.")
+    else:
+        per_sample, fixed = training.per_sample, training.fixed
+        why = (f"training needs {fmt.size_bytes(fixed)} + {fmt.size_bytes(per_sample)} × B; "
+               f"B ≤ ({fmt.group(result.budget)} − {fmt.group(fixed)}) / {fmt.group(per_sample)}"
+               if num.is_concrete(per_sample) else f"B = {result.batch}")
+        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
+    return Group(head, Text(""), memory_panel(result.report))
+
+
+def fit_json(result) -> str:
+    data = {
+        "budget_bytes": result.budget,
+        "batch": None if result.batch is None else num.to_json(result.batch),
+        "over_bytes": num.to_json(result.over),
+        "memory": result.report.memory.to_dict(),
+    }
+    return _json.dumps(data, indent=2) + "\n"

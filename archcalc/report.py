@@ -8,9 +8,10 @@ from functools import cached_property
 from . import num
 from .dtypes import DType
 from .layers import Layer
+from .memory import Device, Memory, Optimizer, measure
 from .num import Dim, Shape, Value
 
-QUANTITIES = ("weights", "biases", "params", "macs", "flops")
+QUANTITIES = ("weights", "biases", "params", "macs", "flops", "training_flops")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Row:
     weights: Dim
     biases: Dim
     macs: Dim
+    requires_grad: bool = False  # whether the input needs a gradient: some layer before has parameters
 
     @property
     def name(self) -> str:
@@ -39,6 +41,11 @@ class Row:
     def flops(self) -> Dim:
         """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
         return num.normal(2 * self.macs)
+
+    @property
+    def training_flops(self) -> Dim:
+        """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
+        return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.requires_grad)))
 
     def to_dict(self) -> dict:
         out = {
@@ -59,6 +66,12 @@ class Report:
     batch: Dim | None = None  # None: the batch size stays the symbol B
     values: tuple[tuple[str, Value], ...] = ()  # the names that were known: [vars] and given values
     path: str | None = None
+    optimizer: Optimizer = Optimizer.sgd
+    device: Device = Device.cpu
+
+    @cached_property
+    def memory(self) -> Memory:
+        return measure(self, self.optimizer, self.device)
 
     @cached_property
     def totals(self) -> dict[str, Dim]:
@@ -92,9 +105,12 @@ class Report:
     def to_dict(self) -> dict:
         """The JSON report of DESIGN.md section 3."""
         layers = []
-        for row in self.rows:
+        for row, saved in zip(self.rows, self.memory.per_row):
             share = self.share(row.params)
-            layers.append(row.to_dict() | {"share": None if share is None else float(share)})
+            layers.append(row.to_dict() | {
+                "share": None if share is None else float(share),
+                "saved_for_backward_bytes": num.to_json(saved.at(self.batch)),
+            })
         return {
             "model": self.model,
             "input": [num.to_json(d) for d in self.input],
@@ -105,5 +121,6 @@ class Report:
                 kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
                 for kind, p in self.by_type.items()
             },
+            "memory": self.memory.to_dict(),
             "values": {k: num.to_json(v) for k, v in self.values},
         }

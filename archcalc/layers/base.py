@@ -55,6 +55,26 @@ def torch_activation(name: str, nn):
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A tensor autograd keeps for a layer's backward pass (see archcalc/memory.py for how they add up)."""
+
+    tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
+    elements: Dim  # per sample, or in all when not per_sample
+    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA
+    per_sample: bool = True
+    what: str = ""  # for --explain: "input", "max-pooling indices", ...
+
+
+def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
+    """What the activation applied to a layer's output keeps: that output, or its own input ("pre")."""
+    if activation is None:
+        return ()
+    if ACTIVATIONS[activation].saves == "output":
+        return (Kept("output", num.mul(y), what=f"{activation} output"),)
+    return (Kept("pre", num.mul(y), what=f"{activation} input"),)
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     LAYERS[cls.kind] = cls
     return cls
@@ -86,6 +106,19 @@ class Layer:
     def macs(self, x: Shape) -> Dim:
         """Multiply-accumulates for one sample (FLOPs are twice this, as torch counts them)."""
         return 0
+
+    def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        """MACs of the backward pass as FlopCounterMode counts them; `grad`: the input needs a gradient."""
+        return 0
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        """The tensors autograd keeps for the backward pass; `grad`: the input requires grad
+        (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
+        return ()
+
+    def is_view(self) -> bool:
+        """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
+        return False
 
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""

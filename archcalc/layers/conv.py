@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
-from .base import AXIS_NAMES, Layer, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
+from .base import AXIS_NAMES, Kept, Layer, activation_keeps, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
 from .window import Window
 
 
@@ -69,6 +69,14 @@ class Conv(Layer):
     def macs(self, x: Shape) -> Dim:
         per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
         return num.normal(num.mul(self.output(x)) * per_output)
+
+    def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
+        # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
+        return num.normal(self.macs(x) * self.groups + (self.macs(x) if grad else 0))
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)

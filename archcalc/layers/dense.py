@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt
+from .. import fmt, num
 from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
-from .base import Layer, activation_field, register, with_activation
+from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
 
 
 @register
@@ -36,6 +36,12 @@ class Dense(Layer):
 
     def macs(self, x: Shape) -> Dim:
         return self.in_features(x) * self.out_features
+
+    def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        return num.normal(self.macs(x) * (2 if grad else 1))
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}"

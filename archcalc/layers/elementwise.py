@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .. import fmt
+from .. import fmt, num
 from ..fields import choice, real
 from ..num import Shape, Value
-from .base import ACTIVATIONS, Layer, register, torch_activation
+from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
 
 
 @register
@@ -21,6 +21,13 @@ class Dropout(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
+        return (Kept("own", num.mul(x), "mask", what="dropout mask"),) if grad and self.p != 0 else ()
+
+    def is_view(self) -> bool:
+        return self.p == 0  # nn.Dropout(p=0) returns its input itself
 
     def summary(self, x: Shape) -> str:
         return f"p={fmt.group(self.p)}"
@@ -40,6 +47,11 @@ class Activation(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not grad:
+            return ()
+        return (Kept(ACTIVATIONS[self.function].saves, num.mul(x), what=f"{self.function} {ACTIVATIONS[self.function].saves}"),)
 
     def summary(self, x: Shape) -> str:
         return self.function

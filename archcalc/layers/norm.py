@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt
+from .. import fmt, num
 from ..fields import flag
 from ..num import Dim, Shape
-from .base import Layer, activation_field, register, with_activation
+from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
 
 
 @register
@@ -27,6 +27,12 @@ class BatchNorm(Layer):
 
     def biases(self, x: Shape) -> Dim:
         return x[0] if self.affine else 0
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not (grad or self.affine):
+            return ()
+        stats = Kept("own", x[0], per_sample=False, what="batch mean"), Kept("own", x[0], per_sample=False, what="batch 1/std")
+        return (Kept("input", num.mul(x), what="input"), *stats, *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         return with_activation("" if self.affine else "affine=false", self.activation)

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
-from .base import Layer, axes_text, ints, per_axis, register, spatial
+from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
 from .conv import axis_lines
 from .window import Window
 
@@ -45,6 +45,13 @@ class Pool(Layer):
 
     def output(self, x: Shape) -> Shape:
         return (x[0], *(w.out() for w in self.windows(x)))
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not grad:
+            return ()
+        if self.op == "max":
+            return Kept("input", num.mul(x), what="input"), Kept("own", num.mul(y), "int64", what="max-pooling indices")
+        return (Kept("input", num.mul(x), what="input"),)
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)

@@ -19,6 +19,9 @@ class Flatten(Layer):
     def output(self, x: Shape) -> Shape:
         return (num.mul(x),)
 
+    def is_view(self) -> bool:
+        return True
+
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
 
@@ -46,6 +49,9 @@ class Reshape(Layer):
                 "shape",
             )
         return self.shape
+
+    def is_view(self) -> bool:
+        return True
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))

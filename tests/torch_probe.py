@@ -1,0 +1,39 @@
+"""Measure a torch network the way DESIGN.md section 3 defines the numbers: the oracle for the tests.
+
+Only tests import this module (and only after pytest.importorskip("torch")).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd keeps in a training forward, parameters and buffers excluded."""
+    excluded = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    kept: dict[int, int] = {}
+    alive = []  # keep every saved tensor alive so that no address is reused while we count
+
+    def pack(t: torch.Tensor):
+        alive.append(t)
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    del out
+    return sum(kept.values())
+
+
+def flops(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> int:
+    """FlopCounterMode's total for a forward pass (and the backward of out.sum(), if asked)."""
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        if backward:
+            out.float().sum().backward()
+    return counter.get_total_flops()
