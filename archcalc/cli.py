@@ -118,7 +118,7 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
     from .backends.torch import version
     from .backends.verify import batch_of, verify
 
-    report = analyze(load(spec), batch=batch, dtype=dtype, **parse_sets(sets))
+    report = analyze(load(spec), batch=batch, dtype=dtype, device="cpu", **parse_sets(sets))
     checks = verify(report)
     if form == "json":
         click.echo(tables.verification_json(report, checks, batch_of(report), version()), nl=False)
@@ -150,3 +150,47 @@ def export_command(spec: str, sets, output: str, class_name: str | None) -> None
     except OSError as error:
         raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+@main.command("bench")
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--batch", "-b", type=click.IntRange(min=1), default=32, show_default=True, metavar="B", help="Batch size.")
+@click.option("--device", metavar="DEVICE", help="cuda, cuda:1 or cpu (default: cuda if there is one).")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Compute dtype (default: the spec's).")
+@click.option("--amp/--no-amp", default=True, show_default=True,
+              help="float16/bfloat16: autocast with float32 parameters; --no-amp casts the parameters too.")
+@click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (warm-up compiles).")
+@click.option("--channels-last", is_flag=True, help="Channels-last memory format for the model and the input.")
+@click.option("--tf32", is_flag=True, help="Let float32 matmuls use tensor cores (TF32), as cuDNN convolutions do by default.")
+@click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps of each kind.")
+@click.option("--warmup", type=click.IntRange(min=0), help="Untimed steps first (default: min(5, steps)).")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), metavar="TFLOPS", help="The device's peak, instead of the table's.")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels_last, tf32, optimizer, steps, warmup,
+                  peak_tflops, form: str) -> None:
+    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .backends import tables
+    from .backends.bench import Options, bench
+
+    report = analyze(load(spec), **parse_sets(sets))
+    options = Options(device=device, batch=batch, dtype=dtype or str(report.dtype), amp=amp, compile=compiled,
+                      channels_last=channels_last, tf32=tf32, optimizer=optimizer, steps=steps, warmup=warmup,
+                      peak_tflops=peak_tflops)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        result = bench(report, options, progress)
+    if form == "json":
+        click.echo(tables.benchmark_json(result), nl=False)
+    else:
+        _console().print(tables.benchmark(result))

@@ -13,7 +13,10 @@ from .. import fmt, num
 from ..report import Report
 from .verify import QUANTITIES, Check
 
-HEADERS = {"output": "output", "weights": "weights", "biases": "biases", "flops": "FLOPs", "saved_bytes": "saved bytes"}
+HEADERS = {
+    "output": "output", "weights": "weights", "biases": "biases",
+    "flops": "FLOPs", "training_flops": "training FLOPs", "saved_bytes": "saved bytes",
+}
 
 
 def _value(quantity: str, value) -> str:
@@ -32,10 +35,10 @@ def _cell(check: Check) -> Text:
 
 def verification(report: Report, checks: list[Check], batch: int, torch_version: str) -> Group:
     """One line per layer, one ✓ or ✗ per quantity; a mismatch shows archcalc's value and torch's."""
-    quantities = [q for q in (*QUANTITIES, "saved_bytes") if any(c.quantity == q for c in checks)]
+    quantities = [q for q in QUANTITIES if any(c.quantity == q for c in checks)]
     grid = Table(
         title=f"{report.model} against torch {torch_version}: batch {batch}, {report.dtype}",
-        caption="FLOPs and bytes are for the whole batch", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+        caption="FLOPs and bytes are for the whole batch; saved bytes: kept for backward, each storage credited to the first layer that keeps it", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
     )
     grid.add_column("layer")
     for q in quantities:
@@ -68,3 +71,42 @@ def verification_json(report: Report, checks: list[Check], batch: int, torch_ver
         ],
     }
     return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def benchmark(result) -> Group:
+    """bench's Result: one line per step kind, then memory, the peak used and the options."""
+    o = result.options
+    mixed = o.dtype in ("float16", "bfloat16")
+    precision = f"{o.dtype} ({'autocast, float32 parameters' if o.amp else 'parameters too'})" if mixed else o.dtype
+    grid = Table(
+        title=f"{result.model} on {result.device}: batch {o.batch}, {precision}, torch {result.torch}",
+        box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+    )
+    for header in ("step", "ms/step", "images/s", "FLOPs/step", "TFLOP/s", "of peak"):
+        grid.add_column(header, justify="left" if header == "step" else "right")
+    for timing in (result.train, result.inference):
+        share = result.share(timing)
+        grid.add_row(
+            timing.mode, f"{timing.ms_per_step:.2f}", f"{timing.images_per_s:,.0f}", fmt.short(timing.flops),
+            f"{timing.tflops:.3g}", "—" if share is None else f"{share:.1f}%",
+        )
+    measured = fmt.size_bytes(result.memory_measured) if result.memory_measured is not None else "— (CUDA only)"
+    if result.memory_predicted is not None:
+        predicted = f"{fmt.size_bytes(result.memory_predicted)} (archcalc, {o.optimizer})"
+    else:
+        predicted = "— (archcalc does not model autocast's mixed precision)" if mixed and o.amp else "—"
+    peak = (f"{result.peak_tflops:g} TFLOP/s, {result.precision} ({result.peak_source})" if result.peak_tflops
+            else f"unknown for this device in {result.precision}: give --peak-tflops")
+    flags = [name for name, on in (("compile", o.compile), ("channels-last", o.channels_last), ("tf32", o.tf32)) if on]
+    footer = Table.grid(padding=(0, 2))
+    footer.add_column(style="bold", no_wrap=True)
+    footer.add_column(overflow="fold")
+    footer.add_row("Training memory", f"peak measured {measured} · predicted {predicted}")
+    footer.add_row("Peak", peak)
+    footer.add_row("Steps", f"{o.steps} timed after {o.warmup} warm-up, {o.optimizer} optimizer" + (f"; {', '.join(flags)}" if flags else ""))
+    footer.add_row("FLOPs", "analytic, archcalc's: forward for inference; forward + backward for training")
+    return Group(grid, footer)
+
+
+def benchmark_json(result) -> str:
+    return _json.dumps(result.to_dict(), indent=2) + "\n"

@@ -16,15 +16,17 @@ for the row that saved it first.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .. import num
 from ..errors import SpecError
+from ..memory import Device
 from ..report import Report
 from .torch import Part, concrete, dtype_of, modules, parts, require, sequential
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
-QUANTITIES = ("output", "weights", "biases", "flops")
+QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
 
 
 @dataclass(frozen=True)
@@ -54,19 +56,27 @@ class Measured:
 
 
 def verify(report: Report) -> list[Check]:
-    """Every number of every row of `report` beside torch's, in row order."""
+    """Every number of every row of `report` beside torch's, in row order.
+
+    The saved bytes are the memory model's for the CPU, where torch runs here
+    (a dropout mask takes the dtype's size there, one byte on CUDA).
+    """
     report = concrete(report)
+    if report.device != Device.cpu:
+        report = dataclasses.replace(report, device=Device.cpu)
     batch = batch_of(report)
     structure = measure_structure(report, batch)
     compute = measure_compute(report, batch)
     checks = []
-    for part, shape, run in zip(parts(report), structure, compute):
+    for part, shape, run, saved in zip(parts(report), structure, compute, report.memory.per_row):
         row = part.row
         checks += [
             Check(row.name, "output", tuple(row.output), shape.output),
             Check(row.name, "weights", row.weights, shape.weights),
             Check(row.name, "biases", row.biases, shape.biases),
             Check(row.name, "flops", num.normal(row.flops * batch), run.flops),
+            Check(row.name, "training_flops", num.normal(row.training_flops * batch), run.flops + run.backward_flops),
+            Check(row.name, "saved_bytes", saved.at(batch), run.saved_bytes),
         ]
     return checks
 
