@@ -183,7 +183,8 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
                       channels_last=channels_last, tf32=tf32, optimizer=optimizer, steps=steps, warmup=warmup,
                       peak_tflops=peak_tflops)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    stderr = Console(stderr=True)
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         task = bar.add_task("preparing", total=None)
 
         def progress(phase: str, done: int, total: int) -> None:

@@ -26,6 +26,7 @@ counts the weight gradient `groups` times, an overstatement of the real work).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -171,18 +172,24 @@ class Run:
         loss_fn, target = _loss(report, options.batch, device)
         optimizer = _optimizer(torch, options.optimizer, model.parameters())
         network = torch.compile(model) if options.compile else model
-        autocast = torch.autocast(device.type, dtype=dtype, enabled=mixed)
-        scaler = torch.amp.GradScaler(device.type, enabled=mixed and options.dtype == "float16")
+        autocast = torch.autocast(device.type, dtype=dtype) if mixed else contextlib.nullcontext()
+        # a GradScaler only where it does something (float16 autocast): a float32 step is exactly the usual one
+        scaler = torch.amp.GradScaler(device.type) if mixed and options.dtype == "float16" else None
 
         def train_step() -> None:
             if optimizer:
                 optimizer.zero_grad(set_to_none=True)
             with autocast:
                 loss = loss_fn(network(x), target)
-            scaler.scale(loss).backward()
+            if scaler:
+                scaler.scale(loss).backward()
+                if optimizer:
+                    scaler.step(optimizer)
+                    scaler.update()
+                return
+            loss.backward()
             if optimizer:
-                scaler.step(optimizer)
-                scaler.update()
+                optimizer.step()
 
         def inference_step() -> None:
             with torch.inference_mode(), autocast:

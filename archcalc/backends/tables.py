@@ -78,10 +78,7 @@ def benchmark(result) -> Group:
     o = result.options
     mixed = o.dtype in ("float16", "bfloat16")
     precision = f"{o.dtype} ({'autocast, float32 parameters' if o.amp else 'parameters too'})" if mixed else o.dtype
-    grid = Table(
-        title=f"{result.model} on {result.device}: batch {o.batch}, {precision}, torch {result.torch}",
-        box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-    )
+    grid = Table(title=f"{result.model} on {result.device}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for header in ("step", "ms/step", "images/s", "FLOPs/step", "TFLOP/s", "of peak"):
         grid.add_column(header, justify="left" if header == "step" else "right")
     for timing in (result.train, result.inference):
@@ -101,6 +98,7 @@ def benchmark(result) -> Group:
     footer = Table.grid(padding=(0, 2))
     footer.add_column(style="bold", no_wrap=True)
     footer.add_column(overflow="fold")
+    footer.add_row("Setup", f"batch {o.batch}, {precision}, torch {result.torch}")
     footer.add_row("Training memory", f"peak measured {measured} · predicted {predicted}")
     footer.add_row("Peak", peak)
     footer.add_row("Steps", f"{o.steps} timed after {o.warmup} warm-up, {o.optimizer} optimizer" + (f"; {', '.join(flags)}" if flags else ""))
