@@ -34,18 +34,20 @@ def analyze(
     >>> analyze(spec, n=5).totals["params"]
     55
     """
+    dtype = _choice(DType, dtype or spec.dtype, "dtype")
+    optimizer = _choice(Optimizer, optimizer, "optimizer")
+    device = _choice(Device, device, "device")
     if batch is not None:
         values[BATCH] = batch
     env = environment(spec, values)
     x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
-    rows = []
+    rows: list[Row] = []
     for layer_spec in spec.layers:
         layer = bind(layer_spec, env, spec.path)
-        rows.append(_row(layer_spec, layer, x, rows, spec.path))
+        # The input needs a gradient once a layer before has parameters (the image itself needs none).
+        grad = bool(rows) and (rows[-1].requires_grad or rows[-1].params != 0)
+        rows.append(_row(layer_spec, layer, x, rows, spec.path, grad))
         x = rows[-1].output
-    dtype = _choice(DType, dtype or spec.dtype, "dtype")
-    optimizer = _choice(Optimizer, optimizer, "optimizer")
-    device = _choice(Device, device, "device")
     return Report(
         model=spec.name,
         input=rows[0].input,
@@ -112,27 +114,22 @@ def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) 
     cls = LAYERS[layer_spec.kind]
     kinds = cls.spec_fields()
     place = {"where": layer_spec.where, "path": path, "line": layer_spec.line}
+    given = dict(layer_spec.fields)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name in kinds and f.name not in given
+               and f.default is dataclasses.MISSING]
+    if missing:
+        raise SpecError("missing: this field has no default", f"a {layer_spec.kind} layer needs {', '.join(missing)}",
+                        missing[0], **place)
     kwargs = {}
     for field, stored in layer_spec.fields:
         try:
             kwargs[field] = kinds[field].bind(stored, env)
         except SpecError as error:
             raise error.at(field=field, **place) from None
-    try:
-        return cls(name=layer_spec.name, **kwargs)
-    except TypeError:  # a required field is missing
-        missing = [f for f, kind in kinds.items() if f not in kwargs and _required(cls, f)]
-        raise SpecError(f"missing field {missing[0]!r}", f"{layer_spec.kind} needs {', '.join(missing)}", **place) from None
+    return cls(name=layer_spec.name, **kwargs)
 
 
-def _required(cls: type[Layer], field: str) -> bool:
-    return any(
-        f.name == field and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        for f in dataclasses.fields(cls)
-    )
-
-
-def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | None) -> Row:
+def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | None, grad: bool) -> Row:
     try:
         return Row(
             index=layer_spec.index,
@@ -142,7 +139,7 @@ def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | No
             weights=layer.weights(x),
             biases=layer.biases(x),
             macs=layer.macs(x),
-            requires_grad=any(row.params != 0 for row in rows),
+            requires_grad=grad,
         )
     except SpecError as error:
         before = f'the previous layer "{rows[-1].name}" outputs {fmt.shape(x)}' if rows else f"the input is {fmt.shape(x)}"

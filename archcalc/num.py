@@ -118,13 +118,13 @@ def _unnest(a: Value, function: str) -> Value:
 def minimum(*xs: Value) -> Value:
     if all(map(is_concrete, xs)):
         return min(xs)
-    return normal(sym().Min(*map(_sympy, xs)))
+    return normal(sym().Min(*dict.fromkeys(map(_sympy, xs))))  # distinct first: Min compares pairwise
 
 
 def maximum(*xs: Value) -> Value:
     if all(map(is_concrete, xs)):
         return max(xs)
-    return normal(sym().Max(*map(_sympy, xs)))
+    return normal(sym().Max(*dict.fromkeys(map(_sympy, xs))))
 
 
 def mul(xs) -> Value:
@@ -140,18 +140,6 @@ def add(xs) -> Value:
     for x in xs:
         out = out + x
     return normal(out) if not isinstance(out, int) else out
-
-
-def truth(claim) -> bool | None:
-    """True, False, or None when a symbolic claim cannot be decided."""
-    if isinstance(claim, bool):
-        return claim
-    out = claim if claim in (sym().true, sym().false) else sym().simplify(claim)
-    if out == sym().true:
-        return True
-    if out == sym().false:
-        return False
-    return None
 
 
 def is_positive(x: Value) -> bool | None:

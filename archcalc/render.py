@@ -137,19 +137,26 @@ def table(report: Report, width: int = 100, explained: bool = False) -> Group:
     """The report as a rich table with its footer (and, if `explained`, every derivation), to fit `width`."""
     rows = [_cells(report, row) for row in report.rows]
     totals = _total_cells(report)
+
+    def natural(header: str) -> int:
+        return max(len(header), len(totals[header]), *(len(r[header]) for r in rows))
+
     headers = HEADERS
-    if sum(max(len(h), *(len(r[h]) for r in rows)) + 1 for h in HEADERS) > width:
+    if sum(natural(h) + 1 for h in HEADERS) > width:
         headers = COMPACT
         for r in rows:
             r["hyperparameters"] = f"{r['type']} {r['hyperparameters']}".strip()
+    fits = sum(natural(h) + 1 for h in headers) <= width
     grid = Table(title=_title(report), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
     for header in headers:
-        short = all(len(r[header]) <= 16 for r in rows) and len(totals[header]) <= 16  # formulas may fold
+        # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
+        # formulas and, when the table must shrink, the hyperparameters fold.
+        fixed = natural(header) <= 16 and (fits or header != "hyperparameters")
         grid.add_column(header, footer=totals[header], justify="right" if header in NUMERIC else "left",
-                        no_wrap=short and header != "hyperparameters", overflow="fold",
-                        min_width=20 if header == "hyperparameters" else None)
+                        width=natural(header) if fixed else None, no_wrap=fixed, overflow="fold",
+                        min_width=None if fixed else 20)
     for r in rows:
-        grid.add_row(*(r[h] for h in headers))
+        grid.add_row(*(Text(r[h]) for h in headers))
     footer = Table.grid(padding=(0, 2))
     footer.add_column(style="bold", no_wrap=True)
     footer.add_column(overflow="fold")

@@ -170,10 +170,3 @@ def axes_text(values: tuple) -> str:
     if len(set(map(str, values))) == 1:
         return fmt.group(values[0])
     return "×".join(map(fmt.term, values))
-
-
-def checked_size(out: Dim, field: str, problem: str, hint: str | None = None) -> Dim:
-    """Refuse an output size that is (certainly) below 1."""
-    if num.is_positive(out) is False:
-        raise SpecError(problem, hint, field)
-    return out

@@ -1,0 +1,5 @@
+"""`python -m archcalc ...` is `archcalc ...`."""
+
+from .cli import main
+
+main()

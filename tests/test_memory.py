@@ -1,0 +1,113 @@
+"""The memory model's arithmetic: byte counts in B, budgets, the course's formula beside it."""
+
+import json
+
+import pytest
+import sympy
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+import archcalc
+from archcalc.cli import main
+from archcalc.memory import PerBatch, largest_batch, parse_size
+
+from .conftest import SPECS
+
+ALEXNET = str(SPECS / "alexnet.toml")
+
+
+def alexnet(**options):
+    return archcalc.analyze(archcalc.load(ALEXNET), **options)
+
+
+@given(st.integers(0, 10**12), st.integers(0, 10**9))
+def test_per_batch_prints_as_sympy_does(fixed, per_sample):
+    b = sympy.Symbol("B", integer=True, positive=True)
+    assert str(PerBatch(fixed, per_sample)) == str(sympy.Integer(fixed) + per_sample * b)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("80GiB", 80 * 2**30), ("80 GiB", 80 * 2**30), ("24GB", 24 * 10**9), ("512MiB", 512 * 2**20),
+    ("1.5TiB", 3 * 2**39), ("1000", 1000), ("64kib", 64 * 1024), ("2G", 2 * 10**9),
+])
+def test_sizes(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["80 lbs", "GiB", "-1GiB", "1e9", ""])
+def test_bad_sizes_are_refused(text):
+    with pytest.raises(archcalc.SpecError, match="cannot read"):
+        parse_size(text)
+
+
+def test_alexnet_memory_by_hand():
+    m = alexnet(batch=128, optimizer="adam").memory
+    params = 62378344 * 4
+    assert (m.params.at(128), m.gradients.at(128), m.optimizer_state.at(128)) == (params, params, 2 * params)
+    # conv1 keeps the image and its ReLU output; pool1 keeps that same output (counted once) and int64 indices...
+    per_sample = (3 * 224 * 224 + 96 * 55 * 55) * 4 + 96 * 27 * 27 * 8
+    assert m.per_row[0].per_sample + m.per_row[1].per_sample == per_sample
+    assert m.training.at(128) == 4 * params + m.saved.at(128) + m.transient.at(128)
+
+
+def test_batch_stays_a_symbol():
+    data = alexnet().to_dict()["memory"]
+    assert data["batch"] == "B"
+    assert data["params_bytes"] == 249513376  # does not depend on B: a number
+    assert data["saved_for_backward_bytes"] == "4774400*B"
+    assert data["training_bytes"] == "6215936*B + 499026752"
+
+
+def test_dtype_halves_the_bytes():
+    full, half = alexnet(batch=8).memory, alexnet(batch=8, dtype="bfloat16").memory
+    assert half.params.at(8) * 2 == full.params.at(8)
+    indices = 8 * 8 * (96 * 27 * 27 + 256 * 13 * 13 + 256 * 6 * 6)  # int64 whatever the dtype
+    assert (full.saved.at(8) - indices) == 2 * (half.saved.at(8) - indices)
+
+
+def test_course_model():
+    m = alexnet(batch=1).memory
+    assert m.course_m == 96 * 55 * 55 * 4  # conv1's output is the largest
+    assert m.course_layers == 14
+    assert m.course_forward.at(10) == m.params.at(10) + 10 * m.course_m * 14
+    assert m.course_backward.at(10) == 2 * m.params.at(10) + 2 * 10 * m.course_m * 14
+
+
+def test_largest_batch_is_the_largest():
+    report = alexnet(optimizer="adam")
+    budget = parse_size("80GiB")
+    fit = largest_batch(report, budget)
+    training = report.memory.training
+    assert training.at(fit.batch) <= budget < training.at(fit.batch + 1)
+
+
+def test_symbolic_sizes_give_a_formula_for_the_batch():
+    report = archcalc.analyze(archcalc.load(SPECS / "alexnet_symbolic.toml"), classes=1000)
+    fit = largest_batch(report, parse_size("80GiB"))
+    assert {s.name for s in fit.batch.free_symbols} == {"H", "W"}
+    assert fit.batch.subs({sympy.Symbol("H", integer=True, positive=True): 224,
+                           sympy.Symbol("W", integer=True, positive=True): 224}) == largest_batch(
+        alexnet(), parse_size("80GiB")).batch
+
+
+def test_memory_command():
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam"])
+    assert result.exit_code == 0, result.output
+    assert "Largest batch: 13,658" in result.output
+    data = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam",
+                                                "-f", "json"]).output)
+    assert data["batch"] == 13658 and data["memory"]["training_bytes"] <= data["budget_bytes"]
+
+
+def test_memory_command_when_nothing_fits():
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "300MiB"])
+    assert result.exit_code == 1
+    assert "Not even a batch of 1 fits" in result.output
+    assert "181.84 MiB (190,669,888 bytes) more" in result.output
+
+
+def test_memory_command_bad_budget():
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "lots"])
+    assert result.exit_code == 2
+    assert "cannot read 'lots' as a size" in result.output
