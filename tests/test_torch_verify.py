@@ -116,3 +116,15 @@ def test_avg_pool_3d_refuses_an_input_smaller_than_its_kernel_as_torch_does():
 def test_drawn_networks_verify(text, batch):
     report = archcalc.analyze(archcalc.loads(text), batch=batch)
     assert wrong(verify(report)) == []
+
+
+def test_a_layer_torch_refuses_fails_verify_with_torchs_message(monkeypatch):
+    from archcalc.layers.shape import Flatten
+
+    monkeypatch.setattr(Flatten, "to_torch", lambda self, x, nn: nn.Unflatten(1, (999,)))  # a torch module that cannot take x
+    checks = verify(archcalc.analyze(archcalc.load(SPECS / "lenet5.toml")))
+    flatten = next(c for c in checks if (c.layer, c.quantity) == ("flatten", "output"))
+    assert not flatten.ok and flatten.measured.startswith("refused: ")
+    assert all(c.measured is None for c in checks if c.layer == "fc3")
+    result = CliRunner().invoke(main, ["verify", str(SPECS / "lenet5.toml")])
+    assert result.exit_code == 1 and "refused" in result.output and "could not be measured" in result.output

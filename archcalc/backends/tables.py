@@ -20,7 +20,9 @@ HEADERS = {
 
 
 def _value(quantity: str, value) -> str:
-    if quantity == "output":
+    if isinstance(value, str):
+        return value
+    if quantity == "output" and value is not None:
         return fmt.shape(value) if all(isinstance(d, int) for d in value) else str(value)
     return fmt.group(value) if value is not None else "—"
 
@@ -28,6 +30,8 @@ def _value(quantity: str, value) -> str:
 def _cell(check: Check) -> Text:
     if check.ok:
         return Text.assemble(("✓ ", "green"), _value(check.quantity, check.expected))
+    if check.measured is None:
+        return Text.assemble(("? ", "yellow"), _value(check.quantity, check.expected), (" not measured", "yellow"))
     return Text.assemble(
         ("✗ ", "bold red"), _value(check.quantity, check.expected), (" ≠ torch ", "red"), _value(check.quantity, check.measured)
     )
@@ -38,7 +42,7 @@ def verification(report: Report, checks: list[Check], batch: int, torch_version:
     quantities = [q for q in QUANTITIES if any(c.quantity == q for c in checks)]
     grid = Table(
         title=f"{report.model} against torch {torch_version}: batch {batch}, {report.dtype}",
-        caption="FLOPs and bytes are for the whole batch; saved bytes: kept for backward, each storage credited to the first layer that keeps it", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+        box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
     )
     grid.add_column("layer")
     for q in quantities:
@@ -47,12 +51,17 @@ def verification(report: Report, checks: list[Check], batch: int, torch_version:
     cells = {(c.layer, c.quantity): _cell(c) for c in checks}
     for layer in layers:
         grid.add_row(layer, *(cells.get((layer, q), Text("")) for q in quantities))
-    wrong = [c for c in checks if not c.ok]
-    if wrong:
-        verdict = Text(f"{len(wrong)} of {len(checks)} checks differ from torch", style="bold red")
+    wrong = [c for c in checks if not c.ok and c.measured is not None]
+    unmeasured = [c for c in checks if c.measured is None]
+    if wrong or unmeasured:
+        parts = [f"{len(wrong)} of {len(checks)} checks differ from torch"] if wrong else []
+        parts += [f"{len(unmeasured)} could not be measured (torch refused a layer)"] if unmeasured else []
+        verdict = Text("; ".join(parts), style="bold red")
     else:
         verdict = Text(f"all {len(checks)} checks agree with torch", style="bold green")
-    return Group(grid, verdict)
+    note = Text("FLOPs and bytes are for the whole batch; saved bytes: kept for backward, each storage credited "
+                "to the first layer that keeps it", style="dim")
+    return Group(grid, note, verdict)
 
 
 def verification_json(report: Report, checks: list[Check], batch: int, torch_version: str) -> str:

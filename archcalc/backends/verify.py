@@ -45,11 +45,11 @@ class Check:
 
 @dataclass(frozen=True)
 class Measured:
-    """What torch says about one row, for a batch of `batch`."""
+    """What torch says about one row, for a batch of `batch` (None: not measured)."""
 
-    output: tuple[int, ...]  # one sample's shape
-    weights: int
-    biases: int
+    output: tuple[int, ...] | str | None = None  # one sample's shape, or what torch said when it refused the layer
+    weights: int | None = None
+    biases: int | None = None
     flops: int | None = None  # forward
     backward_flops: int | None = None
     saved_bytes: int | None = None  # storages this row's forward saved first, parameters and buffers excluded
@@ -59,23 +59,27 @@ def verify(report: Report) -> list[Check]:
     """Every number of every row of `report` beside torch's, in row order.
 
     The saved bytes are the memory model's for the CPU, where torch runs here
-    (a dropout mask takes the dtype's size there, one byte on CUDA).
+    (a dropout mask takes the dtype's size there, one byte on CUDA). A layer
+    that torch refuses fails its output check with torch's message; the layers
+    after it cannot be measured and fail too.
     """
     report = concrete(report)
     if report.device != Device.cpu:
         report = dataclasses.replace(report, device=Device.cpu)
     batch = batch_of(report)
     structure = measure_structure(report, batch)
-    compute = measure_compute(report, batch)
+    refused = any(isinstance(m.output, str) for m in structure)
+    compute = [Measured()] * len(report.rows) if refused else measure_compute(report, batch)
     checks = []
     for part, shape, run, saved in zip(parts(report), structure, compute, report.memory.per_row):
         row = part.row
+        training = None if run.flops is None else run.flops + run.backward_flops
         checks += [
             Check(row.name, "output", tuple(row.output), shape.output),
             Check(row.name, "weights", row.weights, shape.weights),
             Check(row.name, "biases", row.biases, shape.biases),
             Check(row.name, "flops", num.normal(row.flops * batch), run.flops),
-            Check(row.name, "training_flops", num.normal(row.training_flops * batch), run.flops + run.backward_flops),
+            Check(row.name, "training_flops", num.normal(row.training_flops * batch), training),
             Check(row.name, "saved_bytes", saved.at(batch), run.saved_bytes),
         ]
     return checks
@@ -90,17 +94,29 @@ def batch_of(report: Report) -> int:
 
 
 def measure_structure(report: Report, batch: int) -> list[Measured]:
-    """Output shapes and parameters of every row, from a build on the meta device."""
+    """Output shapes and parameters of every row: on the meta device (no memory, no compute), else on the CPU."""
+    try:
+        return _structure(report, batch, "meta")
+    except NotImplementedError:  # an operator without a meta kernel
+        return _structure(report, batch, "cpu")
+
+
+def _structure(report: Report, batch: int, device: str) -> list[Measured]:
     torch = require()
-    with torch.device("meta"):
-        net = sequential(report)
-        x = torch.empty(batch, *map(int, report.input), dtype=dtype_of(report.dtype))
-    net.to(dtype_of(report.dtype))
+    with torch.device(device):
+        net = sequential(report).to(dtype_of(report.dtype))
+        x = torch.zeros(batch, *map(int, report.input), dtype=dtype_of(report.dtype))
     out = []
     for part in parts(report):
         children = [net.get_submodule(name) for name in part.names]
-        for child in children:
-            x = child(x)
+        try:
+            for child in children:
+                x = child(x)
+        except NotImplementedError:
+            raise
+        except (RuntimeError, ValueError) as error:
+            out.append(Measured(output=f"refused: {str(error).splitlines()[0]}"))
+            return out + [Measured()] * (len(report.rows) - len(out))
         weights = biases = 0
         for child in children:
             for name, p in child.named_parameters():
@@ -153,10 +169,7 @@ def measure_compute(report: Report, batch: int) -> list[Measured]:
     saved = [0] * len(steps)
     for row, nbytes in first.values():
         saved[row] += nbytes
-    return [
-        Measured(output=(), weights=0, biases=0, flops=f, backward_flops=b, saved_bytes=s)
-        for f, b, s in zip(flops, backward, saved)
-    ]
+    return [Measured(flops=f, backward_flops=b, saved_bytes=s) for f, b, s in zip(flops, backward, saved)]
 
 
 def _backward(steps, FlopCounterMode) -> list[int]:
