@@ -103,3 +103,14 @@ def test_a_bad_class_name_is_refused():
 @given(networks())
 def test_drawn_networks_round_trip(tmp_path, text):
     round_trip(archcalc.analyze(archcalc.loads(text)), tmp_path)
+
+
+def test_spec_text_cannot_escape_the_docstring():
+    # specs come from strangers: a model name that closes the docstring must stay inside it
+    text = '[model]\nname = "x\\"\\"\\"\\nimport os\\nos.remove(\\"f\\") #\\\\"\ninput = [4]\n[[layers]]\ntype = "dense"\nout_features = 2\n'
+    exported = source(archcalc.analyze(archcalc.loads(text)))
+    tree = ast.parse(exported)
+    assert [type(n).__name__ for n in tree.body] == ["Expr", "Import", "Import", "ImportFrom", "ClassDef", "If"]
+    assert 'import os\nos.remove("f")' in ast.get_docstring(tree).replace("\\n", "\n").replace('\\"', '"')
+    assert not any(isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "remove" for n in ast.walk(tree))
+

@@ -128,3 +128,11 @@ def test_a_layer_torch_refuses_fails_verify_with_torchs_message(monkeypatch):
     assert all(c.measured is None for c in checks if c.layer == "fc3")
     result = CliRunner().invoke(main, ["verify", str(SPECS / "lenet5.toml")])
     assert result.exit_code == 1 and "refused" in result.output and "could not be measured" in result.output
+
+
+def test_a_model_name_with_markup_is_shown_as_written(tmp_path):
+    path = tmp_path / "markup.toml"
+    path.write_text('[model]\nname = "net [/] [red]x"\ninput = [4]\n[[layers]]\ntype = "dense"\nout_features = 2\n')
+    result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "net [/] [red]x against torch" in result.output

@@ -9,6 +9,7 @@ calls in `forward`: `torch.flatten(x, 1)`, `x.reshape(...)`, `F.relu(...)`.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 
 from .. import fmt, num
@@ -29,9 +30,9 @@ def source(report: Report, class_name: str | None = None) -> str:
     for part in parts(report):
         _part(part, init, forward)
     params = num.add(row.params for row in report.rows)
-    where = f" from {report.path}" if report.path else ""
+    where = f" from {_plain(report.path)}" if report.path else ""
     lines = [
-        f'"""{report.model}, exported by archcalc{where}.',
+        f'"""{_plain(report.model)}, exported by archcalc{where}.',
         "",
         f"{fmt.group(params)} parameters; input B×{_shape(report.input)}, output B×{_shape(report.output)}.",
         *([f"The spec trains it in {report.dtype}: model.to(torch.{report.dtype})."] if report.dtype != "float32" else []),
@@ -128,8 +129,13 @@ def _shape(shape) -> str:
 
 def _literal(value) -> str:
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value)  # a valid Python string literal, double-quoted
     return repr(value)
+
+
+def _plain(text: str) -> str:
+    """Spec text made safe inside the docstring: it comes from strangers and must not end it early."""
+    return json.dumps(str(text), ensure_ascii=False)[1:-1]
 
 
 def _aligned(lines: list[tuple[str, str]], indent: str) -> list[str]:

@@ -41,10 +41,10 @@ def verification(report: Report, checks: list[Check], batch: int, torch_version:
     """One line per layer, one ✓ or ✗ per quantity; a mismatch shows archcalc's value and torch's."""
     quantities = [q for q in QUANTITIES if any(c.quantity == q for c in checks)]
     grid = Table(
-        title=f"{report.model} against torch {torch_version}: batch {batch}, {report.dtype}",
+        title=Text(f"{report.model} against torch {torch_version}: batch {batch}, {report.dtype}"),  # no markup from specs
         box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
     )
-    grid.add_column("layer")
+    grid.add_column("layer")  # layer names are identifiers: no markup in them
     for q in quantities:
         grid.add_column(HEADERS[q], justify="left" if q == "output" else "right", overflow="fold")
     layers = list(dict.fromkeys(c.layer for c in checks))
@@ -87,7 +87,7 @@ def benchmark(result) -> Group:
     o = result.options
     mixed = o.dtype in ("float16", "bfloat16")
     precision = f"{o.dtype} ({'autocast, float32 parameters' if o.amp else 'parameters too'})" if mixed else o.dtype
-    grid = Table(title=f"{result.model} on {result.device}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    grid = Table(title=Text(f"{result.model} on {result.device}"), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for header in ("step", "ms/step", "images/s", "FLOPs/step", "TFLOP/s", "of peak"):
         grid.add_column(header, justify="left" if header == "step" else "right")
     for timing in (result.train, result.inference):
@@ -107,11 +107,15 @@ def benchmark(result) -> Group:
     footer = Table.grid(padding=(0, 2))
     footer.add_column(style="bold", no_wrap=True)
     footer.add_column(overflow="fold")
-    footer.add_row("Setup", f"batch {o.batch}, {precision}, torch {result.torch}")
-    footer.add_row("Training memory", f"peak measured {measured} · predicted {predicted}")
-    footer.add_row("Peak", peak)
-    footer.add_row("Steps", f"{o.steps} timed after {o.warmup} warm-up, {o.optimizer} optimizer" + (f"; {', '.join(flags)}" if flags else ""))
-    footer.add_row("FLOPs", "analytic, archcalc's: forward for inference; forward + backward for training")
+    rows = {
+        "Setup": f"batch {o.batch}, {precision}, torch {result.torch}",
+        "Training memory": f"peak measured {measured} · predicted {predicted}",
+        "Peak": peak,
+        "Steps": f"{o.steps} timed after {o.warmup} warm-up, {o.optimizer} optimizer" + (f"; {', '.join(flags)}" if flags else ""),
+        "FLOPs": "analytic, archcalc's: forward for inference; forward + backward for training",
+    }
+    for label, value in rows.items():
+        footer.add_row(label, Text(value))
     return Group(grid, footer)
 
 
