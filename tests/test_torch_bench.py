@@ -105,3 +105,11 @@ def test_refusals_exit_2():
     if not torch.cuda.is_available():
         cuda = run(LENET, "--device", "cuda", "--steps", "1")
         assert cuda.exit_code == 2 and "no CUDA device" in cuda.output
+
+
+def test_torchs_own_refusals_are_exit_2_not_a_traceback(tmp_path):
+    path = tmp_path / "bn.toml"
+    path.write_text('[model]\ninput = [4]\n[[layers]]\ntype = "batchnorm"\n')  # batchnorm cannot train on one sample
+    result = run(str(path), "--device", "cpu", "--batch", "1", "--steps", "1")
+    assert result.exit_code == 2
+    assert "torch stopped the benchmark: Expected more than 1 value per channel" in result.output

@@ -20,7 +20,7 @@ from .conftest import SPECS  # noqa: E402
 from .test_torch_build import SHIPPED, VALUES  # noqa: E402
 from .torch_nets import networks, spec_text  # noqa: E402
 
-from tests import torch_probe  # noqa: E402
+from . import torch_probe  # noqa: E402
 
 
 def wrong(checks):

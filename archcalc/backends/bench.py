@@ -130,6 +130,8 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
         run = Run.prepare(report, options, device)
         train = run.time("train", num.normal(report.totals["training_flops"] * options.batch), progress)
         inference = run.time("inference", num.normal(report.totals["flops"] * options.batch), progress)
+    except (RuntimeError, ValueError) as error:  # torch's own refusals: out of memory, batchnorm on one sample...
+        raise ArchcalcError(f"torch stopped the benchmark: {str(error).splitlines()[0]}") from None
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
