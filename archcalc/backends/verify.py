@@ -23,7 +23,7 @@ from .. import num
 from ..errors import SpecError
 from ..memory import Device
 from ..report import Report
-from .torch import Part, concrete, dtype_of, modules, parts, require, sequential
+from .torch import concrete, dtype_of, parts, require, sequential
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
 QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
@@ -134,8 +134,13 @@ def measure_compute(report: Report, batch: int) -> list[Measured]:
     from torch.autograd.graph import saved_tensors_hooks
     from torch.utils.flop_counter import FlopCounterMode
 
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(0)
+        return _compute(torch, report, batch, saved_tensors_hooks, FlopCounterMode)
+
+
+def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounterMode) -> list[Measured]:
     dtype = dtype_of(report.dtype)
-    torch.manual_seed(0)
     net = sequential(report).to(dtype).train()
     own = {t.untyped_storage().data_ptr() for t in (*net.parameters(), *net.buffers())}
     first: dict[int, tuple[int, int]] = {}  # storage -> (row, bytes), for the row that saved it first
