@@ -61,10 +61,10 @@ def check(subject: Spec | Report, claims=None, **values) -> list[Verdict]:
     """
     report = subject if isinstance(subject, Report) else analyze(subject, **values)
     pairs, place = _pairs(subject, claims)
-    out, cache = [], {}
+    out = []
     for claim in claims_.read(pairs, report, **place):
         try:
-            out.append(verdict(report, claim, cache))
+            out.append(verdict(report, claim))
         except SpecError as error:  # a formula that reads well but cannot be evaluated: "1/0"
             raise ClaimError(error.problem, error.hint, f'"{claim.key.text}"', place.get("where"),
                              place.get("path"), claim.line) from None
@@ -171,9 +171,9 @@ def _text(path: str | None) -> str:
         return ""
 
 
-def verdict(report: Report, claim: Claim, cache: dict | None = None) -> Verdict:
+def verdict(report: Report, claim: Claim) -> Verdict:
     key = claim.key
-    at = at_qualifiers(report, key, cache)
+    at = at_qualifiers(report, key)
     env = dict(report.values) | ({"B": at.batch} if at.batch is not None else {})
     actual = value(at, key)
     holds = claim.value.holds(actual, env)
@@ -199,28 +199,15 @@ def verdict(report: Report, claim: Claim, cache: dict | None = None) -> Verdict:
     )
 
 
-def at_qualifiers(report: Report, key: Key, cache: dict | None = None) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device.
-
-    `cache` keeps the reports made for earlier claims: measuring memory again costs seconds
-    for a network of formulas, so only what changes the bytes per sample is measured anew.
-    """
+def at_qualifiers(report: Report, key: Key) -> Report:
+    """The report a memory claim is about: at its batch size, dtype, optimizer and device."""
     kinds = {"batch": lambda b: b, "dtype": DType, "optimizer": Optimizer, "device": Device}
     changes = {}
     for name, given in key.at:
         field = "batch" if name == "B" else name
         if kinds[field](given) != getattr(report, field):
             changes[field] = kinds[field](given)
-    if not changes:
-        return report
-    cache = {} if cache is None else cache
-    signature = tuple(sorted((k, str(v)) for k, v in changes.items()))
-    if signature not in cache:
-        at = dataclasses.replace(report, **changes)
-        if set(changes) == {"batch"}:  # bytes per sample do not depend on B: keep what was measured
-            at.__dict__["memory"] = dataclasses.replace(report.memory, batch=changes["batch"])
-        cache[signature] = at
-    return cache[signature]
+    return dataclasses.replace(report, **changes) if changes else report
 
 
 def value(report: Report, key: Key):

@@ -152,3 +152,95 @@ def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, fo
     click.echo(drawn.markdown())
     paths = [str(Path(folder) / name) for name in files]
     click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
+
+
+@main.command("verify")
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--batch", "-b", type=click.IntRange(min=1), metavar="B", help="Batch size of the forward pass (default 2).")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
+    """Build SPEC in PyTorch and check every number of its report against it; exit 1 on a mismatch."""
+    from .backends import tables
+    from .backends.torch import version
+    from .backends.verify import batch_of, verify
+
+    report = analyze(load(spec), batch=batch, dtype=dtype, device="cpu", **parse_sets(sets))
+    checks = verify(report)
+    if form == "json":
+        click.echo(tables.verification_json(report, checks, batch_of(report), version()), nl=False)
+    else:
+        _console().print(tables.verification(report, checks, batch_of(report), version()))
+    if not all(check.ok for check in checks):
+        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
+@click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
+@refusals
+def export_command(spec: str, sets, output: str, class_name: str | None) -> None:
+    """Write SPEC as the Python source of a torch nn.Module class."""
+    from .backends.export import source
+
+    if class_name is not None and not class_name.isidentifier():
+        raise click.BadParameter(f"{class_name!r} is not a Python name", param_hint="--class-name")
+    text = source(analyze(load(spec), **parse_sets(sets)), class_name)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command("bench")
+@click.argument("spec", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@click.option("--batch", "-b", type=click.IntRange(min=1), default=32, show_default=True, metavar="B", help="Batch size.")
+@click.option("--device", metavar="DEVICE", help="cuda, cuda:1 or cpu (default: cuda if there is one).")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Compute dtype (default: the spec's).")
+@click.option("--amp/--no-amp", default=True, show_default=True,
+              help="float16/bfloat16: autocast with float32 parameters; --no-amp casts the parameters too.")
+@click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (warm-up compiles).")
+@click.option("--channels-last", is_flag=True, help="Channels-last memory format for the model and the input.")
+@click.option("--tf32", is_flag=True, help="Let float32 matmuls use tensor cores (TF32), as cuDNN convolutions do by default.")
+@click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps of each kind.")
+@click.option("--warmup", type=click.IntRange(min=0), help="Untimed steps first (default: min(5, steps)).")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), metavar="TFLOPS", help="The device's peak, instead of the table's.")
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@refusals
+def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels_last, tf32, optimizer, steps, warmup,
+                  peak_tflops, form: str) -> None:
+    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .backends import tables
+    from .backends.bench import Options, bench
+
+    report = analyze(load(spec), **parse_sets(sets))
+    options = Options(device=device, batch=batch, dtype=dtype or str(report.dtype), amp=amp, compile=compiled,
+                      channels_last=channels_last, tf32=tf32, optimizer=optimizer, steps=steps, warmup=warmup,
+                      peak_tflops=peak_tflops)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    stderr = Console(stderr=True)
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        result = bench(report, options, progress)
+    if form == "json":
+        click.echo(tables.benchmark_json(result), nl=False)
+    else:
+        _console().print(tables.benchmark(result))

@@ -122,12 +122,12 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
     return out
 
 
-def answer(report: Report, key: str, cache: dict | None = None) -> object | None:
+def answer(report: Report, key: str) -> object | None:
     """The true value of `key` as an answers file writes it, or None when it cannot be written exactly."""
     from .check import at_qualifiers
 
     parsed = parse_key(key, report)
-    actual = true_value(at_qualifiers(report, parsed, cache), parsed)
+    actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
         return f"{float(actual):.2f}%" if num.is_concrete(actual) else None
     written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
@@ -150,8 +150,8 @@ def _written(x) -> object:
 def draw(report: Report, count: int, seed: int, spec: str | None = None) -> Quiz:
     """`count` different questions about `report`'s network, drawn in turn from each category."""
     rng = random.Random(seed)
-    drawn, cache = candidates(rng, report), {}
-    answers = {key: answer(report, key, cache) for pairs in drawn.values() for key, _ in pairs}
+    drawn = candidates(rng, report)
+    answers = {key: answer(report, key) for pairs in drawn.values() for key, _ in pairs}
     pools = {c: [(key, text) for key, text in pairs if answers[key] is not None] for c, pairs in drawn.items()}
     available = sum(map(len, pools.values()))
     if not 1 <= count <= available:

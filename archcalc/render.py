@@ -113,7 +113,7 @@ def memory_panel(report: Report) -> Group:
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
     grids = []
     for heading, lines in ((title, memory_lines(report)), ("The course's model", course_lines(report))):
-        grid = Table(title=heading, title_justify="left", box=None, show_header=False, pad_edge=False)
+        grid = Table(title=Text(heading), title_justify="left", box=None, show_header=False, pad_edge=False)
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(justify="right", overflow="fold")
         grid.add_column(overflow="fold", style="dim")
@@ -147,7 +147,7 @@ def table(report: Report, width: int = 100, explained: bool = False) -> Group:
         for r in rows:
             r["hyperparameters"] = f"{r['type']} {r['hyperparameters']}".strip()
     fits = sum(natural(h) + 1 for h in headers) <= width
-    grid = Table(title=_title(report), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
+    grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
     # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
     # formulas and, when the table must shrink, the hyperparameters fold.
     fixed = {h: natural(h) <= 16 and (fits or h != "hyperparameters") for h in headers}

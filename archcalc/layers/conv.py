@@ -76,7 +76,17 @@ class Conv(Layer):
         return num.normal(self.macs(x) * self.groups + (self.macs(x) if grad else 0))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
+        return (self.kept_input(x), *activation_keeps(self.activation, y))
+
+    def kept_input(self, x: Shape) -> Kept:
+        # padding "same" with an odd total d·(k − 1) on an axis: torch pads the input by one more on
+        # the right of that axis (a new, zero-padded copy) and keeps that copy instead of the input
+        if self.padding == "same":
+            extra = [w.d * (w.k - 1) % 2 for w in self.windows(x)]
+            if all(map(num.is_concrete, extra)) and any(extra):
+                padded = num.normal(x[0] * num.mul(n + e for n, e in zip(x[1:], extra)))
+                return Kept("own", padded, what="input zero-padded on the right ('same' padding with an even span)")
+        return Kept("input", num.mul(x), what="input")
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)

@@ -38,12 +38,13 @@ class Pool(Layer):
                     f"PyTorch allows at most {k // 2} here",
                     "padding",
                 )
-        if self.op == "avg" and n == 3:  # AvgPool3d alone also checks the input without its padding
+        if self.op == "avg" and n == 3:
             for size, k in zip(x[1:], kernel):
-                if num.is_nonnegative(size - k) is False:
+                if num.is_concrete(size) and num.is_concrete(k) and size < k:
                     raise SpecError(
-                        f"kernel {fmt.group(k)} is larger than the input {fmt.group(size)}",
-                        "PyTorch's AvgPool3d does not count the padding here", "kernel_size",
+                        f"input {fmt.shape(x[1:])} is smaller than the kernel {fmt.group(k)} on an axis",
+                        "PyTorch's AvgPool3d needs every input axis at least as large as the kernel, padding aside",
+                        "kernel_size",
                     )
         return tuple(
             Window(size, k, s, p, d, ceil_mode=self.ceil_mode)

@@ -9,7 +9,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice, real, sizes
 from ..num import Shape
-from .base import Layer, per_axis, register, spatial
+from .base import Layer, ints, per_axis, register, spatial
 
 MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes it needs
 
@@ -41,6 +41,12 @@ class Upsample(Layer):
             return [("output", f"size given: {fmt.shape(self.output(x)[1:])}")]
         return [("output", "out = ⌊n·scale_factor⌋ per spatial axis (PyTorch multiplies in floating point)")]
 
+    def to_torch(self, x: Shape, nn):
+        if self.size is not None:
+            return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode)
+        factor = tuple(map(float, self.scale_factor)) if isinstance(self.scale_factor, tuple) else float(self.scale_factor)
+        return nn.Upsample(scale_factor=factor, mode=self.mode)
+
 
 def _scaled(n, factor):
     """⌊n·factor⌋ as PyTorch computes it: in double precision, so 100·0.29 gives 28."""
@@ -51,9 +57,3 @@ def _scaled(n, factor):
     if num.is_positive(out) is False:
         raise SpecError(f"scale_factor {fmt.group(factor)} leaves no output of an axis of size {fmt.group(n)}", None, "scale_factor")
     return out
-
-    def to_torch(self, x: Shape, nn):
-        if self.size is not None:
-            return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode)
-        factor = tuple(map(float, self.scale_factor)) if isinstance(self.scale_factor, tuple) else float(self.scale_factor)
-        return nn.Upsample(scale_factor=factor, mode=self.mode)

@@ -1,0 +1,275 @@
+"""Time a training step and an inference step of a spec's network on a device, against its analytic FLOPs.
+
+What one step is, written the way a training script writes it:
+  train      optimizer.zero_grad(); loss = loss_fn(model(x), target); loss.backward(); optimizer.step()
+  inference  model(x) in eval mode, under torch.inference_mode()
+The loss is cross-entropy against random classes when the network ends in a vector
+of several features (logits), else the mean squared error against zeros.
+
+`dtype` float16 or bfloat16 with `amp` (the default) means mixed precision:
+parameters and optimizer state stay float32 and the step runs under
+torch.autocast (float16 with a GradScaler), as one trains in practice. Without
+`amp` the parameters and the input are cast to the dtype ("pure" precision).
+
+Warm-up steps (which also compile, with `compile`) are not timed. The timed steps
+run back to back, bracketed by one pair of CUDA events on a GPU (by perf_counter
+on the CPU, where every op has finished when it returns): ms per step is the
+whole loop's time over its steps, so anything the harness did between steps
+would show (benchmarks/bench_harness.py compares it with a hand-written loop).
+
+Achieved TFLOP/s use the analytic FLOPs of archcalc's report, per step: the
+forward for inference, `training_flops` for training (forward and backward as
+FlopCounterMode counts them: the backward twice the forward, except that the
+first layer computes no gradient for the input; for a grouped convolution it
+counts the weight gradient `groups` times, an overstatement of the real work).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import num
+from ..dtypes import DType
+from ..errors import ArchcalcError
+from ..memory import Device, Optimizer
+from ..report import Report
+from .peaks import peak
+from .torch import concrete, dtype_of, require, sequential, version
+
+MIXED = ("float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Options:
+    device: str | None = None  # None: cuda if there is one, else cpu
+    batch: int = 32
+    dtype: str = "float32"
+    amp: bool = True  # float16/bfloat16: autocast with float32 parameters; False: cast the parameters
+    compile: bool = False
+    channels_last: bool = False
+    tf32: bool = False  # float32 matmuls on tensor cores too (cuDNN convolutions use them by default)
+    optimizer: str = "sgd"  # archcalc.memory.Optimizer: none, sgd, momentum (0.9), adam
+    steps: int = 50
+    warmup: int | None = None  # None: min(5, steps)
+    peak_tflops: float | None = None  # overrides the table of peaks
+
+
+@dataclass(frozen=True)
+class Timing:
+    mode: str  # "train" or "inference"
+    steps: int
+    seconds: float  # the timed loop, all steps
+    batch: int
+    flops: int  # analytic FLOPs of one step (the whole batch)
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000 * self.seconds / self.steps
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch * self.steps / self.seconds
+
+    @property
+    def tflops(self) -> float:
+        return self.flops * self.steps / self.seconds / 1e12
+
+
+@dataclass(frozen=True)
+class Result:
+    model: str
+    device: str  # its name: "NVIDIA H200", "CPU (2 threads)"
+    torch: str
+    options: Options
+    precision: str  # what the peak is taken for: float32, tf32, bfloat16...
+    train: Timing
+    inference: Timing
+    peak_tflops: float | None
+    peak_source: str | None  # the datasheet's name, "--peak-tflops", or None
+    memory_measured: int | None  # torch.cuda.max_memory_allocated over the timed training steps
+    memory_predicted: int | None  # archcalc's training_bytes, where its model applies (not under autocast)
+
+    def share(self, timing: Timing) -> float | None:
+        """Achieved over peak, in percent."""
+        return 100 * timing.tflops / self.peak_tflops if self.peak_tflops else None
+
+    def to_dict(self) -> dict:
+        def timing(t: Timing) -> dict:
+            return {
+                "ms_per_step": t.ms_per_step, "images_per_s": t.images_per_s, "flops_per_step": t.flops,
+                "tflops": t.tflops, "share_of_peak": self.share(t), "steps": t.steps, "seconds": t.seconds,
+            }
+
+        return {
+            "model": self.model, "device": self.device, "torch": self.torch, "options": dataclasses.asdict(self.options),
+            "precision": self.precision, "peak_tflops": self.peak_tflops, "peak_source": self.peak_source,
+            "train": timing(self.train), "inference": timing(self.inference),
+            "memory": {"measured_bytes": self.memory_measured, "predicted_bytes": self.memory_predicted},
+        }
+
+
+Progress = Callable[[str, int, int], None]  # (phase, steps done, steps in all)
+
+
+def bench(report: Report, options: Options, progress: Progress | None = None) -> Result:
+    """Warm up, then time `options.steps` training steps and as many inference steps."""
+    torch = require()
+    report = concrete(report)
+    progress = progress or (lambda phase, done, total: None)
+    device = _device(options.device)
+    warmup = min(5, options.steps) if options.warmup is None else options.warmup
+    options = dataclasses.replace(options, device=device.type, warmup=warmup)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = tf32 or options.tf32
+        precision = _precision(options, device)
+        run = Run.prepare(report, options, device)
+        train = run.time("train", num.normal(report.totals["training_flops"] * options.batch), progress)
+        inference = run.time("inference", num.normal(report.totals["flops"] * options.batch), progress)
+    except (RuntimeError, ValueError) as error:  # torch's own refusals: out of memory, batchnorm on one sample...
+        raise ArchcalcError(f"torch stopped the benchmark: {str(error).splitlines()[0]}") from None
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    figure = (options.peak_tflops, "--peak-tflops") if options.peak_tflops else peak(name, precision)
+    mixed = options.dtype in MIXED and options.amp
+    return Result(
+        model=report.model, device=name, torch=version(), options=options, precision=precision,
+        train=train, inference=inference,
+        peak_tflops=figure[0] if figure else None, peak_source=figure[1] if figure else None,
+        memory_measured=run.peak_memory, memory_predicted=None if mixed else _predicted(report, options),
+    )
+
+
+@dataclass
+class Run:
+    """The model, its optimizer, one batch and the two steps, ready to time."""
+
+    torch: object
+    device: object
+    model: object
+    train_step: Callable[[], None]
+    inference_step: Callable[[], None]
+    options: Options
+    peak_memory: int | None = None
+
+    @classmethod
+    def prepare(cls, report: Report, options: Options, device) -> Run:
+        torch = require()
+        dtype = dtype_of(options.dtype)
+        mixed = options.dtype in MIXED and options.amp
+        torch.manual_seed(0)
+        model = sequential(report).to(device=device, dtype=torch.float32 if mixed else dtype)
+        x = torch.randn(options.batch, *map(int, report.input), device=device, dtype=torch.float32 if mixed else dtype)
+        if options.channels_last:
+            formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+            if x.dim() not in formats:
+                raise ArchcalcError(f"--channels-last needs an image input [C, H, W] or a volume [C, D, H, W]; this one is {list(report.input)}")
+            model = model.to(memory_format=formats[x.dim()])
+            x = x.contiguous(memory_format=formats[x.dim()])
+        loss_fn, target = _loss(report, options.batch, device)
+        optimizer = _optimizer(torch, options.optimizer, model.parameters())
+        network = torch.compile(model) if options.compile else model
+        autocast = torch.autocast(device.type, dtype=dtype) if mixed else contextlib.nullcontext()
+        # a GradScaler only where it does something (float16 autocast): a float32 step is exactly the usual one
+        scaler = torch.amp.GradScaler(device.type) if mixed and options.dtype == "float16" else None
+
+        def train_step() -> None:
+            if optimizer:
+                optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = loss_fn(network(x), target)
+            if scaler:
+                scaler.scale(loss).backward()
+                if optimizer:
+                    scaler.step(optimizer)
+                    scaler.update()
+                return
+            loss.backward()
+            if optimizer:
+                optimizer.step()
+
+        def inference_step() -> None:
+            with torch.inference_mode(), autocast:
+                network(x)
+
+        return cls(torch, device, model, train_step, inference_step, options)
+
+    def time(self, mode: str, flops: int, progress: Progress) -> Timing:
+        torch, options = self.torch, self.options
+        step = self.train_step if mode == "train" else self.inference_step
+        self.model.train(mode == "train")
+        cuda = self.device.type == "cuda"
+        for i in range(options.warmup):
+            step()
+            progress(f"{mode}: warm-up", i + 1, options.warmup)
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        else:
+            started = time.perf_counter()
+        for i in range(options.steps):
+            step()
+            progress(mode, i + 1, options.steps)
+        if cuda:
+            end.record()
+            torch.cuda.synchronize(self.device)
+            seconds = start.elapsed_time(end) / 1000
+            if mode == "train":
+                self.peak_memory = torch.cuda.max_memory_allocated(self.device)
+        else:
+            seconds = time.perf_counter() - started
+        return Timing(mode, options.steps, seconds, options.batch, flops)
+
+
+def _device(name: str | None):
+    torch = require()
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ArchcalcError(f"no CUDA device here (torch {torch.__version__})\n  hint: use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise ArchcalcError(f"unknown device {name!r}: {error}") from None
+
+
+def _precision(options: Options, device) -> str:
+    """The peak to compare with: the compute dtype, float32 on tensor cores (tf32) where torch allows it."""
+    torch = require()
+    if options.dtype != "float32" or device.type != "cuda":
+        return options.dtype
+    return "tf32" if torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32 else "float32"
+
+
+def _loss(report: Report, batch: int, device):
+    torch = require()
+    functional = torch.nn.functional
+    out = tuple(map(int, report.output))
+    if len(out) == 1 and out[0] > 1:
+        return functional.cross_entropy, torch.randint(out[0], (batch,), device=device)
+    return (lambda y, target: functional.mse_loss(y.float(), target)), torch.zeros(batch, *out, device=device)
+
+
+def _optimizer(torch, name: str, parameters):
+    kind = Optimizer(name)
+    if kind == Optimizer.none:
+        return None
+    if kind == Optimizer.adam:
+        return torch.optim.Adam(parameters, lr=1e-4)
+    return torch.optim.SGD(parameters, lr=0.01, momentum=0.9 if kind == Optimizer.momentum else 0)
+
+
+def _predicted(report: Report, options: Options) -> int | None:
+    """archcalc's training bytes for this batch, dtype, optimizer and device."""
+    device = Device.cuda if options.device == "cuda" else Device.cpu
+    at = dataclasses.replace(report, batch=options.batch, dtype=DType(options.dtype),
+                             optimizer=Optimizer(options.optimizer), device=device)
+    value = at.memory.training.at(options.batch)
+    return int(value) if num.is_concrete(value) else None

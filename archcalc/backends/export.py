@@ -1,0 +1,153 @@
+"""A spec as readable PyTorch source: an nn.Module class with `__init__` and `forward`, like the course's AlexNet.py.
+
+Every module is the one `build` makes (each layer's `to_torch`), written back
+as its constructor call, so the exported class has the same parameters, under
+the same names, as `archcalc.torch.build(spec)`. Modules without state become
+calls in `forward`: `torch.flatten(x, 1)`, `x.reshape(...)`, `F.relu(...)`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+
+from .. import fmt, num
+from ..report import Report
+from .torch import Part, concrete, modules, parts, require
+
+SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
+EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
+TORCH_FUNCTIONS = {"sigmoid", "tanh"}  # torch.sigmoid: F.sigmoid and F.tanh are deprecated aliases
+
+
+def source(report: Report, class_name: str | None = None) -> str:
+    """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
+    report = concrete(report)
+    name = class_name or _class_name(report.model)
+    init: list[tuple[str, str]] = []
+    forward: list[tuple[str, str]] = []
+    for part in parts(report):
+        _part(part, init, forward)
+    params = num.add(row.params for row in report.rows)
+    where = f" from {_plain(report.path)}" if report.path else ""
+    lines = [
+        f'"""{_plain(report.model)}, exported by archcalc{where}.',
+        "",
+        f"{fmt.group(params)} parameters; input B×{_shape(report.input)}, output B×{_shape(report.output)}.",
+        *([f"The spec trains it in {report.dtype}: model.to(torch.{report.dtype})."] if report.dtype != "float32" else []),
+        '"""',
+        "",
+        "import torch",
+        "import torch.nn.functional as F",
+        "from torch import nn",
+        "",
+        "",
+        f"class {name}(nn.Module):",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *_aligned(init, "        "),
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        *_aligned([("# x: " + "B×" + _shape(report.input), "")] + forward, "        "),
+        "        return x",
+        "",
+        "",
+        'if __name__ == "__main__":',
+        f"    model = {name}()",
+        f"    x = torch.randn(2, {', '.join(str(d) for d in report.input)})",
+        f"    print(model(x).shape)  # torch.Size([2, {', '.join(str(d) for d in report.output)}])",
+        f"    print(sum(p.numel() for p in model.parameters()))  # {params}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _part(part: Part, init: list, forward: list) -> None:
+    """The lines of one row: its module in __init__ (if it is one) and its call in forward."""
+    row = part.row
+    layer, *activation = modules(part)
+    shape = f"B×{_shape(row.output)}"
+    call = _call(layer, part.names[0], init, row)
+    if activation:
+        call = _activation(activation[0], row.layer.activation, call)
+    forward.append((f"x = {call}", shape))
+
+
+def _call(module, name: str, init: list, row) -> str:
+    """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
+    nn = require().nn
+    if isinstance(module, nn.Flatten):
+        return "torch.flatten(x, 1)"
+    if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
+        return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
+    if row.layer.kind == "activation":
+        return _activation(module, row.layer.function, "x")
+    params = num.normal(row.params)
+    note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
+    init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
+    return f"self.{name}(x)"
+
+
+def _activation(module, function: str, inner: str) -> str:
+    if function in TORCH_FUNCTIONS:
+        return f"torch.{function}({inner})"
+    dim = getattr(module, "dim", None)
+    return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
+
+
+def _arguments(module) -> str:
+    """The constructor arguments that rebuild `module`: required ones by position, others when not the default."""
+    out = []
+    for name, parameter in inspect.signature(type(module).__init__).parameters.items():
+        if name == "self" or name in SKIPPED or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        value = getattr(module, name)  # every nn layer keeps its arguments under their names
+        if name == "bias" and not isinstance(value, bool):
+            if getattr(module, "affine", True) is False:
+                continue  # batchnorm without affine has no bias to turn off
+            value = value is not None
+        value = _short(value)
+        if parameter.default is parameter.empty:
+            out.append(_literal(value))
+        elif name in EXPLICIT or value != _short(parameter.default):
+            out.append(f"{name}={_literal(value)}")
+    return ", ".join(out)
+
+
+def _short(value):
+    """(3, 3) -> 3: one value for every axis is what a reader writes (and means the same to torch)."""
+    if isinstance(value, tuple) and value and len(set(value)) == 1:
+        return value[0]
+    return value
+
+
+def _shape(shape) -> str:
+    """(96, 55, 55) -> '96×55×55', digits not grouped: sizes, as the code writes them."""
+    return "×".join(str(d) for d in shape)
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # a valid Python string literal, double-quoted
+    return repr(value)
+
+
+def _plain(text: str) -> str:
+    """Spec text made safe inside the docstring: it comes from strangers and must not end it early."""
+    return json.dumps(str(text), ensure_ascii=False)[1:-1]
+
+
+def _aligned(lines: list[tuple[str, str]], indent: str) -> list[str]:
+    """Code lines with their comments in one column."""
+    width = max((len(code) for code, note in lines if note), default=0)
+    return [f"{indent}{code.ljust(width)}  # {note}" if note else f"{indent}{code}" for code, note in lines]
+
+
+def _class_name(model: str) -> str:
+    """'AlexNet (symbolic)' -> 'AlexNetSymbolic'; 'LeNet-5' -> 'LeNet5'."""
+    words = re.findall(r"[A-Za-z0-9]+", model)
+    name = "".join(w[0].upper() + w[1:] for w in words) or "Net"
+    if name[0].isdigit() or name in ("F", "nn", "torch"):
+        name = "Net" + name
+    return name

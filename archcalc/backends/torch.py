@@ -1,0 +1,140 @@
+"""The PyTorch backend: build the spec's network as a torch module. The one place torch is imported.
+
+torch is imported on first use (`require`), never when archcalc is: `import archcalc`
+and every command without torch keep working where torch is not installed.
+
+Children of the built `nn.Sequential` carry the spec's layer names; a layer's
+`activation` field becomes one more child named `<layer>_<function>` (`conv1_relu`).
+A name that another child already has, or that `nn.Module` uses itself (`train`,
+`forward`...), gets underscores appended until it is free (`train_`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import num
+from ..engine import BATCH, analyze
+from ..errors import ArchcalcError, SpecError
+from ..layers.base import torch_activation
+from ..report import Report, Row
+from ..spec import Spec, load
+
+INSTALL = "pip install 'archcalc[torch]'"
+
+
+def require():
+    """The torch module, or an ArchcalcError that says how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise ArchcalcError(f"this needs PyTorch, which is not installed\n  hint: {INSTALL}") from None
+    return torch
+
+
+@dataclass(frozen=True)
+class Part:
+    """The children that one row of the report becomes: the layer, then its activation if it has one."""
+
+    row: Row
+    names: tuple[str, ...]
+
+
+def build(spec: Spec | Report | str | Path, **values):
+    """The spec's network as a torch.nn.Sequential, with the spec's layer names.
+
+    Its parameters have the spec's dtype. `values` name the sizes the spec leaves open.
+    """
+    report = concrete(spec, **values)
+    module = sequential(report)
+    dtype = dtype_of(report.dtype)
+    return module if dtype is require().float32 else module.to(dtype)
+
+
+def concrete(spec: Spec | Report | str | Path, **values) -> Report:
+    """The report of a spec with every size known, or a SpecError that names the unknown ones."""
+    if isinstance(spec, Report):
+        if values:
+            raise TypeError("values go with a spec, not with a report (analyze already bound them)")
+        report = spec
+    else:
+        report = analyze(load(spec) if isinstance(spec, (str, Path)) else spec, **values)
+    free = free_names(report)
+    if free:
+        listed = ", ".join(free)
+        sets = " ".join(f"--set {name}=..." for name in free)
+        raise SpecError(
+            f"torch needs numbers, but {'these sizes are' if len(free) > 1 else 'this size is'} still unknown: {listed}",
+            f"give {'them' if len(free) > 1 else 'it'} values: {sets} (or {', '.join(f'{n}=...' for n in free)} in Python)",
+            path=report.path,
+        )
+    return report
+
+
+def free_names(report: Report) -> list[str]:
+    """The names a report's shapes, counts or layer fields still depend on, the batch size aside."""
+    found: set[str] = set()
+
+    def collect(value) -> None:
+        if isinstance(value, tuple):
+            for item in value:
+                collect(item)
+        elif not isinstance(value, (str, bool, type(None))):
+            found.update(num.free_names(value))
+
+    for row in report.rows:
+        collect((row.input, row.output, row.weights, row.biases, row.macs))
+        collect(tuple(getattr(row.layer, f.name) for f in dataclasses.fields(row.layer) if f.name != "name"))
+    return sorted(found - {BATCH})
+
+
+def parts(report: Report) -> list[Part]:
+    """Each row with the names of its children, as `sequential` and `export` name them."""
+    reserved = set(dir(require().nn.Module))
+    taken = reserved | {row.name for row in report.rows}
+    out = []
+    for row in report.rows:
+        names = [_free(row.name, taken) if row.name in reserved else row.name]
+        activation = getattr(row.layer, "activation", None)
+        if activation:
+            names.append(_free(f"{names[0]}_{activation}", taken))
+        out.append(Part(row, tuple(names)))
+    return out
+
+
+def _free(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def modules(part: Part) -> list:
+    """The torch modules of one row: the layer's, then its activation's."""
+    nn = require().nn
+    out = [part.row.layer.to_torch(part.row.input, nn)]
+    activation = getattr(part.row.layer, "activation", None)
+    if activation:
+        out.append(torch_activation(activation, nn))
+    return out
+
+
+def sequential(report: Report):
+    """An nn.Sequential of a concrete report's layers (float32, on torch's current default device)."""
+    nn = require().nn
+    module = nn.Sequential()
+    for part in parts(report):
+        for name, child in zip(part.names, modules(part)):
+            module.add_module(name, child)
+    return module
+
+
+def dtype_of(dtype: str):
+    """'bfloat16' -> torch.bfloat16."""
+    return getattr(require(), str(dtype))
+
+
+def version() -> str:
+    return require().__version__.split("+")[0]

@@ -1,0 +1,203 @@
+"""Prove a report's numbers against the network torch builds from the same spec, layer by layer.
+
+Shapes and parameters come from a build on the meta device: no memory, no
+compute, instant for AlexNet's 62M parameters. FLOPs and the bytes saved for
+backward need a real forward pass: that one runs on the CPU, in training mode,
+at the report's batch size (2 if it has none) and dtype.
+
+Each row of the report runs on its own, its input the previous row's output
+detached (requiring grad exactly when it would in the whole network), so that
+FlopCounterMode's total belongs to that row alone: its per-module breakdown
+credits a module that returns its input (dropout with p = 0) with its
+neighbour's backward FLOPs. Detaching keeps the storage, so a tensor that two
+rows save (a ReLU's output and the next conv's input) is still counted once,
+for the row that saved it first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .. import num
+from ..errors import SpecError
+from ..memory import Device
+from ..report import Report
+from .torch import concrete, dtype_of, parts, require, sequential
+
+DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
+QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One number of one layer: archcalc's and torch's."""
+
+    layer: str
+    quantity: str  # one of QUANTITIES
+    expected: object  # archcalc's: a shape (one sample) or a count for the whole batch
+    measured: object  # torch's
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.measured
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What torch says about one row, for a batch of `batch` (None: not measured)."""
+
+    output: tuple[int, ...] | str | None = None  # one sample's shape, or what torch said when it refused the layer
+    weights: int | None = None
+    biases: int | None = None
+    flops: int | None = None  # forward
+    backward_flops: int | None = None
+    saved_bytes: int | None = None  # storages this row's forward saved first, parameters and buffers excluded
+
+
+def verify(report: Report) -> list[Check]:
+    """Every number of every row of `report` beside torch's, in row order.
+
+    The saved bytes are the memory model's for the CPU, where torch runs here
+    (a dropout mask takes the dtype's size there, one byte on CUDA). A layer
+    that torch refuses fails its output check with torch's message; the layers
+    after it cannot be measured and fail too.
+    """
+    report = concrete(report)
+    if report.device != Device.cpu:
+        report = dataclasses.replace(report, device=Device.cpu)
+    batch = batch_of(report)
+    structure = measure_structure(report, batch)
+    refused = any(isinstance(m.output, str) for m in structure)
+    compute = [Measured()] * len(report.rows) if refused else measure_compute(report, batch)
+    checks = []
+    for part, shape, run, saved in zip(parts(report), structure, compute, report.memory.per_row):
+        row = part.row
+        training = None if run.flops is None else run.flops + run.backward_flops
+        checks += [
+            Check(row.name, "output", tuple(row.output), shape.output),
+            Check(row.name, "weights", row.weights, shape.weights),
+            Check(row.name, "biases", row.biases, shape.biases),
+            Check(row.name, "flops", num.normal(row.flops * batch), run.flops),
+            Check(row.name, "training_flops", num.normal(row.training_flops * batch), training),
+            Check(row.name, "saved_bytes", saved.at(batch), run.saved_bytes),
+        ]
+    return checks
+
+
+def batch_of(report: Report) -> int:
+    if report.batch is None:
+        return DEFAULT_BATCH
+    if not isinstance(report.batch, int):
+        raise SpecError(f"verify needs a whole number for the batch size, got {report.batch}", where="--batch")
+    return report.batch
+
+
+def measure_structure(report: Report, batch: int) -> list[Measured]:
+    """Output shapes and parameters of every row: on the meta device (no memory, no compute), else on the CPU."""
+    try:
+        return _structure(report, batch, "meta")
+    except NotImplementedError:  # an operator without a meta kernel
+        return _structure(report, batch, "cpu")
+
+
+def _structure(report: Report, batch: int, device: str) -> list[Measured]:
+    torch = require()
+    with torch.device(device):
+        net = sequential(report).to(dtype_of(report.dtype))
+        x = torch.zeros(batch, *map(int, report.input), dtype=dtype_of(report.dtype))
+    out = []
+    for part in parts(report):
+        children = [net.get_submodule(name) for name in part.names]
+        try:
+            for child in children:
+                x = child(x)
+        except NotImplementedError:
+            raise
+        except (RuntimeError, ValueError) as error:
+            out.append(Measured(output=f"refused: {str(error).splitlines()[0]}"))
+            return out + [Measured()] * (len(report.rows) - len(out))
+        weights = biases = 0
+        for child in children:
+            for name, p in child.named_parameters():
+                if name.rsplit(".", 1)[-1] == "bias":
+                    biases += p.numel()
+                else:
+                    weights += p.numel()
+        out.append(Measured(output=_sample(x, batch), weights=weights, biases=biases))
+    return out
+
+
+def measure_compute(report: Report, batch: int) -> list[Measured]:
+    """Forward and backward FLOPs and saved-for-backward bytes of every row, from a training step on the CPU."""
+    torch = require()
+    from torch.autograd.graph import saved_tensors_hooks
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(0)
+        return _compute(torch, report, batch, saved_tensors_hooks, FlopCounterMode)
+
+
+def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounterMode) -> list[Measured]:
+    dtype = dtype_of(report.dtype)
+    net = sequential(report).to(dtype).train()
+    own = {t.untyped_storage().data_ptr() for t in (*net.parameters(), *net.buffers())}
+    first: dict[int, tuple[int, int]] = {}  # storage -> (row, bytes), for the row that saved it first
+    kept = []  # the saved tensors, alive until the end: a freed storage's address could be reused
+    current = 0
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key not in own and storage.nbytes() and key not in first:
+            first[key] = (current, storage.nbytes())
+        kept.append(tensor)
+        return tensor
+
+    x = torch.randn(batch, *map(int, report.input), dtype=dtype)
+    steps = []  # (row input, row output) per row, for the backward pass
+    flops = []
+    with saved_tensors_hooks(pack, lambda tensor: tensor):
+        for current, part in enumerate(parts(report)):
+            children = [net.get_submodule(name) for name in part.names]
+            grad = x.requires_grad or any(p.requires_grad for c in children for p in c.parameters())
+            x_in = x.detach().requires_grad_(x.requires_grad)
+            with FlopCounterMode(display=False) as counter:
+                y = x_in
+                for child in children:
+                    y = child(y)
+            flops.append(counter.get_total_flops())
+            steps.append((x_in, y if grad else None))
+            x = y.detach().requires_grad_(grad)
+    backward = _backward(steps, FlopCounterMode)
+    saved = [0] * len(steps)
+    for row, nbytes in first.values():
+        saved[row] += nbytes
+    return [Measured(flops=f, backward_flops=b, saved_bytes=s) for f, b, s in zip(flops, backward, saved)]
+
+
+def _backward(steps, FlopCounterMode) -> list[int]:
+    """Backward FLOPs per row, the rows' backward passes run one by one from the last (loss = sum of the output)."""
+    torch = require()
+    out = [0] * len(steps)
+    grad = None
+    for i in reversed(range(len(steps))):
+        x_in, y = steps[i]
+        if y is None:  # nothing before or in this row has parameters: no gradient flows here
+            break
+        if grad is None:
+            grad = torch.ones_like(y)
+        with FlopCounterMode(display=False) as counter:
+            torch.autograd.backward(y, grad)
+        out[i] = counter.get_total_flops()
+        grad = x_in.grad
+        if grad is None:
+            break
+    return out
+
+
+def _sample(x, batch: int) -> tuple[int, ...]:
+    """One sample's shape of a batch; a lost or changed batch axis shows as a mismatch."""
+    shape = tuple(x.shape)
+    return shape[1:] if shape and shape[0] == batch else ("batch", *shape)
