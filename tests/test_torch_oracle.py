@@ -27,6 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import archcalc  # noqa: E402
 from archcalc import SpecError, num  # noqa: E402
 
+from .torch_nets import toml_value  # noqa: E402
+
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 MAX_VALUES = 6000  # per sample: keeps each forward pass (and the suite) fast
@@ -47,16 +49,6 @@ class Reshape(nn.Module):
 
     def forward(self, x):
         return x.reshape(x.shape[0], *self.shape)
-
-
-def toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml(v) for v in value) + "]"
-    return repr(value)
 
 
 @dataclass
@@ -108,9 +100,9 @@ class Net:
         return True
 
     def spec(self, input=None) -> str:
-        lines = ["[model]", f"input = {toml(input or self.input)}"]
+        lines = ["[model]", f"input = {toml_value(input or self.input)}"]
         for table in self.tables:
-            lines += ["[[layers]]", *(f"{key} = {toml(value)}" for key, value in table.items())]
+            lines += ["[[layers]]", *(f"{key} = {toml_value(value)}" for key, value in table.items())]
         return "\n".join(lines) + "\n"
 
 
