@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Mapping
-from itertools import islice
 from dataclasses import dataclass, field
 from fractions import Fraction
 
