@@ -20,6 +20,7 @@ from .dtypes import DType
 from .errors import SpecError
 from .memory import Device, Optimizer
 from .report import Report
+from .spec import read_text
 
 LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops")
 TOTAL = ("params", "weights", "biases", "macs", "flops", "training_flops")
@@ -69,16 +70,8 @@ class Answers:
 
 def load_answers(path: str | Path) -> Answers:
     """Read an answers file: claims keyed like [expect], and an optional [student] table."""
-    path = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ClaimError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise ClaimError("is a directory, not an answers file", path=path) from None
-    except (UnicodeDecodeError, OSError) as error:
-        raise ClaimError(f"cannot read it: {getattr(error, 'strerror', None) or 'not UTF-8 text'}", path=path) from None
-    return loads_answers(text, path)
+    text = read_text(path, "an answers file", ClaimError)
+    return loads_answers(text, str(path))
 
 
 def loads_answers(text: str, path: str | None = None) -> Answers:

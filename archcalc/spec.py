@@ -53,18 +53,22 @@ class Spec:
 
 def load(path: str | Path) -> Spec:
     """Read a spec file: `archcalc.load("specs/alexnet.toml")`."""
+    return loads(read_text(path, "a spec file"), path=str(path))
+
+
+def read_text(path: str | Path, what: str, error: type[SpecError] = SpecError) -> str:
+    """A file's text, or `error` saying plainly why it cannot be read (missing, a folder, not UTF-8...)."""
     path = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError("no such file", path=path) from None
+        raise error("no such file", path=path) from None
     except IsADirectoryError:
-        raise SpecError("is a directory, not a spec file", path=path) from None
+        raise error(f"is a directory, not {what}", path=path) from None
     except UnicodeDecodeError:
-        raise SpecError("not a text file (it is not UTF-8)", path=path) from None
-    except OSError as error:
-        raise SpecError(f"cannot read it: {error.strerror}", path=path) from None
-    return loads(text, path=path)
+        raise error("not a text file (it is not UTF-8)", path=path) from None
+    except OSError as oserror:
+        raise error(f"cannot read it: {oserror.strerror}", path=path) from None
 
 
 def loads(text: str, path: str | None = None) -> Spec:
