@@ -174,7 +174,7 @@ def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
         if row.requires_grad or row.params != 0
     ]
     live = [num.mul(row.input) + (0 if row.layer.is_view() else num.mul(row.output)) for row in report.rows]
-    buffers = num.add(2 * row.input[0] * size + 8 for row in report.rows if row.kind == "batchnorm")
+    buffers = num.add(row.layer.buffer_bytes(row.input, size) for row in report.rows)
     return Memory(
         batch=report.batch,
         dtype=report.dtype,

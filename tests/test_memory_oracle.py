@@ -138,6 +138,8 @@ def measured(model: nn.Module, shape, batch: int, dtype: str) -> dict[str, int]:
         "flops": flops(model, x),
         "training_flops": flops(model, x, backward=True),
         "saved": saved_bytes(model, x),
+        "params": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "buffers": sum(b.numel() * b.element_size() for b in model.buffers()),
     }
 
 
@@ -147,6 +149,8 @@ def predicted(report) -> dict[str, int]:
         "flops": report.totals["flops"] * b,
         "training_flops": report.totals["training_flops"] * b,
         "saved": report.memory.saved.at(b),
+        "params": report.memory.params.at(b),
+        "buffers": report.memory.buffers.at(b),
     }
 
 

@@ -116,6 +116,10 @@ class Layer:
         (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
         return ()
 
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
+        return 0
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False

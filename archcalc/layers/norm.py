@@ -34,6 +34,9 @@ class BatchNorm(Layer):
         stats = Kept("own", x[0], per_sample=False, what="batch mean"), Kept("own", x[0], per_sample=False, what="batch 1/std")
         return (Kept("input", num.mul(x), what="input"), *stats, *activation_keeps(self.activation, y))
 
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        return 2 * x[0] * size + 8  # running mean and variance per channel, and an int64 step counter
+
     def summary(self, x: Shape) -> str:
         return with_activation("" if self.affine else "affine=false", self.activation)
 
