@@ -14,7 +14,9 @@ def steps(row: Row) -> list[tuple[str, str]]:
     lines = row.layer.derive(row.input)
     if not any(q == "output" for q, _ in lines) and row.output == row.input:
         lines.insert(0, ("output", "same shape as the input"))
-    lines.append(("output", f"output = {fmt.shape(row.output)} ({fmt.group(num.mul(row.output))} values per sample)"))
+    values = num.mul(row.output)
+    count = f"{fmt.group(values)} values per sample" if num.is_concrete(values) else f"values per sample: {values}"
+    lines.append(("output", f"output = {fmt.shape(row.output)}" + (f" ({count})" if len(row.output) > 1 else "")))
     if row.weights != 0 and row.biases != 0:
         lines.append(("params", f"params = {fmt.group(row.weights)} + {fmt.group(row.biases)} = {fmt.group(row.params)}"))
     elif row.params == 0 and not any(q == "weights" for q, _ in lines):

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from rich import box
 from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -185,8 +186,8 @@ def explanation(report: Report) -> Group:
             f"{fmt.shape(row.input)} → {fmt.shape(row.output)}",
         )
         blocks.append(head)
-        for _, line in explain.lines(report, row):
-            blocks.append(Text("  " + line, style="yellow" if line.startswith("note:") else ""))
+        for _, line in explain.lines(report, row):  # wrapped lines keep the indent
+            blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
     return Group(*blocks)
 
 
