@@ -53,6 +53,12 @@ class PerBatch:
     def __add__(self, other: PerBatch) -> PerBatch:
         return PerBatch(num.normal(self.fixed + other.fixed), num.normal(self.per_sample + other.per_sample))
 
+    @classmethod
+    def sum(cls, parts) -> PerBatch:
+        """Byte counts added up, each half in one go (as num.add does; pairwise, formulas re-sort at every step)."""
+        parts = list(parts)
+        return cls(num.add(p.fixed for p in parts), num.add(p.per_sample for p in parts))
+
     def at(self, batch: Value | None) -> Value | PerBatch:
         """The bytes at `batch`; with no batch, this formula in B (a sympy expression if it has other symbols)."""
         if batch is not None:
@@ -167,7 +173,7 @@ def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
         kept_by_row.append(tuple(kept))
         storage = output
 
-    saved = sum(per_row, ZERO)
+    saved = PerBatch.sum(per_row)
     gradient_pairs = [
         num.mul(row.output) + (num.mul(row.input) if row.requires_grad else 0)
         for row in report.rows

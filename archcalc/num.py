@@ -140,10 +140,18 @@ def mul(xs) -> Value:
 
 
 def add(xs) -> Value:
-    out: Value = 0
+    """The sum of an iterable (0 when empty). Formulas are added in one go: one at a time, sympy
+    would flatten and sort the growing sum again at each step, and a deep network's totals take seconds."""
+    concrete: Value = 0
+    formulas = []
     for x in xs:
-        out = out + x
-    return normal(out) if not isinstance(out, int) else out
+        if is_concrete(x):
+            concrete += x
+        else:
+            formulas.append(x)
+    if not formulas:
+        return normal(concrete)
+    return normal(sym().Add(*formulas, _sympy(concrete)))
 
 
 def is_positive(x: Value) -> bool | None:
