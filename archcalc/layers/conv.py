@@ -73,7 +73,8 @@ class Conv(Layer):
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
         # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
-        return num.normal(self.macs(x) * self.groups + (self.macs(x) if grad else 0))
+        macs = self.macs(x)
+        return num.normal(macs * self.groups + (macs if grad else 0))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (self.kept_input(x), *activation_keeps(self.activation, y))
