@@ -222,7 +222,7 @@ def value(report: Report, key: Key):
         return share(report, total) if key.quantity == "share" else total
     if key.scope == "total":
         return report.totals[key.quantity]
-    return memory_bytes(report, key.quantity)
+    return report.memory.value(key.quantity)
 
 
 def share(report: Report, params) -> object:
@@ -230,11 +230,3 @@ def share(report: Report, params) -> object:
     total = report.totals["params"]
     return 0 if total == 0 else num.div(100 * params, total)
 
-
-def memory_bytes(report: Report, quantity: str):
-    """A memory quantity at the report's batch (the symbol B when it has none)."""
-    m = report.memory
-    per_batch = {"course.forward_bytes": m.course_forward, "course.backward_bytes": m.course_backward}.get(quantity)
-    per_batch = per_batch or m.quantities()[quantity]
-    batch = report.batch if report.batch is not None else num.symbol("B")
-    return num.normal(per_batch.fixed + per_batch.per_sample * batch)

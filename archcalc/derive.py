@@ -93,9 +93,7 @@ def memory(report: Report, quantity: str) -> str:
                                  f"and the activations' gradients (+B·m·L); M = {fmt.group(m.params.fixed)}, "
                                  f"m = {fmt.group(m.course_m)}, L = {m.course_layers}",
     }
-    per_batch = {"course.forward_bytes": m.course_forward, "course.backward_bytes": m.course_backward}.get(quantity)
-    per_batch = per_batch or m.quantities()[quantity]
-    value = num.normal(per_batch.fixed + per_batch.per_sample * (report.batch if report.batch is not None else num.symbol("B")))
+    per_batch, value = m.quantity(quantity), m.value(quantity)
     if per_batch.per_sample == 0:
         at = f"= {fmt.group(value)} bytes ({fmt.size_bytes(value)})"
     elif report.batch is None:

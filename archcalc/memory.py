@@ -118,6 +118,7 @@ class Memory:
         return PerBatch(num.normal(2 * self.params.fixed), num.normal(2 * self.course_m * self.course_layers))
 
     def quantities(self) -> dict[str, PerBatch]:
+        """The byte counts by their JSON key."""
         return {
             "input_bytes": self.input,
             "params_bytes": self.params,
@@ -129,6 +130,18 @@ class Memory:
             "training_bytes": self.training,
             "inference_bytes": self.inference,
         }
+
+    def course(self) -> dict[str, PerBatch]:
+        """The notes' memory model (DESIGN.md section 6), by its claim key."""
+        return {"course.forward_bytes": self.course_forward, "course.backward_bytes": self.course_backward}
+
+    def quantity(self, key: str) -> PerBatch:
+        """A byte count by its key, one of `quantities` or of `course` (the keys of memory claims)."""
+        return (self.quantities() | self.course())[key]
+
+    def value(self, key: str) -> Value:
+        """That byte count at this batch; without one, a formula in B."""
+        return self.quantity(key).at(num.symbol("B") if self.batch is None else self.batch)
 
     def to_dict(self) -> dict:
         out: dict = {

@@ -276,9 +276,7 @@ def whole_batch(claim, context):
 
 
 def _memory(context: Context, **changes):
-    from .check import memory_bytes  # check imports this module
-
-    return memory_bytes(dataclasses.replace(context.report, **changes), context.key.quantity)
+    return dataclasses.replace(context.report, **changes).memory.value(context.key.quantity)
 
 
 def one_sample(claim, context):
@@ -321,10 +319,7 @@ def optimizer_state(claim, context):
 def backward_as_forward(claim, context):
     """The notes' erratum: backward memory written as the forward formula M + B·m·L."""
     if context.key.scope == "memory" and context.key.quantity == "course.backward_bytes":
-        m = context.report.memory
-        forward = m.course_forward
-        batch = context.report.batch if context.report.batch is not None else num.symbol("B")
-        if _holds(claim, num.normal(forward.fixed + forward.per_sample * batch), context):
+        if _holds(claim, context.report.memory.value("course.forward_bytes"), context):
             return ("the forward formula repeated (as the notes print it): backward also holds a gradient for every "
                     "parameter (+M) and the gradients of the activations (+B·m·L)")
     return None
