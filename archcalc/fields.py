@@ -38,6 +38,13 @@ def read_number(raw: object, what: str = "a number or an expression") -> object:
     return raw
 
 
+def _per_axis(raw: list) -> tuple:
+    """A list of one value per spatial axis, read: kernel_size = [3, 5]."""
+    if not 1 <= len(raw) <= 3:
+        raise SpecError(f"expected one value per spatial axis (1 to 3), got {len(raw)}")
+    return tuple(read_number(item) for item in raw)
+
+
 def bind_number(stored: object, env: Env) -> Value:
     return stored.evaluate(env) if isinstance(stored, expr.Expr) else stored
 
@@ -84,9 +91,7 @@ class Axes:
         if isinstance(raw, str) and raw in self.words:
             return raw
         if isinstance(raw, list):
-            if not 1 <= len(raw) <= 3:
-                raise SpecError(f"expected one value per spatial axis (1 to 3), got {len(raw)}")
-            return tuple(read_number(item) for item in raw)
+            return _per_axis(raw)
         if isinstance(raw, str) and self.words and raw.isidentifier() and raw.lower() in self.words:
             raise SpecError(f"unknown value {raw!r}", f"write {raw.lower()!r}")
         return read_number(raw, "a number, a list per axis" + (f", or one of {', '.join(map(repr, self.words))}" if self.words else ""))
@@ -110,9 +115,7 @@ class Real:
 
     def read(self, raw: object) -> object:
         if self.per_axis and isinstance(raw, list):
-            if not 1 <= len(raw) <= 3:
-                raise SpecError(f"expected one value per spatial axis (1 to 3), got {len(raw)}")
-            return tuple(read_number(item) for item in raw)
+            return _per_axis(raw)
         return read_number(raw)
 
     def bind(self, stored: object, env: Env) -> Value:
