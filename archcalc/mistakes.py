@@ -106,29 +106,19 @@ def not_flattened(claim, context):
     return None
 
 
-def _windows(row: Row, change) -> tuple | None:
-    """The row's output with every axis's window computed the wrong way (`change(window) -> size`)."""
-    windows = getattr(row.layer, "windows", None)
-    if windows is None:
+def _wrong_window(claim, context, applies, change, hint):
+    """A sliding layer's output with every axis's window computed the wrong way (`change(window) -> size`)."""
+    windows = getattr(context.row.layer, "windows", None) if _is(context, ("output",)) else None
+    if windows is None:  # not a layer with a sliding window (conv, pool)
+        return None
+    row, ws = context.row, windows(context.row.input)
+    if any(w.same for w in ws) or not any(applies(w) for w in ws):
         return None
     try:
-        ws = windows(row.input)
-        if any(w.same for w in ws):
-            return None
-        return (row.output[0], *(change(w) for w in ws))
-    except SpecError:
+        wrong = (row.output[0], *(change(w) for w in ws))
+    except SpecError:  # the wrong way leaves no room for the kernel
         return None
-
-
-def _wrong_window(claim, context, applies, change, hint):
-    row = context.row
-    if not _is(context, ("output",)) or row.kind not in ("conv", "pool"):
-        return None
-    ws = row.layer.windows(row.input)
-    if not any(applies(w) for w in ws):
-        return None
-    wrong = _windows(row, change)
-    if wrong is not None and wrong != row.output and _holds(claim, wrong, context):
+    if wrong != row.output and _holds(claim, wrong, context):
         return hint(ws[0])
     return None
 
