@@ -158,17 +158,9 @@ def _pairs(subject: Spec | Report, claims) -> tuple[list, dict]:
     if claims is None:
         if not isinstance(subject, Spec):
             raise ClaimError("a report has no [expect] table: give the claims to check")
-        text = _text(subject.path)
-        return claims_.flatten(dict(subject.expect)), {"path": subject.path, "where": "[expect]", "text": text}
+        return claims_.flatten(dict(subject.expect)), {"path": subject.path, "where": "[expect]", "text": subject.text}
     table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
     return claims_.flatten(table), {}
-
-
-def _text(path: str | None) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8") if path else ""
-    except OSError:
-        return ""
 
 
 def verdict(report: Report, claim: Claim) -> Verdict:
