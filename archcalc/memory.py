@@ -10,6 +10,7 @@ credited to the first layer that keeps it. Measured against torch 2.13 on CPU wi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -232,8 +233,6 @@ class Fit:
 
 def largest_batch(report: Report, budget: int) -> Fit:
     """Solve fixed + per_sample·B <= budget for the largest whole B (a formula if sizes are symbolic)."""
-    import dataclasses
-
     training = report.memory.training
     if num.is_concrete(training.per_sample) and training.per_sample == 0:
         raise SpecError("the training memory does not grow with the batch: every batch fits or none does", where="--budget")

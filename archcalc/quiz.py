@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from . import claimed, num
-from .check import value as true_value
+from .check import at_qualifiers, value as true_value
 from .claims import parse_key
 from .errors import ArchcalcError
 from .report import Report
@@ -124,8 +124,6 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
 
 def answer(report: Report, key: str) -> object | None:
     """The true value of `key` as an answers file writes it, or None when it cannot be written exactly."""
-    from .check import at_qualifiers
-
     parsed = parse_key(key, report)
     actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
