@@ -106,11 +106,10 @@ class Axes:
 
 @dataclass(frozen=True)
 class Real:
-    """A number in [low, high) (or [low, high] when `closed`), possibly an expression: dropout's p."""
+    """A number in [low, high), possibly an expression: dropout's p."""
 
     low: Fraction | int | None = None
     high: Fraction | int | None = None
-    closed: bool = False
     per_axis: bool = False
 
     def read(self, raw: object) -> object:
@@ -124,14 +123,14 @@ class Real:
         x = bind_number(stored, env)
         if num.is_concrete(x):
             too_low = self.low is not None and x < self.low
-            too_high = self.high is not None and (x > self.high if self.closed else x >= self.high)
+            too_high = self.high is not None and x >= self.high
             if too_low or too_high:
                 if self.high is None:
                     bound = f"at least {self.low}"
                 elif self.low is None:
-                    bound = f"at most {self.high}" if self.closed else f"below {self.high}"
+                    bound = f"below {self.high}"
                 else:
-                    bound = f"in [{self.low}, {self.high}{']' if self.closed else ')'}"
+                    bound = f"in [{self.low}, {self.high})"
                 raise SpecError(f"must be {bound}, got {num.to_json(x)}")
         return x
 
@@ -201,8 +200,8 @@ def axes(default=dataclasses.MISSING, *, minimum: int = 1, words: tuple[str, ...
     return _field(Axes(minimum, words), default)
 
 
-def real(default=dataclasses.MISSING, *, low=None, high=None, closed=False, per_axis=False):
-    return _field(Real(low, high, closed, per_axis), default)
+def real(default=dataclasses.MISSING, *, low=None, high=None, per_axis=False):
+    return _field(Real(low, high, per_axis), default)
 
 
 def flag(default: bool):
