@@ -22,8 +22,7 @@ def text(report: Report, key: Key) -> str:
 def layer(report: Report, row: Row, quantity: str) -> str:
     """The derivation of one quantity of a row, as `show --explain` gives it."""
     if quantity == "input":
-        index = report.rows.index(row)
-        source = "the network's input" if index == 0 else f"the output of {report.rows[index - 1].name}"
+        source = "the network's input" if row.index == 1 else f"the output of {report.rows[row.index - 2].name}"
         return f"input = {source} = {fmt.shape(row.input)}"
     wanted = {
         "params": ("weights", "biases", "params"),

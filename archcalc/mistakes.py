@@ -87,8 +87,7 @@ def stale_channels(claim, context):
     row = context.row
     if not _is(context, ("output",)) or len(row.output) < 2:
         return None
-    index = context.report.rows.index(row)
-    for earlier in reversed(context.report.rows[:index]):
+    for earlier in reversed(context.report.rows[:row.index - 1]):
         channels = earlier.output[0] if len(earlier.output) > 1 else None
         if channels is not None and channels != row.output[0] and _holds(claim, (channels, *row.output[1:]), context):
             keeps = " (pooling keeps its input's channels)" if row.kind == "pool" else ""
