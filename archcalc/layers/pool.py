@@ -9,8 +9,7 @@ from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
-from .conv import axis_lines
-from .window import Window
+from .window import Window, axis_lines
 
 
 @register
