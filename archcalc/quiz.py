@@ -153,7 +153,8 @@ def draw(report: Report, count: int, seed: int, spec: str | None = None) -> Quiz
     pools = {c: [(key, text) for key, text in pairs if answers[key] is not None] for c, pairs in drawn.items()}
     available = sum(map(len, pools.values()))
     if not 1 <= count <= available:
-        raise ArchcalcError(f"cannot draw {count} questions: there are {available} about {report.model}")
+        raise ArchcalcError(f"cannot draw {count} questions: there are {available} about {report.model}\n"
+                            f"  hint: ask for --count {available} or fewer")
     order = [c for c in CATEGORIES if pools[c]]
     rng.shuffle(order)
     questions = []

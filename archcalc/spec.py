@@ -181,7 +181,7 @@ def _table(data: dict, key: str, required: bool = False) -> dict:
             raise SpecError(f"missing [{key}] table", "a spec starts with [model] and input = [C, H, W]")
         return {}
     if not isinstance(value, dict):
-        raise SpecError(f"'{key}' must be a table, [{key}]")
+        raise SpecError(f"'{key}' must be a table, got {key} = {value!r}", f"write [{key}] on a line of its own, its keys on the lines below")
     return dict(value)
 
 
