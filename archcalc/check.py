@@ -60,7 +60,10 @@ def check(subject: Spec | Report, claims=None, **values) -> list[Verdict]:
     Raises ClaimError (an ArchcalcError) for an unknown key or a malformed value.
     """
     report = subject if isinstance(subject, Report) else analyze(subject, **values)
-    pairs, place = _pairs(subject, claims)
+    return _verdicts(report, *_pairs(subject, claims))
+
+
+def _verdicts(report: Report, pairs, place: dict) -> list[Verdict]:
     out = []
     for claim in claims_.read(pairs, report, **place):
         try:
@@ -119,7 +122,7 @@ def grade(spec: Spec, files=(), *, report: Report | None = None, **values) -> li
 def _result(report: Report, spec: Spec, path: str | None) -> Result:
     if path is None:
         try:
-            return Result(spec.path, "expect", tuple(check(report, _Expect(spec))))
+            return Result(spec.path, "expect", tuple(_verdicts(report, *_expected(spec))))
         except ClaimError as error:
             return Result(spec.path, "expect", error=str(error))
     student = {}
@@ -143,24 +146,21 @@ def answer_files(paths) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class _Expect:
-    """A spec's [expect] claims, to check against a report already made."""
-
-    spec: Spec
-
-
 def _pairs(subject: Spec | Report, claims) -> tuple[list, dict]:
-    if isinstance(claims, _Expect):
-        subject, claims = claims.spec, None
+    """The raw (key, value) pairs to check, and their place (path, where, text) for ClaimError."""
     if isinstance(claims, Answers):
         return list(claims.pairs), {"path": claims.path, "text": claims.text}
     if claims is None:
         if not isinstance(subject, Spec):
             raise ClaimError("a report has no [expect] table: give the claims to check")
-        return claims_.flatten(dict(subject.expect)), {"path": subject.path, "where": "[expect]", "text": subject.text}
+        return _expected(subject)
     table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
     return claims_.flatten(table), {}
+
+
+def _expected(spec: Spec) -> tuple[list, dict]:
+    """A spec's own [expect] claims, and their place."""
+    return claims_.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text}
 
 
 def verdict(report: Report, claim: Claim) -> Verdict:
