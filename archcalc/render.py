@@ -180,11 +180,8 @@ def table(report: Report, width: int = 100, explained: bool = False) -> Group:
 def explanation(report: Report) -> Group:
     blocks = []
     for row in report.rows:
-        head = Text.assemble(
-            ("\n" + row.name, "bold"),
-            f" ({row.kind}{', ' + row.layer.summary(row.input) if row.layer.summary(row.input) else ''}): ",
-            f"{fmt.shape(row.input)} → {fmt.shape(row.output)}",
-        )
+        kind = ", ".join(part for part in (row.kind, row.layer.summary(row.input)) if part)
+        head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{fmt.shape(row.input)} → {fmt.shape(row.output)}")
         blocks.append(head)
         for _, line in explain.lines(report, row):  # wrapped lines keep the indent
             blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
