@@ -163,10 +163,10 @@ class Memory:
         return out
 
 
-def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
-    """The memory of `report`'s network for its batch and dtype."""
+def measure(report: Report) -> Memory:
+    """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    bytes_of = {"model": size, "int64": 8, "mask": size if device == Device.cpu else 1}
+    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1}
     params = num.normal(report.totals["params"] * size)
 
     seen: set[tuple] = set()
@@ -198,15 +198,15 @@ def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
     return Memory(
         batch=report.batch,
         dtype=report.dtype,
-        optimizer=optimizer,
-        device=device,
+        optimizer=report.optimizer,
+        device=report.device,
         per_row=tuple(per_row),
         kept=tuple(kept_by_row),
         input=PerBatch(per_sample=num.normal(num.mul(report.input) * size)),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
         gradients=PerBatch(fixed=params),
-        optimizer_state=PerBatch(fixed=num.normal(params * optimizer.states)),
+        optimizer_state=PerBatch(fixed=num.normal(params * report.optimizer.states)),
         saved=saved,
         transient=PerBatch(per_sample=num.normal(num.maximum(*gradient_pairs) * size)) if gradient_pairs else ZERO,
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),

@@ -71,7 +71,7 @@ class Report:
 
     @cached_property
     def memory(self) -> Memory:
-        return measure(self, self.optimizer, self.device)
+        return measure(self)
 
     @cached_property
     def totals(self) -> dict[str, Dim]:
