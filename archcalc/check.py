@@ -16,10 +16,8 @@ from pathlib import Path
 from . import claims as claims_, derive, mistakes, num
 from .claimed import Dims
 from .claims import Answers, Claim, ClaimError, Key
-from .dtypes import DType
 from .engine import analyze
 from .errors import SpecError
-from .memory import Device, Optimizer
 from .report import Report
 from .spec import Spec
 
@@ -192,13 +190,9 @@ def verdict(report: Report, claim: Claim) -> Verdict:
 
 
 def at_qualifiers(report: Report, key: Key) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device."""
-    kinds = {"batch": lambda b: b, "dtype": DType, "optimizer": Optimizer, "device": Device}
-    changes = {}
-    for name, given in key.at:
-        field = "batch" if name == "B" else name
-        if kinds[field](given) != getattr(report, field):
-            changes[field] = kinds[field](given)
+    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claims.parse_key)."""
+    given = {("batch" if name == "B" else name): value for name, value in key.at}
+    changes = {field: value for field, value in given.items() if value != getattr(report, field)}
     return dataclasses.replace(report, **changes) if changes else report
 
 
