@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
@@ -188,6 +188,12 @@ def free_names(x: Value) -> set[str]:
     return {s.name for s in x.free_symbols}
 
 
+@lru_cache(maxsize=4096)
+def text(x) -> str:
+    """str() of a formula, once: printing sorts terms and is slow, and deep networks repeat them."""
+    return str(x)
+
+
 def to_json(x: Value) -> int | float | str:
     """Concrete integers as ints, other concrete numbers as floats, formulas as sympy's str()."""
     if isinstance(x, bool):
@@ -196,4 +202,4 @@ def to_json(x: Value) -> int | float | str:
         return x
     if isinstance(x, Fraction):
         return float(x)
-    return str(x)
+    return text(x)
