@@ -220,7 +220,7 @@ def csv(report: Report) -> str:
         share = report.share(row.params)
         writer.writerow([
             row.name, row.kind, row.layer.summary(row.input),
-            "x".join(str(d) for d in row.input), "x".join(str(d) for d in row.output),
+            "x".join(str(num.to_json(d)) for d in row.input), "x".join(str(num.to_json(d)) for d in row.output),
             *(str(num.to_json(getattr(row, q))) for q in ("weights", "biases", "params")),
             "" if share is None else f"{float(share):.4f}",
             str(num.to_json(row.macs)), str(num.to_json(row.flops)), str(num.to_json(row.training_flops)),
