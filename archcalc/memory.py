@@ -56,7 +56,7 @@ class PerBatch:
 
     @classmethod
     def sum(cls, parts) -> PerBatch:
-        """Byte counts added up, each half in one go (as num.add does; pairwise, formulas re-sort at every step)."""
+        """Byte counts added up, each half in one go through num.add (`+` one at a time is quadratic for formulas)."""
         parts = list(parts)
         return cls(num.add(p.fixed for p in parts), num.add(p.per_sample for p in parts))
 
