@@ -16,10 +16,8 @@ from pathlib import Path
 from . import claims as claims_, derive, mistakes, num
 from .claimed import Dims
 from .claims import Answers, Claim, ClaimError, Key
-from .dtypes import DType
 from .engine import analyze
 from .errors import SpecError
-from .memory import Device, Optimizer
 from .report import Report
 from .spec import Spec
 
@@ -60,7 +58,10 @@ def check(subject: Spec | Report, claims=None, **values) -> list[Verdict]:
     Raises ClaimError (an ArchcalcError) for an unknown key or a malformed value.
     """
     report = subject if isinstance(subject, Report) else analyze(subject, **values)
-    pairs, place = _pairs(subject, claims)
+    return _verdicts(report, *_pairs(subject, claims))
+
+
+def _verdicts(report: Report, pairs, place: dict) -> list[Verdict]:
     out = []
     for claim in claims_.read(pairs, report, **place):
         try:
@@ -119,7 +120,7 @@ def grade(spec: Spec, files=(), *, report: Report | None = None, **values) -> li
 def _result(report: Report, spec: Spec, path: str | None) -> Result:
     if path is None:
         try:
-            return Result(spec.path, "expect", tuple(check(report, _Expect(spec))))
+            return Result(spec.path, "expect", tuple(_verdicts(report, *_expected(spec))))
         except ClaimError as error:
             return Result(spec.path, "expect", error=str(error))
     student = {}
@@ -143,32 +144,21 @@ def answer_files(paths) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class _Expect:
-    """A spec's [expect] claims, to check against a report already made."""
-
-    spec: Spec
-
-
 def _pairs(subject: Spec | Report, claims) -> tuple[list, dict]:
-    if isinstance(claims, _Expect):
-        subject, claims = claims.spec, None
+    """The raw (key, value) pairs to check, and their place (path, where, text) for ClaimError."""
     if isinstance(claims, Answers):
         return list(claims.pairs), {"path": claims.path, "text": claims.text}
     if claims is None:
         if not isinstance(subject, Spec):
             raise ClaimError("a report has no [expect] table: give the claims to check")
-        text = _text(subject.path)
-        return claims_.flatten(dict(subject.expect)), {"path": subject.path, "where": "[expect]", "text": text}
+        return _expected(subject)
     table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
     return claims_.flatten(table), {}
 
 
-def _text(path: str | None) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8") if path else ""
-    except OSError:
-        return ""
+def _expected(spec: Spec) -> tuple[list, dict]:
+    """A spec's own [expect] claims, and their place."""
+    return claims_.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text}
 
 
 def verdict(report: Report, claim: Claim) -> Verdict:
@@ -200,13 +190,9 @@ def verdict(report: Report, claim: Claim) -> Verdict:
 
 
 def at_qualifiers(report: Report, key: Key) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device."""
-    kinds = {"batch": lambda b: b, "dtype": DType, "optimizer": Optimizer, "device": Device}
-    changes = {}
-    for name, given in key.at:
-        field = "batch" if name == "B" else name
-        if kinds[field](given) != getattr(report, field):
-            changes[field] = kinds[field](given)
+    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claims.parse_key)."""
+    given = {("batch" if name == "B" else name): value for name, value in key.at}
+    changes = {field: value for field, value in given.items() if value != getattr(report, field)}
     return dataclasses.replace(report, **changes) if changes else report
 
 
@@ -222,7 +208,7 @@ def value(report: Report, key: Key):
         return share(report, total) if key.quantity == "share" else total
     if key.scope == "total":
         return report.totals[key.quantity]
-    return memory_bytes(report, key.quantity)
+    return report.memory.value(key.quantity)
 
 
 def share(report: Report, params) -> object:
@@ -230,11 +216,3 @@ def share(report: Report, params) -> object:
     total = report.totals["params"]
     return 0 if total == 0 else num.div(100 * params, total)
 
-
-def memory_bytes(report: Report, quantity: str):
-    """A memory quantity at the report's batch (the symbol B when it has none)."""
-    m = report.memory
-    per_batch = {"course.forward_bytes": m.course_forward, "course.backward_bytes": m.course_backward}.get(quantity)
-    per_batch = per_batch or m.quantities()[quantity]
-    batch = report.batch if report.batch is not None else num.symbol("B")
-    return num.normal(per_batch.fixed + per_batch.per_sample * batch)

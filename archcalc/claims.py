@@ -25,7 +25,6 @@ from .spec import read_text
 LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops")
 TOTAL = ("params", "weights", "biases", "macs", "flops", "training_flops")
 TYPE = ("params", "weights", "biases", "share", "macs", "flops", "training_flops")
-COURSE = ("course.forward_bytes", "course.backward_bytes")  # the notes' memory model (DESIGN.md section 6)
 QUALIFIERS = ("B", "dtype", "optimizer", "device")
 STUDENT = ("name", "id", "email", "group")  # the fields of an answers file's [student] table
 
@@ -168,7 +167,7 @@ def _suggest(text: str, report: Report) -> str:
 
 
 def memory_names(report: Report) -> tuple[str, ...]:
-    return (*report.memory.quantities(), *COURSE)
+    return (*report.memory.quantities(), *report.memory.course())
 
 
 def valid_keys(report: Report) -> list[str]:

@@ -54,12 +54,19 @@ def main() -> None:
     """Shapes, parameters, FLOPs and memory of a neural network, from a short TOML spec."""
 
 
+# Options several commands share, each declared once (click makes a new parameter at each use).
+SPEC = click.argument("spec", metavar="SPEC")
+SETS = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+
+
 def spec_options(command):
     """The options every command that analyses a spec shares."""
     for option in reversed([
-        click.argument("spec", metavar="SPEC"),
-        click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable)."),
-        click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype."),
+        SPEC,
+        SETS,
+        DTYPE,
         click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True,
                      help="Optimizer state to count: sgd none, momentum 1, adam 2 copies of the parameters."),
         click.option("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,
@@ -92,7 +99,7 @@ def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: b
 @main.command()
 @spec_options
 @click.option("--budget", required=True, metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
-@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@TABLE_OR_JSON
 @refusals
 def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) -> None:
     """The largest batch whose training step fits in --budget, and the memory at that batch.
@@ -112,7 +119,7 @@ def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) ->
 @spec_options
 @click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
-@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@TABLE_OR_JSON
 @refusals
 def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
@@ -155,11 +162,11 @@ def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, fo
 
 
 @main.command("verify")
-@click.argument("spec", metavar="SPEC")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@SPEC
+@SETS
 @click.option("--batch", "-b", type=click.IntRange(min=1), metavar="B", help="Batch size of the forward pass (default 2).")
-@click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
-@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@DTYPE
+@TABLE_OR_JSON
 @refusals
 def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
     """Build SPEC in PyTorch and check every number of its report against it; exit 1 on a mismatch."""
@@ -178,8 +185,8 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
 
 
 @main.command("export")
-@click.argument("spec", metavar="SPEC")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@SPEC
+@SETS
 @click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
 @click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
 @refusals
@@ -202,8 +209,8 @@ def export_command(spec: str, sets, output: str, class_name: str | None) -> None
 
 
 @main.command("bench")
-@click.argument("spec", metavar="SPEC")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+@SPEC
+@SETS
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=32, show_default=True, metavar="B", help="Batch size.")
 @click.option("--device", metavar="DEVICE", help="cuda, cuda:1 or cpu (default: cuda if there is one).")
 @click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Compute dtype (default: the spec's).")
@@ -216,7 +223,7 @@ def export_command(spec: str, sets, output: str, class_name: str | None) -> None
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps of each kind.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Untimed steps first (default: min(5, steps)).")
 @click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), metavar="TFLOPS", help="The device's peak, instead of the table's.")
-@click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@TABLE_OR_JSON
 @refusals
 def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels_last, tf32, optimizer, steps, warmup,
                   peak_tflops, form: str) -> None:

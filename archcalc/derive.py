@@ -22,8 +22,7 @@ def text(report: Report, key: Key) -> str:
 def layer(report: Report, row: Row, quantity: str) -> str:
     """The derivation of one quantity of a row, as `show --explain` gives it."""
     if quantity == "input":
-        index = report.rows.index(row)
-        source = "the network's input" if index == 0 else f"the output of {report.rows[index - 1].name}"
+        source = "the network's input" if row.index == 1 else f"the output of {report.rows[row.index - 2].name}"
         return f"input = {source} = {fmt.shape(row.input)}"
     wanted = {
         "params": ("weights", "biases", "params"),
@@ -93,9 +92,7 @@ def memory(report: Report, quantity: str) -> str:
                                  f"and the activations' gradients (+B·m·L); M = {fmt.group(m.params.fixed)}, "
                                  f"m = {fmt.group(m.course_m)}, L = {m.course_layers}",
     }
-    per_batch = {"course.forward_bytes": m.course_forward, "course.backward_bytes": m.course_backward}.get(quantity)
-    per_batch = per_batch or m.quantities()[quantity]
-    value = num.normal(per_batch.fixed + per_batch.per_sample * (report.batch if report.batch is not None else num.symbol("B")))
+    per_batch, value = m.quantity(quantity), m.value(quantity)
     if per_batch.per_sample == 0:
         at = f"= {fmt.group(value)} bytes ({fmt.size_bytes(value)})"
     elif report.batch is None:

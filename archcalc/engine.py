@@ -72,7 +72,8 @@ def _choice(kind, value, name: str):
 
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     """The known names: given values first, then [vars] (each may use the others)."""
-    env = {name: _given(name, value, spec) for name, value in values.items()}
+    known = names(spec) if values else set()
+    env = {name: _given(name, value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
     visiting: list[str] = []
 
@@ -155,9 +156,8 @@ def _bound(kind, stored, env, spec: Spec, **place) -> Value:
         raise error.at(path=spec.path, **place) from None
 
 
-def _given(name: str, value: object, spec: Spec) -> Value:
-    """A value given to analyze (or by --set): a number, or a formula as text."""
-    known = names(spec)
+def _given(name: str, value: object, spec: Spec, known: set[str]) -> Value:
+    """A value given to analyze (or by --set): a number, or a formula as text; `known`: the spec's names."""
     if name not in known:
         raise SpecError(
             f"the spec has no name {name!r}",

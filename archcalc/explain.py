@@ -40,7 +40,7 @@ def text(row: Row, quantity: str | None = None) -> str:
 
 def kept(report: Report, row: Row) -> list[tuple[str, str]]:
     """What autograd keeps for this layer's backward pass, and which of it an earlier layer already counted."""
-    items = report.memory.kept[report.rows.index(row)]
+    items = report.memory.kept[row.index - 1]
     if not items:
         why = " (no layer before it has parameters: no gradient flows here)" if not row.requires_grad and row.params == 0 else ""
         return [("saved_for_backward_bytes", f"keeps nothing for backward{why}")]

@@ -38,6 +38,13 @@ def read_number(raw: object, what: str = "a number or an expression") -> object:
     return raw
 
 
+def _per_axis(raw: list) -> tuple:
+    """A list of one value per spatial axis, read: kernel_size = [3, 5]."""
+    if not 1 <= len(raw) <= 3:
+        raise SpecError(f"expected one value per spatial axis (1 to 3), got {len(raw)}")
+    return tuple(read_number(item) for item in raw)
+
+
 def bind_number(stored: object, env: Env) -> Value:
     return stored.evaluate(env) if isinstance(stored, expr.Expr) else stored
 
@@ -84,9 +91,7 @@ class Axes:
         if isinstance(raw, str) and raw in self.words:
             return raw
         if isinstance(raw, list):
-            if not 1 <= len(raw) <= 3:
-                raise SpecError(f"expected one value per spatial axis (1 to 3), got {len(raw)}")
-            return tuple(read_number(item) for item in raw)
+            return _per_axis(raw)
         if isinstance(raw, str) and self.words and raw.isidentifier() and raw.lower() in self.words:
             raise SpecError(f"unknown value {raw!r}", f"write {raw.lower()!r}")
         return read_number(raw, "a number, a list per axis" + (f", or one of {', '.join(map(repr, self.words))}" if self.words else ""))
@@ -101,18 +106,15 @@ class Axes:
 
 @dataclass(frozen=True)
 class Real:
-    """A number in [low, high) (or [low, high] when `closed`), possibly an expression: dropout's p."""
+    """A number in [low, high), possibly an expression: dropout's p."""
 
     low: Fraction | int | None = None
     high: Fraction | int | None = None
-    closed: bool = False
     per_axis: bool = False
 
     def read(self, raw: object) -> object:
         if self.per_axis and isinstance(raw, list):
-            if not 1 <= len(raw) <= 3:
-                raise SpecError(f"expected one value per spatial axis (1 to 3), got {len(raw)}")
-            return tuple(read_number(item) for item in raw)
+            return _per_axis(raw)
         return read_number(raw)
 
     def bind(self, stored: object, env: Env) -> Value:
@@ -121,14 +123,14 @@ class Real:
         x = bind_number(stored, env)
         if num.is_concrete(x):
             too_low = self.low is not None and x < self.low
-            too_high = self.high is not None and (x > self.high if self.closed else x >= self.high)
+            too_high = self.high is not None and x >= self.high
             if too_low or too_high:
                 if self.high is None:
                     bound = f"at least {self.low}"
                 elif self.low is None:
-                    bound = f"at most {self.high}" if self.closed else f"below {self.high}"
+                    bound = f"below {self.high}"
                 else:
-                    bound = f"in [{self.low}, {self.high}{']' if self.closed else ')'}"
+                    bound = f"in [{self.low}, {self.high})"
                 raise SpecError(f"must be {bound}, got {num.to_json(x)}")
         return x
 
@@ -198,8 +200,8 @@ def axes(default=dataclasses.MISSING, *, minimum: int = 1, words: tuple[str, ...
     return _field(Axes(minimum, words), default)
 
 
-def real(default=dataclasses.MISSING, *, low=None, high=None, closed=False, per_axis=False):
-    return _field(Real(low, high, closed, per_axis), default)
+def real(default=dataclasses.MISSING, *, low=None, high=None, per_axis=False):
+    return _field(Real(low, high, per_axis), default)
 
 
 def flag(default: bool):

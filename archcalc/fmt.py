@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
 
 from . import num
 from .num import Value
@@ -19,19 +18,13 @@ def group(x: Value) -> str:
         return f"{x:,}"
     if isinstance(x, Fraction):
         return f"{float(x):g}"
-    return formula(x)
-
-
-@lru_cache(maxsize=4096)
-def formula(x) -> str:
-    """str() of a sympy expression, once: printing sorts terms and is slow, and deep networks repeat them."""
-    return str(x)
+    return num.text(x)
 
 
 def short(x: Value, unit: str = "") -> str:
     """62378344 -> '62.4M' (decimal prefixes: k, M, G, T); formulas unchanged."""
     if not num.is_concrete(x):
-        return formula(x)
+        return num.text(x)
     value = float(x)
     for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:

@@ -10,6 +10,7 @@ credited to the first layer that keeps it. Measured against torch 2.13 on CPU wi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,6 +53,12 @@ class PerBatch:
 
     def __add__(self, other: PerBatch) -> PerBatch:
         return PerBatch(num.normal(self.fixed + other.fixed), num.normal(self.per_sample + other.per_sample))
+
+    @classmethod
+    def sum(cls, parts) -> PerBatch:
+        """Byte counts added up, each half in one go through num.add (`+` one at a time is quadratic for formulas)."""
+        parts = list(parts)
+        return cls(num.add(p.fixed for p in parts), num.add(p.per_sample for p in parts))
 
     def at(self, batch: Value | None) -> Value | PerBatch:
         """The bytes at `batch`; with no batch, this formula in B (a sympy expression if it has other symbols)."""
@@ -112,6 +119,7 @@ class Memory:
         return PerBatch(num.normal(2 * self.params.fixed), num.normal(2 * self.course_m * self.course_layers))
 
     def quantities(self) -> dict[str, PerBatch]:
+        """The byte counts by their JSON key."""
         return {
             "input_bytes": self.input,
             "params_bytes": self.params,
@@ -123,6 +131,18 @@ class Memory:
             "training_bytes": self.training,
             "inference_bytes": self.inference,
         }
+
+    def course(self) -> dict[str, PerBatch]:
+        """The notes' memory model (DESIGN.md section 6), by its claim key."""
+        return {"course.forward_bytes": self.course_forward, "course.backward_bytes": self.course_backward}
+
+    def quantity(self, key: str) -> PerBatch:
+        """A byte count by its key, one of `quantities` or of `course` (the keys of memory claims)."""
+        return (self.quantities() | self.course())[key]
+
+    def value(self, key: str) -> Value:
+        """That byte count at this batch; without one, a formula in B."""
+        return self.quantity(key).at(num.symbol("B") if self.batch is None else self.batch)
 
     def to_dict(self) -> dict:
         out: dict = {
@@ -143,10 +163,10 @@ class Memory:
         return out
 
 
-def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
-    """The memory of `report`'s network for its batch and dtype."""
+def measure(report: Report) -> Memory:
+    """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    bytes_of = {"model": size, "int64": 8, "mask": size if device == Device.cpu else 1}
+    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1}
     params = num.normal(report.totals["params"] * size)
 
     seen: set[tuple] = set()
@@ -167,7 +187,7 @@ def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
         kept_by_row.append(tuple(kept))
         storage = output
 
-    saved = sum(per_row, ZERO)
+    saved = PerBatch.sum(per_row)
     gradient_pairs = [
         num.mul(row.output) + (num.mul(row.input) if row.requires_grad else 0)
         for row in report.rows
@@ -178,15 +198,15 @@ def measure(report: Report, optimizer: Optimizer, device: Device) -> Memory:
     return Memory(
         batch=report.batch,
         dtype=report.dtype,
-        optimizer=optimizer,
-        device=device,
+        optimizer=report.optimizer,
+        device=report.device,
         per_row=tuple(per_row),
         kept=tuple(kept_by_row),
         input=PerBatch(per_sample=num.normal(num.mul(report.input) * size)),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
         gradients=PerBatch(fixed=params),
-        optimizer_state=PerBatch(fixed=num.normal(params * optimizer.states)),
+        optimizer_state=PerBatch(fixed=num.normal(params * report.optimizer.states)),
         saved=saved,
         transient=PerBatch(per_sample=num.normal(num.maximum(*gradient_pairs) * size)) if gradient_pairs else ZERO,
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),
@@ -213,8 +233,6 @@ class Fit:
 
 def largest_batch(report: Report, budget: int) -> Fit:
     """Solve fixed + per_sample·B <= budget for the largest whole B (a formula if sizes are symbolic)."""
-    import dataclasses
-
     training = report.memory.training
     if num.is_concrete(training.per_sample) and training.per_sample == 0:
         raise SpecError("the training memory does not grow with the batch: every batch fits or none does", where="--budget")

@@ -87,8 +87,7 @@ def stale_channels(claim, context):
     row = context.row
     if not _is(context, ("output",)) or len(row.output) < 2:
         return None
-    index = context.report.rows.index(row)
-    for earlier in reversed(context.report.rows[:index]):
+    for earlier in reversed(context.report.rows[:row.index - 1]):
         channels = earlier.output[0] if len(earlier.output) > 1 else None
         if channels is not None and channels != row.output[0] and _holds(claim, (channels, *row.output[1:]), context):
             keeps = " (pooling keeps its input's channels)" if row.kind == "pool" else ""
@@ -106,29 +105,19 @@ def not_flattened(claim, context):
     return None
 
 
-def _windows(row: Row, change) -> tuple | None:
-    """The row's output with every axis's window computed the wrong way (`change(window) -> size`)."""
-    windows = getattr(row.layer, "windows", None)
-    if windows is None:
+def _wrong_window(claim, context, applies, change, hint):
+    """A sliding layer's output with every axis's window computed the wrong way (`change(window) -> size`)."""
+    windows = getattr(context.row.layer, "windows", None) if _is(context, ("output",)) else None
+    if windows is None:  # not a layer with a sliding window (conv, pool)
+        return None
+    row, ws = context.row, windows(context.row.input)
+    if any(w.same for w in ws) or not any(applies(w) for w in ws):
         return None
     try:
-        ws = windows(row.input)
-        if any(w.same for w in ws):
-            return None
-        return (row.output[0], *(change(w) for w in ws))
-    except SpecError:
+        wrong = (row.output[0], *(change(w) for w in ws))
+    except SpecError:  # the wrong way leaves no room for the kernel
         return None
-
-
-def _wrong_window(claim, context, applies, change, hint):
-    row = context.row
-    if not _is(context, ("output",)) or row.kind not in ("conv", "pool"):
-        return None
-    ws = row.layer.windows(row.input)
-    if not any(applies(w) for w in ws):
-        return None
-    wrong = _windows(row, change)
-    if wrong is not None and wrong != row.output and _holds(claim, wrong, context):
+    if wrong != row.output and _holds(claim, wrong, context):
         return hint(ws[0])
     return None
 
@@ -276,9 +265,7 @@ def whole_batch(claim, context):
 
 
 def _memory(context: Context, **changes):
-    from .check import memory_bytes  # check imports this module
-
-    return memory_bytes(dataclasses.replace(context.report, **changes), context.key.quantity)
+    return dataclasses.replace(context.report, **changes).memory.value(context.key.quantity)
 
 
 def one_sample(claim, context):
@@ -321,10 +308,7 @@ def optimizer_state(claim, context):
 def backward_as_forward(claim, context):
     """The notes' erratum: backward memory written as the forward formula M + B·m·L."""
     if context.key.scope == "memory" and context.key.quantity == "course.backward_bytes":
-        m = context.report.memory
-        forward = m.course_forward
-        batch = context.report.batch if context.report.batch is not None else num.symbol("B")
-        if _holds(claim, num.normal(forward.fixed + forward.per_sample * batch), context):
+        if _holds(claim, context.report.memory.value("course.forward_bytes"), context):
             return ("the forward formula repeated (as the notes print it): backward also holds a gradient for every "
                     "parameter (+M) and the gradients of the activations (+B·m·L)")
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
@@ -140,10 +140,18 @@ def mul(xs) -> Value:
 
 
 def add(xs) -> Value:
-    out: Value = 0
+    """The sum of an iterable (0 when empty). Formulas are added in one go: one at a time, sympy
+    would flatten and sort the growing sum again at each step, quadratic in a deep network's depth."""
+    concrete: Value = 0
+    formulas = []
     for x in xs:
-        out = out + x
-    return normal(out) if not isinstance(out, int) else out
+        if is_concrete(x):
+            concrete += x
+        else:
+            formulas.append(x)
+    if not formulas:
+        return normal(concrete)
+    return normal(sym().Add(*formulas, _sympy(concrete)))
 
 
 def is_positive(x: Value) -> bool | None:
@@ -180,6 +188,12 @@ def free_names(x: Value) -> set[str]:
     return {s.name for s in x.free_symbols}
 
 
+@lru_cache(maxsize=4096)
+def text(x) -> str:
+    """str() of a formula, once: printing sorts terms and is slow, and deep networks repeat them."""
+    return str(x)
+
+
 def to_json(x: Value) -> int | float | str:
     """Concrete integers as ints, other concrete numbers as floats, formulas as sympy's str()."""
     if isinstance(x, bool):
@@ -188,4 +202,4 @@ def to_json(x: Value) -> int | float | str:
         return x
     if isinstance(x, Fraction):
         return float(x)
-    return str(x)
+    return text(x)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from . import claimed, num
-from .check import value as true_value
+from .check import at_qualifiers, value as true_value
 from .claims import parse_key
 from .errors import ArchcalcError
 from .report import Report
@@ -124,8 +124,6 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
 
 def answer(report: Report, key: str) -> object | None:
     """The true value of `key` as an answers file writes it, or None when it cannot be written exactly."""
-    from .check import at_qualifiers
-
     parsed = parse_key(key, report)
     actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
@@ -155,7 +153,8 @@ def draw(report: Report, count: int, seed: int, spec: str | None = None) -> Quiz
     pools = {c: [(key, text) for key, text in pairs if answers[key] is not None] for c, pairs in drawn.items()}
     available = sum(map(len, pools.values()))
     if not 1 <= count <= available:
-        raise ArchcalcError(f"cannot draw {count} questions: there are {available} about {report.model}")
+        raise ArchcalcError(f"cannot draw {count} questions: there are {available} about {report.model}\n"
+                            f"  hint: ask for --count {available} or fewer")
     order = [c for c in CATEGORIES if pools[c]]
     rng.shuffle(order)
     questions = []

@@ -180,11 +180,8 @@ def table(report: Report, width: int = 100, explained: bool = False) -> Group:
 def explanation(report: Report) -> Group:
     blocks = []
     for row in report.rows:
-        head = Text.assemble(
-            ("\n" + row.name, "bold"),
-            f" ({row.kind}{', ' + row.layer.summary(row.input) if row.layer.summary(row.input) else ''}): ",
-            f"{fmt.shape(row.input)} → {fmt.shape(row.output)}",
-        )
+        kind = ", ".join(part for part in (row.kind, row.layer.summary(row.input)) if part)
+        head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{fmt.shape(row.input)} → {fmt.shape(row.output)}")
         blocks.append(head)
         for _, line in explain.lines(report, row):  # wrapped lines keep the indent
             blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
@@ -223,7 +220,7 @@ def csv(report: Report) -> str:
         share = report.share(row.params)
         writer.writerow([
             row.name, row.kind, row.layer.summary(row.input),
-            "x".join(str(d) for d in row.input), "x".join(str(d) for d in row.output),
+            "x".join(str(num.to_json(d)) for d in row.input), "x".join(str(num.to_json(d)) for d in row.output),
             *(str(num.to_json(getattr(row, q))) for q in ("weights", "biases", "params")),
             "" if share is None else f"{float(share):.4f}",
             str(num.to_json(row.macs)), str(num.to_json(row.flops)), str(num.to_json(row.training_flops)),

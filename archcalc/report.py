@@ -16,7 +16,7 @@ QUANTITIES = ("weights", "biases", "params", "macs", "flops", "training_flops")
 
 @dataclass(frozen=True)
 class Row:
-    index: int  # counted from 1, as in the spec
+    index: int  # counted from 1, as in the spec: the report's rows[index - 1]
     layer: Layer
     input: Shape
     output: Shape
@@ -71,7 +71,7 @@ class Report:
 
     @cached_property
     def memory(self) -> Memory:
-        return measure(self, self.optimizer, self.device)
+        return measure(self)
 
     @cached_property
     def totals(self) -> dict[str, Dim]:

@@ -7,6 +7,7 @@ each expression. What depends on values (ranges, shapes) is checked by `analyze`
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import keyword
 import re
@@ -49,6 +50,7 @@ class Spec:
     dtype: DType = DType.float32
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
     path: str | None = None
+    text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
 
 
 def load(path: str | Path) -> Spec:
@@ -126,6 +128,7 @@ def _read(text: str, path: str | None) -> Spec:
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
         path=path,
+        text=text,
     )
 
 
@@ -178,7 +181,7 @@ def _table(data: dict, key: str, required: bool = False) -> dict:
             raise SpecError(f"missing [{key}] table", "a spec starts with [model] and input = [C, H, W]")
         return {}
     if not isinstance(value, dict):
-        raise SpecError(f"'{key}' must be a table, [{key}]")
+        raise SpecError(f"'{key}' must be a table, got {key} = {value!r}", f"write [{key}] on a line of its own, its keys on the lines below")
     return dict(value)
 
 

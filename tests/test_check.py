@@ -290,3 +290,10 @@ def test_table_rendering():
     assert "2/5 right" in text and "8/8 right" in text
     assert "2 files: 1 all right, 1 with wrong claims; 10/13 claims right" in text
     assert "✗" in text and "✓" in text and "likely mistake: the weights only" in text
+
+
+def test_expect_claims_carry_their_line_whether_the_spec_came_from_a_file_or_from_text():
+    text = (SPECS / "lenet5.toml").read_text(encoding="utf-8")
+    from_file = [v.line for v in archcalc.check(load("lenet5.toml"))]
+    assert from_file and None not in from_file
+    assert [v.line for v in archcalc.check(archcalc.loads(text))] == from_file

@@ -19,17 +19,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
-from .torch_probe import flops, saved_bytes  # noqa: E402
+from .torch_probe import ACTIVATIONS, flops, saved_bytes  # noqa: E402
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-
-ACTIVATION_MODULES = {
-    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "relu6": nn.ReLU6, "hardtanh": nn.Hardtanh,
-    "softplus": nn.Softplus, "mish": nn.Mish,
-    "softmax": lambda: nn.Softmax(dim=1), "log_softmax": lambda: nn.LogSoftmax(dim=1),
-}
 
 
 class Net:
@@ -87,10 +80,10 @@ def networks(draw):
                 continue
             table = dict(type="conv", out_channels=out, kernel_size=list(k), stride=s, padding=p, dilation=d,
                          groups=groups, bias=bias)
-            activation = draw(st.none() | st.sampled_from(sorted(ACTIVATION_MODULES)))
+            activation = draw(st.none() | st.sampled_from(sorted(ACTIVATIONS)))
             if activation:
                 table["activation"] = activation
-            net.add(table, module, *([ACTIVATION_MODULES[activation]()] if activation else []))
+            net.add(table, module, *([ACTIVATIONS[activation]()] if activation else []))
         elif kind == "pool":
             op = draw(st.sampled_from(["max", "avg"]))
             k = draw(st.integers(1, 3))
@@ -104,8 +97,8 @@ def networks(draw):
             affine = draw(st.booleans())
             net.add(dict(type="batchnorm", affine=affine), getattr(nn, f"BatchNorm{dims}d")(c, affine=affine))
         elif kind == "activation":
-            function = draw(st.sampled_from(sorted(ACTIVATION_MODULES)))
-            net.add(dict(type="activation", function=function), ACTIVATION_MODULES[function]())
+            function = draw(st.sampled_from(sorted(ACTIVATIONS)))
+            net.add(dict(type="activation", function=function), ACTIVATIONS[function]())
         elif kind == "upsample":
             if max(net.shape[1:]) <= 16:
                 net.add(dict(type="upsample", scale_factor=2), nn.Upsample(scale_factor=2.0))
@@ -187,7 +180,7 @@ def _modules(row):
     yield row.layer.to_torch(row.input, nn)
     activation = getattr(row.layer, "activation", None)
     if activation:
-        yield ACTIVATION_MODULES[activation]()
+        yield ACTIVATIONS[activation]()
 
 
 def test_saved_bytes_scale_with_the_batch_and_bn_statistics_do_not():

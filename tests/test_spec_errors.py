@@ -50,7 +50,8 @@ CASES = [
          hint="valid: model, vars, layers, expect"),
     Case("misspelt table", MODEL + "[varz]\nx = 1\n" + layer("flatten"), "unknown table 'varz'", hint="did you mean 'vars'?"),
     Case("no [model]", layer("flatten"), "missing [model] table"),
-    Case("[model] not a table", 'model = "x"\n' + layer("flatten"), "'model' must be a table"),
+    Case("[model] not a table", 'model = "x"\n' + layer("flatten"), "'model' must be a table",
+         hint="write [model] on a line of its own"),
     Case("no input", '[model]\nname = "x"\n' + layer("flatten"), "missing 'input'", "[model]", "input",
          hint="input = [3, 224, 224]"),
     Case("input not a list", '[model]\ninput = "3x32"\n' + layer("flatten"), "expected a list of 1 to 4 sizes",
@@ -191,7 +192,7 @@ CASES = [
     Case("padding same with stride 2", MODEL + layer("conv", **CONV, stride=2, padding='"same"'),
          "padding 'same' needs stride 1", 'layers[1] "conv1" (conv)', "padding", 3, hint="give the padding as a number"),
     Case("average pooling with dilation", MODEL + layer("pool", op='"avg"', kernel_size=2, dilation=2),
-         "average pooling has no dilation", 'layers[1] "pool1" (pool)', "dilation"),
+         "average pooling has no dilation", 'layers[1] "pool1" (pool)', "dilation", hint='use op = "max"'),
     Case("reshape that loses values", MODEL + layer("reshape", shape="[3, 32, 33]"),
          "shape 3×32×33 holds 3,168 values, the input 3×32×32 holds 3,072", 'layers[1] "reshape1" (reshape)', "shape"),
     Case("reshape whose -1 cannot be inferred", MODEL + layer("reshape", shape="[5, -1]"),
@@ -209,7 +210,8 @@ CASES = [
     Case("upsample to nothing", MODEL + layer("upsample", scale_factor=0.01),
          "scale_factor 0.01 leaves no output of an axis of size 32", 'layers[1] "upsample1" (upsample)', "scale_factor"),
     Case("upsample mode for another dimension", MODEL + layer("upsample", scale_factor=2, mode='"trilinear"'),
-         "mode 'trilinear' works on 3 spatial axes, the input has 2", 'layers[1] "upsample1" (upsample)', "mode"),
+         "mode 'trilinear' works on 3 spatial axes, the input has 2", 'layers[1] "upsample1" (upsample)', "mode",
+         hint="modes for this input: 'nearest', 'bilinear', 'bicubic'"),
 ]
 
 

@@ -28,17 +28,12 @@ import archcalc  # noqa: E402
 from archcalc import SpecError, num  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
+from .torch_probe import ACTIVATIONS  # noqa: E402
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 MAX_VALUES = 6000  # per sample: keeps each forward pass (and the suite) fast
 
-ACTIVATIONS = {
-    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "relu6": nn.ReLU6, "hardtanh": nn.Hardtanh,
-    "softplus": nn.Softplus, "mish": nn.Mish,
-    "softmax": lambda: nn.Softmax(dim=1), "log_softmax": lambda: nn.LogSoftmax(dim=1),
-}
 UPSAMPLE_MODES = {1: ["nearest", "linear"], 2: ["nearest", "bilinear", "bicubic"], 3: ["nearest", "trilinear"]}
 
 

@@ -6,7 +6,17 @@ Only tests import this module (and only after pytest.importorskip("torch")).
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+# Each activation function of a spec as its torch module, written out here and not taken from
+# archcalc's own table (archcalc.layers.ACTIVATIONS), so that the oracle stays independent of it.
+ACTIVATIONS = {
+    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "relu6": nn.ReLU6, "hardtanh": nn.Hardtanh,
+    "softplus": nn.Softplus, "mish": nn.Mish,
+    "softmax": lambda: nn.Softmax(dim=1), "log_softmax": lambda: nn.LogSoftmax(dim=1),
+}
 
 
 def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:

@@ -57,6 +57,11 @@ class Options:
     warmup: int | None = None  # None: min(5, steps)
     peak_tflops: float | None = None  # overrides the table of peaks
 
+    @property
+    def autocast(self) -> bool:
+        """Mixed precision: a float16 or bfloat16 step under torch.autocast, the parameters in float32."""
+        return self.dtype in MIXED and self.amp
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -136,12 +141,11 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
         torch.backends.cuda.matmul.allow_tf32 = tf32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     figure = (options.peak_tflops, "--peak-tflops") if options.peak_tflops else peak(name, precision)
-    mixed = options.dtype in MIXED and options.amp
     return Result(
         model=report.model, device=name, torch=version(), options=options, precision=precision,
         train=train, inference=inference,
         peak_tflops=figure[0] if figure else None, peak_source=figure[1] if figure else None,
-        memory_measured=run.peak_memory, memory_predicted=None if mixed else _predicted(report, options),
+        memory_measured=run.peak_memory, memory_predicted=None if options.autocast else _predicted(report, options),
     )
 
 
@@ -161,7 +165,7 @@ class Run:
     def prepare(cls, report: Report, options: Options, device) -> Run:
         torch = require()
         dtype = dtype_of(options.dtype)
-        mixed = options.dtype in MIXED and options.amp
+        mixed = options.autocast
         torch.manual_seed(0)
         model = sequential(report).to(device=device, dtype=torch.float32 if mixed else dtype)
         x = torch.randn(options.batch, *map(int, report.input), device=device, dtype=torch.float32 if mixed else dtype)

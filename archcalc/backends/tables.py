@@ -11,6 +11,7 @@ from rich.text import Text
 
 from .. import fmt, num
 from ..report import Report
+from .bench import MIXED
 from .verify import QUANTITIES, Check
 
 HEADERS = {
@@ -85,8 +86,7 @@ def verification_json(report: Report, checks: list[Check], batch: int, torch_ver
 def benchmark(result) -> Group:
     """bench's Result: one line per step kind, then memory, the peak used and the options."""
     o = result.options
-    mixed = o.dtype in ("float16", "bfloat16")
-    precision = f"{o.dtype} ({'autocast, float32 parameters' if o.amp else 'parameters too'})" if mixed else o.dtype
+    precision = f"{o.dtype} ({'autocast, float32 parameters' if o.amp else 'parameters too'})" if o.dtype in MIXED else o.dtype
     grid = Table(title=Text(f"{result.model} on {result.device}"), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for header in ("step", "ms/step", "images/s", "FLOPs/step", "TFLOP/s", "of peak"):
         grid.add_column(header, justify="left" if header == "step" else "right")
@@ -100,7 +100,7 @@ def benchmark(result) -> Group:
     if result.memory_predicted is not None:
         predicted = f"{fmt.size_bytes(result.memory_predicted)} (archcalc, {o.optimizer})"
     else:
-        predicted = "— (archcalc does not model autocast's mixed precision)" if mixed and o.amp else "—"
+        predicted = "— (archcalc does not model autocast's mixed precision)" if o.autocast else "—"
     peak = (f"{result.peak_tflops:g} TFLOP/s, {result.precision} ({result.peak_source})" if result.peak_tflops
             else f"unknown for this device in {result.precision}: give --peak-tflops")
     flags = [name for name, on in (("compile", o.compile), ("channels-last", o.channels_last), ("tf32", o.tf32)) if on]

@@ -112,7 +112,7 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
         try:
             for child in children:
                 x = child(x)
-        except NotImplementedError:
+        except NotImplementedError:  # a RuntimeError too, but no refusal: measure_structure retries on the CPU
             raise
         except (RuntimeError, ValueError) as error:
             out.append(Measured(output=f"refused: {str(error).splitlines()[0]}"))

@@ -52,9 +52,6 @@ def torch_activation(name: str, nn):
     return getattr(nn, function.torch)(dim=1) if function.dim else getattr(nn, function.torch)()
 
 
-AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-
-
 @dataclass(frozen=True)
 class Kept:
     """A tensor autograd keeps for a layer's backward pass (see archcalc/memory.py for how they add up)."""

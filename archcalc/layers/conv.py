@@ -8,8 +8,8 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
-from .base import AXIS_NAMES, Kept, Layer, activation_keeps, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
-from .window import Window
+from .base import Kept, Layer, activation_keeps, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
+from .window import Window, axis_lines
 
 
 @register
@@ -73,7 +73,8 @@ class Conv(Layer):
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
         # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
-        return num.normal(self.macs(x) * self.groups + (self.macs(x) if grad else 0))
+        macs = self.macs(x)
+        return num.normal(macs * self.groups + (macs if grad else 0))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (self.kept_input(x), *activation_keeps(self.activation, y))
@@ -132,16 +133,3 @@ class Conv(Layer):
             dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias,
         )
 
-
-def axis_lines(ws: tuple[Window, ...]) -> list[tuple[str, str]]:
-    """One line per distinct axis ('H_out = W_out = ⌊(224 + 2·2 − 11)/4⌋ + 1 = ... = 55') and its notes."""
-    names = AXIS_NAMES[len(ws)]
-    lines: list[tuple[str, str]] = []
-    seen: dict[Window, list[str]] = {}
-    for name, w in zip(names, ws):
-        seen.setdefault(w, []).append(name)
-    for w, axis_names in seen.items():
-        lhs = " = ".join(f"{a}_out" for a in axis_names)
-        lines.append(("output", f"{lhs} = {w.formula()}"))
-        lines.extend(("output", f"note: {note}") for note in w.notes())
-    return lines

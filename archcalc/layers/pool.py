@@ -9,8 +9,7 @@ from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
-from .conv import axis_lines
-from .window import Window
+from .window import Window, axis_lines
 
 
 @register
@@ -27,7 +26,8 @@ class Pool(Layer):
     def windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
         if self.op == "avg" and self.dilation != 1:
-            raise SpecError("average pooling has no dilation (PyTorch's AvgPool has none)", None, "dilation")
+            raise SpecError("average pooling has no dilation (PyTorch's AvgPool has none)",
+                            'remove dilation, or use op = "max"', "dilation")
         kernel = per_axis(self.kernel_size, n, "kernel_size")
         stride = kernel if self.stride is None else per_axis(self.stride, n, "stride")
         padding = per_axis(self.padding, n, "padding")

@@ -27,7 +27,10 @@ class Upsample(Layer):
         if (self.scale_factor is None) == (self.size is None):
             raise SpecError("give either scale_factor or size (one of them, not both)", None, "scale_factor")
         if MODES[self.mode] not in (None, n):
-            raise SpecError(f"mode {self.mode!r} works on {MODES[self.mode]} spatial axes, the input has {n}", None, "mode")
+            axes = MODES[self.mode]
+            fitting = ", ".join(repr(mode) for mode, needs in MODES.items() if needs in (None, n))
+            raise SpecError(f"mode {self.mode!r} works on {axes} spatial ax{'is' if axes == 1 else 'es'}, the input has {n}",
+                            f"modes for this input: {fitting}", "mode")
         if self.size is not None:
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))

@@ -16,6 +16,8 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..num import Dim
 
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
 
 @dataclass(frozen=True)
 class Window:
@@ -98,3 +100,17 @@ class Window:
                 f"(≥ {fmt.group(self.n)} + {fmt.group(self.p)}): PyTorch drops it"
             ]
         return [f"ceil_mode adds a last, partial window starting at {last}"]
+
+
+def axis_lines(ws: tuple[Window, ...]) -> list[tuple[str, str]]:
+    """One line per distinct axis ('H_out = W_out = ⌊(224 + 2·2 − 11)/4⌋ + 1 = ... = 55') and its notes."""
+    names = AXIS_NAMES[len(ws)]
+    lines: list[tuple[str, str]] = []
+    seen: dict[Window, list[str]] = {}
+    for name, w in zip(names, ws):
+        seen.setdefault(w, []).append(name)
+    for w, axis_names in seen.items():
+        lhs = " = ".join(f"{a}_out" for a in axis_names)
+        lines.append(("output", f"{lhs} = {w.formula()}"))
+        lines.extend(("output", f"note: {note}") for note in w.notes())
+    return lines
