@@ -59,7 +59,7 @@ ERRATA_CASES = {
 @pytest.mark.parametrize("spec", sorted(ERRATA_CASES))
 def test_the_course_errata_are_caught_with_the_right_values(spec):
     verdicts = archcalc.check(load(spec), archcalc.load_answers(ERRATA / spec))
-    assert {v.key: (v.ok, v.actual, v.mistake and v.mistake[:len(ERRATA_CASES[spec][v.key][1] or "")] or None)
+    assert {v.key: (v.ok, v.actual, (v.mistake and v.mistake[:len(ERRATA_CASES[spec][v.key][1] or "")]) or None)
             for v in verdicts} == {key: (False, actual, hint) for key, (actual, hint) in ERRATA_CASES[spec].items()}
 
 
