@@ -25,8 +25,7 @@ def steps(row: Row) -> list[tuple[str, str]]:
         backward = num.normal(row.training_flops - row.flops)
         why = "gradients of the weights and of the input" if row.requires_grad else (
             "gradient of the weights only: nothing before this layer needs one")
-        if getattr(row.layer, "groups", 1) != 1:
-            why += "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward"
+        why += row.layer.backward_note()
         lines.append(("training_flops", f"training FLOPs = forward {fmt.group(row.flops)} + backward "
                                         f"{fmt.group(backward)} ({why}) = {fmt.group(row.training_flops)}"))
     return sorted(lines, key=lambda line: ORDER.index(line[0]) if line[0] in ORDER else len(ORDER))

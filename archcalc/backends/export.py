@@ -13,12 +13,12 @@ import json
 import re
 
 from .. import fmt, num
+from ..layers.base import activation_call
 from ..report import Report
-from .torch import Part, concrete, modules, parts, require
+from .torch import Part, concrete, modules, parts
 
 SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
 EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
-TORCH_FUNCTIONS = {"sigmoid", "tanh"}  # torch.sigmoid: F.sigmoid and F.tanh are deprecated aliases
 
 
 def source(report: Report, class_name: str | None = None) -> str:
@@ -66,34 +66,19 @@ def source(report: Report, class_name: str | None = None) -> str:
 def _part(part: Part, init: list, forward: list) -> None:
     """The lines of one row: its module in __init__ (if it is one) and its call in forward."""
     row = part.row
-    layer, *activation = modules(part)
     shape = f"B×{_shape(row.output)}"
-    call = _call(layer, part.names[0], init, row)
-    if activation:
-        call = _activation(activation[0], row.layer.activation, call)
+    call = row.layer.torch_call(row.input) or _module(modules(part)[0], part.names[0], init, row)
+    if row.layer.activation:
+        call = activation_call(row.layer.activation, call)
     forward.append((f"x = {call}", shape))
 
 
-def _call(module, name: str, init: list, row) -> str:
-    """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
-    nn = require().nn
-    if isinstance(module, nn.Flatten):
-        return "torch.flatten(x, 1)"
-    if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
-        return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
-    if row.layer.kind == "activation":
-        return _activation(module, row.layer.function, "x")
+def _module(module, name: str, init: list, row) -> str:
+    """A layer's module, made in __init__, and how forward calls it."""
     params = num.normal(row.params)
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
     init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
     return f"self.{name}(x)"
-
-
-def _activation(module, function: str, inner: str) -> str:
-    if function in TORCH_FUNCTIONS:
-        return f"torch.{function}({inner})"
-    dim = getattr(module, "dim", None)
-    return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
 
 
 def _arguments(module) -> str:

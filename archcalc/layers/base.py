@@ -16,6 +16,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice
 from ..num import Dim, Shape
+from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
 
@@ -26,13 +27,14 @@ class Function:
     saves: str  # "output" or "input" (measured with saved_tensors_hooks on CPU, torch 2.13)
     torch: str  # the torch.nn class
     dim: bool = False  # takes dim=1 (softmax over the channels / features)
+    namespace: str = "F"  # where exported code calls it: torch.nn.functional, or torch (F.sigmoid, F.tanh are deprecated)
 
 
 # The `activation` layer and the `activation` field of conv, dense and batchnorm.
 ACTIVATIONS: dict[str, Function] = {
     "relu": Function("output", "ReLU"),
-    "sigmoid": Function("output", "Sigmoid"),
-    "tanh": Function("output", "Tanh"),
+    "sigmoid": Function("output", "Sigmoid", namespace="torch"),
+    "tanh": Function("output", "Tanh", namespace="torch"),
     "softmax": Function("output", "Softmax", dim=True),
     "log_softmax": Function("output", "LogSoftmax", dim=True),
     "gelu": Function("input", "GELU"),
@@ -50,6 +52,16 @@ def torch_activation(name: str, nn):
     """The torch module for an activation function, from the torch.nn namespace `nn`."""
     function = ACTIVATIONS[name]
     return getattr(nn, function.torch)(dim=1) if function.dim else getattr(nn, function.torch)()
+
+
+def activation_call(name: str, inner: str) -> str:
+    """How exported code applies an activation function to `inner`.
+
+    >>> activation_call("relu", "self.conv1(x)"), activation_call("softmax", "x"), activation_call("tanh", "x")
+    ('F.relu(self.conv1(x))', 'F.softmax(x, dim=1)', 'torch.tanh(x)')
+    """
+    function = ACTIVATIONS[name]
+    return f"{function.namespace}.{name}({inner}{', dim=1' if function.dim else ''})"
 
 
 @dataclass(frozen=True)
@@ -83,8 +95,18 @@ def activation_field():
 
 @dataclass(frozen=True, kw_only=True)
 class Layer:
+    """A layer kind: the defaults below fit a layer without parameters that keeps its input's shape;
+    a kind overrides what differs. Nothing outside the layer classes tests a layer's kind."""
+
     kind: ClassVar[str]
+    # kind-specific recognisers of archcalc.mistakes that apply to this kind (by function name)
+    mistakes: ClassVar[frozenset[str]] = frozenset()
+    # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels
+    channels_hint: ClassVar[str] = ""
     name: str
+    # an element-wise function applied to the output: the kinds that take one declare it as a spec field
+    # (after their own fields); not a dataclass field here, so that the others do not accept it
+    activation = None
 
     @classmethod
     def spec_fields(cls) -> dict[str, object]:
@@ -128,6 +150,23 @@ class Layer:
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         """How the numbers come out, as (quantity, text) lines for --explain."""
         return []
+
+    def backward_note(self) -> str:
+        """What --explain adds about how torch counts this layer's backward FLOPs ('; ...'), if anything."""
+        return ""
+
+    def windows(self, x: Shape) -> tuple[Window, ...]:
+        """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others."""
+        return ()
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        """Whether a quiz asks for this layer's output shape: when the layer changes the shape."""
+        return y != x
+
+    def torch_call(self, x: Shape) -> str | None:
+        """The expression exported code writes in forward for a layer that needs no module ('torch.flatten(x, 1)');
+        None: the layer is a module, made in __init__ and called."""
+        return None
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""

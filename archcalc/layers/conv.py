@@ -16,6 +16,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Conv(Layer):
     kind = "conv"
+    mistakes = frozenset({"input_channels", "input_channels_forgotten", "kernel_not_squared"})
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple = axes(1)
@@ -75,6 +76,12 @@ class Conv(Layer):
         # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
         macs = self.macs(x)
         return num.normal(macs * self.groups + (macs if grad else 0))
+
+    def backward_note(self) -> str:
+        return "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward" if self.groups != 1 else ""
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (self.kept_input(x), *activation_keeps(self.activation, y))

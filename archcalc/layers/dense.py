@@ -15,6 +15,7 @@ from .base import Kept, Layer, activation_field, activation_keeps, register, wit
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    mistakes = frozenset({"bias_per_input"})
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()
@@ -27,6 +28,9 @@ class Dense(Layer):
     def output(self, x: Shape) -> Shape:
         self.in_features(x)
         return (self.out_features,)
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return False  # its output is out_features, as the spec writes it
 
     def weights(self, x: Shape) -> Dim:
         return self.in_features(x) * self.out_features

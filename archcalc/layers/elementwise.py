@@ -8,7 +8,7 @@ from fractions import Fraction
 from .. import fmt, num
 from ..fields import choice, real
 from ..num import Shape, Value
-from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .base import ACTIVATIONS, Kept, Layer, activation_call, register, torch_activation
 
 
 @register
@@ -55,6 +55,9 @@ class Activation(Layer):
 
     def summary(self, x: Shape) -> str:
         return self.function
+
+    def torch_call(self, x: Shape) -> str:
+        return activation_call(self.function, "x")
 
     def to_torch(self, x: Shape, nn):
         return torch_activation(self.function, nn)

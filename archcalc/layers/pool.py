@@ -16,6 +16,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Pool(Layer):
     kind = "pool"
+    channels_hint = "pooling keeps its input's channels"
     op: str = choice("max", "avg", default="max")
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple | None = axes(None)  # None: the kernel size, as in PyTorch
@@ -53,6 +54,9 @@ class Pool(Layer):
 
     def output(self, x: Shape) -> Shape:
         return (x[0], *(w.out() for w in self.windows(x)))
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:

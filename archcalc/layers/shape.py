@@ -22,6 +22,12 @@ class Flatten(Layer):
     def is_view(self) -> bool:
         return True
 
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
+
+    def torch_call(self, x: Shape) -> str:
+        return "torch.flatten(x, 1)"
+
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
 
@@ -52,6 +58,12 @@ class Reshape(Layer):
 
     def is_view(self) -> bool:
         return True
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
+
+    def torch_call(self, x: Shape) -> str:
+        return f"x.reshape(x.size(0), {', '.join(str(d) for d in self.output(x))})"
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))

@@ -35,6 +35,9 @@ class Upsample(Layer):
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
 
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
+
     def summary(self, x: Shape) -> str:
         how = f"×{fmt.group(self.scale_factor)}" if self.scale_factor is not None and not isinstance(self.scale_factor, tuple) else ""
         return ", ".join(part for part in (how, self.mode) if part)
