@@ -84,6 +84,9 @@ def activation_field():
 @dataclass(frozen=True, kw_only=True)
 class Layer:
     kind: ClassVar[str]
+    # torch.nn class name -> the fields that class fixes (MaxPool2d: op = "max"); the other spec
+    # fields are read from the module's attributes of the same name (`archcalc import`)
+    torch_modules: ClassVar[dict[str, dict]] = {}
     name: str
 
     @classmethod

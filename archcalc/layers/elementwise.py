@@ -17,6 +17,7 @@ class Dropout(Layer):
     """Zeroes each value with probability p at training time and scales the rest by 1/(1 − p)."""
 
     kind = "dropout"
+    torch_modules = {"Dropout": {}, "Dropout1d": {}, "Dropout2d": {}, "Dropout3d": {}}
     p: Value = real(Fraction(1, 2), low=0, high=1)
 
     def output(self, x: Shape) -> Shape:
@@ -43,6 +44,7 @@ class Dropout(Layer):
 @dataclass(frozen=True, kw_only=True)
 class Activation(Layer):
     kind = "activation"
+    torch_modules = {f.torch: {"function": name} for name, f in ACTIVATIONS.items()}
     function: str = choice(*ACTIVATIONS)
 
     def output(self, x: Shape) -> Shape:

@@ -16,6 +16,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Pool(Layer):
     kind = "pool"
+    torch_modules = {f"{op.title()}Pool{n}d": {"op": op} for op in ("max", "avg") for n in (1, 2, 3)}
     op: str = choice("max", "avg", default="max")
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple | None = axes(None)  # None: the kernel size, as in PyTorch
