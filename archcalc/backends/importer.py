@@ -139,6 +139,7 @@ def layers(module) -> list[Layer]:
             continue
         except _Unmapped as error:
             problems.append(f"{error} ({_source(node)})")
+            alias[node.name] = node.name  # so that what reads it is still checked
             continue
         if made is None:  # a view that changes nothing: the same tensor
             alias[node.name] = alias[_tensors(node)[0].name]
@@ -160,7 +161,8 @@ class _Skip(Exception):
 
 def _source(node) -> str:
     trace = node.meta.get("stack_trace") or ""
-    places = re.findall(r'File "([^"]+)", line (\d+)', trace)
+    torch_dir = str(Path(require().__file__).parent)
+    places = [(f, n) for f, n in re.findall(r'File "([^"]+)", line (\d+)', trace) if not f.startswith(torch_dir)]
     if places:
         file, line = places[-1]
         return f"{Path(file).name}:{line}"
@@ -197,6 +199,8 @@ def _layer(node, modules: dict, alias: dict) -> Layer | None:
         kind, fields = _from_module(module, node.target)
         return Layer(node.target, kind, fields, inputs)
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    if name == "getattr":
+        raise _Unmapped(f".{node.args[1]}: archcalc has no layer for this attribute")
     reader = FUNCTIONS.get(name)
     if reader is None:
         raise _Unmapped(f"{name}(): archcalc has no layer for this {'method' if node.op == 'call_method' else 'function'}")
