@@ -189,10 +189,14 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
 @SETS
 @click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
 @click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
+@click.option("--onnx", "to_onnx", is_flag=True, help="Write ONNX instead (-o FILE.onnx), dynamic axes named B and as the spec's input.")
 @refusals
-def export_command(spec: str, sets, output: str, class_name: str | None) -> None:
-    """Write SPEC as the Python source of a torch nn.Module class."""
+def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool) -> None:
+    """Write SPEC as the Python source of a torch nn.Module class (or, with --onnx, as an ONNX file)."""
     from .backends.export import source
+
+    if to_onnx:
+        return _onnx(spec, sets, output)
 
     if class_name is not None and not class_name.isidentifier():
         raise click.BadParameter(f"{class_name!r} is not a Python name", param_hint="--class-name")
@@ -289,3 +293,15 @@ def _write(text: str, output: str, force: bool) -> None:
     except OSError as error:
         raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _onnx(spec: str, sets, output: str) -> None:
+    from .backends.onnx import export
+
+    if output == "-" or not output.endswith(".onnx"):
+        raise click.BadParameter("ONNX goes to a file: -o NAME.onnx", param_hint="--output")
+    exported = export(load(spec), **parse_sets(sets))
+    Path(output).write_bytes(exported.data)
+    axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
+    click.echo(f"wrote {output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
+               f"checked with {exported.checked_with})", err=True)
