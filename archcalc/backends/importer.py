@@ -14,7 +14,6 @@ import dataclasses
 import importlib
 import importlib.util
 import json
-import operator
 import re
 import sys
 from dataclasses import dataclass
@@ -186,7 +185,7 @@ def _tensors(node) -> list:
 
 
 def _is_shape(node) -> bool:
-    return node.op == "call_method" and node.target in ("size", "dim") or (
+    return (node.op == "call_method" and node.target in ("size", "dim")) or (
         node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim"))
 
 
@@ -215,10 +214,9 @@ def _from_module(module, path: str) -> tuple[str, dict]:
     """The layer kind and spec fields of a torch module, by the classes' `torch_modules`."""
     torch_name = type(module).__name__
     for kind, cls in LAYERS.items():
-        fixed = cls.torch_modules.get(torch_name)
-        if fixed is None:
+        if torch_name not in cls.torch_modules:
             continue
-        fields = dict(fixed)
+        fields = cls.torch_fields(torch_name)
         for field in dataclasses.fields(cls):
             if field.name in cls.spec_fields() and field.name not in fields and hasattr(module, field.name):
                 value = _plain(getattr(module, field.name), field.name)
@@ -257,7 +255,7 @@ def _flatten(node):
 
 
 def _view(node):
-    shape = [a for a in node.args[1:]]
+    shape = list(node.args[1:])
     if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
         shape = list(shape[0])
     if len(shape) >= 1 and hasattr(shape[0], "op"):  # x.view(x.size(0), ...): the batch axis kept
