@@ -47,7 +47,7 @@ def export(spec: Spec, **values) -> Exported:
     named = {str(d) for d in symbolic.input if getattr(d, "is_Symbol", False)}
     trace_values = {name: EXAMPLE for name in named if name not in values} | values
     report = analyze(spec, **trace_values)
-    model = build(report).train(False)  # inference mode (written so: the package never says "eval(")
+    model = build(report).train(False)  # inference mode
     x = torch.randn(2, *(int(d) for d in report.input), dtype=next(model.parameters()).dtype)
     file = io.BytesIO()
     with warnings.catch_warnings():
