@@ -103,6 +103,8 @@ class Layer:
     mistakes: ClassVar[frozenset[str]] = frozenset()
     # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels
     channels_hint: ClassVar[str] = ""
+    # the torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields
+    torch_modules: ClassVar[tuple[str, ...]] = ()
     name: str
     # an element-wise function applied to the output: the kinds that take one declare it as a spec field
     # (after their own fields); not a dataclass field here, so that the others do not accept it
@@ -167,6 +169,11 @@ class Layer:
         """The expression exported code writes in forward for a layer that needs no module ('torch.flatten(x, 1)');
         None: the layer is a module, made in __init__ and called."""
         return None
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
+        return {}
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""

@@ -17,6 +17,7 @@ from .window import Window, axis_lines
 class Conv(Layer):
     kind = "conv"
     mistakes = frozenset({"input_channels", "input_channels_forgotten", "kernel_not_squared"})
+    torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple = axes(1)

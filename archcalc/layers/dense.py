@@ -16,6 +16,7 @@ from .base import Kept, Layer, activation_field, activation_keeps, register, wit
 class Dense(Layer):
     kind = "dense"
     mistakes = frozenset({"bias_per_input"})
+    torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()
