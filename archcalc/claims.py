@@ -12,6 +12,7 @@ import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from . import claimed, expr, num
@@ -29,24 +30,45 @@ QUALIFIERS = ("B", "dtype", "optimizer", "device")
 STUDENT = ("name", "id", "email", "group")  # the fields of an answers file's [student] table
 
 
+class Scope(StrEnum):
+    """Which part of the network a claim is about."""
+
+    layer = "layer"  # one layer, by its name
+    type = "type"  # every layer of one kind
+    total = "total"  # the whole network
+    memory = "memory"  # bytes for a batch (the only scope that takes @ qualifiers)
+
+
+class ValueKind(StrEnum):
+    """What a claimed value is, and so how it is read (claimed.read)."""
+
+    shape = "shape"
+    count = "count"
+    share = "share"  # in %
+    bytes = "bytes"
+
+
 @dataclass(frozen=True)
 class Key:
-    """What a claim is about: `scope` is "layer", "type", "total" or "memory"."""
+    """What a claim is about: its scope, the quantity, and the layer's or the kind's name."""
 
     text: str
-    scope: str
+    scope: Scope  # a name given as a string is read into a Scope
     quantity: str
     name: str | None = None  # the layer's name, or the layer type
     at: tuple[tuple[str, object], ...] = ()  # memory only: B, dtype, optimizer, device
 
+    def __post_init__(self):
+        object.__setattr__(self, "scope", Scope(self.scope))
+
     @property
-    def kind(self) -> str:
-        """What the value is: a "shape", a "share" (in %), "bytes" or a "count"."""
-        if self.scope == "memory":
-            return "bytes"
+    def kind(self) -> ValueKind:
+        """What the value is: a shape, a share (in %), bytes or a count."""
+        if self.scope == Scope.memory:
+            return ValueKind.bytes
         if self.quantity in ("output", "input"):
-            return "shape"
-        return "share" if self.quantity == "share" else "count"
+            return ValueKind.shape
+        return ValueKind.share if self.quantity == "share" else ValueKind.count
 
 
 @dataclass(frozen=True)
@@ -130,18 +152,18 @@ def parse_key(text: str, report: Report) -> Key:
     memory = memory_names(report)
     rest = ".".join(parts[1:])
     if parts[0] == "memory" and rest in memory:
-        return Key(text, "memory", rest, at=_qualifiers(qualifiers, report) if at_sign else ())
+        return Key(text, Scope.memory, rest, at=_qualifiers(qualifiers, report) if at_sign else ())
     if at_sign:
         raise ClaimError(f"only memory quantities take @{'|'.join(QUALIFIERS)}=...",
                          f"{parts[-1]} is per sample; memory keys: {', '.join('memory.' + m for m in memory)}")
     if len(parts) == 1 and parts[0] in TOTAL:
-        return Key(text, "total", parts[0])
+        return Key(text, Scope.total, parts[0])
     if len(parts) == 2 and parts[0] in layers:
-        return Key(text, "layer", _quantity(parts[1], LAYER, "a layer", text, report), parts[0])
+        return Key(text, Scope.layer, _quantity(parts[1], LAYER, "a layer", text, report), parts[0])
     if len(parts) == 2 and parts[0] in kinds:
-        return Key(text, "type", _quantity(parts[1], TYPE, "a layer type", text, report), parts[0])
+        return Key(text, Scope.type, _quantity(parts[1], TYPE, "a layer type", text, report), parts[0])
     if len(parts) == 3 and parts[0] == "type" and parts[1] in kinds:
-        return Key(text, "type", _quantity(parts[2], TYPE, "a layer type", text, report), parts[1])
+        return Key(text, Scope.type, _quantity(parts[2], TYPE, "a layer type", text, report), parts[1])
     raise ClaimError(_unknown(parts, report, layers, kinds), _suggest(text, report))
 
 

@@ -43,9 +43,9 @@ def kept(report: Report, row: Row) -> list[tuple[str, str]]:
         why = " (no layer before it has parameters: no gradient flows here)" if not row.requires_grad and row.params == 0 else ""
         return [("saved_for_backward_bytes", f"keeps nothing for backward{why}")]
     out = []
-    for item, nbytes, counted in items:
-        size = f"{fmt.group(nbytes)} bytes{' per sample' if item.per_sample else ''}"
-        out.append(("saved_for_backward_bytes", f"keeps {item.what}: {size}{'' if counted else ' (a storage counted before)'}"))
+    for kept in items:
+        size = f"{fmt.group(kept.nbytes)} bytes{' per sample' if kept.item.per_sample else ''}"
+        out.append(("saved_for_backward_bytes", f"keeps {kept.item.what}: {size}{'' if kept.counted else ' (a storage counted before)'}"))
     return out
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import num
 from .errors import SpecError
-from .layers.base import Kept
+from .layers.base import Kept, Storage, Tensor
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -84,6 +84,15 @@ ZERO = PerBatch()
 
 
 @dataclass(frozen=True)
+class KeptBytes:
+    """A tensor a layer keeps, its bytes, and whether they count here (False: a storage counted before)."""
+
+    item: Kept
+    nbytes: Dim
+    counted: bool
+
+
+@dataclass(frozen=True)
 class Memory:
     """The memory of a training step (and of inference) for a batch of B, in bytes."""
 
@@ -92,7 +101,7 @@ class Memory:
     optimizer: Optimizer
     device: Device
     per_row: tuple[PerBatch, ...]  # saved for backward, credited to the first layer that keeps it
-    kept: tuple[tuple[tuple[Kept, Dim, bool], ...], ...]  # per row: (tensor, its bytes, counted here or before)
+    kept: tuple[tuple[KeptBytes, ...], ...]  # per row: each tensor it keeps, its bytes, whether counted here
     input: PerBatch
     params: PerBatch
     buffers: PerBatch
@@ -166,7 +175,7 @@ class Memory:
 def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1}
+    bytes_of = {Storage.model: size, Storage.int64: 8, Storage.mask: size if report.device == Device.cpu else 1}
     params = num.normal(report.totals["params"] * size)
 
     seen: set[tuple] = set()
@@ -174,12 +183,12 @@ def measure(report: Report) -> Memory:
     storage = ("output", 0)  # the network input
     for row in report.rows:
         output = storage if row.layer.is_view() else ("output", row.index)
-        names = {"input": storage, "output": output, "pre": ("pre", row.index)}
+        names = {Tensor.input: storage, Tensor.output: output, Tensor.pre: ("pre", row.index)}
         total, kept = ZERO, []
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.requires_grad)):
             key = names.get(item.tensor, ("own", row.index, number))
             nbytes = num.normal(item.elements * bytes_of[item.dtype])
-            kept.append((item, nbytes, key not in seen))
+            kept.append(KeptBytes(item, nbytes, key not in seen))
             if key not in seen:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from .. import fmt, num
@@ -20,31 +21,51 @@ from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
 
+class Tensor(StrEnum):
+    """Which tensor a layer keeps for its backward pass (archcalc/memory.py tells storages apart by it)."""
+
+    input = "input"
+    output = "output"
+    pre = "pre"  # the layer's output before its activation (the activation's input)
+    own = "own"  # one of its own: a mask, indices, statistics, a padded copy
+
+
+class Storage(StrEnum):
+    """The element type a kept tensor is stored in."""
+
+    model = "model"  # the network's dtype
+    int64 = "int64"
+    mask = "mask"  # a dropout mask: the model's dtype on CPU, 1 byte on CUDA
+
+
 @dataclass(frozen=True)
 class Function:
     """An element-wise function: which tensor autograd keeps for its backward pass, and its torch module."""
 
-    saves: str  # "output" or "input" (measured with saved_tensors_hooks on CPU, torch 2.13)
+    saves: Tensor  # output or input (measured with saved_tensors_hooks on CPU, torch 2.13)
     torch: str  # the torch.nn class
     dim: bool = False  # takes dim=1 (softmax over the channels / features)
     namespace: str = "F"  # where exported code calls it: torch.nn.functional, or torch (F.sigmoid, F.tanh are deprecated)
 
+    def __post_init__(self):
+        object.__setattr__(self, "saves", Tensor(self.saves))
+
 
 # The `activation` layer and the `activation` field of conv, dense and batchnorm.
 ACTIVATIONS: dict[str, Function] = {
-    "relu": Function("output", "ReLU"),
-    "sigmoid": Function("output", "Sigmoid", namespace="torch"),
-    "tanh": Function("output", "Tanh", namespace="torch"),
-    "softmax": Function("output", "Softmax", dim=True),
-    "log_softmax": Function("output", "LogSoftmax", dim=True),
-    "gelu": Function("input", "GELU"),
-    "silu": Function("input", "SiLU"),
-    "leaky_relu": Function("input", "LeakyReLU"),
-    "elu": Function("input", "ELU"),
-    "relu6": Function("input", "ReLU6"),
-    "hardtanh": Function("input", "Hardtanh"),
-    "softplus": Function("input", "Softplus"),
-    "mish": Function("input", "Mish"),
+    "relu": Function(Tensor.output, "ReLU"),
+    "sigmoid": Function(Tensor.output, "Sigmoid", namespace="torch"),
+    "tanh": Function(Tensor.output, "Tanh", namespace="torch"),
+    "softmax": Function(Tensor.output, "Softmax", dim=True),
+    "log_softmax": Function(Tensor.output, "LogSoftmax", dim=True),
+    "gelu": Function(Tensor.input, "GELU"),
+    "silu": Function(Tensor.input, "SiLU"),
+    "leaky_relu": Function(Tensor.input, "LeakyReLU"),
+    "elu": Function(Tensor.input, "ELU"),
+    "relu6": Function(Tensor.input, "ReLU6"),
+    "hardtanh": Function(Tensor.input, "Hardtanh"),
+    "softplus": Function(Tensor.input, "Softplus"),
+    "mish": Function(Tensor.input, "Mish"),
 }
 
 
@@ -68,20 +89,24 @@ def activation_call(name: str, inner: str) -> str:
 class Kept:
     """A tensor autograd keeps for a layer's backward pass (see archcalc/memory.py for how they add up)."""
 
-    tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
+    tensor: Tensor  # a name given as a string is read into a Tensor (and refused if it is none)
     elements: Dim  # per sample, or in all when not per_sample
-    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA
+    dtype: Storage = Storage.model
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
+
+    def __post_init__(self):
+        object.__setattr__(self, "tensor", Tensor(self.tensor))
+        object.__setattr__(self, "dtype", Storage(self.dtype))
 
 
 def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
     """What the activation applied to a layer's output keeps: that output, or its own input ("pre")."""
     if activation is None:
         return ()
-    if ACTIVATIONS[activation].saves == "output":
-        return (Kept("output", num.mul(y), what=f"{activation} output"),)
-    return (Kept("pre", num.mul(y), what=f"{activation} input"),)
+    if ACTIVATIONS[activation].saves == Tensor.output:
+        return (Kept(Tensor.output, num.mul(y), what=f"{activation} output"),)
+    return (Kept(Tensor.pre, num.mul(y), what=f"{activation} input"),)
 
 
 def register(cls: type[Layer]) -> type[Layer]:

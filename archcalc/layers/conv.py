@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
 from .window import Window, axis_lines
 
 
@@ -94,8 +94,8 @@ class Conv(Layer):
             extra = [w.d * (w.k - 1) % 2 for w in self.windows(x)]
             if all(map(num.is_concrete, extra)) and any(extra):
                 padded = num.normal(x[0] * num.mul(n + e for n, e in zip(x[1:], extra)))
-                return Kept("own", padded, what="input zero-padded on the right ('same' padding with an even span)")
-        return Kept("input", num.mul(x), what="input")
+                return Kept(Tensor.own, padded, what="input zero-padded on the right ('same' padding with an even span)")
+        return Kept(Tensor.input, num.mul(x), what="input")
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
 
 
 @register
@@ -46,7 +46,7 @@ class Dense(Layer):
         return num.normal(self.macs(x) * (2 if grad else 1))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
+        return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}"

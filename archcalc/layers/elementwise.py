@@ -8,7 +8,7 @@ from fractions import Fraction
 from .. import fmt, num
 from ..fields import choice, real
 from ..num import Shape, Value
-from .base import ACTIVATIONS, Kept, Layer, activation_call, register, torch_activation
+from .base import ACTIVATIONS, Kept, Layer, Storage, Tensor, activation_call, register, torch_activation
 
 
 @register
@@ -25,7 +25,7 @@ class Dropout(Layer):
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
-        return (Kept("own", num.mul(x), "mask", what="dropout mask"),) if grad and self.p != 0 else ()
+        return (Kept(Tensor.own, num.mul(x), Storage.mask, what="dropout mask"),) if grad and self.p != 0 else ()
 
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself

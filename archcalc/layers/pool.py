@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
-from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
 from .window import Window, axis_lines
 
 
@@ -63,8 +63,8 @@ class Pool(Layer):
         if not grad:
             return ()
         if self.op == "max":
-            return Kept("input", num.mul(x), what="input"), Kept("own", num.mul(y), "int64", what="max-pooling indices")
-        return (Kept("input", num.mul(x), what="input"),)
+            return Kept(Tensor.input, num.mul(x), what="input"), Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")
+        return (Kept(Tensor.input, num.mul(x), what="input"),)
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)
