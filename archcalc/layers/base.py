@@ -183,7 +183,17 @@ class Layer:
         return ""
 
     def windows(self, x: Shape) -> tuple[Window, ...]:
-        """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others."""
+        """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others.
+
+        Made and checked once per input shape (`make_windows`): the layer is frozen, so they cannot change.
+        """
+        bound = self.__dict__.setdefault("_windows", {})  # not a field: no part of eq, hash or repr
+        if x not in bound:
+            bound[x] = self.make_windows(x)
+        return bound[x]
+
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
+        """The windows of `windows`, expanded per axis from the fields and checked; a sliding-window kind overrides this."""
         return ()
 
     def asks_shape(self, x: Shape, y: Shape) -> bool:

@@ -27,7 +27,7 @@ class Conv(Layer):
     bias: bool = flag(True)
     activation: str | None = activation_field()
 
-    def windows(self, x: Shape) -> tuple[Window, ...]:
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
         same = self.padding == "same"
         if same and any(s != 1 for s in per_axis(self.stride, n, "stride")):

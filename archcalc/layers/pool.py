@@ -25,7 +25,7 @@ class Pool(Layer):
     dilation: Dim | tuple = axes(1)  # max pooling only, as in PyTorch
     ceil_mode: bool = flag(False)
 
-    def windows(self, x: Shape) -> tuple[Window, ...]:
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
         if self.op == "avg" and self.dilation != 1:
             raise SpecError("average pooling has no dilation (PyTorch's AvgPool has none)",
