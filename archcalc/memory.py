@@ -51,8 +51,12 @@ class PerBatch:
     fixed: Dim = 0
     per_sample: Dim = 0
 
+    def __post_init__(self):  # made normal here, so that no caller has to
+        object.__setattr__(self, "fixed", num.normal(self.fixed))
+        object.__setattr__(self, "per_sample", num.normal(self.per_sample))
+
     def __add__(self, other: PerBatch) -> PerBatch:
-        return PerBatch(num.normal(self.fixed + other.fixed), num.normal(self.per_sample + other.per_sample))
+        return PerBatch(self.fixed + other.fixed, self.per_sample + other.per_sample)
 
     @classmethod
     def sum(cls, parts) -> PerBatch:

@@ -25,6 +25,12 @@ class Row:
     macs: Dim
     requires_grad: bool = False  # whether the input needs a gradient: some layer before has parameters
 
+    def __post_init__(self):  # the one place a row's numbers are made normal: no sympy number gets past it
+        for field in ("input", "output"):
+            object.__setattr__(self, field, num.shape(getattr(self, field)))
+        for field in ("weights", "biases", "macs"):
+            object.__setattr__(self, field, num.normal(getattr(self, field)))
+
     @property
     def name(self) -> str:
         return self.layer.name

@@ -75,7 +75,7 @@ def _part(part: Part, init: list, forward: list) -> None:
 
 def _module(module, name: str, init: list, row) -> str:
     """A layer's module, made in __init__, and how forward calls it."""
-    params = num.normal(row.params)
+    params = row.params
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
     init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
     return f"self.{name}(x)"

@@ -96,6 +96,7 @@ class Kept:
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
 
     def __post_init__(self):
+        object.__setattr__(self, "elements", num.normal(self.elements))
         object.__setattr__(self, "tensor", Tensor(self.tensor))
         object.__setattr__(self, "dtype", Storage(self.dtype))
 
@@ -121,7 +122,10 @@ def activation_field():
 @dataclass(frozen=True, kw_only=True)
 class Layer:
     """A layer kind: the defaults below fit a layer without parameters that keeps its input's shape;
-    a kind overrides what differs. Nothing outside the layer classes tests a layer's kind."""
+    a kind overrides what differs. Nothing outside the layer classes tests a layer's kind.
+
+    A formula may return a sympy number (a formula that simplified to one): the Row, the Kept, JSON
+    and the text make every number normal (int or Fraction when concrete), so a formula need not."""
 
     kind: ClassVar[str]
     # kind-specific recognisers of archcalc.mistakes that apply to this kind (by function name)

@@ -63,20 +63,20 @@ class Conv(Layer):
         return tuple(w.k for w in self.windows(x))
 
     def weights(self, x: Shape) -> Dim:
-        return num.normal(self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x)))
+        return self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
 
     def biases(self, x: Shape) -> Dim:
         return self.out_channels if self.bias else 0
 
     def macs(self, x: Shape) -> Dim:
         per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
-        return num.normal(num.mul(self.output(x)) * per_output)
+        return num.mul(self.output(x)) * per_output
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
         # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
         macs = self.macs(x)
-        return num.normal(macs * self.groups + (macs if grad else 0))
+        return macs * self.groups + (macs if grad else 0)
 
     def backward_note(self) -> str:
         return "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward" if self.groups != 1 else ""
@@ -93,7 +93,7 @@ class Conv(Layer):
         if self.padding == "same":
             extra = [w.d * (w.k - 1) % 2 for w in self.windows(x)]
             if all(map(num.is_concrete, extra)) and any(extra):
-                padded = num.normal(x[0] * num.mul(n + e for n, e in zip(x[1:], extra)))
+                padded = x[0] * num.mul(n + e for n, e in zip(x[1:], extra))
                 return Kept(Tensor.own, padded, what="input zero-padded on the right ('same' padding with an even span)")
         return Kept(Tensor.input, num.mul(x), what="input")
 

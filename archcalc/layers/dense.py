@@ -43,7 +43,7 @@ class Dense(Layer):
         return self.in_features(x) * self.out_features
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        return num.normal(self.macs(x) * (2 if grad else 1))
+        return self.macs(x) * (2 if grad else 1)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
