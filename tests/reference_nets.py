@@ -241,14 +241,19 @@ def densenet121() -> DenseNet:
 # --- U-Net (Ronneberger et al. 2015: same shape, smaller; padded convolutions keep the sizes) ----
 
 
-class DoubleConv(nn.Sequential):
-    """(conv 3×3 → batchnorm → ReLU) twice: children 0 to 5."""
+class DoubleConv(nn.Module):
+    """(conv 3×3 → batchnorm → ReLU) twice."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        )
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(x)))
 
 
 class Down(nn.Module):
