@@ -8,6 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.backends.verify import QUANTITIES, verify  # noqa: E402
@@ -66,22 +68,26 @@ def test_the_spec_has_torchvisions_published_totals(name):
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-def test_every_layer_has_the_reference_modules_shape_and_parameters_at_224(name):
+def test_every_layer_has_the_reference_modules_shape_parameters_and_flops_at_224(name):
     report = report_at(name)
-    with torch.device("meta"):  # shapes and parameter counts only: no memory, no compute
+    with torch.device("meta"):  # shapes, parameters and FLOPs: no memory, no compute
         reference = GRAPHS[name]().eval()
         x = torch.zeros(1, *report.input)
     modules = dict(reference.named_modules())
     outputs = {}
     for path, module in modules.items():
         module.register_forward_hook(lambda m, args, out, path=path: outputs.update({path: tuple(out.shape[1:])}))
-    final = reference(x)
+    with FlopCounterMode(display=False) as counter:
+        final = reference(x)
+    root = type(reference).__name__
+    flops = {name.removeprefix(root + "."): sum(per_op.values()) for name, per_op in counter.get_flop_counts().items()}
     for row in report.rows:
         if row.params:  # every layer with weights is a module of the reference, at the same path
             assert row.name in modules, row.name
         if row.name in modules:
             assert tuple(row.output) == outputs[row.name], row.name
             assert row.params == sum(p.numel() for p in modules[row.name].parameters()), row.name
+            assert row.flops == flops.get(row.name, 0), row.name
     for use in report.uses:  # a block's output is the reference module's (DenseNet's layer returns only its new maps)
         if use.path in modules and "denselayer" not in use.path:
             assert tuple(report.rows[use.stop - 1].output) == outputs[use.path], use.path
@@ -90,8 +96,6 @@ def test_every_layer_has_the_reference_modules_shape_and_parameters_at_224(name)
 
 
 def test_the_unet_spec_counts_the_reference_flops():
-    from torch.utils.flop_counter import FlopCounterMode
-
     report = report_at("unet.toml")
     with torch.device("meta"), FlopCounterMode(display=False) as counter:
         ref.unet()(torch.zeros(1, *report.input))

@@ -28,9 +28,7 @@ from ..engine import BATCH, analyze
 from ..errors import ArchcalcError, SpecError
 from ..layers.base import torch_activation
 from ..report import Report, Row
-from ..spec import Spec, load
-
-INPUT = "input"  # the model's input, as rows name it in `inputs`
+from ..spec import INPUT, Spec, load
 
 INSTALL = "pip install 'archcalc[torch]'"
 
@@ -105,7 +103,7 @@ def is_chain(report: Report) -> bool:
     """Whether every layer reads the one before it (the first, the input) and no name is dotted."""
     previous = INPUT
     for row in report.rows:
-        if tuple(getattr(row, "inputs", ())) not in ((), (previous,)) or "." in row.name:
+        if row.inputs != (previous,) or "." in row.name:
             return False
         previous = row.name
     return True
@@ -184,8 +182,7 @@ def network(report: Report):
 
 
 def _inputs(row: Row) -> tuple[str, ...]:
-    """The names a row reads: its `inputs` (a report from before graphs: the previous row)."""
-    return tuple(getattr(row, "inputs", ())) or ((INPUT,) if row.index == 1 else (None,))
+    return row.inputs
 
 
 def _place(root, path: str, child) -> None:

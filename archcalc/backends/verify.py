@@ -136,8 +136,8 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
 
 
 def _reads(row, previous: str) -> tuple[str, ...]:
-    """The names of the tensors a row reads (a report without `inputs`: the previous row's)."""
-    return tuple(getattr(row, "inputs", ())) or (previous,)
+    """The names of the tensors a row reads."""
+    return row.inputs or (previous,)
 
 
 def measure_compute(report: Report, batch: int) -> list[Measured]:
