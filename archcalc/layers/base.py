@@ -94,6 +94,7 @@ class Kept:
     dtype: Storage = Storage.model
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
+    arg: int = 0  # which input, for "input" of a layer with several (a merge layer)
 
     def __post_init__(self):
         object.__setattr__(self, "elements", num.normal(self.elements))
@@ -134,6 +135,7 @@ class Layer:
     channels_hint: ClassVar[str] = ""
     # the torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields
     torch_modules: ClassVar[tuple[str, ...]] = ()
+    merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     name: str
     # an element-wise function applied to the output: the kinds that take one declare it as a spec field
     # (after their own fields); not a dataclass field here, so that the others do not accept it
