@@ -22,7 +22,7 @@ def steps(row: Row) -> list[tuple[str, str]]:
         lines.append(("params", "no parameters"))
     if row.macs != 0:
         lines.append(("flops", f"FLOPs = 2·MACs = {fmt.group(row.flops)}"))
-        backward = num.normal(row.training_flops - row.flops)
+        backward = row.training_flops - row.flops  # fmt makes it normal
         why = "gradients of the weights and of the input" if row.requires_grad else (
             "gradient of the weights only: nothing before this layer needs one")
         why += row.layer.backward_note()

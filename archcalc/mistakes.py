@@ -42,6 +42,8 @@ class Context:
 
 
 def _holds(claim: Claimed, value, context: Context) -> bool:
+    """Whether the claim matches `value`, a wrong way's result (made normal here: the recognisers need not)."""
+    value = num.shape(value) if isinstance(value, tuple) else num.normal(value)
     try:
         return claim.holds(value, context.env) is True
     except (SpecError, TypeError, ValueError):
@@ -180,7 +182,7 @@ def bias_per_input(claim, context):
     row = context.row
     if not (_is(context, ("biases", "params"), ("layer",)) and _applies(row, bias_per_input) and row.biases != 0):
         return None
-    wrong = row.input[0] if context.key.quantity == "biases" else num.normal(row.weights + row.input[0])
+    wrong = row.input[0] if context.key.quantity == "biases" else row.weights + row.input[0]
     if row.input[0] != row.output[0] and _holds(claim, wrong, context):
         return f"one bias per output (out_features = {fmt.group(row.output[0])}), not per input ({fmt.group(row.input[0])})"
     return None
@@ -191,9 +193,9 @@ def input_channels_forgotten(claim, context):
     row = context.row
     if not (_is(context, ("weights", "params"), ("layer",)) and _applies(row, input_channels_forgotten)) or row.input[0] == 1:
         return None
-    wrong = num.normal(row.output[0] * num.mul(row.layer.kernel(row.input)))
+    wrong = row.output[0] * num.mul(row.layer.kernel(row.input))
     if context.key.quantity == "params":
-        wrong = num.normal(wrong + row.biases)
+        wrong = wrong + row.biases
     if _holds(claim, wrong, context):
         return (f"the input channels are missing: each filter spans all C_in = {fmt.group(row.input[0])} input channels, "
                 "weights = C_out·C_in·kernel")
@@ -210,7 +212,7 @@ def kernel_not_squared(claim, context):
         return None
     wrong = num.div(row.weights, num.mul(kernel[1:]))
     if context.key.quantity == "params":
-        wrong = num.normal(wrong + row.biases)
+        wrong = wrong + row.biases
     if _holds(claim, wrong, context):
         return f"the kernel is {fmt.kernel(kernel)} = {fmt.group(num.mul(kernel))} weights per input channel, not {fmt.group(kernel[0])}"
     return None
@@ -223,7 +225,7 @@ def layer_left_out(claim, context):
         return None
     for row in context.rows():
         part = getattr(row, quantity)
-        if part != 0 and _holds(claim, num.normal(context.actual - part), context):
+        if part != 0 and _holds(claim, context.actual - part, context):
             return f"{row.name}'s {fmt.group(part)} {quantity} are missing from the sum"
     return None
 
@@ -264,7 +266,7 @@ def whole_batch(claim, context):
     if context.key.quantity == "share" or isinstance(claim, Dims):
         return None
     actual = num.mul(context.actual) if isinstance(context.actual, tuple) else context.actual
-    if _holds(claim, num.normal(actual * batch), context):
+    if _holds(claim, actual * batch, context):
         return f"counted for the whole batch of {fmt.group(batch)}: {context.key.quantity} is per sample"
     return None
 
@@ -283,7 +285,7 @@ def one_sample(claim, context):
 
 
 def bits_for_bytes(claim, context):
-    if context.key.scope == "memory" and context.actual != 0 and _holds(claim, num.normal(8 * context.actual), context):
+    if context.key.scope == "memory" and context.actual != 0 and _holds(claim, 8 * context.actual, context):
         size = context.report.dtype.bytes
         return f"bits, not bytes: a {context.report.dtype} value is {size} bytes = {8 * size} bits"
     return None
