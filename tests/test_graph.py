@@ -283,8 +283,8 @@ def test_show_depth_folds_blocks_into_rows_with_their_totals():
 
 
 def test_explain_gives_the_merge_rule():
-    from archcalc import explain
+    from archcalc import explain_row
 
     report = archcalc.analyze(archcalc.loads(NET))
-    text = " ".join(line for _, line in explain.lines(report, report.row("layer1.0.add")))
+    text = " ".join(line for _, line in explain_row.lines(report, report.row("layer1.0.add")))
     assert "8×4×4 and 8×4×4 → 8×4×4: element-wise sum" in text
