@@ -167,14 +167,15 @@ ERRORS = {
         "cannot decide 'n > 2' while n has no value", 'layers[1] "b" (block)', "downsample"),
     "when undecidable in a block": (
         [layer("block", name="b", block="basic", planes=4, stride=1, downsample="n - 1")],
-        "'downsample': cannot decide 'downsample' while n has no value", 'layers[1] "b" (block) > blocks.basic.layers[3] "downsample.0" (conv)', "when"),
+        "'downsample': cannot decide 'downsample' while n has no value",
+        'layers[1] "b" (block) > blocks.basic.layers[3] "downsample.0" (conv) at "b.downsample.0"', "when"),
     "a layer in a block that does not fit": (
         [layer("block", name="b", block="basic", planes=4, stride=1, downsample=False, repeat=2),
          layer("dense", name="d", out_features=2, **{"from": "b.1.bn1"})],
         "dense needs a flat input", 'layers[2] "d" (dense)', None),
     "a merge whose shapes differ inside a block": (
         [layer("block", name="b", block="basic", planes=8, stride=1, downsample=False)],
-        "cannot add 8×8×8 and 4×8×8", 'layers[1] "b" (block) > blocks.basic.layers[4] "add" (add)', "from"),
+        "cannot add 8×8×8 and 4×8×8", 'layers[1] "b" (block) > blocks.basic.layers[4] "add" (add) at "b.add"', "from"),
     "a one-input layer given two": (
         [layer("conv", name="a", out_channels=2, kernel_size=1, **{"from": ["input", "input"]})],
         "a conv layer reads one tensor, but from names 2", 'layers[1] "a" (conv)', "from"),
