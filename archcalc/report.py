@@ -55,7 +55,7 @@ class Row:
         """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
         return num.normal(2 * self.macs)
 
-    @property
+    @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
     def training_flops(self) -> Dim:
         """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
         return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.grad)))
