@@ -63,7 +63,7 @@ def analyze(
     return Report(
         model=spec.name,
         input=x,
-        rows=tuple(rows),
+        rows=_backward(rows),
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
@@ -72,6 +72,16 @@ def analyze(
         device=device,
         uses=tuple(uses),
     )
+
+
+def _backward(rows: list[Row]) -> tuple[Row, ...]:
+    """The rows, those whose output does not feed the model's output (the last row's) marked: a
+    training step's backward pass, from the loss, never reaches them."""
+    needed = {rows[-1].name}
+    for row in reversed(rows):
+        if row.name in needed:
+            needed.update(row.inputs)
+    return tuple(row if row.name in needed else dataclasses.replace(row, backward=False) for row in rows)
 
 
 def _choice(kind, value, name: str):
