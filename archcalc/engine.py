@@ -49,6 +49,9 @@ def analyze(
     computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
     rows: list[Row] = []
     for position, node in enumerate(nodes, start=1):
+        if node.name in shapes:
+            raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
         layer, binding = _layer(node, bound, used, spec.path)
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)

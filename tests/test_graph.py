@@ -179,6 +179,9 @@ ERRORS = {
     "a one-input layer given two": (
         [layer("conv", name="a", out_channels=2, kernel_size=1, **{"from": ["input", "input"]})],
         "a conv layer reads one tensor, but from names 2", 'layers[1] "a" (conv)', "from"),
+    "a full path taken twice": (
+        [layer("block", name="b", **USE), layer("flatten", name="b.conv1")],
+        "the full name 'b.conv1' is taken twice", 'layers[2] "b.conv1" (flatten)', "name"),
     "mul of three": (
         [layer("mul", name="m", **{"from": ["input", "input", "input"]})],
         "mul takes two inputs, got 3", 'layers[1] "m" (mul)', "from"),
