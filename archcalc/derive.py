@@ -3,7 +3,7 @@ quantity, and sums written out for totals, layer types, shares and memory."""
 
 from __future__ import annotations
 
-from . import explain, fmt, num
+from . import explain, fmt, num, receptive
 from .claims import Key
 from .report import Report, Row
 
@@ -24,6 +24,8 @@ def layer(report: Report, row: Row, quantity: str) -> str:
     if quantity == "input":
         source = "the network's input" if row.index == 1 else f"the output of {report.rows[row.index - 2].name}"
         return f"input = {source} = {fmt.shape(row.input)}"
+    if quantity in ("receptive_field", "jump"):
+        return "\n".join(line for _, line in receptive.lines(report, row))
     wanted = {
         "params": ("weights", "biases", "params"),
         "share": ("weights", "biases", "params"),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import fmt, num
+from . import fmt, num, receptive
 from .claimed import Claimed, Dims, equal
-from .claims import Key
+from .claims import AXES, Key
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Optimizer
@@ -256,7 +256,7 @@ def whole_batch(claim, context):
     batch = context.report.batch
     if context.key.scope == "memory" or batch is None or not num.is_concrete(batch) or batch == 1:
         return None
-    if context.key.quantity == "share" or isinstance(claim, Dims):
+    if context.key.quantity in ("share", *AXES) or isinstance(claim, Dims):
         return None
     actual = num.mul(context.actual) if isinstance(context.actual, tuple) else context.actual
     if _holds(claim, num.normal(actual * batch), context):
@@ -314,7 +314,31 @@ def backward_as_forward(claim, context):
     return None
 
 
+# Receptive fields ----------------------------------------------------------------------------------
+
+def _field_row(context):
+    return context.key.scope == "layer" and context.key.quantity == "receptive_field"
+
+
+def jumps_forgotten(claim, context):
+    """1 + Σ(k − 1)·d: each window's growth not multiplied by the jump (the strides before it)."""
+    if _field_row(context):
+        naive = receptive.fields(context.report, jumps=False)[context.row.index - 1]
+        if naive is not None and naive.size != context.actual and _holds(claim, naive.size, context):
+            return ("each layer's (k − 1)·d added as input pixels: a window at this depth moves by the jump "
+                    "(the product of the strides before it), so it grows the field by (k − 1)·d·jump_in")
+    return None
+
+
+def field_start_forgotten(claim, context):
+    """Σ(k − 1)·d·jump without the 1 the field starts from (one input pixel sees itself)."""
+    if _field_row(context) and _holds(claim, tuple(num.normal(r - 1) for r in context.actual), context):
+        return "one short: the field starts at 1 (an input pixel sees itself) before each window adds (k − 1)·d·jump_in"
+    return None
+
+
 MISTAKES = (
+    jumps_forgotten, field_start_forgotten,
     batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,

@@ -22,7 +22,7 @@ from .errors import ArchcalcError
 from .report import Report
 
 BATCHES = (8, 16, 32, 64, 128)
-CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory")
+CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory", "field")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,14 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
             out["parameters"].append((f"{row.name}.params", f"How many parameters (weights and biases) does {name} have?"))
             if row.biases != 0:
                 out["parameters"].append((f"{row.name}.weights", f"How many weights (biases aside) does {name} have?"))
+        field = report.fields[row.index - 1]
+        if row.kind in ("conv", "pool") and field is not None and field.size and not field.whole:
+            out["field"].append((f"{row.name}.receptive_field",
+                                 f"How many input pixels wide is the receptive field of one output of {name}, per axis?"))
+            out["field"].append((f"{row.name}.jump", f"How many input pixels apart are two neighbouring outputs of {name}?"))
+        if row.layer.dense_equivalent_weights(row.input) is not None:
+            out["field"].append((f"{row.name}.dense_equivalent_weights",
+                                 f"How many weights would a dense layer need to connect {name}'s input to its output?"))
         if row.macs != 0:
             out["cost"].append((f"{row.name}.macs", f"How many multiply-accumulates (MACs) does {name} do for one sample?"))
             out["cost"].append((f"{row.name}.flops", f"How many forward FLOPs does {name} take for one sample, as PyTorch counts them?"))
@@ -128,7 +136,11 @@ def answer(report: Report, key: str) -> object | None:
     actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
         return f"{float(actual):.2f}%" if num.is_concrete(actual) else None
-    written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
+    if parsed.kind == "axes" and len(set(map(str, actual))) == 1:
+        actual = actual[:1]  # one number for every axis: "pool3.receptive_field" = 195
+        written = _written(actual[0])
+    else:
+        written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
     try:  # a formula must read back through the claim parser to the same value
         back = claimed.read(written, parsed.kind)
         env = dict(report.values)
