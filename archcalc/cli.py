@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from . import analyze, load, quiz, render, render_check
-from .dtypes import DType
 from .check import grade
+from .dtypes import DType
 from .errors import ArchcalcError
 from .memory import Device, Optimizer, largest_batch, parse_size
 

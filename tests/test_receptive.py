@@ -15,8 +15,11 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    given,
+    settings,
+    strategies as st,
+)
 
 import archcalc  # noqa: E402
 
@@ -46,7 +49,7 @@ def spec_text(layers, size) -> str:
 
 def torch_net(layers, real_max: bool):
     modules = []
-    for kind, op, k, s, p, d in layers:
+    for _, op, k, s, p, d in layers:
         if op == "avg":
             modules.append(nn.AvgPool2d(k, s, p))  # count_include_pad: every window pixel gets a gradient
         elif op == "max" and real_max:
@@ -92,7 +95,7 @@ def test_field_is_the_gradient_footprint(layers):
     size = big_enough(layers)
     field = field_of(layers, size)
     for axis, (first, last) in enumerate(measured(layers, size)):
-        assert 0 < first and last < size[axis] - 1, "the footprint touches the edge: the input is too small"
+        assert first > 0 and last < size[axis] - 1, "the footprint touches the edge: the input is too small"
         if any(k > 1 for _, _, kk, _, _, _ in layers for k in kk[axis:axis + 1]):
             assert last - first + 1 == field.size[axis]
         else:  # 1×1 windows all the way: one pixel

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_keeps, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
+from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
 from .field import Field
 from .window import Window, axis_lines
 

@@ -8,8 +8,8 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
-from .field import Field
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .field import Field
 
 
 @register

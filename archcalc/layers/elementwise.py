@@ -8,8 +8,8 @@ from fractions import Fraction
 from .. import fmt, num
 from ..fields import choice, real
 from ..num import Shape, Value
-from .field import Field
 from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .field import Field
 
 
 @register

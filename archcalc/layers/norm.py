@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from .. import fmt, num
 from ..fields import flag
 from ..num import Dim, Shape
-from .field import Field
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .field import Field
 
 
 @register

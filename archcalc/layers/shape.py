@@ -8,8 +8,8 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import sizes
 from ..num import Shape
-from .field import Field
 from .base import Layer, ints, register
+from .field import Field
 
 
 @register

@@ -9,8 +9,8 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice, real, sizes
 from ..num import Shape
-from .field import Field
 from .base import Layer, ints, per_axis, register, spatial
+from .field import Field
 
 MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes it needs
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from . import fmt, num, receptive
 from .report import Report, Row
 
-
 ORDER = ("output", "weights", "biases", "params", "dense_equivalent_weights", "macs", "flops", "training_flops",
          "receptive_field", "saved_for_backward_bytes")
 
