@@ -251,3 +251,92 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         click.echo(tables.benchmark_json(result), nl=False)
     else:
         _console().print(tables.benchmark(result))
+
+
+def _axes(text: str | None) -> int | tuple[int, ...] | None:
+    """'2' -> 2; '2,1' or '2 1' -> (2, 1): one value, or one per axis (H, W)."""
+    if text is None:
+        return None
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts or not all(p.isdigit() for p in parts) or len(parts) > 2:
+        raise click.BadParameter(f"{text!r}: give a whole number, or two (H,W)")
+    values = tuple(int(p) for p in parts)
+    return values[0] if len(values) == 1 else values
+
+
+@main.group("example")
+def example_group() -> None:
+    """Work a small example by hand, step by step, as the course does: pool, conv, dropout."""
+
+
+MATRIX = click.option("--matrix", "-m", "matrix_text", required=True, metavar='"1 3; 4 6"',
+                      help='The input: rows split by ";", numbers by spaces (integers, decimals, fractions such as 1/3).')
+
+
+def _show_example(worked, form: str) -> None:
+    from . import render_example
+
+    if form == "json":
+        click.echo(render_example.json(worked), nl=False)
+    else:
+        _console().print(render_example.table(worked))
+
+
+def _number(text: str, flag: str):
+    """One exact number from a flag: '0.5', '1/3', '-2'."""
+    from . import example
+
+    values = example.matrix(text, flag)
+    if len(values) != 1 or len(values[0]) != 1:
+        raise click.BadParameter(f"{text!r}: one number", param_hint=flag)
+    return values[0][0]
+
+
+@example_group.command("pool")
+@MATRIX
+@click.option("--op", type=click.Choice(["max", "avg"]), default="max", show_default=True)
+@click.option("--kernel-size", default="2", show_default=True, metavar="K", help="K, or H,W.")
+@click.option("--stride", metavar="S", help="S, or H,W (default: the kernel size, as in PyTorch).")
+@click.option("--padding", default="0", show_default=True, metavar="P")
+@click.option("--dilation", default="1", show_default=True, metavar="D", help="Max pooling only.")
+@click.option("--ceil-mode", is_flag=True, help="Round the output size up (PyTorch's ceil_mode).")
+@TABLE_OR_JSON
+@refusals
+def example_pool(matrix_text, op, kernel_size, stride, padding, dilation, ceil_mode, form) -> None:
+    """Max or average pooling of a matrix (the notes' 6×6 example: --kernel-size 2 --stride 2)."""
+    from . import example
+
+    _show_example(example.pool(example.matrix(matrix_text), op=op, kernel_size=_axes(kernel_size), stride=_axes(stride),
+                               padding=_axes(padding), dilation=_axes(dilation), ceil_mode=ceil_mode), form)
+
+
+@example_group.command("conv")
+@MATRIX
+@click.option("--weight", "--kernel", "weight", required=True, metavar='"1 0; 0 -1"', help="The kernel, as a matrix.")
+@click.option("--stride", default="1", show_default=True, metavar="S")
+@click.option("--padding", default="0", show_default=True, metavar="P")
+@click.option("--dilation", default="1", show_default=True, metavar="D")
+@click.option("--bias", default="0", show_default=True, metavar="B", help="Added to every output.")
+@TABLE_OR_JSON
+@refusals
+def example_conv(matrix_text, weight, stride, padding, dilation, bias, form) -> None:
+    """A convolution of a matrix with one kernel (PyTorch's conv2d, one channel in and out)."""
+    from . import example
+
+    _show_example(example.conv(example.matrix(matrix_text), example.matrix(weight, "--weight"), stride=_axes(stride),
+                               padding=_axes(padding), dilation=_axes(dilation), bias=_number(bias, "--bias")), form)
+
+
+@example_group.command("dropout")
+@MATRIX
+@click.option("--p", "p", default="0.5", show_default=True, metavar="P", help="The probability to drop a value (PyTorch's p).")
+@click.option("--mask", metavar='"1 0 1 0 1"', help="Which values are kept (1) and dropped (0); default: drawn with --seed.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The draw of the mask when none is given.")
+@TABLE_OR_JSON
+@refusals
+def example_dropout(matrix_text, p, mask, seed, form) -> None:
+    """Dropout of a vector or matrix in training, as PyTorch does it (the notes' example: --mask "1 0 1 0 1")."""
+    from . import example
+
+    given = example.matrix(mask, "--mask") if mask is not None else None
+    _show_example(example.dropout(example.matrix(matrix_text), p=_number(p, "--p"), mask=given, seed=seed), form)
