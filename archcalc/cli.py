@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import random
 import sys
 from pathlib import Path
@@ -119,7 +120,8 @@ def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) ->
 @spec_options
 @click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
-@TABLE_OR_JSON
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
+              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights].")
 @refusals
 def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
@@ -127,6 +129,13 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
     Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
     spec_ = load(spec)
     report = analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    if form == "gradescope":
+        from .gradescope import results as gradescope_results
+
+        if len(answers) > 1:
+            raise click.BadParameter("Gradescope grades one submission: give one answers file", param_hint="ANSWERS")
+        click.echo(json.dumps(gradescope_results(spec_, report, answers[0] if answers else None), indent=2, ensure_ascii=False))
+        return
     results = grade(spec_, answers, report=report)
     if form == "json":
         click.echo(render_check.json(results, report), nl=False)
