@@ -349,3 +349,35 @@ def example_dropout(matrix_text, p, mask, seed, form) -> None:
 
     given = example.matrix(mask, "--mask") if mask is not None else None
     _show_example(example.dropout(example.matrix(matrix_text), p=_number(p, "--p"), mask=given, seed=seed), form)
+
+
+@main.command("solve")
+@SPEC
+@click.option("--for", "name", required=True, metavar="NAME", help="The unknown: a free size (H) or a [vars] name (p, k).")
+@click.option("--where", "where", multiple=True, required=True, metavar="KEY=VALUE",
+              help='A claim that must hold, keyed as in [expect]: pool3.output=256×6×6 (repeatable: all must hold).')
+@SETS
+@click.option("--range", "bound", default="0..1024", show_default=True, metavar="LOW..HIGH", help="The values searched.")
+@TABLE_OR_JSON
+@refusals
+def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> None:
+    """Every whole value of NAME for which the claims hold, as ranges; exit 1 when there is none."""
+    from .solve import solve
+
+    low, dots, high = bound.partition("..")
+    if not dots or not low.strip().isdigit() or not high.strip().isdigit():
+        raise click.BadParameter(f"{bound!r} is not LOW..HIGH", param_hint="--range")
+    claims = {}
+    for item in where:
+        key, equals, value = item.rpartition("=")  # a value has no '='; a memory key may (@B=32)
+        if not equals or not key.strip() or not value.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--where")
+        claims[key.strip()] = value.strip()
+    found = solve(load(spec), name, claims, parse_sets(sets), (int(low), int(high)))
+    if form == "json":
+        click.echo(json.dumps(found.to_dict()))
+    else:
+        _console().print(found.text())
+    if not found.ranges:
+        sys.exit(1)
+
