@@ -153,9 +153,14 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
 @click.option("--seed", "-s", type=int, help="The draw: the same seed gives the same quiz (default: a random one, printed).")
 @click.option("--output", "-o", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where to write the questions, the answer key and a blank answers sheet.")
+@click.option("--variants", type=click.IntRange(min=1, max=10_000), metavar="N",
+              help="N students, N different networks drawn from the spec's [vary] ranges, each with its own key.")
 @refusals
-def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str) -> None:
+def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str, variants) -> None:
     """Draw questions about SPEC and write them with an answer key that `archcalc check SPEC KEY` passes."""
+    if variants:
+        _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants)
+        return
     report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     seed = random.SystemRandom().randrange(10**6) if seed is None else seed
     drawn = quiz.draw(report, count, seed, spec=spec)
@@ -168,6 +173,27 @@ def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, fo
     click.echo(drawn.markdown())
     paths = [str(Path(folder) / name) for name in files]
     click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
+
+
+def _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants) -> None:
+    from .variants import draw
+
+    seed = random.SystemRandom().randrange(10**6) if seed is None else seed
+    quizzes = draw(load(spec), variants, count, seed, spec, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    stem, manifest = f"{Path(spec).stem}-{seed}", []
+    for index, drawn in enumerate(quizzes, start=1):
+        files = {f"{stem}-v{index:03d}-{what}": text for what, text in (
+            ("quiz.md", drawn.markdown()), ("key.toml", drawn.key_toml()), ("answers.toml", drawn.sheet_toml()))}
+        for name, text in files.items():
+            (Path(folder) / name).write_text(text, encoding="utf-8")
+        manifest.append({"variant": index, "values": dict(drawn.values), "seed": drawn.seed, "files": list(files),
+                         "check": drawn.check(f"{stem}-v{index:03d}-answers.toml")})
+    path = Path(folder) / f"{stem}-variants.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    for entry in manifest:
+        click.echo(f"variant {entry['variant']}: " + ", ".join(f"{k} = {v}" for k, v in entry["values"].items()))
+    click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {folder}, and {path} (which student has which network).")
 
 
 @main.command("verify")

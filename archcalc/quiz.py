@@ -39,9 +39,16 @@ class Quiz:
     spec: str | None
     seed: int
     questions: tuple[Question, ...]
+    values: tuple[tuple[str, object], ...] = ()  # a variant's own values (variants.py), given to check with --set
+    variant: str = ""  # "variant 3 of 30 (archcalc quiz ... --variants 30 --seed 7)"
 
     def command(self) -> str:
-        return f"archcalc quiz {self.spec or 'SPEC'} --count {len(self.questions)} --seed {self.seed}"
+        return self.variant or f"archcalc quiz {self.spec or 'SPEC'} --count {len(self.questions)} --seed {self.seed}"
+
+    def check(self, file: str) -> str:
+        """The command that checks `file` against this quiz's network."""
+        sets = "".join(f" --set {name}={value}" for name, value in self.values)
+        return f"archcalc check {self.spec or 'SPEC'} {file}{sets}"
 
     def markdown(self) -> str:
         spec = self.spec or "SPEC"
@@ -49,7 +56,8 @@ class Quiz:
             f"# Quiz: {self.model}", "",
             f"{len(self.questions)} questions about `{spec}` (seed {self.seed}). Write each answer in a TOML file "
             "under the key given, for example `\"conv2.output\" = [256, 27, 27]` or `\"params\" = \"62.4M\"`, "
-            f"then check it: `archcalc check {spec} answers.toml`.", "",
+            f"then check it: `{self.check('answers.toml')}`.", "",
+            *([f"Your network: {', '.join(f'{n} = {v}' for n, v in self.values)}.", ""] if self.values else []),
             "Shapes are one sample's, channels first (`[C, H, W]`), or the course's way (`\"27²×256\"`). "
             "An approximation states its precision: \"62.4M\" means within 0.05M, \"60%\" within 5 points.", "",
         ]
@@ -59,7 +67,7 @@ class Quiz:
     def key_toml(self) -> str:
         """The answer key: an answers file that `archcalc check` passes."""
         out = [f"# Answer key: {self.model} ({self.command()})",
-               f"# archcalc check {self.spec or 'SPEC'} THIS_FILE passes every line.", ""]
+               f"# {self.check('THIS_FILE')} passes every line.", ""]
         out += [f"{_toml_key(q.key)} = {_toml_value(q.answer)}   # {n}" for n, q in enumerate(self.questions, start=1)]
         return "\n".join(out) + "\n"
 
@@ -67,7 +75,7 @@ class Quiz:
         """A blank answers file: each question as a comment, its key to uncomment and fill in."""
         out = [f"# Quiz: {self.model} ({self.command()})",
                "# Uncomment each key and write your answer after =; then: "
-               f"archcalc check {self.spec or 'SPEC'} THIS_FILE", ""]
+               f"{self.check('THIS_FILE')}", ""]
         for n, q in enumerate(self.questions, start=1):
             out += [f"# {n}. {q.text}", f"# {_toml_key(q.key)} = ", ""]
         out += ["[student]   # keep this table last: in TOML, every key after it belongs to it", 'name = ""', 'id = ""']
