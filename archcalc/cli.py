@@ -407,3 +407,16 @@ def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> N
     if not found.ranges:
         sys.exit(1)
 
+
+
+@main.command("draw")
+@SPEC
+@SETS
+@click.option("--output", "-o", "output", required=True, metavar="FILE", help="net.svg, net.png or net.pdf.")
+@click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold the layers under each dotted name of N parts into one box.")
+@refusals
+def draw_command(spec: str, sets, output: str, depth) -> None:
+    """Draw SPEC: a box per tensor, sized by its shape, output shapes on the arrows (needs matplotlib)."""
+    from .draw import draw
+
+    click.echo(f"wrote {draw(analyze(load(spec), **parse_sets(sets)), output, depth)}", err=True)
