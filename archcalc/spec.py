@@ -21,7 +21,7 @@ from .errors import SpecError
 from .fields import Choice, read_number
 from .layers import LAYERS
 
-TOP_LEVEL = ("model", "vars", "layers", "expect", "weights", "vary")
+TOP_LEVEL = ("model", "vars", "layers", "expect", "weights", "variants")
 MODEL_KEYS = ("name", "input", "dtype")
 _LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
 
@@ -50,7 +50,7 @@ class Spec:
     dtype: DType = DType.float32
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
     weights: tuple[tuple[str, object], ...] = ()  # points per claim key, for --format gradescope (gradescope.py)
-    vary: tuple[tuple[str, object], ...] = ()  # [vars] ranges for quiz variants (variants.py)
+    variants: tuple[tuple[str, object], ...] = ()  # [variants]: [vars] ranges for quiz variants (variants.py)
     path: str | None = None
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
 
@@ -130,7 +130,7 @@ def _read(text: str, path: str | None) -> Spec:
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
         weights=tuple(_table(data, "weights").items()),
-        vary=tuple(_table(data, "vary").items()),
+        variants=tuple(_table(data, "variants").items()),
         path=path,
         text=text,
     )

@@ -1,14 +1,14 @@
-"""Quiz variants: each student a different network, drawn from the spec's [vary] ranges, each with its own key.
+"""Quiz variants: each student a different network, drawn from the spec's [variants] ranges, each with its own key.
 
     [vars]
     k = 3                               # the network as written (show, check without --set)
     channels = 64
-    [vary]
+    [variants]
     k = [3, 5, 7]                       # a list: one of these values
     channels = {low = 16, high = 64, step = 16}   # a range, both ends included (step: default 1)
     stride = {low = 1, high = 2}
 
-A [vary] name is a [vars] name or a free size of the spec. Variants are drawn with one
+A [variants] name is a [vars] name or a free size of the spec. Variants are drawn with one
 random.Random(seed): the same seed gives the same variants, in the same order. A drawn network
 that a layer refuses (a kernel larger than its input) is drawn again; no two variants are the
 same network.
@@ -28,11 +28,11 @@ ATTEMPTS = 50  # draws per variant before giving up on finding a new, valid netw
 
 
 def choices(spec: Spec) -> dict[str, tuple[int, ...]]:
-    """The values each [vary] name may take."""
+    """The values each [variants] name may take."""
     known = names(spec)
     out = {}
-    for name, raw in spec.vary:
-        place = {"where": "[vary]", "field": name, "path": spec.path}
+    for name, raw in spec.variants:
+        place = {"where": "[variants]", "field": name, "path": spec.path}
         if name not in known or name == "B":
             raise SpecError(f"the spec has no name {name!r} to vary", f"its names: {', '.join(sorted(known - {'B'}))}", **place)
         if isinstance(raw, list):
@@ -51,8 +51,8 @@ def choices(spec: Spec) -> dict[str, tuple[int, ...]]:
             raise SpecError(f"expected 1 to 10,000 whole numbers, got {raw!r}", "write k = [3, 5, 7]", **place)
         out[name] = tuple(dict.fromkeys(values))
     if not out:
-        raise SpecError("no [vary] table: nothing to vary between students",
-                        "add [vary] with ranges over [vars] names, e.g. k = [3, 5, 7]", path=spec.path)
+        raise SpecError("no [variants] table: nothing to vary between students",
+                        "add [variants] with ranges over [vars] names, e.g. k = [3, 5, 7]", path=spec.path)
     return out
 
 
@@ -61,13 +61,13 @@ def _whole(x) -> bool:
 
 
 def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None = None, **options) -> list[quiz.Quiz]:
-    """`variants` quizzes of `count` questions, each about a network of its own drawn from [vary]."""
+    """`variants` quizzes of `count` questions, each about a network of its own drawn from [variants]."""
     ranges = choices(spec)
     room = 1
     for values in ranges.values():
         room *= len(values)
     if variants > room:
-        raise ArchcalcError(f"cannot draw {variants} different networks: [vary] allows {room}\n"
+        raise ArchcalcError(f"cannot draw {variants} different networks: [variants] allows {room}\n"
                             f"  hint: widen the ranges, or ask for --variants {room} or fewer")
     rng = random.Random(seed)
     seen: set[tuple] = set()
@@ -88,5 +88,5 @@ def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None
             break
         else:
             raise ArchcalcError(f"variant {index}: no new network that every layer accepts in {ATTEMPTS} draws\n"
-                                "  hint: narrow the [vary] ranges to sizes the network accepts")
+                                "  hint: narrow the [variants] ranges to sizes the network accepts")
     return out

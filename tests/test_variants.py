@@ -1,4 +1,4 @@
-"""`archcalc quiz --variants N`: a different network per student from [vary], each with its own key, by seed."""
+"""`archcalc quiz --variants N`: a different network per student from [variants], each with its own key, by seed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import archcalc
 from archcalc import SpecError, claims, variants
 from archcalc.cli import main
 
-SPEC = "tests/fixtures/vary.toml"
+SPEC = "tests/fixtures/variants.toml"
 
 
 def test_variants_are_different_networks_reproducible_by_seed():
@@ -38,7 +38,7 @@ def test_each_key_passes_on_its_network_and_not_on_the_others():
 def test_cli_writes_each_variant_and_a_manifest(tmp_path):
     result = CliRunner().invoke(main, ["quiz", SPEC, "--variants", "3", "--seed", "2", "-n", "4", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((tmp_path / "vary-2-variants.json").read_text())
+    manifest = json.loads((tmp_path / "variants-2-variants.json").read_text())
     assert [m["variant"] for m in manifest] == [1, 2, 3]
     for entry in manifest:
         key = (tmp_path / entry["files"][1]).read_text()
@@ -56,7 +56,7 @@ def test_cli_writes_each_variant_and_a_manifest(tmp_path):
     ("k = [3, 4.5]", "whole numbers"),
 ])
 def test_bad_vary_tables(vary, problem):
-    text = re.sub(r"\[vary\]\n.*?(?=\[\[layers\]\])", f"[vary]\n{vary}\n", Path(SPEC).read_text(), count=1, flags=re.S)
+    text = re.sub(r"\[variants\]\n.*?(?=\[\[layers\]\])", f"[variants]\n{vary}\n", Path(SPEC).read_text(), count=1, flags=re.S)
     with pytest.raises(SpecError, match=problem):
         variants.choices(archcalc.loads(text))
 

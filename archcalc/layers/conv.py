@@ -17,6 +17,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Conv(Layer):
     kind = "conv"
+    torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple = axes(1)

@@ -16,6 +16,7 @@ from .field import Field
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()

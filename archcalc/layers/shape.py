@@ -16,6 +16,7 @@ from .field import Field
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
     kind = "flatten"
+    torch_modules = ("Flatten",)
 
     def output(self, x: Shape) -> Shape:
         return (num.mul(x),)
