@@ -20,7 +20,7 @@ FORMATS = (".svg", ".png", ".pdf")
 COLOURS = {"conv": "#f4c27a", "conv_transpose": "#f4c27a", "pool": "#e8796b", "adaptive_pool": "#e8796b",
            "dense": "#8fb3de", "flatten": "#c9c9c9", "reshape": "#c9c9c9", "batchnorm": "#b6d7a8",
            "upsample": "#b4a7d6", "add": "#ffffff", "concat": "#ffffff", "mul": "#ffffff", "block": "#f9d9a8"}
-PASSING = {"activation", "dropout"}  # drawn as part of the box before them
+PASSING = {"activation", "dropout", "batchnorm"}  # drawn as part of the box before them
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Node:
     shape: tuple
     rows: list[Row] = field(default_factory=list)
     inputs: tuple[str, ...] = ()  # the names of the nodes it reads (a graph's); () : the node before
+    skips: set[str] = field(default_factory=set)  # nodes read from inside a folded block (a residual): drawn as arcs
 
 
 def nodes(report: Report, depth: int | None = None) -> list[Node]:
@@ -41,21 +42,23 @@ def nodes(report: Report, depth: int | None = None) -> list[Node]:
         group = ".".join(row.name.split(".")[:depth]) if depth else row.name
         inputs = tuple(owner.get(name, name) for name in getattr(row, "inputs", None) or ())
         if out and group != row.name and out[-1].name == group:
-            node = out[-1]  # a folded block: its box keeps growing
+            node = out[-1]  # a folded block: its box keeps growing; what it reads from outside is a skip
             node.shape, node.rows = row.output, [*node.rows, row]
+            node.skips |= {source for source in inputs if source != group}
         elif out and row.kind in PASSING and row.output == row.input and not inputs[1:]:
             node = out[-1]
             node.label = ", ".join(p for p in (node.label, f"{row.kind} {row.layer.summary(row.input)}".strip()) if p)
             node.rows.append(row)
         else:
             kind = "block" if group != row.name else row.kind
-            label = f"{len({r.name for r in [row]})} layers" if kind == "block" else row.layer.summary(row.input)
+            label = "" if kind == "block" else row.layer.summary(row.input)
             node = Node(group, kind, label, row.output, [row], tuple(i for i in inputs if i != group))
             out.append(node)
         owner[row.name] = node.name
+    kinds = {use.path: use.block for use in getattr(report, "uses", ())}
     for node in out:
         if node.kind == "block":
-            node.label = f"block, {len(node.rows)} layers"
+            node.label = f"{kinds.get(node.name, 'block')} block, {len(node.rows)} layers"
     return out
 
 
@@ -97,15 +100,17 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
         d = _size(shape[-1], 0.25, 2.2, spatial, 0.6) if len(shape) > 2 else 0.3
         return _size(shape[0], 0.1, 1.2, channels, 0.6), h, d
 
-    gap, x, placed = 1.5, 0.0, {}
+    x, placed = 0.0, {}
     items = [Node("input", "input", "", report.input), *boxes]
     for node in items:
         w, h, d = geometry(node.shape)
         placed[node.name] = (x, w, h, d)
+        gap = max(1.3, 0.11 * len(fmt.shape(node.shape)) + 0.5)  # room for the shape on the arrow
         x += w + d * 0.5 + gap
     top = max(h + d * 0.5 for _, _, h, d in placed.values())
-    skips = [(src, node.name) for i, node in enumerate(items) for src in node.inputs
-             if src in placed and src != items[i - 1].name]
+    skips = [(src, node.name) for i, node in enumerate(items)
+             for src in dict.fromkeys([*(s for s in node.inputs if s != items[i - 1].name), *sorted(node.skips)])
+             if src in placed]
     fig = Figure(figsize=(max(6.0, x * 0.62), 4.6 + 0.5 * bool(skips)))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(-0.6, x - gap + 0.6)
@@ -134,7 +139,7 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
                 start, end = x0 + w + dx + 0.08, placed[nxt.name][0] - 0.08
                 ax.add_patch(FancyArrowPatch((start, 0), (end, 0), arrowstyle="-|>", mutation_scale=9, color="#555555"))
             ax.text((x0 + w + dx + placed[nxt.name][0]) / 2, 0.12, fmt.shape(node.shape), ha="center", va="bottom",
-                    fontsize=7, rotation=90 if len(fmt.shape(node.shape)) > 9 else 0, color="#1f4e79")
+                    fontsize=7, color="#1f4e79")
     for src, dst in skips:
         a, b = placed[src], placed[dst]
         start = (a[0] + (a[1] + a[3] * 0.5) / 2, a[2] / 2 + a[3] * 0.5 + 0.1)

@@ -54,6 +54,12 @@ def lines(report, row) -> list[tuple[str, str]]:
     if not field.size:
         return []
     before = incoming(report, row)
+    inputs = [name for name in getattr(row, "inputs", ()) if name != row.name]
+    if len(inputs) > 1 and before is not None:
+        by_name = {r.name: f for r, f in zip(report.rows, report.fields)}
+        each = ", ".join(f"{name} {text(by_name[name].size)}" for name in inputs if by_name.get(name) is not None)
+        return [("receptive_field", f"receptive field = the largest of its inputs' (the worst path): {each} → "
+                                    f"{text(field.size)}" + ("" if field.whole else f", jump {text(field.jump)}"))]
     rf, jump = text(field.size), None if field.whole else text(field.jump)
     window = getattr(row.layer, "windows", None)
     if window is not None and before is not None and not before.whole and rf != text(before.size):

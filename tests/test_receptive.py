@@ -179,3 +179,57 @@ def test_upsample_nearest_divides_the_jump():
     fields = archcalc.analyze(spec).fields
     assert fields[1].size == (2, 2) and fields[1].jump == (1, 1)
     assert fields[2].size == (4, 4)
+
+
+GRAPH = """[model]
+input = [1, 64, 64]
+[[layers]]
+name = "a"
+type = "conv"
+out_channels = 1
+kernel_size = 3
+padding = 1
+[[layers]]
+name = "b"
+type = "conv"
+out_channels = 1
+kernel_size = 5
+padding = 4
+dilation = 2
+[[layers]]
+name = "skip"
+type = "conv"
+from = "input"
+out_channels = 1
+kernel_size = 1
+[[layers]]
+name = "sum"
+type = "add"
+from = ["b", "skip"]
+[[layers]]
+name = "joined"
+type = "concat"
+from = ["sum", "a"]
+"""
+
+
+def test_a_graph_takes_the_worst_path_as_its_gradient_footprint_does():
+    report = archcalc.analyze(archcalc.loads(GRAPH))
+    fields = {row.name: f for row, f in zip(report.rows, report.fields)}
+    assert fields["b"].size == (11, 11) and fields["skip"].size == (1, 1) and fields["sum"].size == (11, 11)
+    assert fields["joined"].size == (11, 11)
+    convs = {}
+    for name, (k, p, d) in {"a": (3, 1, 1), "b": (5, 4, 2), "skip": (1, 0, 1)}.items():
+        convs[name] = nn.Conv2d(1, 1, k, padding=p, dilation=d, bias=False).double()
+        nn.init.ones_(convs[name].weight)
+    x = torch.ones(1, 1, 64, 64, dtype=torch.float64, requires_grad=True)
+    a = convs["a"](x)
+    total = convs["b"](a) + convs["skip"](x)
+    total[0, 0, 32, 32].backward()
+    first, last = extent((x.grad[0, 0] != 0).any(dim=1))
+    assert last - first + 1 == fields["sum"].size[0]
+
+
+def test_resnet18s_last_conv_sees_435_pixels():
+    report = archcalc.analyze(archcalc.load("specs/resnet18.toml"))
+    assert report.fields[report.row("layer4.1.conv2").index - 1].size == (435, 435)
