@@ -83,7 +83,7 @@ def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None
             except SpecError:
                 continue
             drawn = quiz.draw(report, count, rng.randrange(10**6), spec=spec_path)
-            label = f"variant {index} of {variants} (archcalc quiz {spec_path or 'SPEC'} --variants {variants} --seed {seed})"
+            label = f"variant {index} of {variants}: archcalc quiz {spec_path or 'SPEC'} --variants {variants} --seed {seed}"
             out.append(replace(drawn, values=values, variant=label))
             break
         else:
