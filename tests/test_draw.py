@@ -52,3 +52,15 @@ def test_without_matplotlib_a_clear_message(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
     with pytest.raises(ArchcalcError, match=r"pip install 'archcalc\[draw\]'"):
         draw(archcalc.analyze(archcalc.load("specs/lenet5.toml")), str(tmp_path / "net.svg"))
+
+
+def test_residuals_inside_folded_blocks_are_skips():
+    boxes = {b.name: b for b in nodes(archcalc.analyze(archcalc.load("specs/resnet18.toml")), depth=2)}
+    assert boxes["layer1.0"].kind == "block" and boxes["layer1.0"].skips == {"maxpool"}
+    assert boxes["layer2.0"].skips == {"layer1.1"} and boxes["layer2.0"].label == "basic block, 7 layers"
+    assert "bn1" not in boxes and "batchnorm relu" in boxes["conv1"].label
+
+
+def test_a_from_that_jumps_ahead_is_a_skip_when_unfolded():
+    boxes = {b.name: b for b in nodes(archcalc.analyze(archcalc.load("specs/resnet18.toml")))}
+    assert set(boxes["layer1.0.add"].inputs) == {"layer1.0.conv2", "maxpool"}  # bn2 joined conv2's box

@@ -40,3 +40,9 @@ def test_quiz_asks_about_fields_and_its_key_passes():
     answers = {q.key: q.answer for q in drawn.questions}
     assert answers.get("pool3.receptive_field", 195) == 195
     assert all(v.ok for v in archcalc.check(report, answers))
+
+
+def test_graph_paths_take_field_claims():
+    verdicts = archcalc.check(archcalc.load("specs/resnet18.toml"),
+                              {"layer4.1.conv2.receptive_field": 435, "layer4.1.add.jump": 32, "avgpool.receptive_field": 627})
+    assert [v.ok for v in verdicts] == [True, True, True]
