@@ -339,8 +339,30 @@ def field_start_forgotten(claim, context):
     return None
 
 
+def _dense_row(context):
+    return context.key.scope == "layer" and context.key.quantity == "dense_equivalent_weights"
+
+
+def dense_as_conv(claim, context):
+    """The conv's own weights given for the dense layer that would replace it."""
+    row = context.row
+    if _dense_row(context) and _holds(claim, row.weights, context):
+        return (f"that is the conv's own {fmt.group(row.weights)} weights: a dense layer links every input value "
+                "(W·H·C_in) to every output value (W_out·H_out·C_out)")
+    return None
+
+
+def dense_without_channels(claim, context):
+    """(W·H)·(W_out·H_out): the pixels connected, the channels left out."""
+    row = context.row
+    if _dense_row(context) and _holds(claim, num.normal(num.mul(row.input[1:]) * num.mul(row.output[1:])), context):
+        return f"the channels are missing: (W·H·C_in)·(W_out·H_out·C_out) has C_in = {fmt.group(row.input[0])} and " \
+               f"C_out = {fmt.group(row.output[0])} in it"
+    return None
+
+
 MISTAKES = (
-    jumps_forgotten, field_start_forgotten,
+    jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
     batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,
