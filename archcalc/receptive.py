@@ -49,11 +49,14 @@ def per_axis(values) -> object:
 def lines(report, row) -> list[tuple[str, str]]:
     """--explain lines: how the row's receptive field and jump come from its input's."""
     field = report.fields[row.index - 1]
-    if field is None:
-        return [("receptive_field", f"receptive field: not known for {row.kind} layers")]
-    if not field.size:
-        return []
+    if len(report.input) < 2:
+        return []  # a flat or token input has no spatial axes to see
     before = incoming(report, row)
+    if field is None:
+        if before is None:
+            return []  # the first layer without a field said so
+        return [("receptive_field", f"receptive field: archcalc does not know it for {row.kind} layers "
+                                    "(nor, then, for the layers after it)")]
     inputs = [name for name in getattr(row, "inputs", ()) if name != row.name]
     if len(inputs) > 1 and before is not None:
         by_name = {r.name: f for r, f in zip(report.rows, report.fields)}
