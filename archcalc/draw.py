@@ -1,5 +1,5 @@
 """The network as a picture (`archcalc draw`): one box per tensor, sized by its shape, as NN-SVG and
-PlotNeuralNet draw CNNs, left to right, the output shape on each arrow, skips as arcs above.
+PlotNeuralNet draw CNNs, left to right, the output shape on each arrow, skips as brackets above.
 
 matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing.
 Layers that keep the shape and hold no weights (activation, dropout) join the box before them;
@@ -58,7 +58,8 @@ def nodes(report: Report, depth: int | None = None) -> list[Node]:
     kinds = {use.path: use.block for use in getattr(report, "uses", ())}
     for node in out:
         if node.kind == "block":
-            node.label = f"{kinds.get(node.name, 'block')} block, {len(node.rows)} layers"
+            kind = kinds.get(node.name)  # None: layers grouped by their dotted names, not a block use
+            node.label = f"{kind} block, {len(node.rows)} layers" if kind else f"{len(node.rows)} layers"
     return out
 
 
@@ -108,16 +109,29 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
         gap = max(1.3, 0.11 * len(fmt.shape(node.shape)) + 0.5)  # room for the shape on the arrow
         x += w + d * 0.5 + gap
     top = max(h + d * 0.5 for _, _, h, d in placed.values())
+    # A residual inside a folded block (it reads the box before it) bypasses the box; other skips run as
+    # brackets above the boxes, each at the lowest height where it overlaps no other, the shorter ones lower.
+    bypass = [node.name for i, node in enumerate(items) if items[i - 1].name in node.skips]
     skips = [(src, node.name) for i, node in enumerate(items)
-             for src in dict.fromkeys([*(s for s in node.inputs if s != items[i - 1].name), *sorted(node.skips)])
-             if src in placed]
-    fig = Figure(figsize=(max(6.0, x * 0.62), 4.6 + 0.5 * bool(skips)))
+             for src in dict.fromkeys([*node.inputs, *sorted(node.skips)]) if src in placed and src != items[i - 1].name]
+    heights: list[list[tuple[float, float]]] = []
+    levels = {}
+    for src, dst in sorted(dict.fromkeys(skips), key=lambda pair: placed[pair[1]][0] - placed[pair[0]][0]):
+        span = (placed[src][0], placed[dst][0])
+        level = next((i for i, taken in enumerate(heights) if all(span[1] <= a or b <= span[0] for a, b in taken)), None)
+        if level is None:
+            heights.append([])
+            level = len(heights) - 1
+        heights[level].append(span)
+        levels[(src, dst)] = top / 2 + 0.45 + 0.38 * level
+    ceiling = max([*levels.values(), *(top / 2 + 0.3 for _ in bypass[:1])], default=top / 2)
+    fig = Figure(figsize=(max(6.0, x * 0.62), 4.6 + 0.3 * (ceiling - top / 2)))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(-0.6, x - gap + 0.6)
-    ax.set_ylim(-top / 2 - 1.9, top / 2 + 1.3 + 0.9 * bool(skips))
+    ax.set_ylim(-top / 2 - 1.9, ceiling + 1.2)
     ax.axis("off")
     title = f"{report.model}: input {fmt.shape(report.input)}, {fmt.short(report.totals['params'])} parameters"
-    ax.text((x - gap) / 2, top / 2 + 0.9 + 0.9 * bool(skips), title, ha="center", va="center", fontsize=11, weight="bold")
+    ax.text((x - gap) / 2, ceiling + 0.75, title, ha="center", va="center", fontsize=11, weight="bold")
     for i, node in enumerate(items):
         x0, w, h, d = placed[node.name]
         colour = COLOURS.get(node.kind, "#dddddd") if node.kind != "input" else "#eeeeee"
@@ -138,14 +152,21 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
             if not nxt.inputs or node.name in nxt.inputs:
                 start, end = x0 + w + dx + 0.08, placed[nxt.name][0] - 0.08
                 ax.add_patch(FancyArrowPatch((start, 0), (end, 0), arrowstyle="-|>", mutation_scale=9, color="#555555"))
-            ax.text((x0 + w + dx + placed[nxt.name][0]) / 2, 0.12, fmt.shape(node.shape), ha="center", va="bottom",
+            ax.text((x0 + w + dx + placed[nxt.name][0]) / 2, -0.14, fmt.shape(node.shape), ha="center", va="top",
                     fontsize=7, color="#1f4e79")
-    for src, dst in skips:
+    for (src, dst), level in levels.items():
         a, b = placed[src], placed[dst]
-        start = (a[0] + (a[1] + a[3] * 0.5) / 2, a[2] / 2 + a[3] * 0.5 + 0.1)
-        end = (b[0] + (b[1] + b[3] * 0.5) / 2, b[2] / 2 + b[3] * 0.5 + 0.1)
-        ax.add_patch(FancyArrowPatch(start, end, connectionstyle="arc3,rad=-0.35", arrowstyle="-|>", mutation_scale=9,
-                                     color="#7f3f98", linewidth=1.1))
+        start = a[0] + (a[1] + a[3] * 0.5) / 2, a[2] / 2 + a[3] * 0.5 + 0.08
+        end = b[0] + (b[1] + b[3] * 0.5) / 2, b[2] / 2 + b[3] * 0.5 + 0.08
+        ax.plot([start[0], start[0], end[0]], [start[1], level, level], color="#7f3f98", linewidth=1.1)
+        ax.add_patch(FancyArrowPatch((end[0], level), end, arrowstyle="-|>", mutation_scale=9, color="#7f3f98",
+                                     linewidth=1.1, shrinkA=0, shrinkB=0))
+    for name in bypass:
+        x0, w, h, d = placed[name]
+        left, right, level = x0 - 0.3, x0 + w + d * 0.5 + 0.3, h / 2 + d * 0.5 + 0.3
+        ax.plot([left, left, right], [0, level, level], color="#7f3f98", linewidth=1.1)
+        ax.add_patch(FancyArrowPatch((right, level), (right, 0.02), arrowstyle="-|>", mutation_scale=9, color="#7f3f98",
+                                     linewidth=1.1, shrinkA=0, shrinkB=0))
     try:
         with rc_context({"svg.fonttype": "none"}):  # text stays text in an SVG: searchable, and smaller
             fig.savefig(path, dpi=160, bbox_inches="tight", facecolor="white")
