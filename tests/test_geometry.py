@@ -5,14 +5,15 @@ import pytest
 import archcalc
 from archcalc import render
 from archcalc.errors import SpecError
-from archcalc.layers import LAYERS
+from archcalc.layers import LAYERS, base
 
 from .conftest import SPECS
 
 
 @pytest.fixture
 def made(monkeypatch):
-    """Counts the calls of make_windows, per layer name."""
+    """Counts the calls of make_windows, per layer name (from an empty cache: other tests fill it)."""
+    base._windows.cache_clear()
     counts: dict[str, int] = {}
     for cls in {cls for cls in LAYERS.values() if "make_windows" in vars(cls)}:
         original = cls.make_windows

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import ClassVar
 
 from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice
 from ..num import Dim, Shape
+from .field import Field
 from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
@@ -172,6 +174,15 @@ class Layer:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
         return 0
 
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        """The receptive field and jump of the output, from the input's (see layers/field.py); None: not known
+        for this kind. The engine keeps a field that already sees the whole input as it is."""
+        return None
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim | None:
+        """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
+        return None
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
@@ -191,12 +202,9 @@ class Layer:
     def windows(self, x: Shape) -> tuple[Window, ...]:
         """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others.
 
-        Made and checked once per input shape (`make_windows`): the layer is frozen, so they cannot change.
+        Made and checked once per layer and input shape (`make_windows`): the layer is frozen, so they cannot change.
         """
-        bound = self.__dict__.setdefault("_windows", {})  # not a field: no part of eq, hash or repr
-        if x not in bound:
-            bound[x] = self.make_windows(x)
-        return bound[x]
+        return _windows(self, x) if type(self).make_windows is not Layer.make_windows else ()
 
     def make_windows(self, x: Shape) -> tuple[Window, ...]:
         """The windows of `windows`, expanded per axis from the fields and checked; a sliding-window kind overrides this."""
@@ -219,6 +227,11 @@ class Layer:
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
         raise NotImplementedError(self.kind)
+
+
+@lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)
+def _windows(layer: Layer, x: Shape) -> tuple[Window, ...]:
+    return layer.make_windows(x)
 
 
 def spatial(x: Shape, kind: str) -> int:

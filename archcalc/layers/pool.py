@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
 from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
+from .field import Field
 from .window import Window, axis_lines
 
 
@@ -58,6 +59,10 @@ class Pool(Layer):
 
     def asks_shape(self, x: Shape, y: Shape) -> bool:
         return True
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        ws = self.windows(x)
+        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:

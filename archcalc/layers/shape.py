@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import sizes
 from ..num import Shape
 from .base import Layer, ints, register
+from .field import Field
 
 
 @register
@@ -28,6 +29,9 @@ class Flatten(Layer):
 
     def torch_call(self, x: Shape) -> str:
         return "torch.flatten(x, 1)"
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
@@ -65,6 +69,9 @@ class Reshape(Layer):
 
     def torch_call(self, x: Shape) -> str:
         return f"x.reshape(x.size(0), {', '.join(str(d) for d in self.output(x))})"
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))
