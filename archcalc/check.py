@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import claims as claims_, derive, mistakes, num
-from .claimed import Dims
-from .claims import Answers, Claim, ClaimError, Key
+from . import claim_keys, derive, mistakes, num
+from .claim_values import Dims
+from .claim_keys import Answers, Claim, ClaimError, Key
 from .engine import analyze
 from .errors import SpecError
 from .report import Report
@@ -63,7 +63,7 @@ def check(subject: Spec | Report, claims=None, **values) -> list[Verdict]:
 
 def _verdicts(report: Report, pairs, place: dict) -> list[Verdict]:
     out = []
-    for claim in claims_.read(pairs, report, **place):
+    for claim in claim_keys.read(pairs, report, **place):
         try:
             out.append(verdict(report, claim))
         except SpecError as error:  # a formula that reads well but cannot be evaluated: "1/0"
@@ -125,7 +125,7 @@ def _result(report: Report, spec: Spec, path: str | None) -> Result:
             return Result(spec.path, "expect", error=str(error))
     student = {}
     try:
-        answers = claims_.load_answers(path)
+        answers = claim_keys.load_answers(path)
         student = answers.student
         return Result(path, "answers", tuple(check(report, answers)), student)
     except ClaimError as error:
@@ -153,12 +153,12 @@ def _pairs(subject: Spec | Report, claims) -> tuple[list, dict]:
             raise ClaimError("a report has no [expect] table: give the claims to check")
         return _expected(subject)
     table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
-    return claims_.flatten(table), {}
+    return claim_keys.flatten(table), {}
 
 
 def _expected(spec: Spec) -> tuple[list, dict]:
     """A spec's own [expect] claims, and their place."""
-    return claims_.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text}
+    return claim_keys.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text}
 
 
 def verdict(report: Report, claim: Claim) -> Verdict:
@@ -190,29 +190,18 @@ def verdict(report: Report, claim: Claim) -> Verdict:
 
 
 def at_qualifiers(report: Report, key: Key) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claims.parse_key)."""
+    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claim_keys.parse_key)."""
     given = {("batch" if name == "B" else name): value for name, value in key.at}
     changes = {field: value for field, value in given.items() if value != getattr(report, field)}
     return dataclasses.replace(report, **changes) if changes else report
 
 
 def value(report: Report, key: Key):
-    """The true value of a key: a number, a formula, or a shape."""
-    if key.scope == "layer":
-        row = report.row(key.name)
-        return share(report, row.params) if key.quantity == "share" else getattr(row, key.quantity)
-    if key.scope == "type":
-        rows = [row for row in report.rows if row.kind == key.name]
-        quantity = "params" if key.quantity == "share" else key.quantity
-        total = num.add(getattr(row, quantity) for row in rows)
-        return share(report, total) if key.quantity == "share" else total
-    if key.scope == "total":
-        return report.totals[key.quantity]
-    return report.memory.value(key.quantity)
-
-
-def share(report: Report, params) -> object:
-    """`params` in % of all parameters, exactly (a Fraction, or a formula)."""
-    total = report.totals["params"]
-    return 0 if total == 0 else num.div(100 * params, total)
-
+    """The true value of a key: a number, a formula (a share: in %, exactly), or a shape."""
+    if key.scope == "memory":
+        return report.memory.value(key.quantity)
+    if key.quantity in ("output", "input"):
+        return getattr(report.row(key.name), key.quantity)
+    summed = "params" if key.quantity == "share" else key.quantity
+    total = report.totals[summed] if key.scope == "total" else num.add(getattr(row, summed) for row in key.rows(report))
+    return report.percent(total) if key.quantity == "share" else total

@@ -15,9 +15,9 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import claimed, num
+from . import claim_values, num
 from .check import at_qualifiers, value as true_value
-from .claims import parse_key
+from .claim_keys import parse_key
 from .errors import ArchcalcError
 from .report import Report
 
@@ -130,7 +130,7 @@ def answer(report: Report, key: str) -> object | None:
         return f"{float(actual):.2f}%" if num.is_concrete(actual) else None
     written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
     try:  # a formula must read back through the claim parser to the same value
-        back = claimed.read(written, parsed.kind)
+        back = claim_values.read(written, parsed.kind)
         env = dict(report.values)
         return written if back.holds(actual, env) else None
     except ArchcalcError:

@@ -1,6 +1,6 @@
 """Claim keys and claim files (docs/claims.md): "conv1.params", "dense.share", "memory.training_bytes@B=32".
 
-A claim is a key (what is claimed about which part of the network) and a value (claimed.py).
+A claim is a key (what is claimed about which part of the network) and a value (claim_values.py).
 Claims come from a spec's [expect] table or from an answers file: TOML with the same keys and
 an optional [student] table. `read` checks every key against one analysed network and refuses
 what it does not know, listing what it does.
@@ -14,12 +14,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import claimed, expr, num
-from .claimed import ClaimError, Claimed
+from . import claim_values, expr, num
+from .claim_values import ClaimError, Claimed
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Device, Optimizer
-from .report import Report
+from .report import Report, Row
 from .spec import read_text
 
 LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops")
@@ -38,6 +38,14 @@ class Key:
     quantity: str
     name: str | None = None  # the layer's name, or the layer type
     at: tuple[tuple[str, object], ...] = ()  # memory only: B, dtype, optimizer, device
+
+    def rows(self, report: Report) -> tuple[Row, ...]:
+        """The rows the key is about: its layer, the layers of its type, all of them (a total), none (memory)."""
+        if self.scope == "layer":
+            return (report.row(self.name),)
+        if self.scope == "type":
+            return tuple(row for row in report.rows if row.kind == self.name)
+        return report.rows if self.scope == "total" else ()
 
     @property
     def kind(self) -> str:
@@ -114,7 +122,7 @@ def read(pairs, report: Report, *, path: str | None = None, where: str | None = 
         line = line_of(text, key_text)
         try:
             key = parse_key(key_text, report)
-            value = claimed.read(raw, key.kind)
+            value = claim_values.read(raw, key.kind)
             _check_names(value, known, report)
         except SpecError as error:
             raise ClaimError(error.problem, error.hint, f'"{key_text}"', where, path, line) from None
@@ -227,7 +235,7 @@ def names(report: Report) -> set[str]:
 
 
 def _check_names(value: Claimed, known: set[str], report: Report) -> None:
-    formulas = [value.value] if isinstance(value, claimed.Exact) else list(getattr(value, "dims", ()))
+    formulas = [value.value] if isinstance(value, claim_values.Exact) else list(getattr(value, "dims", ()))
     for formula in formulas:
         unknown = sorted(getattr(formula, "names", frozenset()) - known)
         if unknown:
