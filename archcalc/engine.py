@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from . import expr, fmt, num
+from . import expr, fmt, num, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
@@ -44,8 +44,8 @@ def analyze(
         _bound(Size(), env[BATCH], env, spec, where="values", field=BATCH)
     x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
     rows: list[Row] = []
-    for layer_spec in spec.layers:
-        layer = bind(layer_spec, env, spec.path)
+    layers = [bind(layer_spec, env, spec.path) for layer_spec in spec.layers]  # every field checked before any shape
+    for layer_spec, layer in zip(spec.layers, layers):
         # The input needs a gradient once a layer before has parameters (the image itself needs none).
         grad = bool(rows) and (rows[-1].requires_grad or rows[-1].params != 0)
         rows.append(_row(layer_spec, layer, x, rows, spec.path, grad))
@@ -75,22 +75,30 @@ def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     known = names(spec) if values else set()
     env = {name: _given(name, value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
-    visiting: list[str] = []
 
     def resolve(name: str) -> None:
-        if name in env or name not in stored:
-            return
-        if name in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(name):], name])
-            raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, name, "[vars]", spec.path)
-        visiting.append(name)
-        for dependency in getattr(stored[name], "names", ()):
-            resolve(dependency)
-        visiting.pop()
-        env[name] = _bound(None, stored[name], env, spec, where="[vars]", field=name)
+        """Each var after the vars it uses: depth first, on an explicit stack (a chain of 3000 vars is no recursion)."""
+        visiting, stack = {name: 0}, [(name, iter(sorted(getattr(stored[name], "names", ()))))]
+        while stack:
+            current, dependencies = stack[-1]
+            for dependency in dependencies:
+                if dependency in env or dependency not in stored:
+                    continue
+                if dependency in visiting:
+                    path = [n for n, _ in stack]
+                    cycle = " -> ".join([*path[path.index(dependency):], dependency])
+                    raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, dependency, "[vars]", spec.path)
+                visiting[dependency] = len(stack)
+                stack.append((dependency, iter(sorted(getattr(stored[dependency], "names", ())))))
+                break
+            else:
+                stack.pop()
+                del visiting[current]
+                env[current] = _bound(None, stored[current], env, spec, where="[vars]", field=current)
 
     for name in stored:
-        resolve(name)
+        if name not in env:
+            resolve(name)
     return env
 
 
@@ -134,7 +142,7 @@ def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) 
 
 def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | None, grad: bool) -> Row:
     try:
-        return Row(
+        row = Row(
             index=layer_spec.index,
             layer=layer,
             input=x,
@@ -144,6 +152,10 @@ def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | No
             macs=layer.macs(x),
             requires_grad=grad,
         )
+        for what, value in (("output", num.mul(row.output)), ("params", row.params), ("MACs", row.macs)):
+            if num.is_concrete(value) and (problem := untrusted.problem_of_size(value)):
+                raise SpecError(f"{what}: {problem}")
+        return row
     except SpecError as error:
         before = f'the previous layer "{rows[-1].name}" outputs {fmt.shape(x)}' if rows else f"the input is {fmt.shape(x)}"
         raise error.at(where=layer_spec.where, path=path, line=layer_spec.line, hint=before) from None

@@ -11,11 +11,10 @@ import dataclasses
 import difflib
 import keyword
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import expr
+from . import expr, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Choice, read_number
@@ -23,7 +22,7 @@ from .layers import LAYERS
 
 TOP_LEVEL = ("model", "vars", "layers", "expect")
 MODEL_KEYS = ("name", "input", "dtype")
-_LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
+_LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 
 
 @dataclass(frozen=True)
@@ -55,26 +54,22 @@ class Spec:
 
 def load(path: str | Path) -> Spec:
     """Read a spec file: `archcalc.load("specs/alexnet.toml")`."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load(path): path must be a str or a Path, got {type(path).__name__}")
     return loads(read_text(path, "a spec file"), path=str(path))
 
 
 def read_text(path: str | Path, what: str, error: type[SpecError] = SpecError) -> str:
-    """A file's text, or `error` saying plainly why it cannot be read (missing, a folder, not UTF-8...)."""
-    path = str(path)
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error("no such file", path=path) from None
-    except IsADirectoryError:
-        raise error(f"is a directory, not {what}", path=path) from None
-    except UnicodeDecodeError:
-        raise error("not a text file (it is not UTF-8)", path=path) from None
-    except OSError as oserror:
-        raise error(f"cannot read it: {oserror.strerror}", path=path) from None
+    """A regular file's text (size-capped), or `error` saying plainly why it cannot be read (missing, a folder, not UTF-8...)."""
+    return untrusted.read_text(path, what, error)
 
 
 def loads(text: str, path: str | None = None) -> Spec:
     """Read a spec from TOML text."""
+    if not isinstance(text, str):
+        raise TypeError(f"loads(text): text must be a str (the TOML itself; archcalc.load reads a file), got {type(text).__name__}")
+    if path is not None and not isinstance(path, str):
+        raise TypeError(f"loads(text, path): path must be a str or None, got {type(path).__name__}")
     try:
         return _read(text, path)
     except SpecError as error:
@@ -82,12 +77,7 @@ def loads(text: str, path: str | None = None) -> Spec:
 
 
 def _read(text: str, path: str | None) -> Spec:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"not valid TOML: {error}", "see https://toml.io for the syntax") from None
-    except RecursionError:  # tomllib reads nested arrays and tables recursively
-        raise SpecError("not a spec: arrays or tables nested too deeply to read") from None
+    data = untrusted.parse_toml(text, SpecError, "see https://toml.io for the syntax")
     if not data:
         raise SpecError("empty spec", "a spec needs a [model] table with an input, and [[layers]]")
     _no_unknown(data, TOP_LEVEL, "table", where=None)
@@ -107,17 +97,27 @@ def _read(text: str, path: str | None) -> Spec:
     dtype = DType(_located(Choice(tuple(d.value for d in DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]"))
     name = model.get("name", Path(path).stem if path else "model")
     if not isinstance(name, str):
-        raise SpecError(f"expected a string, got {name!r}", None, "name", "[model]")
+        raise SpecError(f"expected a string, got {_shown(name)}", None, "name", "[model]")
+    if not name.isprintable() or len(name) > 200:
+        raise SpecError(f"{untrusted.one_line(name[:60])!r}: a model's name is one printable line of at most 200 characters",
+                        None, "name", "[model]")
 
     variables = _table(data, "vars")
+    read_vars = {}
     for key, value in variables.items():
-        _check_name(key, "[vars]", field=key)
-        variables[key] = _located(read_number, value, field=key, where="[vars]")
+        _check_name(key, "[vars]", field=untrusted.one_line(key))
+        if untrusted.name(key) in read_vars:
+            raise SpecError(f"{key!r} is the name {untrusted.name(key)!r} written another way, given twice", None,
+                            untrusted.name(key), "[vars]")
+        read_vars[untrusted.name(key)] = _located(read_number, value, field=key, where="[vars]")
+    variables = read_vars
 
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
         raise SpecError("no layers", "add at least one [[layers]] table with a type, e.g. type = \"dense\"")
-    lines = [text.count("\n", 0, m.start()) + 1 for m in _LAYERS_HEADER.finditer(text)]
+    if len(layers) > untrusted.MAX_LAYERS:
+        raise SpecError(f"{len(layers):,} layers: more than archcalc reads ({untrusted.MAX_LAYERS:,})")
+    lines = _header_lines(text)
     if len(lines) != len(layers):
         lines = [None] * len(layers)
     return Spec(
@@ -132,6 +132,20 @@ def _read(text: str, path: str | None) -> Spec:
     )
 
 
+def _header_lines(text: str) -> list[int]:
+    """The line of each [[layers]] header, in one pass over the text."""
+    out, line, last = [], 1, 0
+    for match in _LAYERS_HEADER.finditer(text):
+        line += text.count("\n", last, match.start())
+        last = match.start()
+        out.append(line)
+    return out
+
+
+def _shown(raw: object) -> str:
+    return untrusted.one_line(repr(raw)[:80])
+
+
 def _read_layers(tables: list, lines: list) -> tuple[LayerSpec, ...]:
     counts: dict[str, int] = {}
     named: dict[str, int] = {}
@@ -141,20 +155,22 @@ def _read_layers(tables: list, lines: list) -> tuple[LayerSpec, ...]:
         if not isinstance(table, dict):
             raise SpecError("expected a table", "write each layer as a [[layers]] table", **place)
         kind = table.get("type")
-        if kind not in LAYERS:
+        if not isinstance(kind, str) or kind not in LAYERS:
             if kind is None:
                 raise SpecError("missing 'type'", f"one of {', '.join(LAYERS)}", "type", **place)
-            close = difflib.get_close_matches(str(kind), LAYERS, n=1)
+            close = difflib.get_close_matches(kind, LAYERS, n=1) if isinstance(kind, str) else []
             raise SpecError(
-                f"unknown layer type {kind!r}",
+                f"unknown layer type {_shown(kind)}",
                 (f"did you mean {close[0]!r}? " if close else "") + f"types: {', '.join(LAYERS)}",
                 "type",
                 **place,
             )
         counts[kind] = counts.get(kind, 0) + 1
         name = table.get("name", f"{kind}{counts[kind]}")
-        place["where"] = f'layers[{index}] "{name}" ({kind})'
+        place["where"] = f'layers[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
         _check_name(name, **place)
+        name = untrusted.name(name)
+        place["where"] = f'layers[{index}] "{name}" ({kind})'
         if name in named:
             raise SpecError(
                 f"the name {name!r} is already taken by layers[{named[name]}]",
@@ -190,19 +206,27 @@ def _no_unknown(table: dict, valid: tuple[str, ...], what: str, **place) -> None
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise SpecError(f"unknown {what} {key!r}", f"{hint}valid: {', '.join(valid)}", **place)
+            raise SpecError(f"unknown {what} {_shown(key)}", f"{hint}valid: {', '.join(valid)}", **place)
 
 
 def _check_name(name: object, where: str, line: int | None = None, field: str = "name") -> None:
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name in expr.FUNCTIONS:
-        raise SpecError(
-            f"{name!r} is not a usable name",
-            "names are letters, digits and underscores, starting with a letter (conv1, fc_out); "
-            "they are used in claims such as conv1.params",
-            field,
-            where,
-            line=line,
-        )
+    """A name is an identifier (NFKC-normalised, as Python reads it), not a keyword or a function, not mangled."""
+    segments = untrusted.name(name).split(".") if isinstance(name, str) and len(name) <= 200 else [None]
+    for segment in segments:
+        why = untrusted.segment_problem(segment) if isinstance(segment, str) else "not a name"
+        if why is None and (keyword.iskeyword(segment) or segment in expr.FUNCTIONS):
+            why = "a Python keyword or one of archcalc's functions"
+        if why is None and len(segments) > 1:
+            why = "a name has no dots"
+        if why:
+            raise SpecError(
+                f"{_shown(name)} is not a usable name: {why}",
+                "names are letters, digits and underscores, starting with a letter (conv1, fc_out); "
+                "they are used in claims such as conv1.params",
+                field,
+                where,
+                line=line,
+            )
 
 
 def _located(read, value, **place):
