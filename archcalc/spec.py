@@ -98,9 +98,9 @@ def _read(text: str, path: str | None) -> Spec:
     name = model.get("name", Path(path).stem if path else "model")
     if not isinstance(name, str):
         raise SpecError(f"expected a string, got {_shown(name)}", None, "name", "[model]")
-    if not name.isprintable() or len(name) > 200:
-        raise SpecError(f"{untrusted.one_line(name[:60])!r}: a model's name is one printable line of at most 200 characters",
-                        None, "name", "[model]")
+    if untrusted.visible(name) != name or len(name) > 500:
+        raise SpecError(f"{untrusted.one_line(repr(name[:60]))}: a model's name is printable text of at most 500 characters "
+                        "(no control characters: it is shown on terminals)", None, "name", "[model]")
 
     variables = _table(data, "vars")
     read_vars = {}
