@@ -34,6 +34,9 @@ def analyze(
     >>> analyze(spec, n=5).totals["params"]
     55
     """
+    if not isinstance(spec, Spec):
+        raise TypeError(f"analyze(spec): spec must be a Spec (archcalc.load(path) or archcalc.loads(text)), "
+                        f"got {type(spec).__name__}")
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")

@@ -77,6 +77,9 @@ def loads(text: str, path: str | None = None) -> Spec:
 
 
 def _read(text: str, path: str | None) -> Spec:
+    lines = _header_lines(text)
+    if len(lines) > untrusted.MAX_LAYERS:  # counted before tomllib reads them all
+        raise SpecError(f"{len(lines):,} layers: more than archcalc reads ({untrusted.MAX_LAYERS:,})", line=lines[untrusted.MAX_LAYERS])
     data = untrusted.parse_toml(text, SpecError, "see https://toml.io for the syntax")
     if not data:
         raise SpecError("empty spec", "a spec needs a [model] table with an input, and [[layers]]")
@@ -117,7 +120,6 @@ def _read(text: str, path: str | None) -> Spec:
         raise SpecError("no layers", "add at least one [[layers]] table with a type, e.g. type = \"dense\"")
     if len(layers) > untrusted.MAX_LAYERS:
         raise SpecError(f"{len(layers):,} layers: more than archcalc reads ({untrusted.MAX_LAYERS:,})")
-    lines = _header_lines(text)
     if len(lines) != len(layers):
         lines = [None] * len(layers)
     return Spec(

@@ -99,7 +99,7 @@ def parse_toml(text: str, error, hint: str | None = None, **place) -> dict:
     """tomllib.loads within the limits above; anything it cannot read becomes `error`."""
     if found := prescan(text):
         problem, line = found
-        raise error(f"not readable: {problem}", hint, **place, line=line)
+        raise error(f"not readable: {problem}", None, **place, line=line)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as decode:
@@ -108,7 +108,7 @@ def parse_toml(text: str, error, hint: str | None = None, **place) -> dict:
         raise error(f"not readable: {type(other).__name__}: {str(other)[:200]}", hint, **place) from None
     deep = _too_deep(data)
     if deep:
-        raise error(f"not readable: keys nested too deeply (more than {MAX_DEPTH} levels: {deep}...)", hint, **place)
+        raise error(f"not readable: keys nested too deeply (more than {MAX_DEPTH} levels: {deep}...)", None, **place)
     return data
 
 
