@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import claim_keys, derive, mistakes, num
-from .claim_values import Dims
+from . import claim_keys, explain_claim, mistakes, num
 from .claim_keys import Answers, Claim, ClaimError, Key
+from .claim_values import Dims
 from .engine import analyze
 from .errors import ArchcalcError, SpecError
 from .report import Report
@@ -152,7 +152,7 @@ def _result(report: Report, spec: Spec, path: str | None) -> Result:
         problem = "nested too deeply to grade"
     except MemoryError:
         problem = "too large to grade: it ran out of memory"
-    except Exception as error:  # noqa: BLE001 -- a grader goes on to the next student whatever one file does
+    except Exception as error:  # a grader goes on to the next student whatever one file does
         problem = f"could not be graded: {type(error).__name__}: {str(error)[:200]} (a bug in archcalc: please report it)"
     return Result(path or spec.path, source, student=student, error=f"{path or spec.path}: {problem}")
 
@@ -207,7 +207,7 @@ def verdict(report: Report, claim: Claim, at: Report | None = None) -> Verdict:
         claimed=claim.raw,
         actual=actual,
         ok=ok,
-        explanation=derive.text(at, key),
+        explanation=explain_claim.text(at, key),
         mistake=None if ok or holds is None else mistakes.recognise(claim.value, context),
         reading=claim.value.reading(env),
         note=note,

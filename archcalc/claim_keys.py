@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import claim_values, expr, num, untrusted
-from .claim_values import ClaimError, Claimed
+from .claim_values import Claimed, ClaimError
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Device, Optimizer

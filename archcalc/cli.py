@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from . import analyze, load, quiz, render, render_check
-from .dtypes import DType
 from .check import grade
+from .dtypes import DType
 from .errors import ArchcalcError
 from .memory import Device, Optimizer, largest_batch, parse_size
 from .untrusted import visible
@@ -176,7 +176,7 @@ def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, fo
     except OSError as error:
         raise ArchcalcError(f"{folder}: cannot make this folder: {error.strerror or error}") from None
     for name, text in files.items():
-        _write(Path(folder) / name, text, force, spec)
+        _write(Path(folder) / name, text, force, spec, again=True)
     click.echo(drawn.markdown())
     paths = [str(Path(folder) / name) for name in files]
     click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
@@ -210,11 +210,15 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
 @SETS
 @click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
 @click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
+@click.option("--onnx", "to_onnx", is_flag=True, help="Write ONNX instead (-o FILE.onnx), dynamic axes named B and as the spec's input.")
 @FORCE
 @refusals
-def export_command(spec: str, sets, output: str, class_name: str | None, force: bool) -> None:
-    """Write SPEC as the Python source of a torch nn.Module class."""
+def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool, force: bool) -> None:
+    """Write SPEC as the Python source of a torch nn.Module class (or, with --onnx, as an ONNX file)."""
     from .backends.export import source
+
+    if to_onnx:
+        return _onnx(spec, sets, output, force)
 
     if class_name is not None and (not class_name.isidentifier() or keyword.iskeyword(class_name)
                                    or not class_name.isascii() or class_name.startswith("__")):
@@ -228,16 +232,17 @@ def export_command(spec: str, sets, output: str, class_name: str | None, force: 
     click.echo(f"wrote {visible(output)}", err=True)
 
 
-def _holds(path: Path, text: str) -> bool:
-    """Whether a file already holds exactly `text` (the same quiz drawn again): writing it changes nothing."""
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether a file already holds exactly `data` (the same quiz drawn again): writing it changes nothing."""
     try:
-        return path.stat().st_size == len(text.encode("utf-8")) and path.read_text(encoding="utf-8") == text
-    except (OSError, UnicodeDecodeError):
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
         return False
 
 
-def _write(path: Path, text: str, force: bool, spec: str) -> None:
-    """Write a file the command makes; never the spec, and an existing file only with --force."""
+def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool = False) -> None:
+    """Write a file the command makes; never the spec, and an existing file only with --force
+    (`again`: or when it already holds exactly this, as a quiz drawn again with its seed does)."""
     try:
         same = path.exists() and Path(spec).exists() and path.samefile(spec)
     except OSError:
@@ -246,10 +251,11 @@ def _write(path: Path, text: str, force: bool, spec: str) -> None:
         raise ArchcalcError(f"{visible(str(path))}: that is the spec itself: refusing to write over it")
     if path.exists() and not path.is_file():
         raise ArchcalcError(f"{visible(str(path))}: not a regular file: refusing to write over it")
-    if path.exists() and not force and not _holds(path, text):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if path.exists() and not force and not (again and _holds(path, data)):
         raise ArchcalcError(f"{visible(str(path))}: already exists\n  hint: --force writes over it")
     try:
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(data)
     except OSError as error:
         raise ArchcalcError(f"{visible(str(path))}: cannot write it: {error.strerror or error}") from None
 
@@ -298,3 +304,47 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         click.echo(tables.benchmark_json(result), nl=False)
     else:
         _console().print(tables.benchmark(result))
+
+
+@main.command("import")
+@click.argument("target", metavar="FILE.py:NAME|module:NAME")
+@click.option("--input", "input_shape", required=True, metavar="SHAPE",
+              help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W.")
+@click.option("--args", metavar="JSON", help='Constructor arguments when NAME is a class: \'{"num_classes": 10}\' or \'[10]\'.')
+@click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
+@click.option("--output", "-o", default="-", show_default=True, help="Where to write the spec ('-': standard output).")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@refusals
+def import_command(target: str, input_shape: str, args, model_name, output: str, force: bool) -> None:
+    """Write the spec of a PyTorch module, traced with torch.fx.
+
+    This imports FILE.py (or the module) and builds NAME: it runs that code, as any
+    import does. Import only code you would run. Every operation archcalc cannot map is
+    listed with its source line, and nothing is written.
+    """
+    from .backends import importer
+
+    shape = importer.parse_input(input_shape)
+    text = importer.import_module(importer.load_target(target, args), shape, model_name)
+    _write_or_echo(text, output, force, target.rpartition(":")[0] or target)
+
+
+def _write_or_echo(text: str, output: str, force: bool, source: str) -> None:
+    """Text to a file (or standard output for '-'); never over `source`, an existing file only with --force."""
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    _write(Path(output), text, force, source)
+    click.echo(f"wrote {visible(output)}", err=True)
+
+
+def _onnx(spec: str, sets, output: str, force: bool) -> None:
+    from .backends.onnx import export
+
+    if output == "-" or not output.endswith(".onnx"):
+        raise click.BadParameter("ONNX goes to a file: -o NAME.onnx", param_hint="--output")
+    exported = export(load(spec), **parse_sets(sets))
+    _write(Path(output), exported.data, force, spec)
+    axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
+    click.echo(f"wrote {output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
+               f"checked with {exported.checked_with})", err=True)

@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import fmt, num
-from .claim_values import Claimed, Dims, equal
 from .claim_keys import Key
+from .claim_values import Claimed, Dims, equal
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Optimizer

@@ -193,7 +193,7 @@ def _read_layers(tables: list, lines: list) -> tuple[LayerSpec, ...]:
 
 
 def _table(data: dict, key: str, required: bool = False) -> dict:
-    value = data.get(key, None)
+    value = data.get(key)
     if value is None:
         if required:
             raise SpecError(f"missing [{key}] table", "a spec starts with [model] and input = [C, H, W]")

@@ -160,7 +160,7 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
     steps = []  # (row input, row output) per row, for the backward pass
     flops = []
     with saved_tensors_hooks(pack, lambda tensor: tensor):
-        for current, part in enumerate(parts(report)):
+        for current, part in enumerate(parts(report)):  # noqa: B007 (pack reads `current`)
             children = [net.get_submodule(name) for name in part.names]
             grad = x.requires_grad or any(p.requires_grad for c in children for p in c.parameters())
             x_in = x.detach().requires_grad_(x.requires_grad)
