@@ -179,7 +179,11 @@ def _pairs(subject: Spec | Report, claims) -> tuple[list, dict]:
         if not isinstance(subject, Spec):
             raise ClaimError("a report has no [expect] table: give the claims to check")
         return _expected(subject)
-    table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
+    try:
+        table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
+    except (TypeError, ValueError):
+        raise TypeError(f"check(subject, claims): claims must be a mapping, (key, value) pairs or Answers, "
+                        f"got {type(claims).__name__}") from None
     return claim_keys.flatten(table), {}
 
 

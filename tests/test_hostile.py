@@ -119,6 +119,37 @@ SPEC_CASES = [
 ]
 
 
+# Commands that write files or drive torch, and their flags.
+COMMAND_CASES = [
+    (["export", "{spec}", "--class-name", "class"], "not a usable Python class name"),
+    (["export", "{spec}", "--class-name", "__X"], "not a usable Python class name"),
+    (["export", "{spec}", "-o", "{spec}"], "that is the spec itself"),
+    (["export", "{spec}", "-o", "{existing}"], "already exists"),
+    (["quiz", "{spec}", "-o", "{existing}/sub"], "cannot make this folder"),
+    (["quiz", "{spec}", "--seed", "1" + "0" * 300], "is not in the range"),
+    (["bench", "{spec}", "--device", "meta"], "not 'meta'"),
+    (["bench", "{spec}", "--peak-tflops", "nan"], "not a number of TFLOP/s"),
+    (["verify", "{huge}"], "refused before allocating anything"),
+]
+
+
+@pytest.mark.parametrize("args, says", COMMAND_CASES, ids=[" ".join(a[2:])[:40] for a, _ in COMMAND_CASES])
+def test_commands_refuse_what_would_write_over_files_or_cannot_run(args, says, tmp_path):
+    if args[0] in ("bench", "verify") or (args[0] == "export" and "-o" in args):
+        pytest.importorskip("torch")
+    spec = tmp_path / "net.toml"
+    spec.write_text((SPECS / "lenet5.toml").read_text())
+    huge = tmp_path / "huge.toml"
+    huge.write_text('[model]\ninput = [3, 100000, 100000]\n[[layers]]\ntype = "conv"\nout_channels = 64\nkernel_size = 3\n')
+    existing = tmp_path / "existing.py"
+    existing.write_text("keep me\n")
+    args = [a.format(spec=spec, existing=existing, huge=huge) for a in args]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert says in result.output, result.output
+    assert existing.read_text() == "keep me\n" and spec.read_text() == (SPECS / "lenet5.toml").read_text()
+
+
 def run_inprocess(case: Case, tmp_path: Path):
     for name, text in case.files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
@@ -305,8 +336,9 @@ def test_student_text_is_shown_as_written(tmp_path):
     (lambda: archcalc.grade(archcalc.load(ALEXNET), "answers"), "files must be a list of paths"),
     (lambda: archcalc.grade("specs/alexnet.toml", ["answers"]), "spec must be a Spec"),
     (lambda: archcalc.load_answers(3), "path must be a str"),
+    (lambda: archcalc.check(archcalc.load(ALEXNET), 5), "claims must be a mapping"),
 ], ids=["loads(None)", "load(None)", "analyze(path)", "check(spec, str)", "check(path)", "grade(spec, str)",
-        "grade(path)", "load_answers(3)"])
+        "grade(path)", "load_answers(3)", "check(spec, 5)"])
 def test_library_arguments_are_checked_at_the_door(call, says):
     with pytest.raises(TypeError, match=says.replace("(", r"\(")):
         call()
@@ -339,3 +371,17 @@ def test_any_answers_text_grades_to_one_result(tmp_path, pieces):
     assert time.perf_counter() - start < 2.0
     assert result.error is None or "a bug in archcalc" not in result.error, result.error
     json.dumps(result.to_dict(), allow_nan=False, default=str)
+
+
+SPEC_PIECES = ["[model]\n", "input = ", "[3, 8, 8]", "[[layers]]\n", 'type = "conv"\n', 'type = "dense"\n', "out_channels = ",
+               "out_features = ", "kernel_size = ", "1e308", "9" * 30, '"n"', '"2**64"', "-1", "0", "\n", "[vars]\n", "n = ",
+               '"n + 1"', "{", "}", "[", "]", 'name = "__x"\n', 'name = "µ"\n', "nan", "1979-05-27"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(SPEC_PIECES), max_size=30))
+def test_any_spec_text_is_analysed_or_refused_with_a_spec_error(pieces):
+    start = time.perf_counter()
+    with contextlib.suppress(SpecError):
+        archcalc.analyze(archcalc.loads("".join(pieces)), batch=2).to_dict()
+    assert time.perf_counter() - start < 2.0
