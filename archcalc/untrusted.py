@@ -20,10 +20,11 @@ import tomllib
 import unicodedata
 from pathlib import Path
 
-MAX_FILE_BYTES = 16 * 2**20  # a 10,000-layer spec is about 1 MiB
+MAX_FILE_BYTES = 4 * 2**20  # a 10,000-layer spec is about 1 MiB; what tomllib builds from 4 MiB stays under a few 100 MiB
 MAX_LINE = 10_000  # characters on one line
 MAX_DIGITS = 100  # digits in a row: Python refuses to read past 4300, and no size has 100
 MAX_DEPTH = 32  # nested arrays and tables: a spec or answers file needs 3 or 4
+MAX_ITEMS = 100_000  # brackets, and keys (=): a 10,000-layer spec has about 60,000 of each
 MAX_LAYERS = 10_000
 MAX_CLAIMS = 1_000  # claims in one answers file or [expect] table
 MAX_SIZE = 10**18  # elements, bytes, sizes: far beyond any network that can be built
@@ -81,18 +82,25 @@ def prescan(text: str) -> tuple[str, int] | None:
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if len(text) > MAX_FILE_BYTES:
         return f"{len(text):,} characters: too large (the limit is {MAX_FILE_BYTES // 2**20} MiB)", 1
-    depth = 0
-    for number, line in enumerate(text.split("\n"), start=1):
-        if len(line) > MAX_LINE:
-            return f"line {number} is {len(line):,} characters long (the limit is {MAX_LINE:,})", number
-        for bracket in _BRACKETS.findall(line):
-            depth = depth + 1 if bracket in "[{" else max(0, depth - 1)
-            if depth > MAX_DEPTH:
-                return f"arrays or tables nested too deeply (more than {MAX_DEPTH} levels)", number
+    lines = text.split("\n")
+    if max(map(len, lines)) > MAX_LINE:
+        number, line = next((n, line) for n, line in enumerate(lines, start=1) if len(line) > MAX_LINE)
+        return f"line {number} is {len(line):,} characters long (the limit is {MAX_LINE:,})", number
     if found := _DIGITS.search(text):
-        line = text.count("\n", 0, found.start()) + 1
-        return f"a number with more than {MAX_DIGITS} digits: no size in a network has that many", line
+        return f"a number with more than {MAX_DIGITS} digits: no size in a network has that many", _line(text, found.start())
+    for what, count in (("arrays and tables", text.count("[") + text.count("{")), ("keys", text.count("="))):
+        if count > MAX_ITEMS:
+            return f"{count:,} {what}: more than any spec or answers file has (the limit is {MAX_ITEMS:,})", 1
+    depth = 0
+    for bracket in _BRACKETS.finditer(text):  # at most 2 * MAX_ITEMS of them
+        depth = depth + 1 if bracket.group() in "[{" else max(0, depth - 1)
+        if depth > MAX_DEPTH:
+            return f"arrays or tables nested too deeply (more than {MAX_DEPTH} levels)", _line(text, bracket.start())
     return None
+
+
+def _line(text: str, position: int) -> int:
+    return text.count("\n", 0, position) + 1
 
 
 def parse_toml(text: str, error, hint: str | None = None, **place) -> dict:

@@ -115,6 +115,9 @@ SPEC_CASES = [
     Case("a 100k-element claimed shape", '"conv1.output" = [\n' + "1,\n" * 100_000 + "1]\n", "at most 64 axes"),
     Case("a date as a claim", '"params" = 1979-05-27\n', "expected a value"),
     Case("nan as a claim", '"params" = nan\n', "expected a number"),
+    Case("a million empty arrays", '"conv1.output" = [\n' + "[],\n" * 1_000_000 + "]\n", "arrays and tables: more than"),
+    Case("a million keys", "".join(f"k{i} = 1\n" for i in range(1_000_000))[: 4 * 2**20 - 100], "keys: more than"),
+    Case("5 MiB", ("# " + "x" * 9000 + "\n") * 600 + '"params" = 1\n', "too large"),
     Case("a spec given as answers", (SPECS / "lenet5.toml").read_text(), "this is a spec"),
 ]
 
