@@ -76,7 +76,7 @@ def _choice(kind, value, name: str):
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     """The known names: given values first, then [vars] (each may use the others)."""
     known = names(spec) if values else set()
-    env = {name: _given(name, value, spec, known) for name, value in values.items()}
+    env = {untrusted.name(name): _given(untrusted.name(name), value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
 
     def resolve(name: str) -> None:

@@ -82,10 +82,10 @@ class Report:
         total = self.totals["params"]
         return 0 if total == 0 else num.div(100 * params, total)
 
-    def share(self, params: Dim) -> Value | None:
-        """`params` in % of all parameters when both are numbers (the one share computation: `percent`), else None."""
+    def share(self, params: Dim) -> float | None:
+        """`params` in % of all parameters when both are numbers (`percent`, as a float), else None."""
         total, share = self.totals["params"], self.percent(params)
-        return share if num.is_concrete(total) and total != 0 and num.is_concrete(share) else None
+        return float(share) if num.is_concrete(total) and total != 0 and num.is_concrete(share) else None
 
     @cached_property
     def by_type(self) -> dict[str, Dim]:

@@ -195,6 +195,8 @@ def test_unusual_but_valid_inputs_work(tmp_path):
         report = archcalc.analyze(archcalc.loads(text))
         assert time.perf_counter() - start < FAST
         assert report.totals["params"] == params
+    given = archcalc.loads(MODEL.replace("[3, 32, 32]", "[10]") + '[[layers]]\ntype = "dense"\nout_features = "µ"\n')
+    assert archcalc.analyze(given, **{"μ": 3}).totals["params"] == 33  # given as U+03BC, written as U+00B5
 
 
 def test_names_are_nfkc_normalised_the_way_python_reads_them():
