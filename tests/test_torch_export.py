@@ -18,7 +18,7 @@ from archcalc.backends.export import source  # noqa: E402
 from archcalc.cli import main  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
-from .test_torch_build import SHIPPED, VALUES  # noqa: E402
+from .test_torch_build import STACKS, VALUES  # noqa: E402
 from .torch_nets import networks  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def round_trip(report, tmp_path, name="Net"):
     return path.read_text()
 
 
-@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "alexnet_symbolic.toml" or n in VALUES])
+@pytest.mark.parametrize("name", [n for n in STACKS if n != "alexnet_symbolic.toml" or n in VALUES])
 def test_every_shipped_spec_round_trips(name, tmp_path):
     report = archcalc.analyze(archcalc.load(SPECS / name), **VALUES.get(name, {}))
     round_trip(report, tmp_path)
