@@ -141,6 +141,7 @@ def read(pairs, report: Report, *, path: str | None = None, where: str | None = 
     if len(pairs) > untrusted.MAX_CLAIMS:
         raise ClaimError(f"{len(pairs):,} claims: the limit is {untrusted.MAX_CLAIMS:,} a file", None, None, where, path)
     known = names(report)
+    index = Index.of(report, known)  # the report's names, gathered once for all the keys
     lines = key_lines(text)
     seen: dict[tuple, str] = {}
     out = []
@@ -150,7 +151,7 @@ def read(pairs, report: Report, *, path: str | None = None, where: str | None = 
         try:
             if not isinstance(key_text, str):
                 raise ClaimError(f"a claim key is a string, got {type(key_text).__name__}")
-            key = parse_key(key_text, report)
+            key = parse_key(key_text, report, index)
             value = claim_values.read(raw, key.kind)
             _check_names(value, known, report)
             if strict and (why := claim_values.unpinned(value)):
@@ -166,17 +167,31 @@ def read(pairs, report: Report, *, path: str | None = None, where: str | None = 
     return tuple(out)
 
 
-def parse_key(text: str, report: Report) -> Key:
+@dataclass(frozen=True)
+class Index:
+    """What keys are checked against, gathered once: layer names, layer types, memory quantities, formula names."""
+
+    layers: frozenset[str]
+    kinds: tuple[str, ...]
+    memory: tuple[str, ...]
+    known: frozenset[str]
+
+    @classmethod
+    def of(cls, report: Report, known: set[str] | None = None) -> Index:
+        return cls(frozenset(row.name for row in report.rows), tuple(dict.fromkeys(row.kind for row in report.rows)),
+                   memory_names(report), frozenset(names(report) if known is None else known))
+
+
+def parse_key(text: str, report: Report, index: Index | None = None) -> Key:
     if len(text) > 500:
         raise ClaimError(f"a key of {len(text):,} characters", "a key is NAME.QUANTITY, such as conv1.params")
+    index = index or Index.of(report)
     base, at_sign, qualifiers = untrusted.name(text).partition("@")
     parts = [part.strip() for part in base.split(".")]
-    layers = [row.name for row in report.rows]
-    kinds = list(dict.fromkeys(row.kind for row in report.rows))
-    memory = memory_names(report)
+    layers, kinds, memory = index.layers, index.kinds, index.memory
     rest = ".".join(parts[1:])
     if parts[0] == "memory" and rest in memory:
-        return Key(text, "memory", rest, at=_qualifiers(qualifiers, report) if at_sign else ())
+        return Key(text, "memory", rest, at=_qualifiers(qualifiers, report, index.known) if at_sign else ())
     if at_sign:
         raise ClaimError(f"only memory quantities take @{'|'.join(QUALIFIERS)}=...",
                          f"{parts[-1]} is per sample; memory keys: {', '.join('memory.' + m for m in memory)}")
@@ -191,7 +206,7 @@ def parse_key(text: str, report: Report) -> Key:
     raise ClaimError(_unknown(parts, report, layers, kinds), _suggest(text, report))
 
 
-def _unknown(parts: list[str], report: Report, layers: list[str], kinds: list[str]) -> str:
+def _unknown(parts: list[str], report: Report, layers, kinds) -> str:
     if len(parts) == 1:
         return f"unknown quantity {_quoted(parts[0])} (a total is one of {', '.join(TOTAL)})"
     if parts[0] == "memory":
@@ -244,7 +259,7 @@ def summary(report: Report) -> str:
     ))
 
 
-def _qualifiers(text: str, report: Report) -> tuple[tuple[str, object], ...]:
+def _qualifiers(text: str, report: Report, known: frozenset[str]) -> tuple[tuple[str, object], ...]:
     """'B=32,dtype=bfloat16' -> (("B", 32), ("dtype", DType.bfloat16))."""
     out: dict[str, object] = {}
     choices = {"dtype": DType, "optimizer": Optimizer, "device": Device}
@@ -257,7 +272,7 @@ def _qualifiers(text: str, report: Report) -> tuple[tuple[str, object], ...]:
             raise ClaimError(f"{name} is given twice")
         if name == "B":
             formula = expr.parse(value)
-            unknown = sorted(formula.names - names(report) - {"B"})
+            unknown = sorted(formula.names - known - {"B"})
             if unknown:
                 raise ClaimError(f"B={_quoted(value)[1:-1]}: {report.model} has no name {unknown[0]!r}",
                                  "the batch size is a number (B=32) or a formula in the spec's names")
