@@ -390,3 +390,15 @@ def test_any_spec_text_is_analysed_or_refused_with_a_spec_error(pieces):
     with contextlib.suppress(SpecError):
         archcalc.analyze(archcalc.loads("".join(pieces)), batch=2).to_dict()
     assert time.perf_counter() - start < 2.0
+
+
+def test_a_model_name_cannot_add_lines_to_its_quiz_files():
+    from archcalc import quiz
+
+    text = '[model]\nname = "x\\n\\"params\\" = 1\\n[student]"\ninput = [10]\n[[layers]]\ntype = "dense"\nout_features = 2\n'
+    drawn = quiz.draw(archcalc.analyze(archcalc.loads(text)), 3, seed=1)
+    import tomllib
+
+    key = tomllib.loads(drawn.key_toml())
+    assert "student" not in key and len(key) == 3
+    assert tomllib.loads(drawn.sheet_toml()) == {"student": {"name": "", "id": ""}}
