@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,7 +33,7 @@ from .num import Value
 MAX_LENGTH = 500  # characters in a claimed value (a formula's limit too)
 MAX_EXPONENT = 30  # in 6.24e7: the largest claim below has 25 digits
 MAX_CLAIMED = 10**24  # FLOPs of a whole batch may pass the 10^18 that bounds sizes
-KINDS = ("count", "share", "bytes", "shape")  # what a quantity is; it decides which forms a value may take
+KINDS = ("count", "share", "bytes", "shape", "axes")  # what a quantity is; it decides which forms a value may take
 
 SCALES = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 BYTE_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -57,6 +58,7 @@ def _hint(kind: str) -> str:
         "count": 'an integer (34944, "34,944"), a formula ("4096*classes + classes"), or an approximation ("62.4M", "about 60k")',
         "share": 'a percentage of all parameters: "94%", 60.5, "60% ± 1"',
         "bytes": 'a number of bytes (249513376), or with a unit: "238 MiB", "0.25 GB", "about 1.2 GiB"',
+        "axes": 'a number for every spatial axis (195), or one per axis ([195, 195], "195×195")',
         "shape": 'a shape, channels first ([96, 27, 27], "96×27×27", "27²×96"), or its number of values (69984)',
     }[kind]
 
@@ -186,7 +188,21 @@ def _plain(x: Fraction) -> str:
     return f"{float(x):,.10g}"
 
 
-Claimed = Exact | Approx | Bounds | Dims
+@dataclass(frozen=True)
+class EveryAxis:
+    """One value claimed for every spatial axis: "pool3.receptive_field" = 195."""
+
+    value: Exact | Approx | Bounds
+
+    def holds(self, actual, env) -> bool | None:
+        verdicts = [self.value.holds(a, env) for a in actual]
+        return None if None in verdicts else all(verdicts)
+
+    def reading(self, env=None) -> str:
+        return f"{self.value.reading(env)} on every axis"
+
+
+Claimed = Exact | Approx | Bounds | Dims | EveryAxis
 
 
 def unpinned(value: Claimed) -> str | None:
@@ -221,6 +237,11 @@ def read(raw: object, kind: str) -> Claimed:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str, list)):
         what = {bool: "true/false", dict: "a table"}.get(type(raw), type(raw).__name__)
         raise ClaimError(f"expected a value, got {what}", _hint(kind))
+    if kind == "axes":
+        if isinstance(raw, list) or (isinstance(raw, str) and _looks_like_shape(raw.strip())):
+            dims = read(raw, "shape")
+            return dataclasses.replace(dims, either_order=False) if isinstance(dims, Dims) else dims
+        return EveryAxis(read(raw, "count"))
     if isinstance(raw, list):
         if kind != "shape":
             raise ClaimError(f"a list is a shape, but this quantity is a number: got {raw!r}", _hint(kind))
