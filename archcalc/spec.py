@@ -112,6 +112,8 @@ def loads(text: str, path: str | None = None) -> Spec:
         return _read(text, path)
     except SpecError as error:
         raise error.at(path=path or "<spec>") from None
+    except RecursionError:  # blocks using blocks thousands deep
+        raise SpecError("nested too deeply to read (blocks inside blocks inside blocks...)", path=path or "<spec>") from None
 
 
 def _read(text: str, path: str | None) -> Spec:

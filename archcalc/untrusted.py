@@ -25,7 +25,8 @@ MAX_LINE = 10_000  # characters on one line
 MAX_DIGITS = 100  # digits in a row: Python refuses to read past 4300, and no size has 100
 MAX_DEPTH = 32  # nested arrays and tables: a spec or answers file needs 3 or 4
 MAX_ITEMS = 100_000  # brackets, and keys (=): a 10,000-layer spec has about 60,000 of each
-MAX_LAYERS = 10_000
+MAX_LAYERS = 10_000  # [[layers]] tables
+MAX_ROWS = 20_000  # layers once blocks are expanded (repeated blocks inside repeated blocks multiply)
 MAX_CLAIMS = 1_000  # claims in one answers file or [expect] table
 MAX_SIZE = 10**18  # elements, bytes, sizes: far beyond any network that can be built
 MAX_AXES = 64  # sizes in a shape (PyTorch's limit on a tensor's dimensions)

@@ -80,6 +80,12 @@ SPEC_CASES = [
          "characters long", "show"),
     Case("a 100k-element shape, one a line", MODEL + '[[layers]]\ntype = "reshape"\nshape = [\n' + "1,\n" * 100_000 + "1]\n",
          "at most 64 axes", "show"),
+    Case("blocks using blocks 3000 deep", '[model]\ninput = [4]\n[[layers]]\ntype = "block"\nblock = "b0"\n'
+         + "".join(f'[[blocks.b{i}.layers]]\ntype = "block"\nblock = "b{i + 1}"\n' for i in range(3000))
+         + '[[blocks.b3000.layers]]\ntype = "dense"\nout_features = 2\n', "nested too deeply", "show"),
+    Case("blocks repeated twice, 40 deep", '[model]\ninput = [4]\n[[layers]]\ntype = "block"\nblock = "b0"\nrepeat = 2\n'
+         + "".join(f'[[blocks.b{i}.layers]]\ntype = "block"\nblock = "b{i + 1}"\nrepeat = 2\n' for i in range(40))
+         + '[[blocks.b40.layers]]\ntype = "dense"\nout_features = 4\n', "expand to more than 20,000 layers", "show"),
     Case("a var past 10^18", MODEL + "[vars]\nn = 1e300\n" + DENSE, "larger than any real network", "show"),
     # answers files, checked against the course's AlexNet
     Case("an exponent of a billion", '"params" = "1e999999999"\n', "exponent"),
