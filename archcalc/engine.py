@@ -176,7 +176,10 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
             grads=gs,
         )
     except SpecError as error:
-        raise error.at(where=node.where, path=path, line=node.spec.line, hint=_before(node, xs, rows)) from None
+        before = _before(node, xs, rows)
+        if error.hint and layer.merges:  # a merge error names the layers whose shapes disagree, and the rule
+            error = dataclasses.replace(error, hint=f"{before}; {error.hint}")
+        raise error.at(where=node.where, path=path, line=node.spec.line, hint=before) from None
 
 
 def _before(node: graph.Node, xs: tuple[Shape, ...], rows: list[Row]) -> str:
