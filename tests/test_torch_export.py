@@ -36,7 +36,7 @@ def round_trip(report, tmp_path, name="Net"):
     exported = load_class(path, name)()
     built = archcalc.torch.build(report).float()
     assert sum(p.numel() for p in exported.parameters()) == report.totals["params"]
-    shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]  # noqa: E731
+    shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]
     assert shapes(exported) == shapes(built)
     exported.load_state_dict(built.state_dict())  # same names, so build's weights fit; then the same function
     x = torch.randn(2, *report.input)

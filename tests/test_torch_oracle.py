@@ -20,8 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archcalc  # noqa: E402

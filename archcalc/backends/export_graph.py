@@ -84,7 +84,7 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
                     [_channels(all_parts, n) for n in uses], names)
         for node, args in zip(uses, cls.call_args()):
             node.args = args
-        body += cls.source(helper, f'Block "{_plain(kind)}" of the spec, at {", ".join(n.path for n in uses)}.') + ["", ""]
+        body += [*cls.source(helper, f'Block "{_plain(kind)}" of the spec, at {", ".join(n.path for n in uses)}.'), "", ""]
     model = Class(name, [_entries(all_parts, nodes, 0, len(all_parts), "", INPUT)], [report.input[0]], names)
     body += model.source(helper, None, report)
     namespace = [
@@ -351,7 +351,7 @@ class Class:
 
     def _expression(self, local: str, args: list[str]) -> str:
         if local in self.inline:
-            part, make = self.inline[local]
+            _, make = self.inline[local]
             return make(args)
         entry = self.representative(local)
         call = f"{self.access[local]}({', '.join(args)})"

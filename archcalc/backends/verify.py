@@ -172,7 +172,7 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
     flops = []
     previous = INPUT
     with saved_tensors_hooks(pack, lambda tensor: tensor):
-        for current, part in enumerate(parts(report)):
+        for current, part in enumerate(parts(report)):  # noqa: B007 (pack reads `current`)
             children = [net.get_submodule(name) for name in part.names]
             names = _reads(part.row, previous)
             xs = [values[name].detach().requires_grad_(values[name].requires_grad) for name in names]
