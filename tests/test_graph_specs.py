@@ -14,7 +14,7 @@ import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.backends.verify import QUANTITIES, verify  # noqa: E402
 
-from . import reference_nets as ref  # noqa: E402
+from . import reference_nets as ref, torch_probe  # noqa: E402, F401  (torch_probe: torch on one thread)
 from .conftest import SPECS  # noqa: E402
 
 GRAPHS = {  # spec -> the reference module's constructor
