@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .. import fmt, num
 from ..report import Report
 from .export import EXPLICIT, SKIPPED, TORCH_FUNCTIONS, _aligned, _literal, _plain, _shape, _short
-from .torch import INPUT, Part, modules, parts, require
+from .torch import INPUT, Part, container, modules, parts, require
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
 TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model"}
@@ -117,7 +117,7 @@ def _nodes(report: Report, all_parts: list[Part]) -> list[Node]:
         last = names[use.stop - 1]
         leaks = any(n in inside and n != last for p in all_parts if p.row.name not in inside for n in p.row.inputs)
         if len(reads) == 1 and not leaks:
-            kept.append(Node(use.path, use.block, use.first, use.stop, reads.pop()))
+            kept.append(Node(container(use.path), use.block, use.first, use.stop, reads.pop()))
     top: list[Node] = []
     stack: list[Node] = []
     for node in kept:

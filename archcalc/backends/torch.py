@@ -118,13 +118,23 @@ def parts(report: Report) -> list[Part]:
         *parents, leaf = row.name.split(".")
         parents = [_segment(p, reserved) for p in parents]
         prefix = "".join(p + "." for p in parents)
-        name = _free(prefix + leaf, taken) if leaf in reserved else prefix + leaf
+        if leaf in reserved:
+            while leaf in reserved or prefix + leaf in taken:
+                leaf += "_"
+            taken.add(prefix + leaf)
+        name = prefix + leaf
         names = [name]
         activation = getattr(row.layer, "activation", None)
         if activation:
             names.append(_free(f"{name}_{activation}", taken))
         out.append(Part(row, tuple(names)))
     return out
+
+
+def container(path: str) -> str:
+    """Where a block use's modules sit: its path, with the segments nn.Module uses itself renamed as `parts` does."""
+    reserved = set(dir(require().nn.Module))
+    return ".".join(_segment(segment, reserved) for segment in path.split("."))
 
 
 def _segment(name: str, reserved: set[str]) -> str:
