@@ -201,8 +201,10 @@ def value(report: Report, key: Key):
     if key.scope == "layer":
         row = report.row(key.name)
         return share(report, row.params) if key.quantity == "share" else getattr(row, key.quantity)
-    if key.scope == "type":
-        rows = [row for row in report.rows if row.kind == key.name]
+    if key.scope in ("type", "group"):
+        rows = [row for row in report.rows if row.kind == key.name] if key.scope == "type" else report.group(key.name)
+        if key.quantity == "output":
+            return rows[-1].output
         quantity = "params" if key.quantity == "share" else key.quantity
         total = num.add(getattr(row, quantity) for row in rows)
         return share(report, total) if key.quantity == "share" else total

@@ -81,19 +81,22 @@ def spec_options(command):
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B).")
 @click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
+@click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold blocks deeper than N levels into one row each.")
 @refusals
-def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool) -> None:
+def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, depth: int | None) -> None:
     """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs, memory."""
     report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     if form == "table":
         console = _console()
-        console.print(render.table(report, width=console.width, explained=explain))
+        console.print(render.table(report, width=console.width, explained=explain, depth=depth))
     elif form == "csv":
         if explain:
             raise click.BadParameter("csv has no room for derivations; use table, markdown or json", param_hint="--explain")
         click.echo(render.csv(report), nl=False)
+    elif form == "markdown":
+        click.echo(render.markdown(report, explained=explain, depth=depth), nl=False)
     else:
-        click.echo(getattr(render, form)(report, explained=explain), nl=False)
+        click.echo(render.json(report, explained=explain), nl=False)
 
 
 @main.command()

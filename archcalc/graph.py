@@ -55,7 +55,7 @@ def _expand(layers, scope: dict[str, str], current: str, prefix: str, env, outer
             path, context: str, declared: list[str]) -> str:
     """Expand `layers` (a spec's or a block's); `scope` maps the names usable so far to tensors; returns the output."""
     for position, layer in enumerate(layers):
-        where = f"{context}{layer.where}"
+        where = f"{context}{layer.where}" + (f' at "{prefix}{layer.name}"' if context else "")
         place = {"where": where, "path": path, "line": layer.line}
         inputs = _resolve(layer, scope, current, declared, position, place) if layer.inputs else (current,)
         if layer.when is not None and not _present(layer, env, place):
@@ -67,7 +67,7 @@ def _expand(layers, scope: dict[str, str], current: str, prefix: str, env, outer
             scope[layer.name] = current = full
             continue
         current = _use(layer, blocks[layer.block], inputs[0] if len(inputs) == 1 else _one(inputs, place),
-                       scope, prefix, env, outer, blocks, nodes, uses, path, where, place)
+                       scope, prefix, env, outer, blocks, nodes, uses, path, f"{context}{layer.where}", place)
     return current
 
 

@@ -35,6 +35,8 @@ class Context:
             return [self.row]
         if self.key.scope == "type":
             return [row for row in self.report.rows if row.kind == self.key.name]
+        if self.key.scope == "group":
+            return list(self.report.group(self.key.name))
         return list(self.report.rows)
 
     def total(self, quantity: str):

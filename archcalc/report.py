@@ -55,7 +55,7 @@ class Row:
         """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
         return num.normal(2 * self.macs)
 
-    @property
+    @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
     def training_flops(self) -> Dim:
         """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
         return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.grad)))
@@ -107,6 +107,14 @@ class Report:
             out[row.kind] = num.normal(out.get(row.kind, 0) + row.params)
         return out
 
+    def group(self, name: str) -> tuple[Row, ...]:
+        """The rows under a path prefix ("layer1", "layer1.0"), or inside the uses of a block ("basic")."""
+        rows = tuple(row for row in self.rows if row.name.startswith(name + "."))
+        if rows:
+            return rows
+        inside = sorted({i for use in self.uses if use.block == name for i in range(use.first, use.stop)})
+        return tuple(self.rows[i] for i in inside)
+
     def row(self, name: str) -> Row:
         for row in self.rows:
             if row.name == name:
@@ -138,4 +146,11 @@ class Report:
             },
             "memory": self.memory.to_dict(),
             "values": {k: num.to_json(v) for k, v in self.values},
+            "blocks": [self._use_dict(use) for use in self.uses],
         }
+
+    def _use_dict(self, use: Use) -> dict:
+        rows = self.rows[use.first:use.stop]
+        out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
+               "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
+        return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}

@@ -172,6 +172,21 @@ def _lines(text: str, header: re.Pattern, count: int) -> list:
     return lines if len(lines) == count else [None] * count
 
 
+def _inline_lines(text: str, block: str, tables: list) -> list:
+    """The lines of a block's layers written inline (`layers = [{ name = "conv1", ... }, ...]`), found by name."""
+    header = re.search(r"^\s*\[\s*blocks\s*\.\s*" + re.escape(block) + r"\s*\]", text, re.MULTILINE)
+    position, out = header.end() if header else 0, []
+    for table in tables:
+        name = table.get("name") if isinstance(table, dict) else None
+        found = re.compile(r"\bname\s*=\s*[\"']" + re.escape(name) + r"[\"']").search(text, position) if isinstance(name, str) else None
+        if found is None:
+            out.append(None)
+            continue
+        out.append(text.count("\n", 0, found.start()) + 1)
+        position = found.end()
+    return out
+
+
 def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Block]:
     """Every [blocks.NAME], its layers read and its variables found; uses checked against them."""
     raw = {}
@@ -196,7 +211,10 @@ def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Bloc
             raise SpecError(f"blocks use each other in a circle: {cycle}", "a block may use other blocks, not itself",
                             where=f"[blocks.{name}]")
         reading.append(name)
-        layers = _read_layers(raw[name], _lines(text, _block_header(name), len(raw[name])), f"blocks.{name}.layers",
+        lines = _lines(text, _block_header(name), len(raw[name]))
+        if lines and lines[0] is None:
+            lines = _inline_lines(text, name, raw[name])
+        layers = _read_layers(raw[name], lines, f"blocks.{name}.layers",
                               None, lambda used: read(used) if used in raw else None)
         reading.pop()
         found: set[str] = set()

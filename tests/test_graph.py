@@ -167,14 +167,15 @@ ERRORS = {
         "cannot decide 'n > 2' while n has no value", 'layers[1] "b" (block)', "downsample"),
     "when undecidable in a block": (
         [layer("block", name="b", block="basic", planes=4, stride=1, downsample="n - 1")],
-        "'downsample': cannot decide 'downsample' while n has no value", 'layers[1] "b" (block) > blocks.basic.layers[3] "downsample.0" (conv)', "when"),
+        "'downsample': cannot decide 'downsample' while n has no value",
+        'layers[1] "b" (block) > blocks.basic.layers[3] "downsample.0" (conv) at "b.downsample.0"', "when"),
     "a layer in a block that does not fit": (
         [layer("block", name="b", block="basic", planes=4, stride=1, downsample=False, repeat=2),
          layer("dense", name="d", out_features=2, **{"from": "b.1.bn1"})],
         "dense needs a flat input", 'layers[2] "d" (dense)', None),
     "a merge whose shapes differ inside a block": (
         [layer("block", name="b", block="basic", planes=8, stride=1, downsample=False)],
-        "cannot add 8×8×8 and 4×8×8", 'layers[1] "b" (block) > blocks.basic.layers[4] "add" (add)', "from"),
+        "cannot add 8×8×8 and 4×8×8", 'layers[1] "b" (block) > blocks.basic.layers[4] "add" (add) at "b.add"', "from"),
     "a one-input layer given two": (
         [layer("conv", name="a", out_channels=2, kernel_size=1, **{"from": ["input", "input"]})],
         "a conv layer reads one tensor, but from names 2", 'layers[1] "a" (conv)', "from"),
@@ -235,3 +236,56 @@ def test_the_cli_prints_one_clear_message(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert f'{path}:' in result.stderr and "block 'basic' needs downsample" in result.stderr
+
+
+NET = HEAD + BASIC + layer("conv", name="stem", out_channels=4, kernel_size=1) + layer(
+    "block", name="layer1", block="basic", repeat=2, planes=8, stride="2 if index == 0 else 1", downsample="index == 0")
+
+
+def test_claims_by_path_prefix_and_block():
+    report = archcalc.analyze(archcalc.loads(NET))
+    under = lambda prefix: [row for row in report.rows if row.name.startswith(prefix + ".")]
+    values = {
+        "layer1.params": sum(row.params for row in under("layer1")),
+        "layer1.0.params": sum(row.params for row in under("layer1.0")),
+        "layer1.0.downsample.flops": sum(row.flops for row in under("layer1.0.downsample")),
+        "basic.macs": sum(row.macs for row in under("layer1")),  # the block's name: every use of it
+        "layer1.0.conv1.output": [8, 4, 4],
+        "layer1.0.downsample.0.params": 32,
+        "layer1.output": [8, 4, 4],
+    }
+    assert values["layer1.params"] > values["layer1.0.params"] > 0
+    spec = archcalc.loads(NET + "[expect]\n" + "".join(f'"{k}" = {v}\n' for k, v in values.items()))
+    results = archcalc.check(spec)
+    assert [(r.key, r.ok) for r in results] == [(k, True) for k in values], [r.explanation for r in results if not r.ok]
+    wrong = archcalc.loads(NET + '[expect]\n"layer1.params" = 1\n"layer9.params" = 1\n')
+    with pytest.raises(SpecError, match="no layer, path prefix, block or layer type named 'layer9'"):
+        archcalc.check(wrong)
+
+
+def test_show_depth_folds_blocks_into_rows_with_their_totals():
+    from archcalc import render
+
+    report = archcalc.analyze(archcalc.loads(NET))
+    names = lambda depth: [line.name for line in render.outline(report, depth)]
+    assert names(1) == ["stem", "layer1"]
+    assert names(2) == ["stem", "layer1", "layer1.0", "layer1.1"]
+    assert names(3)[:6] == ["stem", "layer1", "layer1.0", "layer1.0.conv1", "layer1.0.bn1", "layer1.0.downsample"]
+    assert len(names(None)) == 2 + 2 + len(report.rows) - 1 + 1  # every layer, and a line per group
+    folded = render.outline(report, 1)[1]
+    assert folded.kind == "basic ×2" and folded.rows == report.rows[1:]
+    markdown = render.markdown(report, depth=1)
+    total = f"{sum(row.params for row in report.rows[1:]):,}"
+    assert f"| layer1 | basic ×2 | {len(report.rows) - 1} layers | 8×4×4 |" in markdown and total in markdown
+    data = report.to_dict()
+    assert data["blocks"][-1] | {} == data["blocks"][-1] and data["blocks"][-1]["path"] == "layer1"
+    assert data["blocks"][-1]["params"] == sum(row.params for row in report.rows[1:])
+    assert data["layers"][-1]["inputs"] == ["layer1.1.bn1", "layer1.0.add"]
+
+
+def test_explain_gives_the_merge_rule():
+    from archcalc import explain_row
+
+    report = archcalc.analyze(archcalc.loads(NET))
+    text = " ".join(line for _, line in explain_row.lines(report, report.row("layer1.0.add")))
+    assert "8×4×4 and 8×4×4 → 8×4×4: element-wise sum" in text

@@ -304,3 +304,23 @@ def test_pinned_graph_rules(case):
     report = archcalc.analyze(archcalc.loads(g.spec()), batch=2)
     assert [row.output for row in report.rows] == [g.shapes[name] for name, _, _ in g.ops]
     assert predicted(report) == measured(g, 2, torch.float32)
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(g=graphs())
+def test_drawn_graphs_in_symbolic_sizes_substitute_to_the_concrete_ones(g):
+    """Shapes as formulas on graphs: where archcalc can prove the merged shapes equal in H and W, every
+    formula, substituted, gives torch's size (where it cannot, the refusal names both shapes)."""
+    if g.ops[0][0] == "n_last":
+        return
+    c, h, w = g.input
+    text = g.spec().replace(f"input = {toml_value(g.input)}", f'input = [{c}, "H", "W"]', 1)
+    try:
+        symbolic = archcalc.analyze(archcalc.loads(text))
+    except archcalc.SpecError as error:
+        assert "cannot be proved equal" in error.problem or "cannot be proved equal" in (error.hint or ""), error
+        return
+    values = {"H": h, "W": w}
+    assert [tuple(archcalc.num.subs(d, values) for d in row.output) for row in symbolic.rows] == [
+        g.shapes[name] for name, _, _ in g.ops]
+    assert archcalc.num.subs(symbolic.totals["flops"], values) == archcalc.analyze(archcalc.loads(g.spec())).totals["flops"]

@@ -167,8 +167,8 @@ def test_drawn_networks_match_torch(net, batch, dtype):
     assert predicted(report) == measured(model, net.input, batch, dtype), net.spec()
 
 
-# straight stacks: the graph specs' saved bytes are verified layer by layer in test_graph_specs.py
 STACKS = [path for path in SPECS if "[blocks." not in path.read_text()]
+GRAPHS = [path for path in SPECS if path not in STACKS]
 
 
 @pytest.mark.parametrize("path", STACKS, ids=lambda p: p.stem)
@@ -178,6 +178,16 @@ def test_shipped_specs_match_torch(path, dtype):
     report = archcalc.analyze(archcalc.load(path), batch=2, dtype=dtype, **values)
     model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
     assert predicted(report) == measured(model, report.input, 2, dtype)
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+def test_shipped_graphs_match_torch(path):
+    """ResNet, MobileNetV2, DenseNet, U-Net: every skip, concat and shared tensor, to the byte (built by the backend)."""
+    import archcalc.torch
+
+    values = {"H": 67, "W": 67} if "symbolic" in path.stem else {}
+    report = archcalc.analyze(archcalc.load(path), batch=2, **values)
+    assert predicted(report) == measured(archcalc.torch.build(report), report.input, 2, "float32")
 
 
 def _modules(row):
