@@ -4,13 +4,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.backends.bench import Options, bench  # noqa: E402
 from archcalc.backends.modules import Graph  # noqa: E402
+from archcalc.backends.verify import verify  # noqa: E402
 from archcalc.errors import SpecError  # noqa: E402
 
 from . import torch_probe  # noqa: E402, F401  (torch on one thread)
+from .test_graph_oracle import graphs  # noqa: E402
 from .test_graph_specs import report_at  # noqa: E402
 
 SKIP = """
@@ -89,3 +93,17 @@ def test_export_round_trips_a_graph_with_renamed_layers_and_a_dead_end(tmp_path)
 
     text = round_trip(archcalc.analyze(archcalc.loads(SKIP)), tmp_path)
     assert "class Unit(nn.Module):" in text and "self.float_ = nn.Conv2d(4, 4, 3, padding=1)" in text
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(g=graphs(), batch=st.integers(1, 3))
+def test_drawn_graphs_verify_layer_by_layer_and_export(g, batch, tmp_path_factory):
+    from .test_torch_export import round_trip
+
+    if g.ops[0][0] == "n_last":  # an empty draw
+        return
+    report = archcalc.analyze(archcalc.loads(g.spec()), batch=batch)
+    checks = verify(report)
+    wrong = [c for c in checks if not c.ok and not (c.quantity == "training_flops" and not g.reaches_output())]
+    assert wrong == [], g.spec()
+    round_trip(archcalc.analyze(archcalc.loads(g.spec())), tmp_path_factory.mktemp("export"))
