@@ -46,6 +46,35 @@ from = ["train.1.float", "stem"]   # train.1.cat is read by nothing
 """
 
 
+NESTED = """[model]
+input = [4, 8, 8]
+
+[blocks.inner]
+layers = [
+    { name = "conv", type = "conv", out_channels = "c", kernel_size = 3, padding = 1 },
+    { name = "add", type = "add", from = ["input", "conv"] },
+]
+
+[blocks.outer]
+layers = [
+    { name = "a", type = "block", block = "inner", c = 4 },
+    { name = "b", type = "block", block = "inner", c = 4, repeat = 2 },
+    { name = "bn", type = "batchnorm", activation = "relu" },
+]
+
+[[layers]]
+name = "solo"
+type = "block"
+block = "outer"
+
+[[layers]]
+name = "stage"
+type = "block"
+block = "outer"
+repeat = 2
+"""
+
+
 def test_a_graph_builds_modules_at_its_paths_with_clashing_names_renamed():
     report = archcalc.analyze(archcalc.loads(SKIP))
     net = archcalc.torch.build(report)
@@ -107,3 +136,13 @@ def test_drawn_graphs_verify_layer_by_layer_and_export(g, batch, tmp_path_factor
     wrong = [c for c in checks if not c.ok and not (c.quantity == "training_flops" and not g.reaches_output())]
     assert wrong == [], g.spec()
     round_trip(archcalc.analyze(archcalc.loads(g.spec())), tmp_path_factory.mktemp("export"))
+
+
+def test_nested_blocks_export_as_nested_classes(tmp_path):
+    from .test_torch_export import round_trip
+
+    report = archcalc.analyze(archcalc.loads(NESTED))
+    text = round_trip(report, tmp_path)
+    assert text.index("class Inner(") < text.index("class Outer(")  # a class before the classes that use it
+    assert "self.a = Inner()" in text and "self.stage = nn.ModuleList([" in text
+    assert "stage.1.b.1.conv.weight" in archcalc.torch.build(report).state_dict()

@@ -70,7 +70,19 @@ def source(report: Report, name: str, header: list[str], footer: list[str]) -> s
 
 
 def _source(report, all_parts, nodes, name, header, footer) -> str:
-    kinds = list(dict.fromkeys(n.block for n in _walk(nodes)))
+    kinds: list[str] = []
+
+    def visit(kind: str) -> None:  # a block's class after the classes of the blocks inside it
+        for node in _walk(nodes):
+            if node.block == kind:
+                for child in node.children:
+                    if child.block not in kinds:
+                        visit(child.block)
+        if kind not in kinds:
+            kinds.append(kind)
+
+    for node in _walk(nodes):
+        visit(node.block)
     taken = {name, *TAKEN}
     names = {}
     for kind in kinds:
@@ -78,7 +90,7 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
         taken.add(names[kind])
     helper = {"namespace": False}
     body: list[str] = []
-    for kind in kinds:  # _walk yields inner uses first: a class is written before the classes that use it
+    for kind in kinds:
         uses = [n for n in _walk(nodes) if n.block == kind]
         cls = Class(names[kind], [_entries(all_parts, n.children, n.first, n.stop, n.path + ".", n.inp) for n in uses],
                     [_channels(all_parts, n) for n in uses], names)
