@@ -146,3 +146,10 @@ def test_nested_blocks_export_as_nested_classes(tmp_path):
     assert text.index("class Inner(") < text.index("class Outer(")  # a class before the classes that use it
     assert "self.a = Inner()" in text and "self.stage = nn.ModuleList([" in text
     assert "stage.1.b.1.conv.weight" in archcalc.torch.build(report).state_dict()
+
+
+def test_a_layer_named_like_the_path_of_others_is_refused():
+    text = '[model]\ninput = [4]\n[[layers]]\nname = "fc.0"\ntype = "dense"\nout_features = 4\n' \
+           '[[layers]]\nname = "fc"\ntype = "dense"\nout_features = 4\n'
+    with pytest.raises(SpecError, match="'fc' holds other layers"):
+        archcalc.torch.build(archcalc.loads(text))
