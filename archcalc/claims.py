@@ -22,7 +22,9 @@ from .memory import Device, Optimizer
 from .report import Report
 from .spec import read_text
 
-LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops")
+LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops",
+         "receptive_field", "jump", "dense_equivalent_weights")
+AXES = ("receptive_field", "jump")  # one value per spatial axis of the model's input
 TOTAL = ("params", "weights", "biases", "macs", "flops", "training_flops")
 TYPE = ("params", "weights", "biases", "share", "macs", "flops", "training_flops")
 GROUP = (*TYPE, "output")  # a path prefix ("layer1") or a block's name: sums, and the last layer's output
@@ -47,6 +49,8 @@ class Key:
             return "bytes"
         if self.quantity in ("output", "input"):
             return "shape"
+        if self.quantity in AXES:
+            return "axes"
         return "share" if self.quantity == "share" else "count"
 
 

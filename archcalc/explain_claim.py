@@ -3,7 +3,7 @@ quantity, and sums written out for totals, layer types, shares and memory."""
 
 from __future__ import annotations
 
-from . import explain_row, fmt, num
+from . import explain_row, fmt, num, receptive
 from .claims import Key
 from .report import Report, Row
 
@@ -29,6 +29,8 @@ def layer(report: Report, row: Row, quantity: str) -> str:
     if quantity == "input":
         sources = ["the network's input" if name == "input" else f"the output of {name}" for name in row.inputs]
         return f"input = {' and '.join(sources)} = {' and '.join(fmt.shape(x) for x in row.shapes)}"
+    if quantity in ("receptive_field", "jump"):
+        return "\n".join(line for _, line in receptive.lines(report, row))
     wanted = {
         "params": ("weights", "biases", "params"),
         "share": ("weights", "biases", "params"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import num
+from . import num, receptive
 from .dtypes import DType
 from .graph import Use
 from .layers import Layer
+from .layers.field import Field
 from .memory import Device, Memory, Optimizer, measure
 from .num import Dim, Shape, Value
 
@@ -91,6 +92,11 @@ class Report:
         return measure(self)
 
     @cached_property
+    def fields(self) -> tuple[Field | None, ...]:
+        """Each row's receptive field and jump, over the worst path (receptive.py)."""
+        return receptive.fields(self)
+
+    @cached_property
     def totals(self) -> dict[str, Dim]:
         return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
 
@@ -130,12 +136,12 @@ class Report:
     def to_dict(self) -> dict:
         """The JSON report of DESIGN.md section 3."""
         layers = []
-        for row, saved in zip(self.rows, self.memory.per_row):
+        for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
             share = self.share(row.params)
             layers.append(row.to_dict() | {
                 "share": None if share is None else float(share),
                 "saved_for_backward_bytes": num.to_json(saved.at(self.batch)),
-            })
+            } | teaching(row, field))
         return {
             "model": self.model,
             "input": [num.to_json(d) for d in self.input],
@@ -156,3 +162,13 @@ class Report:
         out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
                "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
         return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
+
+
+def teaching(row: Row, field: Field | None) -> dict:
+    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
+    out = {
+        "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
+        "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],
+    }
+    dense = row.layer.dense_equivalent_weights(row.input)
+    return out if dense is None else out | {"dense_equivalent_weights": num.to_json(dense)}

@@ -21,7 +21,7 @@ from .errors import SpecError
 from .fields import Choice, Flag, read_number
 from .layers import LAYERS
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
 MODEL_KEYS = ("name", "input", "dtype")
 _LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
@@ -84,6 +84,8 @@ class Spec:
     vars: tuple[tuple[str, object], ...] = ()
     dtype: DType = DType.float32
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
+    weights: tuple[tuple[str, object], ...] = ()  # points per claim key, for --format gradescope (gradescope.py)
+    variants: tuple[tuple[str, object], ...] = ()  # [variants]: [vars] ranges for quiz variants (variants.py)
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
@@ -161,6 +163,8 @@ def _read(text: str, path: str | None) -> Spec:
         vars=tuple(variables.items()),
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
+        weights=tuple(_table(data, "weights").items()),
+        variants=tuple(_table(data, "variants").items()),
         path=path,
         text=text,
         blocks=tuple(blocks.items()),

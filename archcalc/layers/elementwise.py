@@ -9,6 +9,7 @@ from .. import fmt, num
 from ..fields import choice, real
 from ..num import Shape, Value
 from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .field import Field
 
 
 @register
@@ -22,6 +23,9 @@ class Dropout(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
@@ -49,6 +53,9 @@ class Activation(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:

@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import sizes
 from ..num import Shape
 from .base import Layer, ints, register
+from .field import Field
 
 
 @register
@@ -22,6 +23,9 @@ class Flatten(Layer):
 
     def is_view(self) -> bool:
         return True
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
@@ -53,6 +57,9 @@ class Reshape(Layer):
 
     def is_view(self) -> bool:
         return True
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))
