@@ -172,8 +172,11 @@ class Sizes:
     """A list of sizes: a target shape. `wildcard` admits one -1 (infer it, as reshape does)."""
 
     wildcard: bool = False
+    scalar: bool = False  # one number stands for a list of one (normalized_shape = 768)
 
     def read(self, raw: object) -> tuple:
+        if self.scalar and not isinstance(raw, (list, bool)) and isinstance(raw, (int, float, str)):
+            return (read_number(raw),)
         if not isinstance(raw, list) or not raw:
             raise SpecError(f"expected a non-empty list of sizes, got {_kind_of(raw)} {_show(raw)}")
         return tuple(read_number(item) for item in raw)
@@ -212,5 +215,5 @@ def choice(*choices: str, default=dataclasses.MISSING):
     return _field(Choice(choices), default)
 
 
-def sizes(default=dataclasses.MISSING, *, wildcard: bool = False):
-    return _field(Sizes(wildcard), default)
+def sizes(default=dataclasses.MISSING, *, wildcard: bool = False, scalar: bool = False):
+    return _field(Sizes(wildcard, scalar), default)

@@ -58,7 +58,8 @@ class Kept:
 
     tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
     elements: Dim  # per sample, or in all when not per_sample
-    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA
+    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA;
+    # "opmath": float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
 
