@@ -188,6 +188,27 @@ class Sizes:
         return tuple(x if self.wildcard and x == -1 else _whole(x, s, 1) for x, s in zip(out, stored))
 
 
+@dataclass(frozen=True)
+class Axis:
+    """An axis number as PyTorch counts it (the batch axis is 0, negative ones from the end): dim = -1.
+    `many`: a list of them (permute's dims)."""
+
+    many: bool = False
+
+    def read(self, raw: object) -> int | tuple[int, ...]:
+        items = raw if self.many and isinstance(raw, list) and raw else [raw]
+        if self.many and not isinstance(raw, list):
+            raise SpecError(f"expected a list of axis numbers, got {_kind_of(raw)} {_show(raw)}")
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise SpecError(f"expected an axis number (a whole number; 0 is the batch axis, -1 the last), got "
+                                f"{_kind_of(item)} {_show(item)}")
+        return tuple(items) if self.many else raw
+
+    def bind(self, stored, env: Env):
+        return stored
+
+
 # The helpers layer classes declare their fields with.
 def _field(kind, default):
     if default is dataclasses.MISSING:
@@ -217,3 +238,7 @@ def choice(*choices: str, default=dataclasses.MISSING):
 
 def sizes(default=dataclasses.MISSING, *, wildcard: bool = False, scalar: bool = False):
     return _field(Sizes(wildcard, scalar), default)
+
+
+def axis(default=dataclasses.MISSING, *, many: bool = False):
+    return _field(Axis(many), default)

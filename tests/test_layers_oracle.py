@@ -134,13 +134,43 @@ def lrn(draw):
     return shape, table, lambda: nn.LocalResponseNorm(size, alpha, beta, k)
 
 
-BUILDERS = [conv_transpose, padded_conv, layernorm, rmsnorm, groupnorm, instancenorm, lrn]
+def activation(draw):
+    shape = spatial_shape(draw, dims=(1, 2))
+    function = draw(st.sampled_from(["gelu", "leaky_relu", "elu", "softmax", "log_softmax", "hardswish", "hardsigmoid",
+                                     "silu"]))
+    table, options = dict(type="activation", function=function), {}
+    if function == "gelu" and draw(st.booleans()):
+        options["approximate"] = draw(st.sampled_from(["none", "tanh"]))
+    if function == "leaky_relu" and draw(st.booleans()):
+        options["negative_slope"] = draw(st.sampled_from([0.2, -0.5, 2.0]))
+    if function == "elu" and draw(st.booleans()):
+        options["alpha"] = draw(st.sampled_from([0.5, 2.0]))
+    if "softmax" in function and draw(st.booleans()):
+        options["dim"] = draw(st.integers(-len(shape), len(shape)))
+    module = {"gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "softmax": nn.Softmax, "log_softmax": nn.LogSoftmax,
+              "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "silu": nn.SiLU}[function]
+    torch_options = {"dim": 1} | options if "softmax" in function else options  # archcalc's default dim: 1
+    return shape, table | options, lambda: module(**torch_options)
+
+
+def prelu(draw):
+    shape = spatial_shape(draw, dims=(1, 2))
+    if draw(st.booleans()):
+        shape = shape[:1]  # a flat input: its features are the channels
+    count = draw(st.sampled_from([1, shape[0], shape[0] + 1]))
+    init = draw(st.sampled_from([0.25, 0.1]))
+    return shape, dict(type="prelu", num_parameters=count, init=init), lambda: nn.PReLU(count, init)
+
+
+BUILDERS = [activation, prelu, conv_transpose, padded_conv, layernorm, rmsnorm, groupnorm, instancenorm, lrn]
 
 
 def prefix(shape):
     """A 1×1 convolution that keeps the shape: the drawn layer's input then needs a gradient."""
+    if len(shape) == 1:
+        return dict(type="dense", out_features=shape[0]), lambda: nn.Linear(shape[0], shape[0])
     table = dict(type="conv", out_channels=shape[0], kernel_size=1)
-    return table, lambda: nn.Conv1d(shape[0], shape[0], 1) if len(shape) <= 2 else getattr(nn, f"Conv{len(shape) - 1}d")(shape[0], shape[0], 1)
+    return table, lambda: getattr(nn, f"Conv{len(shape) - 1}d")(shape[0], shape[0], 1)
 
 
 def torch_numbers(model, shape, batch, dtype):
@@ -209,7 +239,7 @@ def test_drawn_layers_match_torch(case, batch, dtype):
 
 
 def test_every_new_kind_is_drawn():
-    kinds = {"conv_transpose", "layernorm", "rmsnorm", "groupnorm", "instancenorm", "lrn"}
+    kinds = {"prelu", "conv_transpose", "layernorm", "rmsnorm", "groupnorm", "instancenorm", "lrn"}
     assert kinds <= set(archcalc.layers.LAYERS)
     assert len(BUILDERS) >= len(kinds)
 
