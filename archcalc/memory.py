@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import num
 from .errors import SpecError
+from .layers import layout
 from .layers.base import Kept
 from .num import Dim, Value
 
@@ -173,9 +174,16 @@ def measure(report: Report) -> Memory:
     seen: set[tuple] = set()
     per_row, kept_by_row = [], []
     storage = ("output", 0)  # the network input
+    strides = None  # its layout: contiguous (see archcalc/layers/layout.py)
     for row in report.rows:
-        output = storage if row.layer.is_view() else ("output", row.index)
-        names = {"input": storage, "output": output, "pre": ("pre", row.index)}
+        view, after = row.layer.is_view(), None
+        if view:
+            after = row.layer.view(row.input, row.output, strides)
+            if after == layout.COPY:  # a reshape of a permuted tensor: a copy of its own
+                view, after = False, None
+        output = storage if view else ("output", row.index)
+        copied = strides is not None and row.layer.contiguous_input()
+        names = {"input": ("copy", row.index) if copied else storage, "output": output, "pre": ("pre", row.index)}
         total, kept = ZERO, []
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.requires_grad)):
             key = names.get(item.tensor, ("own", row.index, number))
@@ -188,7 +196,7 @@ def measure(report: Report) -> Memory:
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
         per_row.append(total)
         kept_by_row.append(tuple(kept))
-        storage = output
+        storage, strides = output, after
 
     saved = PerBatch.sum(per_row)
     gradient_pairs = [

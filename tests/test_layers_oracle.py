@@ -277,3 +277,86 @@ def test_archcalc_refuses_exactly_what_torch_refuses(case):
         assert torch_says is None, f"archcalc refuses what torch accepts: {error}\n{text}"
         return
     assert torch_says == row.output, text
+
+
+# Chains of layers that move axes around: what autograd keeps depends on which tensors are views
+# of which (a permute is a view; a reshape of it, or nn.Linear on it, is a copy).
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class Reshape(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def axis_layer(draw, shape):
+    rank = len(shape)
+    kind = draw(st.sampled_from(["permute", "permute", "flatten", "flatten", "dense", "dense", "reshape", "reshape",
+                                 "layernorm", "gelu", "relu", "groupnorm", "instancenorm", "conv"]))
+    if kind == "permute":
+        dims = [0, *draw(st.permutations(range(1, rank + 1)))]
+        if draw(st.booleans()):
+            dims = [d - rank - 1 if d and draw(st.booleans()) else d for d in dims]
+        return dict(type="permute", dims=dims), lambda: Permute(dims)
+    if kind == "flatten":
+        start = draw(st.integers(1, rank))
+        end = draw(st.integers(start, rank))
+        end = end - rank - 1 if draw(st.booleans()) else end
+        return dict(type="flatten", start_dim=start, end_dim=end), lambda: nn.Flatten(start, end)
+    if kind == "dense" and rank <= 2:
+        out, bias = draw(st.integers(1, 6)), draw(st.booleans())
+        return dict(type="dense", out_features=out, bias=bias), lambda: nn.Linear(shape[-1], out, bias=bias)
+    if kind == "layernorm":
+        return dict(type="layernorm"), lambda: nn.LayerNorm(shape[-1])
+    if kind == "groupnorm":
+        return dict(type="groupnorm", num_groups=1), lambda: nn.GroupNorm(1, shape[0])
+    if kind == "instancenorm" and 2 <= rank <= 4:
+        return dict(type="instancenorm", affine=True), lambda: getattr(nn, f"InstanceNorm{rank - 1}d")(shape[0], affine=True)
+    if kind == "conv" and 2 <= rank <= 4:
+        return dict(type="conv", out_channels=2, kernel_size=1), lambda: getattr(nn, f"Conv{rank - 1}d")(shape[0], 2, 1)
+    if kind == "reshape":
+        total = math.prod(shape)
+        target = draw(st.sampled_from([[total], [shape[-1], total // shape[-1]], [*shape[:-1], shape[-1]], [-1, shape[0]]]))
+        concrete = [total // shape[0] if t == -1 else t for t in target]
+        return dict(type="reshape", shape=target), lambda: Reshape(concrete)
+    function = "gelu" if kind == "gelu" else "relu"
+    return dict(type="activation", function=function), {"gelu": nn.GELU, "relu": nn.ReLU}[function]
+
+
+@st.composite
+def chains(draw):
+    shape = tuple(draw(st.integers(1, 5)) for _ in range(draw(st.integers(2, 3))))
+    current, tables, modules = shape, [], []
+    if draw(st.booleans()):
+        head, module = prefix(shape)
+        tables, modules = [head], [module]
+    for _ in range(draw(st.integers(1, 5))):
+        table, build = axis_layer(draw, current)
+        try:
+            with torch.no_grad():
+                out = nn.Sequential(*(m() for m in [*modules, build])).eval()(torch.zeros(2, *shape))
+        except (RuntimeError, ValueError):
+            continue
+        tables.append(table)
+        modules.append(build)
+        current = tuple(out.shape[1:])
+    if not tables:
+        tables.append(dict(type="flatten"))
+        modules.append(nn.Flatten)
+    return shape, tables, modules
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(case=chains(), batch=st.integers(2, 3), dtype=st.sampled_from(sorted(DTYPES)))
+def test_views_and_copies_match_torch(case, batch, dtype):
+    check(case, batch, dtype)

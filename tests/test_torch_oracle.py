@@ -258,13 +258,27 @@ def lrn(draw, shape):
     return dict(type="lrn", size=size), lambda: nn.LocalResponseNorm(size)
 
 
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+def permute(draw, shape):
+    dims = [0, *draw(st.permutations(range(1, len(shape) + 1)))]
+    return dict(type="permute", dims=dims), lambda: Permute(dims)
+
+
 def prelu(draw, shape):
     count = draw(st.sampled_from([1, shape[0]]))
     return dict(type="prelu", num_parameters=count), lambda: nn.PReLU(count)
 
 
 SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape,
-           conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu]
+           conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu, permute]
 FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten, layernorm, rmsnorm, groupnorm, prelu]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
 

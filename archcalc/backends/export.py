@@ -79,7 +79,9 @@ def _call(module, name: str, init: list, row) -> str:
     """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
     nn = require().nn
     if isinstance(module, nn.Flatten):
-        return "torch.flatten(x, 1)"
+        return f"torch.flatten(x, {module.start_dim}{'' if module.end_dim == -1 else f', {module.end_dim}'})"
+    if hasattr(module, "source"):  # a module archcalc defines (permute): its call, written out
+        return module.source
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
         return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
     if row.layer.kind == "activation":

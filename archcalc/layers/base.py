@@ -128,6 +128,15 @@ class Layer:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
 
+    def view(self, x: Shape, y: Shape, strides):
+        """For a view: the output's layout (archcalc.layers.layout) from the input's, or layout.COPY
+        when it must copy after all (a reshape of a permuted tensor)."""
+        return strides
+
+    def contiguous_input(self) -> bool:
+        """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
+        return False
+
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
         return ""

@@ -82,8 +82,8 @@ class LayerNorm(Layer):
                             f"{fmt.shape(shape)}) is normalized on its own, per sample")]
         if not self.elementwise_affine:
             return lines + [("weights", "no parameters (elementwise_affine = false)")]
-        lines.append(("weights", f"weights = normalized_shape = {fmt.product(shape)} = {n} (a scale γ per normalized value, "
-                                 "not per token)"))
+        product = f"{fmt.product(shape)} = " if len(shape) > 1 else ""
+        lines.append(("weights", f"weights = normalized_shape = {product}{n} (a scale γ per normalized value, not per token)"))
         lines.append(("biases", f"biases = {n} (a shift β per normalized value)" if self.bias else "biases = 0 (bias = false)"))
         return lines
 
@@ -99,6 +99,9 @@ class GroupNorm(Layer):
     kind = "groupnorm"
     num_groups: Dim = whole()
     affine: bool = flag(True)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
 
     def channels(self, x: Shape) -> Dim:
         if num.is_concrete(x[0]) and num.is_concrete(self.num_groups) and x[0] % self.num_groups:
@@ -148,6 +151,9 @@ class InstanceNorm(Layer):
     kind = "instancenorm"
     affine: bool = flag(False)
     track_running_stats: bool = flag(False)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
 
     def output(self, x: Shape) -> Shape:
         if not 2 <= len(x) <= 4:

@@ -1,4 +1,4 @@
-"""Layers that only rearrange values: flatten (torch.flatten(x, 1)) and reshape (view)."""
+"""Layers that only rearrange values: flatten (torch.flatten(x, 1)), reshape and permute (views)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,123 @@ from dataclasses import dataclass
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import sizes
+from ..fields import axis, sizes
 from ..num import Shape
+from . import layout
 from .base import Layer, ints, register
+
+
+def sample_axis(dim: int, x: Shape, field: str) -> int:
+    """A torch axis number (0: the batch axis, negative: from the end) as an index into one sample's shape."""
+    rank = len(x) + 1
+    if not -rank <= dim < rank:
+        raise SpecError(f"{field} = {dim} is not an axis of [B, {fmt.shape(x)}]",
+                        f"axes are numbered as in PyTorch: 0 the batch axis, 1 to {len(x)} the sample's, -1 the last", field)
+    if dim % rank == 0:
+        raise SpecError(f"{field} = {dim} is the batch axis", "archcalc's shapes are one sample's: use 1 or more", field)
+    return dim % rank - 1
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
+    """Merges the axes start_dim..end_dim into one (torch.nn.Flatten: by default all but the batch axis)."""
+
     kind = "flatten"
+    start_dim: int = axis(1)
+    end_dim: int = axis(-1)
+
+    def span(self, x: Shape) -> tuple[int, int]:
+        start, end = sample_axis(self.start_dim, x, "start_dim"), sample_axis(self.end_dim, x, "end_dim")
+        if start > end:
+            raise SpecError(f"start_dim = {self.start_dim} comes after end_dim = {self.end_dim}",
+                            "flatten merges the axes from start_dim to end_dim", "start_dim")
+        return start, end
 
     def output(self, x: Shape) -> Shape:
-        return (num.mul(x),)
+        start, end = self.span(x)
+        return (*x[:start], num.mul(x[start:end + 1]), *x[end + 1:])
 
     def is_view(self) -> bool:
         return True
 
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)
+
+    def summary(self, x: Shape) -> str:
+        return "" if self.span(x) == (0, len(x) - 1) else f"axes {self.start_dim}..{self.end_dim}"
+
     def derive(self, x: Shape) -> list[tuple[str, str]]:
-        return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
+        start, end = self.span(x)
+        merged = x[start:end + 1]
+        if (start, end) == (0, len(x) - 1):
+            return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
+        return [("output", f"axes {self.start_dim} to {self.end_dim} (the batch axis is 0) merged: "
+                           f"{fmt.product(merged)} = {fmt.group(num.mul(merged))}")]
 
     def to_torch(self, x: Shape, nn):
-        return nn.Flatten()
+        return nn.Flatten(self.start_dim, self.end_dim)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Permute(Layer):
+    """Reorders the axes (Tensor.permute, axes numbered as torch does, the batch axis 0 first): a view."""
+
+    kind = "permute"
+    dims: tuple = axis(many=True)
+
+    def order(self, x: Shape) -> tuple[int, ...]:
+        """The sample axes the output's axes come from: dims = [0, 2, 1] -> (1, 0)."""
+        if len(self.dims) != len(x) + 1:
+            raise SpecError(f"dims gives {len(self.dims)} axes, the input [B, {fmt.shape(x)}] has {len(x) + 1}",
+                            "give every axis once, the batch axis 0 first: dims = [0, 2, 1] swaps a sample's two axes", "dims")
+        full = [d % (len(x) + 1) if -len(x) - 1 <= d <= len(x) else None for d in self.dims]
+        if None in full or sorted(full) != list(range(len(x) + 1)):
+            raise SpecError(f"dims = {list(self.dims)} is not an order of the axes 0 to {len(x)}",
+                            "give every axis once (negative numbers count from the end)", "dims")
+        if full[0] != 0:
+            raise SpecError(f"dims = {list(self.dims)} moves the batch axis", "the batch axis 0 stays first", "dims")
+        return tuple(d - 1 for d in full[1:])
+
+    def output(self, x: Shape) -> Shape:
+        return tuple(x[i] for i in self.order(x))
+
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.permuted(x, strides, self.order(x))
+
+    def summary(self, x: Shape) -> str:
+        return "dims " + ", ".join(map(str, self.dims))
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"axes reordered: sample axis i of the output is axis dims[i] − 1 of the input "
+                           f"(dims counts the batch axis as 0): {fmt.shape(x)} → {fmt.shape(self.output(x))}; a view, "
+                           "no copy: but a later reshape or dense copies it")]
+
+    def to_torch(self, x: Shape, nn):
+        return _module(nn)(self.dims)
+
+
+_MODULES: dict = {}
+
+
+def _module(nn):
+    """nn.Module that permutes (torch has no nn.Permute); `source` is the call export writes."""
+    if nn not in _MODULES:
+        class Permute(nn.Module):
+            def __init__(self, dims):
+                super().__init__()
+                self.dims = tuple(dims)
+                self.source = f"x.permute({', '.join(map(str, self.dims))})"
+
+            def forward(self, x):
+                return x.permute(*self.dims)
+
+        _MODULES[nn] = Permute
+    return _MODULES[nn]
 
 
 @register
@@ -52,6 +148,9 @@ class Reshape(Layer):
 
     def is_view(self) -> bool:
         return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))
