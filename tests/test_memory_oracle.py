@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
 import archcalc  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
 from .torch_probe import ACTIVATIONS, flops, saved_bytes  # noqa: E402

@@ -20,8 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archcalc  # noqa: E402
@@ -277,7 +276,14 @@ def prelu(draw, shape):
     return dict(type="prelu", num_parameters=count), lambda: nn.PReLU(count)
 
 
-SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape,
+def adaptive_pool(draw, shape):
+    n = len(shape) - 1
+    op = draw(st.sampled_from(["max", "avg"]))
+    size, o = per_axis(draw, n, 1, 7)  # larger than the input too: windows then overlap
+    return dict(type="adaptive_pool", op=op, output_size=size), lambda: getattr(nn, f"Adaptive{op.title()}Pool{n}d")(o)
+
+
+SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool,
            conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu, permute]
 FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten, layernorm, rmsnorm, groupnorm, prelu]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
@@ -403,8 +409,9 @@ def torch_modules(row):
         yield ACTIVATIONS[row.layer.activation]()
 
 
-SHIPPED = [(path, {}) for path in SPECS if "symbolic" not in path.stem] + [
-    (path, values) for path in SPECS if "symbolic" in path.stem
+STACKS = [path for path in SPECS if "[blocks." not in path.read_text()]  # graphs: tests/test_graph_specs.py, per layer
+SHIPPED = [(path, {}) for path in STACKS if "symbolic" not in path.stem] + [
+    (path, values) for path in STACKS if "symbolic" in path.stem
     for values in ({"H": 224, "W": 224, "classes": 1000}, {"H": 67, "W": 99, "classes": 10})
 ]
 
@@ -422,5 +429,7 @@ def test_shipped_specs_match_torch(path, values):
 
 
 def test_every_layer_kind_is_drawn():
-    drawn = {kind.__name__ for kind in SPATIAL + FLAT}
+    from .test_graph_oracle import MERGES  # the layers that read several tensors are drawn in graphs
+
+    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES)
     assert drawn == set(archcalc.layers.LAYERS)

@@ -29,6 +29,7 @@ class Flatten(Layer):
     """Merges the axes start_dim..end_dim into one (torch.nn.Flatten: by default all but the batch axis)."""
 
     kind = "flatten"
+    torch_modules = ("Flatten",)
     start_dim: int = axis(1)
     end_dim: int = axis(-1)
 
