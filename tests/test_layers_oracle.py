@@ -150,10 +150,12 @@ def activation(draw):
     if function == "elu" and draw(st.booleans()):
         options["alpha"] = draw(st.sampled_from([0.5, 2.0]))
     if "softmax" in function and draw(st.booleans()):
-        options["dim"] = draw(st.integers(-len(shape), len(shape)))
+        options["dim"] = draw(st.integers(-len(shape), len(shape) - 1))  # an axis of one sample
     module = {"gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "softmax": nn.Softmax, "log_softmax": nn.LogSoftmax,
               "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "silu": nn.SiLU}[function]
-    torch_options = {"dim": 1} | options if "softmax" in function else options  # archcalc's default dim: 1
+    torch_options = dict(options)
+    if "softmax" in function:  # torch counts the batch axis: archcalc's dim 0 (its default) is torch's 1
+        torch_options["dim"] = options.get("dim", 0) + 1 if options.get("dim", 0) >= 0 else options["dim"]
     return shape, table | options, lambda: module(**torch_options)
 
 
@@ -307,16 +309,15 @@ def axis_layer(draw, shape):
     rank = len(shape)
     kind = draw(st.sampled_from(["permute", "permute", "flatten", "flatten", "dense", "dense", "reshape", "reshape",
                                  "layernorm", "gelu", "relu", "groupnorm", "instancenorm", "conv"]))
-    if kind == "permute":
+    if kind == "permute":  # archcalc's dims are a sample's axes: torch's less one
         dims = [0, *draw(st.permutations(range(1, rank + 1)))]
-        if draw(st.booleans()):
-            dims = [d - rank - 1 if d and draw(st.booleans()) else d for d in dims]
-        return dict(type="permute", dims=dims), lambda: Permute(dims)
+        written = [d - 1 - (rank if draw(st.booleans()) else 0) for d in dims[1:]]
+        return dict(type="permute", dims=written), lambda: Permute(dims)
     if kind == "flatten":
         start = draw(st.integers(1, rank))
         end = draw(st.integers(start, rank))
-        end = end - rank - 1 if draw(st.booleans()) else end
-        return dict(type="flatten", start_dim=start, end_dim=end), lambda: nn.Flatten(start, end)
+        table = dict(type="flatten", start_dim=start - 1, end_dim=end - 1 if draw(st.booleans()) else end - rank - 1)
+        return table, lambda: nn.Flatten(start, end)
     if kind == "dense" and rank <= 2:
         out, bias = draw(st.integers(1, 6)), draw(st.booleans())
         return dict(type="dense", out_features=out, bias=bias), lambda: nn.Linear(shape[-1], out, bias=bias)

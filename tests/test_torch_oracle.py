@@ -268,7 +268,7 @@ class Permute(nn.Module):
 
 def permute(draw, shape):
     dims = [0, *draw(st.permutations(range(1, len(shape) + 1)))]
-    return dict(type="permute", dims=dims), lambda: Permute(dims)
+    return dict(type="permute", dims=[d - 1 for d in dims[1:]]), lambda: Permute(dims)
 
 
 def prelu(draw, shape):

@@ -154,6 +154,11 @@ class Layer:
         """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
         return {}
 
+    @classmethod
+    def torch_value(cls, field: str, value):
+        """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
+        return value
+
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
         raise NotImplementedError(self.kind)

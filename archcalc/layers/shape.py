@@ -13,14 +13,22 @@ from .base import Layer, ints, register
 
 
 def sample_axis(dim: int, x: Shape, field: str) -> int:
-    """A torch axis number (0: the batch axis, negative: from the end) as an index into one sample's shape."""
-    rank = len(x) + 1
-    if not -rank <= dim < rank:
-        raise SpecError(f"{field} = {dim} is not an axis of [B, {fmt.shape(x)}]",
-                        f"axes are numbered as in PyTorch: 0 the batch axis, 1 to {len(x)} the sample's, -1 the last", field)
-    if dim % rank == 0:
-        raise SpecError(f"{field} = {dim} is the batch axis", "archcalc's shapes are one sample's: use 1 or more", field)
-    return dim % rank - 1
+    """An axis of one sample, numbered as concat's dim (0: the first axis, the channels or tokens;
+    negative: from the end), as an index into x. PyTorch's numbers are these plus one (its 0 is the batch)."""
+    if not -len(x) <= dim < len(x):
+        raise SpecError(f"{field} = {dim} is not an axis of one sample {fmt.shape(x)}",
+                        f"axes of one sample count from 0 (the first, after the batch axis) to {len(x) - 1}, "
+                        "or from -1 (the last) back", field)
+    return dim % len(x)
+
+
+def torch_axis(dim: int) -> int:
+    """A sample axis as PyTorch numbers it, with the batch axis 0 in front."""
+    return dim + 1 if dim >= 0 else dim
+
+
+def from_torch_axis(dim: int) -> int:
+    return dim - 1 if dim > 0 else dim
 
 
 @register
@@ -30,7 +38,7 @@ class Flatten(Layer):
 
     kind = "flatten"
     torch_modules = ("Flatten",)
-    start_dim: int = axis(1)
+    start_dim: int = axis(0)  # axes of one sample, as concat's dim: torch's start_dim − 1
     end_dim: int = axis(-1)
 
     def span(self, x: Shape) -> tuple[int, int]:
@@ -58,33 +66,35 @@ class Flatten(Layer):
         merged = x[start:end + 1]
         if (start, end) == (0, len(x) - 1):
             return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
-        return [("output", f"axes {self.start_dim} to {self.end_dim} (the batch axis is 0) merged: "
+        return [("output", f"axes {self.start_dim} to {self.end_dim} of a sample merged: "
                            f"{fmt.product(merged)} = {fmt.group(num.mul(merged))}")]
 
+    @classmethod
+    def torch_value(cls, field: str, value):
+        return from_torch_axis(value)
+
     def to_torch(self, x: Shape, nn):
-        return nn.Flatten(self.start_dim, self.end_dim)
+        return nn.Flatten(torch_axis(self.start_dim), torch_axis(self.end_dim))
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
 class Permute(Layer):
-    """Reorders the axes (Tensor.permute, axes numbered as torch does, the batch axis 0 first): a view."""
+    """Reorders a sample's axes (Tensor.permute without the batch axis: dims = [1, 0] is x.permute(0, 2, 1)): a view."""
 
     kind = "permute"
     dims: tuple = axis(many=True)
 
     def order(self, x: Shape) -> tuple[int, ...]:
-        """The sample axes the output's axes come from: dims = [0, 2, 1] -> (1, 0)."""
-        if len(self.dims) != len(x) + 1:
-            raise SpecError(f"dims gives {len(self.dims)} axes, the input [B, {fmt.shape(x)}] has {len(x) + 1}",
-                            "give every axis once, the batch axis 0 first: dims = [0, 2, 1] swaps a sample's two axes", "dims")
-        full = [d % (len(x) + 1) if -len(x) - 1 <= d <= len(x) else None for d in self.dims]
-        if None in full or sorted(full) != list(range(len(x) + 1)):
-            raise SpecError(f"dims = {list(self.dims)} is not an order of the axes 0 to {len(x)}",
+        """The input axes the output's axes come from, each as an index into x."""
+        if len(self.dims) != len(x):
+            raise SpecError(f"dims gives {len(self.dims)} axes, a sample {fmt.shape(x)} has {len(x)}",
+                            "give every axis of one sample once: dims = [1, 0] swaps the two axes of [T, d]", "dims")
+        order = tuple(d % len(x) if -len(x) <= d < len(x) else None for d in self.dims)
+        if None in order or sorted(order) != list(range(len(x))):
+            raise SpecError(f"dims = {list(self.dims)} is not an order of a sample's axes 0 to {len(x) - 1}",
                             "give every axis once (negative numbers count from the end)", "dims")
-        if full[0] != 0:
-            raise SpecError(f"dims = {list(self.dims)} moves the batch axis", "the batch axis 0 stays first", "dims")
-        return tuple(d - 1 for d in full[1:])
+        return order
 
     def output(self, x: Shape) -> Shape:
         return tuple(x[i] for i in self.order(x))
@@ -99,12 +109,11 @@ class Permute(Layer):
         return "dims " + ", ".join(map(str, self.dims))
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
-        return [("output", f"axes reordered: sample axis i of the output is axis dims[i] − 1 of the input "
-                           f"(dims counts the batch axis as 0): {fmt.shape(x)} → {fmt.shape(self.output(x))}; a view, "
-                           "no copy: but a later reshape or dense copies it")]
+        return [("output", f"axes reordered: axis i of the output is axis dims[i] of the input: "
+                           f"{fmt.shape(x)} → {fmt.shape(self.output(x))}; a view, no copy (a later reshape or dense copies it)")]
 
     def to_torch(self, x: Shape, nn):
-        return _module(nn)(self.dims)
+        return _module(nn)((0, *(i + 1 for i in self.order(x))))
 
 
 _MODULES: dict = {}
