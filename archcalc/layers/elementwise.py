@@ -105,6 +105,7 @@ class PReLU(Layer):
     """A leaky ReLU whose negative slope is learned: one for all channels, or one per channel."""
 
     kind = "prelu"
+    torch_modules = ("PReLU",)
     num_parameters: Dim = size(1)
     init: Value = real(Fraction(1, 4))
 

@@ -45,6 +45,7 @@ class LayerNorm(Layer):
     """Normalizes each sample over its last axes; a scale and a shift per normalized value."""
 
     kind = "layernorm"
+    torch_modules = ("LayerNorm",)
     normalized_shape: tuple | None = sizes(None, scalar=True)
     elementwise_affine: bool = flag(True)
     bias: bool = flag(True)
@@ -96,6 +97,7 @@ class GroupNorm(Layer):
     """Normalizes each sample over groups of channels (and all their positions); a scale and shift per channel."""
 
     kind = "groupnorm"
+    torch_modules = ("GroupNorm",)
     num_groups: Dim = whole()
     affine: bool = flag(True)
 
@@ -148,6 +150,7 @@ class InstanceNorm(Layer):
     """Normalizes each channel of each sample over its positions (no parameters unless affine)."""
 
     kind = "instancenorm"
+    torch_modules = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d")
     affine: bool = flag(False)
     track_running_stats: bool = flag(False)
 
@@ -204,6 +207,7 @@ class RMSNorm(Layer):
     """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
 
     kind = "rmsnorm"
+    torch_modules = ("RMSNorm",)
     normalized_shape: tuple | None = sizes(None, scalar=True)
     eps: Value | None = real(None, low=0)
     elementwise_affine: bool = flag(True)
@@ -246,6 +250,7 @@ class LocalResponseNorm(Layer):
     """AlexNet's (2012) normalization across `size` neighbouring channels: b = a / (k + α/n·Σa²)^β."""
 
     kind = "lrn"
+    torch_modules = ("LocalResponseNorm",)
     size: Dim = whole()
     alpha: Value = real(Fraction(1, 10000), low=0)
     beta: Value = real(Fraction(3, 4), low=0)
