@@ -60,7 +60,8 @@ def measure(module: nn.Module, shape) -> Measured:
     with torch.no_grad(), FlopCounterMode(display=False) as counter, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "same" padding with an even kernel makes a padded copy: fine
         out = module(torch.zeros(1, *shape))
-    tensors = lambda name: [t for m in module.modules() if isinstance(t := getattr(m, name, None), torch.Tensor)]
+    # .weight and .bias, and an LSTM's weight_ih_l0, bias_hh_l0_reverse, ...
+    tensors = lambda name: [p for path, p in module.named_parameters() if path.rsplit(".", 1)[-1].startswith(name)]
     return Measured(
         tuple(shape), tuple(out.shape[1:]),
         sum(t.numel() for t in tensors("weight")), sum(t.numel() for t in tensors("bias")),
@@ -276,6 +277,32 @@ def prelu(draw, shape):
     return dict(type="prelu", num_parameters=count), lambda: nn.PReLU(count)
 
 
+class NativeRNN(nn.Module):
+    """An LSTM or GRU's output sequence, run without oneDNN (with it, FlopCounterMode counts no LSTM FLOPs)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        with torch.backends.mkldnn.flags(enabled=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.rnn(x)[0]
+
+
+def recurrent(kind):
+    def draw_layer(draw, shape):
+        hidden, layers, bidirectional = draw(st.integers(1, 8)), draw(st.integers(1, 2)), draw(st.booleans())
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        table = dict(type=kind, hidden_size=hidden, num_layers=layers, bidirectional=bidirectional)
+        return table, lambda: NativeRNN(cls(shape[-1], hidden, layers, batch_first=True, bidirectional=bidirectional))
+    draw_layer.__name__ = kind
+    return draw_layer
+
+
+lstm, gru = recurrent("lstm"), recurrent("gru")
+
+
 def adaptive_pool(draw, shape):
     n = len(shape) - 1
     op = draw(st.sampled_from(["max", "avg"]))
@@ -284,7 +311,7 @@ def adaptive_pool(draw, shape):
 
 
 SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool,
-           conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu, permute]
+           conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu, permute, lstm, gru]
 FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten, layernorm, rmsnorm, groupnorm, prelu]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
 
