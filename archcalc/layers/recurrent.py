@@ -94,7 +94,6 @@ class Recurrent(Layer):
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         g, h, d = self.gates, fmt.term(self.hidden_size), self.dirs
-        first, later, hidden = self.parts(x)
         dirs = f"{d}·" if d != 1 else ""
         lines = [("output", f"[T, h·directions] = [{fmt.term(x[0])}, {h}·{d}]: the hidden state at every step")]
         text = f"weights = {dirs}{g}·h·(in + h) = {dirs}{g}·{h}·({fmt.term(self.in_features(x))} + {h})"
