@@ -13,6 +13,7 @@ import json
 import re
 
 from .. import fmt, num
+from ..layers import ACTIVATIONS
 from ..report import Report
 from .torch import Part, concrete, is_chain, modules, parts, require
 
@@ -88,7 +89,9 @@ def _call(module, name: str, init: list, row) -> str:
     """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
     nn = require().nn
     if isinstance(module, nn.Flatten):
-        return "torch.flatten(x, 1)"
+        return f"torch.flatten(x, {module.start_dim}{'' if module.end_dim == -1 else f', {module.end_dim}'})"
+    if hasattr(module, "source"):  # a module archcalc defines (permute): its call, written out
+        return module.source
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
         return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
     if row.layer.kind == "activation":
@@ -102,8 +105,10 @@ def _call(module, name: str, init: list, row) -> str:
 def _activation(module, function: str, inner: str) -> str:
     if function in TORCH_FUNCTIONS:
         return f"torch.{function}({inner})"
-    dim = getattr(module, "dim", None)
-    return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
+    defaults = inspect.signature(type(module).__init__).parameters
+    options = "".join(f", {name}={_literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
+                      if getattr(module, name) != defaults[name].default)  # dim=1, negative_slope=0.2, approximate="tanh"
+    return f"F.{function}({inner}{options})"
 
 
 def _arguments(module) -> str:
