@@ -53,6 +53,9 @@ def analyze(
     rows: list[Row] = []
     layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
     for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
+        if node.name in shapes:
+            raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
         if not layer.merges and len(xs) > 1:
@@ -66,7 +69,7 @@ def analyze(
     return Report(
         model=spec.name,
         input=x,
-        rows=tuple(rows),
+        rows=_backward(rows),
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
@@ -75,6 +78,16 @@ def analyze(
         device=device,
         uses=tuple(uses),
     )
+
+
+def _backward(rows: list[Row]) -> tuple[Row, ...]:
+    """The rows, those whose output does not feed the model's output (the last row's) marked: a
+    training step's backward pass, from the loss, never reaches them."""
+    needed = {rows[-1].name}
+    for row in reversed(rows):
+        if row.name in needed:
+            needed.update(row.inputs)
+    return tuple(row if row.name in needed else dataclasses.replace(row, backward=False) for row in rows)
 
 
 def _choice(kind, value, name: str):
