@@ -7,7 +7,7 @@ import pytest
 
 import archcalc
 from archcalc.backends.bench import Mode, Options
-from archcalc.claims import Scope, ValueKind, parse_key
+from archcalc.claim_keys import Scope, ValueKind, parse_key
 from archcalc.dtypes import DType
 from archcalc.layers import ACTIVATIONS
 from archcalc.layers.base import Kept, Storage, Tensor

@@ -13,25 +13,23 @@ import json
 import re
 
 from .. import fmt, num
-from ..layers.base import activation_call
+from ..layers import ACTIVATIONS
 from ..report import Report
-from .torch import Part, concrete, modules, parts
+from .torch import Part, concrete, is_chain, modules, parts, require
 
 SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
 EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
+ACTIVATION_CLASSES = {f.torch: name for name, f in ACTIVATIONS.items()}  # "LeakyReLU" -> "leaky_relu"
+TORCH_FUNCTIONS = {"sigmoid", "tanh"}  # torch.sigmoid: F.sigmoid and F.tanh are deprecated aliases
 
 
 def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
     name = class_name or _class_name(report.model)
-    init: list[tuple[str, str]] = []
-    forward: list[tuple[str, str]] = []
-    for part in parts(report):
-        _part(part, init, forward)
     params = num.add(row.params for row in report.rows)
     where = f" from {_plain(report.path)}" if report.path else ""
-    lines = [
+    header = [
         f'"""{_plain(report.model)}, exported by archcalc{where}.',
         "",
         f"{fmt.group(params)} parameters; input B×{_shape(report.input)}, output B×{_shape(report.output)}.",
@@ -43,14 +41,8 @@ def source(report: Report, class_name: str | None = None) -> str:
         "from torch import nn",
         "",
         "",
-        f"class {name}(nn.Module):",
-        "    def __init__(self) -> None:",
-        "        super().__init__()",
-        *_aligned(init, "        "),
-        "",
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
-        "        return x",
+    ]
+    footer = [
         "",
         "",
         'if __name__ == "__main__":',
@@ -60,25 +52,65 @@ def source(report: Report, class_name: str | None = None) -> str:
         f"    print(sum(p.numel() for p in model.parameters()))  # {params}",
         "",
     ]
+    if not is_chain(report):  # a graph: one class per block (export_graph.py)
+        from . import export_graph
+
+        return export_graph.source(report, name, header, footer)
+    init: list[tuple[str, str]] = []
+    forward: list[tuple[str, str]] = []
+    for part in parts(report):
+        _part(part, init, forward)
+    lines = [
+        *header,
+        f"class {name}(nn.Module):",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *_aligned(init, "        "),
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
+        "        return x",
+        *footer,
+    ]
     return "\n".join(lines)
 
 
 def _part(part: Part, init: list, forward: list) -> None:
     """The lines of one row: its module in __init__ (if it is one) and its call in forward."""
     row = part.row
+    layer, *activation = modules(part)
     shape = f"B×{_shape(row.output)}"
-    call = row.layer.torch_call(row.input) or _module(modules(part)[0], part.names[0], init, row)
-    if row.layer.activation:
-        call = activation_call(row.layer.activation, call)
+    call = _call(layer, part.names[0], init, row)
+    if activation:
+        call = _activation(activation[0], row.layer.activation, call)
     forward.append((f"x = {call}", shape))
 
 
-def _module(module, name: str, init: list, row) -> str:
-    """A layer's module, made in __init__, and how forward calls it."""
-    params = row.params
+def _call(module, name: str, init: list, row) -> str:
+    """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
+    nn = require().nn
+    if isinstance(module, nn.Flatten):
+        return f"torch.flatten(x, {module.start_dim}{'' if module.end_dim == -1 else f', {module.end_dim}'})"
+    if hasattr(module, "source"):  # a module archcalc defines (permute): its call, written out
+        return module.source
+    if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
+        return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
+    function = ACTIVATION_CLASSES.get(type(module).__name__)  # an activation layer: a function call in forward
+    if function is not None:
+        return _activation(module, function, "x")
+    params = num.normal(row.params)
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
     init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
     return f"self.{name}(x)"
+
+
+def _activation(module, function: str, inner: str) -> str:
+    if function in TORCH_FUNCTIONS:
+        return f"torch.{function}({inner})"
+    defaults = inspect.signature(type(module).__init__).parameters
+    options = "".join(f", {name}={_literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
+                      if getattr(module, name) != defaults[name].default)  # dim=1, negative_slope=0.2, approximate="tanh"
+    return f"F.{function}({inner}{options})"
 
 
 def _arguments(module) -> str:

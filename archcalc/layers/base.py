@@ -38,6 +38,7 @@ class Storage(StrEnum):
     model = "model"  # the network's dtype
     int64 = "int64"
     mask = "mask"  # a dropout mask: the model's dtype on CPU, 1 byte on CUDA
+    opmath = "opmath"  # float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Function:
     saves: Tensor  # output or input (measured with saved_tensors_hooks on CPU, torch 2.13)
     torch: str  # the torch.nn class
     dim: bool = False  # takes dim=1 (softmax over the channels / features)
-    namespace: str = "F"  # where exported code calls it: torch.nn.functional, or torch (F.sigmoid, F.tanh are deprecated)
+    options: tuple[str, ...] = ()  # the `activation` layer's fields this function takes (torch's argument names)
 
     def __post_init__(self):
         object.__setattr__(self, "saves", Tensor(self.saves))
@@ -56,14 +57,16 @@ class Function:
 # The `activation` layer and the `activation` field of conv, dense and batchnorm.
 ACTIVATIONS: dict[str, Function] = {
     "relu": Function(Tensor.output, "ReLU"),
-    "sigmoid": Function(Tensor.output, "Sigmoid", namespace="torch"),
-    "tanh": Function(Tensor.output, "Tanh", namespace="torch"),
-    "softmax": Function(Tensor.output, "Softmax", dim=True),
-    "log_softmax": Function(Tensor.output, "LogSoftmax", dim=True),
-    "gelu": Function(Tensor.input, "GELU"),
+    "sigmoid": Function(Tensor.output, "Sigmoid"),
+    "tanh": Function(Tensor.output, "Tanh"),
+    "softmax": Function(Tensor.output, "Softmax", dim=True, options=("dim",)),
+    "log_softmax": Function(Tensor.output, "LogSoftmax", dim=True, options=("dim",)),
+    "gelu": Function(Tensor.input, "GELU", options=("approximate",)),
     "silu": Function(Tensor.input, "SiLU"),
-    "leaky_relu": Function(Tensor.input, "LeakyReLU"),
-    "elu": Function(Tensor.input, "ELU"),
+    "hardswish": Function(Tensor.input, "Hardswish"),
+    "hardsigmoid": Function(Tensor.input, "Hardsigmoid"),
+    "leaky_relu": Function(Tensor.input, "LeakyReLU", options=("negative_slope",)),
+    "elu": Function(Tensor.input, "ELU", options=("alpha",)),
     "relu6": Function(Tensor.input, "ReLU6"),
     "hardtanh": Function(Tensor.input, "Hardtanh"),
     "softplus": Function(Tensor.input, "Softplus"),
@@ -71,20 +74,13 @@ ACTIVATIONS: dict[str, Function] = {
 }
 
 
-def torch_activation(name: str, nn):
-    """The torch module for an activation function, from the torch.nn namespace `nn`."""
+def torch_activation(name: str, nn, **options):
+    """The torch module for an activation function, from the torch.nn namespace `nn`; `options`: its
+    arguments other than the defaults (negative_slope = 0.2, ...)."""
     function = ACTIVATIONS[name]
-    return getattr(nn, function.torch)(dim=1) if function.dim else getattr(nn, function.torch)()
-
-
-def activation_call(name: str, inner: str) -> str:
-    """How exported code applies an activation function to `inner`.
-
-    >>> activation_call("relu", "self.conv1(x)"), activation_call("softmax", "x"), activation_call("tanh", "x")
-    ('F.relu(self.conv1(x))', 'F.softmax(x, dim=1)', 'torch.tanh(x)')
-    """
-    function = ACTIVATIONS[name]
-    return f"{function.namespace}.{name}({inner}{', dim=1' if function.dim else ''})"
+    if function.dim:
+        options.setdefault("dim", 1)
+    return getattr(nn, function.torch)(**options)
 
 
 @dataclass(frozen=True)
@@ -187,6 +183,15 @@ class Layer:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
 
+    def view(self, x: Shape, y: Shape, strides):
+        """For a view: the output's layout (archcalc.layers.layout) from the input's, or layout.COPY
+        when it must copy after all (a reshape of a permuted tensor)."""
+        return strides
+
+    def contiguous_input(self) -> bool:
+        """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
+        return False
+
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
         return ""
@@ -214,15 +219,15 @@ class Layer:
         """Whether a quiz asks for this layer's output shape: when the layer changes the shape."""
         return y != x
 
-    def torch_call(self, x: Shape) -> str | None:
-        """The expression exported code writes in forward for a layer that needs no module ('torch.flatten(x, 1)');
-        None: the layer is a module, made in __init__ and called."""
-        return None
-
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
         return {}
+
+    @classmethod
+    def torch_value(cls, field: str, value):
+        """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
+        return value
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
