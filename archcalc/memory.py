@@ -206,7 +206,7 @@ def measure(report: Report) -> Memory:
     gradient_pairs = [
         num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows
-        if row.requires_grad or row.params != 0
+        if row.backward and (row.requires_grad or row.params != 0)
     ]
     live = _live(report, storage)
     buffers = num.add(row.layer.buffer_bytes(row.input, size) for row in report.rows)

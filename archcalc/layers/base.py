@@ -16,6 +16,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice
 from ..num import Dim, Shape
+from .field import Field
 
 LAYERS: dict[str, type[Layer]] = {}
 
@@ -127,6 +128,15 @@ class Layer:
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
         return 0
+
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        """The receptive field and jump of the output, from the input's (see layers/field.py); None: not known
+        for this kind. The engine keeps a field that already sees the whole input as it is."""
+        return None
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim | None:
+        """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
+        return None
 
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""

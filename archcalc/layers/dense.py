@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .field import Field
 
 
 @register
@@ -49,6 +50,9 @@ class Dense(Layer):
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         return num.normal(self.macs(x) * (2 if grad else 1))
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise: over a flat input every output already sees the whole input
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))

@@ -10,6 +10,7 @@ from ..errors import SpecError
 from ..fields import axis, choice, real, size
 from ..num import Dim, Shape, Value
 from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .field import Field
 from .shape import from_torch_axis, sample_axis, torch_axis
 
 
@@ -24,6 +25,9 @@ class Dropout(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
@@ -72,6 +76,9 @@ class Activation(Layer):
         if "dim" in options:
             sample_axis(options["dim"], x, "dim")
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:

@@ -10,6 +10,7 @@ from ..fields import axis, sizes
 from ..num import Shape
 from . import layout
 from .base import Layer, ints, register
+from .field import Field
 
 
 def sample_axis(dim: int, x: Shape, field: str) -> int:
@@ -60,6 +61,9 @@ class Flatten(Layer):
 
     def summary(self, x: Shape) -> str:
         return "" if self.span(x) == (0, len(x) - 1) else f"axes {self.start_dim}..{self.end_dim}"
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         start, end = self.span(x)
@@ -161,6 +165,9 @@ class Reshape(Layer):
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))
