@@ -82,6 +82,14 @@ class Recurrent(Layer):
             Kept("own", num.normal(self.num_layers * d * t * 7 * h), what="7·h values per step, layer and direction (gates, states)"),
         )
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity not in ("params", "biases") or not self.bias:
+            return ()
+        once = num.normal(self.gates * self.hidden_size * self.dirs * self.num_layers)
+        wrong = once if quantity == "biases" else num.normal(self.weights(x) + once)
+        return ((wrong, f"one bias per gate: torch's {self.kind} has two, b_ih and b_hh, so biases = "
+                        f"2·{self.gates}·h·directions·layers = {fmt.group(self.biases(x))}"),)
+
     def summary(self, x: Shape) -> str:
         parts = [f"h={fmt.group(self.hidden_size)}"]
         if self.num_layers != 1:
