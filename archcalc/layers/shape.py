@@ -56,14 +56,14 @@ class Flatten(Layer):
     def is_view(self) -> bool:
         return True
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])
+
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)
 
     def summary(self, x: Shape) -> str:
         return "" if self.span(x) == (0, len(x) - 1) else f"axes {self.start_dim}..{self.end_dim}"
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        return field.gathered(x[1:])
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         start, end = self.span(x)
@@ -163,11 +163,11 @@ class Reshape(Layer):
     def is_view(self) -> bool:
         return True
 
-    def view(self, x: Shape, y: Shape, strides):
-        return layout.view(x, strides, y)
-
     def receptive(self, x: Shape, field: Field) -> Field:
         return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))
