@@ -43,7 +43,8 @@ def round_trip(report, tmp_path, name="Net"):
     with torch.no_grad():
         out, expected = exported.eval()(x), built.eval()(x)
     assert tuple(out.shape) == (2, *report.output)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # a max-pooling window that covers only padding gives -inf in both, and NaN after it: the same function
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
     return path.read_text()
 
 
