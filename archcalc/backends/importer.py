@@ -120,20 +120,38 @@ def trace(module):
 
 
 def layers(module) -> list[Layer]:
-    """The spec's layers of a module, in execution order, activations folded into the layer before."""
+    """The spec's layers of a module, in execution order, activations folded into the layer before.
+
+    A module's layer is named by its path (`layer1.0.conv1`), so `build` of the spec has the
+    module's state_dict keys. A functional call is named after the module that makes it
+    (`x + y` in `layer1.0`: `layer1.0.add`), and so is a module without parameters called more
+    than once (torchvision's shared `self.relu`: `layer1.0.relu`, then `layer1.0.relu_1`).
+    """
     graph = trace(module)
     modules = dict(graph.named_modules())
+    nodes = list(graph.graph.nodes)
+    calls: dict[str, int] = {}
+    for node in nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    reserved, given = set(calls), set()  # module paths first: functional names step around them
     out: list[Layer] = []
     alias: dict[str, str] = {}  # fx node name -> the spec name whose output it is
     problems: list[str] = []
-    for node in graph.graph.nodes:
+    returned: list = []
+    for node in nodes:
         if node.op == "placeholder":
-            alias[node.name] = "input" if not any(a == "input" for a in alias.values()) else node.name
+            if alias:
+                problems.append(f"a second input {node.name!r}: archcalc's networks take one input ({_source(node)})")
+            alias[node.name] = "input"
             continue
-        if node.op in ("output", "get_attr"):
+        if node.op == "output":
+            returned = _tensors(node)
+            continue
+        if node.op == "get_attr":
             continue
         try:
-            made = _layer(node, modules, alias)
+            made = _layer(node, modules, alias, calls)
         except _Skip:
             continue
         except _Unmapped as error:
@@ -143,11 +161,47 @@ def layers(module) -> list[Layer]:
         if made is None:  # a view that changes nothing: the same tensor
             alias[node.name] = alias[_tensors(node)[0].name]
             continue
+        made = dataclasses.replace(made, name=_name(node, made, reserved, given))
         alias[node.name] = made.name
         out.append(made)
+    if not problems:
+        problems += _output_problems(returned, alias, out)
     if problems:
         raise ImportFailed(type(module).__name__, problems)
-    return _fold_activations(out)
+    return _fold_activations(out, [alias[n.name] for n in returned])
+
+
+def _name(node, made: Layer, reserved: set, given: set) -> str:
+    """A module: its path (a suffix from its second call on). A functional call: the path of the
+    module that makes it, then the operation (`layer1.0.add`), stepping around module paths."""
+    if node.op == "call_module":
+        base, free = node.target, lambda name: name not in given
+    else:
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        owner = stack[-1][0] if stack else ""
+        op = BASES.get(made.kind, re.sub(r"_\d+$", "", node.name))
+        base = f"{owner}.{op}" if owner else op
+        free = lambda name: name not in given and name not in reserved  # noqa: E731
+    found, n = base, 0
+    while not free(found):
+        n += 1
+        found = f"{base}_{n}"
+    given.add(found)
+    return found
+
+
+BASES = {"add": "add", "mul": "mul", "concat": "cat"}  # iadd, torch.add, x.add: all `add`
+
+
+def _output_problems(returned: list, alias: dict, out: list[Layer]) -> list[str]:
+    """A spec's output is its last layer's: forward must return that one tensor."""
+    if len(returned) != 1:
+        return [f"forward returns {len(returned)} tensors: a spec has one output, its last layer's"]
+    name = alias[returned[0].name]
+    last = out[-1].name if out else "input"
+    if name != last:
+        return [f"forward returns {name!r}, but the last layer computed is {last!r}: a spec's output is its last layer's"]
+    return []
 
 
 class _Unmapped(Exception):
@@ -189,13 +243,16 @@ def _is_shape(node) -> bool:
         node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim"))
 
 
-def _layer(node, modules: dict, alias: dict) -> Layer | None:
+def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
     if _is_shape(node):
         raise _Skip
     inputs = tuple(alias[n.name] for n in _tensors(node))
     if node.op == "call_module":
         module = modules[node.target]
         kind, fields = _from_module(module, node.target)
+        if calls[node.target] > 1 and any(True for _ in module.parameters()):
+            raise _Unmapped(f"{node.target}: called {calls[node.target]} times with the same weights "
+                            "(a spec's layers each have their own)")
         return Layer(node.target, kind, fields, inputs)
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
     if name == "getattr":
@@ -287,6 +344,38 @@ def _dropout(node):
     return "dropout", {"p": p}
 
 
+def _argument(node, i: int, name: str, default=None):
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+def _pool(op: str):
+    def read(node):
+        fields = {"op": op, "kernel_size": _plain(_argument(node, 1, "kernel_size"), "kernel_size")}
+        for i, name, default in ((2, "stride", None), (3, "padding", 0)):
+            value = _plain(_argument(node, i, name), name)
+            if value not in (None, default, []):
+                fields[name] = value
+        dilation = _argument(node, 4, "dilation", 1) if op == "max" else 1
+        if _plain(dilation, "dilation") != 1:
+            fields["dilation"] = _plain(dilation, "dilation")
+        if _argument(node, 5 if op == "max" else 4, "ceil_mode", False):
+            fields["ceil_mode"] = True
+        if op == "avg" and (_argument(node, 5, "count_include_pad", True) is not True
+                            or _argument(node, 6, "divisor_override") is not None):
+            raise _Unmapped("avg_pool with count_include_pad or divisor_override: archcalc's average pooling has neither")
+        return "pool", fields
+    return read
+
+
+def _adaptive(op: str):
+    def read(node):
+        size = _plain(_argument(node, 1, "output_size"), "output_size")
+        if size is None or (isinstance(size, list) and None in size):
+            raise _Unmapped(f"adaptive_{op}_pool with an axis of output size None (the input's): write the size")
+        return "adaptive_pool", {"output_size": size} if op == "avg" else {"op": op, "output_size": size}
+    return read
+
+
 FUNCTIONS = {
     **{name: _activation(name) for name in ACTIVATIONS},
     "relu_": _activation("relu"),
@@ -301,12 +390,14 @@ FUNCTIONS = {
     "concat": _cat,
     "dropout": _dropout,
     "contiguous": lambda node: None,
+    **{f"{op}_pool{n}d": _pool(op) for op in ("max", "avg") for n in (1, 2, 3)},
+    **{f"adaptive_{op}_pool{n}d": _adaptive(op) for op in ("max", "avg") for n in (1, 2, 3)},
 }
 
 
-def _fold_activations(layers: list[Layer]) -> list[Layer]:
+def _fold_activations(layers: list[Layer], returned: list[str] = ()) -> list[Layer]:
     """An activation right after a layer that takes an `activation` field, and read by nothing else, joins it."""
-    readers: dict[str, int] = {}
+    readers: dict[str, int] = {name: 1 for name in returned}
     for layer in layers:
         for name in layer.inputs:
             readers[name] = readers.get(name, 0) + 1
