@@ -149,6 +149,7 @@ def layers(module) -> list[Layer]:
             returned = _tensors(node)
             continue
         if node.op == "get_attr":
+            alias[node.name] = ATTRIBUTE + node.target
             continue
         try:
             made = _layer(node, modules, alias, calls)
@@ -204,6 +205,16 @@ def _output_problems(returned: list, alias: dict, out: list[Layer]) -> list[str]
     return []
 
 
+ATTRIBUTE = "\0"  # alias prefix of a tensor the module holds (get_attr): no layer's output
+
+
+def _operation(node) -> str:
+    if node.op == "call_module":
+        return node.target
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return f"{name}()"
+
+
 class _Unmapped(Exception):
     pass
 
@@ -239,14 +250,33 @@ def _tensors(node) -> list:
 
 
 def _is_shape(node) -> bool:
-    return (node.op == "call_method" and node.target in ("size", "dim")) or (
-        node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim"))
+    """A size, not a tensor: x.size(), x.shape, and arithmetic on sizes only (x.size(-1) // 4, its sqrt)."""
+    if "archcalc_shape" not in node.meta:
+        read = [a for a in _nodes(node.args) + _nodes(list(node.kwargs.values()))]
+        node.meta["archcalc_shape"] = (node.op == "call_method" and node.target in ("size", "dim")) or (
+            node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim")) or (
+            node.op in ("call_function", "call_method") and bool(read) and all(map(_is_shape, read)))
+    return node.meta["archcalc_shape"]
+
+
+def _nodes(args) -> list:
+    out = []
+    for arg in args:
+        if isinstance(arg, (list, tuple)):
+            out += _nodes(arg)
+        elif hasattr(arg, "op"):
+            out.append(arg)
+    return out
 
 
 def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
     if _is_shape(node):
         raise _Skip
     inputs = tuple(alias[n.name] for n in _tensors(node))
+    held = [name[len(ATTRIBUTE):] for name in inputs if name.startswith(ATTRIBUTE)]
+    if held:
+        raise _Unmapped(f"{_operation(node)} reads the module's tensor {held[0]!r} (a parameter or buffer of no layer): "
+                        "archcalc has no layer for it")
     if node.op == "call_module":
         module = modules[node.target]
         kind, fields = _from_module(module, node.target)
@@ -326,7 +356,7 @@ def _view(node):
 
 def _merge(kind: str):
     def read(node):
-        if not any(hasattr(a, "op") for a in node.args[1:2]):  # x + 1: a constant, not a merge
+        if not any(hasattr(a, "op") and not _is_shape(a) for a in node.args[1:2]):  # x + 1: a constant, not a merge
             raise _Unmapped(f"{node.target.__name__ if callable(node.target) else node.target} with a constant")
         return kind, {}
     return read
