@@ -150,7 +150,7 @@ def test_unet_with_concat_skips_imports_equal_to_specs_unet():
     report = archcalc.analyze(archcalc.loads(text))
     assert report.totals == ours.totals
     # the same layers in the same order and wiring; only layers without state may be named otherwise (cat)
-    shapes = lambda r: [(row.layer.kind, row.input, row.output) for row in r.rows]  # noqa: E731
+    shapes = lambda r: [(row.layer.kind, row.input, row.output) for row in r.rows]
     assert shapes(report) == shapes(ours)
     assert [row.name for row in report.rows if row.params] == [row.name for row in ours.rows if row.params]
     strict_twin(module, text, (3, 64, 64))
@@ -242,3 +242,24 @@ def test_a_gpt2_block_imports_and_verifies():
 
     text = importer.import_module(importer.load_target(GPT_BLOCK), [16, 64])
     assert all(c.ok for c in archcalc.torch.verify(archcalc.analyze(archcalc.loads(text))))
+
+
+def rows(report) -> list:
+    """Each row's numbers and wiring by position; layers without state may carry other names after a round trip."""
+    return [(row.layer.kind, row.input, row.output, row.params, row.macs, row.name if row.params else None)
+            for row in report.rows]
+
+
+@pytest.mark.parametrize("name", ["resnet18.toml", "unet.toml", "mobilenet_v2.toml"])
+def test_graph_spec_export_then_import_gives_the_same_numbers(name, tmp_path):
+    import archcalc.torch
+
+    report = archcalc.analyze(archcalc.load(SPECS / name))
+    path = tmp_path / "net.py"
+    path.write_text(source(report, "Net"))
+    exported = importer.load_target(f"{path}:Net")
+    exported.load_state_dict(archcalc.torch.build(report).state_dict(), strict=True)  # export keeps the paths
+    again, text = imported(f"{path}:Net", list(report.input))
+    assert again.totals == report.totals and again.memory.to_dict() == report.memory.to_dict()
+    assert rows(again) == rows(report)
+    strict_twin(exported, text, (3, 32, 32))

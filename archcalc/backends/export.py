@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import keyword
 import re
 
 from .. import fmt, num
+from ..layers.base import torch_activation
 from ..report import Report
-from .torch import Part, concrete, modules, parts, require
+from .torch import Part, concrete, is_chain, modules, parts, require
 
 SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
 EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
@@ -27,8 +29,12 @@ def source(report: Report, class_name: str | None = None) -> str:
     name = class_name or _class_name(report.model)
     init: list[tuple[str, str]] = []
     forward: list[tuple[str, str]] = []
-    for part in parts(report):
-        _part(part, init, forward)
+    chain = is_chain(report)
+    if chain:
+        for part in parts(report):
+            _part(part, init, forward)
+    else:
+        _graph(report, init, forward)
     params = num.add(row.params for row in report.rows)
     where = f" from {_plain(report.path)}" if report.path else ""
     lines = [
@@ -43,6 +49,7 @@ def source(report: Report, class_name: str | None = None) -> str:
         "from torch import nn",
         "",
         "",
+        *([] if chain else [*PLACE, "", ""]),
         f"class {name}(nn.Module):",
         "    def __init__(self) -> None:",
         "        super().__init__()",
@@ -50,7 +57,7 @@ def source(report: Report, class_name: str | None = None) -> str:
         "",
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
         *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
-        "        return x",
+        f"        return {'x' if chain else _variable(report.rows[-1].name, {})}",
         "",
         "",
         'if __name__ == "__main__":',
@@ -74,19 +81,70 @@ def _part(part: Part, init: list, forward: list) -> None:
     forward.append((f"x = {call}", shape))
 
 
-def _call(module, name: str, init: list, row) -> str:
+def _call(module, name: str, init: list, row, x: str = "x") -> str:
     """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
     nn = require().nn
     if isinstance(module, nn.Flatten):
-        return "torch.flatten(x, 1)"
+        return f"torch.flatten({x}, 1)"
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
-        return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
+        return f"{x}.reshape({x}.size(0), {', '.join(str(d) for d in row.output)})"
     if row.layer.kind == "activation":
-        return _activation(module, row.layer.function, "x")
+        return _activation(module, row.layer.function, x)
     params = num.normal(row.params)
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
-    init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
-    return f"self.{name}(x)"
+    made = f"nn.{type(module).__name__}({_arguments(module)})"
+    if name.isidentifier():
+        init.append((f"self.{name} = {made}", note))
+        return f"self.{name}({x})"
+    init.append((f"place(self, {_literal(name)}, {made})", note))
+    return f"self.get_submodule({_literal(name)})({x})"
+
+
+# A graph's modules sit at dotted paths (layer1.0.conv1), as in the spec, so the state_dicts agree.
+PLACE = [
+    "def place(root: nn.Module, path: str, module: nn.Module) -> None:",
+    '    """Register module at a dotted path (layer1.0.conv1), making plain nn.Module containers on the way."""',
+    '    *parents, leaf = path.split(".")',
+    "    for name in parents:",
+    "        if name not in root._modules:",
+    "            root.add_module(name, nn.Module())",
+    "        root = root._modules[name]",
+    "    root.add_module(leaf, module)",
+]
+
+
+def _graph(report: Report, init: list, forward: list) -> None:
+    """A graph: one variable per row's output, named after its layer, each call reading the variables its `from` names."""
+    names: dict[str, str] = {"input": "x"}
+    for part in parts(report):
+        row = part.row
+        reads = [_variable(n, names) for n in row.inputs]
+        if row.layer.merges:
+            call = _merge(row.layer, reads)
+            activation = [torch_activation(row.layer.activation, require().nn)] if row.layer.activation else []
+        else:
+            layer, *activation = modules(part)
+            call = _call(layer, part.names[0], init, row, reads[0])
+        if activation:
+            call = _activation(activation[0], row.layer.activation, call)
+        forward.append((f"{_variable(row.name, names)} = {call}", f"B×{_shape(row.output)}"))
+
+
+def _merge(layer, reads: list[str]) -> str:
+    if layer.kind == "concat":
+        return f"torch.cat([{', '.join(reads)}], dim={int(layer.dim) + 1})"
+    return f" {'+' if layer.kind == 'add' else '*'} ".join(reads)
+
+
+def _variable(name: str, names: dict) -> str:
+    """A layer's output as a Python name: layer1.0.add -> layer1_0_add (unique, no keyword, no module of ours)."""
+    if name in names:
+        return names[name]
+    found = re.sub(r"\W", "_", name)
+    while keyword.iskeyword(found) or found in ("x", "torch", "F", "nn", "self", "place") or found in names.values():
+        found += "_"
+    names[name] = found
+    return found
 
 
 def _activation(module, function: str, inner: str) -> str:

@@ -182,7 +182,7 @@ def _name(node, made: Layer, reserved: set, given: set) -> str:
         owner = stack[-1][0] if stack else ""
         op = BASES.get(made.kind, re.sub(r"_\d+$", "", node.name))
         base = f"{owner}.{op}" if owner else op
-        free = lambda name: name not in given and name not in reserved  # noqa: E731
+        free = lambda name: name not in given and name not in reserved
     found, n = base, 0
     while not free(found):
         n += 1
@@ -252,7 +252,7 @@ def _tensors(node) -> list:
 def _is_shape(node) -> bool:
     """A size, not a tensor: x.size(), x.shape, and arithmetic on sizes only (x.size(-1) // 4, its sqrt)."""
     if "archcalc_shape" not in node.meta:
-        read = [a for a in _nodes(node.args) + _nodes(list(node.kwargs.values()))]
+        read = _nodes(node.args) + _nodes(list(node.kwargs.values()))
         node.meta["archcalc_shape"] = (node.op == "call_method" and node.target in ("size", "dim")) or (
             node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim")) or (
             node.op in ("call_function", "call_method") and bool(read) and all(map(_is_shape, read)))
@@ -427,7 +427,7 @@ FUNCTIONS = {
 
 def _fold_activations(layers: list[Layer], returned: list[str] = ()) -> list[Layer]:
     """An activation right after a layer that takes an `activation` field, and read by nothing else, joins it."""
-    readers: dict[str, int] = {name: 1 for name in returned}
+    readers: dict[str, int] = dict.fromkeys(returned, 1)
     for layer in layers:
         for name in layer.inputs:
             readers[name] = readers.get(name, 0) + 1
