@@ -124,8 +124,13 @@ def test_resnet18_imports_equal_to_specs_resnet18_and_loads_its_weights_strictly
     text = importer.import_module(module, [3, 224, 224])
     report = archcalc.analyze(archcalc.loads(text))
     assert numbers(report) == numbers(archcalc.analyze(archcalc.load(SPECS / "resnet18.toml")))
-    assert 'name = "layer2.0.downsample.0"' in text and 'from = ["layer1.1.bn2", "layer1.0.add"]' in text
+    # the BasicBlocks recovered: one block for the plain ones (layer1 twice in a row: a repeat), one with the projection
+    assert text.count("\n[blocks.") == 2 and 'block = "basicblock"\nrepeat = 2' in text
+    assert 'name = "layer2.0"\ntype = "block"\nblock = "basicblock_2"' in text
     strict_twin(module, text, (3, 64, 64))
+    flat = importer.import_module(module, [3, 224, 224], blocks=False)
+    assert "[blocks." not in flat and 'name = "layer2.0.downsample.0"' in flat
+    assert numbers(archcalc.analyze(archcalc.loads(flat))) == numbers(report)
 
 
 def test_resnet18_with_symbols_is_specs_resnet18_at_224():

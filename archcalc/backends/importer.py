@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import ArchcalcError, SpecError
 from ..layers import ACTIVATIONS, LAYERS
 from .export import EXPLICIT
+from .recover import Use, recover
 from .torch import require
 
 
@@ -446,19 +447,38 @@ def _fold_activations(layers: list[Layer], returned: list[str] = ()) -> list[Lay
     return out
 
 
-def to_toml(name: str, input_shape: list, layers: list[Layer]) -> str:
-    """The spec text: [model], then a [[layers]] table per layer (`from` only where it is not the layer before)."""
+def to_toml(name: str, input_shape: list, layers: list, blocks: dict | None = None) -> str:
+    """The spec text: [model], the blocks, then a [[layers]] table per layer or block use
+    (`from` only where it is not the layer before)."""
     lines = ["[model]", f"name = {_toml(name)}", f"input = {_toml(input_shape)}", ""]
+    for block in (blocks or {}).values():
+        lines.append(f"[blocks.{block.name}]  # variables: {', '.join(block.variables) or 'none'}")
+        previous = "input"
+        for local, kind, fields, inputs in block.layers:
+            lines += _table(f"blocks.{block.name}.layers", local, kind, inputs, previous, fields)
+            previous = local
     previous = "input"
     for layer in layers:
-        lines += ["[[layers]]", f"name = {_toml(layer.name)}", f"type = {_toml(layer.kind)}"]
-        if layer.inputs != (previous,):
-            value = layer.inputs[0] if len(layer.inputs) == 1 else list(layer.inputs)
-            lines.append(f"from = {_toml(value)}")
-        lines += [f"{key} = {_toml(value)}" for key, value in layer.fields.items()]
-        lines.append("")
+        if isinstance(layer, Use):
+            lines += [*_table("layers", layer.name, "block", (layer.source,), previous, {"block": layer.block}),
+                      ][:-1]
+            if layer.repeat is not None:
+                lines.append(f"repeat = {layer.repeat}")
+                lines += [f"start = {layer.start}"] if layer.start else []
+            lines += [f"{key} = {_toml(value)}" for key, value in layer.values.items()]
+            lines.append("")
+            previous = layer.output
+            continue
+        lines += _table("layers", layer.name, layer.kind, layer.inputs, previous, layer.fields)
         previous = layer.name
     return "\n".join(lines)
+
+
+def _table(array: str, name: str, kind: str, inputs: tuple, previous: str, fields: dict) -> list[str]:
+    lines = [f"[[{array}]]", f"name = {_toml(name)}", f"type = {_toml(kind)}"]
+    if tuple(inputs) != (previous,):
+        lines.append(f"from = {_toml(inputs[0] if len(inputs) == 1 else list(inputs))}")
+    return [*lines, *(f"{key} = {_toml(value)}" for key, value in fields.items()), ""]
 
 
 def _toml(value) -> str:
@@ -488,6 +508,35 @@ def parse_input(text: str) -> list:
     return out
 
 
-def import_module(module, input_shape: list, name: str | None = None) -> str:
-    """The spec text of a torch module, for one sample of `input_shape` (numbers, or names as symbols)."""
-    return to_toml(name or type(module).__name__, input_shape, layers(module))
+def import_module(module, input_shape: list, name: str | None = None, blocks: bool = True) -> str:
+    """The spec text of a torch module, for one sample of `input_shape` (numbers, or names as symbols).
+
+    With `blocks`, repeated submodules become blocks (recover.py) where the spec so written
+    has the very rows of the flat one (names, wiring, shapes, counts); else the layers stay flat.
+    """
+    name = name or type(module).__name__
+    flat = layers(module)
+    text = to_toml(name, input_shape, flat)
+    if not blocks:
+        return text
+    top, found = recover(flat, [flat[-1].name], {path: type(m).__name__ for path, m in module.named_modules()})
+    if not found:
+        return text
+    folded = to_toml(name, input_shape, top, found)
+    return folded if _same_rows(folded, text) else text
+
+
+def _same_rows(text: str, flat: str) -> bool:
+    """Whether two spec texts give the same rows: names, kinds, wiring, shapes, counts."""
+    from ..engine import analyze
+    from ..spec import loads
+
+    def rows(spec_text: str):
+        report = analyze(loads(spec_text))
+        return [(r.name, r.layer.kind, r.inputs, r.input, r.output, r.weights, r.biases, r.macs,
+                 getattr(r.layer, "activation", None)) for r in report.rows], report.totals
+
+    try:
+        return rows(text) == rows(flat)
+    except ArchcalcError:
+        return False
