@@ -433,7 +433,7 @@ def draw_command(spec: str, sets, output: str, depth) -> None:
 @click.argument("target", metavar="FILE.py:NAME|module:NAME")
 @click.option("--input", "input_shape", required=True, metavar="SHAPE",
               help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W.")
-@click.option("--args", metavar="JSON", help='Constructor arguments when NAME is a class: \'{"num_classes": 10}\' or \'[10]\'.')
+@click.option("--args", metavar="JSON", help='Arguments when NAME is a class or a function that returns a module: \'{"num_classes": 10}\' or \'[10]\'.')
 @click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
 @click.option("--output", "-o", default="-", show_default=True, help="Where to write the spec ('-': standard output).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")

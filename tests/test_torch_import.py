@@ -268,3 +268,15 @@ def test_graph_spec_export_then_import_gives_the_same_numbers(name, tmp_path):
     assert again.totals == report.totals and again.memory.to_dict() == report.memory.to_dict()
     assert rows(again) == rows(report)
     strict_twin(exported, text, (3, 32, 32))
+
+
+def test_cli_imports_a_factory_function_with_blocks_or_flat(tmp_path):
+    target = f"{ROOT / 'tests' / 'reference_nets.py'}:resnet18"
+    runner = CliRunner()
+    folded, flat = tmp_path / "r.toml", tmp_path / "flat.toml"
+    assert runner.invoke(main, ["import", target, "--input", "3,224,224", "-o", str(folded)]).exit_code == 0
+    assert runner.invoke(main, ["import", target, "--input", "3,224,224", "-o", str(flat), "--flat"]).exit_code == 0
+    assert "[blocks." in folded.read_text() and "[blocks." not in flat.read_text()
+    assert numbers(archcalc.analyze(archcalc.load(folded))) == numbers(archcalc.analyze(archcalc.load(flat)))
+    done = runner.invoke(main, ["import", target, "--input", "3,224,224", "--args", "[10]"])
+    assert done.exit_code == 2 and "building it failed" in done.output

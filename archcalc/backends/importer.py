@@ -46,7 +46,7 @@ class Layer:
 
 
 def load_target(target: str, args: str | None = None):
-    """`FILE.py:NAME` or `package.module:NAME` -> an nn.Module (a class is instantiated with `args`, JSON)."""
+    """`FILE.py:NAME` or `package.module:NAME` -> an nn.Module (a class or a function returning one is called with `args`, JSON)."""
     torch = require()
     where, _, name = target.rpartition(":")
     if not where or not name.isidentifier():
@@ -62,14 +62,14 @@ def load_target(target: str, args: str | None = None):
     except Exception as error:  # the user's file: whatever it raises is reported, not a traceback of ours
         raise ArchcalcError(f"{where}: importing it failed: {type(error).__name__}: {error}") from None
     given = _arguments(args)
-    if isinstance(found, type):
+    if isinstance(found, type) or (callable(found) and not isinstance(found, torch.nn.Module)):  # a class or a factory
         try:
             found = found(*given[0], **given[1])
         except Exception as error:
             raise ArchcalcError(f"{target}: building it failed: {type(error).__name__}: {error}\n"
                                 "  hint: pass its constructor arguments with --args") from None
     elif args is not None:
-        raise SpecError(f"{name} is not a class: --args has nothing to build", where="--args")
+        raise SpecError(f"{name} is a module already: --args has nothing to build", where="--args")
     if not isinstance(found, torch.nn.Module):
         raise SpecError(f"{target} is a {type(found).__name__}, not a torch.nn.Module (or a class of one)", where="TARGET")
     return found
