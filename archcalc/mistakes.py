@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import fmt, num, receptive
-from .claimed import Claimed, Dims, equal
-from .claims import AXES, Key
+from .claim_keys import AXES, Key
+from .claim_values import Claimed, Dims, equal
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Optimizer
@@ -28,16 +28,10 @@ class Context:
 
     @property
     def row(self) -> Row | None:
-        return self.report.row(self.key.name) if self.key.scope == "layer" else None
+        return self.key.rows(self.report)[0] if self.key.scope == "layer" else None
 
     def rows(self) -> list[Row]:
-        if self.key.scope == "layer":
-            return [self.row]
-        if self.key.scope == "type":
-            return [row for row in self.report.rows if row.kind == self.key.name]
-        if self.key.scope == "group":
-            return list(self.report.group(self.key.name))
-        return list(self.report.rows)
+        return list(self.key.rows(self.report))
 
     def total(self, quantity: str):
         return num.add(getattr(row, quantity) for row in self.rows())

@@ -28,6 +28,7 @@ class Row:
     requires_grad: bool = False  # whether the input needs a gradient: some layer upstream has parameters
     inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
     grads: tuple[bool, ...] = ()  # per input, whether it requires grad
+    backward: bool = True  # whether the backward pass runs through it: its output feeds the model's output
 
     @property
     def shapes(self) -> tuple[Shape, ...]:
@@ -56,10 +57,11 @@ class Row:
         """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
         return num.normal(2 * self.macs)
 
-    @property
+    @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
     def training_flops(self) -> Dim:
         """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
-        return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.grad)))
+        backward = self.layer.backward_macs(self.input, self.grad) if self.backward else 0
+        return num.normal(2 * (self.macs + backward))
 
     def to_dict(self) -> dict:
         out = {
@@ -98,12 +100,15 @@ class Report:
     def totals(self) -> dict[str, Dim]:
         return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
 
-    def share(self, params: Dim) -> float | None:
-        """`params` as a percentage of all parameters, when both are numbers."""
+    def percent(self, params: Dim) -> Value:
+        """`params` in % of all parameters, exactly: a Fraction, or a formula (0 when there are no parameters)."""
         total = self.totals["params"]
-        if num.is_concrete(params) and num.is_concrete(total) and total:
-            return 100 * params / total
-        return None
+        return 0 if total == 0 else num.div(100 * params, total)
+
+    def share(self, params: Dim) -> float | None:
+        """`params` in % of all parameters when both are numbers (`percent`, as a float), else None."""
+        total, share = self.totals["params"], self.percent(params)
+        return float(share) if num.is_concrete(total) and total != 0 and num.is_concrete(share) else None
 
     @cached_property
     def by_type(self) -> dict[str, Dim]:

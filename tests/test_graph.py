@@ -179,6 +179,9 @@ ERRORS = {
     "a one-input layer given two": (
         [layer("conv", name="a", out_channels=2, kernel_size=1, **{"from": ["input", "input"]})],
         "a conv layer reads one tensor, but from names 2", 'layers[1] "a" (conv)', "from"),
+    "a full path taken twice": (
+        [layer("block", name="b", **USE), layer("flatten", name="b.conv1")],
+        "the full name 'b.conv1' is taken twice", 'layers[2] "b.conv1" (flatten)', "name"),
     "mul of three": (
         [layer("mul", name="m", **{"from": ["input", "input", "input"]})],
         "mul takes two inputs, got 3", 'layers[1] "m" (mul)', "from"),
@@ -289,3 +292,35 @@ def test_explain_gives_the_merge_rule():
     report = archcalc.analyze(archcalc.loads(NET))
     text = " ".join(line for _, line in explain_row.lines(report, report.row("layer1.0.add")))
     assert "8×4×4 and 8×4×4 → 8×4×4: element-wise sum" in text
+
+
+def test_blocks_use_blocks_and_checkpoint_and_when_are_kept():
+    blocks = BASIC + '''
+[blocks.stage]
+[[blocks.stage.layers]]
+name = "first"
+type = "block"
+block = "basic"
+planes = "width"
+stride = 2
+downsample = true
+[[blocks.stage.layers]]
+name = "rest"
+type = "block"
+block = "basic"
+repeat = "count"
+start = 1
+planes = "width"
+stride = 1
+downsample = false
+'''
+    spec = archcalc.loads(HEAD + blocks + layer("block", name="s", block="stage", width=8, count=2, checkpoint=True)
+                          + layer("conv", name="skipped", out_channels=3, kernel_size=1, when="0")
+                          + layer("activation", name="act", function="relu"))
+    assert dict(spec.blocks)["stage"].variables == ("count", "width")  # free names of its uses' fields
+    report = archcalc.analyze(spec)
+    names = [row.name for row in report.rows]
+    assert names[:5] == ["s.first.conv1", "s.first.bn1", "s.first.downsample.0", "s.first.add", "s.rest.1.conv1"]
+    assert "skipped" not in names and report.row("act").inputs == ("s.rest.2.add",)  # an absent layer passes its input on
+    assert [(use.path, use.checkpoint) for use in report.uses][-1] == ("s", True)
+    assert report.row("s.rest.2.add").output == (8, 4, 4)

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 ACTIVATIONS = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "relu6": nn.ReLU6, "hardtanh": nn.Hardtanh,
-    "softplus": nn.Softplus, "mish": nn.Mish,
+    "softplus": nn.Softplus, "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid,
     "softmax": lambda: nn.Softmax(dim=1), "log_softmax": lambda: nn.LogSoftmax(dim=1),
 }
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import inspect
 import json
-import keyword
 import re
 
 from .. import fmt, num
-from ..layers.base import torch_activation
+from ..layers import ACTIVATIONS
 from ..report import Report
 from .torch import Part, concrete, is_chain, modules, parts, require
 
@@ -27,17 +26,9 @@ def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
     name = class_name or _class_name(report.model)
-    init: list[tuple[str, str]] = []
-    forward: list[tuple[str, str]] = []
-    chain = is_chain(report)
-    if chain:
-        for part in parts(report):
-            _part(part, init, forward)
-    else:
-        _graph(report, init, forward)
     params = num.add(row.params for row in report.rows)
     where = f" from {_plain(report.path)}" if report.path else ""
-    lines = [
+    header = [
         f'"""{_plain(report.model)}, exported by archcalc{where}.',
         "",
         f"{fmt.group(params)} parameters; input B×{_shape(report.input)}, output B×{_shape(report.output)}.",
@@ -49,15 +40,8 @@ def source(report: Report, class_name: str | None = None) -> str:
         "from torch import nn",
         "",
         "",
-        *([] if chain else [*PLACE, "", ""]),
-        f"class {name}(nn.Module):",
-        "    def __init__(self) -> None:",
-        "        super().__init__()",
-        *_aligned(init, "        "),
-        "",
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
-        f"        return {'x' if chain else _variable(report.rows[-1].name, {})}",
+    ]
+    footer = [
         "",
         "",
         'if __name__ == "__main__":',
@@ -66,6 +50,26 @@ def source(report: Report, class_name: str | None = None) -> str:
         f"    print(model(x).shape)  # torch.Size([2, {', '.join(str(d) for d in report.output)}])",
         f"    print(sum(p.numel() for p in model.parameters()))  # {params}",
         "",
+    ]
+    if not is_chain(report):  # a graph: one class per block (export_graph.py)
+        from . import export_graph
+
+        return export_graph.source(report, name, header, footer)
+    init: list[tuple[str, str]] = []
+    forward: list[tuple[str, str]] = []
+    for part in parts(report):
+        _part(part, init, forward)
+    lines = [
+        *header,
+        f"class {name}(nn.Module):",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *_aligned(init, "        "),
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
+        "        return x",
+        *footer,
     ]
     return "\n".join(lines)
 
@@ -81,77 +85,30 @@ def _part(part: Part, init: list, forward: list) -> None:
     forward.append((f"x = {call}", shape))
 
 
-def _call(module, name: str, init: list, row, x: str = "x") -> str:
+def _call(module, name: str, init: list, row) -> str:
     """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
     nn = require().nn
     if isinstance(module, nn.Flatten):
-        return f"torch.flatten({x}, 1)"
+        return f"torch.flatten(x, {module.start_dim}{'' if module.end_dim == -1 else f', {module.end_dim}'})"
+    if hasattr(module, "source"):  # a module archcalc defines (permute): its call, written out
+        return module.source
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
-        return f"{x}.reshape({x}.size(0), {', '.join(str(d) for d in row.output)})"
+        return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
     if row.layer.kind == "activation":
-        return _activation(module, row.layer.function, x)
+        return _activation(module, row.layer.function, "x")
     params = num.normal(row.params)
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
-    made = f"nn.{type(module).__name__}({_arguments(module)})"
-    if name.isidentifier():
-        init.append((f"self.{name} = {made}", note))
-        return f"self.{name}({x})"
-    init.append((f"place(self, {_literal(name)}, {made})", note))
-    return f"self.get_submodule({_literal(name)})({x})"
-
-
-# A graph's modules sit at dotted paths (layer1.0.conv1), as in the spec, so the state_dicts agree.
-PLACE = [
-    "def place(root: nn.Module, path: str, module: nn.Module) -> None:",
-    '    """Register module at a dotted path (layer1.0.conv1), making plain nn.Module containers on the way."""',
-    '    *parents, leaf = path.split(".")',
-    "    for name in parents:",
-    "        if name not in root._modules:",
-    "            root.add_module(name, nn.Module())",
-    "        root = root._modules[name]",
-    "    root.add_module(leaf, module)",
-]
-
-
-def _graph(report: Report, init: list, forward: list) -> None:
-    """A graph: one variable per row's output, named after its layer, each call reading the variables its `from` names."""
-    names: dict[str, str] = {"input": "x"}
-    for part in parts(report):
-        row = part.row
-        reads = [_variable(n, names) for n in row.inputs]
-        if row.layer.merges:
-            call = _merge(row.layer, reads)
-            activation = [torch_activation(row.layer.activation, require().nn)] if row.layer.activation else []
-        else:
-            layer, *activation = modules(part)
-            call = _call(layer, part.names[0], init, row, reads[0])
-        if activation:
-            call = _activation(activation[0], row.layer.activation, call)
-        forward.append((f"{_variable(row.name, names)} = {call}", f"B×{_shape(row.output)}"))
-
-
-def _merge(layer, reads: list[str]) -> str:
-    if layer.kind == "concat":
-        return f"torch.cat([{', '.join(reads)}], dim={int(layer.dim) + 1})"
-    return f" {'+' if layer.kind == 'add' else '*'} ".join(reads)
-
-
-def _variable(name: str, names: dict) -> str:
-    """A layer's output as a Python name: layer1.0.add -> layer1_0_add (unique, no keyword, no module of ours)."""
-    if name in names:
-        return names[name]
-    found = re.sub(r"\W", "_", name)
-    while keyword.iskeyword(found) or found in ("x", "torch", "F", "nn", "self", "place") or found in names.values():
-        found += "_"
-    names[name] = found
-    return found
+    init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
+    return f"self.{name}(x)"
 
 
 def _activation(module, function: str, inner: str) -> str:
     if function in TORCH_FUNCTIONS:
         return f"torch.{function}({inner})"
-    dim = getattr(module, "dim", None)
-    return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
+    defaults = inspect.signature(type(module).__init__).parameters
+    options = "".join(f", {name}={_literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
+                      if getattr(module, name) != defaults[name].default)  # dim=1, negative_slope=0.2, approximate="tanh"
+    return f"F.{function}({inner}{options})"
 
 
 def _arguments(module) -> str:
