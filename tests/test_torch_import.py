@@ -282,3 +282,19 @@ def test_cli_imports_a_factory_function_with_blocks_or_flat(tmp_path):
     assert numbers(archcalc.analyze(archcalc.load(folded))) == numbers(archcalc.analyze(archcalc.load(flat)))
     done = runner.invoke(main, ["import", target, "--input", "3,224,224", "--args", "[10]"])
     assert done.exit_code == 2 and "building it failed" in done.output
+
+
+class Options(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = F.gelu(self.fc2(F.leaky_relu(self.fc1(x), 0.2)), approximate="tanh")
+        return F.softmax(F.elu(x), dim=-1)
+
+
+def test_functional_activation_options_are_kept_never_dropped():
+    text = importer.import_module(Options(), [8])
+    assert "negative_slope = 0.2" in text and 'approximate = "tanh"' in text and "dim = -1" in text
+    strict_twin(Options(), text, (8,))

@@ -332,7 +332,21 @@ def _plain(value, field: str):
 # Functional calls and tensor methods, by __name__ (F.relu, torch.relu and x.relu() share "relu"):
 # each reads its node into (kind, fields), or None where the result is its input itself.
 def _activation(name: str):
-    return lambda node: ("activation", {"function": name})
+    """F.relu(x), F.softmax(x, dim=-1), F.leaky_relu(x, 0.2), F.gelu(x, approximate="tanh"): the options as the module's."""
+    def read(node):
+        from ..layers.elementwise import Activation
+
+        fields = {"function": name}
+        for option in ACTIVATIONS[name].options:
+            value = node.args[1] if option != "approximate" and len(node.args) > 1 else node.kwargs.get(option)
+            value = Activation.torch_value(option, _plain(value, option))
+            if value is not None and value != TORCH_DEFAULTS.get(option):
+                fields[option] = value
+        return "activation", fields
+    return read
+
+
+TORCH_DEFAULTS = {"negative_slope": 0.01, "alpha": 1, "approximate": "none"}
 
 
 def _flatten(node):
