@@ -298,3 +298,58 @@ def test_functional_activation_options_are_kept_never_dropped():
     text = importer.import_module(Options(), [8])
     assert "negative_slope = 0.2" in text and 'approximate = "tanh"' in text and "dim = -1" in text
     strict_twin(Options(), text, (8,))
+
+
+class Pair(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, act=torch.nn.ReLU):
+        super().__init__()
+        self.conv, self.bn, self.act = torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False), torch.nn.BatchNorm2d(cout), act()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Stages(torch.nn.Module):
+    """Pairs in a row (a repeat), one wider (a variable), one with GELU (another field: not the same block)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stage = torch.nn.Sequential(Pair(3, 8), Pair(8, 8), Pair(8, 8))
+        self.wide = Pair(8, 16)
+        self.other = Pair(16, 16, torch.nn.GELU)
+
+    def forward(self, x):
+        return self.other(self.wide(self.stage(x)))
+
+
+def test_blocks_only_where_layers_wiring_and_fields_agree():
+    text = importer.import_module(Stages(), [3, 16, 16])
+    assert text.count("\n[blocks.") == 1 and "[blocks.pair]  # variables: conv_out_channels" in text
+    assert 'name = "stage"\ntype = "block"\nblock = "pair"\nrepeat = 3' in text
+    assert 'name = "wide"\ntype = "block"\nblock = "pair"\nconv_out_channels = 16' in text
+    assert 'name = "other.bn"\ntype = "batchnorm"\nactivation = "gelu"' in text  # flat: no other instance like it
+    flat = importer.import_module(Stages(), [3, 16, 16], blocks=False)
+    assert numbers(archcalc.analyze(archcalc.loads(text))) == numbers(archcalc.analyze(archcalc.loads(flat)))
+    strict_twin(Stages(), text, (3, 16, 16))
+
+
+def test_unet_up_reads_two_tensors_so_only_its_double_convolutions_are_blocks():
+    text = importer.import_module(reference_nets.unet(), [3, 64, 64])
+    assert text.count("\n[blocks.") == 1 and "[blocks.doubleconv]" in text
+    assert 'name = "up1.cat"' in text  # Up reads x and the skip: flat layers around a doubleconv use
+
+
+def test_activation_modules_with_torch_defaults_fold_and_others_keep_their_options():
+    import archcalc.torch
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU(), torch.nn.Linear(4, 4), torch.nn.LeakyReLU(0.2))
+    text = importer.import_module(module, [4])
+    report = archcalc.analyze(archcalc.loads(text))
+    assert [row.layer.kind for row in report.rows] == ["dense", "dense", "activation"]
+    assert report.rows[0].layer.activation == "gelu" and float(report.rows[2].layer.negative_slope) == 0.2
+    assert [row.name for row in report.rows] == ["layer0", "layer2", "layer3"]  # torch's 0, 2, 3: a name starts with a letter
+    renamed = {f"layer{key}": value for key, value in module.state_dict().items()}
+    built = archcalc.torch.build(archcalc.loads(text))
+    built.load_state_dict(renamed, strict=True)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(built(x), module(x))

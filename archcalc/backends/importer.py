@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -170,7 +171,25 @@ def layers(module) -> list[Layer]:
         problems += _output_problems(returned, alias, out)
     if problems:
         raise ImportFailed(type(module).__name__, problems)
-    return _fold_activations(out, [alias[n.name] for n in returned])
+    return _lettered(_fold_activations(out, [alias[n.name] for n in returned]))
+
+
+def _lettered(layers: list[Layer]) -> list[Layer]:
+    """A spec name starts with a letter: an nn.Sequential's children 0, 1... become layer0, layer1...
+    (their state_dict keys then differ by that word: `layer0.weight` for `0.weight`)."""
+    taken = {layer.name for layer in layers}
+
+    def lettered(name: str) -> str:
+        if not name[0].isdigit():
+            return name
+        head, dot, rest = name.partition(".")
+        found = f"layer{head}"
+        while any(n == found or n.startswith(found + ".") for n in taken):
+            found += "_"
+        return found + dot + rest
+
+    return [dataclasses.replace(layer, name=lettered(layer.name),
+                                inputs=tuple(n if n == "input" else lettered(n) for n in layer.inputs)) for layer in layers]
 
 
 def _name(node, made: Layer, reserved: set, given: set) -> str:
@@ -308,10 +327,17 @@ def _from_module(module, path: str) -> tuple[str, dict]:
         for field in dataclasses.fields(cls):
             if field.name in cls.spec_fields() and field.name not in fields and hasattr(module, field.name):
                 value = cls.torch_value(field.name, _plain(getattr(module, field.name), field.name))
+                if field.default is None and value == _torch_default(module, field.name):
+                    continue  # None in the spec is torch's default (nn.GELU's approximate="none")
                 if value is not None and (field.name in EXPLICIT or value != _plain(field.default, field.name)):
                     fields[field.name] = value
         return kind, fields
     raise _Unmapped(f"{path}: {torch_name} has no archcalc layer kind")
+
+
+def _torch_default(module, name: str):
+    parameter = inspect.signature(type(module).__init__).parameters.get(name)
+    return None if parameter is None or parameter.default is parameter.empty else _plain(parameter.default, name)
 
 
 def _plain(value, field: str):
