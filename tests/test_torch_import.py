@@ -353,3 +353,34 @@ def test_activation_modules_with_torch_defaults_fold_and_others_keep_their_optio
     built.load_state_dict(renamed, strict=True)
     x = torch.randn(3, 4)
     torch.testing.assert_close(built(x), module(x))
+
+
+class Options2(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(3, track_running_stats=False, eps=1e-3)
+        self.pool = torch.nn.AvgPool2d(2, count_include_pad=False, padding=1)
+        self.up = torch.nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=True)
+
+    def forward(self, x):
+        return self.up(self.pool(self.bn(x)))
+
+
+def test_torch_options_a_layer_kind_lacks_are_listed_never_dropped():
+    with pytest.raises(importer.ImportFailed) as error:
+        importer.import_module(Options2(), [3, 8, 8])
+    text = str(error.value)
+    assert "bn: BatchNorm2d(track_running_stats=False): archcalc's batchnorm has no track_running_stats" in text
+    assert "pool: AvgPool2d(count_include_pad=False)" in text and "up: Upsample(align_corners=True)" in text
+    assert "eps" not in text  # eps changes no number archcalc gives
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "densenet121"])
+def test_reference_nets_import_with_the_shipped_specs_numbers(name):
+    module = getattr(reference_nets, name)()
+    ours = archcalc.analyze(archcalc.load(SPECS / f"{name}.toml"))
+    text = importer.import_module(module, list(ours.input))
+    report = archcalc.analyze(archcalc.loads(text))
+    assert report.totals == ours.totals and report.memory.to_dict() == ours.memory.to_dict()
+    assert rows(report) == rows(ours)  # stateless merge layers and pools may be named otherwise (cat, pool)
+    strict_twin(module, text, (3, 64, 64))

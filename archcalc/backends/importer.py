@@ -331,8 +331,28 @@ def _from_module(module, path: str) -> tuple[str, dict]:
                     continue  # None in the spec is torch's default (nn.GELU's approximate="none")
                 if value is not None and (field.name in EXPLICIT or value != _plain(field.default, field.name)):
                     fields[field.name] = value
+        _unexpressed(module, cls, path)
         return kind, fields
     raise _Unmapped(f"{path}: {torch_name} has no archcalc layer kind")
+
+
+# Constructor options no number of archcalc's depends on: placement, in-place, the normalisations'
+# eps and momentum (build uses torch's defaults for them). Any other option set away from its
+# default, and not a field of the layer kind, is listed: the spec would be another network.
+NUMBERLESS = {"device", "dtype", "inplace", "eps", "momentum"}
+
+
+def _unexpressed(module, cls, path: str) -> None:
+    torch = require()
+    fields = cls.spec_fields()
+    for name, parameter in inspect.signature(type(module).__init__).parameters.items():
+        if name in fields or name in NUMBERLESS or parameter.default is parameter.empty or not hasattr(module, name):
+            continue
+        value = getattr(module, name)
+        if value is None or isinstance(value, torch.Tensor):
+            continue  # a parameter (bias), not an option
+        if _plain(value, name) != _plain(parameter.default, name):
+            raise _Unmapped(f"{path}: {type(module).__name__}({name}={value!r}): archcalc's {cls.kind} has no {name}")
 
 
 def _torch_default(module, name: str):
