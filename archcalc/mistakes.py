@@ -355,8 +355,19 @@ def dense_without_channels(claim, context):
     return None
 
 
+def kind_mistake(claim, context):
+    """A wrong value the layer's own class knows students give (Layer.mistaken): LayerNorm's γ and β per token."""
+    row = context.row
+    if context.key.scope != "layer" or row is None:
+        return None
+    for wrong, hint in row.layer.mistaken(row.input, context.key.quantity):
+        if wrong != context.actual and _holds(claim, wrong, context):
+            return hint
+    return None
+
+
 MISTAKES = (
-    jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
+    kind_mistake, jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
     batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,
