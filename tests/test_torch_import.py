@@ -384,3 +384,29 @@ def test_reference_nets_import_with_the_shipped_specs_numbers(name):
     assert report.totals == ours.totals and report.memory.to_dict() == ours.memory.to_dict()
     assert rows(report) == rows(ours)  # stateless merge layers and pools may be named otherwise (cat, pool)
     strict_twin(module, text, (3, 64, 64))
+
+
+class TwoInputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x, mask=None):
+        return self.fc(x)  # an argument for the interface, unused
+
+
+def test_a_second_argument_is_listed_only_where_it_is_read():
+    text = importer.import_module(TwoInputs(), [4])
+    assert archcalc.analyze(archcalc.loads(text)).totals["params"] == 20
+    with pytest.raises(importer.ImportFailed) as error:
+        importer.import_module(Reads2(), [4])
+    assert "add() reads forward's argument 'y'" in str(error.value)
+
+
+class Reads2(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x, y):
+        return self.fc(x) + y

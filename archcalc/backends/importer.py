@@ -142,10 +142,8 @@ def layers(module) -> list[Layer]:
     problems: list[str] = []
     returned: list = []
     for node in nodes:
-        if node.op == "placeholder":
-            if alias:
-                problems.append(f"a second input {node.name!r}: archcalc's networks take one input ({_source(node)})")
-            alias[node.name] = "input"
+        if node.op == "placeholder":  # forward's arguments: the first is the input, others may go unused (mask=None)
+            alias[node.name] = SECOND + node.name if alias else "input"
             continue
         if node.op == "output":
             returned = _tensors(node)
@@ -226,6 +224,7 @@ def _output_problems(returned: list, alias: dict, out: list[Layer]) -> list[str]
 
 
 ATTRIBUTE = "\0"  # alias prefix of a tensor the module holds (get_attr): no layer's output
+SECOND = "\1"  # alias prefix of forward's arguments after the first
 
 
 def _operation(node) -> str:
@@ -293,6 +292,9 @@ def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
     if _is_shape(node):
         raise _Skip
     inputs = tuple(alias[n.name] for n in _tensors(node))
+    second = [name[len(SECOND):] for name in inputs if name.startswith(SECOND)]
+    if second:
+        raise _Unmapped(f"{_operation(node)} reads forward's argument {second[0]!r}: a spec's network reads one input")
     held = [name[len(ATTRIBUTE):] for name in inputs if name.startswith(ATTRIBUTE)]
     if held:
         raise _Unmapped(f"{_operation(node)} reads the module's tensor {held[0]!r} (a parameter or buffer of no layer): "
