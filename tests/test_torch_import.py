@@ -310,11 +310,11 @@ class Pair(torch.nn.Module):
 
 
 class Stages(torch.nn.Module):
-    """Pairs in a row (a repeat), one wider (a variable), one with GELU (another field: not the same block)."""
+    """Pairs in a row (a repeat, the first wider), one wider (a variable), one with GELU (another field: not the same block)."""
 
     def __init__(self):
         super().__init__()
-        self.stage = torch.nn.Sequential(Pair(3, 8), Pair(8, 8), Pair(8, 8))
+        self.stage = torch.nn.Sequential(Pair(3, 16), Pair(16, 8), Pair(8, 8))
         self.wide = Pair(8, 16)
         self.other = Pair(16, 16, torch.nn.GELU)
 
@@ -325,7 +325,7 @@ class Stages(torch.nn.Module):
 def test_blocks_only_where_layers_wiring_and_fields_agree():
     text = importer.import_module(Stages(), [3, 16, 16])
     assert text.count("\n[blocks.") == 1 and "[blocks.pair]  # variables: conv_out_channels" in text
-    assert 'name = "stage"\ntype = "block"\nblock = "pair"\nrepeat = 3' in text
+    assert 'name = "stage"\ntype = "block"\nblock = "pair"\nrepeat = 3\nconv_out_channels = "16 if index == 0 else 8"' in text
     assert 'name = "wide"\ntype = "block"\nblock = "pair"\nconv_out_channels = 16' in text
     assert 'name = "other.bn"\ntype = "batchnorm"\nactivation = "gelu"' in text  # flat: no other instance like it
     flat = importer.import_module(Stages(), [3, 16, 16], blocks=False)

@@ -4,8 +4,9 @@ A module path P whose layers run one after another, read one tensor from outside
 are read from outside only through their last layer, is an instance; instances with the
 same layers, wiring and non-numeric fields, differing only in sizes, become one block
 whose varying sizes are its variables (one variable per distinct column of values).
-Consecutive instances `P.K`, `P.K+1`... of one block with the same values, each reading
-the one before, become one use with `repeat`. The importer checks the result against the
+Consecutive instances `P.K`, `P.K+1`... of one block, each reading the one before, with the
+same values from the second on, become one use with `repeat` (the first's own values as
+`"A if index == K else B"`). The importer checks the result against the
 flat layers (every row's name, wiring, shapes and counts) and writes flat layers where
 they differ: correctness first.
 
@@ -217,7 +218,8 @@ def _thawed(key):
 
 
 def _repeats(top: list) -> list:
-    """Consecutive uses P.K, P.K+1... of one block with the same values, each reading the one before: one use, repeat."""
+    """Consecutive uses P.K, P.K+1... of one block, each reading the one before, whose values agree from the
+    second on: one use with `repeat` (a value of the first that differs: "A if index == K else B")."""
     names = [item.name for item in top]
     out: list = []
     i = 0
@@ -228,14 +230,17 @@ def _repeats(top: list) -> list:
         if isinstance(item, Use) and parent and number.isdigit():
             j = i + 1
             while (j < len(top) and isinstance(top[j], Use) and top[j].block == item.block
-                   and top[j].values == item.values and top[j].source == run[-1].output
+                   and (len(run) == 1 or top[j].values == run[1].values) and top[j].source == run[-1].output
                    and top[j].name == f"{parent}.{int(number) + len(run)}"):
                 run.append(top[j])
                 j += 1
             others = [n for k, n in enumerate(names) if not i <= k < i + len(run)
                       and (n == parent or n.startswith(parent + "."))]
             if len(run) > 1 and not others:
-                out.append(Use(parent, item.block, item.source, run[-1].output, item.values, len(run), int(number)))
+                start = int(number)
+                values = {v: run[0].values[v] if run[0].values[v] == run[1].values[v]
+                          else f"{run[0].values[v]} if index == {start} else {run[1].values[v]}" for v in item.values}
+                out.append(Use(parent, item.block, item.source, run[-1].output, values, len(run), start))
                 i += len(run)
                 continue
         out.append(item)
