@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
 from .field import Field
 
 
@@ -16,6 +16,7 @@ from .field import Field
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    mistakes = frozenset({"bias_per_input"})
     torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
@@ -35,6 +36,9 @@ class Dense(Layer):
     def output(self, x: Shape) -> Shape:
         self.in_features(x)
         return (*x[:-1], self.out_features)
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return False  # its output is out_features, as the spec writes it
 
     def weights(self, x: Shape) -> Dim:
         return self.in_features(x) * self.out_features
@@ -61,13 +65,13 @@ class Dense(Layer):
         return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        return num.normal(self.macs(x) * (2 if grad else 1))
+        return self.macs(x) * (2 if grad else 1)
 
     def receptive(self, x: Shape, field: Field) -> Field:
         return field  # element-wise: over a flat input every output already sees the whole input
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
+        return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}" + (", per token" if len(x) == 2 else "")
