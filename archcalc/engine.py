@@ -50,6 +50,7 @@ def analyze(
         grad = bool(rows) and (rows[-1].requires_grad or rows[-1].params != 0)
         rows.append(_row(layer_spec, layer, x, rows, spec.path, grad))
         x = rows[-1].output
+    _check_links(spec, rows)
     return Report(
         model=spec.name,
         input=rows[0].input,
@@ -61,6 +62,29 @@ def analyze(
         optimizer=optimizer,
         device=device,
     )
+
+
+def _check_links(spec: Spec, rows: list[Row]) -> None:
+    """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape."""
+    by_name = {}
+    for number, (layer_spec, row) in enumerate(zip(spec.layers, rows)):
+        place = {"where": layer_spec.where, "path": spec.path, "line": layer_spec.line}
+        if row.layer.token_ids() is not None and number != 0:
+            raise SpecError(f"{row.kind} reads token ids, and only the model's input holds them",
+                            f'put it first, with the model\'s input = ["T"] (T token ids)', **place)
+        target = row.layer.tied()
+        if target is not None:
+            if target not in by_name:
+                raise SpecError(f"no earlier layer is named {target!r}", "tie names an earlier layer whose weight this one shares",
+                                "tie", **place)
+            theirs, ours = by_name[target].layer.weight_shape(by_name[target].input), row.layer.weight_shape(row.input)
+            if theirs is None or tuple(theirs) != tuple(ours):
+                raise SpecError(
+                    f"cannot share {target}'s weight: " + (f"it has none" if theirs is None else
+                                                           f"it is {fmt.shape(theirs)}, this layer's would be {fmt.shape(ours)}"),
+                    "a tied layer's weight must have the shape of the one it shares (out_features = num_embeddings)",
+                    "tie", **place)
+        by_name[row.name] = row
 
 
 def _choice(kind, value, name: str):

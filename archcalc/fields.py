@@ -185,6 +185,19 @@ class Sizes:
         return tuple(x if self.wildcard and x == -1 else _whole(x, s, 1) for x, s in zip(out, stored))
 
 
+@dataclass(frozen=True)
+class Ref:
+    """The name of an earlier layer (a dotted path): tie = "wte"."""
+
+    def read(self, raw: object) -> str:
+        if not isinstance(raw, str) or not all(part.isidentifier() or part.isdigit() for part in raw.split(".")):
+            raise SpecError(f"expected a layer's name, got {_kind_of(raw)} {_show(raw)}", 'for example tie = "wte"')
+        return raw
+
+    def bind(self, stored: str, env: Env) -> str:
+        return stored
+
+
 # The helpers layer classes declare their fields with.
 def _field(kind, default):
     if default is dataclasses.MISSING:
@@ -214,3 +227,7 @@ def choice(*choices: str, default=dataclasses.MISSING):
 
 def sizes(default=dataclasses.MISSING, *, wildcard: bool = False):
     return _field(Sizes(wildcard), default)
+
+
+def ref(default=dataclasses.MISSING):
+    return _field(Ref(), default)

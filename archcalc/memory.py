@@ -166,9 +166,10 @@ class Memory:
 def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1}
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": size if report.device == Device.cpu else 1}
     params = num.normal(report.totals["params"] * size)
 
+    ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
     per_row, kept_by_row = [], []
     storage = ("output", 0)  # the network input
@@ -202,7 +203,7 @@ def measure(report: Report) -> Memory:
         device=report.device,
         per_row=tuple(per_row),
         kept=tuple(kept_by_row),
-        input=PerBatch(per_sample=num.normal(num.mul(report.input) * size)),
+        input=PerBatch(per_sample=num.normal(num.mul(report.input) * (8 if ids else size))),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
         gradients=PerBatch(fixed=params),

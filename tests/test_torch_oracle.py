@@ -359,5 +359,7 @@ def test_shipped_specs_match_torch(path, values):
 
 
 def test_every_layer_kind_is_drawn():
-    drawn = {kind.__name__ for kind in SPATIAL + FLAT}
+    from .test_modern_oracle import KINDS as MODERN
+
+    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | MODERN
     assert drawn == set(archcalc.layers.LAYERS)

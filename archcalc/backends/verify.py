@@ -23,7 +23,7 @@ from .. import num
 from ..errors import SpecError
 from ..memory import Device
 from ..report import Report
-from .torch import concrete, dtype_of, parts, require, sequential
+from .torch import concrete, dtype_of, parts, require, sample, sequential
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
 QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
@@ -105,8 +105,9 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
     torch = require()
     with torch.device(device):
         net = sequential(report).to(dtype_of(report.dtype))
-        x = torch.zeros(batch, *map(int, report.input), dtype=dtype_of(report.dtype))
+        x = sample(report, batch, dtype_of(report.dtype), random=False)
     out = []
+    counted: set[int] = set()  # a tied weight counts for the first layer that has it
     for part in parts(report):
         children = [net.get_submodule(name) for name in part.names]
         try:
@@ -120,6 +121,9 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
         weights = biases = 0
         for child in children:
             for name, p in child.named_parameters():
+                if id(p) in counted:
+                    continue
+                counted.add(id(p))
                 if name.rsplit(".", 1)[-1] == "bias":
                     biases += p.numel()
                 else:
@@ -155,7 +159,7 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
         kept.append(tensor)
         return tensor
 
-    x = torch.randn(batch, *map(int, report.input), dtype=dtype)
+    x = sample(report, batch, dtype)
     steps = []  # (row input, row output) per row, for the backward pass
     flops = []
     with saved_tensors_hooks(pack, lambda tensor: tensor):

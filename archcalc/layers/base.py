@@ -58,7 +58,7 @@ class Kept:
 
     tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
     elements: Dim  # per sample, or in all when not per_sample
-    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA
+    dtype: str = "model"  # "model": the network's dtype; "int64"; "float32"; "mask": the model's dtype on CPU, 1 byte on CUDA
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
 
@@ -112,6 +112,18 @@ class Layer:
         """The tensors autograd keeps for the backward pass; `grad`: the input requires grad
         (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
         return ()
+
+    def token_ids(self) -> Dim | None:
+        """How many token ids the layer reads (its input is int64 ids below this: an embedding); None: values."""
+        return None
+
+    def weight_shape(self, x: Shape) -> Shape | None:
+        """The shape of the layer's one weight tensor, for weight tying (None: it has no single weight)."""
+        return None
+
+    def tied(self) -> str | None:
+        """The name of the earlier layer whose weight this layer shares (its own weights then count 0)."""
+        return None
 
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
