@@ -91,6 +91,17 @@ class Attention(Layer):
         inner, outer = self.projections(x)
         return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
 
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        if self.kernel == "math":
+            return {}
+        inner, outer = self.projections(x)
+        why = "FlopCounterMode counts scaled_dot_product_attention as 0 on the CPU (QKᵀ and AV missed)"
+        out = {"flops": (num.normal(2 * (inner + outer)), why),
+               "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
+        if self.dropout != 0:
+            out["saved_bytes"] = (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")
+        return out
+
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         t, d = self.tokens(x)
         heads = self.num_heads

@@ -108,6 +108,12 @@ class Layer:
         """MACs of the backward pass as FlopCounterMode counts them; `grad`: the input needs a gradient."""
         return 0
 
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        """Where torch 2.13's FlopCounterMode on the CPU (or the CPU itself) differs from archcalc's convention:
+        quantity ("flops", "training_flops", "saved_bytes") -> (what torch counts for one sample, or None when it
+        cannot be compared on the CPU; why). `verify` accepts that count, and says why."""
+        return {}
+
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         """The tensors autograd keeps for the backward pass; `grad`: the input requires grad
         (a layer with no parameters of its own keeps nothing when nothing before it has any)."""

@@ -71,10 +71,17 @@ class Conv(Layer):
         return num.normal(num.mul(self.output(x)) * per_output)
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
-        # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
+        # the weight's gradient is as much work as the forward, the input's (when it needs one) too
         macs = self.macs(x)
-        return num.normal(macs * self.groups + (macs if grad else 0))
+        return num.normal(macs + (macs if grad else 0))
+
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        if self.groups == 1:
+            return {}
+        # FlopCounterMode's conv_backward_flop ignores groups for the weight's gradient: `groups` times the real work
+        macs = self.macs(x)
+        counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
+        return {"training_flops": (counted, "FlopCounterMode counts a grouped conv's weight gradient `groups` times")}
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (self.kept_input(x), *activation_keeps(self.activation, y))
