@@ -215,7 +215,14 @@ def dense(draw, shape):
     return with_activation(draw, dict(type="dense", out_features=out, bias=bias), lambda: nn.Linear(shape[0], out, bias=bias))
 
 
-SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape]
+def adaptive_pool(draw, shape):
+    n = len(shape) - 1
+    op = draw(st.sampled_from(["max", "avg"]))
+    size, o = per_axis(draw, n, 1, 7)  # larger than the input too: windows then overlap
+    return dict(type="adaptive_pool", op=op, output_size=size), lambda: getattr(nn, f"Adaptive{op.title()}Pool{n}d")(o)
+
+
+SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool]
 FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
 
@@ -359,7 +366,9 @@ def test_shipped_specs_match_torch(path, values):
 
 
 def test_every_layer_kind_is_drawn():
+    from .test_graph_oracle import MERGES  # the layers that read several tensors are drawn in graphs
+
     from .test_modern_oracle import KINDS as MODERN
 
-    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | MODERN
+    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES) | MODERN
     assert drawn == set(archcalc.layers.LAYERS)

@@ -61,6 +61,7 @@ class Kept:
     dtype: str = "model"  # "model": the network's dtype; "int64"; "float32"; "mask": the model's dtype on CPU, 1 byte on CUDA
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
+    arg: int = 0  # which input, for "input" of a layer with several (a merge layer)
 
 
 def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
@@ -84,6 +85,7 @@ def activation_field():
 @dataclass(frozen=True, kw_only=True)
 class Layer:
     kind: ClassVar[str]
+    merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     name: str
 
     @classmethod
