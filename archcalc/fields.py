@@ -172,8 +172,11 @@ class Sizes:
     """A list of sizes: a target shape. `wildcard` admits one -1 (infer it, as reshape does)."""
 
     wildcard: bool = False
+    scalar: bool = False  # one number stands for a list of one (normalized_shape = 768)
 
     def read(self, raw: object) -> tuple:
+        if self.scalar and not isinstance(raw, (list, bool)) and isinstance(raw, (int, float, str)):
+            return (read_number(raw),)
         if not isinstance(raw, list) or not raw:
             raise SpecError(f"expected a non-empty list of sizes, got {_kind_of(raw)} {_show(raw)}")
         return tuple(read_number(item) for item in raw)
@@ -195,6 +198,27 @@ class Ref:
         return raw
 
     def bind(self, stored: str, env: Env) -> str:
+        return stored
+
+
+@dataclass(frozen=True)
+class Axis:
+    """An axis number as PyTorch counts it (the batch axis is 0, negative ones from the end): dim = -1.
+    `many`: a list of them (permute's dims)."""
+
+    many: bool = False
+
+    def read(self, raw: object) -> int | tuple[int, ...]:
+        items = raw if self.many and isinstance(raw, list) and raw else [raw]
+        if self.many and not isinstance(raw, list):
+            raise SpecError(f"expected a list of axis numbers, got {_kind_of(raw)} {_show(raw)}")
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise SpecError(f"expected an axis number (a whole number; 0 is the batch axis, -1 the last), got "
+                                f"{_kind_of(item)} {_show(item)}")
+        return tuple(items) if self.many else raw
+
+    def bind(self, stored, env: Env):
         return stored
 
 
@@ -231,3 +255,11 @@ def sizes(default=dataclasses.MISSING, *, wildcard: bool = False):
 
 def ref(default=dataclasses.MISSING):
     return _field(Ref(), default)
+
+
+def sizes(default=dataclasses.MISSING, *, wildcard: bool = False, scalar: bool = False):
+    return _field(Sizes(wildcard, scalar), default)
+
+
+def axis(default=dataclasses.MISSING, *, many: bool = False):
+    return _field(Axis(many), default)

@@ -166,7 +166,8 @@ class Memory:
 def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": size if report.device == Device.cpu else 1}
+    # "opmath": computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": size if report.device == Device.cpu else 1, "opmath": max(size, 4)}
     params = num.normal(report.totals["params"] * size)
 
     ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
@@ -180,6 +181,8 @@ def measure(report: Report) -> Memory:
         total, kept = ZERO, []
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
             key = {"input": sources[item.arg], "output": output, "pre": ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
+            if item.dtype == "opmath" and size < 4:  # an upcast copy, not the tensor itself
+                key = ("own", row.index, number)
             nbytes = num.normal(item.elements * bytes_of[item.dtype])
             kept.append((item, nbytes, key not in seen))
             if key not in seen:

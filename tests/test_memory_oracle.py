@@ -21,7 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 from .torch_nets import toml_value  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from .torch_probe import ACTIVATIONS, flops, saved_bytes  # noqa: E402
+from .torch_probe import ACTIVATIONS, flops, saved_bytes, torch_counts  # noqa: E402
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -147,16 +147,6 @@ def predicted(report) -> dict[str, int]:
         "params": report.memory.params.at(b),
         "buffers": report.memory.buffers.at(b),
     }
-
-
-def torch_counts(report, quantity: str) -> int:
-    """The total as FlopCounterMode counts it: archcalc's, but where a layer declares a known miscount of
-    torch's (a grouped conv's weight gradient, counted `groups` times), that count."""
-    total = 0
-    for row in report.rows:
-        quirk = row.layer.torch_counts(row.input, row.requires_grad).get(quantity)
-        total += getattr(row, quantity) if quirk is None else quirk[0]
-    return total
 
 
 class _Reshape(nn.Module):

@@ -222,8 +222,59 @@ def adaptive_pool(draw, shape):
     return dict(type="adaptive_pool", op=op, output_size=size), lambda: getattr(nn, f"Adaptive{op.title()}Pool{n}d")(o)
 
 
-SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool]
-FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten]
+
+
+def conv_transpose(draw, shape):
+    c, n = shape[0], len(shape) - 1
+    groups = draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))
+    out = groups * draw(st.integers(1, 3))
+    kernel, k = per_axis(draw, n, 1, 4)
+    stride, s = per_axis(draw, n, 1, 3)
+    padding, p = per_axis(draw, n, 0, 2)
+    output_padding = op = draw(st.integers(0, 1))
+    bias = draw(st.booleans())
+    table = dict(type="conv_transpose", out_channels=out, kernel_size=kernel, stride=stride, padding=padding,
+                 output_padding=output_padding, groups=groups, bias=bias)
+    return with_activation(draw, table, lambda: getattr(nn, f"ConvTranspose{n}d")(c, out, k, s, p, op, groups, bias))
+
+
+def layernorm(draw, shape):
+    count = draw(st.integers(1, len(shape)))
+    affine = draw(st.booleans())
+    normalized = list(shape[len(shape) - count:])
+    return dict(type="layernorm", normalized_shape=normalized, elementwise_affine=affine), lambda: nn.LayerNorm(
+        normalized, elementwise_affine=affine)
+
+
+def rmsnorm(draw, shape):
+    affine = draw(st.booleans())
+    return dict(type="rmsnorm", elementwise_affine=affine), lambda: nn.RMSNorm(shape[-1], elementwise_affine=affine)
+
+
+def groupnorm(draw, shape):
+    groups = draw(st.sampled_from([g for g in range(1, shape[0] + 1) if shape[0] % g == 0]))
+    return dict(type="groupnorm", num_groups=groups), lambda: nn.GroupNorm(groups, shape[0])
+
+
+def instancenorm(draw, shape):
+    affine = draw(st.booleans())
+    norm = getattr(nn, f"InstanceNorm{len(shape) - 1}d")
+    return dict(type="instancenorm", affine=affine), lambda: norm(shape[0], affine=affine)
+
+
+def lrn(draw, shape):
+    size = draw(st.integers(1, 5))
+    return dict(type="lrn", size=size), lambda: nn.LocalResponseNorm(size)
+
+
+def prelu(draw, shape):
+    count = draw(st.sampled_from([1, shape[0]]))
+    return dict(type="prelu", num_parameters=count), lambda: nn.PReLU(count)
+
+
+SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape,
+           conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu, adaptive_pool]
+FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten, layernorm, rmsnorm, groupnorm, prelu]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
 
 

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ACTIVATIONS = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "relu6": nn.ReLU6, "hardtanh": nn.Hardtanh,
-    "softplus": nn.Softplus, "mish": nn.Mish,
+    "softplus": nn.Softplus, "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid,
     "softmax": lambda: nn.Softmax(dim=1), "log_softmax": lambda: nn.LogSoftmax(dim=1),
 }
 
@@ -47,3 +47,13 @@ def flops(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> in
         if backward:
             out.float().sum().backward()
     return counter.get_total_flops()
+
+
+def torch_counts(report, quantity: str) -> int:
+    """The total as FlopCounterMode counts it: archcalc's, but where a layer declares a known miscount of
+    torch's (a grouped conv's weight gradient, counted `groups` times), that count."""
+    total = 0
+    for row in report.rows:
+        quirk = row.layer.torch_counts(row.input, row.requires_grad).get(quantity)
+        total += getattr(row, quantity) if quirk is None else quirk[0]
+    return total

@@ -13,6 +13,7 @@ import json
 import re
 
 from .. import fmt, num
+from ..layers import ACTIVATIONS
 from ..report import Report
 from .torch import Part, concrete, modules, parts, require
 
@@ -92,8 +93,10 @@ def _call(module, name: str, init: list, row) -> str:
 def _activation(module, function: str, inner: str) -> str:
     if function in TORCH_FUNCTIONS:
         return f"torch.{function}({inner})"
-    dim = getattr(module, "dim", None)
-    return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
+    defaults = inspect.signature(type(module).__init__).parameters
+    options = "".join(f", {name}={_literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
+                      if getattr(module, name) != defaults[name].default)  # dim=1, negative_slope=0.2, approximate="tanh"
+    return f"F.{function}({inner}{options})"
 
 
 def _arguments(module) -> str:

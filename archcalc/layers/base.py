@@ -26,6 +26,7 @@ class Function:
     saves: str  # "output" or "input" (measured with saved_tensors_hooks on CPU, torch 2.13)
     torch: str  # the torch.nn class
     dim: bool = False  # takes dim=1 (softmax over the channels / features)
+    options: tuple[str, ...] = ()  # the `activation` layer's fields this function takes (torch's argument names)
 
 
 # The `activation` layer and the `activation` field of conv, dense and batchnorm.
@@ -33,12 +34,14 @@ ACTIVATIONS: dict[str, Function] = {
     "relu": Function("output", "ReLU"),
     "sigmoid": Function("output", "Sigmoid"),
     "tanh": Function("output", "Tanh"),
-    "softmax": Function("output", "Softmax", dim=True),
-    "log_softmax": Function("output", "LogSoftmax", dim=True),
-    "gelu": Function("input", "GELU"),
+    "softmax": Function("output", "Softmax", dim=True, options=("dim",)),
+    "log_softmax": Function("output", "LogSoftmax", dim=True, options=("dim",)),
+    "gelu": Function("input", "GELU", options=("approximate",)),
     "silu": Function("input", "SiLU"),
-    "leaky_relu": Function("input", "LeakyReLU"),
-    "elu": Function("input", "ELU"),
+    "hardswish": Function("input", "Hardswish"),
+    "hardsigmoid": Function("input", "Hardsigmoid"),
+    "leaky_relu": Function("input", "LeakyReLU", options=("negative_slope",)),
+    "elu": Function("input", "ELU", options=("alpha",)),
     "relu6": Function("input", "ReLU6"),
     "hardtanh": Function("input", "Hardtanh"),
     "softplus": Function("input", "Softplus"),
@@ -46,10 +49,13 @@ ACTIVATIONS: dict[str, Function] = {
 }
 
 
-def torch_activation(name: str, nn):
-    """The torch module for an activation function, from the torch.nn namespace `nn`."""
+def torch_activation(name: str, nn, **options):
+    """The torch module for an activation function, from the torch.nn namespace `nn`; `options`: its
+    arguments other than the defaults (negative_slope = 0.2, ...)."""
     function = ACTIVATIONS[name]
-    return getattr(nn, function.torch)(dim=1) if function.dim else getattr(nn, function.torch)()
+    if function.dim:
+        options.setdefault("dim", 1)
+    return getattr(nn, function.torch)(**options)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ class Kept:
 
     tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
     elements: Dim  # per sample, or in all when not per_sample
-    dtype: str = "model"  # "model": the network's dtype; "int64"; "float32"; "mask": the model's dtype on CPU, 1 byte on CUDA
+    dtype: str = "model"  # "model": the network's dtype; "int64"; "float32"; "mask": the model's dtype on CPU, 1 byte on CUDA;
+    # "opmath": float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
     arg: int = 0  # which input, for "input" of a layer with several (a merge layer)

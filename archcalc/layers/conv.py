@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import axes, flag, size
+from ..fields import axes, choice, flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_keeps, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
 from .window import Window, axis_lines
@@ -24,6 +24,7 @@ class Conv(Layer):
     groups: Dim = size(1)
     bias: bool = flag(True)
     activation: str | None = activation_field()
+    padding_mode: str = choice("zeros", "reflect", "replicate", "circular", default="zeros")
 
     def windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
@@ -32,7 +33,7 @@ class Conv(Layer):
             raise SpecError("padding 'same' needs stride 1 (PyTorch refuses it for strided convolutions)",
                             "give the padding as a number", "padding")
         padding = 0 if self.padding in ("same", "valid") else self.padding
-        return tuple(
+        ws = tuple(
             Window(size, k, s, p, d, same=same)
             for size, k, s, p, d in zip(
                 x[1:],
@@ -42,6 +43,28 @@ class Conv(Layer):
                 per_axis(self.dilation, n, "dilation"),
             )
         )
+        self._check_padding_mode(ws)
+        return ws
+
+    def _pads(self, w: Window) -> tuple[Dim, Dim]:
+        """The padding on the left and on the right of an axis (padding 'same': the odd one on the right)."""
+        if w.same:
+            total = w.d * (w.k - 1)
+            return num.floordiv(total, 2), total - num.floordiv(total, 2)
+        return w.p, w.p
+
+    def _check_padding_mode(self, ws: tuple[Window, ...]) -> None:
+        limits = {"reflect": ("less than", 0), "circular": ("at most", 1)}
+        if self.padding_mode not in limits:
+            return
+        words, slack = limits[self.padding_mode]
+        for w in ws:
+            side = self._pads(w)[1]
+            if num.is_nonnegative(w.n + slack - 1 - side) is False:
+                raise SpecError(
+                    f"padding_mode {self.padding_mode!r} pads {fmt.group(side)} on a side of an axis of size {fmt.group(w.n)}",
+                    f"PyTorch's {self.padding_mode} padding must be {words} the input size on each axis", "padding",
+                )
 
     def in_channels(self, x: Shape) -> Dim:
         for channels, role in ((x[0], "in_channels"), (self.out_channels, "out_channels")):
@@ -84,7 +107,14 @@ class Conv(Layer):
         return {"training_flops": (counted, "FlopCounterMode counts a grouped conv's weight gradient `groups` times")}
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (self.kept_input(x), *activation_keeps(self.activation, y))
+        if self.padding_mode == "zeros":
+            return (self.kept_input(x), *activation_keeps(self.activation, y))
+        # any other mode pads a copy first (F.pad) and the convolution keeps that copy; reflect and
+        # replicate padding keep their input for their own backward too (circular slices: it keeps nothing)
+        padded = num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
+        pad_input = (Kept("input", num.mul(x), what=f"input ({self.padding_mode} padding's)"),) if grad and self.padding_mode != "circular" else ()
+        return (*pad_input, Kept("own", padded, what=f"the {self.padding_mode}-padded copy of the input"),
+                *activation_keeps(self.activation, y))
 
     def kept_input(self, x: Shape) -> Kept:
         # padding "same" with an odd total d·(k − 1) on an axis: torch pads the input by one more on
@@ -111,6 +141,8 @@ class Conv(Layer):
             text += f", g{fmt.group(self.groups)}"
         if not self.bias:
             text += ", no bias"
+        if self.padding_mode != "zeros":
+            text += f", {self.padding_mode}"
         return with_activation(text, self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
@@ -137,6 +169,6 @@ class Conv(Layer):
         padding = self.padding if self.padding in ("same", "valid") else ints(w.p for w in ws)
         return getattr(nn, f"Conv{len(ws)}d")(
             int(x[0]), int(self.out_channels), ints(w.k for w in ws), stride=ints(w.s for w in ws), padding=padding,
-            dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias,
+            dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias, padding_mode=self.padding_mode,
         )
 
