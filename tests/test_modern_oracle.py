@@ -33,7 +33,7 @@ from .torch_probe import flops, saved_bytes  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-KINDS = {"embedding", "parameter", "attention"}  # the kinds this file draws (test_torch_oracle checks all are drawn)
+KINDS = {"embedding", "parameter", "attention", "select"}  # the kinds this file draws (test_torch_oracle checks all are drawn)
 
 
 def spec(input_, *tables, dtype="float32") -> str:
@@ -241,3 +241,23 @@ def test_gpt2_block_formula_in_t():
     assert str(macs) == "1536*T**2 + 2359296*T"
     assert archcalc.num.subs(macs, {"T": 1024}) == 4 * 1024 * 768**2 + 2 * 1024**2 * 768 == 4026531840
     assert math.prod(report.rows[0].output[1:]) == 768
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), data=st.data())
+def test_select_matches_torch(shape, data):
+    dim = data.draw(st.sampled_from([d for n in range(1, len(shape) + 1) for d in (n, n - len(shape) - 1)]))
+    index = data.draw(st.integers(0, 5))
+    text = spec(shape, dict(type="select", dim=dim, index=index))
+    x = torch.zeros(2, *shape)
+    try:
+        expected = tuple(x.select(dim, index).shape[1:])
+    except IndexError:
+        with pytest.raises(SpecError, match="past the end"):
+            archcalc.analyze(archcalc.loads(text))
+        return
+    report = archcalc.analyze(archcalc.loads(text), batch=2)
+    assert report.rows[0].output == expected
+    assert report.rows[0].params == 0 and report.memory.saved.at(2) == 0
+    with pytest.raises(SpecError, match="not an axis"):
+        archcalc.analyze(archcalc.loads(spec(shape, dict(type="select", dim=0))))

@@ -71,3 +71,14 @@ class SelfAttention(nn.Module):
     def _repeat(self, z):
         b, h, t, e = z.shape
         return z[:, :, None].expand(b, h, self.heads // h, t, e).reshape(b, self.heads, t, e)
+
+
+class Select(nn.Module):
+    """x.select(dim, index): one entry of an axis, the axis removed (a view)."""
+
+    def __init__(self, dim: int, index: int):
+        super().__init__()
+        self.dim, self.index = dim, index
+
+    def forward(self, x):
+        return x.select(self.dim, self.index)

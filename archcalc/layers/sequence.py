@@ -1,4 +1,4 @@
-"""Layers of sequence models that are tables of learned values: embedding (torch.nn.Embedding) and parameter.
+"""Layers of sequence models: embedding (torch.nn.Embedding), parameter (a learned tensor), select (one token).
 
 A model whose first layer is an embedding reads token ids: `input = ["T"]` is one sample
 of T ids (int64), and the embedding turns it into [T, embedding_dim]. A `parameter` is a
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import size, sizes
+from ..fields import axis, size, sizes
 from ..num import Dim, Shape
 from .base import Kept, Layer, ints, register
 
@@ -102,3 +102,44 @@ class Parameter(Layer):
         from ..backends.modules import Learned
 
         return Learned(ints(self.shape), None if self.length is None else int(self.length))
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Select(Layer):
+    """One entry of an axis, the axis removed: `x.select(dim, index)` (ViT's class token: x[:, 0], dim = 1).
+
+    `dim` counts as PyTorch does, with the batch axis as 0 (negative: from the end); it cannot be the batch axis.
+    """
+
+    kind = "select"
+    dim: int = axis(1)
+    index: Dim = size(0, minimum=0)
+
+    def axis(self, x: Shape) -> int:
+        dim = self.dim + len(x) + 1 if self.dim < 0 else self.dim
+        if not 1 <= dim <= len(x):
+            raise SpecError(f"dim = {self.dim} is not an axis of a sample {fmt.shape(x)} (the batch axis is 0)",
+                            f"give 1 to {len(x)}, or -1 for the last", "dim")
+        return dim - 1
+
+    def output(self, x: Shape) -> Shape:
+        i = self.axis(x)
+        if num.is_concrete(x[i] - self.index) and self.index >= x[i]:
+            raise SpecError(f"index = {fmt.group(self.index)} is past the end of an axis of {fmt.group(x[i])}",
+                            None, "index")
+        return (*x[:i], *x[i + 1:])
+
+    def is_view(self) -> bool:
+        return True
+
+    def summary(self, x: Shape) -> str:
+        return f"dim {self.dim}, index {fmt.group(self.index)}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"entry {fmt.group(self.index)} of axis {self.dim} ({fmt.group(x[self.axis(x)])} long), that axis removed")]
+
+    def to_torch(self, x: Shape, nn):
+        from ..backends.modules import Select as Module
+
+        return Module(self.axis(x) + 1, int(self.index))
