@@ -215,9 +215,9 @@ def _compare(op: type, a: Value, b: Value, text: str, node: ast.AST) -> bool:
     else:
         if op in (ast.Eq, ast.NotEq) and difference.is_zero is False:
             return op is ast.NotEq
-        if op is ast.GtE and difference.is_nonnegative or op is ast.LtE and difference.is_nonpositive:
+        if (op is ast.GtE and difference.is_nonnegative) or (op is ast.LtE and difference.is_nonpositive):
             return True
-        if op is ast.Lt and difference.is_nonnegative or op is ast.Gt and difference.is_nonpositive:
+        if (op is ast.Lt and difference.is_nonnegative) or (op is ast.Gt and difference.is_nonpositive):
             return False
         _undecidable(difference, text, node)
     return {ast.Eq: sign == 0, ast.NotEq: sign != 0, ast.Lt: sign < 0, ast.LtE: sign <= 0,

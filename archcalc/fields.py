@@ -249,10 +249,6 @@ def choice(*choices: str, default=dataclasses.MISSING):
     return _field(Choice(choices), default)
 
 
-def sizes(default=dataclasses.MISSING, *, wildcard: bool = False):
-    return _field(Sizes(wildcard), default)
-
-
 def ref(default=dataclasses.MISSING):
     return _field(Ref(), default)
 

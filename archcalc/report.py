@@ -7,8 +7,8 @@ from functools import cached_property
 
 from . import num
 from .dtypes import DType
-from .layers import Layer
 from .graph import Use
+from .layers import Layer
 from .memory import Device, Memory, Optimizer, measure
 from .num import Dim, Shape, Value
 

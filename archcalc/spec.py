@@ -336,7 +336,7 @@ def _known_blocks(find, used: str) -> str:
 
 
 def _table(data: dict, key: str, required: bool = False) -> dict:
-    value = data.get(key, None)
+    value = data.get(key)
     if value is None:
         if required:
             raise SpecError(f"missing [{key}] table", "a spec starts with [model] and input = [C, H, W]")

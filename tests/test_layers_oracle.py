@@ -19,8 +19,12 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
 
 import archcalc  # noqa: E402
 from archcalc import SpecError  # noqa: E402

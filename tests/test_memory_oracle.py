@@ -14,13 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import archcalc  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from .torch_nets import toml_value  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+import archcalc  # noqa: E402
+import archcalc.torch  # noqa: E402
+from archcalc.engine import names  # noqa: E402
+
+from .torch_nets import toml_value  # noqa: E402
 from .torch_probe import ACTIVATIONS, flops, saved_bytes, torch_counts  # noqa: E402
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
@@ -172,9 +173,10 @@ def test_drawn_networks_match_torch(net, batch, dtype):
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_shipped_specs_match_torch(path, dtype):
-    values = {"H": 67, "W": 67, "classes": 10} if "symbolic" in path.stem else {}
-    report = archcalc.analyze(archcalc.load(path), batch=2, dtype=dtype, **values)
-    model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
+    spec = archcalc.load(path)
+    values = {k: v for k, v in {"H": 67, "W": 67, "classes": 10}.items() if k in names(spec)}
+    report = archcalc.analyze(spec, batch=2, dtype=dtype, **values)
+    model = archcalc.torch.build(report).float()  # graphs too: the modules run in the report's order
     assert predicted(report) == measured(model, report.input, 2, dtype)
 
 

@@ -21,8 +21,12 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 import archcalc  # noqa: E402

@@ -3,9 +3,9 @@ and through `archcalc show` (exit status 2, one or two lines on stderr, never a 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
-import dataclasses
 from dataclasses import dataclass
 
 import pytest

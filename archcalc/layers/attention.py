@@ -151,7 +151,7 @@ class Attention(Layer):
     def to_torch(self, x: Shape, nn):
         from ..backends.modules import SelfAttention
 
-        t, d = self.tokens(x)
+        _, d = self.tokens(x)
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
         return SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
                              bias=self.bias, math=self.kernel == "math")

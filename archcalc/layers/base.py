@@ -92,6 +92,8 @@ def activation_field():
 @dataclass(frozen=True, kw_only=True)
 class Layer:
     kind: ClassVar[str]
+    # the torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields
+    torch_modules: ClassVar[tuple[str, ...]] = ()
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     name: str
 
@@ -155,6 +157,11 @@ class Layer:
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         """How the numbers come out, as (quantity, text) lines for --explain."""
         return []
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
+        return {}
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""

@@ -18,6 +18,7 @@ class Dropout(Layer):
     """Zeroes each value with probability p at training time and scales the rest by 1/(1 − p)."""
 
     kind = "dropout"
+    torch_modules = ("Dropout",)
     p: Value = real(Fraction(1, 2), low=0, high=1)
 
     def output(self, x: Shape) -> Shape:
@@ -49,6 +50,7 @@ class Activation(Layer):
     """An element-wise function; the `activation = "..."` field of other layers is this with torch's defaults."""
 
     kind = "activation"
+    torch_modules = tuple(f.torch for f in ACTIVATIONS.values())
     function: str = choice(*ACTIVATIONS)
     negative_slope: Value | None = real(None)  # leaky_relu (torch's default 0.01)
     alpha: Value | None = real(None)  # elu (1.0)
@@ -80,6 +82,10 @@ class Activation(Layer):
     def summary(self, x: Shape) -> str:
         options = self.options()
         return self.function + "".join(f", {name}={fmt.group(v) if name != 'approximate' else v}" for name, v in options.items())
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"function": next(name for name, f in ACTIVATIONS.items() if f.torch == torch_name)}
 
     def to_torch(self, x: Shape, nn):
         options = {name: float(v) if name in ("negative_slope", "alpha") else v for name, v in self.options().items()}

@@ -85,7 +85,9 @@ class Add(Merge):
                            "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
 
     def to_torch(self, x, nn):
-        raise NotImplementedError(self.kind)
+        from ..backends.modules import Add  # imports torch: only the backend calls to_torch
+
+        return Add()
 
 
 @register
@@ -111,7 +113,9 @@ class Mul(Merge):
                            "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
 
     def to_torch(self, x, nn):
-        raise NotImplementedError(self.kind)
+        from ..backends.modules import Mul
+
+        return Mul()
 
 
 @register
@@ -156,4 +160,6 @@ class Concat(Merge):
                            f"{sizes} = {fmt.group(self.output(x)[axis])}; the other axes must be equal; no weights")]
 
     def to_torch(self, x, nn):
-        raise NotImplementedError(self.kind)
+        from ..backends.modules import Concat
+
+        return Concat(self.axis(x))

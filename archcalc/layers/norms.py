@@ -15,8 +15,7 @@ from fractions import Fraction
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import flag, real, sizes
-from ..fields import size as whole
+from ..fields import flag, real, size as whole, sizes
 from ..num import Dim, Shape, Value
 from .base import Kept, Layer, ints, register
 
@@ -81,7 +80,7 @@ class LayerNorm(Layer):
         lines = [("output", f"same shape: each of the {fmt.group(groups)} groups of {n} values (normalized_shape "
                             f"{fmt.shape(shape)}) is normalized on its own, per sample")]
         if not self.elementwise_affine:
-            return lines + [("weights", "no parameters (elementwise_affine = false)")]
+            return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
         lines.append(("weights", f"weights = normalized_shape = {fmt.product(shape)} = {n} (a scale γ per normalized value, "
                                  "not per token)"))
         lines.append(("biases", f"biases = {n} (a shift β per normalized value)" if self.bias else "biases = 0 (bias = false)"))
@@ -132,9 +131,9 @@ class GroupNorm(Layer):
         lines = [("output", f"same shape: {fmt.group(self.num_groups)} groups of {fmt.group(num.div(c, self.num_groups))} "
                             "channels, each normalized over its channels and positions, per sample")]
         if not self.affine:
-            return lines + [("weights", "no parameters (affine = false)")]
-        return lines + [("weights", f"weights = channels = {fmt.group(c)} (a scale γ per channel, not per group)"),
-                        ("biases", f"biases = channels = {fmt.group(c)} (a shift β per channel)")]
+            return [*lines, ("weights", "no parameters (affine = false)")]
+        return [*lines, ("weights", f"weights = channels = {fmt.group(c)} (a scale γ per channel, not per group)"),
+                ("biases", f"biases = channels = {fmt.group(c)} (a shift β per channel)")]
 
     def to_torch(self, x: Shape, nn):
         return nn.GroupNorm(int(self.num_groups), int(self.channels(x)), affine=self.affine)
@@ -184,10 +183,9 @@ class InstanceNorm(Layer):
         lines = [("output", f"same shape: each of the {fmt.group(x[0])} channels normalized over its {fmt.group(num.mul(x[1:]))} "
                             "positions, per sample")]
         if not self.affine:
-            return lines + [("weights", "no parameters (affine = false, PyTorch's default)")]
+            return [*lines, ("weights", "no parameters (affine = false, PyTorch's default)")]
         c = fmt.group(x[0])
-        return lines + [("weights", f"weights = channels = {c} (a scale γ per channel)"),
-                        ("biases", f"biases = channels = {c} (a shift β per channel)")]
+        return [*lines, ("weights", f"weights = channels = {c} (a scale γ per channel)"), ("biases", f"biases = channels = {c} (a shift β per channel)")]
 
     def to_torch(self, x: Shape, nn):
         return getattr(nn, f"InstanceNorm{len(x) - 1}d")(int(x[0]), affine=self.affine,
@@ -228,8 +226,8 @@ class RMSNorm(Layer):
         shape = _normalized(self, x)
         lines = [("output", f"same shape: x / √(mean(x²) + eps) over normalized_shape {fmt.shape(shape)}, per sample")]
         if not self.elementwise_affine:
-            return lines + [("weights", "no parameters (elementwise_affine = false)")]
-        return lines + [("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
+            return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
+        return [*lines, ("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
 
     def to_torch(self, x: Shape, nn):
         eps = None if self.eps is None else float(self.eps)
