@@ -200,15 +200,36 @@ def value(report: Report, key: Key):
     """The true value of a key: a number, a formula, or a shape."""
     if key.scope == "layer":
         row = report.row(key.name)
+        if key.quantity in claims_.AXES or key.quantity == "dense_equivalent_weights":
+            return teaching(report, row, key.quantity)
         return share(report, row.params) if key.quantity == "share" else getattr(row, key.quantity)
-    if key.scope == "type":
-        rows = [row for row in report.rows if row.kind == key.name]
+    if key.scope in ("type", "group"):
+        rows = [row for row in report.rows if row.kind == key.name] if key.scope == "type" else report.group(key.name)
+        if key.quantity == "output":
+            return rows[-1].output
         quantity = "params" if key.quantity == "share" else key.quantity
         total = num.add(getattr(row, quantity) for row in rows)
         return share(report, total) if key.quantity == "share" else total
     if key.scope == "total":
         return report.totals[key.quantity]
     return report.memory.value(key.quantity)
+
+
+def teaching(report: Report, row, quantity: str):
+    """A layer's receptive field or jump (a tuple, one per axis), or a conv's dense-equivalent weights."""
+    if quantity == "dense_equivalent_weights":
+        dense = row.layer.dense_equivalent_weights(row.input)
+        if dense is None:
+            raise ClaimError(f"{row.name} is a {row.kind} layer: only conv layers have dense_equivalent_weights")
+        return dense
+    field = report.fields[row.index - 1]
+    if field is None:
+        raise ClaimError(f"archcalc does not know the receptive field of {row.kind} layers ({row.name})")
+    if quantity == "jump" and field.whole:
+        raise ClaimError(f"{row.name} sees the whole input: its values are no longer spread over the image, it has no jump")
+    if not field.size:
+        raise ClaimError(f"{report.model}'s input has no spatial axes: no receptive field")
+    return field.size if quantity == "receptive_field" else field.jump
 
 
 def share(report: Report, params) -> object:

@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,7 +30,7 @@ from . import expr, fmt, num
 from .errors import SpecError
 from .num import Value
 
-KINDS = ("count", "share", "bytes", "shape")  # what a quantity is; it decides which forms a value may take
+KINDS = ("count", "share", "bytes", "shape", "axes")  # what a quantity is; it decides which forms a value may take
 
 SCALES = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 BYTE_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -54,6 +55,7 @@ def _hint(kind: str) -> str:
         "count": 'an integer (34944, "34,944"), a formula ("4096*classes + classes"), or an approximation ("62.4M", "about 60k")',
         "share": 'a percentage of all parameters: "94%", 60.5, "60% ± 1"',
         "bytes": 'a number of bytes (249513376), or with a unit: "238 MiB", "0.25 GB", "about 1.2 GiB"',
+        "axes": 'a number for every spatial axis (195), or one per axis ([195, 195], "195×195")',
         "shape": 'a shape, channels first ([96, 27, 27], "96×27×27", "27²×96"), or its number of values (69984)',
     }[kind]
 
@@ -183,7 +185,21 @@ def _plain(x: Fraction) -> str:
     return f"{float(x):,.10g}"
 
 
-Claimed = Exact | Approx | Bounds | Dims
+@dataclass(frozen=True)
+class EveryAxis:
+    """One value claimed for every spatial axis: "pool3.receptive_field" = 195."""
+
+    value: Exact | Approx | Bounds
+
+    def holds(self, actual, env) -> bool | None:
+        verdicts = [self.value.holds(a, env) for a in actual]
+        return None if None in verdicts else all(verdicts)
+
+    def reading(self, env=None) -> str:
+        return f"{self.value.reading(env)} on every axis"
+
+
+Claimed = Exact | Approx | Bounds | Dims | EveryAxis
 
 
 def read(raw: object, kind: str) -> Claimed:
@@ -191,6 +207,11 @@ def read(raw: object, kind: str) -> Claimed:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str, list)):
         what = {bool: "true/false", dict: "a table"}.get(type(raw), type(raw).__name__)
         raise ClaimError(f"expected a value, got {what}", _hint(kind))
+    if kind == "axes":
+        if isinstance(raw, list) or (isinstance(raw, str) and _looks_like_shape(raw.strip())):
+            dims = read(raw, "shape")
+            return dataclasses.replace(dims, either_order=False) if isinstance(dims, Dims) else dims
+        return EveryAxis(read(raw, "count"))
     if isinstance(raw, list):
         if kind != "shape":
             raise ClaimError(f"a list is a shape, but this quantity is a number: got {raw!r}", _hint(kind))

@@ -22,16 +22,19 @@ from .memory import Device, Optimizer
 from .report import Report
 from .spec import read_text
 
-LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops")
+LAYER = ("output", "input", "weights", "biases", "params", "share", "macs", "flops", "training_flops",
+         "receptive_field", "jump", "dense_equivalent_weights")
+AXES = ("receptive_field", "jump")  # one value per spatial axis of the model's input
 TOTAL = ("params", "weights", "biases", "macs", "flops", "training_flops")
 TYPE = ("params", "weights", "biases", "share", "macs", "flops", "training_flops")
+GROUP = (*TYPE, "output")  # a path prefix ("layer1") or a block's name: sums, and the last layer's output
 QUALIFIERS = ("B", "dtype", "optimizer", "device")
 STUDENT = ("name", "id", "email", "group")  # the fields of an answers file's [student] table
 
 
 @dataclass(frozen=True)
 class Key:
-    """What a claim is about: `scope` is "layer", "type", "total" or "memory"."""
+    """What a claim is about: `scope` is "layer", "type", "group" (a path prefix or block), "total" or "memory"."""
 
     text: str
     scope: str
@@ -46,6 +49,8 @@ class Key:
             return "bytes"
         if self.quantity in ("output", "input"):
             return "shape"
+        if self.quantity in AXES:
+            return "axes"
         return "share" if self.quantity == "share" else "count"
 
 
@@ -136,10 +141,13 @@ def parse_key(text: str, report: Report) -> Key:
                          f"{parts[-1]} is per sample; memory keys: {', '.join('memory.' + m for m in memory)}")
     if len(parts) == 1 and parts[0] in TOTAL:
         return Key(text, "total", parts[0])
-    if len(parts) == 2 and parts[0] in layers:
-        return Key(text, "layer", _quantity(parts[1], LAYER, "a layer", text, report), parts[0])
+    name = ".".join(parts[:-1])  # names are dotted paths: the quantity is the last part
+    if len(parts) >= 2 and name in layers:
+        return Key(text, "layer", _quantity(parts[-1], LAYER, "a layer", text, report), name)
     if len(parts) == 2 and parts[0] in kinds:
         return Key(text, "type", _quantity(parts[1], TYPE, "a layer type", text, report), parts[0])
+    if len(parts) >= 2 and report.group(name):
+        return Key(text, "group", _quantity(parts[-1], GROUP, "a group of layers", text, report), name)
     if len(parts) == 3 and parts[0] == "type" and parts[1] in kinds:
         return Key(text, "type", _quantity(parts[2], TYPE, "a layer type", text, report), parts[1])
     raise ClaimError(_unknown(parts, report, layers, kinds), _suggest(text, report))
@@ -152,6 +160,8 @@ def _unknown(parts: list[str], report: Report, layers: list[str], kinds: list[st
         return f"unknown memory quantity {'.'.join(parts[1:])!r}"
     if parts[0] in layers or parts[0] in kinds:
         return f"a key is NAME.QUANTITY, got {len(parts)} parts"
+    if report.uses or any("." in name for name in layers):
+        return f"{report.model} has no layer, path prefix, block or layer type named {'.'.join(parts[:-1])!r}"
     return f"{report.model} has no layer or layer type named {parts[0]!r}"
 
 
@@ -177,6 +187,7 @@ def valid_keys(report: Report) -> list[str]:
         *TOTAL,
         *(f"{row.name}.{q}" for row in report.rows for q in LAYER),
         *(f"{kind}.{q}" for kind in kinds for q in TYPE),
+        *(f"{use.path}.{q}" for use in report.uses for q in GROUP),
         *(f"memory.{m}" for m in memory_names(report)),
     ]
 
@@ -185,9 +196,12 @@ def summary(report: Report) -> str:
     """The valid keys, one form a line: layers × quantities, types, totals, memory."""
     layers = ", ".join(row.name for row in report.rows)
     kinds = ", ".join(dict.fromkeys(row.kind for row in report.rows))
+    blocks = ", ".join(dict.fromkeys(use.block for use in report.uses))
     return "\n".join("    " + line for line in (
         f"LAYER.QUANTITY: LAYER one of {layers}; QUANTITY one of {', '.join(LAYER)}",
         f"TYPE.QUANTITY: TYPE one of {kinds}; QUANTITY one of {', '.join(TYPE)}",
+        *([f"PATH.QUANTITY: PATH a prefix of the names above (layer1, layer1.0) or a block ({blocks}); "
+           f"QUANTITY one of {', '.join(GROUP)}"] if blocks else []),
         f"totals: {', '.join(TOTAL)}",
         f"memory.X@B=32,dtype=...,optimizer=...,device=...: X one of {', '.join(memory_names(report))}",
     ))

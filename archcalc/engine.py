@@ -44,18 +44,22 @@ def analyze(
     nodes, uses = graph.expand(spec, env)
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
-    bound: dict[tuple, dict] = {}  # a layer's fields bound once per distinct value of the names it uses
+    bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
     used: dict[int, tuple[str, ...]] = {}
+    computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
     rows: list[Row] = []
     for position, node in enumerate(nodes, start=1):
-        layer = _layer(node, bound, used, spec.path)
+        if node.name in shapes:
+            raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
+        layer, binding = _layer(node, bound, used, spec.path)
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
         if not layer.merges and len(xs) > 1:
             raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
                             "add them first with a merge layer: add, mul or concat", "from",
                             where=node.where, path=spec.path, line=node.spec.line)
-        row = _row(node, layer, position, xs, gs, rows, spec.path)
+        row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
         _check_links(node, row, rows, spec.path)
         rows.append(row)
         shapes[node.name] = row.output
@@ -63,7 +67,7 @@ def analyze(
     return Report(
         model=spec.name,
         input=x,
-        rows=tuple(rows),
+        rows=_backward(rows),
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
@@ -94,6 +98,16 @@ def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) 
                                                    f"it is {fmt.shape(theirs)}, this layer's would be {fmt.shape(ours)}"),
             "a tied layer's weight must have the shape of the one it shares (out_features = num_embeddings)",
             "tie", **place)
+
+
+def _backward(rows: list[Row]) -> tuple[Row, ...]:
+    """The rows, those whose output does not feed the model's output (the last row's) marked: a
+    training step's backward pass, from the loss, never reaches them."""
+    needed = {rows[-1].name}
+    for row in reversed(rows):
+        if row.name in needed:
+            needed.update(row.inputs)
+    return tuple(row if row.name in needed else dataclasses.replace(row, backward=False) for row in rows)
 
 
 def _choice(kind, value, name: str):
@@ -150,17 +164,18 @@ def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) 
     return LAYERS[layer_spec.kind](name=layer_spec.name, **_fields(layer_spec, env, path, layer_spec.where))
 
 
-def _layer(node: graph.Node, bound: dict, used: dict, path: str | None) -> Layer:
-    """The node's layer; its fields bound once for each distinct value of the names they use (repeated blocks)."""
+def _layer(node: graph.Node, bound: dict, used: dict, path: str | None) -> tuple[Layer, object]:
+    """The node's layer, and a key for its bound fields: bound once for each distinct value of the names
+    they use (the layers of a repeated block mostly share them)."""
     spec = node.spec
     names = used.get(id(spec))
     if names is None:
         names = used[id(spec)] = tuple(sorted(spec.names))
     key = (id(spec), *(node.env.get(name) for name in names))
-    kwargs = bound.get(key)
-    if kwargs is None:
-        kwargs = bound[key] = _fields(spec, node.env, path, node.where)
-    return LAYERS[spec.kind](name=node.name, **kwargs)
+    found = bound.get(key)
+    if found is None:
+        found = bound[key] = (_fields(spec, node.env, path, node.where), len(bound))
+    return LAYERS[spec.kind](name=node.name, **found[0]), found[1]
 
 
 def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, where: str) -> dict:
@@ -183,23 +198,31 @@ def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, wher
 
 
 def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], gs: tuple[bool, ...],
-         rows: list[Row], path: str | None) -> Row:
+         rows: list[Row], path: str | None, computed: dict, binding: object) -> Row:
     x = xs if layer.merges else xs[0]
     try:
+        key = (binding, xs)
+        numbers = computed.get(key)
+        if numbers is None:
+            numbers = computed[key] = (layer.output(x), layer.weights(x), layer.biases(x), layer.macs(x))
+        output, weights, biases, macs = numbers
         return Row(
             index=position,
             layer=layer,
             input=x,
-            output=layer.output(x),
-            weights=layer.weights(x),
-            biases=layer.biases(x),
-            macs=layer.macs(x),
+            output=output,
+            weights=weights,
+            biases=biases,
+            macs=macs,
             requires_grad=any(gs),
             inputs=node.inputs,
             grads=gs,
         )
     except SpecError as error:
-        raise error.at(where=node.where, path=path, line=node.spec.line, hint=_before(node, xs, rows)) from None
+        before = _before(node, xs, rows)
+        if error.hint and layer.merges:  # a merge error names the layers whose shapes disagree, and the rule
+            error = dataclasses.replace(error, hint=f"{before}; {error.hint}")
+        raise error.at(where=node.where, path=path, line=node.spec.line, hint=before) from None
 
 
 def _before(node: graph.Node, xs: tuple[Shape, ...], rows: list[Row]) -> str:

@@ -3,7 +3,7 @@ quantity, and sums written out for totals, layer types, shares and memory."""
 
 from __future__ import annotations
 
-from . import explain_row, fmt, num
+from . import explain_row, fmt, num, receptive
 from .claims import Key
 from .report import Report, Row
 
@@ -14,6 +14,11 @@ def text(report: Report, key: Key) -> str:
     if key.scope == "type":
         rows = [row for row in report.rows if row.kind == key.name]
         return _sum(report, rows, key.quantity, f"{key.name} ")
+    if key.scope == "group":
+        rows = list(report.group(key.name))
+        if key.quantity == "output":
+            return f"{key.name}.output = the output of its last layer, {rows[-1].name}: {fmt.shape(rows[-1].output)}"
+        return _sum(report, rows, key.quantity, f"{key.name}.")
     if key.scope == "total":
         return _sum(report, report.rows, key.quantity, "")
     return memory(report, key.quantity)
@@ -22,8 +27,10 @@ def text(report: Report, key: Key) -> str:
 def layer(report: Report, row: Row, quantity: str) -> str:
     """The derivation of one quantity of a row, as `show --explain` gives it."""
     if quantity == "input":
-        source = "the network's input" if row.index == 1 else f"the output of {report.rows[row.index - 2].name}"
-        return f"input = {source} = {fmt.shape(row.input)}"
+        sources = ["the network's input" if name == "input" else f"the output of {name}" for name in row.inputs]
+        return f"input = {' and '.join(sources)} = {' and '.join(fmt.shape(x) for x in row.shapes)}"
+    if quantity in ("receptive_field", "jump"):
+        return "\n".join(line for _, line in receptive.lines(report, row))
     wanted = {
         "params": ("weights", "biases", "params"),
         "share": ("weights", "biases", "params"),

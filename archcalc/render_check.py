@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from . import fmt, num
+from . import fmt, num, receptive
 from .check import Result, Verdict
 from .report import Report
 
@@ -25,6 +25,8 @@ def shown(value) -> str:
 
 
 def true_value(verdict: Verdict) -> str:
+    if verdict.kind == "axes":
+        return receptive.text(verdict.actual)
     if verdict.kind == "share" and num.is_concrete(verdict.actual):
         return f"{float(verdict.actual):.2f}%"
     return shown(verdict.actual)

@@ -21,7 +21,7 @@ from .errors import SpecError
 from .fields import Choice, Flag, read_number
 from .layers import LAYERS
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
 MODEL_KEYS = ("name", "input", "dtype")
 _LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
@@ -84,6 +84,8 @@ class Spec:
     vars: tuple[tuple[str, object], ...] = ()
     dtype: DType = DType.float32
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
+    weights: tuple[tuple[str, object], ...] = ()  # points per claim key, for --format gradescope (gradescope.py)
+    variants: tuple[tuple[str, object], ...] = ()  # [variants]: [vars] ranges for quiz variants (variants.py)
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
@@ -161,6 +163,8 @@ def _read(text: str, path: str | None) -> Spec:
         vars=tuple(variables.items()),
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
+        weights=tuple(_table(data, "weights").items()),
+        variants=tuple(_table(data, "variants").items()),
         path=path,
         text=text,
         blocks=tuple(blocks.items()),
@@ -170,6 +174,21 @@ def _read(text: str, path: str | None) -> Spec:
 def _lines(text: str, header: re.Pattern, count: int) -> list:
     lines = [text.count("\n", 0, m.start()) + 1 for m in header.finditer(text)]
     return lines if len(lines) == count else [None] * count
+
+
+def _inline_lines(text: str, block: str, tables: list) -> list:
+    """The lines of a block's layers written inline (`layers = [{ name = "conv1", ... }, ...]`), found by name."""
+    header = re.search(r"^\s*\[\s*blocks\s*\.\s*" + re.escape(block) + r"\s*\]", text, re.MULTILINE)
+    position, out = header.end() if header else 0, []
+    for table in tables:
+        name = table.get("name") if isinstance(table, dict) else None
+        found = re.compile(r"\bname\s*=\s*[\"']" + re.escape(name) + r"[\"']").search(text, position) if isinstance(name, str) else None
+        if found is None:
+            out.append(None)
+            continue
+        out.append(text.count("\n", 0, found.start()) + 1)
+        position = found.end()
+    return out
 
 
 def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Block]:
@@ -196,7 +215,10 @@ def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Bloc
             raise SpecError(f"blocks use each other in a circle: {cycle}", "a block may use other blocks, not itself",
                             where=f"[blocks.{name}]")
         reading.append(name)
-        layers = _read_layers(raw[name], _lines(text, _block_header(name), len(raw[name])), f"blocks.{name}.layers",
+        lines = _lines(text, _block_header(name), len(raw[name]))
+        if lines and lines[0] is None:
+            lines = _inline_lines(text, name, raw[name])
+        layers = _read_layers(raw[name], lines, f"blocks.{name}.layers",
                               None, lambda used: read(used) if used in raw else None)
         reading.pop()
         found: set[str] = set()

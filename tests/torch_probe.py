@@ -9,6 +9,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+# The tests run tiny tensors: one thread does each op in microseconds, where a pool of threads on a
+# busy machine (CI, or helpers sharing two cores) took 70 ms per conv forward.
+torch.set_num_threads(1)
+
 # Each activation function of a spec as its torch module, written out here and not taken from
 # archcalc's own table (archcalc.layers.ACTIVATIONS), so that the oracle stays independent of it.
 ACTIVATIONS = {

@@ -118,13 +118,23 @@ def parts(report: Report) -> list[Part]:
         *parents, leaf = row.name.split(".")
         parents = [_segment(p, reserved) for p in parents]
         prefix = "".join(p + "." for p in parents)
-        name = _free(prefix + leaf, taken) if leaf in reserved else prefix + leaf
+        if leaf in reserved:
+            while leaf in reserved or prefix + leaf in taken:
+                leaf += "_"
+            taken.add(prefix + leaf)
+        name = prefix + leaf
         names = [name]
         activation = getattr(row.layer, "activation", None)
         if activation:
             names.append(_free(f"{name}_{activation}", taken))
         out.append(Part(row, tuple(names)))
     return out
+
+
+def container(path: str) -> str:
+    """Where a block use's modules sit: its path, with the segments nn.Module uses itself renamed as `parts` does."""
+    reserved = set(dir(require().nn.Module))
+    return ".".join(_segment(segment, reserved) for segment in path.split("."))
 
 
 def _segment(name: str, reserved: set[str]) -> str:
@@ -166,12 +176,12 @@ def network(report: Report):
     slots = {INPUT: 0} | {part.row.name: i for i, part in enumerate(all_parts, start=1)}
     last = {0: 0}  # slot -> the last step that reads it (the output: never freed)
     for i, part in enumerate(all_parts, start=1):
-        for name in _inputs(part.row):
+        for name in part.row.inputs:
             last[slots[name]] = i
     last[len(all_parts)] = len(all_parts) + 1
     steps = []
     for i, part in enumerate(all_parts, start=1):
-        reads = tuple(slots[name] for name in _inputs(part.row))
+        reads = tuple(slots[name] for name in part.row.inputs)
         free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
         steps.append(Step(part.names, reads, free))
     module = Graph(tuple(steps))
@@ -179,10 +189,6 @@ def network(report: Report):
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)
     return tie(module, report)
-
-
-def _inputs(row: Row) -> tuple[str, ...]:
-    return row.inputs
 
 
 def _place(root, path: str, child) -> None:
@@ -197,10 +203,11 @@ def _place(root, path: str, child) -> None:
             node.add_module(name, inner)
         elif type(inner) is not nn.Module:
             raise SpecError(f"{'.'.join(parents[:i + 1])!r} is a layer, so {path!r} cannot be a layer inside it",
-                            "give the layers names that are not paths below another layer's", path=None)
+                            "give the layers names that are not paths below another layer's")
         node = inner
     if leaf in node._modules:
-        raise SpecError(f"two layers are named {path!r}", "give each layer its own name")
+        raise SpecError(f"{path!r} holds other layers, so it cannot be a layer itself",
+                        "give the layers names that are not paths below another layer's")
     node.add_module(leaf, child)
 
 

@@ -16,6 +16,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice
 from ..num import Dim, Shape
+from .field import Field
 
 LAYERS: dict[str, type[Layer]] = {}
 
@@ -146,8 +147,26 @@ class Layer:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
         return 0
 
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        """The receptive field and jump of the output, from the input's (see layers/field.py); None: not known
+        for this kind. The engine keeps a field that already sees the whole input as it is."""
+        return None
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim | None:
+        """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
+        return None
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
+        return False
+
+    def view(self, x: Shape, y: Shape, strides):
+        """For a view: the output's layout (archcalc.layers.layout) from the input's, or layout.COPY
+        when it must copy after all (a reshape of a permuted tensor)."""
+        return strides
+
+    def contiguous_input(self) -> bool:
+        """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
 
     def summary(self, x: Shape) -> str:
@@ -162,6 +181,11 @@ class Layer:
     def torch_fields(cls, torch_name: str) -> dict:
         """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
         return {}
+
+    @classmethod
+    def torch_value(cls, field: str, value):
+        """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
+        return value
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""

@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import axes, choice, flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
+from .field import Field
 from .window import Window, axis_lines
 
 
@@ -107,6 +108,13 @@ class Conv(Layer):
         counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
         return {"training_flops": (counted, "FlopCounterMode counts a grouped conv's weight gradient `groups` times")}
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        ws = self.windows(x)
+        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim:
+        return num.normal(num.mul(x) * num.mul(self.output(x)))
+
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if self.padding_mode == "zeros":
             return (self.kept_input(x), *activation_keeps(self.activation, y))
@@ -158,12 +166,24 @@ class Conv(Layer):
         else:
             lines.append(("biases", "biases = 0 (bias = false)"))
         out = self.output(x)
+        lines.append(("dense_equivalent_weights", self.dense_text(x, out)))
         lines.append((
             "macs",
             f"MACs = outputs·C_in{'/groups' * (self.groups != 1)}·kernel = {fmt.product(out)}·{per_group}·"
             f"{fmt.kernel(self.kernel(x))} = {fmt.group(self.macs(x))}",
         ))
         return lines
+
+    def dense_text(self, x: Shape, out: Shape) -> str:
+        """The course's point (section 4.1): a dense layer between the same input and output, and what the conv saves."""
+        dense, weights = self.dense_equivalent_weights(x), self.weights(x)
+        text = (f"dense equivalent = (W·H·C_in)·(W_out·H_out·C_out) = ({fmt.product(x[1:])}·{fmt.term(x[0])})·"
+                f"({fmt.product(out[1:])}·{fmt.term(out[0])}) = {fmt.group(dense)} weights")
+        if num.is_concrete(dense) and num.is_concrete(weights) and weights:
+            ratio = num.div(dense, weights)
+            times = fmt.group(ratio) if num.is_integer(ratio) else f"{float(ratio):,.0f}"
+            text += f", {times}× the conv's {fmt.group(weights)}"
+        return text
 
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)

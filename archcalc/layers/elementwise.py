@@ -10,6 +10,8 @@ from ..errors import SpecError
 from ..fields import axis, choice, real, size
 from ..num import Dim, Shape, Value
 from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .field import Field
+from .shape import from_torch_axis, sample_axis, torch_axis
 
 
 @register
@@ -23,6 +25,9 @@ class Dropout(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
@@ -55,7 +60,7 @@ class Activation(Layer):
     negative_slope: Value | None = real(None)  # leaky_relu (torch's default 0.01)
     alpha: Value | None = real(None)  # elu (1.0)
     approximate: str | None = choice("none", "tanh", default=None)  # gelu ("none")
-    dim: int | None = axis(None)  # softmax, log_softmax (1: the channels or features, as archcalc always had)
+    dim: int | None = axis(None)  # softmax, log_softmax: an axis of one sample (default 0, the channels or features)
 
     def options(self) -> dict[str, object]:
         """The options given, checked against the function: {"negative_slope": 0.2}."""
@@ -68,11 +73,12 @@ class Activation(Layer):
 
     def output(self, x: Shape) -> Shape:
         options = self.options()
-        if "dim" in options and not -len(x) - 1 <= options["dim"] <= len(x):
-            raise SpecError(f"dim = {options['dim']} is not an axis of [B, {fmt.shape(x)[1:-1]}]",
-                            f"axes are numbered as in PyTorch: 0 the batch axis, 1 to {len(x)} the sample's, -1 the last",
-                            "dim")
+        if "dim" in options:
+            sample_axis(options["dim"], x, "dim")
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:
@@ -87,8 +93,16 @@ class Activation(Layer):
     def torch_fields(cls, torch_name: str) -> dict:
         return {"function": next(name for name, f in ACTIVATIONS.items() if f.torch == torch_name)}
 
+    @classmethod
+    def torch_value(cls, field: str, value):
+        if field != "dim" or value is None:
+            return value
+        return None if value == 1 else from_torch_axis(value)  # torch's dim=1 is archcalc's default
+
     def to_torch(self, x: Shape, nn):
         options = {name: float(v) if name in ("negative_slope", "alpha") else v for name, v in self.options().items()}
+        if "dim" in options:
+            options["dim"] = torch_axis(options["dim"])
         return torch_activation(self.function, nn, **options)
 
 
@@ -98,6 +112,7 @@ class PReLU(Layer):
     """A leaky ReLU whose negative slope is learned: one for all channels, or one per channel."""
 
     kind = "prelu"
+    torch_modules = ("PReLU",)
     num_parameters: Dim = size(1)
     init: Value = real(Fraction(1, 4))
 

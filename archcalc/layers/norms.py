@@ -45,6 +45,7 @@ class LayerNorm(Layer):
     """Normalizes each sample over its last axes; a scale and a shift per normalized value."""
 
     kind = "layernorm"
+    torch_modules = ("LayerNorm",)
     normalized_shape: tuple | None = sizes(None, scalar=True)
     elementwise_affine: bool = flag(True)
     bias: bool = flag(True)
@@ -81,8 +82,8 @@ class LayerNorm(Layer):
                             f"{fmt.shape(shape)}) is normalized on its own, per sample")]
         if not self.elementwise_affine:
             return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
-        lines.append(("weights", f"weights = normalized_shape = {fmt.product(shape)} = {n} (a scale γ per normalized value, "
-                                 "not per token)"))
+        product = f"{fmt.product(shape)} = " if len(shape) > 1 else ""
+        lines.append(("weights", f"weights = normalized_shape = {product}{n} (a scale γ per normalized value, not per token)"))
         lines.append(("biases", f"biases = {n} (a shift β per normalized value)" if self.bias else "biases = 0 (bias = false)"))
         return lines
 
@@ -96,8 +97,12 @@ class GroupNorm(Layer):
     """Normalizes each sample over groups of channels (and all their positions); a scale and shift per channel."""
 
     kind = "groupnorm"
+    torch_modules = ("GroupNorm",)
     num_groups: Dim = whole()
     affine: bool = flag(True)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
 
     def channels(self, x: Shape) -> Dim:
         if num.is_concrete(x[0]) and num.is_concrete(self.num_groups) and x[0] % self.num_groups:
@@ -145,8 +150,12 @@ class InstanceNorm(Layer):
     """Normalizes each channel of each sample over its positions (no parameters unless affine)."""
 
     kind = "instancenorm"
+    torch_modules = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d")
     affine: bool = flag(False)
     track_running_stats: bool = flag(False)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
 
     def output(self, x: Shape) -> Shape:
         if not 2 <= len(x) <= 4:
@@ -198,6 +207,7 @@ class RMSNorm(Layer):
     """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
 
     kind = "rmsnorm"
+    torch_modules = ("RMSNorm",)
     normalized_shape: tuple | None = sizes(None, scalar=True)
     eps: Value | None = real(None, low=0)
     elementwise_affine: bool = flag(True)
@@ -240,6 +250,7 @@ class LocalResponseNorm(Layer):
     """AlexNet's (2012) normalization across `size` neighbouring channels: b = a / (k + α/n·Σa²)^β."""
 
     kind = "lrn"
+    torch_modules = ("LocalResponseNorm",)
     size: Dim = whole()
     alpha: Value = real(Fraction(1, 10000), low=0)
     beta: Value = real(Fraction(3, 4), low=0)

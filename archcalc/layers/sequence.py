@@ -23,6 +23,7 @@ class Embedding(Layer):
     """A table of num_embeddings rows of embedding_dim values; each token id picks its row."""
 
     kind = "embedding"
+    torch_modules = ("Embedding",)
     num_embeddings: Dim = size()
     embedding_dim: Dim = size()
     padding_idx: Dim | None = size(None, minimum=0)  # that row's gradient is always zero; it still counts
@@ -107,21 +108,21 @@ class Parameter(Layer):
 @register
 @dataclass(frozen=True, kw_only=True)
 class Select(Layer):
-    """One entry of an axis, the axis removed: `x.select(dim, index)` (ViT's class token: x[:, 0], dim = 1).
+    """One entry of an axis, the axis removed: `x.select(dim + 1, index)` (ViT's class token: x[:, 0], dim = 0).
 
-    `dim` counts as PyTorch does, with the batch axis as 0 (negative: from the end); it cannot be the batch axis.
+    `dim` counts a sample's axes as concat's does (0: the first, the tokens of [T, d]; negative: from the end).
     """
 
     kind = "select"
-    dim: int = axis(1)
+    dim: int = axis(0)
     index: Dim = size(0, minimum=0)
 
     def axis(self, x: Shape) -> int:
-        dim = self.dim + len(x) + 1 if self.dim < 0 else self.dim
-        if not 1 <= dim <= len(x):
-            raise SpecError(f"dim = {self.dim} is not an axis of a sample {fmt.shape(x)} (the batch axis is 0)",
-                            f"give 1 to {len(x)}, or -1 for the last", "dim")
-        return dim - 1
+        dim = self.dim + len(x) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(x):
+            raise SpecError(f"dim = {self.dim} is not an axis of a sample {fmt.shape(x)}",
+                            f"give 0 to {len(x) - 1} (a sample's axes, the batch axis not counted), or -1 for the last", "dim")
+        return dim
 
     def output(self, x: Shape) -> Shape:
         i = self.axis(x)

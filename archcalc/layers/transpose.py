@@ -64,6 +64,7 @@ class Scatter:
 @dataclass(frozen=True, kw_only=True)
 class ConvTranspose(Layer):
     kind = "conv_transpose"
+    torch_modules = ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple = axes(1)
