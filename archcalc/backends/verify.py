@@ -143,7 +143,7 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
                 if id(p) in counted:
                     continue
                 counted.add(id(p))
-                if name.rsplit(".", 1)[-1] == "bias":
+                if name.rsplit(".", 1)[-1].startswith("bias"):  # bias, or an LSTM's bias_ih_l0
                     biases += p.numel()
                 else:
                     weights += p.numel()
