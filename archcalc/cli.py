@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import keyword
+import math
 import random
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from .check import grade
 from .dtypes import DType
 from .errors import ArchcalcError
 from .memory import Device, Optimizer, largest_batch, parse_size
+from .untrusted import visible
 
 
 def _console():
@@ -33,10 +36,20 @@ def refusals(command):
         try:
             return command(*args, **kwargs)
         except ArchcalcError as error:
-            click.echo(f"archcalc: {error}", err=True)
-            sys.exit(2)
+            click.echo(f"archcalc: {visible(str(error))}", err=True)
+        except RecursionError:
+            click.echo("archcalc: the input is nested too deeply to read", err=True)
+        except MemoryError:
+            click.echo("archcalc: the input needs more memory than this machine has", err=True)
+        sys.exit(2)
 
     return wrapper
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of TFLOP/s", param_hint="--peak-tflops")
+    return value
 
 
 def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
@@ -53,12 +66,16 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
 @click.version_option(package_name="archcalc")
 def main() -> None:
     """Shapes, parameters, FLOPs and memory of a neural network, from a short TOML spec."""
+    for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii: × and ² become escapes, not a traceback
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
 
 
 # Options several commands share, each declared once (click makes a new parameter at each use).
 SPEC = click.argument("spec", metavar="SPEC")
 SETS = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
 DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+FORCE = click.option("--force", is_flag=True, help="Write over files that already exist.")
 TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
@@ -146,23 +163,24 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
         _console().print(render_check.table(results))
     for result in results:
         if result.error:
-            click.echo(f"archcalc: {result.error}", err=True)
+            click.echo(f"archcalc: {visible(result.error)}", err=True)
     sys.exit(2 if any(r.error for r in results) else 0 if all(r.ok for r in results) else 1)
 
 
 @main.command("quiz")
 @spec_options
 @click.option("--count", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many questions.")
-@click.option("--seed", "-s", type=int, help="The draw: the same seed gives the same quiz (default: a random one, printed).")
+@click.option("--seed", "-s", type=click.IntRange(0, 2**63 - 1), help="The draw: the same seed gives the same quiz (default: a random one, printed).")
 @click.option("--output", "-o", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where to write the questions, the answer key and a blank answers sheet.")
 @click.option("--variants", type=click.IntRange(min=1, max=10_000), metavar="N",
               help="N students, N different networks drawn from the spec's [variants] ranges, each with its own key.")
+@FORCE
 @refusals
-def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str, variants) -> None:
+def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str, variants, force: bool) -> None:
     """Draw questions about SPEC and write them with an answer key that `archcalc check SPEC KEY` passes."""
     if variants:
-        _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants)
+        _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants, force)
         return
     report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     seed = random.SystemRandom().randrange(10**6) if seed is None else seed
@@ -170,30 +188,37 @@ def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, fo
     stem = f"{Path(spec).stem}-{seed}"
     files = {f"{stem}-quiz.md": drawn.markdown(), f"{stem}-key.toml": drawn.key_toml(),
              f"{stem}-answers.toml": drawn.sheet_toml()}
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    _folder(folder)
     for name, text in files.items():
-        (Path(folder) / name).write_text(text, encoding="utf-8")
+        _write(Path(folder) / name, text, force, spec, again=True)
     click.echo(drawn.markdown())
     paths = [str(Path(folder) / name) for name in files]
     click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
 
 
-def _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants) -> None:
+def _folder(folder: str) -> None:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArchcalcError(f"{visible(folder)}: cannot make this folder: {error.strerror or error}") from None
+
+
+def _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants, force: bool) -> None:
     from .variants import draw
 
     seed = random.SystemRandom().randrange(10**6) if seed is None else seed
     quizzes = draw(load(spec), variants, count, seed, spec, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    _folder(folder)
     stem, manifest = f"{Path(spec).stem}-{seed}", []
     for index, drawn in enumerate(quizzes, start=1):
         files = {f"{stem}-v{index:03d}-{what}": text for what, text in (
             ("quiz.md", drawn.markdown()), ("key.toml", drawn.key_toml()), ("answers.toml", drawn.sheet_toml()))}
         for name, text in files.items():
-            (Path(folder) / name).write_text(text, encoding="utf-8")
+            _write(Path(folder) / name, text, force, spec, again=True)
         manifest.append({"variant": index, "values": dict(drawn.values), "seed": drawn.seed, "files": list(files),
                          "check": drawn.check(f"{stem}-v{index:03d}-answers.toml")})
     path = Path(folder) / f"{stem}-variants.json"
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write(path, json.dumps(manifest, indent=2) + "\n", force, spec, again=True)
     for entry in manifest:
         click.echo(f"variant {entry['variant']}: " + ", ".join(f"{k} = {v}" for k, v in entry["values"].items()))
     click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {folder}, and {path} (which student has which network).")
@@ -228,26 +253,53 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
 @click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
 @click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
 @click.option("--onnx", "to_onnx", is_flag=True, help="Write ONNX instead (-o FILE.onnx), dynamic axes named B and as the spec's input.")
+@FORCE
 @refusals
-def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool) -> None:
+def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool, force: bool) -> None:
     """Write SPEC as the Python source of a torch nn.Module class (or, with --onnx, as an ONNX file)."""
     from .backends.export import source
 
     if to_onnx:
-        return _onnx(spec, sets, output)
+        return _onnx(spec, sets, output, force)
 
-    if class_name is not None and not class_name.isidentifier():
-        raise click.BadParameter(f"{class_name!r} is not a Python name", param_hint="--class-name")
+    if class_name is not None and (not class_name.isidentifier() or keyword.iskeyword(class_name)
+                                   or not class_name.isascii() or class_name.startswith("__")):
+        raise click.BadParameter(f"{visible(repr(class_name))} is not a usable Python class name "
+                                 "(letters, digits and underscores, not a keyword)", param_hint="--class-name")
     text = source(analyze(load(spec), **parse_sets(sets)), class_name)
     if output == "-":
         click.echo(text, nl=False)
         return
+    _write(Path(output), text, force, spec)
+    click.echo(f"wrote {visible(output)}", err=True)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether a file already holds exactly `data` (the same quiz drawn again): writing it changes nothing."""
     try:
-        with open(output, "w", encoding="utf-8") as file:
-            file.write(text)
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool = False) -> None:
+    """Write a file the command makes; never the spec, and an existing file only with --force
+    (`again`: or when it already holds exactly this, as a quiz drawn again with its seed does)."""
+    try:
+        same = path.exists() and Path(spec).exists() and path.samefile(spec)
+    except OSError:
+        same = False
+    if same:
+        raise ArchcalcError(f"{visible(str(path))}: that is the spec itself: refusing to write over it")
+    if path.exists() and not path.is_file():
+        raise ArchcalcError(f"{visible(str(path))}: not a regular file: refusing to write over it")
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if path.exists() and not force and not (again and _holds(path, data)):
+        raise ArchcalcError(f"{visible(str(path))}: already exists\n  hint: --force writes over it")
+    try:
+        path.write_bytes(data)
     except OSError as error:
-        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
-    click.echo(f"wrote {output}", err=True)
+        raise ArchcalcError(f"{visible(str(path))}: cannot write it: {error.strerror or error}") from None
 
 
 @main.command("bench")
@@ -264,7 +316,8 @@ def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx
 @click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps of each kind.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Untimed steps first (default: min(5, steps)).")
-@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), metavar="TFLOPS", help="The device's peak, instead of the table's.")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, max=1e9, min_open=True), callback=lambda ctx, param, value: _finite(value),
+              metavar="TFLOPS", help="The device's peak, instead of the table's.")
 @TABLE_OR_JSON
 @refusals
 def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels_last, tf32, optimizer, steps, warmup,
@@ -449,31 +502,25 @@ def import_command(target: str, input_shape: str, args, model_name, output: str,
 
     shape = importer.parse_input(input_shape)
     text = importer.import_module(importer.load_target(target, args), shape, model_name)
-    _write(text, output, force)
+    _write_or_echo(text, output, force, target.rpartition(":")[0] or target)
 
 
-def _write(text: str, output: str, force: bool) -> None:
-    """Text to a file (or standard output for '-'); an existing file only with --force."""
+def _write_or_echo(text: str, output: str, force: bool, source: str) -> None:
+    """Text to a file (or standard output for '-'); never over `source`, an existing file only with --force."""
     if output == "-":
         click.echo(text, nl=False)
         return
-    path = Path(output)
-    if path.exists() and not force:
-        raise ArchcalcError(f"{output}: exists already\n  hint: pass --force to overwrite it, or choose another file")
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
-    click.echo(f"wrote {output}", err=True)
+    _write(Path(output), text, force, source)
+    click.echo(f"wrote {visible(output)}", err=True)
 
 
-def _onnx(spec: str, sets, output: str) -> None:
+def _onnx(spec: str, sets, output: str, force: bool) -> None:
     from .backends.onnx import export
 
     if output == "-" or not output.endswith(".onnx"):
         raise click.BadParameter("ONNX goes to a file: -o NAME.onnx", param_hint="--output")
     exported = export(load(spec), **parse_sets(sets))
-    Path(output).write_bytes(exported.data)
+    _write(Path(output), exported.data, force, spec)
     axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
     click.echo(f"wrote {output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
                f"checked with {exported.checked_with})", err=True)

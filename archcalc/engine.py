@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from . import expr, fmt, graph, num
+from . import expr, fmt, graph, num, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
@@ -32,6 +32,9 @@ def analyze(
     >>> analyze(spec, n=5).totals["params"]
     55
     """
+    if not isinstance(spec, Spec):
+        raise TypeError(f"analyze(spec): spec must be a Spec (archcalc.load(path) or archcalc.loads(text)), "
+                        f"got {type(spec).__name__}")
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")
@@ -48,11 +51,11 @@ def analyze(
     used: dict[int, tuple[str, ...]] = {}
     computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
     rows: list[Row] = []
-    for position, node in enumerate(nodes, start=1):
+    layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
+    for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
         if node.name in shapes:
             raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
                             "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
-        layer, binding = _layer(node, bound, used, spec.path)
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
         if not layer.merges and len(xs) > 1:
@@ -120,24 +123,32 @@ def _choice(kind, value, name: str):
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     """The known names: given values first, then [vars] (each may use the others)."""
     known = names(spec) if values else set()
-    env = {name: _given(name, value, spec, known) for name, value in values.items()}
+    env = {untrusted.name(name): _given(untrusted.name(name), value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
-    visiting: list[str] = []
 
     def resolve(name: str) -> None:
-        if name in env or name not in stored:
-            return
-        if name in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(name):], name])
-            raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, name, "[vars]", spec.path)
-        visiting.append(name)
-        for dependency in getattr(stored[name], "names", ()):
-            resolve(dependency)
-        visiting.pop()
-        env[name] = _bound(None, stored[name], env, spec, where="[vars]", field=name)
+        """Each var after the vars it uses: depth first, on an explicit stack (a chain of 3000 vars is no recursion)."""
+        visiting, stack = {name: 0}, [(name, iter(sorted(getattr(stored[name], "names", ()))))]
+        while stack:
+            current, dependencies = stack[-1]
+            for dependency in dependencies:
+                if dependency in env or dependency not in stored:
+                    continue
+                if dependency in visiting:
+                    path = [n for n, _ in stack]
+                    cycle = " -> ".join([*path[path.index(dependency):], dependency])
+                    raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, dependency, "[vars]", spec.path)
+                visiting[dependency] = len(stack)
+                stack.append((dependency, iter(sorted(getattr(stored[dependency], "names", ())))))
+                break
+            else:
+                stack.pop()
+                del visiting[current]
+                env[current] = _bound(None, stored[current], env, spec, where="[vars]", field=current)
 
     for name in stored:
-        resolve(name)
+        if name not in env:
+            resolve(name)
     return env
 
 
@@ -206,7 +217,7 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
         if numbers is None:
             numbers = computed[key] = (layer.output(x), layer.weights(x), layer.biases(x), layer.macs(x))
         output, weights, biases, macs = numbers
-        return Row(
+        row = Row(
             index=position,
             layer=layer,
             input=x,
@@ -218,6 +229,10 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
             inputs=node.inputs,
             grads=gs,
         )
+        for what, value in (("output", num.mul(row.output)), ("params", row.params), ("MACs", row.macs)):
+            if num.is_concrete(value) and (problem := untrusted.problem_of_size(value)):
+                raise SpecError(f"{what}: {problem}")
+        return row
     except SpecError as error:
         before = _before(node, xs, rows)
         if error.hint and layer.merges:  # a merge error names the layers whose shapes disagree, and the rule

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import expr, num
+from . import expr, num, untrusted
 from .errors import SpecError
 from .num import Value
 
@@ -31,11 +31,11 @@ def read_number(raw: object, what: str = "a number or an expression") -> object:
         raise SpecError(f"expected {what}, got {_kind_of(raw)} {_show(raw)}")
     if isinstance(raw, str):
         return expr.parse(raw)
-    if isinstance(raw, float):
-        if raw != raw or raw in (float("inf"), float("-inf")):
-            raise SpecError(f"expected {what}, got {raw}")
-        return num.normal(Fraction(repr(raw)))
-    return raw
+    if isinstance(raw, float) and (raw != raw or raw in (float("inf"), float("-inf"))):
+        raise SpecError(f"expected {what}, got {raw}")
+    if problem := untrusted.problem_of_size(raw):
+        raise SpecError(problem)
+    return num.normal(Fraction(repr(raw))) if isinstance(raw, float) else raw
 
 
 def _per_axis(raw: list) -> tuple:
@@ -52,12 +52,15 @@ def bind_number(stored: object, env: Env) -> Value:
 def _show(raw: object) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
-    return repr(raw) if isinstance(raw, str) else str(raw)
+    shown = untrusted.one_line(repr(raw) if isinstance(raw, str) else str(raw))
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _whole(x: Value, stored: object, minimum: int) -> Value:
     """Check that a bound size is a whole number >= minimum (as far as it can be decided)."""
     source = f" ({stored} = {x})" if isinstance(stored, expr.Expr) and stored.names and num.is_concrete(x) else ""
+    if num.is_concrete(x) and (problem := untrusted.problem_of_size(x)):
+        raise SpecError(problem + source)
     if num.is_integer(x) is False:
         raise SpecError(f"must be a whole number, got {x}{source}")
     low = num.is_positive(x) if minimum == 1 else num.is_nonnegative(x)
@@ -121,6 +124,8 @@ class Real:
         if isinstance(stored, tuple):
             return tuple(self.bind(s, env) for s in stored)
         x = bind_number(stored, env)
+        if num.is_concrete(x) and (problem := untrusted.problem_of_size(x)):
+            raise SpecError(problem)
         if num.is_concrete(x):
             too_low = self.low is not None and x < self.low
             too_high = self.high is not None and x >= self.high
@@ -179,6 +184,8 @@ class Sizes:
             return (read_number(raw),)
         if not isinstance(raw, list) or not raw:
             raise SpecError(f"expected a non-empty list of sizes, got {_kind_of(raw)} {_show(raw)}")
+        if len(raw) > untrusted.MAX_AXES:
+            raise SpecError(f"{len(raw):,} sizes: a tensor has at most {untrusted.MAX_AXES} axes")
         return tuple(read_number(item) for item in raw)
 
     def bind(self, stored: tuple, env: Env) -> tuple:

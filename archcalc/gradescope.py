@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from . import claims as claims_
+from . import claim_keys
 from .check import verdict
-from .claimed import ClaimError
+from .claim_values import ClaimError
+from .errors import ArchcalcError, SpecError
 from .render_check import claimed as claimed_text, true_value, why
 from .report import Report
 from .spec import Spec
@@ -24,12 +25,12 @@ from .spec import Spec
 def weights(spec: Spec, report: Report) -> dict[str, int | float]:
     """The [weights] table, its keys checked against the network (a bad key is the instructor's: ClaimError)."""
     out = {}
-    for key, points in claims_.flatten(dict(spec.weights)):
-        place = {"path": spec.path, "where": "[weights]", "line": claims_.line_of(spec.text, key)}
+    for key, points in claim_keys.flatten(dict(spec.weights)):
+        place = {"path": spec.path, "where": "[weights]", "line": claim_keys.line_of(spec.text, f"weights.{key}")}
         if isinstance(points, bool) or not isinstance(points, (int, float)) or not points >= 0:
             raise ClaimError(f"points must be a number >= 0, got {points!r}", 'write "conv1.params" = 2', f'"{key}"', **place)
         try:
-            claims_.parse_key(key, report)
+            claim_keys.parse_key(key, report)
         except ClaimError as error:
             raise ClaimError(error.problem, error.hint, f'"{key}"', **place) from None
         out[key] = points
@@ -40,15 +41,17 @@ def results(spec: Spec, report: Report, answers: str | None) -> dict:
     """results.json for the answers file `answers` (None: the spec's own [expect])."""
     points = weights(spec, report)
     if answers is None:
-        pairs, place = claims_.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text}
+        pairs = claim_keys.flatten(dict(spec.expect))
+        place = {"path": spec.path, "where": "[expect]", "text": spec.text, "table": "expect"}
         student = {}
     else:
         try:
-            loaded = claims_.load_answers(answers)
-        except ClaimError as error:
+            loaded = claim_keys.load_answers(answers)
+        except (ArchcalcError, RecursionError, MemoryError) as error:
             tests = [_test(key, 0, w, "not graded: the answers file cannot be read") for key, w in points.items()]
             return _document(tests, f"archcalc could not read {answers}:\n{error}")
-        pairs, place, student = list(loaded.pairs), {"path": loaded.path, "text": loaded.text}, loaded.student
+        pairs, student = list(loaded.pairs), loaded.student
+        place = {"path": loaded.path, "text": loaded.text, "strict": True}  # a student's: each claim pins its value
     given = dict(pairs)
     graded = points or dict.fromkeys(given, 1)
     tests = [_graded(report, key, given, w, place) for key, w in graded.items()]
@@ -65,9 +68,9 @@ def _graded(report: Report, key: str, given: dict, points, place: dict) -> dict:
     if key not in given:
         return _test(key, 0, points, f"no answer for {key!r}")
     try:
-        [claim] = claims_.read([(key, given[key])], report, **place)
+        [claim] = claim_keys.read([(key, given[key])], report, **place)
         v = verdict(report, claim)
-    except ClaimError as error:
+    except SpecError as error:  # a ClaimError, or a formula that reads but cannot be evaluated ("1/0")
         return _test(key, 0, points, f"not graded: {error}")
     lines = [f"claimed {claimed_text(v)} (read as {v.reading}); true value {true_value(v)}"]
     if not v.ok:

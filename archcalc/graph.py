@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from . import expr, num
+from . import expr, num, untrusted
 from .errors import SpecError
 from .fields import Size, bind_number
 from .num import Value
@@ -63,6 +63,8 @@ def _expand(layers, scope: dict[str, str], current: str, prefix: str, env, outer
             continue
         if layer.block is None:
             full = prefix + layer.name
+            if len(nodes) == untrusted.MAX_ROWS:  # blocks repeated inside blocks multiply: stop before it explodes
+                raise SpecError(f"the blocks expand to more than {untrusted.MAX_ROWS:,} layers", None, **place)
             nodes.append(Node(layer, full, inputs, env, where))
             scope[layer.name] = current = full
             continue

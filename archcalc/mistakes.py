@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import fmt, num, receptive
-from .claimed import Claimed, Dims, equal
-from .claims import AXES, Key
+from .claim_keys import AXES, Key
+from .claim_values import Claimed, Dims, equal
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Optimizer
@@ -28,16 +28,10 @@ class Context:
 
     @property
     def row(self) -> Row | None:
-        return self.report.row(self.key.name) if self.key.scope == "layer" else None
+        return self.key.rows(self.report)[0] if self.key.scope == "layer" else None
 
     def rows(self) -> list[Row]:
-        if self.key.scope == "layer":
-            return [self.row]
-        if self.key.scope == "type":
-            return [row for row in self.report.rows if row.kind == self.key.name]
-        if self.key.scope == "group":
-            return list(self.report.group(self.key.name))
-        return list(self.report.rows)
+        return list(self.key.rows(self.report))
 
     def total(self, quantity: str):
         return num.add(getattr(row, quantity) for row in self.rows())
@@ -361,8 +355,19 @@ def dense_without_channels(claim, context):
     return None
 
 
+def kind_mistake(claim, context):
+    """A wrong value the layer's own class knows students give (Layer.mistaken): LayerNorm's γ and β per token."""
+    row = context.row
+    if context.key.scope != "layer" or row is None:
+        return None
+    for wrong, hint in row.layer.mistaken(row.input, context.key.quantity):
+        if wrong != context.actual and _holds(claim, wrong, context):
+            return hint
+    return None
+
+
 MISTAKES = (
-    jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
+    kind_mistake, jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
     batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,

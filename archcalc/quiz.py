@@ -15,9 +15,9 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import claimed, num
+from . import claim_values, num, untrusted
 from .check import at_qualifiers, value as true_value
-from .claims import parse_key
+from .claim_keys import parse_key
 from .errors import ArchcalcError
 from .report import Report
 
@@ -66,20 +66,25 @@ class Quiz:
 
     def key_toml(self) -> str:
         """The answer key: an answers file that `archcalc check` passes."""
-        out = [f"# Answer key: {self.model} ({self.command()})",
-               f"# {self.check('THIS_FILE')} passes every line.", ""]
+        out = [f"# Answer key: {_comment(self.model)} ({_comment(self.command())})",
+               f"# {_comment(self.check('THIS_FILE'))} passes every line.", ""]
         out += [f"{_toml_key(q.key)} = {_toml_value(q.answer)}   # {n}" for n, q in enumerate(self.questions, start=1)]
         return "\n".join(out) + "\n"
 
     def sheet_toml(self) -> str:
         """A blank answers file: each question as a comment, its key to uncomment and fill in."""
-        out = [f"# Quiz: {self.model} ({self.command()})",
+        out = [f"# Quiz: {_comment(self.model)} ({_comment(self.command())})",
                "# Uncomment each key and write your answer after =; then: "
-               f"{self.check('THIS_FILE')}", ""]
+               f"{_comment(self.check('THIS_FILE'))}", ""]
         for n, q in enumerate(self.questions, start=1):
             out += [f"# {n}. {q.text}", f"# {_toml_key(q.key)} = ", ""]
         out += ["[student]   # keep this table last: in TOML, every key after it belongs to it", 'name = ""', 'id = ""']
         return "\n".join(out) + "\n"
+
+
+def _comment(text: str) -> str:
+    """Text for a TOML comment: one line, control characters shown, so that a model's name cannot add keys."""
+    return untrusted.one_line(text)
 
 
 def _toml_key(key: str) -> str:
@@ -150,7 +155,7 @@ def answer(report: Report, key: str) -> object | None:
     else:
         written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
     try:  # a formula must read back through the claim parser to the same value
-        back = claimed.read(written, parsed.kind)
+        back = claim_values.read(written, parsed.kind)
         env = dict(report.values)
         return written if back.holds(actual, env) else None
     except ArchcalcError:

@@ -100,12 +100,15 @@ class Report:
     def totals(self) -> dict[str, Dim]:
         return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
 
-    def share(self, params: Dim) -> float | None:
-        """`params` as a percentage of all parameters, when both are numbers."""
+    def percent(self, params: Dim) -> Value:
+        """`params` in % of all parameters, exactly: a Fraction, or a formula (0 when there are no parameters)."""
         total = self.totals["params"]
-        if num.is_concrete(params) and num.is_concrete(total) and total:
-            return 100 * params / total
-        return None
+        return 0 if total == 0 else num.div(100 * params, total)
+
+    def share(self, params: Dim) -> float | None:
+        """`params` in % of all parameters when both are numbers (`percent`, as a float), else None."""
+        total, share = self.totals["params"], self.percent(params)
+        return float(share) if num.is_concrete(total) and total != 0 and num.is_concrete(share) else None
 
     @cached_property
     def by_type(self) -> dict[str, Dim]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import claims as claims_, expr, num
+from . import claim_keys, expr, num
 from .check import at_qualifiers, value as true_value
-from .claimed import ClaimError
+from .claim_values import ClaimError
 from .engine import analyze, names
 from .errors import ArchcalcError, SpecError
 from .spec import Spec
@@ -72,7 +72,7 @@ def solve(spec: Spec, name: str, where: dict[str, object], values: dict | None =
     symbolic = True
     try:
         report = analyze(spec, **values, **{name: name})  # the name given as itself: a free symbol, even over [vars]
-        claims = claims_.read(list(where.items()), report, where="--where")
+        claims = claim_keys.read(list(where.items()), report, where="--where")
         formulas = [(claim, true_value(at_qualifiers(report, claim.key), claim.key)) for claim in claims]
         candidates = [n for n in candidates if all(_holds(claim, actual, name, n, report) for claim, actual in formulas)]
     except ClaimError:
@@ -101,7 +101,7 @@ def _verified(spec: Spec, name: str, n: int, values: dict, where: dict) -> bool:
     given = {k: expr.parse(v).evaluate({name: n}) if isinstance(v, str) else v for k, v in values.items()}
     try:
         report = analyze(spec, **given, **{name: n})
-        claims = claims_.read(list(where.items()), report, where="--where")
+        claims = claim_keys.read(list(where.items()), report, where="--where")
         return all(claim.value.holds(true_value(at_qualifiers(report, claim.key), claim.key), dict(report.values))
                    for claim in claims)
     except ClaimError:

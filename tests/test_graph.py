@@ -324,3 +324,19 @@ downsample = false
     assert "skipped" not in names and report.row("act").inputs == ("s.rest.2.add",)  # an absent layer passes its input on
     assert [(use.path, use.checkpoint) for use in report.uses][-1] == ("s", True)
     assert report.row("s.rest.2.add").output == (8, 4, 4)
+
+
+def test_errors_in_inline_block_layers_give_their_line(tmp_path):
+    text = HEAD + '''[blocks.pair]
+layers = [
+    { name = "a", type = "conv", out_channels = 2, kernel_size = 1 },
+    { name = "b", type = "conv", out_channels = 2, kernel_size = 99 },
+]
+''' + layer("block", name="p", block="pair", repeat=2)
+    path = tmp_path / "inline.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        archcalc.analyze(archcalc.load(path))
+    assert caught.value.line == text.splitlines().index('    { name = "b", type = "conv", out_channels = 2, kernel_size = 99 },') + 1
+    assert caught.value.where == 'layers[1] "p" (block) > blocks.pair.layers[2] "b" (conv) at "p.0.b"'
+    assert str(caught.value).startswith(f"{path}:{caught.value.line}: ")

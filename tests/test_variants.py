@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-from archcalc import SpecError, claims, variants
+from archcalc import SpecError, claim_keys, variants
 from archcalc.cli import main
 
 SPEC = "tests/fixtures/variants.toml"
@@ -29,9 +29,9 @@ def test_each_key_passes_on_its_network_and_not_on_the_others():
     spec = archcalc.load(SPEC)
     quizzes = variants.draw(spec, 4, 12, seed=5)
     for drawn in quizzes:
-        answers = claims.loads_answers(drawn.key_toml())
+        answers = claim_keys.loads_answers(drawn.key_toml())
         assert all(v.ok for v in archcalc.check(spec, answers, **dict(drawn.values)))
-    copied = claims.loads_answers(quizzes[0].key_toml())
+    copied = claim_keys.loads_answers(quizzes[0].key_toml())
     assert not all(v.ok for v in archcalc.check(spec, copied, **dict(quizzes[1].values)))
 
 

@@ -98,6 +98,10 @@ def _call(module, name: str, init: list, row) -> str:
         return _activation(module, row.layer.function, "x")
     params = num.normal(row.params)
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
+    if hasattr(module, "exported"):  # a torch class archcalc adapts (LSTM: the output only): its constructor, its call
+        constructor, call = module.exported
+        init.append((f"self.{name} = {constructor}", note))
+        return call.format(f"self.{name}")
     init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
     return f"self.{name}(x)"
 

@@ -20,10 +20,11 @@ gets underscores appended until it is free (`train_`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import num
+from .. import fmt, num
 from ..engine import BATCH, analyze
 from ..errors import ArchcalcError, SpecError
 from ..layers.base import torch_activation
@@ -57,6 +58,7 @@ def build(spec: Spec | Report | str | Path, **values):
     spec's dtype. `values` name the sizes the spec leaves open.
     """
     report = concrete(spec, **values)
+    fits(report, "build", batch=None, device="cpu")
     module = network(report)
     dtype = dtype_of(report.dtype)
     return module if dtype is require().float32 else module.to(dtype)
@@ -189,6 +191,39 @@ def network(report: Report):
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)
     return tie(module, report)
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory free for tensors: on a CUDA device what the driver reports free, else the machine's available RAM."""
+    if device.startswith("cuda"):
+        return require().cuda.mem_get_info(require().device(device))[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fits(report: Report, what: str, *, batch: int | None, device: str = "cpu", factor: int = 1) -> None:
+    """Refuse, before torch allocates anything, what would need more memory than `device` has free.
+
+    The need is the report's own figure: the parameters for a build, `factor` training steps at `batch` otherwise.
+    """
+    memory = report.memory if batch is None else dataclasses.replace(report, batch=batch).memory
+    need = memory.value("params_bytes") if batch is None else factor * memory.value("training_bytes")
+    free = available_bytes(device)
+    if free is not None and num.is_concrete(need) and need > free:
+        raise ArchcalcError(
+            f"{what} would need about {fmt.size_bytes(need)} ({fmt.group(need)} bytes) on {device}, "
+            f"and {fmt.size_bytes(free)} are free: refused before allocating anything\n"
+            "  hint: a smaller --batch, or smaller sizes (--set NAME=VALUE)"
+        )
 
 
 def _place(root, path: str, child) -> None:

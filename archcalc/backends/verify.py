@@ -20,13 +20,14 @@ their gradients, as autograd accumulates it.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 from .. import num
 from ..errors import SpecError
 from ..memory import Device
 from ..report import Report
-from .torch import INPUT, concrete, dtype_of, network, parts, require, sample
+from .torch import INPUT, concrete, dtype_of, fits, network, parts, require, sample
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
 QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
@@ -74,6 +75,7 @@ def verify(report: Report) -> list[Check]:
     if report.device != Device.cpu:
         report = dataclasses.replace(report, device=Device.cpu)
     batch = batch_of(report)
+    fits(report, "verify", batch=batch, factor=2)  # each row's input, output and saved tensors stay alive
     structure = measure_structure(report, batch)
     refused = any(isinstance(m.output, str) for m in structure)
     compute = [Measured()] * len(report.rows) if refused else measure_compute(report, batch)
@@ -143,7 +145,7 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
                 if id(p) in counted:
                     continue
                 counted.add(id(p))
-                if name.rsplit(".", 1)[-1].startswith("bias"):  # bias, or an LSTM's bias_ih_l0
+                if name.rsplit(".", 1)[-1].startswith("bias"):  # bias, and an LSTM's bias_ih_l0, bias_hh_l0_reverse
                     biases += p.numel()
                 else:
                     weights += p.numel()
@@ -162,9 +164,13 @@ def measure_compute(report: Report, batch: int) -> list[Measured]:
     from torch.autograd.graph import saved_tensors_hooks
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+    # oneDNN off: its LSTM is one fused op that FlopCounterMode counts as 0 FLOPs, with an opaque workspace;
+    # archcalc's LSTM figures are torch's native implementation's (see archcalc/layers/recurrent.py)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # the caller's random state stays as it was
+        warnings.simplefilter("ignore")  # oneDNN's flags warn about TF32 on Intel GPUs
         torch.manual_seed(0)
-        return _compute(torch, report, batch, saved_tensors_hooks, FlopCounterMode)
+        with torch.backends.mkldnn.flags(enabled=False):
+            return _compute(torch, report, batch, saved_tensors_hooks, FlopCounterMode)
 
 
 def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounterMode) -> list[Measured]:

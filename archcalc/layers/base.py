@@ -156,6 +156,11 @@ class Layer:
         """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
         return None
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        """Typical wrong values of one of this layer's quantities ("params", "macs", "output"...) and what
+        each one gets wrong, for `check`'s hints: ((2·T·d, "γ and β are shared by every token"), ...)."""
+        return ()
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False

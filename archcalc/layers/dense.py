@@ -52,6 +52,18 @@ class Dense(Layer):
     def macs(self, x: Shape) -> Dim:
         return num.normal(self.tokens(x) * self.in_features(x) * self.out_features)
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if len(x) != 2:
+            return ()
+        t = fmt.group(x[0])
+        if quantity == "params":
+            return ((num.normal(x[0] * (self.weights(x) + self.biases(x))), f"counted per token: one weight matrix serves "
+                     f"all T = {t} tokens, params = {fmt.group(self.weights(x) + self.biases(x))}"),)
+        if quantity in ("macs", "flops"):
+            once = num.normal(self.weights(x) * (2 if quantity == "flops" else 1))
+            return ((once, f"one token only: the layer runs on each of the T = {t} tokens, {quantity} ×{t}"),)
+        return ()
+
     def contiguous_input(self) -> bool:
         return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
 
