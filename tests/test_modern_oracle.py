@@ -266,3 +266,14 @@ def test_select_matches_torch(shape, data):
     assert report.rows[0].params == 0 and report.memory.saved.at(2) == 0
     with pytest.raises(SpecError, match="not an axis"):
         archcalc.analyze(archcalc.loads(spec(shape, dict(type="select", dim=len(shape)))))
+
+
+def test_attention_mistakes_are_the_numbers_students_and_tools_give():
+    row = archcalc.analyze(archcalc.loads(spec([5, 8], dict(type="attention", num_heads=2, causal=True)))).rows[0]
+    hints = dict(row.layer.mistaken(row.input, "params"))
+    assert "every head" in hints[2 * sum(counts(nn.MultiheadAttention(8, 2)))]  # two heads, each with the whole MHA
+    x = torch.zeros(1, 5, 8)
+    fused = reference(dict(num_heads=2, causal=True, bias=True), 8, 0.0, "flash")  # what FlopCounterMode sees on the CPU
+    flops_hints = dict(row.layer.mistaken(row.input, "flops"))
+    assert flops(fused, x) in flops_hints and "only the projections" in flops_hints[flops(fused, x)]
+    assert any("causal halved" in text for text in flops_hints.values())

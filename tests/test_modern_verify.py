@@ -52,4 +52,4 @@ def test_the_command_says_what_torch_counted_and_why():
         result = CliRunner().invoke(main, ["verify", str(path), "--set", "T=4"])
     assert result.exit_code == 0, result.output
     assert "✓" in result.output and "*" in result.output
-    assert "scaled_dot_product_attention as 0 on the CPU" in result.output
+    assert "counts scaled_dot_product_attention as 0 on the CPU" in result.output

@@ -95,7 +95,7 @@ class Attention(Layer):
         if self.kernel == "math":
             return {}
         inner, outer = self.projections(x)
-        why = "FlopCounterMode counts scaled_dot_product_attention as 0 on the CPU (QKᵀ and AV missed)"
+        why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
         out = {"flops": (num.normal(2 * (inner + outer)), why),
                "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
         if self.dropout != 0:
@@ -120,6 +120,31 @@ class Attention(Layer):
             kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
+
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        _, d = self.tokens(x)
+        bias = self.biases(x)
+        if quantity in ("params", "weights"):
+            extra = bias if quantity == "params" else 0
+            out = [(num.normal(self.num_heads * self.weights(x) + extra * self.num_heads),
+                    f"every head counted with the whole projections: the heads split d = {fmt.group(d)} into "
+                    f"{fmt.group(self.num_heads)} parts of {fmt.group(num.div(d, self.num_heads))}, they add no parameters"),
+                   (num.normal(self.weights(x) - d * d + (extra - d if extra else 0)),
+                    "out_proj forgotten: after the heads, a d×d projection (GPT-2's c_proj, MHA's out_proj) mixes them")]
+            if self.kv_heads not in (None, self.num_heads):
+                out.append((num.normal(4 * d * d + (4 * d if extra else 0)),
+                            f"k and v counted d wide: with kv_heads = {fmt.group(self.kv_heads)} they are "
+                            f"{fmt.group(self.kv_dim(x))} wide (grouped-query attention)"))
+            return tuple(out)
+        if quantity in ("macs", "flops"):
+            factor = 2 if quantity == "flops" else 1
+            inner, outer = self.projections(x)
+            out = [(num.normal(factor * (inner + outer)), "only the projections: QKᵀ and AV are products too, T²·d MACs each")]
+            if self.causal:
+                out.append((num.normal(factor * (inner + outer + self.scores(x))),
+                            "causal halved: the convention counts QKᵀ and AV in full, masked or not (as torch counts SDPA)"))
+            return tuple(out)
+        return ()
 
     def summary(self, x: Shape) -> str:
         parts = [f"{fmt.group(self.num_heads)} heads"]

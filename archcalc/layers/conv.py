@@ -106,7 +106,7 @@ class Conv(Layer):
         # FlopCounterMode's conv_backward_flop ignores groups for the weight's gradient: `groups` times the real work
         macs = self.macs(x)
         counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
-        return {"training_flops": (counted, "FlopCounterMode counts a grouped conv's weight gradient `groups` times")}
+        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
 
     def receptive(self, x: Shape, field: Field) -> Field:
         ws = self.windows(x)

@@ -119,7 +119,7 @@ class ConvTranspose(Layer):
         # as for conv: FlopCounterMode counts the weight gradient `groups` times the forward
         macs = self.macs(x)
         counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
-        return {"training_flops": (counted, "FlopCounterMode counts a grouped conv's weight gradient `groups` times")}
+        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
