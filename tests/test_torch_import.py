@@ -4,6 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import json  # noqa: E402
+
 from click.testing import CliRunner  # noqa: E402
 
 import archcalc  # noqa: E402
@@ -226,12 +228,11 @@ def test_shared_weights_and_two_outputs_are_listed():
     assert "conv: called 2 times with the same weights" in str(error.value)
 
 
-GPT_BLOCK = f"{MODULES / 'gpt_block.py'}:Block"
+GPT_BLOCK = f"{MODULES / 'gpt_block.py'}:Block"  # attention as explicit matmuls (nanoGPT's layout)
+GPT_MHA_BLOCK = f"{MODULES / 'gpt_mha_block.py'}:Block"  # nn.MultiheadAttention, nn.LayerNorm, nn.Linear, nn.GELU
 
 
-@pytest.mark.skipif("attention" in archcalc.layers.LAYERS or "matmul" in archcalc.layers.LAYERS,
-                    reason="attention layers landed: the import test below runs")
-def test_a_gpt2_block_lists_every_operation_archcalc_lacks():
+def test_a_gpt2_block_with_explicit_matmuls_lists_every_operation_archcalc_lacks():
     with pytest.raises(importer.ImportFailed) as error:
         importer.import_module(importer.load_target(GPT_BLOCK), [16, 64])
     text = str(error.value)
@@ -239,16 +240,107 @@ def test_a_gpt2_block_lists_every_operation_archcalc_lacks():
         assert missing in text, text
     assert "gpt_block.py:31" in text  # q @ k.transpose: its line
     assert "floordiv()" not in text and "sqrt()" not in text  # arithmetic on sizes is no operation on tensors
-    assert ("LayerNorm" in text) == ("layernorm" not in archcalc.layers.LAYERS)  # listed only while archcalc lacks it
+    assert "LayerNorm" not in text and "c_attn" not in text  # nn.LayerNorm and nn.Linear map
 
 
-@pytest.mark.xfail(raises=importer.ImportFailed, strict=True,
-                   reason="archcalc has no matmul or attention layer yet (the modern layers' issue): split, transpose, matmul listed")
-def test_a_gpt2_block_imports_and_verifies():
+def gpt_mha(**options):
+    return importer.load_target(GPT_MHA_BLOCK, json.dumps(options))
+
+
+def test_a_gpt2_block_with_multihead_attention_imports_as_attention():
+    module = gpt_mha()
+    text = importer.import_module(module, ["T", 64])
+    assert 'name = "attn"\ntype = "attention"\nnum_heads = 4\ncausal = true\n' in text  # need_weights=False: flash
+    report = archcalc.analyze(archcalc.loads(text))
+    assert [row.layer.kind for row in report.rows] == ["layernorm", "attention", "add", "layernorm", "dense", "dense", "add"]
+    assert report.rows[4].layer.activation == "gelu"
+    assert report.totals["params"] == sum(p.numel() for p in module.parameters())  # T-free
+    assert [str(row.output) for row in report.rows] == ["(T, 64)"] * 4 + ["(T, 256)", "(T, 64)", "(T, 64)"]
+    at = archcalc.analyze(archcalc.loads(importer.import_module(module, [16, 64])))
+    assert numbers(archcalc.analyze(archcalc.loads(text), T=16)) == numbers(at)
+    strict_twin(module, text.replace('"T"', "16"), (16, 64))  # in_proj_weight, in_proj_bias, out_proj.*: strict
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_a_gpt2_block_with_multihead_attention_has_torchs_flops_per_row(need_weights):
+    """need_weights (torch's default): MultiheadAttention computes the weights with bmm, counted, and the spec's
+    kernel is math. need_weights=False: scaled_dot_product_attention, which FlopCounterMode counts as 0 on the
+    CPU: QKᵀ and AV (2·T²·d MACs, 2 FLOPs each) are added to its count, as attention.py counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    b, t, d = 2, 12, 64
+    module = gpt_mha(need_weights=need_weights)
+    text = importer.import_module(module, [t, d])
+    assert ('kernel = "math"' in text) == need_weights
+    report = archcalc.analyze(archcalc.loads(text), B=b)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.train()(torch.randn(b, t, d))  # training: the path that counts (eval's fused one is missed); p = 0
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    missed = 0 if need_weights else 2 * 2 * t * t * d
+    assert counts["Block.attn"] + b * missed == b * report.rows[1].flops
+    for row in report.rows:
+        if row.layer.kind == "dense":
+            assert counts[f"Block.{row.name}"] == b * row.flops
+    assert counts["Global"] + b * missed == b * report.totals["flops"]
+
+
+@pytest.mark.parametrize("options", [{}, {"need_weights": True}, {"dropout": 0.1}])
+def test_a_gpt2_block_imports_and_verifies(options):
     import archcalc.torch
 
-    text = importer.import_module(importer.load_target(GPT_BLOCK), [16, 64])
-    assert all(c.ok for c in archcalc.torch.verify(archcalc.analyze(archcalc.loads(text))))
+    text = importer.import_module(gpt_mha(**options), [8, 64])
+    checks = archcalc.torch.verify(archcalc.analyze(archcalc.loads(text), B=2))
+    assert checks and [c for c in checks if not c.ok] == []
+
+
+class Attending(torch.nn.Module):
+    """One nn.MultiheadAttention called in a way given by `how`."""
+
+    def __init__(self, how: str, context: int = 6):
+        super().__init__()
+        self.how = how
+        self.attn = torch.nn.MultiheadAttention(16, 2, batch_first=how != "seq_first", bias=how != "no_bias")
+        self.register_buffer("mask", torch.ones(context, context, dtype=torch.bool).triu(1), persistent=False)  # not in state_dict
+
+    def forward(self, x):
+        if self.how == "buffer":
+            return self.attn(x, x, x, attn_mask=self.mask, need_weights=False)[0]
+        if self.how == "is_causal":
+            return self.attn(x, x, x, attn_mask=self.mask, is_causal=True, need_weights=False)[0]
+        if self.how == "backwards":  # the mask of the future only: not causal
+            return self.attn(x, x, x, attn_mask=self.mask.T.triu(1).T, need_weights=False)[0]
+        if self.how == "cross":
+            return self.attn(x, x * 2, x, need_weights=False)[0]
+        if self.how == "weights":
+            return self.attn(x, x, x)[1]
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("how, fields", [
+    ("plain", {"num_heads": 2}), ("no_bias", {"num_heads": 2, "bias": False}),
+    ("buffer", {"num_heads": 2, "causal": True}), ("is_causal", {"num_heads": 2, "causal": True}),
+])
+def test_multihead_attention_fields_from_the_module_and_the_call(how, fields):
+    module = Attending(how)
+    text = importer.import_module(module, [6, 16])
+    layer = archcalc.analyze(archcalc.loads(text)).rows[0].layer
+    assert layer.kind == "attention" and {f: getattr(layer, f) for f in fields} == fields
+    assert layer.causal == fields.get("causal", False)
+    strict_twin(module, text, (6, 16))
+
+
+@pytest.mark.parametrize("how, shape, message", [
+    ("seq_first", [6, 16], "MultiheadAttention(batch_first=False) reads [T, B, d]"),
+    ("cross", [6, 16], "not one tensor (cross-attention)"),
+    ("backwards", [6, 16], "attn_mask is not the causal mask"),
+    ("buffer", [5, 16], "attn_mask of shape [6, 6] for T = 5"),
+    ("buffer", ["T", 16], "a fixed-size buffer needs T given as its size"),
+    ("weights", [6, 16], "attn's output [1]: archcalc's attention gives its output [0]"),
+])
+def test_multihead_attention_that_is_not_causal_self_attention_is_refused(how, shape, message):
+    with pytest.raises(importer.ImportFailed) as error:
+        importer.import_module(Attending(how), shape)
+    assert message in str(error.value) and "test_torch_import.py:" in str(error.value)
 
 
 def rows(report) -> list:

@@ -11,6 +11,7 @@ that lists every such operation with its source line: never a silent 0.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -121,13 +122,14 @@ def trace(module):
     return torch.fx.GraphModule(module, graph)
 
 
-def layers(module) -> list[Layer]:
+def layers(module, input_shape: list | None = None) -> list[Layer]:
     """The spec's layers of a module, in execution order, activations folded into the layer before.
 
     A module's layer is named by its path (`layer1.0.conv1`), so `build` of the spec has the
     module's state_dict keys. A functional call is named after the module that makes it
     (`x + y` in `layer1.0`: `layer1.0.add`), and so is a module without parameters called more
     than once (torchvision's shared `self.relu`: `layer1.0.relu`, then `layer1.0.relu_1`).
+    `input_shape` (one sample's) lets an attention mask be read at that size (names at MASK_PROBE).
     """
     graph = trace(module)
     modules = dict(graph.named_modules())
@@ -148,11 +150,11 @@ def layers(module) -> list[Layer]:
         if node.op == "output":
             returned = _tensors(node)
             continue
-        if node.op == "get_attr":
-            alias[node.name] = ATTRIBUTE + node.target
+        if node.op == "get_attr" or _mask_only(node, modules):
+            alias[node.name] = ATTRIBUTE + str(node.target)
             continue
         try:
-            made = _layer(node, modules, alias, calls)
+            made = _layer(node, modules, alias, calls, (graph, input_shape))
         except _Skip:
             continue
         except _Unmapped as error:
@@ -273,7 +275,7 @@ def _is_shape(node) -> bool:
     if "archcalc_shape" not in node.meta:
         read = _nodes(node.args) + _nodes(list(node.kwargs.values()))
         node.meta["archcalc_shape"] = (node.op == "call_method" and node.target in ("size", "dim")) or (
-            node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim")) or (
+            node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim", "device", "dtype")) or (
             node.op in ("call_function", "call_method") and bool(read) and all(map(_is_shape, read)))
     return node.meta["archcalc_shape"]
 
@@ -288,9 +290,14 @@ def _nodes(args) -> list:
     return out
 
 
-def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
+def _layer(node, modules: dict, alias: dict, calls: dict, probe: tuple = (None, None)) -> Layer | None:
     if _is_shape(node):
         raise _Skip
+    if node.op == "call_module" and type(modules[node.target]).__name__ in ATTENTION:
+        if calls[node.target] > 1:
+            raise _Unmapped(f"{node.target}: called {calls[node.target]} times with the same weights "
+                            "(a spec's layers each have their own)")
+        return Layer(node.target, "attention", _attention(node, modules[node.target], *probe), (alias[node.args[0].name],))
     inputs = tuple(alias[n.name] for n in _tensors(node))
     second = [name[len(SECOND):] for name in inputs if name.startswith(SECOND)]
     if second:
@@ -307,6 +314,11 @@ def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
                             "(a spec's layers each have their own)")
         return Layer(node.target, kind, fields, inputs)
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    if name == "getitem" and _is_attention(node.args[0], modules):
+        if node.args[1] != 0:
+            raise _Unmapped(f"{node.args[0].target}'s output [{node.args[1]!r}]: archcalc's attention gives its output [0], "
+                            "not the attention weights")
+        return None  # (output, weights)[0]: the attention layer's output
     if name == "getattr":
         raise _Unmapped(f".{node.args[1]}: archcalc has no layer for this attribute")
     reader = FUNCTIONS.get(name)
@@ -317,6 +329,104 @@ def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
         return None
     kind, fields = made
     return Layer(node.name, kind, fields, inputs)
+
+
+# --- nn.MultiheadAttention: self-attention (query, key and value one tensor) over [B, T, d] ------------
+
+ATTENTION = ("MultiheadAttention",)
+MASK_PROBE = 7  # the sequence length a mask is read at where T is a name
+
+
+def _is_attention(node, modules: dict) -> bool:
+    return hasattr(node, "op") and node.op == "call_module" and type(modules[node.target]).__name__ in ATTENTION
+
+
+def _attention(node, module, root, input_shape) -> dict:
+    """The `attention` fields of an nn.MultiheadAttention call: num_heads, bias, dropout; causal from
+    is_causal=True or a causal attn_mask; kernel "math" where need_weights (torch's default) makes it
+    compute the weights with matmuls, else torch's fused scaled_dot_product_attention."""
+    path = node.target
+    query, key, value = (_argument(node, i, n) for i, n in enumerate(("query", "key", "value")))
+    if not (query is key is value):
+        raise _Unmapped(f"{path}: MultiheadAttention with query, key and value not one tensor (cross-attention): "
+                        "archcalc's attention is self-attention")
+    if not module.batch_first:
+        raise _Unmapped(f"{path}: MultiheadAttention(batch_first=False) reads [T, B, d]: archcalc's attention reads "
+                        "[B, T, d] (batch_first=True)")
+    if not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn:
+        raise _Unmapped(f"{path}: MultiheadAttention with kdim, vdim, add_bias_kv or add_zero_attn: archcalc's attention "
+                        "has none of them")
+    if _argument(node, 3, "key_padding_mask") is not None:
+        raise _Unmapped(f"{path}: MultiheadAttention with a key_padding_mask: archcalc's attention has none")
+    fields = {"num_heads": module.num_heads}
+    if module.in_proj_bias is None:
+        fields["bias"] = False
+    if module.dropout:
+        fields["dropout"] = _plain(module.dropout, "p")
+    mask, is_causal = _argument(node, 5, "attn_mask"), _argument(node, 7, "is_causal", False)
+    if mask is not None:
+        _causal_mask(path, mask, root, input_shape)
+    if mask is not None or is_causal:
+        fields["causal"] = True
+    if _argument(node, 4, "need_weights", True):
+        fields["kernel"] = "math"
+    return fields
+
+
+def _constant(node) -> bool:
+    """A tensor made from the module's buffers and the input's sizes only (never its values)."""
+    if node.op == "get_attr" or _is_shape(node):
+        return True
+    return node.op in ("call_function", "call_method") and all(
+        map(_constant, _nodes(node.args) + _nodes(list(node.kwargs.values()))))
+
+
+def _mask_only(node, modules: dict) -> bool:
+    """A constant tensor read only as attention masks (directly or through other such tensors): no layer."""
+    return (node.op in ("call_function", "call_method") and not _is_shape(node) and _constant(node) and bool(node.users)
+            and all(_is_attention(user, modules) or _mask_only(user, modules) for user in node.users))
+
+
+def _causal_mask(path: str, mask, root, input_shape) -> None:
+    """An attn_mask must be causal at the input's T: True (bool) or -inf (float) exactly above the diagonal, else False or 0."""
+    torch = require()
+    if not hasattr(mask, "op") or not _constant(mask) or root is None or input_shape is None:
+        raise _Unmapped(f"{path}: an attn_mask archcalc cannot read (it reads only a causal mask built from T or held as a buffer)")
+    sizes = [size if isinstance(size, int) else MASK_PROBE for size in input_shape]
+    t = sizes[0] if len(sizes) == 2 else None
+    try:
+        value = _evaluate(mask, root, torch.zeros(2, *sizes))
+    except Exception as error:
+        raise _Unmapped(f"{path}: reading its attn_mask failed: {type(error).__name__}: {error}") from None
+    if t is None or tuple(value.shape) != (t, t):
+        raise _Unmapped(f"{path}: attn_mask of shape {list(value.shape)} for T = {t}: archcalc's causal attention "
+                        "masks [T, T] (a fixed-size buffer needs T given as its size)")
+    above = torch.ones(t, t, dtype=torch.bool).triu(1)
+    causal = bool((value == above).all()) if value.dtype == torch.bool else bool(
+        (value[above] == float("-inf")).all() and (value[~above] == 0).all())
+    if not causal:
+        raise _Unmapped(f"{path}: attn_mask is not the causal mask (-inf or True exactly above the diagonal): "
+                        "archcalc's attention masks causally or not at all")
+
+
+def _evaluate(node, root, sample):
+    """The value of a constant node (`_constant`), the input given as `sample`."""
+    def value(arg):
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(value(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: value(v) for k, v in arg.items()}
+        if not hasattr(arg, "op"):
+            return arg
+        if arg.op == "placeholder":
+            return sample
+        if arg.op == "get_attr":
+            return functools.reduce(getattr, arg.target.split("."), root)
+        args, kwargs = value(arg.args), value(dict(arg.kwargs))
+        if arg.op == "call_method":
+            return getattr(args[0], arg.target)(*args[1:], **kwargs)
+        return arg.target(*args, **kwargs)
+    return value(node)
 
 
 def _from_module(module, path: str) -> tuple[str, dict]:
@@ -589,7 +699,7 @@ def import_module(module, input_shape: list, name: str | None = None, blocks: bo
     has the very rows of the flat one (names, wiring, shapes, counts); else the layers stay flat.
     """
     name = name or type(module).__name__
-    flat = layers(module)
+    flat = layers(module, input_shape)
     text = to_toml(name, input_shape, flat)
     if not blocks:
         return text

@@ -108,6 +108,7 @@ class SelfAttention(nn.Module):
         self.causal, self.dropout, self.math = causal, dropout, math
         self.in_proj = nn.Linear(d, d + 2 * kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(d, d, bias=bias)
+        self.register_load_state_dict_pre_hook(_multihead_names)
 
     def forward(self, x):
         b, t, d = x.shape
@@ -138,6 +139,14 @@ class SelfAttention(nn.Module):
     def _repeat(self, z):
         b, h, t, e = z.shape
         return z[:, :, None].expand(b, h, self.heads // h, t, e).reshape(b, self.heads, t, e)
+
+
+def _multihead_names(module, state_dict, prefix, *_):
+    """nn.MultiheadAttention's in_proj_weight and in_proj_bias load as in_proj.weight and in_proj.bias (the same
+    fused [q; k; v] matrix), so an imported MultiheadAttention's state_dict loads strictly; its own keys stay."""
+    for name in ("weight", "bias"):
+        if f"{prefix}in_proj_{name}" in state_dict and f"{prefix}in_proj.{name}" not in state_dict:
+            state_dict[f"{prefix}in_proj.{name}"] = state_dict.pop(f"{prefix}in_proj_{name}")
 
 
 class Select(nn.Module):
