@@ -5,6 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import json  # noqa: E402
+from collections import OrderedDict  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -291,6 +292,14 @@ def test_a_gpt2_block_imports_and_verifies(options):
     text = importer.import_module(gpt_mha(**options), [8, 64])
     checks = archcalc.torch.verify(archcalc.analyze(archcalc.loads(text), B=2))
     assert checks and [c for c in checks if not c.ok] == []
+
+
+def test_a_stack_of_gpt2_blocks_reads_each_mask_at_its_own_place_and_becomes_one_block():
+    block = type(gpt_mha())
+    module = torch.nn.Sequential(OrderedDict(h0=block(), h1=block()))  # named: the state_dict keys are the spec's
+    text = importer.import_module(module, [8, 64])
+    assert text.count("\n[blocks.") == 1 and text.count('type = "attention"\nnum_heads = 4\ncausal = true') == 1
+    strict_twin(module, text, (8, 64))
 
 
 class Attending(torch.nn.Module):

@@ -11,7 +11,6 @@ that lists every such operation with its source line: never a silent 0.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import importlib.util
 import inspect
@@ -395,7 +394,7 @@ def _causal_mask(path: str, mask, root, input_shape) -> None:
     sizes = [size if isinstance(size, int) else MASK_PROBE for size in input_shape]
     t = sizes[0] if len(sizes) == 2 else None
     try:
-        value = _evaluate(mask, root, torch.zeros(2, *sizes))
+        value = _evaluate(mask, root, torch.zeros(1, *sizes))
     except Exception as error:
         raise _Unmapped(f"{path}: reading its attn_mask failed: {type(error).__name__}: {error}") from None
     if t is None or tuple(value.shape) != (t, t):
@@ -410,23 +409,22 @@ def _causal_mask(path: str, mask, root, input_shape) -> None:
 
 
 def _evaluate(node, root, sample):
-    """The value of a constant node (`_constant`), the input given as `sample`."""
-    def value(arg):
-        if isinstance(arg, (list, tuple)):
-            return type(arg)(value(a) for a in arg)
-        if isinstance(arg, dict):
-            return {k: value(v) for k, v in arg.items()}
-        if not hasattr(arg, "op"):
-            return arg
-        if arg.op == "placeholder":
-            return sample
-        if arg.op == "get_attr":
-            return functools.reduce(getattr, arg.target.split("."), root)
-        args, kwargs = value(arg.args), value(dict(arg.kwargs))
-        if arg.op == "call_method":
-            return getattr(args[0], arg.target)(*args[1:], **kwargs)
-        return arg.target(*args, **kwargs)
-    return value(node)
+    """The value of a node when the traced module runs on `sample`, without autograd: the nodes up to it
+    run once (per graph and sample shape), so a mask is read before the attention that takes it runs."""
+    torch = require()
+    state = root.meta.get("archcalc_values")
+    if state is None or state[0] != tuple(sample.shape):
+        runner = torch.fx.Interpreter(root)
+        runner.env, runner.args_iter = {}, iter([sample])
+        root.meta["archcalc_values"] = state = (tuple(sample.shape), runner)
+    runner = state[1]
+    with torch.no_grad():
+        for step in root.graph.nodes:
+            if node in runner.env:
+                break
+            if step not in runner.env:
+                runner.env[step] = runner.run_node(step)
+    return runner.env[node]
 
 
 def _from_module(module, path: str) -> tuple[str, dict]:
