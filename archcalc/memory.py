@@ -33,10 +33,11 @@ class Optimizer(StrEnum):
     sgd = "sgd"
     momentum = "momentum"
     adam = "adam"
+    adamw = "adamw"
 
     @property
     def states(self) -> int:
-        return {"none": 0, "sgd": 0, "momentum": 1, "adam": 2}[self.value]
+        return {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.value]
 
 
 class Device(StrEnum):

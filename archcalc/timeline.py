@@ -1,0 +1,389 @@
+"""A training step's memory as a timeline: every tensor allocated and freed as PyTorch does it.
+
+The step is the one `bench` times and the tests run on the CPU (tests/timeline_probe.py):
+
+    optimizer.zero_grad(set_to_none=True)      # the previous step's gradients are freed
+    loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it)
+    loss.backward()                            # phase "backward"
+    del loss
+    optimizer.step()                           # phase "optimizer": torch's foreach implementation
+
+`x` (the batch) and `targets` (int64 classes, one per sample) are alive throughout, as are the
+parameters, buffers and the optimizer's state. Each phase's peak is the highest total of live
+storages (each storage counted once, whatever views share it), what the CPU oracle measures
+through a TorchDispatchMode and what `torch.cuda.max_memory_allocated()` reads on CUDA after
+`reset_peak_memory_stats()` before the phase.
+
+Liveness is by reference counts in execution order, so it works on any DAG of rows:
+- forward, per row: its first op allocates its own kept tensors (mask, indices, statistics) and
+  its output (before the activation: "pre"); then the row's inputs lose the reference of this
+  reader (Python drops its variable when the module returns); the activation, if any, allocates
+  the row's output and drops "pre". A tensor is freed when its last reader has run and no
+  autograd node keeps it (Layer.keeps says which). A view row (flatten, reshape, dropout p=0)
+  shares its input's storage.
+- the loss: log_softmax allocates its output (kept by two nodes), nll_loss a scalar loss and a
+  scalar total weight (kept); the network's output is then dropped.
+- backward, nodes in reverse order of the forward (what the engine's priority queue does on a
+  graph connected to the loss): the root's ones scalar lives to the end; each node allocates its
+  gradients (input gradients, parameter gradients: AccumulateGrad steals them, no copy), then
+  frees the gradient it consumed, then releases what it kept (`release_variables`), then its
+  input gradients are added into the gradient buffer of the tensor they belong to: the first to
+  arrive is the buffer, a later one is added in place and freed (InputBuffer::accumulate).
+- optimizer: foreach SGD adds in place (no temporaries); Adam and AdamW hold one list of
+  temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
+  `_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state
+  and `torch.tensor(1.0)` is allocated to increment them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import num
+from .num import Dim, Value
+
+if TYPE_CHECKING:
+    from .report import Report, Row
+
+PHASES = ("forward", "backward", "optimizer")
+# What is alive, by kind: the breakdown printed at each phase's peak.
+KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
+         "activation gradients", "temporaries", "workspace")
+CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
+CUBLAS_WORKSPACE = 32 * 2**20  # allocated by the first matmul, kept (measured: fixed.after_free)
+CUDA_CONTEXT = 720 * 2**20  # driver and allocator state outside max_memory_allocated (measured: device_used)
+
+
+Pair = tuple  # (fixed, per_sample): bytes = fixed + per_sample·B
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A phase's highest point: the largest of affine functions of B, and what is alive there."""
+
+    candidates: tuple[tuple[Pair, tuple[tuple[str, Pair], ...]], ...]
+
+    def at(self, batch: Value | None) -> Value:
+        """The peak's bytes at `batch`; with no batch, the formula max(fixed_i + per_sample_i·B)."""
+        b = num.symbol("B") if batch is None else batch
+        return num.maximum(*(num.normal(f + p * b) for (f, p), _ in self.candidates))
+
+    def alive(self, batch: Value) -> dict[str, Value]:
+        """What is alive at the peak for a concrete batch, by kind (only kinds with bytes)."""
+        best = max(self.candidates, key=lambda c: c[0][0] + c[0][1] * batch)
+        return {kind: num.normal(f + p * batch) for kind, (f, p) in best[1] if f + p * batch}
+
+    @property
+    def pairs(self) -> list[Pair]:
+        return [pair for pair, _ in self.candidates]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    phases: dict[str, Peak]
+    inference: Peak
+
+    def peak(self, batch: Value | None) -> Value:
+        return num.maximum(*(p.at(batch) for p in self.phases.values()))
+
+    def peak_phase(self, batch: Value) -> str:
+        values = {name: p.at(batch) for name, p in self.phases.items()}
+        return max(PHASES, key=lambda name: values[name])  # a tie goes to the earliest phase
+
+    @property
+    def pairs(self) -> list[Pair]:
+        return [pair for p in self.phases.values() for pair in p.pairs]
+
+
+class _Storage:
+    __slots__ = ("size", "kind", "refs")
+
+    def __init__(self, size: Pair, kind: str):
+        self.size, self.kind, self.refs = size, kind, 0
+
+
+class _Tape:
+    """Live storages, their running total, and each phase's candidate peaks."""
+
+    def __init__(self, batch: Value | None, cuda: bool):
+        self.batch = batch
+        self.cuda = cuda and batch is not None and num.is_concrete(batch)
+        self.total: list = [0, 0]
+        self.kinds: dict[str, list] = {kind: [0, 0] for kind in KINDS}
+        self.phase = ""
+        self.candidates: dict[str, list] = {}
+        self.best: dict[str, Value] = {}
+
+    def size(self, fixed: Dim, per_sample: Dim) -> Pair:
+        if self.batch is not None:  # concrete batch: one number
+            fixed, per_sample = fixed + per_sample * self.batch, 0
+            if self.cuda:
+                fixed = -(-fixed // CUDA_BLOCK) * CUDA_BLOCK
+        return (fixed, per_sample)
+
+    def new(self, size: Pair, kind: str, refs: int = 1, mark: bool = True) -> _Storage:
+        s = _Storage(size, kind)
+        s.refs = refs
+        self.total[0] += size[0]
+        self.total[1] += size[1]
+        k = self.kinds[kind]
+        k[0] += size[0]
+        k[1] += size[1]
+        if mark:
+            self.mark()
+        return s
+
+    def release(self, s: _Storage | None, n: int = 1) -> None:
+        if s is None:
+            return
+        s.refs -= n
+        if s.refs == 0:
+            self.total[0] -= s.size[0]
+            self.total[1] -= s.size[1]
+            k = self.kinds[s.kind]
+            k[0] -= s.size[0]
+            k[1] -= s.size[1]
+
+    def start(self, phase: str) -> None:
+        self.phase = phase
+        self.candidates[phase] = []
+        self.mark()
+
+    def mark(self) -> None:
+        """The present total is a candidate for the phase's peak (kept unless another is at least as high for every B)."""
+        f, p = self.total
+        cands = self.candidates[self.phase]
+        if num.is_concrete(f) and num.is_concrete(p):
+            for (cf, cp), _ in cands:
+                if num.is_concrete(cf) and num.is_concrete(cp) and cf >= f and cp >= p:
+                    return
+            cands[:] = [c for c in cands if not (num.is_concrete(c[0][0]) and num.is_concrete(c[0][1])
+                                                 and c[0][0] <= f and c[0][1] <= p)]
+        elif any(c[0] == (f, p) for c in cands):
+            return
+        cands.append(((f, p), tuple((kind, (v[0], v[1])) for kind, v in self.kinds.items())))
+
+    def peak(self, phase: str) -> Peak:
+        return Peak(tuple(((num.normal(f), num.normal(p)), tuple((k, (num.normal(a), num.normal(b))) for k, (a, b) in kinds))
+                          for (f, p), kinds in self.candidates[phase]))
+
+
+def _inputs(report: Report, row: Row) -> tuple[str, ...]:
+    """The names a row reads: its `inputs` on a graph, else the previous row's output."""
+    inputs = getattr(row, "inputs", None)
+    if inputs:
+        return tuple(inputs)
+    return (report.rows[row.index - 2].name,) if row.index > 1 else ("input",)
+
+
+def param_tensors(row: Row) -> tuple[Dim, ...]:
+    """The element counts of a row's parameter tensors (weight, bias), as torch holds them."""
+    sizes = getattr(row.layer, "param_tensors", None)
+    if sizes is not None:
+        return tuple(sizes(row.input))
+    return tuple(n for n in (row.weights, row.biases) if n != 0)
+
+
+def simulate(report: Report, batch: Value | None = None) -> Timeline:
+    """The timeline of one training step of `report`'s network (see the module's docstring)."""
+    size = report.dtype.bytes
+    cuda = str(report.device) == "cuda"
+    bytes_of = {"model": size, "int64": 8, "mask": 1 if cuda else size}
+    tape = _Tape(batch, cuda)
+    rows = report.rows
+    tape.start("forward")
+
+    # Alive before the step: parameters, buffers, optimizer state, the batch and its targets.
+    params = [tape.size(n * size, 0) for row in rows for n in param_tensors(row)]
+    for p in params:
+        tape.new(p, "parameters", mark=False)
+    for row in rows:
+        buffers = row.layer.buffer_bytes(row.input, size)
+        if buffers != 0:
+            tape.new(tape.size(buffers - 8, 0), "buffers", mark=False)  # running mean and variance
+            tape.new(tape.size(8, 0), "buffers", mark=False)  # num_batches_tracked, int64
+    states = report.optimizer.states
+    for p in params:
+        for _ in range(states):
+            tape.new(p, "optimizer state", mark=False)
+        if not cuda and states == 2:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
+            tape.new(tape.size(4, 0), "optimizer state", mark=False)
+    if cuda:
+        tape.new(tape.size(CUBLAS_WORKSPACE, 0), "workspace", mark=False)
+    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
+    output = rows[-1].output
+    classes_axis = output[1:] if len(output) > 1 else ()
+    tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
+    tape.mark()
+
+    # Forward: readers of each name, the storage behind each name, what each node keeps.
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1  # the loss
+    storage: dict[str, _Storage] = {"input": x}
+    x.refs += readers.get("input", 0)  # the batch stays alive anyway (the caller holds it)
+    kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
+    pre_of: list[_Storage | None] = []
+    for row in rows:
+        names = _inputs(report, row)
+        ins = [storage[n] for n in names]
+        layer = row.layer
+        if layer.is_view():
+            s = ins[0]
+            s.refs += readers.get(row.name, 0)
+            storage[row.name] = s
+            tape.release(s, 1)
+            kept_by.append(([], []))
+            pre_of.append(None)
+            continue
+        node = row.requires_grad or row.params != 0
+        keeps = layer.keeps(row.input, row.output, row.requires_grad) if node else ()
+        activation = getattr(layer, "activation", None)
+        main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
+        out_size = tape.size(0, num.mul(row.output) * size)
+        own = [tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", refs=0, mark=False) for k in main if k.tensor == "own"]
+        first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
+        main_saved, act_saved = [], []
+        named = {"input": ins[0], "pre": first, "output": first}
+        for k in main:
+            s = own.pop(0) if k.tensor == "own" else named[k.tensor]
+            s.refs += 1
+            main_saved.append(s)
+        for s in ins:
+            tape.release(s)
+        if activation:
+            out = tape.new(out_size, "activations")
+            named["output"] = out
+            for k in act:
+                s = named[k.tensor]
+                s.refs += 1
+                act_saved.append(s)
+            tape.release(first)
+        else:
+            out = first
+        out.refs += readers.get(row.name, 0) - 1
+        if out.refs == 0:
+            out.refs = 1
+            tape.release(out)
+        storage[row.name] = out
+        kept_by.append((main_saved, act_saved))
+
+    # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
+    y = storage[rows[-1].name]
+    logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
+    loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
+    total_weight = tape.new(tape.size(size, 0), "temporaries")
+    tape.release(y)
+
+    # Backward.
+    tape.start("backward")
+    ones = tape.new(tape.size(size, 0), "temporaries")
+    g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+    tape.release(logits)
+    tape.release(total_weight)
+    g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+    tape.release(g_logits)
+    tape.release(logits)
+    grad: dict[str, _Storage] = {rows[-1].name: g_y}
+    for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
+        g = grad.pop(row.name, None)
+        names = _inputs(report, row)
+        if row.layer.is_view():
+            if g is not None:
+                _accumulate(tape, grad, names[0], g)
+            continue
+        if not (row.requires_grad or row.params != 0):
+            tape.release(g)
+            continue
+        out_size = tape.size(0, num.mul(row.output) * size)
+        if getattr(row.layer, "activation", None):
+            g_pre = tape.new(out_size, "activation gradients")
+            tape.release(g)
+            for s in act_saved:
+                tape.release(s)
+            g = g_pre
+        for n in param_tensors(row):
+            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+        g_ins = []
+        if row.requires_grad:
+            g_ins = [tape.new(tape.size(0, num.mul(row.input) * size), "activation gradients", mark=False) for _ in names]
+        tape.mark()
+        tape.release(g)
+        for s in main_saved:
+            tape.release(s)
+        for name, g_in in zip(names, g_ins):
+            _accumulate(tape, grad, name, g_in)
+    tape.release(ones)
+    tape.release(loss)
+    for g in grad.values():
+        tape.release(g)
+
+    # The optimizer step.
+    tape.start("optimizer")
+    if report.optimizer.states == 2:
+        if not cuda:
+            tape.release(tape.new(tape.size(4, 0), "temporaries"))  # torch.tensor(1.0): the step counters' increment
+        temporaries = [tape.new(p, "temporaries", mark=False) for p in params]
+        tape.mark()
+        for t in temporaries:
+            tape.release(t)
+    return Timeline({phase: tape.peak(phase) for phase in PHASES}, _inference(report, batch))
+
+
+def _kept_size(k, bytes_of) -> Pair:
+    nbytes = k.elements * bytes_of[k.dtype]
+    return (0, nbytes) if k.per_sample else (nbytes, 0)
+
+
+def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage) -> None:
+    """A gradient for `name` arrives: the first is its buffer, a later one is added in place and freed."""
+    if name == "input":
+        tape.release(g)
+    elif name in grad:
+        tape.release(g)
+    else:
+        grad[name] = g
+
+
+def _inference(report: Report, batch: Value | None) -> Peak:
+    """One forward in eval under inference_mode: outputs freed when their last reader has run."""
+    size = report.dtype.bytes
+    tape = _Tape(batch, str(report.device) == "cuda")
+    tape.start("forward")
+    rows = report.rows
+    for row in rows:
+        for n in param_tensors(row):
+            tape.new(tape.size(n * size, 0), "parameters", mark=False)
+        buffers = row.layer.buffer_bytes(row.input, size)
+        if buffers != 0:
+            tape.new(tape.size(buffers, 0), "buffers", mark=False)
+    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch")
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1
+    storage = {"input": x}
+    x.refs += readers.get("input", 0)
+    for row in rows:
+        ins = [storage[n] for n in _inputs(report, row)]
+        if row.layer.is_view() or row.kind == "dropout":  # dropout in eval returns its input
+            s = ins[0]
+            s.refs += readers.get(row.name, 0)
+            storage[row.name] = s
+            tape.release(s)
+            continue
+        out_size = tape.size(0, num.mul(row.output) * size)
+        first = tape.new(out_size, "activations")
+        for s in ins:
+            tape.release(s)
+        out = first
+        if getattr(row.layer, "activation", None):
+            out = tape.new(out_size, "activations")
+            tape.release(first)
+        out.refs += readers.get(row.name, 0) - 1
+        storage[row.name] = out
+    return tape.peak("forward")
