@@ -244,14 +244,21 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         activation = getattr(layer, "activation", None)
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         out_size = tape.size(0, num.mul(row.output) * size)
-        own = [tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", refs=0, mark=False) for k in main if k.tensor == "own"]
+        # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
+        # them (measured: max pooling, dropout and batchnorm without a gradient): those kept by no
+        # node are freed as soon as the op returns.
+        every = layer.keeps(row.input, row.output, True)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+               for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         main_saved, act_saved = [], []
         named = {"input": ins[0], "pre": first, "output": first}
         for k in main:
-            s = own.pop(0) if k.tensor == "own" else named[k.tensor]
+            s = own[_key(k)] if k.tensor == "own" else named[k.tensor]
             s.refs += 1
             main_saved.append(s)
+        for s in own.values():
+            tape.release(s)
         for s in ins:
             tape.release(s)
         if activation:
@@ -331,6 +338,10 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         for t in temporaries:
             tape.release(t)
     return Timeline({phase: tape.peak(phase) for phase in PHASES}, _inference(report, batch))
+
+
+def _key(k) -> tuple:
+    return (k.what, k.elements, k.dtype, k.per_sample)
 
 
 def _kept_size(k, bytes_of) -> Pair:
