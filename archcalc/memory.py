@@ -17,7 +17,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from . import num
+from . import num, timeline
 from .errors import SpecError
 from .layers.base import Kept
 from .num import Dim, Value
@@ -84,6 +84,67 @@ class PerBatch:
 ZERO = PerBatch()
 
 
+class Timelines:
+    """The step's timeline (archcalc/timeline.py) at a batch, each batch simulated once."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        self.cache: dict = {}
+
+    def __call__(self, batch: Value | None) -> timeline.Timeline:
+        key = batch if batch is not None and num.is_concrete(batch) else None
+        if key not in self.cache:
+            self.cache[key] = timeline.simulate(self.report, key)
+        return self.cache[key]
+
+
+@dataclass(frozen=True, eq=False)
+class StepBytes:
+    """A peak of the step's timeline: the largest of affine functions of B, fixed_i + per_sample_i·B.
+
+    At a concrete batch it is the timeline simulated at that batch (on CUDA each block rounded up to
+    512 bytes, as the caching allocator does); with B a symbol, the formula max(...)."""
+
+    timelines: Timelines
+    phase: str  # "step" (the highest of the three), "forward", "backward", "optimizer" or "inference"
+
+    def _peak(self, line: timeline.Timeline):
+        return line.inference if self.phase == "inference" else line.phases.get(self.phase)
+
+    def at(self, batch: Value | None) -> Value:
+        if batch is not None and num.is_concrete(batch):
+            line = self.timelines(batch)
+            return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
+        line = self.timelines(None)
+        b = num.symbol("B") if batch is None else batch
+        return num.maximum(*(num.normal(f + p * b) for f, p in self.pairs_of(line)))
+
+    def pairs_of(self, line: timeline.Timeline) -> list:
+        return line.pairs if self.phase == "step" else self._peak(line).pairs
+
+    @property
+    def pieces(self) -> tuple[PerBatch, ...]:
+        """The affine functions whose largest is this peak (with B a symbol: no allocator rounding)."""
+        return tuple(dict.fromkeys(PerBatch(f, p) for f, p in self.pairs_of(self.timelines(None))))
+
+    @property
+    def fixed(self) -> Dim:
+        return num.maximum(*(p.fixed for p in self.pieces))
+
+    @property
+    def per_sample(self) -> Dim:
+        return num.maximum(*(p.per_sample for p in self.pieces))
+
+    def alive(self, batch: Value) -> dict[str, Value]:
+        """What is alive at this peak for a concrete batch, by kind."""
+        line = self.timelines(batch)
+        phase = line.peak_phase(batch) if self.phase == "step" else self.phase
+        return (line.inference if phase == "inference" else line.phases[phase]).alive(batch)
+
+    def __str__(self) -> str:
+        return str(self.at(None))
+
+
 @dataclass(frozen=True)
 class Memory:
     """The memory of a training step (and of inference) for a batch of B, in bytes."""
@@ -104,10 +165,30 @@ class Memory:
     inference: PerBatch  # parameters, buffers and the largest input + output of a layer, without autograd
     course_m: Dim  # the course's m: the largest layer output, bytes per sample
     course_layers: int  # the course's "nombre de couches"
+    timelines: Timelines
 
     @property
-    def training(self) -> PerBatch:
+    def summed(self) -> PerBatch:
+        """The parts added up as if alive together (the model before the timeline; never below the peak's parts)."""
         return self.params + self.buffers + self.gradients + self.optimizer_state + self.saved + self.transient
+
+    @property
+    def training(self) -> StepBytes:
+        """The training step's peak, what `torch.cuda.max_memory_allocated()` reads."""
+        return StepBytes(self.timelines, "step")
+
+    def phase(self, name: str) -> StepBytes:
+        return StepBytes(self.timelines, name)
+
+    @property
+    def inference_peak(self) -> StepBytes:
+        return StepBytes(self.timelines, "inference")
+
+    def peak_phase(self) -> str | None:
+        """The phase that sets the peak at this batch (None while B is a symbol)."""
+        if self.batch is None or not num.is_concrete(self.batch):
+            return None
+        return self.timelines(self.batch).peak_phase(self.batch)
 
     @property
     def course_forward(self) -> PerBatch:
@@ -130,7 +211,11 @@ class Memory:
             "saved_for_backward_bytes": self.saved,
             "backward_transient_bytes": self.transient,
             "training_bytes": self.training,
-            "inference_bytes": self.inference,
+            "peak_bytes": self.training,
+            "summed_training_bytes": self.summed,
+            "inference_bytes": self.inference_peak,
+            "summed_inference_bytes": self.inference,
+            **{f"{phase}_peak_bytes": self.phase(phase) for phase in timeline.PHASES},
         }
 
     def course(self) -> dict[str, PerBatch]:
@@ -152,7 +237,13 @@ class Memory:
             "optimizer": str(self.optimizer),
             "device": str(self.device),
         }
-        out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()}
+        out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()
+                if not key.endswith("_peak_bytes")}
+        out["peak_phase"] = self.peak_phase()
+        out["phases"] = {phase: num.to_json(self.phase(phase).at(self.batch)) for phase in timeline.PHASES}
+        if self.device == Device.cuda:
+            out["cuda_workspace_bytes"] = timeline.CUBLAS_WORKSPACE
+            out["cuda_context_bytes"] = timeline.CUDA_CONTEXT
         out["course"] = {
             "M": num.to_json(self.params.fixed),
             "m": num.to_json(self.course_m),
@@ -213,7 +304,15 @@ def measure(report: Report) -> Memory:
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),
         course_m=num.normal(num.maximum(*(num.mul(row.output) for row in report.rows)) * size),
         course_layers=len(report.rows),
+        timelines=Timelines(report),
     )
+
+
+# Under a memory cap the caching allocator needs room beyond the bytes allocated at the peak (blocks
+# cached for one size cannot serve another): on CUDA `--budget` counts each per-sample byte 4/3 times.
+# Fitted on ../shared/measurements/h200-largest-batch.json: AlexNet with Adam at 4 GiB trains 466 and
+# with SGD at 8 GiB 1,156; any factor in [1.296, 1.364] answers at most those and within 5% of them.
+CUDA_HEADROOM = Fraction(4, 3)
 
 
 @dataclass(frozen=True)
@@ -223,24 +322,47 @@ class Fit:
     budget: int
     batch: Value | None  # None: not even a batch of 1 fits
     report: Report  # at that batch (at 1 when none fits)
+    headroom: Fraction = Fraction(1)  # per-sample bytes counted this many times (CUDA_HEADROOM on CUDA)
+    context: int = 0  # bytes of the card taken by the CUDA context (--card), already out of the budget
 
     @property
     def over(self) -> Value:
         """By how many bytes a batch of 1 misses the budget (0 when it fits)."""
         if self.batch is not None:
             return 0
-        return num.normal(self.report.memory.training.at(1) - self.budget)
+        return num.normal(needed(self.report, 1, self.headroom) - self.budget)
 
 
-def largest_batch(report: Report, budget: int) -> Fit:
-    """Solve fixed + per_sample·B <= budget for the largest whole B (a formula if sizes are symbolic)."""
-    training = report.memory.training
-    if num.is_concrete(training.per_sample) and training.per_sample == 0:
+def needed(report: Report, batch: Value, headroom: Fraction = Fraction(1)) -> Value:
+    """The bytes a budget must hold for `batch`: the peak, its per-sample part counted `headroom` times."""
+    if headroom == 1:
+        return report.memory.training.at(batch)
+    return num.maximum(*(num.normal(p.fixed + headroom * p.per_sample * batch) for p in report.memory.training.pieces))
+
+
+def largest_batch(report: Report, budget: int, card: bool = False) -> Fit:
+    """The largest whole B whose step's peak fits `budget`: max_i(fixed_i + per_sample_i·B) <= budget,
+    so B = min_i ⌊(budget - fixed_i) / per_sample_i⌋, a formula if sizes are symbolic. On CUDA the
+    per-sample bytes count CUDA_HEADROOM times; with `card`, the budget is the card's memory and the
+    CUDA context is taken out of it first."""
+    cuda = report.device == Device.cuda
+    headroom = CUDA_HEADROOM if cuda else Fraction(1)
+    context = timeline.CUDA_CONTEXT if cuda and card else 0
+    usable = budget - context
+    pieces = report.memory.training.pieces
+    if all(num.is_concrete(p.per_sample) and p.per_sample == 0 for p in pieces):
         raise SpecError("the training memory does not grow with the batch: every batch fits or none does", where="--budget")
-    batch = num.floordiv(budget - training.fixed, training.per_sample)
-    if num.is_concrete(batch) and batch < 1:
-        return Fit(budget, None, dataclasses.replace(report, batch=1))
-    return Fit(budget, batch, dataclasses.replace(report, batch=batch))
+    bounds = [num.floordiv(usable - p.fixed, num.normal(headroom * p.per_sample)) for p in pieces
+              if not (num.is_concrete(p.per_sample) and p.per_sample == 0)]
+    fixed_only = [p.fixed for p in pieces if num.is_concrete(p.per_sample) and p.per_sample == 0]
+    batch = num.minimum(*bounds)
+    if num.is_concrete(batch):
+        # at a concrete batch the simulation rounds every block up (CUDA): step down until it fits
+        while batch >= 1 and needed(report, batch, headroom) > usable:
+            batch -= 1
+    if num.is_concrete(batch) and (batch < 1 or any(num.is_concrete(f) and f > usable for f in fixed_only)):
+        return Fit(budget, None, dataclasses.replace(report, batch=1), headroom, context)
+    return Fit(budget, batch, dataclasses.replace(report, batch=batch), headroom, context)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)

@@ -68,6 +68,7 @@ class Report:
     path: str | None = None
     optimizer: Optimizer = Optimizer.sgd
     device: Device = Device.cpu
+    course: bool = False  # show the course's memory formula (its own specs, or --course)
 
     @cached_property
     def memory(self) -> Memory:

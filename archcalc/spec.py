@@ -22,7 +22,7 @@ from .fields import Choice, read_number
 from .layers import LAYERS
 
 TOP_LEVEL = ("model", "vars", "layers", "expect")
-MODEL_KEYS = ("name", "input", "dtype")
+MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
 
 
@@ -51,6 +51,7 @@ class Spec:
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
     path: str | None = None
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
+    course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
 
 
 def load(path: str | Path) -> Spec:
@@ -108,6 +109,9 @@ def _read(text: str, path: str | None) -> Spec:
     name = model.get("name", Path(path).stem if path else "model")
     if not isinstance(name, str):
         raise SpecError(f"expected a string, got {name!r}", None, "name", "[model]")
+    course = model.get("course", False)
+    if not isinstance(course, bool):
+        raise SpecError(f"expected true or false, got {course!r}", "course = true marks the course's own networks", "course", "[model]")
 
     variables = _table(data, "vars")
     for key, value in variables.items():
@@ -129,6 +133,7 @@ def _read(text: str, path: str | None) -> Spec:
         expect=tuple(_table(data, "expect").items()),
         path=path,
         text=text,
+        course=course,
     )
 
 

@@ -50,9 +50,17 @@ PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
          "activation gradients", "temporaries", "workspace")
+# CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
 CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
-CUBLAS_WORKSPACE = 32 * 2**20  # allocated by the first matmul, kept (measured: fixed.after_free)
-CUDA_CONTEXT = 720 * 2**20  # driver and allocator state outside max_memory_allocated (measured: device_used)
+CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
+# Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's
+# device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
+CUDA_WORKSPACE = 2 * CUBLAS_WORKSPACE + 2**20
+CUDA_CONTEXT = 718077952  # driver and context, never in max_memory_allocated (fixed.device_used - fixed.reserved)
+# cuDNN's convolution workspace, per sample, as a share of the largest convolution input's bytes:
+# fitted on AlexNet's recordings (forward 37.1 MB, backward 57.8 MB above the simulation at batch
+# 128: 0.48 and 0.75 of conv1's input); LeNet-5's small convolutions measured none (0.1-1.5% high there).
+CUDNN_WORKSPACE = {"forward": 0.48, "backward": 0.75}
 
 
 Pair = tuple  # (fixed, per_sample): bytes = fixed + per_sample·B
@@ -78,6 +86,17 @@ class Peak:
     def pairs(self) -> list[Pair]:
         return [pair for pair, _ in self.candidates]
 
+    def plus_workspace(self, size: Pair, batch: Value | None) -> Peak:
+        """This peak with a transient workspace of `size` on top (cuDNN's, during the phase's largest op)."""
+        f, p = size
+        if batch is not None:  # concrete: whole bytes, rounded to the allocator's blocks
+            f = -(-int(f) // CUDA_BLOCK) * CUDA_BLOCK
+        out = []
+        for (cf, cp), kinds in self.candidates:
+            kinds = tuple((k, (a + f, b + p) if k == "workspace" else (a, b)) for k, (a, b) in kinds)
+            out.append(((num.normal(cf + f), num.normal(cp + p)), kinds))
+        return Peak(tuple(out))
+
 
 @dataclass(frozen=True)
 class Timeline:
@@ -93,7 +112,10 @@ class Timeline:
 
     @property
     def pairs(self) -> list[Pair]:
-        return [pair for p in self.phases.values() for pair in p.pairs]
+        """The lines whose largest is the step's peak, for B >= 1."""
+        cands = [(pair, ()) for p in self.phases.values() for pair in p.pairs]
+        _hull(cands)
+        return [pair for pair, _ in cands]
 
 
 class _Storage:
@@ -155,18 +177,43 @@ class _Tape:
         f, p = self.total
         cands = self.candidates[self.phase]
         if num.is_concrete(f) and num.is_concrete(p):
+            # B >= 1: a line at least as high at B = 1 and at least as steep is at least as high everywhere
             for (cf, cp), _ in cands:
-                if num.is_concrete(cf) and num.is_concrete(cp) and cf >= f and cp >= p:
+                if num.is_concrete(cf) and num.is_concrete(cp) and cf + cp >= f + p and cp >= p:
                     return
             cands[:] = [c for c in cands if not (num.is_concrete(c[0][0]) and num.is_concrete(c[0][1])
-                                                 and c[0][0] <= f and c[0][1] <= p)]
+                                                 and c[0][0] + c[0][1] <= f + p and c[0][1] <= p)]
         elif any(c[0] == (f, p) for c in cands):
             return
         cands.append(((f, p), tuple((kind, (v[0], v[1])) for kind, v in self.kinds.items())))
 
     def peak(self, phase: str) -> Peak:
+        _hull(self.candidates[phase])
         return Peak(tuple(((num.normal(f), num.normal(p)), tuple((k, (num.normal(a), num.normal(b))) for k, (a, b) in kinds))
                           for (f, p), kinds in self.candidates[phase]))
+
+
+def _hull(cands: list) -> None:
+    """Keep the lines that are the highest somewhere in B >= 1 (the upper envelope), where all are numbers."""
+    if len(cands) < 3 or not all(num.is_concrete(v) for (pair, _) in cands for v in pair):
+        return
+    lines = sorted(cands, key=lambda c: (c[0][1], c[0][0]))  # by slope
+    hull: list = []
+    for c in lines:
+        f, p = c[0]
+        while hull and hull[-1][0][1] == p:
+            hull.pop()  # same slope: the later one is at least as high
+        while len(hull) >= 2:
+            (f1, p1), (f2, p2) = hull[-2][0], hull[-1][0]
+            # the middle line is never the highest if the outer two cross at or before it rises above them
+            if (f1 - f) * (p2 - p1) <= (f1 - f2) * (p - p1):
+                hull.pop()
+            else:
+                break
+        hull.append(c)
+    while len(hull) >= 2 and hull[0][0][0] + hull[0][0][1] <= hull[1][0][0] + hull[1][0][1]:
+        hull.pop(0)  # below the next one from B = 1 on
+    cands[:] = hull
 
 
 def _inputs(report: Report, row: Row) -> tuple[str, ...]:
@@ -210,7 +257,7 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         if not cuda and states == 2:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
     if cuda:
-        tape.new(tape.size(CUBLAS_WORKSPACE, 0), "workspace", mark=False)
+        tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
     x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
     output = rows[-1].output
     classes_axis = output[1:] if len(output) > 1 else ()
@@ -337,7 +384,20 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         tape.mark()
         for t in temporaries:
             tape.release(t)
-    return Timeline({phase: tape.peak(phase) for phase in PHASES}, _inference(report, batch))
+    phases = {phase: tape.peak(phase) for phase in PHASES}
+    if cuda:
+        conv_inputs = [num.mul(row.input) * size for row in rows if getattr(row.layer, "windows", None) and row.macs != 0]
+        if conv_inputs:
+            largest = num.maximum(*conv_inputs)
+            for phase, share in CUDNN_WORKSPACE.items():
+                phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
+    return Timeline(phases, _inference(report, batch))
+
+
+def _fraction(share: float):
+    from fractions import Fraction
+
+    return Fraction(share).limit_denominator(100)
 
 
 def _key(k) -> tuple:
