@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import sys
@@ -12,7 +13,7 @@ import click
 from . import analyze, load, quiz, render, render_check
 from .dtypes import DType
 from .check import grade
-from .errors import ArchcalcError
+from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
 
 
@@ -58,6 +59,7 @@ def main() -> None:
 SPEC = click.argument("spec", metavar="SPEC")
 SETS = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
 DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+COURSE = click.option("--course", is_flag=True, help="Also the course's memory formula M + B·m·L (always on the course's own specs).")
 TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
@@ -81,10 +83,12 @@ def spec_options(command):
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B).")
 @click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
+@COURSE
 @refusals
-def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool) -> None:
+def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, course: bool) -> None:
     """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs, memory."""
     report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    report = dataclasses.replace(report, course=True) if course else report
     if form == "table":
         console = _console()
         console.print(render.table(report, width=console.width, explained=explain))
@@ -98,15 +102,22 @@ def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: b
 
 @main.command()
 @spec_options
-@click.option("--budget", required=True, metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
+@click.option("--budget", metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
+@click.option("--card", metavar="SIZE", help="A CUDA card's memory (24GB): the CUDA context is taken out first; implies --device cuda.")
 @TABLE_OR_JSON
+@COURSE
 @refusals
-def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) -> None:
-    """The largest batch whose training step fits in --budget, and the memory at that batch.
+def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool) -> None:
+    """The largest batch whose training step fits in --budget (or on a --card), and the memory at that batch.
 
+    On CUDA the per-sample bytes are counted with the allocator's headroom under a cap (measured).
     Exits with status 1 when not even a batch of 1 fits."""
-    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
-    fit = largest_batch(report, parse_size(budget))
+    if (budget is None) == (card is None):
+        raise SpecError("give --budget SIZE or --card SIZE (one of them)", "--card 24GB: a card's memory, the CUDA context taken out",
+                        where="--budget")
+    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device="cuda" if card else device, **parse_sets(sets))
+    fit = largest_batch(dataclasses.replace(report, course=True) if course else report, parse_size(budget or card),
+                        card=card is not None)
     if form == "json":
         click.echo(render.fit_json(fit), nl=False)
     else:

@@ -253,15 +253,20 @@ def fit(result) -> Group:
     """`archcalc memory --budget`: the largest batch, why, and the memory at that batch."""
     budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
     training = result.report.memory.training
+    context = (f"; the CUDA context's {fmt.size_bytes(result.context)} taken out first" if result.context else "")
+    headroom = (f"; per-sample bytes counted {float(result.headroom):.3g}× (the caching allocator's headroom under a cap, measured)"
+                if result.headroom != 1 else "")
     if result.batch is None:
         head = Text.assemble(("Not even a batch of 1 fits ", "bold red"), budget,
                              f": a training step of 1 needs {fmt.size_bytes(training.at(1))}, "
-                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more.")
+                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more{context}.")
     else:
-        per_sample, fixed = training.per_sample, training.fixed
-        why = (f"training needs {fmt.size_bytes(fixed)} + {fmt.size_bytes(per_sample)} × B; "
-               f"B ≤ ({fmt.group(result.budget)} − {fmt.group(fixed)}) / {fmt.group(per_sample)}"
-               if num.is_concrete(per_sample) else f"B = {result.batch}")
+        pieces = training.pieces
+        if all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
+            terms = ", ".join(f"{fmt.group(p.fixed)} + {fmt.group(p.per_sample)}·B" for p in pieces)
+            why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{headroom}{context}"
+        else:
+            why = f"B = {result.batch}"
         head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
     return Group(head, Text(""), memory_panel(result.report))
 
@@ -271,6 +276,8 @@ def fit_json(result) -> str:
         "budget_bytes": result.budget,
         "batch": None if result.batch is None else num.to_json(result.batch),
         "over_bytes": num.to_json(result.over),
+        "headroom": float(result.headroom),
+        "cuda_context_bytes": result.context,
         "memory": result.report.memory.to_dict(),
     }
     return _json.dumps(data, indent=2) + "\n"

@@ -239,7 +239,6 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
     bytes_of = {"model": size, "int64": 8, "mask": 1 if cuda else size}
     tape = _Tape(batch, cuda)
     rows = report.rows
-    tape.start("forward")
 
     # Alive before the step: parameters, buffers, optimizer state, the batch and its targets.
     params = [tape.size(n * size, 0) for row in rows for n in param_tensors(row)]
@@ -262,7 +261,7 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
     output = rows[-1].output
     classes_axis = output[1:] if len(output) > 1 else ()
     tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
-    tape.mark()
+    tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
     readers: dict[str, int] = {}
