@@ -7,8 +7,8 @@
 """
 
 from .check import Result, Verdict, check, grade
-from .claims import Answers, load_answers
 from .claimed import ClaimError
+from .claims import Answers, load_answers
 from .engine import analyze
 from .errors import ArchcalcError, ExprError, SpecError
 from .report import Report, Row

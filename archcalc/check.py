@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import claims as claims_, derive, mistakes, num
+from . import claims as claims_, explain_claim, mistakes, num
 from .claimed import Dims
 from .claims import Answers, Claim, ClaimError, Key
 from .engine import analyze
@@ -180,7 +180,7 @@ def verdict(report: Report, claim: Claim) -> Verdict:
         claimed=claim.raw,
         actual=actual,
         ok=ok,
-        explanation=derive.text(at, key),
+        explanation=explain_claim.text(at, key),
         mistake=None if ok or holds is None else mistakes.recognise(claim.value, context),
         reading=claim.value.reading(env),
         note=note,

@@ -237,7 +237,7 @@ def _scalar(text: str, kind: str) -> Claimed:
 
 def _approx(body: str, kind: str, text: str | None = None) -> Approx:
     """A number and the precision it states: half a unit of its last significant digit."""
-    value, unit, scale = _number(body, kind, text or body)
+    value, _, scale = _number(body, kind, text or body)
     return Approx(value, _precision(NUMBER.match(body)) * scale, text or body, "%" if kind == "share" else "")
 
 
@@ -295,7 +295,7 @@ def _scale(unit: str, kind: str, text: str) -> int:
 
 def _with_tolerance(value: str, tolerance: str, kind: str, text: str) -> Approx:
     """'62.4M ± 0.1M', '62.4M ± 0.1' (the value's unit), '60M ± 10%' (relative; for a share, points)."""
-    center, unit, scale = _number(value, kind, text)
+    center, _, scale = _number(value, kind, text)
     number = NUMBER.match(tolerance.strip())
     if not number or not (number.group("int") or number.group("frac")):
         raise ClaimError(f"{text!r}: cannot read the tolerance {tolerance!r}", "write it like 62.4M ± 0.1M or 60M ± 10%")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import claimed, expr, num
-from .claimed import ClaimError, Claimed
+from .claimed import Claimed, ClaimError
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Device, Optimizer

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from . import analyze, load, quiz, render, render_check
-from .dtypes import DType
 from .check import grade
+from .dtypes import DType
 from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
 
@@ -200,10 +200,14 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
 @SETS
 @click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
 @click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
+@click.option("--onnx", "to_onnx", is_flag=True, help="Write ONNX instead (-o FILE.onnx), dynamic axes named B and as the spec's input.")
 @refusals
-def export_command(spec: str, sets, output: str, class_name: str | None) -> None:
-    """Write SPEC as the Python source of a torch nn.Module class."""
+def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool) -> None:
+    """Write SPEC as the Python source of a torch nn.Module class (or, with --onnx, as an ONNX file)."""
     from .backends.export import source
+
+    if to_onnx:
+        return _onnx(spec, sets, output)
 
     if class_name is not None and not class_name.isidentifier():
         raise click.BadParameter(f"{class_name!r} is not a Python name", param_hint="--class-name")
@@ -262,3 +266,53 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         click.echo(tables.benchmark_json(result), nl=False)
     else:
         _console().print(tables.benchmark(result))
+
+
+@main.command("import")
+@click.argument("target", metavar="FILE.py:NAME|module:NAME")
+@click.option("--input", "input_shape", required=True, metavar="SHAPE",
+              help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W.")
+@click.option("--args", metavar="JSON", help='Constructor arguments when NAME is a class: \'{"num_classes": 10}\' or \'[10]\'.')
+@click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
+@click.option("--output", "-o", default="-", show_default=True, help="Where to write the spec ('-': standard output).")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@refusals
+def import_command(target: str, input_shape: str, args, model_name, output: str, force: bool) -> None:
+    """Write the spec of a PyTorch module, traced with torch.fx.
+
+    This imports FILE.py (or the module) and builds NAME: it runs that code, as any
+    import does. Import only code you would run. Every operation archcalc cannot map is
+    listed with its source line, and nothing is written.
+    """
+    from .backends import importer
+
+    shape = importer.parse_input(input_shape)
+    text = importer.import_module(importer.load_target(target, args), shape, model_name)
+    _write(text, output, force)
+
+
+def _write(text: str, output: str, force: bool) -> None:
+    """Text to a file (or standard output for '-'); an existing file only with --force."""
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(output)
+    if path.exists() and not force:
+        raise ArchcalcError(f"{output}: exists already\n  hint: pass --force to overwrite it, or choose another file")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
+def _onnx(spec: str, sets, output: str) -> None:
+    from .backends.onnx import export
+
+    if output == "-" or not output.endswith(".onnx"):
+        raise click.BadParameter("ONNX goes to a file: -o NAME.onnx", param_hint="--output")
+    exported = export(load(spec), **parse_sets(sets))
+    Path(output).write_bytes(exported.data)
+    axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
+    click.echo(f"wrote {output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
+               f"checked with {exported.checked_with})", err=True)

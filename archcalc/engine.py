@@ -5,17 +5,15 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from . import expr, fmt, num
+from . import expr, fmt, graph, num
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
 from .layers import LAYERS, Layer
 from .memory import Device, Optimizer
-from .num import Value
+from .num import Shape, Value
 from .report import Report, Row
-from .spec import LayerSpec, Spec
-
-BATCH = "B"
+from .spec import BATCH, INPUT, LayerSpec, Spec
 
 
 def analyze(
@@ -43,16 +41,27 @@ def analyze(
     if BATCH in env:  # the batch is a size like any other: whole, at least 1
         _bound(Size(), env[BATCH], env, spec, where="values", field=BATCH)
     x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
+    nodes, uses = graph.expand(spec, env)
+    shapes: dict[str, Shape] = {INPUT: x}
+    grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
+    bound: dict[tuple, dict] = {}  # a layer's fields bound once per distinct value of the names it uses
+    used: dict[int, tuple[str, ...]] = {}
     rows: list[Row] = []
-    for layer_spec in spec.layers:
-        layer = bind(layer_spec, env, spec.path)
-        # The input needs a gradient once a layer before has parameters (the image itself needs none).
-        grad = bool(rows) and (rows[-1].requires_grad or rows[-1].params != 0)
-        rows.append(_row(layer_spec, layer, x, rows, spec.path, grad))
-        x = rows[-1].output
+    for position, node in enumerate(nodes, start=1):
+        layer = _layer(node, bound, used, spec.path)
+        xs = tuple(shapes[name] for name in node.inputs)
+        gs = tuple(grads[name] for name in node.inputs)
+        if not layer.merges and len(xs) > 1:
+            raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
+                            "add them first with a merge layer: add, mul or concat", "from",
+                            where=node.where, path=spec.path, line=node.spec.line)
+        row = _row(node, layer, position, xs, gs, rows, spec.path)
+        rows.append(row)
+        shapes[node.name] = row.output
+        grads[node.name] = row.requires_grad or row.params != 0
     return Report(
         model=spec.name,
-        input=rows[0].input,
+        input=x,
         rows=tuple(rows),
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
@@ -61,6 +70,7 @@ def analyze(
         course=spec.course,
         optimizer=optimizer,
         device=device,
+        uses=tuple(uses),
     )
 
 
@@ -108,16 +118,33 @@ def names(spec: Spec) -> set[str]:
 
     collect(spec.input)
     collect(tuple(v for _, v in spec.vars))
-    for layer in spec.layers:
-        collect(tuple(v for _, v in layer.fields))
+    for layer in (*spec.layers, *(item for _, block in spec.blocks for item in block.layers)):
+        found.update(layer.names)
     return found
 
 
 def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) -> Layer:
     """The layer object, its expressions evaluated with `env` and its values checked."""
+    return LAYERS[layer_spec.kind](name=layer_spec.name, **_fields(layer_spec, env, path, layer_spec.where))
+
+
+def _layer(node: graph.Node, bound: dict, used: dict, path: str | None) -> Layer:
+    """The node's layer; its fields bound once for each distinct value of the names they use (repeated blocks)."""
+    spec = node.spec
+    names = used.get(id(spec))
+    if names is None:
+        names = used[id(spec)] = tuple(sorted(spec.names))
+    key = (id(spec), *(node.env.get(name) for name in names))
+    kwargs = bound.get(key)
+    if kwargs is None:
+        kwargs = bound[key] = _fields(spec, node.env, path, node.where)
+    return LAYERS[spec.kind](name=node.name, **kwargs)
+
+
+def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, where: str) -> dict:
     cls = LAYERS[layer_spec.kind]
     kinds = cls.spec_fields()
-    place = {"where": layer_spec.where, "path": path, "line": layer_spec.line}
+    place = {"where": where, "path": path, "line": layer_spec.line}
     given = dict(layer_spec.fields)
     missing = [f.name for f in dataclasses.fields(cls) if f.name in kinds and f.name not in given
                and f.default is dataclasses.MISSING]
@@ -130,24 +157,36 @@ def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) 
             kwargs[field] = kinds[field].bind(stored, env)
         except SpecError as error:
             raise error.at(field=field, **place) from None
-    return cls(name=layer_spec.name, **kwargs)
+    return kwargs
 
 
-def _row(layer_spec: LayerSpec, layer: Layer, x, rows: list[Row], path: str | None, grad: bool) -> Row:
+def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], gs: tuple[bool, ...],
+         rows: list[Row], path: str | None) -> Row:
+    x = xs if layer.merges else xs[0]
     try:
         return Row(
-            index=layer_spec.index,
+            index=position,
             layer=layer,
             input=x,
             output=layer.output(x),
             weights=layer.weights(x),
             biases=layer.biases(x),
             macs=layer.macs(x),
-            requires_grad=grad,
+            requires_grad=any(gs),
+            inputs=node.inputs,
+            grads=gs,
         )
     except SpecError as error:
-        before = f'the previous layer "{rows[-1].name}" outputs {fmt.shape(x)}' if rows else f"the input is {fmt.shape(x)}"
-        raise error.at(where=layer_spec.where, path=path, line=layer_spec.line, hint=before) from None
+        raise error.at(where=node.where, path=path, line=node.spec.line, hint=_before(node, xs, rows)) from None
+
+
+def _before(node: graph.Node, xs: tuple[Shape, ...], rows: list[Row]) -> str:
+    """What the layer reads, for the hint of a message about it."""
+    if node.inputs == ((rows[-1].name,) if rows else (INPUT,)):
+        return f'the previous layer "{rows[-1].name}" outputs {fmt.shape(xs[0])}' if rows else f"the input is {fmt.shape(xs[0])}"
+    parts = [f"the model's input is {fmt.shape(x)}" if name == INPUT else f'"{name}" outputs {fmt.shape(x)}'
+             for name, x in zip(node.inputs, xs)]
+    return ("it reads " if len(parts) == 1 else "its inputs: ") + "; ".join(parts)
 
 
 def _bound(kind, stored, env, spec: Spec, **place) -> Value:

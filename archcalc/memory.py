@@ -263,13 +263,14 @@ def measure(report: Report) -> Memory:
 
     seen: set[tuple] = set()
     per_row, kept_by_row = [], []
-    storage = ("output", 0)  # the network input
+    storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
     for row in report.rows:
-        output = storage if row.layer.is_view() else ("output", row.index)
-        names = {"input": storage, "output": output, "pre": ("pre", row.index)}
+        sources = [storage[name] for name in row.inputs] or [("output", row.index - 1)]
+        output = sources[0] if row.layer.is_view() else ("output", row.index)
+        storage[row.name] = output
         total, kept = ZERO, []
-        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.requires_grad)):
-            key = names.get(item.tensor, ("own", row.index, number))
+        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
+            key = {"input": sources[item.arg], "output": output, "pre": ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
             nbytes = num.normal(item.elements * bytes_of[item.dtype])
             kept.append((item, nbytes, key not in seen))
             if key not in seen:
@@ -277,15 +278,14 @@ def measure(report: Report) -> Memory:
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
         per_row.append(total)
         kept_by_row.append(tuple(kept))
-        storage = output
 
     saved = PerBatch.sum(per_row)
     gradient_pairs = [
-        num.mul(row.output) + (num.mul(row.input) if row.requires_grad else 0)
+        num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows
         if row.requires_grad or row.params != 0
     ]
-    live = [num.mul(row.input) + (0 if row.layer.is_view() else num.mul(row.output)) for row in report.rows]
+    live = _live(report, storage)
     buffers = num.add(row.layer.buffer_bytes(row.input, size) for row in report.rows)
     return Memory(
         batch=report.batch,
@@ -306,6 +306,28 @@ def measure(report: Report) -> Memory:
         course_layers=len(report.rows),
         timelines=Timelines(report),
     )
+
+
+def _live(report: Report, storage: dict[str, tuple]) -> list[Dim]:
+    """Per layer, the elements alive while it runs without autograd: its output and every stored
+    tensor made before that a layer at or after it still reads (a skip connection's, for one)."""
+    elements = {("output", 0): num.mul(report.input)}
+    last: dict[tuple, int] = {}
+    for row in report.rows:
+        elements.setdefault(storage[row.name], num.mul(row.output))
+        for name in row.inputs or (report.rows[row.index - 2].name if row.index > 1 else "input",):
+            last[storage[name]] = row.index
+    last[storage[report.rows[-1].name]] = len(report.rows) + 1  # the network's output outlives the last layer
+    alive: dict[tuple, None] = {}
+    out = []
+    for row in report.rows:
+        for name in row.inputs or ("input",):
+            alive[storage[name]] = None
+        alive[storage[row.name]] = None
+        out.append(num.add(elements[key] for key in alive))
+        for key in [key for key in alive if last.get(key, 0) <= row.index]:
+            del alive[key]
+    return out
 
 
 # Under a memory cap the caching allocator needs room beyond the bytes allocated at the peak (blocks

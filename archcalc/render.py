@@ -13,7 +13,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from . import explain, fmt, num, timeline
+from . import explain_row, fmt, num, timeline
 from .report import Report, Row
 
 
@@ -195,7 +195,7 @@ def explanation(report: Report) -> Group:
         kind = ", ".join(part for part in (row.kind, row.layer.summary(row.input)) if part)
         head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{fmt.shape(row.input)} → {fmt.shape(row.output)}")
         blocks.append(head)
-        for _, line in explain.lines(report, row):  # wrapped lines keep the indent
+        for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent
             blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
     return Group(*blocks)
 
@@ -218,7 +218,7 @@ def markdown(report: Report, explained: bool = False) -> str:
     if explained:
         for row in report.rows:
             out += ["", f"**{row.name}** ({row.kind}): {fmt.shape(row.input)} → {fmt.shape(row.output)}", ""]
-            out += [f"- {text}" for _, text in explain.lines(report, row)]
+            out += [f"- {text}" for _, text in explain_row.lines(report, row)]
     return "\n".join(out) + "\n"
 
 
@@ -245,7 +245,7 @@ def json(report: Report, explained: bool = False) -> str:
     data = report.to_dict()
     if explained:
         for entry, row in zip(data["layers"], report.rows):
-            entry["explain"] = [text for _, text in explain.lines(report, row)]
+            entry["explain"] = [text for _, text in explain_row.lines(report, row)]
     return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

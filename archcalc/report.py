@@ -7,6 +7,7 @@ from functools import cached_property
 
 from . import num
 from .dtypes import DType
+from .graph import Use
 from .layers import Layer
 from .memory import Device, Memory, Optimizer, measure
 from .num import Dim, Shape, Value
@@ -23,7 +24,19 @@ class Row:
     weights: Dim
     biases: Dim
     macs: Dim
-    requires_grad: bool = False  # whether the input needs a gradient: some layer before has parameters
+    requires_grad: bool = False  # whether the input needs a gradient: some layer upstream has parameters
+    inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
+    grads: tuple[bool, ...] = ()  # per input, whether it requires grad
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """The shape of each input (a merge layer's `input` is already this tuple)."""
+        return self.input if self.layer.merges else (self.input,)
+
+    @property
+    def grad(self):
+        """What `Layer.keeps` and `backward_macs` take: one flag, or one per input for a merge layer."""
+        return self.grads if self.layer.merges else self.requires_grad
 
     @property
     def name(self) -> str:
@@ -45,13 +58,14 @@ class Row:
     @property
     def training_flops(self) -> Dim:
         """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
-        return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.requires_grad)))
+        return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.grad)))
 
     def to_dict(self) -> dict:
         out = {
             "name": self.name,
             "type": self.kind,
-            "input": [num.to_json(d) for d in self.input],
+            "inputs": list(self.inputs),
+            "input": [[num.to_json(d) for d in x] for x in self.input] if self.layer.merges else [num.to_json(d) for d in self.input],
             "output": [num.to_json(d) for d in self.output],
         }
         return out | {q: num.to_json(getattr(self, q)) for q in QUANTITIES}
@@ -68,6 +82,7 @@ class Report:
     path: str | None = None
     optimizer: Optimizer = Optimizer.sgd
     device: Device = Device.cpu
+    uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
     course: bool = False  # show the course's memory formula (its own specs, or --course)
 
     @cached_property

@@ -18,27 +18,62 @@ from pathlib import Path
 from . import expr
 from .dtypes import DType
 from .errors import SpecError
-from .fields import Choice, read_number
+from .fields import Choice, Flag, read_number
 from .layers import LAYERS
 
-TOP_LEVEL = ("model", "vars", "layers", "expect")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect")
 MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
+GRAPH_KEYS = ("from", "when")  # fields every layer may have
+USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block use that are not its variables
+MAX_REPEAT = 1000
+BATCH = "B"
+INPUT = "input"  # in `from`: the model's input, or a block's
+
+
+def _block_header(name: str) -> re.Pattern:
+    return re.compile(r"^\s*\[\[\s*blocks\s*\.\s*" + re.escape(name) + r"\s*\.\s*layers\s*\]\]", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class LayerSpec:
     """One [[layers]] table as read: values are numbers, parsed expressions, flags or words."""
 
-    index: int  # counted from 1, in file order
-    kind: str
-    name: str
-    fields: tuple[tuple[str, object], ...]
+    index: int  # counted from 1, in file order (within its block, for a block's layers)
+    kind: str  # a layer kind, or "block" for a block use
+    name: str  # within a block, the local name (dotted: "downsample.0")
+    fields: tuple[tuple[str, object], ...]  # a block use: its variables
     line: int | None = None
+    inputs: tuple[str, ...] | None = None  # `from`; None: the previous layer's output
+    when: object = None  # present only when this is non-zero; None: always
+    block: str | None = None  # a block use: the block's name
+    repeat: object = None  # a block use: None (one use), or how many
+    start: object = 0  # a block use with repeat: the first index
+    checkpoint: bool = False  # a block use: activation checkpointing of each use
+    table: str = "layers"  # "layers", or "blocks.NAME.layers"
 
     @property
     def where(self) -> str:
-        return f'layers[{self.index}] "{self.name}" ({self.kind})'
+        return f'{self.table}[{self.index}] "{self.name}" ({self.kind})'
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The free names of its expressions (a use's `index` included)."""
+        found: set[str] = set()
+        for value in (*(v for _, v in self.fields), self.when, self.repeat, self.start):
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, expr.Expr):
+                    found |= item.names
+        return frozenset(found)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A sub-network declared once ([blocks.NAME]) and used by layers of type "block"."""
+
+    name: str
+    layers: tuple[LayerSpec, ...]
+    variables: tuple[str, ...]  # the free names of its layers that are not [vars]: each use gives them
 
 
 @dataclass(frozen=True)
@@ -50,6 +85,7 @@ class Spec:
     dtype: DType = DType.float32
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
     path: str | None = None
+    blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
 
@@ -121,66 +157,191 @@ def _read(text: str, path: str | None) -> Spec:
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
         raise SpecError("no layers", "add at least one [[layers]] table with a type, e.g. type = \"dense\"")
-    lines = [text.count("\n", 0, m.start()) + 1 for m in _LAYERS_HEADER.finditer(text)]
-    if len(lines) != len(layers):
-        lines = [None] * len(layers)
+    blocks = _read_blocks(_table(data, "blocks"), text, set(variables))
     return Spec(
         name=name,
         input=input_,
-        layers=_read_layers(layers, lines),
+        layers=_read_layers(layers, _lines(text, _LAYERS_HEADER, len(layers)), "layers", blocks),
         vars=tuple(variables.items()),
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
         path=path,
         text=text,
+        blocks=tuple(blocks.items()),
         course=course,
     )
 
 
-def _read_layers(tables: list, lines: list) -> tuple[LayerSpec, ...]:
+def _lines(text: str, header: re.Pattern, count: int) -> list:
+    lines = [text.count("\n", 0, m.start()) + 1 for m in header.finditer(text)]
+    return lines if len(lines) == count else [None] * count
+
+
+def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Block]:
+    """Every [blocks.NAME], its layers read and its variables found; uses checked against them."""
+    raw = {}
+    for name, table in tables.items():
+        where = f"[blocks.{name}]"
+        _check_name(name, where, field="name")
+        if not isinstance(table, dict):
+            raise SpecError(f"expected a table, got {_show(table)}", f"write [[blocks.{name}.layers]] tables", where=where)
+        _no_unknown(table, ("layers",), "key", where=where)
+        layers = table.get("layers")
+        if not isinstance(layers, list) or not layers:
+            raise SpecError("a block needs layers", f"add [[blocks.{name}.layers]] tables", where=where)
+        raw[name] = layers
+    blocks: dict[str, Block] = {}
+    reading: list[str] = []
+
+    def read(name: str) -> Block:
+        if name in blocks:
+            return blocks[name]
+        if name in reading:
+            cycle = " -> ".join([*reading[reading.index(name):], name])
+            raise SpecError(f"blocks use each other in a circle: {cycle}", "a block may use other blocks, not itself",
+                            where=f"[blocks.{name}]")
+        reading.append(name)
+        layers = _read_layers(raw[name], _lines(text, _block_header(name), len(raw[name])), f"blocks.{name}.layers",
+                              None, lambda used: read(used) if used in raw else None)
+        reading.pop()
+        found: set[str] = set()
+        for layer in layers:
+            found |= layer.names - ({"index"} if layer.block else set())
+        blocks[name] = Block(name, layers, tuple(sorted(found - variables - {BATCH, "index"})))
+        return blocks[name]
+
+    for name in raw:
+        read(name)
+    return blocks
+
+
+def _show(raw) -> str:
+    return repr(raw)
+
+
+def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) -> tuple[LayerSpec, ...]:
+    """The layers of the spec (`blocks`: the blocks read) or of a block (`find` reads a block by name)."""
+    find = find or (lambda used: blocks.get(used))
     counts: dict[str, int] = {}
     named: dict[str, int] = {}
     out = []
     for index, (table, line) in enumerate(zip(tables, lines), start=1):
-        place = {"where": f"layers[{index}]", "line": line}
+        place = {"where": f"{table_name}[{index}]", "line": line}
         if not isinstance(table, dict):
-            raise SpecError("expected a table", "write each layer as a [[layers]] table", **place)
+            raise SpecError("expected a table", f"write each layer as a [[{table_name}]] table", **place)
         kind = table.get("type")
+        if kind == "block":
+            counts[kind] = counts.get(kind, 0) + 1
+            name = table.get("name", f"block{counts[kind]}")
+            place["where"] = f'{table_name}[{index}] "{name}" (block)'
+            _check_name(name, **place, dotted=True)
+            _unique(name, named, index, table, place)
+            out.append(_read_use(table, index, name, line, table_name, find, place))
+            continue
         if kind not in LAYERS:
             if kind is None:
                 raise SpecError("missing 'type'", f"one of {', '.join(LAYERS)}", "type", **place)
             close = difflib.get_close_matches(str(kind), LAYERS, n=1)
             raise SpecError(
                 f"unknown layer type {kind!r}",
-                (f"did you mean {close[0]!r}? " if close else "") + f"types: {', '.join(LAYERS)}",
+                (f"did you mean {close[0]!r}? " if close else "") + f"types: {', '.join(LAYERS)}, block",
                 "type",
                 **place,
             )
         counts[kind] = counts.get(kind, 0) + 1
         name = table.get("name", f"{kind}{counts[kind]}")
-        place["where"] = f'layers[{index}] "{name}" ({kind})'
-        _check_name(name, **place)
-        if name in named:
-            raise SpecError(
-                f"the name {name!r} is already taken by layers[{named[name]}]",
-                "give each layer its own name" + ("" if "name" in table else f" (this one is named {name!r} by default)"),
-                "name",
-                **place,
-            )
-        named[name] = index
+        place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
+        _check_name(name, **place, dotted=True)
+        _unique(name, named, index, table, place)
         known = LAYERS[kind].spec_fields()
-        _no_unknown(table, ("type", "name", *known), "field", **place)
+        _no_unknown(table, ("type", "name", *known, *GRAPH_KEYS), "field", **place)
         fields = tuple(
             (key, _located(known[key].read, value, field=key, **place))
             for key, value in table.items()
-            if key not in ("type", "name")
+            if key not in ("type", "name", *GRAPH_KEYS)
         )
-        out.append(LayerSpec(index=index, kind=kind, name=name, fields=fields, line=line))
+        out.append(LayerSpec(index=index, kind=kind, name=name, fields=fields, line=line, table=table_name,
+                             **_graph_fields(table, place)))
     return tuple(out)
 
 
+def _unique(name: str, named: dict, index: int, table: dict, place: dict) -> None:
+    if name in named:
+        raise SpecError(
+            f"the name {name!r} is already taken by {place['where'].split('[')[0]}[{named[name]}]",
+            "give each layer its own name" + ("" if "name" in table else f" (this one is named {name!r} by default)"),
+            "name",
+            **place,
+        )
+    named[name] = index
+
+
+def _graph_fields(table: dict, place: dict) -> dict:
+    """`from` and `when`, read."""
+    out = {}
+    if "from" in table:
+        out["inputs"] = _located(_read_from, table["from"], field="from", **place)
+    if "when" in table:
+        out["when"] = _located(_condition, table["when"], field="when", **place)
+    return out
+
+
+def _read_from(raw: object) -> tuple[str, ...]:
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"expected a layer's name or a list of them, got {raw!r}", 'from = "conv1" or from = ["bn2", "input"]')
+    for name in names:
+        if not _is_path(name):
+            raise SpecError(f"{name!r} is not a layer's name", "names are dotted paths such as layer1.0.conv1, or \"input\"")
+    return tuple(names)
+
+
+def _condition(raw: object) -> object:
+    """A condition or a variable's value: true and false act as 1 and 0."""
+    return int(raw) if isinstance(raw, bool) else read_number(raw, "a number, true, false or an expression")
+
+
+def _read_use(table: dict, index: int, name: str, line, table_name: str, find, place: dict) -> LayerSpec:
+    """A layer of type "block": which block, how often, and its variables."""
+    used = table.get("block")
+    if not isinstance(used, str):
+        raise SpecError("missing 'block': the name of the block to use" if used is None else f"expected a block's name, got {used!r}",
+                        "declare it as [blocks.NAME] with [[blocks.NAME.layers]]", "block", **place)
+    block = find(used)
+    if block is None:
+        raise SpecError(f"unknown block {used!r}", _known_blocks(find, used), "block", **place)
+    variables = {}
+    for key, value in table.items():
+        if key in ("type", "name", *GRAPH_KEYS, *USE_KEYS):
+            continue
+        if key not in block.variables:
+            close = difflib.get_close_matches(key, block.variables, n=1)
+            raise SpecError(
+                f"block {used!r} has no variable {key!r}",
+                (f"did you mean {close[0]!r}? " if close else "")
+                + (f"its variables: {', '.join(block.variables)}" if block.variables else "it has no variables"),
+                key, **place)
+        variables[key] = _located(_condition, value, field=key, **place)
+    missing = [v for v in block.variables if v not in variables]
+    if missing:
+        raise SpecError(f"block {used!r} needs {', '.join(missing)}", f"give each as a field of this use: {missing[0]} = ...",
+                        missing[0], **place)
+    extra = {}
+    for key in ("repeat", "start"):
+        if key in table:
+            extra[key] = _located(read_number, table[key], field=key, **place)
+    if "checkpoint" in table:
+        extra["checkpoint"] = _located(Flag().read, table["checkpoint"], field="checkpoint", **place)
+    return LayerSpec(index=index, kind="block", name=name, fields=tuple(variables.items()), line=line, table=table_name,
+                     block=used, **extra, **_graph_fields(table, place))
+
+
+def _known_blocks(find, used: str) -> str:
+    return "declare it as [blocks.NAME] with [[blocks.NAME.layers]]"
+
+
 def _table(data: dict, key: str, required: bool = False) -> dict:
-    value = data.get(key, None)
+    value = data.get(key)
     if value is None:
         if required:
             raise SpecError(f"missing [{key}] table", "a spec starts with [model] and input = [C, H, W]")
@@ -198,12 +359,22 @@ def _no_unknown(table: dict, valid: tuple[str, ...], what: str, **place) -> None
             raise SpecError(f"unknown {what} {key!r}", f"{hint}valid: {', '.join(valid)}", **place)
 
 
-def _check_name(name: object, where: str, line: int | None = None, field: str = "name") -> None:
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name in expr.FUNCTIONS:
+def _is_segment(part: str) -> bool:
+    return part.isdigit() or (part.isidentifier() and not keyword.iskeyword(part) and part not in expr.FUNCTIONS)
+
+
+def _is_path(name: str) -> bool:
+    return all(_is_segment(part) for part in name.split("."))
+
+
+def _check_name(name: object, where: str, line: int | None = None, field: str = "name", dotted: bool = False) -> None:
+    if (not isinstance(name, str) or not (_is_path(name) if dotted else _is_segment(name)) or name == INPUT
+            or name[:1].isdigit()):
         raise SpecError(
             f"{name!r} is not a usable name",
-            "names are letters, digits and underscores, starting with a letter (conv1, fc_out); "
-            "they are used in claims such as conv1.params",
+            "names are letters, digits and underscores, starting with a letter (conv1, fc_out), "
+            "or dotted paths of them and numbers (layer1.0.conv1); \"input\" is taken. "
+            "They are used in claims such as conv1.params",
             field,
             where,
             line=line,

@@ -37,7 +37,7 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import num
@@ -119,7 +119,7 @@ class Timeline:
 
 
 class _Storage:
-    __slots__ = ("size", "kind", "refs")
+    __slots__ = ("kind", "refs", "size")
 
     def __init__(self, size: Pair, kind: str):
         self.size, self.kind, self.refs = size, kind, 0
@@ -217,10 +217,9 @@ def _hull(cands: list) -> None:
 
 
 def _inputs(report: Report, row: Row) -> tuple[str, ...]:
-    """The names a row reads: its `inputs` on a graph, else the previous row's output."""
-    inputs = getattr(row, "inputs", None)
-    if inputs:
-        return tuple(inputs)
+    """The names a row reads: its `inputs` (full names, "input" the model's)."""
+    if row.inputs:
+        return tuple(row.inputs)
     return (report.rows[row.index - 2].name,) if row.index > 1 else ("input",)
 
 
@@ -271,8 +270,10 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
     readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1  # the loss
     storage: dict[str, _Storage] = {"input": x}
     x.refs += readers.get("input", 0)  # the batch stays alive anyway (the caller holds it)
+    # nn.Sequential (a straight stack) drops a layer's input as soon as its first module returns;
+    # archcalc's Graph module (backends/modules.py) drops what a row read once the whole row has run.
+    early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
-    pre_of: list[_Storage | None] = []
     for row in rows:
         names = _inputs(report, row)
         ins = [storage[n] for n in names]
@@ -283,44 +284,44 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
             storage[row.name] = s
             tape.release(s, 1)
             kept_by.append(([], []))
-            pre_of.append(None)
             continue
-        node = row.requires_grad or row.params != 0
-        keeps = layer.keeps(row.input, row.output, row.requires_grad) if node else ()
+        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) else ()
         activation = getattr(layer, "activation", None)
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         out_size = tape.size(0, num.mul(row.output) * size)
         # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
         # them (measured: max pooling, dropout and batchnorm without a gradient): those kept by no
         # node are freed as soon as the op returns.
-        every = layer.keeps(row.input, row.output, True)
+        every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
         own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         main_saved, act_saved = [], []
-        named = {"input": ins[0], "pre": first, "output": first}
+        named = {"pre": first, "output": first}
         for k in main:
-            s = own[_key(k)] if k.tensor == "own" else named[k.tensor]
+            s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
             s.refs += 1
             main_saved.append(s)
         for s in own.values():
             tape.release(s)
-        for s in ins:
-            tape.release(s)
+        if early:
+            for s in ins:
+                tape.release(s)
         if activation:
             out = tape.new(out_size, "activations")
             named["output"] = out
             for k in act:
-                s = named[k.tensor]
+                s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
                 s.refs += 1
                 act_saved.append(s)
             tape.release(first)
         else:
             out = first
-        out.refs += readers.get(row.name, 0) - 1
-        if out.refs == 0:
-            out.refs = 1
-            tape.release(out)
+        out.refs += readers.get(row.name, 0)
+        if not early:
+            for s in ins:
+                tape.release(s)
+        tape.release(out)  # the row's own variable
         storage[row.name] = out
         kept_by.append((main_saved, act_saved))
 
@@ -340,15 +341,17 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
     g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(g_logits)
     tape.release(logits)
-    grad: dict[str, _Storage] = {rows[-1].name: g_y}
+    grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
-        g = grad.pop(row.name, None)
+        g, _ = grad.pop(row.name, (None, False))
         names = _inputs(report, row)
-        if row.layer.is_view():
-            if g is not None:
-                _accumulate(tape, grad, names[0], g)
+        if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
-        if not (row.requires_grad or row.params != 0):
+        if row.layer.is_view():
+            _accumulate(tape, grad, names[0], g, True)
+            tape.release(g)
+            continue
+        if not _node(row):
             tape.release(g)
             continue
         out_size = tape.size(0, num.mul(row.output) * size)
@@ -360,18 +363,29 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
             g = g_pre
         for n in param_tensors(row):
             tape.new(tape.size(n * size, 0), "gradients", mark=False)
+        flags = row.grads if row.layer.merges else (row.requires_grad,)
+        shapes = row.shapes if row.layer.merges else (row.input,)
+        passes = row.layer.passes_gradient()
         g_ins = []
-        if row.requires_grad:
-            g_ins = [tape.new(tape.size(0, num.mul(row.input) * size), "activation gradients", mark=False) for _ in names]
+        for name, flag, shape in zip(names, flags, shapes):
+            if not flag:
+                continue
+            if passes and tuple(shape) == tuple(row.output):  # the output's gradient itself (add), or a slice of it (concat)
+                g.refs += 1
+                g_ins.append((name, g, len(names) > 1))
+            else:
+                g_ins.append((name, tape.new(tape.size(0, num.mul(shape) * size), "activation gradients", mark=False), False))
         tape.mark()
         tape.release(g)
         for s in main_saved:
             tape.release(s)
-        for name, g_in in zip(names, g_ins):
-            _accumulate(tape, grad, name, g_in)
+        for name, g_in, view in g_ins:
+            _accumulate(tape, grad, name, g_in, view)
+        for _, g_in, _ in g_ins:
+            tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
     tape.release(ones)
     tape.release(loss)
-    for g in grad.values():
+    for g, _ in grad.values():
         tape.release(g)
 
     # The optimizer step.
@@ -408,14 +422,37 @@ def _kept_size(k, bytes_of) -> Pair:
     return (0, nbytes) if k.per_sample else (nbytes, 0)
 
 
-def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage) -> None:
-    """A gradient for `name` arrives: the first is its buffer, a later one is added in place and freed."""
-    if name == "input":
-        tape.release(g)
-    elif name in grad:
-        tape.release(g)
-    else:
-        grad[name] = g
+def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool) -> None:
+    """A gradient for `name` arrives (InputBuffer::accumulate): the first becomes its buffer; a later one is
+    added in place when the buffer's storage has no other holder and is not a view, else the sum is a new tensor."""
+    if name == "input":  # the batch needs no gradient
+        return
+    if name not in grad:
+        g.refs += 1
+        grad[name] = (g, view)
+        return
+    old, old_view = grad[name]
+    if old.refs == 1 and not old_view:
+        return
+    total = tape.new(old.size, "activation gradients")
+    tape.release(old)
+    grad[name] = (total, False)
+
+
+def _node(row: Row) -> bool:
+    """Whether autograd records a node for the row: its input needs a gradient, or it has parameters."""
+    flags = row.grads if row.layer.merges else (row.requires_grad,)
+    return any(flags) or row.params != 0
+
+
+def _is_chain(report: Report) -> bool:
+    """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
+    previous = "input"
+    for row in report.rows:
+        if tuple(_inputs(report, row)) != (previous,) or "." in row.name:
+            return False
+        previous = row.name
+    return True
 
 
 def _inference(report: Report, batch: Value | None) -> Peak:
@@ -440,7 +477,7 @@ def _inference(report: Report, batch: Value | None) -> Peak:
     x.refs += readers.get("input", 0)
     for row in rows:
         ins = [storage[n] for n in _inputs(report, row)]
-        if row.layer.is_view() or row.kind == "dropout":  # dropout in eval returns its input
+        if row.layer.is_view_in_eval():
             s = ins[0]
             s.refs += readers.get(row.name, 0)
             storage[row.name] = s

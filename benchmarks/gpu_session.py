@@ -29,7 +29,7 @@ from archcalc.backends.bench import Options, bench
 from archcalc.backends.verify import verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_harness  # noqa: E402
+import bench_harness
 
 SPEC = "specs/alexnet.toml"
 

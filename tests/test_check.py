@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import archcalc
-from archcalc import explain, render_check
+from archcalc import explain_row, render_check
 from archcalc.cli import main
 
 from .conftest import ROOT, SPECS
@@ -59,7 +59,7 @@ ERRATA_CASES = {
 @pytest.mark.parametrize("spec", sorted(ERRATA_CASES))
 def test_the_course_errata_are_caught_with_the_right_values(spec):
     verdicts = archcalc.check(load(spec), archcalc.load_answers(ERRATA / spec))
-    assert {v.key: (v.ok, v.actual, v.mistake and v.mistake[:len(ERRATA_CASES[spec][v.key][1] or "")] or None)
+    assert {v.key: (v.ok, v.actual, (v.mistake and v.mistake[:len(ERRATA_CASES[spec][v.key][1] or "")]) or None)
             for v in verdicts} == {key: (False, actual, hint) for key, (actual, hint) in ERRATA_CASES[spec].items()}
 
 
@@ -72,7 +72,7 @@ def test_the_quiz_count_is_right_without_biases_and_wrong_with_them():
 def test_a_wrong_layer_claim_shows_the_explain_lines_for_that_quantity():
     report = archcalc.analyze(load("alexnet.toml"))
     verdict = one("alexnet.toml", "conv2.output", "27²×96")
-    assert verdict.explanation == explain.text(report.row("conv2"), "output")
+    assert verdict.explanation == explain_row.text(report.row("conv2"), "output")
     verdict = one("alexnet.toml", "fc1.params", 1)
     assert verdict.explanation.splitlines() == [
         "weights = out_features·in_features = 4,096·9,216 = 37,748,736",

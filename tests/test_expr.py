@@ -8,8 +8,7 @@ import time
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from archcalc import ExprError, SpecError, expr, num
 
@@ -47,6 +46,22 @@ EXACT = [
     ("classes", {"classes": 1000}, 1000),
     ("4097 * classes", {"classes": 10}, 40970),
     ("1.5 * 2", {}, 3),
+    # conditions (blocks: `stride = "2 if index == 0 else 1"`): True and False act as 1 and 0
+    ("True", {}, 1),
+    ("False + 1", {}, 1),
+    ("1 < 2", {}, 1),
+    ("1 < 2 < 2", {}, 0),  # chained as in Python
+    ("index == 0", {"index": 0}, 1),
+    ("index != 0", {"index": 0}, 0),
+    ("2 if index == 0 else 1", {"index": 0}, 2),
+    ("2 if index == 0 else 1", {"index": 3}, 1),
+    ("1 and 2", {}, 1),
+    ("0 or 0", {}, 0),
+    ("not 0", {}, 1),
+    ("not n", {}, 0),  # an unknown size is at least 1
+    ("n >= 1", {}, 1),  # decided for unknown sizes too: they are positive integers
+    ("n == n", {}, 1),
+    ("1 if n > 0 else 1 // 0", {}, 1),  # only the branch taken is evaluated
 ]
 
 
@@ -124,14 +139,14 @@ REFUSED = [
     ("lambda: 1", "lambdas not allowed"),
     ("(lambda x: x)(1)", "calls not allowed"),
     ("a[0]", "subscripts not allowed"),
-    ("1 < 2", "comparisons not allowed"),
-    ("n == 1", "comparisons not allowed"),
-    ("1 and 2", "'and'/'or' not allowed"),
-    ("1 if n else 2", "conditionals not allowed"),
+    ("n == 1", "cannot decide 'n == 1' while n has no value"),  # a condition must be decidable
+    ("1 if n > 2 else 2", "cannot decide 'n > 2' while n has no value"),
+    ("(n - 1) and 2", "cannot decide 'n - 1' while n has no value"),
+    ("a < b", "cannot decide 'a < b' while a, b have no value"),
+    ("n is 1", "that operator not allowed"),
+    ("n in 1", "that operator not allowed"),
     ("'x'", "'x' is not a number"),
     ("f'{1}'", "strings not allowed"),
-    ("True", "True is not a number"),
-    ("False + 1", "False is not a number"),
     ("1j", "1j is not a number"),
     ("[1, 2]", "lists not allowed"),
     ("(1, 2)", "tuples not allowed"),
@@ -139,7 +154,7 @@ REFUSED = [
     ("{1}", "sets not allowed"),
     ("[x for x in y]", "comprehensions not allowed"),
     ("(n := 1)", "assignments not allowed"),
-    ("not n", "that operator not allowed"),
+    ("not n - 1", "cannot decide 'n - 1' while n has no value"),
     ("~n", "that operator not allowed"),
     ("1 << 2", "that operator not allowed"),
     ("1 & 2", "that operator not allowed"),

@@ -5,8 +5,7 @@ import json
 import pytest
 import sympy
 from click.testing import CliRunner
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import archcalc
 from archcalc.cli import main

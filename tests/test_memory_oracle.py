@@ -14,9 +14,10 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
 import archcalc  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from archcalc.backends.torch import is_chain  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
 from .torch_probe import ACTIVATIONS, flops, saved_bytes  # noqa: E402
@@ -170,8 +171,10 @@ def test_drawn_networks_match_torch(net, batch, dtype):
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_shipped_specs_match_torch(path, dtype):
-    values = {"H": 67, "W": 67, "classes": 10} if "symbolic" in path.stem else {}
+    values = {"H": 67, "W": 67, "classes": 10} if path.stem == "alexnet_symbolic" else {"H": 67, "W": 67} if "symbolic" in path.stem else {}
     report = archcalc.analyze(archcalc.load(path), batch=2, dtype=dtype, **values)
+    if not is_chain(report):
+        pytest.skip("a graph: an nn.Sequential of its rows is not the network (tests/test_timeline_oracle.py builds graphs)")
     model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
     assert predicted(report) == measured(model, report.input, 2, dtype)
 

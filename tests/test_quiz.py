@@ -76,7 +76,7 @@ def test_a_wrong_answer_to_a_quiz_fails_check():
 
 
 def test_too_many_questions_is_refused():
-    with pytest.raises(archcalc.ArchcalcError, match="cannot draw 500 questions(.|\n)*hint: ask for --count"):
+    with pytest.raises(archcalc.ArchcalcError, match=r"cannot draw 500 questions(.|\n)*hint: ask for --count"):
         draw(report("mlp_quiz.toml"), 500, seed=0)
 
 

@@ -88,9 +88,9 @@ def test_json_has_the_keys_of_the_contract(name):
     data = json.loads(render.json(r))
     assert data == json.loads(json.dumps(r.to_dict()))  # the library's to_dict() is the same data
     assert {"model", "input", "layers", "totals", "memory"} <= set(data)
-    assert all(LAYER_KEYS <= set(layer) for layer in data["layers"])
-    assert TOTAL_KEYS <= set(data["totals"])
-    assert MEMORY_KEYS <= set(data["memory"])
+    assert all(set(layer) >= LAYER_KEYS for layer in data["layers"])
+    assert set(data["totals"]) >= TOTAL_KEYS
+    assert set(data["memory"]) >= MEMORY_KEYS
     assert [layer["name"] for layer in data["layers"]] == [row.name for row in r.rows]
     assert data["model"] == r.model
 

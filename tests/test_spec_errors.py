@@ -3,9 +3,9 @@ and through `archcalc show` (exit status 2, one or two lines on stderr, never a 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
-import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -47,7 +47,7 @@ CASES = [
     Case("only comments", "# nothing here\n\n", "empty spec"),
     Case("nested too deeply", "[model]\ninput = " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
     Case("unknown table", MODEL + "[foo]\nx = 1\n" + layer("flatten"), "unknown table 'foo'",
-         hint="valid: model, vars, layers, expect"),
+         hint="valid: model, vars, layers, blocks, expect"),
     Case("misspelt table", MODEL + "[varz]\nx = 1\n" + layer("flatten"), "unknown table 'varz'", hint="did you mean 'vars'?"),
     Case("no [model]", layer("flatten"), "missing [model] table"),
     Case("[model] not a table", 'model = "x"\n' + layer("flatten"), "'model' must be a table",

@@ -14,10 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import archcalc  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
 
+import archcalc  # noqa: E402
 from archcalc.timeline import simulate  # noqa: E402
 
 from .test_memory_oracle import DTYPES, _modules, networks  # noqa: E402
@@ -48,11 +52,25 @@ def test_drawn_networks_step_by_step(net, batch, dtype, optimizer):
     assert phases(report, batch) == oracle(model, net.input, batch, dtype, optimizer), net.spec()
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+COURSE = [p for p in SPECS if "course = true" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_shipped_specs_step_by_step(path, optimizer):
+def test_course_specs_step_by_step(path, optimizer):
     values = {"H": 67, "W": 67, "classes": 10} if "symbolic" in path.stem else {}
     batch = 1 if "alexnet" in path.stem else 3
     report = archcalc.analyze(archcalc.load(path), batch=batch, optimizer=optimizer, **values)
     model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
     assert phases(report, batch) == oracle(model, report.input, batch, "float32", optimizer)
+
+
+@pytest.mark.parametrize("name, values", [("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_graph_specs_step_by_step(name, values, optimizer):
+    """Graphs (skips, add, concat) as archcalc.torch builds them: its Graph module drops each tensor after its last reader."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
+    report = archcalc.analyze(spec, batch=2, optimizer=optimizer, **values)
+    assert phases(report, 2) == oracle(build(spec, **values), report.input, 2, "float32", optimizer)

@@ -18,7 +18,7 @@ from archcalc.backends.export import source  # noqa: E402
 from archcalc.cli import main  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
-from .test_torch_build import SHIPPED, VALUES  # noqa: E402
+from .test_torch_build import STACKS, VALUES  # noqa: E402
 from .torch_nets import networks  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def round_trip(report, tmp_path, name="Net"):
     exported = load_class(path, name)()
     built = archcalc.torch.build(report).float()
     assert sum(p.numel() for p in exported.parameters()) == report.totals["params"]
-    shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]  # noqa: E731
+    shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]
     assert shapes(exported) == shapes(built)
     exported.load_state_dict(built.state_dict())  # same names, so build's weights fit; then the same function
     x = torch.randn(2, *report.input)
@@ -47,7 +47,7 @@ def round_trip(report, tmp_path, name="Net"):
     return path.read_text()
 
 
-@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "alexnet_symbolic.toml" or n in VALUES])
+@pytest.mark.parametrize("name", [n for n in STACKS if n != "alexnet_symbolic.toml" or n in VALUES])
 def test_every_shipped_spec_round_trips(name, tmp_path):
     report = archcalc.analyze(archcalc.load(SPECS / name), **VALUES.get(name, {}))
     round_trip(report, tmp_path)

@@ -20,8 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archcalc  # noqa: E402
@@ -215,7 +214,14 @@ def dense(draw, shape):
     return with_activation(draw, dict(type="dense", out_features=out, bias=bias), lambda: nn.Linear(shape[0], out, bias=bias))
 
 
-SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape]
+def adaptive_pool(draw, shape):
+    n = len(shape) - 1
+    op = draw(st.sampled_from(["max", "avg"]))
+    size, o = per_axis(draw, n, 1, 7)  # larger than the input too: windows then overlap
+    return dict(type="adaptive_pool", op=op, output_size=size), lambda: getattr(nn, f"Adaptive{op.title()}Pool{n}d")(o)
+
+
+SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool]
 FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
 
@@ -340,8 +346,9 @@ def torch_modules(row):
         yield ACTIVATIONS[row.layer.activation]()
 
 
-SHIPPED = [(path, {}) for path in SPECS if "symbolic" not in path.stem] + [
-    (path, values) for path in SPECS if "symbolic" in path.stem
+STACKS = [path for path in SPECS if "[blocks." not in path.read_text()]  # graphs: tests/test_graph_specs.py, per layer
+SHIPPED = [(path, {}) for path in STACKS if "symbolic" not in path.stem] + [
+    (path, values) for path in STACKS if "symbolic" in path.stem
     for values in ({"H": 224, "W": 224, "classes": 1000}, {"H": 67, "W": 99, "classes": 10})
 ]
 
@@ -359,5 +366,7 @@ def test_shipped_specs_match_torch(path, values):
 
 
 def test_every_layer_kind_is_drawn():
-    drawn = {kind.__name__ for kind in SPATIAL + FLAT}
+    from .test_graph_oracle import MERGES  # the layers that read several tensors are drawn in graphs
+
+    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES)
     assert drawn == set(archcalc.layers.LAYERS)

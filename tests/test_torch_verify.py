@@ -7,8 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import archcalc  # noqa: E402
 from archcalc.backends.verify import QUANTITIES, verify  # noqa: E402
@@ -16,18 +15,17 @@ from archcalc.cli import main  # noqa: E402
 from archcalc.errors import SpecError  # noqa: E402
 from archcalc.layers.dense import Dense  # noqa: E402
 
-from .conftest import SPECS  # noqa: E402
-from .test_torch_build import SHIPPED, VALUES  # noqa: E402
-from .torch_nets import networks, spec_text  # noqa: E402
-
 from . import torch_probe  # noqa: E402
+from .conftest import SPECS  # noqa: E402
+from .test_torch_build import STACKS, VALUES  # noqa: E402
+from .torch_nets import networks, spec_text  # noqa: E402
 
 
 def wrong(checks):
     return [c for c in checks if not c.ok]
 
 
-@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "alexnet_symbolic.toml" or n in VALUES])
+@pytest.mark.parametrize("name", [n for n in STACKS if n != "alexnet_symbolic.toml" or n in VALUES])
 def test_every_shipped_spec_verifies(name):
     report = archcalc.analyze(archcalc.load(SPECS / name), **VALUES.get(name, {}))
     checks = verify(report)

@@ -38,7 +38,7 @@ from ..errors import ArchcalcError
 from ..memory import Device, Optimizer
 from ..report import Report
 from .peaks import peak
-from .torch import concrete, dtype_of, require, sequential, version
+from .torch import concrete, dtype_of, network, require, version
 
 MIXED = ("float16", "bfloat16")
 
@@ -167,7 +167,7 @@ class Run:
         dtype = dtype_of(options.dtype)
         mixed = options.autocast
         torch.manual_seed(0)
-        model = sequential(report).to(device=device, dtype=torch.float32 if mixed else dtype)
+        model = network(report).to(device=device, dtype=torch.float32 if mixed else dtype)
         x = torch.randn(options.batch, *map(int, report.input), device=device, dtype=torch.float32 if mixed else dtype)
         if options.channels_last:
             formats = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -177,7 +177,7 @@ class Run:
             x = x.contiguous(memory_format=formats[x.dim()])
         loss_fn, target = _loss(report, options.batch, device)
         optimizer = _optimizer(torch, options.optimizer, model.parameters())
-        network = torch.compile(model) if options.compile else model
+        compiled = torch.compile(model) if options.compile else model
         autocast = torch.autocast(device.type, dtype=dtype) if mixed else contextlib.nullcontext()
         # a GradScaler only where it does something (float16 autocast): a float32 step is exactly the usual one
         scaler = torch.amp.GradScaler(device.type) if mixed and options.dtype == "float16" else None
@@ -186,7 +186,7 @@ class Run:
             if optimizer:
                 optimizer.zero_grad(set_to_none=True)
             with autocast:
-                loss = loss_fn(network(x), target)
+                loss = loss_fn(compiled(x), target)
             if scaler:
                 scaler.scale(loss).backward()
                 if optimizer:
@@ -199,7 +199,7 @@ class Run:
 
         def inference_step() -> None:
             with torch.inference_mode(), autocast:
-                network(x)
+                compiled(x)
 
         return cls(torch, device, model, train_step, inference_step, options)
 

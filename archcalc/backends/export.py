@@ -49,7 +49,7 @@ def source(report: Report, class_name: str | None = None) -> str:
         *_aligned(init, "        "),
         "",
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *_aligned([("# x: " + "B×" + _shape(report.input), "")] + forward, "        "),
+        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
         "        return x",
         "",
         "",

@@ -3,10 +3,18 @@
 torch is imported on first use (`require`), never when archcalc is: `import archcalc`
 and every command without torch keep working where torch is not installed.
 
-Children of the built `nn.Sequential` carry the spec's layer names; a layer's
-`activation` field becomes one more child named `<layer>_<function>` (`conv1_relu`).
-A name that another child already has, or that `nn.Module` uses itself (`train`,
-`forward`...), gets underscores appended until it is free (`train_`).
+A straight stack (each layer reads the one before, plain names) builds as an
+`nn.Sequential` whose children carry the spec's layer names. Any other spec (a
+graph: `from`, blocks, dotted names) builds as a `Graph` (backends/modules.py):
+each layer's module sits at its dotted path (`layer1.0.conv1`, inside plain
+`nn.Module` containers `layer1` and `layer1.0`), so the state_dict keys are the
+spec's names, and its forward runs the rows in execution order. Merge layers
+(add, mul, concat) are modules without state: they add no state_dict key.
+
+A layer's `activation` field becomes one more module beside it, named
+`<layer>_<function>` (`conv1_relu`, `layer1.0.add_relu`). A name that another
+module already has, or that `nn.Module` uses itself (`train`, `forward`...),
+gets underscores appended until it is free (`train_`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from ..engine import BATCH, analyze
 from ..errors import ArchcalcError, SpecError
 from ..layers.base import torch_activation
 from ..report import Report, Row
-from ..spec import Spec, load
+from ..spec import INPUT, Spec, load
 
 INSTALL = "pip install 'archcalc[torch]'"
 
@@ -36,19 +44,20 @@ def require():
 
 @dataclass(frozen=True)
 class Part:
-    """The children that one row of the report becomes: the layer, then its activation if it has one."""
+    """The modules that one row of the report becomes: the layer, then its activation if it has one."""
 
     row: Row
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # their paths in the built module
 
 
 def build(spec: Spec | Report | str | Path, **values):
-    """The spec's network as a torch.nn.Sequential, with the spec's layer names.
+    """The spec's network as a torch module whose parameters carry the spec's layer names.
 
-    Its parameters have the spec's dtype. `values` name the sizes the spec leaves open.
+    An nn.Sequential for a straight stack, else a Graph. Its parameters have the
+    spec's dtype. `values` name the sizes the spec leaves open.
     """
     report = concrete(spec, **values)
-    module = sequential(report)
+    module = network(report)
     dtype = dtype_of(report.dtype)
     return module if dtype is require().float32 else module.to(dtype)
 
@@ -90,18 +99,39 @@ def free_names(report: Report) -> list[str]:
     return sorted(found - {BATCH})
 
 
+def is_chain(report: Report) -> bool:
+    """Whether every layer reads the one before it (the first, the input) and no name is dotted."""
+    previous = INPUT
+    for row in report.rows:
+        if row.inputs != (previous,) or "." in row.name:
+            return False
+        previous = row.name
+    return True
+
+
 def parts(report: Report) -> list[Part]:
-    """Each row with the names of its children, as `sequential` and `export` name them."""
+    """Each row with the paths of its modules, as `network` and `export` place them."""
     reserved = set(dir(require().nn.Module))
-    taken = reserved | {row.name for row in report.rows}
+    taken = {row.name for row in report.rows}
     out = []
     for row in report.rows:
-        names = [_free(row.name, taken) if row.name in reserved else row.name]
+        *parents, leaf = row.name.split(".")
+        parents = [_segment(p, reserved) for p in parents]
+        prefix = "".join(p + "." for p in parents)
+        name = _free(prefix + leaf, taken) if leaf in reserved else prefix + leaf
+        names = [name]
         activation = getattr(row.layer, "activation", None)
         if activation:
-            names.append(_free(f"{names[0]}_{activation}", taken))
+            names.append(_free(f"{name}_{activation}", taken))
         out.append(Part(row, tuple(names)))
     return out
+
+
+def _segment(name: str, reserved: set[str]) -> str:
+    """A container's name: one that nn.Module uses itself gets underscores, the same everywhere."""
+    while name in reserved:
+        name += "_"
+    return name
 
 
 def _free(name: str, taken: set[str]) -> str:
@@ -121,14 +151,57 @@ def modules(part: Part) -> list:
     return out
 
 
-def sequential(report: Report):
-    """An nn.Sequential of a concrete report's layers (float32, on torch's current default device)."""
+def network(report: Report):
+    """The module of a concrete report (float32, on torch's current default device): see the module's docstring."""
     nn = require().nn
-    module = nn.Sequential()
-    for part in parts(report):
+    if is_chain(report):
+        module = nn.Sequential()
+        for part in parts(report):
+            for name, child in zip(part.names, modules(part)):
+                module.add_module(name, child)
+        return module
+    from .modules import Graph, Step
+
+    all_parts = parts(report)
+    slots = {INPUT: 0} | {part.row.name: i for i, part in enumerate(all_parts, start=1)}
+    last = {0: 0}  # slot -> the last step that reads it (the output: never freed)
+    for i, part in enumerate(all_parts, start=1):
+        for name in _inputs(part.row):
+            last[slots[name]] = i
+    last[len(all_parts)] = len(all_parts) + 1
+    steps = []
+    for i, part in enumerate(all_parts, start=1):
+        reads = tuple(slots[name] for name in _inputs(part.row))
+        free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
+        steps.append(Step(part.names, reads, free))
+    module = Graph(tuple(steps))
+    for part in all_parts:
         for name, child in zip(part.names, modules(part)):
-            module.add_module(name, child)
+            _place(module, name, child)
     return module
+
+
+def _inputs(row: Row) -> tuple[str, ...]:
+    return row.inputs
+
+
+def _place(root, path: str, child) -> None:
+    """Register `child` at a dotted path, making plain nn.Module containers on the way."""
+    nn = require().nn
+    *parents, leaf = path.split(".")
+    node = root
+    for i, name in enumerate(parents):
+        inner = node._modules.get(name)
+        if inner is None:
+            inner = nn.Module()
+            node.add_module(name, inner)
+        elif type(inner) is not nn.Module:
+            raise SpecError(f"{'.'.join(parents[:i + 1])!r} is a layer, so {path!r} cannot be a layer inside it",
+                            "give the layers names that are not paths below another layer's", path=None)
+        node = inner
+    if leaf in node._modules:
+        raise SpecError(f"two layers are named {path!r}", "give each layer its own name")
+    node.add_module(leaf, child)
 
 
 def dtype_of(dtype: str):

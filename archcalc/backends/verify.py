@@ -5,13 +5,16 @@ compute, instant for AlexNet's 62M parameters. FLOPs and the bytes saved for
 backward need a real forward pass: that one runs on the CPU, in training mode,
 at the report's batch size (2 if it has none) and dtype.
 
-Each row of the report runs on its own, its input the previous row's output
-detached (requiring grad exactly when it would in the whole network), so that
-FlopCounterMode's total belongs to that row alone: its per-module breakdown
-credits a module that returns its input (dropout with p = 0) with its
-neighbour's backward FLOPs. Detaching keeps the storage, so a tensor that two
-rows save (a ReLU's output and the next conv's input) is still counted once,
-for the row that saved it first.
+Each row of the report runs on its own, its inputs the outputs of the rows its
+`from` names (the previous row's, in a straight stack), detached (requiring grad
+exactly when they would in the whole network), so that FlopCounterMode's total
+belongs to that row alone: its per-module breakdown credits a module that
+returns its input (dropout with p = 0) with its neighbour's backward FLOPs.
+Detaching keeps the storage, so a tensor that two rows save (a ReLU's output
+and the next conv's input; a block's input read by its first conv and its
+shortcut) is still counted once, for the row that saved it first. The backward
+runs row by row from the last: a tensor read by several rows gets the sum of
+their gradients, as autograd accumulates it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from .. import num
 from ..errors import SpecError
 from ..memory import Device
 from ..report import Report
-from .torch import concrete, dtype_of, parts, require, sequential
+from .torch import INPUT, concrete, dtype_of, network, parts, require
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
 QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
@@ -104,19 +107,23 @@ def measure_structure(report: Report, batch: int) -> list[Measured]:
 def _structure(report: Report, batch: int, device: str) -> list[Measured]:
     torch = require()
     with torch.device(device):
-        net = sequential(report).to(dtype_of(report.dtype))
-        x = torch.zeros(batch, *map(int, report.input), dtype=dtype_of(report.dtype))
+        net = network(report).to(dtype_of(report.dtype))
+        values = {INPUT: torch.zeros(batch, *map(int, report.input), dtype=dtype_of(report.dtype))}
     out = []
+    previous = INPUT
     for part in parts(report):
         children = [net.get_submodule(name) for name in part.names]
         try:
-            for child in children:
-                x = child(x)
+            y = children[0](*(values[name] for name in _reads(part.row, previous)))
+            for child in children[1:]:
+                y = child(y)
         except NotImplementedError:  # a RuntimeError too, but no refusal: measure_structure retries on the CPU
             raise
         except (RuntimeError, ValueError) as error:
             out.append(Measured(output=f"refused: {str(error).splitlines()[0]}"))
             return out + [Measured()] * (len(report.rows) - len(out))
+        values[part.row.name] = y
+        previous = part.row.name
         weights = biases = 0
         for child in children:
             for name, p in child.named_parameters():
@@ -124,8 +131,13 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
                     biases += p.numel()
                 else:
                     weights += p.numel()
-        out.append(Measured(output=_sample(x, batch), weights=weights, biases=biases))
+        out.append(Measured(output=_sample(y, batch), weights=weights, biases=biases))
     return out
+
+
+def _reads(row, previous: str) -> tuple[str, ...]:
+    """The names of the tensors a row reads."""
+    return row.inputs or (previous,)
 
 
 def measure_compute(report: Report, batch: int) -> list[Measured]:
@@ -141,7 +153,7 @@ def measure_compute(report: Report, batch: int) -> list[Measured]:
 
 def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounterMode) -> list[Measured]:
     dtype = dtype_of(report.dtype)
-    net = sequential(report).to(dtype).train()
+    net = network(report).to(dtype).train()
     own = {t.untyped_storage().data_ptr() for t in (*net.parameters(), *net.buffers())}
     first: dict[int, tuple[int, int]] = {}  # storage -> (row, bytes), for the row that saved it first
     kept = []  # the saved tensors, alive until the end: a freed storage's address could be reused
@@ -155,47 +167,53 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
         kept.append(tensor)
         return tensor
 
-    x = torch.randn(batch, *map(int, report.input), dtype=dtype)
-    steps = []  # (row input, row output) per row, for the backward pass
+    values = {INPUT: torch.randn(batch, *map(int, report.input), dtype=dtype)}  # outputs, detached
+    steps = []  # (names read, their detached copies, row output or None without gradient) per row, for the backward
     flops = []
+    previous = INPUT
     with saved_tensors_hooks(pack, lambda tensor: tensor):
-        for current, part in enumerate(parts(report)):
+        for current, part in enumerate(parts(report)):  # noqa: B007 (pack reads `current`)
             children = [net.get_submodule(name) for name in part.names]
-            grad = x.requires_grad or any(p.requires_grad for c in children for p in c.parameters())
-            x_in = x.detach().requires_grad_(x.requires_grad)
+            names = _reads(part.row, previous)
+            xs = [values[name].detach().requires_grad_(values[name].requires_grad) for name in names]
+            grad = any(x.requires_grad for x in xs) or any(p.requires_grad for c in children for p in c.parameters())
             with FlopCounterMode(display=False) as counter:
-                y = x_in
-                for child in children:
+                y = children[0](*xs)
+                for child in children[1:]:
                     y = child(y)
             flops.append(counter.get_total_flops())
-            steps.append((x_in, y if grad else None))
-            x = y.detach().requires_grad_(grad)
-    backward = _backward(steps, FlopCounterMode)
+            steps.append((names, xs, y if grad else None))
+            values[part.row.name] = y.detach().requires_grad_(grad)
+            previous = part.row.name
+    backward = _backward(steps, [p.row.name for p in parts(report)], FlopCounterMode)
     saved = [0] * len(steps)
     for row, nbytes in first.values():
         saved[row] += nbytes
     return [Measured(flops=f, backward_flops=b, saved_bytes=s) for f, b, s in zip(flops, backward, saved)]
 
 
-def _backward(steps, FlopCounterMode) -> list[int]:
-    """Backward FLOPs per row, the rows' backward passes run one by one from the last (loss = sum of the output)."""
+def _backward(steps, names: list[str], FlopCounterMode) -> list[int]:
+    """Backward FLOPs per row, the rows' backward passes run one by one from the last (loss = sum of the output).
+
+    A row's output gradient is the sum of what the rows that read it passed back (autograd's accumulation,
+    which FlopCounterMode does not count)."""
     torch = require()
     out = [0] * len(steps)
-    grad = None
+    grads: dict[str, object] = {}
     for i in reversed(range(len(steps))):
-        x_in, y = steps[i]
+        reads, xs, y = steps[i]
         if y is None:  # nothing before or in this row has parameters: no gradient flows here
-            break
-        if grad is None:
-            grad = torch.ones_like(y)
+            continue
+        grad = torch.ones_like(y) if i == len(steps) - 1 else grads.pop(names[i], None)
+        if grad is None:  # nothing after reads it (a dead end): no gradient reaches it
+            continue
         with FlopCounterMode(display=False) as counter:
             torch.autograd.backward(y, grad)
         out[i] = counter.get_total_flops()
-        grad = x_in.grad
-        if grad is None:
-            break
+        for name, x in zip(reads, xs):
+            if x.grad is not None:
+                grads[name] = x.grad if name not in grads else grads[name] + x.grad
     return out
-
 
 def _sample(x, batch: int) -> tuple[int, ...]:
     """One sample's shape of a batch; a lost or changed batch axis shows as a mismatch."""

@@ -61,6 +61,7 @@ class Kept:
     dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
+    arg: int = 0  # which input, for "input" of a layer with several (a merge layer)
 
 
 def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
@@ -84,6 +85,9 @@ def activation_field():
 @dataclass(frozen=True, kw_only=True)
 class Layer:
     kind: ClassVar[str]
+    # the torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields
+    torch_modules: ClassVar[tuple[str, ...]] = ()
+    merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     name: str
 
     @classmethod
@@ -121,6 +125,15 @@ class Layer:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
 
+    def is_view_in_eval(self) -> bool:
+        """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""
+        return self.is_view()
+
+    def passes_gradient(self) -> bool:
+        """Whether backward hands the output's gradient (or slices of it) to the inputs without a new tensor
+        (add, concat; the memory timeline, archcalc/timeline.py)."""
+        return self.is_view()
+
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
         return ""
@@ -128,6 +141,11 @@ class Layer:
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         """How the numbers come out, as (quantity, text) lines for --explain."""
         return []
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
+        return {}
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""

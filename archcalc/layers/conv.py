@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_keeps, activation_field, axes_text, ints, per_axis, register, spatial, with_activation
+from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
 from .window import Window, axis_lines
 
 
@@ -16,6 +16,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Conv(Layer):
     kind = "conv"
+    torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple = axes(1)

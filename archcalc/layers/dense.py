@@ -15,6 +15,7 @@ from .base import Kept, Layer, activation_field, activation_keeps, register, wit
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()

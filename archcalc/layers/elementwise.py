@@ -17,6 +17,7 @@ class Dropout(Layer):
     """Zeroes each value with probability p at training time and scales the rest by 1/(1 − p)."""
 
     kind = "dropout"
+    torch_modules = ("Dropout",)
     p: Value = real(Fraction(1, 2), low=0, high=1)
 
     def output(self, x: Shape) -> Shape:
@@ -28,6 +29,9 @@ class Dropout(Layer):
 
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
+
+    def is_view_in_eval(self) -> bool:
+        return True  # in eval, nn.Dropout returns its input
 
     def summary(self, x: Shape) -> str:
         return f"p={fmt.group(self.p)}"
@@ -43,6 +47,7 @@ class Dropout(Layer):
 @dataclass(frozen=True, kw_only=True)
 class Activation(Layer):
     kind = "activation"
+    torch_modules = tuple(f.torch for f in ACTIVATIONS.values())
     function: str = choice(*ACTIVATIONS)
 
     def output(self, x: Shape) -> Shape:
@@ -55,6 +60,10 @@ class Activation(Layer):
 
     def summary(self, x: Shape) -> str:
         return self.function
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"function": next(name for name, f in ACTIVATIONS.items() if f.torch == torch_name)}
 
     def to_torch(self, x: Shape, nn):
         return torch_activation(self.function, nn)

@@ -16,6 +16,7 @@ class BatchNorm(Layer):
     """A scale and a shift per channel (the weights and biases); running statistics are buffers, not parameters."""
 
     kind = "batchnorm"
+    torch_modules = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
     affine: bool = flag(True)
     activation: str | None = activation_field()
 

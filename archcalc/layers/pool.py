@@ -16,6 +16,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Pool(Layer):
     kind = "pool"
+    torch_modules = tuple(f"{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("max", "avg", default="max")
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple | None = axes(None)  # None: the kernel size, as in PyTorch
@@ -73,6 +74,10 @@ class Pool(Layer):
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [*axis_lines(self.windows(x)), ("weights", "no weights: pooling only picks or averages")]
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"op": torch_name[:3].lower()}
 
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)

@@ -15,6 +15,7 @@ from .base import Layer, ints, register
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
     kind = "flatten"
+    torch_modules = ("Flatten",)
 
     def output(self, x: Shape) -> Shape:
         return (num.mul(x),)

@@ -18,6 +18,7 @@ MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear":
 @dataclass(frozen=True, kw_only=True)
 class Upsample(Layer):
     kind = "upsample"
+    torch_modules = ("Upsample",)
     scale_factor: object = real(None, low=0, per_axis=True)
     size: tuple | None = sizes(None)
     mode: str = choice(*MODES, default="nearest")

@@ -3,7 +3,7 @@ quantity, and sums written out for totals, layer types, shares and memory."""
 
 from __future__ import annotations
 
-from . import explain, fmt, num
+from . import explain_row, fmt, num
 from .claims import Key
 from .report import Report, Row
 
@@ -30,7 +30,7 @@ def layer(report: Report, row: Row, quantity: str) -> str:
         "flops": ("macs", "flops"),
         "training_flops": ("macs", "flops", "training_flops"),
     }.get(quantity, (quantity,))
-    lines = [line for q, line in explain.steps(row) if q in wanted]
+    lines = [line for q, line in explain_row.steps(row) if q in wanted]
     if not lines or (quantity in ("flops", "training_flops") and row.macs == 0):
         lines = [_nothing(row, quantity)]
     if quantity == "share":

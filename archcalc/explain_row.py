@@ -5,7 +5,6 @@ from __future__ import annotations
 from . import fmt, num
 from .report import Report, Row
 
-
 ORDER = ("output", "weights", "biases", "params", "macs", "flops", "training_flops", "saved_for_backward_bytes")
 
 

@@ -1,0 +1,59 @@
+"""Adaptive pooling (torch.nn.AdaptiveAvgPool*d, AdaptiveMaxPool*d): a fixed output size; 1 is global pooling.
+
+Output cell i of an axis of n pools the window [⌊i·n/o⌋, ⌈(i+1)·n/o⌉), PyTorch's rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import fmt, num
+from ..fields import axes, choice
+from ..num import Dim, Shape
+from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .window import AXIS_NAMES
+
+
+def window(i: int, n: int, o: int) -> tuple[int, int]:
+    """The input range [start, end) that output cell i of o pools, over an axis of n (PyTorch's rule)."""
+    return i * n // o, -(-(i + 1) * n // o)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AdaptivePool(Layer):
+    kind = "adaptive_pool"
+    op: str = choice("avg", "max", default="avg")
+    output_size: Dim | tuple = axes(1)
+
+    def sizes(self, x: Shape) -> tuple:
+        return per_axis(self.output_size, spatial(x, self.kind), "output_size")
+
+    def output(self, x: Shape) -> Shape:
+        return (x[0], *self.sizes(x))
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not grad:
+            return ()
+        if self.op == "max":
+            return Kept("input", num.mul(x), what="input"), Kept("own", num.mul(y), "int64", what="max-pooling indices")
+        if all(num.is_concrete(o) and o == 1 for o in self.sizes(x)):
+            return ()  # global average pooling is a mean, whose backward needs only the input's shape (measured)
+        return (Kept("input", num.mul(x), what="input"),)
+
+    def summary(self, x: Shape) -> str:
+        return f"{self.op} → {axes_text(self.sizes(x))}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        lines = []
+        for name, n, o in zip(AXIS_NAMES[len(x) - 1], x[1:], self.sizes(x)):
+            text = f"{name}: output {fmt.group(o)} whatever the input; cell i pools [⌊i·{fmt.term(n)}/{fmt.term(o)}⌋, ⌈(i+1)·{fmt.term(n)}/{fmt.term(o)}⌉)"
+            if num.is_concrete(n) and num.is_concrete(o):
+                spans = sorted({end - start for start, end in (window(i, n, o) for i in range(min(o, 64)))})
+                text += ": the whole axis" if o == 1 else f": windows of {' or '.join(map(str, spans))}"
+            lines.append((f"output {name}", text))
+        return [*lines, ("weights", f"no weights: adaptive pooling only {'picks' if self.op == 'max' else 'averages'}")]
+
+    def to_torch(self, x: Shape, nn):
+        n = len(x) - 1
+        return getattr(nn, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{n}d")(ints(self.sizes(x)))

@@ -1,0 +1,171 @@
+"""Layers that read several tensors (`from = ["a", "b"]`): add, mul (PyTorch's broadcasting) and concat.
+
+Their `x` is the tuple of their inputs' shapes, and `grad` in `keeps` one flag per input
+(whether that input requires grad). None of them does a multiply-accumulate that
+FlopCounterMode counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .. import fmt, num
+from ..errors import SpecError
+from ..fields import size
+from ..num import Dim, Shape
+from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+
+
+def same(a: Dim, b: Dim) -> bool:
+    """Whether two sizes are provably equal (formulas compared after simplification)."""
+    if num.is_concrete(a) and num.is_concrete(b):
+        return a == b
+    return num.normal(a - b) == 0
+
+
+def shapes_text(xs: tuple[Shape, ...]) -> str:
+    return " and ".join(fmt.shape(x) for x in xs)
+
+
+def _same_rank(xs: tuple[Shape, ...], kind: str) -> None:
+    if len(xs) < 2:
+        raise SpecError(f"{kind} needs at least two inputs, got {len(xs)}", 'write from = ["a", "b"]', "from")
+    if len({len(x) for x in xs}) > 1:
+        raise SpecError(
+            f"cannot {kind} {shapes_text(xs)}: they have {' and '.join(str(len(x)) for x in xs)} axes",
+            "with the batch axis in front, PyTorch broadcasts only shapes of as many axes: use reshape to add axes of size 1",
+            "from",
+        )
+
+
+def broadcast(xs: tuple[Shape, ...], kind: str) -> Shape:
+    """PyTorch's broadcasting of one-sample shapes (the batch axis leads, so the ranks must agree)."""
+    _same_rank(xs, kind)
+    out = []
+    for axis, sizes in enumerate(zip(*xs)):
+        wide = [d for d in sizes if not (num.is_concrete(d) and d == 1)]
+        size_ = wide[0] if wide else 1
+        for d in wide[1:]:
+            if not same(d, size_):
+                proof = "" if num.is_concrete(d) and num.is_concrete(size_) else " (they cannot be proved equal)"
+                raise SpecError(
+                    f"cannot {kind} {shapes_text(xs)}: axis {axis} is {fmt.group(size_)} in one and {fmt.group(d)} in another{proof}",
+                    "broadcasting needs each axis equal, or 1 in all but one input",
+                    "from",
+                )
+        out.append(size_)
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Merge(Layer):
+    merges: ClassVar[bool] = True
+    activation: str | None = activation_field()
+
+    def keeps(self, x: tuple[Shape, ...], y: Shape, grad: tuple[bool, ...]) -> tuple[Kept, ...]:
+        return activation_keeps(self.activation, y) if any(grad) else ()
+
+    def summary(self, x) -> str:
+        return with_activation("", self.activation)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Add(Merge):
+    """The element-wise sum (a residual connection); autograd keeps nothing for it."""
+
+    kind = "add"
+
+    def output(self, x: tuple[Shape, ...]) -> Shape:
+        return broadcast(x, self.kind)
+
+    def passes_gradient(self) -> bool:
+        return True  # AddBackward hands each input the output's gradient itself
+
+    def derive(self, x) -> list[tuple[str, str]]:
+        return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: element-wise sum, "
+                           "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
+
+    def to_torch(self, x, nn):
+        from ..backends.modules import Add  # imports torch: only the backend calls to_torch
+
+        return Add()
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Mul(Merge):
+    """The element-wise product (squeeze-and-excitation gating: [C,1,1] × [C,H,W])."""
+
+    kind = "mul"
+
+    def output(self, x: tuple[Shape, ...]) -> Shape:
+        if len(x) != 2:
+            raise SpecError(f"mul takes two inputs, got {len(x)}", "multiply two at a time: a chain of mul layers", "from")
+        return broadcast(x, self.kind)
+
+    def keeps(self, x: tuple[Shape, ...], y: Shape, grad: tuple[bool, ...]) -> tuple[Kept, ...]:
+        # The gradient of one factor is the output's gradient times the other: autograd keeps a factor
+        # when the other one requires grad (measured with saved_tensors_hooks, torch 2.13 CPU).
+        kept = tuple(Kept("input", num.mul(x[i]), what=f"factor {i + 1}", arg=i) for i in (0, 1) if grad[1 - i])
+        return kept + super().keeps(x, y, grad)
+
+    def derive(self, x) -> list[tuple[str, str]]:
+        return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: element-wise product, "
+                           "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
+
+    def to_torch(self, x, nn):
+        from ..backends.modules import Mul
+
+        return Mul()
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Concat(Merge):
+    """Inputs side by side along `dim`, an axis of one sample (0: the channels, as torch.cat(dim=1))."""
+
+    kind = "concat"
+    dim: Dim = size(0, minimum=0)
+
+    def axis(self, x: tuple[Shape, ...]) -> int:
+        _same_rank(x, self.kind)
+        if self.dim >= len(x[0]):
+            raise SpecError(f"dim {self.dim} is not an axis of {fmt.shape(x[0])}",
+                            f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")
+        return int(self.dim)
+
+    def passes_gradient(self) -> bool:
+        return True  # CatBackward hands each input a slice (a view) of the output's gradient
+
+    def output(self, x: tuple[Shape, ...]) -> Shape:
+        axis = self.axis(x)
+        for other in range(len(x[0])):
+            if other == axis:
+                continue
+            for shape in x[1:]:
+                if not same(shape[other], x[0][other]):
+                    raise SpecError(
+                        f"cannot concat {shapes_text(x)} along axis {axis}: axis {other} is {fmt.group(x[0][other])} "
+                        f"in one and {fmt.group(shape[other])} in another",
+                        "every axis but dim must be equal (they cannot be proved equal)"
+                        if not (num.is_concrete(shape[other]) and num.is_concrete(x[0][other])) else
+                        "every axis but dim must be equal",
+                        "from",
+                    )
+        return tuple(num.add(s[axis] for s in x) if i == axis else d for i, d in enumerate(x[0]))
+
+    def summary(self, x) -> str:
+        return with_activation(f"dim {self.dim}", self.activation)
+
+    def derive(self, x) -> list[tuple[str, str]]:
+        axis = self.axis(x)
+        sizes = " + ".join(fmt.group(s[axis]) for s in x)
+        return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: axis {axis} adds up, "
+                           f"{sizes} = {fmt.group(self.output(x)[axis])}; the other axes must be equal; no weights")]
+
+    def to_torch(self, x, nn):
+        from ..backends.modules import Concat
+
+        return Concat(self.axis(x))
