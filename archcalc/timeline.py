@@ -104,6 +104,8 @@ class Timeline:
     inference: Peak
 
     def peak(self, batch: Value | None) -> Value:
+        if batch is None:
+            return num.maximum(*(num.normal(f + p * num.symbol("B")) for f, p in self.pairs))
         return num.maximum(*(p.at(batch) for p in self.phases.values()))
 
     def peak_phase(self, batch: Value) -> str:
