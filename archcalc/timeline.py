@@ -233,18 +233,32 @@ def param_tensors(row: Row) -> tuple[Dim, ...]:
     return tuple(n for n in (row.weights, row.biases) if n != 0)
 
 
-def simulate(report: Report, batch: Value | None = None) -> Timeline:
-    """The timeline of one training step of `report`'s network (see the module's docstring)."""
+def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
+    """The timeline of one training step of `report`'s network (see the module's docstring).
+
+    `inplace_sums=False`: gradients that meet are always summed into a new tensor, as torch does
+    while a TorchDispatchMode is active (InputBuffer's can_accumulate_inplace refuses tensors when a
+    Python dispatch mode is on), which is how the CPU oracle sees them; without a mode, torch sums
+    in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
     bytes_of = {"model": size, "int64": 8, "mask": 1 if cuda else size}
     tape = _Tape(batch, cuda)
     rows = report.rows
 
+    # Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer
+    # keeps no state for them and makes no temporaries; their nodes never run (and keep nothing
+    # that outlives their output).
+    reach = {rows[-1].name}
+    for row in reversed(rows):
+        if row.name in reach:
+            reach.update(_inputs(report, row))
+
     # Alive before the step: parameters, buffers, optimizer state, the batch and its targets.
-    params = [tape.size(n * size, 0) for row in rows for n in param_tensors(row)]
-    for p in params:
-        tape.new(p, "parameters", mark=False)
+    for row in rows:
+        for n in param_tensors(row):
+            tape.new(tape.size(n * size, 0), "parameters", mark=False)
+    params = [tape.size(n * size, 0) for row in rows if row.name in reach for n in param_tensors(row)]
     for row in rows:
         buffers = row.layer.buffer_bytes(row.input, size)
         if buffers != 0:
@@ -276,18 +290,23 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
     # archcalc's Graph module (backends/modules.py) drops what a row read once the whole row has run.
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
+    dead = None
     for row in rows:
         names = _inputs(report, row)
         ins = [storage[n] for n in names]
         layer = row.layer
         if layer.is_view():
             s = ins[0]
-            s.refs += readers.get(row.name, 0)
+            s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
+            tape.release(dead)
             tape.release(s, 1)
+            dead = s if readers.get(row.name, 0) == 0 and not early else None
+            if dead is None:
+                tape.release(s)
             kept_by.append(([], []))
             continue
-        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) else ()
+        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
         activation = getattr(layer, "activation", None)
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         out_size = tape.size(0, num.mul(row.output) * size)
@@ -298,6 +317,8 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
+        tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
+        dead = None
         main_saved, act_saved = [], []
         named = {"pre": first, "output": first}
         for k in main:
@@ -323,7 +344,10 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         if not early:
             for s in ins:
                 tape.release(s)
-        tape.release(out)  # the row's own variable
+        if out.refs == 1 and not early:
+            dead = out  # read by no one: Graph.forward's `y` keeps it until the next row's op returns
+        else:
+            tape.release(out)  # the row's own variable
         storage[row.name] = out
         kept_by.append((main_saved, act_saved))
 
@@ -350,7 +374,7 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
         if row.layer.is_view():
-            _accumulate(tape, grad, names[0], g, True)
+            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * size), inplace_sums)
             tape.release(g)
             continue
         if not _node(row):
@@ -372,18 +396,19 @@ def simulate(report: Report, batch: Value | None = None) -> Timeline:
         for name, flag, shape in zip(names, flags, shapes):
             if not flag:
                 continue
-            if passes and tuple(shape) == tuple(row.output):  # the output's gradient itself (add), or a slice of it (concat)
+            own = tape.size(0, num.mul(shape) * size)
+            if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
                 g.refs += 1
-                g_ins.append((name, g, len(names) > 1))
+                g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
             else:
-                g_ins.append((name, tape.new(tape.size(0, num.mul(shape) * size), "activation gradients", mark=False), False))
+                g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
         tape.mark()
         tape.release(g)
         for s in main_saved:
             tape.release(s)
-        for name, g_in, view in g_ins:
-            _accumulate(tape, grad, name, g_in, view)
-        for _, g_in, _ in g_ins:
+        for name, g_in, view, own in g_ins:
+            _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
+        for _, g_in, _, _ in g_ins:
             tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
     tape.release(ones)
     tape.release(loss)
@@ -424,9 +449,11 @@ def _kept_size(k, bytes_of) -> Pair:
     return (0, nbytes) if k.per_sample else (nbytes, 0)
 
 
-def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool) -> None:
+def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool, size: Pair | None = None,
+                inplace: bool = True) -> None:
     """A gradient for `name` arrives (InputBuffer::accumulate): the first becomes its buffer; a later one is
-    added in place when the buffer's storage has no other holder and is not a view, else the sum is a new tensor."""
+    added in place into the buffer when its storage has no other holder and is not a view, else the buffer
+    is added in place into the new one when that one can be, else the sum is a new tensor."""
     if name == "input":  # the batch needs no gradient
         return
     if name not in grad:
@@ -434,9 +461,14 @@ def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool) -> 
         grad[name] = (g, view)
         return
     old, old_view = grad[name]
-    if old.refs == 1 and not old_view:
+    if inplace and old.refs == 1 and not old_view:  # old.add_(g)
         return
-    total = tape.new(old.size, "activation gradients")
+    if inplace and g.refs == 1 and not view:  # g.add_(old): the new gradient becomes the buffer
+        g.refs += 1
+        tape.release(old)
+        grad[name] = (g, False)
+        return
+    total = tape.new(size or old.size, "activation gradients")  # old + g: the tensor's size (a slice's storage is larger)
     tape.release(old)
     grad[name] = (total, False)
 
@@ -477,22 +509,38 @@ def _inference(report: Report, batch: Value | None) -> Peak:
     readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1
     storage = {"input": x}
     x.refs += readers.get("input", 0)
+    early = _is_chain(report)  # nn.Sequential drops an input before the activation, archcalc's Graph after the row
+    dead = None
     for row in rows:
         ins = [storage[n] for n in _inputs(report, row)]
         if row.layer.is_view_in_eval():
             s = ins[0]
-            s.refs += readers.get(row.name, 0)
+            s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
+            tape.release(dead)
             tape.release(s)
+            dead = s if readers.get(row.name, 0) == 0 and not early else None
+            if dead is None:
+                tape.release(s)
             continue
         out_size = tape.size(0, num.mul(row.output) * size)
         first = tape.new(out_size, "activations")
-        for s in ins:
-            tape.release(s)
+        tape.release(dead)
+        dead = None
+        if early:
+            for s in ins:
+                tape.release(s)
         out = first
         if getattr(row.layer, "activation", None):
             out = tape.new(out_size, "activations")
             tape.release(first)
-        out.refs += readers.get(row.name, 0) - 1
+        out.refs += readers.get(row.name, 0)
+        if not early:
+            for s in ins:
+                tape.release(s)
+        if out.refs == 1 and not early:
+            dead = out
+        else:
+            tape.release(out)
         storage[row.name] = out
     return tape.peak("forward")

@@ -107,3 +107,18 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
         del before, t  # no reference may outlive zero_grad
         step(mode)
     return dict(mode.peaks)
+
+
+def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode()."""
+    model.eval()
+    mode = LiveStorages()
+    with mode:
+        for t in [*model.parameters(), *model.buffers(), x]:
+            mode.track(t)
+        del t
+        mode.start("inference")
+        with torch.inference_mode():
+            out = model(x)
+        del out
+    return mode.peaks["inference"]

@@ -129,10 +129,11 @@ class Layer:
         """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""
         return self.is_view()
 
-    def passes_gradient(self) -> bool:
-        """Whether backward hands the output's gradient (or slices of it) to the inputs without a new tensor
-        (add, concat; the memory timeline, archcalc/timeline.py)."""
-        return self.is_view()
+    def passes_gradient(self) -> str:
+        """How backward hands the output's gradient to the inputs without a new tensor (the memory
+        timeline, archcalc/timeline.py): "same" (add: the gradient itself, where no broadcasting
+        reduces it), "slice" (concat: a view of it), "" (a new tensor per input)."""
+        return ""
 
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""

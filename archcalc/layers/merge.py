@@ -80,8 +80,8 @@ class Add(Merge):
     def output(self, x: tuple[Shape, ...]) -> Shape:
         return broadcast(x, self.kind)
 
-    def passes_gradient(self) -> bool:
-        return True  # AddBackward hands each input the output's gradient itself
+    def passes_gradient(self) -> str:
+        return "same"  # AddBackward hands each input the output's gradient itself
 
     def derive(self, x) -> list[tuple[str, str]]:
         return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: element-wise sum, "
@@ -136,8 +136,8 @@ class Concat(Merge):
                             f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")
         return int(self.dim)
 
-    def passes_gradient(self) -> bool:
-        return True  # CatBackward hands each input a slice (a view) of the output's gradient
+    def passes_gradient(self) -> str:
+        return "slice"  # CatBackward hands each input a slice (a view) of the output's gradient
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         axis = self.axis(x)
