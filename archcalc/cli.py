@@ -12,7 +12,7 @@ import click
 
 from . import analyze, load, quiz, render, render_check
 from .check import grade
-from .dtypes import DType
+from .dtypes import PRECISIONS, DType, precision_dtype
 from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
 
@@ -59,6 +59,8 @@ def main() -> None:
 SPEC = click.argument("spec", metavar="SPEC")
 SETS = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
 DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+PRECISION = click.option("--precision", type=click.Choice(list(PRECISIONS)),
+                         help="Lightning's names: 32-true (default), 64-true, bf16-true, 16-true (mixed: not modelled yet).")
 COURSE = click.option("--course", is_flag=True, help="Also the course's memory formula M + B·m·L (always on the course's own specs).")
 TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
@@ -84,9 +86,11 @@ def spec_options(command):
 @click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
 @COURSE
+@PRECISION
 @refusals
-def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, course: bool) -> None:
+def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, course: bool, precision) -> None:
     """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs, memory."""
+    dtype = precision_dtype(precision, dtype)
     report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     report = dataclasses.replace(report, course=True) if course else report
     if form == "table":
@@ -106,12 +110,14 @@ def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: b
 @click.option("--card", metavar="SIZE", help="A CUDA card's memory (24GB): the CUDA context is taken out first; implies --device cuda.")
 @TABLE_OR_JSON
 @COURSE
+@PRECISION
 @refusals
-def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool) -> None:
+def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool, precision) -> None:
     """The largest batch whose training step fits in --budget (or on a --card), and the memory at that batch.
 
     On CUDA the per-sample bytes are counted with the allocator's headroom under a cap (measured).
     Exits with status 1 when not even a batch of 1 fits."""
+    dtype = precision_dtype(precision, dtype)
     if (budget is None) == (card is None):
         raise SpecError("give --budget SIZE or --card SIZE (one of them)", "--card 24GB: a card's memory, the CUDA context taken out",
                         where="--budget")

@@ -120,3 +120,30 @@ def test_memory_command_bad_budget():
     result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "lots"])
     assert result.exit_code == 2
     assert "cannot read 'lots' as a size" in result.output
+
+
+def test_precision_names_are_lightnings():
+    as_dtype = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--dtype", "bfloat16", "-b", "4", "-f", "json"]).output)
+    as_precision = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--precision", "bf16-true", "-b", "4", "-f", "json"]).output)
+    assert as_dtype == as_precision
+    refused = CliRunner().invoke(main, ["memory", ALEXNET, "--precision", "16-mixed", "--budget", "8GiB"])
+    assert refused.exit_code == 2 and "not modelled yet" in refused.output
+
+
+def test_card_takes_the_cuda_context_out():
+    from archcalc.timeline import CUDA_CONTEXT
+
+    card = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--card", "24GB", "-f", "json"]).output)
+    budget = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", str(24 * 10**9 - CUDA_CONTEXT),
+                                                  "--device", "cuda", "-f", "json"]).output)
+    assert card["batch"] == budget["batch"] and card["cuda_context_bytes"] == CUDA_CONTEXT
+    assert card["memory"]["device"] == "cuda"
+
+
+def test_the_course_formula_only_where_asked():
+    lenet = CliRunner().invoke(main, ["show", str(SPECS / "lenet5.toml")]).output
+    assert "The course's model" in lenet  # the course's own spec
+    stranger = SPECS / "resnet18.toml"
+    plain = CliRunner().invoke(main, ["show", str(stranger), "-b", "2"]).output
+    asked = CliRunner().invoke(main, ["show", str(stranger), "-b", "2", "--course"]).output
+    assert "The course's model" not in plain and "The course's model" in asked
