@@ -7,8 +7,8 @@
 """
 
 from .check import Result, Verdict, check, grade
-from .claimed import ClaimError
-from .claims import Answers, load_answers
+from .claim_keys import Answers, load_answers
+from .claim_values import ClaimError
 from .engine import analyze
 from .errors import ArchcalcError, ExprError, SpecError
 from .report import Report, Row

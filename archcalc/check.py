@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import claims as claims_, explain_claim, mistakes, num
-from .claimed import Dims
-from .claims import Answers, Claim, ClaimError, Key
+from . import claim_keys, explain_claim, mistakes, num
+from .claim_keys import Answers, Claim, ClaimError, Key
+from .claim_values import Dims
 from .engine import analyze
-from .errors import SpecError
+from .errors import ArchcalcError, SpecError
 from .report import Report
 from .spec import Spec
 
@@ -57,15 +57,23 @@ def check(subject: Spec | Report, claims=None, **values) -> list[Verdict]:
     `values` go to `analyze` (names the spec leaves open, batch, dtype, optimizer, device).
     Raises ClaimError (an ArchcalcError) for an unknown key or a malformed value.
     """
+    if not isinstance(subject, (Spec, Report)):
+        raise TypeError(f"check(subject, ...): subject must be a Spec (archcalc.load) or a Report (archcalc.analyze), "
+                        f"got {type(subject).__name__}")
+    if isinstance(claims, (str, bytes, Path)):
+        raise TypeError(f"check(subject, claims): claims must be a mapping, (key, value) pairs or Answers, got a "
+                        f"{type(claims).__name__}: read a file with archcalc.load_answers(path)")
     report = subject if isinstance(subject, Report) else analyze(subject, **values)
     return _verdicts(report, *_pairs(subject, claims))
 
 
 def _verdicts(report: Report, pairs, place: dict) -> list[Verdict]:
     out = []
-    for claim in claims_.read(pairs, report, **place):
+    reports: dict = {}  # the report at each set of qualifiers, made once: many claims share them
+    for claim in claim_keys.read(pairs, report, **place):
         try:
-            out.append(verdict(report, claim))
+            at = reports.get(claim.key.at) or reports.setdefault(claim.key.at, at_qualifiers(report, claim.key))
+            out.append(verdict(report, claim, at))
         except SpecError as error:  # a formula that reads well but cannot be evaluated: "1/0"
             raise ClaimError(error.problem, error.hint, f'"{claim.key.text}"', place.get("where"),
                              place.get("path"), claim.line) from None
@@ -108,6 +116,17 @@ def grade(spec: Spec, files=(), *, report: Report | None = None, **values) -> li
 
     A file that cannot be read or holds a bad claim gets a Result with its `error`; the others are still checked.
     """
+    if not isinstance(spec, Spec):
+        raise TypeError(f"grade(spec, files): spec must be a Spec (archcalc.load(path)), got {type(spec).__name__}")
+    if isinstance(files, (str, bytes, Path)):
+        raise TypeError(f"grade(spec, files): files must be a list of paths, got a {type(files).__name__}: "
+                        f"write grade(spec, [{str(files)!r}])")
+    if report is not None and not isinstance(report, Report):
+        raise TypeError(f"grade(..., report=): a Report (archcalc.analyze), got {type(report).__name__}")
+    files = list(files)
+    for item in files:
+        if not isinstance(item, (str, Path)):
+            raise TypeError(f"grade(spec, files): each file is a str or a Path, got {type(item).__name__}")
     report = report or analyze(spec, **values)
     if not files:
         if not spec.expect:
@@ -118,18 +137,24 @@ def grade(spec: Spec, files=(), *, report: Report | None = None, **values) -> li
 
 
 def _result(report: Report, spec: Spec, path: str | None) -> Result:
-    if path is None:
-        try:
-            return Result(spec.path, "expect", tuple(_verdicts(report, *_expected(spec))))
-        except ClaimError as error:
-            return Result(spec.path, "expect", error=str(error))
+    """One file's Result: whatever goes wrong with it becomes its error, and the other files are still graded."""
+    source = "expect" if path is None else "answers"
     student = {}
     try:
-        answers = claims_.load_answers(path)
+        if path is None:
+            return Result(spec.path, source, tuple(_verdicts(report, *_expected(spec))))
+        answers = claim_keys.load_answers(path)
         student = answers.student
-        return Result(path, "answers", tuple(check(report, answers)), student)
-    except ClaimError as error:
-        return Result(path, "answers", student=student, error=str(error))
+        return Result(path, source, tuple(check(report, answers)), student)
+    except ArchcalcError as error:
+        return Result(path or spec.path, source, student=student, error=str(error))
+    except RecursionError:
+        problem = "nested too deeply to grade"
+    except MemoryError:
+        problem = "too large to grade: it ran out of memory"
+    except Exception as error:  # a grader goes on to the next student whatever one file does
+        problem = f"could not be graded: {type(error).__name__}: {str(error)[:200]} (a bug in archcalc: please report it)"
+    return Result(path or spec.path, source, student=student, error=f"{path or spec.path}: {problem}")
 
 
 def answer_files(paths) -> list[str]:
@@ -147,23 +172,29 @@ def answer_files(paths) -> list[str]:
 def _pairs(subject: Spec | Report, claims) -> tuple[list, dict]:
     """The raw (key, value) pairs to check, and their place (path, where, text) for ClaimError."""
     if isinstance(claims, Answers):
-        return list(claims.pairs), {"path": claims.path, "text": claims.text}
+        if not claims.pairs:
+            raise ClaimError("no claims: nothing to grade", path=claims.path)
+        return list(claims.pairs), {"path": claims.path, "text": claims.text, "strict": True}
     if claims is None:
         if not isinstance(subject, Spec):
             raise ClaimError("a report has no [expect] table: give the claims to check")
         return _expected(subject)
-    table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
-    return claims_.flatten(table), {}
+    try:
+        table = dict(claims) if isinstance(claims, Mapping) else dict(list(claims))
+    except (TypeError, ValueError):
+        raise TypeError(f"check(subject, claims): claims must be a mapping, (key, value) pairs or Answers, "
+                        f"got {type(claims).__name__}") from None
+    return claim_keys.flatten(table), {}
 
 
 def _expected(spec: Spec) -> tuple[list, dict]:
     """A spec's own [expect] claims, and their place."""
-    return claims_.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text}
+    return claim_keys.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text, "table": "expect"}
 
 
-def verdict(report: Report, claim: Claim) -> Verdict:
+def verdict(report: Report, claim: Claim, at: Report | None = None) -> Verdict:
     key = claim.key
-    at = at_qualifiers(report, key)
+    at = at or at_qualifiers(report, key)
     env = dict(report.values) | ({"B": at.batch} if at.batch is not None else {})
     actual = value(at, key)
     holds = claim.value.holds(actual, env)
@@ -190,29 +221,40 @@ def verdict(report: Report, claim: Claim) -> Verdict:
 
 
 def at_qualifiers(report: Report, key: Key) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claims.parse_key)."""
+    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claim_keys.parse_key)."""
     given = {("batch" if name == "B" else name): value for name, value in key.at}
     changes = {field: value for field, value in given.items() if value != getattr(report, field)}
     return dataclasses.replace(report, **changes) if changes else report
 
 
 def value(report: Report, key: Key):
-    """The true value of a key: a number, a formula, or a shape."""
-    if key.scope == "layer":
-        row = report.row(key.name)
-        return share(report, row.params) if key.quantity == "share" else getattr(row, key.quantity)
-    if key.scope == "type":
-        rows = [row for row in report.rows if row.kind == key.name]
-        quantity = "params" if key.quantity == "share" else key.quantity
-        total = num.add(getattr(row, quantity) for row in rows)
-        return share(report, total) if key.quantity == "share" else total
-    if key.scope == "total":
-        return report.totals[key.quantity]
-    return report.memory.value(key.quantity)
+    """The true value of a key: a number, a formula (a share: in %, exactly), or a shape."""
+    if key.scope == "memory":
+        return report.memory.value(key.quantity)
+    if key.scope == "layer" and (key.quantity in claim_keys.AXES or key.quantity == "dense_equivalent_weights"):
+        return teaching(report, report.row(key.name), key.quantity)
+    if key.quantity in ("output", "input"):  # a layer's; a group's output is its last layer's
+        rows = key.rows(report)
+        return rows[0].input if key.quantity == "input" else rows[-1].output
+    summed = "params" if key.quantity == "share" else key.quantity
+    total = report.totals[summed] if key.scope == "total" else num.add(getattr(row, summed) for row in key.rows(report))
+    return report.percent(total) if key.quantity == "share" else total
 
 
-def share(report: Report, params) -> object:
-    """`params` in % of all parameters, exactly (a Fraction, or a formula)."""
-    total = report.totals["params"]
-    return 0 if total == 0 else num.div(100 * params, total)
+def teaching(report: Report, row, quantity: str):
+    """A layer's receptive field or jump (a tuple, one per axis), or a conv's dense-equivalent weights."""
+    if quantity == "dense_equivalent_weights":
+        dense = row.layer.dense_equivalent_weights(row.input)
+        if dense is None:
+            raise ClaimError(f"{row.name} is a {row.kind} layer: only conv layers have dense_equivalent_weights")
+        return dense
+    field = report.fields[row.index - 1]
+    if field is None:
+        raise ClaimError(f"archcalc does not know the receptive field of {row.kind} layers ({row.name})")
+    if quantity == "jump" and field.whole:
+        raise ClaimError(f"{row.name} sees the whole input: its values are no longer spread over the image, it has no jump")
+    if not field.size:
+        raise ClaimError(f"{report.model}'s input has no spatial axes: no receptive field")
+    return field.size if quantity == "receptive_field" else field.jump
+
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import keyword
+import math
 import random
 import sys
 from pathlib import Path
@@ -15,6 +18,7 @@ from .check import grade
 from .dtypes import PRECISIONS, DType, precision_dtype
 from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
+from .untrusted import visible
 
 
 def _console():
@@ -33,10 +37,20 @@ def refusals(command):
         try:
             return command(*args, **kwargs)
         except ArchcalcError as error:
-            click.echo(f"archcalc: {error}", err=True)
-            sys.exit(2)
+            click.echo(f"archcalc: {visible(str(error))}", err=True)
+        except RecursionError:
+            click.echo("archcalc: the input is nested too deeply to read", err=True)
+        except MemoryError:
+            click.echo("archcalc: the input needs more memory than this machine has", err=True)
+        sys.exit(2)
 
     return wrapper
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of TFLOP/s", param_hint="--peak-tflops")
+    return value
 
 
 def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
@@ -53,6 +67,9 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
 @click.version_option(package_name="archcalc")
 def main() -> None:
     """Shapes, parameters, FLOPs and memory of a neural network, from a short TOML spec."""
+    for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii: × and ² become escapes, not a traceback
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
 
 
 # Options several commands share, each declared once (click makes a new parameter at each use).
@@ -62,6 +79,7 @@ DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), hel
 PRECISION = click.option("--precision", type=click.Choice(list(PRECISIONS)),
                          help="Lightning's names: 32-true (default), 64-true, bf16-true, 16-true (mixed: not modelled yet).")
 COURSE = click.option("--course", is_flag=True, help="Also the course's memory formula M + B·m·L (always on the course's own specs).")
+FORCE = click.option("--force", is_flag=True, help="Write over files that already exist.")
 TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
@@ -85,23 +103,27 @@ def spec_options(command):
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B).")
 @click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
+@click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold blocks deeper than N levels into one row each.")
 @COURSE
 @PRECISION
 @refusals
-def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, course: bool, precision) -> None:
+def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, depth: int | None, course: bool,
+         precision) -> None:
     """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs, memory."""
     dtype = precision_dtype(precision, dtype)
     report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     report = dataclasses.replace(report, course=True) if course else report
     if form == "table":
         console = _console()
-        console.print(render.table(report, width=console.width, explained=explain))
+        console.print(render.table(report, width=console.width, explained=explain, depth=depth))
     elif form == "csv":
         if explain:
             raise click.BadParameter("csv has no room for derivations; use table, markdown or json", param_hint="--explain")
         click.echo(render.csv(report), nl=False)
+    elif form == "markdown":
+        click.echo(render.markdown(report, explained=explain, depth=depth), nl=False)
     else:
-        click.echo(getattr(render, form)(report, explained=explain), nl=False)
+        click.echo(render.json(report, explained=explain), nl=False)
 
 
 @main.command()
@@ -136,7 +158,8 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
 @spec_options
 @click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
-@TABLE_OR_JSON
+@click.option("--format", "-f", "form", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
+              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights].")
 @refusals
 def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
@@ -144,6 +167,13 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
     Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
     spec_ = load(spec)
     report = analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    if form == "gradescope":
+        from .gradescope import results as gradescope_results
+
+        if len(answers) > 1:
+            raise click.BadParameter("Gradescope grades one submission: give one answers file", param_hint="ANSWERS")
+        click.echo(json.dumps(gradescope_results(spec_, report, answers[0] if answers else None), indent=2, ensure_ascii=False))
+        return
     results = grade(spec_, answers, report=report)
     if form == "json":
         click.echo(render_check.json(results, report), nl=False)
@@ -151,31 +181,65 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
         _console().print(render_check.table(results))
     for result in results:
         if result.error:
-            click.echo(f"archcalc: {result.error}", err=True)
+            click.echo(f"archcalc: {visible(result.error)}", err=True)
     sys.exit(2 if any(r.error for r in results) else 0 if all(r.ok for r in results) else 1)
 
 
 @main.command("quiz")
 @spec_options
 @click.option("--count", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many questions.")
-@click.option("--seed", "-s", type=int, help="The draw: the same seed gives the same quiz (default: a random one, printed).")
+@click.option("--seed", "-s", type=click.IntRange(0, 2**63 - 1), help="The draw: the same seed gives the same quiz (default: a random one, printed).")
 @click.option("--output", "-o", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where to write the questions, the answer key and a blank answers sheet.")
+@click.option("--variants", type=click.IntRange(min=1, max=10_000), metavar="N",
+              help="N students, N different networks drawn from the spec's [variants] ranges, each with its own key.")
+@FORCE
 @refusals
-def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str) -> None:
+def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, folder: str, variants, force: bool) -> None:
     """Draw questions about SPEC and write them with an answer key that `archcalc check SPEC KEY` passes."""
+    if variants:
+        _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants, force)
+        return
     report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     seed = random.SystemRandom().randrange(10**6) if seed is None else seed
     drawn = quiz.draw(report, count, seed, spec=spec)
     stem = f"{Path(spec).stem}-{seed}"
     files = {f"{stem}-quiz.md": drawn.markdown(), f"{stem}-key.toml": drawn.key_toml(),
              f"{stem}-answers.toml": drawn.sheet_toml()}
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    _folder(folder)
     for name, text in files.items():
-        (Path(folder) / name).write_text(text, encoding="utf-8")
+        _write(Path(folder) / name, text, force, spec, again=True)
     click.echo(drawn.markdown())
     paths = [str(Path(folder) / name) for name in files]
     click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
+
+
+def _folder(folder: str) -> None:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArchcalcError(f"{visible(folder)}: cannot make this folder: {error.strerror or error}") from None
+
+
+def _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants, force: bool) -> None:
+    from .variants import draw
+
+    seed = random.SystemRandom().randrange(10**6) if seed is None else seed
+    quizzes = draw(load(spec), variants, count, seed, spec, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    _folder(folder)
+    stem, manifest = f"{Path(spec).stem}-{seed}", []
+    for index, drawn in enumerate(quizzes, start=1):
+        files = {f"{stem}-v{index:03d}-{what}": text for what, text in (
+            ("quiz.md", drawn.markdown()), ("key.toml", drawn.key_toml()), ("answers.toml", drawn.sheet_toml()))}
+        for name, text in files.items():
+            _write(Path(folder) / name, text, force, spec, again=True)
+        manifest.append({"variant": index, "values": dict(drawn.values), "seed": drawn.seed, "files": list(files),
+                         "check": drawn.check(f"{stem}-v{index:03d}-answers.toml")})
+    path = Path(folder) / f"{stem}-variants.json"
+    _write(path, json.dumps(manifest, indent=2) + "\n", force, spec, again=True)
+    for entry in manifest:
+        click.echo(f"variant {entry['variant']}: " + ", ".join(f"{k} = {v}" for k, v in entry["values"].items()))
+    click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {folder}, and {path} (which student has which network).")
 
 
 @main.command("verify")
@@ -207,26 +271,53 @@ def verify_command(spec: str, sets, batch, dtype, form: str) -> None:
 @click.option("--output", "-o", "output", default="-", show_default=True, metavar="FILE", help="The .py file to write; - for stdout.")
 @click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
 @click.option("--onnx", "to_onnx", is_flag=True, help="Write ONNX instead (-o FILE.onnx), dynamic axes named B and as the spec's input.")
+@FORCE
 @refusals
-def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool) -> None:
+def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx: bool, force: bool) -> None:
     """Write SPEC as the Python source of a torch nn.Module class (or, with --onnx, as an ONNX file)."""
     from .backends.export import source
 
     if to_onnx:
-        return _onnx(spec, sets, output)
+        return _onnx(spec, sets, output, force)
 
-    if class_name is not None and not class_name.isidentifier():
-        raise click.BadParameter(f"{class_name!r} is not a Python name", param_hint="--class-name")
+    if class_name is not None and (not class_name.isidentifier() or keyword.iskeyword(class_name)
+                                   or not class_name.isascii() or class_name.startswith("__")):
+        raise click.BadParameter(f"{visible(repr(class_name))} is not a usable Python class name "
+                                 "(letters, digits and underscores, not a keyword)", param_hint="--class-name")
     text = source(analyze(load(spec), **parse_sets(sets)), class_name)
     if output == "-":
         click.echo(text, nl=False)
         return
+    _write(Path(output), text, force, spec)
+    click.echo(f"wrote {visible(output)}", err=True)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether a file already holds exactly `data` (the same quiz drawn again): writing it changes nothing."""
     try:
-        with open(output, "w", encoding="utf-8") as file:
-            file.write(text)
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool = False) -> None:
+    """Write a file the command makes; never the spec, and an existing file only with --force
+    (`again`: or when it already holds exactly this, as a quiz drawn again with its seed does)."""
+    try:
+        same = path.exists() and Path(spec).exists() and path.samefile(spec)
+    except OSError:
+        same = False
+    if same:
+        raise ArchcalcError(f"{visible(str(path))}: that is the spec itself: refusing to write over it")
+    if path.exists() and not path.is_file():
+        raise ArchcalcError(f"{visible(str(path))}: not a regular file: refusing to write over it")
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if path.exists() and not force and not (again and _holds(path, data)):
+        raise ArchcalcError(f"{visible(str(path))}: already exists\n  hint: --force writes over it")
+    try:
+        path.write_bytes(data)
     except OSError as error:
-        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
-    click.echo(f"wrote {output}", err=True)
+        raise ArchcalcError(f"{visible(str(path))}: cannot write it: {error.strerror or error}") from None
 
 
 @main.command("bench")
@@ -243,7 +334,8 @@ def export_command(spec: str, sets, output: str, class_name: str | None, to_onnx
 @click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps of each kind.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Untimed steps first (default: min(5, steps)).")
-@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), metavar="TFLOPS", help="The device's peak, instead of the table's.")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, max=1e9, min_open=True), callback=lambda ctx, param, value: _finite(value),
+              metavar="TFLOPS", help="The device's peak, instead of the table's.")
 @TABLE_OR_JSON
 @refusals
 def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels_last, tf32, optimizer, steps, warmup,
@@ -274,6 +366,140 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         _console().print(tables.benchmark(result))
 
 
+def _axes(text: str | None) -> int | tuple[int, ...] | None:
+    """'2' -> 2; '2,1' or '2 1' -> (2, 1): one value, or one per axis (H, W)."""
+    if text is None:
+        return None
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts or not all(p.isdigit() for p in parts) or len(parts) > 2:
+        raise click.BadParameter(f"{text!r}: give a whole number, or two (H,W)")
+    values = tuple(int(p) for p in parts)
+    return values[0] if len(values) == 1 else values
+
+
+@main.group("example")
+def example_group() -> None:
+    """Work a small example by hand, step by step, as the course does: pool, conv, dropout."""
+
+
+MATRIX = click.option("--matrix", "-m", "matrix_text", required=True, metavar='"1 3; 4 6"',
+                      help='The input: rows split by ";", numbers by spaces (integers, decimals, fractions such as 1/3).')
+
+
+def _show_example(worked, form: str) -> None:
+    from . import render_example
+
+    if form == "json":
+        click.echo(render_example.json(worked), nl=False)
+    else:
+        _console().print(render_example.table(worked))
+
+
+def _number(text: str, flag: str):
+    """One exact number from a flag: '0.5', '1/3', '-2'."""
+    from . import example
+
+    values = example.matrix(text, flag)
+    if len(values) != 1 or len(values[0]) != 1:
+        raise click.BadParameter(f"{text!r}: one number", param_hint=flag)
+    return values[0][0]
+
+
+@example_group.command("pool")
+@MATRIX
+@click.option("--op", type=click.Choice(["max", "avg"]), default="max", show_default=True)
+@click.option("--kernel-size", default="2", show_default=True, metavar="K", help="K, or H,W.")
+@click.option("--stride", metavar="S", help="S, or H,W (default: the kernel size, as in PyTorch).")
+@click.option("--padding", default="0", show_default=True, metavar="P")
+@click.option("--dilation", default="1", show_default=True, metavar="D", help="Max pooling only.")
+@click.option("--ceil-mode", is_flag=True, help="Round the output size up (PyTorch's ceil_mode).")
+@TABLE_OR_JSON
+@refusals
+def example_pool(matrix_text, op, kernel_size, stride, padding, dilation, ceil_mode, form) -> None:
+    """Max or average pooling of a matrix (the notes' 6×6 example: --kernel-size 2 --stride 2)."""
+    from . import example
+
+    _show_example(example.pool(example.matrix(matrix_text), op=op, kernel_size=_axes(kernel_size), stride=_axes(stride),
+                               padding=_axes(padding), dilation=_axes(dilation), ceil_mode=ceil_mode), form)
+
+
+@example_group.command("conv")
+@MATRIX
+@click.option("--weight", "--kernel", "weight", required=True, metavar='"1 0; 0 -1"', help="The kernel, as a matrix.")
+@click.option("--stride", default="1", show_default=True, metavar="S")
+@click.option("--padding", default="0", show_default=True, metavar="P")
+@click.option("--dilation", default="1", show_default=True, metavar="D")
+@click.option("--bias", default="0", show_default=True, metavar="B", help="Added to every output.")
+@TABLE_OR_JSON
+@refusals
+def example_conv(matrix_text, weight, stride, padding, dilation, bias, form) -> None:
+    """A convolution of a matrix with one kernel (PyTorch's conv2d, one channel in and out)."""
+    from . import example
+
+    _show_example(example.conv(example.matrix(matrix_text), example.matrix(weight, "--weight"), stride=_axes(stride),
+                               padding=_axes(padding), dilation=_axes(dilation), bias=_number(bias, "--bias")), form)
+
+
+@example_group.command("dropout")
+@MATRIX
+@click.option("--p", "p", default="0.5", show_default=True, metavar="P", help="The probability to drop a value (PyTorch's p).")
+@click.option("--mask", metavar='"1 0 1 0 1"', help="Which values are kept (1) and dropped (0); default: drawn with --seed.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The draw of the mask when none is given.")
+@TABLE_OR_JSON
+@refusals
+def example_dropout(matrix_text, p, mask, seed, form) -> None:
+    """Dropout of a vector or matrix in training, as PyTorch does it (the notes' example: --mask "1 0 1 0 1")."""
+    from . import example
+
+    given = example.matrix(mask, "--mask") if mask is not None else None
+    _show_example(example.dropout(example.matrix(matrix_text), p=_number(p, "--p"), mask=given, seed=seed), form)
+
+
+@main.command("solve")
+@SPEC
+@click.option("--for", "name", required=True, metavar="NAME", help="The unknown: a free size (H) or a [vars] name (p, k).")
+@click.option("--where", "where", multiple=True, required=True, metavar="KEY=VALUE",
+              help='A claim that must hold, keyed as in [expect]: pool3.output=256×6×6 (repeatable: all must hold).')
+@SETS
+@click.option("--range", "bound", default="0..1024", show_default=True, metavar="LOW..HIGH", help="The values searched.")
+@TABLE_OR_JSON
+@refusals
+def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> None:
+    """Every whole value of NAME for which the claims hold, as ranges; exit 1 when there is none."""
+    from .solve import solve
+
+    low, dots, high = bound.partition("..")
+    if not dots or not low.strip().isdigit() or not high.strip().isdigit():
+        raise click.BadParameter(f"{bound!r} is not LOW..HIGH", param_hint="--range")
+    claims = {}
+    for item in where:
+        key, equals, value = item.rpartition("=")  # a value has no '='; a memory key may (@B=32)
+        if not equals or not key.strip() or not value.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--where")
+        claims[key.strip()] = value.strip()
+    found = solve(load(spec), name, claims, parse_sets(sets), (int(low), int(high)))
+    if form == "json":
+        click.echo(json.dumps(found.to_dict()))
+    else:
+        _console().print(found.text())
+    if not found.ranges:
+        sys.exit(1)
+
+
+
+@main.command("draw")
+@SPEC
+@SETS
+@click.option("--output", "-o", "output", required=True, metavar="FILE", help="net.svg, net.png or net.pdf.")
+@click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold the layers under each dotted name of N parts into one box.")
+@refusals
+def draw_command(spec: str, sets, output: str, depth) -> None:
+    """Draw SPEC: a box per tensor, sized by its shape, output shapes on the arrows (needs matplotlib)."""
+    from .draw import draw
+
+    click.echo(f"wrote {draw(analyze(load(spec), **parse_sets(sets)), output, depth)}", err=True)
+
+
 @main.command("import")
 @click.argument("target", metavar="FILE.py:NAME|module:NAME")
 @click.option("--input", "input_shape", required=True, metavar="SHAPE",
@@ -294,31 +520,25 @@ def import_command(target: str, input_shape: str, args, model_name, output: str,
 
     shape = importer.parse_input(input_shape)
     text = importer.import_module(importer.load_target(target, args), shape, model_name)
-    _write(text, output, force)
+    _write_or_echo(text, output, force, target.rpartition(":")[0] or target)
 
 
-def _write(text: str, output: str, force: bool) -> None:
-    """Text to a file (or standard output for '-'); an existing file only with --force."""
+def _write_or_echo(text: str, output: str, force: bool, source: str) -> None:
+    """Text to a file (or standard output for '-'); never over `source`, an existing file only with --force."""
     if output == "-":
         click.echo(text, nl=False)
         return
-    path = Path(output)
-    if path.exists() and not force:
-        raise ArchcalcError(f"{output}: exists already\n  hint: pass --force to overwrite it, or choose another file")
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise ArchcalcError(f"{output}: cannot write it: {error.strerror}") from None
-    click.echo(f"wrote {output}", err=True)
+    _write(Path(output), text, force, source)
+    click.echo(f"wrote {visible(output)}", err=True)
 
 
-def _onnx(spec: str, sets, output: str) -> None:
+def _onnx(spec: str, sets, output: str, force: bool) -> None:
     from .backends.onnx import export
 
     if output == "-" or not output.endswith(".onnx"):
         raise click.BadParameter("ONNX goes to a file: -o NAME.onnx", param_hint="--output")
     exported = export(load(spec), **parse_sets(sets))
-    Path(output).write_bytes(exported.data)
+    _write(Path(output), exported.data, force, spec)
     axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
     click.echo(f"wrote {output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
                f"checked with {exported.checked_with})", err=True)

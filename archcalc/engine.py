@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from . import expr, fmt, graph, num
+from . import expr, fmt, graph, num, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
@@ -32,6 +32,9 @@ def analyze(
     >>> analyze(spec, n=5).totals["params"]
     55
     """
+    if not isinstance(spec, Spec):
+        raise TypeError(f"analyze(spec): spec must be a Spec (archcalc.load(path) or archcalc.loads(text)), "
+                        f"got {type(spec).__name__}")
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")
@@ -44,25 +47,29 @@ def analyze(
     nodes, uses = graph.expand(spec, env)
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
-    bound: dict[tuple, dict] = {}  # a layer's fields bound once per distinct value of the names it uses
+    bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
     used: dict[int, tuple[str, ...]] = {}
+    computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
     rows: list[Row] = []
-    for position, node in enumerate(nodes, start=1):
-        layer = _layer(node, bound, used, spec.path)
+    layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
+    for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
+        if node.name in shapes:
+            raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
         if not layer.merges and len(xs) > 1:
             raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
                             "add them first with a merge layer: add, mul or concat", "from",
                             where=node.where, path=spec.path, line=node.spec.line)
-        row = _row(node, layer, position, xs, gs, rows, spec.path)
+        row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = row.requires_grad or row.params != 0
     return Report(
         model=spec.name,
         input=x,
-        rows=tuple(rows),
+        rows=_backward(rows),
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
@@ -72,6 +79,16 @@ def analyze(
         device=device,
         uses=tuple(uses),
     )
+
+
+def _backward(rows: list[Row]) -> tuple[Row, ...]:
+    """The rows, those whose output does not feed the model's output (the last row's) marked: a
+    training step's backward pass, from the loss, never reaches them."""
+    needed = {rows[-1].name}
+    for row in reversed(rows):
+        if row.name in needed:
+            needed.update(row.inputs)
+    return tuple(row if row.name in needed else dataclasses.replace(row, backward=False) for row in rows)
 
 
 def _choice(kind, value, name: str):
@@ -84,24 +101,32 @@ def _choice(kind, value, name: str):
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     """The known names: given values first, then [vars] (each may use the others)."""
     known = names(spec) if values else set()
-    env = {name: _given(name, value, spec, known) for name, value in values.items()}
+    env = {untrusted.name(name): _given(untrusted.name(name), value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
-    visiting: list[str] = []
 
     def resolve(name: str) -> None:
-        if name in env or name not in stored:
-            return
-        if name in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(name):], name])
-            raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, name, "[vars]", spec.path)
-        visiting.append(name)
-        for dependency in getattr(stored[name], "names", ()):
-            resolve(dependency)
-        visiting.pop()
-        env[name] = _bound(None, stored[name], env, spec, where="[vars]", field=name)
+        """Each var after the vars it uses: depth first, on an explicit stack (a chain of 3000 vars is no recursion)."""
+        visiting, stack = {name: 0}, [(name, iter(sorted(getattr(stored[name], "names", ()))))]
+        while stack:
+            current, dependencies = stack[-1]
+            for dependency in dependencies:
+                if dependency in env or dependency not in stored:
+                    continue
+                if dependency in visiting:
+                    path = [n for n, _ in stack]
+                    cycle = " -> ".join([*path[path.index(dependency):], dependency])
+                    raise SpecError(f"the vars refer to each other in a circle: {cycle}", None, dependency, "[vars]", spec.path)
+                visiting[dependency] = len(stack)
+                stack.append((dependency, iter(sorted(getattr(stored[dependency], "names", ())))))
+                break
+            else:
+                stack.pop()
+                del visiting[current]
+                env[current] = _bound(None, stored[current], env, spec, where="[vars]", field=current)
 
     for name in stored:
-        resolve(name)
+        if name not in env:
+            resolve(name)
     return env
 
 
@@ -128,17 +153,18 @@ def bind(layer_spec: LayerSpec, env: dict[str, Value], path: str | None = None) 
     return LAYERS[layer_spec.kind](name=layer_spec.name, **_fields(layer_spec, env, path, layer_spec.where))
 
 
-def _layer(node: graph.Node, bound: dict, used: dict, path: str | None) -> Layer:
-    """The node's layer; its fields bound once for each distinct value of the names they use (repeated blocks)."""
+def _layer(node: graph.Node, bound: dict, used: dict, path: str | None) -> tuple[Layer, object]:
+    """The node's layer, and a key for its bound fields: bound once for each distinct value of the names
+    they use (the layers of a repeated block mostly share them)."""
     spec = node.spec
     names = used.get(id(spec))
     if names is None:
         names = used[id(spec)] = tuple(sorted(spec.names))
     key = (id(spec), *(node.env.get(name) for name in names))
-    kwargs = bound.get(key)
-    if kwargs is None:
-        kwargs = bound[key] = _fields(spec, node.env, path, node.where)
-    return LAYERS[spec.kind](name=node.name, **kwargs)
+    found = bound.get(key)
+    if found is None:
+        found = bound[key] = (_fields(spec, node.env, path, node.where), len(bound))
+    return LAYERS[spec.kind](name=node.name, **found[0]), found[1]
 
 
 def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, where: str) -> dict:
@@ -161,23 +187,35 @@ def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, wher
 
 
 def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], gs: tuple[bool, ...],
-         rows: list[Row], path: str | None) -> Row:
+         rows: list[Row], path: str | None, computed: dict, binding: object) -> Row:
     x = xs if layer.merges else xs[0]
     try:
-        return Row(
+        key = (binding, xs)
+        numbers = computed.get(key)
+        if numbers is None:
+            numbers = computed[key] = (layer.output(x), layer.weights(x), layer.biases(x), layer.macs(x))
+        output, weights, biases, macs = numbers
+        row = Row(
             index=position,
             layer=layer,
             input=x,
-            output=layer.output(x),
-            weights=layer.weights(x),
-            biases=layer.biases(x),
-            macs=layer.macs(x),
+            output=output,
+            weights=weights,
+            biases=biases,
+            macs=macs,
             requires_grad=any(gs),
             inputs=node.inputs,
             grads=gs,
         )
+        for what, value in (("output", num.mul(row.output)), ("params", row.params), ("MACs", row.macs)):
+            if num.is_concrete(value) and (problem := untrusted.problem_of_size(value)):
+                raise SpecError(f"{what}: {problem}")
+        return row
     except SpecError as error:
-        raise error.at(where=node.where, path=path, line=node.spec.line, hint=_before(node, xs, rows)) from None
+        before = _before(node, xs, rows)
+        if error.hint and layer.merges:  # a merge error names the layers whose shapes disagree, and the rule
+            error = dataclasses.replace(error, hint=f"{before}; {error.hint}")
+        raise error.at(where=node.where, path=path, line=node.spec.line, hint=before) from None
 
 
 def _before(node: graph.Node, xs: tuple[Shape, ...], rows: list[Row]) -> str:

@@ -3,27 +3,30 @@ quantity, and sums written out for totals, layer types, shares and memory."""
 
 from __future__ import annotations
 
-from . import explain_row, fmt, num
-from .claims import Key
+from . import explain_row, fmt, num, receptive
+from .claim_keys import Key
 from .report import Report, Row
 
 
 def text(report: Report, key: Key) -> str:
+    if key.scope == "memory":
+        return memory(report, key.quantity)
     if key.scope == "layer":
         return layer(report, report.row(key.name), key.quantity)
-    if key.scope == "type":
-        rows = [row for row in report.rows if row.kind == key.name]
-        return _sum(report, rows, key.quantity, f"{key.name} ")
-    if key.scope == "total":
-        return _sum(report, report.rows, key.quantity, "")
-    return memory(report, key.quantity)
+    if key.scope == "group" and key.quantity == "output":
+        rows = key.rows(report)
+        return f"{key.name}.output = the output of its last layer, {rows[-1].name}: {fmt.shape(rows[-1].output)}"
+    prefix = {"type": f"{key.name} ", "group": f"{key.name}.", "total": ""}[key.scope]
+    return _sum(report, list(key.rows(report)), key.quantity, prefix)
 
 
 def layer(report: Report, row: Row, quantity: str) -> str:
     """The derivation of one quantity of a row, as `show --explain` gives it."""
     if quantity == "input":
-        source = "the network's input" if row.index == 1 else f"the output of {report.rows[row.index - 2].name}"
-        return f"input = {source} = {fmt.shape(row.input)}"
+        sources = ["the network's input" if name == "input" else f"the output of {name}" for name in row.inputs]
+        return f"input = {' and '.join(sources)} = {' and '.join(fmt.shape(x) for x in row.shapes)}"
+    if quantity in ("receptive_field", "jump"):
+        return "\n".join(line for _, line in receptive.lines(report, row))
     wanted = {
         "params": ("weights", "biases", "params"),
         "share": ("weights", "biases", "params"),
@@ -45,10 +48,10 @@ def _nothing(row: Row, quantity: str) -> str:
 
 
 def _share(report: Report, params, what: str) -> str:
-    total = report.totals["params"]
-    if not (num.is_concrete(params) and num.is_concrete(total)) or total == 0:
+    total, share = report.totals["params"], report.share(params)
+    if share is None:
         return f"share = {what} params / all params = {fmt.term(params)} / {fmt.term(total)}"
-    return f"share = {fmt.group(params)} / {fmt.group(total)} = {float(100 * num.div(params, total)):.2f}% of all parameters"
+    return f"share = {fmt.group(params)} / {fmt.group(total)} = {float(share):.2f}% of all parameters"
 
 
 def _sum(report: Report, rows, quantity: str, prefix: str) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from . import fmt, num
+from . import fmt, num, receptive
 from .report import Report, Row
 
-ORDER = ("output", "weights", "biases", "params", "macs", "flops", "training_flops", "saved_for_backward_bytes")
+ORDER = ("output", "weights", "biases", "params", "dense_equivalent_weights", "macs", "flops", "training_flops",
+         "receptive_field", "saved_for_backward_bytes")
 
 
 def steps(row: Row) -> list[tuple[str, str]]:
@@ -52,4 +53,4 @@ def kept(report: Report, row: Row) -> list[tuple[str, str]]:
 
 def lines(report: Report, row: Row) -> list[tuple[str, str]]:
     """Everything --explain says about a row."""
-    return steps(row) + kept(report, row)
+    return steps(row) + receptive.lines(report, row) + kept(report, row)

@@ -226,7 +226,7 @@ def _compare(op: type, a: Value, b: Value, text: str, node: ast.AST) -> bool:
 
 def _undecidable(x: Value, text: str, node: ast.AST | None) -> None:
     names = ", ".join(sorted(num.free_names(x)))
-    part = ast.get_source_segment(text.strip(), node) if node is not None else None
+    part = ast.get_source_segment(text.strip(), node) if node is not None else text
     raise ExprError(
         f"{text!r}: cannot decide {part or 'the condition'!r} while {names} {'has' if ',' not in names else 'have'} no value",
         f"give {names} a value ([vars] or --set): a condition must be true or false",

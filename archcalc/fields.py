@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import expr, num
+from . import expr, num, untrusted
 from .errors import SpecError
 from .num import Value
 
@@ -31,11 +31,11 @@ def read_number(raw: object, what: str = "a number or an expression") -> object:
         raise SpecError(f"expected {what}, got {_kind_of(raw)} {_show(raw)}")
     if isinstance(raw, str):
         return expr.parse(raw)
-    if isinstance(raw, float):
-        if raw != raw or raw in (float("inf"), float("-inf")):
-            raise SpecError(f"expected {what}, got {raw}")
-        return num.normal(Fraction(repr(raw)))
-    return raw
+    if isinstance(raw, float) and (raw != raw or raw in (float("inf"), float("-inf"))):
+        raise SpecError(f"expected {what}, got {raw}")
+    if problem := untrusted.problem_of_size(raw):
+        raise SpecError(problem)
+    return num.normal(Fraction(repr(raw))) if isinstance(raw, float) else raw
 
 
 def _per_axis(raw: list) -> tuple:
@@ -52,12 +52,15 @@ def bind_number(stored: object, env: Env) -> Value:
 def _show(raw: object) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
-    return repr(raw) if isinstance(raw, str) else str(raw)
+    shown = untrusted.one_line(repr(raw) if isinstance(raw, str) else str(raw))
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _whole(x: Value, stored: object, minimum: int) -> Value:
     """Check that a bound size is a whole number >= minimum (as far as it can be decided)."""
     source = f" ({stored} = {x})" if isinstance(stored, expr.Expr) and stored.names and num.is_concrete(x) else ""
+    if num.is_concrete(x) and (problem := untrusted.problem_of_size(x)):
+        raise SpecError(problem + source)
     if num.is_integer(x) is False:
         raise SpecError(f"must be a whole number, got {x}{source}")
     low = num.is_positive(x) if minimum == 1 else num.is_nonnegative(x)
@@ -121,6 +124,8 @@ class Real:
         if isinstance(stored, tuple):
             return tuple(self.bind(s, env) for s in stored)
         x = bind_number(stored, env)
+        if num.is_concrete(x) and (problem := untrusted.problem_of_size(x)):
+            raise SpecError(problem)
         if num.is_concrete(x):
             too_low = self.low is not None and x < self.low
             too_high = self.high is not None and x >= self.high
@@ -172,10 +177,15 @@ class Sizes:
     """A list of sizes: a target shape. `wildcard` admits one -1 (infer it, as reshape does)."""
 
     wildcard: bool = False
+    scalar: bool = False  # one number stands for a list of one (normalized_shape = 768)
 
     def read(self, raw: object) -> tuple:
+        if self.scalar and not isinstance(raw, (list, bool)) and isinstance(raw, (int, float, str)):
+            return (read_number(raw),)
         if not isinstance(raw, list) or not raw:
             raise SpecError(f"expected a non-empty list of sizes, got {_kind_of(raw)} {_show(raw)}")
+        if len(raw) > untrusted.MAX_AXES:
+            raise SpecError(f"{len(raw):,} sizes: a tensor has at most {untrusted.MAX_AXES} axes")
         return tuple(read_number(item) for item in raw)
 
     def bind(self, stored: tuple, env: Env) -> tuple:
@@ -183,6 +193,27 @@ class Sizes:
         if self.wildcard and sum(1 for x in out if x == -1) > 1:
             raise SpecError("at most one size may be -1")
         return tuple(x if self.wildcard and x == -1 else _whole(x, s, 1) for x, s in zip(out, stored))
+
+
+@dataclass(frozen=True)
+class Axis:
+    """An axis number as PyTorch counts it (the batch axis is 0, negative ones from the end): dim = -1.
+    `many`: a list of them (permute's dims)."""
+
+    many: bool = False
+
+    def read(self, raw: object) -> int | tuple[int, ...]:
+        items = raw if self.many and isinstance(raw, list) and raw else [raw]
+        if self.many and not isinstance(raw, list):
+            raise SpecError(f"expected a list of axis numbers, got {_kind_of(raw)} {_show(raw)}")
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise SpecError(f"expected an axis number (a whole number; 0 is the batch axis, -1 the last), got "
+                                f"{_kind_of(item)} {_show(item)}")
+        return tuple(items) if self.many else raw
+
+    def bind(self, stored, env: Env):
+        return stored
 
 
 # The helpers layer classes declare their fields with.
@@ -212,5 +243,9 @@ def choice(*choices: str, default=dataclasses.MISSING):
     return _field(Choice(choices), default)
 
 
-def sizes(default=dataclasses.MISSING, *, wildcard: bool = False):
-    return _field(Sizes(wildcard), default)
+def sizes(default=dataclasses.MISSING, *, wildcard: bool = False, scalar: bool = False):
+    return _field(Sizes(wildcard, scalar), default)
+
+
+def axis(default=dataclasses.MISSING, *, many: bool = False):
+    return _field(Axis(many), default)

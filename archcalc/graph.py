@@ -1,7 +1,7 @@
 """A spec's layers unrolled into the leaf layers of a DAG, in execution order, each with the tensors it reads.
 
 Blocks are expanded use by use (`repeat`, `start`, `index`), `when` decides which layers are
-present (an absent one passes its input on), and `from` names are resolved to the full
+present (an absent one passes its input on, its first for a merge layer), and `from` names are resolved to the full
 path of the layer that made the tensor ("input": the model's input). A name may only
 refer to what comes before it, so the graph has no cycles by construction.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from . import expr, num
+from . import expr, num, untrusted
 from .errors import SpecError
 from .fields import Size, bind_number
 from .num import Value
@@ -55,22 +55,21 @@ def _expand(layers, scope: dict[str, str], current: str, prefix: str, env, outer
             path, context: str, declared: list[str]) -> str:
     """Expand `layers` (a spec's or a block's); `scope` maps the names usable so far to tensors; returns the output."""
     for position, layer in enumerate(layers):
-        where = f"{context}{layer.where}"
+        where = f"{context}{layer.where}" + (f' at "{prefix}{layer.name}"' if context else "")
         place = {"where": where, "path": path, "line": layer.line}
         inputs = _resolve(layer, scope, current, declared, position, place) if layer.inputs else (current,)
         if layer.when is not None and not _present(layer, env, place):
-            if len(inputs) > 1:
-                raise SpecError("an absent layer passes its input on, but this one reads several",
-                                "give `when` to the layers that feed it instead", "when", **place)
-            scope[layer.name] = current = inputs[0]
+            scope[layer.name] = current = inputs[0]  # an absent layer passes its (first) input on
             continue
         if layer.block is None:
             full = prefix + layer.name
+            if len(nodes) == untrusted.MAX_ROWS:  # blocks repeated inside blocks multiply: stop before it explodes
+                raise SpecError(f"the blocks expand to more than {untrusted.MAX_ROWS:,} layers", None, **place)
             nodes.append(Node(layer, full, inputs, env, where))
             scope[layer.name] = current = full
             continue
         current = _use(layer, blocks[layer.block], inputs[0] if len(inputs) == 1 else _one(inputs, place),
-                       scope, prefix, env, outer, blocks, nodes, uses, path, where, place)
+                       scope, prefix, env, outer, blocks, nodes, uses, path, f"{context}{layer.where}", place)
     return current
 
 

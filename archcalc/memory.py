@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import num, timeline
 from .errors import SpecError
+from .layers import layout
 from .layers.base import Kept
 from .num import Dim, Value
 
@@ -138,7 +139,7 @@ class StepBytes:
     def alive(self, batch: Value) -> dict[str, Value]:
         """What is alive at this peak for a concrete batch, by kind."""
         line = self.timelines(batch)
-        phase = line.peak_phase(batch) if self.phase == "step" else self.phase
+        phase = (line.peak_phase(batch) or "backward") if self.phase == "step" else self.phase
         return (line.inference if phase == "inference" else line.phases[phase]).alive(batch)
 
     def __str__(self) -> str:
@@ -258,19 +259,33 @@ class Memory:
 def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1}
+    # "opmath": computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
+    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1, "opmath": max(size, 4)}
     params = num.normal(report.totals["params"] * size)
 
     seen: set[tuple] = set()
     per_row, kept_by_row = [], []
     storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
+    strides: dict[str, object] = {}  # a tensor's name -> its layout when not contiguous (archcalc/layers/layout.py)
     for row in report.rows:
         sources = [storage[name] for name in row.inputs] or [("output", row.index - 1)]
-        output = sources[0] if row.layer.is_view() else ("output", row.index)
+        layouts = [strides.get(name) for name in row.inputs] or [None]
+        view, after = row.layer.is_view(), None
+        if view:
+            after = row.layer.view(row.input, row.output, layouts[0])
+            if after == layout.COPY:  # a reshape of a permuted tensor: a copy of its own
+                view, after = False, None
+        output = sources[0] if view else ("output", row.index)
         storage[row.name] = output
+        if after is not None:
+            strides[row.name] = after
+        if layouts[0] is not None and row.layer.contiguous_input():  # it keeps a contiguous copy of its input
+            sources = [("copy", row.index), *sources[1:]]
         total, kept = ZERO, []
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
             key = {"input": sources[item.arg], "output": output, "pre": ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
+            if item.dtype == "opmath" and size < 4:  # an upcast copy, not the tensor itself
+                key = ("own", row.index, number)
             nbytes = num.normal(item.elements * bytes_of[item.dtype])
             kept.append((item, nbytes, key not in seen))
             if key not in seen:
@@ -283,7 +298,7 @@ def measure(report: Report) -> Memory:
     gradient_pairs = [
         num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows
-        if row.requires_grad or row.params != 0
+        if row.backward and (row.requires_grad or row.params != 0)
     ]
     live = _live(report, storage)
     buffers = num.add(row.layer.buffer_bytes(row.input, size) for row in report.rows)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import fmt, num
-from .claimed import Claimed, Dims, equal
-from .claims import Key
+from . import fmt, num, receptive
+from .claim_keys import AXES, Key
+from .claim_values import Claimed, Dims, equal
 from .dtypes import DType
 from .errors import SpecError
 from .memory import Optimizer
@@ -28,14 +28,10 @@ class Context:
 
     @property
     def row(self) -> Row | None:
-        return self.report.row(self.key.name) if self.key.scope == "layer" else None
+        return self.key.rows(self.report)[0] if self.key.scope == "layer" else None
 
     def rows(self) -> list[Row]:
-        if self.key.scope == "layer":
-            return [self.row]
-        if self.key.scope == "type":
-            return [row for row in self.report.rows if row.kind == self.key.name]
-        return list(self.report.rows)
+        return list(self.key.rows(self.report))
 
     def total(self, quantity: str):
         return num.add(getattr(row, quantity) for row in self.rows())
@@ -256,7 +252,7 @@ def whole_batch(claim, context):
     batch = context.report.batch
     if context.key.scope == "memory" or batch is None or not num.is_concrete(batch) or batch == 1:
         return None
-    if context.key.quantity == "share" or isinstance(claim, Dims):
+    if context.key.quantity in ("share", *AXES) or isinstance(claim, Dims):
         return None
     actual = num.mul(context.actual) if isinstance(context.actual, tuple) else context.actual
     if _holds(claim, num.normal(actual * batch), context):
@@ -314,7 +310,53 @@ def backward_as_forward(claim, context):
     return None
 
 
+# Receptive fields ----------------------------------------------------------------------------------
+
+def _field_row(context):
+    return context.key.scope == "layer" and context.key.quantity == "receptive_field"
+
+
+def jumps_forgotten(claim, context):
+    """1 + Σ(k − 1)·d: each window's growth not multiplied by the jump (the strides before it)."""
+    if _field_row(context):
+        naive = receptive.fields(context.report, jumps=False)[context.row.index - 1]
+        if naive is not None and naive.size != context.actual and _holds(claim, naive.size, context):
+            return ("each layer's (k − 1)·d added as input pixels: a window at this depth moves by the jump "
+                    "(the product of the strides before it), so it grows the field by (k − 1)·d·jump_in")
+    return None
+
+
+def field_start_forgotten(claim, context):
+    """Σ(k − 1)·d·jump without the 1 the field starts from (one input pixel sees itself)."""
+    if _field_row(context) and _holds(claim, tuple(num.normal(r - 1) for r in context.actual), context):
+        return "one short: the field starts at 1 (an input pixel sees itself) before each window adds (k − 1)·d·jump_in"
+    return None
+
+
+def _dense_row(context):
+    return context.key.scope == "layer" and context.key.quantity == "dense_equivalent_weights"
+
+
+def dense_as_conv(claim, context):
+    """The conv's own weights given for the dense layer that would replace it."""
+    row = context.row
+    if _dense_row(context) and _holds(claim, row.weights, context):
+        return (f"that is the conv's own {fmt.group(row.weights)} weights: a dense layer links every input value "
+                "(W·H·C_in) to every output value (W_out·H_out·C_out)")
+    return None
+
+
+def dense_without_channels(claim, context):
+    """(W·H)·(W_out·H_out): the pixels connected, the channels left out."""
+    row = context.row
+    if _dense_row(context) and _holds(claim, num.normal(num.mul(row.input[1:]) * num.mul(row.output[1:])), context):
+        return f"the channels are missing: (W·H·C_in)·(W_out·H_out·C_out) has C_in = {fmt.group(row.input[0])} and " \
+               f"C_out = {fmt.group(row.output[0])} in it"
+    return None
+
+
 MISTAKES = (
+    jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
     batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,

@@ -15,14 +15,14 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import claimed, num
+from . import claim_values, num, untrusted
 from .check import at_qualifiers, value as true_value
-from .claims import parse_key
+from .claim_keys import parse_key
 from .errors import ArchcalcError
 from .report import Report
 
 BATCHES = (8, 16, 32, 64, 128)
-CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory")
+CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory", "field")
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,16 @@ class Quiz:
     spec: str | None
     seed: int
     questions: tuple[Question, ...]
+    values: tuple[tuple[str, object], ...] = ()  # a variant's own values (variants.py), given to check with --set
+    variant: str = ""  # "variant 3 of 30 (archcalc quiz ... --variants 30 --seed 7)"
 
     def command(self) -> str:
-        return f"archcalc quiz {self.spec or 'SPEC'} --count {len(self.questions)} --seed {self.seed}"
+        return self.variant or f"archcalc quiz {self.spec or 'SPEC'} --count {len(self.questions)} --seed {self.seed}"
+
+    def check(self, file: str) -> str:
+        """The command that checks `file` against this quiz's network."""
+        sets = "".join(f" --set {name}={value}" for name, value in self.values)
+        return f"archcalc check {self.spec or 'SPEC'} {file}{sets}"
 
     def markdown(self) -> str:
         spec = self.spec or "SPEC"
@@ -49,7 +56,8 @@ class Quiz:
             f"# Quiz: {self.model}", "",
             f"{len(self.questions)} questions about `{spec}` (seed {self.seed}). Write each answer in a TOML file "
             "under the key given, for example `\"conv2.output\" = [256, 27, 27]` or `\"params\" = \"62.4M\"`, "
-            f"then check it: `archcalc check {spec} answers.toml`.", "",
+            f"then check it: `{self.check('answers.toml')}`.", "",
+            *([f"Your network: {', '.join(f'{n} = {v}' for n, v in self.values)}.", ""] if self.values else []),
             "Shapes are one sample's, channels first (`[C, H, W]`), or the course's way (`\"27²×256\"`). "
             "An approximation states its precision: \"62.4M\" means within 0.05M, \"60%\" within 5 points.", "",
         ]
@@ -58,20 +66,25 @@ class Quiz:
 
     def key_toml(self) -> str:
         """The answer key: an answers file that `archcalc check` passes."""
-        out = [f"# Answer key: {self.model} ({self.command()})",
-               f"# archcalc check {self.spec or 'SPEC'} THIS_FILE passes every line.", ""]
+        out = [f"# Answer key: {_comment(self.model)} ({_comment(self.command())})",
+               f"# {_comment(self.check('THIS_FILE'))} passes every line.", ""]
         out += [f"{_toml_key(q.key)} = {_toml_value(q.answer)}   # {n}" for n, q in enumerate(self.questions, start=1)]
         return "\n".join(out) + "\n"
 
     def sheet_toml(self) -> str:
         """A blank answers file: each question as a comment, its key to uncomment and fill in."""
-        out = [f"# Quiz: {self.model} ({self.command()})",
+        out = [f"# Quiz: {_comment(self.model)} ({_comment(self.command())})",
                "# Uncomment each key and write your answer after =; then: "
-               f"archcalc check {self.spec or 'SPEC'} THIS_FILE", ""]
+               f"{_comment(self.check('THIS_FILE'))}", ""]
         for n, q in enumerate(self.questions, start=1):
             out += [f"# {n}. {q.text}", f"# {_toml_key(q.key)} = ", ""]
         out += ["[student]   # keep this table last: in TOML, every key after it belongs to it", 'name = ""', 'id = ""']
         return "\n".join(out) + "\n"
+
+
+def _comment(text: str) -> str:
+    """Text for a TOML comment: one line, control characters shown, so that a model's name cannot add keys."""
+    return untrusted.one_line(text)
 
 
 def _toml_key(key: str) -> str:
@@ -95,6 +108,14 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
             out["parameters"].append((f"{row.name}.params", f"How many parameters (weights and biases) does {name} have?"))
             if row.biases != 0:
                 out["parameters"].append((f"{row.name}.weights", f"How many weights (biases aside) does {name} have?"))
+        field = report.fields[row.index - 1]
+        if row.kind in ("conv", "pool") and field is not None and field.size and not field.whole:
+            out["field"].append((f"{row.name}.receptive_field",
+                                 f"How many input pixels wide is the receptive field of one output of {name}, per axis?"))
+            out["field"].append((f"{row.name}.jump", f"How many input pixels apart are two neighbouring outputs of {name}?"))
+        if row.layer.dense_equivalent_weights(row.input) is not None:
+            out["field"].append((f"{row.name}.dense_equivalent_weights",
+                                 f"How many weights would a dense layer need to connect {name}'s input to its output?"))
         if row.macs != 0:
             out["cost"].append((f"{row.name}.macs", f"How many multiply-accumulates (MACs) does {name} do for one sample?"))
             out["cost"].append((f"{row.name}.flops", f"How many forward FLOPs does {name} take for one sample, as PyTorch counts them?"))
@@ -128,9 +149,13 @@ def answer(report: Report, key: str) -> object | None:
     actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
         return f"{float(actual):.2f}%" if num.is_concrete(actual) else None
-    written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
+    if parsed.kind == "axes" and len(set(map(str, actual))) == 1:
+        actual = actual[:1]  # one number for every axis: "pool3.receptive_field" = 195
+        written = _written(actual[0])
+    else:
+        written = [_written(d) for d in actual] if isinstance(actual, tuple) else _written(actual)
     try:  # a formula must read back through the claim parser to the same value
-        back = claimed.read(written, parsed.kind)
+        back = claim_values.read(written, parsed.kind)
         env = dict(report.values)
         return written if back.holds(actual, env) else None
     except ArchcalcError:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv as _csv
+import dataclasses
 import io
 import json as _json
+from dataclasses import dataclass
 from enum import StrEnum
 
 from rich import box
@@ -29,6 +31,72 @@ NUMERIC = {"weights", "biases", "params", "share", "MACs", "FLOPs"}
 # Narrower than the full table (an 80-column terminal), the type joins the hyperparameters and the
 # per-layer MACs and FLOPs go (the footer keeps their totals; --format json keeps them all).
 COMPACT = ("layer", "hyperparameters", "output", "weights", "biases", "params", "share")
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of the table: one layer, or a group of them (a block use, a path prefix) with its totals."""
+
+    name: str
+    level: int  # 1 at the top; a group's layers are one level deeper
+    rows: tuple[Row, ...]
+    group: bool = False
+    kind: str = ""  # a group's block ("basic", "basic ×2"), if it is a block use
+
+
+def outline(report: Report, depth: int | None = None) -> list[Line]:
+    """The table's lines: each group (path prefix) opens with a line of its totals, its layers indented
+    below it; groups `depth` levels down are folded into that one line (as torchinfo's depth)."""
+    kinds = {use.path: use.block + (f" ×{use.repeat}" if use.repeat else "") for use in report.uses}
+    lines: list[Line] = []
+    members: dict[str, list[Row]] = {}
+    open_: list[str] = []
+    for row in report.rows:
+        parts = row.name.split(".")
+        shown = len(parts) if depth is None else min(len(parts), depth)
+        prefixes = [".".join(parts[:k]) for k in range(1, shown + (shown < len(parts)))]
+        prefixes = prefixes[: len(parts) - 1]
+        keep = 0
+        while keep < min(len(open_), len(prefixes)) and open_[keep] == prefixes[keep]:
+            keep += 1
+        open_ = open_[:keep]
+        for prefix in prefixes[keep:]:
+            members[prefix] = []
+            lines.append(Line(prefix, prefix.count(".") + 1, (), True, kinds.get(prefix, "")))
+            open_.append(prefix)
+        for prefix in open_:
+            members[prefix].append(row)
+        if depth is None or len(parts) <= depth:
+            lines.append(Line(row.name, len(parts), (row,)))
+    return [dataclasses.replace(line, rows=tuple(members[line.name])) if line.group else line for line in lines]
+
+
+def _group_cells(report: Report, line: Line) -> dict[str, str]:
+    total = {q: num.add(getattr(row, q) for row in line.rows) for q in ("weights", "biases", "params", "macs", "flops")}
+    return {
+        "layer": "  " * (line.level - 1) + line.name,
+        "type": line.kind or "group",
+        "hyperparameters": f"{len(line.rows)} layers",
+        "output": fmt.shape(line.rows[-1].output),
+        "weights": fmt.group(total["weights"]),
+        "biases": fmt.group(total["biases"]),
+        "params": fmt.group(total["params"]),
+        "share": fmt.percent(total["params"], report.totals["params"]),
+        "MACs": fmt.short(total["macs"]),
+        "FLOPs": fmt.short(total["flops"]),
+    }
+
+
+def _line_cells(report: Report, line: Line) -> dict[str, str]:
+    if line.group:
+        return _group_cells(report, line)
+    cells = _cells(report, line.rows[0])
+    cells["layer"] = "  " * (line.level - 1) + cells["layer"]
+    return cells
+
+
+def _inputs_text(row: Row) -> str:
+    return " and ".join(fmt.shape(x) for x in row.shapes)
 
 
 def _cells(report: Report, row: Row) -> dict[str, str]:
@@ -95,7 +163,7 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     for phase in ("forward", "backward", "optimizer"):
         label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
         rows.append((label, *fmt.per_batch(m.phase(phase), batch)))
-        if batch is not None and num.is_concrete(batch):
+        if batch is not None and num.is_concrete(batch) and num.is_concrete(m.phase(phase).at(batch)):
             alive = m.phase(phase).alive(batch)
             total = sum(alive.values())
             parts = " · ".join(f"{KIND_LABELS[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)
@@ -146,9 +214,10 @@ def _title(report: Report) -> str:
     return f"{report.model}: input {fmt.shape(report.input)}, {report.dtype}"
 
 
-def table(report: Report, width: int = 100, explained: bool = False) -> Group:
-    """The report as a rich table with its footer (and, if `explained`, every derivation), to fit `width`."""
-    rows = [_cells(report, row) for row in report.rows]
+def table(report: Report, width: int = 100, explained: bool = False, depth: int | None = None) -> Group:
+    """The report as a rich table with its footer (and, if `explained`, every derivation), to fit `width`;
+    `depth` folds the groups below it (a block use, a path prefix) into one line each."""
+    rows = [_line_cells(report, line) for line in outline(report, depth)]
     totals = _total_cells(report)
 
     def natural(header: str) -> int:
@@ -193,20 +262,22 @@ def explanation(report: Report) -> Group:
     blocks = []
     for row in report.rows:
         kind = ", ".join(part for part in (row.kind, row.layer.summary(row.input)) if part)
-        head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{fmt.shape(row.input)} → {fmt.shape(row.output)}")
+        head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{_inputs_text(row)} → {fmt.shape(row.output)}")
         blocks.append(head)
         for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent
             blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
     return Group(*blocks)
 
 
-def markdown(report: Report, explained: bool = False) -> str:
+def markdown(report: Report, explained: bool = False, depth: int | None = None) -> str:
     def line(cells) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     out = [f"### {_title(report)}", "", line(HEADERS),
            "|" + "|".join("---:" if h in NUMERIC else "---" for h in HEADERS) + "|"]
-    out += [line(_cells(report, row).values()) for row in report.rows]
+    # indents as non-breaking spaces: markdown would collapse plain ones
+    out += [line(c.replace("  ", "\u00a0\u00a0") if h == "layer" else c for h, c in _line_cells(report, item).items())
+            for item in outline(report, depth)]
     out.append(line(f"**{c}**" if c else "" for c in _total_cells(report).values()))
     out.append("")
     out += [f"- **{label}**: {value}" for label, value in summary_lines(report)]
@@ -217,7 +288,7 @@ def markdown(report: Report, explained: bool = False) -> str:
     out += [line(row) for row in memory_lines(report) + (course_lines(report) if report.course else [])]
     if explained:
         for row in report.rows:
-            out += ["", f"**{row.name}** ({row.kind}): {fmt.shape(row.input)} → {fmt.shape(row.output)}", ""]
+            out += ["", f"**{row.name}** ({row.kind}): {_inputs_text(row)} → {fmt.shape(row.output)}", ""]
             out += [f"- {text}" for _, text in explain_row.lines(report, row)]
     return "\n".join(out) + "\n"
 
@@ -227,16 +298,18 @@ def csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = _csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", "type", "hyperparameters", "input", "output", "weights", "biases", "params", "share",
-                     "macs", "flops", "training_flops", "saved_for_backward_bytes"])
+                     "macs", "flops", "training_flops", "saved_for_backward_bytes", "inputs"])
     for row, saved in zip(report.rows, report.memory.per_row):
         share = report.share(row.params)
         writer.writerow([
             row.name, row.kind, row.layer.summary(row.input),
-            "x".join(str(num.to_json(d)) for d in row.input), "x".join(str(num.to_json(d)) for d in row.output),
+            ";".join("x".join(str(num.to_json(d)) for d in x) for x in row.shapes),
+            "x".join(str(num.to_json(d)) for d in row.output),
             *(str(num.to_json(getattr(row, q))) for q in ("weights", "biases", "params")),
             "" if share is None else f"{float(share):.4f}",
             str(num.to_json(row.macs)), str(num.to_json(row.flops)), str(num.to_json(row.training_flops)),
             str(num.to_json(saved.at(report.batch))),
+            " ".join(row.inputs),
         ])
     return buffer.getvalue()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json as _json
+import math
+import re
 from fractions import Fraction
 
 from rich import box
@@ -10,9 +12,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from . import fmt, num
+from . import fmt, num, receptive
 from .check import Result, Verdict
 from .report import Report
+from .untrusted import one_line, visible
 
 
 def shown(value) -> str:
@@ -25,6 +28,8 @@ def shown(value) -> str:
 
 
 def true_value(verdict: Verdict) -> str:
+    if verdict.kind == "axes":
+        return receptive.text(verdict.actual)
     if verdict.kind == "share" and num.is_concrete(verdict.actual):
         return f"{float(verdict.actual):.2f}%"
     return shown(verdict.actual)
@@ -50,9 +55,9 @@ def why(verdict: Verdict) -> str:
 
 
 def heading(result: Result) -> str:
-    who = ", ".join(f"{value}" for value in result.student.values())
+    who = ", ".join(one_line(f"{value}") for value in result.student.values())
     source = "[expect]" if result.source == "expect" else "answers"
-    return f"{result.file or '<claims>'} ({source}{': ' + who if who else ''})"
+    return f"{one_line(result.file or '<claims>')} ({source}{': ' + who if who else ''})"
 
 
 def summary(result: Result) -> str:
@@ -65,14 +70,16 @@ def table(results: list[Result]) -> Group:
     for result in results:
         parts.append(Text(heading(result), style="bold"))
         if result.error:
-            parts += [Text("not checked: " + result.error.splitlines()[0], style="red"), Text("")]
+            parts += [Text("not checked: " + one_line(result.error.splitlines()[0]), style="red"), Text("")]
             continue
         grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for name, justify in (("claim", "left"), ("claimed", "right"), ("true", "right"), ("", "center"), ("why", "left")):
             grid.add_column(name, justify=justify, overflow="fold", no_wrap=name in ("claim", ""))
         for verdict in result.verdicts:
             mark = Text("✓", style="green") if verdict.ok else Text("✗", style="bold red")
-            grid.add_row(verdict.key, claimed(verdict), true_value(verdict), mark, why(verdict))
+            # Text, not str: a cell of student text is never read as rich markup ("[classes]" stays on screen)
+            grid.add_row(Text(one_line(verdict.key)), Text(one_line(claimed(verdict))), Text(true_value(verdict)), mark,
+                         Text(visible(why(verdict))))
         parts += [grid, Text(summary(result), style="bold green" if result.ok else "bold red"), Text("")]
     if len(results) > 1:
         parts.append(Text(totals_line(results), style="bold"))
@@ -102,4 +109,21 @@ def json(results: list[Result], report: Report) -> str:
             "total": sum(len(r.verdicts) for r in results),
         },
     }
-    return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return _CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", _json.dumps(_jsonable(data), indent=2, ensure_ascii=False)) + "\n"
+
+
+# json escapes the C0 controls itself; these others would still reach a terminal that shows the document
+_CONTROLS = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _jsonable(x):
+    """Data that json.dumps writes as valid JSON: non-finite floats and anything else as strings."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
+    return x.isoformat() if hasattr(x, "isoformat") else str(x)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import num
+from . import num, receptive
 from .dtypes import DType
 from .graph import Use
 from .layers import Layer
+from .layers.field import Field
 from .memory import Device, Memory, Optimizer, measure
 from .num import Dim, Shape, Value
 
@@ -27,6 +28,7 @@ class Row:
     requires_grad: bool = False  # whether the input needs a gradient: some layer upstream has parameters
     inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
     grads: tuple[bool, ...] = ()  # per input, whether it requires grad
+    backward: bool = True  # whether the backward pass runs through it: its output feeds the model's output
 
     @property
     def shapes(self) -> tuple[Shape, ...]:
@@ -55,10 +57,11 @@ class Row:
         """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
         return num.normal(2 * self.macs)
 
-    @property
+    @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
     def training_flops(self) -> Dim:
         """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
-        return num.normal(2 * (self.macs + self.layer.backward_macs(self.input, self.grad)))
+        backward = self.layer.backward_macs(self.input, self.grad) if self.backward else 0
+        return num.normal(2 * (self.macs + backward))
 
     def to_dict(self) -> dict:
         out = {
@@ -90,15 +93,23 @@ class Report:
         return measure(self)
 
     @cached_property
+    def fields(self) -> tuple[Field | None, ...]:
+        """Each row's receptive field and jump, over the worst path (receptive.py)."""
+        return receptive.fields(self)
+
+    @cached_property
     def totals(self) -> dict[str, Dim]:
         return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
 
-    def share(self, params: Dim) -> float | None:
-        """`params` as a percentage of all parameters, when both are numbers."""
+    def percent(self, params: Dim) -> Value:
+        """`params` in % of all parameters, exactly: a Fraction, or a formula (0 when there are no parameters)."""
         total = self.totals["params"]
-        if num.is_concrete(params) and num.is_concrete(total) and total:
-            return 100 * params / total
-        return None
+        return 0 if total == 0 else num.div(100 * params, total)
+
+    def share(self, params: Dim) -> float | None:
+        """`params` in % of all parameters when both are numbers (`percent`, as a float), else None."""
+        total, share = self.totals["params"], self.percent(params)
+        return float(share) if num.is_concrete(total) and total != 0 and num.is_concrete(share) else None
 
     @cached_property
     def by_type(self) -> dict[str, Dim]:
@@ -107,6 +118,14 @@ class Report:
         for row in self.rows:
             out[row.kind] = num.normal(out.get(row.kind, 0) + row.params)
         return out
+
+    def group(self, name: str) -> tuple[Row, ...]:
+        """The rows under a path prefix ("layer1", "layer1.0"), or inside the uses of a block ("basic")."""
+        rows = tuple(row for row in self.rows if row.name.startswith(name + "."))
+        if rows:
+            return rows
+        inside = sorted({i for use in self.uses if use.block == name for i in range(use.first, use.stop)})
+        return tuple(self.rows[i] for i in inside)
 
     def row(self, name: str) -> Row:
         for row in self.rows:
@@ -121,12 +140,12 @@ class Report:
     def to_dict(self) -> dict:
         """The JSON report of DESIGN.md section 3."""
         layers = []
-        for row, saved in zip(self.rows, self.memory.per_row):
+        for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
             share = self.share(row.params)
             layers.append(row.to_dict() | {
                 "share": None if share is None else float(share),
                 "saved_for_backward_bytes": num.to_json(saved.at(self.batch)),
-            })
+            } | teaching(row, field))
         return {
             "model": self.model,
             "input": [num.to_json(d) for d in self.input],
@@ -139,4 +158,21 @@ class Report:
             },
             "memory": self.memory.to_dict(),
             "values": {k: num.to_json(v) for k, v in self.values},
+            "blocks": [self._use_dict(use) for use in self.uses],
         }
+
+    def _use_dict(self, use: Use) -> dict:
+        rows = self.rows[use.first:use.stop]
+        out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
+               "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
+        return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
+
+
+def teaching(row: Row, field: Field | None) -> dict:
+    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
+    out = {
+        "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
+        "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],
+    }
+    dense = row.layer.dense_equivalent_weights(row.input)
+    return out if dense is None else out | {"dense_equivalent_weights": num.to_json(dense)}

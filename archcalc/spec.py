@@ -11,19 +11,18 @@ import dataclasses
 import difflib
 import keyword
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import expr
+from . import expr, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Choice, Flag, read_number
 from .layers import LAYERS
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
 MODEL_KEYS = ("name", "input", "dtype", "course")
-_LAYERS_HEADER = re.compile(r"^\s*\[\[\s*layers\s*\]\]", re.MULTILINE)
+_LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
 USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block use that are not its variables
 MAX_REPEAT = 1000
@@ -32,7 +31,7 @@ INPUT = "input"  # in `from`: the model's input, or a block's
 
 
 def _block_header(name: str) -> re.Pattern:
-    return re.compile(r"^\s*\[\[\s*blocks\s*\.\s*" + re.escape(name) + r"\s*\.\s*layers\s*\]\]", re.MULTILINE)
+    return re.compile(r"^[ \t]*\[\[[ \t]*blocks[ \t]*\.[ \t]*" + re.escape(name) + r"[ \t]*\.[ \t]*layers[ \t]*\]\]", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,8 @@ class Spec:
     vars: tuple[tuple[str, object], ...] = ()
     dtype: DType = DType.float32
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
+    weights: tuple[tuple[str, object], ...] = ()  # points per claim key, for --format gradescope (gradescope.py)
+    variants: tuple[tuple[str, object], ...] = ()  # [variants]: [vars] ranges for quiz variants (variants.py)
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
@@ -92,39 +93,36 @@ class Spec:
 
 def load(path: str | Path) -> Spec:
     """Read a spec file: `archcalc.load("specs/alexnet.toml")`."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load(path): path must be a str or a Path, got {type(path).__name__}")
     return loads(read_text(path, "a spec file"), path=str(path))
 
 
 def read_text(path: str | Path, what: str, error: type[SpecError] = SpecError) -> str:
-    """A file's text, or `error` saying plainly why it cannot be read (missing, a folder, not UTF-8...)."""
-    path = str(path)
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error("no such file", path=path) from None
-    except IsADirectoryError:
-        raise error(f"is a directory, not {what}", path=path) from None
-    except UnicodeDecodeError:
-        raise error("not a text file (it is not UTF-8)", path=path) from None
-    except OSError as oserror:
-        raise error(f"cannot read it: {oserror.strerror}", path=path) from None
+    """A regular file's text (size-capped), or `error` saying plainly why it cannot be read (missing, a folder, not UTF-8...)."""
+    return untrusted.read_text(path, what, error)
 
 
 def loads(text: str, path: str | None = None) -> Spec:
     """Read a spec from TOML text."""
+    if not isinstance(text, str):
+        raise TypeError(f"loads(text): text must be a str (the TOML itself; archcalc.load reads a file), got {type(text).__name__}")
+    if path is not None and not isinstance(path, str):
+        raise TypeError(f"loads(text, path): path must be a str or None, got {type(path).__name__}")
     try:
         return _read(text, path)
     except SpecError as error:
         raise error.at(path=path or "<spec>") from None
+    except RecursionError:  # blocks using blocks thousands deep
+        raise SpecError("nested too deeply to read (blocks inside blocks inside blocks...)", path=path or "<spec>") from None
 
 
 def _read(text: str, path: str | None) -> Spec:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"not valid TOML: {error}", "see https://toml.io for the syntax") from None
-    except RecursionError:  # tomllib reads nested arrays and tables recursively
-        raise SpecError("not a spec: arrays or tables nested too deeply to read") from None
+    headers = _lines(text, _LAYERS_HEADER)
+    if len(headers) > untrusted.MAX_LAYERS:  # counted before tomllib reads them all
+        raise SpecError(f"{len(headers):,} layers: more than archcalc reads ({untrusted.MAX_LAYERS:,})",
+                        line=headers[untrusted.MAX_LAYERS])
+    data = untrusted.parse_toml(text, SpecError, "see https://toml.io for the syntax")
     if not data:
         raise SpecError("empty spec", "a spec needs a [model] table with an input, and [[layers]]")
     _no_unknown(data, TOP_LEVEL, "table", where=None)
@@ -144,15 +142,23 @@ def _read(text: str, path: str | None) -> Spec:
     dtype = DType(_located(Choice(tuple(d.value for d in DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]"))
     name = model.get("name", Path(path).stem if path else "model")
     if not isinstance(name, str):
-        raise SpecError(f"expected a string, got {name!r}", None, "name", "[model]")
+        raise SpecError(f"expected a string, got {_show(name)}", None, "name", "[model]")
+    if untrusted.visible(name) != name or len(name) > 500:
+        raise SpecError(f"{untrusted.one_line(repr(name[:60]))}: a model's name is printable text of at most 500 characters "
+                        "(no control characters: it is shown on terminals)", None, "name", "[model]")
     course = model.get("course", False)
     if not isinstance(course, bool):
-        raise SpecError(f"expected true or false, got {course!r}", "course = true marks the course's own networks", "course", "[model]")
+        raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]")
 
     variables = _table(data, "vars")
+    read_vars = {}
     for key, value in variables.items():
-        _check_name(key, "[vars]", field=key)
-        variables[key] = _located(read_number, value, field=key, where="[vars]")
+        _check_name(key, "[vars]", field=untrusted.one_line(key))
+        if untrusted.name(key) in read_vars:
+            raise SpecError(f"{key!r} is the name {untrusted.name(key)!r} written another way, given twice", None,
+                            untrusted.name(key), "[vars]")
+        read_vars[untrusted.name(key)] = _located(read_number, value, field=key, where="[vars]")
+    variables = read_vars
 
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
@@ -161,10 +167,12 @@ def _read(text: str, path: str | None) -> Spec:
     return Spec(
         name=name,
         input=input_,
-        layers=_read_layers(layers, _lines(text, _LAYERS_HEADER, len(layers)), "layers", blocks),
+        layers=_read_layers(layers, headers if len(headers) == len(layers) else [None] * len(layers), "layers", blocks),
         vars=tuple(variables.items()),
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
+        weights=tuple(_table(data, "weights").items()),
+        variants=tuple(_table(data, "variants").items()),
         path=path,
         text=text,
         blocks=tuple(blocks.items()),
@@ -172,9 +180,29 @@ def _read(text: str, path: str | None) -> Spec:
     )
 
 
-def _lines(text: str, header: re.Pattern, count: int) -> list:
-    lines = [text.count("\n", 0, m.start()) + 1 for m in header.finditer(text)]
-    return lines if len(lines) == count else [None] * count
+def _lines(text: str, header: re.Pattern, count: int | None = None) -> list:
+    """The line of each header, in one pass over the text; [None] * count when they are not `count`."""
+    out, line, last = [], 1, 0
+    for match in header.finditer(text):
+        line += text.count("\n", last, match.start())
+        last = match.start()
+        out.append(line)
+    return out if count is None or len(out) == count else [None] * count
+
+
+def _inline_lines(text: str, block: str, tables: list) -> list:
+    """The lines of a block's layers written inline (`layers = [{ name = "conv1", ... }, ...]`), found by name."""
+    header = re.search(r"^\s*\[\s*blocks\s*\.\s*" + re.escape(block) + r"\s*\]", text, re.MULTILINE)
+    position, out = header.end() if header else 0, []
+    for table in tables:
+        name = table.get("name") if isinstance(table, dict) else None
+        found = re.compile(r"\bname\s*=\s*[\"']" + re.escape(name) + r"[\"']").search(text, position) if isinstance(name, str) else None
+        if found is None:
+            out.append(None)
+            continue
+        out.append(text.count("\n", 0, found.start()) + 1)
+        position = found.end()
+    return out
 
 
 def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Block]:
@@ -201,7 +229,10 @@ def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Bloc
             raise SpecError(f"blocks use each other in a circle: {cycle}", "a block may use other blocks, not itself",
                             where=f"[blocks.{name}]")
         reading.append(name)
-        layers = _read_layers(raw[name], _lines(text, _block_header(name), len(raw[name])), f"blocks.{name}.layers",
+        lines = _lines(text, _block_header(name), len(raw[name]))
+        if lines and lines[0] is None:
+            lines = _inline_lines(text, name, raw[name])
+        layers = _read_layers(raw[name], lines, f"blocks.{name}.layers",
                               None, lambda used: read(used) if used in raw else None)
         reading.pop()
         found: set[str] = set()
@@ -216,7 +247,7 @@ def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Bloc
 
 
 def _show(raw) -> str:
-    return repr(raw)
+    return untrusted.one_line(repr(raw)[:80])
 
 
 def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) -> tuple[LayerSpec, ...]:
@@ -233,25 +264,29 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
         if kind == "block":
             counts[kind] = counts.get(kind, 0) + 1
             name = table.get("name", f"block{counts[kind]}")
-            place["where"] = f'{table_name}[{index}] "{name}" (block)'
+            place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" (block)'
             _check_name(name, **place, dotted=True)
+            name = untrusted.name(name)
+            place["where"] = f'{table_name}[{index}] "{name}" (block)'
             _unique(name, named, index, table, place)
             out.append(_read_use(table, index, name, line, table_name, find, place))
             continue
-        if kind not in LAYERS:
+        if not isinstance(kind, str) or kind not in LAYERS:
             if kind is None:
                 raise SpecError("missing 'type'", f"one of {', '.join(LAYERS)}", "type", **place)
-            close = difflib.get_close_matches(str(kind), LAYERS, n=1)
+            close = difflib.get_close_matches(kind, LAYERS, n=1) if isinstance(kind, str) else []
             raise SpecError(
-                f"unknown layer type {kind!r}",
+                f"unknown layer type {_show(kind)}",
                 (f"did you mean {close[0]!r}? " if close else "") + f"types: {', '.join(LAYERS)}, block",
                 "type",
                 **place,
             )
         counts[kind] = counts.get(kind, 0) + 1
         name = table.get("name", f"{kind}{counts[kind]}")
-        place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
+        place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
         _check_name(name, **place, dotted=True)
+        name = untrusted.name(name)
+        place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
         _unique(name, named, index, table, place)
         known = LAYERS[kind].spec_fields()
         _no_unknown(table, ("type", "name", *known, *GRAPH_KEYS), "field", **place)
@@ -290,9 +325,10 @@ def _read_from(raw: object) -> tuple[str, ...]:
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise SpecError(f"expected a layer's name or a list of them, got {raw!r}", 'from = "conv1" or from = ["bn2", "input"]')
+    names = [untrusted.name(name) for name in names]
     for name in names:
         if not _is_path(name):
-            raise SpecError(f"{name!r} is not a layer's name", "names are dotted paths such as layer1.0.conv1, or \"input\"")
+            raise SpecError(f"{_show(name)} is not a layer's name", "names are dotted paths such as layer1.0.conv1, or \"input\"")
     return tuple(names)
 
 
@@ -312,6 +348,7 @@ def _read_use(table: dict, index: int, name: str, line, table_name: str, find, p
         raise SpecError(f"unknown block {used!r}", _known_blocks(find, used), "block", **place)
     variables = {}
     for key, value in table.items():
+        key = untrusted.name(key)  # as the block's expressions name it (NFKC)
         if key in ("type", "name", *GRAPH_KEYS, *USE_KEYS):
             continue
         if key not in block.variables:
@@ -356,7 +393,7 @@ def _no_unknown(table: dict, valid: tuple[str, ...], what: str, **place) -> None
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise SpecError(f"unknown {what} {key!r}", f"{hint}valid: {', '.join(valid)}", **place)
+            raise SpecError(f"unknown {what} {_show(key)}", f"{hint}valid: {', '.join(valid)}", **place)
 
 
 def _is_segment(part: str) -> bool:
@@ -368,17 +405,26 @@ def _is_path(name: str) -> bool:
 
 
 def _check_name(name: object, where: str, line: int | None = None, field: str = "name", dotted: bool = False) -> None:
-    if (not isinstance(name, str) or not (_is_path(name) if dotted else _is_segment(name)) or name == INPUT
-            or name[:1].isdigit()):
-        raise SpecError(
-            f"{name!r} is not a usable name",
-            "names are letters, digits and underscores, starting with a letter (conv1, fc_out), "
-            "or dotted paths of them and numbers (layer1.0.conv1); \"input\" is taken. "
-            "They are used in claims such as conv1.params",
-            field,
-            where,
-            line=line,
-        )
+    """A name (NFKC-normalised, as Python reads it) is an identifier, or with `dotted` a path of identifiers and
+    numbers; never a keyword, a function, "input", or a segment Python mangles in a class (two underscores first)."""
+    normal = untrusted.name(name) if isinstance(name, str) and len(name) <= 500 else None
+    if (normal is None or not (_is_path(normal) if dotted else _is_segment(normal)) or normal == INPUT
+            or normal[:1].isdigit()):
+        why = ""
+    else:
+        why = next(filter(None, (untrusted.segment_problem(part, index=True) for part in normal.split("."))), None)
+        if why is None:
+            return
+        why = f": {why}"
+    raise SpecError(
+        f"{_show(name)} is not a usable name{why}",
+        "names are letters, digits and underscores, starting with a letter (conv1, fc_out), "
+        "or dotted paths of them and numbers (layer1.0.conv1); \"input\" is taken. "
+        "They are used in claims such as conv1.params",
+        field,
+        where,
+        line=line,
+    )
 
 
 def _located(read, value, **place):

@@ -108,9 +108,12 @@ class Timeline:
             return num.maximum(*(num.normal(f + p * num.symbol("B")) for f, p in self.pairs))
         return num.maximum(*(p.at(batch) for p in self.phases.values()))
 
-    def peak_phase(self, batch: Value) -> str:
+    def peak_phase(self, batch: Value) -> str | None:
+        """The phase that sets the peak (a tie goes to the earliest); None while sizes are formulas."""
         values = {name: p.at(batch) for name, p in self.phases.items()}
-        return max(PHASES, key=lambda name: values[name])  # a tie goes to the earliest phase
+        if not all(num.is_concrete(v) for v in values.values()):
+            return None
+        return max(PHASES, key=lambda name: values[name])
 
     @property
     def pairs(self) -> list[Pair]:

@@ -126,6 +126,10 @@ MISTAKES = [
     ("bits_for_bytes", "alexnet.toml", "memory.params_bytes", 8 * 249513376, {}, "bits, not bytes"),
     ("optimizer_state", "alexnet.toml", "memory.optimizer_bytes@optimizer=adam", 249513376, {}, "the state of momentum (1 per parameter)"),
     ("dtype_size", "alexnet.toml", "memory.params_bytes@dtype=bfloat16", 249513376, {}, "counted at float32 (4 bytes a value)"),
+    ("jumps_forgotten", "alexnet.toml", "conv3.receptive_field", 1 + 10 + 2 + 4 + 2 + 2, {}, "moves by the jump"),
+    ("field_start_forgotten", "alexnet.toml", "pool3.receptive_field", 194, {}, "the field starts at 1"),
+    ("dense_as_conv", "alexnet.toml", "conv1.dense_equivalent_weights", 34848, {}, "that is the conv's own 34,848 weights"),
+    ("dense_without_channels", "alexnet.toml", "conv1.dense_equivalent_weights", 224 * 224 * 55 * 55, {}, "the channels are missing"),
 ]
 
 

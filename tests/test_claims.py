@@ -5,8 +5,8 @@ from fractions import Fraction
 import pytest
 
 import archcalc
-from archcalc import claimed, claims
-from archcalc.claimed import Approx, Bounds, ClaimError, Dims, Exact
+from archcalc import claim_keys, claim_values
+from archcalc.claim_values import Approx, Bounds, ClaimError, Dims, Exact
 
 from .conftest import SPECS
 
@@ -15,7 +15,7 @@ SYMBOLIC = archcalc.analyze(archcalc.load(SPECS / "alexnet_symbolic.toml"))
 
 
 def holds(raw, kind, actual, env=None):
-    return claimed.read(raw, kind).holds(actual, env or {})
+    return claim_values.read(raw, kind).holds(actual, env or {})
 
 
 # (raw, kind, a true value it holds for, one it does not)
@@ -90,14 +90,14 @@ def test_every_form_holds_for_the_right_value_and_not_for_a_wrong_one(raw, kind,
     ("10*200 + 200*100 + 100*1", "count", Exact, "exactly 10*200 + 200*100 + 100*1 = 22,100"),
 ])
 def test_how_a_value_is_read(raw, kind, form, reading):
-    value = claimed.read(raw, kind)
+    value = claim_values.read(raw, kind)
     assert isinstance(value, form)
     assert value.reading() == reading
 
 
 def test_a_list_in_a_list_claim_is_channels_first_only():
     assert holds([27, 27, 96], "shape", (96, 27, 27)) is False
-    assert claimed.read("27x27x96", "shape").order((96, 27, 27), {}) == "channels last"
+    assert claim_values.read("27x27x96", "shape").order((96, 27, 27), {}) == "channels last"
 
 
 def test_formulas_compare_symbolically():
@@ -140,16 +140,16 @@ def test_an_approximation_cannot_be_decided_against_a_formula():
 ])
 def test_malformed_values_are_refused_with_a_reason_and_the_forms_allowed(raw, kind, words):
     with pytest.raises(ClaimError) as caught:
-        claimed.read(raw, kind)
+        claim_values.read(raw, kind)
     assert words in str(caught.value)
 
 
 def test_a_refusal_names_the_forms_of_that_quantity():
     with pytest.raises(ClaimError) as caught:
-        claimed.read("60%", "count")
+        claim_values.read("60%", "count")
     assert "62.4M" in caught.value.hint
     with pytest.raises(ClaimError) as caught:
-        claimed.read("96 by 27", "shape")
+        claim_values.read("96 by 27", "shape")
     assert "27²×96" in caught.value.hint
 
 
@@ -169,12 +169,12 @@ def test_a_refusal_names_the_forms_of_that_quantity():
     ("memory.course.backward_bytes", "memory", None, "course.backward_bytes"),
 ])
 def test_keys(text, scope, name, quantity):
-    key = claims.parse_key(text, ALEXNET)
+    key = claim_keys.parse_key(text, ALEXNET)
     assert (key.scope, key.name, key.quantity) == (scope, name, quantity)
 
 
 def test_memory_qualifiers():
-    key = claims.parse_key("memory.training_bytes@B=32, dtype=bfloat16,optimizer=adam,device=cuda", ALEXNET)
+    key = claim_keys.parse_key("memory.training_bytes@B=32, dtype=bfloat16,optimizer=adam,device=cuda", ALEXNET)
     assert dict(key.at) == {"B": 32, "dtype": "bfloat16", "optimizer": "adam", "device": "cuda"}
     assert key.kind == "bytes"
 
@@ -194,13 +194,13 @@ def test_memory_qualifiers():
 ])
 def test_unknown_keys_are_refused(text, words):
     with pytest.raises(ClaimError) as caught:
-        claims.parse_key(text, ALEXNET)
+        claim_keys.parse_key(text, ALEXNET)
     assert words in str(caught.value)
 
 
 def test_an_unknown_key_suggests_the_nearest_and_lists_the_valid_ones():
     with pytest.raises(ClaimError) as caught:
-        claims.parse_key("conv1.param", ALEXNET)
+        claim_keys.parse_key("conv1.param", ALEXNET)
     hint = caught.value.hint
     assert hint.startswith("did you mean 'conv1.params'?")
     for word in ("conv1, pool1, conv2", "output, input, weights", "conv, pool, flatten, dropout, dense", "training_bytes"):
@@ -209,14 +209,14 @@ def test_an_unknown_key_suggests_the_nearest_and_lists_the_valid_ones():
 
 def test_a_formula_with_a_name_the_spec_lacks_is_an_error_not_a_wrong_answer():
     with pytest.raises(ClaimError) as caught:
-        claims.read([("fc3.params", "4096*clases + clases")], ALEXNET)
+        claim_keys.read([("fc3.params", "4096*clases + clases")], ALEXNET)
     assert "'clases'" in str(caught.value) and "classes" in caught.value.hint
 
 
 # Answers files -------------------------------------------------------------------------------------
 
 def test_answers_file_with_dotted_keys_tables_and_a_student():
-    answers = claims.loads_answers(
+    answers = claim_keys.loads_answers(
         '"conv1.params" = 34944\nconv2.weights = 614400\n"memory.training_bytes@B=32" = 1\n\n'
         '[fc1]\nparams = 37752832\n\n[student]\nname = "Ada"\nid = 1815\n'
     )
@@ -228,7 +228,7 @@ def test_answers_file_with_dotted_keys_tables_and_a_student():
 
 def test_claims_after_the_student_table_are_explained():
     with pytest.raises(ClaimError) as caught:
-        claims.loads_answers('[student]\nname = "Ada"\n"conv1.params" = 34944\n', "ada.toml")
+        claim_keys.loads_answers('[student]\nname = "Ada"\n"conv1.params" = 34944\n', "ada.toml")
     error = caught.value
     assert (error.path, error.line, error.where) == ("ada.toml", 3, "[student]")
     assert "put [student] at the end" in error.hint
@@ -241,7 +241,7 @@ def test_claims_after_the_student_table_are_explained():
 ])
 def test_bad_answers_files(text, words):
     with pytest.raises(ClaimError) as caught:
-        claims.loads_answers(text, "x.toml")
+        claim_keys.loads_answers(text, "x.toml")
     assert words in str(caught.value)
     assert caught.value.path == "x.toml"
 

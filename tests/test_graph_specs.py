@@ -14,7 +14,7 @@ import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.backends.verify import QUANTITIES, verify  # noqa: E402
 
-from . import reference_nets as ref  # noqa: E402
+from . import reference_nets as ref, torch_probe  # noqa: E402, F401  (torch_probe: torch on one thread)
 from .conftest import SPECS  # noqa: E402
 
 GRAPHS = {  # spec -> the reference module's constructor
@@ -117,3 +117,13 @@ def test_symbolic_resnet18_is_resnet18_at_every_size():
     assert at224.totals["flops"] == ref.PUBLISHED["resnet18"][1]
     built = archcalc.torch.build(report_at("resnet18_symbolic.toml", H=96, W=80))
     built.load_state_dict(ref.resnet18().state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_export_writes_one_class_per_block_that_round_trips(name, tmp_path):
+    from .test_torch_export import round_trip
+
+    report = report_at(name, 32)
+    text = round_trip(report, tmp_path)  # the same state_dict keys and shapes as build(), its weights, the same outputs
+    blocks = {use.block for use in report.uses}
+    assert len(re.findall(r"^class \w+\(nn\.Module\):", text, re.M)) == len(blocks) + 1 + ("class Namespace" in text)

@@ -17,7 +17,8 @@ nn = torch.nn
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import archcalc  # noqa: E402
-from archcalc.backends.torch import is_chain  # noqa: E402
+import archcalc.torch  # noqa: E402
+from archcalc.engine import names  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
 from .torch_probe import ACTIVATIONS, flops, saved_bytes  # noqa: E402
@@ -168,15 +169,28 @@ def test_drawn_networks_match_torch(net, batch, dtype):
     assert predicted(report) == measured(model, net.input, batch, dtype), net.spec()
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+STACKS = [path for path in SPECS if "[blocks." not in path.read_text()]
+GRAPHS = [path for path in SPECS if path not in STACKS]
+
+
+@pytest.mark.parametrize("path", STACKS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_shipped_specs_match_torch(path, dtype):
-    values = {"H": 67, "W": 67, "classes": 10} if path.stem == "alexnet_symbolic" else {"H": 67, "W": 67} if "symbolic" in path.stem else {}
-    report = archcalc.analyze(archcalc.load(path), batch=2, dtype=dtype, **values)
-    if not is_chain(report):
-        pytest.skip("a graph: an nn.Sequential of its rows is not the network (tests/test_timeline_oracle.py builds graphs)")
-    model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
+    spec = archcalc.load(path)
+    values = {k: v for k, v in {"H": 67, "W": 67, "classes": 10}.items() if k in names(spec)}
+    report = archcalc.analyze(spec, batch=2, dtype=dtype, **values)
+    model = archcalc.torch.build(report).float()  # graphs too: the modules run in the report's order
     assert predicted(report) == measured(model, report.input, 2, dtype)
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+def test_shipped_graphs_match_torch(path):
+    """ResNet, MobileNetV2, DenseNet, U-Net: every skip, concat and shared tensor, to the byte (built by the backend)."""
+    import archcalc.torch
+
+    values = {"H": 67, "W": 67} if "symbolic" in path.stem else {}
+    report = archcalc.analyze(archcalc.load(path), batch=2, **values)
+    assert predicted(report) == measured(archcalc.torch.build(report), report.input, 2, "float32")
 
 
 def _modules(row):

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-import archcalc.claims
+import archcalc.claim_keys
 from archcalc.cli import main
 from archcalc.quiz import CATEGORIES, draw
 
@@ -53,7 +53,7 @@ def test_the_answer_key_passes_check(spec, values, seed):
     r = report(spec, **values)
     count = _available(r)  # every question the network offers
     quiz = draw(r, count, seed=seed)
-    answers = archcalc.claims.loads_answers(quiz.key_toml())
+    answers = archcalc.claim_keys.loads_answers(quiz.key_toml())
     verdicts = archcalc.check(r, answers)
     assert len(verdicts) == count
     assert [v.key for v in verdicts if not v.ok] == []

@@ -60,7 +60,8 @@ def measure(module: nn.Module, shape) -> Measured:
     with torch.no_grad(), FlopCounterMode(display=False) as counter, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "same" padding with an even kernel makes a padded copy: fine
         out = module(torch.zeros(1, *shape))
-    tensors = lambda name: [t for m in module.modules() if isinstance(t := getattr(m, name, None), torch.Tensor)]
+    # .weight and .bias, and an LSTM's weight_ih_l0, bias_hh_l0_reverse, ...
+    tensors = lambda name: [p for path, p in module.named_parameters() if path.rsplit(".", 1)[-1].startswith(name)]
     return Measured(
         tuple(shape), tuple(out.shape[1:]),
         sum(t.numel() for t in tensors("weight")), sum(t.numel() for t in tensors("bias")),
@@ -214,6 +215,94 @@ def dense(draw, shape):
     return with_activation(draw, dict(type="dense", out_features=out, bias=bias), lambda: nn.Linear(shape[0], out, bias=bias))
 
 
+def conv_transpose(draw, shape):
+    c, n = shape[0], len(shape) - 1
+    groups = draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))
+    out = groups * draw(st.integers(1, 3))
+    kernel, k = per_axis(draw, n, 1, 4)
+    stride, s = per_axis(draw, n, 1, 3)
+    padding, p = per_axis(draw, n, 0, 2)
+    output_padding = op = draw(st.integers(0, 1))
+    bias = draw(st.booleans())
+    table = dict(type="conv_transpose", out_channels=out, kernel_size=kernel, stride=stride, padding=padding,
+                 output_padding=output_padding, groups=groups, bias=bias)
+    return with_activation(draw, table, lambda: getattr(nn, f"ConvTranspose{n}d")(c, out, k, s, p, op, groups, bias))
+
+
+def layernorm(draw, shape):
+    count = draw(st.integers(1, len(shape)))
+    affine = draw(st.booleans())
+    normalized = list(shape[len(shape) - count:])
+    return dict(type="layernorm", normalized_shape=normalized, elementwise_affine=affine), lambda: nn.LayerNorm(
+        normalized, elementwise_affine=affine)
+
+
+def rmsnorm(draw, shape):
+    affine = draw(st.booleans())
+    return dict(type="rmsnorm", elementwise_affine=affine), lambda: nn.RMSNorm(shape[-1], elementwise_affine=affine)
+
+
+def groupnorm(draw, shape):
+    groups = draw(st.sampled_from([g for g in range(1, shape[0] + 1) if shape[0] % g == 0]))
+    return dict(type="groupnorm", num_groups=groups), lambda: nn.GroupNorm(groups, shape[0])
+
+
+def instancenorm(draw, shape):
+    affine = draw(st.booleans())
+    norm = getattr(nn, f"InstanceNorm{len(shape) - 1}d")
+    return dict(type="instancenorm", affine=affine), lambda: norm(shape[0], affine=affine)
+
+
+def lrn(draw, shape):
+    size = draw(st.integers(1, 5))
+    return dict(type="lrn", size=size), lambda: nn.LocalResponseNorm(size)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+def permute(draw, shape):
+    dims = [0, *draw(st.permutations(range(1, len(shape) + 1)))]
+    return dict(type="permute", dims=[d - 1 for d in dims[1:]]), lambda: Permute(dims)
+
+
+def prelu(draw, shape):
+    count = draw(st.sampled_from([1, shape[0]]))
+    return dict(type="prelu", num_parameters=count), lambda: nn.PReLU(count)
+
+
+class NativeRNN(nn.Module):
+    """An LSTM or GRU's output sequence, run without oneDNN (with it, FlopCounterMode counts no LSTM FLOPs)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        with torch.backends.mkldnn.flags(enabled=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.rnn(x)[0]
+
+
+def recurrent(kind):
+    def draw_layer(draw, shape):
+        hidden, layers, bidirectional = draw(st.integers(1, 8)), draw(st.integers(1, 2)), draw(st.booleans())
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        table = dict(type=kind, hidden_size=hidden, num_layers=layers, bidirectional=bidirectional)
+        return table, lambda: NativeRNN(cls(shape[-1], hidden, layers, batch_first=True, bidirectional=bidirectional))
+    draw_layer.__name__ = kind
+    return draw_layer
+
+
+lstm, gru = recurrent("lstm"), recurrent("gru")
+
+
 def adaptive_pool(draw, shape):
     n = len(shape) - 1
     op = draw(st.sampled_from(["max", "avg"]))
@@ -221,8 +310,9 @@ def adaptive_pool(draw, shape):
     return dict(type="adaptive_pool", op=op, output_size=size), lambda: getattr(nn, f"Adaptive{op.title()}Pool{n}d")(o)
 
 
-SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool]
-FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten]
+SPATIAL = [conv, conv, conv, pool, pool, upsample, batchnorm, activation, dropout, reshape, adaptive_pool,
+           conv_transpose, layernorm, rmsnorm, groupnorm, instancenorm, lrn, prelu, permute, lstm, gru]
+FLAT = [dense, dense, batchnorm, activation, dropout, reshape, flatten, layernorm, rmsnorm, groupnorm, prelu]
 SIZES = {1: (4, 40), 2: (4, 20), 3: (3, 9)}
 
 

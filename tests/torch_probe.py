@@ -9,12 +9,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+# The tests run tiny tensors: one thread does each op in microseconds, where a pool of threads on a
+# busy machine (CI, or helpers sharing two cores) took 70 ms per conv forward.
+torch.set_num_threads(1)
+
 # Each activation function of a spec as its torch module, written out here and not taken from
 # archcalc's own table (archcalc.layers.ACTIVATIONS), so that the oracle stays independent of it.
 ACTIVATIONS = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "relu6": nn.ReLU6, "hardtanh": nn.Hardtanh,
-    "softplus": nn.Softplus, "mish": nn.Mish,
+    "softplus": nn.Softplus, "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid,
     "softmax": lambda: nn.Softmax(dim=1), "log_softmax": lambda: nn.LogSoftmax(dim=1),
 }
 

@@ -38,7 +38,7 @@ from ..errors import ArchcalcError
 from ..memory import Device, Optimizer
 from ..report import Report
 from .peaks import peak
-from .torch import concrete, dtype_of, network, require, version
+from .torch import concrete, dtype_of, fits, network, require, version
 
 MIXED = ("float16", "bfloat16")
 
@@ -132,6 +132,7 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
     try:
         torch.backends.cuda.matmul.allow_tf32 = tf32 or options.tf32
         precision = _precision(options, device)
+        fits(report, "bench", batch=options.batch, device=str(device))
         run = Run.prepare(report, options, device)
         train = run.time("train", num.normal(report.totals["training_flops"] * options.batch), progress)
         inference = run.time("inference", num.normal(report.totals["flops"] * options.batch), progress)
@@ -239,9 +240,13 @@ def _device(name: str | None):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ArchcalcError(f"no CUDA device here (torch {torch.__version__})\n  hint: use --device cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
-        raise ArchcalcError(f"unknown device {name!r}: {error}") from None
+        raise ArchcalcError(f"unknown device {name!r}: {str(error).splitlines()[0]}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ArchcalcError(f"bench runs on cpu or cuda, not {device.type!r}"
+                            + ("\n  hint: the meta device computes nothing, so there is nothing to time" if device.type == "meta" else ""))
+    return device
 
 
 def _precision(options: Options, device) -> str:

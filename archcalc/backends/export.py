@@ -13,8 +13,9 @@ import json
 import re
 
 from .. import fmt, num
+from ..layers import ACTIVATIONS
 from ..report import Report
-from .torch import Part, concrete, modules, parts, require
+from .torch import Part, concrete, is_chain, modules, parts, require
 
 SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
 EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
@@ -25,13 +26,9 @@ def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
     name = class_name or _class_name(report.model)
-    init: list[tuple[str, str]] = []
-    forward: list[tuple[str, str]] = []
-    for part in parts(report):
-        _part(part, init, forward)
     params = num.add(row.params for row in report.rows)
     where = f" from {_plain(report.path)}" if report.path else ""
-    lines = [
+    header = [
         f'"""{_plain(report.model)}, exported by archcalc{where}.',
         "",
         f"{fmt.group(params)} parameters; input B×{_shape(report.input)}, output B×{_shape(report.output)}.",
@@ -43,14 +40,8 @@ def source(report: Report, class_name: str | None = None) -> str:
         "from torch import nn",
         "",
         "",
-        f"class {name}(nn.Module):",
-        "    def __init__(self) -> None:",
-        "        super().__init__()",
-        *_aligned(init, "        "),
-        "",
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
-        "        return x",
+    ]
+    footer = [
         "",
         "",
         'if __name__ == "__main__":',
@@ -59,6 +50,26 @@ def source(report: Report, class_name: str | None = None) -> str:
         f"    print(model(x).shape)  # torch.Size([2, {', '.join(str(d) for d in report.output)}])",
         f"    print(sum(p.numel() for p in model.parameters()))  # {params}",
         "",
+    ]
+    if not is_chain(report):  # a graph: one class per block (export_graph.py)
+        from . import export_graph
+
+        return export_graph.source(report, name, header, footer)
+    init: list[tuple[str, str]] = []
+    forward: list[tuple[str, str]] = []
+    for part in parts(report):
+        _part(part, init, forward)
+    lines = [
+        *header,
+        f"class {name}(nn.Module):",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *_aligned(init, "        "),
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
+        "        return x",
+        *footer,
     ]
     return "\n".join(lines)
 
@@ -78,7 +89,9 @@ def _call(module, name: str, init: list, row) -> str:
     """How forward applies `module` to x; modules with a constructor worth keeping go to __init__."""
     nn = require().nn
     if isinstance(module, nn.Flatten):
-        return "torch.flatten(x, 1)"
+        return f"torch.flatten(x, {module.start_dim}{'' if module.end_dim == -1 else f', {module.end_dim}'})"
+    if hasattr(module, "source"):  # a module archcalc defines (permute): its call, written out
+        return module.source
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
         return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
     if row.layer.kind == "activation":
@@ -92,8 +105,10 @@ def _call(module, name: str, init: list, row) -> str:
 def _activation(module, function: str, inner: str) -> str:
     if function in TORCH_FUNCTIONS:
         return f"torch.{function}({inner})"
-    dim = getattr(module, "dim", None)
-    return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
+    defaults = inspect.signature(type(module).__init__).parameters
+    options = "".join(f", {name}={_literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
+                      if getattr(module, name) != defaults[name].default)  # dim=1, negative_slope=0.2, approximate="tanh"
+    return f"F.{function}({inner}{options})"
 
 
 def _arguments(module) -> str:

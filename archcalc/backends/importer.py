@@ -219,7 +219,7 @@ def _from_module(module, path: str) -> tuple[str, dict]:
         fields = cls.torch_fields(torch_name)
         for field in dataclasses.fields(cls):
             if field.name in cls.spec_fields() and field.name not in fields and hasattr(module, field.name):
-                value = _plain(getattr(module, field.name), field.name)
+                value = cls.torch_value(field.name, _plain(getattr(module, field.name), field.name))
                 if value is not None and (field.name in EXPLICIT or value != _plain(field.default, field.name)):
                     fields[field.name] = value
         return kind, fields
@@ -249,9 +249,20 @@ def _activation(name: str):
 
 def _flatten(node):
     start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-    if start != 1:
-        raise _Unmapped(f"flatten from dim {start}: archcalc flattens every axis but the batch axis (start_dim = 1)")
-    return "flatten", {}
+    end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+    if start == 0:
+        raise _Unmapped("flatten from dim 0: archcalc keeps the batch axis (start_dim = 1 or more)")
+    fields = {"start_dim": start - 1} if start != 1 else {}
+    return "flatten", fields | ({"end_dim": end - 1 if end > 0 else end} if end != -1 else {})
+
+
+def _permute(node):
+    dims = list(node.args[1:])
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = list(dims[0])
+    if not dims or dims[0] != 0 or not all(isinstance(d, int) for d in dims):
+        raise _Unmapped(f"permute{tuple(dims)}: archcalc permutes a sample's axes, the batch axis 0 first")
+    return "permute", {"dims": [d - 1 if d > 0 else d for d in dims[1:]]}
 
 
 def _view(node):
@@ -291,6 +302,7 @@ FUNCTIONS = {
     **{name: _activation(name) for name in ACTIVATIONS},
     "relu_": _activation("relu"),
     "flatten": _flatten,
+    "permute": _permute,
     "view": _view,
     "reshape": _view,
     "add": _merge("add"),

@@ -20,10 +20,11 @@ gets underscores appended until it is free (`train_`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import num
+from .. import fmt, num
 from ..engine import BATCH, analyze
 from ..errors import ArchcalcError, SpecError
 from ..layers.base import torch_activation
@@ -57,6 +58,7 @@ def build(spec: Spec | Report | str | Path, **values):
     spec's dtype. `values` name the sizes the spec leaves open.
     """
     report = concrete(spec, **values)
+    fits(report, "build", batch=None, device="cpu")
     module = network(report)
     dtype = dtype_of(report.dtype)
     return module if dtype is require().float32 else module.to(dtype)
@@ -118,13 +120,23 @@ def parts(report: Report) -> list[Part]:
         *parents, leaf = row.name.split(".")
         parents = [_segment(p, reserved) for p in parents]
         prefix = "".join(p + "." for p in parents)
-        name = _free(prefix + leaf, taken) if leaf in reserved else prefix + leaf
+        if leaf in reserved:
+            while leaf in reserved or prefix + leaf in taken:
+                leaf += "_"
+            taken.add(prefix + leaf)
+        name = prefix + leaf
         names = [name]
         activation = getattr(row.layer, "activation", None)
         if activation:
             names.append(_free(f"{name}_{activation}", taken))
         out.append(Part(row, tuple(names)))
     return out
+
+
+def container(path: str) -> str:
+    """Where a block use's modules sit: its path, with the segments nn.Module uses itself renamed as `parts` does."""
+    reserved = set(dir(require().nn.Module))
+    return ".".join(_segment(segment, reserved) for segment in path.split("."))
 
 
 def _segment(name: str, reserved: set[str]) -> str:
@@ -166,12 +178,12 @@ def network(report: Report):
     slots = {INPUT: 0} | {part.row.name: i for i, part in enumerate(all_parts, start=1)}
     last = {0: 0}  # slot -> the last step that reads it (the output: never freed)
     for i, part in enumerate(all_parts, start=1):
-        for name in _inputs(part.row):
+        for name in part.row.inputs:
             last[slots[name]] = i
     last[len(all_parts)] = len(all_parts) + 1
     steps = []
     for i, part in enumerate(all_parts, start=1):
-        reads = tuple(slots[name] for name in _inputs(part.row))
+        reads = tuple(slots[name] for name in part.row.inputs)
         free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
         steps.append(Step(part.names, reads, free))
     module = Graph(tuple(steps))
@@ -181,8 +193,37 @@ def network(report: Report):
     return module
 
 
-def _inputs(row: Row) -> tuple[str, ...]:
-    return row.inputs
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory free for tensors: on a CUDA device what the driver reports free, else the machine's available RAM."""
+    if device.startswith("cuda"):
+        return require().cuda.mem_get_info(require().device(device))[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fits(report: Report, what: str, *, batch: int | None, device: str = "cpu", factor: int = 1) -> None:
+    """Refuse, before torch allocates anything, what would need more memory than `device` has free.
+
+    The need is the report's own figure: the parameters for a build, `factor` training steps at `batch` otherwise.
+    """
+    memory = report.memory if batch is None else dataclasses.replace(report, batch=batch).memory
+    need = memory.value("params_bytes") if batch is None else factor * memory.value("training_bytes")
+    free = available_bytes(device)
+    if free is not None and num.is_concrete(need) and need > free:
+        raise ArchcalcError(
+            f"{what} would need about {fmt.size_bytes(need)} ({fmt.group(need)} bytes) on {device}, "
+            f"and {fmt.size_bytes(free)} are free: refused before allocating anything\n"
+            "  hint: a smaller --batch, or smaller sizes (--set NAME=VALUE)"
+        )
 
 
 def _place(root, path: str, child) -> None:
@@ -197,10 +238,11 @@ def _place(root, path: str, child) -> None:
             node.add_module(name, inner)
         elif type(inner) is not nn.Module:
             raise SpecError(f"{'.'.join(parents[:i + 1])!r} is a layer, so {path!r} cannot be a layer inside it",
-                            "give the layers names that are not paths below another layer's", path=None)
+                            "give the layers names that are not paths below another layer's")
         node = inner
     if leaf in node._modules:
-        raise SpecError(f"two layers are named {path!r}", "give each layer its own name")
+        raise SpecError(f"{path!r} holds other layers, so it cannot be a layer itself",
+                        "give the layers names that are not paths below another layer's")
     node.add_module(leaf, child)
 
 

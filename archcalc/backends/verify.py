@@ -26,7 +26,7 @@ from .. import num
 from ..errors import SpecError
 from ..memory import Device
 from ..report import Report
-from .torch import INPUT, concrete, dtype_of, network, parts, require
+from .torch import INPUT, concrete, dtype_of, fits, network, parts, require
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
 QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")
@@ -70,6 +70,7 @@ def verify(report: Report) -> list[Check]:
     if report.device != Device.cpu:
         report = dataclasses.replace(report, device=Device.cpu)
     batch = batch_of(report)
+    fits(report, "verify", batch=batch, factor=2)  # each row's input, output and saved tensors stay alive
     structure = measure_structure(report, batch)
     refused = any(isinstance(m.output, str) for m in structure)
     compute = [Measured()] * len(report.rows) if refused else measure_compute(report, batch)

@@ -11,6 +11,7 @@ from .. import fmt, num
 from ..fields import axes, choice
 from ..num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .field import Field
 from .window import AXIS_NAMES
 
 
@@ -40,6 +41,16 @@ class AdaptivePool(Layer):
         if all(num.is_concrete(o) and o == 1 for o in self.sizes(x)):
             return ()  # global average pooling is a mean, whose backward needs only the input's shape (measured)
         return (Kept("input", num.mul(x), what="input"),)
+
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        sizes = self.sizes(x)
+        if all(num.is_concrete(o) and o == 1 for o in sizes):
+            return field.gathered(x[1:])  # global pooling: every output sees the whole map
+        if not all(map(num.is_concrete, (*x[1:], *sizes))):
+            return None  # the windows' sizes vary with the input: no formula for the widest
+        spans = [max(end - start for start, end in (window(i, n, o) for i in range(o))) for n, o in zip(x[1:], sizes)]
+        grown = field.window(spans, [1] * len(spans), [1] * len(spans))
+        return Field(grown.size, tuple(num.div(j * n, o) for j, n, o in zip(field.jump, x[1:], sizes)))  # the average stride
 
     def summary(self, x: Shape) -> str:
         return f"{self.op} → {axes_text(self.sizes(x))}"

@@ -16,6 +16,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import choice
 from ..num import Dim, Shape
+from .field import Field
 
 LAYERS: dict[str, type[Layer]] = {}
 
@@ -26,6 +27,7 @@ class Function:
     saves: str  # "output" or "input" (measured with saved_tensors_hooks on CPU, torch 2.13)
     torch: str  # the torch.nn class
     dim: bool = False  # takes dim=1 (softmax over the channels / features)
+    options: tuple[str, ...] = ()  # the `activation` layer's fields this function takes (torch's argument names)
 
 
 # The `activation` layer and the `activation` field of conv, dense and batchnorm.
@@ -33,12 +35,14 @@ ACTIVATIONS: dict[str, Function] = {
     "relu": Function("output", "ReLU"),
     "sigmoid": Function("output", "Sigmoid"),
     "tanh": Function("output", "Tanh"),
-    "softmax": Function("output", "Softmax", dim=True),
-    "log_softmax": Function("output", "LogSoftmax", dim=True),
-    "gelu": Function("input", "GELU"),
+    "softmax": Function("output", "Softmax", dim=True, options=("dim",)),
+    "log_softmax": Function("output", "LogSoftmax", dim=True, options=("dim",)),
+    "gelu": Function("input", "GELU", options=("approximate",)),
     "silu": Function("input", "SiLU"),
-    "leaky_relu": Function("input", "LeakyReLU"),
-    "elu": Function("input", "ELU"),
+    "hardswish": Function("input", "Hardswish"),
+    "hardsigmoid": Function("input", "Hardsigmoid"),
+    "leaky_relu": Function("input", "LeakyReLU", options=("negative_slope",)),
+    "elu": Function("input", "ELU", options=("alpha",)),
     "relu6": Function("input", "ReLU6"),
     "hardtanh": Function("input", "Hardtanh"),
     "softplus": Function("input", "Softplus"),
@@ -46,10 +50,13 @@ ACTIVATIONS: dict[str, Function] = {
 }
 
 
-def torch_activation(name: str, nn):
-    """The torch module for an activation function, from the torch.nn namespace `nn`."""
+def torch_activation(name: str, nn, **options):
+    """The torch module for an activation function, from the torch.nn namespace `nn`; `options`: its
+    arguments other than the defaults (negative_slope = 0.2, ...)."""
     function = ACTIVATIONS[name]
-    return getattr(nn, function.torch)(dim=1) if function.dim else getattr(nn, function.torch)()
+    if function.dim:
+        options.setdefault("dim", 1)
+    return getattr(nn, function.torch)(**options)
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,8 @@ class Kept:
 
     tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
     elements: Dim  # per sample, or in all when not per_sample
-    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA
+    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA;
+    # "opmath": float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
     arg: int = 0  # which input, for "input" of a layer with several (a merge layer)
@@ -121,6 +129,15 @@ class Layer:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
         return 0
 
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        """The receptive field and jump of the output, from the input's (see layers/field.py); None: not known
+        for this kind. The engine keeps a field that already sees the whole input as it is."""
+        return None
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim | None:
+        """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
+        return None
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
@@ -135,6 +152,15 @@ class Layer:
         reduces it), "slice" (concat: a view of it), "" (a new tensor per input)."""
         return ""
 
+    def view(self, x: Shape, y: Shape, strides):
+        """For a view: the output's layout (archcalc.layers.layout) from the input's, or layout.COPY
+        when it must copy after all (a reshape of a permuted tensor)."""
+        return strides
+
+    def contiguous_input(self) -> bool:
+        """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
+        return False
+
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
         return ""
@@ -147,6 +173,11 @@ class Layer:
     def torch_fields(cls, torch_name: str) -> dict:
         """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
         return {}
+
+    @classmethod
+    def torch_value(cls, field: str, value):
+        """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
+        return value
 
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import axes, flag, size
+from ..fields import axes, choice, flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
+from .field import Field
 from .window import Window, axis_lines
 
 
@@ -25,6 +26,7 @@ class Conv(Layer):
     groups: Dim = size(1)
     bias: bool = flag(True)
     activation: str | None = activation_field()
+    padding_mode: str = choice("zeros", "reflect", "replicate", "circular", default="zeros")
 
     def windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
@@ -33,7 +35,7 @@ class Conv(Layer):
             raise SpecError("padding 'same' needs stride 1 (PyTorch refuses it for strided convolutions)",
                             "give the padding as a number", "padding")
         padding = 0 if self.padding in ("same", "valid") else self.padding
-        return tuple(
+        ws = tuple(
             Window(size, k, s, p, d, same=same)
             for size, k, s, p, d in zip(
                 x[1:],
@@ -43,6 +45,28 @@ class Conv(Layer):
                 per_axis(self.dilation, n, "dilation"),
             )
         )
+        self._check_padding_mode(ws)
+        return ws
+
+    def _pads(self, w: Window) -> tuple[Dim, Dim]:
+        """The padding on the left and on the right of an axis (padding 'same': the odd one on the right)."""
+        if w.same:
+            total = w.d * (w.k - 1)
+            return num.floordiv(total, 2), total - num.floordiv(total, 2)
+        return w.p, w.p
+
+    def _check_padding_mode(self, ws: tuple[Window, ...]) -> None:
+        limits = {"reflect": ("less than", 0), "circular": ("at most", 1)}
+        if self.padding_mode not in limits:
+            return
+        words, slack = limits[self.padding_mode]
+        for w in ws:
+            side = self._pads(w)[1]
+            if num.is_nonnegative(w.n + slack - 1 - side) is False:
+                raise SpecError(
+                    f"padding_mode {self.padding_mode!r} pads {fmt.group(side)} on a side of an axis of size {fmt.group(w.n)}",
+                    f"PyTorch's {self.padding_mode} padding must be {words} the input size on each axis", "padding",
+                )
 
     def in_channels(self, x: Shape) -> Dim:
         for channels, role in ((x[0], "in_channels"), (self.out_channels, "out_channels")):
@@ -77,8 +101,22 @@ class Conv(Layer):
         macs = self.macs(x)
         return num.normal(macs * self.groups + (macs if grad else 0))
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        ws = self.windows(x)
+        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim:
+        return num.normal(num.mul(x) * num.mul(self.output(x)))
+
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (self.kept_input(x), *activation_keeps(self.activation, y))
+        if self.padding_mode == "zeros":
+            return (self.kept_input(x), *activation_keeps(self.activation, y))
+        # any other mode pads a copy first (F.pad) and the convolution keeps that copy; reflect and
+        # replicate padding keep their input for their own backward too (circular slices: it keeps nothing)
+        padded = num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
+        pad_input = (Kept("input", num.mul(x), what=f"input ({self.padding_mode} padding's)"),) if grad and self.padding_mode != "circular" else ()
+        return (*pad_input, Kept("own", padded, what=f"the {self.padding_mode}-padded copy of the input"),
+                *activation_keeps(self.activation, y))
 
     def kept_input(self, x: Shape) -> Kept:
         # padding "same" with an odd total d·(k − 1) on an axis: torch pads the input by one more on
@@ -105,6 +143,8 @@ class Conv(Layer):
             text += f", g{fmt.group(self.groups)}"
         if not self.bias:
             text += ", no bias"
+        if self.padding_mode != "zeros":
+            text += f", {self.padding_mode}"
         return with_activation(text, self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
@@ -119,6 +159,7 @@ class Conv(Layer):
         else:
             lines.append(("biases", "biases = 0 (bias = false)"))
         out = self.output(x)
+        lines.append(("dense_equivalent_weights", self.dense_text(x, out)))
         lines.append((
             "macs",
             f"MACs = outputs·C_in{'/groups' * (self.groups != 1)}·kernel = {fmt.product(out)}·{per_group}·"
@@ -126,11 +167,22 @@ class Conv(Layer):
         ))
         return lines
 
+    def dense_text(self, x: Shape, out: Shape) -> str:
+        """The course's point (section 4.1): a dense layer between the same input and output, and what the conv saves."""
+        dense, weights = self.dense_equivalent_weights(x), self.weights(x)
+        text = (f"dense equivalent = (W·H·C_in)·(W_out·H_out·C_out) = ({fmt.product(x[1:])}·{fmt.term(x[0])})·"
+                f"({fmt.product(out[1:])}·{fmt.term(out[0])}) = {fmt.group(dense)} weights")
+        if num.is_concrete(dense) and num.is_concrete(weights) and weights:
+            ratio = num.div(dense, weights)
+            times = fmt.group(ratio) if num.is_integer(ratio) else f"{float(ratio):,.0f}"
+            text += f", {times}× the conv's {fmt.group(weights)}"
+        return text
+
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)
         padding = self.padding if self.padding in ("same", "valid") else ints(w.p for w in ws)
         return getattr(nn, f"Conv{len(ws)}d")(
             int(x[0]), int(self.out_channels), ints(w.k for w in ws), stride=ints(w.s for w in ws), padding=padding,
-            dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias,
+            dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias, padding_mode=self.padding_mode,
         )
 

@@ -1,4 +1,4 @@
-"""Fully connected layer over a flat input (torch.nn.Linear)."""
+"""Fully connected layer over a flat input, or per token over a sequence [T, d] (torch.nn.Linear)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .field import Field
 
 
 @register
@@ -21,13 +22,19 @@ class Dense(Layer):
     activation: str | None = activation_field()
 
     def in_features(self, x: Shape) -> Dim:
-        if len(x) != 1:
-            raise SpecError(f"dense needs a flat input, got {fmt.shape(x)}", "add a flatten layer before it")
-        return x[0]
+        if len(x) > 2:
+            raise SpecError(f"dense needs a flat input, got {fmt.shape(x)} (or a sequence [T, features], applied per token)",
+                            "add a flatten layer before it")
+        return x[-1]
+
+    def tokens(self, x: Shape) -> Dim:
+        """How many times the layer is applied: once on a flat input, once per token on [T, d] (as nn.Linear)."""
+        self.in_features(x)
+        return num.mul(x[:-1])
 
     def output(self, x: Shape) -> Shape:
         self.in_features(x)
-        return (self.out_features,)
+        return (*x[:-1], self.out_features)
 
     def weights(self, x: Shape) -> Dim:
         return self.in_features(x) * self.out_features
@@ -36,25 +43,36 @@ class Dense(Layer):
         return self.out_features if self.bias else 0
 
     def macs(self, x: Shape) -> Dim:
-        return self.in_features(x) * self.out_features
+        return num.normal(self.tokens(x) * self.in_features(x) * self.out_features)
+
+    def contiguous_input(self) -> bool:
+        return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         return num.normal(self.macs(x) * (2 if grad else 1))
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise: over a flat input every output already sees the whole input
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
-        text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}"
+        text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}" + (", per token" if len(x) == 2 else "")
         return with_activation(text + ("" if self.bias else ", no bias"), self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         factors = f"{fmt.term(self.out_features)}·{fmt.term(self.in_features(x))}"
-        return [
+        lines = [
             ("weights", f"weights = out_features·in_features = {factors} = {fmt.group(self.weights(x))}"),
             ("biases", f"biases = out_features = {fmt.group(self.out_features)}" if self.bias else "biases = 0 (bias = false)"),
             ("macs", f"MACs = out_features·in_features = {factors} = {fmt.group(self.macs(x))}"),
         ]
+        if len(x) == 2:
+            lines[-1] = ("macs", f"MACs = T·out_features·in_features = {fmt.term(x[0])}·{factors} = {fmt.group(self.macs(x))}")
+            lines.insert(0, ("output", f"per token: the same weights applied to each of the T = {fmt.group(x[0])} rows, "
+                                       f"as nn.Linear does on [B, T, d]; weights do not grow with T"))
+        return lines
 
     def to_torch(self, x: Shape, nn):
         return nn.Linear(int(self.in_features(x)), int(self.out_features), bias=self.bias)

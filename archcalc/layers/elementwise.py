@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .. import fmt, num
-from ..fields import choice, real
-from ..num import Shape, Value
+from ..errors import SpecError
+from ..fields import axis, choice, real, size
+from ..num import Dim, Shape, Value
 from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .field import Field
+from .shape import from_torch_axis, sample_axis, torch_axis
 
 
 @register
@@ -22,6 +25,9 @@ class Dropout(Layer):
 
     def output(self, x: Shape) -> Shape:
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
@@ -43,15 +49,39 @@ class Dropout(Layer):
         return nn.Dropout(p=float(self.p))
 
 
+OPTIONS = ("negative_slope", "alpha", "approximate", "dim")  # each function's own (Function.options)
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class Activation(Layer):
+    """An element-wise function; the `activation = "..."` field of other layers is this with torch's defaults."""
+
     kind = "activation"
     torch_modules = tuple(f.torch for f in ACTIVATIONS.values())
     function: str = choice(*ACTIVATIONS)
+    negative_slope: Value | None = real(None)  # leaky_relu (torch's default 0.01)
+    alpha: Value | None = real(None)  # elu (1.0)
+    approximate: str | None = choice("none", "tanh", default=None)  # gelu ("none")
+    dim: int | None = axis(None)  # softmax, log_softmax: an axis of one sample (default 0, the channels or features)
+
+    def options(self) -> dict[str, object]:
+        """The options given, checked against the function: {"negative_slope": 0.2}."""
+        given = {name: getattr(self, name) for name in OPTIONS if getattr(self, name) is not None}
+        for name in given:
+            if name not in ACTIVATIONS[self.function].options:
+                takes = [f for f, fn in ACTIVATIONS.items() if name in fn.options]
+                raise SpecError(f"{self.function} takes no {name}", f"{name} is an option of {' and '.join(takes)}", name)
+        return given
 
     def output(self, x: Shape) -> Shape:
+        options = self.options()
+        if "dim" in options:
+            sample_axis(options["dim"], x, "dim")
         return x
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:
@@ -59,11 +89,57 @@ class Activation(Layer):
         return (Kept(ACTIVATIONS[self.function].saves, num.mul(x), what=f"{self.function} {ACTIVATIONS[self.function].saves}"),)
 
     def summary(self, x: Shape) -> str:
-        return self.function
+        options = self.options()
+        return self.function + "".join(f", {name}={fmt.group(v) if name != 'approximate' else v}" for name, v in options.items())
 
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         return {"function": next(name for name, f in ACTIVATIONS.items() if f.torch == torch_name)}
 
+    @classmethod
+    def torch_value(cls, field: str, value):
+        if field != "dim" or value is None:
+            return value
+        return None if value == 1 else from_torch_axis(value)  # torch's dim=1 is archcalc's default
+
     def to_torch(self, x: Shape, nn):
-        return torch_activation(self.function, nn)
+        options = {name: float(v) if name in ("negative_slope", "alpha") else v for name, v in self.options().items()}
+        if "dim" in options:
+            options["dim"] = torch_axis(options["dim"])
+        return torch_activation(self.function, nn, **options)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class PReLU(Layer):
+    """A leaky ReLU whose negative slope is learned: one for all channels, or one per channel."""
+
+    kind = "prelu"
+    torch_modules = ("PReLU",)
+    num_parameters: Dim = size(1)
+    init: Value = real(Fraction(1, 4))
+
+    def output(self, x: Shape) -> Shape:
+        if self.num_parameters != 1 and num.is_concrete(x[0] - self.num_parameters) and x[0] != self.num_parameters:
+            raise SpecError(
+                f"num_parameters = {fmt.group(self.num_parameters)}, but the input has {fmt.group(x[0])} channels",
+                "give 1 (one slope shared by all) or the channels, the input's first axis (one slope each)",
+                "num_parameters",
+            )
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return self.num_parameters
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return (Kept("input", num.mul(x), what="input (for the slope's gradient too)"),)
+
+    def summary(self, x: Shape) -> str:
+        return "one slope" if self.num_parameters == 1 else f"{fmt.group(self.num_parameters)} slopes"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        what = "one slope shared by every channel" if self.num_parameters == 1 else "a slope per channel"
+        return [("weights", f"weights = num_parameters = {fmt.group(self.num_parameters)} ({what}, learned)")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.PReLU(int(self.num_parameters), init=float(self.init))

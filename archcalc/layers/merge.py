@@ -15,6 +15,7 @@ from ..errors import SpecError
 from ..fields import size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .field import Field
 
 
 def same(a: Dim, b: Dim) -> bool:
@@ -65,6 +66,9 @@ class Merge(Layer):
 
     def keeps(self, x: tuple[Shape, ...], y: Shape, grad: tuple[bool, ...]) -> tuple[Kept, ...]:
         return activation_keeps(self.activation, y) if any(grad) else ()
+
+    def receptive(self, x: tuple[Shape, ...], field: Field) -> Field:
+        return field  # element-wise over its inputs: the engine already took the worst path (field.merge)
 
     def summary(self, x) -> str:
         return with_activation("", self.activation)

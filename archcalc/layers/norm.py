@@ -8,6 +8,7 @@ from .. import fmt, num
 from ..fields import flag
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .field import Field
 
 
 @register
@@ -28,6 +29,9 @@ class BatchNorm(Layer):
 
     def biases(self, x: Shape) -> Dim:
         return x[0] if self.affine else 0
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not (grad or self.affine):

@@ -9,6 +9,7 @@ from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .field import Field
 from .window import Window, axis_lines
 
 
@@ -54,6 +55,10 @@ class Pool(Layer):
 
     def output(self, x: Shape) -> Shape:
         return (x[0], *(w.out() for w in self.windows(x)))
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        ws = self.windows(x)
+        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:

@@ -1,4 +1,4 @@
-"""Layers that only rearrange values: flatten (torch.flatten(x, 1)) and reshape (view)."""
+"""Layers that only rearrange values: flatten (torch.flatten(x, 1)), reshape and permute (views)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,137 @@ from dataclasses import dataclass
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import sizes
+from ..fields import axis, sizes
 from ..num import Shape
+from . import layout
 from .base import Layer, ints, register
+from .field import Field
+
+
+def sample_axis(dim: int, x: Shape, field: str) -> int:
+    """An axis of one sample, numbered as concat's dim (0: the first axis, the channels or tokens;
+    negative: from the end), as an index into x. PyTorch's numbers are these plus one (its 0 is the batch)."""
+    if not -len(x) <= dim < len(x):
+        raise SpecError(f"{field} = {dim} is not an axis of one sample {fmt.shape(x)}",
+                        f"axes of one sample count from 0 (the first, after the batch axis) to {len(x) - 1}, "
+                        "or from -1 (the last) back", field)
+    return dim % len(x)
+
+
+def torch_axis(dim: int) -> int:
+    """A sample axis as PyTorch numbers it, with the batch axis 0 in front."""
+    return dim + 1 if dim >= 0 else dim
+
+
+def from_torch_axis(dim: int) -> int:
+    return dim - 1 if dim > 0 else dim
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
+    """Merges the axes start_dim..end_dim into one (torch.nn.Flatten: by default all but the batch axis)."""
+
     kind = "flatten"
     torch_modules = ("Flatten",)
+    start_dim: int = axis(0)  # axes of one sample, as concat's dim: torch's start_dim − 1
+    end_dim: int = axis(-1)
+
+    def span(self, x: Shape) -> tuple[int, int]:
+        start, end = sample_axis(self.start_dim, x, "start_dim"), sample_axis(self.end_dim, x, "end_dim")
+        if start > end:
+            raise SpecError(f"start_dim = {self.start_dim} comes after end_dim = {self.end_dim}",
+                            "flatten merges the axes from start_dim to end_dim", "start_dim")
+        return start, end
 
     def output(self, x: Shape) -> Shape:
-        return (num.mul(x),)
+        start, end = self.span(x)
+        return (*x[:start], num.mul(x[start:end + 1]), *x[end + 1:])
 
     def is_view(self) -> bool:
         return True
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)
+
+    def summary(self, x: Shape) -> str:
+        return "" if self.span(x) == (0, len(x) - 1) else f"axes {self.start_dim}..{self.end_dim}"
+
     def derive(self, x: Shape) -> list[tuple[str, str]]:
-        return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
+        start, end = self.span(x)
+        merged = x[start:end + 1]
+        if (start, end) == (0, len(x) - 1):
+            return [("output", f"features = {fmt.product(x)} = {fmt.group(num.mul(x))}")]
+        return [("output", f"axes {self.start_dim} to {self.end_dim} of a sample merged: "
+                           f"{fmt.product(merged)} = {fmt.group(num.mul(merged))}")]
+
+    @classmethod
+    def torch_value(cls, field: str, value):
+        return from_torch_axis(value)
 
     def to_torch(self, x: Shape, nn):
-        return nn.Flatten()
+        return nn.Flatten(torch_axis(self.start_dim), torch_axis(self.end_dim))
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Permute(Layer):
+    """Reorders a sample's axes (Tensor.permute without the batch axis: dims = [1, 0] is x.permute(0, 2, 1)): a view."""
+
+    kind = "permute"
+    dims: tuple = axis(many=True)
+
+    def order(self, x: Shape) -> tuple[int, ...]:
+        """The input axes the output's axes come from, each as an index into x."""
+        if len(self.dims) != len(x):
+            raise SpecError(f"dims gives {len(self.dims)} axes, a sample {fmt.shape(x)} has {len(x)}",
+                            "give every axis of one sample once: dims = [1, 0] swaps the two axes of [T, d]", "dims")
+        order = tuple(d % len(x) if -len(x) <= d < len(x) else None for d in self.dims)
+        if None in order or sorted(order) != list(range(len(x))):
+            raise SpecError(f"dims = {list(self.dims)} is not an order of a sample's axes 0 to {len(x) - 1}",
+                            "give every axis once (negative numbers count from the end)", "dims")
+        return order
+
+    def output(self, x: Shape) -> Shape:
+        return tuple(x[i] for i in self.order(x))
+
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.permuted(x, strides, self.order(x))
+
+    def summary(self, x: Shape) -> str:
+        return "dims " + ", ".join(map(str, self.dims))
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"axes reordered: axis i of the output is axis dims[i] of the input: "
+                           f"{fmt.shape(x)} → {fmt.shape(self.output(x))}; a view, no copy (a later reshape or dense copies it)")]
+
+    def to_torch(self, x: Shape, nn):
+        return _module(nn)((0, *(i + 1 for i in self.order(x))))
+
+
+_MODULES: dict = {}
+
+
+def _module(nn):
+    """nn.Module that permutes (torch has no nn.Permute); `source` is the call export writes."""
+    if nn not in _MODULES:
+        class Permute(nn.Module):
+            def __init__(self, dims):
+                super().__init__()
+                self.dims = tuple(dims)
+                self.source = f"x.permute({', '.join(map(str, self.dims))})"
+
+            def forward(self, x):
+                return x.permute(*self.dims)
+
+        _MODULES[nn] = Permute
+    return _MODULES[nn]
 
 
 @register
@@ -53,6 +162,12 @@ class Reshape(Layer):
 
     def is_view(self) -> bool:
         return True
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)
 
     def summary(self, x: Shape) -> str:
         return "→ " + fmt.shape(self.output(x))

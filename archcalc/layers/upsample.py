@@ -10,6 +10,7 @@ from ..errors import SpecError
 from ..fields import choice, real, sizes
 from ..num import Shape
 from .base import Layer, ints, per_axis, register, spatial
+from .field import Field
 
 MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes it needs
 
@@ -35,6 +36,14 @@ class Upsample(Layer):
         if self.size is not None:
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
+
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        # Each output reads 1 (nearest), 2 (linear modes) or 4 (bicubic) inputs per axis, at most; the jump
+        # shrinks by the scale, to a fraction: a field after it is then the average over output positions.
+        taps = {"nearest": 1, "bicubic": 4}.get(self.mode, 2)
+        y = self.output(x)
+        grown = field.window([taps] * len(field.size), [1] * len(field.size), [1] * len(field.size))
+        return Field(grown.size, tuple(num.div(j * n, m) for j, n, m in zip(field.jump, x[1:], y[1:])))
 
     def summary(self, x: Shape) -> str:
         how = f"×{fmt.group(self.scale_factor)}" if self.scale_factor is not None and not isinstance(self.scale_factor, tuple) else ""

@@ -21,15 +21,19 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import expr, fmt, num
+from . import expr, fmt, num, untrusted
 from .errors import SpecError
 from .num import Value
 
-KINDS = ("count", "share", "bytes", "shape")  # what a quantity is; it decides which forms a value may take
+MAX_LENGTH = 500  # characters in a claimed value (a formula's limit too)
+MAX_EXPONENT = 30  # in 6.24e7: the largest claim below has 25 digits
+MAX_CLAIMED = 10**24  # FLOPs of a whole batch may pass the 10^18 that bounds sizes
+KINDS = ("count", "share", "bytes", "shape", "axes")  # what a quantity is; it decides which forms a value may take
 
 SCALES = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 BYTE_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -54,6 +58,7 @@ def _hint(kind: str) -> str:
         "count": 'an integer (34944, "34,944"), a formula ("4096*classes + classes"), or an approximation ("62.4M", "about 60k")',
         "share": 'a percentage of all parameters: "94%", 60.5, "60% ± 1"',
         "bytes": 'a number of bytes (249513376), or with a unit: "238 MiB", "0.25 GB", "about 1.2 GiB"',
+        "axes": 'a number for every spatial axis (195), or one per axis ([195, 195], "195×195")',
         "shape": 'a shape, channels first ([96, 27, 27], "96×27×27", "27²×96"), or its number of values (69984)',
     }[kind]
 
@@ -183,7 +188,48 @@ def _plain(x: Fraction) -> str:
     return f"{float(x):,.10g}"
 
 
-Claimed = Exact | Approx | Bounds | Dims
+@dataclass(frozen=True)
+class EveryAxis:
+    """One value claimed for every spatial axis: "pool3.receptive_field" = 195."""
+
+    value: Exact | Approx | Bounds
+
+    def holds(self, actual, env) -> bool | None:
+        verdicts = [self.value.holds(a, env) for a in actual]
+        return None if None in verdicts else all(verdicts)
+
+    def reading(self, env=None) -> str:
+        return f"{self.value.reading(env)} on every axis"
+
+
+Claimed = Exact | Approx | Bounds | Dims | EveryAxis
+
+
+def unpinned(value: Claimed) -> str | None:
+    """Why a value does not pin its quantity, as an answers file's claim must (docs/claims.md), or None.
+
+    Exact values, formulas and shapes pin it. A range pins it to an order of magnitude when its ends
+    have one sign and the larger is at most 10 times the smaller ("200k..1M"); an approximation
+    c ± t is the range c−t..c+t ("about 1M" is 500k..1.5M); 0 may be approximate to half a unit.
+    An open bound ("> 0") pins nothing.
+    """
+    if isinstance(value, Bounds):
+        if value.low is None or value.high is None:
+            return ("an open bound (such as > 0) holds for countless values: give the value, "
+                    'or an approximation such as "about 60M"')
+        low, high, what = value.low, value.high, f"the range {_plain(value.low)}..{_plain(value.high)}"
+    elif isinstance(value, Approx):
+        low, high = value.center - value.tolerance, value.center + value.tolerance
+        what = f"{_plain(value.center)}{value.unit} ± {_plain(value.tolerance)}"
+        if value.center == 0 and value.tolerance <= Fraction(1, 2):
+            return None
+    else:
+        return None
+    low, high = (low, high) if low >= 0 else (-high, -low)
+    if low > 0 and high <= 10 * low:
+        return None
+    return (f"{what} does not pin the value: an answer gives it to an order of magnitude at least "
+            "(ends of one sign, the larger at most 10 times the smaller)")
 
 
 def read(raw: object, kind: str) -> Claimed:
@@ -191,16 +237,24 @@ def read(raw: object, kind: str) -> Claimed:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str, list)):
         what = {bool: "true/false", dict: "a table"}.get(type(raw), type(raw).__name__)
         raise ClaimError(f"expected a value, got {what}", _hint(kind))
+    if kind == "axes":
+        if isinstance(raw, list) or (isinstance(raw, str) and _looks_like_shape(raw.strip())):
+            dims = read(raw, "shape")
+            return dataclasses.replace(dims, either_order=False) if isinstance(dims, Dims) else dims
+        return EveryAxis(read(raw, "count"))
     if isinstance(raw, list):
         if kind != "shape":
             raise ClaimError(f"a list is a shape, but this quantity is a number: got {raw!r}", _hint(kind))
         return _list(raw)
     if isinstance(raw, int):
+        _magnitude(raw, str(raw)[:40])
         return _approx(str(raw), kind) if kind == "share" else Exact(raw, str(raw))
     if isinstance(raw, float):
         if raw != raw or raw in (float("inf"), float("-inf")):
             raise ClaimError(f"expected a number, got {raw}", _hint(kind))
         return _approx(repr(raw), kind)  # a float states its decimals: 60.5 is 60.5 ± 0.05
+    if len(raw) > MAX_LENGTH:
+        raise ClaimError(f"a value of {len(raw):,} characters: the limit is {MAX_LENGTH}", _hint(kind))
     text = " ".join(raw.split()) if raw.strip() else ""
     if not text:
         raise ClaimError("empty value", _hint(kind))
@@ -229,7 +283,9 @@ def _scalar(text: str, kind: str) -> Claimed:
     if number and (number.group("int") or number.group("frac") is not None):
         if marker or kind == "share" or number.group("unit") or number.group("frac") is not None or number.group("exp"):
             return _approx(body, kind, text)
-        return Exact(_integer(body, number), text)
+        value = _integer(body, number)
+        _magnitude(value, text)
+        return Exact(value, text)
     if marker:
         raise ClaimError(f"{text!r}: 'about' needs a number, such as \"about 60M\"", _hint(kind))
     return Exact(_formula(body, kind, text), text)
@@ -241,7 +297,7 @@ def _approx(body: str, kind: str, text: str | None = None) -> Approx:
     return Approx(value, _precision(NUMBER.match(body)) * scale, text or body, "%" if kind == "share" else "")
 
 
-def _precision(number: re.Match) -> Fraction:
+def _precision(number: re.Match) -> Fraction:  # after _number: the exponent is bounded
     digits = re.sub(_SEP, "", number.group("int") or "")
     if number.group("frac") is not None:
         unit = Fraction(1, 10 ** len(number.group("frac")))
@@ -251,16 +307,41 @@ def _precision(number: re.Match) -> Fraction:
     return unit * Fraction(10) ** int(number.group("exp") or 0) / 2
 
 
+def _exponent(number: re.Match, text: str) -> int:
+    """The exponent of '6.24e7', refused beyond ±MAX_EXPONENT before anything is raised to it."""
+    exponent = number.group("exp") or "0"
+    if len(exponent.lstrip("+-0")) > 3 or abs(int(exponent)) > MAX_EXPONENT:
+        raise ClaimError(f"{_short(text)}: the exponent is beyond ±{MAX_EXPONENT}",
+                         "no quantity of a network needs it: 6.24e7 is 62,400,000")
+    return int(exponent)
+
+
 def _number(body: str, kind: str, text: str) -> tuple[Fraction, str, int]:
     """(value, unit, the unit's scale) of a written number such as '62.4M' or '34 944'."""
     number = NUMBER.match(body.strip())
     if not number or not (number.group("int") or number.group("frac")):
-        raise ClaimError(f"cannot read {text!r} as a number", _hint(kind))
+        raise ClaimError(f"cannot read {_short(text)} as a number", _hint(kind))
     digits = _grouped(number.group("int") or "0", text)
-    value = Fraction(f"{digits}.{number.group('frac') or 0}") * Fraction(10) ** int(number.group("exp") or 0)
+    if len(digits) + len(number.group("frac") or "") > untrusted.MAX_DIGITS:
+        raise ClaimError(f"{_short(text)}: more than {untrusted.MAX_DIGITS} digits", "no quantity of a network has that many")
+    value = Fraction(f"{digits}.{number.group('frac') or 0}") * Fraction(10) ** _exponent(number, text)
     unit = number.group("unit")
     scale = _scale(unit, kind, text)
-    return (-value if number.group("sign") == "-" else value) * scale, unit, scale
+    value = (-value if number.group("sign") == "-" else value) * scale
+    _magnitude(value, text)
+    return value, unit, scale
+
+
+def _magnitude(value, text: str) -> None:
+    if abs(value) > MAX_CLAIMED:
+        raise ClaimError(f"{_short(text)} is larger than any quantity of a real network (claims stop at 10^24)",
+                         "check the exponent and the unit")
+
+
+def _short(text: str) -> str:
+    """A value as a message quotes it: repr, one line, at most 60 characters."""
+    shown = untrusted.one_line(repr(text))
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _grouped(digits: str, text: str) -> str:
@@ -275,7 +356,10 @@ def _grouped(digits: str, text: str) -> str:
 
 
 def _integer(body: str, number: re.Match) -> int:
-    value = int(_grouped(number.group("int"), body))
+    digits = _grouped(number.group("int"), body)
+    if len(digits) > untrusted.MAX_DIGITS:
+        raise ClaimError(f"{_short(body)}: more than {untrusted.MAX_DIGITS} digits", "no quantity of a network has that many")
+    value = int(digits)
     return -value if number.group("sign") == "-" else value
 
 
@@ -357,6 +441,8 @@ def _factors(text: str) -> list[str]:
 
 
 def _list(raw: list) -> Dims:
+    if len(raw) > untrusted.MAX_AXES:
+        raise ClaimError(f"a shape of {len(raw):,} sizes: a tensor has at most {untrusted.MAX_AXES} axes", _hint("shape"))
     if not raw or any(isinstance(d, (bool, list, dict, float)) or not isinstance(d, (int, str)) for d in raw):
         raise ClaimError(f"a shape is a list of sizes (integers, or formulas as strings), got {raw!r}", _hint("shape"))
     return Dims(tuple(_dim(d, str(raw)) for d in raw), str(raw))
@@ -364,10 +450,13 @@ def _list(raw: list) -> Dims:
 
 def _dim(raw: int | str, text: str) -> int | expr.Expr:
     if isinstance(raw, int):
+        _magnitude(raw, str(raw)[:40])
         return raw
     number = NUMBER.match(raw.strip())
     if number and number.group("int") and not number.group("unit") and number.group("frac") is None and not number.group("exp"):
-        return _integer(raw.strip(), number)
+        value = _integer(raw.strip(), number)
+        _magnitude(value, raw)
+        return value
     return _formula(raw, "shape", text)
 
 

@@ -1,0 +1,283 @@
+"""Normalizations over a sample's own values: layer, group, instance and RMS normalization, and
+AlexNet's local response normalization (torch.nn.LayerNorm, GroupNorm, InstanceNorm*d, RMSNorm,
+LocalResponseNorm).
+
+FlopCounterMode counts none of them (no matrix product). What each keeps for backward was
+measured with saved_tensors_hooks on torch 2.13's CPU, in float32, float64 and bfloat16: the
+statistics (mean and 1/std, one per normalized group) are kept in the model's dtype, except
+RMSNorm's, which computes in float32 at least.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .. import fmt, num
+from ..errors import SpecError
+from ..fields import flag, real, size as whole, sizes
+from ..num import Dim, Shape, Value
+from .base import Kept, Layer, ints, register
+
+
+def _normalized(layer, x: Shape) -> tuple:
+    """normalized_shape, checked against the input's last axes (default: the last axis)."""
+    shape = layer.normalized_shape if layer.normalized_shape is not None else x[-1:]
+    tail = x[len(x) - len(shape):] if len(shape) <= len(x) else None
+    if tail is None or any(num.is_concrete(a - b) and a != b for a, b in zip(tail, shape)):
+        raise SpecError(
+            f"normalized_shape {fmt.shape(shape)} is not the last axes of the input {fmt.shape(x)}",
+            f"{layer.kind} normalizes over the input's last axes: normalized_shape = {list(map(num.to_json, x[-1:]))} "
+            f"(the features of [T, d]), or leave it out",
+            "normalized_shape",
+        )
+    return tuple(shape)
+
+
+def _stats(elements: Dim, dtype: str = "model") -> tuple[Kept, Kept]:
+    return (Kept("own", elements, dtype, what="mean (one per normalized group)"),
+            Kept("own", elements, dtype, what="1/std (one per normalized group)"))
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(Layer):
+    """Normalizes each sample over its last axes; a scale and a shift per normalized value."""
+
+    kind = "layernorm"
+    torch_modules = ("LayerNorm",)
+    normalized_shape: tuple | None = sizes(None, scalar=True)
+    elementwise_affine: bool = flag(True)
+    bias: bool = flag(True)
+
+    def output(self, x: Shape) -> Shape:
+        _normalized(self, x)
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return num.mul(_normalized(self, x)) if self.elementwise_affine else 0
+
+    def biases(self, x: Shape) -> Dim:
+        return num.mul(_normalized(self, x)) if self.elementwise_affine and self.bias else 0
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not (grad or self.elementwise_affine):
+            return ()
+        groups = num.mul(x[: len(x) - len(_normalized(self, x))])
+        return (Kept("input", num.mul(x), what="input"), *_stats(groups))
+
+    def summary(self, x: Shape) -> str:
+        parts = [f"over {fmt.shape(_normalized(self, x))}"]
+        if not self.elementwise_affine:
+            parts.append("affine=false")
+        elif not self.bias:
+            parts.append("no bias")
+        return ", ".join(parts)
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        shape = _normalized(self, x)
+        n = fmt.group(num.mul(shape))
+        groups = num.mul(x[: len(x) - len(shape)])
+        lines = [("output", f"same shape: each of the {fmt.group(groups)} groups of {n} values (normalized_shape "
+                            f"{fmt.shape(shape)}) is normalized on its own, per sample")]
+        if not self.elementwise_affine:
+            return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
+        product = f"{fmt.product(shape)} = " if len(shape) > 1 else ""
+        lines.append(("weights", f"weights = normalized_shape = {product}{n} (a scale γ per normalized value, not per token)"))
+        lines.append(("biases", f"biases = {n} (a shift β per normalized value)" if self.bias else "biases = 0 (bias = false)"))
+        return lines
+
+    def to_torch(self, x: Shape, nn):
+        return nn.LayerNorm(ints(_normalized(self, x)), elementwise_affine=self.elementwise_affine, bias=self.bias)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class GroupNorm(Layer):
+    """Normalizes each sample over groups of channels (and all their positions); a scale and shift per channel."""
+
+    kind = "groupnorm"
+    torch_modules = ("GroupNorm",)
+    num_groups: Dim = whole()
+    affine: bool = flag(True)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
+
+    def channels(self, x: Shape) -> Dim:
+        if num.is_concrete(x[0]) and num.is_concrete(self.num_groups) and x[0] % self.num_groups:
+            raise SpecError(f"num_groups = {self.num_groups} does not divide the {fmt.group(x[0])} channels",
+                            "the channels (the input's first axis) must divide into num_groups equal groups", "num_groups")
+        if num.mul((num.div(x[0], self.num_groups), *x[1:])) == 1:
+            raise SpecError("each group holds one value: normalizing it leaves 0 (PyTorch refuses it)",
+                            "use fewer groups", "num_groups")
+        return x[0]
+
+    def output(self, x: Shape) -> Shape:
+        self.channels(x)
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return self.channels(x) if self.affine else 0
+
+    def biases(self, x: Shape) -> Dim:
+        return self.channels(x) if self.affine else 0
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not (grad or self.affine):
+            return ()
+        return (Kept("input", num.mul(x), what="input"), *_stats(self.num_groups))
+
+    def summary(self, x: Shape) -> str:
+        return f"{fmt.group(self.num_groups)} groups" + ("" if self.affine else ", affine=false")
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        c = self.channels(x)
+        lines = [("output", f"same shape: {fmt.group(self.num_groups)} groups of {fmt.group(num.div(c, self.num_groups))} "
+                            "channels, each normalized over its channels and positions, per sample")]
+        if not self.affine:
+            return [*lines, ("weights", "no parameters (affine = false)")]
+        return [*lines, ("weights", f"weights = channels = {fmt.group(c)} (a scale γ per channel, not per group)"),
+                ("biases", f"biases = channels = {fmt.group(c)} (a shift β per channel)")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.GroupNorm(int(self.num_groups), int(self.channels(x)), affine=self.affine)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class InstanceNorm(Layer):
+    """Normalizes each channel of each sample over its positions (no parameters unless affine)."""
+
+    kind = "instancenorm"
+    torch_modules = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d")
+    affine: bool = flag(False)
+    track_running_stats: bool = flag(False)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
+
+    def output(self, x: Shape) -> Shape:
+        if not 2 <= len(x) <= 4:
+            raise SpecError(f"instancenorm needs an input [C, L], [C, H, W] or [C, D, H, W]; got {fmt.shape(x)}")
+        if num.mul(x[1:]) == 1:
+            raise SpecError("instancenorm over 1 value per channel: PyTorch refuses to train it",
+                            "it needs more than one position per channel")
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0
+
+    def biases(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not (grad or self.affine):
+            return ()
+        # torch runs batch norm on the input seen as [1, B·C, ...]: the parameters and running
+        # statistics are repeated B times, new tensors that batch norm keeps
+        repeated = [Kept("own", x[0], what="γ repeated for each sample")] if self.affine else []
+        if self.track_running_stats:
+            repeated += [Kept("own", x[0], what="running mean repeated for each sample"),
+                         Kept("own", x[0], what="running variance repeated for each sample")]
+        return (Kept("input", num.mul(x), what="input"), *repeated, *_stats(x[0]))
+
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        return 2 * x[0] * size + 8 if self.track_running_stats else 0
+
+    def summary(self, x: Shape) -> str:
+        return ", ".join(part for part, on in (("affine", self.affine), ("running stats", self.track_running_stats)) if on)
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        lines = [("output", f"same shape: each of the {fmt.group(x[0])} channels normalized over its {fmt.group(num.mul(x[1:]))} "
+                            "positions, per sample")]
+        if not self.affine:
+            return [*lines, ("weights", "no parameters (affine = false, PyTorch's default)")]
+        c = fmt.group(x[0])
+        return [*lines, ("weights", f"weights = channels = {c} (a scale γ per channel)"), ("biases", f"biases = channels = {c} (a shift β per channel)")]
+
+    def to_torch(self, x: Shape, nn):
+        return getattr(nn, f"InstanceNorm{len(x) - 1}d")(int(x[0]), affine=self.affine,
+                                                         track_running_stats=self.track_running_stats)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class RMSNorm(Layer):
+    """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
+
+    kind = "rmsnorm"
+    torch_modules = ("RMSNorm",)
+    normalized_shape: tuple | None = sizes(None, scalar=True)
+    eps: Value | None = real(None, low=0)
+    elementwise_affine: bool = flag(True)
+
+    def output(self, x: Shape) -> Shape:
+        _normalized(self, x)
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return num.mul(_normalized(self, x)) if self.elementwise_affine else 0
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        # torch 2.13 computes RMSNorm in float32 at least: a bfloat16 input is kept as a float32 copy
+        groups = num.mul(x[: len(x) - len(_normalized(self, x))])
+        normalized = Kept("own", num.mul(x), "opmath", what="x/rms, times γ in backward")
+        if not grad:
+            return (normalized,) if self.elementwise_affine else ()
+        kept = [Kept("input", num.mul(x), "opmath", what="input (in float32 at least)"),
+                Kept("own", groups, "opmath", what="1/rms (one per normalized group)")]
+        return (*kept, normalized) if self.elementwise_affine else tuple(kept)
+
+    def summary(self, x: Shape) -> str:
+        return f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        shape = _normalized(self, x)
+        lines = [("output", f"same shape: x / √(mean(x²) + eps) over normalized_shape {fmt.shape(shape)}, per sample")]
+        if not self.elementwise_affine:
+            return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
+        return [*lines, ("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
+
+    def to_torch(self, x: Shape, nn):
+        eps = None if self.eps is None else float(self.eps)
+        return nn.RMSNorm(ints(_normalized(self, x)), eps=eps, elementwise_affine=self.elementwise_affine)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class LocalResponseNorm(Layer):
+    """AlexNet's (2012) normalization across `size` neighbouring channels: b = a / (k + α/n·Σa²)^β."""
+
+    kind = "lrn"
+    torch_modules = ("LocalResponseNorm",)
+    size: Dim = whole()
+    alpha: Value = real(Fraction(1, 10000), low=0)
+    beta: Value = real(Fraction(3, 4), low=0)
+    k: Value = real(1, low=0)
+
+    def output(self, x: Shape) -> Shape:
+        if len(x) < 2:
+            raise SpecError(f"lrn needs channels and positions, [C, L] or [C, H, W]; got {fmt.shape(x)}")
+        return x
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not grad:
+            return ()
+        # F.local_response_norm in torch 2.13 is composite: it keeps the input, the squares padded
+        # along the channels (C + size − 1 of them, for the average pooling), and the denominator
+        # before and after the power β
+        padded = num.normal((x[0] + self.size - 1) * num.mul(x[1:]))
+        return (Kept("input", num.mul(x), what="input"), Kept("own", padded, what="squares, padded along the channels"),
+                Kept("own", num.mul(x), what="k + α·mean of squares"), Kept("own", num.mul(x), what="(k + α·mean of squares)^β"))
+
+    def summary(self, x: Shape) -> str:
+        return f"size {fmt.group(self.size)}, α={fmt.group(self.alpha)}, β={fmt.group(self.beta)}, k={fmt.group(self.k)}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"same shape: each value divided by (k + α·mean of the squares of {fmt.group(self.size)} "
+                           "neighbouring channels)^β"),
+                ("weights", "no parameters: α, β, k and size are fixed hyperparameters")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.LocalResponseNorm(int(self.size), alpha=float(self.alpha), beta=float(self.beta), k=float(self.k))
