@@ -245,7 +245,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
-    bytes_of = {"model": size, "int64": 8, "mask": 1 if cuda else size}
+    bytes_of = {"model": size, "int64": 8, "mask": 1 if cuda else size, "opmath": max(size, 4)}
     tape = _Tape(batch, cuda)
     rows = report.rows
 
