@@ -134,7 +134,9 @@ def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: b
 @COURSE
 @PRECISION
 @refusals
-def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool, precision) -> None:
+@click.option("--solve", metavar="NAME", help="Solve for a size instead of the batch: H (the image side, W too), T (the sequence length).")
+@click.option("--batch", "-b", metavar="B", help="The batch, with --solve.")
+def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool, precision, solve, batch) -> None:
     """The largest batch whose training step fits in --budget (or on a --card), and the memory at that batch.
 
     On CUDA the per-sample bytes are counted with the allocator's headroom under a cap (measured).
@@ -143,6 +145,9 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
     if (budget is None) == (card is None):
         raise SpecError("give --budget SIZE or --card SIZE (one of them)", "--card 24GB: a card's memory, the CUDA context taken out",
                         where="--budget")
+    if solve is not None:
+        _solve(spec, sets, dtype, optimizer, "cuda" if card else device, budget or card, card is not None, solve, batch, form)
+        return
     report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device="cuda" if card else device, **parse_sets(sets))
     fit = largest_batch(dataclasses.replace(report, course=True) if course else report, parse_size(budget or card),
                         card=card is not None)
@@ -151,6 +156,41 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
     else:
         _console().print(render.fit(fit))
     if fit.batch is None:
+        sys.exit(1)
+
+
+def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form) -> None:
+    """memory --solve NAME: the largest value of NAME (H: the image side, W with it) that fits at --batch."""
+    from .memory import CUDA_HEADROOM, largest_size
+    from .timeline import CUDA_CONTEXT
+
+    if batch is None:
+        raise SpecError("--solve needs --batch B: the batch to fit", where="--solve")
+    spec_, values = load(spec), parse_sets(sets)
+    cuda = device == "cuda"
+    budget = parse_size(size) - (CUDA_CONTEXT if card and cuda else 0)
+    square = name == "H"
+
+    def analyze_at(value):
+        given = values | {name: value} | ({"W": value} if square and "W" not in values else {})
+        return analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **given)
+
+    try:
+        analyze_at(1)
+    except SpecError as error:
+        if "no name" in str(error):
+            raise SpecError(f"the spec has no size named {name!r} to solve for", "H for an image side, T for a sequence length",
+                            where="--solve") from None
+    solved = largest_size(analyze_at, name, budget, int(batch), CUDA_HEADROOM if cuda else 1)
+    if form == "json":
+        click.echo(json.dumps({"solve": name, "value": solved.value, "batch": int(batch), "budget_bytes": budget,
+                               "memory": solved.report.memory.to_dict() if solved.report else None}, indent=2))
+    elif solved.value is None:
+        click.echo(f"No {name} fits {size} at batch {batch}.")
+    else:
+        click.echo(f"Largest {name}{' = W' if square else ''}: {solved.value:,} fits {size} at batch {batch}"
+                   f" (peak {solved.report.memory.training.at(int(batch)):,} bytes)")
+    if solved.value is None:
         sys.exit(1)
 
 

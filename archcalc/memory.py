@@ -402,6 +402,56 @@ def largest_batch(report: Report, budget: int, card: bool = False) -> Fit:
     return Fit(budget, batch, dataclasses.replace(report, batch=batch), headroom, context)
 
 
+@dataclass(frozen=True)
+class Solved:
+    """The largest value of a size (--solve H: the image side; T: the sequence length) that fits at a batch."""
+
+    name: str
+    value: int | None  # None: not even 1 fits
+    budget: int
+    report: Report | None  # at that value
+
+
+def largest_size(analyze_at, name: str, budget: int, batch: int, headroom: Fraction = Fraction(1), limit: int = 2**20) -> Solved:
+    """The largest whole value v of `name` whose step at `batch` fits `budget`, by doubling then bisection
+    (the peak grows with every size); `analyze_at(v)` is the report at v, or raises SpecError where v
+    is too small for the network (such values do not fit)."""
+
+    def fits(value: int):
+        try:
+            report = analyze_at(value)
+        except SpecError:
+            return None
+        return report if needed(report, batch, headroom) <= budget else None
+
+    low, high = 0, 1
+    best = None
+    while high <= limit:  # the smallest size the network accepts may be above 1: look upward first
+        report = fits(high)
+        if report is not None:
+            low, best = high, report
+            break
+        try:
+            analyze_at(high)
+            return Solved(name, None, budget, None)  # a valid size that does not fit: nothing smaller will
+        except SpecError:
+            high *= 2
+    if best is None:
+        return Solved(name, None, budget, None)
+    high = low * 2
+    while high <= limit and (report := fits(high)) is not None:
+        low, best, high = high, report, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:  # low fits, high does not
+        middle = (low + high) // 2
+        report = fits(middle)
+        if report is not None:
+            low, best = middle, report
+        else:
+            high = middle
+    return Solved(name, low, budget, best)
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}

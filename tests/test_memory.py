@@ -147,3 +147,17 @@ def test_the_course_formula_only_where_asked():
     plain = CliRunner().invoke(main, ["show", str(stranger), "-b", "2"]).output
     asked = CliRunner().invoke(main, ["show", str(stranger), "-b", "2", "--course"]).output
     assert "The course's model" not in plain and "The course's model" in asked
+
+
+def test_solve_for_the_image_side():
+    spec = str(SPECS / "alexnet_symbolic.toml")
+    out = json.loads(CliRunner().invoke(main, ["memory", spec, "--budget", "4GiB", "--solve", "H", "-b", "16",
+                                               "--set", "classes=10", "-f", "json"]).output)
+    side = out["value"]
+
+    def peak(h):
+        return archcalc.analyze(archcalc.load(spec), batch=16, classes=10, H=h, W=h).memory.training.at(16)
+
+    assert peak(side) <= 4 * 2**30 < peak(side + 1)
+    missing = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "4GiB", "--solve", "T", "-b", "16"])
+    assert missing.exit_code == 2 and "no size named 'T'" in missing.output
