@@ -242,9 +242,12 @@ class Memory:
                 if not key.endswith("_peak_bytes")}
         out["peak_phase"] = self.peak_phase()
         out["phases"] = {phase: num.to_json(self.phase(phase).at(self.batch)) for phase in timeline.PHASES}
-        if self.device == Device.cuda:
-            out["cuda_workspace_bytes"] = timeline.CUBLAS_WORKSPACE
-            out["cuda_context_bytes"] = timeline.CUDA_CONTEXT
+        if self.device == Device.cuda:  # inside the peak: cuBLAS's workspaces (and cuDNN's, at the peak's phase)
+            workspace = timeline.CUDA_WORKSPACE
+            if self.batch is not None and num.is_concrete(self.batch) and num.is_concrete(self.training.at(self.batch)):
+                workspace = self.training.alive(self.batch).get("workspace", workspace)
+            out["cuda_workspace_bytes"] = num.to_json(workspace)
+            out["cuda_context_bytes"] = timeline.CUDA_CONTEXT  # outside it: the driver's share of the card
         out["course"] = {
             "M": num.to_json(self.params.fixed),
             "m": num.to_json(self.course_m),
