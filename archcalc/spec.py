@@ -21,7 +21,7 @@ from .fields import Choice, Flag, read_number
 from .layers import LAYERS
 
 TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
-MODEL_KEYS = ("name", "input", "dtype")
+MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
 USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block use that are not its variables
@@ -88,6 +88,7 @@ class Spec:
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
+    course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
 
 
 def load(path: str | Path) -> Spec:
@@ -145,6 +146,9 @@ def _read(text: str, path: str | None) -> Spec:
     if untrusted.visible(name) != name or len(name) > 500:
         raise SpecError(f"{untrusted.one_line(repr(name[:60]))}: a model's name is printable text of at most 500 characters "
                         "(no control characters: it is shown on terminals)", None, "name", "[model]")
+    course = model.get("course", False)
+    if not isinstance(course, bool):
+        raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]")
 
     variables = _table(data, "vars")
     read_vars = {}
@@ -172,6 +176,7 @@ def _read(text: str, path: str | None) -> Spec:
         path=path,
         text=text,
         blocks=tuple(blocks.items()),
+        course=course,
     )
 
 
