@@ -348,12 +348,17 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         _console().print(tables.benchmark(result))
 
 
+def _digits(text: str) -> bool:
+    """A whole number int() reads: ASCII digits only ('²' is a digit to str.isdigit), at most 18 of them."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _axes(text: str | None) -> int | tuple[int, ...] | None:
     """'2' -> 2; '2,1' or '2 1' -> (2, 1): one value, or one per axis (H, W)."""
     if text is None:
         return None
     parts = [p for p in text.replace(",", " ").split() if p]
-    if not parts or not all(p.isdigit() for p in parts) or len(parts) > 2:
+    if not parts or not all(_digits(p) for p in parts) or len(parts) > 2:
         raise click.BadParameter(f"{text!r}: give a whole number, or two (H,W)")
     values = tuple(int(p) for p in parts)
     return values[0] if len(values) == 1 else values
@@ -451,7 +456,7 @@ def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> N
     from .solve import solve
 
     low, dots, high = bound.partition("..")
-    if not dots or not low.strip().isdigit() or not high.strip().isdigit():
+    if not dots or not _digits(low.strip()) or not _digits(high.strip()):
         raise click.BadParameter(f"{bound!r} is not LOW..HIGH", param_hint="--range")
     claims = {}
     for item in where:
