@@ -74,3 +74,10 @@ def test_gradescope_keeps_checks_limit_on_claims(tmp_path):
     assert time.perf_counter() - start < FAST and result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["score"] == 0 and "1,001 claims: the limit is 1,000" in data["output"]
+
+
+def test_import_names_a_fifo_for_what_it_is(tmp_path):
+    pytest.importorskip("torch")
+    os.mkfifo(tmp_path / "net.py")
+    result = CliRunner().invoke(main, ["import", f"{tmp_path / 'net.py'}:Net", "--input", "3,8,8"])
+    assert result.exit_code == 2 and "not a regular file" in result.output, result.output
