@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from . import claim_values, expr, num, untrusted
@@ -31,36 +32,59 @@ QUALIFIERS = ("B", "dtype", "optimizer", "device")
 STUDENT = ("name", "id", "email", "group")  # the fields of an answers file's [student] table
 
 
+class Scope(StrEnum):
+    """Which part of the network a claim is about."""
+
+    layer = "layer"  # one layer, by its name
+    type = "type"  # every layer of one kind
+    group = "group"  # the layers under a path prefix or a block
+    total = "total"  # the whole network
+    memory = "memory"  # bytes for a batch (the only scope that takes @ qualifiers)
+
+
+class ValueKind(StrEnum):
+    """What a claimed value is, and so how it is read (claimed.read)."""
+
+    shape = "shape"
+    count = "count"
+    share = "share"  # in %
+    bytes = "bytes"
+    axes = "axes"  # a size per spatial axis (a receptive field, a jump)
+
+
 @dataclass(frozen=True)
 class Key:
-    """What a claim is about: `scope` is "layer", "type", "group" (a path prefix or block), "total" or "memory"."""
+    """What a claim is about: its scope, the quantity, and the name of the layer, the kind or the group."""
 
     text: str
-    scope: str
+    scope: Scope  # a name given as a string is read into a Scope
     quantity: str
     name: str | None = None  # the layer's name, or the layer type
     at: tuple[tuple[str, object], ...] = ()  # memory only: B, dtype, optimizer, device
 
+    def __post_init__(self):
+        object.__setattr__(self, "scope", Scope(self.scope))
+
     def rows(self, report: Report) -> tuple[Row, ...]:
         """The rows the key is about: its layer, the layers of its type or group, all of them (a total), none (memory)."""
-        if self.scope == "layer":
+        if self.scope == Scope.layer:
             return (report.row(self.name),)
-        if self.scope == "type":
+        if self.scope == Scope.type:
             return tuple(row for row in report.rows if row.kind == self.name)
-        if self.scope == "group":  # a path prefix or a block's name
+        if self.scope == Scope.group:  # a path prefix or a block's name
             return tuple(report.group(self.name))
-        return report.rows if self.scope == "total" else ()
+        return report.rows if self.scope == Scope.total else ()
 
     @property
-    def kind(self) -> str:
-        """What the value is: a "shape", a "share" (in %), "bytes" or a "count"."""
-        if self.scope == "memory":
-            return "bytes"
+    def kind(self) -> ValueKind:
+        """What the value is: a shape, a share (in %), bytes or a count."""
+        if self.scope == Scope.memory:
+            return ValueKind.bytes
         if self.quantity in ("output", "input"):
-            return "shape"
+            return ValueKind.shape
         if self.quantity in AXES:
-            return "axes"
-        return "share" if self.quantity == "share" else "count"
+            return ValueKind.axes
+        return ValueKind.share if self.quantity == "share" else ValueKind.count
 
 
 @dataclass(frozen=True)
@@ -198,21 +222,21 @@ def parse_key(text: str, report: Report, index: Index | None = None) -> Key:
     layers, kinds, memory = index.layers, index.kinds, index.memory
     rest = ".".join(parts[1:])
     if parts[0] == "memory" and rest in memory:
-        return Key(text, "memory", rest, at=_qualifiers(qualifiers, report, index.known) if at_sign else ())
+        return Key(text, Scope.memory, rest, at=_qualifiers(qualifiers, report, index.known) if at_sign else ())
     if at_sign:
         raise ClaimError(f"only memory quantities take @{'|'.join(QUALIFIERS)}=...",
                          f"{parts[-1]} is per sample; memory keys: {', '.join('memory.' + m for m in memory)}")
     if len(parts) == 1 and parts[0] in TOTAL:
-        return Key(text, "total", parts[0])
+        return Key(text, Scope.total, parts[0])
     name = ".".join(parts[:-1])  # names are dotted paths: the quantity is the last part
     if len(parts) >= 2 and name in layers:
-        return Key(text, "layer", _quantity(parts[-1], LAYER, "a layer", text, report), name)
+        return Key(text, Scope.layer, _quantity(parts[-1], LAYER, "a layer", text, report), name)
     if len(parts) == 2 and parts[0] in kinds:
-        return Key(text, "type", _quantity(parts[1], TYPE, "a layer type", text, report), parts[0])
+        return Key(text, Scope.type, _quantity(parts[1], TYPE, "a layer type", text, report), parts[0])
     if len(parts) >= 2 and report.group(name):
-        return Key(text, "group", _quantity(parts[-1], GROUP, "a group of layers", text, report), name)
+        return Key(text, Scope.group, _quantity(parts[-1], GROUP, "a group of layers", text, report), name)
     if len(parts) == 3 and parts[0] == "type" and parts[1] in kinds:
-        return Key(text, "type", _quantity(parts[2], TYPE, "a layer type", text, report), parts[1])
+        return Key(text, Scope.type, _quantity(parts[2], TYPE, "a layer type", text, report), parts[1])
     raise ClaimError(_unknown(parts, report, layers, kinds), _suggest(text, report))
 
 

@@ -491,22 +491,24 @@ def draw_command(spec: str, sets, output: str, depth) -> None:
 @click.argument("target", metavar="FILE.py:NAME|module:NAME")
 @click.option("--input", "input_shape", required=True, metavar="SHAPE",
               help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W.")
-@click.option("--args", metavar="JSON", help='Constructor arguments when NAME is a class: \'{"num_classes": 10}\' or \'[10]\'.')
+@click.option("--args", metavar="JSON", help='Arguments when NAME is a class or a function that returns a module: \'{"num_classes": 10}\' or \'[10]\'.')
 @click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
 @click.option("--output", "-o", default="-", show_default=True, help="Where to write the spec ('-': standard output).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--flat", is_flag=True, help="Every layer on its own: no blocks recovered from repeated submodules.")
 @refusals
-def import_command(target: str, input_shape: str, args, model_name, output: str, force: bool) -> None:
+def import_command(target: str, input_shape: str, args, model_name, output: str, force: bool, flat: bool) -> None:
     """Write the spec of a PyTorch module, traced with torch.fx.
 
     This imports FILE.py (or the module) and builds NAME: it runs that code, as any
     import does. Import only code you would run. Every operation archcalc cannot map is
-    listed with its source line, and nothing is written.
+    listed with its source line, and nothing is written. Submodules that repeat with the
+    same layers and wiring become blocks (checked to give the same rows as flat layers).
     """
     from .backends import importer
 
     shape = importer.parse_input(input_shape)
-    text = importer.import_module(importer.load_target(target, args), shape, model_name)
+    text = importer.import_module(importer.load_target(target, args), shape, model_name, blocks=not flat)
     _write_or_echo(text, output, force, target.rpartition(":")[0] or target)
 
 

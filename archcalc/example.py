@@ -42,6 +42,7 @@ class Worked:
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()
     extra: tuple[tuple[str, str, Matrix], ...] = ()  # (label, JSON key, matrix): a conv's kernel; dropout's mask...
+    windows: bool = True  # each output reads a window of the input (dropout reads the one value in place)
 
 
 def matrix(text: str, what: str = "--matrix") -> Matrix:
@@ -201,7 +202,7 @@ def dropout(x: Matrix, *, p=Fraction(1, 2), mask: Matrix | None = None, seed: in
     )
     settings = (("p", p), ("mask", f"drawn, seed {seed}" if drawn else "given"))
     return Worked("dropout", settings, x, tuple(out), tuple(steps), notes,
-                  (("mask", "mask", mask), ("x ⊙ m", "masked", masked), ("eval output", "eval_output", x)))
+                  (("mask", "mask", mask), ("x ⊙ m", "masked", masked), ("eval output", "eval_output", x)), windows=False)
 
 
 def _exact(x: Fraction) -> Fraction | int:

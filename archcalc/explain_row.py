@@ -23,11 +23,10 @@ def steps(row: Row) -> list[tuple[str, str]]:
         lines.append(("params", "no parameters"))
     if row.macs != 0:
         lines.append(("flops", f"FLOPs = 2·MACs = {fmt.group(row.flops)}"))
-        backward = num.normal(row.training_flops - row.flops)
+        backward = row.training_flops - row.flops  # fmt makes it normal
         why = "gradients of the weights and of the input" if row.requires_grad else (
             "gradient of the weights only: nothing before this layer needs one")
-        if getattr(row.layer, "groups", 1) != 1:
-            why += "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward"
+        why += row.layer.backward_note()
         lines.append(("training_flops", f"training FLOPs = forward {fmt.group(row.flops)} + backward "
                                         f"{fmt.group(backward)} ({why}) = {fmt.group(row.training_flops)}"))
     return sorted(lines, key=lambda line: ORDER.index(line[0]) if line[0] in ORDER else len(ORDER))
@@ -45,9 +44,9 @@ def kept(report: Report, row: Row) -> list[tuple[str, str]]:
         why = " (no layer before it has parameters: no gradient flows here)" if not row.requires_grad and row.params == 0 else ""
         return [("saved_for_backward_bytes", f"keeps nothing for backward{why}")]
     out = []
-    for item, nbytes, counted in items:
-        size = f"{fmt.group(nbytes)} bytes{' per sample' if item.per_sample else ''}"
-        out.append(("saved_for_backward_bytes", f"keeps {item.what}: {size}{'' if counted else ' (a storage counted before)'}"))
+    for kept in items:
+        size = f"{fmt.group(kept.nbytes)} bytes{' per sample' if kept.item.per_sample else ''}"
+        out.append(("saved_for_backward_bytes", f"keeps {kept.item.what}: {size}{'' if kept.counted else ' (a storage counted before)'}"))
     return out
 
 

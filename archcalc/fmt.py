@@ -14,6 +14,7 @@ def group(x: Value) -> str:
     """34848 -> '34,848'; formulas as sympy writes them."""
     if isinstance(x, bool):
         return str(x).lower()
+    x = num.normal(x)  # a sympy number is written as the number it is
     if isinstance(x, int):
         return f"{x:,}"
     if isinstance(x, Fraction):
@@ -23,6 +24,7 @@ def group(x: Value) -> str:
 
 def short(x: Value, unit: str = "") -> str:
     """62378344 -> '62.4M' (decimal prefixes: k, M, G, T); formulas unchanged."""
+    x = num.normal(x)
     if not num.is_concrete(x):
         return num.text(x)
     value = float(x)
@@ -35,6 +37,7 @@ def short(x: Value, unit: str = "") -> str:
 
 def size_bytes(x: Value) -> str:
     """Bytes in binary units: 1536 -> '1.50 KiB'."""
+    x = num.normal(x)
     if not num.is_concrete(x):
         return f"{x} B"
     value = float(x)
@@ -54,6 +57,7 @@ def shape(s) -> str:
 
 def term(x: Value) -> str:
     """A factor in a product: formulas with + or - get parentheses."""
+    x = num.normal(x)
     text = group(x)
     return f"({text})" if not num.is_concrete(x) and (" + " in text or " - " in text) else text
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from . import num
 from .errors import SpecError
 from .layers import layout
-from .layers.base import Kept
+from .layers.base import Kept, Storage, Tensor
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -52,8 +52,12 @@ class PerBatch:
     fixed: Dim = 0
     per_sample: Dim = 0
 
+    def __post_init__(self):  # made normal here, so that no caller has to
+        object.__setattr__(self, "fixed", num.normal(self.fixed))
+        object.__setattr__(self, "per_sample", num.normal(self.per_sample))
+
     def __add__(self, other: PerBatch) -> PerBatch:
-        return PerBatch(num.normal(self.fixed + other.fixed), num.normal(self.per_sample + other.per_sample))
+        return PerBatch(self.fixed + other.fixed, self.per_sample + other.per_sample)
 
     @classmethod
     def sum(cls, parts) -> PerBatch:
@@ -85,6 +89,15 @@ ZERO = PerBatch()
 
 
 @dataclass(frozen=True)
+class KeptBytes:
+    """A tensor a layer keeps, its bytes, and whether they count here (False: a storage counted before)."""
+
+    item: Kept
+    nbytes: Dim
+    counted: bool
+
+
+@dataclass(frozen=True)
 class Memory:
     """The memory of a training step (and of inference) for a batch of B, in bytes."""
 
@@ -93,7 +106,7 @@ class Memory:
     optimizer: Optimizer
     device: Device
     per_row: tuple[PerBatch, ...]  # saved for backward, credited to the first layer that keeps it
-    kept: tuple[tuple[tuple[Kept, Dim, bool], ...], ...]  # per row: (tensor, its bytes, counted here or before)
+    kept: tuple[tuple[KeptBytes, ...], ...]  # per row: each tensor it keeps, its bytes, whether counted here
     input: PerBatch
     params: PerBatch
     buffers: PerBatch
@@ -167,8 +180,8 @@ class Memory:
 def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    # "opmath": computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
-    bytes_of = {"model": size, "int64": 8, "mask": size if report.device == Device.cpu else 1, "opmath": max(size, 4)}
+    # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
+    bytes_of = {Storage.model: size, Storage.int64: 8, Storage.mask: size if report.device == Device.cpu else 1, Storage.opmath: max(size, 4)}
     params = num.normal(report.totals["params"] * size)
 
     seen: set[tuple] = set()
@@ -191,11 +204,11 @@ def measure(report: Report) -> Memory:
             sources = [("copy", row.index), *sources[1:]]
         total, kept = ZERO, []
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
-            key = {"input": sources[item.arg], "output": output, "pre": ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
-            if item.dtype == "opmath" and size < 4:  # an upcast copy, not the tensor itself
+            key = {Tensor.input: sources[item.arg], Tensor.output: output, Tensor.pre: ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
+            if item.dtype == Storage.opmath and size < 4:  # an upcast copy, not the tensor itself
                 key = ("own", row.index, number)
             nbytes = num.normal(item.elements * bytes_of[item.dtype])
-            kept.append((item, nbytes, key not in seen))
+            kept.append(KeptBytes(item, nbytes, key not in seen))
             if key not in seen:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)

@@ -38,10 +38,17 @@ class Context:
 
 
 def _holds(claim: Claimed, value, context: Context) -> bool:
+    """Whether the claim matches `value`, a wrong way's result (made normal here: the recognisers need not)."""
+    value = num.shape(value) if isinstance(value, tuple) else num.normal(value)
     try:
         return claim.holds(value, context.env) is True
     except (SpecError, TypeError, ValueError):
         return False
+
+
+def _applies(row: Row, recogniser) -> bool:
+    """Whether a recogniser of one kind's formula applies to this row: its layer class lists it in `mistakes`."""
+    return recogniser.__name__ in row.layer.mistakes
 
 
 def _is(context: Context, quantities: tuple[str, ...], scopes=("layer", "type", "total")) -> bool:
@@ -71,7 +78,7 @@ def channels_last(claim, context):
 def input_channels(claim, context):
     """A conv's output with its input's channels: conv2 as 27²×96 instead of 27²×256."""
     row = context.row
-    if _is(context, ("output",)) and row.kind == "conv" and row.input[0] != row.output[0]:
+    if _is(context, ("output",)) and _applies(row, input_channels) and row.input[0] != row.output[0]:
         if _holds(claim, (row.input[0], *row.output[1:]), context):
             return (f"the output channels taken for the input's: {fmt.group(row.input[0])} channels go into {row.name}, "
                     f"out_channels = {fmt.group(row.output[0])} come out (one per filter)")
@@ -86,7 +93,7 @@ def stale_channels(claim, context):
     for earlier in reversed(context.report.rows[:row.index - 1]):
         channels = earlier.output[0] if len(earlier.output) > 1 else None
         if channels is not None and channels != row.output[0] and _holds(claim, (channels, *row.output[1:]), context):
-            keeps = " (pooling keeps its input's channels)" if row.kind == "pool" else ""
+            keeps = f" ({row.layer.channels_hint})" if row.layer.channels_hint else ""
             return (f"{fmt.group(channels)} channels is {earlier.name}'s output: {row.name} outputs "
                     f"{fmt.group(row.output[0])} channels{keeps}")
     return None
@@ -103,10 +110,10 @@ def not_flattened(claim, context):
 
 def _wrong_window(claim, context, applies, change, hint):
     """A sliding layer's output with every axis's window computed the wrong way (`change(window) -> size`)."""
-    windows = getattr(context.row.layer, "windows", None) if _is(context, ("output",)) else None
-    if windows is None:  # not a layer with a sliding window (conv, pool)
+    if not _is(context, ("output",)):
         return None
-    row, ws = context.row, windows(context.row.input)
+    row = context.row
+    ws = row.layer.windows(row.input)  # () for a layer without a sliding window
     if any(w.same for w in ws) or not any(applies(w) for w in ws):
         return None
     try:
@@ -169,9 +176,9 @@ def biases_added(claim, context):
 def bias_per_input(claim, context):
     """A dense layer with one bias per input feature: 9,216 biases for fc1 instead of 4,096."""
     row = context.row
-    if not (_is(context, ("biases", "params"), ("layer",)) and row.kind == "dense" and row.biases != 0):
+    if not (_is(context, ("biases", "params"), ("layer",)) and _applies(row, bias_per_input) and row.biases != 0):
         return None
-    wrong = row.input[0] if context.key.quantity == "biases" else num.normal(row.weights + row.input[0])
+    wrong = row.input[0] if context.key.quantity == "biases" else row.weights + row.input[0]
     if row.input[0] != row.output[0] and _holds(claim, wrong, context):
         return f"one bias per output (out_features = {fmt.group(row.output[0])}), not per input ({fmt.group(row.input[0])})"
     return None
@@ -180,11 +187,11 @@ def bias_per_input(claim, context):
 def input_channels_forgotten(claim, context):
     """C_out·k² instead of C_out·C_in·k²: a filter spans every input channel."""
     row = context.row
-    if not (_is(context, ("weights", "params"), ("layer",)) and row.kind == "conv") or row.input[0] == 1:
+    if not (_is(context, ("weights", "params"), ("layer",)) and _applies(row, input_channels_forgotten)) or row.input[0] == 1:
         return None
-    wrong = num.normal(row.output[0] * num.mul(row.layer.kernel(row.input)))
+    wrong = row.output[0] * num.mul(row.layer.kernel(row.input))
     if context.key.quantity == "params":
-        wrong = num.normal(wrong + row.biases)
+        wrong = wrong + row.biases
     if _holds(claim, wrong, context):
         return (f"the input channels are missing: each filter spans all C_in = {fmt.group(row.input[0])} input channels, "
                 "weights = C_out·C_in·kernel")
@@ -194,14 +201,14 @@ def input_channels_forgotten(claim, context):
 def kernel_not_squared(claim, context):
     """C_out·C_in·k instead of C_out·C_in·k²."""
     row = context.row
-    if not (_is(context, ("weights", "params"), ("layer",)) and row.kind == "conv"):
+    if not (_is(context, ("weights", "params"), ("layer",)) and _applies(row, kernel_not_squared)):
         return None
     kernel = row.layer.kernel(row.input)
     if len(kernel) < 2 or kernel[0] == 1:
         return None
     wrong = num.div(row.weights, num.mul(kernel[1:]))
     if context.key.quantity == "params":
-        wrong = num.normal(wrong + row.biases)
+        wrong = wrong + row.biases
     if _holds(claim, wrong, context):
         return f"the kernel is {fmt.kernel(kernel)} = {fmt.group(num.mul(kernel))} weights per input channel, not {fmt.group(kernel[0])}"
     return None
@@ -214,7 +221,7 @@ def layer_left_out(claim, context):
         return None
     for row in context.rows():
         part = getattr(row, quantity)
-        if part != 0 and _holds(claim, num.normal(context.actual - part), context):
+        if part != 0 and _holds(claim, context.actual - part, context):
             return f"{row.name}'s {fmt.group(part)} {quantity} are missing from the sum"
     return None
 
@@ -255,7 +262,7 @@ def whole_batch(claim, context):
     if context.key.quantity in ("share", *AXES) or isinstance(claim, Dims):
         return None
     actual = num.mul(context.actual) if isinstance(context.actual, tuple) else context.actual
-    if _holds(claim, num.normal(actual * batch), context):
+    if _holds(claim, actual * batch, context):
         return f"counted for the whole batch of {fmt.group(batch)}: {context.key.quantity} is per sample"
     return None
 
@@ -274,7 +281,7 @@ def one_sample(claim, context):
 
 
 def bits_for_bytes(claim, context):
-    if context.key.scope == "memory" and context.actual != 0 and _holds(claim, num.normal(8 * context.actual), context):
+    if context.key.scope == "memory" and context.actual != 0 and _holds(claim, 8 * context.actual, context):
         size = context.report.dtype.bytes
         return f"bits, not bytes: a {context.report.dtype} value is {size} bytes = {8 * size} bits"
     return None
@@ -355,8 +362,19 @@ def dense_without_channels(claim, context):
     return None
 
 
+def kind_mistake(claim, context):
+    """A wrong value the layer's own class knows students give (Layer.mistaken): LayerNorm's γ and β per token."""
+    row = context.row
+    if context.key.scope != "layer" or row is None:
+        return None
+    for wrong, hint in row.layer.mistaken(row.input, context.key.quantity):
+        if wrong != context.actual and _holds(claim, wrong, context):
+            return hint
+    return None
+
+
 MISTAKES = (
-    jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
+    kind_mistake, jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
     batch_axis, channels_last, not_flattened, input_channels, stale_channels,
     padding_once, padding_forgotten, stride_forgotten, rounded_up,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,

@@ -43,11 +43,11 @@ def normal(x: Value) -> Value:
         return x.numerator if x.denominator == 1 else x
     if isinstance(x, int):
         return int(x)  # bool -> int
-    if x.is_Integer:
+    if getattr(x, "is_Integer", False):
         return int(x)
-    if x.is_Rational:
+    if getattr(x, "is_Rational", False):
         return Fraction(int(x.p), int(x.q))
-    return x
+    return x  # a formula (or no number at all: a float, a word, None)
 
 
 def _sympy(x: Value):
@@ -194,12 +194,25 @@ def text(x) -> str:
     return str(x)
 
 
+def shape(s) -> tuple:
+    """A shape with each size normal: sympy numbers become int or Fraction."""
+    return tuple(normal(d) for d in s)
+
+
 def to_json(x: Value) -> int | float | str:
-    """Concrete integers as ints, other concrete numbers as floats, formulas as sympy's str()."""
+    """Concrete integers as ints, other concrete numbers as floats, formulas as sympy's str().
+
+    A sympy number is a concrete number too, never a string:
+
+    >>> import sympy
+    >>> [to_json(x) for x in (5, Fraction(1, 2), sympy.Integer(5), sympy.Rational(3, 2), symbol("H") + 1)]
+    [5, 0.5, 5, 1.5, 'H + 1']
+    """
     if isinstance(x, bool):
         return x
     if isinstance(x, int):
         return x
     if isinstance(x, Fraction):
         return float(x)
-    return text(x)
+    x = normal(x)
+    return x if isinstance(x, int) else float(x) if isinstance(x, Fraction) else text(x)

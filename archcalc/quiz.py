@@ -102,14 +102,14 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
     out: dict[str, list[tuple[str, str]]] = {c: [] for c in CATEGORIES}
     for row in report.rows:
         name = f"`{row.name}` ({row.kind})"
-        if row.kind in ("conv", "pool", "flatten", "upsample", "reshape"):
+        if row.layer.asks_shape(row.input, row.output):
             out["shape"].append((f"{row.name}.output", f"What shape does {name} output for one sample?"))
         if row.params != 0:
             out["parameters"].append((f"{row.name}.params", f"How many parameters (weights and biases) does {name} have?"))
             if row.biases != 0:
                 out["parameters"].append((f"{row.name}.weights", f"How many weights (biases aside) does {name} have?"))
         field = report.fields[row.index - 1]
-        if row.kind in ("conv", "pool") and field is not None and field.size and not field.whole:
+        if row.layer.windows(row.input) and field is not None and field.size and not field.whole:
             out["field"].append((f"{row.name}.receptive_field",
                                  f"How many input pixels wide is the receptive field of one output of {name}, per axis?"))
             out["field"].append((f"{row.name}.jump", f"How many input pixels apart are two neighbouring outputs of {name}?"))

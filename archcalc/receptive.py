@@ -64,9 +64,8 @@ def lines(report, row) -> list[tuple[str, str]]:
         return [("receptive_field", f"receptive field = the largest of its inputs' (the worst path): {each} → "
                                     f"{text(field.size)}" + ("" if field.whole else f", jump {text(field.jump)}"))]
     rf, jump = text(field.size), None if field.whole else text(field.jump)
-    window = getattr(row.layer, "windows", None)
-    if window is not None and before is not None and not before.whole and rf != text(before.size):
-        ws = window(row.input)
+    ws = row.layer.windows(row.input)  # () for a layer without a sliding window
+    if ws and before is not None and not before.whole and rf != text(before.size):
         terms = [f"{fmt.term(r)} + ({fmt.term(w.k)} − 1)·{fmt.term(w.d)}·{fmt.term(j)}"
                  for r, w, j in zip(before.size, ws, before.jump)]
         shown = terms[0] if len(set(terms)) == 1 else " × ".join(f"[{t}]" for t in terms)

@@ -35,7 +35,7 @@ def table(worked: Worked) -> Group:
     matrices.add_row(*shown)
     steps = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     steps.add_column("output", no_wrap=True)
-    windows = worked.kind != "dropout"  # dropout reads the one value in place
+    windows = worked.windows
     if windows:
         steps.add_column("reads")
     steps.add_column("step", overflow="fold")

@@ -40,6 +40,12 @@ class Row:
         """What `Layer.keeps` and `backward_macs` take: one flag, or one per input for a merge layer."""
         return self.grads if self.layer.merges else self.requires_grad
 
+    def __post_init__(self):  # the one place a row's numbers are made normal: no sympy number gets past it
+        for field in ("input", "output"):
+            object.__setattr__(self, field, num.shape(getattr(self, field)))
+        for field in ("weights", "biases", "macs"):
+            object.__setattr__(self, field, num.normal(getattr(self, field)))
+
     @property
     def name(self) -> str:
         return self.layer.name

@@ -100,6 +100,7 @@ def test_totals_types_and_shares_are_derived_as_sums():
 
 # Mistakes: a typical wrong answer for each recogniser, and the hint it gets.
 MISTAKES = [
+    ("kind_mistake", "dcgan_generator.toml", "main.3.output", [256, 2, 2], {}, "a convolution's output size"),
     ("batch_axis", "alexnet.toml", "conv1.output", [32, 96, 55, 55], {}, "the batch axis is written in"),
     ("channels_last", "alexnet.toml", "conv1.output", [55, 55, 96], {}, "channels last"),
     ("not_flattened", "lenet5.toml", "flatten.output", [16, 5, 5], {}, "in one axis: the output is flat, [400]"),

@@ -285,9 +285,10 @@ class NativeRNN(nn.Module):
         self.rnn = rnn
 
     def forward(self, x):
-        with torch.backends.mkldnn.flags(enabled=False), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return self.rnn(x)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # oneDNN's flags warn about TF32 on Intel GPUs
+            with torch.backends.mkldnn.flags(enabled=False):
+                return self.rnn(x)[0]
 
 
 def recurrent(kind):

@@ -31,6 +31,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from .. import num
 from ..dtypes import DType
@@ -40,22 +41,33 @@ from ..report import Report
 from .peaks import peak
 from .torch import concrete, dtype_of, fits, network, require, version
 
-MIXED = ("float16", "bfloat16")
+MIXED = (DType.float16, DType.bfloat16)
+
+
+class Mode(StrEnum):
+    """The two steps bench times."""
+
+    train = "train"
+    inference = "inference"
 
 
 @dataclass(frozen=True)
 class Options:
     device: str | None = None  # None: cuda if there is one, else cpu
     batch: int = 32
-    dtype: str = "float32"
+    dtype: DType = DType.float32
     amp: bool = True  # float16/bfloat16: autocast with float32 parameters; False: cast the parameters
     compile: bool = False
     channels_last: bool = False
     tf32: bool = False  # float32 matmuls on tensor cores too (cuDNN convolutions use them by default)
-    optimizer: str = "sgd"  # archcalc.memory.Optimizer: none, sgd, momentum (0.9), adam
+    optimizer: Optimizer = Optimizer.sgd  # none, sgd, momentum (0.9), adam
     steps: int = 50
     warmup: int | None = None  # None: min(5, steps)
     peak_tflops: float | None = None  # overrides the table of peaks
+
+    def __post_init__(self):  # names given as strings are read into their enums (and refused if unknown)
+        object.__setattr__(self, "dtype", DType(self.dtype))
+        object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
 
     @property
     def autocast(self) -> bool:
@@ -65,7 +77,7 @@ class Options:
 
 @dataclass(frozen=True)
 class Timing:
-    mode: str  # "train" or "inference"
+    mode: Mode
     steps: int
     seconds: float  # the timed loop, all steps
     batch: int
@@ -134,8 +146,8 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
         precision = _precision(options, device)
         fits(report, "bench", batch=options.batch, device=str(device))
         run = Run.prepare(report, options, device)
-        train = run.time("train", num.normal(report.totals["training_flops"] * options.batch), progress)
-        inference = run.time("inference", num.normal(report.totals["flops"] * options.batch), progress)
+        train = run.time(Mode.train, num.normal(report.totals["training_flops"] * options.batch), progress)
+        inference = run.time(Mode.inference, num.normal(report.totals["flops"] * options.batch), progress)
     except (RuntimeError, ValueError) as error:  # torch's own refusals: out of memory, batchnorm on one sample...
         raise ArchcalcError(f"torch stopped the benchmark: {str(error).splitlines()[0]}") from None
     finally:
@@ -181,7 +193,7 @@ class Run:
         compiled = torch.compile(model) if options.compile else model
         autocast = torch.autocast(device.type, dtype=dtype) if mixed else contextlib.nullcontext()
         # a GradScaler only where it does something (float16 autocast): a float32 step is exactly the usual one
-        scaler = torch.amp.GradScaler(device.type) if mixed and options.dtype == "float16" else None
+        scaler = torch.amp.GradScaler(device.type) if mixed and options.dtype == DType.float16 else None
 
         def train_step() -> None:
             if optimizer:
@@ -204,10 +216,10 @@ class Run:
 
         return cls(torch, device, model, train_step, inference_step, options)
 
-    def time(self, mode: str, flops: int, progress: Progress) -> Timing:
+    def time(self, mode: Mode, flops: int, progress: Progress) -> Timing:
         torch, options = self.torch, self.options
-        step = self.train_step if mode == "train" else self.inference_step
-        self.model.train(mode == "train")
+        step = self.train_step if mode == Mode.train else self.inference_step
+        self.model.train(mode == Mode.train)
         cuda = self.device.type == "cuda"
         for i in range(options.warmup):
             step()
@@ -226,7 +238,7 @@ class Run:
             end.record()
             torch.cuda.synchronize(self.device)
             seconds = start.elapsed_time(end) / 1000
-            if mode == "train":
+            if mode == Mode.train:
                 self.peak_memory = torch.cuda.max_memory_allocated(self.device)
         else:
             seconds = time.perf_counter() - started
@@ -252,7 +264,7 @@ def _device(name: str | None):
 def _precision(options: Options, device) -> str:
     """The peak to compare with: the compute dtype, float32 on tensor cores (tf32) where torch allows it."""
     torch = require()
-    if options.dtype != "float32" or device.type != "cuda":
+    if options.dtype != DType.float32 or device.type != "cuda":
         return options.dtype
     return "tf32" if torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32 else "float32"
 
@@ -266,8 +278,7 @@ def _loss(report: Report, batch: int, device):
     return (lambda y, target: functional.mse_loss(y.float(), target)), torch.zeros(batch, *out, device=device)
 
 
-def _optimizer(torch, name: str, parameters):
-    kind = Optimizer(name)
+def _optimizer(torch, kind: Optimizer, parameters):
     if kind == Optimizer.none:
         return None
     if kind == Optimizer.adam:
@@ -278,7 +289,6 @@ def _optimizer(torch, name: str, parameters):
 def _predicted(report: Report, options: Options) -> int | None:
     """archcalc's training bytes for this batch, dtype, optimizer and device."""
     device = Device.cuda if options.device == "cuda" else Device.cpu
-    at = dataclasses.replace(report, batch=options.batch, dtype=DType(options.dtype),
-                             optimizer=Optimizer(options.optimizer), device=device)
+    at = dataclasses.replace(report, batch=options.batch, dtype=options.dtype, optimizer=options.optimizer, device=device)
     value = at.memory.training.at(options.batch)
     return int(value) if num.is_concrete(value) else None

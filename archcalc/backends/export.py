@@ -19,6 +19,7 @@ from .torch import Part, concrete, is_chain, modules, parts, require
 
 SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
 EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
+ACTIVATION_CLASSES = {f.torch: name for name, f in ACTIVATIONS.items()}  # "LeakyReLU" -> "leaky_relu"
 TORCH_FUNCTIONS = {"sigmoid", "tanh"}  # torch.sigmoid: F.sigmoid and F.tanh are deprecated aliases
 
 
@@ -94,10 +95,15 @@ def _call(module, name: str, init: list, row) -> str:
         return module.source
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
         return f"x.reshape(x.size(0), {', '.join(str(d) for d in row.output)})"
-    if row.layer.kind == "activation":
-        return _activation(module, row.layer.function, "x")
+    function = ACTIVATION_CLASSES.get(type(module).__name__)  # an activation layer: a function call in forward
+    if function is not None:
+        return _activation(module, function, "x")
     params = num.normal(row.params)
     note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
+    if hasattr(module, "exported"):  # a torch class archcalc adapts (LSTM: the output only): its constructor, its call
+        constructor, call = module.exported
+        init.append((f"self.{name} = {constructor}", note))
+        return call.format(f"self.{name}")
     init.append((f"self.{name} = nn.{type(module).__name__}({_arguments(module)})", note))
     return f"self.{name}(x)"
 

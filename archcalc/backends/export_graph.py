@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .. import fmt, num
 from ..report import Report
-from .export import EXPLICIT, SKIPPED, TORCH_FUNCTIONS, _aligned, _literal, _plain, _shape, _short
+from .export import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, _aligned, _literal, _plain, _shape, _short
 from .torch import INPUT, Part, container, modules, parts, require
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
@@ -367,7 +367,7 @@ class Class:
             return make(args)
         entry = self.representative(local)
         call = f"{self.access[local]}({', '.join(args)})"
-        if entry.part is not None and getattr(entry.part.row.layer, "activation", None):
+        if entry.part is not None and entry.part.row.layer.activation:
             module = modules(entry.part)[1]
             return _activation_call(module, entry.part.row.layer.activation, call)
         return call
@@ -392,8 +392,9 @@ def _inline(part: Part):
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
         dims = ", ".join(str(d) for d in row.output)
         return part, lambda a: f"{a[0]}.reshape({a[0]}.size(0), {dims})"
-    if row.layer.kind == "activation":
-        return part, lambda a: _activation_call(module, row.layer.function, a[0])
+    function = ACTIVATION_CLASSES.get(type(module).__name__)  # an activation layer: a function call
+    if function is not None:
+        return part, lambda a: _activation_call(module, function, a[0])
     return None
 
 

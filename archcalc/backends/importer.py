@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..errors import ArchcalcError, SpecError
 from ..layers import ACTIVATIONS, LAYERS
 from .export import EXPLICIT
+from .recover import Use, recover
 from .torch import require
 
 
@@ -45,7 +47,7 @@ class Layer:
 
 
 def load_target(target: str, args: str | None = None):
-    """`FILE.py:NAME` or `package.module:NAME` -> an nn.Module (a class is instantiated with `args`, JSON)."""
+    """`FILE.py:NAME` or `package.module:NAME` -> an nn.Module (a class or a function returning one is called with `args`, JSON)."""
     torch = require()
     where, _, name = target.rpartition(":")
     if not where or not name.isidentifier():
@@ -61,14 +63,14 @@ def load_target(target: str, args: str | None = None):
     except Exception as error:  # the user's file: whatever it raises is reported, not a traceback of ours
         raise ArchcalcError(f"{where}: importing it failed: {type(error).__name__}: {error}") from None
     given = _arguments(args)
-    if isinstance(found, type):
+    if isinstance(found, type) or (callable(found) and not isinstance(found, torch.nn.Module)):  # a class or a factory
         try:
             found = found(*given[0], **given[1])
         except Exception as error:
             raise ArchcalcError(f"{target}: building it failed: {type(error).__name__}: {error}\n"
                                 "  hint: pass its constructor arguments with --args") from None
     elif args is not None:
-        raise SpecError(f"{name} is not a class: --args has nothing to build", where="--args")
+        raise SpecError(f"{name} is a module already: --args has nothing to build", where="--args")
     if not isinstance(found, torch.nn.Module):
         raise SpecError(f"{target} is a {type(found).__name__}, not a torch.nn.Module (or a class of one)", where="TARGET")
     return found
@@ -120,20 +122,37 @@ def trace(module):
 
 
 def layers(module) -> list[Layer]:
-    """The spec's layers of a module, in execution order, activations folded into the layer before."""
+    """The spec's layers of a module, in execution order, activations folded into the layer before.
+
+    A module's layer is named by its path (`layer1.0.conv1`), so `build` of the spec has the
+    module's state_dict keys. A functional call is named after the module that makes it
+    (`x + y` in `layer1.0`: `layer1.0.add`), and so is a module without parameters called more
+    than once (torchvision's shared `self.relu`: `layer1.0.relu`, then `layer1.0.relu_1`).
+    """
     graph = trace(module)
     modules = dict(graph.named_modules())
+    nodes = list(graph.graph.nodes)
+    calls: dict[str, int] = {}
+    for node in nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    reserved, given = set(calls), set()  # module paths first: functional names step around them
     out: list[Layer] = []
     alias: dict[str, str] = {}  # fx node name -> the spec name whose output it is
     problems: list[str] = []
-    for node in graph.graph.nodes:
-        if node.op == "placeholder":
-            alias[node.name] = "input" if not any(a == "input" for a in alias.values()) else node.name
+    returned: list = []
+    for node in nodes:
+        if node.op == "placeholder":  # forward's arguments: the first is the input, others may go unused (mask=None)
+            alias[node.name] = SECOND + node.name if alias else "input"
             continue
-        if node.op in ("output", "get_attr"):
+        if node.op == "output":
+            returned = _tensors(node)
+            continue
+        if node.op == "get_attr":
+            alias[node.name] = ATTRIBUTE + node.target
             continue
         try:
-            made = _layer(node, modules, alias)
+            made = _layer(node, modules, alias, calls)
         except _Skip:
             continue
         except _Unmapped as error:
@@ -143,11 +162,76 @@ def layers(module) -> list[Layer]:
         if made is None:  # a view that changes nothing: the same tensor
             alias[node.name] = alias[_tensors(node)[0].name]
             continue
+        made = dataclasses.replace(made, name=_name(node, made, reserved, given))
         alias[node.name] = made.name
         out.append(made)
+    if not problems:
+        problems += _output_problems(returned, alias, out)
     if problems:
         raise ImportFailed(type(module).__name__, problems)
-    return _fold_activations(out)
+    return _lettered(_fold_activations(out, [alias[n.name] for n in returned]))
+
+
+def _lettered(layers: list[Layer]) -> list[Layer]:
+    """A spec name starts with a letter: an nn.Sequential's children 0, 1... become layer0, layer1...
+    (their state_dict keys then differ by that word: `layer0.weight` for `0.weight`)."""
+    taken = {layer.name for layer in layers}
+
+    def lettered(name: str) -> str:
+        if not name[0].isdigit():
+            return name
+        head, dot, rest = name.partition(".")
+        found = f"layer{head}"
+        while any(n == found or n.startswith(found + ".") for n in taken):
+            found += "_"
+        return found + dot + rest
+
+    return [dataclasses.replace(layer, name=lettered(layer.name),
+                                inputs=tuple(n if n == "input" else lettered(n) for n in layer.inputs)) for layer in layers]
+
+
+def _name(node, made: Layer, reserved: set, given: set) -> str:
+    """A module: its path (a suffix from its second call on). A functional call: the path of the
+    module that makes it, then the operation (`layer1.0.add`), stepping around module paths."""
+    if node.op == "call_module":
+        base, free = node.target, lambda name: name not in given
+    else:
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        owner = stack[-1][0] if stack else ""
+        op = BASES.get(made.kind, re.sub(r"_\d+$", "", node.name))
+        base = f"{owner}.{op}" if owner else op
+        free = lambda name: name not in given and name not in reserved
+    found, n = base, 0
+    while not free(found):
+        n += 1
+        found = f"{base}_{n}"
+    given.add(found)
+    return found
+
+
+BASES = {"add": "add", "mul": "mul", "concat": "cat"}  # iadd, torch.add, x.add: all `add`
+
+
+def _output_problems(returned: list, alias: dict, out: list[Layer]) -> list[str]:
+    """A spec's output is its last layer's: forward must return that one tensor."""
+    if len(returned) != 1:
+        return [f"forward returns {len(returned)} tensors: a spec has one output, its last layer's"]
+    name = alias[returned[0].name]
+    last = out[-1].name if out else "input"
+    if name != last:
+        return [f"forward returns {name!r}, but the last layer computed is {last!r}: a spec's output is its last layer's"]
+    return []
+
+
+ATTRIBUTE = "\0"  # alias prefix of a tensor the module holds (get_attr): no layer's output
+SECOND = "\1"  # alias prefix of forward's arguments after the first
+
+
+def _operation(node) -> str:
+    if node.op == "call_module":
+        return node.target
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return f"{name}()"
 
 
 class _Unmapped(Exception):
@@ -185,17 +269,42 @@ def _tensors(node) -> list:
 
 
 def _is_shape(node) -> bool:
-    return (node.op == "call_method" and node.target in ("size", "dim")) or (
-        node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim"))
+    """A size, not a tensor: x.size(), x.shape, and arithmetic on sizes only (x.size(-1) // 4, its sqrt)."""
+    if "archcalc_shape" not in node.meta:
+        read = _nodes(node.args) + _nodes(list(node.kwargs.values()))
+        node.meta["archcalc_shape"] = (node.op == "call_method" and node.target in ("size", "dim")) or (
+            node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim")) or (
+            node.op in ("call_function", "call_method") and bool(read) and all(map(_is_shape, read)))
+    return node.meta["archcalc_shape"]
 
 
-def _layer(node, modules: dict, alias: dict) -> Layer | None:
+def _nodes(args) -> list:
+    out = []
+    for arg in args:
+        if isinstance(arg, (list, tuple)):
+            out += _nodes(arg)
+        elif hasattr(arg, "op"):
+            out.append(arg)
+    return out
+
+
+def _layer(node, modules: dict, alias: dict, calls: dict) -> Layer | None:
     if _is_shape(node):
         raise _Skip
     inputs = tuple(alias[n.name] for n in _tensors(node))
+    second = [name[len(SECOND):] for name in inputs if name.startswith(SECOND)]
+    if second:
+        raise _Unmapped(f"{_operation(node)} reads forward's argument {second[0]!r}: a spec's network reads one input")
+    held = [name[len(ATTRIBUTE):] for name in inputs if name.startswith(ATTRIBUTE)]
+    if held:
+        raise _Unmapped(f"{_operation(node)} reads the module's tensor {held[0]!r} (a parameter or buffer of no layer): "
+                        "archcalc has no layer for it")
     if node.op == "call_module":
         module = modules[node.target]
         kind, fields = _from_module(module, node.target)
+        if calls[node.target] > 1 and any(True for _ in module.parameters()):
+            raise _Unmapped(f"{node.target}: called {calls[node.target]} times with the same weights "
+                            "(a spec's layers each have their own)")
         return Layer(node.target, kind, fields, inputs)
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
     if name == "getattr":
@@ -220,10 +329,37 @@ def _from_module(module, path: str) -> tuple[str, dict]:
         for field in dataclasses.fields(cls):
             if field.name in cls.spec_fields() and field.name not in fields and hasattr(module, field.name):
                 value = cls.torch_value(field.name, _plain(getattr(module, field.name), field.name))
+                if field.default is None and value == _torch_default(module, field.name):
+                    continue  # None in the spec is torch's default (nn.GELU's approximate="none")
                 if value is not None and (field.name in EXPLICIT or value != _plain(field.default, field.name)):
                     fields[field.name] = value
+        _unexpressed(module, cls, path)
         return kind, fields
     raise _Unmapped(f"{path}: {torch_name} has no archcalc layer kind")
+
+
+# Constructor options no number of archcalc's depends on: placement, in-place, the normalisations'
+# eps and momentum (build uses torch's defaults for them). Any other option set away from its
+# default, and not a field of the layer kind, is listed: the spec would be another network.
+NUMBERLESS = {"device", "dtype", "inplace", "eps", "momentum"}
+
+
+def _unexpressed(module, cls, path: str) -> None:
+    torch = require()
+    fields = cls.spec_fields()
+    for name, parameter in inspect.signature(type(module).__init__).parameters.items():
+        if name in fields or name in NUMBERLESS or parameter.default is parameter.empty or not hasattr(module, name):
+            continue
+        value = getattr(module, name)
+        if value is None or isinstance(value, torch.Tensor):
+            continue  # a parameter (bias), not an option
+        if _plain(value, name) != _plain(parameter.default, name):
+            raise _Unmapped(f"{path}: {type(module).__name__}({name}={value!r}): archcalc's {cls.kind} has no {name}")
+
+
+def _torch_default(module, name: str):
+    parameter = inspect.signature(type(module).__init__).parameters.get(name)
+    return None if parameter is None or parameter.default is parameter.empty else _plain(parameter.default, name)
 
 
 def _plain(value, field: str):
@@ -244,7 +380,21 @@ def _plain(value, field: str):
 # Functional calls and tensor methods, by __name__ (F.relu, torch.relu and x.relu() share "relu"):
 # each reads its node into (kind, fields), or None where the result is its input itself.
 def _activation(name: str):
-    return lambda node: ("activation", {"function": name})
+    """F.relu(x), F.softmax(x, dim=-1), F.leaky_relu(x, 0.2), F.gelu(x, approximate="tanh"): the options as the module's."""
+    def read(node):
+        from ..layers.elementwise import Activation
+
+        fields = {"function": name}
+        for option in ACTIVATIONS[name].options:
+            value = node.args[1] if option != "approximate" and len(node.args) > 1 else node.kwargs.get(option)
+            value = Activation.torch_value(option, _plain(value, option))
+            if value is not None and value != TORCH_DEFAULTS.get(option):
+                fields[option] = value
+        return "activation", fields
+    return read
+
+
+TORCH_DEFAULTS = {"negative_slope": 0.01, "alpha": 1, "approximate": "none"}
 
 
 def _flatten(node):
@@ -280,7 +430,7 @@ def _view(node):
 
 def _merge(kind: str):
     def read(node):
-        if not any(hasattr(a, "op") for a in node.args[1:2]):  # x + 1: a constant, not a merge
+        if not any(hasattr(a, "op") and not _is_shape(a) for a in node.args[1:2]):  # x + 1: a constant, not a merge
             raise _Unmapped(f"{node.target.__name__ if callable(node.target) else node.target} with a constant")
         return kind, {}
     return read
@@ -298,6 +448,38 @@ def _dropout(node):
     return "dropout", {"p": p}
 
 
+def _argument(node, i: int, name: str, default=None):
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+def _pool(op: str):
+    def read(node):
+        fields = {"op": op, "kernel_size": _plain(_argument(node, 1, "kernel_size"), "kernel_size")}
+        for i, name, default in ((2, "stride", None), (3, "padding", 0)):
+            value = _plain(_argument(node, i, name), name)
+            if value not in (None, default, []):
+                fields[name] = value
+        dilation = _argument(node, 4, "dilation", 1) if op == "max" else 1
+        if _plain(dilation, "dilation") != 1:
+            fields["dilation"] = _plain(dilation, "dilation")
+        if _argument(node, 5 if op == "max" else 4, "ceil_mode", False):
+            fields["ceil_mode"] = True
+        if op == "avg" and (_argument(node, 5, "count_include_pad", True) is not True
+                            or _argument(node, 6, "divisor_override") is not None):
+            raise _Unmapped("avg_pool with count_include_pad or divisor_override: archcalc's average pooling has neither")
+        return "pool", fields
+    return read
+
+
+def _adaptive(op: str):
+    def read(node):
+        size = _plain(_argument(node, 1, "output_size"), "output_size")
+        if size is None or (isinstance(size, list) and None in size):
+            raise _Unmapped(f"adaptive_{op}_pool with an axis of output size None (the input's): write the size")
+        return "adaptive_pool", {"output_size": size} if op == "avg" else {"op": op, "output_size": size}
+    return read
+
+
 FUNCTIONS = {
     **{name: _activation(name) for name in ACTIVATIONS},
     "relu_": _activation("relu"),
@@ -313,12 +495,14 @@ FUNCTIONS = {
     "concat": _cat,
     "dropout": _dropout,
     "contiguous": lambda node: None,
+    **{f"{op}_pool{n}d": _pool(op) for op in ("max", "avg") for n in (1, 2, 3)},
+    **{f"adaptive_{op}_pool{n}d": _adaptive(op) for op in ("max", "avg") for n in (1, 2, 3)},
 }
 
 
-def _fold_activations(layers: list[Layer]) -> list[Layer]:
+def _fold_activations(layers: list[Layer], returned: list[str] = ()) -> list[Layer]:
     """An activation right after a layer that takes an `activation` field, and read by nothing else, joins it."""
-    readers: dict[str, int] = {}
+    readers: dict[str, int] = dict.fromkeys(returned, 1)
     for layer in layers:
         for name in layer.inputs:
             readers[name] = readers.get(name, 0) + 1
@@ -337,19 +521,38 @@ def _fold_activations(layers: list[Layer]) -> list[Layer]:
     return out
 
 
-def to_toml(name: str, input_shape: list, layers: list[Layer]) -> str:
-    """The spec text: [model], then a [[layers]] table per layer (`from` only where it is not the layer before)."""
+def to_toml(name: str, input_shape: list, layers: list, blocks: dict | None = None) -> str:
+    """The spec text: [model], the blocks, then a [[layers]] table per layer or block use
+    (`from` only where it is not the layer before)."""
     lines = ["[model]", f"name = {_toml(name)}", f"input = {_toml(input_shape)}", ""]
+    for block in (blocks or {}).values():
+        lines.append(f"[blocks.{block.name}]  # variables: {', '.join(block.variables) or 'none'}")
+        previous = "input"
+        for local, kind, fields, inputs in block.layers:
+            lines += _table(f"blocks.{block.name}.layers", local, kind, inputs, previous, fields)
+            previous = local
     previous = "input"
     for layer in layers:
-        lines += ["[[layers]]", f"name = {_toml(layer.name)}", f"type = {_toml(layer.kind)}"]
-        if layer.inputs != (previous,):
-            value = layer.inputs[0] if len(layer.inputs) == 1 else list(layer.inputs)
-            lines.append(f"from = {_toml(value)}")
-        lines += [f"{key} = {_toml(value)}" for key, value in layer.fields.items()]
-        lines.append("")
+        if isinstance(layer, Use):
+            lines += [*_table("layers", layer.name, "block", (layer.source,), previous, {"block": layer.block}),
+                      ][:-1]
+            if layer.repeat is not None:
+                lines.append(f"repeat = {layer.repeat}")
+                lines += [f"start = {layer.start}"] if layer.start else []
+            lines += [f"{key} = {_toml(value)}" for key, value in layer.values.items()]
+            lines.append("")
+            previous = layer.output
+            continue
+        lines += _table("layers", layer.name, layer.kind, layer.inputs, previous, layer.fields)
         previous = layer.name
     return "\n".join(lines)
+
+
+def _table(array: str, name: str, kind: str, inputs: tuple, previous: str, fields: dict) -> list[str]:
+    lines = [f"[[{array}]]", f"name = {_toml(name)}", f"type = {_toml(kind)}"]
+    if tuple(inputs) != (previous,):
+        lines.append(f"from = {_toml(inputs[0] if len(inputs) == 1 else list(inputs))}")
+    return [*lines, *(f"{key} = {_toml(value)}" for key, value in fields.items()), ""]
 
 
 def _toml(value) -> str:
@@ -379,6 +582,35 @@ def parse_input(text: str) -> list:
     return out
 
 
-def import_module(module, input_shape: list, name: str | None = None) -> str:
-    """The spec text of a torch module, for one sample of `input_shape` (numbers, or names as symbols)."""
-    return to_toml(name or type(module).__name__, input_shape, layers(module))
+def import_module(module, input_shape: list, name: str | None = None, blocks: bool = True) -> str:
+    """The spec text of a torch module, for one sample of `input_shape` (numbers, or names as symbols).
+
+    With `blocks`, repeated submodules become blocks (recover.py) where the spec so written
+    has the very rows of the flat one (names, wiring, shapes, counts); else the layers stay flat.
+    """
+    name = name or type(module).__name__
+    flat = layers(module)
+    text = to_toml(name, input_shape, flat)
+    if not blocks:
+        return text
+    top, found = recover(flat, [flat[-1].name], {path: type(m).__name__ for path, m in module.named_modules()})
+    if not found:
+        return text
+    folded = to_toml(name, input_shape, top, found)
+    return folded if _same_rows(folded, text) else text
+
+
+def _same_rows(text: str, flat: str) -> bool:
+    """Whether two spec texts give the same rows: names, kinds, wiring, shapes, counts."""
+    from ..engine import analyze
+    from ..spec import loads
+
+    def rows(spec_text: str):
+        report = analyze(loads(spec_text))
+        return [(r.name, r.layer.kind, r.inputs, r.input, r.output, r.weights, r.biases, r.macs,
+                 getattr(r.layer, "activation", None)) for r in report.rows], report.totals
+
+    try:
+        return rows(text) == rows(flat)
+    except ArchcalcError:
+        return False

@@ -126,9 +126,8 @@ def parts(report: Report) -> list[Part]:
             taken.add(prefix + leaf)
         name = prefix + leaf
         names = [name]
-        activation = getattr(row.layer, "activation", None)
-        if activation:
-            names.append(_free(f"{name}_{activation}", taken))
+        if row.layer.activation:
+            names.append(_free(f"{name}_{row.layer.activation}", taken))
         out.append(Part(row, tuple(names)))
     return out
 
@@ -157,9 +156,8 @@ def modules(part: Part) -> list:
     """The torch modules of one row: the layer's, then its activation's."""
     nn = require().nn
     out = [part.row.layer.to_torch(part.row.input, nn)]
-    activation = getattr(part.row.layer, "activation", None)
-    if activation:
-        out.append(torch_activation(activation, nn))
+    if part.row.layer.activation:
+        out.append(torch_activation(part.row.layer.activation, nn))
     return out
 
 

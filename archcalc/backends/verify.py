@@ -20,6 +20,7 @@ their gradients, as autograd accumulates it.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 from .. import num
@@ -128,7 +129,7 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
         weights = biases = 0
         for child in children:
             for name, p in child.named_parameters():
-                if name.rsplit(".", 1)[-1] == "bias":
+                if name.rsplit(".", 1)[-1].startswith("bias"):  # bias, and an LSTM's bias_ih_l0, bias_hh_l0_reverse
                     biases += p.numel()
                 else:
                     weights += p.numel()
@@ -147,9 +148,13 @@ def measure_compute(report: Report, batch: int) -> list[Measured]:
     from torch.autograd.graph import saved_tensors_hooks
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+    # oneDNN off: its LSTM is one fused op that FlopCounterMode counts as 0 FLOPs, with an opaque workspace;
+    # archcalc's LSTM figures are torch's native implementation's (see archcalc/layers/recurrent.py)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # the caller's random state stays as it was
+        warnings.simplefilter("ignore")  # oneDNN's flags warn about TF32 on Intel GPUs
         torch.manual_seed(0)
-        return _compute(torch, report, batch, saved_tensors_hooks, FlopCounterMode)
+        with torch.backends.mkldnn.flags(enabled=False):
+            return _compute(torch, report, batch, saved_tensors_hooks, FlopCounterMode)
 
 
 def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounterMode) -> list[Measured]:

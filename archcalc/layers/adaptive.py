@@ -24,6 +24,7 @@ def window(i: int, n: int, o: int) -> tuple[int, int]:
 @dataclass(frozen=True, kw_only=True)
 class AdaptivePool(Layer):
     kind = "adaptive_pool"
+    torch_modules = tuple(f"Adaptive{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("avg", "max", default="avg")
     output_size: Dim | tuple = axes(1)
 
@@ -64,6 +65,10 @@ class AdaptivePool(Layer):
                 text += ": the whole axis" if o == 1 else f": windows of {' or '.join(map(str, spans))}"
             lines.append((f"output {name}", text))
         return [*lines, ("weights", f"no weights: adaptive pooling only {'picks' if self.op == 'max' else 'averages'}")]
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"op": "max"} if torch_name.startswith("AdaptiveMax") else {}
 
     def to_torch(self, x: Shape, nn):
         n = len(x) - 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
 from typing import ClassVar
 
 from .. import fmt, num
@@ -17,36 +19,58 @@ from ..errors import SpecError
 from ..fields import choice
 from ..num import Dim, Shape
 from .field import Field
+from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
+
+class Tensor(StrEnum):
+    """Which tensor a layer keeps for its backward pass (archcalc/memory.py tells storages apart by it)."""
+
+    input = "input"
+    output = "output"
+    pre = "pre"  # the layer's output before its activation (the activation's input)
+    own = "own"  # one of its own: a mask, indices, statistics, a padded copy
+
+
+class Storage(StrEnum):
+    """The element type a kept tensor is stored in."""
+
+    model = "model"  # the network's dtype
+    int64 = "int64"
+    mask = "mask"  # a dropout mask: the model's dtype on CPU, 1 byte on CUDA
+    opmath = "opmath"  # float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
+
 
 @dataclass(frozen=True)
 class Function:
     """An element-wise function: which tensor autograd keeps for its backward pass, and its torch module."""
 
-    saves: str  # "output" or "input" (measured with saved_tensors_hooks on CPU, torch 2.13)
+    saves: Tensor  # output or input (measured with saved_tensors_hooks on CPU, torch 2.13)
     torch: str  # the torch.nn class
     dim: bool = False  # takes dim=1 (softmax over the channels / features)
     options: tuple[str, ...] = ()  # the `activation` layer's fields this function takes (torch's argument names)
 
+    def __post_init__(self):
+        object.__setattr__(self, "saves", Tensor(self.saves))
+
 
 # The `activation` layer and the `activation` field of conv, dense and batchnorm.
 ACTIVATIONS: dict[str, Function] = {
-    "relu": Function("output", "ReLU"),
-    "sigmoid": Function("output", "Sigmoid"),
-    "tanh": Function("output", "Tanh"),
-    "softmax": Function("output", "Softmax", dim=True, options=("dim",)),
-    "log_softmax": Function("output", "LogSoftmax", dim=True, options=("dim",)),
-    "gelu": Function("input", "GELU", options=("approximate",)),
-    "silu": Function("input", "SiLU"),
-    "hardswish": Function("input", "Hardswish"),
-    "hardsigmoid": Function("input", "Hardsigmoid"),
-    "leaky_relu": Function("input", "LeakyReLU", options=("negative_slope",)),
-    "elu": Function("input", "ELU", options=("alpha",)),
-    "relu6": Function("input", "ReLU6"),
-    "hardtanh": Function("input", "Hardtanh"),
-    "softplus": Function("input", "Softplus"),
-    "mish": Function("input", "Mish"),
+    "relu": Function(Tensor.output, "ReLU"),
+    "sigmoid": Function(Tensor.output, "Sigmoid"),
+    "tanh": Function(Tensor.output, "Tanh"),
+    "softmax": Function(Tensor.output, "Softmax", dim=True, options=("dim",)),
+    "log_softmax": Function(Tensor.output, "LogSoftmax", dim=True, options=("dim",)),
+    "gelu": Function(Tensor.input, "GELU", options=("approximate",)),
+    "silu": Function(Tensor.input, "SiLU"),
+    "hardswish": Function(Tensor.input, "Hardswish"),
+    "hardsigmoid": Function(Tensor.input, "Hardsigmoid"),
+    "leaky_relu": Function(Tensor.input, "LeakyReLU", options=("negative_slope",)),
+    "elu": Function(Tensor.input, "ELU", options=("alpha",)),
+    "relu6": Function(Tensor.input, "ReLU6"),
+    "hardtanh": Function(Tensor.input, "Hardtanh"),
+    "softplus": Function(Tensor.input, "Softplus"),
+    "mish": Function(Tensor.input, "Mish"),
 }
 
 
@@ -63,22 +87,26 @@ def torch_activation(name: str, nn, **options):
 class Kept:
     """A tensor autograd keeps for a layer's backward pass (see archcalc/memory.py for how they add up)."""
 
-    tensor: str  # "input", "output", "pre" (before the layer's activation), or "own" (mask, indices, statistics)
+    tensor: Tensor  # a name given as a string is read into a Tensor (and refused if it is none)
     elements: Dim  # per sample, or in all when not per_sample
-    dtype: str = "model"  # "model": the network's dtype; "int64"; "mask": the model's dtype on CPU, 1 byte on CUDA;
-    # "opmath": float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
+    dtype: Storage = Storage.model
     per_sample: bool = True
     what: str = ""  # for --explain: "input", "max-pooling indices", ...
     arg: int = 0  # which input, for "input" of a layer with several (a merge layer)
+
+    def __post_init__(self):
+        object.__setattr__(self, "elements", num.normal(self.elements))
+        object.__setattr__(self, "tensor", Tensor(self.tensor))
+        object.__setattr__(self, "dtype", Storage(self.dtype))
 
 
 def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
     """What the activation applied to a layer's output keeps: that output, or its own input ("pre")."""
     if activation is None:
         return ()
-    if ACTIVATIONS[activation].saves == "output":
-        return (Kept("output", num.mul(y), what=f"{activation} output"),)
-    return (Kept("pre", num.mul(y), what=f"{activation} input"),)
+    if ACTIVATIONS[activation].saves == Tensor.output:
+        return (Kept(Tensor.output, num.mul(y), what=f"{activation} output"),)
+    return (Kept(Tensor.pre, num.mul(y), what=f"{activation} input"),)
 
 
 def register(cls: type[Layer]) -> type[Layer]:
@@ -92,11 +120,24 @@ def activation_field():
 
 @dataclass(frozen=True, kw_only=True)
 class Layer:
+    """A layer kind: the defaults below fit a layer without parameters that keeps its input's shape;
+    a kind overrides what differs. Nothing outside the layer classes tests a layer's kind.
+
+    A formula may return a sympy number (a formula that simplified to one): the Row, the Kept, JSON
+    and the text make every number normal (int or Fraction when concrete), so a formula need not."""
+
     kind: ClassVar[str]
+    # kind-specific recognisers of archcalc.mistakes that apply to this kind (by function name)
+    mistakes: ClassVar[frozenset[str]] = frozenset()
+    # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels
+    channels_hint: ClassVar[str] = ""
     # the torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields
     torch_modules: ClassVar[tuple[str, ...]] = ()
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     name: str
+    # an element-wise function applied to the output: the kinds that take one declare it as a spec field
+    # (after their own fields); not a dataclass field here, so that the others do not accept it
+    activation = None
 
     @classmethod
     def spec_fields(cls) -> dict[str, object]:
@@ -138,6 +179,11 @@ class Layer:
         """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
         return None
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        """Typical wrong values of one of this layer's quantities ("params", "macs", "output"...) and what
+        each one gets wrong, for `check`'s hints: ((2·T·d, "γ and β are shared by every token"), ...)."""
+        return ()
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
@@ -159,6 +205,25 @@ class Layer:
         """How the numbers come out, as (quantity, text) lines for --explain."""
         return []
 
+    def backward_note(self) -> str:
+        """What --explain adds about how torch counts this layer's backward FLOPs ('; ...'), if anything."""
+        return ""
+
+    def windows(self, x: Shape) -> tuple[Window, ...]:
+        """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others.
+
+        Made and checked once per layer and input shape (`make_windows`): the layer is frozen, so they cannot change.
+        """
+        return _windows(self, x) if type(self).make_windows is not Layer.make_windows else ()
+
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
+        """The windows of `windows`, expanded per axis from the fields and checked; a sliding-window kind overrides this."""
+        return ()
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        """Whether a quiz asks for this layer's output shape: when the layer changes the shape."""
+        return y != x
+
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
@@ -172,6 +237,11 @@ class Layer:
     def to_torch(self, x: Shape, nn):
         """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
         raise NotImplementedError(self.kind)
+
+
+@lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)
+def _windows(layer: Layer, x: Shape) -> tuple[Window, ...]:
+    return layer.make_windows(x)
 
 
 def spatial(x: Shape, kind: str) -> int:

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, choice, flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
 from .field import Field
 from .window import Window, axis_lines
 
@@ -29,6 +29,7 @@ def grouped_in_channels(x: Shape, out_channels: Dim, groups: Dim) -> Dim:
 @dataclass(frozen=True, kw_only=True)
 class Conv(Layer):
     kind = "conv"
+    mistakes = frozenset({"input_channels", "input_channels_forgotten", "kernel_not_squared"})
     torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
@@ -40,7 +41,7 @@ class Conv(Layer):
     activation: str | None = activation_field()
     padding_mode: str = choice("zeros", "reflect", "replicate", "circular", default="zeros")
 
-    def windows(self, x: Shape) -> tuple[Window, ...]:
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
         same = self.padding == "same"
         if same and any(s != 1 for s in per_axis(self.stride, n, "stride")):
@@ -91,20 +92,26 @@ class Conv(Layer):
         return tuple(w.k for w in self.windows(x))
 
     def weights(self, x: Shape) -> Dim:
-        return num.normal(self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x)))
+        return self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
 
     def biases(self, x: Shape) -> Dim:
         return self.out_channels if self.bias else 0
 
     def macs(self, x: Shape) -> Dim:
         per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
-        return num.normal(num.mul(self.output(x)) * per_output)
+        return num.mul(self.output(x)) * per_output
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
         # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
         macs = self.macs(x)
-        return num.normal(macs * self.groups + (macs if grad else 0))
+        return macs * self.groups + (macs if grad else 0)
+
+    def backward_note(self) -> str:
+        return "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward" if self.groups != 1 else ""
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
 
     def receptive(self, x: Shape, field: Field) -> Field:
         ws = self.windows(x)
@@ -129,9 +136,9 @@ class Conv(Layer):
         if self.padding == "same":
             extra = [w.d * (w.k - 1) % 2 for w in self.windows(x)]
             if all(map(num.is_concrete, extra)) and any(extra):
-                padded = num.normal(x[0] * num.mul(n + e for n, e in zip(x[1:], extra)))
-                return Kept("own", padded, what="input zero-padded on the right ('same' padding with an even span)")
-        return Kept("input", num.mul(x), what="input")
+                padded = x[0] * num.mul(n + e for n, e in zip(x[1:], extra))
+                return Kept(Tensor.own, padded, what="input zero-padded on the right ('same' padding with an even span)")
+        return Kept(Tensor.input, num.mul(x), what="input")
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import flag, size
 from ..num import Dim, Shape
-from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
 from .field import Field
 
 
@@ -16,6 +16,7 @@ from .field import Field
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    mistakes = frozenset({"bias_per_input"})
     torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
@@ -36,6 +37,9 @@ class Dense(Layer):
         self.in_features(x)
         return (*x[:-1], self.out_features)
 
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return False  # its output is out_features, as the spec writes it
+
     def weights(self, x: Shape) -> Dim:
         return self.in_features(x) * self.out_features
 
@@ -45,17 +49,29 @@ class Dense(Layer):
     def macs(self, x: Shape) -> Dim:
         return num.normal(self.tokens(x) * self.in_features(x) * self.out_features)
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if len(x) != 2:
+            return ()
+        t = fmt.group(x[0])
+        if quantity == "params":
+            return ((num.normal(x[0] * (self.weights(x) + self.biases(x))), f"counted per token: one weight matrix serves "
+                     f"all T = {t} tokens, params = {fmt.group(self.weights(x) + self.biases(x))}"),)
+        if quantity in ("macs", "flops"):
+            once = num.normal(self.weights(x) * (2 if quantity == "flops" else 1))
+            return ((once, f"one token only: the layer runs on each of the T = {t} tokens, {quantity} ×{t}"),)
+        return ()
+
     def contiguous_input(self) -> bool:
         return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        return num.normal(self.macs(x) * (2 if grad else 1))
+        return self.macs(x) * (2 if grad else 1)
 
     def receptive(self, x: Shape, field: Field) -> Field:
         return field  # element-wise: over a flat input every output already sees the whole input
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
+        return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}" + (", per token" if len(x) == 2 else "")

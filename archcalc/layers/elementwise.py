@@ -9,7 +9,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axis, choice, real, size
 from ..num import Dim, Shape, Value
-from .base import ACTIVATIONS, Kept, Layer, register, torch_activation
+from .base import ACTIVATIONS, Kept, Layer, Storage, Tensor, register, torch_activation
 from .field import Field
 from .shape import from_torch_axis, sample_axis, torch_axis
 
@@ -31,7 +31,7 @@ class Dropout(Layer):
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # On CPU torch keeps the scaled mask in the input's dtype; on CUDA, native_dropout keeps a bool mask.
-        return (Kept("own", num.mul(x), "mask", what="dropout mask"),) if grad and self.p != 0 else ()
+        return (Kept(Tensor.own, num.mul(x), Storage.mask, what="dropout mask"),) if grad and self.p != 0 else ()
 
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself

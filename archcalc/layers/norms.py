@@ -66,6 +66,17 @@ class LayerNorm(Layer):
         groups = num.mul(x[: len(x) - len(_normalized(self, x))])
         return (Kept("input", num.mul(x), what="input"), *_stats(groups))
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity not in ("params", "weights") or not self.elementwise_affine:
+            return ()
+        d = num.mul(_normalized(self, x))
+        params = num.normal(d * (2 if self.bias else 1)) if quantity == "params" else d
+        out = [(num.normal(num.div(num.mul(x), d) * params), f"counted per token: LayerNorm's γ{' and β' * (quantity == 'params' and self.bias)} "
+                f"are one per normalized value ({fmt.group(d)}), shared by every position: {quantity} = {fmt.group(params)}")]
+        if quantity == "params" and self.bias:
+            out.append((d, f"γ only: LayerNorm has a scale γ and a shift β per normalized value, params = 2·{fmt.group(d)}"))
+        return tuple(out)
+
     def summary(self, x: Shape) -> str:
         parts = [f"over {fmt.shape(_normalized(self, x))}"]
         if not self.elementwise_affine:
@@ -127,6 +138,12 @@ class GroupNorm(Layer):
         if not (grad or self.affine):
             return ()
         return (Kept("input", num.mul(x), what="input"), *_stats(self.num_groups))
+
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity != "params" or not self.affine:
+            return ()
+        return ((num.normal(2 * self.num_groups), f"per group: GroupNorm's γ and β are per channel, "
+                 f"params = 2·C = {fmt.group(2 * x[0])} (the groups only pool the statistics)"),)
 
     def summary(self, x: Shape) -> str:
         return f"{fmt.group(self.num_groups)} groups" + ("" if self.affine else ", affine=false")

@@ -8,7 +8,7 @@ from .. import fmt, num
 from ..errors import SpecError
 from ..fields import axes, choice, flag
 from ..num import Dim, Shape
-from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
 from .field import Field
 from .window import Window, axis_lines
 
@@ -17,6 +17,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Pool(Layer):
     kind = "pool"
+    channels_hint = "pooling keeps its input's channels"
     torch_modules = tuple(f"{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("max", "avg", default="max")
     kernel_size: Dim | tuple = axes()
@@ -25,7 +26,7 @@ class Pool(Layer):
     dilation: Dim | tuple = axes(1)  # max pooling only, as in PyTorch
     ceil_mode: bool = flag(False)
 
-    def windows(self, x: Shape) -> tuple[Window, ...]:
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
         if self.op == "avg" and self.dilation != 1:
             raise SpecError("average pooling has no dilation (PyTorch's AvgPool has none)",
@@ -56,6 +57,9 @@ class Pool(Layer):
     def output(self, x: Shape) -> Shape:
         return (x[0], *(w.out() for w in self.windows(x)))
 
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
+
     def receptive(self, x: Shape, field: Field) -> Field:
         ws = self.windows(x)
         return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
@@ -64,8 +68,8 @@ class Pool(Layer):
         if not grad:
             return ()
         if self.op == "max":
-            return Kept("input", num.mul(x), what="input"), Kept("own", num.mul(y), "int64", what="max-pooling indices")
-        return (Kept("input", num.mul(x), what="input"),)
+            return Kept(Tensor.input, num.mul(x), what="input"), Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")
+        return (Kept(Tensor.input, num.mul(x), what="input"),)
 
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)

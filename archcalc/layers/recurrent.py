@@ -82,6 +82,14 @@ class Recurrent(Layer):
             Kept("own", num.normal(self.num_layers * d * t * 7 * h), what="7·h values per step, layer and direction (gates, states)"),
         )
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity not in ("params", "biases") or not self.bias:
+            return ()
+        once = num.normal(self.gates * self.hidden_size * self.dirs * self.num_layers)
+        wrong = once if quantity == "biases" else num.normal(self.weights(x) + once)
+        return ((wrong, f"one bias per gate: torch's {self.kind} has two, b_ih and b_hh, so biases = "
+                        f"2·{self.gates}·h·directions·layers = {fmt.group(self.biases(x))}"),)
+
     def summary(self, x: Shape) -> str:
         parts = [f"h={fmt.group(self.hidden_size)}"]
         if self.num_layers != 1:
@@ -107,27 +115,28 @@ class Recurrent(Layer):
         return lines
 
     def to_torch(self, x: Shape, nn):
-        module = getattr(nn, self.torch_name)(int(self.in_features(x)), int(self.hidden_size), num_layers=int(self.num_layers),
-                                              bias=self.bias, batch_first=True, bidirectional=self.bidirectional)
-        return _outputs(nn)(module)
+        args = dict(num_layers=int(self.num_layers), bias=self.bias, batch_first=True, bidirectional=self.bidirectional)
+        module = _outputs(nn, self.torch_name)(int(self.in_features(x)), int(self.hidden_size), **args)
+        shown = ", ".join(f"{k}={v}" for k, v in args.items() if k == "batch_first" or v != {"num_layers": 1, "bias": True}.get(k, False))
+        # for export: the torch class's constructor, and the call that keeps the output sequence
+        module.exported = (f"nn.{self.torch_name}({int(self.in_features(x))}, {int(self.hidden_size)}, {shown})", "{}(x)[0]")
+        return module
 
 
 _WRAPPERS: dict = {}
 
 
-def _outputs(nn):
-    """nn.Module that keeps only the output sequence of an LSTM or GRU (they return (output, state))."""
-    if nn not in _WRAPPERS:
-        class Sequence(nn.Module):
-            def __init__(self, rnn):
-                super().__init__()
-                self.rnn = rnn
-
+def _outputs(nn, name: str):
+    """torch's LSTM or GRU, returning only its output sequence (they return (output, state)); the
+    parameters keep torch's names (weight_ih_l0, ...)."""
+    if (nn, name) not in _WRAPPERS:
+        class Sequence(getattr(nn, name)):
             def forward(self, x):
-                return self.rnn(x)[0]
+                return super().forward(x)[0]
 
-        _WRAPPERS[nn] = Sequence
-    return _WRAPPERS[nn]
+        Sequence.__name__ = Sequence.__qualname__ = name
+        _WRAPPERS[nn, name] = Sequence
+    return _WRAPPERS[nn, name]
 
 
 @register

@@ -56,6 +56,9 @@ class Flatten(Layer):
     def is_view(self) -> bool:
         return True
 
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
+
     def receptive(self, x: Shape, field: Field) -> Field:
         return field.gathered(x[1:])
 
@@ -161,6 +164,9 @@ class Reshape(Layer):
         return self.shape
 
     def is_view(self) -> bool:
+        return True
+
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
         return True
 
     def receptive(self, x: Shape, field: Field) -> Field:

@@ -110,6 +110,20 @@ class ConvTranspose(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity != "output":
+            return ()
+        ax, out = self.axes(x), []
+        conv = tuple(num.floordiv(a.n + 2 * a.p - a.d * (a.k - 1) - 1, a.s) + 1 for a in ax)
+        if all(num.is_positive(c) is not False for c in conv):
+            out.append(((self.out_channels, *conv), "a convolution's output size: a transposed convolution grows its input, "
+                        "out = (n − 1)·s − 2p + d·(k − 1) + output_padding + 1"))
+        if any(a.p != 0 for a in ax):
+            unpadded = tuple(num.normal((a.n - 1) * a.s + a.d * (a.k - 1) + a.op + 1) for a in ax)
+            out.append(((self.out_channels, *unpadded), "padding forgotten: a transposed convolution's padding removes "
+                        "2p rows from its output, out = (n − 1)·s − 2p + d·(k − 1) + output_padding + 1"))
+        return tuple(out)
+
     def summary(self, x: Shape) -> str:
         ax = self.axes(x)
         text = "×".join(fmt.group(a.k) for a in ax)

@@ -37,6 +37,9 @@ class Upsample(Layer):
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
 
+    def asks_shape(self, x: Shape, y: Shape) -> bool:
+        return True
+
     def receptive(self, x: Shape, field: Field) -> Field | None:
         # Each output reads 1 (nearest), 2 (linear modes) or 4 (bicubic) inputs per axis, at most; the jump
         # shrinks by the scale, to a fraction: a field after it is then the average over output positions.
