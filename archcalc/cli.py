@@ -141,7 +141,7 @@ def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) ->
 @click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
 @click.option("--format", "-f", "form", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
-              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights].")
+              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights] (exit 0 once written).")
 @refusals
 def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
