@@ -63,6 +63,7 @@ def analyze(
                             "add them first with a merge layer: add, mul or concat", "from",
                             where=node.where, path=spec.path, line=node.spec.line)
         row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
+        _check_links(node, row, rows, spec.path)
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = row.requires_grad or row.params != 0
@@ -78,6 +79,28 @@ def analyze(
         device=device,
         uses=tuple(uses),
     )
+
+
+def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:
+    """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape."""
+    place = {"where": node.where, "path": path, "line": node.spec.line}
+    if row.layer.token_ids() is not None and node.inputs != (INPUT,):
+        raise SpecError(f"{row.kind} reads token ids, and only the model's input holds them",
+                        'read the model\'s input (first, or from = "input"), with input = ["T"]: T token ids', **place)
+    target = row.layer.tied()
+    if target is None:
+        return
+    other = next((r for r in rows if r.name == target), None)
+    if other is None:
+        raise SpecError(f"no earlier layer is named {target!r}", "tie names an earlier layer whose weight this one shares",
+                        "tie", **place)
+    theirs, ours = other.layer.weight_shape(other.input), row.layer.weight_shape(row.input)
+    if theirs is None or tuple(theirs) != tuple(ours):
+        raise SpecError(
+            f"cannot share {target}'s weight: " + ("it has none" if theirs is None else
+                                                   f"it is {fmt.shape(theirs)}, this layer's would be {fmt.shape(ours)}"),
+            "a tied layer's weight must have the shape of the one it shares (out_features = num_embeddings)",
+            "tie", **place)
 
 
 def _backward(rows: list[Row]) -> tuple[Row, ...]:

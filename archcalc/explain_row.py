@@ -22,11 +22,15 @@ def steps(row: Row) -> list[tuple[str, str]]:
     elif row.params == 0 and not any(q == "weights" for q, _ in lines):
         lines.append(("params", "no parameters"))
     if row.macs != 0:
-        lines.append(("flops", f"FLOPs = 2·MACs = {fmt.group(row.flops)}"))
+        torch_counts = row.layer.torch_counts(row.input, row.requires_grad)
+        quirk = torch_counts.get("flops")
+        lines.append(("flops", f"FLOPs = 2·MACs = {fmt.group(row.flops)}"
+                               + (f" (torch's FlopCounterMode counts {fmt.group(quirk[0])}: {quirk[1]})" if quirk else "")))
         backward = row.training_flops - row.flops  # fmt makes it normal
         why = "gradients of the weights and of the input" if row.requires_grad else (
             "gradient of the weights only: nothing before this layer needs one")
-        why += row.layer.backward_note()
+        if quirk := torch_counts.get("training_flops"):
+            why += f"; torch's FlopCounterMode counts {fmt.group(quirk[0])} in all: {quirk[1]}"
         lines.append(("training_flops", f"training FLOPs = forward {fmt.group(row.flops)} + backward "
                                         f"{fmt.group(backward)} ({why}) = {fmt.group(row.training_flops)}"))
     return sorted(lines, key=lambda line: ORDER.index(line[0]) if line[0] in ORDER else len(ORDER))

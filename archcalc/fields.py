@@ -196,6 +196,19 @@ class Sizes:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """The name of an earlier layer (a dotted path): tie = "wte"."""
+
+    def read(self, raw: object) -> str:
+        if not isinstance(raw, str) or not all(part.isidentifier() or part.isdigit() for part in raw.split(".")):
+            raise SpecError(f"expected a layer's name, got {_kind_of(raw)} {_show(raw)}", 'for example tie = "wte"')
+        return raw
+
+    def bind(self, stored: str, env: Env) -> str:
+        return stored
+
+
+@dataclass(frozen=True)
 class Axis:
     """An axis number as PyTorch counts it (the batch axis is 0, negative ones from the end): dim = -1.
     `many`: a list of them (permute's dims)."""
@@ -241,6 +254,10 @@ def flag(default: bool):
 
 def choice(*choices: str, default=dataclasses.MISSING):
     return _field(Choice(choices), default)
+
+
+def ref(default=dataclasses.MISSING):
+    return _field(Ref(), default)
 
 
 def sizes(default=dataclasses.MISSING, *, wildcard: bool = False, scalar: bool = False):

@@ -181,13 +181,16 @@ def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
     # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
-    bytes_of = {Storage.model: size, Storage.int64: 8, Storage.mask: size if report.device == Device.cpu else 1, Storage.opmath: max(size, 4)}
+    bytes_of = {Storage.model: size, Storage.int64: 8, Storage.float32: 4, Storage.mask: size if report.device == Device.cpu else 1,
+                Storage.opmath: max(size, 4)}
     params = num.normal(report.totals["params"] * size)
 
+    ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
     per_row, kept_by_row = [], []
     storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
     strides: dict[str, object] = {}  # a tensor's name -> its layout when not contiguous (archcalc/layers/layout.py)
+    base = {("output", 0): num.mul(report.input)}  # a storage -> its elements (a view may see fewer: select)
     for row in report.rows:
         sources = [storage[name] for name in row.inputs] or [("output", row.index - 1)]
         layouts = [strides.get(name) for name in row.inputs] or [None]
@@ -198,8 +201,12 @@ def measure(report: Report) -> Memory:
                 view, after = False, None
         output = sources[0] if view else ("output", row.index)
         storage[row.name] = output
+        if not view:
+            base[output] = num.mul(row.output)
         if after is not None:
             strides[row.name] = after
+        elif layouts[0] is not None and row.layer.keeps_layout():  # relu of a permuted tensor is permuted too
+            strides[row.name] = layouts[0]
         if layouts[0] is not None and row.layer.contiguous_input():  # it keeps a contiguous copy of its input
             sources = [("copy", row.index), *sources[1:]]
         total, kept = ZERO, []
@@ -207,7 +214,9 @@ def measure(report: Report) -> Memory:
             key = {Tensor.input: sources[item.arg], Tensor.output: output, Tensor.pre: ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
             if item.dtype == Storage.opmath and size < 4:  # an upcast copy, not the tensor itself
                 key = ("own", row.index, number)
-            nbytes = num.normal(item.elements * bytes_of[item.dtype])
+            # autograd keeps a view's whole storage: a selected token keeps all the tokens it was taken from
+            elements = base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
+            nbytes = num.normal(elements * bytes_of[item.dtype])
             kept.append(KeptBytes(item, nbytes, key not in seen))
             if key not in seen:
                 seen.add(key)
@@ -230,7 +239,7 @@ def measure(report: Report) -> Memory:
         device=report.device,
         per_row=tuple(per_row),
         kept=tuple(kept_by_row),
-        input=PerBatch(per_sample=num.normal(num.mul(report.input) * size)),
+        input=PerBatch(per_sample=num.normal(num.mul(report.input) * (8 if ids else size))),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
         gradients=PerBatch(fixed=params),

@@ -122,11 +122,19 @@ def minimum(*xs: Value) -> Value:
 
 
 def maximum(*xs: Value) -> Value:
-    """The largest; over formulas, left unevaluated: sympy would compare every pair of floors, for seconds."""
+    """The largest of sizes or byte counts (never negative); over formulas, left unevaluated but for multiples
+    of one term: sympy would compare every pair of floors, for seconds."""
     if all(map(is_concrete, xs)):
         return max(xs)
     concrete = [x for x in xs if is_concrete(x)]
-    terms = [_sympy(x) for x in xs if not is_concrete(x)] + ([_sympy(max(concrete))] if concrete else [])
+    # sizes and byte counts are never negative: of c1·u and c2·u (c > 0), the larger c wins (768·T, 3072·T -> 3072·T)
+    scaled: dict = {}
+    for x in xs:
+        if not is_concrete(x):
+            c, rest = x.as_coeff_Mul()
+            c, rest = (c, rest) if c > 0 else (1, x)
+            scaled[rest] = max(scaled.get(rest, c), c)
+    terms = [c * rest for rest, c in scaled.items()] + ([_sympy(max(concrete))] if concrete else [])
     distinct = list(dict.fromkeys(terms))
     return distinct[0] if len(distinct) == 1 else sym().Max(*distinct, evaluate=False)
 

@@ -5,6 +5,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+# stacks of token ids, a formula in T (the generic tests give H, W, classes): tested in test_modern_specs.py
+SEQUENCE_STACKS = {"lstm_lm.toml"}
 
 
 @pytest.fixture

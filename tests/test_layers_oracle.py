@@ -30,7 +30,7 @@ import archcalc  # noqa: E402
 from archcalc import SpecError  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
-from .torch_probe import flops, saved_bytes  # noqa: E402
+from .torch_probe import flops, saved_bytes, torch_counts  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -221,7 +221,7 @@ def archcalc_numbers(report):
         "output": tuple(report.output),
         "params": report.totals["params"],
         "flops": report.totals["flops"] * b,
-        "training_flops": report.totals["training_flops"] * b,
+        "training_flops": torch_counts(report, "training_flops") * b,  # a grouped weight gradient: torch's count
         "saved": report.memory.saved.at(b),
         "buffers": report.memory.buffers.at(b),
     }

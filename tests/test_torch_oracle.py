@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import archcalc  # noqa: E402
 from archcalc import SpecError, num  # noqa: E402
 
+from .conftest import SEQUENCE_STACKS  # noqa: E402
 from .torch_nets import toml_value  # noqa: E402
 from .torch_probe import ACTIVATIONS  # noqa: E402
 
@@ -437,7 +438,7 @@ def torch_modules(row):
         yield ACTIVATIONS[row.layer.activation]()
 
 
-STACKS = [path for path in SPECS if "[blocks." not in path.read_text()]  # graphs: tests/test_graph_specs.py, per layer
+STACKS = [path for path in SPECS if "[blocks." not in path.read_text() and path.name not in SEQUENCE_STACKS]  # graphs: tests/test_graph_specs.py, per layer
 SHIPPED = [(path, {}) for path in STACKS if "symbolic" not in path.stem] + [
     (path, values) for path in STACKS if "symbolic" in path.stem
     for values in ({"H": 224, "W": 224, "classes": 1000}, {"H": 67, "W": 99, "classes": 10})
@@ -458,6 +459,7 @@ def test_shipped_specs_match_torch(path, values):
 
 def test_every_layer_kind_is_drawn():
     from .test_graph_oracle import MERGES  # the layers that read several tensors are drawn in graphs
+    from .test_modern_oracle import KINDS as MODERN
 
-    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES)
+    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES) | MODERN
     assert drawn == set(archcalc.layers.LAYERS)

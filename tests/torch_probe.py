@@ -51,3 +51,13 @@ def flops(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> in
         if backward:
             out.float().sum().backward()
     return counter.get_total_flops()
+
+
+def torch_counts(report, quantity: str) -> int:
+    """The total as FlopCounterMode counts it: archcalc's, but where a layer declares a known miscount of
+    torch's (a grouped conv's weight gradient, counted `groups` times), that count."""
+    total = 0
+    for row in report.rows:
+        quirk = row.layer.torch_counts(row.input, row.requires_grad).get(quantity)
+        total += getattr(row, quantity) if quirk is None else quirk[0]
+    return total

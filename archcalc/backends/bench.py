@@ -39,7 +39,7 @@ from ..errors import ArchcalcError
 from ..memory import Device, Optimizer
 from ..report import Report
 from .peaks import peak
-from .torch import concrete, dtype_of, fits, network, require, version
+from .torch import concrete, dtype_of, fits, network, require, sample, version
 
 MIXED = (DType.float16, DType.bfloat16)
 
@@ -181,7 +181,7 @@ class Run:
         mixed = options.autocast
         torch.manual_seed(0)
         model = network(report).to(device=device, dtype=torch.float32 if mixed else dtype)
-        x = torch.randn(options.batch, *map(int, report.input), device=device, dtype=torch.float32 if mixed else dtype)
+        x = sample(report, options.batch, torch.float32 if mixed else dtype, device=device)
         if options.channels_last:
             formats = {4: torch.channels_last, 5: torch.channels_last_3d}
             if x.dim() not in formats:

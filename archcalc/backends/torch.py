@@ -169,7 +169,7 @@ def network(report: Report):
         for part in parts(report):
             for name, child in zip(part.names, modules(part)):
                 module.add_module(name, child)
-        return module
+        return tie(module, report)
     from .modules import Graph, Step
 
     all_parts = parts(report)
@@ -188,7 +188,7 @@ def network(report: Report):
     for part in all_parts:
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)
-    return module
+    return tie(module, report)
 
 
 def available_bytes(device: str = "cpu") -> int | None:
@@ -242,6 +242,29 @@ def _place(root, path: str, child) -> None:
         raise SpecError(f"{path!r} holds other layers, so it cannot be a layer itself",
                         "give the layers names that are not paths below another layer's")
     node.add_module(leaf, child)
+
+
+def tie(module, report: Report):
+    """Share the weights the spec ties: a tied layer's `weight` is the very Parameter of the layer it names."""
+    for part in parts(report):
+        target = part.row.layer.tied()
+        if target is not None:
+            module.get_submodule(part.names[0]).weight = module.get_submodule(_child(report, target)).weight
+    return module
+
+
+def _child(report: Report, name: str) -> str:
+    return next(part.names[0] for part in parts(report) if part.row.name == name)
+
+
+def sample(report: Report, batch: int, dtype, device=None, random: bool = True):
+    """A batch for the network: token ids below the embedding's num_embeddings, or values of `dtype`."""
+    torch = require()
+    shape = (batch, *map(int, report.input))
+    ids = next((row.layer.token_ids() for row in report.rows if row.layer.token_ids() is not None), None)
+    if ids is not None:
+        return torch.randint(0, int(ids), shape, device=device) if random else torch.zeros(shape, dtype=torch.long, device=device)
+    return torch.randn(shape, device=device, dtype=dtype) if random else torch.zeros(shape, device=device, dtype=dtype)
 
 
 def dtype_of(dtype: str):

@@ -37,6 +37,7 @@ class Storage(StrEnum):
 
     model = "model"  # the network's dtype
     int64 = "int64"
+    float32 = "float32"  # whatever the model's dtype (attention's logsumexp)
     mask = "mask"  # a dropout mask: the model's dtype on CPU, 1 byte on CUDA
     opmath = "opmath"  # float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
 
@@ -161,10 +162,28 @@ class Layer:
         """MACs of the backward pass as FlopCounterMode counts them; `grad`: the input needs a gradient."""
         return 0
 
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        """Where torch 2.13's FlopCounterMode on the CPU (or the CPU itself) differs from archcalc's convention:
+        quantity ("flops", "training_flops", "saved_bytes") -> (what torch counts for one sample, or None when it
+        cannot be compared on the CPU; why). `verify` accepts that count, and says why."""
+        return {}
+
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         """The tensors autograd keeps for the backward pass; `grad`: the input requires grad
         (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
         return ()
+
+    def token_ids(self) -> Dim | None:
+        """How many token ids the layer reads (its input is int64 ids below this: an embedding); None: values."""
+        return None
+
+    def weight_shape(self, x: Shape) -> Shape | None:
+        """The shape of the layer's one weight tensor, for weight tying (None: it has no single weight)."""
+        return None
+
+    def tied(self) -> str | None:
+        """The name of the earlier layer whose weight this layer shares (its own weights then count 0)."""
+        return None
 
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
@@ -193,6 +212,10 @@ class Layer:
         when it must copy after all (a reshape of a permuted tensor)."""
         return strides
 
+    def keeps_layout(self) -> bool:
+        """Whether the output is laid out as the input is (element-wise ops: a permuted input gives a permuted output)."""
+        return False
+
     def contiguous_input(self) -> bool:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
@@ -204,10 +227,6 @@ class Layer:
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         """How the numbers come out, as (quantity, text) lines for --explain."""
         return []
-
-    def backward_note(self) -> str:
-        """What --explain adds about how torch counts this layer's backward FLOPs ('; ...'), if anything."""
-        return ""
 
     def windows(self, x: Shape) -> tuple[Window, ...]:
         """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others.

@@ -102,13 +102,17 @@ class Conv(Layer):
         return num.mul(self.output(x)) * per_output
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        # FlopCounterMode counts the weight gradient of a grouped conv as `groups` times the forward
-        # (its conv_backward_flop ignores groups there); archcalc counts as torch does, to agree with it.
+        # the weight's gradient is as much work as the forward, the input's (when it needs one) too
         macs = self.macs(x)
-        return macs * self.groups + (macs if grad else 0)
+        return macs + (macs if grad else 0)
 
-    def backward_note(self) -> str:
-        return "; torch's FlopCounterMode counts a grouped conv's weight gradient as groups × forward" if self.groups != 1 else ""
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        if self.groups == 1:
+            return {}
+        # FlopCounterMode's conv_backward_flop ignores groups for the weight's gradient: `groups` times the real work
+        macs = self.macs(x)
+        counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
+        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
 
     def asks_shape(self, x: Shape, y: Shape) -> bool:
         return True

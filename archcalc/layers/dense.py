@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .. import fmt, num
 from ..errors import SpecError
-from ..fields import flag, size
+from ..fields import flag, ref, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
 from .field import Field
@@ -21,6 +21,13 @@ class Dense(Layer):
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()
+    tie: str | None = ref(None)  # an earlier layer whose weight this one shares (GPT-2's output layer: tie = "wte")
+
+    def tied(self) -> str | None:
+        return self.tie
+
+    def weight_shape(self, x: Shape) -> Shape:
+        return (self.out_features, self.in_features(x))
 
     def in_features(self, x: Shape) -> Dim:
         if len(x) > 2:
@@ -41,7 +48,7 @@ class Dense(Layer):
         return False  # its output is out_features, as the spec writes it
 
     def weights(self, x: Shape) -> Dim:
-        return self.in_features(x) * self.out_features
+        return 0 if self.tie else self.in_features(x) * self.out_features
 
     def biases(self, x: Shape) -> Dim:
         return self.out_features if self.bias else 0
@@ -75,12 +82,14 @@ class Dense(Layer):
 
     def summary(self, x: Shape) -> str:
         text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}" + (", per token" if len(x) == 2 else "")
+        text += f", tied to {self.tie}" if self.tie else ""
         return with_activation(text + ("" if self.bias else ", no bias"), self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         factors = f"{fmt.term(self.out_features)}·{fmt.term(self.in_features(x))}"
+        weights = f"weights = out_features·in_features = {factors} = {fmt.group(self.in_features(x) * self.out_features)}"
         lines = [
-            ("weights", f"weights = out_features·in_features = {factors} = {fmt.group(self.weights(x))}"),
+            ("weights", f"weights = 0: shares {self.tie}'s weight ({weights}, counted there)" if self.tie else weights),
             ("biases", f"biases = out_features = {fmt.group(self.out_features)}" if self.bias else "biases = 0 (bias = false)"),
             ("macs", f"MACs = out_features·in_features = {factors} = {fmt.group(self.macs(x))}"),
         ]

@@ -23,6 +23,9 @@ class Dropout(Layer):
     torch_modules = ("Dropout",)
     p: Value = real(Fraction(1, 2), low=0, high=1)
 
+    def keeps_layout(self) -> bool:
+        return True  # TensorIterator and empty_like keep the input's strides
+
     def output(self, x: Shape) -> Shape:
         return x
 
@@ -70,6 +73,9 @@ class Activation(Layer):
                 takes = [f for f, fn in ACTIVATIONS.items() if name in fn.options]
                 raise SpecError(f"{self.function} takes no {name}", f"{name} is an option of {' and '.join(takes)}", name)
         return given
+
+    def keeps_layout(self) -> bool:
+        return True  # TensorIterator and empty_like keep the input's strides
 
     def output(self, x: Shape) -> Shape:
         options = self.options()

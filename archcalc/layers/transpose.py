@@ -103,9 +103,17 @@ class ConvTranspose(Layer):
         return num.normal(num.mul(x) * num.div(self.out_channels, self.groups) * num.mul(self.kernel(x)))
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        # As for conv: FlopCounterMode counts the weight gradient `groups` times the forward.
+        # the weight's gradient is as much work as the forward, the input's (when it needs one) too
         macs = self.macs(x)
-        return num.normal(macs * self.groups + (macs if grad else 0))
+        return num.normal(macs + (macs if grad else 0))
+
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        if self.groups == 1:
+            return {}
+        # as for conv: FlopCounterMode counts the weight gradient `groups` times the forward
+        macs = self.macs(x)
+        counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
+        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))

@@ -1,0 +1,146 @@
+"""Layers of sequence models: embedding (torch.nn.Embedding), parameter (a learned tensor), select (one token).
+
+A model whose first layer is an embedding reads token ids: `input = ["T"]` is one sample
+of T ids (int64), and the embedding turns it into [T, embedding_dim]. A `parameter` is a
+learned tensor that reads nothing but the batch size of its input: positional embeddings,
+ViT's class token; a merge layer (add, concat) combines it with the tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import fmt, num
+from ..errors import SpecError
+from ..fields import axis, size, sizes
+from ..num import Dim, Shape
+from .base import Kept, Layer, ints, register
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Embedding(Layer):
+    """A table of num_embeddings rows of embedding_dim values; each token id picks its row."""
+
+    kind = "embedding"
+    torch_modules = ("Embedding",)
+    num_embeddings: Dim = size()
+    embedding_dim: Dim = size()
+    padding_idx: Dim | None = size(None, minimum=0)  # that row's gradient is always zero; it still counts
+
+    def token_ids(self) -> Dim:
+        return self.num_embeddings
+
+    def output(self, x: Shape) -> Shape:
+        if self.padding_idx is not None and num.is_concrete(self.padding_idx - self.num_embeddings) and self.padding_idx >= self.num_embeddings:
+            raise SpecError(f"padding_idx = {self.padding_idx} is not a row of the table (0 to {fmt.group(self.num_embeddings - 1)})",
+                            "padding_idx must be below num_embeddings", "padding_idx")
+        return (*x, self.embedding_dim)
+
+    def weight_shape(self, x: Shape) -> Shape:
+        return (self.num_embeddings, self.embedding_dim)
+
+    def weights(self, x: Shape) -> Dim:
+        return num.normal(self.num_embeddings * self.embedding_dim)
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return (Kept("input", num.mul(x), "int64", what="token ids (int64)"),)
+
+    def summary(self, x: Shape) -> str:
+        return f"{fmt.group(self.num_embeddings)} ids → {fmt.group(self.embedding_dim)}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [
+            ("output", f"one row of the table per token id: {fmt.shape(x)} ids → {fmt.shape(self.output(x))}"),
+            ("weights", f"weights = num_embeddings·embedding_dim = {fmt.term(self.num_embeddings)}·{fmt.term(self.embedding_dim)}"
+                        f" = {fmt.group(self.weights(x))}"),
+            ("macs", "MACs = 0: a lookup, not a product"),
+        ]
+
+    def to_torch(self, x: Shape, nn):
+        padding = None if self.padding_idx is None else int(self.padding_idx)
+        return nn.Embedding(int(self.num_embeddings), int(self.embedding_dim), padding_idx=padding)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Parameter(Layer):
+    """A learned tensor of `shape` (no batch axis), the same for every sample; `length` keeps its first rows.
+
+    GPT-2's positions: shape = [1024, 768], length = "T" (the first T of 1024 positions);
+    ViT's class token: shape = [1, 768]. It reads its input only for the batch size.
+    """
+
+    kind = "parameter"
+    shape: tuple = sizes()
+    length: Dim | None = size(None)  # rows of axis 0 used (default: all of them)
+
+    def output(self, x: Shape) -> Shape:
+        if self.length is None:
+            return self.shape
+        if num.is_concrete(self.length - self.shape[0]) and self.length > self.shape[0]:
+            raise SpecError(f"length = {fmt.group(self.length)} is more than the {fmt.group(self.shape[0])} rows of the tensor",
+                            "length takes the first rows of shape's first axis: it must not exceed it", "length")
+        return (self.length, *self.shape[1:])
+
+    def weight_shape(self, x: Shape) -> Shape:
+        return self.shape
+
+    def weights(self, x: Shape) -> Dim:
+        return num.mul(self.shape)
+
+    def summary(self, x: Shape) -> str:
+        text = fmt.shape(self.shape)
+        return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        lines = [("weights", f"weights = {fmt.product(self.shape)} = {fmt.group(self.weights(x))} (one learned tensor, shared by every sample)")]
+        if self.length is not None:
+            lines.insert(0, ("output", f"its first {fmt.group(self.length)} rows: {fmt.shape(self.output(x))}"))
+        return lines
+
+    def to_torch(self, x: Shape, nn):
+        from ..backends.modules import Learned
+
+        return Learned(ints(self.shape), None if self.length is None else int(self.length))
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Select(Layer):
+    """One entry of an axis, the axis removed: `x.select(dim + 1, index)` (ViT's class token: x[:, 0], dim = 0).
+
+    `dim` counts a sample's axes as concat's does (0: the first, the tokens of [T, d]; negative: from the end).
+    """
+
+    kind = "select"
+    dim: int = axis(0)
+    index: Dim = size(0, minimum=0)
+
+    def axis(self, x: Shape) -> int:
+        dim = self.dim + len(x) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(x):
+            raise SpecError(f"dim = {self.dim} is not an axis of a sample {fmt.shape(x)}",
+                            f"give 0 to {len(x) - 1} (a sample's axes, the batch axis not counted), or -1 for the last", "dim")
+        return dim
+
+    def output(self, x: Shape) -> Shape:
+        i = self.axis(x)
+        if num.is_concrete(x[i] - self.index) and self.index >= x[i]:
+            raise SpecError(f"index = {fmt.group(self.index)} is past the end of an axis of {fmt.group(x[i])}",
+                            None, "index")
+        return (*x[:i], *x[i + 1:])
+
+    def is_view(self) -> bool:
+        return True
+
+    def summary(self, x: Shape) -> str:
+        return f"dim {self.dim}, index {fmt.group(self.index)}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"entry {fmt.group(self.index)} of axis {self.dim} ({fmt.group(x[self.axis(x)])} long), that axis removed")]
+
+    def to_torch(self, x: Shape, nn):
+        from ..backends.modules import Select as Module
+
+        return Module(self.axis(x) + 1, int(self.index))
