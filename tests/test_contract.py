@@ -35,6 +35,20 @@ def test_shipped_graph_specs_have_the_published_totals_in_json(name):
     assert (data["totals"]["params"], data["totals"]["flops"]) == PUBLISHED[name]
 
 
+SECTION_8 = [  # DESIGN.md section 8: (spec, --set, params, FLOPs or None where none is published)
+    ("gpt2.toml", ["--set", "T=1024"], 124_439_808, 291_648_307_200),
+    ("vit_b_16.toml", [], 86_567_656, 35_127_656_448),
+    ("dcgan_generator.toml", [], 3_576_704, None),
+]
+
+
+@pytest.mark.parametrize("name, sets, params, flops", SECTION_8, ids=[c[0] for c in SECTION_8])
+def test_shipped_modern_specs_have_the_published_totals_in_json(name, sets, params, flops):
+    totals = json.loads(show(str(SPECS / name), *sets, "--format", "json"))["totals"]
+    assert totals["params"] == params
+    assert flops is None or totals["flops"] == flops
+
+
 def test_json_rows_name_their_inputs_by_full_path_in_execution_order():
     rows = json.loads(show(str(SPECS / "resnet18.toml"), "--format", "json"))["layers"]
     names = [row["name"] for row in rows]
