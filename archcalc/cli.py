@@ -199,7 +199,7 @@ def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form) 
 @click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
 @click.option("--format", "-f", "form", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
-              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights].")
+              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights] (exit 0 once written).")
 @refusals
 def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
@@ -406,12 +406,17 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         _console().print(tables.benchmark(result))
 
 
+def _digits(text: str) -> bool:
+    """A whole number int() reads: ASCII digits only ('²' is a digit to str.isdigit), at most 18 of them."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _axes(text: str | None) -> int | tuple[int, ...] | None:
     """'2' -> 2; '2,1' or '2 1' -> (2, 1): one value, or one per axis (H, W)."""
     if text is None:
         return None
     parts = [p for p in text.replace(",", " ").split() if p]
-    if not parts or not all(p.isdigit() for p in parts) or len(parts) > 2:
+    if not parts or not all(_digits(p) for p in parts) or len(parts) > 2:
         raise click.BadParameter(f"{text!r}: give a whole number, or two (H,W)")
     values = tuple(int(p) for p in parts)
     return values[0] if len(values) == 1 else values
@@ -509,7 +514,7 @@ def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> N
     from .solve import solve
 
     low, dots, high = bound.partition("..")
-    if not dots or not low.strip().isdigit() or not high.strip().isdigit():
+    if not dots or not _digits(low.strip()) or not _digits(high.strip()):
         raise click.BadParameter(f"{bound!r} is not LOW..HIGH", param_hint="--range")
     claims = {}
     for item in where:

@@ -262,13 +262,7 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
             raise SpecError("expected a table", f"write each layer as a [[{table_name}]] table", **place)
         kind = table.get("type")
         if kind == "block":
-            counts[kind] = counts.get(kind, 0) + 1
-            name = table.get("name", f"block{counts[kind]}")
-            place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" (block)'
-            _check_name(name, **place, dotted=True)
-            name = untrusted.name(name)
-            place["where"] = f'{table_name}[{index}] "{name}" (block)'
-            _unique(name, named, index, table, place)
+            name = _layer_name(table, kind, counts, named, index, table_name, place)
             out.append(_read_use(table, index, name, line, table_name, find, place))
             continue
         if not isinstance(kind, str) or kind not in LAYERS:
@@ -281,13 +275,7 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
                 "type",
                 **place,
             )
-        counts[kind] = counts.get(kind, 0) + 1
-        name = table.get("name", f"{kind}{counts[kind]}")
-        place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
-        _check_name(name, **place, dotted=True)
-        name = untrusted.name(name)
-        place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
-        _unique(name, named, index, table, place)
+        name = _layer_name(table, kind, counts, named, index, table_name, place)
         known = LAYERS[kind].spec_fields()
         _no_unknown(table, ("type", "name", *known, *GRAPH_KEYS), "field", **place)
         fields = tuple(
@@ -298,6 +286,19 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
         out.append(LayerSpec(index=index, kind=kind, name=name, fields=fields, line=line, table=table_name,
                              **_graph_fields(table, place)))
     return tuple(out)
+
+
+def _layer_name(table: dict, kind: str, counts: dict, named: dict, index: int, table_name: str, place: dict) -> str:
+    """A layer's or a block use's name (default: its kind and a count, conv1), checked, NFKC-normalised and
+    unique; `place` then names it."""
+    counts[kind] = counts.get(kind, 0) + 1
+    name = table.get("name", f"{kind}{counts[kind]}")
+    place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
+    _check_name(name, **place, dotted=True)
+    name = untrusted.name(name)
+    place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
+    _unique(name, named, index, table, place)
+    return name
 
 
 def _unique(name: str, named: dict, index: int, table: dict, place: dict) -> None:
