@@ -9,6 +9,7 @@ what it does not know, listing what it does.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -354,6 +355,7 @@ _HEADER = re.compile(rf"^[ \t]*\[\[?[ \t]*({_PART}(?:[ \t]*\.[ \t]*{_PART})*)[ \
 _PARTS = re.compile(_PART)
 
 
+@functools.lru_cache(maxsize=4)  # gradescope and [weights] ask it once per key of the same text: read-only
 def key_lines(text: str) -> dict[str, int]:
     """The line of each key of a TOML text, under its table: {"conv1.params": 2, "expect.params": 40}. One pass."""
     out: dict[str, int] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import keyword
@@ -14,8 +15,8 @@ import click
 
 from . import analyze, load, quiz, render, render_check
 from .check import grade
-from .dtypes import DType
-from .errors import ArchcalcError
+from .dtypes import PRECISIONS, DType, precision_dtype
+from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
 from .untrusted import visible
 
@@ -75,6 +76,9 @@ def main() -> None:
 SPEC = click.argument("spec", metavar="SPEC")
 SETS = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
 DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+PRECISION = click.option("--precision", type=click.Choice(list(PRECISIONS)),
+                         help="Lightning's names: 32-true (default), 64-true, bf16-true, 16-true (mixed: not modelled yet).")
+COURSE = click.option("--course", is_flag=True, help="Also the course's memory formula M + B·m·L (always on the course's own specs).")
 FORCE = click.option("--force", is_flag=True, help="Write over files that already exist.")
 TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
@@ -100,10 +104,15 @@ def spec_options(command):
 @click.option("--format", "-f", "form", type=click.Choice([f.value for f in render.Format]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
 @click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold blocks deeper than N levels into one row each.")
+@COURSE
+@PRECISION
 @refusals
-def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, depth: int | None) -> None:
+def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: bool, depth: int | None, course: bool,
+         precision) -> None:
     """Show the layers of SPEC: output shapes, parameters and their shares, FLOPs, memory."""
+    dtype = precision_dtype(precision, dtype)
     report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    report = dataclasses.replace(report, course=True) if course else report
     if form == "table":
         console = _console()
         console.print(render.table(report, width=console.width, explained=explain, depth=depth))
@@ -119,15 +128,29 @@ def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: b
 
 @main.command()
 @spec_options
-@click.option("--budget", required=True, metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
+@click.option("--budget", metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
+@click.option("--card", metavar="SIZE", help="A CUDA card's memory (24GB): the CUDA context is taken out first; implies --device cuda.")
 @TABLE_OR_JSON
+@COURSE
+@PRECISION
 @refusals
-def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) -> None:
-    """The largest batch whose training step fits in --budget, and the memory at that batch.
+@click.option("--solve", metavar="NAME", help="Solve for a size instead of the batch: H (the image side, W too), T (the sequence length).")
+@click.option("--batch", "-b", metavar="B", help="The batch, with --solve.")
+def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool, precision, solve, batch) -> None:
+    """The largest batch whose training step fits in --budget (or on a --card), and the memory at that batch.
 
+    On CUDA the per-sample bytes are counted with the allocator's headroom under a cap (measured).
     Exits with status 1 when not even a batch of 1 fits."""
-    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
-    fit = largest_batch(report, parse_size(budget))
+    dtype = precision_dtype(precision, dtype)
+    if (budget is None) == (card is None):
+        raise SpecError("give --budget SIZE or --card SIZE (one of them)", "--card 24GB: a card's memory, the CUDA context taken out",
+                        where="--budget")
+    if solve is not None:
+        _solve(spec, sets, dtype, optimizer, "cuda" if card else device, budget or card, card is not None, solve, batch, form)
+        return
+    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device="cuda" if card else device, **parse_sets(sets))
+    fit = largest_batch(dataclasses.replace(report, course=True) if course else report, parse_size(budget or card),
+                        card=card is not None)
     if form == "json":
         click.echo(render.fit_json(fit), nl=False)
     else:
@@ -136,12 +159,47 @@ def memory(spec: str, sets, dtype, optimizer, device, budget: str, form: str) ->
         sys.exit(1)
 
 
+def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form) -> None:
+    """memory --solve NAME: the largest value of NAME (H: the image side, W with it) that fits at --batch."""
+    from .memory import CUDA_HEADROOM, largest_size
+    from .timeline import CUDA_CONTEXT
+
+    if batch is None:
+        raise SpecError("--solve needs --batch B: the batch to fit", where="--solve")
+    spec_, values = load(spec), parse_sets(sets)
+    cuda = device == "cuda"
+    budget = parse_size(size) - (CUDA_CONTEXT if card and cuda else 0)
+    square = name == "H"
+
+    def analyze_at(value):
+        given = values | {name: value} | ({"W": value} if square and "W" not in values else {})
+        return analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **given)
+
+    try:
+        analyze_at(1)
+    except SpecError as error:
+        if "no name" in str(error):
+            raise SpecError(f"the spec has no size named {name!r} to solve for", "H for an image side, T for a sequence length",
+                            where="--solve") from None
+    solved = largest_size(analyze_at, name, budget, int(batch), CUDA_HEADROOM if cuda else 1)
+    if form == "json":
+        click.echo(json.dumps({"solve": name, "value": solved.value, "batch": int(batch), "budget_bytes": budget,
+                               "memory": solved.report.memory.to_dict() if solved.report else None}, indent=2))
+    elif solved.value is None:
+        click.echo(f"No {name} fits {size} at batch {batch}.")
+    else:
+        click.echo(f"Largest {name}{' = W' if square else ''}: {solved.value:,} fits {size} at batch {batch}"
+                   f" (peak {solved.report.memory.training.at(int(batch)):,} bytes)")
+    if solved.value is None:
+        sys.exit(1)
+
+
 @main.command("check")
 @spec_options
 @click.argument("answers", nargs=-1, metavar="[ANSWERS]...")
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
 @click.option("--format", "-f", "form", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
-              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights].")
+              help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights] (exit 0 once written).")
 @refusals
 def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
@@ -348,12 +406,17 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
         _console().print(tables.benchmark(result))
 
 
+def _digits(text: str) -> bool:
+    """A whole number int() reads: ASCII digits only ('²' is a digit to str.isdigit), at most 18 of them."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _axes(text: str | None) -> int | tuple[int, ...] | None:
     """'2' -> 2; '2,1' or '2 1' -> (2, 1): one value, or one per axis (H, W)."""
     if text is None:
         return None
     parts = [p for p in text.replace(",", " ").split() if p]
-    if not parts or not all(p.isdigit() for p in parts) or len(parts) > 2:
+    if not parts or not all(_digits(p) for p in parts) or len(parts) > 2:
         raise click.BadParameter(f"{text!r}: give a whole number, or two (H,W)")
     values = tuple(int(p) for p in parts)
     return values[0] if len(values) == 1 else values
@@ -451,7 +514,7 @@ def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> N
     from .solve import solve
 
     low, dots, high = bound.partition("..")
-    if not dots or not low.strip().isdigit() or not high.strip().isdigit():
+    if not dots or not _digits(low.strip()) or not _digits(high.strip()):
         raise click.BadParameter(f"{bound!r} is not LOW..HIGH", param_hint="--range")
     claims = {}
     for item in where:

@@ -17,6 +17,7 @@ from .errors import ArchcalcError
 from .report import Report, Row
 
 FORMATS = (".svg", ".png", ".pdf")
+MAX_BOXES = 500  # DenseNet-121 unfolded is 185 boxes (4 s); 10,000 would take many minutes and no one could read them
 COLOURS = {"conv": "#f4c27a", "conv_transpose": "#f4c27a", "pool": "#e8796b", "adaptive_pool": "#e8796b",
            "dense": "#8fb3de", "flatten": "#c9c9c9", "reshape": "#c9c9c9", "batchnorm": "#b6d7a8",
            "upsample": "#b4a7d6", "add": "#ffffff", "concat": "#ffffff", "mul": "#ffffff", "block": "#f9d9a8"}
@@ -80,6 +81,8 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ArchcalcError(f"{path}: cannot tell the format from the name\n  hint: end it with {', '.join(FORMATS)}")
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO would block the write until someone reads it
+        raise ArchcalcError(f"{path}: not a regular file (a folder, a pipe or a device): cannot draw into it")
     try:
         from matplotlib import rc_context
         from matplotlib.figure import Figure
@@ -88,6 +91,9 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
         raise ArchcalcError("archcalc draw needs matplotlib, an optional extra\n"
                             "  hint: pip install 'archcalc[draw]' (or pip install matplotlib)") from None
     boxes = nodes(report, depth)
+    if len(boxes) > MAX_BOXES:
+        raise ArchcalcError(f"{len(boxes):,} boxes are too many to draw (at most {MAX_BOXES})\n"
+                            "  hint: --depth 1 folds each block into one box")
     shapes = [report.input, *(n.shape for n in boxes)]
     spatial = max([float(d) for s in shapes for d in s[1:] if num.is_concrete(d)] or [1])
     channels = max([float(s[0]) for s in shapes if len(s) > 1 and num.is_concrete(s[0])] or [1])

@@ -75,6 +75,7 @@ def analyze(
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
         path=spec.path,
+        course=spec.course,
         optimizer=optimizer,
         device=device,
         uses=tuple(uses),

@@ -20,6 +20,8 @@ from .layers.conv import Conv
 from .layers.pool import Pool
 
 MAX_SIDE = 16  # rows and columns a worked example prints legibly
+MAX_CELL = 30  # characters in one number: Fraction("1e99999999") would build a hundred-million-digit integer
+_EXPONENT = re.compile(r"[eE]([+-]?\d+)$")
 Matrix = tuple[tuple[Fraction | int, ...], ...]
 
 
@@ -53,6 +55,10 @@ def matrix(text: str, what: str = "--matrix") -> Matrix:
         cells = [cell for cell in re.split(r"[,\s]+", row.strip()) if cell]
         values = []
         for cell in cells:
+            exponent = _EXPONENT.search(cell)
+            if len(cell) > MAX_CELL or (exponent and abs(int(exponent.group(1))) > MAX_CELL):
+                raise SpecError(f"row {r}: {cell[:MAX_CELL]!r}{'...' * (len(cell) > MAX_CELL)} is too long a number to work by hand",
+                                f"at most {MAX_CELL} characters and digits", what)
             try:
                 value = Fraction(cell)
             except (ValueError, ZeroDivisionError):
@@ -70,7 +76,18 @@ def matrix(text: str, what: str = "--matrix") -> Matrix:
 
 
 def _windows(layer, x: Matrix):
-    return layer.windows((1, len(x), len(x[0])))
+    """The layer's windows on x; sizes below 1 (a padding below 0) and outputs too big to print refused."""
+    for name in ("kernel_size", "stride", "dilation", "padding"):
+        given = getattr(layer, name)
+        for value in given if isinstance(given, tuple) else (given,):
+            if value is not None and value < (name != "padding"):
+                raise SpecError(f"{name} {value} is below {int(name != 'padding')}", None, name)
+    ws = layer.windows((1, len(x), len(x[0])))
+    sides = [w.out() for w in ws]
+    if max(sides) > MAX_SIDE:
+        raise SpecError(f"the output would be {sides[0]}×{sides[1]}: too big to work by hand",
+                        f"at most {MAX_SIDE}×{MAX_SIDE} (a smaller padding)", "padding")
+    return ws
 
 
 def _positions(ws, i: int, j: int):

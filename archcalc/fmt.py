@@ -92,6 +92,14 @@ def per_batch(value, batch: Value | None) -> tuple[str, str]:
     if batch is not None:
         total = value.at(batch)
         return size_bytes(total), f"{group(total)} bytes"
+    pieces = getattr(value, "pieces", None)  # a peak: the largest of several fixed + per_sample·B
+    if pieces is not None and len(pieces) > 1 and not all(num.is_concrete(v) for p in pieces for v in (p.fixed, p.per_sample)):
+        return f"the largest of {len(pieces)} formulas", "--format json gives them"
+    if pieces is not None and len(pieces) > 1:
+        texts = [per_batch(piece, None) for piece in pieces]
+        return "max(" + ", ".join(t[0] for t in texts) + ")", "max(" + ", ".join(t[1].removesuffix(" bytes") for t in texts) + ") bytes"
+    if pieces is not None:
+        value = pieces[0]
     if not (num.is_concrete(value.fixed) and num.is_concrete(value.per_sample)):
         return str(value.at(None)), "bytes"
     if value.per_sample == 0:

@@ -11,9 +11,10 @@ score, max_score, status, output).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
-from . import claim_keys
+from . import claim_keys, untrusted
 from .check import verdict
 from .claim_values import ClaimError
 from .errors import ArchcalcError, SpecError
@@ -27,7 +28,7 @@ def weights(spec: Spec, report: Report) -> dict[str, int | float]:
     out = {}
     for key, points in claim_keys.flatten(dict(spec.weights)):
         place = {"path": spec.path, "where": "[weights]", "line": claim_keys.line_of(spec.text, f"weights.{key}")}
-        if isinstance(points, bool) or not isinstance(points, (int, float)) or not points >= 0:
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points < math.inf:
             raise ClaimError(f"points must be a number >= 0, got {points!r}", 'write "conv1.params" = 2', f'"{key}"', **place)
         try:
             claim_keys.parse_key(key, report)
@@ -51,6 +52,10 @@ def results(spec: Spec, report: Report, answers: str | None) -> dict:
             tests = [_test(key, 0, w, "not graded: the answers file cannot be read") for key, w in points.items()]
             return _document(tests, f"archcalc could not read {answers}:\n{error}")
         pairs, student = list(loaded.pairs), loaded.student
+        if len(pairs) > untrusted.MAX_CLAIMS:  # graded one by one below: check's own limit would not apply
+            tests = [_test(key, 0, w, "not graded: the answers file has too many claims") for key, w in points.items()]
+            return _document(tests, f"archcalc could not read {answers}:\n{len(pairs):,} claims: the limit is "
+                                    f"{untrusted.MAX_CLAIMS:,} a file")
         place = {"path": loaded.path, "text": loaded.text, "strict": True}  # a student's: each claim pins its value
     given = dict(pairs)
     graded = points or dict.fromkeys(given, 1)

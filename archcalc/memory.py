@@ -17,7 +17,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from . import num
+from . import num, timeline
 from .errors import SpecError
 from .layers import layout
 from .layers.base import Kept, Storage, Tensor
@@ -34,10 +34,11 @@ class Optimizer(StrEnum):
     sgd = "sgd"
     momentum = "momentum"
     adam = "adam"
+    adamw = "adamw"
 
     @property
     def states(self) -> int:
-        return {"none": 0, "sgd": 0, "momentum": 1, "adam": 2}[self.value]
+        return {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.value]
 
 
 class Device(StrEnum):
@@ -88,6 +89,67 @@ class PerBatch:
 ZERO = PerBatch()
 
 
+class Timelines:
+    """The step's timeline (archcalc/timeline.py) at a batch, each batch simulated once."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        self.cache: dict = {}
+
+    def __call__(self, batch: Value | None) -> timeline.Timeline:
+        key = batch if batch is not None and num.is_concrete(batch) else None
+        if key not in self.cache:
+            self.cache[key] = timeline.simulate(self.report, key)
+        return self.cache[key]
+
+
+@dataclass(frozen=True, eq=False)
+class StepBytes:
+    """A peak of the step's timeline: the largest of affine functions of B, fixed_i + per_sample_i·B.
+
+    At a concrete batch it is the timeline simulated at that batch (on CUDA each block rounded up to
+    512 bytes, as the caching allocator does); with B a symbol, the formula max(...)."""
+
+    timelines: Timelines
+    phase: str  # "step" (the highest of the three), "forward", "backward", "optimizer" or "inference"
+
+    def _peak(self, line: timeline.Timeline):
+        return line.inference if self.phase == "inference" else line.phases.get(self.phase)
+
+    def at(self, batch: Value | None) -> Value:
+        if batch is not None and num.is_concrete(batch):
+            line = self.timelines(batch)
+            return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
+        line = self.timelines(None)
+        b = num.symbol("B") if batch is None else batch
+        return num.maximum(*(num.normal(f + p * b) for f, p in self.pairs_of(line)))
+
+    def pairs_of(self, line: timeline.Timeline) -> list:
+        return line.pairs if self.phase == "step" else self._peak(line).pairs
+
+    @property
+    def pieces(self) -> tuple[PerBatch, ...]:
+        """The affine functions whose largest is this peak (with B a symbol: no allocator rounding)."""
+        return tuple(dict.fromkeys(PerBatch(f, p) for f, p in self.pairs_of(self.timelines(None))))
+
+    @property
+    def fixed(self) -> Dim:
+        return num.maximum(*(p.fixed for p in self.pieces))
+
+    @property
+    def per_sample(self) -> Dim:
+        return num.maximum(*(p.per_sample for p in self.pieces))
+
+    def alive(self, batch: Value) -> dict[str, Value]:
+        """What is alive at this peak for a concrete batch, by kind."""
+        line = self.timelines(batch)
+        phase = (line.peak_phase(batch) or "backward") if self.phase == "step" else self.phase
+        return (line.inference if phase == "inference" else line.phases[phase]).alive(batch)
+
+    def __str__(self) -> str:
+        return str(self.at(None))
+
+
 @dataclass(frozen=True)
 class KeptBytes:
     """A tensor a layer keeps, its bytes, and whether they count here (False: a storage counted before)."""
@@ -117,10 +179,30 @@ class Memory:
     inference: PerBatch  # parameters, buffers and the largest input + output of a layer, without autograd
     course_m: Dim  # the course's m: the largest layer output, bytes per sample
     course_layers: int  # the course's "nombre de couches"
+    timelines: Timelines
 
     @property
-    def training(self) -> PerBatch:
+    def summed(self) -> PerBatch:
+        """The parts added up as if alive together (the model before the timeline; never below the peak's parts)."""
         return self.params + self.buffers + self.gradients + self.optimizer_state + self.saved + self.transient
+
+    @property
+    def training(self) -> StepBytes:
+        """The training step's peak, what `torch.cuda.max_memory_allocated()` reads."""
+        return StepBytes(self.timelines, "step")
+
+    def phase(self, name: str) -> StepBytes:
+        return StepBytes(self.timelines, name)
+
+    @property
+    def inference_peak(self) -> StepBytes:
+        return StepBytes(self.timelines, "inference")
+
+    def peak_phase(self) -> str | None:
+        """The phase that sets the peak at this batch (None while B is a symbol)."""
+        if self.batch is None or not num.is_concrete(self.batch):
+            return None
+        return self.timelines(self.batch).peak_phase(self.batch)
 
     @property
     def course_forward(self) -> PerBatch:
@@ -143,7 +225,11 @@ class Memory:
             "saved_for_backward_bytes": self.saved,
             "backward_transient_bytes": self.transient,
             "training_bytes": self.training,
-            "inference_bytes": self.inference,
+            "peak_bytes": self.training,
+            "summed_training_bytes": self.summed,
+            "inference_bytes": self.inference_peak,
+            "summed_inference_bytes": self.inference,
+            **{f"{phase}_peak_bytes": self.phase(phase) for phase in timeline.PHASES},
         }
 
     def course(self) -> dict[str, PerBatch]:
@@ -165,7 +251,16 @@ class Memory:
             "optimizer": str(self.optimizer),
             "device": str(self.device),
         }
-        out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()}
+        out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()
+                if not key.endswith("_peak_bytes")}
+        out["peak_phase"] = self.peak_phase()
+        out["phases"] = {phase: num.to_json(self.phase(phase).at(self.batch)) for phase in timeline.PHASES}
+        if self.device == Device.cuda:  # inside the peak: cuBLAS's workspaces (and cuDNN's, at the peak's phase)
+            workspace = timeline.CUDA_WORKSPACE
+            if self.batch is not None and num.is_concrete(self.batch) and num.is_concrete(self.training.at(self.batch)):
+                workspace = self.training.alive(self.batch).get("workspace", workspace)
+            out["cuda_workspace_bytes"] = num.to_json(workspace)
+            out["cuda_context_bytes"] = timeline.CUDA_CONTEXT  # outside it: the driver's share of the card
         out["course"] = {
             "M": num.to_json(self.params.fixed),
             "m": num.to_json(self.course_m),
@@ -249,6 +344,7 @@ def measure(report: Report) -> Memory:
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),
         course_m=num.normal(num.maximum(*(num.mul(row.output) for row in report.rows)) * size),
         course_layers=len(report.rows),
+        timelines=Timelines(report),
     )
 
 
@@ -274,6 +370,13 @@ def _live(report: Report, storage: dict[str, tuple]) -> list[Dim]:
     return out
 
 
+# Under a memory cap the caching allocator needs room beyond the bytes allocated at the peak (blocks
+# cached for one size cannot serve another): on CUDA `--budget` counts each per-sample byte 4/3 times.
+# Fitted on ../shared/measurements/h200-largest-batch.json: AlexNet with Adam at 4 GiB trains 466 and
+# with SGD at 8 GiB 1,156; any factor in [1.296, 1.364] answers at most those and within 5% of them.
+CUDA_HEADROOM = Fraction(4, 3)
+
+
 @dataclass(frozen=True)
 class Fit:
     """The largest batch whose training step fits a memory budget."""
@@ -281,24 +384,97 @@ class Fit:
     budget: int
     batch: Value | None  # None: not even a batch of 1 fits
     report: Report  # at that batch (at 1 when none fits)
+    headroom: Fraction = Fraction(1)  # per-sample bytes counted this many times (CUDA_HEADROOM on CUDA)
+    context: int = 0  # bytes of the card taken by the CUDA context (--card), already out of the budget
 
     @property
     def over(self) -> Value:
         """By how many bytes a batch of 1 misses the budget (0 when it fits)."""
         if self.batch is not None:
             return 0
-        return num.normal(self.report.memory.training.at(1) - self.budget)
+        return num.normal(needed(self.report, 1, self.headroom) - self.budget)
 
 
-def largest_batch(report: Report, budget: int) -> Fit:
-    """Solve fixed + per_sample·B <= budget for the largest whole B (a formula if sizes are symbolic)."""
-    training = report.memory.training
-    if num.is_concrete(training.per_sample) and training.per_sample == 0:
+def needed(report: Report, batch: Value, headroom: Fraction = Fraction(1)) -> Value:
+    """The bytes a budget must hold for `batch`: the peak, its per-sample part counted `headroom` times."""
+    if headroom == 1:
+        return report.memory.training.at(batch)
+    return num.maximum(*(num.normal(p.fixed + headroom * p.per_sample * batch) for p in report.memory.training.pieces))
+
+
+def largest_batch(report: Report, budget: int, card: bool = False) -> Fit:
+    """The largest whole B whose step's peak fits `budget`: max_i(fixed_i + per_sample_i·B) <= budget,
+    so B = min_i ⌊(budget - fixed_i) / per_sample_i⌋, a formula if sizes are symbolic. On CUDA the
+    per-sample bytes count CUDA_HEADROOM times; with `card`, the budget is the card's memory and the
+    CUDA context is taken out of it first."""
+    cuda = report.device == Device.cuda
+    headroom = CUDA_HEADROOM if cuda else Fraction(1)
+    context = timeline.CUDA_CONTEXT if cuda and card else 0
+    usable = budget - context
+    pieces = report.memory.training.pieces
+    if all(num.is_concrete(p.per_sample) and p.per_sample == 0 for p in pieces):
         raise SpecError("the training memory does not grow with the batch: every batch fits or none does", where="--budget")
-    batch = num.floordiv(budget - training.fixed, training.per_sample)
-    if num.is_concrete(batch) and batch < 1:
-        return Fit(budget, None, dataclasses.replace(report, batch=1))
-    return Fit(budget, batch, dataclasses.replace(report, batch=batch))
+    bounds = [num.floordiv(usable - p.fixed, num.normal(headroom * p.per_sample)) for p in pieces
+              if not (num.is_concrete(p.per_sample) and p.per_sample == 0)]
+    fixed_only = [p.fixed for p in pieces if num.is_concrete(p.per_sample) and p.per_sample == 0]
+    batch = num.minimum(*bounds)
+    if num.is_concrete(batch):
+        # at a concrete batch the simulation rounds every block up (CUDA): step down until it fits
+        while batch >= 1 and needed(report, batch, headroom) > usable:
+            batch -= 1
+    if num.is_concrete(batch) and (batch < 1 or any(num.is_concrete(f) and f > usable for f in fixed_only)):
+        return Fit(budget, None, dataclasses.replace(report, batch=1), headroom, context)
+    return Fit(budget, batch, dataclasses.replace(report, batch=batch), headroom, context)
+
+
+@dataclass(frozen=True)
+class Solved:
+    """The largest value of a size (--solve H: the image side; T: the sequence length) that fits at a batch."""
+
+    name: str
+    value: int | None  # None: not even 1 fits
+    budget: int
+    report: Report | None  # at that value
+
+
+def largest_size(analyze_at, name: str, budget: int, batch: int, headroom: Fraction = Fraction(1), limit: int = 2**20) -> Solved:
+    """The largest whole value v of `name` whose step at `batch` fits `budget`, by doubling then bisection
+    (the peak grows with every size); `analyze_at(v)` is the report at v, or raises SpecError where v
+    is too small for the network (such values do not fit)."""
+
+    def fits(value: int):
+        try:
+            report = analyze_at(value)
+        except SpecError:
+            return None
+        return report if needed(report, batch, headroom) <= budget else None
+
+    low, high = 0, 1
+    best = None
+    while high <= limit:  # the smallest size the network accepts may be above 1: look upward first
+        report = fits(high)
+        if report is not None:
+            low, best = high, report
+            break
+        try:
+            analyze_at(high)
+            return Solved(name, None, budget, None)  # a valid size that does not fit: nothing smaller will
+        except SpecError:
+            high *= 2
+    if best is None:
+        return Solved(name, None, budget, None)
+    high = low * 2
+    while high <= limit and (report := fits(high)) is not None:
+        low, best, high = high, report, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:  # low fits, high does not
+        middle = (low + high) // 2
+        report = fits(middle)
+        if report is not None:
+            low, best = middle, report
+        else:
+            high = middle
+    return Solved(name, low, budget, best)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)

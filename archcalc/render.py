@@ -15,7 +15,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from . import explain_row, fmt, num
+from . import explain_row, fmt, num, timeline
 from .report import Report, Row
 
 
@@ -150,20 +150,29 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     return lines
 
 
+KIND_LABELS = {"parameters": "params", "buffers": "buffers", "batch": "batch", "optimizer state": "opt. state",
+               "gradients": "grads", "activations": "kept", "activation gradients": "grads in flight",
+               "temporaries": "temp.", "workspace": "workspace"}
+
+
 def memory_lines(report: Report) -> list[tuple[str, str, str]]:
-    """The memory panel's rows: (what, in binary units, in bytes)."""
+    """The memory panel's rows: (what, in binary units, in bytes): the step's timeline, phase by phase."""
     m, batch = report.memory, report.batch
-    rows = [
-        ("parameters (M)", m.params),
-        ("gradients, one per parameter", m.gradients),
-        (f"optimizer state, {m.optimizer.states} per parameter", m.optimizer_state),
-        ("buffers (batchnorm statistics)", m.buffers),
-        ("kept for backward", m.saved),
-        ("largest gradient pair in backward", m.transient),
-        ("training step, in all", m.training),
-        ("inference, without autograd", m.inference),
-    ]
-    return [(label, *fmt.per_batch(value, batch)) for label, value in rows if value is not m.buffers or m.buffers.fixed != 0]
+    setting = m.peak_phase()
+    rows = []
+    for phase in ("forward", "backward", "optimizer"):
+        label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
+        rows.append((label, *fmt.per_batch(m.phase(phase), batch)))
+        if batch is not None and num.is_concrete(batch) and num.is_concrete(m.phase(phase).at(batch)):
+            alive = m.phase(phase).alive(batch)
+            total = sum(alive.values())
+            parts = " · ".join(f"{KIND_LABELS[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)
+            rows.append(("", "", parts))
+    rows.append(("training step, peak", *fmt.per_batch(m.training, batch)))
+    rows.append(("inference, peak (eval, inference_mode)", *fmt.per_batch(m.inference_peak, batch)))
+    if str(m.device) == "cuda":
+        rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
+    return rows
 
 
 def course_lines(report: Report) -> list[tuple[str, str, str]]:
@@ -181,7 +190,8 @@ def memory_panel(report: Report) -> Group:
     batch = "B" if report.batch is None else fmt.group(report.batch)
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
     grids = []
-    for heading, lines in ((title, memory_lines(report)), ("The course's model", course_lines(report))):
+    panels = [(title, memory_lines(report))] + ([("The course's model", course_lines(report))] if report.course else [])
+    for heading, lines in panels:
         grid = Table(title=Text(heading), title_justify="left", box=None, show_header=False, pad_edge=False)
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(justify="right", overflow="fold")
@@ -189,6 +199,8 @@ def memory_panel(report: Report) -> Group:
         for line in lines:
             grid.add_row(*line)
         grids.append(grid)
+    if not report.course:
+        return grids[0]
     notes = Text.assemble(
         f"m = {fmt.size_bytes(m.course_m)}, the largest layer output per sample; L = {m.course_layers} layers. "
         "The backward pass also holds a gradient for every parameter (+M) and the gradients of the activations (+B·m·L). "
@@ -273,7 +285,7 @@ def markdown(report: Report, explained: bool = False, depth: int | None = None) 
     batch = "B" if report.batch is None else fmt.group(report.batch)
     out += ["", f"#### Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}", "",
             "| | | bytes |", "|---|---:|---:|"]
-    out += [line(row) for row in memory_lines(report) + course_lines(report)]
+    out += [line(row) for row in memory_lines(report) + (course_lines(report) if report.course else [])]
     if explained:
         for row in report.rows:
             out += ["", f"**{row.name}** ({row.kind}): {_inputs_text(row)} → {fmt.shape(row.output)}", ""]
@@ -314,15 +326,20 @@ def fit(result) -> Group:
     """`archcalc memory --budget`: the largest batch, why, and the memory at that batch."""
     budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
     training = result.report.memory.training
+    context = (f"; the CUDA context's {fmt.size_bytes(result.context)} taken out first" if result.context else "")
+    headroom = (f"; per-sample bytes counted {float(result.headroom):.3g}× (the caching allocator's headroom under a cap, measured)"
+                if result.headroom != 1 else "")
     if result.batch is None:
         head = Text.assemble(("Not even a batch of 1 fits ", "bold red"), budget,
                              f": a training step of 1 needs {fmt.size_bytes(training.at(1))}, "
-                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more.")
+                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more{context}.")
     else:
-        per_sample, fixed = training.per_sample, training.fixed
-        why = (f"training needs {fmt.size_bytes(fixed)} + {fmt.size_bytes(per_sample)} × B; "
-               f"B ≤ ({fmt.group(result.budget)} − {fmt.group(fixed)}) / {fmt.group(per_sample)}"
-               if num.is_concrete(per_sample) else f"B = {result.batch}")
+        pieces = training.pieces
+        if all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
+            terms = ", ".join(f"{fmt.group(p.fixed)} + {fmt.group(p.per_sample)}·B" for p in pieces)
+            why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{headroom}{context}"
+        else:
+            why = f"B = {result.batch}"
         head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
     return Group(head, Text(""), memory_panel(result.report))
 
@@ -332,6 +349,8 @@ def fit_json(result) -> str:
         "budget_bytes": result.budget,
         "batch": None if result.batch is None else num.to_json(result.batch),
         "over_bytes": num.to_json(result.over),
+        "headroom": float(result.headroom),
+        "cuda_context_bytes": result.context,
         "memory": result.report.memory.to_dict(),
     }
     return _json.dumps(data, indent=2) + "\n"

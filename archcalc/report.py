@@ -92,6 +92,7 @@ class Report:
     optimizer: Optimizer = Optimizer.sgd
     device: Device = Device.cpu
     uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
+    course: bool = False  # show the course's memory formula (its own specs, or --course)
 
     @cached_property
     def memory(self) -> Memory:

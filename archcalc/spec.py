@@ -21,7 +21,7 @@ from .fields import Choice, Flag, read_number
 from .layers import LAYERS
 
 TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
-MODEL_KEYS = ("name", "input", "dtype")
+MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
 USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block use that are not its variables
@@ -88,6 +88,7 @@ class Spec:
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
+    course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
 
 
 def load(path: str | Path) -> Spec:
@@ -145,6 +146,9 @@ def _read(text: str, path: str | None) -> Spec:
     if untrusted.visible(name) != name or len(name) > 500:
         raise SpecError(f"{untrusted.one_line(repr(name[:60]))}: a model's name is printable text of at most 500 characters "
                         "(no control characters: it is shown on terminals)", None, "name", "[model]")
+    course = model.get("course", False)
+    if not isinstance(course, bool):
+        raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]")
 
     variables = _table(data, "vars")
     read_vars = {}
@@ -172,6 +176,7 @@ def _read(text: str, path: str | None) -> Spec:
         path=path,
         text=text,
         blocks=tuple(blocks.items()),
+        course=course,
     )
 
 
@@ -257,13 +262,7 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
             raise SpecError("expected a table", f"write each layer as a [[{table_name}]] table", **place)
         kind = table.get("type")
         if kind == "block":
-            counts[kind] = counts.get(kind, 0) + 1
-            name = table.get("name", f"block{counts[kind]}")
-            place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" (block)'
-            _check_name(name, **place, dotted=True)
-            name = untrusted.name(name)
-            place["where"] = f'{table_name}[{index}] "{name}" (block)'
-            _unique(name, named, index, table, place)
+            name = _layer_name(table, kind, counts, named, index, table_name, place)
             out.append(_read_use(table, index, name, line, table_name, find, place))
             continue
         if not isinstance(kind, str) or kind not in LAYERS:
@@ -276,13 +275,7 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
                 "type",
                 **place,
             )
-        counts[kind] = counts.get(kind, 0) + 1
-        name = table.get("name", f"{kind}{counts[kind]}")
-        place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
-        _check_name(name, **place, dotted=True)
-        name = untrusted.name(name)
-        place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
-        _unique(name, named, index, table, place)
+        name = _layer_name(table, kind, counts, named, index, table_name, place)
         known = LAYERS[kind].spec_fields()
         _no_unknown(table, ("type", "name", *known, *GRAPH_KEYS), "field", **place)
         fields = tuple(
@@ -293,6 +286,19 @@ def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) 
         out.append(LayerSpec(index=index, kind=kind, name=name, fields=fields, line=line, table=table_name,
                              **_graph_fields(table, place)))
     return tuple(out)
+
+
+def _layer_name(table: dict, kind: str, counts: dict, named: dict, index: int, table_name: str, place: dict) -> str:
+    """A layer's or a block use's name (default: its kind and a count, conv1), checked, NFKC-normalised and
+    unique; `place` then names it."""
+    counts[kind] = counts.get(kind, 0) + 1
+    name = table.get("name", f"{kind}{counts[kind]}")
+    place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
+    _check_name(name, **place, dotted=True)
+    name = untrusted.name(name)
+    place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
+    _unique(name, named, index, table, place)
+    return name
 
 
 def _unique(name: str, named: dict, index: int, table: dict, place: dict) -> None:

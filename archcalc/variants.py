@@ -43,12 +43,13 @@ def choices(spec: Spec) -> dict[str, tuple[int, ...]]:
             if unknown or not all(_whole(v) for v in (low, high, step)) or step < 1 or low > high:
                 raise SpecError(f"cannot read the range {raw!r}", "write {low = 16, high = 64, step = 16} (whole numbers, "
                                 "low <= high, step >= 1)", **place)
-            values = list(range(low, high + 1, step))
+            values = range(low, high + 1, step)  # its length known before any value is made
         else:
             raise SpecError(f"expected a list of values or a range, got {raw!r}",
                             "write k = [3, 5, 7] or k = {low = 3, high = 7}", **place)
-        if not values or not all(_whole(v) for v in values) or len(values) > 10_000:
-            raise SpecError(f"expected 1 to 10,000 whole numbers, got {raw!r}", "write k = [3, 5, 7]", **place)
+        if not values or len(values) > 10_000 or not all(_whole(v) for v in values):
+            shown = f"{len(values):,} values" if len(values) > 10 else repr(raw)
+            raise SpecError(f"expected 1 to 10,000 whole numbers, got {shown}", "write k = [3, 5, 7]", **place)
         out[name] = tuple(dict.fromkeys(values))
     if not out:
         raise SpecError("no [variants] table: nothing to vary between students",

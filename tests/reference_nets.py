@@ -269,17 +269,16 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-    """The paper's up-convolution as upsample ×2 then a convolution halving the channels; the skip
-    concatenated before it (skip first); a double convolution. (Transposed convolutions come later.)"""
+    """The paper's 2×2 up-convolution: a transposed convolution, kernel 2 and stride 2, that doubles
+    the size and halves the channels; the skip concatenated before it (skip first); a double convolution."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.up = nn.Upsample(scale_factor=2.0, mode="nearest")
-        self.reduce = nn.Conv2d(cin, cout, 3, padding=1)
+        self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
         self.conv = DoubleConv(2 * cout, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([skip, self.reduce(self.up(x))], 1))
+        return self.conv(torch.cat([skip, self.up(x)], 1))
 
 
 class UNet(nn.Module):

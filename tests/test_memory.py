@@ -47,7 +47,8 @@ def test_alexnet_memory_by_hand():
     # conv1 keeps the image and its ReLU output; pool1 keeps that same output (counted once) and int64 indices...
     per_sample = (3 * 224 * 224 + 96 * 55 * 55) * 4 + 96 * 27 * 27 * 8
     assert m.per_row[0].per_sample + m.per_row[1].per_sample == per_sample
-    assert m.training.at(128) == 4 * params + m.saved.at(128) + m.transient.at(128)
+    assert m.summed.at(128) == 4 * params + m.saved.at(128) + m.transient.at(128)
+    assert m.training.at(128) < m.summed.at(128)  # the parts are never all alive at once
 
 
 def test_batch_stays_a_symbol():
@@ -55,7 +56,14 @@ def test_batch_stays_a_symbol():
     assert data["batch"] == "B"
     assert data["params_bytes"] == 249513376  # does not depend on B: a number
     assert data["saved_for_backward_bytes"] == "4774400*B"
-    assert data["training_bytes"] == "6215936*B + 499026752"
+    assert data["summed_training_bytes"] == "6215936*B + 499026752"
+    peak = sympy.sympify(data["training_bytes"])  # the test's own text, not a spec's
+    assert isinstance(peak, sympy.Max) and data["peak_phase"] is None
+    for batch in (1, 7, 64):
+        concrete = alexnet(batch=batch).to_dict()["memory"]
+        assert peak.subs(sympy.Symbol("B"), batch) == concrete["training_bytes"] == concrete["peak_bytes"]
+        assert concrete["training_bytes"] == max(concrete["phases"].values())
+        assert concrete["phases"][concrete["peak_phase"]] == concrete["training_bytes"]
 
 
 def test_dtype_halves_the_bytes():
@@ -93,20 +101,63 @@ def test_symbolic_sizes_give_a_formula_for_the_batch():
 def test_memory_command():
     result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam"])
     assert result.exit_code == 0, result.output
-    assert "Largest batch: 13,658" in result.output
+    assert "Largest batch: 17,302" in result.output
     data = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam",
                                                 "-f", "json"]).output)
-    assert data["batch"] == 13658 and data["memory"]["training_bytes"] <= data["budget_bytes"]
+    assert data["batch"] == 17302 and data["memory"]["training_bytes"] <= data["budget_bytes"]
+    assert alexnet(batch=17303, optimizer="adam").memory.training.at(17303) > data["budget_bytes"]
 
 
 def test_memory_command_when_nothing_fits():
     result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "300MiB"])
     assert result.exit_code == 1
     assert "Not even a batch of 1 fits" in result.output
-    assert "181.84 MiB (190,669,888 bytes) more" in result.output
+    one = alexnet(batch=1).memory.training.at(1)
+    assert f"({one - 300 * 2**20:,} bytes) more" in result.output
 
 
 def test_memory_command_bad_budget():
     result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "lots"])
     assert result.exit_code == 2
     assert "cannot read 'lots' as a size" in result.output
+
+
+def test_precision_names_are_lightnings():
+    as_dtype = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--dtype", "bfloat16", "-b", "4", "-f", "json"]).output)
+    as_precision = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--precision", "bf16-true", "-b", "4", "-f", "json"]).output)
+    assert as_dtype == as_precision
+    refused = CliRunner().invoke(main, ["memory", ALEXNET, "--precision", "16-mixed", "--budget", "8GiB"])
+    assert refused.exit_code == 2 and "not modelled yet" in refused.output
+
+
+def test_card_takes_the_cuda_context_out():
+    from archcalc.timeline import CUDA_CONTEXT
+
+    card = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--card", "24GB", "-f", "json"]).output)
+    budget = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", str(24 * 10**9 - CUDA_CONTEXT),
+                                                  "--device", "cuda", "-f", "json"]).output)
+    assert card["batch"] == budget["batch"] and card["cuda_context_bytes"] == CUDA_CONTEXT
+    assert card["memory"]["device"] == "cuda"
+
+
+def test_the_course_formula_only_where_asked():
+    lenet = CliRunner().invoke(main, ["show", str(SPECS / "lenet5.toml")]).output
+    assert "The course's model" in lenet  # the course's own spec
+    stranger = SPECS / "resnet18.toml"
+    plain = CliRunner().invoke(main, ["show", str(stranger), "-b", "2"]).output
+    asked = CliRunner().invoke(main, ["show", str(stranger), "-b", "2", "--course"]).output
+    assert "The course's model" not in plain and "The course's model" in asked
+
+
+def test_solve_for_the_image_side():
+    spec = str(SPECS / "alexnet_symbolic.toml")
+    out = json.loads(CliRunner().invoke(main, ["memory", spec, "--budget", "4GiB", "--solve", "H", "-b", "16",
+                                               "--set", "classes=10", "-f", "json"]).output)
+    side = out["value"]
+
+    def peak(h):
+        return archcalc.analyze(archcalc.load(spec), batch=16, classes=10, H=h, W=h).memory.training.at(16)
+
+    assert peak(side) <= 4 * 2**30 < peak(side + 1)
+    missing = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "4GiB", "--solve", "T", "-b", "16"])
+    assert missing.exit_code == 2 and "no size named 'T'" in missing.output

@@ -41,4 +41,4 @@ def test_unet_keeps_the_input_size_and_concatenates_its_skips():
     net = ref.unet()
     x = torch.zeros(2, 3, 64, 48)
     assert tuple(net.eval()(x).shape) == (2, 2, 64, 48)
-    assert net.up1.conv.conv1.in_channels == 2 * net.up1.reduce.out_channels == 512
+    assert net.up1.conv.conv1.in_channels == 2 * net.up1.up.out_channels == 512

@@ -80,7 +80,7 @@ def _import(where: str):
     if where.endswith(".py"):
         path = Path(where)
         if not path.is_file():
-            raise SpecError("no such file", path=where)
+            raise SpecError("not a regular file (a folder, a pipe or a device)" if path.exists() else "no such file", path=where)
         spec = importlib.util.spec_from_file_location(f"archcalc_import_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.resolve().parent))  # its own imports of files beside it

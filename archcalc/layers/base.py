@@ -207,6 +207,16 @@ class Layer:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
 
+    def is_view_in_eval(self) -> bool:
+        """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""
+        return self.is_view()
+
+    def passes_gradient(self) -> str:
+        """How backward hands the output's gradient to the inputs without a new tensor (the memory
+        timeline, archcalc/timeline.py): "same" (add: the gradient itself, where no broadcasting
+        reduces it), "slice" (concat: a view of it), "" (a new tensor per input)."""
+        return ""
+
     def view(self, x: Shape, y: Shape, strides):
         """For a view: the output's layout (archcalc.layers.layout) from the input's, or layout.COPY
         when it must copy after all (a reshape of a permuted tensor)."""

@@ -13,6 +13,18 @@ from .field import Field
 from .window import Window, axis_lines
 
 
+def grouped_in_channels(x: Shape, out_channels: Dim, groups: Dim) -> Dim:
+    """The input's channels, x[0], once both they and out_channels divide by groups (conv and conv_transpose)."""
+    for channels, role in ((x[0], "in_channels"), (out_channels, "out_channels")):
+        if num.is_concrete(channels) and num.is_concrete(groups) and channels % groups:
+            raise SpecError(
+                f"groups = {groups} does not divide {role} = {fmt.group(channels)}",
+                "in_channels (the input's channels) and out_channels must both divide by groups",
+                "groups",
+            )
+    return x[0]
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class Conv(Layer):
@@ -70,14 +82,7 @@ class Conv(Layer):
                 )
 
     def in_channels(self, x: Shape) -> Dim:
-        for channels, role in ((x[0], "in_channels"), (self.out_channels, "out_channels")):
-            if num.is_concrete(channels) and num.is_concrete(self.groups) and channels % self.groups:
-                raise SpecError(
-                    f"groups = {self.groups} does not divide {role} = {fmt.group(channels)}",
-                    "in_channels (the input's channels) and out_channels must both divide by groups",
-                    "groups",
-                )
-        return x[0]
+        return grouped_in_channels(x, self.out_channels, self.groups)
 
     def output(self, x: Shape) -> Shape:
         self.in_channels(x)

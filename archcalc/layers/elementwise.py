@@ -39,6 +39,9 @@ class Dropout(Layer):
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
 
+    def is_view_in_eval(self) -> bool:
+        return True  # in eval, nn.Dropout returns its input
+
     def summary(self, x: Shape) -> str:
         return f"p={fmt.group(self.p)}"
 

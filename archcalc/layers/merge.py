@@ -84,6 +84,9 @@ class Add(Merge):
     def output(self, x: tuple[Shape, ...]) -> Shape:
         return broadcast(x, self.kind)
 
+    def passes_gradient(self) -> str:
+        return "same"  # AddBackward hands each input the output's gradient itself
+
     def derive(self, x) -> list[tuple[str, str]]:
         return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: element-wise sum, "
                            "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
@@ -136,6 +139,9 @@ class Concat(Merge):
             raise SpecError(f"dim {self.dim} is not an axis of {fmt.shape(x[0])}",
                             f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")
         return int(self.dim)
+
+    def passes_gradient(self) -> str:
+        return "slice"  # CatBackward hands each input a slice (a view) of the output's gradient
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         axis = self.axis(x)

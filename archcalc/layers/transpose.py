@@ -19,6 +19,7 @@ from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
+from .conv import grouped_in_channels
 from .window import AXIS_NAMES
 
 
@@ -82,14 +83,7 @@ class ConvTranspose(Layer):
         return tuple(Scatter(size, k, s, p, d, op) for size, k, s, p, d, op in zip(x[1:], *values))
 
     def in_channels(self, x: Shape) -> Dim:
-        for channels, role in ((x[0], "in_channels"), (self.out_channels, "out_channels")):
-            if num.is_concrete(channels) and num.is_concrete(self.groups) and channels % self.groups:
-                raise SpecError(
-                    f"groups = {self.groups} does not divide {role} = {fmt.group(channels)}",
-                    "in_channels (the input's channels) and out_channels must both divide by groups",
-                    "groups",
-                )
-        return x[0]
+        return grouped_in_channels(x, self.out_channels, self.groups)
 
     def output(self, x: Shape) -> Shape:
         self.in_channels(x)

@@ -1,0 +1,546 @@
+"""A training step's memory as a timeline: every tensor allocated and freed as PyTorch does it.
+
+The step is the one `bench` times and the tests run on the CPU (tests/timeline_probe.py):
+
+    optimizer.zero_grad(set_to_none=True)      # the previous step's gradients are freed
+    loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it)
+    loss.backward()                            # phase "backward"
+    del loss
+    optimizer.step()                           # phase "optimizer": torch's foreach implementation
+
+`x` (the batch) and `targets` (int64 classes, one per sample) are alive throughout, as are the
+parameters, buffers and the optimizer's state. Each phase's peak is the highest total of live
+storages (each storage counted once, whatever views share it), what the CPU oracle measures
+through a TorchDispatchMode and what `torch.cuda.max_memory_allocated()` reads on CUDA after
+`reset_peak_memory_stats()` before the phase.
+
+Liveness is by reference counts in execution order, so it works on any DAG of rows:
+- forward, per row: its first op allocates its own kept tensors (mask, indices, statistics) and
+  its output (before the activation: "pre"); then the row's inputs lose the reference of this
+  reader (Python drops its variable when the module returns); the activation, if any, allocates
+  the row's output and drops "pre". A tensor is freed when its last reader has run and no
+  autograd node keeps it (Layer.keeps says which). A view row (flatten, reshape, dropout p=0)
+  shares its input's storage.
+- the loss: log_softmax allocates its output (kept by two nodes), nll_loss a scalar loss and a
+  scalar total weight (kept); the network's output is then dropped.
+- backward, nodes in reverse order of the forward (what the engine's priority queue does on a
+  graph connected to the loss): the root's ones scalar lives to the end; each node allocates its
+  gradients (input gradients, parameter gradients: AccumulateGrad steals them, no copy), then
+  frees the gradient it consumed, then releases what it kept (`release_variables`), then its
+  input gradients are added into the gradient buffer of the tensor they belong to: the first to
+  arrive is the buffer, a later one is added in place and freed (InputBuffer::accumulate).
+- optimizer: foreach SGD adds in place (no temporaries); Adam and AdamW hold one list of
+  temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
+  `_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state
+  and `torch.tensor(1.0)` is allocated to increment them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import num
+from .num import Dim, Value
+
+if TYPE_CHECKING:
+    from .report import Report, Row
+
+PHASES = ("forward", "backward", "optimizer")
+# What is alive, by kind: the breakdown printed at each phase's peak.
+KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
+         "activation gradients", "temporaries", "workspace")
+# CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
+CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
+CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
+# Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's
+# device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
+CUDA_WORKSPACE = 2 * CUBLAS_WORKSPACE + 2**20
+CUDA_CONTEXT = 718077952  # driver and context, never in max_memory_allocated (fixed.device_used - fixed.reserved)
+# cuDNN's convolution workspace, per sample, as a share of the largest convolution input's bytes:
+# fitted on AlexNet's recordings (forward 37.1 MB, backward 57.8 MB above the simulation at batch
+# 128: 0.48 and 0.75 of conv1's input); LeNet-5's small convolutions measured none (0.1-1.5% high there).
+CUDNN_WORKSPACE = {"forward": 0.48, "backward": 0.75}
+
+
+Pair = tuple  # (fixed, per_sample): bytes = fixed + per_sample·B
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A phase's highest point: the largest of affine functions of B, and what is alive there."""
+
+    candidates: tuple[tuple[Pair, tuple[tuple[str, Pair], ...]], ...]
+
+    def at(self, batch: Value | None) -> Value:
+        """The peak's bytes at `batch`; with no batch, the formula max(fixed_i + per_sample_i·B)."""
+        b = num.symbol("B") if batch is None else batch
+        return num.maximum(*(num.normal(f + p * b) for (f, p), _ in self.candidates))
+
+    def alive(self, batch: Value) -> dict[str, Value]:
+        """What is alive at the peak for a concrete batch, by kind (only kinds with bytes)."""
+        best = max(self.candidates, key=lambda c: c[0][0] + c[0][1] * batch)
+        return {kind: num.normal(f + p * batch) for kind, (f, p) in best[1] if f + p * batch}
+
+    @property
+    def pairs(self) -> list[Pair]:
+        return [pair for pair, _ in self.candidates]
+
+    def plus_workspace(self, size: Pair, batch: Value | None) -> Peak:
+        """This peak with a transient workspace of `size` on top (cuDNN's, during the phase's largest op)."""
+        f, p = size
+        if batch is not None:  # concrete: whole bytes, rounded to the allocator's blocks
+            f = -(-int(f) // CUDA_BLOCK) * CUDA_BLOCK
+        out = []
+        for (cf, cp), kinds in self.candidates:
+            kinds = tuple((k, (a + f, b + p) if k == "workspace" else (a, b)) for k, (a, b) in kinds)
+            out.append(((num.normal(cf + f), num.normal(cp + p)), kinds))
+        return Peak(tuple(out))
+
+
+@dataclass(frozen=True)
+class Timeline:
+    phases: dict[str, Peak]
+    inference: Peak
+
+    def peak(self, batch: Value | None) -> Value:
+        if batch is None:
+            return num.maximum(*(num.normal(f + p * num.symbol("B")) for f, p in self.pairs))
+        return num.maximum(*(p.at(batch) for p in self.phases.values()))
+
+    def peak_phase(self, batch: Value) -> str | None:
+        """The phase that sets the peak (a tie goes to the earliest); None while sizes are formulas."""
+        values = {name: p.at(batch) for name, p in self.phases.items()}
+        if not all(num.is_concrete(v) for v in values.values()):
+            return None
+        return max(PHASES, key=lambda name: values[name])
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """The lines whose largest is the step's peak, for B >= 1."""
+        cands = [(pair, ()) for p in self.phases.values() for pair in p.pairs]
+        _hull(cands)
+        return [pair for pair, _ in cands]
+
+
+class _Storage:
+    __slots__ = ("kind", "refs", "size")
+
+    def __init__(self, size: Pair, kind: str):
+        self.size, self.kind, self.refs = size, kind, 0
+
+
+class _Tape:
+    """Live storages, their running total, and each phase's candidate peaks."""
+
+    def __init__(self, batch: Value | None, cuda: bool):
+        self.batch = batch
+        self.cuda = cuda and batch is not None and num.is_concrete(batch)
+        self.total: list = [0, 0]
+        self.kinds: dict[str, list] = {kind: [0, 0] for kind in KINDS}
+        self.phase = ""
+        self.candidates: dict[str, list] = {}
+        self.best: dict[str, Value] = {}
+
+    def size(self, fixed: Dim, per_sample: Dim) -> Pair:
+        if self.batch is not None:  # concrete batch: one number
+            fixed, per_sample = fixed + per_sample * self.batch, 0
+            if self.cuda:
+                fixed = -(-fixed // CUDA_BLOCK) * CUDA_BLOCK
+        return (fixed, per_sample)
+
+    def new(self, size: Pair, kind: str, refs: int = 1, mark: bool = True) -> _Storage:
+        s = _Storage(size, kind)
+        s.refs = refs
+        self.total[0] += size[0]
+        self.total[1] += size[1]
+        k = self.kinds[kind]
+        k[0] += size[0]
+        k[1] += size[1]
+        if mark:
+            self.mark()
+        return s
+
+    def release(self, s: _Storage | None, n: int = 1) -> None:
+        if s is None:
+            return
+        s.refs -= n
+        if s.refs == 0:
+            self.total[0] -= s.size[0]
+            self.total[1] -= s.size[1]
+            k = self.kinds[s.kind]
+            k[0] -= s.size[0]
+            k[1] -= s.size[1]
+
+    def start(self, phase: str) -> None:
+        self.phase = phase
+        self.candidates[phase] = []
+        self.mark()
+
+    def mark(self) -> None:
+        """The present total is a candidate for the phase's peak (kept unless another is at least as high for every B)."""
+        f, p = self.total
+        cands = self.candidates[self.phase]
+        if num.is_concrete(f) and num.is_concrete(p):
+            # B >= 1: a line at least as high at B = 1 and at least as steep is at least as high everywhere
+            for (cf, cp), _ in cands:
+                if num.is_concrete(cf) and num.is_concrete(cp) and cf + cp >= f + p and cp >= p:
+                    return
+            cands[:] = [c for c in cands if not (num.is_concrete(c[0][0]) and num.is_concrete(c[0][1])
+                                                 and c[0][0] + c[0][1] <= f + p and c[0][1] <= p)]
+        elif any(c[0] == (f, p) for c in cands):
+            return
+        cands.append(((f, p), tuple((kind, (v[0], v[1])) for kind, v in self.kinds.items())))
+
+    def peak(self, phase: str) -> Peak:
+        _hull(self.candidates[phase])
+        return Peak(tuple(((num.normal(f), num.normal(p)), tuple((k, (num.normal(a), num.normal(b))) for k, (a, b) in kinds))
+                          for (f, p), kinds in self.candidates[phase]))
+
+
+def _hull(cands: list) -> None:
+    """Keep the lines that are the highest somewhere in B >= 1 (the upper envelope), where all are numbers."""
+    if len(cands) < 3 or not all(num.is_concrete(v) for (pair, _) in cands for v in pair):
+        return
+    lines = sorted(cands, key=lambda c: (c[0][1], c[0][0]))  # by slope
+    hull: list = []
+    for c in lines:
+        f, p = c[0]
+        while hull and hull[-1][0][1] == p:
+            hull.pop()  # same slope: the later one is at least as high
+        while len(hull) >= 2:
+            (f1, p1), (f2, p2) = hull[-2][0], hull[-1][0]
+            # the middle line is never the highest if the outer two cross at or before it rises above them
+            if (f1 - f) * (p2 - p1) <= (f1 - f2) * (p - p1):
+                hull.pop()
+            else:
+                break
+        hull.append(c)
+    while len(hull) >= 2 and hull[0][0][0] + hull[0][0][1] <= hull[1][0][0] + hull[1][0][1]:
+        hull.pop(0)  # below the next one from B = 1 on
+    cands[:] = hull
+
+
+def _inputs(report: Report, row: Row) -> tuple[str, ...]:
+    """The names a row reads: its `inputs` (full names, "input" the model's)."""
+    if row.inputs:
+        return tuple(row.inputs)
+    return (report.rows[row.index - 2].name,) if row.index > 1 else ("input",)
+
+
+def param_tensors(row: Row) -> tuple[Dim, ...]:
+    """The element counts of a row's parameter tensors (weight, bias), as torch holds them."""
+    return tuple(n for n in (row.weights, row.biases) if n != 0)
+
+
+def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
+    """The timeline of one training step of `report`'s network (see the module's docstring).
+
+    `inplace_sums=False`: gradients that meet are always summed into a new tensor, as torch does
+    while a TorchDispatchMode is active (InputBuffer's can_accumulate_inplace refuses tensors when a
+    Python dispatch mode is on), which is how the CPU oracle sees them; without a mode, torch sums
+    in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
+    size = report.dtype.bytes
+    cuda = str(report.device) == "cuda"
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4)}
+    tape = _Tape(batch, cuda)
+    rows = report.rows
+
+    # Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer
+    # keeps no state for them and makes no temporaries; their nodes never run (and keep nothing
+    # that outlives their output).
+    reach = {rows[-1].name}
+    for row in reversed(rows):
+        if row.name in reach:
+            reach.update(_inputs(report, row))
+
+    # Alive before the step: parameters, buffers, optimizer state, the batch and its targets.
+    for row in rows:
+        for n in param_tensors(row):
+            tape.new(tape.size(n * size, 0), "parameters", mark=False)
+    params = [tape.size(n * size, 0) for row in rows if row.name in reach for n in param_tensors(row)]
+    for row in rows:
+        buffers = row.layer.buffer_bytes(row.input, size)
+        if buffers != 0:
+            tape.new(tape.size(buffers - 8, 0), "buffers", mark=False)  # running mean and variance
+            tape.new(tape.size(8, 0), "buffers", mark=False)  # num_batches_tracked, int64
+    states = report.optimizer.states
+    for p in params:
+        for _ in range(states):
+            tape.new(p, "optimizer state", mark=False)
+        if not cuda and states == 2:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
+            tape.new(tape.size(4, 0), "optimizer state", mark=False)
+    if cuda:
+        tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
+    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
+    output = rows[-1].output
+    classes_axis = output[1:] if len(output) > 1 else ()
+    tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
+    tape.start("forward")
+
+    # Forward: readers of each name, the storage behind each name, what each node keeps.
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1  # the loss
+    storage: dict[str, _Storage] = {"input": x}
+    x.refs += readers.get("input", 0)  # the batch stays alive anyway (the caller holds it)
+    # nn.Sequential (a straight stack) drops a layer's input as soon as its first module returns;
+    # archcalc's Graph module (backends/modules.py) drops what a row read once the whole row has run.
+    early = _is_chain(report)
+    kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
+    dead = None
+    for row in rows:
+        names = _inputs(report, row)
+        ins = [storage[n] for n in names]
+        layer = row.layer
+        if layer.is_view():
+            s = ins[0]
+            s.refs += readers.get(row.name, 0) + 1
+            storage[row.name] = s
+            tape.release(dead)
+            tape.release(s, 1)
+            dead = s if readers.get(row.name, 0) == 0 and not early else None
+            if dead is None:
+                tape.release(s)
+            kept_by.append(([], []))
+            continue
+        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
+        activation = layer.activation
+        main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
+        out_size = tape.size(0, num.mul(row.output) * size)
+        # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
+        # them (measured: max pooling, dropout and batchnorm without a gradient): those kept by no
+        # node are freed as soon as the op returns.
+        every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+               for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
+        first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
+        tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
+        dead = None
+        main_saved, act_saved = [], []
+        named = {"pre": first, "output": first}
+        for k in main:
+            s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
+            s.refs += 1
+            main_saved.append(s)
+        for s in own.values():
+            tape.release(s)
+        if early:
+            for s in ins:
+                tape.release(s)
+        if activation:
+            out = tape.new(out_size, "activations")
+            named["output"] = out
+            for k in act:
+                s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
+                s.refs += 1
+                act_saved.append(s)
+            tape.release(first)
+        else:
+            out = first
+        out.refs += readers.get(row.name, 0)
+        if not early:
+            for s in ins:
+                tape.release(s)
+        if out.refs == 1 and not early:
+            dead = out  # read by no one: Graph.forward's `y` keeps it until the next row's op returns
+        else:
+            tape.release(out)  # the row's own variable
+        storage[row.name] = out
+        kept_by.append((main_saved, act_saved))
+
+    # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
+    y = storage[rows[-1].name]
+    logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
+    loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
+    total_weight = tape.new(tape.size(size, 0), "temporaries")
+    tape.release(y)
+
+    # Backward.
+    tape.start("backward")
+    ones = tape.new(tape.size(size, 0), "temporaries")
+    g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+    tape.release(logits)
+    tape.release(total_weight)
+    g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+    tape.release(g_logits)
+    tape.release(logits)
+    grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
+        g, _ = grad.pop(row.name, (None, False))
+        names = _inputs(report, row)
+        if g is None:  # no gradient reaches it (nothing after it needs one)
+            continue
+        if row.layer.is_view():
+            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * size), inplace_sums)
+            tape.release(g)
+            continue
+        if not _node(row):
+            tape.release(g)
+            continue
+        out_size = tape.size(0, num.mul(row.output) * size)
+        if row.layer.activation:
+            g_pre = tape.new(out_size, "activation gradients")
+            tape.release(g)
+            for s in act_saved:
+                tape.release(s)
+            g = g_pre
+        for n in param_tensors(row):
+            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+        flags = row.grads if row.layer.merges else (row.requires_grad,)
+        shapes = row.shapes if row.layer.merges else (row.input,)
+        passes = row.layer.passes_gradient()
+        g_ins = []
+        for name, flag, shape in zip(names, flags, shapes):
+            if not flag:
+                continue
+            own = tape.size(0, num.mul(shape) * size)
+            if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
+                g.refs += 1
+                g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
+            else:
+                g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
+        tape.mark()
+        tape.release(g)
+        for s in main_saved:
+            tape.release(s)
+        for name, g_in, view, own in g_ins:
+            _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
+        for _, g_in, _, _ in g_ins:
+            tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
+    tape.release(ones)
+    tape.release(loss)
+    for g, _ in grad.values():
+        tape.release(g)
+
+    # The optimizer step.
+    tape.start("optimizer")
+    if report.optimizer.states == 2:
+        if not cuda:
+            tape.release(tape.new(tape.size(4, 0), "temporaries"))  # torch.tensor(1.0): the step counters' increment
+        temporaries = [tape.new(p, "temporaries", mark=False) for p in params]
+        tape.mark()
+        for t in temporaries:
+            tape.release(t)
+    phases = {phase: tape.peak(phase) for phase in PHASES}
+    if cuda:
+        conv_inputs = [num.mul(row.input) * size for row in rows if row.layer.windows(row.input) and row.macs != 0]
+        if conv_inputs:
+            largest = num.maximum(*conv_inputs)
+            for phase, share in CUDNN_WORKSPACE.items():
+                phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
+    return Timeline(phases, _inference(report, batch))
+
+
+def _fraction(share: float):
+    from fractions import Fraction
+
+    return Fraction(share).limit_denominator(100)
+
+
+def _key(k) -> tuple:
+    return (k.what, k.elements, k.dtype, k.per_sample)
+
+
+def _kept_size(k, bytes_of) -> Pair:
+    nbytes = k.elements * bytes_of[k.dtype]
+    return (0, nbytes) if k.per_sample else (nbytes, 0)
+
+
+def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool, size: Pair | None = None,
+                inplace: bool = True) -> None:
+    """A gradient for `name` arrives (InputBuffer::accumulate): the first becomes its buffer; a later one is
+    added in place into the buffer when its storage has no other holder and is not a view, else the buffer
+    is added in place into the new one when that one can be, else the sum is a new tensor."""
+    if name == "input":  # the batch needs no gradient
+        return
+    if name not in grad:
+        g.refs += 1
+        grad[name] = (g, view)
+        return
+    old, old_view = grad[name]
+    if inplace and old.refs == 1 and not old_view:  # old.add_(g)
+        return
+    if inplace and g.refs == 1 and not view:  # g.add_(old): the new gradient becomes the buffer
+        g.refs += 1
+        tape.release(old)
+        grad[name] = (g, False)
+        return
+    total = tape.new(size or old.size, "activation gradients")  # old + g: the tensor's size (a slice's storage is larger)
+    tape.release(old)
+    grad[name] = (total, False)
+
+
+def _node(row: Row) -> bool:
+    """Whether autograd records a node for the row: its input needs a gradient, or it has parameters."""
+    flags = row.grads if row.layer.merges else (row.requires_grad,)
+    return any(flags) or row.params != 0
+
+
+def _is_chain(report: Report) -> bool:
+    """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
+    previous = "input"
+    for row in report.rows:
+        if tuple(_inputs(report, row)) != (previous,) or "." in row.name:
+            return False
+        previous = row.name
+    return True
+
+
+def _inference(report: Report, batch: Value | None) -> Peak:
+    """One forward in eval under inference_mode: outputs freed when their last reader has run."""
+    size = report.dtype.bytes
+    tape = _Tape(batch, str(report.device) == "cuda")
+    tape.start("forward")
+    rows = report.rows
+    for row in rows:
+        for n in param_tensors(row):
+            tape.new(tape.size(n * size, 0), "parameters", mark=False)
+        buffers = row.layer.buffer_bytes(row.input, size)
+        if buffers != 0:
+            tape.new(tape.size(buffers, 0), "buffers", mark=False)
+    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch")
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1
+    storage = {"input": x}
+    x.refs += readers.get("input", 0)
+    early = _is_chain(report)  # nn.Sequential drops an input before the activation, archcalc's Graph after the row
+    dead = None
+    for row in rows:
+        ins = [storage[n] for n in _inputs(report, row)]
+        if row.layer.is_view_in_eval():
+            s = ins[0]
+            s.refs += readers.get(row.name, 0) + 1
+            storage[row.name] = s
+            tape.release(dead)
+            tape.release(s)
+            dead = s if readers.get(row.name, 0) == 0 and not early else None
+            if dead is None:
+                tape.release(s)
+            continue
+        out_size = tape.size(0, num.mul(row.output) * size)
+        first = tape.new(out_size, "activations")
+        tape.release(dead)
+        dead = None
+        if early:
+            for s in ins:
+                tape.release(s)
+        out = first
+        if row.layer.activation:
+            out = tape.new(out_size, "activations")
+            tape.release(first)
+        out.refs += readers.get(row.name, 0)
+        if not early:
+            for s in ins:
+                tape.release(s)
+        if out.refs == 1 and not early:
+            dead = out
+        else:
+            tape.release(out)
+        storage[row.name] = out
+    return tape.peak("forward")

@@ -1,0 +1,83 @@
+"""The CUDA memory model against the H200 recordings (../shared/measurements/, read as fixtures).
+
+Every recorded case of 1 GiB or more whose network has a spec here must be within 3% of
+max_memory_allocated, phase by phase; `memory --budget` must never answer a batch above the one
+that really trained, and stay within 5% of it. The cases whose networks have no spec yet (VGG-16-BN,
+ViT-B/16, GPT-2) and those under autocast (bf16, fp16: --precision is not modelled yet) are listed
+by test_cases_not_yet_covered, so that the gap stays visible.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import archcalc
+from archcalc.memory import largest_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASUREMENTS = Path("/work/shared/measurements")
+TRAINING = MEASUREMENTS / "h200-training-memory.json"
+LARGEST = MEASUREMENTS / "h200-largest-batch.json"
+FIXTURES = ROOT / "tests" / "fixtures" / "measurements"
+SPECS = {"course-alexnet": "alexnet.toml", "lenet5": "lenet5.toml", "tv-resnet18": "resnet18.toml",
+         "tv-resnet50": "resnet50.toml"}
+PHASES = {"forward": "forward_peak", "backward": "backward_peak", "optimizer": "step_peak"}
+GiB = 2**30
+
+
+def recordings(name: str) -> dict:
+    path = FIXTURES / name if (FIXTURES / name).exists() else MEASUREMENTS / name
+    if not path.exists():
+        pytest.skip(f"no recording {name}")
+    return json.loads(path.read_text())
+
+
+def runs():
+    path = FIXTURES / TRAINING.name if (FIXTURES / TRAINING.name).exists() else TRAINING
+    return json.loads(path.read_text())["runs"] if path.exists() else []
+
+
+def covered(run) -> bool:
+    return run["model"] in SPECS and (ROOT / "specs" / SPECS[run["model"]]).exists() and run["dtype"] == "fp32"
+
+
+def predicted(run) -> dict[str, int]:
+    spec = archcalc.load(ROOT / "specs" / SPECS[run["model"]])
+    report = archcalc.analyze(spec, batch=run["batch"], optimizer=run["optimizer"], device="cuda")
+    return {phase: report.memory.phase(phase).at(run["batch"]) for phase in PHASES}
+
+
+LARGE = [r for r in runs() if covered(r) and r["step_max"] >= GiB]
+
+
+@pytest.mark.parametrize("run", LARGE, ids=lambda r: f"{r['model']}-{r['optimizer']}-{r['batch']}")
+def test_recorded_cases_of_a_gib_or_more_within_3_percent(run):
+    ours = predicted(run)
+    for phase, key in PHASES.items():
+        if run[key] >= GiB:
+            assert abs(ours[phase] / run[key] - 1) <= 0.03, (phase, ours[phase], run[key])
+    assert abs(max(ours.values()) / run["step_max"] - 1) <= 0.03
+
+
+def test_the_largest_cases_are_covered():
+    """AlexNet's float32 cases at least (the specs that exist when this was written)."""
+    assert {r["model"] for r in LARGE} >= {"course-alexnet"}
+    assert len(LARGE) >= 4
+
+
+def test_cases_not_yet_covered():
+    missing = sorted({(r["model"], r["dtype"]) for r in runs() if not covered(r) and r["step_max"] >= GiB})
+    # networks without a spec here, or autocast (bf16/fp16 mixed precision, not modelled yet)
+    assert all(model not in SPECS or dtype != "fp32" for model, dtype in missing)
+
+
+@pytest.mark.parametrize("case", range(2))
+def test_budget_never_answers_above_what_trains(case):
+    run = recordings(LARGEST.name)["runs"][case]
+    report = archcalc.analyze(archcalc.load(ROOT / "specs" / SPECS[run["case"]]), optimizer=run["optimizer"], device="cuda")
+    answer = largest_batch(report, run["budget_gib"] * GiB).batch
+    assert answer <= run["measured"] < run["measured_fails_at"]
+    assert answer >= 0.95 * run["measured"]

@@ -1,0 +1,159 @@
+"""The memory timeline against the CPU oracle: live storages, phase by phase, to the byte.
+
+Networks are drawn by test_memory_oracle's strategy (a spec and a torch module built side by side,
+independently of archcalc's own to_torch); tests/timeline_probe.py runs a real training step and
+reads each phase's high-water mark of live storages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
+
+import archcalc  # noqa: E402
+from archcalc.timeline import simulate  # noqa: E402
+
+from .test_memory_oracle import DTYPES, _modules, networks  # noqa: E402
+from .timeline_probe import OPTIMIZERS, inference_peak, step_peaks  # noqa: E402
+
+SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
+
+
+def phases(report, batch):
+    # the oracle's dispatch mode makes torch sum meeting gradients out of place (see simulate)
+    timeline = simulate(report, batch, inplace_sums=False)
+    return {phase: peak.at(batch) for phase, peak in timeline.phases.items()}
+
+
+def oracle(model, shape, batch, dtype, optimizer):
+    model = model.to(DTYPES[dtype])
+    x = torch.randn(batch, *map(int, shape), dtype=DTYPES[dtype])
+    return step_peaks(model, x, optimizer)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(1, 3), dtype=st.sampled_from(["float32", "bfloat16"]),
+       optimizer=st.sampled_from(sorted(OPTIMIZERS)))
+def test_drawn_networks_step_by_step(net, batch, dtype, optimizer):
+    if dtype == "bfloat16" and net.dims == 3 and any(isinstance(m, nn.AvgPool3d) for m in net.modules):
+        dtype = "float32"  # torch has no bfloat16 avg_pool3d on the CPU
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, dtype=dtype, optimizer=optimizer)
+    model = nn.Sequential(*net.modules)
+    assert phases(report, batch) == oracle(model, net.input, batch, dtype, optimizer), net.spec()
+
+
+COURSE = [p for p in SPECS if "course = true" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_course_specs_step_by_step(path, optimizer):
+    values = {"H": 67, "W": 67, "classes": 10} if "symbolic" in path.stem else {}
+    batch = 1 if "alexnet" in path.stem else 3
+    report = archcalc.analyze(archcalc.load(path), batch=batch, optimizer=optimizer, **values)
+    model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
+    assert phases(report, batch) == oracle(model, report.input, batch, "float32", optimizer)
+
+
+@pytest.mark.parametrize("name, values", [("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_graph_specs_step_by_step(name, values, optimizer):
+    """Graphs (skips, add, concat) as archcalc.torch builds them: its Graph module drops each tensor after its last reader."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
+    report = archcalc.analyze(spec, batch=2, optimizer=optimizer, **values)
+    assert phases(report, 2) == oracle(build(spec, **values), report.input, 2, "float32", optimizer)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(1, 3))
+def test_drawn_networks_inference(net, batch):
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch)
+    x = torch.randn(batch, *map(int, net.input))
+    assert report.memory.inference_peak.at(batch) == inference_peak(nn.Sequential(*net.modules), x), net.spec()
+
+
+@pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
+def test_shipped_specs_inference(name, values):
+    from archcalc.backends.torch import build
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
+    report = archcalc.analyze(spec, batch=2, **values)
+    x = torch.randn(2, *map(int, report.input))
+    assert report.memory.inference_peak.at(2) == inference_peak(build(spec, **values), x)
+
+
+@st.composite
+def graphs(draw):
+    """A small DAG: convolutions that keep the size, with add, mul and concat merges reading earlier layers."""
+    channels = draw(st.integers(1, 3))
+    side = draw(st.integers(3, 6))
+    lines = ["[model]", f"input = [{channels}, {side}, {side}]"]
+    shapes = {"input": channels}  # name -> channels (the spatial size never changes)
+    last = "input"
+    implicit: set[str] = set()
+    for i in range(draw(st.integers(2, 6))):
+        name = f"l{i}"
+        kind = draw(st.sampled_from(["conv", "conv", "add", "mul", "concat", "batchnorm", "activation"]))
+        same = [n for n, c in shapes.items() if c == shapes[last] and n != last]
+        if kind in ("add", "mul") and same:
+            other = draw(st.sampled_from(same))
+            lines += ["[[layers]]", f'name = "{name}"', f'type = "{kind}"', f'from = ["{last}", "{other}"]']
+            if draw(st.booleans()):
+                lines.append('activation = "relu"')
+            shapes[name] = shapes[last]
+        elif kind == "concat":
+            other = draw(st.sampled_from(sorted(shapes)))
+            lines += ["[[layers]]", f'name = "{name}"', 'type = "concat"', f'from = ["{last}", "{other}"]']
+            shapes[name] = shapes[last] + shapes[other]
+        elif kind == "batchnorm":
+            lines += ["[[layers]]", f'name = "{name}"', 'type = "batchnorm"', f'from = "{last}"']
+            shapes[name] = shapes[last]
+        elif kind == "activation":
+            function = draw(st.sampled_from(["relu", "sigmoid", "gelu"]))
+            implicit.add(last)  # no `from`: it reads the previous layer
+            lines += ["[[layers]]", f'name = "{name}"', 'type = "activation"', f'function = "{function}"']
+            shapes[name] = shapes[last]
+        else:
+            source = draw(st.sampled_from(sorted(shapes)))
+            out = draw(st.integers(1, 4))
+            k = draw(st.sampled_from([1, 3]))
+            lines += ["[[layers]]", f'name = "{name}"', 'type = "conv"', f'from = "{source}"', f"out_channels = {out}",
+                      f"kernel_size = {k}", f"padding = {k // 2}"]
+            if draw(st.booleans()):
+                lines.append(f'activation = "{draw(st.sampled_from(["relu", "tanh", "silu"]))}"')
+            shapes[name] = out
+        last = name
+    # every layer leads to the loss (a dead branch's nodes live as long as Python holds its tensors: not modelled)
+    read = {n for line in lines if line.startswith("from") for n in re.findall(r'"([^"]+)"', line)} | {last} | implicit
+    unread = [n for n in shapes if n not in read and n != "input"]
+    if unread:
+        lines += ["[[layers]]", 'name = "ends"', 'type = "concat"', f"from = {json.dumps([last, *unread])}"]
+    lines += ["[[layers]]", 'name = "flat"', 'type = "flatten"', "[[layers]]", 'name = "fc"', 'type = "dense"',
+              f"out_features = {draw(st.integers(2, 5))}"]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=graphs(), batch=st.integers(1, 3), optimizer=st.sampled_from(["sgd", "adam", "momentum"]),
+       dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
+    from archcalc.backends.torch import build
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
+    assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text

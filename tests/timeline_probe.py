@@ -1,0 +1,124 @@
+"""The CPU oracle for the memory timeline: live tensor storages through a real training step.
+
+A TorchDispatchMode sees every aten op (forward, autograd's backward ops, the optimizer's foreach
+ops); each storage an op returns is counted once, by its identity, at its full `nbytes`, and a
+weakref finalizer on the storage (whose Python object torch keeps alive exactly as long as the
+storage itself) takes it off when it is freed. Storages alive before the step (parameters,
+buffers, optimizer state, the batch, targets, last step's gradients) are counted at the start.
+The high-water mark is read per phase, as `max_memory_allocated()` after
+`reset_peak_memory_stats()` reads it on CUDA.
+
+The step (archcalc/timeline.py says the same): one warm-up step so that the optimizer's state
+exists, then `zero_grad(set_to_none=True)`; forward and `cross_entropy(output, targets)` (phase
+"forward"); `loss.backward()` ("backward"); `del loss`; `optimizer.step()` ("optimizer"), with
+`foreach=True` (torch's default on CUDA; on the CPU torch would pick the for-loop version).
+Only tests import this module.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+OPTIMIZERS = {
+    "none": None,
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=1e-5, foreach=True),
+    "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-5, momentum=0.9, foreach=True),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-5, foreach=True),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-5, foreach=True),
+}
+
+
+class LiveStorages(TorchDispatchMode):
+    """The bytes of live storages, and the highest total in each phase."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self.total = 0
+        self.phase = ""
+        self.peaks: dict[str, int] = {}
+
+    def track(self, t) -> None:
+        if not isinstance(t, torch.Tensor):
+            return
+        s = t.untyped_storage()
+        key = s._cdata
+        if key in self.live:
+            return
+        self.live[key] = s.nbytes()
+        self.total += s.nbytes()
+        weakref.finalize(s, self._free, key)
+        if self.phase:
+            self.peaks[self.phase] = max(self.peaks[self.phase], self.total)
+
+    def _free(self, key: int) -> None:
+        self.total -= self.live.pop(key)
+
+    def start(self, phase: str) -> None:
+        self.phase = phase
+        self.peaks[phase] = self.total
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            self.track(t)
+        return out
+
+
+def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0) -> dict[str, int]:
+    """Each phase's peak of live storage bytes in the second training step of `model` on `x`."""
+    torch.manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        out = model(x)
+    targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+    del out
+    opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
+
+    def step(mode):
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        else:
+            for p in model.parameters():
+                p.grad = None
+        mode.start("forward")
+        loss = torch.nn.functional.cross_entropy(model(x), targets)
+        mode.start("backward")
+        loss.backward()
+        del loss
+        mode.start("optimizer")
+        if opt is not None:
+            opt.step()
+        mode.phase = ""
+
+    step(LiveStorages())  # warm-up: the optimizer's state
+    mode = LiveStorages()
+    with mode:
+        before = [*model.parameters(), *model.buffers(), x, targets]
+        before += [p.grad for p in model.parameters() if p.grad is not None]
+        if opt is not None:
+            before += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        for t in before:
+            mode.track(t)
+        del before, t  # no reference may outlive zero_grad
+        step(mode)
+    return dict(mode.peaks)
+
+
+def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode()."""
+    model.eval()
+    mode = LiveStorages()
+    with mode:
+        for t in [*model.parameters(), *model.buffers(), x]:
+            mode.track(t)
+        del t
+        mode.start("inference")
+        with torch.inference_mode():
+            out = model(x)
+        del out
+    return mode.peaks["inference"]
