@@ -230,10 +230,7 @@ def _inputs(report: Report, row: Row) -> tuple[str, ...]:
 
 def param_tensors(row: Row) -> tuple[Dim, ...]:
     """The element counts of a row's parameter tensors (weight, bias), as torch holds them."""
-    sizes = getattr(row.layer, "param_tensors", None)
-    if sizes is not None:
-        return tuple(sizes(row.input))
-    return tuple(n for n in (row.weights, row.biases) if n != 0)
+    return row.layer.param_tensors(row.input)
 
 
 def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
@@ -310,7 +307,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             kept_by.append(([], []))
             continue
         keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
-        activation = getattr(layer, "activation", None)
+        activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         out_size = tape.size(0, num.mul(row.output) * size)
         # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
@@ -384,7 +381,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.release(g)
             continue
         out_size = tape.size(0, num.mul(row.output) * size)
-        if getattr(row.layer, "activation", None):
+        if row.layer.activation:
             g_pre = tape.new(out_size, "activation gradients")
             tape.release(g)
             for s in act_saved:
@@ -429,7 +426,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.release(t)
     phases = {phase: tape.peak(phase) for phase in PHASES}
     if cuda:
-        conv_inputs = [num.mul(row.input) * size for row in rows if getattr(row.layer, "windows", None) and row.macs != 0]
+        conv_inputs = [num.mul(row.input) * size for row in rows if row.layer.windows(row.input) and row.macs != 0]
         if conv_inputs:
             largest = num.maximum(*conv_inputs)
             for phase, share in CUDNN_WORKSPACE.items():
@@ -534,7 +531,7 @@ def _inference(report: Report, batch: Value | None) -> Peak:
             for s in ins:
                 tape.release(s)
         out = first
-        if getattr(row.layer, "activation", None):
+        if row.layer.activation:
             out = tape.new(out_size, "activations")
             tape.release(first)
         out.refs += readers.get(row.name, 0)
