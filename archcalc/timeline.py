@@ -230,7 +230,7 @@ def _inputs(report: Report, row: Row) -> tuple[str, ...]:
 
 def param_tensors(row: Row) -> tuple[Dim, ...]:
     """The element counts of a row's parameter tensors (weight, bias), as torch holds them."""
-    return tuple(n for n in (row.weights, row.biases) if n != 0)
+    return row.layer.param_tensors(row.input)
 
 
 def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:

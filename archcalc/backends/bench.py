@@ -283,6 +283,8 @@ def _optimizer(torch, kind: Optimizer, parameters):
         return None
     if kind == Optimizer.adam:
         return torch.optim.Adam(parameters, lr=1e-4)
+    if kind == Optimizer.adamw:
+        return torch.optim.AdamW(parameters, lr=1e-4)
     return torch.optim.SGD(parameters, lr=0.01, momentum=0.9 if kind == Optimizer.momentum else 0)
 
 

@@ -207,6 +207,11 @@ class Layer:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
 
+    def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """The element counts of the layer's parameter tensors as torch holds them (the memory timeline
+        allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
+        return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
+
     def is_view_in_eval(self) -> bool:
         """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""
         return self.is_view()
