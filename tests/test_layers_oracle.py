@@ -30,7 +30,7 @@ import archcalc  # noqa: E402
 from archcalc import SpecError  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
-from .torch_probe import flops, saved_bytes, torch_counts  # noqa: E402
+from .torch_probe import Permute, flops, saved_bytes, torch_counts  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -330,15 +330,6 @@ def test_archcalc_refuses_exactly_what_torch_refuses(case):
 
 # Chains of layers that move axes around: what autograd keeps depends on which tensors are views
 # of which (a permute is a view; a reshape of it, or nn.Linear on it, is a copy).
-class Permute(nn.Module):
-    def __init__(self, dims):
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x):
-        return x.permute(*self.dims)
-
-
 class Reshape(nn.Module):
     def __init__(self, shape):
         super().__init__()

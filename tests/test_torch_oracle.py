@@ -28,7 +28,7 @@ from archcalc import SpecError, num  # noqa: E402
 
 from .conftest import SEQUENCE_STACKS  # noqa: E402
 from .torch_nets import toml_value  # noqa: E402
-from .torch_probe import ACTIVATIONS  # noqa: E402
+from .torch_probe import ACTIVATIONS, Permute  # noqa: E402
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -257,15 +257,6 @@ def instancenorm(draw, shape):
 def lrn(draw, shape):
     size = draw(st.integers(1, 5))
     return dict(type="lrn", size=size), lambda: nn.LocalResponseNorm(size)
-
-
-class Permute(nn.Module):
-    def __init__(self, dims):
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x):
-        return x.permute(*self.dims)
 
 
 def permute(draw, shape):

@@ -61,3 +61,14 @@ def torch_counts(report, quantity: str) -> int:
         quirk = row.layer.torch_counts(row.input, row.requires_grad).get(quantity)
         total += getattr(row, quantity) if quirk is None else quirk[0]
     return total
+
+
+class Permute(nn.Module):
+    """x.permute(*dims) as a module (torch has no nn.Permute), for the oracle tests' chains."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)

@@ -13,6 +13,15 @@ from .field import Field
 from .window import Window, axis_lines
 
 
+def grouped_torch_counts(macs: Dim, groups: Dim, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+    """What FlopCounterMode counts where it differs from the real work, for a conv or a transposed conv:
+    its conv_backward_flop ignores groups for the weight's gradient, so counts it `groups` times."""
+    if groups == 1:
+        return {}
+    counted = num.normal(2 * (macs + macs * groups + (macs if grad else 0)))
+    return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
+
+
 def grouped_in_channels(x: Shape, out_channels: Dim, groups: Dim) -> Dim:
     """The input's channels, x[0], once both they and out_channels divide by groups (conv and conv_transpose)."""
     for channels, role in ((x[0], "in_channels"), (out_channels, "out_channels")):
@@ -107,12 +116,7 @@ class Conv(Layer):
         return macs + (macs if grad else 0)
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
-        if self.groups == 1:
-            return {}
-        # FlopCounterMode's conv_backward_flop ignores groups for the weight's gradient: `groups` times the real work
-        macs = self.macs(x)
-        counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
-        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
+        return grouped_torch_counts(self.macs(x), self.groups, grad)
 
     def asks_shape(self, x: Shape, y: Shape) -> bool:
         return True

@@ -19,7 +19,7 @@ from ..errors import SpecError
 from ..fields import axes, flag, size
 from ..num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
-from .conv import grouped_in_channels
+from .conv import grouped_in_channels, grouped_torch_counts
 from .window import AXIS_NAMES
 
 
@@ -105,15 +105,10 @@ class ConvTranspose(Layer):
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # the weight's gradient is as much work as the forward, the input's (when it needs one) too
         macs = self.macs(x)
-        return num.normal(macs + (macs if grad else 0))
+        return macs + (macs if grad else 0)
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
-        if self.groups == 1:
-            return {}
-        # as for conv: FlopCounterMode counts the weight gradient `groups` times the forward
-        macs = self.macs(x)
-        counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
-        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
+        return grouped_torch_counts(self.macs(x), self.groups, grad)  # as for conv
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input"), *activation_keeps(self.activation, y))
