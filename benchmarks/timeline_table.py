@@ -10,7 +10,7 @@ import archcalc
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = {"course-alexnet": "alexnet.toml", "lenet5": "lenet5.toml", "tv-resnet18": "resnet18.toml",
-         "tv-resnet50": "resnet50.toml"}
+         "tv-resnet50": "resnet50.toml", "tv-vgg16_bn": "vgg16_bn.toml"}
 PHASES = {"forward": "forward_peak", "backward": "backward_peak", "optimizer": "step_peak"}
 
 runs = json.loads((ROOT / "tests/fixtures/measurements/h200-training-memory.json").read_text())["runs"]

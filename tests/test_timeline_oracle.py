@@ -157,3 +157,19 @@ def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+@pytest.mark.parametrize("name", ["vgg16_bn", "resnet18"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_torchvisions_structure_step_by_step(name, optimizer):
+    """The reference modules as torchvision writes them (tests/reference_nets.py: ReLU(inplace=True), torch.flatten),
+    not as archcalc builds them: the spec's timeline is theirs to the byte, and so are the bytes kept for backward."""
+    from . import reference_nets as ref
+    from .test_graph_specs import report_at
+    from .torch_probe import saved_bytes
+
+    report = report_at(f"{name}.toml", 32, batch=2, optimizer=optimizer)
+    torch.manual_seed(0)
+    net, x = getattr(ref, name)(), torch.randn(2, 3, 32, 32)
+    assert report.memory.saved.at(2) == saved_bytes(net, x)
+    assert phases(report, 2) == oracle(net, report.input, 2, "float32", optimizer)
