@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import num
+from .layers import layout
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -276,7 +277,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
     if cuda:
         tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
-    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
+    ids = any(row.layer.token_ids() is not None for row in rows)  # the input is int64 token ids
+    x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
     classes_axis = output[1:] if len(output) > 1 else ()
     tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
@@ -294,12 +296,23 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     # archcalc's Graph module (backends/modules.py) drops what a row read once the whole row has run.
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
+    strides: dict[str, object] = {}  # a tensor's name -> its layout where not contiguous
     dead = None
     for row in rows:
         names = _inputs(report, row)
         ins = [storage[n] for n in names]
         layer = row.layer
-        if layer.is_view():
+        # layouts (archcalc/layers/layout.py): a reshape of a permuted tensor copies, and a layer that
+        # needs a contiguous input (nn.Linear, the norms) copies a permuted one and keeps the copy
+        before, view = strides.get(names[0]), layer.is_view()
+        after = layer.view(row.input, row.output, before) if view else None
+        if after == layout.COPY:
+            view, after = False, None
+        if after is not None:
+            strides[row.name] = after
+        elif before is not None and layer.keeps_layout():
+            strides[row.name] = before
+        if view:
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
@@ -320,6 +333,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
         own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
+        copy = None
+        if before is not None and layer.contiguous_input():
+            copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
+            ins = [copy, *ins[1:]]
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         _workspace(tape, row, size, "forward")
         tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
@@ -332,6 +349,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             main_saved.append(s)
         for s in own.values():
             tape.release(s)
+        if copy is not None:
+            tape.release(copy)
+            ins = [storage[n] for n in names]
         if early:
             for s in ins:
                 tape.release(s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ nn = torch.nn
 
 from hypothesis import (  # noqa: E402
     HealthCheck,
+    assume,
     given,
     settings,
     strategies as st,
@@ -26,6 +28,7 @@ from hypothesis import (  # noqa: E402
 import archcalc  # noqa: E402
 from archcalc.timeline import simulate  # noqa: E402
 
+from .test_layers_oracle import BUILDERS, chains, prefix, spec  # noqa: E402
 from .test_memory_oracle import DTYPES, _modules, networks  # noqa: E402
 from .timeline_probe import OPTIMIZERS, inference_peak, step_peaks  # noqa: E402
 
@@ -173,3 +176,59 @@ def test_torchvisions_structure_step_by_step(name, optimizer):
     net, x = getattr(ref, name)(), torch.randn(2, 3, 32, 32)
     assert report.memory.saved.at(2) == saved_bytes(net, x)
     assert phases(report, 2) == oracle(net, report.input, 2, "float32", optimizer)
+
+
+# The newer kinds (issue 10): one drawn layer of test_layers_oracle's builders (transposed conv, the
+# normalizations, LRN, PReLU, the activations with options, LSTM and GRU), or one of its chains of
+# permutes, flattens, reshapes and dense per token (views and copies), then flatten and a dense head.
+@st.composite
+def newer_stacks(draw):
+    if draw(st.booleans()):
+        shape, tables, modules = draw(chains())
+    else:
+        shape, table, build = draw(st.sampled_from(BUILDERS))(draw)
+        tables, modules = [table], [build]
+        if draw(st.booleans()):
+            head, module = prefix(shape)
+            tables, modules = [head, table], [module, build]
+    try:
+        with torch.no_grad():
+            out = nn.Sequential(*(m() for m in modules)).eval()(torch.zeros(2, *shape))
+    except (RuntimeError, ValueError):
+        return None  # torch refuses the drawing (test_layers_oracle checks that archcalc does too)
+    if not out.numel():
+        return None
+    classes = draw(st.integers(2, 5))
+    tables = [*tables, dict(type="flatten"), dict(type="dense", out_features=classes)]
+    features = out[0].numel()
+    modules = [*modules, nn.Flatten, lambda: nn.Linear(features, classes)]
+    return shape, tables, modules
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(case=newer_stacks(), batch=st.integers(1, 3), dtype=st.sampled_from(["float32", "bfloat16"]),
+       optimizer=st.sampled_from(["sgd", "adam"]))
+def test_newer_kinds_step_by_step(case, batch, dtype, optimizer):
+    assume(case is not None)
+    shape, tables, modules = case
+    text = spec(shape, tables)
+    try:
+        archcalc.analyze(archcalc.loads(text))
+    except archcalc.SpecError:
+        assume(False)  # what archcalc refuses, torch refuses too (test_layers_oracle)
+    torch.manual_seed(0)
+    model = nn.Sequential(*(m() for m in modules))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # oneDNN's flags warn about TF32 on Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=False):  # LSTM and GRU: torch's native kernels (test_layers_oracle)
+            try:
+                expected = oracle(model, shape, batch, dtype, optimizer)
+            except ValueError:  # one value per channel in training (batchnorm of one sample): torch refuses to train
+                assume(False)
+            except (NotImplementedError, RuntimeError):  # no bfloat16 kernel on the CPU
+                assert dtype == "bfloat16"
+                dtype = "float32"
+                model = nn.Sequential(*(m() for m in modules))
+                expected = oracle(model, shape, batch, dtype, optimizer)
+    report = archcalc.analyze(archcalc.loads(text), batch=batch, dtype=dtype, optimizer=optimizer)
+    assert phases(report, batch) == expected, text
