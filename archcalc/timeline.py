@@ -333,6 +333,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
         own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
+        if layer.forward_scratch(row.input) != 0:
+            own["scratch"] = tape.new(tape.size(0, layer.forward_scratch(row.input) * size), "temporaries", mark=False)
         copy = None
         if before is not None and layer.contiguous_input():
             copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
@@ -412,8 +414,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for s in act_saved:
                 tape.release(s)
             g = g_pre
-        for n in param_tensors(row):
-            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+        scratch = row.layer.backward_scratch(row.input, row.requires_grad)  # parameter gradients summed out of per-sample ones, later
+        if scratch != 0:
+            scratch = tape.new(tape.size(0, scratch * size), "temporaries", mark=False)
+        if scratch == 0 or row.layer.sums_scratch_first(row.requires_grad):
+            for n in param_tensors(row):
+                tape.new(tape.size(n * size, 0), "gradients", mark=False)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -432,6 +438,11 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        if scratch != 0:
+            if not row.layer.sums_scratch_first(row.requires_grad):
+                for n in param_tensors(row):
+                    tape.new(tape.size(n * size, 0), "gradients", mark=False)
+            tape.release(scratch)
         for name, g_in, view, own in g_ins:
             _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
         for _, g_in, _, _ in g_ins:

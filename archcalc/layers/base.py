@@ -212,6 +212,22 @@ class Layer:
         allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
 
+    def forward_scratch(self, x: Shape) -> Dim:
+        """Elements per sample, in the model's dtype, that the forward op allocates before its output, keeps
+        for no node and frees when it returns (the memory timeline): InstanceNorm's β repeated per sample."""
+        return 0
+
+    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
+        """Elements per sample, in the model's dtype, that the backward op allocates beside the input's gradient
+        in place of the parameters' gradients, which it then sums out of them once its saved tensors are freed
+        (the memory timeline, archcalc/timeline.py): InstanceNorm's γ and β gradients per sample. 0: none."""
+        return 0
+
+    def sums_scratch_first(self, grad: bool) -> bool:
+        """With a backward_scratch: whether the parameters' gradients are summed out of it before the node frees
+        the gradient it consumed and its saved tensors (PReLU, when its input needs a gradient)."""
+        return False
+
     def is_view_in_eval(self) -> bool:
         """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""
         return self.is_view()

@@ -140,6 +140,14 @@ class PReLU(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input (for the slope's gradient too)"),)
 
+    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
+        # _prelu_kernel_backward: the weight's gradient per element, summed afterwards, and the input's
+        # gradient even where the input needs none (freed unused)
+        return num.mul(x) * (1 if grad else 2)
+
+    def sums_scratch_first(self, grad: bool) -> bool:
+        return grad  # measured: the sum comes first; without an input gradient, after the unused one is freed
+
     def summary(self, x: Shape) -> str:
         return "one slope" if self.num_parameters == 1 else f"{fmt.group(self.num_parameters)} slopes"
 
