@@ -3,7 +3,7 @@
 The step is the one `bench` times and the tests run on the CPU (tests/timeline_probe.py):
 
     optimizer.zero_grad(set_to_none=True)      # the previous step's gradients are freed
-    loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it)
+    loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it; see Loss)
     loss.backward()                            # phase "backward"
     del loss
     optimizer.step()                           # phase "optimizer": torch's foreach implementation
@@ -22,7 +22,8 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   autograd node keeps it (Layer.keeps says which). A view row (flatten, reshape, dropout p=0)
   shares its input's storage.
 - the loss: log_softmax allocates its output (kept by two nodes), nll_loss a scalar loss and a
-  scalar total weight (kept); the network's output is then dropped.
+  scalar total weight (kept); the network's output is then dropped. MSE (an output that is no class
+  scores, see Loss): its result's storage is the output's size, and its node keeps the output.
 - backward, nodes in reverse order of the forward (what the engine's priority queue does on a
   graph connected to the loss): the root's ones scalar lives to the end; each node allocates its
   gradients (input gradients, parameter gradients: AccumulateGrad steals them, no copy), then
@@ -226,6 +227,28 @@ def _hull(cands: list) -> None:
     cands[:] = hull
 
 
+@dataclass(frozen=True)
+class Loss:
+    """The step's loss (what `bench` computes and the timeline simulates), from the network's last layer:
+    cross-entropy against random int64 classes where its output can be class scores (no element-wise
+    function ends it and it has more than one feature), over the output's `axis`: the channels (per pixel
+    for [C, H, W]), the last axis per token for [T, V] (`cross_entropy(y.flatten(0, -2), t.flatten())`);
+    otherwise the mean squared error against a random target of the output's shape (DCGAN's image)."""
+
+    kind: str  # "cross_entropy" or "mse"
+    axis: int = 0  # the classes' axis of one sample's output
+
+
+def loss_of(report: Report) -> Loss:
+    """The loss of `report`'s training step (see Loss)."""
+    row = report.rows[-1]
+    y = tuple(report.output)
+    axis = row.layer.scores_axis(y) if y else 0
+    if not y or not row.layer.gives_scores() or (num.is_concrete(y[axis]) and y[axis] <= 1):
+        return Loss("mse")
+    return Loss("cross_entropy", axis)
+
+
 def _inputs(report: Report, row: Row) -> tuple[str, ...]:
     """The names a row reads: its `inputs` (full names, "input" the model's)."""
     if row.inputs:
@@ -280,8 +303,11 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     ids = any(row.layer.token_ids() is not None for row in rows)  # the input is int64 token ids
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
-    classes_axis = output[1:] if len(output) > 1 else ()
-    tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
+    loss_fn = loss_of(report)
+    if loss_fn.kind == "mse":  # a random target of the output's shape and dtype
+        tape.new(tape.size(0, num.mul(output) * size), "batch", mark=False)
+    else:  # int64 classes, one per position of the output but its classes' axis
+        tape.new(tape.size(0, num.mul(output[:loss_fn.axis] + output[loss_fn.axis + 1:]) * 8), "batch", mark=False)
     tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
@@ -378,22 +404,32 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         storage[row.name] = out
         kept_by.append((main_saved, act_saved))
 
-    # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
     y = storage[rows[-1].name]
-    logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
-    loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
-    total_weight = tape.new(tape.size(size, 0), "temporaries")
-    tape.release(y)
+    if loss_fn.kind == "mse":
+        # mse_loss: its result's storage is the output's size (the squared errors, reduced in place), kept
+        # by `loss` to the end of backward; MseLossBackward keeps the output
+        y.refs += 1
+        loss = tape.new(tape.size(0, num.mul(output) * size), "temporaries")
+        tape.release(y)
+        tape.start("backward")
+        ones = tape.new(tape.size(size, 0), "temporaries")
+        g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        tape.release(y)
+    else:
+        # log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss
+        logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
+        loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
+        total_weight = tape.new(tape.size(size, 0), "temporaries")
+        tape.release(y)
 
-    # Backward.
-    tape.start("backward")
-    ones = tape.new(tape.size(size, 0), "temporaries")
-    g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
-    tape.release(logits)
-    tape.release(total_weight)
-    g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
-    tape.release(g_logits)
-    tape.release(logits)
+        tape.start("backward")
+        ones = tape.new(tape.size(size, 0), "temporaries")
+        g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        tape.release(logits)
+        tape.release(total_weight)
+        g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        tape.release(g_logits)
+        tape.release(logits)
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
         g, _ = grad.pop(row.name, (None, False))

@@ -69,13 +69,26 @@ class LiveStorages(TorchDispatchMode):
         return out
 
 
-def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0) -> dict[str, int]:
-    """Each phase's peak of live storage bytes in the second training step of `model` on `x`."""
+def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
+               loss: str = "classes") -> dict[str, int]:
+    """Each phase's peak of live storage bytes in the second training step of `model` on `x`.
+
+    `loss`: "classes", cross-entropy against random classes on axis 1 (per pixel after it); "tokens", per
+    token on the last axis of [B, T, V] (`cross_entropy(y.flatten(0, -2), t.flatten())`); "mse", the mean
+    squared error against a random target of the output's shape."""
     torch.manual_seed(seed)
     model.train()
     with torch.no_grad():
         out = model(x)
-    targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+    if loss == "mse":
+        targets = torch.randn_like(out)
+        criterion = torch.nn.functional.mse_loss
+    elif loss == "tokens":
+        targets = torch.randint(0, out.shape[-1], out.shape[:-1])
+        criterion = lambda y, t: torch.nn.functional.cross_entropy(y.flatten(0, -2), t.flatten())
+    else:
+        targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+        criterion = torch.nn.functional.cross_entropy
     del out
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
 
@@ -86,10 +99,10 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
             for p in model.parameters():
                 p.grad = None
         mode.start("forward")
-        loss = torch.nn.functional.cross_entropy(model(x), targets)
+        value = criterion(model(x), targets)
         mode.start("backward")
-        loss.backward()
-        del loss
+        value.backward()
+        del value
         mode.start("optimizer")
         if opt is not None:
             opt.step()

@@ -223,6 +223,16 @@ class Layer:
         (the memory timeline, archcalc/timeline.py): InstanceNorm's γ and β gradients per sample. 0: none."""
         return 0
 
+    def gives_scores(self) -> bool:
+        """Whether the output can be class scores (logits) for the step's loss: not when an element-wise
+        function ends the layer (an image in tanh's range, a ReLU's values: the loss is then MSE)."""
+        return self.activation is None
+
+    def scores_axis(self, y: Shape) -> int:
+        """The axis of the output that holds its features, the classes when it ends the network: the
+        channels (0: scores per pixel), the last for a layer applied per token (dense on [T, d])."""
+        return 0
+
     def sums_scratch_first(self, grad: bool) -> bool:
         """With a backward_scratch: whether the parameters' gradients are summed out of it before the node frees
         the gradient it consumed and its saved tensors (PReLU, when its input needs a gradient)."""
