@@ -460,8 +460,11 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
         g_ins = []
+        padded = row.layer.padded_gradient(row.input) if row.requires_grad and not row.layer.merges else 0
+        if padded != 0:  # the gradient of the padded copy first; the input's is cut from it after (the pad's node)
+            padded = tape.new(tape.size(0, padded * size), "activation gradients", mark=False)
         for name, flag, shape in zip(names, flags, shapes):
-            if not flag:
+            if not flag or padded != 0:
                 continue
             own = tape.size(0, num.mul(shape) * size)
             if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
@@ -474,6 +477,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        if padded != 0:
+            own = tape.size(0, num.mul(row.input) * size)
+            g_ins.append((names[0], tape.new(own, "activation gradients"), False, own))
+            tape.release(padded)
         if scratch != 0:
             if not row.layer.sums_scratch_first(row.requires_grad):
                 for n in param_tensors(row):

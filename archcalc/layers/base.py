@@ -233,6 +233,12 @@ class Layer:
         channels (0: scores per pixel), the last for a layer applied per token (dense on [T, d])."""
         return 0
 
+    def padded_gradient(self, x: Shape) -> Dim:
+        """Elements per sample of the gradient the backward op computes for a padded copy of the input (F.pad
+        before a convolution), when the input needs one: the input's own gradient is cut from it once the
+        node has freed what it consumed and kept (the pad's node; the memory timeline). 0: no padded copy."""
+        return 0
+
     def sums_scratch_first(self, grad: bool) -> bool:
         """With a backward_scratch: whether the parameters' gradients are summed out of it before the node frees
         the gradient it consumed and its saved tensors (PReLU, when its input needs a gradient)."""
