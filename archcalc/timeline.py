@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import num
+from . import checkpoint, num
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -291,8 +291,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
     dead = None
+    regions = {r.first: r for r in checkpoint.regions(report)}  # activation checkpointing (archcalc/checkpoint.py)
+    inside = {i for r in regions.values() for i in range(r.first, r.stop)}
     for row in rows:
         names = _inputs(report, row)
+        if row.index - 1 in regions or row.index - 2 in inside and row.index - 1 not in inside:
+            dead = _region_bounds(tape, report, regions, row.index - 1, storage, dead)
         ins = [storage[n] for n in names]
         layer = row.layer
         if layer.is_view():
@@ -306,7 +310,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 tape.release(s)
             kept_by.append(([], []))
             continue
-        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
+        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach and row.index - 1 not in inside else ()
         activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         out_size = tape.size(0, num.mul(row.output) * size)
@@ -368,8 +372,16 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     tape.release(g_logits)
     tape.release(logits)
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    recomputed: dict[int, tuple[list, list]] = {}
+    rerun: set[int] = set()
     for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
         g, _ = grad.pop(row.name, (None, False))
+        region = next((r for r in regions.values() if r.first <= row.index - 1 < r.stop), None)
+        if region is not None and g is not None and _node(row):
+            if region.first not in rerun and any(checkpoint.packs(row)):  # its first unpack reruns the forward
+                rerun.add(region.first)
+                recomputed |= _recompute(tape, report, region, storage, reach, bytes_of)
+            main_saved, act_saved = recomputed.get(row.index - 1, ([], []))
         names = _inputs(report, row)
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
@@ -387,6 +399,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for s in act_saved:
                 tape.release(s)
             g = g_pre
+            if region is not None and region.first_pack == row.index - 1 and not main_saved:
+                _frame_ends(tape, report, region, storage)
         for n in param_tensors(row):
             tape.new(tape.size(n * size, 0), "gradients", mark=False)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
@@ -406,6 +420,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        if region is not None and region.first_pack == row.index - 1 and main_saved:
+            _frame_ends(tape, report, region, storage)
         for name, g_in, view, own in g_ins:
             _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
         for _, g_in, _, _ in g_ins:
@@ -432,6 +448,124 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for phase, share in CUDNN_WORKSPACE.items():
                 phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
     return Timeline(phases, _inference(report, batch))
+
+
+def _region_inputs(report: Report, region) -> list[str]:
+    """The names a region reads from before it (its block use's input)."""
+    made = {row.name for row in report.rows[region.first:region.stop]}
+    return list(dict.fromkeys(n for row in report.rows[region.first:region.stop] for n in _inputs(report, row) if n not in made))
+
+
+def _region_bounds(tape: _Tape, report: Report, regions: dict, index: int, storage: dict, dead):
+    """At a checkpointed region's edges: Graph.forward's local holding an unread output is gone (its loop
+    returned); at its start, the region's inputs are saved by the checkpoint (until its first saving node
+    has run in backward), unless nothing in it saves anything."""
+    tape.release(dead)
+    region = regions.get(index)
+    if region is not None and region.first_pack is not None:
+        for name in _region_inputs(report, region):
+            storage[name].refs += 1
+    return None
+
+
+def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
+    """The last node of a region that saved something has run: the checkpoint's saved inputs go."""
+    for name in _region_inputs(report, region):
+        tape.release(storage[name])
+
+
+def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict) -> dict:
+    """A checkpointed region's forward, rerun in backward as Graph's region function runs it (its own local
+    names, each dropped after its last reader in the region), up to torch's early stop: the last save
+    (region.until, region.runs); then everything not saved again is freed. Returns, per row index, the
+    storages its nodes keep (main node's, activation node's)."""
+    size = report.dtype.bytes
+    rows = report.rows[region.first:region.stop]
+    made = {row.name for row in rows}
+    later = {n for row in report.rows[region.stop:] for n in _inputs(report, row)} | {report.rows[-1].name}
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    local = {name: storage[name] for name in _region_inputs(report, region)}
+    for name, s in local.items():
+        s.refs += readers[name]
+    out_kept: dict[int, tuple[list, list]] = {}
+    dead = None
+    for index in range(region.first, region.until):
+        row = report.rows[index]
+        names = _inputs(report, row)
+        ins = [local[n] for n in names]
+        ops = 2 if index < region.until - 1 else region.runs
+        refs = readers.get(row.name, 0) + (row.name in later)
+        layer = row.layer
+        if layer.is_view():
+            s = ins[0]
+            s.refs += refs + 1
+            local[row.name] = s
+            tape.release(dead)
+            tape.release(s, 1)
+            dead = s if refs == 0 else None
+            if dead is None:
+                tape.release(s)
+            continue
+        main, act = checkpoint.packs(row) if row.name in reach else ((), ())
+        main_saved: list = []
+        act_saved: list = []
+        out_kept[index] = (main_saved, act_saved)
+        if ops == 0:  # stopped at its op's first save, before the op: only its inputs are saved
+            for k in main:
+                ins[k.arg].refs += 1
+                main_saved.append(ins[k.arg])
+            break
+        out_size = tape.size(0, num.mul(row.output) * size)
+        every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+               for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
+        first = tape.new(out_size, "activations")
+        tape.release(dead)
+        dead = None
+        named = {"pre": first, "output": first}
+        for k in main:
+            s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
+            s.refs += 1
+            main_saved.append(s)
+        for s in own.values():
+            tape.release(s)
+        if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
+            for k in act:
+                first.refs += 1
+                act_saved.append(first)
+            break
+        out = first
+        if layer.activation:
+            out = tape.new(out_size, "activations")
+            named["output"] = out
+            for k in act:
+                s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
+                s.refs += 1
+                act_saved.append(s)
+            tape.release(first)
+        out.refs += refs
+        for s in ins:
+            tape.release(s)
+        if out.refs == 1:
+            dead = out
+        else:
+            tape.release(out)
+        local[row.name] = out
+    else:
+        index, ops = region.until, 2
+    # the stop unwinds the region's function: its locals go (the reads still pending, the outputs, its last `y`)
+    tape.release(dead)
+    if ops == 1:
+        tape.release(first)
+    for name, s in local.items():
+        pending = sum(n == name for row in report.rows[index:region.stop] for n in _inputs(report, row))
+        pending += name in made and name in later
+        if pending:
+            tape.release(s, pending)
+    return out_kept
 
 
 def _fraction(share: float):
