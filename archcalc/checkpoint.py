@@ -73,8 +73,9 @@ def _region(report: Report, path: str, first: int, stop: int) -> Region:
         main, act = packs(report.rows[index])
         if act:  # the activation saves last: its input (pre) before it runs, its output after
             return Region(path, first, stop, index + 1, 2 if act[-1].tensor == "output" else 1, first_pack)
-        if main:  # inputs are saved before the op runs, outputs and its own tensors after
-            return Region(path, first, stop, index + 1, 1 if any(k.tensor != "input" for k in main) else 0, first_pack)
+        if main:  # inputs are saved before the op runs, outputs after
+            before = report.rows[index].layer.saves_before_output(main, str(report.device) == "cuda")
+            return Region(path, first, stop, index + 1, 0 if before else 1, first_pack)
     return Region(path, first, stop, first, 0, None)
 
 

@@ -513,15 +513,19 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
         main_saved: list = []
         act_saved: list = []
         out_kept[index] = (main_saved, act_saved)
-        if ops == 0:  # stopped at its op's first save, before the op: only its inputs are saved
-            for k in main:
-                ins[k.arg].refs += 1
-                main_saved.append(ins[k.arg])
-            break
-        out_size = tape.size(0, num.mul(row.output) * size)
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
         own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
                for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
+        if ops == 0:  # stopped at its last save, before its output exists: its inputs (and a mask made first) saved
+            tape.mark()
+            for k in main:
+                s = own[_key(k)] if k.tensor == "own" else ins[k.arg]
+                s.refs += 1
+                main_saved.append(s)
+            for s in own.values():
+                tape.release(s)
+            break
+        out_size = tape.size(0, num.mul(row.output) * size)
         first = tape.new(out_size, "activations")
         tape.release(dead)
         dead = None
