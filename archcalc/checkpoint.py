@@ -18,6 +18,7 @@ What torch 2.13's non-reentrant checkpoint does (torch/utils/checkpoint.py, meas
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,13 @@ def regions(report: Report) -> tuple[Region, ...]:
         end = stop
         out.append(_region(report, path, first, stop))
     return tuple(out)
+
+
+def marked(report: Report) -> Report:
+    """The report with `recomputed` set on the rows whose layer's op torch reruns in backward (training FLOPs)."""
+    again = {i for r in regions(report) for i in range(r.first, r.until) if r.ops(i) >= 1}
+    rows = tuple(dataclasses.replace(row, recomputed=True) if i in again else row for i, row in enumerate(report.rows))
+    return dataclasses.replace(report, rows=rows)
 
 
 def packs(row) -> tuple[tuple, tuple]:

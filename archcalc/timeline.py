@@ -295,7 +295,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     inside = {i for r in regions.values() for i in range(r.first, r.stop)}
     for row in rows:
         names = _inputs(report, row)
-        if row.index - 1 in regions or row.index - 2 in inside and row.index - 1 not in inside:
+        if row.index - 1 in regions or (row.index - 2 in inside and row.index - 1 not in inside):  # a region's edge
             dead = _region_bounds(tape, report, regions, row.index - 1, storage, dead)
         ins = [storage[n] for n in names]
         layer = row.layer
@@ -450,7 +450,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     return Timeline(phases, _inference(report, batch))
 
 
-def _region_inputs(report: Report, region) -> list[str]:
+def region_inputs(report: Report, region) -> list[str]:
     """The names a region reads from before it (its block use's input)."""
     made = {row.name for row in report.rows[region.first:region.stop]}
     return list(dict.fromkeys(n for row in report.rows[region.first:region.stop] for n in _inputs(report, row) if n not in made))
@@ -463,14 +463,14 @@ def _region_bounds(tape: _Tape, report: Report, regions: dict, index: int, stora
     tape.release(dead)
     region = regions.get(index)
     if region is not None and region.first_pack is not None:
-        for name in _region_inputs(report, region):
+        for name in region_inputs(report, region):
             storage[name].refs += 1
     return None
 
 
 def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
     """The last node of a region that saved something has run: the checkpoint's saved inputs go."""
-    for name in _region_inputs(report, region):
+    for name in region_inputs(report, region):
         tape.release(storage[name])
 
 
@@ -487,7 +487,7 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
     for row in rows:
         for name in _inputs(report, row):
             readers[name] = readers.get(name, 0) + 1
-    local = {name: storage[name] for name in _region_inputs(report, region)}
+    local = {name: storage[name] for name in region_inputs(report, region)}
     for name, s in local.items():
         s.refs += readers[name]
     out_kept: dict[int, tuple[list, list]] = {}
@@ -537,9 +537,8 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
         for s in own.values():
             tape.release(s)
         if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
-            for k in act:
-                first.refs += 1
-                act_saved.append(first)
+            first.refs += len(act)
+            act_saved += [first] * len(act)
             break
         out = first
         if layer.activation:
