@@ -183,3 +183,15 @@ def test_summed_model_keeps_region_inputs_not_region_tensors():
     marked = archcalc.analyze(archcalc.loads(CHECKPOINTED), H=64, W=64).memory
     assert marked.saved.per_sample < plain.saved.per_sample
     assert marked.per_row == plain.per_row  # per layer: what its nodes save when kept (verify checks it row by row)
+
+
+def test_checkpoint_takes_a_condition_like_when():
+    every_other = NESTED.replace("repeat = 3\ncheckpoint = true", 'repeat = 3\ncheckpoint = "index % 2 == 0"')
+    report = archcalc.analyze(archcalc.loads(every_other))
+    assert [r.path for r in checkpoint.regions(report)] == ["o", "i.0", "i.2"]
+    switched = "[vars]\nckpt = 0\n" + NESTED.replace("repeat = 3\ncheckpoint = true", 'repeat = 3\ncheckpoint = "ckpt"')
+    assert [r.path for r in checkpoint.regions(archcalc.analyze(archcalc.loads(switched)))] == ["o"]
+    assert [r.path for r in checkpoint.regions(archcalc.analyze(archcalc.loads(switched), ckpt=1))][1:] == ["i.0", "i.1", "i.2"]
+    with pytest.raises(archcalc.SpecError) as error:
+        archcalc.loads(NESTED.replace("repeat = 3\ncheckpoint = true", "repeat = 3\ncheckpoint = [1]"))
+    assert error.value.field == "checkpoint"
