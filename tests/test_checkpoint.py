@@ -195,3 +195,15 @@ def test_checkpoint_takes_a_condition_like_when():
     with pytest.raises(archcalc.SpecError) as error:
         archcalc.loads(NESTED.replace("repeat = 3\ncheckpoint = true", "repeat = 3\ncheckpoint = [1]"))
     assert error.value.field == "checkpoint"
+
+
+def test_shipped_resnet50_switches_checkpointing_with_a_var():
+    spec = archcalc.load(ROOT / "specs" / "resnet50.toml")
+    plain = archcalc.analyze(spec, batch=64, optimizer="adam", device="cuda")
+    marked = archcalc.analyze(spec, batch=64, optimizer="adam", device="cuda", checkpointing=1)
+    assert checkpoint.regions(plain) == () and len(checkpoint.regions(marked)) == 3 + 4 + 6 + 3
+    assert marked.totals["params"] == plain.totals["params"] and marked.totals["flops"] == plain.totals["flops"]
+    assert marked.memory.training.at(64) < plain.memory.training.at(64) / 2
+    # every bottleneck ends with add + relu (relu saves its output): all its convs run again
+    assert marked.totals["training_flops"] - plain.totals["training_flops"] == sum(
+        row.flops for row in plain.rows if row.name.startswith("layer"))
