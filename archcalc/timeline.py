@@ -374,9 +374,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     recomputed: dict[int, tuple[list, list]] = {}
     rerun: set[int] = set()
+    region_of = {i: r for r in regions.values() for i in range(r.first, r.stop)}
     for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
         g, _ = grad.pop(row.name, (None, False))
-        region = next((r for r in regions.values() if r.first <= row.index - 1 < r.stop), None)
+        region = region_of.get(row.index - 1)
         if region is not None and g is not None and _node(row):
             if region.first not in rerun and any(checkpoint.packs(row)):  # its first unpack reruns the forward
                 rerun.add(region.first)

@@ -207,3 +207,13 @@ def test_shipped_resnet50_switches_checkpointing_with_a_var():
     # every bottleneck ends with add + relu (relu saves its output): all its convs run again
     assert marked.totals["training_flops"] - plain.totals["training_flops"] == sum(
         row.flops for row in plain.rows if row.name.startswith("layer"))
+
+
+def test_explain_adds_the_rerun_forward():
+    from archcalc import explain_row
+
+    report = archcalc.analyze(archcalc.loads(CHECKPOINTED), H=32, W=32)
+    row = report.row("layer1.0.conv1")
+    line = explain_row.text(row, "training_flops")
+    assert f"forward again {row.flops:,}" in line and line.endswith(f"= {row.training_flops:,}")
+    assert "again" not in explain_row.text(report.row("conv1"), "training_flops")
