@@ -217,3 +217,18 @@ def test_explain_adds_the_rerun_forward():
     line = explain_row.text(row, "training_flops")
     assert f"forward again {row.flops:,}" in line and line.endswith(f"= {row.training_flops:,}")
     assert "again" not in explain_row.text(report.row("conv1"), "training_flops")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_nested_and_conditional_uses_match_the_oracle(optimizer, dtype):
+    """A checkpointed use inside a checkpointed one (one region), every other repeat checkpointed."""
+    from archcalc.backends.torch import build
+
+    from .test_timeline_oracle import oracle, phases
+
+    text = NESTED.replace("repeat = 3\ncheckpoint = true", 'repeat = 3\ncheckpoint = "index % 2 == 1"')
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=3, optimizer=optimizer, dtype=dtype)
+    assert [r.path for r in checkpoint.regions(report)] == ["o", "i.1"]
+    assert phases(report, 3) == oracle(build(spec), report.input, 3, dtype, optimizer)
