@@ -29,6 +29,10 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   frees the gradient it consumed, then releases what it kept (`release_variables`), then its
   input gradients are added into the gradient buffer of the tensor they belong to: the first to
   arrive is the buffer, a later one is added in place and freed (InputBuffer::accumulate).
+- a checkpointed block use (archcalc/checkpoint.py, measured against torch.utils.checkpoint, non-reentrant):
+  in forward its nodes keep nothing and its inputs are kept instead, until its first saving node has run
+  in backward; the first of its nodes to run in backward reruns its forward up to the last save (early
+  stop), the tensors saved again kept for their nodes, the rest freed when the rerun stops.
 - optimizer: foreach SGD adds in place (no temporaries); Adam and AdamW hold one list of
   temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
   `_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state
