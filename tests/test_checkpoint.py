@@ -232,3 +232,20 @@ def test_nested_and_conditional_uses_match_the_oracle(optimizer, dtype):
     report = archcalc.analyze(spec, batch=3, optimizer=optimizer, dtype=dtype)
     assert [r.path for r in checkpoint.regions(report)] == ["o", "i.1"]
     assert phases(report, 3) == oracle(build(spec), report.input, 3, dtype, optimizer)
+
+
+def test_export_writes_checkpointed_uses_as_checkpoint_calls(tmp_path):
+    from archcalc.backends.export import source
+
+    from .test_torch_export import round_trip
+
+    report = archcalc.analyze(archcalc.loads(CHECKPOINTED), H=32, W=32, batch=2)
+    text = round_trip(report, tmp_path)  # the same state_dict and function as build()
+    assert "from torch.utils.checkpoint import checkpoint" in text
+    assert text.count("checkpoint(self.layer") == 8 and "use_reentrant=False" in text
+    plain = source(archcalc.analyze(archcalc.loads(RESNET), H=32, W=32), "Net")
+    assert "checkpoint" not in plain
+    from .test_torch_export import load_class
+
+    model = load_class(tmp_path / "net.py", "Net")().train()
+    assert _step_flops(model, torch.randn(2, 3, 32, 32), 1000) == report.totals["training_flops"] * 2
