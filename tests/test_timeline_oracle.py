@@ -226,8 +226,9 @@ def checkpointed_graphs(draw):
         repeat = draw(st.sampled_from([None, 1, 2]))
         if repeat:
             lines.append(f"repeat = {repeat}")
-        if draw(st.booleans()):
-            lines.append("checkpoint = true")
+        checkpointed = draw(st.sampled_from(["", "true", '"index % 2 == 1"']))  # a condition: every other repeat
+        if checkpointed:
+            lines.append(f"checkpoint = {checkpointed}")
         uses.append(f"{name}.0" if repeat else name)
     inner = [n for n in shapes if n != "input"]
     tail = draw(st.sampled_from(["plain", "skip"]))
