@@ -95,17 +95,6 @@ class Peak:
     def pairs(self) -> list[Pair]:
         return [pair for pair, _ in self.candidates]
 
-    def plus_workspace(self, size: Pair, batch: Value | None) -> Peak:
-        """This peak with a transient workspace of `size` on top (cuDNN's, during the phase's largest op)."""
-        f, p = size
-        if batch is not None:  # concrete: whole bytes, rounded to the allocator's blocks
-            f = -(-int(f) // CUDA_BLOCK) * CUDA_BLOCK
-        out = []
-        for (cf, cp), kinds in self.candidates:
-            kinds = tuple((k, (a + f, b + p) if k == "workspace" else (a, b)) for k, (a, b) in kinds)
-            out.append(((num.normal(cf + f), num.normal(cp + p)), kinds))
-        return Peak(tuple(out))
-
 
 @dataclass(frozen=True)
 class Timeline:
@@ -373,7 +362,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         if before is not None and layer.contiguous_input():
             copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
             ins = [copy, *ins[1:]]
+        product = tape.new(out_size, "temporaries", mark=False) if copy is not None and layer.unfused_bias() else None
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
+        tape.release(product)
         _workspace(tape, row, size, "forward")
         tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
         dead = None

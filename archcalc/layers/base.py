@@ -272,6 +272,11 @@ class Layer:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
 
+    def unfused_bias(self) -> bool:
+        """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before
+        it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
+        return False
+
     def summary(self, x: Shape) -> str:
         """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
         return ""
