@@ -445,7 +445,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
         if row.layer.is_view():
-            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * size), inplace_sums)
+            whole = tape.size(0, num.mul(row.input) * size)
+            if row.layer.gradient_is_new():  # select: a new gradient of the input's size
+                g_in = tape.new(whole, "activation gradients")
+                tape.release(g)
+                _accumulate(tape, grad, names[0], g_in, False, whole, inplace_sums)
+                tape.release(g_in)
+                continue
+            _accumulate(tape, grad, names[0], g, True, whole, inplace_sums)
             tape.release(g)
             continue
         if not _node(row):

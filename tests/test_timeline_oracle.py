@@ -385,3 +385,28 @@ def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(t=st.integers(1, 5), d=st.integers(1, 6), vocab=st.integers(2, 9), index=st.integers(0, 4), batch=st.integers(1, 3),
+       select=st.booleans(), optimizer=st.sampled_from(["sgd", "adam"]), dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_embedding_and_select_step_by_step(t, d, vocab, index, batch, select, optimizer, dtype):
+    """A ViT's and GPT-2's pieces: token ids embedded, normalized, one token taken (`select`: a view forward, a new
+    gradient of the input's size backward) or every token flattened, then the class scores; built by archcalc.torch
+    and stepped under the oracle. Not yet exact: learned positions (`parameter`), an expanded view of the weight
+    that the timeline counts as a new tensor."""
+    from archcalc.backends.torch import build
+
+    assume(index < t)
+    lines = ["[model]", f"input = [{t}]", f'dtype = "{dtype}"',
+             "[[layers]]", 'name = "wte"', 'type = "embedding"', f"num_embeddings = {vocab}", f"embedding_dim = {d}",
+             "[[layers]]", 'name = "norm"', 'type = "layernorm"']
+    lines += ["[[layers]]", 'name = "cls"', 'type = "select"', f"index = {index}"] if select else \
+        ["[[layers]]", 'name = "flat"', 'type = "flatten"']
+    lines += ["[[layers]]", 'name = "head"', 'type = "dense"', "out_features = 3"]
+    spec_ = archcalc.loads("\n".join(lines) + "\n")
+    report = archcalc.analyze(spec_, batch=batch, optimizer=optimizer)
+    torch.manual_seed(0)
+    model = build(spec_).to(DTYPES[dtype])
+    ids = torch.randint(0, vocab, (batch, t))
+    assert phases(report, batch) == step_peaks(model, ids, optimizer), "\n".join(lines)

@@ -272,6 +272,11 @@ class Layer:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
 
+    def gradient_is_new(self) -> bool:
+        """For a view: whether its backward makes a new tensor of the input's size for the gradient (select:
+        zeros, the selected entry copied in) rather than a view of the output's gradient (the memory timeline)."""
+        return False
+
     def unfused_bias(self) -> bool:
         """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before
         it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
