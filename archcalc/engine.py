@@ -23,6 +23,7 @@ def analyze(
     dtype: str | None = None,
     optimizer: str = "sgd",
     device: str = "cpu",
+    autocast: str | None = None,
     **values,
 ) -> Report:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open.
@@ -38,6 +39,7 @@ def analyze(
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")
+    autocast = None if autocast is None else _choice(DType, autocast, "autocast")
     if batch is not None:
         values[BATCH] = batch
     env = environment(spec, values)
@@ -79,6 +81,7 @@ def analyze(
         optimizer=optimizer,
         device=device,
         uses=tuple(uses),
+        autocast=autocast,
     )
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from . import num, timeline
 from .errors import SpecError
 from .layers import layout
+from .dtypes import precision_name
 from .layers.base import Kept, Storage, Tensor
 from .num import Dim, Value
 
@@ -180,6 +181,7 @@ class Memory:
     course_m: Dim  # the course's m: the largest layer output, bytes per sample
     course_layers: int  # the course's "nombre de couches"
     timelines: Timelines
+    autocast: str | None = None  # mixed precision: the step under torch.autocast in this dtype
 
     @property
     def summed(self) -> PerBatch:
@@ -251,6 +253,8 @@ class Memory:
             "optimizer": str(self.optimizer),
             "device": str(self.device),
         }
+        if self.autocast is not None:  # mixed precision (float32 runs keep their JSON as it was)
+            out |= {"precision": precision_name(str(self.dtype), str(self.autocast)), "autocast": str(self.autocast)}
         out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()
                 if not key.endswith("_peak_bytes")}
         out["peak_phase"] = self.peak_phase()
@@ -277,7 +281,7 @@ def measure(report: Report) -> Memory:
     size = report.dtype.bytes
     # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
     bytes_of = {Storage.model: size, Storage.int64: 8, Storage.float32: 4, Storage.mask: size if report.device == Device.cpu else 1,
-                Storage.opmath: max(size, 4)}
+                Storage.opmath: max(size, 4), Storage.param: size}
     params = num.normal(report.totals["params"] * size)
 
     ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
@@ -345,6 +349,7 @@ def measure(report: Report) -> Memory:
         course_m=num.normal(num.maximum(*(num.mul(row.output) for row in report.rows)) * size),
         course_layers=len(report.rows),
         timelines=Timelines(report),
+        autocast=report.autocast,
     )
 
 

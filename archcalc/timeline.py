@@ -40,7 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import num
+from . import autocast, num
+from .dtypes import DType
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
-         "activation gradients", "temporaries", "workspace")
+         "activation gradients", "temporaries", "workspace", "weight copies")
 # CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
 CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
@@ -242,9 +243,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
-    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4)}
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4), "param": size}
     tape = _Tape(batch, cuda)
     rows = report.rows
+    amp = _Autocast(report, tape, cuda)
 
     # Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer
     # keeps no state for them and makes no temporaries; their nodes never run (and keep nothing
@@ -299,27 +301,32 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
+            amp.dtype[row.name] = amp.dtype[names[0]]
             tape.release(dead)
             tape.release(s, 1)
             dead = s if readers.get(row.name, 0) == 0 and not early else None
             if dead is None:
                 tape.release(s)
             kept_by.append(([], []))
+            amp.rows.append(None)
             continue
         keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
         activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
-        out_size = tape.size(0, num.mul(row.output) * size)
+        cast = amp.forward(row, names, _node(row) and row.name in reach)  # autocast's copies of inputs and weights
+        ins = [c or s for c, s in zip(cast.inputs, ins)]
+        row_bytes = cast.bytes_of or bytes_of
+        out_size = tape.size(0, num.mul(row.output) * cast.size) if cast.size else tape.size(0, num.mul(row.output) * size)
         # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
         # them (measured: max pooling, dropout and batchnorm without a gradient): those kept by no
         # node are freed as soon as the op returns.
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
-        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, row_bytes)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
         dead = None
-        main_saved, act_saved = [], []
+        main_saved, act_saved = list(cast.kept), []
         named = {"pre": first, "output": first}
         for k in main:
             s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
@@ -327,11 +334,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             main_saved.append(s)
         for s in own.values():
             tape.release(s)
+        for s in cast.inputs:
+            tape.release(s)  # a copy autocast made for the op: gone when the op returns, unless its node keeps it
+        ins = [storage[n] for n in names]
         if early:
             for s in ins:
                 tape.release(s)
         if activation:
-            out = tape.new(out_size, "activations")
+            out = tape.new(cast.activation_size or out_size, "activations")
             named["output"] = out
             for k in act:
                 s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
@@ -353,10 +363,13 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
 
     # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
     y = storage[rows[-1].name]
+    copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
     logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
     loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
     total_weight = tape.new(tape.size(size, 0), "temporaries")
+    tape.release(copy)
     tape.release(y)
+    amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
 
     # Backward.
     tape.start("backward")
@@ -367,49 +380,64 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(g_logits)
     tape.release(logits)
+    g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
-    for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
+    for row, (main_saved, act_saved), info in zip(reversed(rows), reversed(kept_by), reversed(amp.rows)):
         g, _ = grad.pop(row.name, (None, False))
         names = _inputs(report, row)
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
         if row.layer.is_view():
-            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * size), inplace_sums)
+            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
             tape.release(g)
             continue
         if not _node(row):
             tape.release(g)
             continue
-        out_size = tape.size(0, num.mul(row.output) * size)
+        out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
         if row.layer.activation:
             g_pre = tape.new(out_size, "activation gradients")
             tape.release(g)
             for s in act_saved:
                 tape.release(s)
             g = g_pre
-        for n in param_tensors(row):
-            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+        low_grads = amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
+        if low_grads is None:
+            for n in param_tensors(row):
+                tape.new(tape.size(n * size, 0), "gradients", mark=False)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
         g_ins = []
-        for name, flag, shape in zip(names, flags, shapes):
+        for i, (name, flag, shape) in enumerate(zip(names, flags, shapes)):
             if not flag:
                 continue
-            own = tape.size(0, num.mul(shape) * size)
+            own = tape.size(0, num.mul(shape) * (info.size if info else size))
             if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
                 g.refs += 1
                 g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
             else:
                 g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
+            if info:
+                g_ins[-1] = amp.promoted(info, i, shape, g_ins[-1])
         tape.mark()
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        later = amp.copied(info, names, flags, shapes)  # the gradients of autocast's input copies: converted after the node
         for name, g_in, view, own in g_ins:
-            _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
-        for _, g_in, _, _ in g_ins:
-            tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
+            if name not in later:
+                _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
+        for name, g_in, _, _ in g_ins:
+            if name not in later:
+                tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
+        for name, g_in, _, own in reversed(g_ins):
+            if name in later:  # ToCopyBackward: the gradient in the input's own dtype (the last input's first)
+                own = tape.size(0, num.mul(later[name]) * amp.bytes(name, size))
+                g_in = amp.convert(g_in, own, "activation gradients")
+                _accumulate(tape, grad, name, g_in, False, own, inplace_sums)
+                tape.release(g_in)
+        amp.weights_to_float32(row, low_grads)
     tape.release(ones)
     tape.release(loss)
     for g, _ in grad.values():
@@ -432,6 +460,127 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for phase, share in CUDNN_WORKSPACE.items():
                 phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
     return Timeline(phases, _inference(report, batch))
+
+
+@dataclass
+class _Cast:
+    """What autocast does around one row's op in the forward pass (nothing without autocast)."""
+
+    inputs: list  # per input: autocast's copy of it (a _Storage), or None
+    kept: list  # low-precision weight copies the row's node keeps
+    bytes_of: dict | None  # the bytes of each Storage kind, in the dtype the op computes in
+    size: int  # bytes of an output element (0: the model's dtype)
+    activation_size: Pair | None  # the activation's output, where it computes in another dtype
+
+
+@dataclass
+class _Row:
+    compute: str  # the dtype the op computes in
+    rule: str | None  # autocast's policy for it
+    casts: tuple[bool, ...]  # per input: autocast copies it first
+    inputs: tuple[str, ...]  # the inputs' dtypes
+    low: int  # bytes of autocast's dtype
+    size: int  # bytes of `compute`
+
+
+class _Autocast:
+    """Dtypes along the timeline under torch.autocast (archcalc/autocast.py); without it, every call is a no-op.
+
+    Forward: an op of the "lower" or "float32" lists copies each input of another dtype first (the copy is
+    kept if the node keeps that input, else freed when the op returns); a "lower" op copies its weights into
+    autocast's cache (alive until the context exits after the loss, or until backward where the node keeps
+    them). Backward: the node's gradients come in the dtype it computed in; each copy's ToCopyBackward then
+    makes the gradient of the original (input copies first, then weight, then bias: the reverse of the order
+    the copies were made), so the parameters' gradients end up float32."""
+
+    def __init__(self, report: Report, tape: _Tape, cuda: bool):
+        self.low = str(report.autocast) if report.autocast is not None else None
+        self.device = "cuda" if cuda else "cpu"
+        self.tape, self.cuda = tape, cuda
+        self.dtype: dict[str, str] = {"input": str(report.dtype)}
+        self.rows: list[_Row | None] = []
+        self.cached: list[_Storage] = []
+
+    def forward(self, row: Row, names: tuple[str, ...], recorded: bool) -> _Cast:
+        if self.low is None:
+            self.dtype[row.name] = self.dtype["input"]
+            self.rows.append(None)
+            return _Cast([None] * len(names), [], None, 0, None)
+        layer, tape = row.layer, self.tape
+        shapes = row.shapes if layer.merges else (row.input,)
+        dtypes = tuple(self.dtype[n] for n in names)
+        compute, rule = autocast.compute_dtype(self.device, layer.autocast_ops(row.input), dtypes, self.low)
+        flags = autocast.casts(rule, compute, dtypes)
+        low, nbytes = DType(self.low).bytes, DType(compute).bytes
+        kept = []
+        if rule == autocast.LOWER:
+            keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
+            for i, n in enumerate(param_tensors(row)):
+                copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
+                self.cached.append(copy)
+                if i in keep:
+                    copy.refs += 1
+                    kept.append(copy)
+        copies = [tape.new(tape.size(0, num.mul(shape) * nbytes), "activations", mark=False) if flag else None
+                  for flag, shape in zip(flags, shapes)]
+        out, activation_size = compute, None
+        if layer.activation:
+            out, _ = autocast.compute_dtype(self.device, (layer.activation,), (compute,), self.low)
+            activation_size = tape.size(0, num.mul(row.output) * DType(out).bytes)
+        self.dtype[row.name] = out
+        self.rows.append(_Row(compute, rule, flags, dtypes, low, nbytes))
+        bytes_of = {"model": nbytes, "int64": 8, "float32": 4, "mask": 1 if self.cuda else nbytes, "opmath": max(nbytes, 4),
+                    "param": DType(self.dtype["input"]).bytes}
+        return _Cast(copies, kept, bytes_of, nbytes, activation_size)
+
+    def bytes(self, name: str, default: int) -> int:
+        """Bytes of an element of the tensor `name` (and of its gradient)."""
+        return DType(self.dtype[name]).bytes if self.low is not None and name in self.dtype else default
+
+    def exit(self) -> None:
+        for copy in self.cached:
+            self.tape.release(copy)
+
+    def loss_input(self, output, name: str) -> _Storage | None:
+        """cross_entropy under autocast (on autocast's float32 list): a float32 copy of low-precision logits."""
+        if self.low is None or self.dtype[name] == "float32":
+            return None
+        return self.tape.new(self.tape.size(0, num.mul(output) * 4), "activations", mark=False)
+
+    def loss_gradient(self, g: _Storage, output, name: str) -> _Storage:
+        if self.low is None or self.dtype[name] == "float32":
+            return g
+        return self.convert(g, self.tape.size(0, num.mul(output) * DType(self.dtype[name]).bytes), "activation gradients")
+
+    def convert(self, g: _Storage, size: Pair, kind: str) -> _Storage:
+        """A copy of `g` in another dtype (ToCopyBackward, or the engine matching an input's dtype); `g` is dropped."""
+        out = self.tape.new(size, kind)
+        self.tape.release(g)
+        return out
+
+    def weight_grads(self, row: Row, info: _Row | None) -> list | None:
+        """The low-precision gradients of the weight copies a "lower" op made (None: its gradients are float32 already)."""
+        if info is None or info.rule != autocast.LOWER:
+            return None
+        tape = self.tape
+        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in param_tensors(row)]
+
+    def weights_to_float32(self, row: Row, grads: list | None) -> None:
+        for g, n in grads or ():
+            self.tape.new(self.tape.size(n * 4, 0), "gradients")
+            self.tape.release(g)
+
+    def promoted(self, info: _Row, i: int, shape, entry: tuple) -> tuple:
+        """An input of another dtype that the op took without a copy (type promotion): the engine casts its gradient."""
+        name, g_in = entry[:2]
+        if info.casts[i] or info.inputs[i] == info.compute:
+            return entry
+        size = self.tape.size(0, num.mul(shape) * DType(info.inputs[i]).bytes)
+        return (name, self.convert(g_in, size, "activation gradients"), False, size)
+
+    def copied(self, info: _Row | None, names: tuple[str, ...], flags, shapes) -> dict:
+        """The inputs whose gradient goes through a copy's ToCopyBackward: name -> its shape."""
+        return {} if info is None else {n: s for n, c, f, s in zip(names, info.casts, flags, shapes) if c and f}
 
 
 def _fraction(share: float):

@@ -32,6 +32,9 @@ from .timeline_probe import OPTIMIZERS, inference_peak, step_peaks  # noqa: E402
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 
 
+AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def phases(report, batch):
     # the oracle's dispatch mode makes torch sum meeting gradients out of place (see simulate)
     timeline = simulate(report, batch, inplace_sums=False)
@@ -157,3 +160,41 @@ def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+# Mixed precision: the step under torch.autocast("cpu") (Lightning's bf16-mixed; CPU autocast takes float16 too),
+# float32 parameters, the same drawn networks and graphs, to the byte.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)),
+       optimizer=st.sampled_from(sorted(OPTIMIZERS)))
+def test_drawn_networks_under_autocast(net, batch, low, optimizer):
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast=low)
+    x = torch.randn(batch, *map(int, net.input))
+    expected = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=AUTOCAST[low])
+    assert phases(report, batch) == expected, net.spec()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=graphs(), batch=st.integers(1, 3), optimizer=st.sampled_from(["sgd", "adam", "momentum"]),
+       low=st.sampled_from(sorted(AUTOCAST)))
+def test_drawn_graphs_under_autocast(text, batch, optimizer, low):
+    """Merges of a low-precision and a float32 tensor: add and mul promote (the engine casts the gradient
+    back), concat casts its inputs to the widest."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast=low)
+    x = torch.randn(batch, *map(int, report.input))
+    assert phases(report, batch) == step_peaks(build(spec), x, optimizer, autocast=AUTOCAST[low]), text
+
+
+@pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("lenet5", {})])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_shipped_specs_under_autocast(name, values, optimizer):
+    from archcalc.backends.torch import build
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
+    batch = 1 if name == "alexnet" else 2
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast="bfloat16", **values)
+    x = torch.randn(batch, *map(int, report.input))
+    assert phases(report, batch) == step_peaks(build(spec, **values), x, optimizer, autocast=torch.bfloat16)

@@ -69,8 +69,10 @@ class LiveStorages(TorchDispatchMode):
         return out
 
 
-def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0) -> dict[str, int]:
-    """Each phase's peak of live storage bytes in the second training step of `model` on `x`."""
+def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
+               autocast: torch.dtype | None = None) -> dict[str, int]:
+    """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `autocast`:
+    forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed)."""
     torch.manual_seed(seed)
     model.train()
     with torch.no_grad():
@@ -86,7 +88,8 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
             for p in model.parameters():
                 p.grad = None
         mode.start("forward")
-        loss = torch.nn.functional.cross_entropy(model(x), targets)
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            loss = torch.nn.functional.cross_entropy(model(x), targets)
         mode.start("backward")
         loss.backward()
         del loss
