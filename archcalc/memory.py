@@ -18,9 +18,9 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from . import num, timeline
+from .dtypes import precision_name
 from .errors import SpecError
 from .layers import layout
-from .dtypes import precision_name
 from .layers.base import Kept, Storage, Tensor
 from .num import Dim, Value
 

@@ -274,6 +274,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
     if cuda:
         tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
+    amp.scaler_state(report)
     x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
     output = rows[-1].output
     classes_axis = output[1:] if len(output) > 1 else ()
@@ -373,6 +374,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
 
     # Backward.
     tape.start("backward")
+    scaled_loss = amp.scale()
     ones = tape.new(tape.size(size, 0), "temporaries")
     g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(logits)
@@ -439,12 +441,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 tape.release(g_in)
         amp.weights_to_float32(row, low_grads)
     tape.release(ones)
+    tape.release(scaled_loss)
     tape.release(loss)
     for g, _ in grad.values():
         tape.release(g)
 
     # The optimizer step.
     tape.start("optimizer")
+    found_inf = amp.unscale()
     if report.optimizer.states == 2:
         if not cuda:
             tape.release(tape.new(tape.size(4, 0), "temporaries"))  # torch.tensor(1.0): the step counters' increment
@@ -452,9 +456,11 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         tape.mark()
         for t in temporaries:
             tape.release(t)
+    tape.release(found_inf)
     phases = {phase: tape.peak(phase) for phase in PHASES}
     if cuda:
-        conv_inputs = [num.mul(row.input) * size for row in rows if row.layer.windows(row.input) and row.macs != 0]
+        conv_inputs = [num.mul(row.input) * (info.size if info else size) for row, info in zip(rows, amp.rows)
+                       if row.layer.windows(row.input) and row.macs != 0]  # under autocast: the input's low-precision copy
         if conv_inputs:
             largest = num.maximum(*conv_inputs)
             for phase, share in CUDNN_WORKSPACE.items():
@@ -500,6 +506,7 @@ class _Autocast:
         self.dtype: dict[str, str] = {"input": str(report.dtype)}
         self.rows: list[_Row | None] = []
         self.cached: list[_Storage] = []
+        self.scaler = False
 
     def forward(self, row: Row, names: tuple[str, ...], recorded: bool) -> _Cast:
         if self.low is None:
@@ -532,6 +539,30 @@ class _Autocast:
         bytes_of = {"model": nbytes, "int64": 8, "float32": 4, "mask": 1 if self.cuda else nbytes, "opmath": max(nbytes, 4),
                     "param": DType(self.dtype["input"]).bytes}
         return _Cast(copies, kept, bytes_of, nbytes, activation_size)
+
+    # Lightning's 16-mixed: float16 autocast with torch.amp.GradScaler (scale(loss).backward(), scaler.step(opt),
+    # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/timeline_probe.py): the scale and the
+    # growth tracker, alive from the first step (8 bytes in every phase); the scaled loss through backward (4); in
+    # the step, 16 bytes of unscale_'s scalars (inverse scale, found-inf flags), 4 of them alive through opt.step().
+    def scaler_state(self, report: Report) -> None:
+        self.scaler = self.low == "float16" and str(report.optimizer) != "none"
+        if self.scaler:
+            for _ in range(2):
+                self.tape.new(self.tape.size(4, 0), "optimizer state", mark=False)
+
+    def scale(self) -> _Storage | None:
+        return self.tape.new(self.tape.size(4, 0), "temporaries", mark=False) if self.scaler else None
+
+    def unscale(self) -> _Storage | None:
+        if not self.scaler:
+            return None
+        tape = self.tape
+        found_inf = tape.new(tape.size(4, 0), "temporaries", mark=False)
+        scalars = [tape.new(tape.size(4, 0), "temporaries", mark=False) for _ in range(3)]
+        tape.mark()
+        for s in scalars:
+            tape.release(s)
+        return found_inf
 
     def bytes(self, name: str, default: int) -> int:
         """Bytes of an element of the tensor `name` (and of its gradient)."""

@@ -170,7 +170,7 @@ def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
 def test_drawn_networks_under_autocast(net, batch, low, optimizer):
     report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast=low)
     x = torch.randn(batch, *map(int, net.input))
-    expected = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=AUTOCAST[low])
+    expected = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=AUTOCAST[low], scaled=True)
     assert phases(report, batch) == expected, net.spec()
 
 
@@ -185,7 +185,7 @@ def test_drawn_graphs_under_autocast(text, batch, optimizer, low):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast=low)
     x = torch.randn(batch, *map(int, report.input))
-    assert phases(report, batch) == step_peaks(build(spec), x, optimizer, autocast=AUTOCAST[low]), text
+    assert phases(report, batch) == step_peaks(build(spec), x, optimizer, autocast=AUTOCAST[low], scaled=True), text
 
 
 @pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("lenet5", {})])

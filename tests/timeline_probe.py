@@ -70,9 +70,10 @@ class LiveStorages(TorchDispatchMode):
 
 
 def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
-               autocast: torch.dtype | None = None) -> dict[str, int]:
+               autocast: torch.dtype | None = None, scaled: bool = False) -> dict[str, int]:
     """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `autocast`:
-    forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed)."""
+    forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed); `scaled`:
+    with float16, the step through torch.amp.GradScaler (scale(loss).backward(), scaler.step, scaler.update)."""
     torch.manual_seed(seed)
     model.train()
     with torch.no_grad():
@@ -80,6 +81,11 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
     del out
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
+
+    # Lightning's 16-mixed: float16 autocast with a GradScaler (its scale and growth tracker made at the first step);
+    # a scale of 1 here, so that no gradient overflows float16 and the step is never skipped (a skipped step, inf
+    # found, makes no optimizer temporaries: not what is measured)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0) if scaled and autocast == torch.float16 and opt is not None else None
 
     def step(mode):
         if opt is not None:
@@ -91,10 +97,13 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
         with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             loss = torch.nn.functional.cross_entropy(model(x), targets)
         mode.start("backward")
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         del loss
         mode.start("optimizer")
-        if opt is not None:
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        elif opt is not None:
             opt.step()
         mode.phase = ""
 
@@ -105,6 +114,8 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
         before += [p.grad for p in model.parameters() if p.grad is not None]
         if opt is not None:
             before += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        if scaler is not None:
+            before += [scaler._scale, scaler._growth_tracker]
         for t in before:
             mode.track(t)
         del before, t  # no reference may outlive zero_grad
