@@ -26,7 +26,8 @@ def analyze(
     autocast: str | None = None,
     **values,
 ) -> Report:
-    """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open.
+    """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
+    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')

@@ -33,6 +33,9 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
   `_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state
   and `torch.tensor(1.0)` is allocated to increment them.
+- mixed precision (report.autocast: Lightning's bf16-mixed, 16-mixed): forward and loss under torch.autocast,
+  each row in the dtype archcalc/autocast.py gives its ops, with autocast's copies of inputs and weights and
+  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars.
 """
 
 from __future__ import annotations
