@@ -320,7 +320,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         cast = amp.forward(row, names, _node(row) and row.name in reach)  # autocast's copies of inputs and weights
         ins = [c or s for c, s in zip(cast.inputs, ins)]
         row_bytes = cast.bytes_of or bytes_of
-        out_size = tape.size(0, num.mul(row.output) * cast.size) if cast.size else tape.size(0, num.mul(row.output) * size)
+        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
         # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
         # them (measured: max pooling, dropout and batchnorm without a gradient): those kept by no
         # node are freed as soon as the op returns.
@@ -414,7 +414,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
         g_ins = []
-        for i, (name, flag, shape) in enumerate(zip(names, flags, shapes)):
+        for name, flag, shape in zip(names, flags, shapes):
             if not flag:
                 continue
             own = tape.size(0, num.mul(shape) * (info.size if info else size))
@@ -423,8 +423,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
             else:
                 g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
-            if info:
-                g_ins[-1] = amp.promoted(info, i, shape, g_ins[-1])
+        if info:  # then the engine casts each gradient to its input's dtype, in order (validate_outputs; measured: mul)
+            made = [(i, shape) for i, (flag, shape) in enumerate(zip(flags, shapes)) if flag]
+            g_ins = [amp.promoted(info, i, shape, entry) for (i, shape), entry in zip(made, g_ins)]
         tape.mark()
         tape.release(g)
         for s in main_saved:
@@ -442,7 +443,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 g_in = amp.convert(g_in, own, "activation gradients")
                 _accumulate(tape, grad, name, g_in, False, own, inplace_sums)
                 tape.release(g_in)
-        amp.weights_to_float32(row, low_grads)
+        amp.weights_to_float32(low_grads)
     tape.release(ones)
     tape.release(scaled_loss)
     tape.release(loss)
@@ -509,9 +510,12 @@ class _Autocast:
         self.dtype: dict[str, str] = {"input": str(report.dtype)}
         self.rows: list[_Row | None] = []
         self.cached: list[_Storage] = []
+        self.passing: list[_Storage] = []  # weight copies not cached: freed when their op returns
         self.scaler = False
 
-    def forward(self, row: Row, names: tuple[str, ...], recorded: bool) -> _Cast:
+    def forward(self, row: Row, names: tuple[str, ...], recorded: bool, cache: bool = True) -> _Cast:
+        """`cache`: the weight copies stay in autocast's cache (with gradients on; in inference_mode, measured, each
+        is gone when its op returns, with the input copies)."""
         if self.low is None:
             self.dtype[row.name] = self.dtype["input"]
             self.rows.append(None)
@@ -527,7 +531,7 @@ class _Autocast:
             keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
             for i, n in enumerate(param_tensors(row)):
                 copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
-                self.cached.append(copy)
+                (self.cached if cache else self.passing).append(copy)
                 if i in keep:
                     copy.refs += 1
                     kept.append(copy)
@@ -599,7 +603,8 @@ class _Autocast:
         tape = self.tape
         return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in param_tensors(row)]
 
-    def weights_to_float32(self, row: Row, grads: list | None) -> None:
+    def weights_to_float32(self, grads: list | None) -> None:
+        """Each weight copy's ToCopyBackward, weight then bias: the float32 gradient, then the 16-bit one goes."""
         for g, n in grads or ():
             self.tape.new(self.tape.size(n * 4, 0), "gradients")
             self.tape.release(g)
@@ -673,9 +678,11 @@ def _is_chain(report: Report) -> bool:
 
 
 def _inference(report: Report, batch: Value | None) -> Peak:
-    """One forward in eval under inference_mode: outputs freed when their last reader has run."""
+    """One forward in eval under inference_mode: outputs freed when their last reader has run (under autocast:
+    each row in its dtype, its input copies freed when it returns, the weight copies cached to the end)."""
     size = report.dtype.bytes
     tape = _Tape(batch, str(report.device) == "cuda")
+    amp = _Autocast(report, tape, str(report.device) == "cuda")
     tape.start("forward")
     rows = report.rows
     for row in rows:
@@ -695,19 +702,25 @@ def _inference(report: Report, batch: Value | None) -> Peak:
     early = _is_chain(report)  # nn.Sequential drops an input before the activation, archcalc's Graph after the row
     dead = None
     for row in rows:
-        ins = [storage[n] for n in _inputs(report, row)]
+        names = _inputs(report, row)
+        ins = [storage[n] for n in names]
         if row.layer.is_view_in_eval():
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
+            amp.dtype[row.name] = amp.dtype[names[0]]
             tape.release(dead)
             tape.release(s)
             dead = s if readers.get(row.name, 0) == 0 and not early else None
             if dead is None:
                 tape.release(s)
             continue
-        out_size = tape.size(0, num.mul(row.output) * size)
+        cast = amp.forward(row, names, False, cache=False)
+        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
         first = tape.new(out_size, "activations")
+        for s in [*cast.inputs, *amp.passing]:
+            tape.release(s)
+        amp.passing.clear()
         tape.release(dead)
         dead = None
         if early:
@@ -715,7 +728,7 @@ def _inference(report: Report, batch: Value | None) -> Peak:
                 tape.release(s)
         out = first
         if row.layer.activation:
-            out = tape.new(out_size, "activations")
+            out = tape.new(cast.activation_size or out_size, "activations")
             tape.release(first)
         out.refs += readers.get(row.name, 0)
         if not early:

@@ -123,8 +123,9 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     return dict(mode.peaks)
 
 
-def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode()."""
+def inference_peak(model: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None = None) -> int:
+    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode() (and
+    torch.autocast("cpu", dtype=autocast), as bench runs it)."""
     model.eval()
     mode = LiveStorages()
     with mode:
@@ -132,7 +133,7 @@ def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
             mode.track(t)
         del t
         mode.start("inference")
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             out = model(x)
         del out
     return mode.peaks["inference"]
