@@ -82,3 +82,22 @@ def compute_dtype(device: str, ops: tuple[str, ...], inputs: tuple[str, ...], lo
 def casts(rule: str | None, compute: str, inputs: tuple[str, ...]) -> tuple[bool, ...]:
     """Which inputs autocast copies into `compute` before the op (type promotion alone makes no copy)."""
     return tuple(rule is not None and d != compute for d in inputs)
+
+
+def plan(report) -> list[tuple[str, str | None, tuple[bool, ...], tuple[str, ...]] | None]:
+    """Per row of `report` under its autocast: (the dtype it computes in, its policy, which inputs autocast
+    copies, the inputs' dtypes); None for a view, which keeps its input's dtype."""
+    low, device = str(report.autocast), "cuda" if str(report.device) == "cuda" else "cpu"
+    dtype = {"input": str(report.dtype)}
+    out: list = []
+    for i, row in enumerate(report.rows):
+        names = tuple(row.inputs) or ((report.rows[i - 1].name,) if i else ("input",))
+        if row.layer.is_view():
+            dtype[row.name] = dtype[names[0]]
+            out.append(None)
+            continue
+        dtypes = tuple(dtype[n] for n in names)
+        compute, rule = compute_dtype(device, row.layer.autocast_ops(row.input), dtypes, low)
+        dtype[row.name] = compute_dtype(device, (row.layer.activation,), (compute,), low)[0] if row.layer.activation else compute
+        out.append((compute, rule, casts(rule, compute, dtypes), dtypes))
+    return out

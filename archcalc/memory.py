@@ -17,8 +17,8 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from . import num, timeline
-from .dtypes import precision_name
+from . import autocast, num, timeline
+from .dtypes import DType, precision_name
 from .errors import SpecError
 from .layers import layout
 from .layers.base import Kept, Storage, Tensor
@@ -290,7 +290,8 @@ def measure(report: Report) -> Memory:
     storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
     strides: dict[str, object] = {}  # a tensor's name -> its layout when not contiguous (archcalc/layers/layout.py)
     base = {("output", 0): num.mul(report.input)}  # a storage -> its elements (a view may see fewer: select)
-    for row in report.rows:
+    steps = autocast.plan(report) if report.autocast is not None else [None] * len(report.rows)
+    for row, step in zip(report.rows, steps):
         sources = [storage[name] for name in row.inputs] or [("output", row.index - 1)]
         layouts = [strides.get(name) for name in row.inputs] or [None]
         view, after = row.layer.is_view(), None
@@ -309,17 +310,31 @@ def measure(report: Report) -> Memory:
         if layouts[0] is not None and row.layer.contiguous_input():  # it keeps a contiguous copy of its input
             sources = [("copy", row.index), *sources[1:]]
         total, kept = ZERO, []
+        row_bytes = bytes_of if step is None else _autocast_bytes(step[0], report)
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
             key = {Tensor.input: sources[item.arg], Tensor.output: output, Tensor.pre: ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
             if item.dtype == Storage.opmath and size < 4:  # an upcast copy, not the tensor itself
                 key = ("own", row.index, number)
+            # autocast: an input it copied first is kept as that copy; one it took as it is, in its own dtype
+            each = row_bytes[item.dtype]
+            if step is not None and item.tensor == Tensor.input:
+                if step[2][item.arg]:
+                    key = ("copy", row.index, item.arg)
+                elif item.dtype == Storage.model:
+                    each = DType(step[3][item.arg]).bytes
             # autograd keeps a view's whole storage: a selected token keeps all the tokens it was taken from
             elements = base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
-            nbytes = num.normal(elements * bytes_of[item.dtype])
+            nbytes = num.normal(elements * each)
             kept.append(KeptBytes(item, nbytes, key not in seen))
             if key not in seen:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
+        if step is not None and step[1] == autocast.LOWER and row.backward:  # the weight copies its node keeps
+            tensors = row.layer.param_tensors(row.input)
+            for i in row.layer.autocast_kept_params(row.requires_grad):
+                nbytes = num.normal(tensors[i] * DType(str(report.autocast)).bytes)
+                kept.append(KeptBytes(Kept(Tensor.own, tensors[i], per_sample=False, what="autocast's weight copy"), nbytes, True))
+                total += PerBatch(fixed=nbytes)
         per_row.append(total)
         kept_by_row.append(tuple(kept))
 
@@ -351,6 +366,13 @@ def measure(report: Report) -> Memory:
         timelines=Timelines(report),
         autocast=report.autocast,
     )
+
+
+def _autocast_bytes(compute: str, report: Report) -> dict:
+    """The bytes of each Storage kind for a row that computes in `compute` under autocast."""
+    n = DType(compute).bytes
+    return {Storage.model: n, Storage.int64: 8, Storage.float32: 4, Storage.mask: n if report.device == Device.cpu else 1,
+            Storage.opmath: max(n, 4), Storage.param: report.dtype.bytes}
 
 
 def _live(report: Report, storage: dict[str, tuple]) -> list[Dim]:

@@ -216,3 +216,30 @@ def test_shipped_specs_inference_under_autocast(name, values):
     report = archcalc.analyze(spec, batch=2, autocast="bfloat16", **values)
     x = torch.randn(2, *map(int, report.input))
     assert report.memory.inference_peak.at(2) == inference_peak(build(spec, **values), x, torch.bfloat16)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(2, 3), low=st.sampled_from(sorted(AUTOCAST)))
+def test_saved_bytes_under_autocast(net, batch, low):
+    """saved_for_backward_bytes under autocast: each kept tensor in the dtype its op ran in (an input autocast
+    copied is kept as the copy), and the weight copies the nodes keep, against saved_tensors_hooks."""
+    from .torch_probe import saved_bytes
+
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, autocast=low)
+    with torch.autocast("cpu", dtype=AUTOCAST[low]):
+        expected = saved_bytes(nn.Sequential(*net.modules), torch.randn(batch, *map(int, net.input)))
+    assert report.memory.saved.at(batch) == expected, net.spec()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=graphs(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)))
+def test_graphs_saved_bytes_under_autocast(text, batch, low):
+    from archcalc.backends.torch import build
+
+    from .torch_probe import saved_bytes
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, autocast=low)
+    with torch.autocast("cpu", dtype=AUTOCAST[low]):
+        expected = saved_bytes(build(spec), torch.randn(batch, *map(int, report.input)))
+    assert report.memory.saved.at(batch) == expected, text
