@@ -325,7 +325,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach and row.index - 1 not in inside else ()
         activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
-        cast = amp.forward(row, names, _node(row) and row.name in reach)  # autocast's copies of inputs and weights
+        # autocast's copies of inputs and weights (a checkpointed region's nodes keep none: the checkpoint packs them)
+        cast = amp.forward(row, names, _node(row) and row.name in reach and row.index - 1 not in inside)
         ins = [c or s for c, s in zip(cast.inputs, ins)]
         row_bytes = cast.bytes_of or bytes_of
         out_size = tape.size(0, num.mul(row.output) * (cast.size or size))

@@ -340,3 +340,17 @@ def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=checkpointed_graphs(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)))
+def test_checkpointed_blocks_forward_under_autocast(text, batch, low):
+    """Checkpointed uses under autocast: the forward to the byte (their nodes keep no weight copy: the checkpoint
+    packs every saved tensor). The recomputation in backward is sized without autocast: not compared yet."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, optimizer="sgd", autocast=low)
+    x = torch.randn(batch, *map(int, report.input))
+    expected = step_peaks(build(spec), x, "sgd", autocast=AUTOCAST[low], scaled=True)
+    assert phases(report, batch)["forward"] == expected["forward"], text
