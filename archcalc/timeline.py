@@ -405,7 +405,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         if region is not None and g is not None and _node(row):
             if region.first not in rerun and any(checkpoint.packs(row)):  # its first unpack reruns the forward
                 rerun.add(region.first)
-                recomputed |= _recompute(tape, report, region, storage, reach, bytes_of)
+                recomputed |= _recompute(tape, report, region, storage, reach, bytes_of, amp)
             main_saved, act_saved = recomputed.get(row.index - 1, ([], []))
         names = _inputs(report, row)
         if g is None:  # no gradient reaches it (nothing after it needs one)
@@ -533,14 +533,17 @@ class _Autocast:
         self.rows: list[_Row | None] = []
         self.cached: list[_Storage] = []
         self.passing: list[_Storage] = []  # weight copies not cached: freed when their op returns
+        self.replayed: list[_Storage] = []  # weight copies made again by a checkpointed region's recomputation
         self.scaler = False
 
-    def forward(self, row: Row, names: tuple[str, ...], recorded: bool, cache: bool = True) -> _Cast:
+    def forward(self, row: Row, names: tuple[str, ...], recorded: bool, cache: bool = True, replay: bool = False) -> _Cast:
         """`cache`: the weight copies stay in autocast's cache (with gradients on; in inference_mode, measured, each
-        is gone when its op returns, with the input copies)."""
+        is gone when its op returns, with the input copies). `replay`: a checkpointed row run again in backward
+        (its dtypes known already; its weight copies cached until the recomputation ends)."""
         if self.low is None:
-            self.dtype[row.name] = self.dtype["input"]
-            self.rows.append(None)
+            if not replay:
+                self.dtype[row.name] = self.dtype["input"]
+                self.rows.append(None)
             return _Cast([None] * len(names), [], None, 0, None)
         layer, tape = row.layer, self.tape
         shapes = row.shapes if layer.merges else (row.input,)
@@ -553,7 +556,7 @@ class _Autocast:
             keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
             for i, n in enumerate(param_tensors(row)):
                 copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
-                (self.cached if cache else self.passing).append(copy)
+                (self.replayed if replay else self.cached if cache else self.passing).append(copy)
                 if i in keep:
                     copy.refs += 1
                     kept.append(copy)
@@ -563,8 +566,9 @@ class _Autocast:
         if layer.activation:
             out, _ = autocast.compute_dtype(self.device, (layer.activation,), (compute,), self.low)
             activation_size = tape.size(0, num.mul(row.output) * DType(out).bytes)
-        self.dtype[row.name] = out
-        self.rows.append(_Row(compute, rule, flags, dtypes, low, nbytes))
+        if not replay:
+            self.dtype[row.name] = out
+            self.rows.append(_Row(compute, rule, flags, dtypes, low, nbytes))
         bytes_of = {"model": nbytes, "int64": 8, "float32": 4, "mask": 1 if self.cuda else nbytes, "opmath": max(nbytes, 4),
                     "param": DType(self.dtype["input"]).bytes}
         return _Cast(copies, kept, bytes_of, nbytes, activation_size)
@@ -668,7 +672,8 @@ def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
         tape.release(storage[name])
 
 
-def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict) -> dict:
+def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict,
+               amp: _Autocast | None = None) -> dict:
     """A checkpointed region's forward, rerun in backward as Graph's region function runs it (its own local
     names, each dropped after its last reader in the region), up to torch's early stop: the last save
     (region.until, region.runs); then everything not saved again is freed. Returns, per row index, the
@@ -704,31 +709,39 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
                 tape.release(s)
             continue
         main, act = checkpoint.packs(row) if row.name in reach else ((), ())
-        main_saved: list = []
+        # under autocast the row runs again in its dtype, making its copies again (amp: the step's _Autocast)
+        cast = amp.forward(row, names, _node(row) and row.name in reach, replay=True) if amp else None
+        op_ins = [c or s for c, s in zip(cast.inputs, ins)] if cast else ins
+        row_bytes = (cast.bytes_of if cast else None) or bytes_of
+        main_saved: list = list(cast.kept) if cast else []
         act_saved: list = []
         out_kept[index] = (main_saved, act_saved)
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
-        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, row_bytes)), "activations", mark=False)
                for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
         if ops == 0:  # stopped at its last save, before its output exists: its inputs (and a mask made first) saved
             tape.mark()
             for k in main:
-                s = own[_key(k)] if k.tensor == "own" else ins[k.arg]
+                s = own[_key(k)] if k.tensor == "own" else op_ins[k.arg]
                 s.refs += 1
                 main_saved.append(s)
             for s in own.values():
                 tape.release(s)
+            for s in cast.inputs if cast else ():
+                tape.release(s)
             break
-        out_size = tape.size(0, num.mul(row.output) * size)
+        out_size = tape.size(0, num.mul(row.output) * ((cast.size if cast else 0) or size))
         first = tape.new(out_size, "activations")
         tape.release(dead)
         dead = None
         named = {"pre": first, "output": first}
         for k in main:
-            s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
+            s = own[_key(k)] if k.tensor == "own" else op_ins[k.arg] if k.tensor == "input" else named[k.tensor]
             s.refs += 1
             main_saved.append(s)
         for s in own.values():
+            tape.release(s)
+        for s in cast.inputs if cast else ():
             tape.release(s)
         if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
             first.refs += len(act)
@@ -736,7 +749,7 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
             break
         out = first
         if layer.activation:
-            out = tape.new(out_size, "activations")
+            out = tape.new((cast.activation_size if cast else None) or out_size, "activations")
             named["output"] = out
             for k in act:
                 s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
@@ -762,6 +775,10 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
         pending += name in made and name in later
         if pending:
             tape.release(s, pending)
+    if amp is not None:  # the recomputation's autocast context ends: its weight copies go, but those a node keeps
+        for s in amp.replayed:
+            tape.release(s)
+        amp.replayed.clear()
     return out_kept
 
 
