@@ -1,6 +1,6 @@
 """The table of predicted vs measured training memory on the H200 recordings (README), from the fixtures.
 
-    PYTHONPATH=. python3 benchmarks/timeline_table.py [recordings.json ...]
+    PYTHONPATH=. python3 benchmarks/timeline_table.py [--precision fp32|bf16|fp16] [recordings.json ...]
 
 Every run of the recordings (tests/fixtures/measurements/h200-training-memory.json by default) whose
 network has a spec here (SPECS) and whose precision archcalc models (MODELLED) gets a row: the step's
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = {"course-alexnet": ("alexnet.toml", "AlexNet (course)"), "lenet5": ("lenet5.toml", "LeNet-5"),
          "tv-resnet18": ("resnet18.toml", "ResNet-18"), "tv-resnet50": ("resnet50.toml", "ResNet-50"),
          "tv-vgg16_bn": ("vgg16_bn.toml", "VGG-16-BN")}
-# recording's dtype -> analyze()'s keyword arguments for it (autocast's bf16 and fp16: not modelled yet)
-MODELLED = {"fp32": {}}
+# recording's dtype -> analyze()'s keyword arguments for it (bf16 and fp16: autocast, Lightning's bf16-mixed, 16-mixed)
+MODELLED = {"fp32": {}, "bf16": {"autocast": "bfloat16"}, "fp16": {"autocast": "float16"}}
 PHASES = {"forward": "forward_peak", "backward": "backward_peak", "optimizer": "step_peak"}
 GiB = 2**30
 
@@ -44,8 +44,9 @@ def rows(runs):
     return out, missing
 
 
-def main(paths) -> None:
-    runs = [run for path in paths for run in json.loads(Path(path).read_text())["runs"]]
+def main(paths, precision=None) -> None:
+    runs = [run for path in paths for run in json.loads(Path(path).read_text())["runs"]
+            if precision is None or run["dtype"] == precision]
     table, missing = rows(runs)
     print("| network | precision | optimizer | batch | peak phase | predicted | measured | predicted / measured "
           "| forward | backward | optimizer |")
@@ -57,4 +58,7 @@ def main(paths) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [ROOT / "tests/fixtures/measurements/h200-training-memory.json"])
+    args = sys.argv[1:]
+    only = args[args.index("--precision") + 1] if "--precision" in args else None
+    files = [a for a in args if a.endswith(".json")]
+    main(files or [ROOT / "tests/fixtures/measurements/h200-training-memory.json"], only)
