@@ -242,7 +242,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
-    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4)}
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4), "bool": 1}
     tape = _Tape(batch, cuda)
     rows = report.rows
 
@@ -305,6 +305,21 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             if dead is None:
                 tape.release(s)
             kept_by.append(([], []))
+            continue
+        program = layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu") if _node(row) and row.name in reach else None
+        if program is not None:  # the layer's own ops, one by one
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead)
+            dead = None
+            out = live.pop("out")
+            for s in ins:
+                tape.release(s)
+            out.refs += readers.get(row.name, 0)
+            if out.refs == 1 and not early:
+                dead = out
+            else:
+                tape.release(out)
+            storage[row.name] = out
+            kept_by.append((live, program[1]))
             continue
         keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
         activation = layer.activation
@@ -380,6 +395,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         if not _node(row):
             tape.release(g)
             continue
+        if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
+            live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients")
+            if "gx" in live:
+                _accumulate(tape, grad, names[0], live["gx"], False, tape.size(0, num.mul(row.input) * size), inplace_sums)
+                tape.release(live["gx"])
+            continue
         out_size = tape.size(0, num.mul(row.output) * size)
         if row.layer.activation:
             g_pre = tape.new(out_size, "activation gradients")
@@ -432,6 +453,29 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for phase, share in CUDNN_WORKSPACE.items():
                 phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
     return Timeline(phases, _inference(report, batch))
+
+
+def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
+         dead: _Storage | None = None) -> dict:
+    """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
+    Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
+    Graph.forward's variable holds until the first op returns."""
+    for event in events:
+        if event[0] == "+":
+            _, name, elements, *rest = event
+            dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True
+            nbytes = elements * bytes_of[dtype]
+            live[name] = tape.new(tape.size(0, nbytes) if per_sample else tape.size(nbytes, 0),
+                                  "gradients" if name.startswith("grad.") else kind)
+            tape.release(dead)
+            dead = None
+        elif event[0] == "keep":
+            x.refs += 1
+            live["x"] = x
+        else:
+            for name in event[1:]:
+                tape.release(live.pop(name))
+    return live
 
 
 def _fraction(share: float):

@@ -72,6 +72,12 @@ class Attention(Layer):
         _, d = self.tokens(x)
         return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
 
+    def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """in_proj's weight and bias, out_proj's weight and bias, as torch holds them."""
+        _, d = self.tokens(x)
+        inner = num.normal(d + 2 * self.kv_dim(x))
+        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+
     def projections(self, x: Shape) -> tuple[Dim, Dim]:
         """MACs of in_proj and of out_proj, per sample."""
         t, d = self.tokens(x)
@@ -120,6 +126,93 @@ class Attention(Layer):
             kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
+
+    def program(self, x: Shape, grad: bool, device: str) -> tuple[tuple, tuple]:
+        """Every tensor the module allocates and frees, op by op (archcalc/timeline.py runs it): in_proj, the
+        heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
+        Measured with a TorchDispatchMode (tests/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
+        CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
+        the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
+        t, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        grouped = kv != d
+        td, tq, square = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(self.num_heads * t * t)
+        fixed = num.normal(t * t)
+        fwd: list = [("keep", "x"), ("+", "qkv", tq)]
+        bwd: list = [("+", "go", td), ("+", "grad.out_proj.weight", d * d, "model", False)]
+        if self.bias:
+            bwd.append(("+", "grad.out_proj.bias", d, "model", False))
+        bwd.append(("-", "g"))
+        dropout = self.dropout != 0
+        if self.kernel == "flash" and not dropout:
+            fwd += [("+", "o", td), ("+", "lse", num.normal(self.num_heads * t), "float32"), ("+", "out", td)]
+            bwd += [("+", "gq", td), ("+", "gk", num.normal(t * kv)), ("+", "gv", num.normal(t * kv)),
+                    ("-", "go", "qkv", "lse", "o"), ("+", "gqkv", tq), ("-", "gq", "gk", "gv")]
+        else:
+            fallback = self.kernel == "flash"  # SDPA's math kernel
+            mask = [("+", "ones", fixed, "bool", False), ("+", "tril", fixed, "bool", False), ("-", "ones"),
+                    ("+", "inf", 1, "model", False), ("+", "zero", 1, "model", False), ("+", "where", fixed, "model", False),
+                    ("-", "zero", "inf", "tril")] if self.causal and fallback else []
+            if fallback and grouped:
+                fwd += [("+", "qs", td), *mask, ("+", "kc", td), ("+", "vc", td), ("+", "ks", td), ("+", "qc", td),
+                        ("+", "s", square)]
+                kept_k = "ks"
+            elif fallback:
+                fwd += [("+", "qs", td), *mask, ("+", "ks", td), ("+", "qc", td), ("+", "kc", td), ("+", "s", square),
+                        ("-", "ks")]
+                kept_k = "kc"
+            else:
+                fwd += [("+", "qc", td), ("+", "kc", td), ("+", "s0", square), ("+", "s", square), ("-", "s0")]
+                kept_k = "kc"
+            if self.causal:
+                if not fallback:
+                    fwd += [("+", "full", fixed, "model", False), ("+", "where", fixed, "model", False), ("-", "full")]
+                fwd += [("+", "s2", square), *([] if fallback else [("-", "where")]), ("-", "s"), ("+", "a", square)]
+                fwd += [("-", "s2")] if fallback else []
+            else:
+                fwd += [("+", "a", square)] + ([("-", "s")] if fallback else [])
+            if dropout:
+                fwd += [("+", "mask", square, "mask"), ("+", "ad", square)]
+            if not (fallback and grouped):
+                fwd.append(("+", "vc", td))
+            fwd.append(("+", "o", td))
+            if fallback:
+                fwd += [("-", "kc")] if grouped else []
+                fwd += [("-", "qs")] + ([("-", "where")] if self.causal else [])
+            else:
+                fwd.append(("-", "s2" if self.causal else "s"))
+            fwd += [("+", "m", td), ("+", "out", td), ("-", "qkv", "o")]
+            # backward: out_proj, the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the heads' views
+            bwd += [("-", "m"), ("+", "go2", td), ("-", "go"), ("+", "gv", td), ("+", "ga", square), ("-", "go2", "vc")]
+            if dropout:
+                bwd += [("-", "ad"), ("+", "ga2", square), ("-", "ga", "mask")]
+            ga = "ga2" if dropout else "ga"
+            if fallback:
+                bwd += [("+", "gs", square), ("-", ga, "a"), ("+", "gk", td), ("+", "gq", td), ("-", "gs", kept_k, "qc"),
+                        ("+", "gk2", td), ("-", "gk")]
+                if grouped:
+                    bwd += [("+", "gv2", num.normal(t * kv)), ("-", "gv"), ("+", "gk3", num.normal(t * kv)), ("-", "gk2"),
+                            ("+", "gq2", td), ("-", "gq"), ("+", "gq3", td), ("-", "gq2"), ("+", "gqkv", tq),
+                            ("-", "gq3", "gk3", "gv2")]
+                else:
+                    bwd += [("+", "gq2", td), ("-", "gq"), ("+", "gv2", td), ("-", "gv"), ("+", "gq3", td), ("-", "gq2"),
+                            ("+", "gqkv", tq), ("-", "gq3", "gk2", "gv2")]
+            else:
+                bwd += [("+", "gs", square), ("-", ga, "a"), ("+", "gs2", square), ("-", "gs"), ("+", "gk", td),
+                        ("+", "gq", td), ("-", "gs2", "kc", "qc")]
+                if grouped:
+                    bwd += [("+", "gv2", num.normal(t * kv)), ("-", "gv"), ("+", "gk2", num.normal(t * kv)), ("-", "gk"),
+                            ("+", "gq2", td), ("-", "gq"), ("+", "gqkv", tq), ("-", "gq2", "gk2", "gv2")]
+                else:
+                    bwd += [("+", "gv2", td), ("-", "gv"), ("+", "gq2", td), ("-", "gq"), ("+", "gqkv", tq),
+                            ("-", "gq2", "gk", "gv2")]
+        if grad:
+            bwd.append(("+", "gx", td))
+        bwd.append(("+", "grad.in_proj.weight", num.normal(d * (d + 2 * kv)), "model", False))
+        if self.bias:
+            bwd.append(("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "model", False))
+        bwd.append(("-", "gqkv", "x"))
+        return tuple(fwd), tuple(bwd)
 
     def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
         _, d = self.tokens(x)
