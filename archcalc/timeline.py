@@ -272,10 +272,16 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
     if cuda:
         tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
-    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
+    ids = any(row.layer.token_ids() is not None for row in rows)  # the batch is int64 token ids
+    x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
-    classes_axis = output[1:] if len(output) > 1 else ()
-    tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
+    # A language model ([T] ids in, [T, V] logits out) is trained as Hugging Face's causal LM loss does it
+    # (loss_utils.ForCausalLMLoss, labels = the ids): the labels padded by one ignore_index and shifted, a
+    # contiguous copy that nll_loss keeps; no other targets.
+    lm = ids and len(output) == 2
+    if not lm:
+        classes_axis = output[1:] if len(output) > 1 else ()
+        tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
     tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
@@ -306,7 +312,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 tape.release(s)
             kept_by.append(([], []))
             continue
-        program = layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu") if _node(row) and row.name in reach else None
+        program = layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums) if _node(row) and row.name in reach else None
         if program is not None:  # the layer's own ops, one by one
             live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead)
             dead = None
@@ -368,9 +374,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
 
     # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
     y = storage[rows[-1].name]
+    if lm:
+        padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
+        shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
     logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
     loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
     total_weight = tape.new(tape.size(size, 0), "temporaries")
+    if lm:
+        tape.release(padded)
     tape.release(y)
 
     # Backward.
@@ -379,10 +390,13 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(logits)
     tape.release(total_weight)
+    if lm:
+        tape.release(shifted)
     g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(g_logits)
     tape.release(logits)
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
     for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
         g, _ = grad.pop(row.name, (None, False))
         names = _inputs(report, row)
@@ -396,7 +410,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.release(g)
             continue
         if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
-            live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients")
+            def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
+                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * size), inplace_sums)
+
+            live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
             if "gx" in live:
                 _accumulate(tape, grad, names[0], live["gx"], False, tape.size(0, num.mul(row.input) * size), inplace_sums)
                 tape.release(live["gx"])
@@ -408,8 +425,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for s in act_saved:
                 tape.release(s)
             g = g_pre
-        for n in param_tensors(row):
-            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+        _tied_gradient(tape, row, tied, size)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -455,12 +471,31 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     return Timeline(phases, _inference(report, batch))
 
 
+def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
+    """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
+    gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
+    runs, its own gradient of the weight is added into .grad in place and freed."""
+    owner = row.layer.tied()
+    if owner is not None and owner not in tied:
+        tied.add(owner)
+        tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
+    for number, n in enumerate(param_tensors(row)):
+        if number == 0 and row.name in tied:
+            tape.release(tape.new(tape.size(n * size, 0), "temporaries"))
+        else:
+            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+
+
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None) -> dict:
+         dead: _Storage | None = None, hand=None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
-    Graph.forward's variable holds until the first op returns."""
+    Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
+    gradient of the input handed to its buffer (the program keeps its own reference until it drops it)."""
     for event in events:
+        if event[0] == "grad":
+            hand(live[event[1]])
+            continue
         if event[0] == "+":
             _, name, elements, *rest = event
             dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True

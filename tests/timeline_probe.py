@@ -69,14 +69,18 @@ class LiveStorages(TorchDispatchMode):
         return out
 
 
-def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0) -> dict[str, int]:
-    """Each phase's peak of live storage bytes in the second training step of `model` on `x`."""
+def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0, loss_of=None) -> dict[str, int]:
+    """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `loss_of(model, x)`:
+    the loss computed by the model itself (a language model's, labels = x), instead of cross_entropy on targets."""
     torch.manual_seed(seed)
     model.train()
-    with torch.no_grad():
-        out = model(x)
-    targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
-    del out
+    if loss_of is None:
+        with torch.no_grad():
+            out = model(x)
+        targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+        del out
+    else:
+        targets = x
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
 
     def step(mode):
@@ -86,7 +90,7 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
             for p in model.parameters():
                 p.grad = None
         mode.start("forward")
-        loss = torch.nn.functional.cross_entropy(model(x), targets)
+        loss = torch.nn.functional.cross_entropy(model(x), targets) if loss_of is None else loss_of(model, x)
         mode.start("backward")
         loss.backward()
         del loss
