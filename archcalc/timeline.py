@@ -297,7 +297,11 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
     dead = None
+    held: list[_Storage] = []  # held by the model's body until the output layer runs (Layer.program's "hold")
     for row in rows:
+        if row is rows[-1]:
+            for s in held:
+                tape.release(s)
         names = _inputs(report, row)
         ins = [storage[n] for n in names]
         layer = row.layer
@@ -314,7 +318,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             continue
         program = layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums) if _node(row) and row.name in reach else None
         if program is not None:  # the layer's own ops, one by one
-            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead)
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
             dead = None
             out = live.pop("out")
             for s in ins:
@@ -487,7 +491,7 @@ def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
 
 
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None, hand=None) -> dict:
+         dead: _Storage | None = None, hand=None, held: list | None = None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
@@ -495,6 +499,10 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
     for event in events:
         if event[0] == "grad":
             hand(live[event[1]])
+            continue
+        if event[0] == "hold":  # the model's body holds it until it returns (released before the last row)
+            live[event[1]].refs += 1
+            held.append(live[event[1]])
             continue
         if event[0] == "+":
             _, name, elements, *rest = event
