@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from . import expr, fmt, graph, num, untrusted
+from . import checkpoint, expr, fmt, graph, num, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
@@ -67,7 +67,7 @@ def analyze(
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = row.requires_grad or row.params != 0
-    return Report(
+    report = Report(
         model=spec.name,
         input=x,
         rows=_backward(rows),
@@ -80,6 +80,7 @@ def analyze(
         device=device,
         uses=tuple(uses),
     )
+    return checkpoint.marked(report) if any(use.checkpoint for use in uses) else report
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:

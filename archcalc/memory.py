@@ -17,7 +17,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from . import num, timeline
+from . import checkpoint, num, timeline
 from .errors import SpecError
 from .layers import layout
 from .layers.base import Kept, Storage, Tensor
@@ -282,6 +282,10 @@ def measure(report: Report) -> Memory:
 
     ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
+    regions = checkpoint.regions(report)
+    starts = {r.first: r for r in regions}
+    inside = {i for r in regions for i in range(r.first, r.stop)}
+    kept_anyway: dict[tuple, PerBatch] = {}  # with checkpointing: the storages kept outside regions, and regions' inputs
     per_row, kept_by_row = [], []
     storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
     strides: dict[str, object] = {}  # a tensor's name -> its layout when not contiguous (archcalc/layers/layout.py)
@@ -313,13 +317,22 @@ def measure(report: Report) -> Memory:
             elements = base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
             nbytes = num.normal(elements * bytes_of[item.dtype])
             kept.append(KeptBytes(item, nbytes, key not in seen))
+            if inside and row.index - 1 not in inside:
+                kept_anyway.setdefault(key, PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes))
             if key not in seen:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
         per_row.append(total)
+        if row.index - 1 in starts and starts[row.index - 1].first_pack is not None:  # the checkpoint saves its inputs
+            for name in timeline.region_inputs(report, starts[row.index - 1]):
+                kept_anyway.setdefault(storage[name], PerBatch(per_sample=num.normal(base[storage[name]] * size)))
         kept_by_row.append(tuple(kept))
 
     saved = PerBatch.sum(per_row)
+    if regions:  # kept through the step: all but the regions' tensors; in backward, one region's recomputed at a time
+        rerun = [PerBatch.sum(per_row[r.first:r.stop]) for r in regions]
+        saved = PerBatch.sum(kept_anyway.values()) + PerBatch(num.maximum(*(p.fixed for p in rerun)),
+                                                              num.maximum(*(p.per_sample for p in rerun)))
     gradient_pairs = [
         num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows

@@ -29,6 +29,10 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   frees the gradient it consumed, then releases what it kept (`release_variables`), then its
   input gradients are added into the gradient buffer of the tensor they belong to: the first to
   arrive is the buffer, a later one is added in place and freed (InputBuffer::accumulate).
+- a checkpointed block use (archcalc/checkpoint.py, measured against torch.utils.checkpoint, non-reentrant):
+  in forward its nodes keep nothing and its inputs are kept instead, until its first saving node has run
+  in backward; the first of its nodes to run in backward reruns its forward up to the last save (early
+  stop), the tensors saved again kept for their nodes, the rest freed when the rerun stops.
 - optimizer: foreach SGD adds in place (no temporaries); Adam and AdamW hold one list of
   temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
   `_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state
@@ -40,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import num
+from . import checkpoint, num
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -298,11 +302,15 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
     dead = None
     held: list[_Storage] = []  # held by the model's body until the output layer runs (Layer.program's "hold")
+    regions = {r.first: r for r in checkpoint.regions(report)}  # activation checkpointing (archcalc/checkpoint.py)
+    inside = {i for r in regions.values() for i in range(r.first, r.stop)}
     for row in rows:
         if row is rows[-1]:
             for s in held:
                 tape.release(s)
         names = _inputs(report, row)
+        if row.index - 1 in regions or (row.index - 2 in inside and row.index - 1 not in inside):  # a region's edge
+            dead = _region_bounds(tape, report, regions, row.index - 1, storage, dead)
         ins = [storage[n] for n in names]
         layer = row.layer
         if layer.is_view():
@@ -316,7 +324,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 tape.release(s)
             kept_by.append(([], []))
             continue
-        program = layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums) if _node(row) and row.name in reach else None
+        program = (layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums)
+                   if _node(row) and row.name in reach and row.index - 1 not in inside else None)
         if program is not None:  # the layer's own ops, one by one
             live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
             dead = None
@@ -331,7 +340,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             storage[row.name] = out
             kept_by.append((live, program[1]))
             continue
-        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
+        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach and row.index - 1 not in inside else ()
         activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         out_size = tape.size(0, num.mul(row.output) * size)
@@ -401,8 +410,17 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     tape.release(logits)
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
+    recomputed: dict[int, tuple[list, list]] = {}
+    rerun: set[int] = set()
+    region_of = {i: r for r in regions.values() for i in range(r.first, r.stop)}
     for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
         g, _ = grad.pop(row.name, (None, False))
+        region = region_of.get(row.index - 1)
+        if region is not None and g is not None and _node(row):
+            if region.first not in rerun and any(checkpoint.packs(row)):  # its first unpack reruns the forward
+                rerun.add(region.first)
+                recomputed |= _recompute(tape, report, region, storage, reach, bytes_of)
+            main_saved, act_saved = recomputed.get(row.index - 1, ([], []))
         names = _inputs(report, row)
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
@@ -429,6 +447,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             for s in act_saved:
                 tape.release(s)
             g = g_pre
+            if region is not None and region.first_pack == row.index - 1 and not main_saved:
+                _frame_ends(tape, report, region, storage)
         _tied_gradient(tape, row, tied, size)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
@@ -447,6 +467,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        if region is not None and region.first_pack == row.index - 1 and main_saved:
+            _frame_ends(tape, report, region, storage)
         for name, g_in, view, own in g_ins:
             _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
         for _, g_in, _, _ in g_ins:
@@ -519,6 +541,127 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
             for name in event[1:]:
                 tape.release(live.pop(name))
     return live
+
+
+def region_inputs(report: Report, region) -> list[str]:
+    """The names a region reads from before it (its block use's input)."""
+    made = {row.name for row in report.rows[region.first:region.stop]}
+    return list(dict.fromkeys(n for row in report.rows[region.first:region.stop] for n in _inputs(report, row) if n not in made))
+
+
+def _region_bounds(tape: _Tape, report: Report, regions: dict, index: int, storage: dict, dead):
+    """At a checkpointed region's edges: Graph.forward's local holding an unread output is gone (its loop
+    returned); at its start, the region's inputs are saved by the checkpoint (until its first saving node
+    has run in backward), unless nothing in it saves anything."""
+    tape.release(dead)
+    region = regions.get(index)
+    if region is not None and region.first_pack is not None:
+        for name in region_inputs(report, region):
+            storage[name].refs += 1
+    return None
+
+
+def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
+    """The last node of a region that saved something has run: the checkpoint's saved inputs go."""
+    for name in region_inputs(report, region):
+        tape.release(storage[name])
+
+
+def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict) -> dict:
+    """A checkpointed region's forward, rerun in backward as Graph's region function runs it (its own local
+    names, each dropped after its last reader in the region), up to torch's early stop: the last save
+    (region.until, region.runs); then everything not saved again is freed. Returns, per row index, the
+    storages its nodes keep (main node's, activation node's)."""
+    size = report.dtype.bytes
+    rows = report.rows[region.first:region.stop]
+    made = {row.name for row in rows}
+    later = {n for row in report.rows[region.stop:] for n in _inputs(report, row)} | {report.rows[-1].name}
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    local = {name: storage[name] for name in region_inputs(report, region)}
+    for name, s in local.items():
+        s.refs += readers[name]
+    out_kept: dict[int, tuple[list, list]] = {}
+    dead = None
+    for index in range(region.first, region.until):
+        row = report.rows[index]
+        names = _inputs(report, row)
+        ins = [local[n] for n in names]
+        ops = 2 if index < region.until - 1 else region.runs
+        refs = readers.get(row.name, 0) + (row.name in later)
+        layer = row.layer
+        if layer.is_view():
+            s = ins[0]
+            s.refs += refs + 1
+            local[row.name] = s
+            tape.release(dead)
+            tape.release(s, 1)
+            dead = s if refs == 0 else None
+            if dead is None:
+                tape.release(s)
+            continue
+        main, act = checkpoint.packs(row) if row.name in reach else ((), ())
+        main_saved: list = []
+        act_saved: list = []
+        out_kept[index] = (main_saved, act_saved)
+        every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+               for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
+        if ops == 0:  # stopped at its last save, before its output exists: its inputs (and a mask made first) saved
+            tape.mark()
+            for k in main:
+                s = own[_key(k)] if k.tensor == "own" else ins[k.arg]
+                s.refs += 1
+                main_saved.append(s)
+            for s in own.values():
+                tape.release(s)
+            break
+        out_size = tape.size(0, num.mul(row.output) * size)
+        first = tape.new(out_size, "activations")
+        tape.release(dead)
+        dead = None
+        named = {"pre": first, "output": first}
+        for k in main:
+            s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
+            s.refs += 1
+            main_saved.append(s)
+        for s in own.values():
+            tape.release(s)
+        if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
+            first.refs += len(act)
+            act_saved += [first] * len(act)
+            break
+        out = first
+        if layer.activation:
+            out = tape.new(out_size, "activations")
+            named["output"] = out
+            for k in act:
+                s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
+                s.refs += 1
+                act_saved.append(s)
+            tape.release(first)
+        out.refs += refs
+        for s in ins:
+            tape.release(s)
+        if out.refs == 1:
+            dead = out
+        else:
+            tape.release(out)
+        local[row.name] = out
+    else:
+        index, ops = region.until, 2
+    # the stop unwinds the region's function: its locals go (the reads still pending, the outputs, its last `y`)
+    tape.release(dead)
+    if ops == 1:
+        tape.release(first)
+    for name, s in local.items():
+        pending = sum(n == name for row in report.rows[index:region.stop] for n in _inputs(report, row))
+        pending += name in made and name in later
+        if pending:
+            tape.release(s, pending)
+    return out_kept
 
 
 def _fraction(share: float):

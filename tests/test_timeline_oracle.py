@@ -157,3 +157,100 @@ def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+@st.composite
+def checkpointed_graphs(draw):
+    """A stem, then uses of a drawn block (a small DAG like `graphs`' that ends at its input's channels, so uses
+    chain and repeat), some with `checkpoint = true`; a later layer may read a tensor inside a use."""
+    channels = draw(st.integers(1, 3))
+    side = draw(st.integers(3, 5))
+    lines = ["[model]", f"input = [{channels}, {side}, {side}]", "", "[blocks.b]", "layers = ["]
+    shapes = {"input": channels}
+    last = "input"
+    body = []
+    for i in range(draw(st.integers(1, 4))):
+        name = f"l{i}"
+        kind = draw(st.sampled_from(["conv", "conv", "add", "mul", "concat", "batchnorm", "activation", "pool", "dropout"]))
+        same = [n for n, c in shapes.items() if c == shapes[last] and n != last]
+        act = draw(st.sampled_from(["", "relu", "gelu", "sigmoid"]))
+        act = f', activation = "{act}"' if act else ""
+        if kind in ("add", "mul") and same:
+            body.append(f'{{ name = "{name}", type = "{kind}", from = ["{last}", "{draw(st.sampled_from(same))}"]{act} }}')
+        elif kind == "concat":
+            other = draw(st.sampled_from(sorted(shapes)))
+            body.append(f'{{ name = "{name}", type = "concat", from = ["{last}", "{other}"] }}')
+            shapes[name] = shapes[last] + shapes[other]
+            last = name
+            continue
+        elif kind == "batchnorm":
+            body.append(f'{{ name = "{name}", type = "batchnorm", from = "{last}"{act} }}')
+        elif kind == "activation":
+            body.append(f'{{ name = "{name}", type = "activation", function = "{draw(st.sampled_from(["relu", "tanh", "gelu"]))}" }}')
+        elif kind == "pool":  # max pooling keeps int64 indices of its own
+            body.append(f'{{ name = "{name}", type = "pool", op = "max", kernel_size = 3, stride = 1, padding = 1, from = "{last}" }}')
+        elif kind == "dropout":  # a mask of its own, recomputed with the same random state
+            body.append(f'{{ name = "{name}", type = "dropout", p = 0.5, from = "{last}" }}')
+        else:
+            source = draw(st.sampled_from(sorted(shapes)))
+            k = draw(st.sampled_from([1, 3]))
+            out = draw(st.integers(1, 4))
+            body.append(f'{{ name = "{name}", type = "conv", from = "{source}", out_channels = {out}, kernel_size = {k}, '
+                        f'padding = {k // 2}{act} }}')
+            shapes[name] = out
+            last = name
+            continue
+        shapes[name] = shapes[last]
+        last = name
+    read = {n for line in body for n in re.findall(r'from = \[?([^\]}]+)', line) for n in re.findall(r'"([^"]+)"', n)}
+    read |= {f"l{i - 1}" for i, line in enumerate(body) if "from" not in line}
+    unread = [n for n in shapes if n not in read and n not in ("input", last)]
+    if unread:  # every layer leads to the loss (a dead branch is not modelled)
+        body.append(f'{{ name = "ends", type = "concat", from = {json.dumps([last, *unread])} }}')
+        shapes["ends"] = sum(shapes[n] for n in [last, *unread])
+        last = "ends"
+    ending = draw(st.sampled_from(["conv", "add"])) if shapes[last] == channels and last != "input" else "conv"
+    if ending == "add":
+        act = draw(st.sampled_from(["", ', activation = "relu"']))
+        body.append(f'{{ name = "out", type = "add", from = ["{last}", "input"]{act} }}')
+    else:
+        act = draw(st.sampled_from(["", ', activation = "relu"', ', activation = "gelu"']))
+        body.append(f'{{ name = "out", type = "conv", from = "{last}", out_channels = {channels}, kernel_size = 1{act} }}')
+    lines += ["    " + line + "," for line in body] + ["]"]
+    if draw(st.booleans()):  # parameters before the first use: its input requires grad
+        lines += ["[[layers]]", 'name = "stem"', 'type = "conv"', f"out_channels = {channels}", "kernel_size = 1"]
+    uses = []
+    for u in range(draw(st.integers(1, 3))):
+        name = f"u{u}"
+        lines += ["[[layers]]", f'name = "{name}"', 'type = "block"', 'block = "b"']
+        repeat = draw(st.sampled_from([None, 1, 2]))
+        if repeat:
+            lines.append(f"repeat = {repeat}")
+        checkpointed = draw(st.sampled_from(["", "true", '"index % 2 == 1"']))  # a condition: every other repeat
+        if checkpointed:
+            lines.append(f"checkpoint = {checkpointed}")
+        uses.append(f"{name}.0" if repeat else name)
+    inner = [n for n in shapes if n != "input"]
+    tail = draw(st.sampled_from(["plain", "skip"]))
+    if tail == "skip" and inner:  # a layer after the uses reads a tensor inside the first one: the region returns it
+        source = f"{uses[0]}.{draw(st.sampled_from(inner))}"
+        lines += ["[[layers]]", 'name = "side"', 'type = "conv"', f'from = "{source}"', "out_channels = 2", "kernel_size = 1",
+                  "[[layers]]", 'name = "side_flat"', 'type = "flatten"',
+                  "[[layers]]", 'name = "main_flat"', 'type = "flatten"', f'from = "u{len(uses) - 1}"',
+                  "[[layers]]", 'name = "both"', 'type = "concat"', 'from = ["main_flat", "side_flat"]']
+    else:
+        lines += ["[[layers]]", 'name = "flat"', 'type = "flatten"']
+    lines += ["[[layers]]", 'name = "fc"', 'type = "dense"', f"out_features = {draw(st.integers(2, 5))}"]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=checkpointed_graphs(), batch=st.integers(1, 3), optimizer=st.sampled_from(["sgd", "adam"]),
+       dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
+    """Block uses with checkpoint = true, as archcalc.torch builds them (torch.utils.checkpoint, non-reentrant)."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
+    assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text

@@ -49,9 +49,10 @@ class Attention(Layer):
                             "an image's patches become tokens with a conv, then flatten and permute (see specs/vit_b_16.toml)")
         t, d = x
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
-        if self.module == "multihead" and (self.causal or kv != self.num_heads):
-            raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention) is modelled without causal and kv_heads",
-                            "leave module out (\"split\") for causal or grouped-query attention", "module")
+        if self.module == "multihead" and (self.causal or kv != self.num_heads or self.kernel == "math"):
+            raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
+                            "modelled without causal, kv_heads and kernel = \"math\"",
+                            "leave module out (\"split\") for those", "module")
         for whole, part, field, of in ((d, self.num_heads, "num_heads", "d"), (self.num_heads, kv, "kv_heads", "num_heads")):
             if num.is_concrete(whole) and num.is_concrete(part) and whole % part:
                 raise SpecError(

@@ -173,6 +173,11 @@ class Layer:
         (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
         return ()
 
+    def saves_before_output(self, keeps: tuple[Kept, ...], cuda: bool) -> bool:
+        """Whether the last of `keeps` (what the layer's op saves) is saved before its output exists: autograd
+        saves an op's inputs before it runs, its outputs after (where torch's checkpoint stops recomputing)."""
+        return all(k.tensor == Tensor.input for k in keeps)
+
     def token_ids(self) -> Dim | None:
         """How many token ids the layer reads (its input is int64 ids below this: an embedding); None: values."""
         return None

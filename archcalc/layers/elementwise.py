@@ -39,6 +39,9 @@ class Dropout(Layer):
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
 
+    def saves_before_output(self, keeps, cuda: bool) -> bool:
+        return not cuda  # on CPU the mask is an input of the multiplication that makes the output (native_dropout on CUDA)
+
     def is_view_in_eval(self) -> bool:
         return True  # in eval, nn.Dropout returns its input
 
