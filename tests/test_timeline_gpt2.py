@@ -175,7 +175,7 @@ def small_spec(vocab, n_ctx, d, heads, layers, p) -> str:
     return text[:text.index("[expect]")]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(t=st.integers(2, 6), batch=st.integers(2, 3), heads=st.sampled_from([2, 3]), head_dim=st.integers(2, 3),
        layers=st.integers(1, 2), p=st.sampled_from([0.0, 0.1]), optimizer=st.sampled_from(["sgd", "adam"]))
 def test_hugging_face_gpt2_step_by_step(t, batch, heads, head_dim, layers, p, optimizer):
