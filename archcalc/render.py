@@ -153,7 +153,7 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
 
 KIND_LABELS = {"parameters": "params", "buffers": "buffers", "batch": "batch", "optimizer state": "opt. state",
                "gradients": "grads", "activations": "kept", "activation gradients": "grads in flight",
-               "temporaries": "temp.", "workspace": "workspace"}
+               "temporaries": "temp.", "workspace": "workspace", "weight copies": "autocast's weight copies"}
 
 
 def memory_lines(report: Report) -> list[tuple[str, str, str]]:
@@ -161,6 +161,8 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     m, batch = report.memory, report.batch
     setting = m.peak_phase()
     rows = []
+    if m.autocast is not None:  # mixed precision: say so (float32 runs print as they did)
+        rows.append(("under autocast", "", f"{m.autocast}, float32 parameters and optimizer state"))
     for phase in ("forward", "backward", "optimizer"):
         label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
         rows.append((label, *fmt.per_batch(m.phase(phase), batch)))

@@ -99,6 +99,7 @@ class Report:
     device: Device = Device.cpu
     uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
     course: bool = False  # show the course's memory formula (its own specs, or --course)
+    autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
 
     @cached_property
     def memory(self) -> Memory:

@@ -32,6 +32,9 @@ from .timeline_probe import OPTIMIZERS, inference_peak, step_peaks  # noqa: E402
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.toml"))
 
 
+AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def phases(report, batch):
     # the oracle's dispatch mode makes torch sum meeting gradients out of place (see simulate)
     timeline = simulate(report, batch, inplace_sums=False)
@@ -159,6 +162,89 @@ def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
 
 
+# Mixed precision: the step under torch.autocast("cpu") (Lightning's bf16-mixed; CPU autocast takes float16 too),
+# float32 parameters, the same drawn networks and graphs, to the byte.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(2, 3), low=st.sampled_from(sorted(AUTOCAST)),  # batchnorm refuses 1 value
+       optimizer=st.sampled_from(sorted(OPTIMIZERS)))
+def test_drawn_networks_under_autocast(net, batch, low, optimizer):
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast=low)
+    x = torch.randn(batch, *map(int, net.input))
+    expected = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=AUTOCAST[low], scaled=True)
+    assert phases(report, batch) == expected, net.spec()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=graphs(), batch=st.integers(1, 3), optimizer=st.sampled_from(["sgd", "adam", "momentum"]),
+       low=st.sampled_from(sorted(AUTOCAST)))
+def test_drawn_graphs_under_autocast(text, batch, optimizer, low):
+    """Merges of a low-precision and a float32 tensor: add and mul promote (the gradient is cast back to the
+    16-bit input's dtype), concat casts its inputs to the widest."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast=low)
+    x = torch.randn(batch, *map(int, report.input))
+    assert phases(report, batch) == step_peaks(build(spec), x, optimizer, autocast=AUTOCAST[low], scaled=True), text
+
+
+@pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("lenet5", {})])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_shipped_specs_under_autocast(name, values, optimizer):
+    from archcalc.backends.torch import build
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
+    batch = 1 if name == "alexnet" else 2
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast="bfloat16", **values)
+    x = torch.randn(batch, *map(int, report.input))
+    assert phases(report, batch) == step_peaks(build(spec, **values), x, optimizer, autocast=torch.bfloat16)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)))
+def test_drawn_networks_inference_under_autocast(net, batch, low):
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, autocast=low)
+    x = torch.randn(batch, *map(int, net.input))
+    assert report.memory.inference_peak.at(batch) == inference_peak(nn.Sequential(*net.modules), x, AUTOCAST[low]), net.spec()
+
+
+@pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
+def test_shipped_specs_inference_under_autocast(name, values):
+    from archcalc.backends.torch import build
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
+    report = archcalc.analyze(spec, batch=2, autocast="bfloat16", **values)
+    x = torch.randn(2, *map(int, report.input))
+    assert report.memory.inference_peak.at(2) == inference_peak(build(spec, **values), x, torch.bfloat16)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=networks(), batch=st.integers(2, 3), low=st.sampled_from(sorted(AUTOCAST)))
+def test_saved_bytes_under_autocast(net, batch, low):
+    """saved_for_backward_bytes under autocast: each kept tensor in the dtype its op ran in (an input autocast
+    copied is kept as the copy), and the weight copies the nodes keep, against saved_tensors_hooks."""
+    from .torch_probe import saved_bytes
+
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, autocast=low)
+    with torch.autocast("cpu", dtype=AUTOCAST[low]):
+        expected = saved_bytes(nn.Sequential(*net.modules), torch.randn(batch, *map(int, net.input)))
+    assert report.memory.saved.at(batch) == expected, net.spec()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=graphs(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)))
+def test_graphs_saved_bytes_under_autocast(text, batch, low):
+    from archcalc.backends.torch import build
+
+    from .torch_probe import saved_bytes
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, autocast=low)
+    with torch.autocast("cpu", dtype=AUTOCAST[low]):
+        expected = saved_bytes(build(spec), torch.randn(batch, *map(int, report.input)))
+    assert report.memory.saved.at(batch) == expected, text
+
+
 @st.composite
 def checkpointed_graphs(draw):
     """A stem, then uses of a drawn block (a small DAG like `graphs`' that ends at its input's channels, so uses
@@ -254,3 +340,18 @@ def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=checkpointed_graphs(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)),
+       optimizer=st.sampled_from(["sgd", "adam"]))
+def test_checkpointed_blocks_under_autocast(text, batch, low, optimizer):
+    """Checkpointed uses under autocast: in forward their nodes keep no copy (the checkpoint packs every saved
+    tensor); in backward the recomputation runs in autocast again, making its copies again (weight copies
+    cached until it ends, kept where a node keeps them)."""
+    from archcalc.backends.torch import build
+
+    spec = archcalc.loads(text)
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast=low)
+    x = torch.randn(batch, *map(int, report.input))
+    assert phases(report, batch) == step_peaks(build(spec), x, optimizer, autocast=AUTOCAST[low], scaled=True), text

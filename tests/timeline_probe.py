@@ -69,9 +69,13 @@ class LiveStorages(TorchDispatchMode):
         return out
 
 
-def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0, loss_of=None) -> dict[str, int]:
-    """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `loss_of(model, x)`:
-    the loss computed by the model itself (a language model's, labels = x), instead of cross_entropy on targets."""
+def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
+               autocast: torch.dtype | None = None, scaled: bool = False, loss_of=None) -> dict[str, int]:
+    """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `autocast`:
+    forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed); `scaled`:
+    with float16, the step through torch.amp.GradScaler (scale(loss).backward(), scaler.step, scaler.update);
+    `loss_of(model, x)`: the loss computed by the model itself (a language model's, labels = x), instead of
+    cross_entropy on targets."""
     torch.manual_seed(seed)
     model.train()
     if loss_of is None:
@@ -83,6 +87,11 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
         targets = x
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
 
+    # Lightning's 16-mixed: float16 autocast with a GradScaler (its scale and growth tracker made at the first step);
+    # a scale of 1 here, so that no gradient overflows float16 and the step is never skipped (a skipped step, inf
+    # found, makes no optimizer temporaries: not what is measured)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0) if scaled and autocast == torch.float16 and opt is not None else None
+
     def step(mode):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
@@ -90,12 +99,16 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
             for p in model.parameters():
                 p.grad = None
         mode.start("forward")
-        loss = torch.nn.functional.cross_entropy(model(x), targets) if loss_of is None else loss_of(model, x)
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            loss = torch.nn.functional.cross_entropy(model(x), targets) if loss_of is None else loss_of(model, x)
         mode.start("backward")
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         del loss
         mode.start("optimizer")
-        if opt is not None:
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        elif opt is not None:
             opt.step()
         mode.phase = ""
 
@@ -106,6 +119,8 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
         before += [p.grad for p in model.parameters() if p.grad is not None]
         if opt is not None:
             before += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        if scaler is not None:
+            before += [scaler._scale, scaler._growth_tracker]
         for t in before:
             mode.track(t)
         del before, t  # no reference may outlive zero_grad
@@ -113,8 +128,9 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     return dict(mode.peaks)
 
 
-def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode()."""
+def inference_peak(model: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None = None) -> int:
+    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode() (and
+    torch.autocast("cpu", dtype=autocast), as bench runs it)."""
     model.eval()
     mode = LiveStorages()
     with mode:
@@ -122,7 +138,7 @@ def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
             mode.track(t)
         del t
         mode.start("inference")
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             out = model(x)
         del out
     return mode.peaks["inference"]
