@@ -274,23 +274,31 @@ def test_a_generators_image_is_trained_with_mse_and_simulated_so(optimizer):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_token_scores_are_trained_per_token(optimizer):
-    """A language model's [T, V] output: cross-entropy per token (the scores seen as [B·T, V], T int64 targets per
-    sample), in bench and in the timeline."""
+@pytest.mark.parametrize("ids", [True, False], ids=["language model", "token features"])
+def test_token_scores_are_trained_per_token(optimizer, ids):
+    """[T, V] scores: cross-entropy per token (the scores seen as [B·T, V]), in bench and in the timeline. A language
+    model (token ids in) is trained on its own ids, shifted, as Hugging Face's causal LM loss; scores of token
+    features against T random int64 classes per sample."""
     from archcalc.backends.bench import _loss
     from archcalc.timeline import loss_of
 
-    text = spec([5], [dict(type="embedding", num_embeddings=11, embedding_dim=6), dict(type="layernorm"),
-                      dict(type="dense", out_features=7, activation="gelu"), dict(type="dense", out_features=11)])
+    first = dict(type="embedding", num_embeddings=11, embedding_dim=6) if ids else dict(type="dense", out_features=6)
+    text = spec([5] if ids else [5, 4], [first, dict(type="layernorm"), dict(type="dense", out_features=7, activation="gelu"),
+                                         dict(type="dense", out_features=11)])
     report = archcalc.analyze(archcalc.loads(text), batch=3, optimizer=optimizer)
-    assert loss_of(report).kind == "cross_entropy" and loss_of(report).axis == 1
+    assert loss_of(report).kind == ("causal_lm" if ids else "cross_entropy") and loss_of(report).axis == 1
     function, target = _loss(report, 3, torch.device("cpu"), torch.float32)
-    assert tuple(target.shape) == (3, 5) and target.dtype == torch.int64
-    assert function(torch.randn(3, 5, 11), target).shape == ()
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Embedding(11, 6), nn.LayerNorm(6), nn.Linear(6, 7), nn.GELU(), nn.Linear(7, 11))
-    ids = torch.randint(0, 11, (3, 5))
-    assert phases(report, 3) == step_peaks(model, ids, optimizer, loss="tokens")
+    model = nn.Sequential(nn.Embedding(11, 6) if ids else nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 7), nn.GELU(),
+                          nn.Linear(7, 11))
+    x = torch.randint(0, 11, (3, 5)) if ids else torch.randn(3, 5, 4)
+    if ids:
+        assert target is None  # bench passes the batch itself: the labels are the ids
+        assert function(torch.randn(3, 5, 11), x).shape == ()
+    else:
+        assert tuple(target.shape) == (3, 5) and target.dtype == torch.int64
+        assert function(torch.randn(3, 5, 11), target).shape == ()
+    assert phases(report, 3) == step_peaks(model, x, optimizer, loss="causal_lm" if ids else "tokens")
 
 
 # Mixed precision: the step under torch.autocast("cpu") (Lightning's bf16-mixed; CPU autocast takes float16 too),
