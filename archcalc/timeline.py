@@ -366,7 +366,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             amp.rows.append(None)
             continue
         program = (layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums)
-                   if _node(row) and row.name in reach and row.index - 1 not in inside and amp.low is None else None)
+                   if row.name in reach and row.index - 1 not in inside and amp.low is None else None)
         if program is not None:  # the layer's own ops, one by one (under autocast: the rule below)
             amp.forward(row, names, False)  # no autocast: its dtype bookkeeping only
             live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
@@ -788,8 +788,23 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
-    gradient of the input handed to its buffer (the program keeps its own reference until it drops it)."""
+    gradient of the input handed to its buffer (the program keeps its own reference until it drops it).
+    ("to", name, source, elements, storage, new storage[, per_sample]) is `.to(dtype)`: the source itself (one more
+    reference) where both storages are as wide, else a copy; ("if", "low" or "wide", *event): the event only where
+    the model's dtype is narrower than float32 ("low": bfloat16, float16) or not ("wide")."""
     for event in events:
+        if event[0] == "if":
+            if (bytes_of["model"] < bytes_of["opmath"]) != (event[1] == "low"):
+                continue
+            event = event[2:]
+        if event[0] == "to":
+            _, name, source, elements, old, new, *rest = event
+            s = live[source] if source in live else x
+            if bytes_of[old] == bytes_of[new]:
+                s.refs += 1
+                live[name] = s
+                continue
+            event = ("+", name, elements, new, *rest)
         if event[0] == "grad":
             hand(live[event[1]])
             continue

@@ -39,12 +39,14 @@ class NewGELU(Layer):
         return (Kept(Tensor.input, n, what="input (x**3's)"), Kept(Tensor.own, n, what="0.5·x"),
                 Kept(Tensor.own, n, what="tanh(√(2/π)·(x + 0.044715·x³))"), Kept(Tensor.own, n, what="1 + tanh(…)"))
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple] | None:
         """The eight ops one by one (measured with a TorchDispatchMode, torch 2.13): forward v = 0.5·x first (Python
         evaluates the left factor first), then x³, its scaling, the sum, the scaling, tanh, 1 + tanh, the product.
         Backward: the product's two gradients, tanh's, the scaling's; the sum hands its gradient to x as it is
         and to the cubic term, whose pow backward makes x², 3·x² and the product; x's three gradients meet in
         its buffer (added in place on CUDA, summed anew under a dispatch mode)."""
+        if not grad:
+            return None  # no node records it (the generic rule: nothing kept)
         n = num.mul(x)
         fwd = (("keep", "x"), ("+", "v", n), ("+", "p", n), ("+", "a", n), ("-", "p"), ("+", "b", n), ("-", "a"),
                ("+", "c", n), ("-", "b"), ("+", "t", n), ("-", "c"), ("+", "u", n), ("+", "out", n))

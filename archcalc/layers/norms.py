@@ -258,6 +258,50 @@ class RMSNorm(Layer):
                 Kept("own", groups, "opmath", what="1/rms (one per normalized group)")]
         return (*kept, normalized) if self.elementwise_affine else tuple(kept)
 
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+        """torch 2.13 runs nn.RMSNorm as separate ops (F.rms_norm's composite, measured with a TorchDispatchMode):
+        x.float() (x itself in float32: "to"), x², its mean, + eps in place, rsqrt, x·rsqrt (kept for γ's
+        product), ·γ, then .type_as(x). Backward in reverse: the product's two gradients (γ's summed over the
+        tokens, cast to γ's dtype), then x·rsqrt's, rsqrt's (r³ scaled), the mean's (divided), x²'s (2·x); x's
+        two gradients meet in its buffer (in float32), or, for a 16-bit x, in x.float()'s, whose backward casts
+        the sum back."""
+        n = num.mul(x)
+        d = num.mul(_normalized(self, x))
+        groups = num.div(n, d)
+        affine = self.elementwise_affine
+        fwd: list = [("to", "xf", "x", n, "model", "opmath"), ("+", "p", n, "opmath"), ("+", "ms", groups, "opmath"),
+                     ("+", "r", groups, "opmath"), ("-", "ms", "p"), ("+", "xn", n, "opmath")]
+        if affine:
+            fwd.append(("+", "y", n, "opmath"))
+        if not grad:  # x.float() is dropped after the last product, the rsqrt after the cast
+            fwd.append(("-", "xf"))
+        fwd += [("to", "out", "y", n, "opmath", "model"), ("-", "y")] if affine else \
+            [("to", "out", "xn", n, "opmath", "model"), ("-", "xn")]
+        if not grad:
+            fwd.append(("-", "r"))
+        bwd: list = [("to", "g32", "g", n, "model", "opmath"), ("-", "g")]
+        if affine:  # xn·γ
+            bwd += [("+", "gwn", n, "opmath"), *([("+", "gxn", n, "opmath")] if grad else []),
+                    ("+", "grad.w", d, "opmath", False), ("-", "gwn"),
+                    ("to", "grad.weight", "grad.w", d, "opmath", "model", False), ("-", "grad.w", "g32", "xn")]
+        else:
+            bwd.append(("to", "gxn", "g32", n, "opmath", "opmath"))
+            bwd.append(("-", "g32"))
+        if not grad:
+            return tuple(fwd), tuple(bwd)
+        bwd += [("+", "gr_n", n, "opmath"), ("+", "gx1", n, "opmath"), ("+", "gr", groups, "opmath"), ("-", "gr_n", "gxn"),
+                ("if", "wide", "grad", "gx1"), ("if", "wide", "-", "gx1"),
+                ("+", "r3", groups, "opmath"), ("+", "rs", groups, "opmath"), ("+", "gms", groups, "opmath"),
+                ("-", "rs", "r3", "gr", "r"), ("+", "gp", n, "opmath"), ("-", "gms"),
+                ("+", "x1", n, "opmath"), ("+", "x2s", n, "opmath"), ("+", "gx2", n, "opmath"), ("-", "x2s", "x1", "gp", "xf"),
+                ("if", "wide", "grad", "gx2"), ("if", "wide", "-", "gx2")]
+        if inplace:  # x.float()'s buffer: the second gradient added into the first
+            bwd += [("if", "low", "-", "gx2"), ("if", "low", "to", "gx", "gx1", n, "opmath", "model"), ("if", "low", "-", "gx1")]
+        else:
+            bwd += [("if", "low", "+", "gs", n, "opmath"), ("if", "low", "-", "gx1", "gx2"),
+                    ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
+        return tuple(fwd), tuple(bwd)
+
     def summary(self, x: Shape) -> str:
         return f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
 
@@ -302,6 +346,26 @@ class LocalResponseNorm(Layer):
         padded = num.normal((x[0] + self.size - 1) * num.mul(x[1:]))
         return (Kept("input", num.mul(x), what="input"), Kept("own", padded, what="squares, padded along the channels"),
                 Kept("own", num.mul(x), what="k + α·mean of squares"), Kept("own", num.mul(x), what="(k + α·mean of squares)^β"))
+
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+        """F.local_response_norm's ops one by one (torch 2.13, measured with a TorchDispatchMode): x·x, padded along
+        the channels (constant_pad_nd), averaged over `size` of them (avg_pool2d/3d), ·α, + k, ^β, then x / that.
+        Backward in reverse: the quotient's two gradients (the denominator's through x/d/d and −g), the power's,
+        the scaling's, the pooling's (of the padded size), the pad's (cut), the square's two (x's gradients meet
+        in its buffer with the quotient's)."""
+        n = num.mul(x)
+        padded = num.normal((x[0] + self.size - 1) * num.mul(x[1:]))
+        if not grad:
+            return ((("+", "sq", n), ("+", "pad", padded), ("-", "sq"), ("+", "pool", n), ("-", "pad"), ("+", "m", n),
+                     ("+", "a", n), ("-", "m"), ("+", "pw", n), ("-", "a", "pool"), ("+", "out", n), ("-", "pw")), ())
+        fwd = (("keep", "x"), ("+", "sq", n), ("+", "pad", padded), ("-", "sq"), ("+", "pool", n), ("+", "m", n),
+               ("+", "a", n), ("-", "m"), ("+", "pw", n), ("-", "pool"), ("+", "out", n))
+        bwd = (("+", "q", n), ("+", "q2", n), ("+", "ng", n), ("+", "gpw", n), ("-", "ng", "q2", "q"), ("+", "gx1", n),
+               ("-", "g", "pw"), ("grad", "gx1"), ("-", "gx1"),
+               ("+", "pb", n), ("+", "pbs", n), ("+", "ga", n), ("-", "pbs", "pb", "gpw", "a"),
+               ("+", "gm", n), ("-", "ga"), ("+", "gpad", padded), ("-", "gm", "pad"), ("+", "gsq", n), ("-", "gpad"),
+               ("+", "gx2", n), ("+", "gx3", n), ("-", "gsq", "x"), ("grad", "gx2"), ("grad", "gx3"), ("-", "gx2", "gx3"))
+        return fwd, bwd
 
     def summary(self, x: Shape) -> str:
         return f"size {fmt.group(self.size)}, α={fmt.group(self.alpha)}, β={fmt.group(self.beta)}, k={fmt.group(self.k)}"
