@@ -448,16 +448,24 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     y = storage[rows[-1].name]
     if loss_fn.kind == "mse":
         # mse_loss: its result's storage is the output's size (the squared errors, reduced in place), kept
-        # by `loss` to the end of backward; MseLossBackward keeps the output
-        y.refs += 1
+        # by `loss` to the end of backward; MseLossBackward keeps the output (under autocast, mse_loss runs in
+        # float32: a 16-bit output's float32 copy, kept instead)
+        copy = amp.loss_input(output, rows[-1].name)
+        kept = y if copy is None else copy
+        if copy is None:
+            y.refs += 1
         loss = tape.new(tape.size(0, num.mul(output) * size), "temporaries")
         tape.release(y)
         amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
         tape.start("backward")
         scaled_loss = amp.scale()
         ones = tape.new(tape.size(size, 0), "temporaries")
+        # with a GradScaler, the scaling's MulBackward hands mse_loss's node a gradient of its own (a float32 scalar)
+        through = None if scaled_loss is None else tape.new(tape.size(4, 0), "temporaries", mark=False)
         g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
-        tape.release(y)
+        tape.release(through)
+        tape.release(kept)
+        g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the output's dtype
     else:
         copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
         if lm:
