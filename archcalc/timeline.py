@@ -352,6 +352,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             strides[row.name] = after
         elif before is not None and layer.keeps_layout():
             strides[row.name] = before
+        elif layer.output_layout(row.input) is not None:
+            strides[row.name] = layer.output_layout(row.input)
         if view:
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1

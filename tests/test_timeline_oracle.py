@@ -482,20 +482,33 @@ def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(t=st.integers(1, 5), d=st.integers(1, 6), vocab=st.integers(2, 9), index=st.integers(0, 4), batch=st.integers(1, 3),
-       select=st.booleans(), optimizer=st.sampled_from(["sgd", "adam"]), dtype=st.sampled_from(["float32", "bfloat16"]))
-def test_embedding_and_select_step_by_step(t, d, vocab, index, batch, select, optimizer, dtype):
-    """A ViT's and GPT-2's pieces: token ids embedded, normalized, one token taken (`select`: a view forward, a new
-    gradient of the input's size backward) or every token flattened, then the class scores; built by archcalc.torch
-    and stepped under the oracle. Not yet exact: learned positions (`parameter`), an expanded view of the weight
-    that the timeline counts as a new tensor."""
+       select=st.booleans(), optimizer=st.sampled_from(["sgd", "adam"]), dtype=st.sampled_from(["float32", "bfloat16"]),
+       learned=st.sampled_from(["", "positions", "class token", "dense"]))
+def test_embedding_and_select_step_by_step(t, d, vocab, index, batch, select, optimizer, dtype, learned):
+    """A ViT's and GPT-2's pieces: token ids embedded, learned positions added (`parameter`, expanded over the batch),
+    a learned class token concatenated before them, or a dense layer on a learned tensor (nn.Linear copies the
+    expanded view), normalized, one token taken (`select`: a view forward, a new gradient of the input's size
+    backward) or every token flattened, then the class scores; built by archcalc.torch and stepped under the oracle.
+    A parameter at batch 1 is not exact (expand's backward then hands on the gradient itself, a view of a larger one)."""
     from archcalc.backends.torch import build
 
-    assume(index < t)
+    assume(index < t + (learned == "class token"))
+    assume(batch > 1 or not learned)
     lines = ["[model]", f"input = [{t}]", f'dtype = "{dtype}"',
-             "[[layers]]", 'name = "wte"', 'type = "embedding"', f"num_embeddings = {vocab}", f"embedding_dim = {d}",
-             "[[layers]]", 'name = "norm"', 'type = "layernorm"']
+             "[[layers]]", 'name = "wte"', 'type = "embedding"', f"num_embeddings = {vocab}", f"embedding_dim = {d}"]
+    if learned == "positions":
+        lines += ["[[layers]]", 'name = "pos"', 'type = "parameter"', f"shape = [{t}, {d}]",
+                  "[[layers]]", 'name = "sum"', 'type = "add"', 'from = ["wte", "pos"]']
+    elif learned == "class token":
+        lines += ["[[layers]]", 'name = "token"', 'type = "parameter"', f"shape = [1, {d}]",
+                  "[[layers]]", 'name = "cat"', 'type = "concat"', 'from = ["token", "wte"]']
+    elif learned == "dense":
+        lines += ["[[layers]]", 'name = "table"', 'type = "parameter"', f"shape = [{t}, {d}]",
+                  "[[layers]]", 'name = "proj"', 'type = "dense"', f"out_features = {d}",
+                  "[[layers]]", 'name = "sum"', 'type = "add"', 'from = ["wte", "proj"]']
+    lines += ["[[layers]]", 'name = "norm"', 'type = "layernorm"']
     lines += ["[[layers]]", 'name = "cls"', 'type = "select"', f"index = {index}"] if select else \
         ["[[layers]]", 'name = "flat"', 'type = "flatten"']
     lines += ["[[layers]]", 'name = "head"', 'type = "dense"', "out_features = 3"]

@@ -289,6 +289,11 @@ class Layer:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
 
+    def output_layout(self, x: Shape):
+        """The output's layout (archcalc.layers.layout) where the layer makes it non-contiguous itself: `parameter`'s
+        tensor expanded over the batch (stride 0). None: contiguous, or as the generic rules say."""
+        return None
+
     def gradient_is_new(self) -> bool:
         """For a view: whether its backward makes a new tensor of the input's size for the gradient (select:
         zeros, the selected entry copied in) rather than a view of the output's gradient (the memory timeline)."""

@@ -89,6 +89,16 @@ class Parameter(Layer):
     def weights(self, x: Shape) -> Dim:
         return num.mul(self.shape)
 
+    def output_layout(self, x: Shape):
+        """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
+        a contiguous input, nn.Linear folding [B, T, d], copies it). One row ([1, d]) folds into a view (stride
+        0, then 1), which torch's matrix product reads as it is: no copy (measured)."""
+        if self.length is not None or num.mul(self.shape[:-1]) == 1:
+            return None
+        from . import layout
+
+        return (0, *layout.contiguous(self.shape))
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
         """For the memory timeline. Without `length`, the tensor expanded over the batch (a view, nothing new);
         backward sums its gradient over the batch: the parameter's gradient. With `length`, positions looked up
