@@ -332,11 +332,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             kept_by.append(([], []))
             amp.rows.append(None)
             continue
-        program = (layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums)
-                   if _node(row) and row.name in reach and row.index - 1 not in inside and amp.low is None else None)
-        if program is not None:  # the layer's own ops, one by one (under autocast: the rule below)
-            amp.forward(row, names, False)  # no autocast: its dtype bookkeeping only
-            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
+        program = (amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums)
+                   if _node(row) and row.name in reach and row.index - 1 not in inside else None)
+        if program is not None:  # the layer's own ops, one by one (under autocast each in its dtype: _Autocast.program)
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached)
             dead = None
             out = live.pop("out")
             for s in ins:
@@ -454,11 +453,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             continue
         if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
             def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
-                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * size), inplace_sums)
+                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * amp.bytes(name, size)), inplace_sums)
 
             live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
             if "gx" in live:
-                _accumulate(tape, grad, names[0], live["gx"], False, tape.size(0, num.mul(row.input) * size), inplace_sums)
+                _accumulate(tape, grad, names[0], live["gx"], False,
+                            tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
                 tape.release(live["gx"])
             continue
         out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
@@ -620,6 +620,22 @@ class _Autocast:
     # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/timeline_probe.py): the scale and the
     # growth tracker, alive from the first step (8 bytes in every phase); the scaled loss through backward (4); in
     # the step, 16 bytes of unscale_'s scalars (inverse scale, found-inf flags), 4 of them alive through opt.step().
+    def program(self, row: Row, names: tuple[str, ...], device: str, inplace: bool) -> tuple | None:
+        """The row's Layer.program; under autocast the one it writes for autocast's dtypes (amp = (autocast's dtype,
+        its input's dtype)), None where it has none (the generic rule runs). Sets the row's output dtype."""
+        if self.low is None:
+            program = row.layer.program(row.input, row.requires_grad, device, inplace)
+            if program is not None:
+                self.forward(row, names, False)  # its dtype bookkeeping only
+            return program
+        program = row.layer.program(row.input, row.requires_grad, device, inplace, amp=(self.low, self.dtype[names[0]]))
+        if program is not None:
+            out = next(e for e in program[0] if e[0] == "+" and e[1] == "out")
+            dtype = out[3] if len(out) > 3 else "model"
+            self.dtype[row.name] = self.dtype["input"] if dtype in ("model", "param") else dtype
+            self.rows.append(None)
+        return program
+
     def scaler_state(self, report: Report) -> None:
         self.scaler = self.low == "float16" and str(report.optimizer) != "none"
         if self.scaler:
@@ -707,12 +723,19 @@ def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
 
 
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None, hand=None, held: list | None = None) -> dict:
+         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
-    gradient of the input handed to its buffer (the program keeps its own reference until it drops it)."""
+    gradient of the input handed to its buffer (the program keeps its own reference until it drops it).
+    Under autocast an event's storage may name a dtype ("bfloat16", "float32"...), and ("w", name, elements,
+    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's."""
     for event in events:
+        if event[0] == "w":
+            _, name, elements, dtype = event
+            live[name] = tape.new(tape.size(elements * DType(dtype).bytes, 0), "weight copies", refs=2, mark=False)
+            cache.append(live[name])
+            continue
         if event[0] == "grad":
             hand(live[event[1]])
             continue
@@ -723,7 +746,7 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
         if event[0] == "+":
             _, name, elements, *rest = event
             dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True
-            nbytes = elements * bytes_of[dtype]
+            nbytes = elements * (bytes_of[dtype] if dtype in bytes_of else DType(dtype).bytes)
             live[name] = tape.new(tape.size(0, nbytes) if per_sample else tape.size(nbytes, 0),
                                   "gradients" if name.startswith("grad.") else kind)
             tape.release(dead)

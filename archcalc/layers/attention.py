@@ -133,12 +133,15 @@ class Attention(Layer):
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """Every tensor the module allocates and frees, op by op (archcalc/timeline.py runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
         the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
+        if amp is not None:
+            return self._autocast_program(x, grad, amp) if device == "cuda" and self.kernel == "flash" else None
         if self.module == "multihead":
             return self._multihead_program(x, grad, device, inplace)
         t, d = self.tokens(x)
@@ -224,6 +227,79 @@ class Attention(Layer):
         if self.bias:
             bwd.append(("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "model", False))
         bwd.append(("-", "gqkv", "x"))
+        return tuple(fwd), tuple(bwd)
+
+    def _autocast_program(self, x: Shape, grad: bool, amp: tuple[str, str]) -> tuple[tuple, tuple]:
+        """On CUDA under autocast (16-bit q, k, v): the projections in autocast's dtype (their input copied first
+        where it is float32, their weights' copies cached, the copy of each weight kept for the input's gradient,
+        its gradient made in 16 bits and cast to float32 by the copy's ToCopyBackward), and SDPA's flash kernel
+        (FlashAttention-2, flash_api.cpp mha_fwd / mha_bwd): it keeps its output, the float32 logsumexp
+        [B, H, T] and its rng state (two small CUDA tensors); its backward makes dq, dk, dv, a float32 softmax_d
+        [B, H, T rounded up to 128] and a float32 dq accumulator [B, T rounded to 128, H, head_dim rounded to 32],
+        both freed as it returns. nn.MultiheadAttention (module = "multihead") adds its copies (_multihead_program)."""
+        low, dtype = amp
+        t, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        heads = self.num_heads
+        head = num.div(d, heads)
+        multihead = self.module == "multihead"
+        td, tq = num.normal(t * d), num.normal(t * (d + 2 * kv))
+        cast = dtype != low
+        padded = num.is_concrete(t) and num.is_concrete(head)
+        rows = num.normal(-(-t // 128) * 128) if padded else t
+        width = num.normal(-(-head // 32) * 32) if padded else head
+        weights = [("w", "w_in", num.normal(d * (d + 2 * kv)), low)]
+        if self.bias:
+            weights += [("w", "b_in", num.normal(d + 2 * kv), low), ("-", "b_in")]
+        fwd: list = list(weights)
+        if multihead:  # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
+            fwd += [("+", "xa", td, low)] if cast else []
+            fwd += [("+", "xc", td, low), ("+", "mm", tq, low)] + ([("-", "xa")] if cast else [])
+            fwd += [("+", "qkv", tq, low), ("-", "mm")]
+        else:
+            fwd += [("+", "xc", td, low)] if cast else [("keep", "x")]
+            fwd.append(("+", "qkv", tq, low))
+        rng = [("+", "rng", 2, "int64", False), ("+", "unused", 1, "int64", False)]
+        if self.dropout != 0:  # a second rng state replaces the first
+            rng += [("+", "rng2", 2, "int64", False), ("-", "rng")]
+        fwd += [("+", "o", td, low), ("+", "lse", num.normal(heads * t), "float32"), *rng]
+        fwd += [("+", "m", td, low)] if multihead else []  # the output permuted to [T, B, d]: a copy
+        fwd += [("w", "w_out", num.normal(d * d), low)]
+        if self.bias:
+            fwd += [("w", "b_out", d, low), ("-", "b_out")]
+        fwd.append(("+", "out", td, low))
+        # backward: out_proj, then its weight copies' ToCopyBackward
+        bwd: list = [("+", "go", td, low), ("+", "gw_out", num.normal(d * d), low, False)]
+        if self.bias:
+            bwd.append(("+", "gb_out", d, low, False))
+        bwd += [("-", "g", "w_out", *(["m"] if multihead else [])), ("+", "grad.out_proj.weight", num.normal(d * d), "param", False),
+                ("-", "gw_out")]
+        if self.bias:
+            bwd += [("+", "grad.out_proj.bias", d, "param", False), ("-", "gb_out")]
+        # the flash kernel's backward (the gradient made contiguous first where it is permuted: multihead)
+        bwd += [("+", "goc", td, low)] if multihead else []
+        bwd += [("+", "gq", td, low), ("+", "gk", num.normal(t * kv), low), ("+", "gv", num.normal(t * kv), low),
+                ("+", "softmax_d", num.normal(heads * rows), "float32"), ("+", "dq_accum", num.normal(rows * heads * width), "float32"),
+                ("-", "dq_accum", "softmax_d", *(["goc"] if multihead else [])),
+                ("-", "go", "qkv", "lse", "o", "rng2" if self.dropout != 0 else "rng", "unused")]
+        if multihead:  # as _multihead_program: each head's gradient copied twice, select_backward's sums, in place
+            bwd += [("+", "c_v", td, low), ("-", "gv"), ("+", "c_k", td, low), ("-", "gk"), ("+", "c_q", td, low), ("-", "gq"),
+                    ("+", "c2_v", td, low), ("-", "c_v"), ("+", "c2_k", td, low), ("-", "c_k"), ("+", "c2_q", td, low),
+                    ("-", "c_q"), ("+", "s_v", tq, low), ("-", "c2_v"), ("+", "s_k", tq, low), ("-", "c2_k"),
+                    ("-", "s_k"), ("+", "s_q", tq, low), ("-", "c2_q"), ("-", "s_q"), ("+", "gqkv", tq, low), ("-", "s_v")]
+        else:
+            bwd += [("+", "gqkv", tq, low), ("-", "gq", "gk", "gv")]
+        bwd += [("+", "gw_in", num.normal(d * (d + 2 * kv)), low, False)]
+        if self.bias:
+            bwd.append(("+", "gb_in", num.normal(d + 2 * kv), low, False))
+        if grad:
+            bwd.append(("+", "gxl" if cast else "gx", td, low))
+        bwd.append(("-", "gqkv", "w_in", "xc" if cast or multihead else "x"))
+        if grad and cast:  # the input copy's ToCopyBackward
+            bwd += [("+", "gx", td, dtype), ("-", "gxl")]
+        bwd += [("+", "grad.in_proj.weight", num.normal(d * (d + 2 * kv)), "param", False), ("-", "gw_in")]
+        if self.bias:
+            bwd += [("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "param", False), ("-", "gb_in")]
         return tuple(fwd), tuple(bwd)
 
     def _lse(self, t: Dim, device: str) -> tuple:
