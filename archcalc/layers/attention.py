@@ -141,7 +141,8 @@ class Attention(Layer):
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
         the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
         if amp is not None:
-            return self._autocast_program(x, grad, amp) if device == "cuda" and self.kernel == "flash" else None
+            fused = self.kernel == "flash" and (device == "cuda" or self.dropout == 0)  # no math fallback
+            return self._autocast_program(x, grad, device, amp, inplace) if fused else None
         if self.module == "multihead":
             return self._multihead_program(x, grad, device, inplace)
         t, d = self.tokens(x)
@@ -229,77 +230,89 @@ class Attention(Layer):
         bwd.append(("-", "gqkv", "x"))
         return tuple(fwd), tuple(bwd)
 
-    def _autocast_program(self, x: Shape, grad: bool, amp: tuple[str, str]) -> tuple[tuple, tuple]:
-        """On CUDA under autocast (16-bit q, k, v): the projections in autocast's dtype (their input copied first
-        where it is float32, their weights' copies cached, the copy of each weight kept for the input's gradient,
-        its gradient made in 16 bits and cast to float32 by the copy's ToCopyBackward), and SDPA's flash kernel
-        (FlashAttention-2, flash_api.cpp mha_fwd / mha_bwd): it keeps its output, the float32 logsumexp
-        [B, H, T] and its rng state (two small CUDA tensors); its backward makes dq, dk, dv, a float32 softmax_d
-        [B, H, T rounded up to 128] and a float32 dq accumulator [B, T rounded to 128, H, head_dim rounded to 32],
-        both freed as it returns. nn.MultiheadAttention (module = "multihead") adds its copies (_multihead_program)."""
+    def _autocast_program(self, x: Shape, grad: bool, device: str, amp: tuple[str, str], inplace: bool) -> tuple[tuple, tuple]:
+        """Under autocast (16-bit q, k, v), measured on the CPU with a TorchDispatchMode, on CUDA read from its
+        source: each projection (nn.Linear) casts its bias, its weight and its input (where it is float32), in that
+        order (the weights' copies cached until autocast exits, the weight's kept for the input's gradient); in
+        backward its 16-bit gradients are cast back by the copies' ToCopyBackward in the reverse order.
+        The fused kernel keeps its output and a float32 logsumexp [B, H, T]. On CUDA it is SDPA's flash kernel
+        (FlashAttention-2, flash_api.cpp mha_fwd / mha_bwd): two small rng-state tensors kept beside; its backward
+        makes dq, dk, dv, a float32 softmax_d [B, H, T rounded up to 128] and a float32 dq accumulator [B, T
+        rounded to 128, H, head_dim rounded to 32], both freed as it returns. nn.MultiheadAttention (module =
+        "multihead") adds its copies as _multihead_program does."""
         low, dtype = amp
+        cuda = device == "cuda"
         t, d = self.tokens(x)
         kv = self.kv_dim(x)
         heads = self.num_heads
         head = num.div(d, heads)
         multihead = self.module == "multihead"
-        td, tq = num.normal(t * d), num.normal(t * (d + 2 * kv))
+        td, tq, inner = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(d + 2 * kv)
         cast = dtype != low
-        padded = num.is_concrete(t) and num.is_concrete(head)
-        rows = num.normal(-(-t // 128) * 128) if padded else t
-        width = num.normal(-(-head // 32) * 32) if padded else head
-        weights = [("w", "w_in", num.normal(d * (d + 2 * kv)), low)]
-        if self.bias:
-            weights += [("w", "b_in", num.normal(d + 2 * kv), low), ("-", "b_in")]
-        fwd: list = list(weights)
+        fwd: list = [("w", "b_in", inner, low), ("-", "b_in")] if self.bias else []
+        fwd += [("w", "w_in", num.normal(d * inner), low)] + ([] if grad else [("-", "w_in")])  # kept for x's gradient
         if multihead:  # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
             fwd += [("+", "xa", td, low)] if cast else []
-            fwd += [("+", "xc", td, low), ("+", "mm", tq, low)] + ([("-", "xa")] if cast else [])
-            fwd += [("+", "qkv", tq, low), ("-", "mm")]
+            fwd += [("+", "xc", td, low), ("+", "mm", tq, low)]
+            if self.bias and not inplace:  # its bias added out of place under a dispatch mode
+                fwd += [("+", "add", tq, low), ("-", "mm")]
+            fwd += [("-", "xa")] if cast else []
+            fwd += [("+", "qkv", tq, low), ("-", "add" if self.bias and not inplace else "mm")]
         else:
             fwd += [("+", "xc", td, low)] if cast else [("keep", "x")]
             fwd.append(("+", "qkv", tq, low))
-        rng = [("+", "rng", 2, "int64", False), ("+", "unused", 1, "int64", False)]
-        if self.dropout != 0:  # a second rng state replaces the first
-            rng += [("+", "rng2", 2, "int64", False), ("-", "rng")]
-        fwd += [("+", "o", td, low), ("+", "lse", num.normal(heads * t), "float32"), *rng]
-        fwd += [("+", "m", td, low)] if multihead else []  # the output permuted to [T, B, d]: a copy
-        fwd += [("w", "w_out", num.normal(d * d), low)]
-        if self.bias:
-            fwd += [("w", "b_out", d, low), ("-", "b_out")]
-        fwd.append(("+", "out", td, low))
-        # backward: out_proj, then its weight copies' ToCopyBackward
+        fwd += [("+", "o", td, low), ("+", "lse", num.normal(heads * t), "float32")]
+        rng = ("rng", "unused") if cuda else ()
+        if cuda:
+            fwd += [("+", "rng", 2, "int64", False), ("+", "unused", 1, "int64", False)]
+            if self.dropout != 0:  # a second rng state replaces the first
+                fwd += [("+", "rng2", 2, "int64", False), ("-", "rng")]
+                rng = ("rng2", "unused")
+        fwd += [("+", "m", td, low)] if multihead and cuda else []  # the output permuted to [T, B, d]: a copy on CUDA
+        kept = "m" if multihead and cuda else "o"
+        fwd += [("w", "b_out", d, low), ("-", "b_out")] if self.bias else []
+        fwd += [("w", "w_out", num.normal(d * d), low), ("+", "out", td, low)]
+        # backward: out_proj, then its copies' ToCopyBackward
         bwd: list = [("+", "go", td, low), ("+", "gw_out", num.normal(d * d), low, False)]
-        if self.bias:
-            bwd.append(("+", "gb_out", d, low, False))
-        bwd += [("-", "g", "w_out", *(["m"] if multihead else [])), ("+", "grad.out_proj.weight", num.normal(d * d), "param", False),
-                ("-", "gw_out")]
-        if self.bias:
-            bwd += [("+", "grad.out_proj.bias", d, "param", False), ("-", "gb_out")]
-        # the flash kernel's backward (the gradient made contiguous first where it is permuted: multihead)
-        bwd += [("+", "goc", td, low)] if multihead else []
-        bwd += [("+", "gq", td, low), ("+", "gk", num.normal(t * kv), low), ("+", "gv", num.normal(t * kv), low),
-                ("+", "softmax_d", num.normal(heads * rows), "float32"), ("+", "dq_accum", num.normal(rows * heads * width), "float32"),
-                ("-", "dq_accum", "softmax_d", *(["goc"] if multihead else [])),
-                ("-", "go", "qkv", "lse", "o", "rng2" if self.dropout != 0 else "rng", "unused")]
-        if multihead:  # as _multihead_program: each head's gradient copied twice, select_backward's sums, in place
+        bwd += [("+", "gb_out", d, low, False)] if self.bias else []
+        bwd += [("-", "g", "w_out", *(["m"] if kept == "m" else []))]
+        bwd += [("+", "grad.out_proj.weight", num.normal(d * d), "param", False), ("-", "gw_out")]
+        bwd += [("+", "grad.out_proj.bias", d, "param", False), ("-", "gb_out")] if self.bias else []
+        bwd += [("+", "goc", td, low)] if multihead and cuda else []  # the permuted gradient made contiguous
+        bwd += [("+", "gq", td, low), ("+", "gk", num.normal(t * kv), low), ("+", "gv", num.normal(t * kv), low)]
+        if cuda:
+            padded = num.is_concrete(t) and num.is_concrete(head)
+            rows = num.normal(-(-t // 128) * 128) if padded else t
+            width = num.normal(-(-head // 32) * 32) if padded else head
+            bwd += [("+", "softmax_d", num.normal(heads * rows), "float32"),
+                    ("+", "dq_accum", num.normal(rows * heads * width), "float32"),
+                    ("-", "dq_accum", "softmax_d", *(["goc"] if multihead else []))]
+        bwd.append(("-", "go", "qkv", "lse", "o", *rng))
+        if multihead:  # as _multihead_program: each head's gradient copied twice, select_backward's sums
             bwd += [("+", "c_v", td, low), ("-", "gv"), ("+", "c_k", td, low), ("-", "gk"), ("+", "c_q", td, low), ("-", "gq"),
                     ("+", "c2_v", td, low), ("-", "c_v"), ("+", "c2_k", td, low), ("-", "c_k"), ("+", "c2_q", td, low),
-                    ("-", "c_q"), ("+", "s_v", tq, low), ("-", "c2_v"), ("+", "s_k", tq, low), ("-", "c2_k"),
-                    ("-", "s_k"), ("+", "s_q", tq, low), ("-", "c2_q"), ("-", "s_q"), ("+", "gqkv", tq, low), ("-", "s_v")]
+                    ("-", "c_q"), ("+", "s_v", tq, low), ("-", "c2_v"), ("+", "s_k", tq, low), ("-", "c2_k")]
+            if inplace:
+                bwd += [("-", "s_k"), ("+", "s_q", tq, low), ("-", "c2_q"), ("-", "s_q")]
+                total = "s_v"
+            else:
+                bwd += [("+", "sum", tq, low), ("-", "s_v", "s_k"), ("+", "s_q", tq, low), ("-", "c2_q"), ("+", "sum2", tq, low),
+                        ("-", "sum", "s_q")]
+                total = "sum2"
+            bwd += [("+", "gqkv", tq, low), ("-", total)]
+            # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
+            bwd += [("+", "gb_in", inner, low, False)] if self.bias else []
+            bwd += [("+", "gw_in", num.normal(d * inner), low, False)]
+            bwd += [("+", "gxl" if cast else "gx", td, low)] if grad else []
         else:
             bwd += [("+", "gqkv", tq, low), ("-", "gq", "gk", "gv")]
-        bwd += [("+", "gw_in", num.normal(d * (d + 2 * kv)), low, False)]
-        if self.bias:
-            bwd.append(("+", "gb_in", num.normal(d + 2 * kv), low, False))
-        if grad:
-            bwd.append(("+", "gxl" if cast else "gx", td, low))
-        bwd.append(("-", "gqkv", "w_in", "xc" if cast or multihead else "x"))
-        if grad and cast:  # the input copy's ToCopyBackward
-            bwd += [("+", "gx", td, dtype), ("-", "gxl")]
-        bwd += [("+", "grad.in_proj.weight", num.normal(d * (d + 2 * kv)), "param", False), ("-", "gw_in")]
-        if self.bias:
-            bwd += [("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "param", False), ("-", "gb_in")]
+            bwd += [("+", "gxl" if cast else "gx", td, low)] if grad else []
+            bwd += [("+", "gw_in", num.normal(d * inner), low, False)]
+            bwd += [("+", "gb_in", inner, low, False)] if self.bias else []
+        bwd.append(("-", "gqkv", "xc" if cast or multihead else "x", *(["w_in"] if grad else [])))
+        bwd += [("+", "gx", td, dtype), ("-", "gxl")] if grad and cast else []  # the input copy's ToCopyBackward
+        bwd += [("+", "grad.in_proj.weight", num.normal(d * inner), "param", False), ("-", "gw_in")]
+        bwd += [("+", "grad.in_proj.bias", inner, "param", False), ("-", "gb_in")] if self.bias else []
         return tuple(fwd), tuple(bwd)
 
     def _lse(self, t: Dim, device: str) -> tuple:
