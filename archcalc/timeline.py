@@ -473,6 +473,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         low_grads = amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
         if low_grads is None:
             _tied_gradient(tape, row, tied, size)
+        elif row.layer.tied() is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
+            tied.add(row.layer.tied())
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -597,7 +599,7 @@ class _Autocast:
         kept = []
         if rule == autocast.LOWER:
             keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
-            for i, n in enumerate(param_tensors(row)):
+            for i, n in enumerate(_cast_weights(row)):
                 copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
                 (self.replayed if replay else self.cached if cache else self.passing).append(copy)
                 if i in keep:
@@ -686,7 +688,7 @@ class _Autocast:
         if info is None or info.rule != autocast.LOWER:
             return None
         tape = self.tape
-        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in param_tensors(row)]
+        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in _cast_weights(row)]
 
     def weights_to_float32(self, grads: list | None) -> None:
         """Each weight copy's ToCopyBackward, weight then bias: the float32 gradient, then the 16-bit one goes."""
@@ -705,6 +707,14 @@ class _Autocast:
     def copied(self, info: _Row | None, names: tuple[str, ...], flags, shapes) -> dict:
         """The inputs whose gradient goes through a copy's ToCopyBackward: name -> its shape."""
         return {} if info is None else {n: s for n, c, f, s in zip(names, info.casts, flags, shapes) if c and f}
+
+
+def _cast_weights(row: Row) -> tuple:
+    """The element counts of the weights autocast copies for a row: its parameter tensors, and first the weight
+    it shares with an earlier layer (GPT-2's lm_head casts the embedding's table)."""
+    if row.layer.tied() is None:
+        return param_tensors(row)
+    return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
 
 
 def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
