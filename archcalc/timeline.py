@@ -39,7 +39,10 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   and `torch.tensor(1.0)` is allocated to increment them.
 - mixed precision (report.autocast: Lightning's bf16-mixed, 16-mixed): forward and loss under torch.autocast,
   each row in the dtype archcalc/autocast.py gives its ops, with autocast's copies of inputs and weights and
-  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars.
+  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars. A layer with its
+  own program (Layer.program: attention, gelu_new, parameter) runs it op by op in autocast's dtypes (each op's
+  name looked up in archcalc/autocast.py; its weight copies cached as the generic rule's are); attention on CUDA
+  is then SDPA's flash kernel (FlashAttention-2's temporaries, see Attention._autocast_program).
 """
 
 from __future__ import annotations
