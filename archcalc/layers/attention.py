@@ -239,7 +239,9 @@ class Attention(Layer):
         (FlashAttention-2, flash_api.cpp mha_fwd / mha_bwd): two small rng-state tensors kept beside; its backward
         makes dq, dk, dv, a float32 softmax_d [B, H, T rounded up to 128] and a float32 dq accumulator [B, T
         rounded to 128, H, head_dim rounded to 32], both freed as it returns. nn.MultiheadAttention (module =
-        "multihead") adds its copies as _multihead_program does."""
+        "multihead") adds its copies as _multihead_program does; but on CUDA the flash kernel writes its output
+        and the heads' gradients in q's layout ([T, B, H, D]: empty_like), so out_proj reads the output without a
+        copy, the heads' gradients need none, and its backward copies the output and its gradient (.contiguous())."""
         low, dtype = amp
         cuda = device == "cuda"
         t, d = self.tokens(x)
@@ -268,17 +270,17 @@ class Attention(Layer):
             if self.dropout != 0:  # a second rng state replaces the first
                 fwd += [("+", "rng2", 2, "int64", False), ("-", "rng")]
                 rng = ("rng2", "unused")
-        fwd += [("+", "m", td, low)] if multihead and cuda else []  # the output permuted to [T, B, d]: a copy on CUDA
-        kept = "m" if multihead and cuda else "o"
         fwd += [("w", "b_out", d, low), ("-", "b_out")] if self.bias else []
         fwd += [("w", "w_out", num.normal(d * d), low), ("+", "out", td, low)]
         # backward: out_proj, then its copies' ToCopyBackward
         bwd: list = [("+", "go", td, low), ("+", "gw_out", num.normal(d * d), low, False)]
         bwd += [("+", "gb_out", d, low, False)] if self.bias else []
-        bwd += [("-", "g", "w_out", *(["m"] if kept == "m" else []))]
+        bwd.append(("-", "g", "w_out"))
         bwd += [("+", "grad.out_proj.weight", num.normal(d * d), "param", False), ("-", "gw_out")]
         bwd += [("+", "grad.out_proj.bias", d, "param", False), ("-", "gb_out")] if self.bias else []
-        bwd += [("+", "goc", td, low)] if multihead and cuda else []  # the permuted gradient made contiguous
+        # multihead on CUDA: the kernel's output has q's layout ([T, B, H, D]: out_proj reads it without a copy), so
+        # _flash_attention_backward copies the gradient and the output to [B, T, H, D] (.contiguous()) first
+        bwd += [("+", "goc", td, low), ("+", "oc", td, low)] if multihead and cuda else []
         bwd += [("+", "gq", td, low), ("+", "gk", num.normal(t * kv), low), ("+", "gv", num.normal(t * kv), low)]
         if cuda:
             padded = num.is_concrete(t) and num.is_concrete(head)
@@ -286,17 +288,22 @@ class Attention(Layer):
             width = num.normal(-(-head // 32) * 32) if padded else head
             bwd += [("+", "softmax_d", num.normal(heads * rows), "float32"),
                     ("+", "dq_accum", num.normal(rows * heads * width), "float32"),
-                    ("-", "dq_accum", "softmax_d", *(["goc"] if multihead else []))]
+                    ("-", "dq_accum", "softmax_d", *(["goc", "oc"] if multihead else []))]
         bwd.append(("-", "go", "qkv", "lse", "o", *rng))
-        if multihead:  # as _multihead_program: each head's gradient copied twice, select_backward's sums
+        if multihead and cuda:  # the heads' gradients in q's layout: select_backward's sums straight away
+            bwd += [("+", "s_v", tq, low), ("-", "gv"), ("+", "s_k", tq, low), ("-", "gk")]
+            last = "gq"
+        elif multihead:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
             bwd += [("+", "c_v", td, low), ("-", "gv"), ("+", "c_k", td, low), ("-", "gk"), ("+", "c_q", td, low), ("-", "gq"),
                     ("+", "c2_v", td, low), ("-", "c_v"), ("+", "c2_k", td, low), ("-", "c_k"), ("+", "c2_q", td, low),
                     ("-", "c_q"), ("+", "s_v", tq, low), ("-", "c2_v"), ("+", "s_k", tq, low), ("-", "c2_k")]
+            last = "c2_q"
+        if multihead:
             if inplace:
-                bwd += [("-", "s_k"), ("+", "s_q", tq, low), ("-", "c2_q"), ("-", "s_q")]
+                bwd += [("-", "s_k"), ("+", "s_q", tq, low), ("-", last), ("-", "s_q")]
                 total = "s_v"
             else:
-                bwd += [("+", "sum", tq, low), ("-", "s_v", "s_k"), ("+", "s_q", tq, low), ("-", "c2_q"), ("+", "sum2", tq, low),
+                bwd += [("+", "sum", tq, low), ("-", "s_v", "s_k"), ("+", "s_q", tq, low), ("-", last), ("+", "sum2", tq, low),
                         ("-", "sum", "s_q")]
                 total = "sum2"
             bwd += [("+", "gqkv", tq, low), ("-", total)]
