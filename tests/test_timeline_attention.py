@@ -190,9 +190,11 @@ def test_pre_norm_blocks_as_archcalc_builds_them(kernel, causal, dropout, optimi
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(net=token_networks(), batch=st.integers(2, 3), optimizer=st.sampled_from(["sgd", "adam"]))
-def test_drawn_token_networks_under_autocast(net, batch, optimizer):
-    """bf16-mixed: attention's program in autocast's dtypes (its input and weight copies, the fused CPU kernel).
+@given(net=token_networks(), batch=st.integers(2, 3), optimizer=st.sampled_from(["sgd", "adam"]),
+       low=st.sampled_from(["bfloat16", "float16"]))
+def test_drawn_token_networks_under_autocast(net, batch, optimizer, low):
+    """bf16-mixed and 16-mixed (with its GradScaler): attention's program in autocast's dtypes (its input and weight
+    copies, the fused CPU kernel).
     Attention as explicit matmuls, or with dropout (SDPA's math fallback, which computes in float32 on the CPU),
     is left to autocast's generic rule under autocast: not drawn here."""
     from hypothesis import assume
@@ -201,7 +203,8 @@ def test_drawn_token_networks_under_autocast(net, batch, optimizer):
 
     assume(not any(t.get("type") == "attention" and (t.get("kernel") == "math" or t.get("dropout")) for t in net.tables))
 
-    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast="bfloat16")
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast=low)
     torch.manual_seed(0)
     x = torch.randn(batch, *map(int, net.input))
-    assert phases(report, batch) == step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=torch.bfloat16), net.spec()
+    measured = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=getattr(torch, low), scaled=True)
+    assert phases(report, batch) == measured, net.spec()
