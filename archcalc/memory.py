@@ -336,7 +336,7 @@ def measure(report: Report) -> Memory:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
         if step is not None and step[1] == autocast.LOWER and row.backward:  # the weight copies its node keeps
-            tensors = row.layer.param_tensors(row.input)
+            tensors = timeline._cast_weights(row)  # a tied weight (GPT-2's lm_head) first: its copy of the owner's
             for i in row.layer.autocast_kept_params(row.requires_grad):
                 nbytes = num.normal(tensors[i] * DType(str(report.autocast)).bytes)
                 kept.append(KeptBytes(Kept(Tensor.own, tensors[i], per_sample=False, what="autocast's weight copy"), nbytes, True))

@@ -40,7 +40,10 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   and `torch.tensor(1.0)` is allocated to increment them.
 - mixed precision (report.autocast: Lightning's bf16-mixed, 16-mixed): forward and loss under torch.autocast,
   each row in the dtype archcalc/autocast.py gives its ops, with autocast's copies of inputs and weights and
-  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars.
+  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars. A layer with its
+  own program (Layer.program: attention, gelu_new, parameter) runs it op by op in autocast's dtypes (each op's
+  name looked up in archcalc/autocast.py; its weight copies cached as the generic rule's are); attention on CUDA
+  is then SDPA's flash kernel (FlashAttention-2's temporaries, see Attention._autocast_program).
 """
 
 from __future__ import annotations
@@ -367,11 +370,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             kept_by.append(([], []))
             amp.rows.append(None)
             continue
-        program = (layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums)
-                   if row.name in reach and row.index - 1 not in inside and amp.low is None else None)
-        if program is not None:  # the layer's own ops, one by one (under autocast: the rule below)
-            amp.forward(row, names, False)  # no autocast: its dtype bookkeeping only
-            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
+        program = (amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums)
+                   if row.name in reach and row.index - 1 not in inside else None)
+        if program is not None:  # the layer's own ops, one by one (under autocast each in its dtype: _Autocast.program)
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached)
             dead = None
             out = live.pop("out")
             for s in ins:
@@ -527,11 +529,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             continue
         if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
             def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
-                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * size), inplace_sums)
+                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * amp.bytes(name, size)), inplace_sums)
 
             live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
             if "gx" in live:
-                _accumulate(tape, grad, names[0], live["gx"], False, tape.size(0, num.mul(row.input) * size), inplace_sums)
+                _accumulate(tape, grad, names[0], live["gx"], False,
+                            tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
                 tape.release(live["gx"])
             continue
         out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
@@ -549,6 +552,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             scratch = tape.new(tape.size(0, scratch * size), "temporaries", mark=False)
         if low_grads is None and (scratch == 0 or row.layer.sums_scratch_first(row.requires_grad)):
             _tied_gradient(tape, row, tied, size)
+        elif row.layer.tied() is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
+            tied.add(row.layer.tied())
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -684,7 +689,7 @@ class _Autocast:
         kept = []
         if rule == autocast.LOWER:
             keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
-            for i, n in enumerate(param_tensors(row)):
+            for i, n in enumerate(_cast_weights(row)):
                 copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
                 (self.replayed if replay else self.cached if cache else self.passing).append(copy)
                 if i in keep:
@@ -707,6 +712,22 @@ class _Autocast:
     # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/timeline_probe.py): the scale and the
     # growth tracker, alive from the first step (8 bytes in every phase); the scaled loss through backward (4); in
     # the step, 16 bytes of unscale_'s scalars (inverse scale, found-inf flags), 4 of them alive through opt.step().
+    def program(self, row: Row, names: tuple[str, ...], device: str, inplace: bool) -> tuple | None:
+        """The row's Layer.program; under autocast the one it writes for autocast's dtypes (amp = (autocast's dtype,
+        its input's dtype)), None where it has none (the generic rule runs). Sets the row's output dtype."""
+        if self.low is None:
+            program = row.layer.program(row.input, row.requires_grad, device, inplace)
+            if program is not None:
+                self.forward(row, names, False)  # its dtype bookkeeping only
+            return program
+        program = row.layer.program(row.input, row.requires_grad, device, inplace, amp=(self.low, self.dtype[names[0]]))
+        if program is not None:
+            out = next(e for e in program[0] if e[0] in ("+", "to") and e[1] == "out")
+            dtype = (out[5] if len(out) > 5 else "model") if out[0] == "to" else out[3] if len(out) > 3 else "model"
+            self.dtype[row.name] = self.dtype["input"] if dtype in ("model", "param") else dtype
+            self.rows.append(None)
+        return program
+
     def scaler_state(self, report: Report) -> None:
         self.scaler = self.low == "float16" and str(report.optimizer) != "none"
         if self.scaler:
@@ -757,7 +778,7 @@ class _Autocast:
         if info is None or info.rule != autocast.LOWER:
             return None
         tape = self.tape
-        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in param_tensors(row)]
+        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in _cast_weights(row)]
 
     def weights_to_float32(self, grads: list | None) -> None:
         """Each weight copy's ToCopyBackward, weight then bias: the float32 gradient, then the 16-bit one goes."""
@@ -778,6 +799,14 @@ class _Autocast:
         return {} if info is None else {n: s for n, c, f, s in zip(names, info.casts, flags, shapes) if c and f}
 
 
+def _cast_weights(row: Row) -> tuple:
+    """The element counts of the weights autocast copies for a row: its parameter tensors, and first the weight
+    it shares with an earlier layer (GPT-2's lm_head casts the embedding's table)."""
+    if row.layer.tied() is None:
+        return param_tensors(row)
+    return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
+
+
 def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
     """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
     gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
@@ -793,16 +822,28 @@ def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
             tape.new(tape.size(n * size, 0), "gradients", mark=False)
 
 
+def _width(bytes_of: dict, storage: str) -> int:
+    """Bytes of an element of a program's storage: a Storage's name, or under autocast a dtype's."""
+    return bytes_of[storage] if storage in bytes_of else DType(storage).bytes
+
+
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None, hand=None, held: list | None = None) -> dict:
+         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
     gradient of the input handed to its buffer (the program keeps its own reference until it drops it).
     ("to", name, source, elements, storage, new storage[, per_sample]) is `.to(dtype)`: the source itself (one more
     reference) where both storages are as wide, else a copy; ("if", "low" or "wide", *event): the event only where
-    the model's dtype is narrower than float32 ("low": bfloat16, float16) or not ("wide")."""
+    the model's dtype is narrower than float32 ("low": bfloat16, float16) or not ("wide").
+    Under autocast an event's storage may name a dtype ("bfloat16", "float32"...), and ("w", name, elements,
+    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's."""
     for event in events:
+        if event[0] == "w":
+            _, name, elements, dtype = event
+            live[name] = tape.new(tape.size(elements * DType(dtype).bytes, 0), "weight copies", refs=2, mark=False)
+            cache.append(live[name])
+            continue
         if event[0] == "if":
             if (bytes_of["model"] < bytes_of["opmath"]) != (event[1] == "low"):
                 continue
@@ -810,7 +851,7 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
         if event[0] == "to":
             _, name, source, elements, old, new, *rest = event
             s = live[source] if source in live else x
-            if bytes_of[old] == bytes_of[new]:
+            if _width(bytes_of, old) == _width(bytes_of, new):
                 s.refs += 1
                 live[name] = s
                 continue
@@ -825,7 +866,7 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
         if event[0] == "+":
             _, name, elements, *rest = event
             dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True
-            nbytes = elements * bytes_of[dtype]
+            nbytes = elements * (bytes_of[dtype] if dtype in bytes_of else DType(dtype).bytes)
             live[name] = tape.new(tape.size(0, nbytes) if per_sample else tape.size(nbytes, 0),
                                   "gradients" if name.startswith("grad.") else kind)
             tape.release(dead)

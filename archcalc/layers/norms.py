@@ -34,6 +34,23 @@ def _normalized(layer, x: Shape) -> tuple:
     return tuple(shape)
 
 
+def _typed(events: list, amp: tuple[str, str] | None) -> tuple:
+    """A program's events under autocast (amp = (autocast's dtype, the input's dtype)): the model's storage is the
+    input's dtype, opmath and the parameters' float32, and ("if", "low"/"wide", ...) decided by the input's dtype."""
+    if amp is None:
+        return tuple(events)
+    low = amp[1] in ("bfloat16", "float16")
+    names = {"model": amp[1], "opmath": "float32", "param": "float32"}
+    out = []
+    for event in events:
+        if event[0] == "if":
+            if low != (event[1] == "low"):
+                continue
+            event = event[2:]
+        out.append(tuple(names.get(e, e) if isinstance(e, str) and i >= 3 else e for i, e in enumerate(event)))
+    return tuple(out)
+
+
 def _stats(elements: Dim, dtype: str = "model") -> tuple[Kept, Kept]:
     return (Kept("own", elements, dtype, what="mean (one per normalized group)"),
             Kept("own", elements, dtype, what="1/std (one per normalized group)"))
@@ -64,7 +81,9 @@ class LayerNorm(Layer):
         if not (grad or self.elementwise_affine):
             return ()
         groups = num.mul(x[: len(x) - len(_normalized(self, x))])
-        return (Kept("input", num.mul(x), what="input"), *_stats(groups))
+        # statistics in the parameters' dtype when they differ from the input's (CPU autocast: a 16-bit input with
+        # float32 weights is layer_norm's mixed type, float32 statistics; measured); without weights, the input's
+        return (Kept("input", num.mul(x), what="input"), *_stats(groups, "param" if self.elementwise_affine else "model"))
 
     def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
         if quantity not in ("params", "weights") or not self.elementwise_affine:
@@ -258,13 +277,14 @@ class RMSNorm(Layer):
                 Kept("own", groups, "opmath", what="1/rms (one per normalized group)")]
         return (*kept, normalized) if self.elementwise_affine else tuple(kept)
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
         """torch 2.13 runs nn.RMSNorm as separate ops (F.rms_norm's composite, measured with a TorchDispatchMode):
         x.float() (x itself in float32: "to"), x², its mean, + eps in place, rsqrt, x·rsqrt (kept for γ's
         product), ·γ, then .type_as(x). Backward in reverse: the product's two gradients (γ's summed over the
         tokens, cast to γ's dtype), then x·rsqrt's, rsqrt's (r³ scaled), the mean's (divided), x²'s (2·x); x's
         two gradients meet in its buffer (in float32), or, for a 16-bit x, in x.float()'s, whose backward casts
-        the sum back."""
+        the sum back. Under autocast (no op of it on the CPU's lists) the same in its input's dtype, γ float32."""
         n = num.mul(x)
         d = num.mul(_normalized(self, x))
         groups = num.div(n, d)
@@ -283,12 +303,12 @@ class RMSNorm(Layer):
         if affine:  # xn·γ
             bwd += [("+", "gwn", n, "opmath"), *([("+", "gxn", n, "opmath")] if grad else []),
                     ("+", "grad.w", d, "opmath", False), ("-", "gwn"),
-                    ("to", "grad.weight", "grad.w", d, "opmath", "model", False), ("-", "grad.w", "g32", "xn")]
+                    ("to", "grad.weight", "grad.w", d, "opmath", "param", False), ("-", "grad.w", "g32", "xn")]
         else:
             bwd.append(("to", "gxn", "g32", n, "opmath", "opmath"))
             bwd.append(("-", "g32"))
         if not grad:
-            return tuple(fwd), tuple(bwd)
+            return _typed(fwd, amp), _typed(bwd, amp)
         bwd += [("+", "gr_n", n, "opmath"), ("+", "gx1", n, "opmath"), ("+", "gr", groups, "opmath"), ("-", "gr_n", "gxn"),
                 ("if", "wide", "grad", "gx1"), ("if", "wide", "-", "gx1"),
                 ("+", "r3", groups, "opmath"), ("+", "rs", groups, "opmath"), ("+", "gms", groups, "opmath"),
@@ -300,7 +320,7 @@ class RMSNorm(Layer):
         else:
             bwd += [("if", "low", "+", "gs", n, "opmath"), ("if", "low", "-", "gx1", "gx2"),
                     ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
-        return tuple(fwd), tuple(bwd)
+        return _typed(fwd, amp), _typed(bwd, amp)
 
     def summary(self, x: Shape) -> str:
         return f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
@@ -347,12 +367,15 @@ class LocalResponseNorm(Layer):
         return (Kept("input", num.mul(x), what="input"), Kept("own", padded, what="squares, padded along the channels"),
                 Kept("own", num.mul(x), what="k + α·mean of squares"), Kept("own", num.mul(x), what="(k + α·mean of squares)^β"))
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """F.local_response_norm's ops one by one (torch 2.13, measured with a TorchDispatchMode): x·x, padded along
         the channels (constant_pad_nd), averaged over `size` of them (avg_pool2d/3d), ·α, + k, ^β, then x / that.
         Backward in reverse: the quotient's two gradients (the denominator's through x/d/d and −g), the power's,
         the scaling's, the pooling's (of the padded size), the pad's (cut), the square's two (x's gradients meet
-        in its buffer with the quotient's)."""
+        in its buffer with the quotient's). Under autocast: the generic rule (avg_pool3d runs in float32 there)."""
+        if amp is not None:
+            return None
         n = num.mul(x)
         padded = num.normal((x[0] + self.size - 1) * num.mul(x[1:]))
         if not grad:
