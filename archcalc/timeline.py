@@ -546,11 +546,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             g = g_pre
             if region is not None and region.first_pack == row.index - 1 and not main_saved:
                 _frame_ends(tape, report, region, storage)
-        low_grads = amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
         scratch = row.layer.backward_scratch(row.input, row.requires_grad)  # parameter gradients summed out of per-sample ones, later
         if scratch != 0:
-            scratch = tape.new(tape.size(0, scratch * size), "temporaries", mark=False)
-        if low_grads is None and (scratch == 0 or row.layer.sums_scratch_first(row.requires_grad)):
+            # in the dtype the op computes in under autocast's rule (PReLU's); else the parameters' (InstanceNorm's float32
+            # γ and β gradients per sample, from a 16-bit input)
+            scratch = tape.new(tape.size(0, scratch * (info.size if info and info.rule else size)), "temporaries", mark=False)
+        late = scratch != 0 and not row.layer.sums_scratch_first(row.requires_grad)  # the parameters' gradients after its frees
+        low_grads = None if late else amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
+        if low_grads is None and not late:
             _tied_gradient(tape, row, tied, size)
         elif row.layer.tied() is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
             tied.add(row.layer.tied())
@@ -583,8 +586,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             g_ins.append((names[0], tape.new(own, "activation gradients"), False, own))
             tape.release(padded)
         if scratch != 0:
-            if low_grads is None and not row.layer.sums_scratch_first(row.requires_grad):
-                _tied_gradient(tape, row, tied, size)
+            if late:
+                low_grads = amp.weight_grads(row, info)
+                if low_grads is None:
+                    _tied_gradient(tape, row, tied, size)
             tape.release(scratch)
         if region is not None and region.first_pack == row.index - 1 and main_saved:
             _frame_ends(tape, report, region, storage)

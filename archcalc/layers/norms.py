@@ -159,7 +159,8 @@ class GroupNorm(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not (grad or self.affine):
             return ()
-        return (Kept("input", num.mul(x), what="input"), *_stats(self.num_groups))
+        # a 16-bit input with float32 γ and β (autocast) keeps float32 statistics (group_norm's mixed types)
+        return (Kept("input", num.mul(x), what="input"), *_stats(self.num_groups, "param" if self.affine else "model"))
 
     def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
         if quantity != "params" or not self.affine:
@@ -218,11 +219,13 @@ class InstanceNorm(Layer):
             return ()
         # torch runs batch norm on the input seen as [1, B·C, ...]: the parameters and running
         # statistics are repeated B times, new tensors that batch norm keeps
-        repeated = [Kept("own", x[0], what="γ repeated for each sample")] if self.affine else []
+        # new tensors that batch norm keeps (in the parameters' dtype: float32 under autocast, as its statistics
+        # are when γ is float32)
+        repeated = [Kept("own", x[0], "param", what="γ repeated for each sample")] if self.affine else []
         if self.track_running_stats:
-            repeated += [Kept("own", x[0], what="running mean repeated for each sample"),
-                         Kept("own", x[0], what="running variance repeated for each sample")]
-        return (Kept("input", num.mul(x), what="input"), *repeated, *_stats(x[0]))
+            repeated += [Kept("own", x[0], "param", what="running mean repeated for each sample"),
+                         Kept("own", x[0], "param", what="running variance repeated for each sample")]
+        return (Kept("input", num.mul(x), what="input"), *repeated, *_stats(x[0], "param" if self.affine else "model"))
 
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return 2 * x[0] * size + 8 if self.track_running_stats else 0
