@@ -855,7 +855,7 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
             event = event[2:]
         if event[0] == "to":
             _, name, source, elements, old, new, *rest = event
-            s = live[source] if source in live else x
+            s = live.get(source, x)
             if _width(bytes_of, old) == _width(bytes_of, new):
                 s.refs += 1
                 live[name] = s

@@ -160,9 +160,6 @@ class PReLU(Layer):
     def sums_scratch_first(self, grad: bool) -> bool:
         return grad  # measured: the sum comes first; without an input gradient, after the unused one is freed
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("prelu",)  # on autocast's lower-precision list (CPU and CUDA)
-
     def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
         return (0,)  # its node keeps the slope's 16-bit copy
 
