@@ -59,13 +59,7 @@ def predicted(run) -> dict[str, int]:
 
 
 # Cases known to miss, and why (strict: once they pass, the mark must go).
-KNOWN = {("tv-vit_b_16", "adam", 2): "forward 3.9% low: at batch 2 the live blocks measure ~50 MB more than the "
-                                     "tensors. CUDACachingAllocator.cpp's should_split leaves a cached large-pool block "
-                                     "whole when at most 1 MiB (kSmallSize) would remain, and allocated_bytes counts the "
-                                     "whole block; which of the ~1.2 MB tensors get such a block depends on the best-fit "
-                                     "search over the blocks the two warm-up steps left (sizes after merges, addresses): "
-                                     "no per-tensor rule, only a bound (1 MiB for each of ~110 live large-pool tensors, "
-                                     "twice the gap); a full allocator replay is not modelled"}
+KNOWN: dict = {}
 LARGE = [r for r in runs() if covered(r) and r["step_max"] >= GiB]
 
 
