@@ -44,6 +44,14 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   own program (Layer.program: attention, gelu_new, parameter) runs it op by op in autocast's dtypes (each op's
   name looked up in archcalc/autocast.py; its weight copies cached as the generic rule's are); attention on CUDA
   is then SDPA's flash kernel (FlashAttention-2's temporaries, see Attention._autocast_program).
+- CUDA at a concrete batch: the step's allocations and frees (the tape's events) are replayed through the
+  caching allocator (archcalc/allocator.py, from c10/cuda/CUDACachingAllocator.cpp) over three steps, as the
+  recordings ran them: two warm-up steps (the first also makes the optimizer's state, in its optimizer phase),
+  then the step whose phase peaks are read. memory_allocated() counts blocks, not tensors: a large-pool block
+  that a cached block serves with at most 1 MiB to spare is handed out whole (should_split), so which tensors
+  carry slack depends on the blocks the earlier steps left. What the blocks hold beyond the tensors at a phase's
+  peak is the kind "block slack" (ViT-B/16 at batch 2: ~50 MB in the forward, its ~1.2 MB activations).
+  With B a symbol (and on the CPU) the peaks are the tensors' bytes, each block rounded up to 512 on CUDA.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ PHASES = ("forward", "backward", "optimizer")
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
          "activation gradients", "temporaries", "workspace", "weight copies", "block slack")
 # CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
-CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
+CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes (and more: archcalc/allocator.py)
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
 # Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's
 # device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
