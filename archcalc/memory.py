@@ -109,7 +109,8 @@ class StepBytes:
     """A peak of the step's timeline: the largest of affine functions of B, fixed_i + per_sample_i·B.
 
     At a concrete batch it is the timeline simulated at that batch (on CUDA each block rounded up to
-    512 bytes, as the caching allocator does); with B a symbol, the formula max(...)."""
+    512 bytes, and the blocks the caching allocator hands out replayed: archcalc/allocator.py); with B a
+    symbol, the formula max(...)."""
 
     timelines: Timelines
     phase: str  # "step" (the highest of the three), "forward", "backward", "optimizer" or "inference"

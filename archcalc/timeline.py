@@ -44,6 +44,14 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   own program (Layer.program: attention, gelu_new, parameter) runs it op by op in autocast's dtypes (each op's
   name looked up in archcalc/autocast.py; its weight copies cached as the generic rule's are); attention on CUDA
   is then SDPA's flash kernel (FlashAttention-2's temporaries, see Attention._autocast_program).
+- CUDA at a concrete batch: the step's allocations and frees (the tape's events) are replayed through the
+  caching allocator (archcalc/allocator.py, from c10/cuda/CUDACachingAllocator.cpp) over three steps, as the
+  recordings ran them: two warm-up steps (the first also makes the optimizer's state, in its optimizer phase),
+  then the step whose phase peaks are read. memory_allocated() counts blocks, not tensors: a large-pool block
+  that a cached block serves with at most 1 MiB to spare is handed out whole (should_split), so which tensors
+  carry slack depends on the blocks the earlier steps left. What the blocks hold beyond the tensors at a phase's
+  peak is the kind "block slack" (ViT-B/16 at batch 2: ~50 MB in the forward, its ~1.2 MB activations).
+  With B a symbol (and on the CPU) the peaks are the tensors' bytes, each block rounded up to 512 on CUDA.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import autocast, checkpoint, num
+from . import allocator, autocast, checkpoint, num
 from .dtypes import DType
 from .layers import layout
 from .num import Dim, Value
@@ -62,9 +70,9 @@ if TYPE_CHECKING:
 PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
-         "activation gradients", "temporaries", "workspace", "weight copies")
+         "activation gradients", "temporaries", "workspace", "weight copies", "block slack")
 # CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
-CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
+CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes (and more: archcalc/allocator.py)
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
 # Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's
 # device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
@@ -147,6 +155,7 @@ class _Tape:
         self.phase = ""
         self.candidates: dict[str, list] = {}
         self.best: dict[str, Value] = {}
+        self.events: list | None = [] if self.cuda else None  # ("+", storage), ("-", storage), ("mark", None), ("phase", name)
 
     def size(self, fixed: Dim, per_sample: Dim) -> Pair:
         if self.batch is not None:  # concrete batch: one number
@@ -163,6 +172,8 @@ class _Tape:
         k = self.kinds[kind]
         k[0] += size[0]
         k[1] += size[1]
+        if self.events is not None:
+            self.events.append(("+", s))
         if mark:
             self.mark()
         return s
@@ -177,14 +188,20 @@ class _Tape:
             k = self.kinds[s.kind]
             k[0] -= s.size[0]
             k[1] -= s.size[1]
+            if self.events is not None:
+                self.events.append(("-", s))
 
     def start(self, phase: str) -> None:
         self.phase = phase
         self.candidates[phase] = []
+        if self.events is not None:
+            self.events.append(("phase", phase))
         self.mark()
 
     def mark(self) -> None:
         """The present total is a candidate for the phase's peak (kept unless another is at least as high for every B)."""
+        if self.events is not None:
+            self.events.append(("mark", None))
         f, p = self.total
         cands = self.candidates[self.phase]
         if num.is_concrete(f) and num.is_concrete(p):
@@ -302,8 +319,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.new(p, "optimizer state", mark=False)
         if not cuda and states == 2:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
-    if cuda:
-        tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
+    if cuda:  # two cuBLAS workspaces and the rest (three blocks of the caching allocator)
+        for part in (CUBLAS_WORKSPACE, CUBLAS_WORKSPACE, CUDA_WORKSPACE - 2 * CUBLAS_WORKSPACE):
+            tape.new(tape.size(part, 0), "workspace", mark=False)
     amp.scaler_state(report)
     ids = any(row.layer.token_ids() is not None for row in rows)  # the batch is int64 token ids
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
@@ -625,7 +643,25 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.release(t)
     tape.release(found_inf)
     phases = {phase: tape.peak(phase) for phase in PHASES}
+    if tape.events is not None:  # CUDA at a concrete batch: the blocks the caching allocator hands out
+        phases = _replayed(tape, phases)
     return Timeline(phases, _inference(report, batch))
+
+
+def _replayed(tape: _Tape, phases: dict[str, Peak]) -> dict[str, Peak]:
+    """Each phase's peak as memory_allocated() reads it in the third step (two warm-up steps first: the
+    recordings' method), the step's allocations replayed through the caching allocator (archcalc/allocator.py):
+    a cached block too large by at most 1 MiB is handed out whole. What the blocks hold beyond the tensors at
+    the peak is the kind "block slack" (beside the tensors alive at the timeline's own peak)."""
+    peaks = allocator.replay(tape.events)
+    if peaks is None:  # no block of the large pool: the blocks are the tensors
+        return phases
+    out = {}
+    for phase, peak in phases.items():
+        best = max(peak.candidates, key=lambda c: c[0][0])
+        slack = peaks[phase] - best[0][0]
+        out[phase] = peak if slack <= 0 else Peak((((peaks[phase], 0), best[1] + (("block slack", (slack, 0)),)),))
+    return out
 
 
 def _workspace(tape: _Tape, row: Row, size: int, phase: str) -> None:
@@ -1079,6 +1115,7 @@ def _inference(report: Report, batch: Value | None) -> Peak:
     each row in its dtype, its input copies freed when it returns, the weight copies cached to the end)."""
     size = report.dtype.bytes
     tape = _Tape(batch, str(report.device) == "cuda")
+    tape.events = None  # no allocator replay (no recording of inference to hold it against)
     amp = _Autocast(report, tape, str(report.device) == "cuda")
     tape.start("forward")
     rows = report.rows

@@ -5,7 +5,9 @@ max_memory_allocated, phase by phase; `memory --budget` must never answer a batc
 that really trained, and stay within 5% of it. bf16 and fp16 are autocast (Lightning's bf16-mixed and
 16-mixed: float32 parameters, fp16 with a GradScaler), predicted with no constant of their own: the
 float32 constants (cuBLAS workspace; cuDNN's, during each convolution, as a share of its input, here
-its 16-bit copy); the transformers' attention on CUDA under autocast is SDPA's flash kernel. The cases whose
+its 16-bit copy); the transformers' attention on CUDA under autocast is SDPA's flash kernel. At a concrete
+batch the blocks are those the caching allocator hands out in the third step (archcalc/allocator.py: a cached
+block at most 1 MiB too large is not split; ViT-B/16 at batch 2 needs it). The cases whose
 networks have no spec yet are listed by test_cases_not_yet_covered, so that the gap stays visible.
 """
 
@@ -59,13 +61,7 @@ def predicted(run) -> dict[str, int]:
 
 
 # Cases known to miss, and why (strict: once they pass, the mark must go).
-KNOWN = {("tv-vit_b_16", "adam", 2): "forward 3.9% low: at batch 2 the live blocks measure ~50 MB more than the "
-                                     "tensors. CUDACachingAllocator.cpp's should_split leaves a cached large-pool block "
-                                     "whole when at most 1 MiB (kSmallSize) would remain, and allocated_bytes counts the "
-                                     "whole block; which of the ~1.2 MB tensors get such a block depends on the best-fit "
-                                     "search over the blocks the two warm-up steps left (sizes after merges, addresses): "
-                                     "no per-tensor rule, only a bound (1 MiB for each of ~110 live large-pool tensors, "
-                                     "twice the gap); a full allocator replay is not modelled"}
+KNOWN: dict = {}
 LARGE = [r for r in runs() if covered(r) and r["step_max"] >= GiB]
 
 
