@@ -436,8 +436,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
             s.refs += 1
             main_saved.append(s)
+        scratch = own.pop("scratch", None)
         for s in own.values():
             tape.release(s)
+        if layer.update_scratch(row.input) != 0:  # InstanceNorm's running statistics' update, then its β's repeat goes
+            tape.release(tape.new(tape.size(layer.update_scratch(row.input) * size, 0), "temporaries"))
+        tape.release(scratch)
         if copy is not None:
             tape.release(copy)
         for s in cast.inputs:

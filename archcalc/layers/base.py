@@ -293,6 +293,12 @@ class Layer:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
 
+    def update_scratch(self, x: Shape) -> Dim:
+        """Elements in all (not per sample), in the parameters' dtype, of a transient the forward op makes after its
+        output and frees at once (the memory timeline): InstanceNorm's running statistics updated from their
+        repeats, a mean over the batch per statistic, one after the other. 0: none."""
+        return 0
+
     def output_layout(self, x: Shape):
         """The output's layout (archcalc.layers.layout) where the layer makes it non-contiguous itself: `parameter`'s
         tensor expanded over the batch (stride 0). None: contiguous, or as the generic rules say."""

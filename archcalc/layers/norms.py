@@ -236,6 +236,9 @@ class InstanceNorm(Layer):
     def backward_scratch(self, x: Shape, grad: bool) -> Dim:
         return 2 * x[0] if self.affine else 0  # batch norm's backward on [1, B·C, ...]: γ and β gradients per sample
 
+    def update_scratch(self, x: Shape) -> Dim:
+        return x[0] if self.track_running_stats else 0  # running_mean.copy_(repeated.view(B, C).mean(0)), then var
+
     def summary(self, x: Shape) -> str:
         return ", ".join(part for part, on in (("affine", self.affine), ("running stats", self.track_running_stats)) if on)
 
