@@ -220,11 +220,12 @@ class InstanceNorm(Layer):
         # torch runs batch norm on the input seen as [1, B·C, ...]: the parameters and running
         # statistics are repeated B times, new tensors that batch norm keeps
         # new tensors that batch norm keeps (in the parameters' dtype: float32 under autocast, as its statistics
-        # are when γ is float32)
+        # are when γ is float32; without γ, autocast's 16-bit input has the running statistics cast to its dtype)
         repeated = [Kept("own", x[0], "param", what="γ repeated for each sample")] if self.affine else []
         if self.track_running_stats:
-            repeated += [Kept("own", x[0], "param", what="running mean repeated for each sample"),
-                         Kept("own", x[0], "param", what="running variance repeated for each sample")]
+            stats = "param" if self.affine else "model"
+            repeated += [Kept("own", x[0], stats, what="running mean repeated for each sample"),
+                         Kept("own", x[0], stats, what="running variance repeated for each sample")]
         return (Kept("input", num.mul(x), what="input"), *repeated, *_stats(x[0], "param" if self.affine else "model"))
 
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
