@@ -13,8 +13,7 @@ from pathlib import Path
 
 import click
 
-from . import analyze, load, quiz, render, render_check
-from .check import grade
+from . import analyze, load, render
 from .dtypes import PRECISIONS, DType, precision_dtype
 from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
@@ -205,6 +204,9 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
 
     Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
+    from . import render_check
+    from .check import grade
+
     spec_ = load(spec)
     report = analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     if form == "gradescope":
@@ -240,6 +242,8 @@ def quiz_command(spec: str, sets, dtype, optimizer, device, count: int, seed, fo
     if variants:
         _variants(spec, sets, dtype, optimizer, device, count, seed, folder, variants, force)
         return
+    from . import quiz
+
     report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
     seed = random.SystemRandom().randrange(10**6) if seed is None else seed
     drawn = quiz.draw(report, count, seed, spec=spec)
