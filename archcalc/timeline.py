@@ -37,11 +37,13 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import num
+from . import num, tally
 from .num import Dim, Value
+from .tally import Tally
 
 if TYPE_CHECKING:
     from .report import Report, Row
@@ -136,8 +138,8 @@ class _Tape:
     def __init__(self, batch: Value | None, cuda: bool):
         self.batch = batch
         self.cuda = cuda and batch is not None and num.is_concrete(batch)
-        self.total: list = [0, 0]
-        self.kinds: dict[str, list] = {kind: [0, 0] for kind in KINDS}
+        self.total = (Tally(), Tally())  # sums in dicts: sympy's `+` of formulas is slow (archcalc/tally.py)
+        self.kinds = {kind: (Tally(), Tally()) for kind in KINDS}
         self.phase = ""
         self.candidates: dict[str, list] = {}
         self.best: dict[str, Value] = {}
@@ -152,11 +154,11 @@ class _Tape:
     def new(self, size: Pair, kind: str, refs: int = 1, mark: bool = True) -> _Storage:
         s = _Storage(size, kind)
         s.refs = refs
-        self.total[0] += size[0]
-        self.total[1] += size[1]
+        self.total[0].add(size[0])
+        self.total[1].add(size[1])
         k = self.kinds[kind]
-        k[0] += size[0]
-        k[1] += size[1]
+        k[0].add(size[0])
+        k[1].add(size[1])
         if mark:
             self.mark()
         return s
@@ -166,11 +168,11 @@ class _Tape:
             return
         s.refs -= n
         if s.refs == 0:
-            self.total[0] -= s.size[0]
-            self.total[1] -= s.size[1]
+            self.total[0].add(s.size[0], -1)
+            self.total[1].add(s.size[1], -1)
             k = self.kinds[s.kind]
-            k[0] -= s.size[0]
-            k[1] -= s.size[1]
+            k[0].add(s.size[0], -1)
+            k[1].add(s.size[1], -1)
 
     def start(self, phase: str) -> None:
         self.phase = phase
@@ -179,7 +181,7 @@ class _Tape:
 
     def mark(self) -> None:
         """The present total is a candidate for the phase's peak (kept unless another is at least as high for every B)."""
-        f, p = self.total
+        f, p = self.total[0].key(), self.total[1].key()
         cands = self.candidates[self.phase]
         if num.is_concrete(f) and num.is_concrete(p):
             # B >= 1: a line at least as high at B = 1 and at least as steep is at least as high everywhere
@@ -190,11 +192,12 @@ class _Tape:
                                                  and c[0][0] + c[0][1] <= f + p and c[0][1] <= p)]
         elif any(c[0] == (f, p) for c in cands):
             return
-        cands.append(((f, p), tuple((kind, (v[0], v[1])) for kind, v in self.kinds.items())))
+        cands.append(((f, p), tuple((kind, (v[0].key(), v[1].key())) for kind, v in self.kinds.items())))
 
     def peak(self, phase: str) -> Peak:
         _hull(self.candidates[phase])
-        return Peak(tuple(((num.normal(f), num.normal(p)), tuple((k, (num.normal(a), num.normal(b))) for k, (a, b) in kinds))
+        value = functools.cache(tally.value)  # each distinct sum made a formula once
+        return Peak(tuple(((value(f), value(p)), tuple((k, (value(a), value(b))) for k, (a, b) in kinds))
                           for (f, p), kinds in self.candidates[phase]))
 
 
