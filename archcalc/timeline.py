@@ -197,8 +197,31 @@ class _Tape:
     def peak(self, phase: str) -> Peak:
         _hull(self.candidates[phase])
         value = functools.cache(tally.value)  # each distinct sum made a formula once
-        return Peak(tuple(((value(f), value(p)), tuple((k, (value(a), value(b))) for k, (a, b) in kinds))
-                          for (f, p), kinds in self.candidates[phase]))
+        return Peak(tuple(((value(f), value(p)), _Kinds(kinds, value)) for (f, p), kinds in self.candidates[phase]))
+
+
+class _Kinds:
+    """A candidate's bytes by kind, (kind, (fixed, per_sample)) pairs, made formulas on first use: only a
+    breakdown at a concrete batch reads them (with B a symbol, half a peak's formulas went unread)."""
+
+    __slots__ = ("keys", "made", "value")
+
+    def __init__(self, keys: tuple, value):
+        self.keys, self.value, self.made = keys, value, None
+
+    def __iter__(self):
+        if self.made is None:
+            self.made = tuple((k, (self.value(a), self.value(b))) for k, (a, b) in self.keys)
+        return iter(self.made)
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 def _hull(cands: list) -> None:
