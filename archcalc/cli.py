@@ -344,9 +344,8 @@ def _holds(path: Path, data: bytes) -> bool:
         return False
 
 
-def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool = False) -> None:
-    """Write a file the command makes; never the spec, and an existing file only with --force
-    (`again`: or when it already holds exactly this, as a quiz drawn again with its seed does)."""
+def _may_write(path: Path, force: bool, spec: str) -> None:
+    """Refuse to write over the spec, over what is not a regular file, or over a file without --force."""
     try:
         same = path.exists() and Path(spec).exists() and path.samefile(spec)
     except OSError:
@@ -355,9 +354,15 @@ def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool
         raise ArchcalcError(f"{visible(str(path))}: that is the spec itself: refusing to write over it")
     if path.exists() and not path.is_file():
         raise ArchcalcError(f"{visible(str(path))}: not a regular file: refusing to write over it")
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    if path.exists() and not force and not (again and _holds(path, data)):
+    if path.exists() and not force:
         raise ArchcalcError(f"{visible(str(path))}: already exists\n  hint: --force writes over it")
+
+
+def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool = False) -> None:
+    """Write a file the command makes; never the spec, and an existing file only with --force
+    (`again`: or when it already holds exactly this, as a quiz drawn again with its seed does)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    _may_write(path, force or (again and _holds(path, data)), spec)
     try:
         path.write_bytes(data)
     except OSError as error:
@@ -541,11 +546,13 @@ def solve_command(spec: str, name: str, where, sets, bound: str, form: str) -> N
 @SETS
 @click.option("--output", "-o", "output", required=True, metavar="FILE", help="net.svg, net.png or net.pdf.")
 @click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold the layers under each dotted name of N parts into one box.")
+@FORCE
 @refusals
-def draw_command(spec: str, sets, output: str, depth) -> None:
+def draw_command(spec: str, sets, output: str, depth, force: bool) -> None:
     """Draw SPEC: a box per tensor, sized by its shape, output shapes on the arrows (needs matplotlib)."""
     from .draw import draw
 
+    _may_write(Path(output), force, spec)
     click.echo(f"wrote {draw(analyze(load(spec), **parse_sets(sets)), output, depth)}", err=True)
 
 

@@ -80,12 +80,13 @@ def _graded(report: Report, key: str, given: dict, points, place: dict) -> dict:
     lines = [f"claimed {claimed_text(v)} (read as {v.reading}); true value {true_value(v)}"]
     if not v.ok:
         lines.append(why(v))
-    return _test(key, points if v.ok else 0, points, "\n".join(lines))
+    return _test(key, points if v.ok else 0, points, "\n".join(lines), passed=v.ok)
 
 
-def _test(name: str, score, max_score, output: str) -> dict:
+def _test(name: str, score, max_score, output: str, passed: bool = False) -> dict:
+    """One graded claim; its status says whether the claim is right, even where it is worth 0 points."""
     return {"name": name, "score": _number(score), "max_score": _number(max_score),
-            "status": "passed" if score == max_score else "failed", "output": output}
+            "status": "passed" if passed else "failed", "output": output}
 
 
 def _number(x):

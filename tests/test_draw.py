@@ -64,3 +64,15 @@ def test_residuals_inside_folded_blocks_are_skips():
 def test_a_from_that_jumps_ahead_is_a_skip_when_unfolded():
     boxes = {b.name: b for b in nodes(archcalc.analyze(archcalc.load("specs/resnet18.toml")))}
     assert set(boxes["layer1.0.add"].inputs) == {"layer1.0.conv2", "maxpool"}  # bn2 joined conv2's box
+
+
+def test_an_existing_file_is_kept_without_force(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "net.svg"
+    path.write_text("mine")
+    result = CliRunner().invoke(main, ["draw", "specs/lenet5.toml", "-o", str(path)])
+    assert result.exit_code == 2 and "already exists" in result.output and path.read_text() == "mine"
+    result = CliRunner().invoke(main, ["draw", "specs/lenet5.toml", "-o", "specs/lenet5.toml", "--force"])
+    assert result.exit_code == 2 and "the spec itself" in result.output
+    result = CliRunner().invoke(main, ["draw", "specs/lenet5.toml", "-o", str(path), "--force"])
+    assert result.exit_code == 0 and b"<svg" in path.read_bytes()[:200]

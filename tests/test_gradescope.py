@@ -58,3 +58,11 @@ def test_bad_weights_are_the_instructors_error(tmp_path):
 def test_one_submission_at_a_time(tmp_path):
     result = CliRunner().invoke(main, ["check", "specs/alexnet.toml", "a.toml", "b.toml", "--format", "gradescope"])
     assert result.exit_code == 2 and "one answers file" in result.output
+
+
+def test_status_says_whether_the_claim_is_right_even_at_zero_points(tmp_path):
+    weights = '\n[weights]\n"conv1.params" = 0\n"params" = 1\n'
+    _, wrong = grade(tmp_path, '"conv1.params" = 1\n"params" = 62378344\n', weights)
+    _, right = grade(tmp_path, '"conv1.params" = 34944\n"params" = 1\n', weights)
+    assert [(t["name"], t["status"]) for t in wrong["tests"]] == [("conv1.params", "failed"), ("params", "passed")]
+    assert [(t["name"], t["status"]) for t in right["tests"]] == [("conv1.params", "passed"), ("params", "failed")]
