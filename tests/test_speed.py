@@ -103,3 +103,11 @@ def test_every_public_name_is_there():
     assert archcalc.check.__module__ == "archcalc.check" and callable(archcalc.check)
     with pytest.raises(AttributeError):
         archcalc.no_such_name  # noqa: B018
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(sizes, min_size=2, max_size=6), st.sampled_from(["Max", "Min"]), st.booleans())
+def test_a_max_is_written_as_sympy_writes_it(xs, name, evaluate):
+    formula = getattr(sympy, name)(*xs, evaluate=evaluate)
+    num.text.cache_clear()
+    assert num.text(formula) == str(formula)
