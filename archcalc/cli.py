@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import analyze, load, render
-from .dtypes import PRECISIONS, DType, precision_dtype
+from .dtypes import PRECISIONS, DType, precision_autocast, precision_dtype
 from .errors import ArchcalcError, SpecError
 from .memory import Device, Optimizer, largest_batch, parse_size
 from .untrusted import visible
@@ -85,7 +85,7 @@ SPEC = click.argument("spec", metavar="SPEC")
 SETS = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
 DTYPE = click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
 PRECISION = click.option("--precision", type=click.Choice(list(PRECISIONS)),
-                         help="Lightning's names: 32-true (default), 64-true, bf16-true, 16-true (mixed: not modelled yet).")
+                         help="Lightning's names: 32-true (default), 64-true, bf16-true, 16-true; bf16-mixed, 16-mixed (autocast).")
 COURSE = click.option("--course", is_flag=True, help="Also the course's memory formula M + B·m·L (always on the course's own specs).")
 FORCE = click.option("--force", is_flag=True, help="Write over files that already exist.")
 TABLE_OR_JSON = click.option("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -129,7 +129,8 @@ def show(spec: str, sets, dtype, optimizer, device, batch, form: str, explain: b
 
 def _show(spec, sets, dtype, optimizer, device, batch, form, explain, depth, course, precision) -> None:
     dtype = precision_dtype(precision, dtype)
-    report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    report = analyze(load(spec), batch=batch, dtype=dtype, optimizer=optimizer, device=device,
+                     autocast=precision_autocast(precision), **parse_sets(sets))
     report = dataclasses.replace(report, course=True) if course else report
     if form == "table":
         console = _console()
@@ -164,9 +165,11 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
         raise SpecError("give --budget SIZE or --card SIZE (one of them)", "--card 24GB: a card's memory, the CUDA context taken out",
                         where="--budget")
     if solve is not None:
-        _solve(spec, sets, dtype, optimizer, "cuda" if card else device, budget or card, card is not None, solve, batch, form)
+        _solve(spec, sets, dtype, optimizer, "cuda" if card else device, budget or card, card is not None, solve, batch, form,
+               precision_autocast(precision))
         return
-    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device="cuda" if card else device, **parse_sets(sets))
+    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device="cuda" if card else device,
+                     autocast=precision_autocast(precision), **parse_sets(sets))
     fit = largest_batch(dataclasses.replace(report, course=True) if course else report, parse_size(budget or card),
                         card=card is not None)
     if form == "json":
@@ -177,7 +180,7 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
         sys.exit(1)
 
 
-def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form) -> None:
+def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, autocast=None) -> None:
     """memory --solve NAME: the largest value of NAME (H: the image side, W with it) that fits at --batch."""
     from .memory import CUDA_HEADROOM, largest_size
     from .timeline import CUDA_CONTEXT
@@ -191,7 +194,7 @@ def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form) 
 
     def analyze_at(value):
         given = values | {name: value} | ({"W": value} if square and "W" not in values else {})
-        return analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **given)
+        return analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, autocast=autocast, **given)
 
     try:
         analyze_at(1)
@@ -396,6 +399,7 @@ def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool
 @click.option("--dtype", type=click.Choice([d.value for d in DType]), help="Compute dtype (default: the spec's).")
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="float16/bfloat16: autocast with float32 parameters; --no-amp casts the parameters too.")
+@PRECISION
 @click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (warm-up compiles).")
 @click.option("--channels-last", is_flag=True, help="Channels-last memory format for the model and the input.")
 @click.option("--tf32", is_flag=True, help="Let float32 matmuls use tensor cores (TF32), as cuDNN convolutions do by default.")
@@ -406,8 +410,8 @@ def _write(path: Path, text: str | bytes, force: bool, spec: str, *, again: bool
               metavar="TFLOPS", help="The device's peak, instead of the table's.")
 @TABLE_OR_JSON
 @refusals
-def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels_last, tf32, optimizer, steps, warmup,
-                  peak_tflops, form: str) -> None:
+def bench_command(spec: str, sets, batch, device, dtype, amp, precision, compiled, channels_last, tf32, optimizer, steps,
+                  warmup, peak_tflops, form: str) -> None:
     """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -416,6 +420,9 @@ def bench_command(spec: str, sets, batch, device, dtype, amp, compiled, channels
     from .backends.bench import Options, bench
 
     report = analyze(load(spec), **parse_sets(sets))
+    if precision is not None:  # Lightning's names: X-mixed is autocast in X (float32 parameters), X-true casts everything
+        dtype = precision_autocast(precision) or precision_dtype(precision, dtype)
+        amp = precision_autocast(precision) is not None
     options = Options(device=device, batch=batch, dtype=dtype or str(report.dtype), amp=amp, compile=compiled,
                       channels_last=channels_last, tf32=tf32, optimizer=optimizer, steps=steps, warmup=warmup,
                       peak_tflops=peak_tflops)

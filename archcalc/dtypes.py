@@ -16,20 +16,31 @@ class DType(StrEnum):
         return {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}[self.value]
 
 
-# PyTorch Lightning's precision names (DESIGN.md section 9): "-true" runs everything in one dtype.
+# PyTorch Lightning's precision names (DESIGN.md section 9): "-true" runs everything in one dtype;
+# "-mixed" keeps float32 parameters and runs the step under torch.autocast in AUTOCAST's dtype.
 PRECISIONS = {"32-true": "float32", "64-true": "float64", "bf16-true": "bfloat16", "16-true": "float16",
-              "bf16-mixed": None, "16-mixed": None}
+              "bf16-mixed": "float32", "16-mixed": "float32"}
+AUTOCAST = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}  # 16-mixed: float16 with a GradScaler
 
 
 def precision_dtype(precision: str | None, dtype: str | None) -> str | None:
-    """The dtype a --precision name stands for (`--dtype D` is the alias of D-true); mixed precision is refused."""
+    """The dtype of the parameters a --precision name stands for (`--dtype D` is the alias of D-true)."""
     from .errors import SpecError
 
     if precision is None:
         return dtype
     if dtype is not None:
         raise SpecError("give --precision or --dtype, not both", "--dtype D is the same as --precision D-true", where="--precision")
-    if PRECISIONS[precision] is None:
-        raise SpecError(f"{precision} (autocast: float32 parameters, low-precision matmuls) is not modelled yet",
-                        "use bf16-true or 16-true for everything in one dtype", where="--precision")
     return PRECISIONS[precision]
+
+
+def precision_name(dtype: str, autocast: str | None) -> str:
+    """Lightning's name for parameters in `dtype` and a step under autocast in `autocast` (or none)."""
+    if autocast is not None:
+        return next(name for name, low in AUTOCAST.items() if low == autocast)
+    return next(name for name, d in PRECISIONS.items() if d == dtype and name not in AUTOCAST)
+
+
+def precision_autocast(precision: str | None) -> str | None:
+    """The dtype autocast computes in under a --precision name (None: no autocast)."""
+    return AUTOCAST.get(precision or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from . import expr, fmt, graph, num, untrusted
+from . import checkpoint, expr, fmt, graph, num, untrusted
 from .dtypes import DType
 from .errors import SpecError
 from .fields import Size, bind_number
@@ -23,9 +23,11 @@ def analyze(
     dtype: str | None = None,
     optimizer: str = "sgd",
     device: str = "cpu",
+    autocast: str | None = None,
     **values,
 ) -> Report:
-    """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open.
+    """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
+    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
@@ -38,6 +40,7 @@ def analyze(
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")
+    autocast = None if autocast is None else _choice(DType, autocast, "autocast")
     if batch is not None:
         values[BATCH] = batch
     env = environment(spec, values)
@@ -67,7 +70,7 @@ def analyze(
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = row.requires_grad or row.params != 0
-    return Report(
+    report = Report(
         model=spec.name,
         input=x,
         rows=_backward(rows),
@@ -79,7 +82,9 @@ def analyze(
         optimizer=optimizer,
         device=device,
         uses=tuple(uses),
+        autocast=autocast,
     )
+    return checkpoint.marked(report) if any(use.checkpoint for use in uses) else report
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:

@@ -26,13 +26,14 @@ def steps(row: Row) -> list[tuple[str, str]]:
         quirk = torch_counts.get("flops")
         lines.append(("flops", f"FLOPs = 2·MACs = {fmt.group(row.flops)}"
                                + (f" (torch's FlopCounterMode counts {fmt.group(quirk[0])}: {quirk[1]})" if quirk else "")))
-        backward = row.training_flops - row.flops  # fmt makes it normal
+        backward = row.training_flops - row.flops - row.recompute_flops  # fmt makes it normal
         why = "gradients of the weights and of the input" if row.requires_grad else (
             "gradient of the weights only: nothing before this layer needs one")
         if quirk := torch_counts.get("training_flops"):
             why += f"; torch's FlopCounterMode counts {fmt.group(quirk[0])} in all: {quirk[1]}"
+        again = f" + forward again {fmt.group(row.recompute_flops)} (checkpointed: rerun in backward)" if row.recompute_flops else ""
         lines.append(("training_flops", f"training FLOPs = forward {fmt.group(row.flops)} + backward "
-                                        f"{fmt.group(backward)} ({why}) = {fmt.group(row.training_flops)}"))
+                                        f"{fmt.group(backward)} ({why}){again} = {fmt.group(row.training_flops)}"))
     return sorted(lines, key=lambda line: ORDER.index(line[0]) if line[0] in ORDER else len(ORDER))
 
 

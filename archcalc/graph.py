@@ -78,8 +78,11 @@ def _use(layer: LayerSpec, block: Block, x: str, scope, prefix, env, outer, bloc
     start = _count(layer.start, env, 0, None, "start", place)
     first = len(nodes)
     indices = [None] if repeat is None else range(start, start + repeat)
+    checkpointed = False
     for index in indices:
         local = env | {"index": 0 if index is None else index}
+        checkpoint = _truth(layer.checkpoint, local, "checkpoint", place)
+        checkpointed |= checkpoint
         values = {}
         for name, stored in layer.fields:
             try:
@@ -96,9 +99,9 @@ def _use(layer: LayerSpec, block: Block, x: str, scope, prefix, env, outer, bloc
             if name != INPUT:
                 scope[f"{relative}.{name}"] = tensor
         scope[relative] = x
-        uses.append(Use(prefix + relative, block.name, begin, len(nodes), layer.checkpoint))
+        uses.append(Use(prefix + relative, block.name, begin, len(nodes), checkpoint))
     if repeat is not None:
-        uses.append(Use(prefix + layer.name, block.name, first, len(nodes), layer.checkpoint, repeat))
+        uses.append(Use(prefix + layer.name, block.name, first, len(nodes), checkpointed, repeat))
     scope[layer.name] = x
     return x
 
@@ -129,10 +132,14 @@ def _resolve(layer: LayerSpec, scope: dict[str, str], current: str, declared: li
 
 
 def _present(layer: LayerSpec, env, place) -> bool:
+    return _truth(layer.when, env, "when", place)
+
+
+def _truth(stored, env, field: str, place) -> bool:
     try:
-        return expr.truth(bind_number(layer.when, env), str(layer.when))
+        return expr.truth(bind_number(stored, env), str(stored))
     except SpecError as error:
-        raise error.at(field="when", **place) from None
+        raise error.at(field=field, **place) from None
 
 
 def _count(stored, env, low: int, high: int | None, field: str, place) -> int:

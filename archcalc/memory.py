@@ -17,7 +17,8 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from . import num, timeline
+from . import autocast, checkpoint, num, timeline
+from .dtypes import DType, precision_name
 from .errors import SpecError
 from .layers import layout
 from .layers.base import Kept, Storage, Tensor
@@ -180,6 +181,7 @@ class Memory:
     course_m: Dim  # the course's m: the largest layer output, bytes per sample
     course_layers: int  # the course's "nombre de couches"
     timelines: Timelines
+    autocast: str | None = None  # mixed precision: the step under torch.autocast in this dtype
 
     @property
     def summed(self) -> PerBatch:
@@ -251,6 +253,8 @@ class Memory:
             "optimizer": str(self.optimizer),
             "device": str(self.device),
         }
+        if self.autocast is not None:  # mixed precision (float32 runs keep their JSON as it was)
+            out |= {"precision": precision_name(str(self.dtype), str(self.autocast)), "autocast": str(self.autocast)}
         out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()
                 if not key.endswith("_peak_bytes")}
         out["peak_phase"] = self.peak_phase()
@@ -277,16 +281,21 @@ def measure(report: Report) -> Memory:
     size = report.dtype.bytes
     # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
     bytes_of = {Storage.model: size, Storage.int64: 8, Storage.float32: 4, Storage.mask: size if report.device == Device.cpu else 1,
-                Storage.opmath: max(size, 4)}
+                Storage.opmath: max(size, 4), Storage.param: size}
     params = num.normal(report.totals["params"] * size)
 
     ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
+    regions = checkpoint.regions(report)
+    starts = {r.first: r for r in regions}
+    inside = {i for r in regions for i in range(r.first, r.stop)}
+    kept_anyway: dict[tuple, PerBatch] = {}  # with checkpointing: the storages kept outside regions, and regions' inputs
     per_row, kept_by_row = [], []
     storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
     strides: dict[str, object] = {}  # a tensor's name -> its layout when not contiguous (archcalc/layers/layout.py)
     base = {("output", 0): num.mul(report.input)}  # a storage -> its elements (a view may see fewer: select)
-    for row in report.rows:
+    steps = autocast.plan(report) if report.autocast is not None else [None] * len(report.rows)
+    for row, step in zip(report.rows, steps):
         sources = [storage[name] for name in row.inputs] or [("output", row.index - 1)]
         layouts = [strides.get(name) for name in row.inputs] or [None]
         view, after = row.layer.is_view(), None
@@ -305,21 +314,44 @@ def measure(report: Report) -> Memory:
         if layouts[0] is not None and row.layer.contiguous_input():  # it keeps a contiguous copy of its input
             sources = [("copy", row.index), *sources[1:]]
         total, kept = ZERO, []
+        row_bytes = bytes_of if step is None else _autocast_bytes(step[0], report)
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
             key = {Tensor.input: sources[item.arg], Tensor.output: output, Tensor.pre: ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
             if item.dtype == Storage.opmath and size < 4:  # an upcast copy, not the tensor itself
                 key = ("own", row.index, number)
+            # autocast: an input it copied first is kept as that copy; one it took as it is, in its own dtype
+            each = row_bytes[item.dtype]
+            if step is not None and item.tensor == Tensor.input:
+                if step[2][item.arg]:
+                    key = ("copy", row.index, item.arg)
+                elif item.dtype == Storage.model:
+                    each = DType(step[3][item.arg]).bytes
             # autograd keeps a view's whole storage: a selected token keeps all the tokens it was taken from
             elements = base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
-            nbytes = num.normal(elements * bytes_of[item.dtype])
+            nbytes = num.normal(elements * each)
             kept.append(KeptBytes(item, nbytes, key not in seen))
+            if inside and row.index - 1 not in inside:
+                kept_anyway.setdefault(key, PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes))
             if key not in seen:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
+        if step is not None and step[1] == autocast.LOWER and row.backward:  # the weight copies its node keeps
+            tensors = row.layer.param_tensors(row.input)
+            for i in row.layer.autocast_kept_params(row.requires_grad):
+                nbytes = num.normal(tensors[i] * DType(str(report.autocast)).bytes)
+                kept.append(KeptBytes(Kept(Tensor.own, tensors[i], per_sample=False, what="autocast's weight copy"), nbytes, True))
+                total += PerBatch(fixed=nbytes)
         per_row.append(total)
+        if row.index - 1 in starts and starts[row.index - 1].first_pack is not None:  # the checkpoint saves its inputs
+            for name in timeline.region_inputs(report, starts[row.index - 1]):
+                kept_anyway.setdefault(storage[name], PerBatch(per_sample=num.normal(base[storage[name]] * size)))
         kept_by_row.append(tuple(kept))
 
     saved = PerBatch.sum(per_row)
+    if regions:  # kept through the step: all but the regions' tensors; in backward, one region's recomputed at a time
+        rerun = [PerBatch.sum(per_row[r.first:r.stop]) for r in regions]
+        saved = PerBatch.sum(kept_anyway.values()) + PerBatch(num.maximum(*(p.fixed for p in rerun)),
+                                                              num.maximum(*(p.per_sample for p in rerun)))
     gradient_pairs = [
         num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows
@@ -345,7 +377,15 @@ def measure(report: Report) -> Memory:
         course_m=num.normal(num.maximum(*(num.mul(row.output) for row in report.rows)) * size),
         course_layers=len(report.rows),
         timelines=Timelines(report),
+        autocast=report.autocast,
     )
+
+
+def _autocast_bytes(compute: str, report: Report) -> dict:
+    """The bytes of each Storage kind for a row that computes in `compute` under autocast."""
+    n = DType(compute).bytes
+    return {Storage.model: n, Storage.int64: 8, Storage.float32: 4, Storage.mask: n if report.device == Device.cpu else 1,
+            Storage.opmath: max(n, 4), Storage.param: report.dtype.bytes}
 
 
 def _live(report: Report, storage: dict[str, tuple]) -> list[Dim]:

@@ -19,7 +19,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from . import explain_row, fmt, num, timeline
+from . import checkpoint, explain_row, fmt, num, timeline
 from .report import Report, Row
 
 
@@ -51,7 +51,8 @@ class Line:
 def outline(report: Report, depth: int | None = None) -> list[Line]:
     """The table's lines: each group (path prefix) opens with a line of its totals, its layers indented
     below it; groups `depth` levels down are folded into that one line (as torchinfo's depth)."""
-    kinds = {use.path: use.block + (f" ×{use.repeat}" if use.repeat else "") for use in report.uses}
+    kinds = {use.path: use.block + (f" ×{use.repeat}" if use.repeat else "") + (", checkpointed" if use.checkpoint else "")
+             for use in report.uses}
     lines: list[Line] = []
     members: dict[str, list[Row]] = {}
     open_: list[str] = []
@@ -156,7 +157,7 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
 
 KIND_LABELS = {"parameters": "params", "buffers": "buffers", "batch": "batch", "optimizer state": "opt. state",
                "gradients": "grads", "activations": "kept", "activation gradients": "grads in flight",
-               "temporaries": "temp.", "workspace": "workspace"}
+               "temporaries": "temp.", "workspace": "workspace", "weight copies": "autocast's weight copies"}
 
 
 def memory_lines(report: Report) -> list[tuple[str, str, str]]:
@@ -164,6 +165,8 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     m, batch = report.memory, report.batch
     setting = m.peak_phase()
     rows = []
+    if m.autocast is not None:  # mixed precision: say so (float32 runs print as they did)
+        rows.append(("under autocast", "", f"{m.autocast}, float32 parameters and optimizer state"))
     for phase in ("forward", "backward", "optimizer"):
         label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
         rows.append((label, *fmt.per_batch(m.phase(phase), batch)))
@@ -173,6 +176,10 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
             parts = " · ".join(f"{KIND_LABELS[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)
             rows.append(("", "", parts))
     rows.append(("training step, peak", *fmt.per_batch(m.training, batch)))
+    regions = checkpoint.regions(report)
+    if regions:
+        named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
+        rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
     rows.append(("inference, peak (eval, inference_mode)", *fmt.per_batch(m.inference_peak, batch)))
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))

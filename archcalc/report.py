@@ -29,6 +29,7 @@ class Row:
     inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
     grads: tuple[bool, ...] = ()  # per input, whether it requires grad
     backward: bool = True  # whether the backward pass runs through it: its output feeds the model's output
+    recomputed: bool = False  # its layer's op runs again in backward (activation checkpointing, archcalc/checkpoint.py)
 
     @property
     def shapes(self) -> tuple[Shape, ...]:
@@ -65,9 +66,14 @@ class Row:
 
     @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
     def training_flops(self) -> Dim:
-        """Forward and backward FLOPs, as FlopCounterMode counts a training step."""
+        """Forward and backward FLOPs, as FlopCounterMode counts a training step (a recomputed forward included)."""
         backward = self.layer.backward_macs(self.input, self.grad) if self.backward else 0
-        return num.normal(2 * (self.macs + backward))
+        return num.normal(2 * (self.macs + backward) + self.recompute_flops)
+
+    @property
+    def recompute_flops(self) -> Dim:
+        """The forward FLOPs run again in backward when the row is in a checkpointed region that reruns it."""
+        return self.flops if self.recomputed and self.backward else 0
 
     def to_dict(self) -> dict:
         out = {
@@ -93,6 +99,7 @@ class Report:
     device: Device = Device.cpu
     uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
     course: bool = False  # show the course's memory formula (its own specs, or --course)
+    autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
 
     @cached_property
     def memory(self) -> Memory:

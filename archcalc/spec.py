@@ -17,7 +17,7 @@ from pathlib import Path
 from . import expr, untrusted
 from .dtypes import DType
 from .errors import SpecError
-from .fields import Choice, Flag, read_number
+from .fields import Choice, read_number
 from .layers import LAYERS
 
 TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
@@ -48,7 +48,7 @@ class LayerSpec:
     block: str | None = None  # a block use: the block's name
     repeat: object = None  # a block use: None (one use), or how many
     start: object = 0  # a block use with repeat: the first index
-    checkpoint: bool = False  # a block use: activation checkpointing of each use
+    checkpoint: object = 0  # a block use: activation checkpointing of each repeat when non-zero (a condition, like when)
     table: str = "layers"  # "layers", or "blocks.NAME.layers"
 
     @property
@@ -59,7 +59,7 @@ class LayerSpec:
     def names(self) -> frozenset[str]:
         """The free names of its expressions (a use's `index` included)."""
         found: set[str] = set()
-        for value in (*(v for _, v in self.fields), self.when, self.repeat, self.start):
+        for value in (*(v for _, v in self.fields), self.when, self.repeat, self.start, self.checkpoint):
             for item in value if isinstance(value, tuple) else (value,):
                 if isinstance(item, expr.Expr):
                     found |= item.names
@@ -369,7 +369,7 @@ def _read_use(table: dict, index: int, name: str, line, table_name: str, find, p
         if key in table:
             extra[key] = _located(read_number, table[key], field=key, **place)
     if "checkpoint" in table:
-        extra["checkpoint"] = _located(Flag().read, table["checkpoint"], field="checkpoint", **place)
+        extra["checkpoint"] = _located(_condition, table["checkpoint"], field="checkpoint", **place)
     return LayerSpec(index=index, kind="block", name=name, fields=tuple(variables.items()), line=line, table=table_name,
                      block=used, **extra, **_graph_fields(table, place))
 

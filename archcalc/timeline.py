@@ -29,10 +29,17 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   frees the gradient it consumed, then releases what it kept (`release_variables`), then its
   input gradients are added into the gradient buffer of the tensor they belong to: the first to
   arrive is the buffer, a later one is added in place and freed (InputBuffer::accumulate).
+- a checkpointed block use (archcalc/checkpoint.py, measured against torch.utils.checkpoint, non-reentrant):
+  in forward its nodes keep nothing and its inputs are kept instead, until its first saving node has run
+  in backward; the first of its nodes to run in backward reruns its forward up to the last save (early
+  stop), the tensors saved again kept for their nodes, the rest freed when the rerun stops.
 - optimizer: foreach SGD adds in place (no temporaries); Adam and AdamW hold one list of
   temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
   `_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state
   and `torch.tensor(1.0)` is allocated to increment them.
+- mixed precision (report.autocast: Lightning's bf16-mixed, 16-mixed): forward and loss under torch.autocast,
+  each row in the dtype archcalc/autocast.py gives its ops, with autocast's copies of inputs and weights and
+  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import num, tally
+from . import autocast, checkpoint, num, tally
+from .dtypes import DType
 from .num import Dim, Value
 from .tally import Tally
 
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
 PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
-         "activation gradients", "temporaries", "workspace")
+         "activation gradients", "temporaries", "workspace", "weight copies")
 # CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
 CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
@@ -268,9 +276,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
-    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4)}
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4), "param": size}
     tape = _Tape(batch, cuda)
     rows = report.rows
+    amp = _Autocast(report, tape, cuda)
 
     # Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer
     # keeps no state for them and makes no temporaries; their nodes never run (and keep nothing
@@ -298,6 +307,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
     if cuda:
         tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
+    amp.scaler_state(report)
     x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
     output = rows[-1].output
     classes_axis = output[1:] if len(output) > 1 else ()
@@ -317,35 +327,45 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
     dead = None
+    regions = {r.first: r for r in checkpoint.regions(report)}  # activation checkpointing (archcalc/checkpoint.py)
+    inside = {i for r in regions.values() for i in range(r.first, r.stop)}
     for row in rows:
         names = _inputs(report, row)
+        if row.index - 1 in regions or (row.index - 2 in inside and row.index - 1 not in inside):  # a region's edge
+            dead = _region_bounds(tape, report, regions, row.index - 1, storage, dead)
         ins = [storage[n] for n in names]
         layer = row.layer
         if layer.is_view():
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
+            amp.dtype[row.name] = amp.dtype[names[0]]
             tape.release(dead)
             tape.release(s, 1)
             dead = s if readers.get(row.name, 0) == 0 and not early else None
             if dead is None:
                 tape.release(s)
             kept_by.append(([], []))
+            amp.rows.append(None)
             continue
-        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach else ()
+        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach and row.index - 1 not in inside else ()
         activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
-        out_size = tape.size(0, num.mul(row.output) * size)
+        # autocast's copies of inputs and weights (a checkpointed region's nodes keep none: the checkpoint packs them)
+        cast = amp.forward(row, names, _node(row) and row.name in reach and row.index - 1 not in inside)
+        ins = [c or s for c, s in zip(cast.inputs, ins)]
+        row_bytes = cast.bytes_of or bytes_of
+        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
         # The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps
         # them (measured: max pooling, dropout and batchnorm without a gradient): those kept by no
         # node are freed as soon as the op returns.
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
-        own = {_key(k): tape.new(tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, row_bytes)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
         dead = None
-        main_saved, act_saved = [], []
+        main_saved, act_saved = list(cast.kept), []
         named = {"pre": first, "output": first}
         for k in main:
             s = own[_key(k)] if k.tensor == "own" else ins[k.arg] if k.tensor == "input" else named[k.tensor]
@@ -353,11 +373,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             main_saved.append(s)
         for s in own.values():
             tape.release(s)
+        for s in cast.inputs:
+            tape.release(s)  # a copy autocast made for the op: gone when the op returns, unless its node keeps it
+        ins = [storage[n] for n in names]
         if early:
             for s in ins:
                 tape.release(s)
         if activation:
-            out = tape.new(out_size, "activations")
+            out = tape.new(cast.activation_size or out_size, "activations")
             named["output"] = out
             for k in act:
                 s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
@@ -379,13 +402,17 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
 
     # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
     y = storage[rows[-1].name]
+    copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
     logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
     loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
     total_weight = tape.new(tape.size(size, 0), "temporaries")
+    tape.release(copy)
     tape.release(y)
+    amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
 
     # Backward.
     tape.start("backward")
+    scaled_loss = amp.scale()
     ones = tape.new(tape.size(size, 0), "temporaries")
     g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(logits)
@@ -393,28 +420,42 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(g_logits)
     tape.release(logits)
+    g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
-    for row, (main_saved, act_saved) in zip(reversed(rows), reversed(kept_by)):
+    recomputed: dict[int, tuple[list, list]] = {}
+    rerun: set[int] = set()
+    region_of = {i: r for r in regions.values() for i in range(r.first, r.stop)}
+    for row, (main_saved, act_saved), info in zip(reversed(rows), reversed(kept_by), reversed(amp.rows)):
         g, _ = grad.pop(row.name, (None, False))
+        region = region_of.get(row.index - 1)
+        if region is not None and g is not None and _node(row):
+            if region.first not in rerun and any(checkpoint.packs(row)):  # its first unpack reruns the forward
+                rerun.add(region.first)
+                recomputed |= _recompute(tape, report, region, storage, reach, bytes_of, amp)
+            main_saved, act_saved = recomputed.get(row.index - 1, ([], []))
         names = _inputs(report, row)
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
         if row.layer.is_view():
-            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * size), inplace_sums)
+            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
             tape.release(g)
             continue
         if not _node(row):
             tape.release(g)
             continue
-        out_size = tape.size(0, num.mul(row.output) * size)
+        out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
         if row.layer.activation:
             g_pre = tape.new(out_size, "activation gradients")
             tape.release(g)
             for s in act_saved:
                 tape.release(s)
             g = g_pre
-        for n in param_tensors(row):
-            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+            if region is not None and region.first_pack == row.index - 1 and not main_saved:
+                _frame_ends(tape, report, region, storage)
+        low_grads = amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
+        if low_grads is None:
+            for n in param_tensors(row):
+                tape.new(tape.size(n * size, 0), "gradients", mark=False)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -422,27 +463,44 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         for name, flag, shape in zip(names, flags, shapes):
             if not flag:
                 continue
-            own = tape.size(0, num.mul(shape) * size)
+            own = tape.size(0, num.mul(shape) * (info.size if info else size))
             if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
                 g.refs += 1
                 g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
             else:
                 g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
+        if info:  # then the engine casts each gradient to its input's dtype, in order (validate_outputs; measured: mul)
+            made = [(i, shape) for i, (flag, shape) in enumerate(zip(flags, shapes)) if flag]
+            g_ins = [amp.promoted(info, i, shape, entry) for (i, shape), entry in zip(made, g_ins)]
         tape.mark()
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        if region is not None and region.first_pack == row.index - 1 and main_saved:
+            _frame_ends(tape, report, region, storage)
+        later = amp.copied(info, names, flags, shapes)  # the gradients of autocast's input copies: converted after the node
         for name, g_in, view, own in g_ins:
-            _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
-        for _, g_in, _, _ in g_ins:
-            tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
+            if name not in later:
+                _accumulate(tape, grad, name, g_in, view, own, inplace_sums)
+        for name, g_in, _, _ in g_ins:
+            if name not in later:
+                tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
+        for name, g_in, _, own in reversed(g_ins):
+            if name in later:  # ToCopyBackward: the gradient in the input's own dtype (the last input's first)
+                own = tape.size(0, num.mul(later[name]) * amp.bytes(name, size))
+                g_in = amp.convert(g_in, own, "activation gradients")
+                _accumulate(tape, grad, name, g_in, False, own, inplace_sums)
+                tape.release(g_in)
+        amp.weights_to_float32(low_grads)
     tape.release(ones)
+    tape.release(scaled_loss)
     tape.release(loss)
     for g, _ in grad.values():
         tape.release(g)
 
     # The optimizer step.
     tape.start("optimizer")
+    found_inf = amp.unscale()
     if report.optimizer.states == 2:
         if not cuda:
             tape.release(tape.new(tape.size(4, 0), "temporaries"))  # torch.tensor(1.0): the step counters' increment
@@ -450,14 +508,304 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         tape.mark()
         for t in temporaries:
             tape.release(t)
+    tape.release(found_inf)
     phases = {phase: tape.peak(phase) for phase in PHASES}
     if cuda:
-        conv_inputs = [num.mul(row.input) * size for row in rows if row.layer.windows(row.input) and row.macs != 0]
+        conv_inputs = [num.mul(row.input) * (info.size if info else size) for row, info in zip(rows, amp.rows)
+                       if row.layer.windows(row.input) and row.macs != 0]  # under autocast: the input's low-precision copy
         if conv_inputs:
             largest = num.maximum(*conv_inputs)
             for phase, share in CUDNN_WORKSPACE.items():
                 phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
     return Timeline(phases, _inference(report, batch))
+
+
+@dataclass
+class _Cast:
+    """What autocast does around one row's op in the forward pass (nothing without autocast)."""
+
+    inputs: list  # per input: autocast's copy of it (a _Storage), or None
+    kept: list  # low-precision weight copies the row's node keeps
+    bytes_of: dict | None  # the bytes of each Storage kind, in the dtype the op computes in
+    size: int  # bytes of an output element (0: the model's dtype)
+    activation_size: Pair | None  # the activation's output, where it computes in another dtype
+
+
+@dataclass
+class _Row:
+    compute: str  # the dtype the op computes in
+    rule: str | None  # autocast's policy for it
+    casts: tuple[bool, ...]  # per input: autocast copies it first
+    inputs: tuple[str, ...]  # the inputs' dtypes
+    low: int  # bytes of autocast's dtype
+    size: int  # bytes of `compute`
+
+
+class _Autocast:
+    """Dtypes along the timeline under torch.autocast (archcalc/autocast.py); without it, every call is a no-op.
+
+    Forward: an op of the "lower" or "float32" lists copies each input of another dtype first (the copy is
+    kept if the node keeps that input, else freed when the op returns); a "lower" op copies its weights into
+    autocast's cache (alive until the context exits after the loss, or until backward where the node keeps
+    them). Backward: the node's gradients come in the dtype it computed in; each copy's ToCopyBackward then
+    makes the gradient of the original (input copies first, then weight, then bias: the reverse of the order
+    the copies were made), so the parameters' gradients end up float32."""
+
+    def __init__(self, report: Report, tape: _Tape, cuda: bool):
+        self.low = str(report.autocast) if report.autocast is not None else None
+        self.device = "cuda" if cuda else "cpu"
+        self.tape, self.cuda = tape, cuda
+        self.dtype: dict[str, str] = {"input": str(report.dtype)}
+        self.rows: list[_Row | None] = []
+        self.cached: list[_Storage] = []
+        self.passing: list[_Storage] = []  # weight copies not cached: freed when their op returns
+        self.replayed: list[_Storage] = []  # weight copies made again by a checkpointed region's recomputation
+        self.scaler = False
+
+    def forward(self, row: Row, names: tuple[str, ...], recorded: bool, cache: bool = True, replay: bool = False) -> _Cast:
+        """`cache`: the weight copies stay in autocast's cache (with gradients on; in inference_mode, measured, each
+        is gone when its op returns, with the input copies). `replay`: a checkpointed row run again in backward
+        (its dtypes known already; its weight copies cached until the recomputation ends)."""
+        if self.low is None:
+            if not replay:
+                self.dtype[row.name] = self.dtype["input"]
+                self.rows.append(None)
+            return _Cast([None] * len(names), [], None, 0, None)
+        layer, tape = row.layer, self.tape
+        shapes = row.shapes if layer.merges else (row.input,)
+        dtypes = tuple(self.dtype[n] for n in names)
+        compute, rule = autocast.compute_dtype(self.device, layer.autocast_ops(row.input), dtypes, self.low)
+        flags = autocast.casts(rule, compute, dtypes)
+        low, nbytes = DType(self.low).bytes, DType(compute).bytes
+        kept = []
+        if rule == autocast.LOWER:
+            keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
+            for i, n in enumerate(param_tensors(row)):
+                copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
+                (self.replayed if replay else self.cached if cache else self.passing).append(copy)
+                if i in keep:
+                    copy.refs += 1
+                    kept.append(copy)
+        copies = [tape.new(tape.size(0, num.mul(shape) * nbytes), "activations", mark=False) if flag else None
+                  for flag, shape in zip(flags, shapes)]
+        out, activation_size = compute, None
+        if layer.activation:
+            out, _ = autocast.compute_dtype(self.device, (layer.activation,), (compute,), self.low)
+            activation_size = tape.size(0, num.mul(row.output) * DType(out).bytes)
+        if not replay:
+            self.dtype[row.name] = out
+            self.rows.append(_Row(compute, rule, flags, dtypes, low, nbytes))
+        bytes_of = {"model": nbytes, "int64": 8, "float32": 4, "mask": 1 if self.cuda else nbytes, "opmath": max(nbytes, 4),
+                    "param": DType(self.dtype["input"]).bytes}
+        return _Cast(copies, kept, bytes_of, nbytes, activation_size)
+
+    # Lightning's 16-mixed: float16 autocast with torch.amp.GradScaler (scale(loss).backward(), scaler.step(opt),
+    # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/timeline_probe.py): the scale and the
+    # growth tracker, alive from the first step (8 bytes in every phase); the scaled loss through backward (4); in
+    # the step, 16 bytes of unscale_'s scalars (inverse scale, found-inf flags), 4 of them alive through opt.step().
+    def scaler_state(self, report: Report) -> None:
+        self.scaler = self.low == "float16" and str(report.optimizer) != "none"
+        if self.scaler:
+            for _ in range(2):
+                self.tape.new(self.tape.size(4, 0), "optimizer state", mark=False)
+
+    def scale(self) -> _Storage | None:
+        return self.tape.new(self.tape.size(4, 0), "temporaries", mark=False) if self.scaler else None
+
+    def unscale(self) -> _Storage | None:
+        if not self.scaler:
+            return None
+        tape = self.tape
+        found_inf = tape.new(tape.size(4, 0), "temporaries", mark=False)
+        scalars = [tape.new(tape.size(4, 0), "temporaries", mark=False) for _ in range(3)]
+        tape.mark()
+        for s in scalars:
+            tape.release(s)
+        return found_inf
+
+    def bytes(self, name: str, default: int) -> int:
+        """Bytes of an element of the tensor `name` (and of its gradient)."""
+        return DType(self.dtype[name]).bytes if self.low is not None and name in self.dtype else default
+
+    def exit(self) -> None:
+        for copy in self.cached:
+            self.tape.release(copy)
+
+    def loss_input(self, output, name: str) -> _Storage | None:
+        """cross_entropy under autocast (on autocast's float32 list): a float32 copy of low-precision logits."""
+        if self.low is None or self.dtype[name] == "float32":
+            return None
+        return self.tape.new(self.tape.size(0, num.mul(output) * 4), "activations", mark=False)
+
+    def loss_gradient(self, g: _Storage, output, name: str) -> _Storage:
+        if self.low is None or self.dtype[name] == "float32":
+            return g
+        return self.convert(g, self.tape.size(0, num.mul(output) * DType(self.dtype[name]).bytes), "activation gradients")
+
+    def convert(self, g: _Storage, size: Pair, kind: str) -> _Storage:
+        """A copy of `g` in another dtype (ToCopyBackward, or the engine matching an input's dtype); `g` is dropped."""
+        out = self.tape.new(size, kind)
+        self.tape.release(g)
+        return out
+
+    def weight_grads(self, row: Row, info: _Row | None) -> list | None:
+        """The low-precision gradients of the weight copies a "lower" op made (None: its gradients are float32 already)."""
+        if info is None or info.rule != autocast.LOWER:
+            return None
+        tape = self.tape
+        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in param_tensors(row)]
+
+    def weights_to_float32(self, grads: list | None) -> None:
+        """Each weight copy's ToCopyBackward, weight then bias: the float32 gradient, then the 16-bit one goes."""
+        for g, n in grads or ():
+            self.tape.new(self.tape.size(n * 4, 0), "gradients")
+            self.tape.release(g)
+
+    def promoted(self, info: _Row, i: int, shape, entry: tuple) -> tuple:
+        """An input of another dtype that the op took without a copy (type promotion): the engine casts its gradient."""
+        name, g_in = entry[:2]
+        if info.casts[i] or info.inputs[i] == info.compute:
+            return entry
+        size = self.tape.size(0, num.mul(shape) * DType(info.inputs[i]).bytes)
+        return (name, self.convert(g_in, size, "activation gradients"), False, size)
+
+    def copied(self, info: _Row | None, names: tuple[str, ...], flags, shapes) -> dict:
+        """The inputs whose gradient goes through a copy's ToCopyBackward: name -> its shape."""
+        return {} if info is None else {n: s for n, c, f, s in zip(names, info.casts, flags, shapes) if c and f}
+
+
+def region_inputs(report: Report, region) -> list[str]:
+    """The names a region reads from before it (its block use's input)."""
+    made = {row.name for row in report.rows[region.first:region.stop]}
+    return list(dict.fromkeys(n for row in report.rows[region.first:region.stop] for n in _inputs(report, row) if n not in made))
+
+
+def _region_bounds(tape: _Tape, report: Report, regions: dict, index: int, storage: dict, dead):
+    """At a checkpointed region's edges: Graph.forward's local holding an unread output is gone (its loop
+    returned); at its start, the region's inputs are saved by the checkpoint (until its first saving node
+    has run in backward), unless nothing in it saves anything."""
+    tape.release(dead)
+    region = regions.get(index)
+    if region is not None and region.first_pack is not None:
+        for name in region_inputs(report, region):
+            storage[name].refs += 1
+    return None
+
+
+def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
+    """The last node of a region that saved something has run: the checkpoint's saved inputs go."""
+    for name in region_inputs(report, region):
+        tape.release(storage[name])
+
+
+def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict,
+               amp: _Autocast | None = None) -> dict:
+    """A checkpointed region's forward, rerun in backward as Graph's region function runs it (its own local
+    names, each dropped after its last reader in the region), up to torch's early stop: the last save
+    (region.until, region.runs); then everything not saved again is freed. Returns, per row index, the
+    storages its nodes keep (main node's, activation node's)."""
+    size = report.dtype.bytes
+    rows = report.rows[region.first:region.stop]
+    made = {row.name for row in rows}
+    later = {n for row in report.rows[region.stop:] for n in _inputs(report, row)} | {report.rows[-1].name}
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in _inputs(report, row):
+            readers[name] = readers.get(name, 0) + 1
+    local = {name: storage[name] for name in region_inputs(report, region)}
+    for name, s in local.items():
+        s.refs += readers[name]
+    out_kept: dict[int, tuple[list, list]] = {}
+    dead = None
+    for index in range(region.first, region.until):
+        row = report.rows[index]
+        names = _inputs(report, row)
+        ins = [local[n] for n in names]
+        ops = 2 if index < region.until - 1 else region.runs
+        refs = readers.get(row.name, 0) + (row.name in later)
+        layer = row.layer
+        if layer.is_view():
+            s = ins[0]
+            s.refs += refs + 1
+            local[row.name] = s
+            tape.release(dead)
+            tape.release(s, 1)
+            dead = s if refs == 0 else None
+            if dead is None:
+                tape.release(s)
+            continue
+        main, act = checkpoint.packs(row) if row.name in reach else ((), ())
+        # under autocast the row runs again in its dtype, making its copies again (amp: the step's _Autocast)
+        cast = amp.forward(row, names, _node(row) and row.name in reach, replay=True) if amp else None
+        op_ins = [c or s for c, s in zip(cast.inputs, ins)] if cast else ins
+        row_bytes = (cast.bytes_of if cast else None) or bytes_of
+        main_saved: list = list(cast.kept) if cast else []
+        act_saved: list = []
+        out_kept[index] = (main_saved, act_saved)
+        every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
+        own = {_key(k): tape.new(tape.size(*_kept_size(k, row_bytes)), "activations", mark=False)
+               for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
+        if ops == 0:  # stopped at its last save, before its output exists: its inputs (and a mask made first) saved
+            tape.mark()
+            for k in main:
+                s = own[_key(k)] if k.tensor == "own" else op_ins[k.arg]
+                s.refs += 1
+                main_saved.append(s)
+            for s in own.values():
+                tape.release(s)
+            for s in cast.inputs if cast else ():
+                tape.release(s)
+            break
+        out_size = tape.size(0, num.mul(row.output) * ((cast.size if cast else 0) or size))
+        first = tape.new(out_size, "activations")
+        tape.release(dead)
+        dead = None
+        named = {"pre": first, "output": first}
+        for k in main:
+            s = own[_key(k)] if k.tensor == "own" else op_ins[k.arg] if k.tensor == "input" else named[k.tensor]
+            s.refs += 1
+            main_saved.append(s)
+        for s in own.values():
+            tape.release(s)
+        for s in cast.inputs if cast else ():
+            tape.release(s)
+        if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
+            first.refs += len(act)
+            act_saved += [first] * len(act)
+            break
+        out = first
+        if layer.activation:
+            out = tape.new((cast.activation_size if cast else None) or out_size, "activations")
+            named["output"] = out
+            for k in act:
+                s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
+                s.refs += 1
+                act_saved.append(s)
+            tape.release(first)
+        out.refs += refs
+        for s in ins:
+            tape.release(s)
+        if out.refs == 1:
+            dead = out
+        else:
+            tape.release(out)
+        local[row.name] = out
+    else:
+        index, ops = region.until, 2
+    # the stop unwinds the region's function: its locals go (the reads still pending, the outputs, its last `y`)
+    tape.release(dead)
+    if ops == 1:
+        tape.release(first)
+    for name, s in local.items():
+        pending = sum(n == name for row in report.rows[index:region.stop] for n in _inputs(report, row))
+        pending += name in made and name in later
+        if pending:
+            tape.release(s, pending)
+    if amp is not None:  # the recomputation's autocast context ends: its weight copies go, but those a node keeps
+        for s in amp.replayed:
+            tape.release(s)
+        amp.replayed.clear()
+    return out_kept
 
 
 def _fraction(share: float):
@@ -516,9 +864,11 @@ def _is_chain(report: Report) -> bool:
 
 
 def _inference(report: Report, batch: Value | None) -> Peak:
-    """One forward in eval under inference_mode: outputs freed when their last reader has run."""
+    """One forward in eval under inference_mode: outputs freed when their last reader has run (under autocast:
+    each row in its dtype, its input copies freed when it returns, the weight copies cached to the end)."""
     size = report.dtype.bytes
     tape = _Tape(batch, str(report.device) == "cuda")
+    amp = _Autocast(report, tape, str(report.device) == "cuda")
     tape.start("forward")
     rows = report.rows
     for row in rows:
@@ -538,19 +888,25 @@ def _inference(report: Report, batch: Value | None) -> Peak:
     early = _is_chain(report)  # nn.Sequential drops an input before the activation, archcalc's Graph after the row
     dead = None
     for row in rows:
-        ins = [storage[n] for n in _inputs(report, row)]
+        names = _inputs(report, row)
+        ins = [storage[n] for n in names]
         if row.layer.is_view_in_eval():
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
+            amp.dtype[row.name] = amp.dtype[names[0]]
             tape.release(dead)
             tape.release(s)
             dead = s if readers.get(row.name, 0) == 0 and not early else None
             if dead is None:
                 tape.release(s)
             continue
-        out_size = tape.size(0, num.mul(row.output) * size)
+        cast = amp.forward(row, names, False, cache=False)
+        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
         first = tape.new(out_size, "activations")
+        for s in [*cast.inputs, *amp.passing]:
+            tape.release(s)
+        amp.passing.clear()
         tape.release(dead)
         dead = None
         if early:
@@ -558,7 +914,7 @@ def _inference(report: Report, batch: Value | None) -> Peak:
                 tape.release(s)
         out = first
         if row.layer.activation:
-            out = tape.new(out_size, "activations")
+            out = tape.new(cast.activation_size or out_size, "activations")
             tape.release(first)
         out.refs += readers.get(row.name, 0)
         if not early:

@@ -126,8 +126,22 @@ def test_precision_names_are_lightnings():
     as_dtype = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--dtype", "bfloat16", "-b", "4", "-f", "json"]).output)
     as_precision = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--precision", "bf16-true", "-b", "4", "-f", "json"]).output)
     assert as_dtype == as_precision
-    refused = CliRunner().invoke(main, ["memory", ALEXNET, "--precision", "16-mixed", "--budget", "8GiB"])
-    assert refused.exit_code == 2 and "not modelled yet" in refused.output
+    assert "precision" not in as_dtype["memory"]  # float32 and -true runs keep their JSON as it was
+
+
+@pytest.mark.parametrize("precision, low", [("bf16-mixed", "bfloat16"), ("16-mixed", "float16")])
+def test_mixed_precision_is_autocast_with_float32_parameters(precision, low):
+    """show and memory take the -mixed names: parameters and optimizer state float32, the step under autocast."""
+    mixed = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "--precision", precision, "-b", "64", "-f", "json"]).output)
+    plain = json.loads(CliRunner().invoke(main, ["show", ALEXNET, "-b", "64", "-f", "json"]).output)
+    assert mixed["memory"]["precision"] == precision and mixed["memory"]["autocast"] == low
+    assert mixed["memory"]["dtype"] == "float32" and mixed["memory"]["params_bytes"] == plain["memory"]["params_bytes"]
+    # activations kept in 16 bits: well under float32's peak, above half of it (weights and their copies stay)
+    assert plain["memory"]["peak_bytes"] / 2 < mixed["memory"]["peak_bytes"] < plain["memory"]["peak_bytes"]
+    fit = CliRunner().invoke(main, ["memory", ALEXNET, "--precision", precision, "--budget", "8GiB", "-f", "json"])
+    assert fit.exit_code == 0, fit.output
+    more = json.loads(fit.output)["batch"]
+    assert more > json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "8GiB", "-f", "json"]).output)["batch"]
 
 
 def test_card_takes_the_cuda_context_out():

@@ -68,7 +68,20 @@ def test_bench_options_run(flags):
     sane(data["train"])
     sane(data["inference"])
     mixed = data["options"]["dtype"] in ("float16", "bfloat16") and data["options"]["amp"]
-    assert (data["memory"]["predicted_bytes"] is None) == mixed  # archcalc models pure dtypes, not autocast
+    # the prediction for the same step: under autocast, float32 parameters and the step in the dtype
+    dtype, autocast = ("float32", data["options"]["dtype"]) if mixed else (data["options"]["dtype"], None)
+    report = archcalc.analyze(archcalc.load(LENET), batch=4, dtype=dtype, optimizer=data["options"]["optimizer"],
+                              autocast=autocast)
+    assert data["memory"]["predicted_bytes"] == report.memory.training.at(4)
+
+
+@pytest.mark.parametrize("precision, dtype, amp", [("bf16-mixed", "bfloat16", True), ("16-mixed", "float16", True),
+                                                   ("bf16-true", "bfloat16", False)])
+def test_bench_takes_lightnings_precision_names(precision, dtype, amp):
+    result = run(LENET, "--device", "cpu", "--steps", "1", "--warmup", "0", "--batch", "2", "-f", "json", "--precision", precision)
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.output)["options"]
+    assert (options["dtype"], options["amp"]) == (dtype, amp)
 
 
 def test_the_training_step_trains():

@@ -69,8 +69,11 @@ class LiveStorages(TorchDispatchMode):
         return out
 
 
-def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0) -> dict[str, int]:
-    """Each phase's peak of live storage bytes in the second training step of `model` on `x`."""
+def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
+               autocast: torch.dtype | None = None, scaled: bool = False) -> dict[str, int]:
+    """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `autocast`:
+    forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed); `scaled`:
+    with float16, the step through torch.amp.GradScaler (scale(loss).backward(), scaler.step, scaler.update)."""
     torch.manual_seed(seed)
     model.train()
     with torch.no_grad():
@@ -79,6 +82,11 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     del out
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
 
+    # Lightning's 16-mixed: float16 autocast with a GradScaler (its scale and growth tracker made at the first step);
+    # a scale of 1 here, so that no gradient overflows float16 and the step is never skipped (a skipped step, inf
+    # found, makes no optimizer temporaries: not what is measured)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0) if scaled and autocast == torch.float16 and opt is not None else None
+
     def step(mode):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
@@ -86,12 +94,16 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
             for p in model.parameters():
                 p.grad = None
         mode.start("forward")
-        loss = torch.nn.functional.cross_entropy(model(x), targets)
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            loss = torch.nn.functional.cross_entropy(model(x), targets)
         mode.start("backward")
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         del loss
         mode.start("optimizer")
-        if opt is not None:
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        elif opt is not None:
             opt.step()
         mode.phase = ""
 
@@ -102,6 +114,8 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
         before += [p.grad for p in model.parameters() if p.grad is not None]
         if opt is not None:
             before += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        if scaler is not None:
+            before += [scaler._scale, scaler._growth_tracker]
         for t in before:
             mode.track(t)
         del before, t  # no reference may outlive zero_grad
@@ -109,8 +123,9 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     return dict(mode.peaks)
 
 
-def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode()."""
+def inference_peak(model: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None = None) -> int:
+    """The peak of live storage bytes in one forward in eval mode under torch.inference_mode() (and
+    torch.autocast("cpu", dtype=autocast), as bench runs it)."""
     model.eval()
     mode = LiveStorages()
     with mode:
@@ -118,7 +133,7 @@ def inference_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
             mode.track(t)
         del t
         mode.start("inference")
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             out = model(x)
         del out
     return mode.peaks["inference"]

@@ -158,7 +158,7 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
         model=report.model, device=name, torch=version(), options=options, precision=precision,
         train=train, inference=inference,
         peak_tflops=figure[0] if figure else None, peak_source=figure[1] if figure else None,
-        memory_measured=run.peak_memory, memory_predicted=None if options.autocast else _predicted(report, options),
+        memory_measured=run.peak_memory, memory_predicted=_predicted(report, options),
     )
 
 
@@ -289,8 +289,10 @@ def _optimizer(torch, kind: Optimizer, parameters):
 
 
 def _predicted(report: Report, options: Options) -> int | None:
-    """archcalc's training bytes for this batch, dtype, optimizer and device."""
+    """archcalc's training bytes for this batch, dtype, optimizer and device (under autocast: float32 parameters)."""
     device = Device.cuda if options.device == "cuda" else Device.cpu
-    at = dataclasses.replace(report, batch=options.batch, dtype=options.dtype, optimizer=options.optimizer, device=device)
+    dtype, autocast = (DType.float32, options.dtype) if options.autocast else (options.dtype, None)
+    at = dataclasses.replace(report, batch=options.batch, dtype=dtype, optimizer=options.optimizer, device=device,
+                             autocast=autocast)
     value = at.memory.training.at(options.batch)
     return int(value) if num.is_concrete(value) else None

@@ -22,13 +22,13 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .. import fmt, num
+from .. import checkpoint, fmt, num
 from ..report import Report
 from .export import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, _aligned, _literal, _plain, _shape, _short
 from .torch import INPUT, Part, container, modules, parts, require
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
-TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model"}
+TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model", "checkpoint"}
 ABSENT = object()  # the value of an argument in a use where its layer is not there
 
 
@@ -45,6 +45,7 @@ class Node:
     first: int
     stop: int
     inp: str = ""  # the full name of the tensor it reads
+    checkpointed: bool = False  # an outermost checkpointed use (archcalc/checkpoint.py)
     children: list[Node] = field(default_factory=list)
     args: dict[str, object] = field(default_factory=dict)  # its constructor arguments, set by its class
 
@@ -98,6 +99,9 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
             node.args = args
         body += [*cls.source(helper, f'Block "{_plain(kind)}" of the spec, at {", ".join(n.path for n in uses)}.'), "", ""]
     model = Class(name, [_entries(all_parts, nodes, 0, len(all_parts), "", INPUT)], [report.input[0]], names)
+    if any(node.checkpointed for node in _walk(nodes)):  # after the torch imports
+        at = header.index("from torch import nn") + 1 if "from torch import nn" in header else len(header)
+        header = [*header[:at], "from torch.utils.checkpoint import checkpoint", *header[at:]]
     body += model.source(helper, None, report)
     namespace = [
         "class Namespace(nn.Module):",
@@ -122,6 +126,7 @@ def _walk(nodes: list[Node]):
 def _nodes(report: Report, all_parts: list[Part]) -> list[Node]:
     """The block uses that can be one call each, nested as they are in the spec."""
     names = [p.row.name for p in all_parts]
+    regions = {(r.first, r.stop) for r in checkpoint.regions(report)}
     kept = []
     for use in sorted((u for u in report.uses if u.repeat is None and u.stop > u.first), key=lambda u: (u.first, -u.stop)):
         inside = set(names[use.first:use.stop])
@@ -129,7 +134,8 @@ def _nodes(report: Report, all_parts: list[Part]) -> list[Node]:
         last = names[use.stop - 1]
         leaks = any(n in inside and n != last for p in all_parts if p.row.name not in inside for n in p.row.inputs)
         if len(reads) == 1 and not leaks:
-            kept.append(Node(container(use.path), use.block, use.first, use.stop, reads.pop()))
+            kept.append(Node(container(use.path), use.block, use.first, use.stop, reads.pop(),
+                             (use.first, use.stop) in regions))
     top: list[Node] = []
     stack: list[Node] = []
     for node in kept:
@@ -367,6 +373,9 @@ class Class:
             return make(args)
         entry = self.representative(local)
         call = f"{self.access[local]}({', '.join(args)})"
+        if entry.node is not None and all(at[local].node.checkpointed for at in self.at if local in at):
+            # recomputed in backward (activation checkpointing); plain under no_grad
+            return f"checkpoint({self.access[local]}, {', '.join(args)}, use_reentrant=False)"
         if entry.part is not None and entry.part.row.layer.activation:
             module = modules(entry.part)[1]
             return _activation_call(module, entry.part.row.layer.activation, call)

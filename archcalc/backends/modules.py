@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 class Add(nn.Module):
@@ -57,26 +58,63 @@ class Step:
     free: tuple[int, ...]  # slots no later step reads: dropped once this one has run
 
 
+@dataclass(frozen=True)
+class Region:
+    """Steps [start, stop) run as one activation-checkpointed function (a block use with `checkpoint = true`):
+    it reads `inputs` (slots made before it), returns `outputs` (its slots read after it), then `free` is dropped."""
+
+    start: int
+    stop: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    free: tuple[int, ...]
+
+
 class Graph(nn.Module):
     """A network whose submodules sit at the spec's dotted paths (so its state_dict keys are the
     spec's layer names) and whose forward runs the report's rows in execution order, each reading
-    the tensors its `from` names, every tensor dropped as soon as nothing later reads it."""
+    the tensors its `from` names, every tensor dropped as soon as nothing later reads it.
 
-    def __init__(self, steps: tuple[Step, ...]) -> None:
+    In training with gradients on, each region runs through torch.utils.checkpoint.checkpoint
+    (use_reentrant=False, early stop): its forward is rerun in backward instead of keeping its tensors."""
+
+    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = ()) -> None:
         super().__init__()
         self.steps = steps
+        self.regions = regions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {0: x}
-        for slot, step in enumerate(self.steps, start=1):
+        checkpointed = self.training and torch.is_grad_enabled()
+        slot = 1
+        for region in self.regions if checkpointed else ():
+            self._run(values, slot, region.start)
+            outputs = checkpoint(self._region, region, *(values[i] for i in region.inputs), use_reentrant=False)
+            values.update(zip(region.outputs, outputs))
+            del outputs
+            for i in region.free:
+                del values[i]
+            slot = region.stop
+        self._run(values, slot, len(self.steps) + 1)
+        return values[len(self.steps)]
+
+    def _region(self, region: Region, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values = dict(zip(region.inputs, xs))
+        del xs
+        self._run(values, region.start, region.stop)
+        return tuple(values[i] for i in region.outputs)
+
+    def _run(self, values: dict[int, torch.Tensor], start: int, stop: int) -> None:
+        """Steps [start, stop) (slots from 1), their outputs into `values`."""
+        for slot in range(start, stop):
+            step = self.steps[slot - 1]
             first, *rest = step.modules
             y = self.get_submodule(first)(*(values[i] for i in step.inputs))
             for name in rest:
                 y = self.get_submodule(name)(y)
             values[slot] = y
             for i in step.free:
-                del values[i]
-        return values[len(self.steps)]
+                values.pop(i, None)  # a region's input is dropped by the caller, once the region has run
 
 
 class Learned(nn.Module):

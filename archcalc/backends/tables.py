@@ -106,7 +106,7 @@ def benchmark(result) -> Group:
     if result.memory_predicted is not None:
         predicted = f"{fmt.size_bytes(result.memory_predicted)} (archcalc, {o.optimizer})"
     else:
-        predicted = "— (archcalc does not model autocast's mixed precision)" if o.autocast else "—"
+        predicted = "—"
     peak = (f"{result.peak_tflops:g} TFLOP/s, {result.precision} ({result.peak_source})" if result.peak_tflops
             else f"unknown for this device in {result.precision}: give --peak-tflops")
     flags = [name for name, on in (("compile", o.compile), ("channels-last", o.channels_last), ("tf32", o.tf32)) if on]

@@ -170,6 +170,7 @@ def network(report: Report):
             for name, child in zip(part.names, modules(part)):
                 module.add_module(name, child)
         return tie(module, report)
+    from ..checkpoint import regions
     from .modules import Graph, Step
 
     all_parts = parts(report)
@@ -184,11 +185,20 @@ def network(report: Report):
         reads = tuple(slots[name] for name in part.row.inputs)
         free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
         steps.append(Step(part.names, reads, free))
-    module = Graph(tuple(steps))
+    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)))
     for part in all_parts:
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)
     return tie(module, report)
+
+
+def _region(start: int, stop: int, steps, last: dict[int, int]):
+    """A checkpointed region over steps [start, stop): the slots it reads from before it, those read after it."""
+    from .modules import Region
+
+    inputs = tuple(sorted({i for step in steps[start - 1:stop - 1] for i in step.inputs if i < start}))
+    outputs = tuple(i for i in range(start, stop) if last.get(i, i) >= stop)
+    return Region(start, stop, inputs, outputs, tuple(i for i in inputs if last.get(i, i) < stop))
 
 
 def available_bytes(device: str = "cpu") -> int | None:

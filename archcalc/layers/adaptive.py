@@ -70,6 +70,9 @@ class AdaptivePool(Layer):
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": "max"} if torch_name.startswith("AdaptiveMax") else {}
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"adaptive_{self.op}_pool{len(x) - 1}d",)
+
     def to_torch(self, x: Shape, nn):
         n = len(x) - 1
         return getattr(nn, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{n}d")(ints(self.sizes(x)))

@@ -173,6 +173,12 @@ class Attention(Layer):
         ]
         return lines
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("linear", "scaled_dot_product_attention")
+
+    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
+        return (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
+
     def to_torch(self, x: Shape, nn):
         from ..backends.modules import SelfAttention
 

@@ -40,6 +40,7 @@ class Storage(StrEnum):
     float32 = "float32"  # whatever the model's dtype (attention's logsumexp)
     mask = "mask"  # a dropout mask: the model's dtype on CPU, 1 byte on CUDA
     opmath = "opmath"  # float32 at least (a float16/bfloat16 "input" or "output" so kept is an upcast copy)
+    param = "param"  # the parameters' dtype (float32 under autocast, whatever the op computes in: batchnorm's statistics)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,11 @@ class Layer:
         (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
         return ()
 
+    def saves_before_output(self, keeps: tuple[Kept, ...], cuda: bool) -> bool:
+        """Whether the last of `keeps` (what the layer's op saves) is saved before its output exists: autograd
+        saves an op's inputs before it runs, its outputs after (where torch's checkpoint stops recomputing)."""
+        return all(k.tensor == Tensor.input for k in keeps)
+
     def token_ids(self) -> Dim | None:
         """How many token ids the layer reads (its input is int64 ids below this: an embedding); None: values."""
         return None
@@ -211,6 +217,16 @@ class Layer:
         """The element counts of the layer's parameter tensors as torch holds them (the memory timeline
         allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        """The torch ops the layer runs, by the names of autocast's lists (archcalc/autocast.py): under mixed
+        precision they decide the dtype it computes in; () runs in its input's dtype."""
+        return ()
+
+    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
+        """Which of its parameter tensors (param_tensors' order) its backward node keeps as autocast's
+        low-precision copies (a convolution keeps its weight; a linear layer only when its input needs a gradient)."""
+        return ()
 
     def is_view_in_eval(self) -> bool:
         """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""

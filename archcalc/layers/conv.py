@@ -198,6 +198,12 @@ class Conv(Layer):
             text += f", {times}× the conv's {fmt.group(weights)}"
         return text
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"conv{len(x) - 1}d",)
+
+    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
+        return (0,)  # ConvolutionBackward keeps the weight, whether or not the input needs a gradient
+
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)
         padding = self.padding if self.padding in ("same", "valid") else ints(w.p for w in ws)

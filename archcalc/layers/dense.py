@@ -99,5 +99,11 @@ class Dense(Layer):
                                        f"as nn.Linear does on [B, T, d]; weights do not grow with T"))
         return lines
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("linear",)
+
+    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
+        return (0,) if grad else ()  # AddmmBackward keeps the weight for the input's gradient only
+
     def to_torch(self, x: Shape, nn):
         return nn.Linear(int(self.in_features(x)), int(self.out_features), bias=self.bias)

@@ -39,6 +39,9 @@ class Dropout(Layer):
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
 
+    def saves_before_output(self, keeps, cuda: bool) -> bool:
+        return not cuda  # on CPU the mask is an input of the multiplication that makes the output (native_dropout on CUDA)
+
     def is_view_in_eval(self) -> bool:
         return True  # in eval, nn.Dropout returns its input
 
@@ -108,6 +111,9 @@ class Activation(Layer):
             return value
         return None if value == 1 else from_torch_axis(value)  # torch's dim=1 is archcalc's default
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (self.function,)
+
     def to_torch(self, x: Shape, nn):
         options = {name: float(v) if name in ("negative_slope", "alpha") else v for name, v in self.options().items()}
         if "dim" in options:
@@ -146,6 +152,9 @@ class PReLU(Layer):
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         what = "one slope shared by every channel" if self.num_parameters == 1 else "a slope per channel"
         return [("weights", f"weights = num_parameters = {fmt.group(self.num_parameters)} ({what}, learned)")]
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("prelu",)
 
     def to_torch(self, x: Shape, nn):
         return nn.PReLU(int(self.num_parameters), init=float(self.init))

@@ -169,6 +169,9 @@ class Concat(Merge):
         return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: axis {axis} adds up, "
                            f"{sizes} = {fmt.group(self.output(x)[axis])}; the other axes must be equal; no weights")]
 
+    def autocast_ops(self, x) -> tuple[str, ...]:
+        return ("cat",)
+
     def to_torch(self, x, nn):
         from ..backends.modules import Concat
 

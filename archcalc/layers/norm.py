@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .. import fmt, num
 from ..fields import flag
 from ..num import Dim, Shape
-from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
+from .base import Kept, Layer, Storage, Tensor, activation_field, activation_keeps, register, with_activation
 from .field import Field
 
 
@@ -36,7 +36,8 @@ class BatchNorm(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not (grad or self.affine):
             return ()
-        stats = Kept(Tensor.own, x[0], per_sample=False, what="batch mean"), Kept(Tensor.own, x[0], per_sample=False, what="batch 1/std")
+        stats = (Kept(Tensor.own, x[0], Storage.param, per_sample=False, what="batch mean"),
+                 Kept(Tensor.own, x[0], Storage.param, per_sample=False, what="batch 1/std"))
         return (Kept(Tensor.input, num.mul(x), what="input"), *stats, *activation_keeps(self.activation, y))
 
     def buffer_bytes(self, x: Shape, size: int) -> Dim:

@@ -98,6 +98,9 @@ class LayerNorm(Layer):
         lines.append(("biases", f"biases = {n} (a shift β per normalized value)" if self.bias else "biases = 0 (bias = false)"))
         return lines
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("layer_norm",)
+
     def to_torch(self, x: Shape, nn):
         return nn.LayerNorm(ints(_normalized(self, x)), elementwise_affine=self.elementwise_affine, bias=self.bias)
 
@@ -156,6 +159,9 @@ class GroupNorm(Layer):
             return [*lines, ("weights", "no parameters (affine = false)")]
         return [*lines, ("weights", f"weights = channels = {fmt.group(c)} (a scale γ per channel, not per group)"),
                 ("biases", f"biases = channels = {fmt.group(c)} (a shift β per channel)")]
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("group_norm",)
 
     def to_torch(self, x: Shape, nn):
         return nn.GroupNorm(int(self.num_groups), int(self.channels(x)), affine=self.affine)
@@ -255,6 +261,9 @@ class RMSNorm(Layer):
         if not self.elementwise_affine:
             return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
         return [*lines, ("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("rms_norm",)
 
     def to_torch(self, x: Shape, nn):
         eps = None if self.eps is None else float(self.eps)

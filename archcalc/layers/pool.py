@@ -88,6 +88,9 @@ class Pool(Layer):
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": torch_name[:3].lower()}
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"{self.op}_pool{len(x) - 1}d",)
+
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)
         k, s, p = ints(w.k for w in ws), ints(w.s for w in ws), ints(w.p for w in ws)

@@ -114,6 +114,9 @@ class Recurrent(Layer):
                               "(every step multiplies by W_ih and W_hh)"))
         return lines
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (self.kind,)  # lstm, gru: in 16 bits under autocast (the CPU's mkldnn_rnn_layer, CUDA's fused cells)
+
     def to_torch(self, x: Shape, nn):
         args = dict(num_layers=int(self.num_layers), bias=self.bias, batch_first=True, bidirectional=self.bidirectional)
         module = _outputs(nn, self.torch_name)(int(self.in_features(x)), int(self.hidden_size), **args)

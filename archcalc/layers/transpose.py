@@ -159,6 +159,12 @@ class ConvTranspose(Layer):
                               f" = {fmt.group(self.macs(x))} (each input value scatters a kernel, as torch counts it)"))
         return lines
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"conv_transpose{len(x) - 1}d",)
+
+    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
+        return (0,)
+
     def to_torch(self, x: Shape, nn):
         ax = self.axes(x)
         return getattr(nn, f"ConvTranspose{len(ax)}d")(

@@ -57,6 +57,9 @@ class Upsample(Layer):
             return [("output", f"size given: {fmt.shape(self.output(x)[1:])}")]
         return [("output", "out = ⌊n·scale_factor⌋ per spatial axis (PyTorch multiplies in floating point)")]
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"upsample_{self.mode}{len(x) - 1}d",)
+
     def to_torch(self, x: Shape, nn):
         if self.size is not None:
             return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode)
