@@ -276,7 +276,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
-    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4), "param": size}
+    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4), "param": size, "bool": 1}
     tape = _Tape(batch, cuda)
     rows = report.rows
     amp = _Autocast(report, tape, cuda)
@@ -308,10 +308,16 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     if cuda:
         tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
     amp.scaler_state(report)
-    x = tape.new(tape.size(0, num.mul(report.input) * size), "batch", mark=False)
+    ids = any(row.layer.token_ids() is not None for row in rows)  # the batch is int64 token ids
+    x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
-    classes_axis = output[1:] if len(output) > 1 else ()
-    tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
+    # A language model ([T] ids in, [T, V] logits out) is trained as Hugging Face's causal LM loss does it
+    # (loss_utils.ForCausalLMLoss, labels = the ids): the labels padded by one ignore_index and shifted, a
+    # contiguous copy that nll_loss keeps; no other targets.
+    lm = ids and len(output) == 2
+    if not lm:
+        classes_axis = output[1:] if len(output) > 1 else ()
+        tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
     tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
@@ -327,9 +333,13 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
     dead = None
+    held: list[_Storage] = []  # held by the model's body until the output layer runs (Layer.program's "hold")
     regions = {r.first: r for r in checkpoint.regions(report)}  # activation checkpointing (archcalc/checkpoint.py)
     inside = {i for r in regions.values() for i in range(r.first, r.stop)}
     for row in rows:
+        if row is rows[-1]:
+            for s in held:
+                tape.release(s)
         names = _inputs(report, row)
         if row.index - 1 in regions or (row.index - 2 in inside and row.index - 1 not in inside):  # a region's edge
             dead = _region_bounds(tape, report, regions, row.index - 1, storage, dead)
@@ -347,6 +357,23 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 tape.release(s)
             kept_by.append(([], []))
             amp.rows.append(None)
+            continue
+        program = (layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums)
+                   if _node(row) and row.name in reach and row.index - 1 not in inside and amp.low is None else None)
+        if program is not None:  # the layer's own ops, one by one (under autocast: the rule below)
+            amp.forward(row, names, False)  # no autocast: its dtype bookkeeping only
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
+            dead = None
+            out = live.pop("out")
+            for s in ins:
+                tape.release(s)
+            out.refs += readers.get(row.name, 0)
+            if out.refs == 1 and not early:
+                dead = out
+            else:
+                tape.release(out)
+            storage[row.name] = out
+            kept_by.append((live, program[1]))
             continue
         keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach and row.index - 1 not in inside else ()
         activation = layer.activation
@@ -403,10 +430,15 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
     y = storage[rows[-1].name]
     copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
+    if lm:
+        padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
+        shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
     logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
     loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
     total_weight = tape.new(tape.size(size, 0), "temporaries")
     tape.release(copy)
+    if lm:
+        tape.release(padded)
     tape.release(y)
     amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
 
@@ -417,11 +449,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(logits)
     tape.release(total_weight)
+    if lm:
+        tape.release(shifted)
     g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
     tape.release(g_logits)
     tape.release(logits)
     g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
     recomputed: dict[int, tuple[list, list]] = {}
     rerun: set[int] = set()
     region_of = {i: r for r in regions.values() for i in range(r.first, r.stop)}
@@ -443,6 +478,15 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         if not _node(row):
             tape.release(g)
             continue
+        if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
+            def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
+                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * size), inplace_sums)
+
+            live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
+            if "gx" in live:
+                _accumulate(tape, grad, names[0], live["gx"], False, tape.size(0, num.mul(row.input) * size), inplace_sums)
+                tape.release(live["gx"])
+            continue
         out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
         if row.layer.activation:
             g_pre = tape.new(out_size, "activation gradients")
@@ -454,8 +498,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
                 _frame_ends(tape, report, region, storage)
         low_grads = amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
         if low_grads is None:
-            for n in param_tensors(row):
-                tape.new(tape.size(n * size, 0), "gradients", mark=False)
+            _tied_gradient(tape, row, tied, size)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -672,6 +715,52 @@ class _Autocast:
     def copied(self, info: _Row | None, names: tuple[str, ...], flags, shapes) -> dict:
         """The inputs whose gradient goes through a copy's ToCopyBackward: name -> its shape."""
         return {} if info is None else {n: s for n, c, f, s in zip(names, info.casts, flags, shapes) if c and f}
+
+
+def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
+    """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
+    gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
+    runs, its own gradient of the weight is added into .grad in place and freed."""
+    owner = row.layer.tied()
+    if owner is not None and owner not in tied:
+        tied.add(owner)
+        tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
+    for number, n in enumerate(param_tensors(row)):
+        if number == 0 and row.name in tied:
+            tape.release(tape.new(tape.size(n * size, 0), "temporaries"))
+        else:
+            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+
+
+def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
+         dead: _Storage | None = None, hand=None, held: list | None = None) -> dict:
+    """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
+    Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
+    Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
+    gradient of the input handed to its buffer (the program keeps its own reference until it drops it)."""
+    for event in events:
+        if event[0] == "grad":
+            hand(live[event[1]])
+            continue
+        if event[0] == "hold":  # the model's body holds it until it returns (released before the last row)
+            live[event[1]].refs += 1
+            held.append(live[event[1]])
+            continue
+        if event[0] == "+":
+            _, name, elements, *rest = event
+            dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True
+            nbytes = elements * bytes_of[dtype]
+            live[name] = tape.new(tape.size(0, nbytes) if per_sample else tape.size(nbytes, 0),
+                                  "gradients" if name.startswith("grad.") else kind)
+            tape.release(dead)
+            dead = None
+        elif event[0] == "keep":
+            x.refs += 1
+            live["x"] = x
+        else:
+            for name in event[1:]:
+                tape.release(live.pop(name))
+    return live
 
 
 def region_inputs(report: Report, region) -> list[str]:

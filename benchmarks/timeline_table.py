@@ -10,7 +10,8 @@ import archcalc
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = {"course-alexnet": "alexnet.toml", "lenet5": "lenet5.toml", "tv-resnet18": "resnet18.toml",
-         "tv-resnet50": "resnet50.toml"}
+         "tv-resnet50": "resnet50.toml", "tv-vit_b_16": "vit_b_16.toml", "gpt2-sdpa": "gpt2.toml"}
+VALUES = {"gpt2-sdpa": {"T": 1024}}  # the recording's sequences of 1024 tokens
 PHASES = {"forward": "forward_peak", "backward": "backward_peak", "optimizer": "step_peak"}
 
 runs = json.loads((ROOT / "tests/fixtures/measurements/h200-training-memory.json").read_text())["runs"]
@@ -22,7 +23,7 @@ for run in runs:
         missing.append(f"{run['model']} {run['dtype']} {run['optimizer']} {run['batch']}")
         continue
     report = archcalc.analyze(archcalc.load(ROOT / "specs" / SPECS[run["model"]]), batch=run["batch"],
-                              optimizer=run["optimizer"], device="cuda")
+                              optimizer=run["optimizer"], device="cuda", **VALUES.get(run["model"], {}))
     ours = report.memory.training.at(run["batch"])
     phase = report.memory.peak_phase()
     print(f"| {run['model']} | fp32 | {run['optimizer']} | {run['batch']} | {phase} | {ours / 2**30:.3f} GiB "

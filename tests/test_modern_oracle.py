@@ -37,7 +37,7 @@ from .torch_probe import flops, saved_bytes  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-KINDS = {"embedding", "parameter", "attention", "select"}  # the kinds this file draws (test_torch_oracle checks all are drawn)
+KINDS = {"embedding", "parameter", "attention", "select", "gelu_new"}  # the kinds this file draws (test_torch_oracle checks all are drawn)
 
 
 def spec(input_, *tables, dtype="float32") -> str:
@@ -277,3 +277,23 @@ def test_attention_mistakes_are_the_numbers_students_and_tools_give():
     flops_hints = dict(row.layer.mistaken(row.input, "flops"))
     assert flops(fused, x) in flops_hints and "only the projections" in flops_hints[flops(fused, x)]
     assert any("causal halved" in text for text in flops_hints.values())
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=2), width=st.integers(1, 6), batch=st.integers(1, 3),
+       dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_gelu_new_matches_hugging_face_formula(shape, width, batch, dtype):
+    """gelu_new after a dense layer against transformers' NewGELUActivation formula, written here as it is there."""
+
+    class NewGELUActivation(nn.Module):
+        def forward(self, input):
+            return 0.5 * input * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (input + 0.044715 * torch.pow(input, 3.0))))
+
+    report = archcalc.analyze(archcalc.loads(spec(shape, {"type": "dense", "out_features": width}, {"type": "gelu_new"},
+                                                  dtype=dtype)), batch=batch)
+    model = nn.Sequential(nn.Linear(shape[-1], width), NewGELUActivation()).to(DTYPES[dtype])
+    x = torch.randn(batch, *shape, dtype=DTYPES[dtype])
+    assert tuple(model(x).shape[1:]) == report.rows[-1].output
+    assert report.totals["flops"] * batch == flops(model, x)  # element-wise: no FLOPs by the convention
+    assert report.totals["training_flops"] * batch == flops(model, x, backward=True)
+    assert report.memory.saved.per_sample * batch == saved_bytes(model, x)  # x, 0.5·x, tanh(·), 1 + tanh(·)

@@ -25,7 +25,8 @@ TRAINING = MEASUREMENTS / "h200-training-memory.json"
 LARGEST = MEASUREMENTS / "h200-largest-batch.json"
 FIXTURES = ROOT / "tests" / "fixtures" / "measurements"
 SPECS = {"course-alexnet": "alexnet.toml", "lenet5": "lenet5.toml", "tv-resnet18": "resnet18.toml",
-         "tv-resnet50": "resnet50.toml"}
+         "tv-resnet50": "resnet50.toml", "tv-vit_b_16": "vit_b_16.toml", "gpt2-sdpa": "gpt2.toml"}
+VALUES = {"gpt2-sdpa": {"T": 1024}}  # sequences of 1024 tokens (the recording's method)
 PHASES = {"forward": "forward_peak", "backward": "backward_peak", "optimizer": "step_peak"}
 GiB = 2**30
 
@@ -45,21 +46,34 @@ def runs():
 AUTOCAST = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # the recordings' dtype -> autocast's
 
 
+FLOAT32_ONLY = {"tv-vit_b_16", "gpt2-sdpa"}  # attention, gelu_new and the LM loss under autocast: not modelled yet
+
+
 def covered(run) -> bool:
-    return run["model"] in SPECS and (ROOT / "specs" / SPECS[run["model"]]).exists()
+    return (run["model"] in SPECS and (ROOT / "specs" / SPECS[run["model"]]).exists()
+            and (run["dtype"] == "fp32" or run["model"] not in FLOAT32_ONLY))
 
 
 def predicted(run) -> dict[str, int]:
     spec = archcalc.load(ROOT / "specs" / SPECS[run["model"]])
     report = archcalc.analyze(spec, batch=run["batch"], optimizer=run["optimizer"], device="cuda",
-                              autocast=AUTOCAST[run["dtype"]])
+                              autocast=AUTOCAST[run["dtype"]], **VALUES.get(run["model"], {}))
     return {phase: report.memory.phase(phase).at(run["batch"]) for phase in PHASES}
 
 
+# Cases known to miss, and why (strict: once they pass, the mark must go).
+KNOWN = {("tv-vit_b_16", "adam", 2): "forward 3.9% low: at batch 2 the live blocks measure 44 MB more than the "
+                                     "tensors (the caching allocator's blocks of 1-10 MiB, cut from 20 MiB segments "
+                                     "and not split when less than 1 MiB would remain: not modelled)"}
 LARGE = [r for r in runs() if covered(r) and r["step_max"] >= GiB]
 
 
-@pytest.mark.parametrize("run", LARGE, ids=lambda r: f"{r['model']}-{r['optimizer']}-{r['batch']}")
+def _case(run):
+    reason = KNOWN.get((run["model"], run["optimizer"], run["batch"]))
+    return pytest.param(run, marks=pytest.mark.xfail(reason=reason, strict=True)) if reason else run
+
+
+@pytest.mark.parametrize("run", [_case(r) for r in LARGE], ids=lambda r: f"{r['model']}-{r['optimizer']}-{r['batch']}")
 def test_recorded_cases_of_a_gib_or_more_within_3_percent(run):
     ours = predicted(run)
     for phase, key in PHASES.items():
@@ -78,8 +92,8 @@ def test_the_largest_cases_are_covered():
 
 def test_cases_not_yet_covered():
     missing = sorted({(r["model"], r["dtype"]) for r in runs() if not covered(r) and r["step_max"] >= GiB})
-    # networks without a spec here (or not yet in SPECS)
-    assert all(model not in SPECS for model, dtype in missing)
+    # networks without a spec here (or not yet in SPECS), and the transformers under autocast
+    assert all(model not in SPECS or (model in FLOAT32_ONLY and dtype != "fp32") for model, dtype in missing)
 
 
 @pytest.mark.parametrize("case", range(2))

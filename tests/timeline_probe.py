@@ -70,16 +70,21 @@ class LiveStorages(TorchDispatchMode):
 
 
 def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
-               autocast: torch.dtype | None = None, scaled: bool = False) -> dict[str, int]:
+               autocast: torch.dtype | None = None, scaled: bool = False, loss_of=None) -> dict[str, int]:
     """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `autocast`:
     forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed); `scaled`:
-    with float16, the step through torch.amp.GradScaler (scale(loss).backward(), scaler.step, scaler.update)."""
+    with float16, the step through torch.amp.GradScaler (scale(loss).backward(), scaler.step, scaler.update);
+    `loss_of(model, x)`: the loss computed by the model itself (a language model's, labels = x), instead of
+    cross_entropy on targets."""
     torch.manual_seed(seed)
     model.train()
-    with torch.no_grad():
-        out = model(x)
-    targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
-    del out
+    if loss_of is None:
+        with torch.no_grad():
+            out = model(x)
+        targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+        del out
+    else:
+        targets = x
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
 
     # Lightning's 16-mixed: float16 autocast with a GradScaler (its scale and growth tracker made at the first step);
@@ -95,7 +100,7 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
                 p.grad = None
         mode.start("forward")
         with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            loss = torch.nn.functional.cross_entropy(model(x), targets)
+            loss = torch.nn.functional.cross_entropy(model(x), targets) if loss_of is None else loss_of(model, x)
         mode.start("backward")
         (scaler.scale(loss) if scaler else loss).backward()
         del loss

@@ -369,6 +369,8 @@ def _attention(node, module, root, input_shape) -> dict:
         fields["causal"] = True
     if _argument(node, 4, "need_weights", True):
         fields["kernel"] = "math"
+    elif "causal" not in fields:
+        fields["module"] = "multihead"  # its own copies (the memory timeline)
     return fields
 
 

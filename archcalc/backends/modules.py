@@ -160,7 +160,8 @@ class SelfAttention(nn.Module):
         else:
             o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
                                                is_causal=self.causal, enable_gqa=self.kv_heads != self.heads)
-        return self.out_proj(o.transpose(1, 2).reshape(b, t, d))
+        o = o.transpose(1, 2).reshape(b, t, d)  # the heads' output is freed here when this copies (as in GPT-2's)
+        return self.out_proj(o)
 
     def _matmuls(self, q, k, v):
         if self.kv_heads != self.heads:  # each k/v head serves heads/kv_heads query heads (a copy, as SDPA's math makes)
@@ -177,6 +178,24 @@ class SelfAttention(nn.Module):
     def _repeat(self, z):
         b, h, t, e = z.shape
         return z[:, :, None].expand(b, h, self.heads // h, t, e).reshape(b, self.heads, t, e)
+
+
+class NewGELU(nn.Module):
+    """Hugging Face's NewGELUActivation (transformers/activations.py): the tanh GELU as separate tensor ops."""
+
+    def forward(self, x):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+class MultiheadSelfAttention(nn.MultiheadAttention):
+    """torch.nn.MultiheadAttention over [B, T, d] (batch_first) as torchvision's ViT calls it: self-attention,
+    need_weights=False (so that training runs scaled_dot_product_attention); its parameters keep their names."""
+
+    def __init__(self, d: int, heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__(d, heads, dropout=dropout, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        return super().forward(x, x, x, need_weights=False)[0]
 
 
 def _multihead_names(module, state_dict, prefix, *_):

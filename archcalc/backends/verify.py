@@ -147,7 +147,8 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
                 if id(p) in counted:
                     continue
                 counted.add(id(p))
-                if name.rsplit(".", 1)[-1].startswith("bias"):  # bias, and an LSTM's bias_ih_l0, bias_hh_l0_reverse
+                last = name.rsplit(".", 1)[-1]  # bias, an LSTM's bias_ih_l0, bias_hh_l0_reverse, MultiheadAttention's in_proj_bias
+                if last.startswith("bias") or last.endswith("_bias"):
                     biases += p.numel()
                 else:
                     weights += p.numel()

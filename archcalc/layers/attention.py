@@ -38,6 +38,9 @@ class Attention(Layer):
     dropout: Value = real(0, low=0, high=1)
     bias: bool = flag(True)
     kernel: str = choice(*KERNELS, default="flash")
+    # the torch module it stands for, for the memory timeline's copies: "split" (q, k, v split from in_proj's
+    # output: GPT-2, archcalc's own), "multihead" (torch.nn.MultiheadAttention, batch_first: torchvision's ViT)
+    module: str = choice("split", "multihead", default="split")
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d]."""
@@ -46,6 +49,10 @@ class Attention(Layer):
                             "an image's patches become tokens with a conv, then flatten and permute (see specs/vit_b_16.toml)")
         t, d = x
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
+        if self.module == "multihead" and (self.causal or kv != self.num_heads or self.kernel == "math"):
+            raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
+                            "modelled without causal, kv_heads and kernel = \"math\"",
+                            "leave module out (\"split\") for those", "module")
         for whole, part, field, of in ((d, self.num_heads, "num_heads", "d"), (self.num_heads, kv, "kv_heads", "num_heads")):
             if num.is_concrete(whole) and num.is_concrete(part) and whole % part:
                 raise SpecError(
@@ -72,6 +79,12 @@ class Attention(Layer):
         _, d = self.tokens(x)
         return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
 
+    def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """in_proj's weight and bias, out_proj's weight and bias, as torch holds them."""
+        _, d = self.tokens(x)
+        inner = num.normal(d + 2 * self.kv_dim(x))
+        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+
     def projections(self, x: Shape) -> tuple[Dim, Dim]:
         """MACs of in_proj and of out_proj, per sample."""
         t, d = self.tokens(x)
@@ -94,13 +107,12 @@ class Attention(Layer):
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         if self.kernel == "math":
             return {}
+        if self.dropout != 0:  # SDPA's math fallback ran: FlopCounterMode counts its matmuls, as archcalc does
+            return {"saved_bytes": (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")}
         inner, outer = self.projections(x)
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
-        out = {"flops": (num.normal(2 * (inner + outer)), why),
-               "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
-        if self.dropout != 0:
-            out["saved_bytes"] = (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")
-        return out
+        return {"flops": (num.normal(2 * (inner + outer)), why),
+                "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         t, d = self.tokens(x)
@@ -120,6 +132,171 @@ class Attention(Layer):
             kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
+
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+        """Every tensor the module allocates and frees, op by op (archcalc/timeline.py runs it): in_proj, the
+        heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
+        Measured with a TorchDispatchMode (tests/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
+        CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
+        the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
+        if self.module == "multihead":
+            return self._multihead_program(x, grad, device, inplace)
+        t, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        grouped = kv != d
+        td, tq, square = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(self.num_heads * t * t)
+        fixed = num.normal(t * t)
+        fwd: list = [("keep", "x"), ("+", "qkv", tq)]
+        bwd: list = [("+", "go", td), ("+", "grad.out_proj.weight", d * d, "model", False)]
+        if self.bias:
+            bwd.append(("+", "grad.out_proj.bias", d, "model", False))
+        bwd.append(("-", "g"))
+        dropout = self.dropout != 0
+        if self.kernel == "flash" and device == "cuda":  # the memory-efficient kernel (dropout inside it)
+            fwd += [("+", "o", td), self._lse(t, device), ("+", "out", td)]
+            bwd += [("+", "gq", td), ("+", "gk", num.normal(t * kv)), ("+", "gv", num.normal(t * kv)),
+                    *self._delta(t, d), ("-", "go", "qkv", "lse", "o"), ("+", "gqkv", tq), ("-", "gq", "gk", "gv")]
+        elif self.kernel == "flash" and not dropout:
+            fwd += [("+", "o", td), self._lse(t, device), ("+", "out", td)]
+            bwd += [("+", "gq", td), ("+", "gk", num.normal(t * kv)), ("+", "gv", num.normal(t * kv)),
+                    ("-", "go", "qkv", "lse", "o"), ("+", "gqkv", tq), ("-", "gq", "gk", "gv")]
+        else:
+            fallback = self.kernel == "flash"  # SDPA's math kernel
+            mask = [("+", "ones", fixed, "bool", False), ("+", "tril", fixed, "bool", False), ("-", "ones"),
+                    ("+", "inf", 1, "model", False), ("+", "zero", 1, "model", False), ("+", "where", fixed, "model", False),
+                    ("-", "zero", "inf", "tril")] if self.causal and fallback else []
+            if fallback and grouped:
+                fwd += [("+", "qs", td), *mask, ("+", "kc", td), ("+", "vc", td), ("+", "ks", td), ("+", "qc", td),
+                        ("+", "s", square)]
+                kept_k = "ks"
+            elif fallback:
+                fwd += [("+", "qs", td), *mask, ("+", "ks", td), ("+", "qc", td), ("+", "kc", td), ("+", "s", square),
+                        ("-", "ks")]
+                kept_k = "kc"
+            else:
+                fwd += [("+", "qc", td), ("+", "kc", td), ("+", "s0", square), ("+", "s", square), ("-", "s0")]
+                kept_k = "kc"
+            if self.causal:
+                if not fallback:
+                    fwd += [("+", "full", fixed, "model", False), ("+", "where", fixed, "model", False), ("-", "full")]
+                fwd += [("+", "s2", square), *([] if fallback else [("-", "where")]), ("-", "s"), ("+", "a", square)]
+                fwd += [("-", "s2")] if fallback else []
+            else:
+                fwd += [("+", "a", square)] + ([("-", "s")] if fallback else [])
+            if dropout:
+                fwd += [("+", "mask", square, "mask"), ("+", "ad", square)]
+            if not (fallback and grouped):
+                fwd.append(("+", "vc", td))
+            fwd.append(("+", "o", td))
+            if fallback:
+                fwd += [("-", "kc")] if grouped else []
+                fwd += [("-", "qs")] + ([("-", "where")] if self.causal else [])
+            else:
+                fwd.append(("-", "s2" if self.causal else "s"))
+            fwd += [("+", "m", td), ("-", "o"), ("+", "out", td), ("-", "qkv")]
+            # backward: out_proj, the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the heads' views
+            bwd += [("-", "m"), ("+", "go2", td), ("-", "go"), ("+", "gv", td), ("+", "ga", square), ("-", "go2", "vc")]
+            if dropout:
+                bwd += [("-", "ad"), ("+", "ga2", square), ("-", "ga", "mask")]
+            ga = "ga2" if dropout else "ga"
+            if fallback:
+                bwd += [("+", "gs", square), ("-", ga, "a"), ("+", "gk", td), ("+", "gq", td), ("-", "gs", kept_k, "qc"),
+                        ("+", "gk2", td), ("-", "gk")]
+                if grouped:
+                    bwd += [("+", "gv2", num.normal(t * kv)), ("-", "gv"), ("+", "gk3", num.normal(t * kv)), ("-", "gk2"),
+                            ("+", "gq2", td), ("-", "gq"), ("+", "gq3", td), ("-", "gq2"), ("+", "gqkv", tq),
+                            ("-", "gq3", "gk3", "gv2")]
+                else:
+                    bwd += [("+", "gq2", td), ("-", "gq"), ("+", "gv2", td), ("-", "gv"), ("+", "gq3", td), ("-", "gq2"),
+                            ("+", "gqkv", tq), ("-", "gq3", "gk2", "gv2")]
+            else:
+                bwd += [("+", "gs", square), ("-", ga, "a"), ("+", "gs2", square), ("-", "gs"), ("+", "gk", td),
+                        ("+", "gq", td), ("-", "gs2", "kc", "qc")]
+                if grouped:
+                    bwd += [("+", "gv2", num.normal(t * kv)), ("-", "gv"), ("+", "gk2", num.normal(t * kv)), ("-", "gk"),
+                            ("+", "gq2", td), ("-", "gq"), ("+", "gqkv", tq), ("-", "gq2", "gk2", "gv2")]
+                else:
+                    bwd += [("+", "gv2", td), ("-", "gv"), ("+", "gq2", td), ("-", "gq"), ("+", "gqkv", tq),
+                            ("-", "gq2", "gk", "gv2")]
+        if grad:
+            bwd.append(("+", "gx", td))
+        bwd.append(("+", "grad.in_proj.weight", num.normal(d * (d + 2 * kv)), "model", False))
+        if self.bias:
+            bwd.append(("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "model", False))
+        bwd.append(("-", "gqkv", "x"))
+        return tuple(fwd), tuple(bwd)
+
+    def _lse(self, t: Dim, device: str) -> tuple:
+        """The logsumexp the fused kernel keeps, float32: per head and query; on CUDA (the memory-efficient
+        kernel) the queries are padded to a multiple of 32 (attention.cu: ceil_div(M, 32) * 32)."""
+        rows = num.normal(-(-t // 32) * 32) if device == "cuda" and num.is_concrete(t) else t
+        return ("+", "lse", num.normal(self.num_heads * rows), "float32")
+
+    def _delta(self, t: Dim, d: Dim) -> list:
+        """The memory-efficient backward's float32 delta before its kernel runs (attention_backward.cu, float32:
+        (grad_out * out).sum(-1).transpose(-2, -1).contiguous()), freed as it returns."""
+        rows = num.normal(self.num_heads * t)
+        return [("+", "prod", num.normal(t * d), "float32"), ("+", "sum", rows, "float32"), ("+", "delta", rows, "float32"),
+                ("-", "prod", "sum", "delta")]
+
+    def _multihead_program(self, x: Shape, grad: bool, device: str, inplace: bool) -> tuple[tuple, tuple]:
+        """torch.nn.MultiheadAttention(batch_first=True) called with need_weights=False (torchvision's ViT), as
+        F.multi_head_attention_forward runs it: the input transposed to [T, B, d] is copied for in_proj (a
+        matmul on a non-contiguous input: kept for the weight's gradient), in_proj's output is copied again
+        into [3, T, B, d] (q, k and v are views of that copy), SDPA runs on the heads' views; its output is
+        permuted to [T, B, d] for out_proj: a copy on CUDA (the memory-efficient kernel writes [B, T, H, D]),
+        none on the CPU (its fused kernel writes the query's layout). Backward: each head gradient is copied
+        twice back to [T, B, d], q's, k's and v's become [3, T, B, d] zeros each (select_backward) and are
+        summed (in place, unless a dispatch mode is on), then copied back to in_proj's [T, B, 3d]. Measured
+        on the CPU with a TorchDispatchMode; on CUDA read from attention.cu and attention_backward.cu."""
+        t, d = self.tokens(x)
+        td, tq, square = num.normal(t * d), num.normal(3 * t * d), num.normal(self.num_heads * t * t)
+        cuda = device == "cuda"
+        dropout = self.dropout != 0 and not cuda  # CUDA's memory-efficient kernel takes dropout itself
+        # forward: x transposed and copied, in_proj (its bias added in place, out of place under a dispatch mode)
+        fwd: list = [("+", "xc", td), ("+", "mm", tq)]
+        if self.bias and not inplace:
+            fwd += [("+", "add", tq), ("-", "mm")]
+        fwd += [("+", "qkv", tq), ("-", "add" if self.bias and not inplace else "mm")]
+        bwd: list = [("+", "go", td), ("+", "grad.out_proj.weight", d * d, "model", False)]
+        if self.bias:
+            bwd.append(("+", "grad.out_proj.bias", d, "model", False))
+        bwd.append(("-", "g"))
+        if dropout:  # SDPA's math fallback on the CPU: q and k scaled, no copies (B and H are adjacent in [T, B, H, D])
+            fwd += [("+", "qs", td), ("+", "ks", td), ("+", "s", square), ("+", "a", square), ("-", "s"),
+                    ("+", "mask", square, "mask"), ("+", "ad", square), ("+", "o", td), ("+", "m", td), ("-", "o"),
+                    ("+", "out", td)]
+            bwd += [("-", "m"), ("+", "gv", td), ("+", "ga", square), ("-", "go", "qkv", "ad"), ("+", "ga2", square),
+                    ("-", "ga", "mask"), ("+", "gs", square), ("-", "ga2", "a"), ("+", "gk", td), ("+", "gq", td),
+                    ("-", "gs", "ks", "qs"), ("+", "gk2", td), ("-", "gk"), ("+", "gq2", td), ("-", "gq"),
+                    ("+", "c_v", td), ("-", "gv"), ("+", "c_q", td), ("-", "gq2"), ("+", "s_v", tq), ("-", "c_v"),
+                    ("+", "s_k", tq), ("-", "gk2")]
+            firsts = ("c_q",)
+        else:
+            fwd += [("+", "o", td), self._lse(t, device)]
+            fwd += [("+", "m", td), ("+", "out", td)] if cuda else [("+", "out", td)]
+            bwd += [("-", "m"), ("+", "goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
+            bwd += [("+", "gq", td), ("+", "gk", td), ("+", "gv", td)]
+            bwd += [*self._delta(t, d), ("-", "goc")] if cuda else []
+            bwd += [("-", "go", "qkv", "lse", "o"), ("+", "c_v", td), ("-", "gv"), ("+", "c_k", td), ("-", "gk"),
+                    ("+", "c_q", td), ("-", "gq"), ("+", "c2_v", td), ("-", "c_v"), ("+", "c2_k", td), ("-", "c_k"),
+                    ("+", "c2_q", td), ("-", "c_q"), ("+", "s_v", tq), ("-", "c2_v"), ("+", "s_k", tq), ("-", "c2_k")]
+            firsts = ("c2_q",)
+        if inplace:  # InputBuffer: the second select_backward is added into the first in place
+            bwd += [("-", "s_k"), ("+", "s_q", tq), ("-", firsts[0]), ("-", "s_q")]
+            total = "s_v"
+        else:
+            bwd += [("+", "sum", tq), ("-", "s_v", "s_k"), ("+", "s_q", tq), ("-", firsts[0]), ("+", "sum2", tq),
+                    ("-", "sum", "s_q")]
+            total = "sum2"
+        bwd += [("+", "gproj", tq), ("-", total)]
+        if self.bias:
+            bwd.append(("+", "grad.in_proj.bias", num.normal(3 * d), "model", False))
+        bwd.append(("+", "grad.in_proj.weight", num.normal(3 * d * d), "model", False))
+        if grad:
+            bwd.append(("+", "gx", td))
+        bwd.append(("-", "gproj", "xc"))
+        return tuple(fwd), tuple(bwd)
 
     def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
         _, d = self.tokens(x)
@@ -184,5 +361,9 @@ class Attention(Layer):
 
         _, d = self.tokens(x)
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
+        if self.module == "multihead":
+            from ..backends.modules import MultiheadSelfAttention
+
+            return MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         return SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
                              bias=self.bias, math=self.kernel == "math")

@@ -209,6 +209,13 @@ class Layer:
         each one gets wrong, for `check`'s hints: ((2·T·d, "γ and β are shared by every token"), ...)."""
         return ()
 
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple] | None:
+        """The layer's step as the memory timeline runs it op by op (archcalc/timeline.py): (forward, backward)
+        lists of events ("+", name, elements[, storage, per_sample]) that allocate, ("-", *names) that drop a
+        reference, ("keep", "x") autograd keeping the input; None: the timeline's generic rule (keeps()).
+        `inplace=False`: a dispatch mode is on (the CPU oracle), which makes some in-place ops out of place."""
+        return None
+
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False

@@ -89,6 +89,21 @@ class Parameter(Layer):
     def weights(self, x: Shape) -> Dim:
         return num.mul(self.shape)
 
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+        """For the memory timeline. Without `length`, the tensor expanded over the batch (a view, nothing new);
+        backward sums its gradient over the batch: the parameter's gradient. With `length`, positions looked up
+        as Hugging Face's GPT-2 does (wpe(arange(T)), kept for the backward's indices): a [T, ...] tensor that
+        its forward holds until the model's body returns (before the output layer), and backward reduces the
+        gradient over the batch, then scatters it into a gradient of the whole table (embedding_dense_backward)."""
+        whole = num.mul(self.shape)
+        if self.length is None:
+            return (("+", "out", 0, "model", False),), (("+", "grad.weight", whole, "model", False), ("-", "g"))
+        rows = num.mul(self.output(x))
+        fwd = (("+", "positions", self.length, "int64", False), ("+", "out", rows, "model", False), ("hold", "out"))
+        bwd = (("+", "reduced", rows, "model", False), ("+", "grad.weight", whole, "model", False),
+               ("-", "g", "reduced", "positions"))
+        return fwd, bwd
+
     def summary(self, x: Shape) -> str:
         text = fmt.shape(self.shape)
         return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
