@@ -8,8 +8,8 @@ distinct value: the same canonical sum sympy's `+` gives (sympy collects like te
 >>> from archcalc import num
 >>> t = Tally()
 >>> t.add(768 * num.symbol("T")); t.add(5); t.add(-768 * num.symbol("T"))
->>> t.key(), value(t.key())  # a formula that cancelled is the sympy number it would be
-(5, 5)
+>>> t.key(), value(t.key())  # a formula that cancelled: its number, but not concrete (as sympy's Integer(5))
+(Cancelled(5), 5)
 >>> t.add(2 * num.symbol("T") ** 2); value(t.key())
 2*T**2 + 5
 """
@@ -56,20 +56,44 @@ class Tally:
 
     def key(self):
         """The sum as a hashable value, equal where the sums are: a number while no formula was added,
-        a sympy number where the formulas cancelled, else the frozenset of its terms (see `value`)."""
+        a Cancelled number where the formulas cancelled, else the frozenset of its terms (see `value`)."""
         if self._key is None:
             constant = self.terms.get(1, 0)
             if not self.symbolic:
                 self._key = constant
             elif len(self.terms) <= (1 in self.terms):
-                self._key = num._sympy(constant) if isinstance(constant, Fraction) else num.sym().Integer(constant)
+                self._key = Cancelled(constant)
             else:
                 self._key = frozenset(self.terms.items())
         return self._key
 
 
+class Cancelled:
+    """The key of a sum whose formulas cancelled: equal to its number, as sympy's Integer(5) is after
+    T - T + 5, and like it not a concrete int (compared with a formula's key without sympy, which would
+    make a set of the frozenset)."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number) -> None:
+        self.number = number
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Cancelled):
+            return self.number == other.number
+        return self.number == other if isinstance(other, (int, Fraction)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.number)
+
+    def __repr__(self) -> str:
+        return f"Cancelled({self.number!r})"
+
+
 def value(key):
     """The number or formula a Tally's key stands for (made normal: sympy numbers become int or Fraction)."""
+    if isinstance(key, Cancelled):
+        return num.normal(key.number)
     if isinstance(key, frozenset):
         return num.normal(num.sym().Add(*(num._sympy(c) * t for t, c in key)))
     return num.normal(key)

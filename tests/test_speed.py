@@ -69,7 +69,7 @@ sizes = st.one_of(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(sizes, st.sampled_from([1, -1])), max_size=12))
 def test_a_tally_is_the_sum_sympy_makes(steps):
-    t, total = tally.Tally(), 0
+    t, total, seen = tally.Tally(), 0, []
     for x, sign in steps:
         t.add(x, sign)
         total = total + x if sign == 1 else total - x
@@ -77,6 +77,19 @@ def test_a_tally_is_the_sum_sympy_makes(steps):
         assert num.is_concrete(key) == num.is_concrete(total)  # a formula that cancelled stays a sympy number
         assert tally.value(key) == num.normal(total)
         assert type(tally.value(key)) is type(num.normal(total))
+        for other_key, other_total in seen:  # keys are equal where the sums are (the timeline's repeated candidates)
+            assert (key == other_key) == bool(total == other_total) == (other_key == key)
+        seen.append((key, total))
+
+
+def test_a_formula_that_cancels_is_its_number_but_not_concrete():
+    t, T = tally.Tally(), num.symbol("T")
+    t.add(5)
+    before = t.key()
+    t.add(768 * T)
+    t.add(768 * T, -1)
+    assert before == 5 and t.key() == before and not num.is_concrete(t.key()) and not num.is_concrete(5 + T - T)
+    assert tally.value(t.key()) == 5 and t.key() != tally.Tally().key()
 
 
 def run(code: str) -> subprocess.CompletedProcess:
