@@ -3,7 +3,7 @@
 The step is the one `bench` times and the tests run on the CPU (tests/timeline_probe.py):
 
     optimizer.zero_grad(set_to_none=True)      # the previous step's gradients are freed
-    loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it)
+    loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it; see Loss)
     loss.backward()                            # phase "backward"
     del loss
     optimizer.step()                           # phase "optimizer": torch's foreach implementation
@@ -22,7 +22,8 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   autograd node keeps it (Layer.keeps says which). A view row (flatten, reshape, dropout p=0)
   shares its input's storage.
 - the loss: log_softmax allocates its output (kept by two nodes), nll_loss a scalar loss and a
-  scalar total weight (kept); the network's output is then dropped.
+  scalar total weight (kept); the network's output is then dropped. MSE (an output that is no class
+  scores, see Loss): its result's storage is the output's size, and its node keeps the output.
 - backward, nodes in reverse order of the forward (what the engine's priority queue does on a
   graph connected to the loss): the root's ones scalar lives to the end; each node allocates its
   gradients (input gradients, parameter gradients: AccumulateGrad steals them, no copy), then
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING
 
 from . import autocast, checkpoint, num, tally
 from .dtypes import DType
+from .layers import layout
 from .num import Dim, Value
 from .tally import Tally
 
@@ -67,10 +69,13 @@ CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once all
 # device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
 CUDA_WORKSPACE = 2 * CUBLAS_WORKSPACE + 2**20
 CUDA_CONTEXT = 718077952  # driver and context, never in max_memory_allocated (fixed.device_used - fixed.reserved)
-# cuDNN's convolution workspace, per sample, as a share of the largest convolution input's bytes:
-# fitted on AlexNet's recordings (forward 37.1 MB, backward 57.8 MB above the simulation at batch
-# 128: 0.48 and 0.75 of conv1's input); LeNet-5's small convolutions measured none (0.1-1.5% high there).
-CUDNN_WORKSPACE = {"forward": 0.48, "backward": 0.75}
+# cuDNN's workspace: each convolution's, during its op only (on top of what is alive then), as a share
+# of that convolution's input bytes. Fitted on the recordings: AlexNet's last convolutions run when
+# nearly every kept tensor is alive and set its forward and backward peaks (1.5 and 2.0 bring its
+# cases within 0.2-1.6%); VGG-16-BN's and the ResNets' peaks fall where no convolution runs, and
+# LeNet-5 stays exact (its workspaces come at its low points). A share of the largest convolution's
+# input added on top of the phase's peak was 6% high on VGG-16-BN at batch 64.
+CUDNN_WORKSPACE = {"forward": 1.5, "backward": 2.0}
 
 
 Pair = tuple  # (fixed, per_sample): bytes = fixed + per_sample·B
@@ -95,17 +100,6 @@ class Peak:
     @property
     def pairs(self) -> list[Pair]:
         return [pair for pair, _ in self.candidates]
-
-    def plus_workspace(self, size: Pair, batch: Value | None) -> Peak:
-        """This peak with a transient workspace of `size` on top (cuDNN's, during the phase's largest op)."""
-        f, p = size
-        if batch is not None:  # concrete: whole bytes, rounded to the allocator's blocks
-            f = -(-int(f) // CUDA_BLOCK) * CUDA_BLOCK
-        out = []
-        for (cf, cp), kinds in self.candidates:
-            kinds = tuple((k, (a + f, b + p) if k == "workspace" else (a, b)) for k, (a, b) in kinds)
-            out.append(((num.normal(cf + f), num.normal(cp + p)), kinds))
-        return Peak(tuple(out))
 
 
 @dataclass(frozen=True)
@@ -146,6 +140,7 @@ class _Tape:
     def __init__(self, batch: Value | None, cuda: bool):
         self.batch = batch
         self.cuda = cuda and batch is not None and num.is_concrete(batch)
+        self.workspaces = cuda  # cuDNN's, concrete batch or not
         self.total = (Tally(), Tally())  # sums in dicts: sympy's `+` of formulas is slow (archcalc/tally.py)
         self.kinds = {kind: (Tally(), Tally()) for kind in KINDS}
         self.phase = ""
@@ -255,6 +250,31 @@ def _hull(cands: list) -> None:
     cands[:] = hull
 
 
+@dataclass(frozen=True)
+class Loss:
+    """The step's loss (what `bench` computes and the timeline simulates), from the network's last layer:
+    cross-entropy against random int64 classes where its output can be class scores (no element-wise
+    function ends it and it has more than one feature), over the output's `axis`: the channels (per pixel
+    for [C, H, W]), the last axis per token for [T, V] (`cross_entropy(y.flatten(0, -2), t.flatten())`);
+    otherwise the mean squared error against a random target of the output's shape (DCGAN's image)."""
+
+    kind: str  # "cross_entropy", "causal_lm" or "mse"
+    axis: int = 0  # the classes' axis of one sample's output
+
+
+def loss_of(report: Report) -> Loss:
+    """The loss of `report`'s training step (see Loss); a language model (token ids in, [T, V] scores out) is
+    trained on its own input, as Hugging Face's causal LM loss does it (labels = the ids, shifted by one)."""
+    row = report.rows[-1]
+    y = tuple(report.output)
+    axis = row.layer.scores_axis(y) if y else 0
+    if not y or not row.layer.gives_scores() or (num.is_concrete(y[axis]) and y[axis] <= 1):
+        return Loss("mse")
+    if len(y) == 2 and axis == 1 and any(r.layer.token_ids() is not None for r in report.rows):
+        return Loss("causal_lm", 1)
+    return Loss("cross_entropy", axis)
+
+
 def _inputs(report: Report, row: Row) -> tuple[str, ...]:
     """The names a row reads: its `inputs` (full names, "input" the model's)."""
     if row.inputs:
@@ -311,13 +331,15 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     ids = any(row.layer.token_ids() is not None for row in rows)  # the batch is int64 token ids
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
+    loss_fn = loss_of(report)
     # A language model ([T] ids in, [T, V] logits out) is trained as Hugging Face's causal LM loss does it
     # (loss_utils.ForCausalLMLoss, labels = the ids): the labels padded by one ignore_index and shifted, a
     # contiguous copy that nll_loss keeps; no other targets.
-    lm = ids and len(output) == 2
-    if not lm:
-        classes_axis = output[1:] if len(output) > 1 else ()
-        tape.new(tape.size(0, num.mul(classes_axis) * 8), "batch", mark=False)  # targets, int64
+    lm = loss_fn.kind == "causal_lm"
+    if loss_fn.kind == "mse":  # a random target of the output's shape and dtype
+        tape.new(tape.size(0, num.mul(output) * size), "batch", mark=False)
+    elif not lm:  # int64 classes, one per position of the output but its classes' axis
+        tape.new(tape.size(0, num.mul(output[:loss_fn.axis] + output[loss_fn.axis + 1:]) * 8), "batch", mark=False)
     tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
@@ -332,6 +354,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     # archcalc's Graph module (backends/modules.py) drops what a row read once the whole row has run.
     early = _is_chain(report)
     kept_by: list[tuple[list, list]] = []  # per row: (storages kept by its main node, by its activation node)
+    strides: dict[str, object] = {}  # a tensor's name -> its layout where not contiguous
     dead = None
     held: list[_Storage] = []  # held by the model's body until the output layer runs (Layer.program's "hold")
     regions = {r.first: r for r in checkpoint.regions(report)}  # activation checkpointing (archcalc/checkpoint.py)
@@ -345,7 +368,17 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             dead = _region_bounds(tape, report, regions, row.index - 1, storage, dead)
         ins = [storage[n] for n in names]
         layer = row.layer
-        if layer.is_view():
+        # layouts (archcalc/layers/layout.py): a reshape of a permuted tensor copies, and a layer that
+        # needs a contiguous input (nn.Linear, the norms) copies a permuted one and keeps the copy
+        before, view = strides.get(names[0]), layer.is_view()
+        after = layer.view(row.input, row.output, before) if view else None
+        if after == layout.COPY:
+            view, after = False, None
+        if after is not None:
+            strides[row.name] = after
+        elif before is not None and layer.keeps_layout():
+            strides[row.name] = before
+        if view:
             s = ins[0]
             s.refs += readers.get(row.name, 0) + 1
             storage[row.name] = s
@@ -389,7 +422,16 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
         own = {_key(k): tape.new(tape.size(*_kept_size(k, row_bytes)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
+        if layer.forward_scratch(row.input) != 0:
+            own["scratch"] = tape.new(tape.size(0, layer.forward_scratch(row.input) * size), "temporaries", mark=False)
+        copy = None
+        if before is not None and layer.contiguous_input():
+            copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
+            ins = [copy, *ins[1:]]
+        product = tape.new(out_size, "temporaries", mark=False) if copy is not None and layer.unfused_bias() else None
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
+        tape.release(product)
+        _workspace(tape, row, cast.size or size, "forward")
         tape.release(dead)  # Graph.forward's local `y` held the last row's unread output until now
         dead = None
         main_saved, act_saved = list(cast.kept), []
@@ -400,6 +442,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             main_saved.append(s)
         for s in own.values():
             tape.release(s)
+        if copy is not None:
+            tape.release(copy)
         for s in cast.inputs:
             tape.release(s)  # a copy autocast made for the op: gone when the op returns, unless its node keeps it
         ins = [storage[n] for n in names]
@@ -427,34 +471,46 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         storage[row.name] = out
         kept_by.append((main_saved, act_saved))
 
-    # The loss: log_softmax (kept by LogSoftmaxBackward and NllLossBackward), then nll_loss.
     y = storage[rows[-1].name]
-    copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
-    if lm:
-        padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
-        shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
-    logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
-    loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
-    total_weight = tape.new(tape.size(size, 0), "temporaries")
-    tape.release(copy)
-    if lm:
-        tape.release(padded)
-    tape.release(y)
-    amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
+    if loss_fn.kind == "mse":
+        # mse_loss: its result's storage is the output's size (the squared errors, reduced in place), kept
+        # by `loss` to the end of backward; MseLossBackward keeps the output
+        y.refs += 1
+        loss = tape.new(tape.size(0, num.mul(output) * size), "temporaries")
+        tape.release(y)
+        amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
+        tape.start("backward")
+        scaled_loss = amp.scale()
+        ones = tape.new(tape.size(size, 0), "temporaries")
+        g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        tape.release(y)
+    else:
+        copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
+        if lm:
+            padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
+            shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
+        logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
+        loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
+        total_weight = tape.new(tape.size(size, 0), "temporaries")
+        tape.release(copy)
+        if lm:
+            tape.release(padded)
+        tape.release(y)
+        amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
 
-    # Backward.
-    tape.start("backward")
-    scaled_loss = amp.scale()
-    ones = tape.new(tape.size(size, 0), "temporaries")
-    g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
-    tape.release(logits)
-    tape.release(total_weight)
-    if lm:
-        tape.release(shifted)
-    g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
-    tape.release(g_logits)
-    tape.release(logits)
-    g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
+        # Backward.
+        tape.start("backward")
+        scaled_loss = amp.scale()
+        ones = tape.new(tape.size(size, 0), "temporaries")
+        g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        tape.release(logits)
+        tape.release(total_weight)
+        if lm:
+            tape.release(shifted)
+        g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        tape.release(g_logits)
+        tape.release(logits)
+        g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
     recomputed: dict[int, tuple[list, list]] = {}
@@ -472,7 +528,14 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         if g is None:  # no gradient reaches it (nothing after it needs one)
             continue
         if row.layer.is_view():
-            _accumulate(tape, grad, names[0], g, True, tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
+            whole = tape.size(0, num.mul(row.input) * amp.bytes(names[0], size))
+            if row.layer.gradient_is_new():  # select: a new gradient of the input's size
+                g_in = tape.new(whole, "activation gradients")
+                tape.release(g)
+                _accumulate(tape, grad, names[0], g_in, False, whole, inplace_sums)
+                tape.release(g_in)
+                continue
+            _accumulate(tape, grad, names[0], g, True, whole, inplace_sums)
             tape.release(g)
             continue
         if not _node(row):
@@ -497,14 +560,20 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             if region is not None and region.first_pack == row.index - 1 and not main_saved:
                 _frame_ends(tape, report, region, storage)
         low_grads = amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
-        if low_grads is None:
+        scratch = row.layer.backward_scratch(row.input, row.requires_grad)  # parameter gradients summed out of per-sample ones, later
+        if scratch != 0:
+            scratch = tape.new(tape.size(0, scratch * size), "temporaries", mark=False)
+        if low_grads is None and (scratch == 0 or row.layer.sums_scratch_first(row.requires_grad)):
             _tied_gradient(tape, row, tied, size)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
         g_ins = []
+        padded = row.layer.padded_gradient(row.input) if row.requires_grad and not row.layer.merges else 0
+        if padded != 0:  # the gradient of the padded copy first; the input's is cut from it after (the pad's node)
+            padded = tape.new(tape.size(0, padded * size), "activation gradients", mark=False)
         for name, flag, shape in zip(names, flags, shapes):
-            if not flag:
+            if not flag or padded != 0:
                 continue
             own = tape.size(0, num.mul(shape) * (info.size if info else size))
             if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
@@ -516,9 +585,18 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             made = [(i, shape) for i, (flag, shape) in enumerate(zip(flags, shapes)) if flag]
             g_ins = [amp.promoted(info, i, shape, entry) for (i, shape), entry in zip(made, g_ins)]
         tape.mark()
+        _workspace(tape, row, info.size if info else size, "backward")
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        if padded != 0:
+            own = tape.size(0, num.mul(row.input) * size)
+            g_ins.append((names[0], tape.new(own, "activation gradients"), False, own))
+            tape.release(padded)
+        if scratch != 0:
+            if low_grads is None and not row.layer.sums_scratch_first(row.requires_grad):
+                _tied_gradient(tape, row, tied, size)
+            tape.release(scratch)
         if region is not None and region.first_pack == row.index - 1 and main_saved:
             _frame_ends(tape, report, region, storage)
         later = amp.copied(info, names, flags, shapes)  # the gradients of autocast's input copies: converted after the node
@@ -553,14 +631,13 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.release(t)
     tape.release(found_inf)
     phases = {phase: tape.peak(phase) for phase in PHASES}
-    if cuda:
-        conv_inputs = [num.mul(row.input) * (info.size if info else size) for row, info in zip(rows, amp.rows)
-                       if row.layer.windows(row.input) and row.macs != 0]  # under autocast: the input's low-precision copy
-        if conv_inputs:
-            largest = num.maximum(*conv_inputs)
-            for phase, share in CUDNN_WORKSPACE.items():
-                phases[phase] = phases[phase].plus_workspace(tape.size(0, _fraction(share) * largest), batch)
     return Timeline(phases, _inference(report, batch))
+
+
+def _workspace(tape: _Tape, row: Row, size: int, phase: str) -> None:
+    """On CUDA, cuDNN's workspace for a convolution: allocated during its op, on top of what is alive then, and freed."""
+    if tape.workspaces and row.macs != 0 and row.layer.windows(row.input):
+        tape.release(tape.new(tape.size(0, _fraction(CUDNN_WORKSPACE[phase]) * num.mul(row.input) * size), "workspace"))
 
 
 @dataclass

@@ -24,6 +24,7 @@ MODELS = {  # spec -> (torchvision constructor, image side)
     "densenet121": ("densenet121", 224),
     "vit_b_16": ("vit_b_16", 224),
     "alexnet_torchvision": ("alexnet", 224),
+    "vgg16_bn": ("vgg16_bn", 224),
 }
 
 

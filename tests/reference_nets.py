@@ -2,7 +2,7 @@
 
 torchvision's wheel does not import beside the CPU torch that CI installs, so its
 networks are rewritten here with the same modules under the same attribute paths
-(torchvision/models/resnet.py, mobilenetv2.py, densenet.py): their state_dict keys
+(torchvision/models/resnet.py, mobilenetv2.py, densenet.py, vgg.py): their state_dict keys
 are torchvision's, so a state_dict that loads into one of these with strict=True
 loads into torchvision's. tests/test_reference_nets.py proves them against the
 published parameter counts and FLOPs.
@@ -22,6 +22,7 @@ PUBLISHED = {
     "resnet50": (25_557_032, 8_178_368_512),
     "mobilenet_v2": (3_504_872, 601_548_544),
     "densenet121": (7_978_856, 5_668_323_328),
+    "vgg16_bn": (138_365_992, 30_940_528_640),  # torchvision lists 15.47 GFLOPS: multiply-accumulates
 }
 
 
@@ -306,3 +307,40 @@ class UNet(nn.Module):
 
 def unet() -> UNet:
     return UNet()
+
+
+# --- VGG-16-BN (torchvision/models/vgg.py: VGG, make_layers, cfgs["D"], batch_norm=True) -------------
+
+VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+class VGG(nn.Module):
+    def __init__(self, features: nn.Sequential, classes: int = 1000, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(4096, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def make_layers(cfg: list, batch_norm: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    cin = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            conv = nn.Conv2d(cin, v, kernel_size=3, padding=1)
+            layers += [conv, nn.BatchNorm2d(v), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
+            cin = v
+    return nn.Sequential(*layers)
+
+
+def vgg16_bn() -> VGG:
+    return VGG(make_layers(VGG16, batch_norm=True))

@@ -20,6 +20,7 @@ PUBLISHED = {  # DESIGN.md section 7: params, FLOPs at 224×224, batch 1
     "resnet50.toml": (25_557_032, 8_178_368_512),
     "mobilenet_v2.toml": (3_504_872, 601_548_544),
     "densenet121.toml": (7_978_856, 5_668_323_328),
+    "vgg16_bn.toml": (138_365_992, 30_940_528_640),  # torchvision's 15.47 GFLOPS are multiply-accumulates
 }
 
 

@@ -23,9 +23,10 @@ GRAPHS = {  # spec -> the reference module's constructor
     "mobilenet_v2.toml": ref.mobilenet_v2,
     "densenet121.toml": ref.densenet121,
     "unet.toml": ref.unet,
+    "vgg16_bn.toml": ref.vgg16_bn,
 }
 PUBLISHED = {"resnet18.toml": "resnet18", "resnet50.toml": "resnet50", "mobilenet_v2.toml": "mobilenet_v2",
-             "densenet121.toml": "densenet121"}
+             "densenet121.toml": "densenet121", "vgg16_bn.toml": "vgg16_bn"}
 
 
 def report_at(name: str, size: int | None = None, **values):
@@ -33,7 +34,9 @@ def report_at(name: str, size: int | None = None, **values):
     text = (SPECS / name).read_text()
     if size is not None:
         text, count = re.subn(r"(?m)^input = \[3, 224, 224\]$", f"input = [3, {size}, {size}]", text)
-        assert count == 1
+        if count == 0:  # the input's sides are the spec's variables (VGG)
+            assert re.search(r'(?m)^input = \[3, "H", "W"\]$', text)
+            values = {"H": size, "W": size} | values
     return archcalc.analyze(archcalc.loads(text, str(SPECS / name)), **values)
 
 

@@ -213,10 +213,26 @@ def test_names_are_nfkc_normalised_the_way_python_reads_them():
 
 
 # Files that are not regular files: refused before anything is read, so nothing blocks or fills memory.
+# `python -m archcalc ARGS` that reports, as its last line on stderr, its own peak resident memory
+# (VmHWM): the children's ru_maxrss would include this process's own peak, which a child spawned from
+# it inherits at exec (a test that held a large model earlier in the same session would fail this one).
+LAUNCH = """import atexit, runpy, sys
+def _peak():
+    try:
+        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    except OSError:
+        return
+    sys.stderr.write("\\n@peak-kib " + line.split()[1] + "\\n")
+atexit.register(_peak)
+sys.argv[0] = "archcalc"
+runpy.run_module("archcalc", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_process(args: list[str], env=None, timeout: float = 20) -> tuple[int, str, str, float, float]:
     """(status, stdout, stderr, seconds, peak resident MiB) of `python -m archcalc ARGS`."""
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "archcalc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", LAUNCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -224,11 +240,16 @@ def run_process(args: list[str], env=None, timeout: float = 20) -> tuple[int, st
         process.kill()
         process.communicate()
         pytest.fail(f"archcalc {' '.join(args)} still ran after {timeout} s")
-    # the child is reaped: its peak memory is in the children's usage (the largest so far, an upper bound)
+    seconds = time.perf_counter() - start
+    text = stderr.decode(errors="replace")
+    head, marker, tail = text.rpartition("\n@peak-kib ")
+    if marker:
+        return process.returncode, stdout.decode(errors="replace"), head, seconds, int(tail.split()[0]) / 1024
+    # no /proc: the children's usage (the largest so far, an upper bound)
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"), time.perf_counter() - start, peak
+    return process.returncode, stdout.decode(errors="replace"), text, seconds, peak
 
 
 def test_devices_fifos_and_folders_are_refused_without_reading_them(tmp_path):

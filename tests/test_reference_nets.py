@@ -34,7 +34,10 @@ def test_state_dict_keys_follow_torchvisions_module_paths():
             "features.2.conv.0.0.weight", "features.2.conv.3.weight", "features.18.0.weight", "classifier.1.weight"} <= keys["mobilenet_v2"]
     assert {"features.conv0.weight", "features.denseblock1.denselayer1.norm1.weight", "features.denseblock4.denselayer16.conv2.weight",
             "features.transition3.conv.weight", "features.norm5.bias", "classifier.weight"} <= keys["densenet121"]
-    assert len(keys["resnet18"]) == 122 and len(keys["mobilenet_v2"]) == 314
+    assert {"features.0.weight", "features.1.running_var", "features.41.num_batches_tracked", "classifier.0.weight",
+            "classifier.3.bias", "classifier.6.weight"} <= keys["vgg16_bn"]
+    assert not any(key.startswith(("features.2.", "features.6.", "classifier.1.")) for key in keys["vgg16_bn"])  # ReLU, pool
+    assert len(keys["resnet18"]) == 122 and len(keys["mobilenet_v2"]) == 314 and len(keys["vgg16_bn"]) == 13 * 7 + 3 * 2
 
 
 def test_unet_keeps_the_input_size_and_concatenates_its_skips():

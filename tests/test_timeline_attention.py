@@ -129,7 +129,8 @@ def test_drawn_token_networks_step_by_step(net, batch, dtype, optimizer):
     if any(t.get("type") == "attention" and t.get("kernel") != "math" and t.get("dropout") for t in net.tables):
         dtype = "float32"  # in bfloat16 SDPA's math fallback on the CPU computes in float32: not modelled
     report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, dtype=dtype, optimizer=optimizer)
-    assert phases(report, batch) == oracle(nn.Sequential(*net.modules), net.input, batch, dtype, optimizer), net.spec()
+    # [T, k] scores: cross-entropy per token (archcalc.timeline.loss_of)
+    assert phases(report, batch) == oracle(nn.Sequential(*net.modules), net.input, batch, dtype, optimizer, "tokens"), net.spec()
 
 
 BLOCK = """
@@ -186,4 +187,4 @@ def test_pre_norm_blocks_as_archcalc_builds_them(kernel, causal, dropout, optimi
 
     spec = archcalc.loads(BLOCK.format(kernel=kernel, causal=causal, dropout=dropout))
     report = archcalc.analyze(spec, batch=3, optimizer=optimizer)
-    assert phases(report, 3) == oracle(build(spec), report.input, 3, "float32", optimizer)
+    assert phases(report, 3) == oracle(build(spec), report.input, 3, "float32", optimizer, "tokens")  # per token

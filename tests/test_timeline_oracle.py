@@ -15,9 +15,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+F = torch.nn.functional
 
 from hypothesis import (  # noqa: E402
     HealthCheck,
+    assume,
     given,
     settings,
     strategies as st,
@@ -26,6 +28,7 @@ from hypothesis import (  # noqa: E402
 import archcalc  # noqa: E402
 from archcalc.timeline import simulate  # noqa: E402
 
+from .test_layers_oracle import BUILDERS, chains, prefix, spec  # noqa: E402
 from .test_memory_oracle import DTYPES, _modules, networks  # noqa: E402
 from .timeline_probe import OPTIMIZERS, inference_peak, step_peaks  # noqa: E402
 
@@ -41,10 +44,18 @@ def phases(report, batch):
     return {phase: peak.at(batch) for phase, peak in timeline.phases.items()}
 
 
-def oracle(model, shape, batch, dtype, optimizer):
+def oracle(model, shape, batch, dtype, optimizer, loss="classes"):
     model = model.to(DTYPES[dtype])
     x = torch.randn(batch, *map(int, shape), dtype=DTYPES[dtype])
-    return step_peaks(model, x, optimizer)
+    return step_peaks(model, x, optimizer, loss=loss)
+
+
+def loss_for(tables, shape) -> str:
+    """The step's loss (archcalc.timeline.Loss) by the spec's last layer, read here from its table, and the output's
+    shape: MSE when an element-wise function ends it or it gives one value, else cross-entropy over the classes."""
+    last = tables[-1]
+    ends_in_function = last["type"] in ("activation", "prelu") or "activation" in last
+    return "mse" if ends_in_function or shape[0] == 1 else "classes"
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -55,7 +66,7 @@ def test_drawn_networks_step_by_step(net, batch, dtype, optimizer):
         dtype = "float32"  # torch has no bfloat16 avg_pool3d on the CPU
     report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, dtype=dtype, optimizer=optimizer)
     model = nn.Sequential(*net.modules)
-    assert phases(report, batch) == oracle(model, net.input, batch, dtype, optimizer), net.spec()
+    assert phases(report, batch) == oracle(model, net.input, batch, dtype, optimizer, loss_for(net.tables, net.shape)), net.spec()
 
 
 COURSE = [p for p in SPECS if "course = true" in p.read_text()]
@@ -68,7 +79,8 @@ def test_course_specs_step_by_step(path, optimizer):
     batch = 1 if "alexnet" in path.stem else 3
     report = archcalc.analyze(archcalc.load(path), batch=batch, optimizer=optimizer, **values)
     model = nn.Sequential(*(m for row in report.rows for m in _modules(row)))
-    assert phases(report, batch) == oracle(model, report.input, batch, "float32", optimizer)
+    loss = "mse" if tuple(report.output) == (1,) else "classes"  # the quiz's MLPs give one value
+    assert phases(report, batch) == oracle(model, report.input, batch, "float32", optimizer, loss)
 
 
 @pytest.mark.parametrize("name, values", [("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
@@ -162,12 +174,140 @@ def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
 
 
+@pytest.mark.parametrize("name", ["vgg16_bn", "resnet18"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_torchvisions_structure_step_by_step(name, optimizer):
+    """The reference modules as torchvision writes them (tests/reference_nets.py: ReLU(inplace=True), torch.flatten),
+    not as archcalc builds them: the spec's timeline is theirs to the byte, and so are the bytes kept for backward."""
+    from . import reference_nets as ref
+    from .test_graph_specs import report_at
+    from .torch_probe import saved_bytes
+
+    report = report_at(f"{name}.toml", 32, batch=2, optimizer=optimizer)
+    torch.manual_seed(0)
+    net, x = getattr(ref, name)(), torch.randn(2, 3, 32, 32)
+    assert report.memory.saved.at(2) == saved_bytes(net, x)
+    assert phases(report, 2) == oracle(net, report.input, 2, "float32", optimizer)
+
+
+# The newer kinds (issue 10): one drawn layer of test_layers_oracle's builders (transposed conv, the
+# normalizations, LRN, PReLU, the activations with options, LSTM and GRU), or one of its chains of
+# permutes, flattens, reshapes and dense per token (views and copies), then flatten and a dense head.
+# Not yet exact: their ops' own temporaries (RMSNorm's and LRN's decompositions, the recurrent cells'
+# workspaces) are not simulated; their bytes kept for backward are (test_layers_oracle). Batches of 2 or 3:
+# with one sample torch views a few permuted shapes that it must copy otherwise (layers/layout.py). InstanceNorm
+# with running statistics is off by a few bytes in forward (their update).
+NOT_EXACT = {"rmsnorm", "lrn", "recurrent"}
+
+
+@st.composite
+def newer_stacks(draw):
+    if draw(st.booleans()):
+        shape, tables, modules = draw(chains())
+    else:
+        shape, table, build = draw(st.sampled_from([b for b in BUILDERS if b.__name__ not in NOT_EXACT]))(draw)
+        tables, modules = [table], [build]
+        if draw(st.booleans()):
+            head, module = prefix(shape)
+            tables, modules = [head, table], [module, build]
+    try:
+        with torch.no_grad():
+            out = nn.Sequential(*(m() for m in modules)).eval()(torch.zeros(2, *shape))
+    except (RuntimeError, ValueError):
+        return None  # torch refuses the drawing (test_layers_oracle checks that archcalc does too)
+    if not out.numel():
+        return None
+    classes = draw(st.integers(2, 5))
+    tables = [*tables, dict(type="flatten"), dict(type="dense", out_features=classes)]
+    features = out[0].numel()
+    modules = [*modules, nn.Flatten, lambda: nn.Linear(features, classes)]
+    return shape, tables, modules
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(case=newer_stacks(), batch=st.integers(2, 3), dtype=st.sampled_from(["float32", "bfloat16"]),
+       optimizer=st.sampled_from(["sgd", "adam"]))
+def test_newer_kinds_step_by_step(case, batch, dtype, optimizer):
+    assume(case is not None)
+    shape, tables, modules = case
+    assume(not any(t.get("track_running_stats") for t in tables))  # InstanceNorm's running statistics: not exact yet
+    assume(not any(t.get("padding_mode") == "circular" for t in tables))  # circular padding's backward: slices, not exact yet
+    kinds = [t["type"] for t in tables]
+    # a convolution of a permuted tensor may answer in channels-last order (torch's suggest_memory_format), a
+    # layout archcalc does not follow: a later reshape is then a copy it does not see
+    assume(not ("permute" in kinds and "conv" in kinds[kinds.index("permute"):]))
+    # a norm that wants a contiguous input copies a permuted gradient in backward too (not followed yet)
+    assume(not any(k in ("groupnorm", "instancenorm") and "permute" in kinds[i:] for i, k in enumerate(kinds)))
+    text = spec(shape, tables)
+    try:
+        archcalc.analyze(archcalc.loads(text))
+    except archcalc.SpecError:
+        assume(False)  # what archcalc refuses, torch refuses too (test_layers_oracle)
+    torch.manual_seed(0)
+    model = nn.Sequential(*(m() for m in modules))
+    try:
+        expected = oracle(model, shape, batch, dtype, optimizer)
+    except ValueError:  # one value per channel in training (batchnorm of one sample): torch refuses to train
+        assume(False)
+    except (NotImplementedError, RuntimeError):  # no bfloat16 kernel on the CPU
+        assert dtype == "bfloat16"
+        dtype = "float32"
+        expected = oracle(nn.Sequential(*(m() for m in modules)), shape, batch, dtype, optimizer)
+    report = archcalc.analyze(archcalc.loads(text), batch=batch, dtype=dtype, optimizer=optimizer)
+    assert phases(report, batch) == expected, text
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_generators_image_is_trained_with_mse_and_simulated_so(optimizer):
+    """DCGAN's generator ends in tanh: its image is no class scores, and bench and the timeline take the MSE against
+    a random image (archcalc.timeline.Loss)."""
+    from archcalc.backends.bench import _loss
+    from archcalc.backends.torch import build
+    from archcalc.timeline import loss_of
+
+    spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / "dcgan_generator.toml")
+    report = archcalc.analyze(spec, batch=2, optimizer=optimizer)
+    assert loss_of(report).kind == "mse"
+    function, target = _loss(report, 2, torch.device("cpu"), torch.float32)
+    assert function is F.mse_loss and tuple(target.shape) == (2, 3, 64, 64) and target.dtype == torch.float32
+    assert phases(report, 2) == oracle(build(spec), report.input, 2, "float32", optimizer, "mse")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("ids", [True, False], ids=["language model", "token features"])
+def test_token_scores_are_trained_per_token(optimizer, ids):
+    """[T, V] scores: cross-entropy per token (the scores seen as [B·T, V]), in bench and in the timeline. A language
+    model (token ids in) is trained on its own ids, shifted, as Hugging Face's causal LM loss; scores of token
+    features against T random int64 classes per sample."""
+    from archcalc.backends.bench import _loss
+    from archcalc.timeline import loss_of
+
+    first = dict(type="embedding", num_embeddings=11, embedding_dim=6) if ids else dict(type="dense", out_features=6)
+    text = spec([5] if ids else [5, 4], [first, dict(type="layernorm"), dict(type="dense", out_features=7, activation="gelu"),
+                                         dict(type="dense", out_features=11)])
+    report = archcalc.analyze(archcalc.loads(text), batch=3, optimizer=optimizer)
+    assert loss_of(report).kind == ("causal_lm" if ids else "cross_entropy") and loss_of(report).axis == 1
+    function, target = _loss(report, 3, torch.device("cpu"), torch.float32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(11, 6) if ids else nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 7), nn.GELU(),
+                          nn.Linear(7, 11))
+    x = torch.randint(0, 11, (3, 5)) if ids else torch.randn(3, 5, 4)
+    if ids:
+        assert target is None  # bench passes the batch itself: the labels are the ids
+        assert function(torch.randn(3, 5, 11), x).shape == ()
+    else:
+        assert tuple(target.shape) == (3, 5) and target.dtype == torch.int64
+        assert function(torch.randn(3, 5, 11), target).shape == ()
+    assert phases(report, 3) == step_peaks(model, x, optimizer, loss="causal_lm" if ids else "tokens")
+
+
 # Mixed precision: the step under torch.autocast("cpu") (Lightning's bf16-mixed; CPU autocast takes float16 too),
 # float32 parameters, the same drawn networks and graphs, to the byte.
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(net=networks(), batch=st.integers(2, 3), low=st.sampled_from(sorted(AUTOCAST)),  # batchnorm refuses 1 value
        optimizer=st.sampled_from(sorted(OPTIMIZERS)))
 def test_drawn_networks_under_autocast(net, batch, low, optimizer):
+    assume(loss_for(net.tables, net.shape) == "classes")  # MSE (no class scores) under autocast: not modelled yet
     report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast=low)
     x = torch.randn(batch, *map(int, net.input))
     expected = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=AUTOCAST[low], scaled=True)
@@ -340,6 +480,31 @@ def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
     assert phases(report, batch) == oracle(build(spec), report.input, batch, dtype, optimizer), text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(t=st.integers(1, 5), d=st.integers(1, 6), vocab=st.integers(2, 9), index=st.integers(0, 4), batch=st.integers(1, 3),
+       select=st.booleans(), optimizer=st.sampled_from(["sgd", "adam"]), dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_embedding_and_select_step_by_step(t, d, vocab, index, batch, select, optimizer, dtype):
+    """A ViT's and GPT-2's pieces: token ids embedded, normalized, one token taken (`select`: a view forward, a new
+    gradient of the input's size backward) or every token flattened, then the class scores; built by archcalc.torch
+    and stepped under the oracle. Not yet exact: learned positions (`parameter`), an expanded view of the weight
+    that the timeline counts as a new tensor."""
+    from archcalc.backends.torch import build
+
+    assume(index < t)
+    lines = ["[model]", f"input = [{t}]", f'dtype = "{dtype}"',
+             "[[layers]]", 'name = "wte"', 'type = "embedding"', f"num_embeddings = {vocab}", f"embedding_dim = {d}",
+             "[[layers]]", 'name = "norm"', 'type = "layernorm"']
+    lines += ["[[layers]]", 'name = "cls"', 'type = "select"', f"index = {index}"] if select else \
+        ["[[layers]]", 'name = "flat"', 'type = "flatten"']
+    lines += ["[[layers]]", 'name = "head"', 'type = "dense"', "out_features = 3"]
+    spec_ = archcalc.loads("\n".join(lines) + "\n")
+    report = archcalc.analyze(spec_, batch=batch, optimizer=optimizer)
+    torch.manual_seed(0)
+    model = build(spec_).to(DTYPES[dtype])
+    ids = torch.randint(0, vocab, (batch, t))
+    assert phases(report, batch) == step_peaks(model, ids, optimizer), "\n".join(lines)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -69,22 +69,47 @@ class LiveStorages(TorchDispatchMode):
         return out
 
 
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's ForCausalLMLoss (transformers' loss_utils), labels = the input ids: the logits in float32,
+    the labels padded by one ignore_index and shifted left (a contiguous copy), cross-entropy over [B·T, V]."""
+    F = torch.nn.functional
+    logits = logits.float()
+    labels = F.pad(labels, (0, 1), value=-100)  # held, as transformers holds it, until the loss returns
+    shifted = labels[..., 1:].contiguous()
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), shifted.view(-1), ignore_index=-100)
+
+
 def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
-               autocast: torch.dtype | None = None, scaled: bool = False, loss_of=None) -> dict[str, int]:
+               autocast: torch.dtype | None = None, scaled: bool = False, loss: str = "classes",
+               loss_of=None) -> dict[str, int]:
     """Each phase's peak of live storage bytes in the second training step of `model` on `x`; `autocast`:
     forward and loss under torch.autocast("cpu", dtype=autocast) (Lightning's bf16-mixed and 16-mixed); `scaled`:
     with float16, the step through torch.amp.GradScaler (scale(loss).backward(), scaler.step, scaler.update);
     `loss_of(model, x)`: the loss computed by the model itself (a language model's, labels = x), instead of
-    cross_entropy on targets."""
+    `loss`, one of: "classes", cross-entropy against random classes on axis 1 (per pixel after it); "tokens", per
+    token on the last axis of [B, T, V] (`cross_entropy(y.flatten(0, -2), t.flatten())`); "causal_lm",
+    Hugging Face's causal LM loss on [B, T, V] with the input ids as labels (ForCausalLMLoss: padded by one
+    ignore_index, shifted, a contiguous copy); "mse", the mean squared error against a random target of the
+    output's shape."""
     torch.manual_seed(seed)
     model.train()
-    if loss_of is None:
+    criterion = None
+    if loss_of is not None or loss == "causal_lm":
+        targets = x
+        criterion = causal_lm_loss
+    else:
         with torch.no_grad():
             out = model(x)
-        targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+        if loss == "mse":
+            targets = torch.randn_like(out)
+            criterion = torch.nn.functional.mse_loss
+        elif loss == "tokens":
+            targets = torch.randint(0, out.shape[-1], out.shape[:-1])
+            criterion = lambda y, t: torch.nn.functional.cross_entropy(y.flatten(0, -2), t.flatten())
+        else:
+            targets = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+            criterion = torch.nn.functional.cross_entropy
         del out
-    else:
-        targets = x
     opt = OPTIMIZERS[optimizer](list(model.parameters())) if OPTIMIZERS[optimizer] else None
 
     # Lightning's 16-mixed: float16 autocast with a GradScaler (its scale and growth tracker made at the first step);
@@ -100,10 +125,10 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
                 p.grad = None
         mode.start("forward")
         with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            loss = torch.nn.functional.cross_entropy(model(x), targets) if loss_of is None else loss_of(model, x)
+            value = loss_of(model, x) if loss_of is not None else criterion(model(x), targets)
         mode.start("backward")
-        (scaler.scale(loss) if scaler else loss).backward()
-        del loss
+        (scaler.scale(value) if scaler else value).backward()
+        del value
         mode.start("optimizer")
         if scaler is not None:
             scaler.step(opt)

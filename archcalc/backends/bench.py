@@ -3,8 +3,11 @@
 What one step is, written the way a training script writes it:
   train      optimizer.zero_grad(); loss = loss_fn(model(x), target); loss.backward(); optimizer.step()
   inference  model(x) in eval mode, under torch.inference_mode()
-The loss is cross-entropy against random classes when the network ends in a vector
-of several features (logits), else the mean squared error against zeros.
+The loss is the one archcalc's memory timeline simulates (archcalc.timeline.loss_of): cross-entropy
+against random int64 classes where the output can be class scores (per pixel for [C, H, W], per token
+for [T, V]); a language model (token ids in, [T, V] out) on its own ids, shifted, as Hugging Face's
+causal LM loss; else the mean squared error against a random target of the output's shape (a
+generator's image, a network ending in an element-wise function or in one value).
 
 `dtype` float16 or bfloat16 with `amp` (the default) means mixed precision:
 parameters and optimizer state stay float32 and the step runs under
@@ -38,6 +41,7 @@ from ..dtypes import DType
 from ..errors import ArchcalcError
 from ..memory import Device, Optimizer
 from ..report import Report
+from ..timeline import loss_of
 from .peaks import peak
 from .torch import concrete, dtype_of, fits, network, require, sample, version
 
@@ -188,7 +192,8 @@ class Run:
                 raise ArchcalcError(f"--channels-last needs an image input [C, H, W] or a volume [C, D, H, W]; this one is {list(report.input)}")
             model = model.to(memory_format=formats[x.dim()])
             x = x.contiguous(memory_format=formats[x.dim()])
-        loss_fn, target = _loss(report, options.batch, device)
+        loss_fn, target = _loss(report, options.batch, device, x.dtype)
+        target = x if target is None else target
         optimizer = _optimizer(torch, options.optimizer, model.parameters())
         compiled = torch.compile(model) if options.compile else model
         autocast = torch.autocast(device.type, dtype=dtype) if mixed else contextlib.nullcontext()
@@ -269,13 +274,25 @@ def _precision(options: Options, device) -> str:
     return "tf32" if torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32 else "float32"
 
 
-def _loss(report: Report, batch: int, device):
+def _loss(report: Report, batch: int, device, dtype):
+    """The loss function and its random target (archcalc.timeline.loss_of says which)."""
     torch = require()
     functional = torch.nn.functional
     out = tuple(map(int, report.output))
-    if len(out) == 1 and out[0] > 1:
-        return functional.cross_entropy, torch.randint(out[0], (batch,), device=device)
-    return (lambda y, target: functional.mse_loss(y.float(), target)), torch.zeros(batch, *out, device=device)
+    loss = loss_of(report)
+    if loss.kind == "mse":
+        return functional.mse_loss, torch.randn(batch, *out, device=device, dtype=dtype)
+    if loss.kind == "causal_lm":  # labels = the input ids (None: bench passes the batch), as Hugging Face's loss
+        def causal_lm(y, ids):  # transformers' ForCausalLMLoss, its padded labels held until it returns
+            labels = functional.pad(ids, (0, 1), value=-100)
+            shifted = labels[..., 1:].contiguous()
+            return functional.cross_entropy(y.float().view(-1, y.size(-1)), shifted.view(-1), ignore_index=-100)
+        return causal_lm, None
+    if loss.axis == 0:  # classes on the channels: per sample, or per pixel of [C, H, W]
+        return functional.cross_entropy, torch.randint(out[0], (batch, *out[1:]), device=device)
+    # per token: [B, T, V] scores seen as [B·T, V], as language models compute their loss
+    return (lambda y, target: functional.cross_entropy(y.flatten(0, -2), target.flatten())), \
+        torch.randint(out[-1], (batch, *out[:-1]), device=device)
 
 
 def _optimizer(torch, kind: Optimizer, parameters):

@@ -225,6 +225,37 @@ class Layer:
         allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
 
+    def forward_scratch(self, x: Shape) -> Dim:
+        """Elements per sample, in the model's dtype, that the forward op allocates before its output, keeps
+        for no node and frees when it returns (the memory timeline): InstanceNorm's β repeated per sample."""
+        return 0
+
+    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
+        """Elements per sample, in the model's dtype, that the backward op allocates beside the input's gradient
+        in place of the parameters' gradients, which it then sums out of them once its saved tensors are freed
+        (the memory timeline, archcalc/timeline.py): InstanceNorm's γ and β gradients per sample. 0: none."""
+        return 0
+
+    def gives_scores(self) -> bool:
+        """Whether the output can be class scores (logits) for the step's loss: not when an element-wise
+        function ends the layer (an image in tanh's range, a ReLU's values: the loss is then MSE)."""
+        return self.activation is None
+
+    def scores_axis(self, y: Shape) -> int:
+        """The axis of the output that holds its features, the classes when it ends the network: the
+        channels (0: scores per pixel), the last for a layer applied per token (dense on [T, d])."""
+        return 0
+
+    def padded_gradient(self, x: Shape) -> Dim:
+        """Elements per sample of the gradient the backward op computes for a padded copy of the input (F.pad
+        before a convolution), when the input needs one: the input's own gradient is cut from it once the
+        node has freed what it consumed and kept (the pad's node; the memory timeline). 0: no padded copy."""
+        return 0
+
+    def sums_scratch_first(self, grad: bool) -> bool:
+        """With a backward_scratch: whether the parameters' gradients are summed out of it before the node frees
+        the gradient it consumed and its saved tensors (PReLU, when its input needs a gradient)."""
+        return False
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         """The torch ops the layer runs, by the names of autocast's lists (archcalc/autocast.py): under mixed
         precision they decide the dtype it computes in; () runs in its input's dtype."""
@@ -256,6 +287,16 @@ class Layer:
 
     def contiguous_input(self) -> bool:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
+        return False
+
+    def gradient_is_new(self) -> bool:
+        """For a view: whether its backward makes a new tensor of the input's size for the gradient (select:
+        zeros, the selected entry copied in) rather than a view of the output's gradient (the memory timeline)."""
+        return False
+
+    def unfused_bias(self) -> bool:
+        """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before
+        it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
         return False
 
     def summary(self, x: Shape) -> str:

@@ -138,6 +138,12 @@ class Conv(Layer):
         return (*pad_input, Kept("own", padded, what=f"the {self.padding_mode}-padded copy of the input"),
                 *activation_keeps(self.activation, y))
 
+    def padded_gradient(self, x: Shape) -> Dim:
+        if self.padding_mode != "zeros":
+            return num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
+        kept = self.kept_input(x)
+        return kept.elements if kept.tensor == Tensor.own else 0
+
     def kept_input(self, x: Shape) -> Kept:
         # padding "same" with an odd total d·(k − 1) on an axis: torch pads the input by one more on
         # the right of that axis (a new, zero-padded copy) and keeps that copy instead of the input

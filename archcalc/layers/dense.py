@@ -68,6 +68,12 @@ class Dense(Layer):
             return ((once, f"one token only: the layer runs on each of the T = {t} tokens, {quantity} ×{t}"),)
         return ()
 
+    def scores_axis(self, y: Shape) -> int:
+        return len(y) - 1  # per token on [T, d]: a language model's [T, V] scores
+
+    def unfused_bias(self) -> bool:
+        return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place
+
     def contiguous_input(self) -> bool:
         return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
 

@@ -71,6 +71,9 @@ class Activation(Layer):
     approximate: str | None = choice("none", "tanh", default=None)  # gelu ("none")
     dim: int | None = axis(None)  # softmax, log_softmax: an axis of one sample (default 0, the channels or features)
 
+    def gives_scores(self) -> bool:
+        return False  # an element-wise function's values, not logits
+
     def options(self) -> dict[str, object]:
         """The options given, checked against the function: {"negative_slope": 0.2}."""
         given = {name: getattr(self, name) for name in OPTIONS if getattr(self, name) is not None}
@@ -145,6 +148,17 @@ class PReLU(Layer):
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), what="input (for the slope's gradient too)"),)
+
+    def gives_scores(self) -> bool:
+        return False
+
+    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
+        # _prelu_kernel_backward: the weight's gradient per element, summed afterwards, and the input's
+        # gradient even where the input needs none (freed unused)
+        return num.mul(x) * (1 if grad else 2)
+
+    def sums_scratch_first(self, grad: bool) -> bool:
+        return grad  # measured: the sum comes first; without an input gradient, after the unused one is freed
 
     def summary(self, x: Shape) -> str:
         return "one slope" if self.num_parameters == 1 else f"{fmt.group(self.num_parameters)} slopes"

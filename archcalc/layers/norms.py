@@ -208,6 +208,12 @@ class InstanceNorm(Layer):
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return 2 * x[0] * size + 8 if self.track_running_stats else 0
 
+    def forward_scratch(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0  # β repeated for each sample (γ's repeat is kept: keeps)
+
+    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
+        return 2 * x[0] if self.affine else 0  # batch norm's backward on [1, B·C, ...]: γ and β gradients per sample
+
     def summary(self, x: Shape) -> str:
         return ", ".join(part for part, on in (("affine", self.affine), ("running stats", self.track_running_stats)) if on)
 

@@ -149,6 +149,9 @@ class Select(Layer):
     def is_view(self) -> bool:
         return True
 
+    def gradient_is_new(self) -> bool:
+        return True  # select_backward: zeros of the input's shape, the gradient copied into the entry
+
     def summary(self, x: Shape) -> str:
         return f"dim {self.dim}, index {fmt.group(self.index)}"
 
