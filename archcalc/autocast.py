@@ -79,6 +79,21 @@ def compute_dtype(device: str, ops: tuple[str, ...], inputs: tuple[str, ...], lo
     return max(inputs, key=lambda d: WIDTH[d]), rule
 
 
+def op(device: str, low: str, name: str, *inputs: str) -> tuple[str, tuple[bool, ...]]:
+    """One op under autocast, for the layers' programs: (the dtype it computes and returns, per input whether
+    autocast copies it first).
+
+    >>> op("cuda", "bfloat16", "pow", "bfloat16")
+    ('float32', (True,))
+    >>> op("cpu", "bfloat16", "pow", "bfloat16")
+    ('bfloat16', (False,))
+    >>> op("cuda", "bfloat16", "mul", "bfloat16", "float32")
+    ('float32', (False, False))
+    """
+    compute, rule = compute_dtype(device, (name,), inputs, low)
+    return compute, casts(rule, compute, inputs)
+
+
 def casts(rule: str | None, compute: str, inputs: tuple[str, ...]) -> tuple[bool, ...]:
     """Which inputs autocast copies into `compute` before the op (type promotion alone makes no copy)."""
     return tuple(rule is not None and d != compute for d in inputs)

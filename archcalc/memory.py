@@ -109,7 +109,8 @@ class StepBytes:
     """A peak of the step's timeline: the largest of affine functions of B, fixed_i + per_sample_i·B.
 
     At a concrete batch it is the timeline simulated at that batch (on CUDA each block rounded up to
-    512 bytes, as the caching allocator does); with B a symbol, the formula max(...)."""
+    512 bytes, and the blocks the caching allocator hands out replayed: archcalc/allocator.py); with B a
+    symbol, the formula max(...)."""
 
     timelines: Timelines
     phase: str  # "step" (the highest of the three), "forward", "backward", "optimizer" or "inference"
@@ -336,7 +337,7 @@ def measure(report: Report) -> Memory:
                 seen.add(key)
                 total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
         if step is not None and step[1] == autocast.LOWER and row.backward:  # the weight copies its node keeps
-            tensors = row.layer.param_tensors(row.input)
+            tensors = timeline._cast_weights(row)  # a tied weight (GPT-2's lm_head) first: its copy of the owner's
             for i in row.layer.autocast_kept_params(row.requires_grad):
                 nbytes = num.normal(tensors[i] * DType(str(report.autocast)).bytes)
                 kept.append(KeptBytes(Kept(Tensor.own, tensors[i], per_sample=False, what="autocast's weight copy"), nbytes, True))

@@ -40,7 +40,18 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
   and `torch.tensor(1.0)` is allocated to increment them.
 - mixed precision (report.autocast: Lightning's bf16-mixed, 16-mixed): forward and loss under torch.autocast,
   each row in the dtype archcalc/autocast.py gives its ops, with autocast's copies of inputs and weights and
-  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars.
+  their ToCopyBackward in backward (see _Autocast); 16-mixed adds the GradScaler's scalars. A layer with its
+  own program (Layer.program: attention, gelu_new, parameter) runs it op by op in autocast's dtypes (each op's
+  name looked up in archcalc/autocast.py; its weight copies cached as the generic rule's are); attention on CUDA
+  is then SDPA's flash kernel (FlashAttention-2's temporaries, see Attention._autocast_program).
+- CUDA at a concrete batch: the step's allocations and frees (the tape's events) are replayed through the
+  caching allocator (archcalc/allocator.py, from c10/cuda/CUDACachingAllocator.cpp) over three steps, as the
+  recordings ran them: two warm-up steps (the first also makes the optimizer's state, in its optimizer phase),
+  then the step whose phase peaks are read. memory_allocated() counts blocks, not tensors: a large-pool block
+  that a cached block serves with at most 1 MiB to spare is handed out whole (should_split), so which tensors
+  carry slack depends on the blocks the earlier steps left. What the blocks hold beyond the tensors at a phase's
+  peak is the kind "block slack" (ViT-B/16 at batch 2: ~50 MB in the forward, its ~1.2 MB activations).
+  With B a symbol (and on the CPU) the peaks are the tensors' bytes, each block rounded up to 512 on CUDA.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import autocast, checkpoint, num, tally
+from . import allocator, autocast, checkpoint, num, tally
 from .dtypes import DType
 from .layers import layout
 from .num import Dim, Value
@@ -61,9 +72,9 @@ if TYPE_CHECKING:
 PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
-         "activation gradients", "temporaries", "workspace", "weight copies")
+         "activation gradients", "temporaries", "workspace", "weight copies", "block slack")
 # CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
-CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes
+CUDA_BLOCK = 512  # the caching allocator rounds every block up to 512 bytes (and more: archcalc/allocator.py)
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
 # Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's
 # device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
@@ -146,6 +157,7 @@ class _Tape:
         self.phase = ""
         self.candidates: dict[str, list] = {}
         self.best: dict[str, Value] = {}
+        self.events: list | None = [] if self.cuda else None  # ("+", storage), ("-", storage), ("mark", None), ("phase", name)
 
     def size(self, fixed: Dim, per_sample: Dim) -> Pair:
         if self.batch is not None:  # concrete batch: one number
@@ -162,6 +174,8 @@ class _Tape:
         k = self.kinds[kind]
         k[0].add(size[0])
         k[1].add(size[1])
+        if self.events is not None:
+            self.events.append(("+", s))
         if mark:
             self.mark()
         return s
@@ -176,14 +190,20 @@ class _Tape:
             k = self.kinds[s.kind]
             k[0].add(s.size[0], -1)
             k[1].add(s.size[1], -1)
+            if self.events is not None:
+                self.events.append(("-", s))
 
     def start(self, phase: str) -> None:
         self.phase = phase
         self.candidates[phase] = []
+        if self.events is not None:
+            self.events.append(("phase", phase))
         self.mark()
 
     def mark(self) -> None:
         """The present total is a candidate for the phase's peak (kept unless another is at least as high for every B)."""
+        if self.events is not None:
+            self.events.append(("mark", None))
         f, p = self.total[0].key(), self.total[1].key()
         cands = self.candidates[self.phase]
         if num.is_concrete(f) and num.is_concrete(p):
@@ -200,12 +220,16 @@ class _Tape:
     def peak(self, phase: str) -> Peak:
         _hull(self.candidates[phase])
         value = functools.cache(tally.value)  # each distinct sum made a formula once
-        return Peak(tuple(((value(f), value(p)), _Kinds(kinds, value)) for (f, p), kinds in self.candidates[phase]))
+        if self.batch is None:  # with B a symbol, the breakdown by kind is read at no batch: made on first use
+            return Peak(tuple(((value(f), value(p)), _Kinds(kinds, value)) for (f, p), kinds in self.candidates[phase]))
+        return Peak(tuple(((value(f), value(p)), tuple((k, (value(a), value(b))) for k, (a, b) in kinds))
+                          for (f, p), kinds in self.candidates[phase]))
 
 
 class _Kinds:
-    """A candidate's bytes by kind, (kind, (fixed, per_sample)) pairs, made formulas on first use: only a
-    breakdown at a concrete batch reads them (with B a symbol, half a peak's formulas went unread)."""
+    """A candidate's bytes by kind, (kind, (fixed, per_sample)) pairs, made formulas on first use: with B
+    a symbol nothing reads them (a breakdown is read at a concrete batch, its own timeline), and they were
+    half a peak's formulas."""
 
     __slots__ = ("keys", "made", "value")
 
@@ -325,8 +349,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.new(p, "optimizer state", mark=False)
         if not cuda and states == 2:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
             tape.new(tape.size(4, 0), "optimizer state", mark=False)
-    if cuda:
-        tape.new(tape.size(CUDA_WORKSPACE, 0), "workspace", mark=False)
+    if cuda:  # two cuBLAS workspaces and the rest (three blocks of the caching allocator)
+        for part in (CUBLAS_WORKSPACE, CUBLAS_WORKSPACE, CUDA_WORKSPACE - 2 * CUBLAS_WORKSPACE):
+            tape.new(tape.size(part, 0), "workspace", mark=False)
     amp.scaler_state(report)
     ids = any(row.layer.token_ids() is not None for row in rows)  # the batch is int64 token ids
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
@@ -391,11 +416,10 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             kept_by.append(([], []))
             amp.rows.append(None)
             continue
-        program = (layer.program(row.input, row.requires_grad, "cuda" if cuda else "cpu", inplace_sums)
-                   if _node(row) and row.name in reach and row.index - 1 not in inside and amp.low is None else None)
-        if program is not None:  # the layer's own ops, one by one (under autocast: the rule below)
-            amp.forward(row, names, False)  # no autocast: its dtype bookkeeping only
-            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held)
+        program = (amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums)
+                   if _node(row) and row.name in reach and row.index - 1 not in inside else None)
+        if program is not None:  # the layer's own ops, one by one (under autocast each in its dtype: _Autocast.program)
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached)
             dead = None
             out = live.pop("out")
             for s in ins:
@@ -543,11 +567,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             continue
         if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
             def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
-                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * size), inplace_sums)
+                _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * amp.bytes(name, size)), inplace_sums)
 
             live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
             if "gx" in live:
-                _accumulate(tape, grad, names[0], live["gx"], False, tape.size(0, num.mul(row.input) * size), inplace_sums)
+                _accumulate(tape, grad, names[0], live["gx"], False,
+                            tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
                 tape.release(live["gx"])
             continue
         out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
@@ -565,6 +590,8 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             scratch = tape.new(tape.size(0, scratch * size), "temporaries", mark=False)
         if low_grads is None and (scratch == 0 or row.layer.sums_scratch_first(row.requires_grad)):
             _tied_gradient(tape, row, tied, size)
+        elif row.layer.tied() is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
+            tied.add(row.layer.tied())
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -631,7 +658,25 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             tape.release(t)
     tape.release(found_inf)
     phases = {phase: tape.peak(phase) for phase in PHASES}
+    if tape.events is not None:  # CUDA at a concrete batch: the blocks the caching allocator hands out
+        phases = _replayed(tape, phases)
     return Timeline(phases, _inference(report, batch))
+
+
+def _replayed(tape: _Tape, phases: dict[str, Peak]) -> dict[str, Peak]:
+    """Each phase's peak as memory_allocated() reads it in the third step (two warm-up steps first: the
+    recordings' method), the step's allocations replayed through the caching allocator (archcalc/allocator.py):
+    a cached block too large by at most 1 MiB is handed out whole. What the blocks hold beyond the tensors at
+    the peak is the kind "block slack" (beside the tensors alive at the timeline's own peak)."""
+    peaks = allocator.replay(tape.events)
+    if peaks is None:  # no block of the large pool: the blocks are the tensors
+        return phases
+    out = {}
+    for phase, peak in phases.items():
+        best = max(peak.candidates, key=lambda c: c[0][0])
+        slack = peaks[phase] - best[0][0]
+        out[phase] = peak if slack <= 0 else Peak((((peaks[phase], 0), best[1] + (("block slack", (slack, 0)),)),))
+    return out
 
 
 def _workspace(tape: _Tape, row: Row, size: int, phase: str) -> None:
@@ -700,7 +745,7 @@ class _Autocast:
         kept = []
         if rule == autocast.LOWER:
             keep = set(layer.autocast_kept_params(row.requires_grad)) if recorded else set()
-            for i, n in enumerate(param_tensors(row)):
+            for i, n in enumerate(_cast_weights(row)):
                 copy = tape.new(tape.size(n * low, 0), "weight copies", mark=False)
                 (self.replayed if replay else self.cached if cache else self.passing).append(copy)
                 if i in keep:
@@ -723,6 +768,22 @@ class _Autocast:
     # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/timeline_probe.py): the scale and the
     # growth tracker, alive from the first step (8 bytes in every phase); the scaled loss through backward (4); in
     # the step, 16 bytes of unscale_'s scalars (inverse scale, found-inf flags), 4 of them alive through opt.step().
+    def program(self, row: Row, names: tuple[str, ...], device: str, inplace: bool) -> tuple | None:
+        """The row's Layer.program; under autocast the one it writes for autocast's dtypes (amp = (autocast's dtype,
+        its input's dtype)), None where it has none (the generic rule runs). Sets the row's output dtype."""
+        if self.low is None:
+            program = row.layer.program(row.input, row.requires_grad, device, inplace)
+            if program is not None:
+                self.forward(row, names, False)  # its dtype bookkeeping only
+            return program
+        program = row.layer.program(row.input, row.requires_grad, device, inplace, amp=(self.low, self.dtype[names[0]]))
+        if program is not None:
+            out = next(e for e in program[0] if e[0] == "+" and e[1] == "out")
+            dtype = out[3] if len(out) > 3 else "model"
+            self.dtype[row.name] = self.dtype["input"] if dtype in ("model", "param") else dtype
+            self.rows.append(None)
+        return program
+
     def scaler_state(self, report: Report) -> None:
         self.scaler = self.low == "float16" and str(report.optimizer) != "none"
         if self.scaler:
@@ -773,7 +834,7 @@ class _Autocast:
         if info is None or info.rule != autocast.LOWER:
             return None
         tape = self.tape
-        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in param_tensors(row)]
+        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in _cast_weights(row)]
 
     def weights_to_float32(self, grads: list | None) -> None:
         """Each weight copy's ToCopyBackward, weight then bias: the float32 gradient, then the 16-bit one goes."""
@@ -794,6 +855,14 @@ class _Autocast:
         return {} if info is None else {n: s for n, c, f, s in zip(names, info.casts, flags, shapes) if c and f}
 
 
+def _cast_weights(row: Row) -> tuple:
+    """The element counts of the weights autocast copies for a row: its parameter tensors, and first the weight
+    it shares with an earlier layer (GPT-2's lm_head casts the embedding's table)."""
+    if row.layer.tied() is None:
+        return param_tensors(row)
+    return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
+
+
 def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
     """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
     gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
@@ -810,12 +879,19 @@ def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
 
 
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None, hand=None, held: list | None = None) -> dict:
+         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
-    gradient of the input handed to its buffer (the program keeps its own reference until it drops it)."""
+    gradient of the input handed to its buffer (the program keeps its own reference until it drops it).
+    Under autocast an event's storage may name a dtype ("bfloat16", "float32"...), and ("w", name, elements,
+    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's."""
     for event in events:
+        if event[0] == "w":
+            _, name, elements, dtype = event
+            live[name] = tape.new(tape.size(elements * DType(dtype).bytes, 0), "weight copies", refs=2, mark=False)
+            cache.append(live[name])
+            continue
         if event[0] == "grad":
             hand(live[event[1]])
             continue
@@ -826,7 +902,7 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
         if event[0] == "+":
             _, name, elements, *rest = event
             dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True
-            nbytes = elements * bytes_of[dtype]
+            nbytes = elements * (bytes_of[dtype] if dtype in bytes_of else DType(dtype).bytes)
             live[name] = tape.new(tape.size(0, nbytes) if per_sample else tape.size(nbytes, 0),
                                   "gradients" if name.startswith("grad.") else kind)
             tape.release(dead)
@@ -1034,6 +1110,7 @@ def _inference(report: Report, batch: Value | None) -> Peak:
     each row in its dtype, its input copies freed when it returns, the weight copies cached to the end)."""
     size = report.dtype.bytes
     tape = _Tape(batch, str(report.device) == "cuda")
+    tape.events = None  # no allocator replay (no recording of inference to hold it against)
     amp = _Autocast(report, tape, str(report.device) == "cuda")
     tape.start("forward")
     rows = report.rows

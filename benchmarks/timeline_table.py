@@ -23,7 +23,6 @@ SPECS = {"course-alexnet": ("alexnet.toml", "AlexNet (course)"), "lenet5": ("len
 VALUES = {"gpt2-sdpa": {"T": 1024}}  # the recording's sequences of 1024 tokens
 # recording's dtype -> analyze()'s keyword arguments for it (bf16 and fp16: autocast, Lightning's bf16-mixed, 16-mixed)
 MODELLED = {"fp32": {}, "bf16": {"autocast": "bfloat16"}, "fp16": {"autocast": "float16"}}
-FLOAT32_ONLY = {"tv-vit_b_16", "gpt2-sdpa"}  # attention, gelu_new and the LM loss under autocast: not modelled yet
 PHASES = {"forward": "forward_peak", "backward": "backward_peak", "optimizer": "step_peak"}
 GiB = 2**30
 
@@ -32,7 +31,7 @@ def rows(runs):
     """(sort key, table row) for each run archcalc predicts, and the names of those it does not."""
     out, missing = [], []
     for run in runs:
-        if run["model"] not in SPECS or run["dtype"] not in MODELLED or (run["dtype"] != "fp32" and run["model"] in FLOAT32_ONLY):
+        if run["model"] not in SPECS or run["dtype"] not in MODELLED:
             missing.append(f"{run['model']} {run['dtype']} {run['optimizer']} {run['batch']}")
             continue
         spec, name = SPECS[run["model"]]

@@ -188,3 +188,25 @@ def test_pre_norm_blocks_as_archcalc_builds_them(kernel, causal, dropout, optimi
     spec = archcalc.loads(BLOCK.format(kernel=kernel, causal=causal, dropout=dropout))
     report = archcalc.analyze(spec, batch=3, optimizer=optimizer)
     assert phases(report, 3) == oracle(build(spec), report.input, 3, "float32", optimizer, "tokens")  # per token
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net=token_networks(), batch=st.integers(2, 3), optimizer=st.sampled_from(["sgd", "adam"]),
+       low=st.sampled_from(["bfloat16", "float16"]))
+def test_drawn_token_networks_under_autocast(net, batch, optimizer, low):
+    """bf16-mixed and 16-mixed (with its GradScaler): attention's program in autocast's dtypes (its input and weight
+    copies, the fused CPU kernel).
+    Attention as explicit matmuls, or with dropout (SDPA's math fallback, which computes in float32 on the CPU),
+    is left to autocast's generic rule under autocast: not drawn here."""
+    from hypothesis import assume
+
+    from .timeline_probe import step_peaks
+
+    assume(not any(t.get("type") == "attention" and (t.get("kernel") == "math" or t.get("dropout")) for t in net.tables))
+
+    report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, optimizer=optimizer, autocast=low)
+    torch.manual_seed(0)
+    x = torch.randn(batch, *map(int, net.input))
+    measured = step_peaks(nn.Sequential(*net.modules), x, optimizer, autocast=getattr(torch, low), scaled=True,
+                          loss="tokens")
+    assert phases(report, batch) == measured, net.spec()

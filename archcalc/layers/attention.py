@@ -133,12 +133,16 @@ class Attention(Layer):
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """Every tensor the module allocates and frees, op by op (archcalc/timeline.py runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
         the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
+        if amp is not None:
+            fused = self.kernel == "flash" and (device == "cuda" or self.dropout == 0)  # no math fallback
+            return self._autocast_program(x, grad, device, amp, inplace) if fused else None
         if self.module == "multihead":
             return self._multihead_program(x, grad, device, inplace)
         t, d = self.tokens(x)
@@ -224,6 +228,98 @@ class Attention(Layer):
         if self.bias:
             bwd.append(("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "model", False))
         bwd.append(("-", "gqkv", "x"))
+        return tuple(fwd), tuple(bwd)
+
+    def _autocast_program(self, x: Shape, grad: bool, device: str, amp: tuple[str, str], inplace: bool) -> tuple[tuple, tuple]:
+        """Under autocast (16-bit q, k, v), measured on the CPU with a TorchDispatchMode, on CUDA read from its
+        source: each projection (nn.Linear) casts its bias, its weight and its input (where it is float32), in that
+        order (the weights' copies cached until autocast exits, the weight's kept for the input's gradient); in
+        backward its 16-bit gradients are cast back by the copies' ToCopyBackward in the reverse order.
+        The fused kernel keeps its output and a float32 logsumexp [B, H, T]. On CUDA it is SDPA's flash kernel
+        (FlashAttention-2, flash_api.cpp mha_fwd / mha_bwd): two small rng-state tensors kept beside; its backward
+        makes dq, dk, dv, a float32 softmax_d [B, H, T rounded up to 128] and a float32 dq accumulator [B, T
+        rounded to 128, H, head_dim rounded to 32], both freed as it returns. nn.MultiheadAttention (module =
+        "multihead") adds its copies as _multihead_program does; but on CUDA the flash kernel writes its output
+        and the heads' gradients in q's layout ([T, B, H, D]: empty_like), so out_proj reads the output without a
+        copy, the heads' gradients need none, and its backward copies the output and its gradient (.contiguous())."""
+        low, dtype = amp
+        cuda = device == "cuda"
+        t, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        heads = self.num_heads
+        head = num.div(d, heads)
+        multihead = self.module == "multihead"
+        td, tq, inner = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(d + 2 * kv)
+        cast = dtype != low
+        fwd: list = [("w", "b_in", inner, low), ("-", "b_in")] if self.bias else []
+        fwd += [("w", "w_in", num.normal(d * inner), low)] + ([] if grad else [("-", "w_in")])  # kept for x's gradient
+        if multihead:  # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
+            fwd += [("+", "xa", td, low)] if cast else []
+            fwd += [("+", "xc", td, low), ("+", "mm", tq, low)]
+            if self.bias and not inplace:  # its bias added out of place under a dispatch mode
+                fwd += [("+", "add", tq, low), ("-", "mm")]
+            fwd += [("-", "xa")] if cast else []
+            fwd += [("+", "qkv", tq, low), ("-", "add" if self.bias and not inplace else "mm")]
+        else:
+            fwd += [("+", "xc", td, low)] if cast else [("keep", "x")]
+            fwd.append(("+", "qkv", tq, low))
+        fwd += [("+", "o", td, low), ("+", "lse", num.normal(heads * t), "float32")]
+        rng = ("rng", "unused") if cuda else ()
+        if cuda:
+            fwd += [("+", "rng", 2, "int64", False), ("+", "unused", 1, "int64", False)]
+            if self.dropout != 0:  # a second rng state replaces the first
+                fwd += [("+", "rng2", 2, "int64", False), ("-", "rng")]
+                rng = ("rng2", "unused")
+        fwd += [("w", "b_out", d, low), ("-", "b_out")] if self.bias else []
+        fwd += [("w", "w_out", num.normal(d * d), low), ("+", "out", td, low)]
+        # backward: out_proj, then its copies' ToCopyBackward
+        bwd: list = [("+", "go", td, low), ("+", "gw_out", num.normal(d * d), low, False)]
+        bwd += [("+", "gb_out", d, low, False)] if self.bias else []
+        bwd.append(("-", "g", "w_out"))
+        bwd += [("+", "grad.out_proj.weight", num.normal(d * d), "param", False), ("-", "gw_out")]
+        bwd += [("+", "grad.out_proj.bias", d, "param", False), ("-", "gb_out")] if self.bias else []
+        # multihead on CUDA: the kernel's output has q's layout ([T, B, H, D]: out_proj reads it without a copy), so
+        # _flash_attention_backward copies the gradient and the output to [B, T, H, D] (.contiguous()) first
+        bwd += [("+", "goc", td, low), ("+", "oc", td, low)] if multihead and cuda else []
+        bwd += [("+", "gq", td, low), ("+", "gk", num.normal(t * kv), low), ("+", "gv", num.normal(t * kv), low)]
+        if cuda:
+            padded = num.is_concrete(t) and num.is_concrete(head)
+            rows = num.normal(-(-t // 128) * 128) if padded else t
+            width = num.normal(-(-head // 32) * 32) if padded else head
+            bwd += [("+", "softmax_d", num.normal(heads * rows), "float32"),
+                    ("+", "dq_accum", num.normal(rows * heads * width), "float32"),
+                    ("-", "dq_accum", "softmax_d", *(["goc", "oc"] if multihead else []))]
+        bwd.append(("-", "go", "qkv", "lse", "o", *rng))
+        if multihead and cuda:  # the heads' gradients in q's layout: select_backward's sums straight away
+            bwd += [("+", "s_v", tq, low), ("-", "gv"), ("+", "s_k", tq, low), ("-", "gk")]
+            last = "gq"
+        elif multihead:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
+            bwd += [("+", "c_v", td, low), ("-", "gv"), ("+", "c_k", td, low), ("-", "gk"), ("+", "c_q", td, low), ("-", "gq"),
+                    ("+", "c2_v", td, low), ("-", "c_v"), ("+", "c2_k", td, low), ("-", "c_k"), ("+", "c2_q", td, low),
+                    ("-", "c_q"), ("+", "s_v", tq, low), ("-", "c2_v"), ("+", "s_k", tq, low), ("-", "c2_k")]
+            last = "c2_q"
+        if multihead:
+            if inplace:
+                bwd += [("-", "s_k"), ("+", "s_q", tq, low), ("-", last), ("-", "s_q")]
+                total = "s_v"
+            else:
+                bwd += [("+", "sum", tq, low), ("-", "s_v", "s_k"), ("+", "s_q", tq, low), ("-", last), ("+", "sum2", tq, low),
+                        ("-", "sum", "s_q")]
+                total = "sum2"
+            bwd += [("+", "gqkv", tq, low), ("-", total)]
+            # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
+            bwd += [("+", "gb_in", inner, low, False)] if self.bias else []
+            bwd += [("+", "gw_in", num.normal(d * inner), low, False)]
+            bwd += [("+", "gxl" if cast else "gx", td, low)] if grad else []
+        else:
+            bwd += [("+", "gqkv", tq, low), ("-", "gq", "gk", "gv")]
+            bwd += [("+", "gxl" if cast else "gx", td, low)] if grad else []
+            bwd += [("+", "gw_in", num.normal(d * inner), low, False)]
+            bwd += [("+", "gb_in", inner, low, False)] if self.bias else []
+        bwd.append(("-", "gqkv", "xc" if cast or multihead else "x", *(["w_in"] if grad else [])))
+        bwd += [("+", "gx", td, dtype), ("-", "gxl")] if grad and cast else []  # the input copy's ToCopyBackward
+        bwd += [("+", "grad.in_proj.weight", num.normal(d * inner), "param", False), ("-", "gw_in")]
+        bwd += [("+", "grad.in_proj.bias", inner, "param", False), ("-", "gb_in")] if self.bias else []
         return tuple(fwd), tuple(bwd)
 
     def _lse(self, t: Dim, device: str) -> tuple:

@@ -209,11 +209,15 @@ class Layer:
         each one gets wrong, for `check`'s hints: ((2·T·d, "γ and β are shared by every token"), ...)."""
         return ()
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple] | None:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """The layer's step as the memory timeline runs it op by op (archcalc/timeline.py): (forward, backward)
         lists of events ("+", name, elements[, storage, per_sample]) that allocate, ("-", *names) that drop a
         reference, ("keep", "x") autograd keeping the input; None: the timeline's generic rule (keeps()).
-        `inplace=False`: a dispatch mode is on (the CPU oracle), which makes some in-place ops out of place."""
+        `inplace=False`: a dispatch mode is on (the CPU oracle), which makes some in-place ops out of place.
+        `amp`: under torch.autocast, (autocast's dtype, the input's dtype): each op in the dtype autocast's policy
+        gives it (archcalc/autocast.py), storages named by dtype, ("w", name, elements, dtype) a weight's cached copy;
+        None where the layer has no such program (the generic rule runs)."""
         return None
 
     def is_view(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import num
+from .. import autocast, num
 from ..num import Shape
 from .base import Kept, Layer, Tensor, register
 from .field import Field
@@ -39,13 +39,16 @@ class NewGELU(Layer):
         return (Kept(Tensor.input, n, what="input (x**3's)"), Kept(Tensor.own, n, what="0.5·x"),
                 Kept(Tensor.own, n, what="tanh(√(2/π)·(x + 0.044715·x³))"), Kept(Tensor.own, n, what="1 + tanh(…)"))
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
         """The eight ops one by one (measured with a TorchDispatchMode, torch 2.13): forward v = 0.5·x first (Python
         evaluates the left factor first), then x³, its scaling, the sum, the scaling, tanh, 1 + tanh, the product.
         Backward: the product's two gradients, tanh's, the scaling's; the sum hands its gradient to x as it is
         and to the cubic term, whose pow backward makes x², 3·x² and the product; x's three gradients meet in
         its buffer (added in place on CUDA, summed anew under a dispatch mode)."""
         n = num.mul(x)
+        if amp is not None:
+            return self._autocast_program(n, device, *amp)
         fwd = (("keep", "x"), ("+", "v", n), ("+", "p", n), ("+", "a", n), ("-", "p"), ("+", "b", n), ("-", "a"),
                ("+", "c", n), ("-", "b"), ("+", "t", n), ("-", "c"), ("+", "u", n), ("+", "out", n))
         bwd = (("+", "gu", n), ("+", "gv", n), ("-", "g", "u", "v"), ("+", "gc", n), ("-", "gu", "t"), ("+", "gb", n),
@@ -53,6 +56,42 @@ class NewGELU(Layer):
                ("-", "x2s", "x2", "ga", "x"), ("grad", "gxp"), ("-", "gxp"), ("+", "gxh", n), ("-", "gv"),
                ("grad", "gxh"), ("-", "gxh"))
         return fwd, bwd
+
+    def _autocast_program(self, n, device: str, low: str, x: str) -> tuple[tuple, tuple]:
+        """The same ops under torch.autocast, each in the dtype autocast's policy gives it (archcalc/autocast.py). On
+        CUDA `pow` is a float32 op: x**3 runs on a float32 copy of x (which PowBackward keeps) and everything after
+        it is float32 by promotion, the output too. Backward: the engine casts a gradient to its input's dtype after
+        the node (validate_outputs), the copy's ToCopyBackward casts pow's input gradient back to x's dtype."""
+        v = autocast.op(device, low, "mul", x)[0]
+        p, (cast,) = autocast.op(device, low, "pow", x)
+        b = autocast.op(device, low, "add", x, p)[0]
+        t = autocast.op(device, low, "tanh", b)[0]
+        out = autocast.op(device, low, "mul", v, t)[0]
+        fwd = [("+", "v", n, v)] + ([("+", "xp", n, p)] if cast else [("keep", "x")])
+        fwd += [("+", "p", n, p), ("+", "a", n, p), ("-", "p"), ("+", "b", n, b), ("-", "a"), ("+", "c", n, b), ("-", "b"),
+                ("+", "t", n, t), ("-", "c"), ("+", "u", n, t), ("+", "out", n, out)]
+        bwd: list = [("+", "gu", n, autocast.op(device, low, "mul", out, v)[0])]
+        gv = autocast.op(device, low, "mul", out, t)[0]
+        bwd.append(("+", "gv", n, gv))
+        for name, have, want in (("gv", gv, v), ("gu", bwd[0][3], t)):  # validate_outputs: self's, then other's
+            if have != want:
+                bwd += [("+", name + "2", n, want), ("-", name)]
+        gu = "gu2" if bwd[0][3] != t else "gu"
+        gvn = "gv2" if gv != v else "gv"
+        bwd += [("-", "g", "u", "v"), ("+", "gc", n, t), ("-", gu, "t"), ("+", "gb", n, b), ("-", "gc")]
+        if b != x:  # x + a: x's gradient cast to x's dtype
+            bwd += [("+", "gbx", n, x), ("grad", "gbx"), ("-", "gbx")]
+        else:
+            bwd.append(("grad", "gb"))
+        saved = "xp" if cast else "x"
+        bwd += [("+", "ga", n, p), ("-", "gb"), ("+", "x2", n, p), ("+", "x2s", n, p), ("+", "gxp", n, p),
+                ("-", "x2s", "x2", "ga", saved)]
+        if p != x:  # ToCopyBackward of pow's copy
+            bwd += [("+", "gxc", n, x), ("-", "gxp"), ("grad", "gxc"), ("-", "gxc")]
+        else:
+            bwd += [("grad", "gxp"), ("-", "gxp")]
+        bwd += [("+", "gxh", n, v), ("-", gvn), ("grad", "gxh"), ("-", "gxh")]
+        return tuple(fwd), tuple(bwd)
 
     def summary(self, x: Shape) -> str:
         return "Hugging Face's tanh GELU, as separate ops"

@@ -64,7 +64,9 @@ class LayerNorm(Layer):
         if not (grad or self.elementwise_affine):
             return ()
         groups = num.mul(x[: len(x) - len(_normalized(self, x))])
-        return (Kept("input", num.mul(x), what="input"), *_stats(groups))
+        # statistics in the parameters' dtype when they differ from the input's (CPU autocast: a 16-bit input with
+        # float32 weights is layer_norm's mixed type, float32 statistics; measured); without weights, the input's
+        return (Kept("input", num.mul(x), what="input"), *_stats(groups, "param" if self.elementwise_affine else "model"))
 
     def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
         if quantity not in ("params", "weights") or not self.elementwise_affine:

@@ -89,7 +89,8 @@ class Parameter(Layer):
     def weights(self, x: Shape) -> Dim:
         return num.mul(self.shape)
 
-    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True) -> tuple[tuple, tuple]:
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
         """For the memory timeline. Without `length`, the tensor expanded over the batch (a view, nothing new);
         backward sums its gradient over the batch: the parameter's gradient. With `length`, positions looked up
         as Hugging Face's GPT-2 does (wpe(arange(T)), kept for the backward's indices): a [T, ...] tensor that

@@ -1,0 +1,137 @@
+"""The replay of PyTorch's CUDA caching allocator (archcalc/allocator.py) against examples worked by hand
+from the rules of c10/cuda/CUDACachingAllocator.cpp (round_size, get_allocation_size, get_free_block,
+should_split, try_merge_blocks), and invariants on drawn sequences of mallocs and frees."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from archcalc.allocator import Allocator, Block, replay, round_size, segment_size
+
+MiB = 2**20
+
+
+def test_requests_round_up_to_512_bytes():
+    assert [round_size(n) for n in (1, 511, 512, 513, 1025)] == [512, 512, 512, 1024, 1536]
+
+
+def test_segments_by_request_size():
+    # small pool: 2 MiB; large under 10 MiB: 20 MiB; from 10 MiB: rounded up to 2 MiB
+    assert segment_size(512) == segment_size(MiB) == 2 * MiB
+    assert segment_size(MiB + 512) == segment_size(10 * MiB - 512) == 20 * MiB
+    assert segment_size(10 * MiB) == 10 * MiB
+    assert segment_size(10 * MiB + 512) == segment_size(12 * MiB) == 12 * MiB
+
+
+def test_small_pool_splits_down_to_512_bytes():
+    a = Allocator()
+    x, y = a.malloc(1000), a.malloc(1)
+    assert (x.address, x.size, y.address, y.size) == (0, 1024, 1024, 512)
+    assert (a.allocated, a.reserved) == (1536, 2 * MiB)
+    z = a.malloc(MiB)  # 1 MiB: still the small pool
+    v = a.malloc(MiB - 2048)  # 512 bytes would remain: split
+    w = a.malloc(512)  # the last 512 bytes: exact
+    assert [(b.address, b.size) for b in (z, v, w)] == [(1536, MiB), (MiB + 1536, MiB - 2048), (2 * MiB - 512, 512)]
+    assert (a.allocated, a.reserved) == (2 * MiB, 2 * MiB)
+
+
+def test_large_block_split_only_when_more_than_1_mib_remains():
+    a = Allocator()
+    x = a.malloc(10 * MiB + 512)  # a 12 MiB segment, 2 MiB - 512 remain: split
+    assert (x.size, a.reserved) == (10 * MiB + 512, 12 * MiB)
+    b = Allocator()
+    y = b.malloc(11 * MiB)  # a 12 MiB segment, exactly 1 MiB remains (not more): handed out whole
+    assert (y.size, b.allocated) == (12 * MiB, 12 * MiB)
+
+
+def test_best_fit_smallest_block_then_lowest_address():
+    a = Allocator()
+    x1, s1, x2, s2 = a.malloc(3 * MiB), a.malloc(2 * MiB), a.malloc(5 * MiB), a.malloc(2 * MiB)  # one 20 MiB segment
+    assert [b.address for b in (x1, s1, x2, s2)] == [0, 3 * MiB, 5 * MiB, 10 * MiB]
+    a.free(x1)
+    a.free(x2)  # free: 3 MiB at 0, 5 MiB at 5 MiB, 8 MiB at 12 MiB
+    p = a.malloc(2 * MiB + MiB // 2)  # the 3 MiB block; 0.5 MiB would remain: whole
+    q = a.malloc(4 * MiB)  # the 5 MiB block (not the 8): 1 MiB would remain: whole
+    r = a.malloc(4 * MiB)  # the 8 MiB block: split
+    assert [(b.address, b.size) for b in (p, q, r)] == [(0, 3 * MiB), (5 * MiB, 5 * MiB), (12 * MiB, 4 * MiB)]
+    assert a.allocated == 2 * MiB + 2 * MiB + 3 * MiB + 5 * MiB + 4 * MiB
+
+    b = Allocator()
+    u, _, v, _ = b.malloc(3 * MiB), b.malloc(2 * MiB), b.malloc(3 * MiB), b.malloc(2 * MiB)
+    b.free(v)
+    b.free(u)  # two free 3 MiB blocks: the lower address first, whatever the order they were freed in
+    assert b.malloc(3 * MiB).address == 0
+
+
+def test_freed_blocks_merge_with_free_neighbours():
+    a = Allocator()
+    x, y, z = a.malloc(3 * MiB), a.malloc(3 * MiB), a.malloc(3 * MiB)
+    a.free(x)
+    a.free(z)  # z merges with the segment's free rest
+    assert [(size, address) for size, address, _ in a.pools[False]] == [(3 * MiB, 0), (14 * MiB, 6 * MiB)]
+    a.free(y)  # y merges with both: the segment is one free block again
+    assert [(size, address) for size, address, _ in a.pools[False]] == [(20 * MiB, 0)]
+    assert (a.allocated, a.reserved) == (0, 20 * MiB)
+
+
+class _S:  # a timeline storage: bytes and kind
+    def __init__(self, nbytes: int, kind: str = "activations"):
+        self.size, self.kind = (nbytes, 0), kind
+
+
+def test_replay_counts_whole_blocks_at_the_marks():
+    # A (3 MiB) and B (1.5 MiB) in a new 20 MiB segment; A freed; C (2.5 MiB) is served by A's 3 MiB block
+    # (the smallest that fits) whole: 0.5 MiB would remain. Backward's peak is B + 3 MiB, not B + C.
+    A, B, C = _S(3 * MiB), _S(3 * MiB // 2), _S(5 * MiB // 2)
+    events = [("phase", "forward"), ("+", A), ("+", B), ("mark", None), ("-", A),
+              ("phase", "backward"), ("+", C), ("mark", None), ("-", B), ("-", C), ("phase", "optimizer"), ("mark", None)]
+    assert replay(events) == {"forward": 9 * MiB // 2, "backward": 9 * MiB // 2, "optimizer": 0}
+
+
+def test_replay_makes_lazy_state_in_the_first_step_and_frees_gradients_at_each_start():
+    P, S, X, G = _S(2 * MiB, "parameters"), _S(2 * MiB, "optimizer state"), _S(3 * MiB // 2), _S(2 * MiB, "gradients")
+    events = [("+", P), ("+", S), ("phase", "forward"), ("+", X), ("mark", None), ("phase", "backward"), ("+", G),
+              ("-", X), ("mark", None), ("phase", "optimizer"), ("mark", None)]
+    # third step: P, S, X in the forward (G freed by zero_grad); G back in backward; no slack anywhere
+    assert replay(events) == {"forward": 11 * MiB // 2, "backward": 6 * MiB, "optimizer": 6 * MiB}
+    assert replay(events, steps=1)["forward"] == 7 * MiB // 2  # the state appears in the first optimizer phase
+
+
+def test_replay_of_small_requests_only_is_the_timeline():
+    x = _S(4096)
+    assert replay([("phase", "forward"), ("+", x), ("mark", None), ("-", x)]) is None
+
+
+def _blocks(a: Allocator, live: list[Block]) -> list[Block]:
+    heads = set()
+    for b in [*live, *(entry[2] for pool in a.pools.values() for entry in pool)]:
+        while b.prev is not None:
+            b = b.prev
+        heads.add(b)
+    out = []
+    for b in heads:
+        while b is not None:
+            out.append(b)
+            b = b.next
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 24 * MiB), st.integers(0, 50)), max_size=60))
+def test_invariants_on_drawn_sequences(ops):
+    a = Allocator()
+    live: list[tuple[Block, int]] = []
+    for is_malloc, nbytes, pick in ops:
+        if is_malloc or not live:
+            live.append((a.malloc(nbytes), round_size(nbytes)))
+        else:
+            a.free(live.pop(pick % len(live))[0])
+        assert a.allocated == sum(b.size for b, _ in live)
+        for b, size in live:  # a small block is its request; a large one at most 1 MiB more
+            assert b.size == size if size <= MiB else size <= b.size <= size + MiB
+        blocks = _blocks(a, [b for b, _ in live])
+        assert sum(b.size for b in blocks) == a.reserved  # the segments are tiled by their blocks
+        for b in blocks:
+            if b.next is not None:
+                assert b.address + b.size == b.next.address
+                assert b.allocated or b.next.allocated  # no two free neighbours: merged
