@@ -162,8 +162,10 @@ class _Tape:
     def size(self, fixed: Dim, per_sample: Dim) -> Pair:
         if self.batch is not None:  # concrete batch: one number
             fixed, per_sample = fixed + per_sample * self.batch, 0
-            if self.cuda:
+            if self.cuda and num.is_concrete(fixed):
                 fixed = -(-fixed // CUDA_BLOCK) * CUDA_BLOCK
+            elif self.cuda:  # a formula in another size (H, T): no blocks to round, no allocator to replay
+                self.events = None
         return (fixed, per_sample)
 
     def new(self, size: Pair, kind: str, refs: int = 1, mark: bool = True) -> _Storage:
