@@ -1,5 +1,5 @@
 """`python -m archcalc ...` is `archcalc ...`."""
 
-from .cli import main
+from .cli import run
 
-main()
+run()

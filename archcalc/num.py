@@ -198,7 +198,15 @@ def free_names(x: Value) -> set[str]:
 
 @lru_cache(maxsize=4096)
 def text(x) -> str:
-    """str() of a formula, once: printing sorts terms and is slow, and deep networks repeat them."""
+    """str() of a formula, once: printing sorts terms and is slow, and deep networks repeat them.
+    A Max or Min is written as sympy's printer writes it, from its arguments' texts, each once (a phase's
+    peak is a Max of formulas that the step's peak repeats)."""
+    if type(x).__name__ in ("Max", "Min"):  # without importing sympy for a number
+        sympy = sym()
+        if isinstance(x, (sympy.Max, sympy.Min)) and not x.has(sympy.Float):  # a Float's digits depend on nesting
+            from sympy.core.sorting import default_sort_key
+
+            return f"{x.func.__name__}({', '.join(text(a) for a in sorted(x.args, key=default_sort_key))})"
     return str(x)
 
 

@@ -6,12 +6,16 @@ import csv as _csv
 import dataclasses
 import io
 import json as _json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from rich import box
-from rich.console import Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.padding import Padding
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -205,7 +209,7 @@ def memory_panel(report: Report) -> Group:
         grid.add_column(justify="right", overflow="fold")
         grid.add_column(overflow="fold", style="dim")
         for line in lines:
-            grid.add_row(*line)
+            grid.add_row(*map(Text, line))  # formulas and names are text, never markup
         grids.append(grid)
     if not report.course:
         return grids[0]
@@ -220,6 +224,40 @@ def memory_panel(report: Report) -> Group:
 
 def _title(report: Report) -> str:
     return f"{report.model}: input {fmt.shape(report.input)}, {report.dtype}"
+
+
+def _plain(cell: str) -> bool:
+    """A cell rich would draw as written, one terminal column a character: no control, wide or combining
+    characters, no blanks at the end (rich drops them)."""
+    return cell.isprintable() and (cell.isascii() or cell_len(cell) == len(cell)) and not cell.endswith(" ")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The layer table as rich draws it, its rows given as lines of plain text: laying out 100 rows of
+    cells costs rich a twentieth of a second, a string join nothing. Rich draws the title, the header and
+    the totals (`frame`: the table without rows, its columns at their natural widths), the rows go between;
+    where they do not fit the terminal, `table()` is the rich table itself."""
+
+    frame: Table
+    lines: list[str]
+    width: int
+    table: Callable[[], Table]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.width > options.max_width:
+            yield self.table()
+            return
+        framed = console.render_lines(self.frame, options, pad=False)
+        rows = [[Segment(line)] for line in self.lines]
+        for line in framed[:-3] + rows + framed[-3:]:  # the totals' rule, the totals, the bottom edge
+            yield from line
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        if self.width > options.max_width:
+            return Measurement.get(console, options, self.table())
+        return Measurement(self.width, self.width)
 
 
 def table(report: Report, width: int = 100, explained: bool = False, depth: int | None = None) -> Group:
@@ -237,7 +275,6 @@ def table(report: Report, width: int = 100, explained: bool = False, depth: int 
         for r in rows:
             r["hyperparameters"] = f"{r['type']} {r['hyperparameters']}".strip()
     fits = sum(natural(h) + 1 for h in headers) <= width
-    grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
     # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
     # formulas and, when the table must shrink, the hyperparameters fold.
     fixed = {h: natural(h) <= 16 and (fits or h != "hyperparameters") for h in headers}
@@ -249,18 +286,32 @@ def table(report: Report, width: int = 100, explained: bool = False, depth: int 
     for left, header in enumerate(flexible):
         caps[header] = max(len(header), min(natural(header), room // (len(flexible) - left) - 2))
         room -= caps[header] + 2
-    for header in headers:
-        grid.add_column(header, footer=totals[header], justify="right" if header in NUMERIC else "left",
-                        width=natural(header) if fixed[header] else None, no_wrap=fixed[header], overflow="fold",
-                        max_width=caps.get(header))
-    for r in rows:
-        grid.add_row(*(Text(r[h]) for h in headers))
+
+    def grid(cells: bool = True, natural_widths: bool = False) -> Table:
+        grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
+        for h in headers:
+            whole = fixed[h] or natural_widths
+            grid.add_column(h, footer=Text(totals[h]), justify="right" if h in NUMERIC else "left",
+                            width=natural(h) if whole else None, no_wrap=whole, overflow="fold", max_width=caps.get(h))
+        for r in rows if cells else ():
+            grid.add_row(*(Text(r[h]) for h in headers))
+        return grid
+
+    plain = all(caps.get(h, natural(h)) >= natural(h) for h in headers) and all(
+        _plain(r[h]) for h in headers for r in [*rows, totals])
+    if plain:  # each row one line of plain text, at the width rich would give it: rich draws only the frame
+        widths = {h: natural(h) for h in headers}
+        lines = [" " + "  ".join(r[h].rjust(widths[h]) if h in NUMERIC else r[h].ljust(widths[h]) for h in headers) + " "
+                 for r in rows]
+        parts = [_Rows(grid(cells=False, natural_widths=True), lines, sum(widths.values()) + 2 * len(headers), grid)]
+    else:
+        parts = [grid()]
     footer = Table.grid(padding=(0, 2))
     footer.add_column(style="bold", no_wrap=True)
     footer.add_column(overflow="fold")
     for label, value in summary_lines(report):
-        footer.add_row(label, value)
-    parts = [grid, footer, Text(""), memory_panel(report)]
+        footer.add_row(label, Text(value))
+    parts += [footer, Text(""), memory_panel(report)]
     if explained:
         parts.append(explanation(report))
     return Group(*parts)

@@ -56,13 +56,15 @@ Liveness is by reference counts in execution order, so it works on any DAG of ro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import allocator, autocast, checkpoint, num
+from . import allocator, autocast, checkpoint, num, tally
 from .dtypes import DType
 from .layers import layout
 from .num import Dim, Value
+from .tally import Tally
 
 if TYPE_CHECKING:
     from .report import Report, Row
@@ -150,8 +152,8 @@ class _Tape:
         self.batch = batch
         self.cuda = cuda and batch is not None and num.is_concrete(batch)
         self.workspaces = cuda  # cuDNN's, concrete batch or not
-        self.total: list = [0, 0]
-        self.kinds: dict[str, list] = {kind: [0, 0] for kind in KINDS}
+        self.total = (Tally(), Tally())  # sums in dicts: sympy's `+` of formulas is slow (archcalc/tally.py)
+        self.kinds = {kind: (Tally(), Tally()) for kind in KINDS}
         self.phase = ""
         self.candidates: dict[str, list] = {}
         self.best: dict[str, Value] = {}
@@ -160,18 +162,20 @@ class _Tape:
     def size(self, fixed: Dim, per_sample: Dim) -> Pair:
         if self.batch is not None:  # concrete batch: one number
             fixed, per_sample = fixed + per_sample * self.batch, 0
-            if self.cuda:
+            if self.cuda and num.is_concrete(fixed):
                 fixed = -(-fixed // CUDA_BLOCK) * CUDA_BLOCK
+            elif self.cuda:  # a formula in another size (H, T): no blocks to round, no allocator to replay
+                self.events = None
         return (fixed, per_sample)
 
     def new(self, size: Pair, kind: str, refs: int = 1, mark: bool = True) -> _Storage:
         s = _Storage(size, kind)
         s.refs = refs
-        self.total[0] += size[0]
-        self.total[1] += size[1]
+        self.total[0].add(size[0])
+        self.total[1].add(size[1])
         k = self.kinds[kind]
-        k[0] += size[0]
-        k[1] += size[1]
+        k[0].add(size[0])
+        k[1].add(size[1])
         if self.events is not None:
             self.events.append(("+", s))
         if mark:
@@ -183,11 +187,11 @@ class _Tape:
             return
         s.refs -= n
         if s.refs == 0:
-            self.total[0] -= s.size[0]
-            self.total[1] -= s.size[1]
+            self.total[0].add(s.size[0], -1)
+            self.total[1].add(s.size[1], -1)
             k = self.kinds[s.kind]
-            k[0] -= s.size[0]
-            k[1] -= s.size[1]
+            k[0].add(s.size[0], -1)
+            k[1].add(s.size[1], -1)
             if self.events is not None:
                 self.events.append(("-", s))
 
@@ -202,7 +206,7 @@ class _Tape:
         """The present total is a candidate for the phase's peak (kept unless another is at least as high for every B)."""
         if self.events is not None:
             self.events.append(("mark", None))
-        f, p = self.total
+        f, p = self.total[0].key(), self.total[1].key()
         cands = self.candidates[self.phase]
         if num.is_concrete(f) and num.is_concrete(p):
             # B >= 1: a line at least as high at B = 1 and at least as steep is at least as high everywhere
@@ -213,12 +217,40 @@ class _Tape:
                                                  and c[0][0] + c[0][1] <= f + p and c[0][1] <= p)]
         elif any(c[0] == (f, p) for c in cands):
             return
-        cands.append(((f, p), tuple((kind, (v[0], v[1])) for kind, v in self.kinds.items())))
+        cands.append(((f, p), tuple((kind, (v[0].key(), v[1].key())) for kind, v in self.kinds.items())))
 
     def peak(self, phase: str) -> Peak:
         _hull(self.candidates[phase])
-        return Peak(tuple(((num.normal(f), num.normal(p)), tuple((k, (num.normal(a), num.normal(b))) for k, (a, b) in kinds))
+        value = functools.cache(tally.value)  # each distinct sum made a formula once
+        if self.batch is None:  # with B a symbol, the breakdown by kind is read at no batch: made on first use
+            return Peak(tuple(((value(f), value(p)), _Kinds(kinds, value)) for (f, p), kinds in self.candidates[phase]))
+        return Peak(tuple(((value(f), value(p)), tuple((k, (value(a), value(b))) for k, (a, b) in kinds))
                           for (f, p), kinds in self.candidates[phase]))
+
+
+class _Kinds:
+    """A candidate's bytes by kind, (kind, (fixed, per_sample)) pairs, made formulas on first use: with B
+    a symbol nothing reads them (a breakdown is read at a concrete batch, its own timeline), and they were
+    half a peak's formulas."""
+
+    __slots__ = ("keys", "made", "value")
+
+    def __init__(self, keys: tuple, value):
+        self.keys, self.value, self.made = keys, value, None
+
+    def __iter__(self):
+        if self.made is None:
+            self.made = tuple((k, (self.value(a), self.value(b))) for k, (a, b) in self.keys)
+        return iter(self.made)
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 def _hull(cands: list) -> None:

@@ -17,8 +17,10 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import archcalc
+from archcalc.cli import main
 from archcalc.memory import largest_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,3 +103,12 @@ def test_budget_never_answers_above_what_trains(case):
     answer = largest_batch(report, run["budget_gib"] * GiB).batch
     assert answer <= run["measured"] < run["measured_fails_at"]
     assert answer >= 0.95 * run["measured"]
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (ROOT / "specs").glob("*.toml")))
+def test_every_spec_on_cuda_at_a_batch(spec):
+    """A spec whose sizes stay formulas (T, H) at a concrete batch: no blocks to round or replay, no traceback."""
+    result = CliRunner().invoke(main, ["show", str(ROOT / "specs" / spec), "--device", "cuda", "-b", "2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    memory = json.loads(result.output)["memory"]
+    assert memory["peak_bytes"] and set(memory["phases"]) == set(PHASES)

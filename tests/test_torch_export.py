@@ -2,6 +2,7 @@
 
 import ast
 import importlib.util
+import itertools
 import subprocess
 import sys
 
@@ -21,6 +22,8 @@ from .conftest import SPECS  # noqa: E402
 from .test_torch_build import STACKS, VALUES  # noqa: E402
 from .torch_nets import networks  # noqa: E402
 
+FILES = itertools.count()
+
 
 def load_class(path, name: str):
     spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
@@ -31,7 +34,9 @@ def load_class(path, name: str):
 
 def round_trip(report, tmp_path, name="Net"):
     """Export, import the file, and compare with build(): parameters, buffers, output shape and values."""
-    path = tmp_path / f"{name.lower()}.py"
+    # a new file each time: hypothesis reuses tmp_path, and a file rewritten within a second with the same
+    # size would be loaded from its stale bytecode in __pycache__
+    path = tmp_path / f"{name.lower()}_{next(FILES)}.py"
     path.write_text(source(report, name))
     exported = load_class(path, name)()
     built = archcalc.torch.build(report).float()
