@@ -247,5 +247,6 @@ def test_export_writes_checkpointed_uses_as_checkpoint_calls(tmp_path):
     assert "checkpoint" not in plain
     from .test_torch_export import load_class
 
-    model = load_class(tmp_path / "net.py", "Net")().train()
+    (tmp_path / "checkpointed.py").write_text(text)  # round_trip names its files anew each time
+    model = load_class(tmp_path / "checkpointed.py", "Net")().train()
     assert _step_flops(model, torch.randn(2, 3, 32, 32), 1000) == report.totals["training_flops"] * 2
