@@ -66,7 +66,11 @@ def test_drawn_networks_step_by_step(net, batch, dtype, optimizer):
         dtype = "float32"  # torch has no bfloat16 avg_pool3d on the CPU
     report = archcalc.analyze(archcalc.loads(net.spec()), batch=batch, dtype=dtype, optimizer=optimizer)
     model = nn.Sequential(*net.modules)
-    assert phases(report, batch) == oracle(model, net.input, batch, dtype, optimizer, loss_for(net.tables, net.shape)), net.spec()
+    try:
+        expected = oracle(model, net.input, batch, dtype, optimizer, loss_for(net.tables, net.shape))
+    except ValueError:  # batchnorm of one value per channel (one sample, a 1×1 map): torch refuses to train it
+        assume(False)
+    assert phases(report, batch) == expected, net.spec()
 
 
 COURSE = [p for p in SPECS if "course = true" in p.read_text()]
