@@ -943,7 +943,7 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
         if event[0] == "+":
             _, name, elements, *rest = event
             dtype, per_sample = rest[0] if rest else "model", rest[1] if len(rest) > 1 else True
-            nbytes = elements * (bytes_of[dtype] if dtype in bytes_of else DType(dtype).bytes)
+            nbytes = elements * _width(bytes_of, dtype)
             live[name] = tape.new(tape.size(0, nbytes) if per_sample else tape.size(nbytes, 0),
                                   "gradients" if name.startswith("grad.") else kind)
             tape.release(dead)
