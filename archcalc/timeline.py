@@ -982,7 +982,7 @@ def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
 
 
 def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict,
-               amp: _Autocast | None = None) -> dict:
+               amp: _Autocast) -> dict:
     """A checkpointed region's forward, rerun in backward as Graph's region function runs it (its own local
     names, each dropped after its last reader in the region), up to torch's early stop: the last save
     (region.until, region.runs); then everything not saved again is freed. Returns, per row index, the
@@ -1019,10 +1019,10 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
             continue
         main, act = checkpoint.packs(row) if row.name in reach else ((), ())
         # under autocast the row runs again in its dtype, making its copies again (amp: the step's _Autocast)
-        cast = amp.forward(row, names, _node(row) and row.name in reach, replay=True) if amp else None
-        op_ins = [c or s for c, s in zip(cast.inputs, ins)] if cast else ins
-        row_bytes = (cast.bytes_of if cast else None) or bytes_of
-        main_saved: list = list(cast.kept) if cast else []
+        cast = amp.forward(row, names, _node(row) and row.name in reach, replay=True)
+        op_ins = [c or s for c, s in zip(cast.inputs, ins)]
+        row_bytes = cast.bytes_of or bytes_of
+        main_saved: list = list(cast.kept)
         act_saved: list = []
         out_kept[index] = (main_saved, act_saved)
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
@@ -1036,10 +1036,10 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
                 main_saved.append(s)
             for s in own.values():
                 tape.release(s)
-            for s in cast.inputs if cast else ():
+            for s in cast.inputs:
                 tape.release(s)
             break
-        out_size = tape.size(0, num.mul(row.output) * ((cast.size if cast else 0) or size))
+        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
         first = tape.new(out_size, "activations")
         tape.release(dead)
         dead = None
@@ -1050,7 +1050,7 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
             main_saved.append(s)
         for s in own.values():
             tape.release(s)
-        for s in cast.inputs if cast else ():
+        for s in cast.inputs:
             tape.release(s)
         if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
             first.refs += len(act)
@@ -1058,7 +1058,7 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
             break
         out = first
         if layer.activation:
-            out = tape.new((cast.activation_size if cast else None) or out_size, "activations")
+            out = tape.new(cast.activation_size or out_size, "activations")
             named["output"] = out
             for k in act:
                 s = ins[k.arg] if k.tensor == "input" else named[k.tensor]
@@ -1084,10 +1084,9 @@ def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, b
         pending += name in made and name in later
         if pending:
             tape.release(s, pending)
-    if amp is not None:  # the recomputation's autocast context ends: its weight copies go, but those a node keeps
-        for s in amp.replayed:
-            tape.release(s)
-        amp.replayed.clear()
+    for s in amp.replayed:  # the recomputation's autocast context ends: its weight copies go, but those a node keeps
+        tape.release(s)
+    amp.replayed.clear()
     return out_kept
 
 
