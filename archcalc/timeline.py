@@ -420,8 +420,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             kept_by.append(([], []))
             amp.rows.append(None)
             continue
-        program = (amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums)
-                   if row.name in reach and row.index - 1 not in inside else None)
+        # a checkpointed region's rows keep nothing in forward (the checkpoint packs their inputs instead)
+        outside = row.index - 1 not in inside
+        program = amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums) if row.name in reach and outside else None
         if program is not None:  # the layer's own ops, one by one (under autocast each in its dtype: _Autocast.program)
             live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached)
             dead = None
@@ -436,11 +437,12 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
             storage[row.name] = out
             kept_by.append((live, program[1]))
             continue
-        keeps = layer.keeps(row.input, row.output, row.grad) if _node(row) and row.name in reach and row.index - 1 not in inside else ()
+        recorded = _node(row) and row.name in reach and outside
+        keeps = layer.keeps(row.input, row.output, row.grad) if recorded else ()
         activation = layer.activation
         main, act = (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
         # autocast's copies of inputs and weights (a checkpointed region's nodes keep none: the checkpoint packs them)
-        cast = amp.forward(row, names, _node(row) and row.name in reach and row.index - 1 not in inside)
+        cast = amp.forward(row, names, recorded)
         ins = [c or s for c, s in zip(cast.inputs, ins)]
         row_bytes = cast.bytes_of or bytes_of
         out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
