@@ -21,7 +21,7 @@ from . import autocast, checkpoint, num, timeline
 from .dtypes import DType, precision_name
 from .errors import SpecError
 from .layers import layout
-from .layers.base import Kept, Storage, Tensor
+from .layers.base import Kept, Storage, Tensor, storage_bytes
 from .num import Dim, Value
 
 if TYPE_CHECKING:
@@ -281,8 +281,7 @@ def measure(report: Report) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
     # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
-    bytes_of = {Storage.model: size, Storage.int64: 8, Storage.float32: 4, Storage.mask: size if report.device == Device.cpu else 1,
-                Storage.opmath: max(size, 4), Storage.param: size}
+    bytes_of = storage_bytes(size, report.device != Device.cpu)
     params = num.normal(report.totals["params"] * size)
 
     ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
@@ -384,9 +383,7 @@ def measure(report: Report) -> Memory:
 
 def _autocast_bytes(compute: str, report: Report) -> dict:
     """The bytes of each Storage kind for a row that computes in `compute` under autocast."""
-    n = DType(compute).bytes
-    return {Storage.model: n, Storage.int64: 8, Storage.float32: 4, Storage.mask: n if report.device == Device.cpu else 1,
-            Storage.opmath: max(n, 4), Storage.param: report.dtype.bytes}
+    return storage_bytes(DType(compute).bytes, report.device != Device.cpu, report.dtype.bytes)
 
 
 def _live(report: Report, storage: dict[str, tuple]) -> list[Dim]:

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING
 from . import allocator, autocast, checkpoint, num, tally
 from .dtypes import DType
 from .layers import layout
+from .layers.base import storage_bytes
 from .num import Dim, Value
 from .tally import Tally
 
@@ -322,7 +323,7 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
     in place where it can (torch/csrc/autograd/input_buffer.cpp), as modelled by default."""
     size = report.dtype.bytes
     cuda = str(report.device) == "cuda"
-    bytes_of = {"model": size, "int64": 8, "float32": 4, "mask": 1 if cuda else size, "opmath": max(size, 4), "param": size, "bool": 1}
+    bytes_of = {**storage_bytes(size, cuda), "bool": 1}
     tape = _Tape(batch, cuda)
     rows = report.rows
     amp = _Autocast(report, tape, cuda)
@@ -783,8 +784,7 @@ class _Autocast:
         if not replay:
             self.dtype[row.name] = out
             self.rows.append(_Row(compute, rule, flags, dtypes, low, nbytes))
-        bytes_of = {"model": nbytes, "int64": 8, "float32": 4, "mask": 1 if self.cuda else nbytes, "opmath": max(nbytes, 4),
-                    "param": DType(self.dtype["input"]).bytes}
+        bytes_of = storage_bytes(nbytes, self.cuda, DType(self.dtype["input"]).bytes)
         return _Cast(copies, kept, bytes_of, nbytes, activation_size)
 
     # Lightning's 16-mixed: float16 autocast with torch.amp.GradScaler (scale(loss).backward(), scaler.step(opt),

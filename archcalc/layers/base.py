@@ -43,6 +43,13 @@ class Storage(StrEnum):
     param = "param"  # the parameters' dtype (float32 under autocast, whatever the op computes in: batchnorm's statistics)
 
 
+def storage_bytes(size: int, cuda: bool, param: int | None = None) -> dict[Storage, int]:
+    """Bytes of an element of each Storage kind, for an op computing in a dtype of `size` bytes (`param`: the
+    parameters' bytes where they differ from it, as under autocast; the memory timeline and its closed form)."""
+    return {Storage.model: size, Storage.int64: 8, Storage.float32: 4, Storage.mask: 1 if cuda else size,
+            Storage.opmath: max(size, 4), Storage.param: size if param is None else param}
+
+
 @dataclass(frozen=True)
 class Function:
     """An element-wise function: which tensor autograd keeps for its backward pass, and its torch module."""
