@@ -69,7 +69,7 @@ def marked(report: Report) -> Report:
 
 def packs(row) -> tuple[tuple, tuple]:
     """What a row's nodes save, as torch packs it: (main op's, activation's) kept tensors (Layer.keeps)."""
-    if not _node(row):
+    if not records_node(row):
         return (), ()
     keeps = row.layer.keeps(row.input, row.output, row.grad)
     return (keeps[:-1], keeps[-1:]) if row.layer.activation and keeps else (keeps, ())
@@ -87,6 +87,7 @@ def _region(report: Report, path: str, first: int, stop: int) -> Region:
     return Region(path, first, stop, first, 0, None)
 
 
-def _node(row) -> bool:
+def records_node(row) -> bool:
+    """Whether autograd records a node for the row: its input needs a gradient, or it has parameters."""
     flags = row.grads if row.layer.merges else (row.requires_grad,)
     return any(flags) or row.params != 0

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import allocator, autocast, checkpoint, num, tally
+from .checkpoint import records_node as _node
 from .dtypes import DType
 from .layers import layout
 from .layers.base import storage_bytes
@@ -1129,12 +1130,6 @@ def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool, siz
     total = tape.new(size or old.size, "activation gradients")  # old + g: the tensor's size (a slice's storage is larger)
     tape.release(old)
     grad[name] = (total, False)
-
-
-def _node(row: Row) -> bool:
-    """Whether autograd records a node for the row: its input needs a gradient, or it has parameters."""
-    flags = row.grads if row.layer.merges else (row.requires_grad,)
-    return any(flags) or row.params != 0
 
 
 def _is_chain(report: Report) -> bool:
