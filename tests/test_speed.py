@@ -5,8 +5,6 @@ every public name."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import pytest
 import sympy
@@ -17,7 +15,8 @@ from rich.table import Table
 import archcalc
 from archcalc import num, render, tally
 
-from .conftest import ROOT, SPECS
+from .conftest import SPECS
+from .test_torch_optional import run
 
 
 def drawn(renderable, width: int, color: bool) -> str:
@@ -90,10 +89,6 @@ def test_a_formula_that_cancels_is_its_number_but_not_concrete():
     t.add(768 * T, -1)
     assert before == 5 and t.key() == before and not num.is_concrete(t.key()) and not num.is_concrete(5 + T - T)
     assert tally.value(t.key()) == 5 and t.key() != tally.Tally().key()
-
-
-def run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def test_import_archcalc_leaves_checking_claims_to_first_use():
