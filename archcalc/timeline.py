@@ -454,8 +454,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         every = layer.keeps(row.input, row.output, tuple(True for _ in names) if layer.merges else True)
         own = {_key(k): tape.new(tape.size(*_kept_size(k, row_bytes)), "activations", mark=False)
                for k in (every[:-1] if activation and every else every) if k.tensor == "own"}
-        if layer.forward_scratch(row.input) != 0:
-            own["scratch"] = tape.new(tape.size(0, layer.forward_scratch(row.input) * size), "temporaries", mark=False)
+        forward_scratch = layer.forward_scratch(row.input)
+        if forward_scratch != 0:
+            own["scratch"] = tape.new(tape.size(0, forward_scratch * size), "temporaries", mark=False)
         copy = None
         if before is not None and layer.contiguous_input():
             copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
@@ -475,8 +476,9 @@ def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = Tr
         scratch = own.pop("scratch", None)
         for s in own.values():
             tape.release(s)
-        if layer.update_scratch(row.input) != 0:  # InstanceNorm's running statistics' update, then its β's repeat goes
-            tape.release(tape.new(tape.size(layer.update_scratch(row.input) * size, 0), "temporaries"))
+        update_scratch = layer.update_scratch(row.input)
+        if update_scratch != 0:  # InstanceNorm's running statistics' update, then its β's repeat goes
+            tape.release(tape.new(tape.size(update_scratch * size, 0), "temporaries"))
         tape.release(scratch)
         if copy is not None:
             tape.release(copy)
