@@ -8,17 +8,14 @@
 True
 """
 
-import sys
-import types
-
-from .engine import analyze
-from .errors import ArchcalcError, ExprError, SpecError
-from .report import Report, Row
-from .spec import Spec, load, loads
+from .analysis.engine import analyze
+from .analysis.report import Report, Row
+from .core.errors import ArchcalcError, ExprError, SpecError
+from .spec.read import Spec, load, loads
 
 # Checking claims is imported on first use: `show` needs none of it (a fifth of `import archcalc`).
-_LAZY = {"Result": "check", "Verdict": "check", "check": "check", "grade": "check",
-         "Answers": "claim_keys", "load_answers": "claim_keys", "ClaimError": "claim_values"}
+_LAZY = {"Result": "teaching.check", "Verdict": "teaching.check", "check": "teaching.check", "grade": "teaching.check",
+         "Answers": "teaching.claim_keys", "load_answers": "teaching.claim_keys", "ClaimError": "teaching.claim_values"}
 
 
 def __getattr__(name: str):
@@ -29,17 +26,6 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     globals()[name] = value
     return value
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value) -> None:
-        # Importing the submodule archcalc.check sets the package's `check` to it: the name stays the function.
-        if name == "check" and isinstance(value, types.ModuleType):
-            value = value.check
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "Answers", "ArchcalcError", "ClaimError", "ExprError", "Report", "Result", "Row", "Spec", "SpecError", "Verdict",

@@ -1,5 +1,5 @@
 """`python -m archcalc ...` is `archcalc ...`."""
 
-from .cli import run
+from .cli.main import run
 
 run()

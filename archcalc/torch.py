@@ -13,8 +13,8 @@ True
 """
 
 from .backends.bench import Options, Result, bench
+from .backends.build import build, require
 from .backends.export import source
-from .backends.torch import build, require
 from .backends.verify import Check, verify
 
 require()

@@ -18,7 +18,7 @@ import sys
 import torch
 
 import archcalc
-from archcalc.backends.torch import build
+from archcalc.backends.build import build
 
 OPTIMIZERS = {"sgd": lambda p: torch.optim.SGD(p, lr=1e-5), "momentum": lambda p: torch.optim.SGD(p, lr=1e-5, momentum=0.9),
               "adam": lambda p: torch.optim.Adam(p, lr=1e-5), "adamw": lambda p: torch.optim.AdamW(p, lr=1e-5)}

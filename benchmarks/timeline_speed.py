@@ -6,7 +6,7 @@
 import time
 
 import archcalc
-from archcalc.timeline import simulate
+from archcalc.memory.timeline import simulate
 
 layers = "".join('[[layers]]\ntype = "dense"\nout_features = 64\nactivation = "relu"\n' for _ in range(1000))
 layers += "".join('[[layers]]\ntype = "dropout"\np = 0.1\n' for _ in range(1000))

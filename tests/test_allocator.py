@@ -1,4 +1,4 @@
-"""The replay of PyTorch's CUDA caching allocator (archcalc/allocator.py) against examples worked by hand
+"""The replay of PyTorch's CUDA caching allocator (archcalc/memory/allocator.py) against examples worked by hand
 from the rules of c10/cuda/CUDACachingAllocator.cpp (round_size, get_allocation_size, get_free_block,
 should_split, try_merge_blocks), and invariants on drawn sequences of mallocs and frees."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from archcalc.allocator import Allocator, Block, replay, round_size, segment_size
+from archcalc.memory.allocator import Allocator, Block, replay, round_size, segment_size
 
 MiB = 2**20
 

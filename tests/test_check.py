@@ -8,8 +8,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import archcalc
-from archcalc import explain_row, render_check
-from archcalc.cli import main
+from archcalc.cli.main import main
+from archcalc.render import check as render_check
+from archcalc.teaching import explain_row
 
 from .conftest import ROOT, SPECS
 
@@ -149,7 +150,7 @@ def test_memory_for_one_sample_instead_of_the_batch():  # one_sample
 
 
 def test_every_recogniser_has_a_case():
-    from archcalc.mistakes import MISTAKES as RECOGNISERS
+    from archcalc.teaching.mistakes import MISTAKES as RECOGNISERS
 
     assert {r.__name__ for r in RECOGNISERS} == {case[0] for case in MISTAKES} | {"one_sample"}
 

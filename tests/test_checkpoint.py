@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-from archcalc import checkpoint
-from archcalc.cli import main
+from archcalc.analysis import checkpoint
+from archcalc.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 RESNET = (ROOT / "specs" / "resnet18_symbolic.toml").read_text()
@@ -92,7 +92,7 @@ def _step_flops(model, x, classes):
 
 @pytest.mark.parametrize("text, values", [(CHECKPOINTED, {"H": 32, "W": 32}), (NESTED, {})], ids=["resnet18", "nested"])
 def test_training_flops_count_the_recomputation_as_flop_counter_mode_does(text, values):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=2, **values)
@@ -104,7 +104,7 @@ def test_training_flops_count_the_recomputation_as_flop_counter_mode_does(text, 
 def test_drawn_checkpointed_training_flops():
     from hypothesis import HealthCheck, given, settings, strategies as st
 
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     from .test_timeline_oracle import checkpointed_graphs
 
@@ -120,7 +120,7 @@ def test_drawn_checkpointed_training_flops():
 
 
 def test_the_checkpointed_module_computes_the_same_gradients():
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     grads = []
     for text in (RESNET, CHECKPOINTED):
@@ -136,7 +136,7 @@ def test_the_checkpointed_module_computes_the_same_gradients():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_checkpointed_resnet18_step_matches_the_oracle(optimizer):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     from .test_timeline_oracle import oracle, phases
 
@@ -210,7 +210,7 @@ def test_shipped_resnet50_switches_checkpointing_with_a_var():
 
 
 def test_explain_adds_the_rerun_forward():
-    from archcalc import explain_row
+    from archcalc.teaching import explain_row
 
     report = archcalc.analyze(archcalc.loads(CHECKPOINTED), H=32, W=32)
     row = report.row("layer1.0.conv1")
@@ -223,7 +223,7 @@ def test_explain_adds_the_rerun_forward():
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_nested_and_conditional_uses_match_the_oracle(optimizer, dtype):
     """A checkpointed use inside a checkpointed one (one region), every other repeat checkpointed."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     from .test_timeline_oracle import oracle, phases
 

@@ -5,8 +5,8 @@ from fractions import Fraction
 import pytest
 
 import archcalc
-from archcalc import claim_keys, claim_values
-from archcalc.claim_values import Approx, Bounds, ClaimError, Dims, Exact
+from archcalc.teaching import claim_keys, claim_values
+from archcalc.teaching.claim_values import Approx, Bounds, ClaimError, Dims, Exact
 
 from .conftest import SPECS
 
@@ -270,7 +270,7 @@ def test_a_missing_answers_file():
 # What archcalc prints is a claim that holds: `show`'s 62.4M, 34,944 and 60.5% read back as true.
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from archcalc import fmt  # noqa: E402
+from archcalc.core import fmt  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-from archcalc.cli import main
+from archcalc.cli.main import main
 
 from .conftest import ROOT, SPECS
 
@@ -148,7 +148,7 @@ def test_a_concrete_spec_never_imports_sympy():
     """sympy costs a quarter of a second on import; a spec with no unknown sizes must not pay it."""
     code = f"""
 import sys
-from archcalc.cli import main
+from archcalc.cli.main import main
 for args in (["--format", "table"], ["--format", "json", "--batch", "32"], ["--format", "markdown", "--explain"],
              ["--format", "csv"]):
     try:
@@ -169,7 +169,7 @@ def test_a_symbolic_spec_does_import_sympy():
 
 
 def test_import_archcalc_does_not_import_torch():
-    result = python("import sys, archcalc, archcalc.cli; print(sorted(m for m in sys.modules if m.startswith(('torch', 'sympy'))))")
+    result = python("import sys, archcalc, archcalc.cli.main; print(sorted(m for m in sys.modules if m.startswith(('torch', 'sympy'))))")
     assert result.stdout == "[]\n", result.stderr
 
 

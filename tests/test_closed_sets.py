@@ -7,11 +7,11 @@ import pytest
 
 import archcalc
 from archcalc.backends.bench import Mode, Options
-from archcalc.claim_keys import Scope, ValueKind, parse_key
-from archcalc.dtypes import DType
+from archcalc.core.dtypes import DType
 from archcalc.layers import ACTIVATIONS
 from archcalc.layers.base import Kept, Storage, Tensor
-from archcalc.memory import KeptBytes, Optimizer
+from archcalc.memory.closed import KeptBytes, Optimizer
+from archcalc.teaching.claim_keys import Scope, ValueKind, parse_key
 
 from .conftest import SPECS
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from archcalc.cli import main
+from archcalc.cli.main import main
 
 from .conftest import SPECS
 

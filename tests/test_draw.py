@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 import archcalc
 from archcalc import ArchcalcError
-from archcalc.cli import main
-from archcalc.draw import draw, nodes
+from archcalc.cli.main import main
+from archcalc.render.draw import draw, nodes
 
 
 def test_pass_through_layers_join_the_box_before_them():

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
-from archcalc import SpecError, example
-from archcalc.cli import main
+from archcalc import SpecError
+from archcalc.cli.main import main
+from archcalc.teaching import example
 
 NOTES_6X6 = "1 3 2 0 1 2; 4 6 5 1 3 1; 7 2 8 2 0 4; 3 5 0 6 7 3; 2 1 9 8 2 4; 1 0 3 5 2 1"
 

@@ -10,7 +10,8 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from archcalc import ExprError, SpecError, expr, num
+from archcalc import ExprError, SpecError
+from archcalc.core import expr, num
 
 from .conftest import ROOT
 

@@ -3,9 +3,9 @@
 import pytest
 
 import archcalc
-from archcalc import render
-from archcalc.errors import SpecError
+from archcalc.core.errors import SpecError
 from archcalc.layers import LAYERS, base
+from archcalc.render import report as render
 
 from .conftest import SPECS
 

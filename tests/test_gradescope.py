@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from archcalc.cli import main
+from archcalc.cli.main import main
 
 WEIGHTS = '\n[weights]\n"conv1.params" = 2\n"pool3.receptive_field" = 1\n"conv2.output" = 1\n"params" = 3\n'
 

@@ -6,6 +6,7 @@ import pytest
 
 import archcalc
 from archcalc import SpecError
+from archcalc.core import num
 
 HEAD = '[model]\ninput = [4, 8, 8]\n'
 
@@ -119,7 +120,7 @@ def test_symbolic_shapes_merge_when_provably_equal():
     report = archcalc.analyze(spec)  # the add compares the conv path's size with the projection's, as formulas
     for h, w in ((16, 16), (7, 30)):
         concrete = archcalc.analyze(spec, H=h, W=w)
-        assert tuple(archcalc.num.subs(d, {"H": h, "W": w}) for d in report.output) == concrete.output
+        assert tuple(num.subs(d, {"H": h, "W": w}) for d in report.output) == concrete.output
     assert archcalc.analyze(spec, H=16, W=16).output == (8, 4, 4)
 
 
@@ -231,7 +232,7 @@ def test_load_errors(case):
 def test_the_cli_prints_one_clear_message(tmp_path):
     from click.testing import CliRunner
 
-    from archcalc.cli import main
+    from archcalc.cli.main import main
 
     path = tmp_path / "net.toml"
     path.write_text(HEAD + BASIC + layer("block", name="b", block="basic", planes=4, stride=1))
@@ -267,7 +268,7 @@ def test_claims_by_path_prefix_and_block():
 
 
 def test_show_depth_folds_blocks_into_rows_with_their_totals():
-    from archcalc import render
+    from archcalc.render import report as render
 
     report = archcalc.analyze(archcalc.loads(NET))
     names = lambda depth: [line.name for line in render.outline(report, depth)]
@@ -287,7 +288,7 @@ def test_show_depth_folds_blocks_into_rows_with_their_totals():
 
 
 def test_explain_gives_the_merge_rule():
-    from archcalc import explain_row
+    from archcalc.teaching import explain_row
 
     report = archcalc.analyze(archcalc.loads(NET))
     text = " ".join(line for _, line in explain_row.lines(report, report.row("layer1.0.add")))

@@ -23,6 +23,7 @@ from hypothesis import (  # noqa: E402
 )
 
 import archcalc  # noqa: E402
+from archcalc.core import num  # noqa: E402
 
 from .torch_nets import toml_value  # noqa: E402
 from .torch_probe import ACTIVATIONS, flops, saved_bytes  # noqa: E402
@@ -314,9 +315,9 @@ def test_drawn_graphs_in_symbolic_sizes_substitute_to_the_concrete_ones(g):
         assert "cannot be proved equal" in error.problem or "cannot be proved equal" in (error.hint or ""), error
         return
     values = {"H": h, "W": w}
-    assert [tuple(archcalc.num.subs(d, values) for d in row.output) for row in symbolic.rows] == [
+    assert [tuple(num.subs(d, values) for d in row.output) for row in symbolic.rows] == [
         g.shapes[name] for name, _, _ in g.ops]
-    assert archcalc.num.subs(symbolic.totals["flops"], values) == archcalc.analyze(archcalc.loads(g.spec())).totals["flops"]
+    assert num.subs(symbolic.totals["flops"], values) == archcalc.analyze(archcalc.loads(g.spec())).totals["flops"]
 
 
 @st.composite

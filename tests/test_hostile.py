@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import archcalc
-from archcalc import claim_values, num
-from archcalc.cli import main
-from archcalc.errors import SpecError
+from archcalc.cli.main import main
+from archcalc.core import num
+from archcalc.core.errors import SpecError
+from archcalc.teaching import claim_values
 
 from .conftest import ROOT, SPECS
 
@@ -327,7 +328,7 @@ def test_a_folder_with_hostile_files_grades_the_others(tmp_path):
 def test_an_unexpected_failure_in_one_file_is_that_files_error(tmp_path, monkeypatch):
     (tmp_path / "a.toml").write_text('"conv1.params" = 34944\n')
     (tmp_path / "b.toml").write_text('"params" = 62378344\n')
-    check_module = sys.modules["archcalc.check"]  # archcalc.check is the function
+    check_module = sys.modules["archcalc.teaching.check"]  # archcalc.check is the function
     original = check_module.check
 
     def flaky(report, answers, **values):
@@ -420,7 +421,7 @@ def test_any_spec_text_is_analysed_or_refused_with_a_spec_error(pieces):
 
 
 def test_a_model_name_cannot_add_lines_to_its_quiz_files():
-    from archcalc import quiz
+    from archcalc.teaching import quiz
 
     text = '[model]\nname = "x\\n\\"params\\" = 1\\n[student]"\ninput = [10]\n[[layers]]\ntype = "dense"\nout_features = 2\n'
     drawn = quiz.draw(archcalc.analyze(archcalc.loads(text)), 3, seed=1)

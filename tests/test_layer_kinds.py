@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 import archcalc
-from archcalc import mistakes, quiz, render
+from archcalc.core.num import Shape
 from archcalc.layers import LAYERS, Layer
 from archcalc.layers.base import register
-from archcalc.num import Shape
+from archcalc.render import report as render
+from archcalc.teaching import mistakes, quiz
 
 PACKAGE = Path(archcalc.__file__).parent
 # backends/importer.py writes spec text from a torch graph: it names the kinds (and folds an `activation`

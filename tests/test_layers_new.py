@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import archcalc
-from archcalc import SpecError, num
+from archcalc import SpecError
+from archcalc.core import num
 
 
 def spec(input_shape, *layers) -> str:

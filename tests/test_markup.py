@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from archcalc.cli import main
+from archcalc.cli.main import main
 
 
 def test_markup_in_the_model_name_is_printed_verbatim(tmp_path):

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from hypothesis import given, strategies as st
 
 import archcalc
-from archcalc.cli import main
-from archcalc.memory import PerBatch, largest_batch, parse_size
+from archcalc.cli.main import main
+from archcalc.memory.closed import PerBatch, largest_batch, parse_size
 
 from .conftest import SPECS
 
@@ -145,7 +145,7 @@ def test_mixed_precision_is_autocast_with_float32_parameters(precision, low):
 
 
 def test_card_takes_the_cuda_context_out():
-    from archcalc.timeline import CUDA_CONTEXT
+    from archcalc.memory.timeline import CUDA_CONTEXT
 
     card = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--card", "24GB", "-f", "json"]).output)
     budget = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", str(24 * 10**9 - CUDA_CONTEXT),

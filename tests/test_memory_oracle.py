@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
-from archcalc.engine import names  # noqa: E402
+from archcalc.analysis.engine import names  # noqa: E402
 
 from .conftest import SEQUENCE_STACKS  # noqa: E402
 from .torch_nets import toml_value  # noqa: E402

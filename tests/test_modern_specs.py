@@ -20,8 +20,8 @@ nn = torch.nn
 
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
-from archcalc import num  # noqa: E402
 from archcalc.backends.verify import verify  # noqa: E402
+from archcalc.core import num  # noqa: E402
 
 from . import torch_probe  # noqa: E402, F401  (torch on one thread)
 from .conftest import SPECS  # noqa: E402

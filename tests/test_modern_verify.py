@@ -8,7 +8,7 @@ from click.testing import CliRunner  # noqa: E402
 
 import archcalc  # noqa: E402
 from archcalc.backends.verify import verify  # noqa: E402
-from archcalc.cli import main  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
 
 GROUPED = '[model]\ninput = [4, 6, 6]\n[[layers]]\ntype = "conv"\nout_channels = 8\nkernel_size = 3\ngroups = 4\n'
 TOKENS = ('[model]\ninput = ["T"]\n[[layers]]\nname = "wte"\ntype = "embedding"\nnum_embeddings = 13\nembedding_dim = 8\n'

@@ -9,10 +9,11 @@ import pytest
 import sympy
 
 import archcalc
-from archcalc import fmt, num, render, render_check
+from archcalc.core import fmt, num
 from archcalc.layers import LAYERS, Layer
 from archcalc.layers.base import register
-from archcalc.memory import PerBatch
+from archcalc.memory.closed import PerBatch
+from archcalc.render import check as render_check, report as render
 
 from .conftest import SPECS
 

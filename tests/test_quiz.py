@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-import archcalc.claim_keys
-from archcalc.cli import main
-from archcalc.quiz import CATEGORIES, draw
+from archcalc.cli.main import main
+from archcalc.teaching import claim_keys
+from archcalc.teaching.quiz import CATEGORIES, draw
 
 from .conftest import SPECS
 
@@ -53,7 +53,7 @@ def test_the_answer_key_passes_check(spec, values, seed):
     r = report(spec, **values)
     count = _available(r)  # every question the network offers
     quiz = draw(r, count, seed=seed)
-    answers = archcalc.claim_keys.loads_answers(quiz.key_toml())
+    answers = claim_keys.loads_answers(quiz.key_toml())
     verdicts = archcalc.check(r, answers)
     assert len(verdicts) == count
     assert [v.key for v in verdicts if not v.ok] == []

@@ -11,7 +11,8 @@ import sympy
 from rich.console import Console
 
 import archcalc
-from archcalc import num, render
+from archcalc.core import num
+from archcalc.render import report as render
 
 from .conftest import SPECS
 

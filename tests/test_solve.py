@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 import archcalc
 from archcalc import SpecError
-from archcalc.cli import main
-from archcalc.solve import solve
+from archcalc.cli.main import main
+from archcalc.teaching.solve import solve
 
 PADDED = """[model]
 input = [3, 32, 32]

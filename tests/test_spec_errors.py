@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-from archcalc import SpecError, num
-from archcalc.cli import main
+from archcalc import SpecError
+from archcalc.cli.main import main
+from archcalc.core import num
 
 MODEL = "[model]\ninput = [3, 32, 32]\n"  # two lines: a first [[layers]] below it is on line 3
 FLAT = "[model]\ninput = [10]\n"

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 import archcalc
-from archcalc import num, render, tally
+from archcalc.core import num, tally
+from archcalc.render import report as render
 
 from .conftest import SPECS
 from .test_torch_optional import run
@@ -93,11 +94,12 @@ def test_a_formula_that_cancels_is_its_number_but_not_concrete():
 
 def test_import_archcalc_leaves_checking_claims_to_first_use():
     done = run(
-        "import sys, archcalc, archcalc.cli\n"
-        "late = {'archcalc.check', 'archcalc.claim_keys', 'archcalc.claim_values', 'archcalc.quiz', 'archcalc.mistakes'}\n"
+        "import sys, archcalc, archcalc.cli.main\n"
+        "late = {'archcalc.teaching.check', 'archcalc.teaching.claim_keys', 'archcalc.teaching.claim_values',"
+        " 'archcalc.teaching.quiz', 'archcalc.teaching.mistakes'}\n"
         "assert not late & set(sys.modules), late & set(sys.modules)\n"
         "names = {name: getattr(archcalc, name) for name in archcalc.__all__}\n"
-        "import archcalc.check\n"  # the submodule does not take the function's name
+        "import archcalc.teaching.check\n"  # the submodule does not take the function's name
         "assert archcalc.check is names['check'] and callable(archcalc.check)\n"
         "print('ok')"
     )
@@ -108,7 +110,7 @@ def test_import_archcalc_leaves_checking_claims_to_first_use():
 def test_every_public_name_is_there():
     for name in archcalc.__all__:
         assert getattr(archcalc, name) is not None
-    assert archcalc.check.__module__ == "archcalc.check" and callable(archcalc.check)
+    assert archcalc.check.__module__ == "archcalc.teaching.check" and callable(archcalc.check)
     with pytest.raises(AttributeError):
         archcalc.no_such_name  # noqa: B018
 

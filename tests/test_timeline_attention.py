@@ -183,7 +183,7 @@ out_features = 6
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_pre_norm_blocks_as_archcalc_builds_them(kernel, causal, dropout, optimizer):
     """Residual blocks (a graph: archcalc's Graph module and its SelfAttention), two in a row."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.loads(BLOCK.format(kernel=kernel, causal=causal, dropout=dropout))
     report = archcalc.analyze(spec, batch=3, optimizer=optimizer)

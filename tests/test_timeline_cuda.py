@@ -6,7 +6,7 @@ that really trained, and stay within 5% of it. bf16 and fp16 are autocast (Light
 16-mixed: float32 parameters, fp16 with a GradScaler), predicted with no constant of their own: the
 float32 constants (cuBLAS workspace; cuDNN's, during each convolution, as a share of its input, here
 its 16-bit copy); the transformers' attention on CUDA under autocast is SDPA's flash kernel. At a concrete
-batch the blocks are those the caching allocator hands out in the third step (archcalc/allocator.py: a cached
+batch the blocks are those the caching allocator hands out in the third step (archcalc/memory/allocator.py: a cached
 block at most 1 MiB too large is not split; ViT-B/16 at batch 2 needs it). The cases whose
 networks have no spec yet are listed by test_cases_not_yet_covered, so that the gap stays visible.
 """
@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-from archcalc.cli import main
-from archcalc.memory import largest_batch
+from archcalc.cli.main import main
+from archcalc.memory.closed import largest_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = Path("/work/shared/measurements")

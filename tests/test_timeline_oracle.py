@@ -26,7 +26,7 @@ from hypothesis import (  # noqa: E402
 )
 
 import archcalc  # noqa: E402
-from archcalc.timeline import simulate  # noqa: E402
+from archcalc.memory.timeline import simulate  # noqa: E402
 
 from .test_layers_oracle import BUILDERS, chains, prefix, spec  # noqa: E402
 from .test_memory_oracle import DTYPES, _modules, networks  # noqa: E402
@@ -91,7 +91,7 @@ def test_course_specs_step_by_step(path, optimizer):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_graph_specs_step_by_step(name, values, optimizer):
     """Graphs (skips, add, concat) as archcalc.torch builds them: its Graph module drops each tensor after its last reader."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
     report = archcalc.analyze(spec, batch=2, optimizer=optimizer, **values)
@@ -108,7 +108,7 @@ def test_drawn_networks_inference(net, batch):
 
 @pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
 def test_shipped_specs_inference(name, values):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
     report = archcalc.analyze(spec, batch=2, **values)
@@ -171,7 +171,7 @@ def graphs(draw):
 @given(text=graphs(), batch=st.integers(1, 3), optimizer=st.sampled_from(["sgd", "adam", "momentum"]),
        dtype=st.sampled_from(["float32", "bfloat16"]))
 def test_drawn_graphs_step_by_step(text, batch, optimizer, dtype):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
@@ -312,8 +312,8 @@ def test_a_generators_image_is_trained_with_mse_and_simulated_so(optimizer):
     """DCGAN's generator ends in tanh: its image is no class scores, and bench and the timeline take the MSE against
     a random image (archcalc.timeline.Loss)."""
     from archcalc.backends.bench import _loss
-    from archcalc.backends.torch import build
-    from archcalc.timeline import loss_of
+    from archcalc.backends.build import build
+    from archcalc.memory.timeline import loss_of
 
     spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / "dcgan_generator.toml")
     report = archcalc.analyze(spec, batch=2, optimizer=optimizer)
@@ -330,7 +330,7 @@ def test_token_scores_are_trained_per_token(optimizer, ids):
     model (token ids in) is trained on its own ids, shifted, as Hugging Face's causal LM loss; scores of token
     features against T random int64 classes per sample."""
     from archcalc.backends.bench import _loss
-    from archcalc.timeline import loss_of
+    from archcalc.memory.timeline import loss_of
 
     first = dict(type="embedding", num_embeddings=11, embedding_dim=6) if ids else dict(type="dense", out_features=6)
     text = spec([5] if ids else [5, 4], [first, dict(type="layernorm"), dict(type="dense", out_features=7, activation="gelu"),
@@ -370,7 +370,7 @@ def test_drawn_networks_under_autocast(net, batch, low, optimizer):
 def test_drawn_graphs_under_autocast(text, batch, optimizer, low):
     """Merges of a low-precision and a float32 tensor: add and mul promote (the gradient is cast back to the
     16-bit input's dtype), concat casts its inputs to the widest."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast=low)
@@ -381,7 +381,7 @@ def test_drawn_graphs_under_autocast(text, batch, optimizer, low):
 @pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("lenet5", {})])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_shipped_specs_under_autocast(name, values, optimizer):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
     batch = 1 if name == "alexnet" else 2
@@ -400,7 +400,7 @@ def test_drawn_networks_inference_under_autocast(net, batch, low):
 
 @pytest.mark.parametrize("name, values", [("alexnet", {}), ("resnet18_symbolic", {"H": 40, "W": 40}), ("unet", {})])
 def test_shipped_specs_inference_under_autocast(name, values):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.load(Path(__file__).resolve().parent.parent / "specs" / f"{name}.toml")
     report = archcalc.analyze(spec, batch=2, autocast="bfloat16", **values)
@@ -424,7 +424,7 @@ def test_saved_bytes_under_autocast(net, batch, low):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(text=graphs(), batch=st.integers(1, 3), low=st.sampled_from(sorted(AUTOCAST)))
 def test_graphs_saved_bytes_under_autocast(text, batch, low):
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     from .torch_probe import saved_bytes
 
@@ -525,7 +525,7 @@ def checkpointed_graphs(draw):
        dtype=st.sampled_from(["float32", "bfloat16"]))
 def test_drawn_checkpointed_blocks_step_by_step(text, batch, optimizer, dtype):
     """Block uses with checkpoint = true, as archcalc.torch builds them (torch.utils.checkpoint, non-reentrant)."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, dtype=dtype)
@@ -542,7 +542,7 @@ def test_embedding_and_select_step_by_step(t, d, vocab, index, batch, select, op
     expanded view), normalized, one token taken (`select`: a view forward, a new gradient of the input's size
     backward) or every token flattened, then the class scores; built by archcalc.torch and stepped under the oracle.
     A parameter at batch 1 is not exact (expand's backward then hands on the gradient itself, a view of a larger one)."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     assume(index < t + (learned == "class token"))
     assume(batch > 1 or not learned)
@@ -577,7 +577,7 @@ def test_checkpointed_blocks_under_autocast(text, batch, low, optimizer):
     """Checkpointed uses under autocast: in forward their nodes keep no copy (the checkpoint packs every saved
     tensor); in backward the recomputation runs in autocast again, making its copies again (weight copies
     cached until it ends, kept where a node keeps them)."""
-    from archcalc.backends.torch import build
+    from archcalc.backends.build import build
 
     spec = archcalc.loads(text)
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, autocast=low)

@@ -12,7 +12,7 @@ from click.testing import CliRunner  # noqa: E402
 import archcalc  # noqa: E402
 from archcalc.backends.bench import Options, bench  # noqa: E402
 from archcalc.backends.peaks import peak  # noqa: E402
-from archcalc.cli import main  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 

@@ -10,10 +10,10 @@ from click.testing import CliRunner  # noqa: E402
 
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
+from archcalc.backends.build import free_names, is_chain, parts  # noqa: E402
 from archcalc.backends.modules import Graph  # noqa: E402
-from archcalc.backends.torch import free_names, is_chain, parts  # noqa: E402
-from archcalc.cli import main  # noqa: E402
-from archcalc.errors import SpecError  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
+from archcalc.core.errors import SpecError  # noqa: E402
 
 from .conftest import SEQUENCE_STACKS, SPECS  # noqa: E402
 from .torch_nets import spec_text  # noqa: E402

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.backends.export import source  # noqa: E402
-from archcalc.cli import main  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 from .test_torch_build import STACKS, VALUES  # noqa: E402

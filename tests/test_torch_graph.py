@@ -11,7 +11,7 @@ import archcalc.torch  # noqa: E402
 from archcalc.backends.bench import Options, bench  # noqa: E402
 from archcalc.backends.modules import Graph  # noqa: E402
 from archcalc.backends.verify import verify  # noqa: E402
-from archcalc.errors import SpecError  # noqa: E402
+from archcalc.core.errors import SpecError  # noqa: E402
 
 from . import torch_probe  # noqa: E402, F401  (torch on one thread)
 from .test_graph_oracle import graphs  # noqa: E402

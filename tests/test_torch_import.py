@@ -12,7 +12,7 @@ from click.testing import CliRunner  # noqa: E402
 import archcalc  # noqa: E402
 from archcalc.backends import importer  # noqa: E402
 from archcalc.backends.export import source  # noqa: E402
-from archcalc.cli import main  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
 
 from .conftest import ROOT, SPECS  # noqa: E402
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner  # noqa: E402
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.backends.onnx import export  # noqa: E402
-from archcalc.cli import main  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 

@@ -15,7 +15,7 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 def test_import_archcalc_does_not_import_torch():
     done = run(
-        "import sys, archcalc, archcalc.cli, archcalc.backends.torch, archcalc.backends.verify, "
+        "import sys, archcalc, archcalc.cli.main, archcalc.backends.build, archcalc.backends.verify, "
         "archcalc.backends.export, archcalc.backends.bench, archcalc.backends.tables\n"
         f"archcalc.analyze(archcalc.load({str(SPECS / 'alexnet.toml')!r}))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
@@ -28,7 +28,7 @@ def test_import_archcalc_does_not_import_torch():
 def test_show_works_without_torch():
     done = run(
         "import sys; sys.modules['torch'] = None  # as if it were not installed\n"
-        "from archcalc.cli import main\n"
+        "from archcalc.cli.main import main\n"
         f"main(['show', {str(SPECS / 'lenet5.toml')!r}])"
     )
     assert done.returncode == 0, done.stderr
@@ -39,7 +39,7 @@ def test_a_missing_torch_says_how_to_install_it():
     for command in ("verify", "export", "bench"):
         done = run(
             "import sys; sys.modules['torch'] = None\n"
-            "from archcalc.cli import main\n"
+            "from archcalc.cli.main import main\n"
             f"main([{command!r}, {str(SPECS / 'lenet5.toml')!r}])"
         )
         assert done.returncode == 2, (command, done.stderr)
@@ -51,7 +51,7 @@ def test_the_library_raises_an_archcalc_error_without_torch():
     done = run(
         "import sys; sys.modules['torch'] = None\n"
         "import archcalc\n"
-        "from archcalc.backends.torch import build\n"
+        "from archcalc.backends.build import build\n"
         "try:\n"
         f"    build({str(SPECS / 'lenet5.toml')!r})\n"
         "except archcalc.ArchcalcError as error:\n"

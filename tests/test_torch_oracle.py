@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archcalc  # noqa: E402
-from archcalc import SpecError, num  # noqa: E402
+from archcalc import SpecError  # noqa: E402
+from archcalc.core import num  # noqa: E402
 
 from .conftest import SEQUENCE_STACKS  # noqa: E402
 from .torch_nets import toml_value  # noqa: E402

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import archcalc  # noqa: E402
 from archcalc.backends.verify import QUANTITIES, verify  # noqa: E402
-from archcalc.cli import main  # noqa: E402
-from archcalc.errors import SpecError  # noqa: E402
+from archcalc.cli.main import main  # noqa: E402
+from archcalc.core.errors import SpecError  # noqa: E402
 from archcalc.layers.dense import Dense  # noqa: E402
 
 from . import torch_probe  # noqa: E402

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import archcalc
-from archcalc import SpecError, claim_keys, variants
-from archcalc.cli import main
+from archcalc import SpecError
+from archcalc.cli.main import main
+from archcalc.teaching import claim_keys, variants
 
 SPEC = "tests/fixtures/variants.toml"
 

@@ -13,7 +13,7 @@ import math
 from hypothesis import strategies as st
 
 import archcalc
-from archcalc.errors import SpecError
+from archcalc.core.errors import SpecError
 from archcalc.layers import ACTIVATIONS
 
 MAX_VALUES = 3000

@@ -36,14 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .. import num
-from ..dtypes import DType
-from ..errors import ArchcalcError
-from ..memory import Device, Optimizer
-from ..report import Report
-from ..timeline import loss_of
+from ..analysis.report import Report
+from ..core import num
+from ..core.dtypes import DType
+from ..core.errors import ArchcalcError
+from ..memory.closed import Device, Optimizer
+from ..memory.timeline import loss_of
+from .build import concrete, dtype_of, fits, network, require, sample, version
 from .peaks import peak
-from .torch import concrete, dtype_of, fits, network, require, sample, version
 
 MIXED = (DType.float16, DType.bfloat16)
 

@@ -12,10 +12,10 @@ import inspect
 import json
 import re
 
-from .. import fmt, num
+from ..analysis.report import Report
+from ..core import fmt, num
 from ..layers import ACTIVATIONS
-from ..report import Report
-from .torch import Part, concrete, is_chain, modules, parts, require
+from .build import Part, concrete, is_chain, modules, parts, require
 
 SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
 EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer

@@ -22,10 +22,11 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .. import checkpoint, fmt, num
-from ..report import Report
+from ..analysis import checkpoint
+from ..analysis.report import Report
+from ..core import fmt, num
+from .build import INPUT, Part, container, modules, parts, require
 from .export import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, _aligned, _literal, _plain, _shape, _short
-from .torch import INPUT, Part, container, modules, parts, require
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
 TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model", "checkpoint"}
@@ -45,7 +46,7 @@ class Node:
     first: int
     stop: int
     inp: str = ""  # the full name of the tensor it reads
-    checkpointed: bool = False  # an outermost checkpointed use (archcalc/checkpoint.py)
+    checkpointed: bool = False  # an outermost checkpointed use (archcalc/analysis/checkpoint.py)
     children: list[Node] = field(default_factory=list)
     args: dict[str, object] = field(default_factory=dict)  # its constructor arguments, set by its class
 

@@ -20,11 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArchcalcError, SpecError
+from ..core.errors import ArchcalcError, SpecError
 from ..layers import ACTIVATIONS, LAYERS
+from .build import require
 from .export import EXPLICIT
 from .recover import Use, recover
-from .torch import require
 
 
 class ImportFailed(ArchcalcError):
@@ -712,8 +712,8 @@ def import_module(module, input_shape: list, name: str | None = None, blocks: bo
 
 def _same_rows(text: str, flat: str) -> bool:
     """Whether two spec texts give the same rows: names, kinds, wiring, shapes, counts."""
-    from ..engine import analyze
-    from ..spec import loads
+    from ..analysis.engine import analyze
+    from ..spec.read import loads
 
     def rows(spec_text: str):
         report = analyze(loads(spec_text))

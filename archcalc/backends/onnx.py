@@ -12,11 +12,11 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from .. import num
-from ..engine import BATCH, analyze
-from ..errors import ArchcalcError
-from ..spec import Spec
-from .torch import build, require
+from ..analysis.engine import BATCH, analyze
+from ..core import num
+from ..core.errors import ArchcalcError
+from ..spec.read import Spec
+from .build import build, require
 
 EXAMPLE = 224  # the size a free name of the input gets for tracing when --set gives none
 INSTALL = "pip install 'archcalc[onnx]'"

@@ -23,11 +23,11 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 
-from .. import num
-from ..errors import SpecError
-from ..memory import Device
-from ..report import Report
-from .torch import INPUT, concrete, dtype_of, fits, network, parts, require, sample
+from ..analysis.report import Report
+from ..core import num
+from ..core.errors import SpecError
+from ..memory.closed import Device
+from .build import INPUT, concrete, dtype_of, fits, network, parts, require, sample
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples
 QUANTITIES = ("output", "weights", "biases", "flops", "training_flops", "saved_bytes")

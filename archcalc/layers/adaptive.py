@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..fields import axes, choice
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.fields import axes, choice
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
-from .field import Field
+from .receptive_field import Field
 from .window import AXIS_NAMES
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import choice, flag, real, size
-from ..num import Dim, Shape, Value
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import choice, flag, real, size
+from ..core.num import Dim, Shape, Value
 from .base import Kept, Layer, register
 
 KERNELS = ("flash", "math")
@@ -135,7 +135,7 @@ class Attention(Layer):
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
-        """Every tensor the module allocates and frees, op by op (archcalc/timeline.py runs it): in_proj, the
+        """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline.py runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,

@@ -14,17 +14,17 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import ClassVar
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import choice
-from ..num import Dim, Shape
-from .field import Field
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import choice
+from ..core.num import Dim, Shape
+from .receptive_field import Field
 from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
 
 class Tensor(StrEnum):
-    """Which tensor a layer keeps for its backward pass (archcalc/memory.py tells storages apart by it)."""
+    """Which tensor a layer keeps for its backward pass (archcalc/memory/closed.py tells storages apart by it)."""
 
     input = "input"
     output = "output"
@@ -94,7 +94,7 @@ def torch_activation(name: str, nn, **options):
 
 @dataclass(frozen=True)
 class Kept:
-    """A tensor autograd keeps for a layer's backward pass (see archcalc/memory.py for how they add up)."""
+    """A tensor autograd keeps for a layer's backward pass (see archcalc/memory/closed.py for how they add up)."""
 
     tensor: Tensor  # a name given as a string is read into a Tensor (and refused if it is none)
     elements: Dim  # per sample, or in all when not per_sample
@@ -218,12 +218,12 @@ class Layer:
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
-        """The layer's step as the memory timeline runs it op by op (archcalc/timeline.py): (forward, backward)
+        """The layer's step as the memory timeline runs it op by op (archcalc/memory/timeline.py): (forward, backward)
         lists of events ("+", name, elements[, storage, per_sample]) that allocate, ("-", *names) that drop a
         reference, ("keep", "x") autograd keeping the input; None: the timeline's generic rule (keeps()).
         `inplace=False`: a dispatch mode is on (the CPU oracle), which makes some in-place ops out of place.
         `amp`: under torch.autocast, (autocast's dtype, the input's dtype): each op in the dtype autocast's policy
-        gives it (archcalc/autocast.py), storages named by dtype, ("w", name, elements, dtype) a weight's cached copy;
+        gives it (archcalc/core/autocast.py), storages named by dtype, ("w", name, elements, dtype) a weight's cached copy;
         None where the layer has no such program (the generic rule runs)."""
         return None
 
@@ -244,7 +244,7 @@ class Layer:
     def backward_scratch(self, x: Shape, grad: bool) -> Dim:
         """Elements per sample, in the model's dtype, that the backward op allocates beside the input's gradient
         in place of the parameters' gradients, which it then sums out of them once its saved tensors are freed
-        (the memory timeline, archcalc/timeline.py): InstanceNorm's γ and β gradients per sample. 0: none."""
+        (the memory timeline, archcalc/memory/timeline.py): InstanceNorm's γ and β gradients per sample. 0: none."""
         return 0
 
     def gives_scores(self) -> bool:
@@ -268,7 +268,7 @@ class Layer:
         the gradient it consumed and its saved tensors (PReLU, when its input needs a gradient)."""
         return False
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        """The torch ops the layer runs, by the names of autocast's lists (archcalc/autocast.py): under mixed
+        """The torch ops the layer runs, by the names of autocast's lists (archcalc/core/autocast.py): under mixed
         precision they decide the dtype it computes in; () runs in its input's dtype."""
         return ()
 
@@ -283,7 +283,7 @@ class Layer:
 
     def passes_gradient(self) -> str:
         """How backward hands the output's gradient to the inputs without a new tensor (the memory
-        timeline, archcalc/timeline.py): "same" (add: the gradient itself, where no broadcasting
+        timeline, archcalc/memory/timeline.py): "same" (add: the gradient itself, where no broadcasting
         reduces it), "slice" (concat: a view of it), "" (a new tensor per input)."""
         return ""
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import flag, ref, size
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import flag, ref, size
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
-from .field import Field
+from .receptive_field import Field
 
 
 @register

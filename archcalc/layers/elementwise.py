@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import axis, choice, real, size
-from ..num import Dim, Shape, Value
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import axis, choice, real, size
+from ..core.num import Dim, Shape, Value
 from .base import ACTIVATIONS, Kept, Layer, Storage, Tensor, register, torch_activation
-from .field import Field
+from .receptive_field import Field
 from .shape import from_torch_axis, sample_axis, torch_axis
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import autocast, num
-from ..num import Shape
+from ..core import autocast, num
+from ..core.num import Shape
 from .base import Kept, Layer, Tensor, register
-from .field import Field
+from .receptive_field import Field
 
 
 @register
@@ -60,7 +60,7 @@ class NewGELU(Layer):
         return fwd, bwd
 
     def _autocast_program(self, n, device: str, low: str, x: str) -> tuple[tuple, tuple]:
-        """The same ops under torch.autocast, each in the dtype autocast's policy gives it (archcalc/autocast.py). On
+        """The same ops under torch.autocast, each in the dtype autocast's policy gives it (archcalc/core/autocast.py). On
         CUDA `pow` is a float32 op: x**3 runs on a float32 copy of x (which PowBackward keeps) and everything after
         it is float32 by promotion, the output too. Backward: the engine casts a gradient to its input's dtype after
         the node (validate_outputs), the copy's ToCopyBackward casts pow's input gradient back to x's dtype."""

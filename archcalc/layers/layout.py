@@ -12,7 +12,7 @@ reshape cannot be a view.
 
 from __future__ import annotations
 
-from .. import num
+from ..core import num
 
 COPY = "copy"
 BATCH = 2

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import size
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import size
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
-from .field import Field
+from .receptive_field import Field
 
 
 def same(a: Dim, b: Dim) -> bool:

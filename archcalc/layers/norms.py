@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import flag, real, size as whole, sizes
-from ..num import Dim, Shape, Value
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import flag, real, size as whole, sizes
+from ..core.num import Dim, Shape, Value
 from .base import Kept, Layer, ints, register
 
 

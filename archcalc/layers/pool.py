@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import axes, choice, flag
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import axes, choice, flag
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
-from .field import Field
+from .receptive_field import Field
 from .window import Window, axis_lines
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import flag, size
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import flag, size
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, register
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import axis, size, sizes
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import axis, size, sizes
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, ints, register
 
 

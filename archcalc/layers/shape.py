@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import axis, sizes
-from ..num import Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import axis, sizes
+from ..core.num import Shape
 from . import layout
 from .base import Layer, ints, register
-from .field import Field
+from .receptive_field import Field
 
 
 def sample_axis(dim: int, x: Shape, field: str) -> int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import axes, flag, size
-from ..num import Dim, Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import axes, flag, size
+from ..core.num import Dim, Shape
 from .base import Kept, Layer, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
 from .conv import grouped_in_channels, grouped_torch_counts
 from .window import AXIS_NAMES

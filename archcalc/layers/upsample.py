@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..fields import choice, real, sizes
-from ..num import Shape
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.fields import choice, real, sizes
+from ..core.num import Shape
 from .base import Layer, ints, per_axis, register, spatial
-from .field import Field
+from .receptive_field import Field
 
 MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes it needs
 

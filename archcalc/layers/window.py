@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fmt, num
-from ..errors import SpecError
-from ..num import Dim
+from ..core import fmt, num
+from ..core.errors import SpecError
+from ..core.num import Dim
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 

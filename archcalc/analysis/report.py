@@ -1,0 +1,192 @@
+"""What `analyze` returns: one frozen Row per layer, and totals computed from the rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..core import num
+from ..core.dtypes import DType
+from ..core.num import Dim, Shape, Value
+from ..layers import Layer
+from ..layers.receptive_field import Field
+from ..memory.closed import Device, Memory, Optimizer, measure
+from ..spec.graph import Use
+from . import receptive
+
+QUANTITIES = ("weights", "biases", "params", "macs", "flops", "training_flops")
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int  # counted from 1, as in the spec: the report's rows[index - 1]
+    layer: Layer
+    input: Shape
+    output: Shape
+    weights: Dim
+    biases: Dim
+    macs: Dim
+    requires_grad: bool = False  # whether the input needs a gradient: some layer upstream has parameters
+    inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
+    grads: tuple[bool, ...] = ()  # per input, whether it requires grad
+    backward: bool = True  # whether the backward pass runs through it: its output feeds the model's output
+    recomputed: bool = False  # its layer's op runs again in backward (activation checkpointing, archcalc/analysis/checkpoint.py)
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """The shape of each input (a merge layer's `input` is already this tuple)."""
+        return self.input if self.layer.merges else (self.input,)
+
+    @property
+    def grad(self):
+        """What `Layer.keeps` and `backward_macs` take: one flag, or one per input for a merge layer."""
+        return self.grads if self.layer.merges else self.requires_grad
+
+    def __post_init__(self):  # the one place a row's numbers are made normal: no sympy number gets past it
+        for field in ("input", "output"):
+            object.__setattr__(self, field, num.shape(getattr(self, field)))
+        for field in ("weights", "biases", "macs"):
+            object.__setattr__(self, field, num.normal(getattr(self, field)))
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
+
+    @property
+    def params(self) -> Dim:
+        return num.normal(self.weights + self.biases)
+
+    @property
+    def flops(self) -> Dim:
+        """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
+        return num.normal(2 * self.macs)
+
+    @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
+    def training_flops(self) -> Dim:
+        """Forward and backward FLOPs, as FlopCounterMode counts a training step (a recomputed forward included)."""
+        backward = self.layer.backward_macs(self.input, self.grad) if self.backward else 0
+        return num.normal(2 * (self.macs + backward) + self.recompute_flops)
+
+    @property
+    def recompute_flops(self) -> Dim:
+        """The forward FLOPs run again in backward when the row is in a checkpointed region that reruns it."""
+        return self.flops if self.recomputed and self.backward else 0
+
+    def to_dict(self) -> dict:
+        out = {
+            "name": self.name,
+            "type": self.kind,
+            "inputs": list(self.inputs),
+            "input": [[num.to_json(d) for d in x] for x in self.input] if self.layer.merges else [num.to_json(d) for d in self.input],
+            "output": [num.to_json(d) for d in self.output],
+        }
+        return out | {q: num.to_json(getattr(self, q)) for q in QUANTITIES}
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    input: Shape
+    rows: tuple[Row, ...]
+    dtype: DType = DType.float32
+    batch: Dim | None = None  # None: the batch size stays the symbol B
+    values: tuple[tuple[str, Value], ...] = ()  # the names that were known: [vars] and given values
+    path: str | None = None
+    optimizer: Optimizer = Optimizer.sgd
+    device: Device = Device.cpu
+    uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
+    course: bool = False  # show the course's memory formula (its own specs, or --course)
+    autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
+
+    @cached_property
+    def memory(self) -> Memory:
+        return measure(self)
+
+    @cached_property
+    def fields(self) -> tuple[Field | None, ...]:
+        """Each row's receptive field and jump, over the worst path (receptive.py)."""
+        return receptive.fields(self)
+
+    @cached_property
+    def totals(self) -> dict[str, Dim]:
+        return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
+
+    def percent(self, params: Dim) -> Value:
+        """`params` in % of all parameters, exactly: a Fraction, or a formula (0 when there are no parameters)."""
+        total = self.totals["params"]
+        return 0 if total == 0 else num.div(100 * params, total)
+
+    def share(self, params: Dim) -> float | None:
+        """`params` in % of all parameters when both are numbers (`percent`, as a float), else None."""
+        total, share = self.totals["params"], self.percent(params)
+        return float(share) if num.is_concrete(total) and total != 0 and num.is_concrete(share) else None
+
+    @cached_property
+    def by_type(self) -> dict[str, Dim]:
+        """Parameters per layer type, in order of first appearance."""
+        out: dict[str, Dim] = {}
+        for row in self.rows:
+            out[row.kind] = num.normal(out.get(row.kind, 0) + row.params)
+        return out
+
+    def group(self, name: str) -> tuple[Row, ...]:
+        """The rows under a path prefix ("layer1", "layer1.0"), or inside the uses of a block ("basic")."""
+        rows = tuple(row for row in self.rows if row.name.startswith(name + "."))
+        if rows:
+            return rows
+        inside = sorted({i for use in self.uses if use.block == name for i in range(use.first, use.stop)})
+        return tuple(self.rows[i] for i in inside)
+
+    def row(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    @property
+    def output(self) -> Shape:
+        return self.rows[-1].output
+
+    def to_dict(self) -> dict:
+        """The JSON report of DESIGN.md section 3."""
+        layers = []
+        for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
+            share = self.share(row.params)
+            layers.append(row.to_dict() | {
+                "share": None if share is None else float(share),
+                "saved_for_backward_bytes": num.to_json(saved.at(self.batch)),
+            } | teaching(row, field))
+        return {
+            "model": self.model,
+            "input": [num.to_json(d) for d in self.input],
+            "output": [num.to_json(d) for d in self.output],
+            "layers": layers,
+            "totals": {q: num.to_json(v) for q, v in self.totals.items()},
+            "by_type": {
+                kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
+                for kind, p in self.by_type.items()
+            },
+            "memory": self.memory.to_dict(),
+            "values": {k: num.to_json(v) for k, v in self.values},
+            "blocks": [self._use_dict(use) for use in self.uses],
+        }
+
+    def _use_dict(self, use: Use) -> dict:
+        rows = self.rows[use.first:use.stop]
+        out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
+               "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
+        return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
+
+
+def teaching(row: Row, field: Field | None) -> dict:
+    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
+    out = {
+        "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
+        "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],
+    }
+    dense = row.layer.dense_equivalent_weights(row.input)
+    return out if dense is None else out | {"dense_equivalent_weights": num.to_json(dense)}

@@ -1,0 +1,59 @@
+"""Batch normalization over the channels (torch.nn.BatchNorm1d/2d/3d)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core import fmt, num
+from ..core.fields import flag
+from ..core.num import Dim, Shape
+from .base import Kept, Layer, Storage, Tensor, activation_field, activation_keeps, register, with_activation
+from .receptive_field import Field
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Layer):
+    """A scale and a shift per channel (the weights and biases); running statistics are buffers, not parameters."""
+
+    kind = "batchnorm"
+    torch_modules = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+    affine: bool = flag(True)
+    activation: str | None = activation_field()
+
+    def output(self, x: Shape) -> Shape:
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0
+
+    def biases(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not (grad or self.affine):
+            return ()
+        stats = (Kept(Tensor.own, x[0], Storage.param, per_sample=False, what="batch mean"),
+                 Kept(Tensor.own, x[0], Storage.param, per_sample=False, what="batch 1/std"))
+        return (Kept(Tensor.input, num.mul(x), what="input"), *stats, *activation_keeps(self.activation, y))
+
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        return 2 * x[0] * size + 8  # running mean and variance per channel, and an int64 step counter
+
+    def summary(self, x: Shape) -> str:
+        return with_activation("" if self.affine else "affine=false", self.activation)
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        if not self.affine:
+            return [("weights", "no parameters (affine = false); running mean and variance are buffers")]
+        c = fmt.group(x[0])
+        return [
+            ("weights", f"weights = channels = {c} (a scale γ per channel)"),
+            ("biases", f"biases = channels = {c} (a shift β per channel); running mean and variance are buffers"),
+        ]
+
+    def to_torch(self, x: Shape, nn):
+        return getattr(nn, f"BatchNorm{max(len(x) - 1, 1)}d")(int(x[0]), affine=self.affine)

@@ -1,0 +1,202 @@
+"""A replay of PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp, native backend,
+default settings: one stream, no max_split_size, no expandable segments, no garbage collection).
+
+What `torch.cuda.memory_allocated()` counts is the size of the blocks handed out, not the bytes asked
+for: a request is rounded up to 512 bytes (round_size), and a cached block larger than the request is
+split only when enough would remain (should_split), otherwise the whole block is handed out. Rules:
+
+- pools: requests of at most 1 MiB (kSmallSize) in the small pool, the others in the large pool;
+- a request is served by the smallest free block of its pool that fits it, the lowest address among
+  equal sizes (get_free_block: lower_bound in a set ordered by (stream, size, address));
+- none fits: a new segment (alloc_block, cudaMalloc) of 2 MiB (small pool), 20 MiB (requests under
+  10 MiB, kMinLargeAlloc) or the request rounded up to 2 MiB (get_allocation_size); here each new
+  segment lies above every earlier one (addresses only order equal sizes);
+- the block found (cached or new) is split, the request at its start, when the remainder is at
+  least 512 bytes (small pool) or more than 1 MiB (large pool); else it is handed out whole;
+- a freed block merges with its free neighbours of the same segment (try_merge_blocks); segments
+  are never given back (no empty_cache).
+
+>>> a = Allocator()
+>>> x = a.malloc(1_210_368)                   # 1.15 MiB: large pool, a new 20 MiB segment, split
+>>> a.allocated, a.reserved
+(1210368, 20971520)
+>>> a.free(x)                                 # merged back: one free block of 20 MiB
+>>> y = a.malloc(19 * 2**20 + 512)            # fits in the cached 20 MiB; under 1 MiB would remain: whole
+>>> a.allocated
+20971520
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+BLOCK = 512  # kMinBlockSize: every request is rounded up to it
+SMALL = 2**20  # kSmallSize: the largest request of the small pool
+SMALL_SEGMENT = 2 * 2**20  # kSmallBuffer
+LARGE_SEGMENT = 20 * 2**20  # kLargeBuffer: the segment of a large request under MIN_LARGE
+MIN_LARGE = 10 * 2**20  # kMinLargeAlloc
+ROUND_LARGE = 2 * 2**20  # kRoundLarge
+
+
+class Block:
+    __slots__ = ("address", "allocated", "next", "prev", "size", "small")
+
+    def __init__(self, address: int, size: int, small: bool):
+        self.address, self.size, self.small = address, size, small
+        self.allocated = False
+        self.prev: Block | None = None
+        self.next: Block | None = None
+
+
+def round_size(size: int) -> int:
+    """round_size: at least 512 bytes, a multiple of 512."""
+    return BLOCK if size < BLOCK else -(-size // BLOCK) * BLOCK
+
+
+def segment_size(size: int) -> int:
+    """get_allocation_size: the cudaMalloc made for a (rounded) request no cached block fits."""
+    if size <= SMALL:
+        return SMALL_SEGMENT
+    if size < MIN_LARGE:
+        return LARGE_SEGMENT
+    return -(-size // ROUND_LARGE) * ROUND_LARGE
+
+
+def should_split(block: Block, size: int) -> bool:
+    remaining = block.size - size
+    return remaining >= BLOCK if block.small else remaining > SMALL
+
+
+class Allocator:
+    """The caching allocator's state: free blocks per pool (sorted by size, then address), the bytes
+    handed out (`allocated`, what memory_allocated() reads) and cudaMalloc'ed (`reserved`)."""
+
+    def __init__(self):
+        self.pools: dict[bool, list] = {True: [], False: []}  # small? -> sorted (size, address, block) of free blocks
+        self.allocated = 0
+        self.reserved = 0
+        self.top = 0  # the next segment's address
+
+    def malloc(self, nbytes: int) -> Block:
+        size = round_size(nbytes)
+        small = size <= SMALL
+        pool = self.pools[small]
+        i = bisect_left(pool, (size, -1))
+        if i < len(pool):
+            block = pool.pop(i)[2]
+        else:
+            block = Block(self.top, segment_size(size), small)
+            self.top += block.size
+            self.reserved += block.size
+        if should_split(block, size):
+            rest = Block(block.address + size, block.size - size, small)
+            rest.prev, rest.next = block, block.next
+            if block.next is not None:
+                block.next.prev = rest
+            block.next, block.size = rest, size
+            insort(pool, (rest.size, rest.address, rest))
+        block.allocated = True
+        self.allocated += block.size
+        return block
+
+    def free(self, block: Block) -> None:
+        block.allocated = False
+        self.allocated -= block.size
+        pool = self.pools[block.small]
+        for other in (block.prev, block.next):
+            if other is not None and not other.allocated:  # try_merge_blocks
+                del pool[bisect_left(pool, (other.size, other.address))]
+                if other is block.prev:
+                    block.address, block.prev = other.address, other.prev
+                    if other.prev is not None:
+                        other.prev.next = block
+                else:
+                    block.next = other.next
+                    if other.next is not None:
+                        other.next.prev = block
+                block.size += other.size
+        insort(pool, (block.size, block.address, block))
+
+
+
+def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cleared: tuple = ("gradients",)) -> dict | None:
+    """Each phase's peak of `memory_allocated()` in the last of `steps` training steps, the allocator fed with a
+    timeline's events (archcalc/memory/timeline.py, _Tape.events: ("+", storage), ("-", storage), ("mark", None),
+    ("phase", name); a storage has `.size[0]` bytes and a `.kind`). The events before the first phase run once
+    (parameters, buffers, the batch), but those of a `lazy` kind, allocated by the first step's optimizer phase
+    as torch.optim does it (its state, in the same order). At each step's start what the previous step left of
+    a `cleared` kind is freed (zero_grad(set_to_none=True)), and what it left of another kind (a storage the
+    timeline does not follow to its end) is freed just before. The peaks are read where the timeline marks
+    them; the phase's start counts (reset_peak_memory_stats).
+
+    A small-pool block is never larger than its (rounded) request: a segment of 2 MiB is split whenever 512
+    bytes or more remain, and every request is a multiple of 512. So only the large pool is replayed block by
+    block; the small pool's requests are only counted, and None says that no request reached the large pool
+    (then the blocks are the requests: the peaks are the timeline's own)."""
+    if not any(op == "+" and s.size[0] > SMALL for op, s in events):
+        return None
+    first = next(i for i, e in enumerate(events) if e[0] == "phase")
+    a = Allocator()
+    blocks: dict = {}  # storage -> its Block (large pool) or its rounded size (small pool), while allocated
+    deferred = []
+    small = 0  # the small pool's allocated bytes
+
+    def malloc(s) -> None:
+        nonlocal small
+        size = round_size(s.size[0]) if s.size[0] else 0  # an empty tensor takes no block
+        if size > SMALL:
+            blocks[s] = a.malloc(size)
+        else:
+            blocks[s] = size
+            small += size
+
+    def free(s) -> None:
+        nonlocal small
+        b = blocks.pop(s)
+        if isinstance(b, Block):
+            a.free(b)
+        else:
+            small -= b
+
+    for op, s in events[:first]:
+        if op == "+" and s.kind in lazy:
+            deferred.append(s)
+        elif op == "+":
+            malloc(s)
+        elif op == "-" and s in blocks:
+            free(s)
+    setup = set(blocks) | set(deferred)
+    # In the steps, a small-pool storage made by the step is only a number of bytes, added and taken off.
+    steady = []
+    for op, s in events[first:]:
+        if op in "+-" and s not in setup and s.size[0] <= SMALL:
+            steady.append(("bytes", round_size(s.size[0]) if op == "+" and s.size[0] else
+                           -round_size(s.size[0]) if s.size[0] else 0))
+        else:
+            steady.append((op, s))
+    peaks: dict = {}
+    for step in range(steps):
+        for s in sorted((s for s in blocks if s not in setup), key=lambda s: s.kind in cleared):
+            free(s)  # what the previous step left: stray ones first, then zero_grad's (gradients)
+        small = sum(b for s, b in blocks.items() if not isinstance(b, Block))
+        peaks = {}
+        phase = None
+        for op, s in steady:
+            if op == "bytes":
+                small += s
+            elif op == "mark":
+                now = a.allocated + small
+                if now > peaks[phase]:
+                    peaks[phase] = now
+            elif op == "+":
+                malloc(s)
+            elif op == "-":
+                if s in blocks:
+                    free(s)
+            else:
+                phase = s
+                if step == 0 and phase == "optimizer":
+                    for d in deferred:
+                        malloc(d)
+                peaks[phase] = a.allocated + small
+    return peaks
