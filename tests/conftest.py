@@ -27,7 +27,7 @@ def golden():
         if os.environ.get(UPDATE_GOLDEN) == "1":
             path.parent.mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        assert path.exists(), f"no golden {path.name}: run {UPDATE_GOLDEN}=1 pytest tests/test_render.py, then read it"
+        assert path.exists(), f"no golden {path.name}: run {UPDATE_GOLDEN}=1 pytest tests/render/test_render.py, then read it"
         assert text == path.read_text(encoding="utf-8"), (
             f"{name} differs from its golden; if the change is meant, {UPDATE_GOLDEN}=1 rewrites it (read the diff)"
         )

@@ -137,7 +137,7 @@ class Attention(Layer):
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline.py runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
-        Measured with a TorchDispatchMode (tests/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
+        Measured with a TorchDispatchMode (tests/oracle/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
         the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
         if amp is not None:

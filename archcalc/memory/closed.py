@@ -5,7 +5,7 @@ given. The tensors a layer keeps come from its class (`Layer.keeps`); this modul
 them up the way autograd stores them: a tensor kept by two layers (a ReLU's output that the
 next conv keeps too, or a flatten, which is a view) is one storage, counted once, and it is
 credited to the first layer that keeps it. Measured against torch 2.13 on CPU with
-`saved_tensors_hooks` (tests/test_memory_oracle.py).
+`saved_tensors_hooks` (tests/memory/test_memory_oracle.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A training step's memory as a timeline: every tensor allocated and freed as PyTorch does it.
 
-The step is the one `bench` times and the tests run on the CPU (tests/timeline_probe.py):
+The step is the one `bench` times and the tests run on the CPU (tests/oracle/timeline_probe.py):
 
     optimizer.zero_grad(set_to_none=True)      # the previous step's gradients are freed
     loss = cross_entropy(model(x), targets)    # phase "forward" (the loss is part of it; see Loss)
@@ -793,7 +793,7 @@ class _Autocast:
         return _Cast(copies, kept, bytes_of, nbytes, activation_size)
 
     # Lightning's 16-mixed: float16 autocast with torch.amp.GradScaler (scale(loss).backward(), scaler.step(opt),
-    # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/timeline_probe.py): the scale and the
+    # scaler.update()). Its float32 scalars, measured on the CPU oracle (tests/oracle/timeline_probe.py): the scale and the
     # growth tracker, alive from the first step (8 bytes in every phase); the scaled loss through backward (4); in
     # the step, 16 bytes of unscale_'s scalars (inverse scale, found-inf flags), 4 of them alive through opt.step().
     def program(self, row: Row, names: tuple[str, ...], device: str, inplace: bool) -> tuple | None:

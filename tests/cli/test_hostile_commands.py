@@ -1,0 +1,86 @@
+"""Hostile inputs to the classroom commands (example, solve, draw, check --format gradescope, quiz --variants):
+each gets one clear message and exit status 2, fast, and never a traceback (found by the review of issue 12's
+commands: each case below crashed, hung or ran out of memory before its fix)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from archcalc.cli.main import main
+from tests.conftest import SPECS
+
+FAST = 5.0  # seconds, generous: each case takes about 0.1 s
+VARIANTS = (SPECS.parent / "tests" / "fixtures" / "variants.toml").read_text()
+BLOCKS = ('[model]\nname = "long"\ninput = [3, 8, 8]\n[blocks.b]\nlayers = ['
+          + ", ".join(f'{{name = "c{i}", type = "conv", out_channels = 3, kernel_size = 3, padding = 1}}' for i in range(10))
+          + ']\n[[layers]]\nname = "x"\ntype = "block"\nblock = "b"\nrepeat = 60\n')
+
+CASES = [  # (id, arguments ({tmp}: a fresh folder), files to write there, part of the message)
+    ("pool kernel 0", ["example", "pool", "--matrix", "1 2; 3 4", "--kernel-size", "0"], {}, "kernel_size 0 is below 1"),
+    ("pool stride 0", ["example", "pool", "--matrix", "1 2; 3 4", "--stride", "1,0"], {}, "stride 0 is below 1"),
+    ("conv stride 0", ["example", "conv", "--matrix", "1 2; 3 4", "--kernel", "1", "--stride", "0"], {}, "stride 0 is below 1"),
+    ("conv dilation 0", ["example", "conv", "--matrix", "1 2; 3 4", "--kernel", "1", "--dilation", "0"], {}, "dilation 0 is below 1"),
+    ("conv padding 10^5", ["example", "conv", "--matrix", "1 2; 3 4", "--kernel", "1", "--padding", "100000"], {},
+     "200002×200002: too big to work by hand"),
+    ("a number 1e99999999", ["example", "pool", "--matrix", "1e99999999 1; 2 3"], {}, "too long a number"),
+    ("p = 1e-99999999", ["example", "dropout", "--matrix", "1 2", "--p", "1e-99999999"], {}, "too long a number"),
+    ("a superscript kernel", ["example", "pool", "--matrix", "1 2; 3 4", "--kernel-size", "²"], {}, "give a whole number"),
+    ("a 5000-digit kernel", ["example", "pool", "--matrix", "1 2; 3 4", "--kernel-size", "9" * 5000], {}, "give a whole number"),
+    ("a 5000-digit range", ["solve", str(SPECS / "alexnet_symbolic.toml"), "--for", "H", "--where", "params=1",
+                            "--range", "0.." + "9" * 5000], {}, "is not LOW..HIGH"),
+    ("a superscript range", ["solve", str(SPECS / "alexnet_symbolic.toml"), "--for", "H", "--where", "params=1",
+                             "--range", "0..²"], {}, "is not LOW..HIGH"),
+    ("100,000 values analysed one by one", ["solve", "{tmp}/when.toml", "--for", "H", "--where", "fc.output=[1000]",
+                                            "--set", "W=224", "--range", "0..99999"],
+     {"when.toml": (SPECS / "resnet18_symbolic.toml").read_text().replace('name = "fc"\n', 'name = "fc"\nwhen = "H > 100"\n')},
+     "cannot analyse 100,000 values one by one"),
+    ("draw into a FIFO", ["draw", str(SPECS / "lenet5.toml"), "-o", "{tmp}/fifo.svg"], {"fifo.svg": None}, "not a regular file"),
+    ("draw 600 boxes", ["draw", "{tmp}/long.toml", "-o", "{tmp}/long.svg"], {"long.toml": BLOCKS}, "too many to draw"),
+    ("infinite points", ["check", "{tmp}/key.toml", "{tmp}/answers.toml", "--format", "gradescope"],
+     {"key.toml": (SPECS / "alexnet.toml").read_text() + '\n[weights]\n"params" = inf\n', "answers.toml": '"params" = 1\n'},
+     "points must be a number >= 0, got inf"),
+    ("a range of 10^12 variants", ["quiz", "{tmp}/v.toml", "--variants", "2", "-o", "{tmp}/out", "--seed", "1"],
+     {"v.toml": VARIANTS.replace("c = {low = 8, high = 32, step = 8}", "c = {low = 1, high = 1000000000000}")},
+     "got 1,000,000,000,000 values"),
+]
+
+
+@pytest.mark.parametrize("args, files, says", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_hostile_flag_or_file_gets_one_clear_message_and_status_2(args, files, says, tmp_path):
+    if args[0] == "draw":
+        pytest.importorskip("matplotlib")
+    for name, text in files.items():
+        if text is None:
+            os.mkfifo(tmp_path / name)
+        else:
+            (tmp_path / name).write_text(text, encoding="utf-8")
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
+    seconds = time.perf_counter() - start
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output[-2000:]
+    assert says in result.output, result.output[-2000:]
+    assert seconds < FAST, f"{seconds:.2f} s"
+
+
+def test_gradescope_keeps_checks_limit_on_claims(tmp_path):
+    """Graded one claim at a time, a submission of 5,000 claims took minutes; it is refused as check refuses it."""
+    answers = tmp_path / "answers.toml"
+    answers.write_text("".join(f'"x{i}" = 1\n' for i in range(1001)), encoding="utf-8")
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["check", str(SPECS / "alexnet.toml"), str(answers), "--format", "gradescope"])
+    assert time.perf_counter() - start < FAST and result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["score"] == 0 and "1,001 claims: the limit is 1,000" in data["output"]
+
+
+def test_import_names_a_fifo_for_what_it_is(tmp_path):
+    pytest.importorskip("torch")
+    os.mkfifo(tmp_path / "net.py")
+    result = CliRunner().invoke(main, ["import", f"{tmp_path / 'net.py'}:Net", "--input", "3,8,8"])
+    assert result.exit_code == 2 and "not a regular file" in result.output, result.output
