@@ -8,9 +8,8 @@
 True
 """
 
-from .analysis.engine import analyze
-from .analysis.report import Report, Row
 from .core.errors import ArchcalcError, ExprError, SpecError
+from .report import Report, Row, analyze
 from .spec.read import Spec, load, loads
 
 # Checking claims is imported on first use: `show` needs none of it (a fifth of `import archcalc`).

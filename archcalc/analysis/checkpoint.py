@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report import Report
+    from .network import Network
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Region:
         return 2 if index < self.until - 1 else self.runs
 
 
-def regions(report: Report) -> tuple[Region, ...]:
+def regions(report: Network) -> tuple[Region, ...]:
     """The outermost checkpointed regions, in row order (a use whose layers are all absent is none)."""
     spans = sorted({(use.first, use.stop, use.path) for use in report.uses
                     if use.checkpoint and use.repeat is None and use.first < use.stop})
@@ -60,7 +60,7 @@ def regions(report: Report) -> tuple[Region, ...]:
     return tuple(out)
 
 
-def marked(report: Report) -> Report:
+def marked(report: Network) -> Network:
     """The report with `recomputed` set on the rows whose layer's op torch reruns in backward (training FLOPs)."""
     again = {i for r in regions(report) for i in range(r.first, r.until) if r.ops(i) >= 1}
     rows = tuple(dataclasses.replace(row, recomputed=True) if i in again else row for i, row in enumerate(report.rows))
@@ -75,7 +75,7 @@ def packs(row) -> tuple[tuple, tuple]:
     return (keeps[:-1], keeps[-1:]) if row.layer.activation and keeps else (keeps, ())
 
 
-def _region(report: Report, path: str, first: int, stop: int) -> Region:
+def _region(report: Network, path: str, first: int, stop: int) -> Region:
     first_pack = next((i for i in range(first, stop) if any(packs(report.rows[i]))), None)
     for index in range(stop - 1, first - 1, -1):
         main, act = packs(report.rows[index])

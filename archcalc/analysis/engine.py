@@ -1,4 +1,4 @@
-"""Spec -> Report: bind the values, then walk the layers, each one's output the next one's input."""
+"""Spec -> Network: bind the values, then walk the layers, each one's output the next one's input."""
 
 from __future__ import annotations
 
@@ -6,19 +6,18 @@ import dataclasses
 from fractions import Fraction
 
 from ..core import expr, fmt, num, untrusted
-from ..core.dtypes import DType
+from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
 from ..core.num import Shape, Value
 from ..layers import LAYERS, Layer
-from ..memory.closed import Device, Optimizer
 from ..spec import graph
 from ..spec.read import BATCH, INPUT, LayerSpec, Spec
 from . import checkpoint
-from .report import Report, Row
+from .network import Network, Row
 
 
-def analyze(
+def network(
     spec: Spec,
     *,
     batch: int | str | None = None,
@@ -27,13 +26,13 @@ def analyze(
     device: str = "cpu",
     autocast: str | None = None,
     **values,
-) -> Report:
+) -> Network:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
     ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
-    >>> analyze(spec, n=5).totals["params"]
+    >>> network(spec, n=5).totals["params"]
     55
     """
     if not isinstance(spec, Spec):
@@ -72,7 +71,7 @@ def analyze(
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = row.requires_grad or row.params != 0
-    report = Report(
+    net = Network(
         model=spec.name,
         input=x,
         rows=_backward(rows),
@@ -86,7 +85,7 @@ def analyze(
         uses=tuple(uses),
         autocast=autocast,
     )
-    return checkpoint.marked(report) if any(use.checkpoint for use in uses) else report
+    return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:

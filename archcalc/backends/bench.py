@@ -36,12 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..analysis.report import Report
 from ..core import num
-from ..core.dtypes import DType
+from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import ArchcalcError
-from ..memory.closed import Device, Optimizer
 from ..memory.timeline import loss_of
+from ..report import Report
 from .build import concrete, dtype_of, fits, network, require, sample, version
 from .peaks import peak
 

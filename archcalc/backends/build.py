@@ -24,11 +24,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..analysis.engine import BATCH, analyze
-from ..analysis.report import Report, Row
+from ..analysis.engine import BATCH
 from ..core import fmt, num
 from ..core.errors import ArchcalcError, SpecError
 from ..layers.base import torch_activation
+from ..report import Report, Row, analyze
 from ..spec.read import INPUT, Spec, load
 
 INSTALL = "pip install 'archcalc[torch]'"
@@ -154,7 +154,9 @@ def _free(name: str, taken: set[str]) -> str:
 
 def modules(part: Part) -> list:
     """The torch modules of one row: the layer's, then its activation's."""
-    nn = require().nn
+    require()
+    from .modules import NN as nn
+
     out = [part.row.layer.to_torch(part.row.input, nn)]
     if part.row.layer.activation:
         out.append(torch_activation(part.row.layer.activation, nn))

@@ -9,18 +9,14 @@ calls in `forward`: `torch.flatten(x, 1)`, `x.reshape(...)`, `F.relu(...)`.
 from __future__ import annotations
 
 import inspect
-import json
 import re
 
-from ..analysis.report import Report
 from ..core import fmt, num
 from ..layers import ACTIVATIONS
+from ..report import Report
+from . import export_graph
 from .build import Part, concrete, is_chain, modules, parts, require
-
-SKIPPED = {"device", "dtype"}  # constructor arguments that are placement, not architecture
-EXPLICIT = {"p"}  # written even when it is the default: a dropout's p is the point of the layer
-ACTIVATION_CLASSES = {f.torch: name for name, f in ACTIVATIONS.items()}  # "LeakyReLU" -> "leaky_relu"
-TORCH_FUNCTIONS = {"sigmoid", "tanh"}  # torch.sigmoid: F.sigmoid and F.tanh are deprecated aliases
+from .pysource import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, aligned, literal, plain, short, sizes
 
 
 def source(report: Report, class_name: str | None = None) -> str:
@@ -28,11 +24,11 @@ def source(report: Report, class_name: str | None = None) -> str:
     report = concrete(report)
     name = class_name or _class_name(report.model)
     params = num.add(row.params for row in report.rows)
-    where = f" from {_plain(report.path)}" if report.path else ""
+    where = f" from {plain(report.path)}" if report.path else ""
     header = [
-        f'"""{_plain(report.model)}, exported by archcalc{where}.',
+        f'"""{plain(report.model)}, exported by archcalc{where}.',
         "",
-        f"{fmt.group(params)} parameters; input B×{_shape(report.input)}, output B×{_shape(report.output)}.",
+        f"{fmt.group(params)} parameters; input B×{sizes(report.input)}, output B×{sizes(report.output)}.",
         *([f"The spec trains it in {report.dtype}: model.to(torch.{report.dtype})."] if report.dtype != "float32" else []),
         '"""',
         "",
@@ -53,8 +49,6 @@ def source(report: Report, class_name: str | None = None) -> str:
         "",
     ]
     if not is_chain(report):  # a graph: one class per block (export_graph.py)
-        from . import export_graph
-
         return export_graph.source(report, name, header, footer)
     init: list[tuple[str, str]] = []
     forward: list[tuple[str, str]] = []
@@ -65,10 +59,10 @@ def source(report: Report, class_name: str | None = None) -> str:
         f"class {name}(nn.Module):",
         "    def __init__(self) -> None:",
         "        super().__init__()",
-        *_aligned(init, "        "),
+        *aligned(init, "        "),
         "",
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *_aligned([("# x: " + "B×" + _shape(report.input), ""), *forward], "        "),
+        *aligned([("# x: " + "B×" + sizes(report.input), ""), *forward], "        "),
         "        return x",
         *footer,
     ]
@@ -79,7 +73,7 @@ def _part(part: Part, init: list, forward: list) -> None:
     """The lines of one row: its module in __init__ (if it is one) and its call in forward."""
     row = part.row
     layer, *activation = modules(part)
-    shape = f"B×{_shape(row.output)}"
+    shape = f"B×{sizes(row.output)}"
     call = _call(layer, part.names[0], init, row)
     if activation:
         call = _activation(activation[0], row.layer.activation, call)
@@ -99,7 +93,7 @@ def _call(module, name: str, init: list, row) -> str:
     if function is not None:
         return _activation(module, function, "x")
     params = num.normal(row.params)
-    note = f"{_shape(row.input)} → {_shape(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
+    note = f"{sizes(row.input)} → {sizes(row.output)}" + (f", {fmt.group(params)} parameters" if params else "")
     if hasattr(module, "exported"):  # a torch class archcalc adapts (LSTM: the output only): its constructor, its call
         constructor, call = module.exported
         init.append((f"self.{name} = {constructor}", note))
@@ -112,7 +106,7 @@ def _activation(module, function: str, inner: str) -> str:
     if function in TORCH_FUNCTIONS:
         return f"torch.{function}({inner})"
     defaults = inspect.signature(type(module).__init__).parameters
-    options = "".join(f", {name}={_literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
+    options = "".join(f", {name}={literal(getattr(module, name))}" for name in ACTIVATIONS[function].options
                       if getattr(module, name) != defaults[name].default)  # dim=1, negative_slope=0.2, approximate="tanh"
     return f"F.{function}({inner}{options})"
 
@@ -128,41 +122,22 @@ def _arguments(module) -> str:
             if getattr(module, "affine", True) is False:
                 continue  # batchnorm without affine has no bias to turn off
             value = value is not None
-        value = _short(value)
+        value = short(value)
         if parameter.default is parameter.empty:
-            out.append(_literal(value))
-        elif name in EXPLICIT or value != _short(parameter.default):
-            out.append(f"{name}={_literal(value)}")
+            out.append(literal(value))
+        elif name in EXPLICIT or value != short(parameter.default):
+            out.append(f"{name}={literal(value)}")
     return ", ".join(out)
 
 
-def _short(value):
-    """(3, 3) -> 3: one value for every axis is what a reader writes (and means the same to torch)."""
-    if isinstance(value, tuple) and value and len(set(value)) == 1:
-        return value[0]
-    return value
 
 
-def _shape(shape) -> str:
-    """(96, 55, 55) -> '96×55×55', digits not grouped: sizes, as the code writes them."""
-    return "×".join(str(d) for d in shape)
 
 
-def _literal(value) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)  # a valid Python string literal, double-quoted
-    return repr(value)
 
 
-def _plain(text: str) -> str:
-    """Spec text made safe inside the docstring: it comes from strangers and must not end it early."""
-    return json.dumps(str(text), ensure_ascii=False)[1:-1]
 
 
-def _aligned(lines: list[tuple[str, str]], indent: str) -> list[str]:
-    """Code lines with their comments in one column."""
-    width = max((len(code) for code, note in lines if note), default=0)
-    return [f"{indent}{code.ljust(width)}  # {note}" if note else f"{indent}{code}" for code, note in lines]
 
 
 def _class_name(model: str) -> str:

@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass, field
 
 from ..analysis import checkpoint
-from ..analysis.report import Report
 from ..core import fmt, num
+from ..report import Report
 from .build import INPUT, Part, container, modules, parts, require
-from .export import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, _aligned, _literal, _plain, _shape, _short
+from .pysource import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, aligned, literal, plain, short, sizes
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
 TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model", "checkpoint"}
@@ -98,7 +98,7 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
                     [_channels(all_parts, n) for n in uses], names)
         for node, args in zip(uses, cls.call_args()):
             node.args = args
-        body += [*cls.source(helper, f'Block "{_plain(kind)}" of the spec, at {", ".join(n.path for n in uses)}.'), "", ""]
+        body += [*cls.source(helper, f'Block "{plain(kind)}" of the spec, at {", ".join(n.path for n in uses)}.'), "", ""]
     model = Class(name, [_entries(all_parts, nodes, 0, len(all_parts), "", INPUT)], [report.input[0]], names)
     if any(node.checkpointed for node in _walk(nodes)):  # after the torch imports
         at = header.index("from torch import nn") + 1 if "from torch import nn" in header else len(header)
@@ -220,7 +220,7 @@ class Class:
                 known = [v for v in values if v is not ABSENT]
                 if len({repr(v) for v in known}) <= 1:  # the same in every use (that has the layer)
                     text = self._matching(groups, values) if len(known) < len(values) else None
-                    text = text or _literal(_short(known[0]))
+                    text = text or literal(short(known[0]))
                 else:
                     text = self._group(groups, argument, values)
                 rendered.append(text if required else f"{argument}={text}")
@@ -278,7 +278,7 @@ class Class:
                     continue
                 _, required, default, value = found
                 values.append(value)
-                keep = keep or required or argument in EXPLICIT or _short(value) != _short(default)
+                keep = keep or required or argument in EXPLICIT or short(value) != short(default)
             if keep:
                 out.append((argument, required, values))
         return head, out
@@ -315,7 +315,7 @@ class Class:
             lines.append(f"        {code.ljust(width)}  # {note}" if single else f"        {code}")
         lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
         forward = self._forward(report)
-        lines += _aligned(forward, "        ") if report else [f"        {code}" for code, _ in forward]
+        lines += aligned(forward, "        ") if report else [f"        {code}" for code, _ in forward]
         return lines
 
     def _note(self, key: str, report: Report | None) -> str:
@@ -358,7 +358,7 @@ class Class:
             if report is not None:
                 entry = self.representative(local)
                 row = report.rows[(entry.node.stop - 1) if entry.node else entry.part.row.index - 1]
-                note = f"B×{_shape(row.output)}"
+                note = f"B×{sizes(row.output)}"
             if optional:
                 lines.append((f"{name} = {args[0]}", "passed on where the block leaves it out"))
                 lines.append((f"if self.{self.flags[local]}:", ""))
@@ -427,7 +427,7 @@ def _signature(module) -> list[tuple[str, bool, object, object]]:
                 continue
             value = value is not None
         required = parameter.default is parameter.empty
-        out.append((name, required, None if required else parameter.default, _short(value)))
+        out.append((name, required, None if required else parameter.default, short(value)))
     return out
 
 

@@ -712,7 +712,7 @@ def import_module(module, input_shape: list, name: str | None = None, blocks: bo
 
 def _same_rows(text: str, flat: str) -> bool:
     """Whether two spec texts give the same rows: names, kinds, wiring, shapes, counts."""
-    from ..analysis.engine import analyze
+    from ..report import analyze
     from ..spec.read import loads
 
     def rows(spec_text: str):

@@ -1,7 +1,8 @@
 """The torch modules archcalc adds to torch.nn: the merge layers, the module that runs a graph, and the
 modules of sequence models (a learned tensor, self-attention, select).
 
-Imports torch: only the backend imports this file (a merge layer's `to_torch` does, lazily).
+Imports torch: only the backend imports this file; a layer kind meets these modules through `Namespace`, the `nn`
+its `to_torch` is given.
 """
 
 from __future__ import annotations
@@ -215,3 +216,16 @@ class Select(nn.Module):
 
     def forward(self, x):
         return x.select(self.dim, self.index)
+
+
+class Namespace:
+    """What a layer's `to_torch(x, nn)` is given: torch.nn, with archcalc's own modules beside its classes
+    (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
+
+    OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select")
+
+    def __getattr__(self, name: str):
+        return globals()[name] if name in self.OWN else getattr(nn, name)
+
+
+NN = Namespace()

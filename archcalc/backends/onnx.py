@@ -12,9 +12,10 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from ..analysis.engine import BATCH, analyze
+from ..analysis.engine import BATCH
 from ..core import num
 from ..core.errors import ArchcalcError
+from ..report import analyze
 from ..spec.read import Spec
 from .build import build, require
 

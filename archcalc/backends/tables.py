@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis.report import Report
 from ..core import fmt, num
+from ..report import Report
 from .bench import MIXED
 from .verify import QUANTITIES, Check
 

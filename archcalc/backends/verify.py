@@ -23,10 +23,10 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 
-from ..analysis.report import Report
 from ..core import num
+from ..core.dtypes import Device
 from ..core.errors import SpecError
-from ..memory.closed import Device
+from ..report import Report
 from .build import INPUT, concrete, dtype_of, fits, network, parts, require, sample
 
 DEFAULT_BATCH = 2  # not 1: a per-sample count that forgot the batch shows, and batchnorm needs 2 samples

@@ -16,10 +16,10 @@ from pathlib import Path
 import click
 
 from .. import analyze, load
-from ..core.dtypes import PRECISIONS, DType, precision_autocast, precision_dtype
+from ..core.dtypes import PRECISIONS, Device, DType, Optimizer, precision_autocast, precision_dtype
 from ..core.errors import ArchcalcError, SpecError
 from ..core.untrusted import visible
-from ..memory.closed import Device, Optimizer, largest_batch, parse_size
+from ..memory.closed import largest_batch, parse_size
 from ..render import report as render
 
 

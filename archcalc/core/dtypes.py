@@ -1,4 +1,4 @@
-"""Floating-point types a network can be stored and trained in."""
+"""Closed choices of a training step: the floating-point types a network is stored and trained in, its optimizer, its device."""
 
 from __future__ import annotations
 
@@ -14,6 +14,26 @@ class DType(StrEnum):
     @property
     def bytes(self) -> int:
         return {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}[self.value]
+
+
+
+class Optimizer(StrEnum):
+    """Training optimizers by the state they keep: copies of the parameters."""
+
+    none = "none"
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+    adamw = "adamw"
+
+    @property
+    def states(self) -> int:
+        return {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.value]
+
+
+class Device(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 # PyTorch Lightning's precision names (DESIGN.md section 9): "-true" runs everything in one dtype;

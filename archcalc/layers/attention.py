@@ -453,13 +453,9 @@ class Attention(Layer):
         return (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
 
     def to_torch(self, x: Shape, nn):
-        from ..backends.modules import SelfAttention
-
         _, d = self.tokens(x)
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
         if self.module == "multihead":
-            from ..backends.modules import MultiheadSelfAttention
-
-            return MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
-        return SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
+            return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
+        return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
                              bias=self.bias, math=self.kernel == "math")

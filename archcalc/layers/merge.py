@@ -92,9 +92,7 @@ class Add(Merge):
                            "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
 
     def to_torch(self, x, nn):
-        from ..backends.modules import Add  # imports torch: only the backend calls to_torch
-
-        return Add()
+        return nn.Add()
 
 
 @register
@@ -120,9 +118,7 @@ class Mul(Merge):
                            "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
 
     def to_torch(self, x, nn):
-        from ..backends.modules import Mul
-
-        return Mul()
+        return nn.Mul()
 
 
 @register
@@ -173,6 +169,4 @@ class Concat(Merge):
         return ("cat",)
 
     def to_torch(self, x, nn):
-        from ..backends.modules import Concat
-
-        return Concat(self.axis(x))
+        return nn.Concat(self.axis(x))

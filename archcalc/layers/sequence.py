@@ -126,9 +126,7 @@ class Parameter(Layer):
         return lines
 
     def to_torch(self, x: Shape, nn):
-        from ..backends.modules import Learned
-
-        return Learned(ints(self.shape), None if self.length is None else int(self.length))
+        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length))
 
 
 @register
@@ -170,6 +168,4 @@ class Select(Layer):
         return [("output", f"entry {fmt.group(self.index)} of axis {self.dim} ({fmt.group(x[self.axis(x)])} long), that axis removed")]
 
     def to_torch(self, x: Shape, nn):
-        from ..backends.modules import Select as Module
-
-        return Module(self.axis(x) + 1, int(self.index))
+        return nn.Select(self.axis(x) + 1, int(self.index))

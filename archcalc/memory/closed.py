@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..analysis import checkpoint
 from ..core import autocast, num
-from ..core.dtypes import DType, precision_name
+from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.errors import SpecError
 from ..core.num import Dim, Value
 from ..layers import layout
@@ -27,26 +26,7 @@ from ..layers.base import Kept, Storage, Tensor, storage_bytes
 from . import timeline
 
 if TYPE_CHECKING:
-    from ..analysis.report import Report
-
-
-class Optimizer(StrEnum):
-    """Training optimizers by the state they keep: copies of the parameters."""
-
-    none = "none"
-    sgd = "sgd"
-    momentum = "momentum"
-    adam = "adam"
-    adamw = "adamw"
-
-    @property
-    def states(self) -> int:
-        return {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.value]
-
-
-class Device(StrEnum):
-    cpu = "cpu"
-    cuda = "cuda"
+    from ..analysis.network import Network
 
 
 @dataclass(frozen=True)
@@ -95,7 +75,7 @@ ZERO = PerBatch()
 class Timelines:
     """The step's timeline (archcalc/memory/timeline.py) at a batch, each batch simulated once."""
 
-    def __init__(self, report: Report):
+    def __init__(self, report: Network):
         self.report = report
         self.cache: dict = {}
 
@@ -279,7 +259,7 @@ class Memory:
         return out
 
 
-def measure(report: Report) -> Memory:
+def measure(report: Network) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
     # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
@@ -383,12 +363,12 @@ def measure(report: Report) -> Memory:
     )
 
 
-def _autocast_bytes(compute: str, report: Report) -> dict:
+def _autocast_bytes(compute: str, report: Network) -> dict:
     """The bytes of each Storage kind for a row that computes in `compute` under autocast."""
     return storage_bytes(DType(compute).bytes, report.device != Device.cpu, report.dtype.bytes)
 
 
-def _live(report: Report, storage: dict[str, tuple]) -> list[Dim]:
+def _live(report: Network, storage: dict[str, tuple]) -> list[Dim]:
     """Per layer, the elements alive while it runs without autograd: its output and every stored
     tensor made before that a layer at or after it still reads (a skip connection's, for one)."""
     elements = {("output", 0): num.mul(report.input)}
@@ -423,7 +403,7 @@ class Fit:
 
     budget: int
     batch: Value | None  # None: not even a batch of 1 fits
-    report: Report  # at that batch (at 1 when none fits)
+    report: Network  # at that batch (at 1 when none fits)
     headroom: Fraction = Fraction(1)  # per-sample bytes counted this many times (CUDA_HEADROOM on CUDA)
     context: int = 0  # bytes of the card taken by the CUDA context (--card), already out of the budget
 
@@ -432,17 +412,17 @@ class Fit:
         """By how many bytes a batch of 1 misses the budget (0 when it fits)."""
         if self.batch is not None:
             return 0
-        return num.normal(needed(self.report, 1, self.headroom) - self.budget)
+        return num.normal(needed(measure(self.report), 1, self.headroom) - self.budget)
 
 
-def needed(report: Report, batch: Value, headroom: Fraction = Fraction(1)) -> Value:
+def needed(memory: Memory, batch: Value, headroom: Fraction = Fraction(1)) -> Value:
     """The bytes a budget must hold for `batch`: the peak, its per-sample part counted `headroom` times."""
     if headroom == 1:
-        return report.memory.training.at(batch)
-    return num.maximum(*(num.normal(p.fixed + headroom * p.per_sample * batch) for p in report.memory.training.pieces))
+        return memory.training.at(batch)
+    return num.maximum(*(num.normal(p.fixed + headroom * p.per_sample * batch) for p in memory.training.pieces))
 
 
-def largest_batch(report: Report, budget: int, card: bool = False) -> Fit:
+def largest_batch(report: Network, budget: int, card: bool = False) -> Fit:
     """The largest whole B whose step's peak fits `budget`: max_i(fixed_i + per_sample_i·B) <= budget,
     so B = min_i ⌊(budget - fixed_i) / per_sample_i⌋, a formula if sizes are symbolic. On CUDA the
     per-sample bytes count CUDA_HEADROOM times; with `card`, the budget is the card's memory and the
@@ -451,7 +431,8 @@ def largest_batch(report: Report, budget: int, card: bool = False) -> Fit:
     headroom = CUDA_HEADROOM if cuda else Fraction(1)
     context = timeline.CUDA_CONTEXT if cuda and card else 0
     usable = budget - context
-    pieces = report.memory.training.pieces
+    memory = measure(report)
+    pieces = memory.training.pieces
     if all(num.is_concrete(p.per_sample) and p.per_sample == 0 for p in pieces):
         raise SpecError("the training memory does not grow with the batch: every batch fits or none does", where="--budget")
     bounds = [num.floordiv(usable - p.fixed, num.normal(headroom * p.per_sample)) for p in pieces
@@ -460,7 +441,7 @@ def largest_batch(report: Report, budget: int, card: bool = False) -> Fit:
     batch = num.minimum(*bounds)
     if num.is_concrete(batch):
         # at a concrete batch the simulation rounds every block up (CUDA): step down until it fits
-        while batch >= 1 and needed(report, batch, headroom) > usable:
+        while batch >= 1 and needed(memory, batch, headroom) > usable:
             batch -= 1
     if num.is_concrete(batch) and (batch < 1 or any(num.is_concrete(f) and f > usable for f in fixed_only)):
         return Fit(budget, None, dataclasses.replace(report, batch=1), headroom, context)
@@ -474,7 +455,7 @@ class Solved:
     name: str
     value: int | None  # None: not even 1 fits
     budget: int
-    report: Report | None  # at that value
+    report: Network | None  # at that value
 
 
 def largest_size(analyze_at, name: str, budget: int, batch: int, headroom: Fraction = Fraction(1), limit: int = 2**20) -> Solved:
@@ -487,7 +468,7 @@ def largest_size(analyze_at, name: str, budget: int, batch: int, headroom: Fract
             report = analyze_at(value)
         except SpecError:
             return None
-        return report if needed(report, batch, headroom) <= budget else None
+        return report if needed(measure(report), batch, headroom) <= budget else None
 
     low, high = 0, 1
     best = None

@@ -71,7 +71,7 @@ from ..layers.base import storage_bytes
 from . import allocator
 
 if TYPE_CHECKING:
-    from ..analysis.report import Report, Row
+    from ..analysis.network import Network, Row
 
 PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
@@ -292,7 +292,7 @@ class Loss:
     axis: int = 0  # the classes' axis of one sample's output
 
 
-def loss_of(report: Report) -> Loss:
+def loss_of(report: Network) -> Loss:
     """The loss of `report`'s training step (see Loss); a language model (token ids in, [T, V] scores out) is
     trained on its own input, as Hugging Face's causal LM loss does it (labels = the ids, shifted by one)."""
     row = report.rows[-1]
@@ -305,7 +305,7 @@ def loss_of(report: Report) -> Loss:
     return Loss("cross_entropy", axis)
 
 
-def _inputs(report: Report, row: Row) -> tuple[str, ...]:
+def _inputs(report: Network, row: Row) -> tuple[str, ...]:
     """The names a row reads: its `inputs` (full names, "input" the model's)."""
     if row.inputs:
         return tuple(row.inputs)
@@ -317,7 +317,7 @@ def param_tensors(row: Row) -> tuple[Dim, ...]:
     return row.layer.param_tensors(row.input)
 
 
-def simulate(report: Report, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
+def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
     """The timeline of one training step of `report`'s network (see the module's docstring).
 
     `inplace_sums=False`: gradients that meet are always summed into a new tensor, as torch does
@@ -745,7 +745,7 @@ class _Autocast:
     makes the gradient of the original (input copies first, then weight, then bias: the reverse of the order
     the copies were made), so the parameters' gradients end up float32."""
 
-    def __init__(self, report: Report, tape: _Tape, cuda: bool):
+    def __init__(self, report: Network, tape: _Tape, cuda: bool):
         self.low = str(report.autocast) if report.autocast is not None else None
         self.device = "cuda" if cuda else "cpu"
         self.tape, self.cuda = tape, cuda
@@ -812,7 +812,7 @@ class _Autocast:
             self.rows.append(None)
         return program
 
-    def scaler_state(self, report: Report) -> None:
+    def scaler_state(self, report: Network) -> None:
         self.scaler = self.low == "float16" and str(report.optimizer) != "none"
         if self.scaler:
             for _ in range(2):
@@ -964,13 +964,13 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
     return live
 
 
-def region_inputs(report: Report, region) -> list[str]:
+def region_inputs(report: Network, region) -> list[str]:
     """The names a region reads from before it (its block use's input)."""
     made = {row.name for row in report.rows[region.first:region.stop]}
     return list(dict.fromkeys(n for row in report.rows[region.first:region.stop] for n in _inputs(report, row) if n not in made))
 
 
-def _region_bounds(tape: _Tape, report: Report, regions: dict, index: int, storage: dict, dead):
+def _region_bounds(tape: _Tape, report: Network, regions: dict, index: int, storage: dict, dead):
     """At a checkpointed region's edges: Graph.forward's local holding an unread output is gone (its loop
     returned); at its start, the region's inputs are saved by the checkpoint (until its first saving node
     has run in backward), unless nothing in it saves anything."""
@@ -982,13 +982,13 @@ def _region_bounds(tape: _Tape, report: Report, regions: dict, index: int, stora
     return None
 
 
-def _frame_ends(tape: _Tape, report: Report, region, storage: dict) -> None:
+def _frame_ends(tape: _Tape, report: Network, region, storage: dict) -> None:
     """The last node of a region that saved something has run: the checkpoint's saved inputs go."""
     for name in region_inputs(report, region):
         tape.release(storage[name])
 
 
-def _recompute(tape: _Tape, report: Report, region, storage: dict, reach: set, bytes_of: dict,
+def _recompute(tape: _Tape, report: Network, region, storage: dict, reach: set, bytes_of: dict,
                amp: _Autocast) -> dict:
     """A checkpointed region's forward, rerun in backward as Graph's region function runs it (its own local
     names, each dropped after its last reader in the region), up to torch's early stop: the last save
@@ -1136,7 +1136,7 @@ def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool, siz
     grad[name] = (total, False)
 
 
-def _is_chain(report: Report) -> bool:
+def _is_chain(report: Network) -> bool:
     """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
     previous = "input"
     for row in report.rows:
@@ -1146,7 +1146,7 @@ def _is_chain(report: Report) -> bool:
     return True
 
 
-def _inference(report: Report, batch: Value | None) -> Peak:
+def _inference(report: Network, batch: Value | None) -> Peak:
     """One forward in eval under inference_mode: outputs freed when their last reader has run (under autocast:
     each row in its dtype, its input copies freed when it returns, the weight copies cached to the end)."""
     size = report.dtype.bytes

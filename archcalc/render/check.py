@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import receptive
-from ..analysis.report import Report
 from ..core import fmt, num
 from ..core.untrusted import one_line, visible
+from ..report import Report
 from ..teaching.check import Result, Verdict
 
 

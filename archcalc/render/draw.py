@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..analysis.report import Report, Row
 from ..core import fmt, num
 from ..core.errors import ArchcalcError
+from ..report import Report, Row
 
 FORMATS = (".svg", ".png", ".pdf")
 MAX_BOXES = 500  # DenseNet-121 unfolded is 185 boxes (4 s); 10,000 would take many minutes and no one could read them

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from ..analysis.report import Report
 from ..core import untrusted
 from ..core.errors import ArchcalcError, SpecError
+from ..report import Report
 from ..spec.read import Spec
 from ..teaching import claim_keys
 from ..teaching.check import verdict

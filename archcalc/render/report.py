@@ -20,9 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import checkpoint
-from ..analysis.report import Report, Row
 from ..core import fmt, num
 from ..memory import timeline
+from ..report import Report, Row
 from ..teaching import explain_row
 
 

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..analysis.engine import analyze
-from ..analysis.report import Report
 from ..core import num
 from ..core.errors import ArchcalcError, SpecError
+from ..report import Report, analyze
 from ..spec.read import Spec
 from . import claim_keys, explain_claim, mistakes
 from .claim_keys import Answers, Claim, ClaimError, Key

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from ..analysis.report import Report, Row
 from ..core import expr, num, untrusted
-from ..core.dtypes import DType
+from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
-from ..memory.closed import Device, Optimizer
+from ..report import Report, Row
 from ..spec.read import read_text
 from . import claim_values
 from .claim_values import Claimed, ClaimError

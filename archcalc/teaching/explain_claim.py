@@ -4,8 +4,8 @@ quantity, and sums written out for totals, layer types, shares and memory."""
 from __future__ import annotations
 
 from ..analysis import receptive
-from ..analysis.report import Report, Row
 from ..core import fmt, num
+from ..report import Report, Row
 from . import explain_row
 from .claim_keys import Key
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..analysis import receptive
-from ..analysis.report import Report, Row
 from ..core import fmt, num
+from ..report import Report, Row
 
 ORDER = ("output", "weights", "biases", "params", "dense_equivalent_weights", "macs", "flops", "training_flops",
          "receptive_field", "saved_for_backward_bytes")

@@ -11,11 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..analysis import receptive
-from ..analysis.report import Report, Row
 from ..core import fmt, num
-from ..core.dtypes import DType
+from ..core.dtypes import DType, Optimizer
 from ..core.errors import SpecError
-from ..memory.closed import Optimizer
+from ..report import Report, Row
 from .claim_keys import AXES, Key
 from .claim_values import Claimed, Dims, equal
 

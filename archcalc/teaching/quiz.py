@@ -15,9 +15,9 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..analysis.report import Report
 from ..core import num, untrusted
 from ..core.errors import ArchcalcError
+from ..report import Report
 from . import claim_values
 from .check import at_qualifiers, value as true_value
 from .claim_keys import parse_key

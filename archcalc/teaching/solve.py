@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.engine import analyze, names
+from ..analysis.engine import names
 from ..core import expr, num
 from ..core.errors import ArchcalcError, SpecError
+from ..report import analyze
 from ..spec.read import Spec
 from . import claim_keys
 from .check import at_qualifiers, value as true_value

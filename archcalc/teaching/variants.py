@@ -19,8 +19,9 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from ..analysis.engine import analyze, names
+from ..analysis.engine import names
 from ..core.errors import ArchcalcError, SpecError
+from ..report import analyze
 from ..spec.read import Spec
 from . import quiz
 

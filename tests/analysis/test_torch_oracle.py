@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archcalc  # noqa: E402
 from archcalc import SpecError  # noqa: E402
+from archcalc.backends.modules import NN  # noqa: E402
 from archcalc.core import num  # noqa: E402
 from tests.conftest import (  # noqa: E402
     ROOT,
@@ -426,7 +427,7 @@ def test_pinned_shapes(shape, table, output):
 
 
 def torch_modules(row):
-    yield row.layer.to_torch(row.input, nn)
+    yield row.layer.to_torch(row.input, NN)
     if getattr(row.layer, "activation", None):
         yield ACTIVATIONS[row.layer.activation]()
 

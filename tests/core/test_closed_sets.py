@@ -7,10 +7,10 @@ import pytest
 
 import archcalc
 from archcalc.backends.bench import Mode, Options
-from archcalc.core.dtypes import DType
+from archcalc.core.dtypes import DType, Optimizer
 from archcalc.layers import ACTIVATIONS
 from archcalc.layers.base import Kept, Storage, Tensor
-from archcalc.memory.closed import KeptBytes, Optimizer
+from archcalc.memory.closed import KeptBytes
 from archcalc.teaching.claim_keys import Scope, ValueKind, parse_key
 from tests.conftest import SPECS
 

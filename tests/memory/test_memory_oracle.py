@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import archcalc  # noqa: E402
 import archcalc.torch  # noqa: E402
 from archcalc.analysis.engine import names  # noqa: E402
+from archcalc.backends.modules import NN  # noqa: E402
 from tests.conftest import (  # noqa: E402
     ROOT,
     SEQUENCE_STACKS,
@@ -204,7 +205,7 @@ SMALL = {  # the transformers with small dimensions (their [vars]), so that the 
 
 
 def _modules(row):
-    yield row.layer.to_torch(row.input, nn)
+    yield row.layer.to_torch(row.input, NN)
     activation = getattr(row.layer, "activation", None)
     if activation:
         yield ACTIVATIONS[activation]()

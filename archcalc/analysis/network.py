@@ -1,4 +1,6 @@
-"""What `analyze` returns: one frozen Row per layer, and totals computed from the rows."""
+"""A spec's network, analysed: one frozen Row per layer (shapes, parameters, MACs), and totals computed from the rows.
+
+What the memory model reads (archcalc/memory/) and what archcalc.report.Report extends with memory and JSON."""
 
 from __future__ import annotations
 
@@ -6,11 +8,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..core import num
-from ..core.dtypes import DType
+from ..core.dtypes import Device, DType, Optimizer
 from ..core.num import Dim, Shape, Value
 from ..layers import Layer
 from ..layers.receptive_field import Field
-from ..memory.closed import Device, Memory, Optimizer, measure
 from ..spec.graph import Use
 from . import receptive
 
@@ -88,7 +89,7 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Report:
+class Network:
     model: str
     input: Shape
     rows: tuple[Row, ...]
@@ -101,10 +102,6 @@ class Report:
     uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
     course: bool = False  # show the course's memory formula (its own specs, or --course)
     autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
-
-    @cached_property
-    def memory(self) -> Memory:
-        return measure(self)
 
     @cached_property
     def fields(self) -> tuple[Field | None, ...]:
@@ -150,43 +147,3 @@ class Report:
     @property
     def output(self) -> Shape:
         return self.rows[-1].output
-
-    def to_dict(self) -> dict:
-        """The JSON report of DESIGN.md section 3."""
-        layers = []
-        for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
-            share = self.share(row.params)
-            layers.append(row.to_dict() | {
-                "share": None if share is None else float(share),
-                "saved_for_backward_bytes": num.to_json(saved.at(self.batch)),
-            } | teaching(row, field))
-        return {
-            "model": self.model,
-            "input": [num.to_json(d) for d in self.input],
-            "output": [num.to_json(d) for d in self.output],
-            "layers": layers,
-            "totals": {q: num.to_json(v) for q, v in self.totals.items()},
-            "by_type": {
-                kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
-                for kind, p in self.by_type.items()
-            },
-            "memory": self.memory.to_dict(),
-            "values": {k: num.to_json(v) for k, v in self.values},
-            "blocks": [self._use_dict(use) for use in self.uses],
-        }
-
-    def _use_dict(self, use: Use) -> dict:
-        rows = self.rows[use.first:use.stop]
-        out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
-               "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
-        return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
-
-
-def teaching(row: Row, field: Field | None) -> dict:
-    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
-    out = {
-        "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
-        "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],
-    }
-    dense = row.layer.dense_equivalent_weights(row.input)
-    return out if dense is None else out | {"dense_equivalent_weights": num.to_json(dense)}

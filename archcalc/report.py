@@ -1,0 +1,79 @@
+"""What `archcalc.analyze` returns: the analysed network (archcalc/analysis/) with its memory
+(archcalc/memory/), and the JSON report of docs/design.md section 3."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+from .analysis.engine import network
+from .analysis.network import QUANTITIES, Network, Row
+from .core import num
+from .layers.receptive_field import Field
+from .memory.closed import Memory, measure
+from .spec.graph import Use
+from .spec.read import Spec
+
+
+def analyze(spec: Spec, **options) -> Report:
+    """Shapes, parameters, MACs and memory of every layer (archcalc/analysis/engine.py's `network` says the options).
+
+    >>> from archcalc import loads
+    >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
+    >>> analyze(spec, n=5).totals["params"]
+    55
+    """
+    return Report.of(network(spec, **options))
+
+
+@dataclasses.dataclass(frozen=True)
+class Report(Network):
+    """A network and its memory for a batch, dtype, optimizer and device; `to_dict()` is `show --format json`."""
+
+    @classmethod
+    def of(cls, net: Network) -> Report:
+        return net if isinstance(net, cls) else cls(**{f.name: getattr(net, f.name) for f in dataclasses.fields(net)})
+
+    @cached_property
+    def memory(self) -> Memory:
+        return measure(self)
+
+    def to_dict(self) -> dict:
+        """The JSON report of DESIGN.md section 3."""
+        layers = []
+        for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
+            share = self.share(row.params)
+            layers.append(row.to_dict() | {
+                "share": None if share is None else float(share),
+                "saved_for_backward_bytes": num.to_json(saved.at(self.batch)),
+            } | teaching(row, field))
+        return {
+            "model": self.model,
+            "input": [num.to_json(d) for d in self.input],
+            "output": [num.to_json(d) for d in self.output],
+            "layers": layers,
+            "totals": {q: num.to_json(v) for q, v in self.totals.items()},
+            "by_type": {
+                kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
+                for kind, p in self.by_type.items()
+            },
+            "memory": self.memory.to_dict(),
+            "values": {k: num.to_json(v) for k, v in self.values},
+            "blocks": [self._use_dict(use) for use in self.uses],
+        }
+
+    def _use_dict(self, use: Use) -> dict:
+        rows = self.rows[use.first:use.stop]
+        out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
+               "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
+        return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
+
+
+def teaching(row: Row, field: Field | None) -> dict:
+    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
+    out = {
+        "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
+        "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],
+    }
+    dense = row.layer.dense_equivalent_weights(row.input)
+    return out if dense is None else out | {"dense_equivalent_weights": num.to_json(dense)}

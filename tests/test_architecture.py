@@ -1,0 +1,102 @@
+"""The package's one dependency rule (docs/architecture.md), read from the imports themselves.
+
+Every `import` and `from ... import` counts, at the top of a module or inside a function, under
+`if TYPE_CHECKING` or not: a package imports only from the packages to its left in
+
+    core ← layers ← spec ← analysis ← memory ← report ← { teaching ← render | backends } ← cli
+
+and only backends import torch. No two modules import each other, directly or around a loop.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "archcalc"
+PIPELINE = ("core", "layers", "spec", "analysis", "memory", "report")
+BELOW = {name: set(PIPELINE[:i]) for i, name in enumerate(PIPELINE)}
+BELOW["teaching"] = set(PIPELINE)
+BELOW["render"] = set(PIPELINE) | {"teaching"}
+BELOW["backends"] = set(PIPELINE)
+TOP = {"cli", "torch", "__init__", "__main__"}  # the command line and the public entry points: anything below them
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """The archcalc modules (and 'torch') a file imports anywhere in it, as absolute names."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            named = {f"{target}.{alias.name}" for alias in node.names}
+            found |= named & modules or {target}  # `from . import num` imports a module, not its package's names
+    return {m for m in found if m in modules and m != name} | {"torch" for m in found if m.split(".")[0] == "torch"}
+
+
+def place(module: str) -> str:
+    """The top package of an archcalc module: 'memory' for archcalc.memory.timeline, '__init__' for archcalc."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+GRAPH = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_module_belongs_to_a_known_package():
+    assert {place(m) for m in GRAPH} <= set(BELOW) | TOP
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if place(m) not in TOP))
+def test_a_package_imports_only_from_its_left(module):
+    mine = place(module)
+    wrong = sorted(m for m in GRAPH[module] - {"torch"} if place(m) != mine and place(m) not in BELOW[mine])
+    assert not wrong, f"{module} ({mine}) may import from {sorted(BELOW[mine]) or 'nothing'} only, not {wrong}"
+
+
+def test_only_backends_import_torch():
+    assert sorted(m for m, deps in GRAPH.items() if "torch" in deps and place(m) not in ("backends", "torch")) == []
+
+
+def test_no_module_imports_itself_around_a_loop():
+    """Tarjan's strongly connected components over the module graph: each must be one module."""
+    index, low, stack, on, loops = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in GRAPH[v] - {"torch"}:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                loops.append(sorted(component))
+
+    for v in GRAPH:
+        if v not in index:
+            visit(v)
+    assert loops == []
