@@ -18,8 +18,9 @@ import click
 from .. import analyze, load
 from ..core.dtypes import PRECISIONS, Device, DType, Optimizer, precision_autocast, precision_dtype
 from ..core.errors import ArchcalcError, SpecError
+from ..core.units import parse_size
 from ..core.untrusted import visible
-from ..memory.closed import largest_batch, parse_size
+from ..memory.budget import largest_batch, require_sizes
 from ..render import report as render
 
 
@@ -169,8 +170,10 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
         _solve(spec, sets, dtype, optimizer, "cuda" if card else device, budget or card, card is not None, solve, batch, form,
                precision_autocast(precision))
         return
-    report = analyze(load(spec), dtype=dtype, optimizer=optimizer, device="cuda" if card else device,
+    spec_ = load(spec)
+    report = analyze(spec_, dtype=dtype, optimizer=optimizer, device="cuda" if card else device,
                      autocast=precision_autocast(precision), **parse_sets(sets))
+    require_sizes(report, spec_.text)  # a number, not a formula in the sizes left free
     fit = largest_batch(dataclasses.replace(report, course=True) if course else report, parse_size(budget or card),
                         card=card is not None)
     if form == "json":
@@ -183,7 +186,7 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
 
 def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, autocast=None) -> None:
     """memory --solve NAME: the largest value of NAME (H: the image side, W with it) that fits at --batch."""
-    from ..memory.closed import CUDA_HEADROOM, largest_size
+    from ..memory.budget import headroom, largest_size
     from ..memory.timeline import CUDA_CONTEXT
 
     if batch is None:
@@ -203,7 +206,7 @@ def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, 
         if "no name" in str(error):
             raise SpecError(f"the spec has no size named {name!r} to solve for", "H for an image side, T for a sequence length",
                             where="--solve") from None
-    solved = largest_size(analyze_at, name, budget, int(batch), CUDA_HEADROOM if cuda else 1)
+    solved = largest_size(analyze_at, name, budget, int(batch), headroom(device))
     if form == "json":
         click.echo(json.dumps({"solve": name, "value": solved.value, "batch": int(batch), "budget_bytes": budget,
                                "memory": solved.report.memory.to_dict() if solved.report else None}, indent=2))

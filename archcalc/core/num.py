@@ -115,10 +115,23 @@ def _unnest(a: Value, function: str) -> Value:
     return a
 
 
-def minimum(*xs: Value) -> Value:
+def minimum(*xs: Value, evaluate: bool = True) -> Value:
+    """The smallest of sizes. Over formulas sympy compares every pair, which simplifies a window's
+    Min(n, n + 1) to n but takes seconds over many long ones: `evaluate=False` leaves it unevaluated
+    (as `maximum` does), with each argument once and the concrete ones folded into their least.
+
+    >>> H = symbol("H")
+    >>> minimum(H, H + 1), minimum(H + 1, 7, H + 1, 5, evaluate=False)
+    (H, Min(5, H + 1))
+    """
     if all(map(is_concrete, xs)):
         return min(xs)
-    return normal(sym().Min(*dict.fromkeys(map(_sympy, xs))))  # distinct first: Min compares pairwise
+    if evaluate:
+        return normal(sym().Min(*dict.fromkeys(map(_sympy, xs))))  # distinct first: Min compares pairwise
+    concrete = [x for x in xs if is_concrete(x)]
+    terms = [x for x in xs if not is_concrete(x)] + ([_sympy(min(concrete))] if concrete else [])
+    distinct = list(dict.fromkeys(terms))
+    return distinct[0] if len(distinct) == 1 else sym().Min(*distinct, evaluate=False)
 
 
 def maximum(*xs: Value) -> Value:

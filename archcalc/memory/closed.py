@@ -10,16 +10,12 @@ credited to the first layer that keeps it. Measured against torch 2.13 on CPU wi
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..analysis import checkpoint
 from ..core import autocast, num
 from ..core.dtypes import Device, DType, Optimizer, precision_name
-from ..core.errors import SpecError
 from ..core.num import Dim, Value
 from ..layers import layout
 from ..layers.base import Kept, Storage, Tensor, storage_bytes
@@ -388,127 +384,3 @@ def _live(report: Network, storage: dict[str, tuple]) -> list[Dim]:
         for key in [key for key in alive if last.get(key, 0) <= row.index]:
             del alive[key]
     return out
-
-
-# Under a memory cap the caching allocator needs room beyond the bytes allocated at the peak (blocks
-# cached for one size cannot serve another): on CUDA `--budget` counts each per-sample byte 4/3 times.
-# Fitted on ../shared/measurements/h200-largest-batch.json: AlexNet with Adam at 4 GiB trains 466 and
-# with SGD at 8 GiB 1,156; any factor in [1.296, 1.364] answers at most those and within 5% of them.
-CUDA_HEADROOM = Fraction(4, 3)
-
-
-@dataclass(frozen=True)
-class Fit:
-    """The largest batch whose training step fits a memory budget."""
-
-    budget: int
-    batch: Value | None  # None: not even a batch of 1 fits
-    report: Network  # at that batch (at 1 when none fits)
-    headroom: Fraction = Fraction(1)  # per-sample bytes counted this many times (CUDA_HEADROOM on CUDA)
-    context: int = 0  # bytes of the card taken by the CUDA context (--card), already out of the budget
-
-    @property
-    def over(self) -> Value:
-        """By how many bytes a batch of 1 misses the budget (0 when it fits)."""
-        if self.batch is not None:
-            return 0
-        return num.normal(needed(measure(self.report), 1, self.headroom) - self.budget)
-
-
-def needed(memory: Memory, batch: Value, headroom: Fraction = Fraction(1)) -> Value:
-    """The bytes a budget must hold for `batch`: the peak, its per-sample part counted `headroom` times."""
-    if headroom == 1:
-        return memory.training.at(batch)
-    return num.maximum(*(num.normal(p.fixed + headroom * p.per_sample * batch) for p in memory.training.pieces))
-
-
-def largest_batch(report: Network, budget: int, card: bool = False) -> Fit:
-    """The largest whole B whose step's peak fits `budget`: max_i(fixed_i + per_sample_i·B) <= budget,
-    so B = min_i ⌊(budget - fixed_i) / per_sample_i⌋, a formula if sizes are symbolic. On CUDA the
-    per-sample bytes count CUDA_HEADROOM times; with `card`, the budget is the card's memory and the
-    CUDA context is taken out of it first."""
-    cuda = report.device == Device.cuda
-    headroom = CUDA_HEADROOM if cuda else Fraction(1)
-    context = timeline.CUDA_CONTEXT if cuda and card else 0
-    usable = budget - context
-    memory = measure(report)
-    pieces = memory.training.pieces
-    if all(num.is_concrete(p.per_sample) and p.per_sample == 0 for p in pieces):
-        raise SpecError("the training memory does not grow with the batch: every batch fits or none does", where="--budget")
-    bounds = [num.floordiv(usable - p.fixed, num.normal(headroom * p.per_sample)) for p in pieces
-              if not (num.is_concrete(p.per_sample) and p.per_sample == 0)]
-    fixed_only = [p.fixed for p in pieces if num.is_concrete(p.per_sample) and p.per_sample == 0]
-    batch = num.minimum(*bounds)
-    if num.is_concrete(batch):
-        # at a concrete batch the simulation rounds every block up (CUDA): step down until it fits
-        while batch >= 1 and needed(memory, batch, headroom) > usable:
-            batch -= 1
-    if num.is_concrete(batch) and (batch < 1 or any(num.is_concrete(f) and f > usable for f in fixed_only)):
-        return Fit(budget, None, dataclasses.replace(report, batch=1), headroom, context)
-    return Fit(budget, batch, dataclasses.replace(report, batch=batch), headroom, context)
-
-
-@dataclass(frozen=True)
-class Solved:
-    """The largest value of a size (--solve H: the image side; T: the sequence length) that fits at a batch."""
-
-    name: str
-    value: int | None  # None: not even 1 fits
-    budget: int
-    report: Network | None  # at that value
-
-
-def largest_size(analyze_at, name: str, budget: int, batch: int, headroom: Fraction = Fraction(1), limit: int = 2**20) -> Solved:
-    """The largest whole value v of `name` whose step at `batch` fits `budget`, by doubling then bisection
-    (the peak grows with every size); `analyze_at(v)` is the report at v, or raises SpecError where v
-    is too small for the network (such values do not fit)."""
-
-    def fits(value: int):
-        try:
-            report = analyze_at(value)
-        except SpecError:
-            return None
-        return report if needed(measure(report), batch, headroom) <= budget else None
-
-    low, high = 0, 1
-    best = None
-    while high <= limit:  # the smallest size the network accepts may be above 1: look upward first
-        report = fits(high)
-        if report is not None:
-            low, best = high, report
-            break
-        try:
-            analyze_at(high)
-            return Solved(name, None, budget, None)  # a valid size that does not fit: nothing smaller will
-        except SpecError:
-            high *= 2
-    if best is None:
-        return Solved(name, None, budget, None)
-    high = low * 2
-    while high <= limit and (report := fits(high)) is not None:
-        low, best, high = high, report, high * 2
-    high = min(high, limit + 1)
-    while high - low > 1:  # low fits, high does not
-        middle = (low + high) // 2
-        report = fits(middle)
-        if report is not None:
-            low, best = middle, report
-        else:
-            high = middle
-    return Solved(name, low, budget, best)
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """'80GiB' -> 85899345920; GB, MB... are decimal, GiB, MiB... binary; a bare number is bytes."""
-    match = _SIZE.match(text)
-    unit = match and match.group(2).upper()
-    if unit and not unit.endswith("B"):
-        unit += "B"
-    if not match or unit not in _UNITS:
-        raise SpecError(f"cannot read {text!r} as a size", "write it like 80GiB, 24GB, 512MiB or a number of bytes", where="--budget")
-    return int(Fraction(match.group(1)) * _UNITS[unit])
