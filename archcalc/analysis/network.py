@@ -27,8 +27,8 @@ class Row:
     weights: Dim
     biases: Dim
     macs: Dim
+    inputs: tuple[str, ...]  # the full names of the tensors it reads, never none ("input": the model's input)
     requires_grad: bool = False  # whether the input needs a gradient: some layer upstream has parameters
-    inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
     grads: tuple[bool, ...] = ()  # per input, whether it requires grad
     backward: bool = True  # whether the backward pass runs through it: its output feeds the model's output
     recomputed: bool = False  # its layer's op runs again in backward (activation checkpointing, archcalc/analysis/checkpoint.py)
@@ -44,6 +44,9 @@ class Row:
         return self.grads if self.layer.merges else self.requires_grad
 
     def __post_init__(self):  # the one place a row's numbers are made normal: no sympy number gets past it
+        if not self.inputs:  # the one input-name rule: the engine names what every row reads (the previous row's output)
+            raise ValueError(f"row {self.index} ({self.layer.name}) names no input: give Row(inputs=...)")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
         for field in ("input", "output"):
             object.__setattr__(self, field, num.shape(getattr(self, field)))
         for field in ("weights", "biases", "macs"):

@@ -118,6 +118,13 @@ def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
     return (Kept(Tensor.pre, num.mul(y), what=f"{activation} input"),)
 
 
+def split_keeps(activation: str | None, keeps: tuple[Kept, ...]) -> tuple[tuple[Kept, ...], tuple[Kept, ...]]:
+    """A layer's kept tensors (Layer.keeps) as (its own op's, its activation's): `activation_keeps` puts the
+    activation's one tensor last, and autograd records it on a node of its own."""
+    keeps = tuple(keeps)
+    return (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     LAYERS[cls.kind] = cls
     return cls

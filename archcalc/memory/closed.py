@@ -17,9 +17,8 @@ from ..analysis import checkpoint
 from ..core import autocast, num
 from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.num import Dim, Value
-from ..layers import layout
 from ..layers.base import Kept, Storage, Tensor, storage_bytes
-from . import timeline
+from . import timeline, views
 
 if TYPE_CHECKING:
     from ..analysis.network import Network
@@ -74,6 +73,7 @@ class Timelines:
     def __init__(self, report: Network):
         self.report = report
         self.cache: dict = {}
+        self.formulas: dict = {}  # (phase, B or a formula for it) -> the peak's formula, made once (StepBytes.at)
 
     def __call__(self, batch: Value | None) -> timeline.Timeline:
         key = batch if batch is not None and num.is_concrete(batch) else None
@@ -100,9 +100,12 @@ class StepBytes:
         if batch is not None and num.is_concrete(batch):
             line = self.timelines(batch)
             return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
-        line = self.timelines(None)
-        b = num.symbol("B") if batch is None else batch
-        return num.maximum(*(num.normal(f + p * b) for f, p in self.pairs_of(line)))
+        found = self.timelines.formulas.get((self.phase, batch))
+        if found is None:  # a deep network's peak is a Max of a thousand formulas: made once, not per JSON key
+            b = num.symbol("B") if batch is None else batch
+            found = num.maximum(*(num.normal(f + p * b) for f, p in self.pairs_of(self.timelines(None))))
+            self.timelines.formulas[(self.phase, batch)] = found
+        return found
 
     def pairs_of(self, line: timeline.Timeline) -> list:
         return line.pairs if self.phase == "step" else self._peak(line).pairs
@@ -269,28 +272,11 @@ def measure(report: Network) -> Memory:
     inside = {i for r in regions for i in range(r.first, r.stop)}
     kept_anyway: dict[tuple, PerBatch] = {}  # with checkpointing: the storages kept outside regions, and regions' inputs
     per_row, kept_by_row = [], []
-    storage: dict[str, tuple] = {"input": ("output", 0)}  # a tensor's name -> its storage (a view shares its input's)
-    strides: dict[str, object] = {}  # a tensor's name -> its layout when not contiguous (archcalc/layers/layout.py)
-    base = {("output", 0): num.mul(report.input)}  # a storage -> its elements (a view may see fewer: select)
+    walked = views.walk(report)  # which storage each tensor lives in: views, layouts, contiguous copies
+    storage, base = walked.storage, walked.elements  # a storage -> its elements (a view may see fewer: select)
     steps = autocast.plan(report) if report.autocast is not None else [None] * len(report.rows)
-    for row, step in zip(report.rows, steps):
-        sources = [storage[name] for name in row.inputs] or [("output", row.index - 1)]
-        layouts = [strides.get(name) for name in row.inputs] or [None]
-        view, after = row.layer.is_view(), None
-        if view:
-            after = row.layer.view(row.input, row.output, layouts[0])
-            if after == layout.COPY:  # a reshape of a permuted tensor: a copy of its own
-                view, after = False, None
-        output = sources[0] if view else ("output", row.index)
-        storage[row.name] = output
-        if not view:
-            base[output] = num.mul(row.output)
-        if after is not None:
-            strides[row.name] = after
-        elif layouts[0] is not None and row.layer.keeps_layout():  # relu of a permuted tensor is permuted too
-            strides[row.name] = layouts[0]
-        if layouts[0] is not None and row.layer.contiguous_input():  # it keeps a contiguous copy of its input
-            sources = [("copy", row.index), *sources[1:]]
+    for row, step, place in zip(report.rows, steps, walked.places):
+        sources, output = place.reads, place.output
         total, kept = ZERO, []
         row_bytes = bytes_of if step is None else _autocast_bytes(step[0], report)
         for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
@@ -371,13 +357,13 @@ def _live(report: Network, storage: dict[str, tuple]) -> list[Dim]:
     last: dict[tuple, int] = {}
     for row in report.rows:
         elements.setdefault(storage[row.name], num.mul(row.output))
-        for name in row.inputs or (report.rows[row.index - 2].name if row.index > 1 else "input",):
+        for name in row.inputs:
             last[storage[name]] = row.index
     last[storage[report.rows[-1].name]] = len(report.rows) + 1  # the network's output outlives the last layer
     alive: dict[tuple, None] = {}
     out = []
     for row in report.rows:
-        for name in row.inputs or ("input",):
+        for name in row.inputs:
             alive[storage[name]] = None
         alive[storage[row.name]] = None
         out.append(num.add(elements[key] for key in alive))
