@@ -139,6 +139,36 @@ def maximum(*xs: Value) -> Value:
     of one term: sympy would compare every pair of floors, for seconds."""
     if all(map(is_concrete, xs)):
         return max(xs)
+    distinct = _largest(xs)
+    return distinct[0] if len(distinct) == 1 else sym().Max(*distinct, evaluate=False)
+
+
+def maximum_json(*xs: Value) -> int | float | str:
+    """`to_json(maximum(*xs))`, without making the Max: sympy sorts a new Max's arguments by their size and
+    their sort keys, a second each for a deep network's peaks, and its text sorts them again.
+
+    >>> H = symbol("H")
+    >>> maximum_json(2 * H + 1, 3, 4 * H + 2, H + 7) == to_json(maximum(2 * H + 1, 3, 4 * H + 2, H + 7))
+    True
+    """
+    if all(map(is_concrete, xs)):
+        return to_json(max(xs))
+    distinct = _largest(xs)
+    if len(distinct) == 1 or any(_has_float(x) for x in distinct):
+        return to_json(maximum(*xs))
+    from .printing import sort_key
+
+    return f"Max({', '.join(text(x) for x in sorted(distinct, key=sort_key))})"  # as `text` writes a Max
+
+
+@lru_cache(maxsize=4096)
+def _has_float(x) -> bool:
+    """Whether a formula holds a Float (written with digits that depend on where it sits), asked once per formula."""
+    return not is_concrete(x) and x.has(sym().Float)
+
+
+def _largest(xs) -> list:
+    """The distinct arguments of `maximum`'s Max of `xs` (not all concrete)."""
     concrete = [x for x in xs if is_concrete(x)]
     # sizes and byte counts are never negative: of c1·u and c2·u (c > 0), the larger c wins (768·T, 3072·T -> 3072·T)
     scaled: dict = {}
@@ -148,8 +178,7 @@ def maximum(*xs: Value) -> Value:
             c, rest = (c, rest) if c > 0 else (1, x)
             scaled[rest] = max(scaled.get(rest, c), c)
     terms = [c * rest for rest, c in scaled.items()] + ([_sympy(max(concrete))] if concrete else [])
-    distinct = list(dict.fromkeys(terms))
-    return distinct[0] if len(distinct) == 1 else sym().Max(*distinct, evaluate=False)
+    return list(dict.fromkeys(terms))
 
 
 def mul(xs) -> Value:
@@ -213,14 +242,16 @@ def free_names(x: Value) -> set[str]:
 def text(x) -> str:
     """str() of a formula, once: printing sorts terms and is slow, and deep networks repeat them.
     A Max or Min is written as sympy's printer writes it, from its arguments' texts, each once (a phase's
-    peak is a Max of formulas that the step's peak repeats)."""
-    if type(x).__name__ in ("Max", "Min"):  # without importing sympy for a number
-        sympy = sym()
-        if isinstance(x, (sympy.Max, sympy.Min)) and not x.has(sympy.Float):  # a Float's digits depend on nesting
-            from sympy.core.sorting import default_sort_key
+    peak is a Max of formulas that the step's peak repeats); formulas through archcalc/core/printing.py,
+    sympy's printer with each part written once."""
+    if not type(x).__module__.startswith("sympy"):  # a number (hasattr would walk a formula's tree)
+        return str(x)
+    from . import printing
 
-            return f"{x.func.__name__}({', '.join(text(a) for a in sorted(x.args, key=default_sort_key))})"
-    return str(x)
+    sympy = sym()
+    if isinstance(x, (sympy.Max, sympy.Min)) and not x.has(sympy.Float):  # a Float's digits depend on nesting
+        return f"{x.func.__name__}({', '.join(text(a) for a in sorted(x.args, key=printing.sort_key))})"
+    return printing.text(x)
 
 
 def shape(s) -> tuple:

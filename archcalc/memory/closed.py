@@ -54,6 +54,10 @@ class PerBatch:
             return self
         return num.normal(self.fixed + self.per_sample * num.symbol("B"))
 
+    def to_json(self, batch: Value | None) -> int | float | str:
+        """The bytes at `batch` (a formula in B without one) as JSON writes them."""
+        return num.to_json(self.at(batch))
+
     def __str__(self) -> str:
         """As sympy's str() writes fixed + per_sample*B, without importing sympy."""
         if not (num.is_concrete(self.fixed) and num.is_concrete(self.per_sample)):
@@ -74,6 +78,7 @@ class Timelines:
         self.report = report
         self.cache: dict = {}
         self.formulas: dict = {}  # (phase, B or a formula for it) -> the peak's formula, made once (StepBytes.at)
+        self.lines: dict = {}  # (fixed, per_sample, B) -> fixed + per_sample·B, made once (StepBytes._lines)
 
     def __call__(self, batch: Value | None) -> timeline.Timeline:
         key = batch if batch is not None and num.is_concrete(batch) else None
@@ -102,10 +107,33 @@ class StepBytes:
             return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
         found = self.timelines.formulas.get((self.phase, batch))
         if found is None:  # a deep network's peak is a Max of a thousand formulas: made once, not per JSON key
-            b = num.symbol("B") if batch is None else batch
-            found = num.maximum(*(num.normal(f + p * b) for f, p in self.pairs_of(self.timelines(None))))
+            found = num.maximum(*self._lines(batch))
             self.timelines.formulas[(self.phase, batch)] = found
         return found
+
+    def to_json(self, batch: Value | None) -> int | float | str:
+        """The bytes at `batch` as JSON writes them: with B a symbol, the text of `at`'s Max without making it."""
+        if batch is not None and num.is_concrete(batch):
+            return num.to_json(self.at(batch))
+        key = ("json", self.phase, batch)
+        found = self.timelines.formulas.get(key)
+        if found is None:
+            found = num.maximum_json(*self._lines(batch))
+            self.timelines.formulas[key] = found
+        return found
+
+    def _lines(self, batch: Value | None) -> list:
+        """fixed_i + per_sample_i·B for each piece of this peak, with B a symbol (or a formula for it), each made once
+        for all the peaks (a phase's pieces are the step's too)."""
+        b = num.symbol("B") if batch is None else batch
+        made = self.timelines.lines
+        out = []
+        for f, p in self.pairs_of(self.timelines(None)):
+            line = made.get((f, p, b))
+            if line is None:
+                line = made[(f, p, b)] = num.normal(f + p * b)
+            out.append(line)
+        return out
 
     def pairs_of(self, line: timeline.Timeline) -> list:
         return line.pairs if self.phase == "step" else self._peak(line).pairs
@@ -237,10 +265,9 @@ class Memory:
         }
         if self.autocast is not None:  # mixed precision (float32 runs keep their JSON as it was)
             out |= {"precision": precision_name(str(self.dtype), str(self.autocast)), "autocast": str(self.autocast)}
-        out |= {key: num.to_json(value.at(self.batch)) for key, value in self.quantities().items()
-                if not key.endswith("_peak_bytes")}
+        out |= {key: value.to_json(self.batch) for key, value in self.quantities().items() if not key.endswith("_peak_bytes")}
         out["peak_phase"] = self.peak_phase()
-        out["phases"] = {phase: num.to_json(self.phase(phase).at(self.batch)) for phase in timeline.PHASES}
+        out["phases"] = {phase: self.phase(phase).to_json(self.batch) for phase in timeline.PHASES}
         if self.device == Device.cuda:  # inside the peak: cuBLAS's workspaces (and cuDNN's, at the peak's phase)
             workspace = timeline.CUDA_WORKSPACE
             if self.batch is not None and num.is_concrete(self.batch) and num.is_concrete(self.training.at(self.batch)):
