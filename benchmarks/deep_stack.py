@@ -75,10 +75,10 @@ def main() -> None:
         wall, cpu = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
         print(f"{options.depth}-layer stack in 16×H×W, show --format json, median of {options.runs} whole processes")
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
-        print(f"  {'wall':<44}{wall:>7.3f} s   (target under {TARGET} s)")
-        print(f"  {'CPU (user + system)':<44}{cpu:>7.3f} s")
+        print(f"  {'wall':<48}{wall:>7.3f} s   (target under {TARGET} s)")
+        print(f"  {'CPU (user + system)':<48}{cpu:>7.3f} s")
         for label, seconds in REFERENCE.items():
-            print(f"  {'reference: ' + label:<44}{seconds:>7.3f} s")
+            print(f"  {'reference: ' + label:<48}{seconds:>7.3f} s")
         if options.profile:
             profile(path)
 

@@ -154,17 +154,14 @@ def maximum_json(*xs: Value) -> int | float | str:
     if all(map(is_concrete, xs)):
         return to_json(max(xs))
     distinct = _largest(xs)
-    if len(distinct) == 1 or any(_has_float(x) for x in distinct):
-        return to_json(maximum(*xs))
+    if len(distinct) == 1:
+        return to_json(distinct[0])
     from .printing import sort_key
 
-    return f"Max({', '.join(text(x) for x in sorted(distinct, key=sort_key))})"  # as `text` writes a Max
-
-
-@lru_cache(maxsize=4096)
-def _has_float(x) -> bool:
-    """Whether a formula holds a Float (written with digits that depend on where it sits), asked once per formula."""
-    return not is_concrete(x) and x.has(sym().Float)
+    texts = [text(x) for x in sorted(distinct, key=sort_key)]
+    if any("." in t for t in texts):  # a Float, whose digits depend on its nesting (no name holds a dot)
+        return to_json(maximum(*xs))
+    return f"Max({', '.join(texts)})"  # as `text` writes a Max
 
 
 def _largest(xs) -> list:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy
 from sympy.core.exprtools import decompose_power
 from sympy.core.sorting import default_sort_key
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
 PARTS = 50_000  # remembered texts, terms and keys, at most (a long-lived process prints many networks)
@@ -51,7 +51,16 @@ class _Printer(StrPrinter):
         if order is None and self.order is None and len(expr.args) == 2 and _term_then_number(*expr.args):
             number, term = expr.args
             return f"{self._print(term)} {'+' if number > 0 else '-'} {abs(number)}"
-        return super()._print_Add(expr, order)
+        # StrPrinter._print_Add, but for a product's precedence (sympy negates the product to find its sign)
+        terms = self._as_ordered_terms(expr, order=order)
+        out = []
+        for term in terms:
+            t = self._print(term)
+            sign = "-" if t.startswith("-") and not term.is_Add else "+"
+            t = t[1:] if sign == "-" else t
+            out += [sign, f"({t})" if _precedence(term) < PRECEDENCE["Add"] or term.is_Add else t]
+        sign = out.pop(0)
+        return ("" if sign == "+" else sign) + " ".join(out)
 
     def _print_Mul(self, expr):
         # a positive whole coefficient (or none) times factors that are neither numbers nor powers: sympy writes
@@ -157,6 +166,17 @@ def _decomposed(term) -> tuple:
             else:
                 other.append(factor)
     return (coeff.real, coeff.imag), powers, tuple(other)
+
+
+def _precedence(x) -> int:
+    """sympy's precedence(x); of a product without a negative number first, without negating it (precedence_Mul:
+    only a product whose sign can be taken out, a negative number first, is a sum's)."""
+    if x.is_Mul and not hasattr(x, "precedence"):
+        first = x.args[0]
+        if first.is_Number and first.is_extended_negative:
+            return precedence(x)  # sympy's own steps, negation and all
+        return PRECEDENCE["Mul"]
+    return precedence(x)
 
 
 def _term_then_number(number, term) -> bool:
