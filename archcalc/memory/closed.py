@@ -1,7 +1,7 @@
 """Bytes for a batch of B: parameters, gradients, optimizer state, and what autograd keeps for backward.
 
-Every byte count is `fixed + per_sample·B` (`PerBatch`), exact, and a formula in B until B is
-given. The tensors a layer keeps come from its class (`Layer.keeps`); this module only adds
+Every byte count is `fixed + per_sample·B` (perbatch.py), exact, and a formula in B until B is
+given; the step's peaks come from the timeline (peaks.py). The tensors a layer keeps come from its class (`Layer.keeps`); this module only adds
 them up the way autograd stores them: a tensor kept by two layers (a ReLU's output that the
 next conv keeps too, or a flatten, which is a view) is one storage, counted once, and it is
 credited to the first layer that keeps it. Measured against torch 2.13 on CPU with
@@ -19,146 +19,11 @@ from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.num import Dim, Value
 from ..layers.base import Kept, Storage, Tensor, storage_bytes
 from . import timeline, views
+from .peaks import StepBytes, Timelines
+from .perbatch import ZERO, PerBatch
 
 if TYPE_CHECKING:
     from ..analysis.network import Network
-
-
-@dataclass(frozen=True)
-class PerBatch:
-    """fixed + per_sample·B: a byte count for a batch of B."""
-
-    fixed: Dim = 0
-    per_sample: Dim = 0
-
-    def __post_init__(self):  # made normal here, so that no caller has to
-        object.__setattr__(self, "fixed", num.normal(self.fixed))
-        object.__setattr__(self, "per_sample", num.normal(self.per_sample))
-
-    def __add__(self, other: PerBatch) -> PerBatch:
-        return PerBatch(self.fixed + other.fixed, self.per_sample + other.per_sample)
-
-    @classmethod
-    def sum(cls, parts) -> PerBatch:
-        """Byte counts added up, each half in one go through num.add (`+` one at a time is quadratic for formulas)."""
-        parts = list(parts)
-        return cls(num.add(p.fixed for p in parts), num.add(p.per_sample for p in parts))
-
-    def at(self, batch: Value | None) -> Value | PerBatch:
-        """The bytes at `batch`; with no batch, this formula in B (a sympy expression if it has other symbols)."""
-        if batch is not None:
-            return num.normal(self.fixed + self.per_sample * batch)
-        if self.per_sample == 0:
-            return self.fixed
-        if num.is_concrete(self.fixed) and num.is_concrete(self.per_sample):
-            return self
-        return num.normal(self.fixed + self.per_sample * num.symbol("B"))
-
-    def to_json(self, batch: Value | None) -> int | float | str:
-        """The bytes at `batch` (a formula in B without one) as JSON writes them."""
-        return num.to_json(self.at(batch))
-
-    def __str__(self) -> str:
-        """As sympy's str() writes fixed + per_sample*B, without importing sympy."""
-        if not (num.is_concrete(self.fixed) and num.is_concrete(self.per_sample)):
-            return str(self.at(None))
-        if self.per_sample == 0:
-            return str(self.fixed)
-        slope = "B" if self.per_sample == 1 else f"{self.per_sample}*B"
-        return f"{slope} + {self.fixed}" if self.fixed else slope
-
-
-ZERO = PerBatch()
-
-
-class Timelines:
-    """The step's timeline (archcalc/memory/timeline.py) at a batch, each batch simulated once."""
-
-    def __init__(self, report: Network):
-        self.report = report
-        self.cache: dict = {}
-        self.formulas: dict = {}  # (phase, B or a formula for it) -> the peak's formula, made once (StepBytes.at)
-        self.lines: dict = {}  # (fixed, per_sample, B) -> fixed + per_sample·B, made once (StepBytes._lines)
-
-    def __call__(self, batch: Value | None) -> timeline.Timeline:
-        key = batch if batch is not None and num.is_concrete(batch) else None
-        if key not in self.cache:
-            self.cache[key] = timeline.simulate(self.report, key)
-        return self.cache[key]
-
-
-@dataclass(frozen=True, eq=False)
-class StepBytes:
-    """A peak of the step's timeline: the largest of affine functions of B, fixed_i + per_sample_i·B.
-
-    At a concrete batch it is the timeline simulated at that batch (on CUDA each block rounded up to
-    512 bytes, and the blocks the caching allocator hands out replayed: archcalc/memory/allocator.py); with B a
-    symbol, the formula max(...)."""
-
-    timelines: Timelines
-    phase: str  # "step" (the highest of the three), "forward", "backward", "optimizer" or "inference"
-
-    def _peak(self, line: timeline.Timeline):
-        return line.inference if self.phase == "inference" else line.phases.get(self.phase)
-
-    def at(self, batch: Value | None) -> Value:
-        if batch is not None and num.is_concrete(batch):
-            line = self.timelines(batch)
-            return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
-        found = self.timelines.formulas.get((self.phase, batch))
-        if found is None:  # a deep network's peak is a Max of a thousand formulas: made once, not per JSON key
-            found = num.maximum(*self._lines(batch))
-            self.timelines.formulas[(self.phase, batch)] = found
-        return found
-
-    def to_json(self, batch: Value | None) -> int | float | str:
-        """The bytes at `batch` as JSON writes them: with B a symbol, the text of `at`'s Max without making it."""
-        if batch is not None and num.is_concrete(batch):
-            return num.to_json(self.at(batch))
-        key = ("json", self.phase, batch)
-        found = self.timelines.formulas.get(key)
-        if found is None:
-            found = num.maximum_json(*self._lines(batch))
-            self.timelines.formulas[key] = found
-        return found
-
-    def _lines(self, batch: Value | None) -> list:
-        """fixed_i + per_sample_i·B for each piece of this peak, with B a symbol (or a formula for it), each made once
-        for all the peaks (a phase's pieces are the step's too)."""
-        b = num.symbol("B") if batch is None else batch
-        made = self.timelines.lines
-        out = []
-        for f, p in self.pairs_of(self.timelines(None)):
-            line = made.get((f, p, b))
-            if line is None:
-                line = made[(f, p, b)] = num.normal(f + p * b)
-            out.append(line)
-        return out
-
-    def pairs_of(self, line: timeline.Timeline) -> list:
-        return line.pairs if self.phase == "step" else self._peak(line).pairs
-
-    @property
-    def pieces(self) -> tuple[PerBatch, ...]:
-        """The affine functions whose largest is this peak (with B a symbol: no allocator rounding)."""
-        return tuple(dict.fromkeys(PerBatch(f, p) for f, p in self.pairs_of(self.timelines(None))))
-
-    @property
-    def fixed(self) -> Dim:
-        return num.maximum(*(p.fixed for p in self.pieces))
-
-    @property
-    def per_sample(self) -> Dim:
-        return num.maximum(*(p.per_sample for p in self.pieces))
-
-    def alive(self, batch: Value) -> dict[str, Value]:
-        """What is alive at this peak for a concrete batch, by kind."""
-        line = self.timelines(batch)
-        phase = (line.peak_phase(batch) or "backward") if self.phase == "step" else self.phase
-        return (line.inference if phase == "inference" else line.phases[phase]).alive(batch)
-
-    def __str__(self) -> str:
-        return str(self.at(None))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import archcalc
 from archcalc.core import fmt, num
 from archcalc.layers import LAYERS, Layer
 from archcalc.layers.base import register
-from archcalc.memory.closed import PerBatch
+from archcalc.memory.perbatch import PerBatch
 from archcalc.render import check as render_check, report as render
 from tests.conftest import SPECS
 

@@ -12,7 +12,7 @@ import archcalc
 from archcalc.cli.main import main
 from archcalc.core.units import parse_size
 from archcalc.memory.budget import largest_batch, require_sizes
-from archcalc.memory.closed import PerBatch
+from archcalc.memory.perbatch import PerBatch
 from tests.conftest import SPECS
 
 ALEXNET = str(SPECS / "alexnet.toml")
