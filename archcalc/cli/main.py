@@ -191,7 +191,7 @@ def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, c
 
 def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, autocast=None) -> None:
     """memory --solve NAME: the largest value of NAME (H: the image side, W with it) that fits at --batch."""
-    from ..memory.budget import headroom, largest_size
+    from ..memory.budget import headroom, largest_size, require_sizes
     from ..memory.timeline import CUDA_CONTEXT
 
     if batch is None:
@@ -211,6 +211,8 @@ def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, 
         if "no name" in str(error):
             raise SpecError(f"the spec has no size named {name!r} to solve for", "H for an image side, T for a sequence length",
                             where="--solve") from None
+    require_sizes(analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, autocast=autocast, **values),
+                  spec_.text, f"the largest {name}", (name, "W") if square else (name,))
     solved = largest_size(analyze_at, name, budget, int(batch), headroom(device))
     if form == "json":
         click.echo(json.dumps({"solve": name, "value": solved.value, "batch": int(batch), "budget_bytes": budget,
