@@ -48,7 +48,10 @@ def network(
     if BATCH in env:  # the batch is a size like any other: whole, at least 1
         _bound(Size(), env[BATCH], env, spec, where="values", field=BATCH)
     x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
-    nodes, uses = graph.expand(spec, env)
+    try:
+        nodes, uses = graph.expand(spec, env)
+    except SpecError as error:
+        raise _at_field(error, spec) from None
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
     bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
@@ -59,13 +62,13 @@ def network(
     for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
         if node.name in shapes:
             raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
-                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line_of("name"))
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
         if not layer.merges and len(xs) > 1:
             raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
                             "add them first with a merge layer: add, mul or concat", "from",
-                            where=node.where, path=spec.path, line=node.spec.line)
+                            where=node.where, path=spec.path, line=node.spec.line_of("from"))
         row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
         _check_links(node, row, rows, spec.path)
         rows.append(row)
@@ -100,14 +103,24 @@ def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) 
     other = next((r for r in rows if r.name == target), None)
     if other is None:
         raise SpecError(f"no earlier layer is named {target!r}", "tie names an earlier layer whose weight this one shares",
-                        "tie", **place)
+                        "tie", **place | {"line": node.spec.line_of("tie")})
     theirs, ours = other.layer.weight_shape(other.input), row.layer.weight_shape(row.input)
     if theirs is None or tuple(theirs) != tuple(ours):
         raise SpecError(
             f"cannot share {target}'s weight: " + ("it has none" if theirs is None else
                                                    f"it is {fmt.shape(theirs)}, this layer's would be {fmt.shape(ours)}"),
             "a tied layer's weight must have the shape of the one it shares (out_features = num_embeddings)",
-            "tie", **place)
+            "tie", **place | {"line": node.spec.line_of("tie")})
+
+
+def _at_field(error: SpecError, spec: Spec) -> SpecError:
+    """An error about a layer's field, moved from the layer's header line to the field's own line."""
+    if error.field is None or error.line is None:
+        return error
+    for layer in (*spec.layers, *(item for _, block in spec.blocks for item in block.layers)):
+        if layer.line == error.line and any(key == error.field for key, _ in layer.lines):
+            return dataclasses.replace(error, line=layer.line_of(error.field))
+    return error
 
 
 def _backward(rows: list[Row]) -> tuple[Row, ...]:
@@ -211,7 +224,7 @@ def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, wher
         try:
             kwargs[field] = kinds[field].bind(stored, env)
         except SpecError as error:
-            raise error.at(field=field, **place) from None
+            raise error.at(field=field, **place | {"line": layer_spec.line_of(field)}) from None
     return kwargs
 
 
@@ -244,7 +257,7 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
         before = _before(node, xs, rows)
         if error.hint and layer.merges:  # a merge error names the layers whose shapes disagree, and the rule
             error = dataclasses.replace(error, hint=f"{before}; {error.hint}")
-        raise error.at(where=node.where, path=path, line=node.spec.line, hint=before) from None
+        raise error.at(where=node.where, path=path, line=node.spec.line_of(error.field), hint=before) from None
 
 
 def _before(node: graph.Node, xs: tuple[Shape, ...], rows: list[Row]) -> str:

@@ -259,7 +259,7 @@ def test_errors_are_located_by_the_spec_reader():
     with pytest.raises(ExprError) as caught:
         archcalc.loads('[model]\ninput = [3]\n[[layers]]\ntype = "dense"\nout_features = "__import__(\'os\')"\n')
     error = caught.value
-    assert (error.where, error.field, error.path, error.line) == ('layers[1] "dense1" (dense)', "out_features", "<spec>", 3)
+    assert (error.where, error.field, error.path, error.line) == ('layers[1] "dense1" (dense)', "out_features", "<spec>", 5)
 
 
 PATTERN = re.compile(r"\b(eval|exec)\(|sympify\(|parse_expr\(")
