@@ -273,7 +273,7 @@ def _bound(kind, stored, env, spec: Spec, **place) -> Value:
     try:
         return kind.bind(stored, env) if kind else bind_number(stored, env)
     except SpecError as error:
-        raise error.at(path=spec.path, **place) from None
+        raise error.at(path=spec.path, line=spec.line_of(place["where"], place["field"]), **place) from None
 
 
 def _given(name: str, value: object, spec: Spec, known: set[str]) -> Value:

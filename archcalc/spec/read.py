@@ -92,6 +92,11 @@ class Spec:
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
+    lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # "[model] input": its line
+
+    def line_of(self, where: str, key: str) -> int | None:
+        """The line of a key of [model] or [vars] (`where`), where it was found."""
+        return next((line for written, line in self.lines if written == f"{where} {key}"), None)
 
 
 def load(path: str | Path) -> Spec:
@@ -187,6 +192,8 @@ def _read(text: str, path: str | None) -> Spec:
         text=text,
         blocks=tuple(blocks.items()),
         course=course,
+        lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
+                    for key, line in keys.items()),
     )
 
 
