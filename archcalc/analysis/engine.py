@@ -143,6 +143,10 @@ def _choice(kind, value, name: str):
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     """The known names: given values first, then [vars] (each may use the others)."""
     known = names(spec) if values else set()
+    for name in values:
+        if styled := untrusted.styled_problem(name):
+            raise SpecError(f"{untrusted.one_line(repr(name))} is not a usable name: {styled}", None, untrusted.one_line(name),
+                            "values", spec.path)
     env = {untrusted.name(name): _given(untrusted.name(name), value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
 

@@ -371,6 +371,9 @@ def _read_from(raw: object) -> tuple[str, ...]:
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise SpecError(f"expected a layer's name or a list of them, got {raw!r}", 'from = "conv1" or from = ["bn2", "input"]')
+    for name in names:
+        if styled := untrusted.styled_problem(name):
+            raise SpecError(f"{_show(name)} is not a layer's name: {styled}")
     names = [untrusted.name(name) for name in names]
     for name in names:
         if not _is_path(name):
@@ -397,6 +400,8 @@ def _read_use(table: dict, index: int, name: str, table_name: str, find, place: 
         key = untrusted.name(written)  # as the block's expressions name it (NFKC)
         if key in ("type", "name", *GRAPH_KEYS, *USE_KEYS):
             continue
+        if styled := untrusted.styled_problem(written):
+            raise SpecError(f"{_show(written)} is not a usable name: {styled}", None, written, **_at(place, lines, written))
         if key not in block.variables:
             close = difflib.get_close_matches(key, block.variables, n=1)
             raise SpecError(
@@ -460,6 +465,8 @@ def _check_name(name: object, where: str, line: int | None = None, field: str = 
     """A name (NFKC-normalised, as Python reads it) is an identifier, or with `dotted` a path of identifiers and
     numbers; never a keyword, a function, "input", or a segment Python mangles in a class (two underscores first)."""
     normal = untrusted.name(name) if isinstance(name, str) and len(name) <= 500 else None
+    if normal is not None and (styled := untrusted.styled_problem(name)):
+        raise SpecError(f"{_show(name)} is not a usable name: {styled}", None, field, where, line=line)
     if (normal is None or not (_is_path(normal) if dotted else _is_segment(normal)) or normal == INPUT
             or normal[:1].isdigit()):
         why = ""
