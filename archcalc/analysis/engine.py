@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from fractions import Fraction
 
-from ..core import expr, fmt, num, untrusted
+from ..core import arguments, expr, fmt, num, untrusted
 from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
@@ -292,13 +291,7 @@ def _given(name: str, value: object, spec: Spec, known: set[str]) -> Value:
         )
     if isinstance(value, bool):
         raise SpecError(f"expected a number, got {value}", None, name, "values", spec.path)
-    if isinstance(value, (int, Fraction)):
-        return num.normal(value)
-    if isinstance(value, float):
-        return num.normal(Fraction(repr(value)))
-    if isinstance(value, str):
-        try:
-            return expr.parse(value).evaluate({})
-        except SpecError as error:
-            raise error.at(field=name, where="values", path=spec.path) from None
-    return num.normal(value)  # a sympy expression from a script
+    try:
+        return arguments.number(value, "batch" if name == BATCH else name, "analyze", field=name)
+    except SpecError as error:
+        raise error.at(path=spec.path) from None

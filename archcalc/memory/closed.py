@@ -17,7 +17,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..analysis import checkpoint
-from ..core import autocast, num
+from ..core import arguments, autocast, num
 from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.errors import SpecError
 from ..core.num import Dim, Value
@@ -51,6 +51,7 @@ class PerBatch:
 
     def at(self, batch: Value | None) -> Value | PerBatch:
         """The bytes at `batch`; with no batch, this formula in B (a sympy expression if it has other symbols)."""
+        batch = arguments.batch(batch, "at")
         if batch is not None:
             return num.normal(self.fixed + self.per_sample * batch)
         if self.per_sample == 0:
@@ -101,6 +102,7 @@ class StepBytes:
         return line.inference if self.phase == "inference" else line.phases.get(self.phase)
 
     def at(self, batch: Value | None) -> Value:
+        batch = arguments.batch(batch, "at")
         if batch is not None and num.is_concrete(batch):
             line = self.timelines(batch)
             return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
