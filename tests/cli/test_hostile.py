@@ -87,6 +87,13 @@ SPEC_CASES = [
          + "".join(f'[[blocks.b{i}.layers]]\ntype = "block"\nblock = "b{i + 1}"\nrepeat = 2\n' for i in range(40))
          + '[[blocks.b40.layers]]\ntype = "dense"\nout_features = 4\n', "expand to more than 20,000 layers", "show"),
     Case("a var past 10^18", MODEL + "[vars]\nn = 1e300\n" + DENSE, "larger than any real network", "show"),
+    # issue 19: memory --budget
+    Case("a 400-digit budget", MODEL + DENSE, "no memory is that large", "memory", ("--budget", "1" + "0" * 399)),
+    Case("a 5000-digit budget", MODEL + DENSE, "no memory is that large", "memory", ("--budget", "9" * 5000)),
+    Case("300…0TiB", MODEL + DENSE, "no memory is that large", "memory", ("--budget", "3" + "0" * 30 + "TiB")),
+    Case("an empty budget", MODEL + DENSE, "no size given", "memory", ("--budget", "")),
+    Case("a blank card", MODEL + DENSE, "no size given", "memory", ("--card", " ")),
+    Case("an escape as a budget", MODEL + DENSE, "cannot read '\\x1b[2J' as a size", "memory", ("--budget", "\x1b[2J")),
     # answers files, checked against the course's AlexNet
     Case("an exponent of a billion", '"params" = "1e999999999"\n', "exponent"),
     Case("a tolerance of 1e99999999", '"params" = "62.4M ± 1e99999999"\n', "exponent"),
@@ -163,7 +170,7 @@ def run_inprocess(case: Case, tmp_path: Path):
     for name, text in case.files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     target = str(tmp_path / next(iter(case.files)))
-    args = [case.command, target, *case.args] if case.command == "show" else ["check", ALEXNET, target, *case.args]
+    args = ["check", ALEXNET, target, *case.args] if case.command == "check" else [case.command, target, *case.args]
     start = time.perf_counter()
     result = CliRunner().invoke(main, args)
     return result, time.perf_counter() - start
