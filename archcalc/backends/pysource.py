@@ -35,8 +35,12 @@ def literal(value) -> str:
 
 
 def plain(text: str) -> str:
-    """Spec text made safe inside the docstring: it comes from strangers and must not end it early."""
-    return json.dumps(str(text), ensure_ascii=False)[1:-1]
+    """Spec text made safe inside the docstring: it comes from strangers and must not end it early, and what
+    is not printable (a bidi override, a C1 control) is written as its escape, never raw on a terminal."""
+    quoted = json.dumps(str(text), ensure_ascii=False)[1:-1]
+    if quoted.isprintable():
+        return quoted
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in quoted)
 
 
 def aligned(lines: list[tuple[str, str]], indent: str) -> list[str]:

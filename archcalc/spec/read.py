@@ -153,7 +153,8 @@ def _read(text: str, path: str | None) -> Spec:
     input_ = tuple(_located(read_number, item, field="input", where="[model]", line=model_lines.get("input")) for item in shape)
     dtype = DType(_located(Choice(tuple(d.value for d in DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]",
                            line=model_lines.get("dtype")))
-    name = model.get("name", Path(path).stem if path else "model")
+    # without a name, the file's: shown as text, its control characters as escapes (a file name is not the spec's text)
+    name = model.get("name", untrusted.one_line(Path(path).stem)[:500] if path else "model")
     if not isinstance(name, str):
         raise SpecError(f"expected a string, got {_show(name)}", None, "name", "[model]", line=model_lines.get("name"))
     if untrusted.visible(name) != name or len(name) > 500:

@@ -443,3 +443,60 @@ def test_a_model_name_cannot_add_lines_to_its_quiz_files():
     key = tomllib.loads(drawn.key_toml())
     assert "student" not in key and len(key) == 3
     assert tomllib.loads(drawn.sheet_toml()) == {"student": {"name": "", "id": ""}}
+
+
+# Issue 19: file names are text. A spec or answers file named with rich markup is printed as named, one named
+# with terminal control characters (an escape, a bidi override, a C1 control, a line break) as escapes, by
+# every command that prints a path or a name taken from it. (quiz's own paths: see the report of issue 19.)
+MARKUP_NAMES = ["[red]net[/].toml", "[bold]x.toml", "[link=http://e.vil]k[/link].toml"]
+CONTROL_NAMES = ["a\x1b[31mb.toml", "u\u202ev.toml", "c\x9bd.toml", "n\nl.toml"]
+PRINTING = [
+    (["show"], True), (["show", "--explain"], True), (["show", "-f", "markdown"], True), (["show", "-f", "csv"], False),
+    (["show", "-f", "json"], True), (["memory", "--budget", "1GB"], False), (["memory", "--budget", "1GB", "-f", "json"], False),
+    (["check"], True), (["solve", "--for", "B", "--where", "params=1"], False), (["verify"], True), (["export"], True),
+    (["draw", "-o", "{tmp}/out.svg"], False),
+]
+
+
+def _named(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "specs" / name  # "[red]net[/].toml" is the file "].toml" in the folder "[red]net["
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((SPECS / "lenet5.toml").read_text().replace('name = "LeNet-5"\n', ""), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("args, names_it", PRINTING, ids=[" ".join(a) for a, _ in PRINTING])
+@pytest.mark.parametrize("name", MARKUP_NAMES + CONTROL_NAMES, ids=repr)
+def test_a_file_name_is_printed_as_text(name, args, names_it, tmp_path):
+    if args[0] in ("verify", "export"):
+        pytest.importorskip("torch")
+    if args[0] == "draw":
+        pytest.importorskip("matplotlib")
+    path = _named(tmp_path, name)
+    result = CliRunner().invoke(main, [args[0], str(path), *(a.format(tmp=tmp_path) for a in args[1:])])
+    assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output[-2000:]
+    assert not any(c in result.output for c in "\x1b\u202e\x9b"), result.output[-2000:]
+    stem = path.stem
+    if name in MARKUP_NAMES and names_it:
+        assert stem in result.output, result.output[-2000:]  # the markup, as written
+    if "\n" in stem and args[-1] != "json":
+        assert "n\\nl" in result.output or not names_it, result.output[-2000:]
+
+
+@pytest.mark.parametrize("name", MARKUP_NAMES + CONTROL_NAMES, ids=repr)
+def test_an_answers_file_name_is_printed_as_text(name, tmp_path):
+    answers = tmp_path / "answers" / name
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.write_text('"conv1.params" = 34944\n"params" = "1e999999999"\n', encoding="utf-8")
+    for form in ("table", "json"):
+        result = CliRunner().invoke(main, ["check", ALEXNET, str(answers), "-f", form])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert not any(c in result.output for c in "\x1b\u202e\x9b"), result.output
+        if name in MARKUP_NAMES:
+            assert answers.stem in result.output
+
+
+def test_a_spec_named_with_control_characters_is_read_its_name_escaped(tmp_path):
+    """The model's name defaults to the file's: shown with escapes, not refused as a name written with them."""
+    report = archcalc.analyze(archcalc.load(_named(tmp_path, "a\x1b[31mb.toml")))
+    assert report.model == "a\\x1b[31mb"
