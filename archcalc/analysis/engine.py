@@ -292,6 +292,14 @@ def _given(name: str, value: object, spec: Spec, known: set[str]) -> Value:
     if isinstance(value, bool):
         raise SpecError(f"expected a number, got {value}", None, name, "values", spec.path)
     try:
-        return arguments.number(value, "batch" if name == BATCH else name, "analyze", field=name)
+        number = arguments.number(value, "batch" if name == BATCH else name, "analyze", field=name)
     except SpecError as error:
         raise error.at(path=spec.path) from None
+    unknown = sorted(num.free_names(number) - known)
+    if unknown:  # --batch nan, --set H=x: a name no part of the spec gives meaning to
+        shown = untrusted.one_line(repr(value)[:60])
+        problem = (f"expected a finite number, got {shown}" if {n.lower() for n in unknown} & {"nan", "inf", "infinity"}
+                   else f"{shown} names {', '.join(unknown)}, which the spec does not use")
+        raise SpecError(problem, f"give a whole number, or a formula in the spec's names ({', '.join(sorted(known))})",
+                        name, "values", spec.path)
+    return number

@@ -155,7 +155,7 @@ def _show(spec, sets, dtype, optimizer, device, batch, form, explain, depth, cou
 @PRECISION
 @refusals
 @click.option("--solve", metavar="NAME", help="Solve for a size instead of the batch: H (the image side, W too), T (the sequence length).")
-@click.option("--batch", "-b", metavar="B", help="The batch, with --solve.")
+@click.option("--batch", "-b", type=click.IntRange(min=1), metavar="B", help="The batch, with --solve.")
 def memory(spec: str, sets, dtype, optimizer, device, budget, card, form: str, course: bool, precision, solve, batch) -> None:
     """The largest batch whose training step fits in --budget (or on a --card), and the memory at that batch.
 

@@ -94,6 +94,17 @@ SPEC_CASES = [
     Case("an empty budget", MODEL + DENSE, "no size given", "memory", ("--budget", "")),
     Case("a blank card", MODEL + DENSE, "no size given", "memory", ("--card", " ")),
     Case("an escape as a budget", MODEL + DENSE, "cannot read '\\x1b[2J' as a size", "memory", ("--budget", "\x1b[2J")),
+    # issue 19: torch's and Keras's words, styled letters, values that are no number
+    Case("type = linear", MODEL + '[[layers]]\ntype = "flatten"\n[[layers]]\nname = "head"\ntype = "linear"\n',
+         ':7: layers[2] "head": type: unknown layer type \'linear\'', "show"),
+    Case("type = avgpool", MODEL + '[[layers]]\ntype = "avgpool"\n', "or 'pool' with op = \"avg\"", "show"),
+    Case("kernel = 3", MODEL + '[[layers]]\ntype = "conv"\nout_channels = 4\nkernel = 3\n', ":6: layers[1]", "show"),
+    Case("ℌ beside H", MODEL.replace("32, 32", '"H", "W"') + '[vars]\nH = 32\n"ℌ" = 4\n' + DENSE, "one name with 'H'", "show"),
+    Case("--set ℌ", MODEL.replace("32, 32", '"H", "W"') + DENSE, "one name with 'H'", "show", ("--set", "ℌ=3")),
+    Case("--batch nan", MODEL + DENSE, "expected a finite number, got 'nan'", "show", ("--batch", "nan")),
+    Case("--batch x", MODEL + DENSE, "'x' names x, which the spec does not use", "show", ("--batch", "x")),
+    Case("--set W=inf", MODEL.replace("32, 32", '32, "W"') + DENSE, "expected a finite number", "show", ("--set", "W=inf")),
+
     # answers files, checked against the course's AlexNet
     Case("an exponent of a billion", '"params" = "1e999999999"\n', "exponent"),
     Case("a tolerance of 1e99999999", '"params" = "62.4M ± 1e99999999"\n', "exponent"),
@@ -146,6 +157,8 @@ COMMAND_CASES = [
     (["bench", "{spec}", "--device", "meta"], "not 'meta'"),
     (["bench", "{spec}", "--peak-tflops", "nan"], "not a number of TFLOP/s"),
     (["verify", "{huge}"], "refused before allocating anything"),
+    (["memory", "{spec}", "--budget", "24GB", "--solve", "H", "--batch", "nan"], "Invalid value for '--batch'"),  # int('nan')
+    (["memory", "{spec}", "--budget", "24GB", "--solve", "H", "--batch", ""], "Invalid value for '--batch'"),
 ]
 
 
@@ -383,8 +396,17 @@ def test_student_text_is_shown_as_written(tmp_path):
     (lambda: archcalc.grade("specs/alexnet.toml", ["answers"]), "spec must be a Spec"),
     (lambda: archcalc.load_answers(3), "path must be a str"),
     (lambda: archcalc.check(archcalc.load(ALEXNET), 5), "claims must be a mapping"),
+    (lambda: archcalc.analyze(archcalc.load(ALEXNET), batch=[1]), "batch must be a number"),
+    (lambda: archcalc.analyze(archcalc.load(ALEXNET), batch=object()), "batch must be a number"),
+    (lambda: archcalc.analyze(archcalc.load(ALEXNET), batch=b"1"), "batch must be a number"),
+    (lambda: archcalc.analyze(archcalc.load(SPECS / "alexnet_symbolic.toml"), H=None), "H must be a number"),
+    (lambda: archcalc.analyze(archcalc.load(SPECS / "alexnet_symbolic.toml"), H=1j), "H must be a number"),
+    (lambda: archcalc.grade(None), "spec must be a Spec"),
+    (lambda: archcalc.analyze(archcalc.load(ALEXNET)).memory.training.at([2]), "batch must be"),
+    (lambda: archcalc.analyze(archcalc.load(ALEXNET)).row(None), "name must be a layer's name"),
 ], ids=["loads(None)", "load(None)", "analyze(path)", "check(spec, str)", "check(path)", "grade(spec, str)",
-        "grade(path)", "load_answers(3)", "check(spec, 5)"])
+        "grade(path)", "load_answers(3)", "check(spec, 5)", "batch=[1]", "batch=object()", "batch=b'1'", "H=None", "H=1j",
+        "grade(None)", "training.at([2])", "row(None)"])
 def test_library_arguments_are_checked_at_the_door(call, says):
     with pytest.raises(TypeError, match=says.replace("(", r"\(")):
         call()
