@@ -105,3 +105,11 @@ def test_bench_options_are_checked():
             Options(**bad)
     with pytest.raises(TypeError, match=r"options must be an archcalc\.torch\.Options"):
         bench(REPORT, None)
+
+
+def test_a_byte_count_or_phase_by_a_wrong_name_says_which_names_there_are():
+    with pytest.raises(KeyError, match="no byte count is named 'nope'; the keys are input_bytes, params_bytes"):
+        REPORT.memory.quantity("nope")
+    with pytest.raises(ValueError, match="name must be one of forward, backward, optimizer, got 'step'"):
+        REPORT.memory.phase("step")
+    assert REPORT.memory.phase("backward").at(2) <= REPORT.memory.training.at(2)
