@@ -48,7 +48,7 @@ class LayerSpec:
     start: object = 0  # a block use with repeat: the first index
     checkpoint: object = 0  # a block use: activation checkpointing of each repeat when non-zero (a condition, like when)
     table: str = "layers"  # "layers", or "blocks.NAME.layers"
-    lines: tuple[tuple[str, int], ...] = ()  # the line each field is written on, where it was found
+    lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # each field's line, if found
 
     def line_of(self, field: str | None) -> int | None:
         """The line a field is written on (its header's line if it was not found, or for None)."""
