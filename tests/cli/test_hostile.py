@@ -443,7 +443,10 @@ def test_any_answers_text_grades_to_one_result(tmp_path, pieces):
 
 SPEC_PIECES = ["[model]\n", "input = ", "[3, 8, 8]", "[[layers]]\n", 'type = "conv"\n', 'type = "dense"\n', "out_channels = ",
                "out_features = ", "kernel_size = ", "1e308", "9" * 30, '"n"', '"2**64"', "-1", "0", "\n", "[vars]\n", "n = ",
-               '"n + 1"', "{", "}", "[", "]", 'name = "__x"\n', 'name = "µ"\n', "nan", "1979-05-27"]
+               '"n + 1"', "{", "}", "[", "]", 'name = "__x"\n', 'name = "µ"\n', "nan", "1979-05-27",
+               # issue 19: what the line finder and the hints read
+               '"""', "'''", "[\n", "]\n", 'type = "linear"\n', "kernel = 3\n", '"kernel_size" = ', '"ℌ"', 'name = "ℌ"\n',
+               "[[blocks.b.layers]]\n", 'type = "block"\n', 'block = "b"\n', "# [[layers]]\n", "c = ", "[blocks.b]\n"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
