@@ -9,11 +9,13 @@ A command lists the flags it takes; `shared` adds them to it and hands its body 
         report = options.report()
 
 Adding a shared flag (say `--gpus N` for show and memory) touches this module only:
-  1. a field on `Options` (`gpus: int | None = None`), its default what the library assumes without it;
-  2. its `Flag` below, its click name the field's name, and the flag in the tuple of the commands that
-     take it: `TRAINING` for both show and memory (`ANALYSIS` for every command that analyses a step);
-  3. if `analyze()` takes it, a keyword in `Options.step()`.
-Commands that do not take the flag keep the field's default, so what they ask of the library is unchanged.
+  1. a field on `Options` named as click names the flag, its default what the library assumes without it:
+     `gpus: int | None = keyword()` where analyze() takes it as a keyword (Options.step passes it on),
+     a plain default where it is for the command itself (as `form`);
+  2. its `Flag` below, and the flag in the tuple of the commands that take it: `TRAINING` for show and
+     memory (`ANALYSIS` for every command that analyses a training step).
+A command without the flag keeps the field's default, so what it asks of the library is unchanged; a
+flag read from others (as --precision into dtype and autocast) is read in `Options.read`.
 """
 
 from __future__ import annotations
@@ -72,32 +74,36 @@ def shared(*flags: Flag) -> Callable:
     return bundle("options", Options.read, *flags)
 
 
+def keyword(default=None):
+    """An Options field that analyze() takes as a keyword of the same name (Options.step)."""
+    return dataclasses.field(default=default, metadata={"analyze": True})
+
+
 @dataclass(frozen=True)
 class Options:
     """What the shared flags ask for, read once: the spec and its values, the training step, the output."""
 
     spec: str = ""
-    sets: tuple[str, ...] = ()  # --set NAME=VALUE, as given (read into `values` on first use)
-    batch: str | int | None = None
-    dtype: str | None = None  # the parameters' dtype: --dtype, or the one --precision stands for
-    precision: str | None = None  # Lightning's name, as given
-    optimizer: str = Optimizer.sgd.value
-    device: str = Device.cpu.value
+    sets: tuple[str, ...] = ()  # --set NAME=VALUE, as given (read into `values` on first use, after the spec)
+    batch: str | int | None = keyword()
+    dtype: str | None = keyword()  # the parameters' dtype: --dtype, or the one --precision stands for
+    autocast: str | None = keyword()  # what the step computes in under --precision X-mixed
+    optimizer: str = keyword(Optimizer.sgd.value)
+    device: str = keyword(Device.cpu.value)
     course: bool = False
     form: str = "table"  # --format
     output: str | None = None
     force: bool = False
 
     @classmethod
-    def read(cls, **flags) -> Options:
-        """The options of one command line; a --precision with a --dtype is refused here, before any spec is read."""
-        dtype = precision_dtype(flags.get("precision"), flags.get("dtype"))
-        return cls(**flags | {"dtype": dtype})
+    def read(cls, precision: str | None = None, dtype: str | None = None, **flags) -> Options:
+        """The options of one command line. Lightning's --precision names stand for a dtype and an autocast;
+        one with a --dtype is refused here, before any spec is read."""
+        return cls(dtype=precision_dtype(precision, dtype), autocast=precision_autocast(precision), **flags)
 
-    @property
-    def autocast(self) -> str | None:
-        """The dtype the step computes in under autocast (--precision X-mixed), or None."""
-        return precision_autocast(self.precision)
+    def step(self) -> dict:
+        """analyze()'s keywords for the training step these options describe."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("analyze")}
 
     @cached_property
     def values(self) -> dict[str, str]:
@@ -113,11 +119,6 @@ class Options:
             raise click.BadParameter(f"{taken[0]!r} is an option, not a name of the spec: give it with its own flag",
                                      param_hint="--set")
         return values
-
-    def step(self) -> dict:
-        """analyze()'s keywords for the training step these options describe."""
-        return {"batch": self.batch, "dtype": self.dtype, "optimizer": self.optimizer, "device": self.device,
-                "autocast": self.autocast}
 
     def load(self) -> Spec:
         """The spec, read."""
