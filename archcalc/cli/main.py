@@ -48,6 +48,7 @@ def main() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-for command in (show.show, memory.memory, check.check, teaching.quiz, backends.verify, backends.export, backends.bench,
-                example.example, teaching.solve, show.draw, backends.import_):
-    main.add_command(command)
+COMMANDS = (show.show, show.draw, memory.memory, check.check, teaching.quiz, teaching.solve, example.example,
+            backends.verify, backends.export, backends.bench, backends.import_)
+for _command in COMMANDS:
+    main.add_command(_command)

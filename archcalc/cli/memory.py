@@ -20,7 +20,7 @@ from .output import console
 @click.option("--budget", metavar="SIZE", help="Memory available: 80GiB, 24GB, 512MiB, or bytes.")
 @click.option("--card", metavar="SIZE", help="A CUDA card's memory (24GB): the CUDA context is taken out first; implies --device cuda.")
 @click.option("--solve", metavar="NAME", help="Solve for a size instead of the batch: H (the image side, W too), T (the sequence length).")
-@click.option("--batch", "-b", metavar="B", help="The batch, with --solve.")
+@click.option("--batch", "-b", metavar="B", help="The batch, with --solve.")  # its own: without --solve the batch is the answer
 def memory(options: Options, budget: str | None, card: str | None, solve: str | None, batch: str | None) -> None:
     """The largest batch whose training step fits in --budget (or on a --card), and the memory at that batch.
 
