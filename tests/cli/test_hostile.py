@@ -157,8 +157,8 @@ COMMAND_CASES = [
     (["bench", "{spec}", "--device", "meta"], "not 'meta'"),
     (["bench", "{spec}", "--peak-tflops", "nan"], "not a number of TFLOP/s"),
     (["verify", "{huge}"], "refused before allocating anything"),
-    (["memory", "{spec}", "--budget", "24GB", "--solve", "H", "--batch", "nan"], "Invalid value for '--batch'"),  # int('nan')
-    (["memory", "{spec}", "--budget", "24GB", "--solve", "H", "--batch", ""], "Invalid value for '--batch'"),
+    (["memory", "{spec}", "--budget", "24GB", "--solve", "H", "--batch", "nan"], "--batch: must be a whole number"),  # int('nan')
+    (["memory", "{spec}", "--budget", "24GB", "--solve", "H", "--batch", ""], "--batch: must be a whole number"),
 ]
 
 
@@ -525,3 +525,10 @@ def test_a_spec_named_with_control_characters_is_read_its_name_escaped(tmp_path)
     """The model's name defaults to the file's: shown with escapes, not refused as a name written with them."""
     report = archcalc.analyze(archcalc.load(_named(tmp_path, "a\x1b[31mb.toml")))
     assert report.model == "a\\x1b[31mb"
+
+
+@pytest.mark.parametrize("name", CONTROL_NAMES, ids=repr)
+def test_an_error_about_a_file_names_it_on_one_line(name, tmp_path):
+    result = CliRunner().invoke(main, ["show", str(tmp_path / name)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.endswith(": no such file\n") and not any(c in result.stderr for c in "\x1b\u202e\x9b")
