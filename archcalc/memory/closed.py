@@ -516,7 +516,7 @@ def parse_size(text: str) -> int:
     """'80GiB' -> 85899345920; GB, MB... are decimal, GiB, MiB... binary; a bare number is bytes."""
     hint = "write it like 80GiB, 24GB, 512MiB or a number of bytes"
     if not isinstance(text, str) or not text.strip():  # --budget "" reaches here as None
-        raise SpecError(f"cannot read {text!r} as a size: no size given", hint, where="--budget")
+        raise SpecError(f"cannot read {text if isinstance(text, str) else ''!r} as a size: no size given", hint, where="--budget")
     if len(text) > 40:  # no memory has a size of 40 characters; Fraction would read 5,000 digits slowly, or refuse them
         raise SpecError(f"{visible(text[:20])}... ({len(text):,} characters) is not a size: no memory is that large", hint,
                         where="--budget")
