@@ -222,8 +222,10 @@ def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, 
 @click.option("--batch", "-b", metavar="B", help="Batch size (default: the symbol B; a memory claim may give its own).")
 @click.option("--format", "-f", "form", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
               help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights] (exit 0 once written).")
+@click.option("--tolerance", metavar="T", help='How far an answer may be from the true value, for every key: "1%", "exact" '
+              "(default: the spec's [grading]; else counts and shapes exact, bytes and shares within 1%).")
 @refusals
-def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str) -> None:
+def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str, tolerance) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
 
     Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
@@ -239,15 +241,15 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
             raise click.BadParameter("Gradescope grades one submission: give one answers file", param_hint="ANSWERS")
         click.echo(json.dumps(gradescope_results(spec_, report, answers[0] if answers else None), indent=2, ensure_ascii=False))
         return
-    results = grade(spec_, answers, report=report)
+    results = grade(spec_, answers, report=report, tolerance=tolerance)
     if form == "json":
         click.echo(render_check.json(results, report), nl=False)
     else:
         _console().print(render_check.table(results))
     for result in results:
-        if result.error:
-            click.echo(f"archcalc: {visible(result.error)}", err=True)
-    sys.exit(2 if any(r.error for r in results) else 0 if all(r.ok for r in results) else 1)
+        for error in ([result.error] if result.error else result.errors):
+            click.echo(f"archcalc: {visible(error)}", err=True)
+    sys.exit(2 if any(r.error or r.errors for r in results) else 0 if all(r.ok for r in results) else 1)
 
 
 @main.command("quiz")

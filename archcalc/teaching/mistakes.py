@@ -16,7 +16,7 @@ from ..core.dtypes import DType, Optimizer
 from ..core.errors import SpecError
 from ..report import Report, Row
 from .claim_keys import AXES, Key
-from .claim_values import Claimed, Dims, equal
+from .claim_values import Claimed, Dims, Tolerance, equal
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Context:
     key: Key
     actual: object
     env: dict
+    within: Tolerance | None = None  # the instructor's tolerance: a wrong way's result is matched as the answer is
 
     @property
     def row(self) -> Row | None:
@@ -41,7 +42,7 @@ def _holds(claim: Claimed, value, context: Context) -> bool:
     """Whether the claim matches `value`, a wrong way's result (made normal here: the recognisers need not)."""
     value = num.shape(value) if isinstance(value, tuple) else num.normal(value)
     try:
-        return claim.holds(value, context.env) is True
+        return claim.holds(value, context.env, context.within) is True
     except (SpecError, TypeError, ValueError):
         return False
 
@@ -61,7 +62,7 @@ def batch_axis(claim, context):
     """[32, 96, 55, 55] for [96, 55, 55]: the batch axis written in."""
     if isinstance(claim, Dims) and isinstance(context.actual, tuple) and len(claim.dims) == len(context.actual) + 1:
         rest = dataclasses.replace(claim, dims=claim.dims[1:])
-        if rest.holds(context.actual, context.env):
+        if rest.holds(context.actual, context.env, context.within):
             return "the batch axis is written in: archcalc's shapes are one sample's, [C, H, W] without B"
     return None
 

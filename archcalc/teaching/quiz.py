@@ -21,6 +21,7 @@ from ..report import Report
 from . import claim_values
 from .check import at_qualifiers, value as true_value
 from .claim_keys import parse_key
+from .grading import DEFAULTS
 
 BATCHES = (8, 16, 32, 64, 128)
 CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory", "field")
@@ -60,7 +61,9 @@ class Quiz:
             f"then check it: `{self.check('answers.toml')}`.", "",
             *([f"Your network: {', '.join(f'{n} = {v}' for n, v in self.values)}.", ""] if self.values else []),
             "Shapes are one sample's, channels first (`[C, H, W]`), or the course's way (`\"27²×256\"`). "
-            "An approximation states its precision: \"62.4M\" means within 0.05M, \"60%\" within 5 points.", "",
+            "Counts (parameters, FLOPs) and shapes are graded exactly, bytes and shares within 1% of the true value, "
+            "unless your instructor says otherwise; an approximation's own precision can only narrow that "
+            "(\"60%\" is 60 ± 5 by its digits, so within 1%: 59.4 to 60.6).", "",
         ]
         out += [f"{n}. {q.text}  \n   key: `\"{q.key}\"`" for n, q in enumerate(self.questions, start=1)]
         return "\n".join(out) + "\n"
@@ -149,7 +152,14 @@ def answer(report: Report, key: str) -> object | None:
     parsed = parse_key(key, report)
     actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
-        return f"{float(actual):.2f}%" if num.is_concrete(actual) else None
+        if not num.is_concrete(actual):
+            return None
+        within = DEFAULTS[parsed.kind]  # two decimals, or as many more as the default grading needs
+        for decimals in range(2, 12):
+            written = f"{float(actual):.{decimals}f}%"
+            if claim_values.read(written, "share").holds(actual, {}, within):
+                return written
+        return None
     if parsed.kind == "axes" and len(set(map(str, actual))) == 1:
         actual = actual[:1]  # one number for every axis: "pool3.receptive_field" = 195
         written = _written(actual[0])
