@@ -19,10 +19,11 @@ from ..core.errors import ArchcalcError, SpecError
 from ..report import Report, analyze
 from ..spec.read import Spec
 from . import claim_keys, explain_claim, grading as policy, mistakes
-from .claim_keys import Answers, Claim, ClaimError, Key, Unread
+from .claim_keys import Answers, Claim, ClaimError, Unread
 from .claim_values import Approx, Bounds, Dims, Tolerance
 from .grading import Grading
 from .manifest import Manifest
+from .truth import at_qualifiers, value
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def check(subject: Spec | Report, claims=None, *, tolerance: str | Tolerance | N
     report = subject if isinstance(subject, Report) else analyze(subject, **values)
     pairs, place = _pairs(subject, claims)
     rules = None if claims is None else grading_of(subject, report, tolerance)
-    return _verdicts(report, pairs, place, rules)
+    return _verdicts(report, pairs, place, rules, spec=subject if isinstance(subject, Spec) else None)
 
 
 def grading_of(subject: Spec | Report, report: Report, tolerance=None, **visibility) -> Grading:
@@ -99,7 +100,8 @@ def grading_of(subject: Spec | Report, report: Report, tolerance=None, **visibil
                      text=spec.text if spec else "", **visibility)
 
 
-def _verdicts(report: Report, pairs, place: dict, rules: Grading | None = None, each: bool = False) -> list[Verdict]:
+def _verdicts(report: Report, pairs, place: dict, rules: Grading | None = None, each: bool = False,
+              spec: Spec | None = None) -> list[Verdict]:
     """A verdict per claim; `rules`: the instructor's (None: each claim's own precision, as [expect] is read);
     `each`: a claim that cannot be read or evaluated is a verdict with its error, not a ClaimError for all."""
     out = []
@@ -110,7 +112,7 @@ def _verdicts(report: Report, pairs, place: dict, rules: Grading | None = None, 
             continue
         try:
             at = reports.get(claim.key.at) or reports.setdefault(claim.key.at, at_qualifiers(report, claim.key))
-            out.append(verdict(report, claim, at, rules))
+            out.append(verdict(report, claim, at, rules, spec))
         except SpecError as error:  # a formula that reads well but cannot be evaluated: "1/0"
             failure = ClaimError(error.problem, error.hint, f'"{claim.key.text}"', place.get("where"),
                                  place.get("path"), claim.line)
@@ -253,11 +255,11 @@ def _result(report: Report, spec: Spec, path: str | None, rules: Grading | None 
     student = {}
     try:
         if path is None:
-            return Result(spec.path, source, tuple(_verdicts(report, *_expected(spec))))
+            return Result(spec.path, source, tuple(_verdicts(report, *_expected(spec), spec=spec)))
         answers = answers or claim_keys.load_answers(path)
         student = answers.student
         pairs, place = _pairs(report, answers)
-        return Result(path, source, tuple(_verdicts(report, pairs, place, rules, each=True)), student)
+        return Result(path, source, tuple(_verdicts(report, pairs, place, rules, each=True, spec=spec)), student)
     except ArchcalcError as error:
         return Result(path or spec.path, source, student=student, error=str(error))
     except RecursionError:
@@ -343,8 +345,10 @@ def _expected(spec: Spec) -> tuple[list, dict]:
     return claim_keys.flatten(dict(spec.expect)), {"path": spec.path, "where": "[expect]", "text": spec.text, "table": "expect"}
 
 
-def verdict(report: Report, claim: Claim, at: Report | None = None, rules: Grading | None = None) -> Verdict:
-    """The verdict of one claim; `rules`: the instructor's grading policy (None: the claim's own precision)."""
+def verdict(report: Report, claim: Claim, at: Report | None = None, rules: Grading | None = None,
+            spec: Spec | None = None) -> Verdict:
+    """The verdict of one claim; `rules`: the instructor's grading policy (None: the claim's own precision);
+    `spec`: the spec analysed, for the mistakes that redo the whole network."""
     key = claim.key
     at = at or at_qualifiers(report, key)
     env = dict(report.values) | ({"B": at.batch} if at.batch is not None else {})
@@ -362,7 +366,7 @@ def verdict(report: Report, claim: Claim, at: Report | None = None, rules: Gradi
     elif within is not None and isinstance(getattr(claim.value, "value", claim.value), (Approx, Bounds)):
         note = policy.describe(within, whose)
     ok = bool(holds)
-    context = mistakes.Context(at, key, actual, env, within)
+    context = mistakes.Context(at, key, actual, env, within, spec)
     return Verdict(
         key=key.text,
         claimed=claim.raw,
@@ -378,43 +382,3 @@ def verdict(report: Report, claim: Claim, at: Report | None = None, rules: Gradi
         tolerance=None if within is None else within.text,
         decided=holds is not None,
     )
-
-
-def at_qualifiers(report: Report, key: Key) -> Report:
-    """The report a memory claim is about: at its batch size, dtype, optimizer and device (read by claim_keys.parse_key)."""
-    given = {("batch" if name == "B" else name): value for name, value in key.at}
-    changes = {field: value for field, value in given.items() if value != getattr(report, field)}
-    return dataclasses.replace(report, **changes) if changes else report
-
-
-def value(report: Report, key: Key):
-    """The true value of a key: a number, a formula (a share: in %, exactly), or a shape."""
-    if key.scope == "memory":
-        return report.memory.value(key.quantity)
-    if key.scope == "layer" and (key.quantity in claim_keys.AXES or key.quantity == "dense_equivalent_weights"):
-        return teaching(report, report.row(key.name), key.quantity)
-    if key.quantity in ("output", "input"):  # a layer's; a group's output is its last layer's
-        rows = key.rows(report)
-        return rows[0].input if key.quantity == "input" else rows[-1].output
-    summed = "params" if key.quantity == "share" else key.quantity
-    total = report.totals[summed] if key.scope == "total" else num.add(getattr(row, summed) for row in key.rows(report))
-    return report.percent(total) if key.quantity == "share" else total
-
-
-def teaching(report: Report, row, quantity: str):
-    """A layer's receptive field or jump (a tuple, one per axis), or a conv's dense-equivalent weights."""
-    if quantity == "dense_equivalent_weights":
-        dense = row.layer.dense_equivalent_weights(row.input)
-        if dense is None:
-            raise ClaimError(f"{row.name} is a {row.kind} layer: only conv layers have dense_equivalent_weights")
-        return dense
-    field = report.fields[row.index - 1]
-    if field is None:
-        raise ClaimError(f"archcalc does not know the receptive field of {row.kind} layers ({row.name})")
-    if quantity == "jump" and field.whole:
-        raise ClaimError(f"{row.name} sees the whole input: its values are no longer spread over the image, it has no jump")
-    if not field.size:
-        raise ClaimError(f"{report.model}'s input has no spatial axes: no receptive field")
-    return field.size if quantity == "receptive_field" else field.jump
-
-

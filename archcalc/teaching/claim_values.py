@@ -216,7 +216,8 @@ class Bounds:
 
 @dataclass(frozen=True)
 class Dims:
-    """A shape, one sample's. `either_order`: written with × and no power, it may be channels last too."""
+    """A shape, one sample's. `either_order`: a list or a product with no power may be channels last too
+    ([55, 55, 96] and "55×55×96" for [96, 55, 55]); the course's "55²×96" says which factor is the channels."""
 
     dims: tuple[int | expr.Expr, ...]
     text: str
@@ -510,7 +511,7 @@ def _list(raw: list) -> Dims:
         raise ClaimError(f"a shape of {len(raw):,} sizes: a tensor has at most {untrusted.MAX_AXES} axes", _hint("shape"))
     if not raw or any(isinstance(d, (bool, list, dict, float)) or not isinstance(d, (int, str)) for d in raw):
         raise ClaimError(f"a shape is a list of sizes (integers, or formulas as strings), got {raw!r}", _hint("shape"))
-    return Dims(tuple(_dim(d, str(raw)) for d in raw), str(raw))
+    return Dims(tuple(_dim(d, str(raw)) for d in raw), str(raw), either_order=True)  # [55, 55, 96]: as "55×55×96"
 
 
 def _dim(raw: int | str, text: str) -> int | expr.Expr:
@@ -532,7 +533,7 @@ def _shape(text: str) -> Dims:
         items = [item.strip() for item in _top_level(text[1:-1], ",")]
         if not all(items):
             raise ClaimError(f"cannot read {text!r} as a shape: an empty size", _hint("shape"))
-        return Dims(tuple(_dim(item, text) for item in items), text)
+        return Dims(tuple(_dim(item, text) for item in items), text, either_order=True)
     channels, spatial = [], []
     for factor in _factors(text):
         power = _POWER.match(factor)

@@ -19,9 +19,9 @@ from ..core import num, untrusted
 from ..core.errors import ArchcalcError
 from ..report import Report
 from . import claim_values
-from .check import at_qualifiers, value as true_value
 from .claim_keys import parse_key
 from .grading import DEFAULTS
+from .truth import at_qualifiers, value as true_value
 
 BATCHES = (8, 16, 32, 64, 128)
 CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory", "field")

@@ -59,8 +59,10 @@ ERRATA_CASES = {
 @pytest.mark.parametrize("spec", sorted(ERRATA_CASES))
 def test_the_course_errata_are_caught_with_the_right_values(spec):
     verdicts = archcalc.check(load(spec), archcalc.load_answers(ERRATA / spec))
-    assert {v.key: (v.ok, v.actual, (v.mistake and v.mistake[:len(ERRATA_CASES[spec][v.key][1] or "")]) or None)
-            for v in verdicts} == {key: (False, actual, hint) for key, (actual, hint) in ERRATA_CASES[spec].items()}
+    assert {v.key: (v.ok, v.actual) for v in verdicts} == {key: (False, actual) for key, (actual, _) in ERRATA_CASES[spec].items()}
+    for v in verdicts:
+        hint = ERRATA_CASES[spec][v.key][1]
+        assert (hint in v.mistake) if hint else v.mistake is None, v.mistake
 
 
 def test_the_quiz_count_is_right_without_biases_and_wrong_with_them():
@@ -102,14 +104,16 @@ def test_totals_types_and_shares_are_derived_as_sums():
 MISTAKES = [
     ("kind_mistake", "dcgan_generator.toml", "main.3.output", [256, 2, 2], {}, "a convolution's output size"),
     ("batch_axis", "alexnet.toml", "conv1.output", [32, 96, 55, 55], {}, "the batch axis is written in"),
-    ("channels_last", "alexnet.toml", "conv1.output", [55, 55, 96], {}, "channels last"),
+    ("axes_permuted", "alexnet.toml", "pool1.output", [27, 96, 27], {}, "the right sizes in another order"),
     ("not_flattened", "lenet5.toml", "flatten.output", [16, 5, 5], {}, "in one axis: the output is flat, [400]"),
     ("input_channels", "alexnet.toml", "conv2.output", "27²×96", {}, "the output channels taken for the input's"),
     ("stale_channels", "alexnet.toml", "pool2.output", "13²×96", {}, "96 channels is pool1's output"),
+    ("plus_one_forgotten", "alexnet.toml", "pool1.output", "26²×96", {}, "the + 1 forgotten"),
     ("padding_once", "alexnet.toml", "conv2.output", [256, 25, 25], {}, "padding counted once"),
     ("padding_forgotten", "alexnet.toml", "conv2.output", [256, 23, 23], {}, "padding forgotten"),
     ("stride_forgotten", "alexnet.toml", "pool1.output", [96, 53, 53], {}, "stride forgotten"),
     ("rounded_up", "alexnet.toml", "conv1.output", [96, 56, 56], {}, "rounded up"),
+    ("input_size", "alexnet.toml", "conv1.input", [3, 227, 227], {}, "worked out for a 227×227 input"),
     ("biases_forgotten", "alexnet.toml", "fc1.params", 4096 * 9216, {}, "the weights only: the 4,096 biases are missing"),
     ("biases_forgotten", "alexnet.toml", "params", 62367776, {}, "the weights only: the 10,568 biases are missing"),
     ("biases_added", "alexnet.toml", "conv1.weights", 34944, {}, "the 96 biases are counted too"),
@@ -152,6 +156,43 @@ def test_every_recogniser_has_a_case():
     from archcalc.teaching.mistakes import MISTAKES as RECOGNISERS
 
     assert {r.__name__ for r in RECOGNISERS} == {case[0] for case in MISTAKES} | {"one_sample"}
+
+
+# The forgotten + 1 of the output size, and every mistake that gives the student's value named (issue 19).
+FORGOTTEN_PLUS_ONE = [("pool1.output", "26²×96"), ("conv2.output", "26²×256"), ("pool3.output", "5²×256")]
+
+
+@pytest.mark.parametrize("key, wrong", FORGOTTEN_PLUS_ONE)
+def test_a_forgotten_plus_one_is_named(key, wrong):
+    verdict = one("alexnet.toml", key, wrong)
+    assert not verdict.ok and verdict.mistake.startswith("the + 1 forgotten")
+
+
+@pytest.mark.parametrize("key, wrong, named", [
+    ("conv3.output", "12²×384", ("the + 1 forgotten", "padding counted once")),
+    ("conv1.output", "54²×96", ("the + 1 forgotten", "padding counted once", "padding forgotten")),
+    ("conv1.output", "56²×96", ("rounded up", "a 227×227 input")),
+])
+def test_every_mistake_that_gives_the_value_is_named(key, wrong, named):
+    mistake = one("alexnet.toml", key, wrong).mistake
+    assert mistake.startswith(f"{len(named)} mistakes give this value: ")
+    assert all(hint in mistake for hint in named), mistake
+
+
+def test_the_227_versus_224_confusion_is_named_both_ways(tmp_path):
+    assert "a 227×227 input" in one("alexnet.toml", "conv1.input", "227²×3").mistake
+    paper = (SPECS / "alexnet.toml").read_text().replace("input = [3, 224, 224]", "input = [3, 227, 227]")
+    paper = paper.replace("padding = 2\n", "padding = 0\n", 1)
+    spec = archcalc.loads(paper.split("\n[expect]")[0])
+    [verdict] = archcalc.check(spec, {"flatten.output": 6400})  # 224 without padding: 54, 26, 12, 5: 256·5·5
+    assert not verdict.ok and "a 224×224 input, the size the AlexNet paper states" in verdict.mistake
+
+
+def test_a_list_in_channels_last_order_is_read_as_the_product_is():
+    for claim in ([55, 55, 96], "[55, 55, 96]", "(55, 55, 96)", "55 x 55 x 96"):
+        verdict = one("alexnet.toml", "conv1.output", claim)
+        assert verdict.ok and "channels last" in verdict.note, claim
+    assert one("alexnet.toml", "conv1.output", [96, 55, 55]).note is None
 
 
 def test_a_wrong_answer_with_no_recognisable_mistake_has_none():
