@@ -224,8 +224,15 @@ def _solve(spec, sets, dtype, optimizer, device, size, card, name, batch, form, 
               help="gradescope: Gradescope's results.json for one submission, weighted by the spec's [weights] (exit 0 once written).")
 @click.option("--tolerance", metavar="T", help='How far an answer may be from the true value, for every key: "1%", "exact" '
               "(default: the spec's [grading]; else counts and shapes exact, bytes and shares within 1%).")
+@click.option("--visibility", metavar="WHEN", help="gradescope: when each test, its true value and derivation, is shown: "
+              "hidden, after_due_date, after_published or visible (default: the spec's [grading], else after_due_date).")
+@click.option("--overall-visibility", metavar="WHEN", help="gradescope: when the whole result is shown, the same choices "
+              "(default: the spec's [grading], else visible: the score and which claims are right, at once).")
+@click.option("--variants", "manifest", metavar="MANIFEST", help="A quiz's STEM-SEED-variants.json: grade each file "
+              "against its student's own network (found from the file or the student's id).")
 @refusals
-def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str, tolerance) -> None:
+def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, form: str, tolerance, visibility,
+                  overall_visibility, manifest) -> None:
     """Check claims about SPEC: its own [expect] table, or ANSWERS files (or folders of them).
 
     Exits with status 0 when every claim holds, 1 when one is wrong, 2 when a spec or answers file is bad."""
@@ -233,15 +240,22 @@ def check_command(spec: str, sets, dtype, optimizer, device, answers, batch, for
     from ..teaching.check import grade
 
     spec_ = load(spec)
-    report = analyze(spec_, batch=batch, dtype=dtype, optimizer=optimizer, device=device, **parse_sets(sets))
+    options = {"batch": batch, "dtype": dtype, "optimizer": optimizer, "device": device, **parse_sets(sets)}
+    report = analyze(spec_, **options)
     if form == "gradescope":
         from ..render.gradescope import results as gradescope_results
 
         if len(answers) > 1:
-            raise click.BadParameter("Gradescope grades one submission: give one answers file", param_hint="ANSWERS")
-        click.echo(json.dumps(gradescope_results(spec_, report, answers[0] if answers else None), indent=2, ensure_ascii=False))
+            raise click.BadParameter("Gradescope grades one submission: give one answers file (or the folder it is in)",
+                                     param_hint="ANSWERS")
+        document = gradescope_results(spec_, report, answers[0] if answers else None, tolerance=tolerance,
+                                      visibility=visibility, overall_visibility=overall_visibility, variants=manifest,
+                                      **options)
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
-    results = grade(spec_, answers, report=report, tolerance=tolerance)
+    if visibility or overall_visibility:
+        raise click.BadParameter("only with --format gradescope", param_hint="--visibility")
+    results = grade(spec_, answers, report=report, tolerance=tolerance, variants=manifest, **options)
     if form == "json":
         click.echo(render_check.json(results, report), nl=False)
     else:

@@ -18,6 +18,7 @@ from fractions import Fraction
 from ..core import num, untrusted
 from ..core.errors import ArchcalcError
 from ..report import Report
+from ..spec.read import Spec
 from . import claim_values
 from .claim_keys import parse_key
 from .grading import DEFAULTS
@@ -43,6 +44,7 @@ class Quiz:
     questions: tuple[Question, ...]
     values: tuple[tuple[str, object], ...] = ()  # a variant's own values (variants.py), given to check with --set
     variant: str = ""  # "variant 3 of 30 (archcalc quiz ... --variants 30 --seed 7)"
+    number: int = 0  # a variant's number (its sheet says variant = N, for grading from a folder), 0: no variants
 
     def command(self) -> str:
         return self.variant or f"archcalc quiz {self.spec or 'SPEC'} --count {len(self.questions)} --seed {self.seed}"
@@ -83,6 +85,8 @@ class Quiz:
         for n, q in enumerate(self.questions, start=1):
             out += [f"# {n}. {q.text}", f"# {_toml_key(q.key)} = ", ""]
         out += ["[student]   # keep this table last: in TOML, every key after it belongs to it", 'name = ""', 'id = ""']
+        if self.number:
+            out.append(f"variant = {self.number}   # your network: keep this line as it is")
         return "\n".join(out) + "\n"
 
 
@@ -183,6 +187,15 @@ def _written(x) -> object:
 
 def draw(report: Report, count: int, seed: int, spec: str | None = None) -> Quiz:
     """`count` different questions about `report`'s network, drawn in turn from each category."""
+    if not isinstance(report, Report):
+        hint = ": analyse it first, archcalc.analyze(spec)" if isinstance(report, Spec) else ""
+        raise TypeError(f"quiz.draw(report, ...): report must be a Report (archcalc.analyze), got "
+                        f"{type(report).__name__}{hint}")
+    for name, given in (("count", count), ("seed", seed)):
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise TypeError(f"quiz.draw(..., {name}): {name} must be a whole number, got {type(given).__name__}")
+    if spec is not None and not isinstance(spec, str):
+        raise TypeError(f"quiz.draw(..., spec=): the spec's path (a str), got {type(spec).__name__}")
     rng = random.Random(seed)
     drawn = candidates(rng, report)
     answers = {key: answer(report, key) for pairs in drawn.values() for key, _ in pairs}
