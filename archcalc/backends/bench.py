@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..core import num
-from ..core.dtypes import Device, DType, Optimizer
+from ..core.dtypes import Device, DType, Optimizer, precision_autocast, precision_dtype
 from ..core.errors import ArchcalcError
 from ..memory.timeline import loss_of
 from ..report import Report
@@ -76,6 +76,15 @@ class Options:
     def autocast(self) -> bool:
         """Mixed precision: a float16 or bfloat16 step under torch.autocast, the parameters in float32."""
         return self.dtype in MIXED and self.amp
+
+    @classmethod
+    def of(cls, report: Report, *, precision: str | None = None, dtype: str | None = None, **fields) -> Options:
+        """The options `bench` is asked for: `precision` in Lightning's names (X-mixed: autocast in X, float32
+        parameters; X-true: everything in X) stands for `dtype` and `amp`; the dtype is the spec's unless given."""
+        if precision is not None:
+            autocast = precision_autocast(precision)
+            dtype, fields = autocast or precision_dtype(precision, dtype), fields | {"amp": autocast is not None}
+        return cls(dtype=dtype or str(report.dtype), **fields)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,11 @@ class Quiz:
             out.append(f"variant = {self.number}   # your network: keep this line as it is")
         return "\n".join(out) + "\n"
 
+    def files(self, stem: str) -> dict[str, str]:
+        """The quiz as files named after `stem`: the questions, the answer key and a blank answers sheet."""
+        return {f"{stem}-quiz.md": self.markdown(), f"{stem}-key.toml": self.key_toml(),
+                f"{stem}-answers.toml": self.sheet_toml()}
+
 
 def _comment(text: str) -> str:
     """Text for a TOML comment: one line, control characters shown, so that a model's name cannot add keys."""

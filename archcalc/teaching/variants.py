@@ -16,6 +16,7 @@ same network.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 
@@ -93,4 +94,17 @@ def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None
         else:
             raise ArchcalcError(f"variant {index}: no new network that every layer accepts in {ATTEMPTS} draws\n"
                                 "  hint: narrow the [variants] ranges to sizes the network accepts")
+    return out
+
+
+def files(quizzes: list[quiz.Quiz], stem: str) -> dict[str, str]:
+    """A class's quizzes as files: each variant's own (`{stem}-v001-quiz.md`, its key, its answers sheet),
+    then `{stem}-variants.json`, which says which student has which network."""
+    out, manifest = {}, []
+    for index, drawn in enumerate(quizzes, start=1):
+        own = drawn.files(f"{stem}-v{index:03d}")
+        out |= own
+        manifest.append({"variant": index, "values": dict(drawn.values), "seed": drawn.seed, "files": list(own),
+                         "check": drawn.check(f"{stem}-v{index:03d}-answers.toml")})
+    out[f"{stem}-variants.json"] = json.dumps(manifest, indent=2) + "\n"
     return out
