@@ -86,7 +86,8 @@ def error_text(error: str) -> str:
 
 def who(result: Result) -> str:
     """The student as the heading names them: the [student] fields that are filled in."""
-    return ", ".join(one_line(f"{value}") for value in result.student.values() if f"{value}".strip())
+    return ", ".join(one_line(f"{value}") for field, value in result.student.items()
+                     if f"{value}".strip() and field != "variant")  # the variant is said with its values
 
 
 def heading(result: Result) -> str:
