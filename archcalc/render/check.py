@@ -34,10 +34,11 @@ MAX_SHOWN = 80  # characters of a true value in a table cell: a longer formula i
 def true_value(verdict: Verdict) -> str:
     if verdict.error or verdict.actual is None:
         return "—"
-    if not verdict.decided:
+    if not all(num.is_concrete(d) for d in (verdict.actual if isinstance(verdict.actual, tuple) else (verdict.actual,))):
         names = sorted(num.free_names(num.mul(verdict.actual) if isinstance(verdict.actual, tuple) else verdict.actual))
         text = shown(verdict.actual)
-        return text if len(text) <= MAX_SHOWN else f"a formula in {', '.join(names)}"
+        limit = MAX_SHOWN if not verdict.decided else 3 * MAX_SHOWN  # a verdict names a long formula, never prints it
+        return text if len(text) <= limit else f"a formula in {', '.join(names)} ({len(text):,} characters)"
     if verdict.kind == "axes":
         return receptive.text(verdict.actual)
     if verdict.kind == "share" and num.is_concrete(verdict.actual):
@@ -67,10 +68,11 @@ def why(verdict: Verdict) -> str:
     lines = [] if verdict.ok else verdict.explanation.splitlines()
     if verdict.mistake:
         lines.append(f"likely mistake: {verdict.mistake}")
-    if verdict.note:
+    approximate = not verdict.reading.startswith(("exactly", "["))
+    if verdict.ok and approximate:
+        lines.append(f"read as {verdict.reading}" + (f"; {verdict.note}" if verdict.note else ""))
+    elif verdict.note:
         lines.append(verdict.note)
-    elif verdict.ok and not verdict.reading.startswith(("exactly", "[")):
-        lines.append(f"read as {verdict.reading}")
     return "\n".join(lines)
 
 

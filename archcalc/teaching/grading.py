@@ -143,7 +143,5 @@ def _entries(data: dict) -> list[tuple[str, object]]:
 def describe(tolerance: Tolerance, whose: str) -> str:
     """How an approximate answer was graded, for its verdict's note."""
     if tolerance.exact:
-        return (f"graded exactly ({whose}): an approximation holds only if it is the true value; "
-                "the instructor may allow a tolerance ([grading] or --tolerance)")
-    return f"graded within {tolerance.text} of the true value ({whose}); the precision the answer states can only narrow it"
-
+        return f"graded exactly ({whose}): an approximation is right only if it is the true value"
+    return f"graded within {tolerance.text} of the true value ({whose})"
