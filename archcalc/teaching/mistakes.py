@@ -434,10 +434,9 @@ def kind_mistake(claim, context):
     row = context.row
     if context.key.scope != "layer" or row is None:
         return None
-    for wrong, hint in row.layer.mistaken(row.input, context.key.quantity):
-        if wrong != context.actual and _holds(claim, wrong, context):
-            return hint
-    return None
+    hints = [hint for wrong, hint in row.layer.mistaken(row.input, context.key.quantity)
+             if wrong != context.actual and _holds(claim, wrong, context)]
+    return hints or None  # every one the layer knows that gives this value
 
 
 MISTAKES = (
@@ -453,7 +452,8 @@ MISTAKES = (
 
 def recognise(claim: Claimed, context: Context) -> str | None:
     """Every recognised mistake that gives the wrong claim's value (most likely first), or None."""
-    hints = list(dict.fromkeys(hint for recogniser in MISTAKES if (hint := recogniser(claim, context))))
+    found = [recogniser(claim, context) for recogniser in MISTAKES]
+    hints = list(dict.fromkeys(h for hint in found if hint for h in ([hint] if isinstance(hint, str) else hint)))
     if len(hints) <= 1:
         return hints[0] if hints else None
     return f"{len(hints)} mistakes give this value: " + "; or ".join(hints)
