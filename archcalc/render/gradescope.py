@@ -63,14 +63,14 @@ def results(spec: Spec, report: Report, answers: str | None, *, tolerance=None, 
         pairs = claim_keys.flatten(dict(spec.expect))
         place = {"path": spec.path, "where": "[expect]", "text": spec.text, "table": "expect"}
         return _graded_all(spec, report, None, points, pairs, place, {}, "")
-    file, problem = _submitted(answers)
+    manifest = variants if variants is None or isinstance(variants, Manifest) else Manifest.load(variants, spec)
+    file, problem = _submitted(answers)  # a bad manifest above is the instructor's error (exit 2), not a student's 0
     try:
         if problem:
             raise ClaimError(problem, path=file)
         loaded = claim_keys.load_answers(file)
         variant = ""
-        if variants is not None:
-            manifest = variants if isinstance(variants, Manifest) else Manifest.load(variants, spec)
+        if manifest is not None:
             number, variant = manifest.variant_of(loaded, _submitters(answers))
             report = analyze(spec, **(values | dict(manifest.values(number))))
             points = weights(spec, report)

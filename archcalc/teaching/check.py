@@ -187,7 +187,7 @@ def grade(spec: Spec, files=(), *, report: Report | None = None, tolerance: str 
           variants=None, **values) -> Graded:
     """Check answers files (folders: their .toml files, and one student per subfolder) against `spec`, or its
     [expect] when there are none. `tolerance`: the instructor's for every key (else the spec's [grading], else
-    the defaults); `variants`: a quiz's variants manifest (a path, or teaching.variants.Manifest), to grade each
+    the defaults); `variants`: a quiz's variants manifest (a path, or teaching.manifest.Manifest), to grade each
     file against its student's own network.
 
     A file that cannot be read gets a Result with its `error`, a claim that cannot be read a verdict with its

@@ -140,3 +140,15 @@ def test_gradescope_grades_a_variant_by_the_submitters_metadata(tmp_path):
     result = CliRunner().invoke(main, ["check", SPEC, str(root / "submission"), "-f", "gradescope", "--variants", str(path)])
     data = json.loads(result.output)
     assert result.exit_code == 0 and data["score"] == 4 and "variant 3: " in data["output"]
+
+
+def test_a_bad_manifest_is_the_instructors_error(tmp_path):
+    bad = tmp_path / "m.json"
+    bad.write_text('[{"variant": 1, "values": {"zz": 3}}]')
+    answers = tmp_path / "a.toml"
+    answers.write_text('"conv1.params" = 1\n[student]\nvariant = 1\n')
+    for form in ("table", "gradescope"):
+        result = CliRunner().invoke(main, ["check", SPEC, str(answers), "--variants", str(bad), "-f", form])
+        assert result.exit_code == 2 and "was this manifest drawn from this spec?" in result.output, form
+    result = CliRunner().invoke(main, ["check", SPEC, str(answers), "--variants", str(tmp_path / "none.json")])
+    assert result.exit_code == 2 and "cannot read the variants manifest" in result.output
