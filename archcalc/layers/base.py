@@ -119,8 +119,20 @@ def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
 
 
 def register(cls: type[Layer]) -> type[Layer]:
+    """Add a layer kind to LAYERS; a kind already there is refused (a second class would silently replace it)."""
+    taken = LAYERS.get(cls.kind)
+    if taken is not None:
+        raise ValueError(f"layer kind {cls.kind!r} is already registered by {taken.__module__}.{taken.__qualname__}: "
+                         f"cannot register {cls.__module__}.{cls.__qualname__} (choose another kind, or unregister it first)")
     LAYERS[cls.kind] = cls
     return cls
+
+
+def unregister(cls: type[Layer]) -> None:
+    """Remove a kind that `register` added (a test's temporary kind)."""
+    if LAYERS.get(cls.kind) is not cls:
+        raise ValueError(f"{cls.__qualname__} is not the registered class of kind {cls.kind!r}")
+    del LAYERS[cls.kind]
 
 
 def activation_field():

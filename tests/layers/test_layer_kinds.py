@@ -11,7 +11,7 @@ import pytest
 import archcalc
 from archcalc.core.num import Shape
 from archcalc.layers import LAYERS, Layer
-from archcalc.layers.base import register
+from archcalc.layers.base import register, unregister
 from archcalc.render import report as render
 from archcalc.teaching import mistakes, quiz
 
@@ -59,6 +59,23 @@ def test_the_kind_specific_mistakes_a_layer_names_exist():
     assert named and named <= recognisers
 
 
+def test_register_refuses_a_kind_taken(scale_kind):
+    @dataclass(frozen=True, kw_only=True)
+    class Other(Layer):
+        kind = "scale_for_test"
+
+    with pytest.raises(ValueError, match=r"'scale_for_test' is already registered by .*Scale: cannot register .*Other"):
+        register(Other)
+    assert LAYERS["scale_for_test"] is scale_kind
+    with pytest.raises(ValueError, match="not the registered class"):
+        unregister(Other)
+
+
+def test_no_two_classes_share_a_kind():  # and every kind is registered under its own name
+    assert all(kind == cls.kind for kind, cls in LAYERS.items())
+    assert len(set(LAYERS.values())) == len(LAYERS)
+
+
 @pytest.fixture
 def scale_kind():
     """A new kind, declared the way the kinds of archcalc/layers/ are, with only its formulas."""
@@ -78,7 +95,7 @@ def scale_kind():
 
     register(Scale)
     yield Scale
-    del LAYERS[Scale.kind]
+    unregister(Scale)
 
 
 SPEC = """
