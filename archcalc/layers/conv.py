@@ -38,6 +38,7 @@ def grouped_in_channels(x: Shape, out_channels: Dim, groups: Dim) -> Dim:
 @dataclass(frozen=True, kw_only=True)
 class Conv(Layer):
     kind = "conv"
+    asks_shape = True
     mistakes = frozenset({"input_channels", "input_channels_forgotten", "kernel_not_squared"})
     torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()
@@ -118,8 +119,6 @@ class Conv(Layer):
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         return grouped_torch_counts(self.macs(x), self.groups, grad)
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
 
     def receptive(self, x: Shape, field: Field) -> Field:
         ws = self.windows(x)

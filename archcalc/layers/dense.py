@@ -16,15 +16,13 @@ from .receptive_field import Field
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    asks_shape = False  # its output is out_features, as the spec writes it
     mistakes = frozenset({"bias_per_input"})
     torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()
     tie: str | None = ref(None)  # an earlier layer whose weight this one shares (GPT-2's output layer: tie = "wte")
-
-    def tied(self) -> str | None:
-        return self.tie
 
     def weight_shape(self, x: Shape) -> Shape:
         return (self.out_features, self.in_features(x))
@@ -44,8 +42,6 @@ class Dense(Layer):
         self.in_features(x)
         return (*x[:-1], self.out_features)
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return False  # its output is out_features, as the spec writes it
 
     def weights(self, x: Shape) -> Dim:
         return 0 if self.tie else self.in_features(x) * self.out_features

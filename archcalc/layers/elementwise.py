@@ -20,6 +20,8 @@ class Dropout(Layer):
     """Zeroes each value with probability p at training time and scales the rest by 1/(1 − p)."""
 
     kind = "dropout"
+    # on CPU the mask is an input of the multiplication that makes the output (native_dropout on CUDA makes both)
+    own_kept_before_output = ("cpu",)
     torch_modules = ("Dropout",)
     p: Value = real(Fraction(1, 2), low=0, high=1)
 
@@ -38,9 +40,6 @@ class Dropout(Layer):
 
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
-
-    def saves_before_output(self, keeps, cuda: bool) -> bool:
-        return not cuda  # on CPU the mask is an input of the multiplication that makes the output (native_dropout on CUDA)
 
     def is_view_in_eval(self) -> bool:
         return True  # in eval, nn.Dropout returns its input

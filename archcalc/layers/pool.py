@@ -17,6 +17,7 @@ from .window import Window, axis_lines
 @dataclass(frozen=True, kw_only=True)
 class Pool(Layer):
     kind = "pool"
+    asks_shape = True
     channels_hint = "pooling keeps its input's channels"
     torch_modules = tuple(f"{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("max", "avg", default="max")
@@ -57,8 +58,6 @@ class Pool(Layer):
     def output(self, x: Shape) -> Shape:
         return (x[0], *(w.out() for w in self.windows(x)))
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
 
     def receptive(self, x: Shape, field: Field) -> Field:
         ws = self.windows(x)

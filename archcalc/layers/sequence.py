@@ -28,6 +28,7 @@ class Embedding(Layer):
     embedding_dim: Dim = size()
     padding_idx: Dim | None = size(None, minimum=0)  # that row's gradient is always zero; it still counts
 
+    @property
     def token_ids(self) -> Dim:
         return self.num_embeddings
 

@@ -38,6 +38,7 @@ class Flatten(Layer):
     """Merges the axes start_dim..end_dim into one (torch.nn.Flatten: by default all but the batch axis)."""
 
     kind = "flatten"
+    asks_shape = True
     torch_modules = ("Flatten",)
     start_dim: int = axis(0)  # axes of one sample, as concat's dim: torch's start_dim − 1
     end_dim: int = axis(-1)
@@ -56,8 +57,6 @@ class Flatten(Layer):
     def is_view(self) -> bool:
         return True
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
 
     def receptive(self, x: Shape, field: Field) -> Field:
         return field.gathered(x[1:])
@@ -146,6 +145,7 @@ def _module(nn):
 @dataclass(frozen=True, kw_only=True)
 class Reshape(Layer):
     kind = "reshape"
+    asks_shape = True
     shape: tuple = sizes(wildcard=True)  # one sample's new shape; one -1 is inferred
 
     def output(self, x: Shape) -> Shape:
@@ -166,8 +166,6 @@ class Reshape(Layer):
     def is_view(self) -> bool:
         return True
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
 
     def receptive(self, x: Shape, field: Field) -> Field:
         return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map

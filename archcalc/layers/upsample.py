@@ -19,6 +19,7 @@ MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear":
 @dataclass(frozen=True, kw_only=True)
 class Upsample(Layer):
     kind = "upsample"
+    asks_shape = True
     torch_modules = ("Upsample",)
     scale_factor: object = real(None, low=0, per_axis=True)
     size: tuple | None = sizes(None)
@@ -37,8 +38,6 @@ class Upsample(Layer):
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
 
     def receptive(self, x: Shape, field: Field) -> Field | None:
         # Each output reads 1 (nearest), 2 (linear modes) or 4 (bicubic) inputs per axis, at most; the jump

@@ -3,6 +3,7 @@ class with only its formulas works in every command (show, --explain, JSON, quiz
 
 import ast
 import importlib.util
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def test_a_new_kind_is_one_class(scale_kind):
     assert (row.kind, row.output, row.params, row.macs) == ("scale_for_test", (4, 6, 6), 4, 0)
     assert "scale_for_test" in render.markdown(report, explained=True)
     assert "scale_for_test" in render.json(report, explained=True)
-    assert not row.layer.asks_shape(row.input, row.output)  # it keeps the shape: no shape question
+    assert (row.layer.asks_shape, row.input) == (None, row.output)  # it keeps the shape: no shape question
+    assert "scale_for_test1.output" not in {key for key, _ in quiz.candidates(random.Random(0), report)["shape"]}
     keys = [q.key for q in quiz.draw(report, 8, seed=0).questions]
     assert keys
     verdicts = archcalc.check(spec, {"scale_for_test1.params": 5, "scale_for_test.params": 4, "scale_for_test1.output": [4, 6, 6]})
