@@ -24,6 +24,7 @@ def window(i: int, n: int, o: int) -> tuple[int, int]:
 @dataclass(frozen=True, kw_only=True)
 class AdaptivePool(Layer):
     kind = "adaptive_pool"
+    colour = "#e8796b"
     torch_modules = tuple(f"Adaptive{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("avg", "max", default="avg")
     output_size: Dim | tuple = axes(1)

@@ -17,6 +17,8 @@ class BatchNorm(Layer):
     """A scale and a shift per channel (the weights and biases); running statistics are buffers, not parameters."""
 
     kind = "batchnorm"
+    colour = "#b6d7a8"
+    joins_box_before = True
     torch_modules = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
     affine: bool = flag(True)
     activation: str | None = activation_field()

@@ -39,6 +39,7 @@ def grouped_in_channels(x: Shape, out_channels: Dim, groups: Dim) -> Dim:
 class Conv(Layer):
     kind = "conv"
     asks_shape = True
+    colour = "#f4c27a"
     mistakes = frozenset({"input_channels", "input_channels_forgotten", "kernel_not_squared"})
     torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()

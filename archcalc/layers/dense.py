@@ -16,6 +16,7 @@ from .receptive_field import Field
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     kind = "dense"
+    colour = "#8fb3de"
     asks_shape = False  # its output is out_features, as the spec writes it
     mistakes = frozenset({"bias_per_input"})
     torch_modules = ("Linear",)

@@ -20,6 +20,7 @@ class Dropout(Layer):
     """Zeroes each value with probability p at training time and scales the rest by 1/(1 − p)."""
 
     kind = "dropout"
+    joins_box_before = True
     # on CPU the mask is an input of the multiplication that makes the output (native_dropout on CUDA makes both)
     own_kept_before_output = ("cpu",)
     torch_modules = ("Dropout",)
@@ -63,6 +64,7 @@ class Activation(Layer):
     """An element-wise function; the `activation = "..."` field of other layers is this with torch's defaults."""
 
     kind = "activation"
+    joins_box_before = True
     torch_modules = tuple(f.torch for f in ACTIVATIONS.values())
     function: str = choice(*ACTIVATIONS)
     negative_slope: Value | None = real(None)  # leaky_relu (torch's default 0.01)

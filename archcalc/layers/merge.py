@@ -62,6 +62,7 @@ def broadcast(xs: tuple[Shape, ...], kind: str) -> Shape:
 @dataclass(frozen=True, kw_only=True)
 class Merge(Layer):
     merges: ClassVar[bool] = True
+    colour: ClassVar[str] = "#ffffff"
     activation: str | None = activation_field()
 
     def keeps(self, x: tuple[Shape, ...], y: Shape, grad: tuple[bool, ...]) -> tuple[Kept, ...]:

@@ -18,6 +18,7 @@ from .window import Window, axis_lines
 class Pool(Layer):
     kind = "pool"
     asks_shape = True
+    colour = "#e8796b"
     channels_hint = "pooling keeps its input's channels"
     torch_modules = tuple(f"{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("max", "avg", default="max")

@@ -39,6 +39,7 @@ class Flatten(Layer):
 
     kind = "flatten"
     asks_shape = True
+    colour = "#c9c9c9"
     torch_modules = ("Flatten",)
     start_dim: int = axis(0)  # axes of one sample, as concat's dim: torch's start_dim − 1
     end_dim: int = axis(-1)
@@ -146,6 +147,7 @@ def _module(nn):
 class Reshape(Layer):
     kind = "reshape"
     asks_shape = True
+    colour = "#c9c9c9"
     shape: tuple = sizes(wildcard=True)  # one sample's new shape; one -1 is inferred
 
     def output(self, x: Shape) -> Shape:

@@ -65,6 +65,7 @@ class Scatter:
 @dataclass(frozen=True, kw_only=True)
 class ConvTranspose(Layer):
     kind = "conv_transpose"
+    colour = "#f4c27a"
     torch_modules = ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()

@@ -20,6 +20,7 @@ MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear":
 class Upsample(Layer):
     kind = "upsample"
     asks_shape = True
+    colour = "#b4a7d6"
     torch_modules = ("Upsample",)
     scale_factor: object = real(None, low=0, per_axis=True)
     size: tuple | None = sizes(None)

@@ -25,10 +25,15 @@ LAYER_CLASSES = {cls.__name__ for cls in LAYERS.values()} | {"Layer"}
 
 
 def kind_tests(tree: ast.AST) -> list[str]:
-    """Comparisons with a kind's name, isinstance with a layer class, getattr of a layer's field by its name."""
+    """Comparisons with a kind's name, isinstance with a layer class, getattr of a layer's field by its name, and
+    tables of kinds (a dict keyed by kind names, a set of them: what a kind knows of itself is its class's)."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
+        if isinstance(node, (ast.Dict, ast.Set)):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            if any(isinstance(i, ast.Constant) and isinstance(i.value, str) and i.value in LAYERS for i in items):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
             constants = [c.value for side in sides for c in ast.walk(side) if isinstance(c, ast.Constant)]
             if any(value in LAYERS for value in constants if isinstance(value, str)):
@@ -50,8 +55,9 @@ def test_no_module_outside_the_layers_tests_a_kind(path):
 
 
 def test_the_check_finds_a_kind_test():  # the test above can fail
-    code = 'if row.kind in ("conv", "pool"): pass\nif layer.kind == "dense": pass\nisinstance(row.layer, Conv)\ngetattr(row.layer, "groups", 1)'
-    assert len(kind_tests(ast.parse(code))) == 4
+    code = ('if row.kind in ("conv", "pool"): pass\nif layer.kind == "dense": pass\nisinstance(row.layer, Conv)\n'
+            'getattr(row.layer, "groups", 1)\nCOLOURS = {"conv": "#f4c27a", "block": "#f9d9a8"}\nPASSING = {"activation", "dropout"}')
+    assert len(kind_tests(ast.parse(code))) == 6
 
 
 def test_the_kind_specific_mistakes_a_layer_names_exist():
