@@ -21,7 +21,13 @@ PACKAGE = Path(archcalc.__file__).parent
 # layer into the field of the layer before) the way spec.py reads them, as a translator must
 WRITERS = {PACKAGE / "backends" / "importer.py"}
 OUTSIDE_LAYERS = sorted(p for p in PACKAGE.rglob("*.py") if PACKAGE / "layers" not in p.parents and p not in WRITERS)
-LAYER_CLASSES = {cls.__name__ for cls in LAYERS.values()} | {"Layer"}
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls} | {c for sub in cls.__subclasses__() for c in _subclasses(sub)}
+
+
+LAYER_CLASSES = {cls.__name__ for cls in _subclasses(Layer)}  # the kinds and their bases (ElementWise, Convolution...)
 
 
 def kind_tests(tree: ast.AST) -> list[str]:
