@@ -29,9 +29,6 @@ class AdaptivePool(Layer):
     op: str = choice("avg", "max", default="avg")
     output_size: Dim | tuple = axes(1)
 
-    def sizes(self, x: Shape) -> tuple:
-        return per_axis(self.output_size, spatial(x, self.kind), "output_size")
-
     def output(self, x: Shape) -> Shape:
         return (x[0], *self.sizes(x))
 
@@ -44,15 +41,8 @@ class AdaptivePool(Layer):
             return ()  # global average pooling is a mean, whose backward needs only the input's shape (measured)
         return (Kept("input", num.mul(x), what="input"),)
 
-    def receptive(self, x: Shape, field: Field) -> Field | None:
-        sizes = self.sizes(x)
-        if all(num.is_concrete(o) and o == 1 for o in sizes):
-            return field.gathered(x[1:])  # global pooling: every output sees the whole map
-        if not all(map(num.is_concrete, (*x[1:], *sizes))):
-            return None  # the windows' sizes vary with the input: no formula for the widest
-        spans = [max(end - start for start, end in (window(i, n, o) for i in range(o))) for n, o in zip(x[1:], sizes)]
-        grown = field.window(spans, [1] * len(spans), [1] * len(spans))
-        return Field(grown.size, tuple(num.div(j * n, o) for j, n, o in zip(field.jump, x[1:], sizes)))  # the average stride
+    def sizes(self, x: Shape) -> tuple:
+        return per_axis(self.output_size, spatial(x, self.kind), "output_size")
 
     def summary(self, x: Shape) -> str:
         return f"{self.op} → {axes_text(self.sizes(x))}"
@@ -67,13 +57,23 @@ class AdaptivePool(Layer):
             lines.append((f"output {name}", text))
         return [*lines, ("weights", f"no weights: adaptive pooling only {'picks' if self.op == 'max' else 'averages'}")]
 
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        sizes = self.sizes(x)
+        if all(num.is_concrete(o) and o == 1 for o in sizes):
+            return field.gathered(x[1:])  # global pooling: every output sees the whole map
+        if not all(map(num.is_concrete, (*x[1:], *sizes))):
+            return None  # the windows' sizes vary with the input: no formula for the widest
+        spans = [max(end - start for start, end in (window(i, n, o) for i in range(o))) for n, o in zip(x[1:], sizes)]
+        grown = field.window(spans, [1] * len(spans), [1] * len(spans))
+        return Field(grown.size, tuple(num.div(j * n, o) for j, n, o in zip(field.jump, x[1:], sizes)))  # the average stride
+
+    def to_torch(self, x: Shape, nn):
+        n = len(x) - 1
+        return getattr(nn, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{n}d")(ints(self.sizes(x)))
+
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": "max"} if torch_name.startswith("AdaptiveMax") else {}
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"adaptive_{self.op}_pool{len(x) - 1}d",)
-
-    def to_torch(self, x: Shape, nn):
-        n = len(x) - 1
-        return getattr(nn, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{n}d")(ints(self.sizes(x)))
