@@ -66,6 +66,30 @@ def test_the_check_finds_a_kind_test():  # the test above can fail
     assert len(kind_tests(ast.parse(code))) == 6
 
 
+def _methods(cls: ast.ClassDef) -> list[str]:
+    return [node.name for node in cls.body if isinstance(node, ast.FunctionDef)]
+
+
+LAYER_SOURCE = ast.parse((PACKAGE / "layers" / "base.py").read_text(encoding="utf-8"))
+INTERFACE = _methods(next(n for n in LAYER_SOURCE.body if isinstance(n, ast.ClassDef) and n.name == "Layer"))
+FORMULAS = INTERFACE[INTERFACE.index("output"):INTERFACE.index("keeps") + 1]
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "layers").glob("*.py")), ids=lambda p: p.name)
+def test_every_kind_lists_its_methods_in_layers_order(path):
+    """A reader finds a formula in the same place in every kind: Layer's methods in Layer's order, the four formulas
+    (output, weights and biases, MACs, kept tensors) before anything of the kind's own."""
+    for cls in ast.parse(path.read_text(encoding="utf-8")).body:
+        if not isinstance(cls, ast.ClassDef) or cls.name not in LAYER_CLASSES or cls.name == "Layer":
+            continue
+        names = _methods(cls)
+        hooks = [n for n in names if n in INTERFACE]
+        assert hooks == sorted(hooks, key=INTERFACE.index), f"{cls.name}: {hooks}"
+        last_formula = max((i for i, n in enumerate(names) if n in FORMULAS), default=-1)
+        own = [n for n in names[:last_formula] if n not in INTERFACE and not hasattr(Layer, n)]
+        assert not own, f"{cls.name}: {own} come before its formulas"
+
+
 def test_the_kind_specific_mistakes_a_layer_names_exist():
     recognisers = {r.__name__ for r in mistakes.MISTAKES}
     named = {name for cls in LAYERS.values() for name in cls.mistakes}
