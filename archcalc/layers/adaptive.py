@@ -11,6 +11,7 @@ from ..core import fmt, num
 from ..core.fields import axes, choice
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .pool import pooling_keeps
 from .receptive_field import Field
 from .window import AXIS_NAMES
 
@@ -35,11 +36,9 @@ class AdaptivePool(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:
             return ()
-        if self.op == "max":
-            return Kept("input", num.mul(x), what="input"), Kept("own", num.mul(y), "int64", what="max-pooling indices")
-        if all(num.is_concrete(o) and o == 1 for o in self.sizes(x)):
+        if self.op == "avg" and all(num.is_concrete(o) and o == 1 for o in self.sizes(x)):
             return ()  # global average pooling is a mean, whose backward needs only the input's shape (measured)
-        return (Kept("input", num.mul(x), what="input"),)
+        return pooling_keeps(self.op, x, y)
 
     def sizes(self, x: Shape) -> tuple:
         return per_axis(self.output_size, spatial(x, self.kind), "output_size")

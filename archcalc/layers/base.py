@@ -242,9 +242,11 @@ class Layer:
 
     # 4. Its receptive field ----------------------------------------------------------------------------------
     def receptive(self, x: Shape, field: Field) -> Field | None:
-        """The receptive field and jump of the output, from the input's (see layers/receptive_field.py); None: not
-        known for this kind. The engine keeps a field that already sees the whole input as it is."""
-        return None
+        """The receptive field and jump of the output, from the input's (see layers/receptive_field.py): through a
+        sliding window's kernels (conv, pool); None: not known for this kind. The engine keeps a field that already
+        sees the whole input as it is."""
+        ws = self.windows(x)
+        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws]) if ws else None
 
     # 5. Its teaching hooks -----------------------------------------------------------------------------------
     def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:

@@ -11,7 +11,6 @@ from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag, size
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, Tensor, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
-from .receptive_field import Field
 from .window import Scatter, Window, axis_lines
 
 
@@ -208,10 +207,6 @@ class Conv(Convolution):
             times = fmt.group(ratio) if num.is_integer(ratio) else f"{float(ratio):,.0f}"
             text += f", {times}× the conv's {fmt.group(weights)}"
         return text
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        ws = self.windows(x)
-        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
 
     def dense_equivalent_weights(self, x: Shape) -> Dim:
         return num.normal(num.mul(x) * num.mul(self.output(x)))

@@ -9,8 +9,13 @@ from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
-from .receptive_field import Field
 from .window import Window, axis_lines
+
+
+def pooling_keeps(op: str, x: Shape, y: Shape) -> tuple[Kept, ...]:
+    """What max or average pooling keeps for its backward: its input, and for max the int64 indices of the maxima."""
+    kept = (Kept(Tensor.input, num.mul(x), what="input"),)
+    return (*kept, Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")) if op == "max" else kept
 
 
 @register
@@ -32,11 +37,7 @@ class Pool(Layer):
         return (x[0], *(w.out() for w in self.windows(x)))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        if not grad:
-            return ()
-        if self.op == "max":
-            return Kept(Tensor.input, num.mul(x), what="input"), Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")
-        return (Kept(Tensor.input, num.mul(x), what="input"),)
+        return pooling_keeps(self.op, x, y) if grad else ()
 
     def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
@@ -78,10 +79,6 @@ class Pool(Layer):
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [*axis_lines(self.windows(x)), ("weights", "no weights: pooling only picks or averages")]
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        ws = self.windows(x)
-        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
 
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)
