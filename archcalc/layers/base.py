@@ -4,8 +4,11 @@ A layer kind is one frozen dataclass with `@register`: its fields (declared with
 the helpers of archcalc/core/fields.py) are the spec's fields, its constant facts class
 attributes, and its methods give the output shape, weights, biases, multiply-accumulates
 and kept tensors for an input shape `x` (one sample, no batch axis), in the order `Layer`
-lists them. Every formula for a kind lives in its class (or in a base it shares with
-its family: Convolution, ElementWise, the norms' bases).
+lists them. Every formula for a kind lives in its class, or in the base it shares with its
+family: conv.Convolution (conv, conv_transpose), elementwise.ElementWise (activation,
+dropout, gelu_new), norms.LastAxesNorm (layernorm, rmsnorm), batchnorm.ChannelAffine
+(batchnorm, groupnorm, instancenorm), merge.Merge (add, mul, concat), recurrent.Recurrent
+(lstm, gru). `register` refuses a kind already taken.
 """
 
 from __future__ import annotations
