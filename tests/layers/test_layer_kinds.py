@@ -90,6 +90,26 @@ def test_every_kind_lists_its_methods_in_layers_order(path):
         assert not own, f"{cls.name}: {own} come before its formulas"
 
 
+MEMORY_HOOKS = INTERFACE[INTERFACE.index("torch_value") + 1:]  # Layer's last group, the memory timeline's
+
+
+def _yes_no(method: ast.FunctionDef) -> bool:
+    """Whether a method only returns True, False or None (its docstring aside)."""
+    body = [s for s in method.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return (len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Constant)
+            and body[0].value.value in (True, False, None))
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "layers").glob("*.py")), ids=lambda p: p.name)
+def test_a_kinds_yes_no_facts_are_class_attributes(path):
+    """A constant fact of a kind (asks_shape, joins_box_before...) is a class attribute, not a method that returns it
+    (STYLE.md principle 9); the memory timeline's hooks are converted on their own."""
+    for cls in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(cls, ast.ClassDef) and cls.name in LAYER_CLASSES and cls.name != "Layer":
+            constant = [f.name for f in cls.body if isinstance(f, ast.FunctionDef) and f.name not in MEMORY_HOOKS and _yes_no(f)]
+            assert not constant, f"{cls.name}: {constant}"
+
+
 def test_the_kind_specific_mistakes_a_layer_names_exist():
     recognisers = {r.__name__ for r in mistakes.MISTAKES}
     named = {name for cls in LAYERS.values() for name in cls.mistakes}
