@@ -2,8 +2,9 @@
 PlotNeuralNet draw CNNs, left to right, the output shape on each arrow, skips as brackets above.
 
 matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing.
-Layers that keep the shape and say so (Layer.joins_box_before: activation, dropout, batchnorm) join the box before them;
-with `depth`, the layers under one dotted name (a block: `layer1.0.conv1`) fold into one box.
+A box has its kind's colour (Layer.colour); the kinds that say so (Layer.joins_box_before: activation,
+dropout, batchnorm) join the box before them where they keep its shape; with `depth`, the layers under
+one dotted name (a block: `layer1.0.conv1`) fold into one box.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..report import Report, Row
 
 FORMATS = (".svg", ".png", ".pdf")
 MAX_BOXES = 500  # DenseNet-121 unfolded is 185 boxes (4 s); 10,000 would take many minutes and no one could read them
-# a layer's box has its kind's colour (Layer.colour); these two boxes are no layer's
+# the colours of the two boxes that are no layer's
 INPUT_COLOUR, BLOCK_COLOUR = "#eeeeee", "#f9d9a8"
 
 
