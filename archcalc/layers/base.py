@@ -430,6 +430,11 @@ def with_activation(text: str, activation: str | None) -> str:
     return ", ".join(part for part in (text, activation) if part)
 
 
+def setting(prefix: str, values: tuple, default) -> str:
+    """', p2' (prefix and the values per axis) where a setting differs from its default on some axis, else ''."""
+    return prefix + axes_text(values) if any(v != default for v in values) else ""
+
+
 def axes_text(values: tuple) -> str:
     """(2, 2) -> '2'; (1, 2) -> '1×2'."""
     if len(set(map(str, values))) == 1:

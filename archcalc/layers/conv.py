@@ -10,7 +10,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag, size
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, Tensor, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, ints, per_axis, register, setting, spatial, with_activation
 from .window import Scatter, Window, axis_lines
 
 
@@ -80,11 +80,6 @@ class Convolution(Layer):
         macs = self.macs(x)
         counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
         return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
-
-
-def setting(prefix: str, values: tuple, default) -> str:
-    """', p2' (prefix and the values per axis) where a setting differs from its default on some axis, else ''."""
-    return prefix + axes_text(values) if any(v != default for v in values) else ""
 
 
 @register

@@ -8,7 +8,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
+from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, setting, spatial
 from .window import Window, axis_lines
 
 
@@ -70,11 +70,8 @@ class Pool(Layer):
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)
         text = f"{self.op} " + "×".join(fmt.group(w.k) for w in ws)
-        text += "/" + axes_text(tuple(w.s for w in ws))
-        if any(w.p != 0 for w in ws):
-            text += ", p" + axes_text(tuple(w.p for w in ws))
-        if any(w.d != 1 for w in ws):
-            text += ", d" + axes_text(tuple(w.d for w in ws))
+        text += "/" + axes_text(tuple(w.s for w in ws)) + setting(", p", tuple(w.p for w in ws), 0)
+        text += setting(", d", tuple(w.d for w in ws), 1)
         return text + (", ceil" if self.ceil_mode else "")
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:

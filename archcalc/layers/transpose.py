@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from ..core import fmt, num
 from ..core.fields import axes, flag, size
 from ..core.num import Dim, Shape
-from .base import activation_field, ints, per_axis, register, spatial, with_activation
-from .conv import Convolution, setting
+from .base import activation_field, ints, per_axis, register, setting, spatial, with_activation
+from .conv import Convolution
 from .window import Scatter, axis_lines
 
 
