@@ -115,7 +115,8 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
     out: dict[str, list[tuple[str, str]]] = {c: [] for c in CATEGORIES}
     for row in report.rows:
         name = f"`{row.name}` ({row.kind})"
-        if row.layer.asks_shape(row.input, row.output):
+        asks = row.layer.asks_shape
+        if (row.output != row.input) if asks is None else asks:  # None: when the layer changes the shape
             out["shape"].append((f"{row.name}.output", f"What shape does {name} output for one sample?"))
         if row.params != 0:
             out["parameters"].append((f"{row.name}.params", f"How many parameters (weights and biases) does {name} have?"))
