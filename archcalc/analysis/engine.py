@@ -93,10 +93,10 @@ def network(
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:
     """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape."""
     place = {"where": node.where, "path": path, "line": node.spec.line}
-    if row.layer.token_ids() is not None and node.inputs != (INPUT,):
+    if row.layer.token_ids is not None and node.inputs != (INPUT,):
         raise SpecError(f"{row.kind} reads token ids, and only the model's input holds them",
                         'read the model\'s input (first, or from = "input"), with input = ["T"]: T token ids', **place)
-    target = row.layer.tied()
+    target = row.layer.tie
     if target is None:
         return
     other = next((r for r in rows if r.name == target), None)

@@ -275,7 +275,7 @@ def measure(report: Network) -> Memory:
     bytes_of = storage_bytes(size, report.device != Device.cpu)
     params = num.normal(report.totals["params"] * size)
 
-    ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
+    ids = any(row.layer.token_ids is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
     regions = checkpoint.regions(report)
     starts = {r.first: r for r in regions}

@@ -22,7 +22,7 @@ from ..core.fields import Choice, read_number
 from ..layers import LAYERS
 from . import hints, positions
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading")
 MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
@@ -88,6 +88,7 @@ class Spec:
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
     weights: tuple[tuple[str, object], ...] = ()  # points per claim key, for --format gradescope (gradescope.py)
     variants: tuple[tuple[str, object], ...] = ()  # [variants]: [vars] ranges for quiz variants (variants.py)
+    grading: tuple[tuple[str, object], ...] = ()  # [grading]: tolerances and Gradescope visibility (teaching/grading.py)
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
@@ -189,6 +190,7 @@ def _read(text: str, path: str | None) -> Spec:
         expect=tuple(_table(data, "expect").items()),
         weights=tuple(_table(data, "weights").items()),
         variants=tuple(_table(data, "variants").items()),
+        grading=tuple(_table(data, "grading").items()),
         path=path,
         text=text,
         blocks=tuple(blocks.items()),
