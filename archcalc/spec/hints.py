@@ -105,7 +105,6 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "epsilon": ("eps",),
     "fn": ("function",),
     "func": ("function",),
-    "activation": ("function",),
     "act": ("activation",),
     "activationfn": ("activation", "function"),
     "pooltype": ("op",),

@@ -140,7 +140,7 @@ FIELDS = [
     ("dense", "", "units = 10", "did you mean 'out_features'? (Keras's units)"),
     ("dense", "", "in_features = 10", "archcalc takes in_features from the input's shape"),
     ("dropout", "", "rate = 0.5", "did you mean 'p'?"),
-    ("activation", "", 'activation = "relu"', "did you mean 'function'?"),
+    ("activation", "", 'activation = "relu"', "valid: type, name, function,"),
     ("groupnorm", "", "groups = 2", "did you mean 'num_groups'?"),
 ]
 
