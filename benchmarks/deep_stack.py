@@ -47,6 +47,8 @@ def run(command: list[str]) -> tuple[float, float]:
 
 
 def profile(path: Path) -> None:
+    sys.path.insert(0, str(HERE.parent))  # this checkout's archcalc, as `python -m archcalc` from its root finds it
+    os.environ.setdefault("SYMPY_CACHE_SIZE", "10000")  # as the command sets it (archcalc.cli.main.run)
     from archcalc.cli.main import main
 
     profiler = cProfile.Profile()

@@ -99,10 +99,10 @@ def free_sizes(report: Network) -> list[str]:
 _EXAMPLE = re.compile(r"--set\s+([A-Za-z_]\w{0,63})=(\d{1,12})\b")
 
 
-def require_sizes(report: Network, text: str = "", wanted: str = "the largest batch", solved: tuple[str, ...] = ()) -> None:
-    """Refuse a network whose sizes other than the batch (and those `solved` for) are free: `wanted` would be a
-    formula in them. The message names them and the `--set` that fixes them, with the values the spec's own
-    text gives in an example command (`text`: the spec as read), else a placeholder.
+def require_sizes(report: Network, text: str = "") -> None:
+    """Refuse a network whose sizes other than the batch are free: the largest batch would be a formula in them.
+    The message names them and the `--set` that fixes them, with the values the spec's own text gives in an
+    example command (`text`: the spec as read), else a placeholder.
 
     >>> from archcalc import analyze, loads
     >>> text = '[model]\\ninput = ["T"]  # archcalc show --set T=1024\\n[[layers]]\\ntype = "dense"\\nout_features = 2'
@@ -112,7 +112,7 @@ def require_sizes(report: Network, text: str = "", wanted: str = "the largest ba
     archcalc.core.errors.SpecError: --budget: T is left free: the largest batch depends on it
       hint: give it with --set T=1024
     """
-    free = [name for name in free_sizes(report) if name not in solved]
+    free = free_sizes(report)
     if not free:
         return
     examples: dict[str, str] = {}
@@ -121,8 +121,8 @@ def require_sizes(report: Network, text: str = "", wanted: str = "the largest ba
     names = free[0] if len(free) == 1 else f"{', '.join(free[:-1])} and {free[-1]}"
     them = "it" if len(free) == 1 else "them"
     sets = " ".join(f"--set {name}={examples.get(name, 'VALUE')}" for name in free)
-    raise SpecError(f"{names} {'is' if len(free) == 1 else 'are'} left free: {wanted} depends on {them}",
-                    f"give {them} with {sets}", where="--solve" if solved else "--budget", path=report.path)
+    raise SpecError(f"{names} {'is' if len(free) == 1 else 'are'} left free: the largest batch depends on {them}",
+                    f"give {them} with {sets}", where="--budget", path=report.path)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ class Memory:
         return StepBytes(self.timelines, "step")
 
     def phase(self, name: str) -> StepBytes:
+        """The peak of one phase of the step: forward, backward or optimizer."""
+        if name not in timeline.PHASES:
+            raise ValueError(f"phase(name): name must be one of {', '.join(timeline.PHASES)}, got {name!r}"[:200])
         return StepBytes(self.timelines, name)
 
     @property
@@ -115,7 +118,10 @@ class Memory:
 
     def quantity(self, key: str) -> PerBatch:
         """A byte count by its key, one of `quantities` or of `course` (the keys of memory claims)."""
-        return (self.quantities() | self.course())[key]
+        known = self.quantities() | self.course()
+        if key not in known:
+            raise KeyError(f"quantity(key): no byte count is named {key!r}; the keys are {', '.join(known)}"[:400])
+        return known[key]
 
     def value(self, key: str) -> Value:
         """That byte count at this batch; without one, a formula in B."""
@@ -157,7 +163,7 @@ def measure(report: Network) -> Memory:
     bytes_of = storage_bytes(size, report.device != Device.cpu)
     params = num.normal(report.totals["params"] * size)
 
-    ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
+    ids = any(row.layer.token_ids is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
     regions = checkpoint.regions(report)
     starts = {r.first: r for r in regions}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..core import num
+from ..core import arguments, num
 from ..core.num import Dim, Value
 from . import timeline
 from .perbatch import PerBatch
@@ -46,6 +46,7 @@ class StepBytes:
         return line.inference if self.phase == "inference" else line.phases.get(self.phase)
 
     def at(self, batch: Value | None) -> Value:
+        batch = arguments.batch(batch, "at")
         if batch is not None and num.is_concrete(batch):
             line = self.timelines(batch)
             return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)

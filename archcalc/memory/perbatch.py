@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core import num
+from ..core import arguments, num
 from ..core.num import Dim, Value
 
 
@@ -30,6 +30,7 @@ class PerBatch:
 
     def at(self, batch: Value | None) -> Value | PerBatch:
         """The bytes at `batch`; with no batch, this formula in B (a sympy expression if it has other symbols)."""
+        batch = arguments.batch(batch, "at")
         if batch is not None:
             return num.normal(self.fixed + self.per_sample * batch)
         if self.per_sample == 0:
