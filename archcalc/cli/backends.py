@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..core.untrusted import visible
+from ..core.untrusted import one_line, visible
 from .options import BATCH, DTYPE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
 from .output import Files, console
 
@@ -58,7 +58,7 @@ def _onnx(options: Options) -> None:
     exported = onnx(options.load(), **options.values)
     options.files().write(Path(options.output), exported.data)
     axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
-    click.echo(f"wrote {options.output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
+    click.echo(f"wrote {one_line(options.output)} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
                f"checked with {exported.checked_with})", err=True)
 
 
