@@ -179,10 +179,12 @@ class Layer:
     channels_hint: ClassVar[str] = ""
     # and whether a quiz asks for its output shape (None: when the layer changes the shape).
     asks_shape: ClassVar[bool | None] = None
-    # Drawing (archcalc draw): the colour of its box, and whether it joins the box of the layer before instead
-    # (where it keeps that box's shape and reads only it).
+    # Drawing (archcalc draw): the colour of its box, whether it joins the box of the layer before instead
+    # (where it keeps that box's shape and reads only it), and whether an arrow comes in from its input
+    # (False: it reads the input for its size only, as a learned tensor does: no value flows along that edge).
     colour: ClassVar[str] = "#dddddd"
     joins_box_before: ClassVar[bool] = False
+    draws_input: ClassVar[bool] = True
     # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields.
     torch_modules: ClassVar[tuple[str, ...]] = ()
     # Checkpointing: the devices on which the tensors of its own that its op keeps exist before its output (dropout's

@@ -73,6 +73,7 @@ class Parameter(Layer):
     """
 
     kind = "parameter"
+    draws_input = False  # its input gives the batch size (and T), no values: no arrow in the picture
     shape: tuple = sizes()
     length: Dim | None = size(None)  # rows of axis 0 used (default: all of them)
 
