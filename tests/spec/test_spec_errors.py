@@ -222,10 +222,10 @@ def sympy_imported():
 
 
 def refusal(case: Case) -> SpecError:
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError) as caught:
         archcalc.analyze(archcalc.loads(case.text), **case.values)
-    assert time.perf_counter() - start < 1.0, "a bad spec must be refused quickly"
+    assert time.process_time() - start < 1.0, "a bad spec must be refused quickly"
     return caught.value
 
 
