@@ -1,4 +1,5 @@
 import ctypes
+import functools
 import os
 from pathlib import Path
 
@@ -72,13 +73,59 @@ def pytest_collection_modifyitems(config, items):
         if ROOT in path.parents:
             names[item] = (path.relative_to(ROOT).as_posix(), getattr(item, "originalname", item.name))
     modules, functions = {m for m, _ in names.values()}, set(names.values())
-    for entry in SLOW:
+    for entry in SLOW | CRASHED:
         module, _, function = entry.partition("::")
         if not (ROOT / module).is_file() or (module in modules and function and (module, function) not in functions):
-            raise pytest.UsageError(f"tests/conftest.py: SLOW names {entry}, which is no test (renamed or removed?)")
+            raise pytest.UsageError(f"tests/conftest.py names {entry}, which is no test (renamed or removed?)")
     for item, (module, function) in names.items():
         if module in SLOW or f"{module}::{function}" in SLOW:
             item.add_marker(pytest.mark.slow)
+        if f"{module}::{function}" in CRASHED and hasattr(os, "fork"):
+            item.runtest = functools.partial(_in_a_child, item.runtest)
+
+
+# Tests in which torch's CPU backward has crashed, rarely (a segmentation fault, not reproduced since: 1,260 drawn
+# cases of the first, 100,000 permute → GroupNorm/InstanceNorm → GELU backward passes under bf16 and fp16 autocast
+# with glibc's heap checks on): each runs in a forked child, so that a crash fails that test (faulthandler prints
+# where) instead of killing the whole run.
+CRASHED = {
+    "tests/memory/test_timeline_oracle.py::test_newer_kinds_under_autocast",  # the permute → GroupNorm → GELU case seen
+    "tests/layers/test_layers_oracle.py::test_views_and_copies_match_torch",  # under FlopCounterMode
+}
+
+
+def _in_a_child(runtest) -> None:
+    """runtest() in a forked child; its failure (or skip) reported here, a signal that killed it as a failure."""
+    import pickle
+    import signal
+    import traceback
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's clean-up (atexit, pytest's)
+        os.close(read)
+        outcome = ("passed", "")
+        try:
+            runtest()
+        except pytest.skip.Exception as skipped:
+            outcome = ("skipped", str(skipped.msg))
+        except BaseException:
+            outcome = ("failed", traceback.format_exc())
+        with os.fdopen(write, "wb") as pipe:
+            pickle.dump(outcome, pipe)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        pytest.fail(f"the test's process died of {name} (a crash inside torch: faulthandler's traceback is in its stderr)", pytrace=False)
+    kind, text = pickle.loads(data)
+    if kind == "skipped":
+        pytest.skip(text)
+    if kind == "failed":
+        pytest.fail(text, pytrace=False)
 
 
 try:

@@ -62,3 +62,24 @@ def test_a_test_that_does_not_is_not(request):
 def test_the_slow_list_names_files_that_exist():
     for entry in SLOW:
         assert (ROOT / entry.split("::")[0]).is_file(), entry
+
+
+def _wrong():
+    raise AssertionError("wrong")
+
+
+def test_a_crash_in_a_forked_test_fails_that_test_only():
+    """tests/conftest.py's CRASHED: a test whose process dies (SIGTERM here: a SIGSEGV would make faulthandler print
+    a traceback of this passing test) fails, and the run goes on."""
+    import os
+    import signal
+
+    from tests.conftest import _in_a_child
+
+    _in_a_child(lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="died of SIGTERM"):
+        _in_a_child(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(pytest.fail.Exception, match="AssertionError: wrong"):
+        _in_a_child(_wrong)
+    with pytest.raises(pytest.skip.Exception, match="no kernel"):
+        _in_a_child(lambda: pytest.skip("no kernel"))
