@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from archcalc.cli.main import main
 from tests.conftest import SPECS
 
-FAST = 5.0  # seconds, generous: each case takes about 0.1 s
+FAST = 5.0  # CPU seconds (a busy machine stretches the wall clock, not these), generous: each case takes about 0.1 s
 VARIANTS = (SPECS.parent / "tests" / "fixtures" / "variants.toml").read_text()
 BLOCKS = ('[model]\nname = "long"\ninput = [3, 8, 8]\n[blocks.b]\nlayers = ['
           + ", ".join(f'{{name = "c{i}", type = "conv", out_channels = 3, kernel_size = 3, padding = 1}}' for i in range(10))
