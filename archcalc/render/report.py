@@ -389,33 +389,73 @@ def fit(result) -> Group:
     budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
     training = result.report.memory.training
     context = (f"; the CUDA context's {fmt.size_bytes(result.context)} taken out first" if result.context else "")
-    headroom = (f"; per-sample bytes counted {float(result.headroom):.3g}× (the caching allocator's headroom under a cap, measured)"
-                if result.headroom != 1 else "")
     if result.batch is None:
+        needs = training.at(1) if result.needs is None else result.needs
         head = Text.assemble(("Not even a batch of 1 fits ", "bold red"), budget,
-                             f": a training step of 1 needs {fmt.size_bytes(training.at(1))}, "
-                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more{context}.")
+                             f": a training step of 1 needs {fmt.size_bytes(needs)}"
+                             f"{'' if result.needs is None else ' under the caching allocator'}, "
+                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more{context}.{_assumed(result)}")
     else:
         pieces = training.pieces
-        if all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
+        if result.trial is not None:
+            why = _replayed(result, context) + _assumed(result)
+        elif all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
             terms = ", ".join(f"{fmt.group(p.fixed)} + {fmt.group(p.per_sample)}·B" for p in pieces)
-            why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{headroom}{context}"
+            why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{context}{_assumed(result)}"
         else:
-            why = f"B = {result.batch}"
+            why = f"B = {result.batch}{_assumed(result)}"
         head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
     return Group(head, Text(""), memory_panel(result.report))
 
 
 def fit_json(result) -> str:
+    trial, refused = result.trial, result.refused
     data = {
         "budget_bytes": result.budget,
         "batch": None if result.batch is None else num.to_json(result.batch),
         "over_bytes": num.to_json(result.over),
-        "headroom": float(result.headroom),
         "cuda_context_bytes": result.context,
+        # CUDA: the caching allocator replayed under the cap at the batch (at 1 when none fits), and what fails next
+        "allocator": None if trial is None else {
+            "cap_bytes": result.usable, "reserved_bytes": trial.reserved, "margin_bytes": result.usable - trial.reserved,
+            "next_batch_fails": None if refused is None or refused.failure is None else dataclasses.asdict(refused.failure),
+        },
+        "assumed": dict(result.assumed),
         "memory": result.report.memory.to_dict(),
     }
     return _json.dumps(data, indent=2) + "\n"
+
+
+def _sized(n: int) -> str:
+    return f"{fmt.size_bytes(n)} ({fmt.group(n)} bytes)"
+
+
+def _replayed(result, context: str) -> str:
+    """Under a cap on CUDA, what the budget holds at the largest batch, a line each, and what fails at the next:
+    the step's peak (allocated), what the caching allocator holds beyond it, the margin never reserved."""
+    batch, trial, refused = result.batch, result.trial, result.refused
+    peak = result.report.memory.training.at(batch)
+    held = ("blocks cached for one size that another cannot use" if trial.reserved >= peak
+            else "under the peak: cuDNN's workspaces, in it, take only what the cap leaves")
+    lines = [f"PyTorch's caching allocator replayed under that cap{context} (2 warm-up steps and 1):",
+             f"  the step's peak at {fmt.group(batch)}: {_sized(peak)} allocated",
+             f"  the most it reserves: {_sized(trial.reserved)}, {held}",
+             f"  margin, never reserved: {_sized(result.usable - trial.reserved)}"]
+    if refused is not None and refused.failure is not None:
+        f = refused.failure
+        lines.append(f"at {fmt.group(batch + 1)}: {fmt.size_bytes(f.size)} of {f.kind} (step {f.step + 1}, {f.phase}) finds no "
+                     f"room, the cached blocks freed ({fmt.size_bytes(f.allocated)} allocated, {fmt.size_bytes(f.reserved)} reserved)")
+    elif refused is not None:
+        lines.append(f"at {fmt.group(batch + 1)}: the step's peak alone is over the cap")
+    return "\n".join(lines)
+
+
+def _assumed(result) -> str:
+    """The line that names the settings the command assumed (a budget means a GPU), or ''."""
+    if not result.assumed:
+        return ""
+    values, flags = " and ".join(v for _, v in result.assumed), "/".join(f"--{k}" for k, _ in result.assumed)
+    return f"\nassuming {values}: give {flags} to change"
 
 
 def solved(result, size: str, batch: str) -> str:
