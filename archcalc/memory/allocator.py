@@ -265,8 +265,8 @@ def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cle
 
 @dataclass(frozen=True)
 class Failure:
-    """Where a replay under a cap ran out of memory: the step (0, 1, 2), its phase, the request and its segment,
-    and the bytes allocated and reserved then (after the cached segments were freed)."""
+    """Where a replay under a cap ran out of memory: the step (1, 2, 3; 0 before the first), its phase, the kind of the
+    tensor asked for, the request and its segment, the bytes allocated and reserved then (the cached segments freed)."""
 
     step: int
     phase: str
@@ -361,7 +361,7 @@ class _Run:
             elif op == "-":
                 self.free(s)
             elif op == "phase":
-                self.where = (index, s, "")
+                self.where = (index + 1, s, "")
                 if index == 0 and s == "optimizer":
                     for d in self.deferred:
                         self.malloc(d)

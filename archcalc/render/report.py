@@ -443,7 +443,7 @@ def _replayed(result, context: str) -> str:
              f"  margin, never reserved: {_sized(result.usable - trial.reserved)}"]
     if refused is not None and refused.failure is not None:
         f = refused.failure
-        lines.append(f"at {fmt.group(batch + 1)}: {fmt.size_bytes(f.size)} of {f.kind} (step {f.step + 1}, {f.phase}) finds no "
+        lines.append(f"at {fmt.group(batch + 1)}: {fmt.size_bytes(f.size)} of {f.kind} (step {f.step}, {f.phase}) finds no "
                      f"room, the cached blocks freed ({fmt.size_bytes(f.allocated)} allocated, {fmt.size_bytes(f.reserved)} reserved)")
     elif refused is not None:
         lines.append(f"at {fmt.group(batch + 1)}: the step's peak alone is over the cap")

@@ -189,7 +189,7 @@ def test_trains_under_a_cap_and_says_where_it_fails():
     refused = trains(events, 49 * MiB)
     assert not refused.ok
     f = refused.failure
-    assert (f.step, f.phase, f.kind, f.size) == (0, "forward", "activations", 20 * MiB)
+    assert (f.step, f.phase, f.kind, f.size) == (1, "forward", "activations", 20 * MiB)
     assert trains(events, 50 * MiB).reserved == 50 * MiB
 
 
@@ -208,5 +208,5 @@ def test_the_warm_up_steps_count():
               ("phase", "optimizer")]
     assert trains(events, 30 * MiB, steps=1).ok
     second = trains(events, 30 * MiB)
-    assert (second.failure.step, second.failure.phase, second.failure.size) == (1, "forward", 15 * MiB)
+    assert (second.failure.step, second.failure.phase, second.failure.size) == (2, "forward", 15 * MiB)
     assert trains(events, 42 * MiB).ok  # 15 MiB take a segment of 16 (kRoundLarge): 26 + 16
