@@ -398,7 +398,7 @@ def fit(result) -> Group:
     else:
         pieces = training.pieces
         if result.trial is not None:
-            why = _replayed(result, context) + _assumed(result)
+            why = _replayed(result) + _assumed(result)
         elif all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
             terms = ", ".join(f"{fmt.group(p.fixed)} + {fmt.group(p.per_sample)}·B" for p in pieces)
             why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{context}{_assumed(result)}"
@@ -426,25 +426,24 @@ def fit_json(result) -> str:
     return _json.dumps(data, indent=2) + "\n"
 
 
-def _sized(n: int) -> str:
-    return f"{fmt.size_bytes(n)} ({fmt.group(n)} bytes)"
-
-
-def _replayed(result, context: str) -> str:
-    """Under a cap on CUDA, what the budget holds at the largest batch, a line each, and what fails at the next:
-    the step's peak (allocated), what the caching allocator holds beyond it, the margin never reserved."""
+def _replayed(result) -> str:
+    """Under a cap on CUDA, what the budget holds at the largest batch, a line each (under 80 columns), and what fails
+    at the next: the CUDA context (--card), the step's peak (allocated), the most the caching allocator reserves
+    (beyond the peak: blocks cached for one size that another cannot use), the margin never reserved."""
     batch, trial, refused = result.batch, result.trial, result.refused
     peak = result.report.memory.training.at(batch)
-    held = ("blocks cached for one size that another cannot use" if trial.reserved >= peak
-            else "under the peak: cuDNN's workspaces, in it, take only what the cap leaves")
-    lines = [f"PyTorch's caching allocator replayed under that cap{context} (2 warm-up steps and 1):",
-             f"  the step's peak at {fmt.group(batch)}: {_sized(peak)} allocated",
-             f"  the most it reserves: {_sized(trial.reserved)}, {held}",
-             f"  margin, never reserved: {_sized(result.usable - trial.reserved)}"]
+    rows = [("CUDA context, taken out first", result.context)] if result.context else []
+    rows += [(f"the step's peak at {fmt.group(batch)}", peak), ("the most it reserves", trial.reserved),
+             ("margin, never reserved", result.usable - trial.reserved)]
+    width = max(len(label) for label, _ in rows)
+    lines = ["PyTorch's caching allocator replayed under that cap (2 warm-up steps and 1):"]
+    lines += [f"  {label:<{width}}  {fmt.size_bytes(n):>10}  {fmt.group(n)} bytes" for label, n in rows]
+    lines.append("  (reserved beyond the peak: blocks cached for one size that another cannot use)" if trial.reserved >= peak
+                 else "  (cuDNN's workspaces, in the peak, take only what the cap leaves)")
     if refused is not None and refused.failure is not None:
         f = refused.failure
-        lines.append(f"at {fmt.group(batch + 1)}: {fmt.size_bytes(f.size)} of {f.kind} (step {f.step}, {f.phase}) finds no "
-                     f"room, the cached blocks freed ({fmt.size_bytes(f.allocated)} allocated, {fmt.size_bytes(f.reserved)} reserved)")
+        lines += [f"at {fmt.group(batch + 1)}: {fmt.size_bytes(f.size)} of {f.kind} (step {f.step}, {f.phase}) finds no room,",
+                  f"  the cached blocks freed ({fmt.size_bytes(f.allocated)} allocated, {fmt.size_bytes(f.reserved)} reserved)"]
     elif refused is not None:
         lines.append(f"at {fmt.group(batch + 1)}: the step's peak alone is over the cap")
     return "\n".join(lines)

@@ -182,8 +182,9 @@ def test_the_gap_between_the_budget_and_the_peak_has_its_lines():
     lines = result.output.splitlines()
     assert lines[0] == "Largest batch: 455 fits 4.00 GiB (4,294,967,296 bytes)"
     assert lines[1].startswith("PyTorch's caching allocator replayed under that cap")
-    assert lines[2].startswith("  the step's peak at 455: ") and lines[3].startswith("  the most it reserves: ")
-    assert lines[4].startswith("  margin, never reserved: ") and lines[5].startswith("at 456: ")
+    assert lines[2].startswith("  the step's peak at 455 ") and lines[3].startswith("  the most it reserves ")
+    assert lines[4].startswith("  margin, never reserved ") and lines[6].startswith("at 456: ")
+    assert all(len(line) <= 80 for line in lines[:8])
     data = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "4GiB", "--optimizer", "adam", "-f", "json"]).output)
     held = data["allocator"]
     assert held["cap_bytes"] == 4 * 2**30 and held["reserved_bytes"] + held["margin_bytes"] == held["cap_bytes"]
