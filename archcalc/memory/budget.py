@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 # A batch found by bisection counts only if the batches down to 2% under it train too: under a cap the replay is
 # not monotone in B past its first failure (blocks cached for one size fit the next batch's or not), and a
-# batch that trains between two that do not is luck, not room (AlexNet, SGD, 8 GiB: 1,132 trains, 1,133 to
-# 1,260 do not, 1,261 to 1,265 do again).
+# batch that trains between two that do not is luck, not room (AlexNet, SGD, 8 GiB: 1,131 trains, 1,132 to
+# 1,260 do not, 1,261 to 1,264 do again).
 STEADY = 0.02
 
 
@@ -125,8 +125,11 @@ def largest_batch(report: Network, budget: int, card: bool = False) -> Fit:
 
 
 def _replayed_fit(report: Network, budget: int, context: int, ceiling: int) -> Fit:
-    """largest_batch on CUDA: bisection on B of the replay under the cap, at most `ceiling` (the peak's own bound)."""
-    usable = budget - context
+    """largest_batch on CUDA: bisection on B of the replay under the cap, at most `ceiling` (the peak's own bound).
+    The cap is a byte under the budget: set_per_process_memory_fraction(budget / total) allows
+    (size_t)(fraction * total) bytes, the budget or a byte less as the division rounds (AlexNet with SGD under
+    8 GiB reserves the whole cap at 1,132: it answers 1,131)."""
+    usable = budget - context - 1
     trials: dict[int, Trial] = {}
 
     def trains(batch: int) -> bool:
@@ -252,7 +255,7 @@ def largest_size(analyze_at, name: str, budget: int, batch: int, limit: int = 2*
         except SpecError:
             return None
         if replays(report):
-            return report if needed(measure(report), batch) <= budget and replayed(report, batch, budget).ok else None
+            return report if needed(measure(report), batch) <= budget and replayed(report, batch, budget - 1).ok else None
         return report if needed(measure(report), batch) <= budget else None
     low, high = 0, 1
     best = None
