@@ -50,8 +50,7 @@ def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **op
             known.append(report)
         return report
 
-    return budgets.largest_size(at, name, budget - (CUDA_CONTEXT if card and cuda else 0), whole,
-                                budgets.headroom(options.get("device", "cpu")))
+    return budgets.largest_size(at, name, budget - (CUDA_CONTEXT if card and cuda else 0), whole)
 
 
 def _whole(batch: int | str | None) -> int:

@@ -72,9 +72,9 @@ def _finite(value: float | None) -> float | None:
 BENCH = (
     Flag("--batch", "-b", type=click.IntRange(min=1), default=32, show_default=True, metavar="B", help="Batch size."),
     Flag("--device", metavar="DEVICE", help="cuda, cuda:1 or cpu (default: cuda if there is one)."),
-    DTYPE.but(help="Compute dtype (default: the spec's)."),
-    Flag("--amp/--no-amp", default=True, show_default=True,
-         help="float16/bfloat16: autocast with float32 parameters; --no-amp casts the parameters too."),
+    DTYPE.but(help="Parameters and compute in this dtype, as --precision D-true (default: the spec's)."),
+    Flag("--amp/--no-amp", default=False, show_default=True,
+         help="With --dtype float16/bfloat16: autocast with float32 parameters instead (--precision 16-mixed, bf16-mixed)."),
     PRECISION,
     Flag("--compile", "compile", is_flag=True, help="torch.compile the model (warm-up compiles)."),
     Flag("--channels-last", is_flag=True, help="Channels-last memory format for the model and the input."),
