@@ -82,7 +82,7 @@ class Report(Network):
         return measure(self)
 
     def to_dict(self) -> dict:
-        """The JSON report of DESIGN.md section 3."""
+        """The JSON report of docs/design.md section 3."""
         layers = []
         for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
             share = self.share(row.params)
@@ -113,7 +113,7 @@ class Report(Network):
 
 
 def teaching(row: Row, field: Field | None) -> dict:
-    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
+    """docs/design.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
     out = {
         "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
         "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],

@@ -10,7 +10,7 @@ torch.cuda.set_per_process_memory_fraction bounds; the CUDA context is outside i
 under the cap (archcalc/memory/allocator.py, `trains`: a request no cached block serves gets a new segment if
 the cap allows it, else the wholly free cached segments are released and it tries once more, else out of
 memory), run two warm-up steps and one more without running out: the method of the recordings in
-../shared/measurements/h200-largest-batch.json. The largest batch is found by bisection on B.
+tests/fixtures/measurements/h200-largest-batch.json. The largest batch is found by bisection on B.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ class Memory:
         }
 
     def course(self) -> dict[str, PerBatch]:
-        """The notes' memory model (DESIGN.md section 6), by its claim key."""
+        """The notes' memory model (docs/design.md section 6), by its claim key."""
         return {"course.forward_bytes": self.course_forward, "course.backward_bytes": self.course_backward}
 
     def quantity(self, key: str) -> PerBatch:

@@ -1,4 +1,4 @@
-"""The CUDA memory model against the H200 recordings (../shared/measurements/, read as fixtures).
+"""The CUDA memory model against the H200 recordings (tests/fixtures/measurements/, copied as measured).
 
 Every recorded case of 1 GiB or more whose network has a spec here must be within 3% of
 max_memory_allocated, phase by phase; `memory --budget` must never answer a batch above the one
@@ -15,7 +15,6 @@ networks have no spec yet are listed by test_cases_not_yet_covered, so that the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -25,10 +24,9 @@ from archcalc.cli.main import main
 from archcalc.memory.budget import largest_batch, replayed
 from tests.conftest import ROOT
 
-MEASUREMENTS = Path("/work/shared/measurements")
-TRAINING = MEASUREMENTS / "h200-training-memory.json"
-LARGEST = MEASUREMENTS / "h200-largest-batch.json"
-FIXTURES = ROOT / "tests" / "fixtures" / "measurements"
+FIXTURES = ROOT / "tests" / "fixtures" / "measurements"  # copies of the H200 recordings, as measured
+TRAINING = FIXTURES / "h200-training-memory.json"
+LARGEST = FIXTURES / "h200-largest-batch.json"
 SPECS = {"course-alexnet": "alexnet.toml", "lenet5": "lenet5.toml", "tv-resnet18": "resnet18.toml",
          "tv-resnet50": "resnet50.toml", "tv-vgg16_bn": "vgg16_bn.toml", "tv-vit_b_16": "vit_b_16.toml",
          "gpt2-sdpa": "gpt2.toml"}
@@ -38,15 +36,11 @@ GiB = 2**30
 
 
 def recordings(name: str) -> dict:
-    path = FIXTURES / name if (FIXTURES / name).exists() else MEASUREMENTS / name
-    if not path.exists():
-        pytest.skip(f"no recording {name}")
-    return json.loads(path.read_text())
+    return json.loads((FIXTURES / name).read_text())
 
 
 def runs():
-    path = FIXTURES / TRAINING.name if (FIXTURES / TRAINING.name).exists() else TRAINING
-    return json.loads(path.read_text())["runs"] if path.exists() else []
+    return json.loads(TRAINING.read_text())["runs"]
 
 
 AUTOCAST = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # the recordings' dtype -> autocast's

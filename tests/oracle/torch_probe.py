@@ -1,4 +1,4 @@
-"""Measure a torch network the way DESIGN.md section 3 defines the numbers: the oracle for the tests.
+"""Measure a torch network the way docs/design.md section 3 defines the numbers: the oracle for the tests.
 
 Only tests import this module (and only after pytest.importorskip("torch")).
 """

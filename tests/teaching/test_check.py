@@ -42,7 +42,7 @@ def test_alexnet_carries_the_notes_claims():
     assert verdicts["params"].reading == "62,400,000 ± 50,000"
 
 
-# The course's errata (DESIGN.md section 6): flagged, each with the right value, and nothing else flagged.
+# The course's errata (docs/design.md section 6): flagged, each with the right value, and nothing else flagged.
 ERRATA_CASES = {
     "alexnet.toml": {
         "conv2.output": ((256, 27, 27), "the output channels taken for the input's"),

@@ -1,4 +1,4 @@
-"""DESIGN.md section 10 in claims and quizzes: receptive_field, jump, dense_equivalent_weights."""
+"""docs/design.md section 10 in claims and quizzes: receptive_field, jump, dense_equivalent_weights."""
 
 from __future__ import annotations
 
