@@ -448,9 +448,9 @@ def test_activation_modules_with_torch_defaults_fold_and_others_keep_their_optio
     assert [row.layer.kind for row in report.rows] == ["dense", "dense", "activation"]
     assert report.rows[0].layer.activation == "gelu" and float(report.rows[2].layer.negative_slope) == 0.2
     assert [row.name for row in report.rows] == ["layer0", "layer2", "layer3"]  # torch's 0, 2, 3: a name starts with a letter
-    renamed = {f"layer{key}": value for key, value in module.state_dict().items()}
+    assert '[names]' in text and '"layer0" = "0"' in text  # and build names the modules by torch's paths again
     built = archcalc.torch.build(archcalc.loads(text))
-    built.load_state_dict(renamed, strict=True)
+    built.load_state_dict(module.state_dict(), strict=True)
     x = torch.randn(3, 4)
     torch.testing.assert_close(built(x), module(x))
 
