@@ -35,8 +35,8 @@ def layers(module, input_shape: list | None = None, capture: str = "auto") -> tu
     """The layers of a module (execution order), the names forward returns, and the capture that gave them.
 
     "auto": torch.fx first; torch.export where torch.fx cannot trace the module or leaves operations
-    unmapped that torch.export maps. Where both fail, torch.fx's list is the one raised (it names the
-    Python calls as written), unless torch.fx could not trace at all."""
+    unmapped that torch.export maps. Where both fail, the shorter list is raised (torch.fx's on a tie:
+    it names the Python calls as written), torch.export's where torch.fx could not trace at all."""
     if capture == "export":
         return (*capture_export.layers(module, input_shape), "torch.export")
     try:
@@ -48,7 +48,7 @@ def layers(module, input_shape: list | None = None, capture: str = "auto") -> tu
     try:
         return (*capture_export.layers(module, input_shape), "torch.export")
     except (CaptureFailed, ImportFailed) as error:
-        if isinstance(first, CaptureFailed):
+        if isinstance(first, CaptureFailed) or (isinstance(error, ImportFailed) and len(error.problems) < len(first.problems)):
             raise error from None
         raise first from None
 

@@ -88,6 +88,7 @@ class Recovered:
         self.layers: list[Layer] = []
         self.problems: list[Problem] = []
         self.given: set[str] = set()
+        self.unmapped: set[str] = set()  # nodes listed as problems
         self.torch_dir = self.torch.__file__.rsplit("/", 1)[0]
         signature = program.graph_signature
         self.held = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
@@ -185,7 +186,7 @@ class Recovered:
         return place(node.meta.get("stack_trace"), f"node {node.name}", self.torch_dir)
 
     def _problem(self, error: Unmapped, node) -> None:
-        self.problems.append(Problem(error.cause, error.path, self._source(node)))
+        self.problems.append(Problem(error.cause, error.path or self.context(node), self._source(node)))
 
     # --- a mapped module's call ------------------------------------------------------------------------
 
@@ -280,11 +281,16 @@ class Recovered:
             self.alias[node.name] = CONSTANT + node.name
             return
         inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(node)))
+        if node.target.__name__ == "getitem" and node.args[0].name in self.unmapped:
+            self.unmapped.add(node.name)  # an element of what is listed already
+            self.alias[node.name] = node.name
+            return
         try:
             made = self._function_layer(node, inputs)
         except Unmapped as error:
             self._problem(error, node)
             self.alias[node.name] = node.name
+            self.unmapped.add(node.name)
             return
         if made is None:
             source = tensors(node)[0]
@@ -302,11 +308,13 @@ class Recovered:
     def _function_layer(self, node, inputs: tuple[str, ...]):
         name = _operation(node)
         self._held_inputs(list(inputs), f"aten.{name}")
-        held = [n for n in inputs if n.startswith((ATTRIBUTE, CONSTANT))]
+        held = [n for n in inputs if n.startswith(ATTRIBUTE)]
         if held:
-            what = held[0][1:]
-            raise Unmapped(f"aten.{name} reads {'the module tensor ' + repr(what) if held[0].startswith(ATTRIBUTE) else 'a constant tensor'} "
-                           "(a parameter or buffer of no layer, or one computed from sizes): archcalc has no layer for it")
+            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({held[0].rpartition('.')[2]}): "
+                           "archcalc has no layer for it", held[0][1:].rpartition(".")[0])
+        if any(n.startswith(CONSTANT) for n in inputs):
+            raise Unmapped(f"aten.{name} reads a tensor computed from sizes and the module's own tensors (a mask, positions): "
+                           "archcalc has no layer for it")
         if name == "getitem":
             return _getitem(node)
         reader = ATEN.get(name) or FUNCTIONS.get(name) or FUNCTIONS.get(name.rstrip("_"))

@@ -101,7 +101,7 @@ def layers(module, input_shape: list | None = None) -> tuple[list[Layer], list[s
         except _Skip:
             continue
         except Unmapped as error:
-            problems.append(Problem(error.cause, error.path, _source(node)))
+            problems.append(Problem(error.cause, error.path or _context(node), _source(node)))
             alias[node.name] = node.name  # so that what reads it is still checked
             continue
         if made is None:  # a view that changes nothing: the same tensor
@@ -150,6 +150,12 @@ def output_causes(returned: list[str], out: list[Layer]) -> list[str]:
     return []
 
 
+def _context(node) -> str:
+    """The path of the module whose forward makes a call ("" at the top)."""
+    stack = list((node.meta.get("nn_module_stack") or {}).values())
+    return stack[-1][0] if stack else ""
+
+
 def _source(node) -> str:
     return place(node.meta.get("stack_trace"), f"node {node.name}", require().__file__.rsplit("/", 1)[0])
 
@@ -174,8 +180,8 @@ def _layer(node, modules: dict, alias: dict, calls: dict, probe: tuple = (None, 
         raise _Skip
     if node.op == "call_module" and type(modules[node.target]).__name__ in ATTENTION:
         if calls[node.target] > 1:
-            raise Unmapped(f"{node.target}: called {calls[node.target]} times with the same weights "
-                            "(a spec's layers each have their own)")
+            raise Unmapped(f"called {calls[node.target]} times with the same weights "
+                           "(a spec's layers each have their own)", node.target)
         return Layer(node.target, "attention", _attention(node, modules[node.target], *probe), (alias[node.args[0].name],))
     inputs = tuple(alias[n.name] for n in tensors(node))
     second = [name[len(SECOND):] for name in inputs if name.startswith(SECOND)]
@@ -183,22 +189,22 @@ def _layer(node, modules: dict, alias: dict, calls: dict, probe: tuple = (None, 
         raise Unmapped(f"{_operation(node)} reads forward's argument {second[0]!r}: a spec's network reads one input")
     held = [name[len(ATTRIBUTE):] for name in inputs if name.startswith(ATTRIBUTE)]
     if held:
-        raise Unmapped(f"{_operation(node)} reads the module's tensor {held[0]!r} (a parameter or buffer of no layer): "
-                        "archcalc has no layer for it")
+        raise Unmapped(f"{_operation(node)} reads a parameter or buffer of no layer ({held[0].rpartition('.')[2]}): "
+                       "archcalc has no layer for it", held[0].rpartition(".")[0] or _context(node))
     if node.op == "call_module":
         module = modules[node.target]
         if type(module).__name__ in PASSTHROUGH:
             return None  # nn.Identity: its input itself
         kind, fields = from_module(module, node.target)
         if calls[node.target] > 1 and any(True for _ in module.parameters()):
-            raise Unmapped(f"{node.target}: called {calls[node.target]} times with the same weights "
-                            "(a spec's layers each have their own)")
+            raise Unmapped(f"called {calls[node.target]} times with the same weights "
+                           "(a spec's layers each have their own)", node.target)
         return Layer(node.target, kind, fields, inputs)
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
     if name == "getitem" and _is_attention(node.args[0], modules):
         if node.args[1] != 0:
-            raise Unmapped(f"{node.args[0].target}'s output [{node.args[1]!r}]: archcalc's attention gives its output [0], "
-                            "not the attention weights")
+            raise Unmapped(f"its output [{node.args[1]!r}]: archcalc's attention gives its output [0], "
+                           "not the attention weights", node.args[0].target)
         return None  # (output, weights)[0]: the attention layer's output
     if name == "getattr":
         raise Unmapped(f".{node.args[1]}: archcalc has no layer for this attribute")
@@ -229,16 +235,16 @@ def _attention(node, module, root, input_shape) -> dict:
     path = node.target
     query, key, value = (argument(node, i, n) for i, n in enumerate(("query", "key", "value")))
     if not (query is key is value):
-        raise Unmapped(f"{path}: MultiheadAttention with query, key and value not one tensor (cross-attention): "
-                        "archcalc's attention is self-attention")
+        raise Unmapped("MultiheadAttention with query, key and value not one tensor (cross-attention): "
+                        "archcalc's attention is self-attention", path)
     if not module.batch_first:
-        raise Unmapped(f"{path}: MultiheadAttention(batch_first=False) reads [T, B, d]: archcalc's attention reads "
-                        "[B, T, d] (batch_first=True)")
+        raise Unmapped("MultiheadAttention(batch_first=False) reads [T, B, d]: archcalc's attention reads "
+                        "[B, T, d] (batch_first=True)", path)
     if not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn:
-        raise Unmapped(f"{path}: MultiheadAttention with kdim, vdim, add_bias_kv or add_zero_attn: archcalc's attention "
-                        "has none of them")
+        raise Unmapped("MultiheadAttention with kdim, vdim, add_bias_kv or add_zero_attn: archcalc's attention "
+                        "has none of them", path)
     if argument(node, 3, "key_padding_mask") is not None:
-        raise Unmapped(f"{path}: MultiheadAttention with a key_padding_mask: archcalc's attention has none")
+        raise Unmapped("MultiheadAttention with a key_padding_mask: archcalc's attention has none", path)
     fields = {"num_heads": module.num_heads}
     if module.in_proj_bias is None:
         fields["bias"] = False
@@ -274,22 +280,22 @@ def _causal_mask(path: str, mask, root, input_shape) -> None:
     """An attn_mask must be causal at the input's T: True (bool) or -inf (float) exactly above the diagonal, else False or 0."""
     torch = require()
     if not hasattr(mask, "op") or not _constant(mask) or root is None or input_shape is None:
-        raise Unmapped(f"{path}: an attn_mask archcalc cannot read (it reads only a causal mask built from T or held as a buffer)")
+        raise Unmapped("an attn_mask archcalc cannot read (it reads only a causal mask built from T or held as a buffer)", path)
     sizes = [size if isinstance(size, int) else MASK_PROBE for size in input_shape]
     t = sizes[0] if len(sizes) == 2 else None
     try:
         value = _evaluate(mask, root, torch.zeros(1, *sizes))
     except Exception as error:
-        raise Unmapped(f"{path}: reading its attn_mask failed: {type(error).__name__}: {error}") from None
+        raise Unmapped(f"reading its attn_mask failed: {type(error).__name__}: {error}", path) from None
     if t is None or tuple(value.shape) != (t, t):
-        raise Unmapped(f"{path}: attn_mask of shape {list(value.shape)} for T = {t}: archcalc's causal attention "
-                        "masks [T, T] (a fixed-size buffer needs T given as its size)")
+        raise Unmapped(f"attn_mask of shape {list(value.shape)} for T = {t}: archcalc's causal attention "
+                        "masks [T, T] (a fixed-size buffer needs T given as its size)", path)
     above = torch.ones(t, t, dtype=torch.bool).triu(1)
     causal = bool((value == above).all()) if value.dtype == torch.bool else bool(
         (value[above] == float("-inf")).all() and (value[~above] == 0).all())
     if not causal:
-        raise Unmapped(f"{path}: attn_mask is not the causal mask (-inf or True exactly above the diagonal): "
-                        "archcalc's attention masks causally or not at all")
+        raise Unmapped("attn_mask is not the causal mask (-inf or True exactly above the diagonal): "
+                        "archcalc's attention masks causally or not at all", path)
 
 
 def _evaluate(node, root, sample):

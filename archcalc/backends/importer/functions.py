@@ -91,7 +91,8 @@ def _view(node):
             return "flatten", {}
         if all(isinstance(d, int) for d in rest):
             return "reshape", {"shape": rest}
-    raise Unmapped(f"{node.target}{tuple(shape)}: write the batch axis as x.size(0) and the rest as numbers")
+    raise Unmapped(f"{getattr(node.target, '__name__', node.target)} to sizes other than x.size(0) and numbers: "
+                   "archcalc reshapes a sample to a fixed shape, the batch axis kept")
 
 
 def _merge(kind: str):
