@@ -29,9 +29,9 @@ def shapes_text(xs: tuple[Shape, ...]) -> str:
     return " and ".join(fmt.shape(x) for x in xs)
 
 
-def _same_rank(xs: tuple[Shape, ...], kind: str) -> None:
-    if len(xs) < 2:
-        raise SpecError(f"{kind} needs at least two inputs, got {len(xs)}", 'write from = ["a", "b"]', "from")
+def _same_rank(xs: tuple[Shape, ...], kind: str, least: int = 2) -> None:
+    if len(xs) < least:
+        raise SpecError(f"{kind} needs at least {'two inputs' if least == 2 else 'one input'}, got {len(xs)}", 'write from = ["a", "b"]', "from")
     if len({len(x) for x in xs}) > 1:
         raise SpecError(
             f"cannot {kind} {shapes_text(xs)}: they have {' and '.join(str(len(x)) for x in xs)} axes",
@@ -130,7 +130,7 @@ class Concat(Merge):
     dim: Dim = size(0, minimum=0)
 
     def axis(self, x: tuple[Shape, ...]) -> int:
-        _same_rank(x, self.kind)
+        _same_rank(x, self.kind, least=1)  # torch.cat([x]) is a copy of x (densenet's first layer of each block)
         if self.dim >= len(x[0]):
             raise SpecError(f"dim {self.dim} is not an axis of {fmt.shape(x[0])}",
                             f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")

@@ -60,7 +60,7 @@ def export_hint(error: BaseException, input_shape: list) -> str:
     named = [d for d in input_shape if isinstance(d, str)]
     if "data-dependent" in text or "DataDependent" in text:
         return "the code branches on a tensor's value (not its size): archcalc cannot follow that; write that part as a spec by hand"
-    if named and ("size" in text or "shape" in text or "Constraints violated" in text):
+    if named:
         sizes = ", ".join(f"{d} = {PROBES.get(d, PROBE)}" for d in named)
         return f"it was run at {sizes}: give the input's sizes as numbers the model takes (--input)"
     return "torch.export runs forward on fake tensors: this code needs something they cannot give"
@@ -169,11 +169,13 @@ class Recovered:
         return self.layers, returned
 
     def _dependent(self) -> set:
-        """The nodes whose value depends on the input's values (the others are constants: masks, positions)."""
+        """The nodes whose value depends on the input's values (the others are constants: masks, positions);
+        a size read from the input (x.size(1)) is not its values."""
         found = set()
         for node in self.graph.nodes:
             user = node.op == "placeholder" and node.name not in self.held
-            if user or (node.op == "call_function" and any(n in found for n in nodes(node.args) + nodes(list(node.kwargs.values())))):
+            read = nodes(node.args) + nodes(list(node.kwargs.values()))
+            if user or (node.op == "call_function" and not is_shape(node) and any(n in found for n in read)):
                 found.add(node)
         return found
 
@@ -203,7 +205,11 @@ class Recovered:
                 if name not in inputs:
                     inputs.append(name)
         if not outputs:
-            return  # nothing reads what it computes (an assertion, a buffer's update)
+            read = any(user not in inside for n in call.nodes for user in n.users)
+            if read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
+                self._problem(Unmapped(f"{type(call.module).__name__} reads no tensor computed from the input "
+                                       "(positions, a constant): archcalc has no layer for it", call.path), call.nodes[0])
+            return  # else nothing reads what it computes (an assertion, a buffer's update)
         try:
             made = self._call_layer(call, inputs, outputs)
         except Unmapped as error:

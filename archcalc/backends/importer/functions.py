@@ -104,8 +104,6 @@ def _merge(kind: str):
 
 
 def _cat(node):
-    if len(tensors(node)) == 1:
-        return None  # torch.cat([x]): a copy of x, which autograd keeps nothing of (densenet's first layer of a block)
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     if dim == 0:
         raise Unmapped("torch.cat along the batch axis")
