@@ -91,14 +91,22 @@ def _view(node):
             return "flatten", {}
         if all(isinstance(d, int) for d in rest):
             return "reshape", {"shape": rest}
-    raise Unmapped(f"{getattr(node.target, '__name__', node.target)} to sizes other than x.size(0) and numbers: "
+    raise Unmapped(f"{_called(node)} to sizes other than x.size(0) and numbers: "
                    "archcalc reshapes a sample to a fixed shape, the batch axis kept")
+
+
+def _called(node) -> str:
+    """How a list names a node's operation: `mul` (torch.fx's function or method), `aten.mul` (torch.export's)."""
+    packet = getattr(node.target, "overloadpacket", None)
+    if packet is not None:
+        return f"aten.{packet.__name__}"
+    return node.target.__name__ if callable(node.target) else node.target
 
 
 def _merge(kind: str):
     def read(node):
         if not any(hasattr(a, "op") and not is_shape(a) for a in node.args[1:2]):  # x + 1: a constant, not a merge
-            raise Unmapped(f"{node.target.__name__ if callable(node.target) else node.target} with a constant")
+            raise Unmapped(f"{_called(node)} with a constant")
         return kind, {}
     return read
 
