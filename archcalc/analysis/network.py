@@ -4,10 +4,11 @@ What the memory model reads (archcalc/memory/) and what archcalc.report.Report e
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..core import num
+from ..core import num, untrusted
 from ..core.dtypes import Device, DType, Optimizer
 from ..core.num import Dim, Shape, Value
 from ..layers import Layer
@@ -140,10 +141,14 @@ class Network:
         return tuple(self.rows[i] for i in inside)
 
     def row(self, name: str) -> Row:
+        """The row of the layer named `name` (its full, dotted name: "layer1.0.conv1")."""
+        if not isinstance(name, str):
+            raise TypeError(f"row(name): name must be a layer's name (a str), got {type(name).__name__}")
         for row in self.rows:
             if row.name == name:
                 return row
-        raise KeyError(name)
+        close = difflib.get_close_matches(name[:100], [row.name for row in self.rows], n=1)
+        raise KeyError(f"no layer is named {untrusted.one_line(repr(name[:100]))}" + (f"; did you mean {close[0]!r}?" if close else ""))
 
     @property
     def output(self) -> Shape:

@@ -17,10 +17,11 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..analysis import checkpoint
-from ..core import autocast, num
+from ..core import arguments, autocast, num
 from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.errors import SpecError
 from ..core.num import Dim, Value
+from ..core.untrusted import MAX_SIZE, visible
 from ..layers import layout
 from ..layers.base import Kept, Storage, Tensor, storage_bytes
 from . import timeline
@@ -51,6 +52,7 @@ class PerBatch:
 
     def at(self, batch: Value | None) -> Value | PerBatch:
         """The bytes at `batch`; with no batch, this formula in B (a sympy expression if it has other symbols)."""
+        batch = arguments.batch(batch, "at")
         if batch is not None:
             return num.normal(self.fixed + self.per_sample * batch)
         if self.per_sample == 0:
@@ -101,6 +103,7 @@ class StepBytes:
         return line.inference if self.phase == "inference" else line.phases.get(self.phase)
 
     def at(self, batch: Value | None) -> Value:
+        batch = arguments.batch(batch, "at")
         if batch is not None and num.is_concrete(batch):
             line = self.timelines(batch)
             return line.peak(batch) if self.phase == "step" else self._peak(line).at(batch)
@@ -177,6 +180,9 @@ class Memory:
         return StepBytes(self.timelines, "step")
 
     def phase(self, name: str) -> StepBytes:
+        """The peak of one phase of the step: forward, backward or optimizer."""
+        if name not in timeline.PHASES:
+            raise ValueError(f"phase(name): name must be one of {', '.join(timeline.PHASES)}, got {name!r}"[:200])
         return StepBytes(self.timelines, name)
 
     @property
@@ -223,7 +229,10 @@ class Memory:
 
     def quantity(self, key: str) -> PerBatch:
         """A byte count by its key, one of `quantities` or of `course` (the keys of memory claims)."""
-        return (self.quantities() | self.course())[key]
+        known = self.quantities() | self.course()
+        if key not in known:
+            raise KeyError(f"quantity(key): no byte count is named {key!r}; the keys are {', '.join(known)}"[:400])
+        return known[key]
 
     def value(self, key: str) -> Value:
         """That byte count at this batch; without one, a formula in B."""
@@ -266,7 +275,7 @@ def measure(report: Network) -> Memory:
     bytes_of = storage_bytes(size, report.device != Device.cpu)
     params = num.normal(report.totals["params"] * size)
 
-    ids = any(row.layer.token_ids() is not None for row in report.rows)  # the input is int64 token ids
+    ids = any(row.layer.token_ids is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
     regions = checkpoint.regions(report)
     starts = {r.first: r for r in regions}
@@ -505,10 +514,20 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 
 def parse_size(text: str) -> int:
     """'80GiB' -> 85899345920; GB, MB... are decimal, GiB, MiB... binary; a bare number is bytes."""
+    hint = "write it like 80GiB, 24GB, 512MiB or a number of bytes"
+    if not isinstance(text, str) or not text.strip():  # --budget "" reaches here as None
+        raise SpecError(f"cannot read {text if isinstance(text, str) else ''!r} as a size: no size given", hint, where="--budget")
+    if len(text) > 40:  # no memory has a size of 40 characters; Fraction would read 5,000 digits slowly, or refuse them
+        raise SpecError(f"{visible(text[:20])}... ({len(text):,} characters) is not a size: no memory is that large", hint,
+                        where="--budget")
     match = _SIZE.match(text)
     unit = match and match.group(2).upper()
     if unit and not unit.endswith("B"):
         unit += "B"
     if not match or unit not in _UNITS:
-        raise SpecError(f"cannot read {text!r} as a size", "write it like 80GiB, 24GB, 512MiB or a number of bytes", where="--budget")
-    return int(Fraction(match.group(1)) * _UNITS[unit])
+        raise SpecError(f"cannot read {visible(repr(text))} as a size", hint, where="--budget")
+    size = int(Fraction(match.group(1)) * _UNITS[unit])
+    if size > MAX_SIZE:
+        raise SpecError(f"{visible(text.strip())}: no memory is that large (sizes stop at 10^18 bytes)", hint,
+                        where="--budget")
+    return size

@@ -300,7 +300,7 @@ def loss_of(report: Network) -> Loss:
     axis = row.layer.scores_axis(y) if y else 0
     if not y or not row.layer.gives_scores() or (num.is_concrete(y[axis]) and y[axis] <= 1):
         return Loss("mse")
-    if len(y) == 2 and axis == 1 and any(r.layer.token_ids() is not None for r in report.rows):
+    if len(y) == 2 and axis == 1 and any(r.layer.token_ids is not None for r in report.rows):
         return Loss("causal_lm", 1)
     return Loss("cross_entropy", axis)
 
@@ -359,7 +359,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         for part in (CUBLAS_WORKSPACE, CUBLAS_WORKSPACE, CUDA_WORKSPACE - 2 * CUBLAS_WORKSPACE):
             tape.new(tape.size(part, 0), "workspace", mark=False)
     amp.scaler_state(report)
-    ids = any(row.layer.token_ids() is not None for row in rows)  # the batch is int64 token ids
+    ids = any(row.layer.token_ids is not None for row in rows)  # the batch is int64 token ids
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
     loss_fn = loss_of(report)
@@ -617,8 +617,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         low_grads = None if late else amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
         if low_grads is None and not late:
             _tied_gradient(tape, row, tied, size)
-        elif row.layer.tied() is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
-            tied.add(row.layer.tied())
+        elif row.layer.tie is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
+            tied.add(row.layer.tie)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -886,7 +886,7 @@ class _Autocast:
 def _cast_weights(row: Row) -> tuple:
     """The element counts of the weights autocast copies for a row: its parameter tensors, and first the weight
     it shares with an earlier layer (GPT-2's lm_head casts the embedding's table)."""
-    if row.layer.tied() is None:
+    if row.layer.tie is None:
         return param_tensors(row)
     return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
 
@@ -895,7 +895,7 @@ def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
     """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
     gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
     runs, its own gradient of the weight is added into .grad in place and freed."""
-    owner = row.layer.tied()
+    owner = row.layer.tie
     if owner is not None and owner not in tied:
         tied.add(owner)
         tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)

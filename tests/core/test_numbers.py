@@ -10,8 +10,8 @@ import sympy
 
 import archcalc
 from archcalc.core import fmt, num
-from archcalc.layers import LAYERS, Layer
-from archcalc.layers.base import register
+from archcalc.layers import Layer
+from archcalc.layers.base import register, unregister
 from archcalc.memory.closed import PerBatch
 from archcalc.render import check as render_check, report as render
 from tests.conftest import SPECS
@@ -85,7 +85,7 @@ def sympy_kind():
 
     register(Sympy)
     yield Sympy
-    del LAYERS[Sympy.kind]
+    unregister(Sympy)
 
 
 def test_a_sympy_number_is_made_normal_where_it_becomes_a_row(sympy_kind):
