@@ -192,3 +192,17 @@ def test_problems_are_grouped_by_cause_most_frequent_first():
     text = str(problems.ImportFailed("Net", listed))
     assert text.index("5× stochastic_depth()") < text.index("1× sort()")
     assert "features.0 (torchvision/ops/stochastic_depth.py:62)" in text and "and 2 more" in text
+
+
+@pytest.mark.parametrize("how", ["plain", "no_bias", "weights"])
+def test_multihead_attention_without_a_mask_maps_in_torch_export_as_in_torch_fx(how):
+    from tests.backends.test_torch_import import Attending
+
+    if how == "weights":  # forward returns the attention weights, [1]: refused by both
+        with pytest.raises(importer.ImportFailed) as error:
+            importer.import_module(Attending(how), [6, 16], capture="export")
+        assert "attn: its output [1] is read" in str(error.value)
+        return
+    fx = importer.import_module(Attending(how), [6, 16], capture="fx")
+    export = importer.import_module(Attending(how), [6, 16], capture="export")
+    assert archcalc.analyze(archcalc.loads(export)).to_dict() == archcalc.analyze(archcalc.loads(fx)).to_dict()

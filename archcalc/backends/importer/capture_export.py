@@ -18,9 +18,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ...layers.shape import VIEWS
 from ..build import require
+from . import functions
 from .capture_fx import ATTRIBUTE, SECOND, CaptureFailed, output_causes
-from .functions import FUNCTIONS, is_shape, nodes, tensors
+from .functions import is_shape, nodes, tensors
 from .mapping import PASSTHROUGH, Layer, from_module, plain, torch_base, whole
 from .names import BASES, free
 from .problems import ImportFailed, Problem, Unmapped, place
@@ -242,7 +244,7 @@ class Recovered:
             raise Unmapped(f"called {sum(c.path == path for c in self.calls.values())} times with the same weights "
                            "(a spec's layers each have their own)", path)
         if type(module).__name__ == "MultiheadAttention":
-            return Layer(path, "attention", self._attention(call), tuple(inputs[:1]))
+            return Layer(path, "attention", self._attention(call, outputs[0]), tuple(inputs[:1]))
         kind, fields = from_module(module, path)
         return Layer(path, kind, fields, tuple(inputs))
 
@@ -251,10 +253,12 @@ class Recovered:
         if second:
             raise Unmapped(f"{what} reads forward's argument {second[0]!r}: a spec's network reads one input")
 
-    def _attention(self, call: Call) -> dict:
+    def _attention(self, call: Call, output) -> dict:
         """nn.MultiheadAttention as `attention`: self-attention over [B, T, d], no mask (the torch.fx capture reads masks)."""
         module, path = call.module, call.path
         inside = set(call.nodes)
+        if not self._after(output, f"{path}.out_proj.weight", inside):
+            raise Unmapped("its output [1] is read: archcalc's attention gives its output [0], not the attention weights", path)
         if not module.batch_first:
             raise Unmapped("MultiheadAttention(batch_first=False) reads [T, B, d]: archcalc's attention reads [B, T, d] "
                            "(batch_first=True)", path)
@@ -277,6 +281,20 @@ class Recovered:
         else:
             fields["kernel"] = "math"  # need_weights: the weights computed with matmuls
         return fields
+
+    def _after(self, node, weight: str, inside: set) -> bool:
+        """Whether a node of a call is computed from an operation that reads the parameter `weight` (MHA's out_proj's)."""
+        seen, todo = set(), [node]
+        while todo:
+            step = todo.pop()
+            if step in seen or step not in inside:
+                continue
+            seen.add(step)
+            read = nodes(step.args) + nodes(list(step.kwargs.values()))
+            if any(self.held.get(n.name) == weight for n in read):
+                return True
+            todo += read
+        return False
 
     # --- an operation outside mapped modules -----------------------------------------------------------
 
@@ -323,10 +341,11 @@ class Recovered:
                            "archcalc has no layer for it")
         if name == "getitem":
             return _getitem(node)
-        reader = ATEN.get(name) or FUNCTIONS.get(name) or FUNCTIONS.get(name.rstrip("_"))
-        if reader is None:
+        if name in ATEN:
+            return ATEN[name](node)
+        if not functions.known(name):
             raise Unmapped(f"aten.{name}: archcalc has no layer for this operation")
-        return reader(node)
+        return functions.layer(node, name, f"aten.{name}")
 
 
 def _operation(node) -> str:
@@ -338,42 +357,17 @@ def _operation(node) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def _same(node):
-    return None  # the same values (a copy, a contiguous layout, a dtype it already has)
-
-
 def _to(node):
     source = tensors(node)[0]
     if source.meta["val"].dtype != node.meta["val"].dtype:
         raise Unmapped(f"aten.to({node.meta['val'].dtype}): archcalc's layers compute in the model's one dtype")
-    return None
-
-
-def _hardtanh(node):
-    low, high = (node.args[1] if len(node.args) > 1 else -1), (node.args[2] if len(node.args) > 2 else 1)
-    if (low, high) == (0, 6):
-        return "activation", {"function": "relu6"}
-    if (low, high) == (-1, 1):
-        return "activation", {"function": "hardtanh"}
-    raise Unmapped(f"hardtanh({low}, {high}): archcalc's hardtanh clamps to [-1, 1] and relu6 to [0, 6]")
-
-
-def _dropout(node):
-    if len(node.args) > 2 and node.args[2] is False:
-        return None  # F.dropout(x, training=False): x itself
-    return FUNCTIONS["dropout"](node)
+    return None  # a dtype it has already
 
 
 def _view(node):
     if tuple(node.meta["val"].shape) == tuple(tensors(node)[0].meta["val"].shape):
         return None  # a view to the shape it has
-    return FUNCTIONS["view"](node)
-
-
-def _with_indices(op: str):
-    def read(node):
-        return FUNCTIONS[op](node)
-    return read
+    return functions.layer(node, _operation(node), f"aten.{_operation(node)}")
 
 
 def _getitem(node):
@@ -385,24 +379,7 @@ def _getitem(node):
 
 
 WITH_INDICES = {f"max_pool{n}d_with_indices" for n in (1, 2, 3)} | {f"adaptive_max_pool{n}d" for n in (1, 2, 3)}
-
-ATEN = {
-    "clone": _same, "alias": _same, "detach": _same, "lift_fresh_copy": _same, "contiguous": _same,
-    "to": _to, "_to_copy": _to, "hardtanh": _hardtanh, "hardtanh_": _hardtanh, "dropout": _dropout,
-    "view": _view, "reshape": _view, "_unsafe_view": _view,
-    **{f"max_pool{n}d_with_indices": _with_indices(f"max_pool{n}d") for n in (1, 2, 3)},
-    "transpose": lambda node: _transpose(node),
-}
-
-
-def _transpose(node):
-    rank = len(tensors(node)[0].meta["val"].shape)
-    a, b = (d % rank for d in node.args[1:3])
-    if 0 in (a, b):
-        raise Unmapped(f"transpose({a}, {b}): archcalc permutes a sample's axes, the batch axis 0 first")
-    dims = list(range(rank))
-    dims[a], dims[b] = dims[b], dims[a]
-    return "permute", {"dims": [d - 1 for d in dims[1:]]}
+ATEN = {"to": _to, "_to_copy": _to, **dict.fromkeys(VIEWS, _view)}  # what only torch.export's graph has
 
 
 def layers(module, input_shape: list) -> tuple[list[Layer], list[str]]:

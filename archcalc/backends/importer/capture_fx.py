@@ -14,7 +14,8 @@ import re
 
 from ...core.errors import ArchcalcError
 from ..build import require
-from .functions import FUNCTIONS, argument, is_shape, nodes, tensors
+from . import functions
+from .functions import is_shape, nodes, tensors
 from .mapping import PASSTHROUGH, Layer, from_module, plain, torch_base
 from .names import BASES
 from .problems import ImportFailed, Problem, Unmapped, place
@@ -156,6 +157,10 @@ def _context(node) -> str:
     return stack[-1][0] if stack else ""
 
 
+def _argument(node, i: int, name: str, default=None):
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
 def _source(node) -> str:
     return place(node.meta.get("stack_trace"), f"node {node.name}", require().__file__.rsplit("/", 1)[0])
 
@@ -208,10 +213,9 @@ def _layer(node, modules: dict, alias: dict, calls: dict, probe: tuple = (None, 
         return None  # (output, weights)[0]: the attention layer's output
     if name == "getattr":
         raise Unmapped(f".{node.args[1]}: archcalc has no layer for this attribute")
-    reader = FUNCTIONS.get(name)
-    if reader is None:
+    if not functions.known(name):
         raise Unmapped(f"{name}(): archcalc has no layer for this {'method' if node.op == 'call_method' else 'function'}")
-    made = reader(node)
+    made = functions.layer(node, name, name)
     if made is None:
         return None
     kind, fields = made
@@ -233,7 +237,7 @@ def _attention(node, module, root, input_shape) -> dict:
     is_causal=True or a causal attn_mask; kernel "math" where need_weights (torch's default) makes it
     compute the weights with matmuls, else torch's fused scaled_dot_product_attention."""
     path = node.target
-    query, key, value = (argument(node, i, n) for i, n in enumerate(("query", "key", "value")))
+    query, key, value = (_argument(node, i, n) for i, n in enumerate(("query", "key", "value")))
     if not (query is key is value):
         raise Unmapped("MultiheadAttention with query, key and value not one tensor (cross-attention): "
                         "archcalc's attention is self-attention", path)
@@ -243,19 +247,19 @@ def _attention(node, module, root, input_shape) -> dict:
     if not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn:
         raise Unmapped("MultiheadAttention with kdim, vdim, add_bias_kv or add_zero_attn: archcalc's attention "
                         "has none of them", path)
-    if argument(node, 3, "key_padding_mask") is not None:
+    if _argument(node, 3, "key_padding_mask") is not None:
         raise Unmapped("MultiheadAttention with a key_padding_mask: archcalc's attention has none", path)
     fields = {"num_heads": module.num_heads}
     if module.in_proj_bias is None:
         fields["bias"] = False
     if module.dropout:
         fields["dropout"] = plain(module.dropout, "p")
-    mask, is_causal = argument(node, 5, "attn_mask"), argument(node, 7, "is_causal", False)
+    mask, is_causal = _argument(node, 5, "attn_mask"), _argument(node, 7, "is_causal", False)
     if mask is not None:
         _causal_mask(path, mask, root, input_shape)
     if mask is not None or is_causal:
         fields["causal"] = True
-    if argument(node, 4, "need_weights", True):
+    if _argument(node, 4, "need_weights", True):
         fields["kernel"] = "math"
     elif "causal" not in fields:
         fields["module"] = "multihead"  # its own copies (the memory timeline)
