@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 from dataclasses import dataclass
 
-from ...layers import ACTIVATIONS, LAYERS
+from ...layers import LAYERS
 from ..build import require
 from ..export import EXPLICIT
 from .problems import Unmapped
@@ -111,21 +111,6 @@ def plain(value, field: str):
     if isinstance(value, float) and value.is_integer() and field != "p":
         return int(value)
     return value
-
-
-TORCH_DEFAULTS = {"negative_slope": 0.01, "alpha": 1, "approximate": "none"}
-
-
-def activation(name: str, options: dict) -> tuple[str, dict]:
-    """The `activation` layer of a functional call (F.leaky_relu(x, 0.2)): its options other than torch's defaults."""
-    from ...layers.elementwise import Activation
-
-    fields = {"function": name}
-    for option in ACTIVATIONS[name].options:
-        value = Activation.torch_value(option, plain(options.get(option), option))
-        if value is not None and value != TORCH_DEFAULTS.get(option):
-            fields[option] = value
-    return "activation", fields
 
 
 def takes_activation(kind: str) -> bool:
