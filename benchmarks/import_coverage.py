@@ -51,7 +51,8 @@ def torchvision_models(kind: str) -> list[tuple[str, str, object, list]]:
     out = []
     for name in torchvision.models.list_models(module=modules[kind]):
         def build(name=name):
-            return torchvision.models.get_model(name, weights=None)
+            extra = {"weights_backbone": None} if kind == "segmentation" else {}  # else its backbone's weights download
+            return torchvision.models.get_model(name, weights=None, **extra)
         source = "torchvision" if kind == "classification" else f"torchvision {kind}"
         out.append((source, family(name), name, build, shape))
     return out

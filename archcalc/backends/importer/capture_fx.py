@@ -206,6 +206,8 @@ def _layer(node, modules: dict, alias: dict, calls: dict, probe: tuple = (None, 
                            "(a spec's layers each have their own)", node.target)
         return Layer(node.target, kind, fields, inputs)
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    if name == "getitem" and not node.users:
+        raise _Skip  # `x, _ = mha(...)`: an element nothing reads selects nothing
     if name == "getitem" and _is_attention(node.args[0], modules):
         if node.args[1] != 0:
             raise Unmapped(f"its output [{node.args[1]!r}]: archcalc's attention gives its output [0], "
