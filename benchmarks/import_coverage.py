@@ -102,7 +102,7 @@ def measure(source: str, name: str, build, shape) -> dict:
     except importer.ImportFailed as error:
         cause, _ = error.causes()[0]
         return row | {"status": "refused", "cause": cause, "causes": len(error.causes()), "operations": len(error.problems),
-                      "seconds": time.perf_counter() - start, "capture": error.capture}
+                      "all_causes": [c for c, _ in error.causes()], "seconds": time.perf_counter() - start, "capture": error.capture}
     except archcalc.ArchcalcError as error:
         return row | {"status": "refused", "cause": str(error).splitlines()[0][:300], "seconds": time.perf_counter() - start}
     row["seconds"] = time.perf_counter() - start
