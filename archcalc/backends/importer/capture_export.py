@@ -337,7 +337,7 @@ class Recovered:
             raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({held[0].rpartition('.')[2]}): "
                            "archcalc has no layer for it", held[0][1:].rpartition(".")[0])
         if any(n.startswith(CONSTANT) for n in inputs):
-            raise Unmapped(f"aten.{name} reads a tensor computed from sizes and the module's own tensors (a mask, positions): "
+            raise Unmapped(f"aten.{name} reads a tensor computed without the input's values (a mask, positions, random noise): "
                            "archcalc has no layer for it")
         if name == "getitem":
             return _getitem(node)
