@@ -46,6 +46,22 @@ def test_bad_hf_targets_exit_2_with_one_message(args, message):
     assert message in done.output and "Traceback" not in done.output
 
 
+@pytest.mark.parametrize("text, message", [
+    ("{", "not JSON"), ("[1, 2]", "no model_type"), ('{"model_type": 3}', "no model_type"),
+    ('{"model_type": "no_such_model"}', "is not one transformers"),
+    ('{"model_type": "gpt2", "architectures": [7]}', "architectures[0] is 7"),
+    ('{"model_type": "gpt2", "architectures": ["os"]}', "'os' is not a model class of transformers"),
+    ('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "auto_map": {"AutoModel": "evil.Model"}}', None),
+])
+def test_a_config_from_a_stranger_is_read_as_data_only(tmp_path, text, message):
+    (tmp_path / "config.json").write_text(text)
+    if message is None:  # auto_map is never followed: transformers' own class is built
+        assert type(importer.load_target(f"hf:{tmp_path}")).__name__ == "GPT2LMHeadModel"
+        return
+    done = CliRunner().invoke(main, ["import", f"hf:{tmp_path}"])
+    assert done.exit_code == 2 and message in done.output and "Traceback" not in done.output, done.output
+
+
 def test_the_sample_is_token_ids_for_a_1d_input_into_an_embedding():
     module = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
     assert capture_export.sample(module, ["T"]).dtype == torch.long

@@ -25,8 +25,8 @@ def config_path(path: str) -> Path:
     if found.is_dir():
         found = found / CONFIG
     if not found.is_file():
-        raise SpecError(f"no {CONFIG} there" if Path(path).is_dir() else "no such file",
-                        "hf:PATH takes a transformers config.json, or the folder that holds one", path=path)
+        why = "not a regular file (a pipe or a device)" if found.exists() else f"no {CONFIG} there" if Path(path).is_dir() else "no such file"
+        raise SpecError(why, "hf:PATH takes a transformers config.json, or the folder that holds one", path=path)
     return found
 
 
@@ -65,8 +65,10 @@ def model(path: str, class_name: str | None = None):
     torch = require()
     hf = transformers()
     found = config(path)
-    names = found.architectures or []
+    names = found.architectures if isinstance(found.architectures, (list, tuple)) else []
     name = class_name or (names[0] if names else None)
+    if name is not None and not isinstance(name, str):
+        raise SpecError(f"architectures[0] is {name!r}, not a class name", "say which class with --class", path=str(config_path(path)))
     if name is None:
         raise SpecError("the config names no architectures: say which class with --class",
                         "for example --class GPT2LMHeadModel", path=str(config_path(path)))
