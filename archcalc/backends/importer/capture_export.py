@@ -30,7 +30,7 @@ from .problems import ImportFailed, Problem, Unmapped, place
 BATCH = 2  # the sample's batch: 1 would be specialised (torch.export treats sizes 0 and 1 as constants)
 PROBES = {"T": 7, "D": 8}  # a named axis's size in the sample; other names (H, W, L...) 224
 PROBE = 224
-CONSTANT = "\2"  # alias prefix of a tensor computed from sizes and the module's own tensors only (a mask, positions)
+CONSTANT = "\2"  # alias prefix of a tensor computed without the input's values (a mask, positions, random noise)
 
 
 def sample(module, input_shape: list):
@@ -96,7 +96,6 @@ class Recovered:
         self.held = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
                      **signature.inputs_to_lifted_tensor_constants}
         self.calls: dict[str, Call] = {}  # call key -> its call
-        self.owner: dict[object, str] = {}  # node -> its call's key
         self._batch()
 
     def _batch(self) -> None:
