@@ -206,3 +206,23 @@ def test_multihead_attention_without_a_mask_maps_in_torch_export_as_in_torch_fx(
     fx = importer.import_module(Attending(how), [6, 16], capture="fx")
     export = importer.import_module(Attending(how), [6, 16], capture="export")
     assert archcalc.analyze(archcalc.loads(export)).to_dict() == archcalc.analyze(archcalc.loads(fx)).to_dict()
+
+
+class Token(nn.Module):
+    """A learned tensor at the top (a class token): listed by its own name, owner and all."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 4))
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) + self.token
+
+
+@pytest.mark.parametrize("capture", ["fx", "export"])
+def test_a_parameter_of_no_layer_is_named_plainly(capture):
+    with pytest.raises(importer.ImportFailed) as error:
+        importer.import_module(Token(), [4], capture=capture)
+    (problem,) = error.value.problems
+    assert "reads a parameter or buffer of no layer (token)" in problem.cause and "\0" not in str(problem)

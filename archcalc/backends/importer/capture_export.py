@@ -333,8 +333,8 @@ class Recovered:
         self._held_inputs(list(inputs), f"aten.{name}")
         held = [n for n in inputs if n.startswith(ATTRIBUTE)]
         if held:
-            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({held[0].rpartition('.')[2]}): "
-                           "archcalc has no layer for it", held[0][1:].rpartition(".")[0])
+            owner, _, tensor = held[0][len(ATTRIBUTE):].rpartition(".")
+            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it", owner)
         if any(n.startswith(CONSTANT) for n in inputs):
             raise Unmapped(f"aten.{name} reads a tensor computed without the input's values (a mask, positions, random noise): "
                            "archcalc has no layer for it")
