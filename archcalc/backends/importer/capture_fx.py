@@ -194,8 +194,12 @@ def _layer(node, modules: dict, alias: dict, calls: dict, probe: tuple = (None, 
         raise Unmapped(f"{_operation(node)} reads forward's argument {second[0]!r}: a spec's network reads one input")
     held = [name[len(ATTRIBUTE):] for name in inputs if name.startswith(ATTRIBUTE)]
     if held:
-        raise Unmapped(f"{_operation(node)} reads a parameter or buffer of no layer ({held[0].rpartition('.')[2]}): "
-                       "archcalc has no layer for it", held[0].rpartition(".")[0] or _context(node))
+        owner, _, tensor = held[0].rpartition(".")
+        if node.op == "call_module":  # a module called on a tensor of no layer (swin v2's cpb_mlp on its coordinates)
+            raise Unmapped(f"{type(modules[node.target]).__name__} reads a parameter or buffer of no layer ({tensor}): "
+                           "archcalc has no layer for it", node.target)
+        raise Unmapped(f"{_operation(node)} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it",
+                       owner or _context(node))
     if node.op == "call_module":
         module = modules[node.target]
         if type(module).__name__ in PASSTHROUGH:
