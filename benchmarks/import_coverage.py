@@ -151,13 +151,35 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def causes(rows: list[dict]) -> str:
+    """Each cause of refusal: the models it refuses, and those it alone refuses (what a new kind for it would unlock)."""
+    refused = [row for row in rows if row["status"] == "refused"]
+    counts: dict[str, list] = defaultdict(list)
+    for row in refused:
+        for cause in row.get("all_causes", [row.get("cause", "")]):
+            counts[cause].append(row)
+    lines = ["| cause | models refused | refused for it alone |", "|---|---:|---|"]
+    for cause, items in sorted(counts.items(), key=lambda kv: -len(kv[1])):
+        alone = [row["model"] for row in items if len(row.get("all_causes", [cause])) == 1]
+        lines.append(f"| {cause[:100]} | {len(items)} | {len(alone)} {', '.join(alone[:6])}{'...' if len(alone) > 6 else ''} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=["torchvision", "segmentation", "video", "timm", "hf"])
     parser.add_argument("--models", help="comma-separated model names")
     parser.add_argument("--jsonl", help="append one JSON line per model here")
     parser.add_argument("--skip", help="comma-separated model names not to try (too slow here)")
+    parser.add_argument("--from-jsonl", help="print the tables of an earlier run's --jsonl, importing nothing")
     args = parser.parse_args()
+    if args.from_jsonl:
+        with open(args.from_jsonl, encoding="utf-8") as found:
+            rows = [json.loads(line) for line in found]
+        print(table(rows))
+        print()
+        print(causes(rows))
+        return 0
     torch.set_num_threads(2)
     candidates = []
     if args.only in (None, "torchvision"):
@@ -183,6 +205,8 @@ def main() -> int:
             with open(args.jsonl, "a", encoding="utf-8") as out:
                 out.write(json.dumps(row) + "\n")
     print(table(rows))
+    print()
+    print(causes(rows))
     return 0
 
 
