@@ -86,6 +86,7 @@ def network(
         device=device,
         uses=tuple(uses),
         autocast=autocast,
+        names=spec.names,
     )
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 

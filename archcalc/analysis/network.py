@@ -106,6 +106,7 @@ class Network:
     uses: tuple[Use, ...] = ()  # the block uses, in order of their end (inner before outer)
     course: bool = False  # show the course's memory formula (its own specs, or --course)
     autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
+    names: tuple[tuple[str, str], ...] = ()  # the spec's [names]: torch's module path of a layer path (build names modules so)
 
     @cached_property
     def fields(self) -> tuple[Field | None, ...]:

@@ -111,13 +111,15 @@ def is_chain(report: Report) -> bool:
     return True
 
 
-def parts(report: Report) -> list[Part]:
-    """Each row with the paths of its modules, as `network` and `export` place them."""
+def parts(report: Report, torch_names: bool = True) -> list[Part]:
+    """Each row with the paths of its modules, as `network` and `export` place them: torch's paths by the spec's
+    [names] table (`torch_names`; export writes Python attributes, so it keeps the spec's names)."""
     reserved = set(dir(require().nn.Module))
-    taken = {row.name for row in report.rows}
+    table = dict(report.names) if torch_names else {}
+    taken = {torch_path(row.name, table) for row in report.rows}
     out = []
     for row in report.rows:
-        *parents, leaf = row.name.split(".")
+        *parents, leaf = torch_path(row.name, table).split(".")
         parents = [_segment(p, reserved) for p in parents]
         prefix = "".join(p + "." for p in parents)
         if leaf in reserved:
@@ -130,6 +132,18 @@ def parts(report: Report) -> list[Part]:
             names.append(_free(f"{name}_{row.layer.activation}", taken))
         out.append(Part(row, tuple(names)))
     return out
+
+
+def torch_path(name: str, names: dict[str, str]) -> str:
+    """A spec name as torch's module path, by a [names] table (its longest prefix there)."""
+    if not names:
+        return name
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:k])
+        if prefix in names:
+            return ".".join([names[prefix], *parts[k:]])
+    return name
 
 
 def container(path: str) -> str:

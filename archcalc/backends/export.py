@@ -52,7 +52,7 @@ def source(report: Report, class_name: str | None = None) -> str:
         return export_graph.source(report, name, header, footer)
     init: list[tuple[str, str]] = []
     forward: list[tuple[str, str]] = []
-    for part in parts(report):
+    for part in parts(report, torch_names=False):
         _part(part, init, forward)
     lines = [
         *header,

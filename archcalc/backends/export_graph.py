@@ -64,7 +64,7 @@ class Entry:
 
 def source(report: Report, name: str, header: list[str], footer: list[str]) -> str:
     """The classes and the model; `header` (docstring, imports) and `footer` (the __main__ part) around them."""
-    all_parts = parts(report)
+    all_parts = parts(report, torch_names=False)
     try:
         return _source(report, all_parts, _nodes(report, all_parts), name, header, footer)
     except Unsupported:

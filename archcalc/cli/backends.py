@@ -115,24 +115,35 @@ def bench(options: Options, flags: dict) -> None:
 
 
 @click.command("import")
-@click.argument("target", metavar="FILE.py:NAME|module:NAME")
-@click.option("--input", "input_shape", required=True, metavar="SHAPE",
-              help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W.")
+@click.argument("target", metavar="FILE.py:NAME|module:NAME|hf:PATH")
+@click.option("--input", "input_shape", metavar="SHAPE",
+              help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W "
+                   "(hf:PATH: T for token ids, or the config's image size, unless given).")
 @click.option("--args", metavar="JSON", help='Arguments when NAME is a class or a function that returns a module: \'{"num_classes": 10}\' or \'[10]\'.')
+@click.option("--class", "class_name", metavar="NAME", help="hf:PATH: the transformers class to build (default: the config's architectures[0]).")
 @click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
+@click.option("--capture", type=click.Choice(["auto", "fx", "export"]), default="auto", show_default=True,
+              help="How to record the model: torch.fx, torch.export (non-strict), or torch.fx then torch.export where it fails.")
 @shared(OUTPUT.but(metavar=None, help="Where to write the spec ('-': standard output)."),
         FORCE.but(help="Overwrite OUTPUT if it exists."))
 @click.option("--flat", is_flag=True, help="Every layer on its own: no blocks recovered from repeated submodules.")
-def import_(options: Options, target: str, input_shape: str, args: str | None, model_name: str | None, flat: bool) -> None:
-    """Write the spec of a PyTorch module, traced with torch.fx.
+def import_(options: Options, target: str, input_shape: str | None, args: str | None, class_name: str | None,
+            model_name: str | None, capture: str, flat: bool) -> None:
+    """Write the spec of a PyTorch module, captured with torch.fx or torch.export.
 
     This imports FILE.py (or the module) and builds NAME: it runs that code, as any
-    import does. Import only code you would run. Every operation archcalc cannot map is
-    listed with its source line, and nothing is written. Submodules that repeat with the
-    same layers and wiring become blocks (checked to give the same rows as flat layers).
+    import does. Import only code you would run. hf:PATH builds a transformers model
+    from a config.json alone (no weights, nothing downloaded). Every operation archcalc
+    cannot map is listed with its source line, and nothing is written; the spec is read
+    back and analysed first (exit 2 if archcalc refuses it). Submodules that repeat with
+    the same layers and wiring become blocks (checked to give the same rows as flat layers).
     """
     from ..backends import importer
+    from ..backends.importer.hf import default_input
 
-    shape = importer.parse_input(input_shape)
-    text = importer.import_module(importer.load_target(target, args), shape, model_name, blocks=not flat)
+    module = importer.load_target(target, args, class_name)
+    shape = importer.parse_input(input_shape) if input_shape is not None else default_input(module)
+    if shape is None:
+        raise click.UsageError("Missing option '--input' (one sample's shape, e.g. 3,224,224).")
+    text = importer.import_module(module, shape, model_name, blocks=not flat, capture=capture)
     Files(target.rpartition(":")[0] or target, options.force).put(text, options.output)

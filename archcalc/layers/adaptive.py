@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from ..core import fmt, num
 from ..core.fields import axes, choice
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
-from .pool import pooling_keeps
+from .base import Inexpressible, Kept, Layer, axes_text, ints, per_axis, register, spatial, torch_argument
+from .pool import _plain, pooling_keeps
 from .receptive_field import Field
 from .window import AXIS_NAMES
 
@@ -27,6 +27,7 @@ class AdaptivePool(Layer):
     kind = "adaptive_pool"
     colour = "#e8796b"
     torch_modules = tuple(f"Adaptive{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
+    torch_functions = tuple(f"adaptive_{op}_pool{n}d" for op in ("max", "avg") for n in (1, 2, 3))
     op: str = choice("avg", "max", default="avg")
     output_size: Dim | tuple = axes(1)
 
@@ -73,6 +74,13 @@ class AdaptivePool(Layer):
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": "max"} if torch_name.startswith("AdaptiveMax") else {}
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        size = _plain(torch_argument(args, kwargs, 1, "output_size"))
+        if size is None or (isinstance(size, list) and None in size):
+            raise Inexpressible("with an axis of output size None (the input's): write the size")
+        return {"output_size": size} if name.startswith("adaptive_avg") else {"op": "max", "output_size": size}
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"adaptive_{self.op}_pool{len(x) - 1}d",)

@@ -32,6 +32,8 @@ KERNELS = ("flash", "math")
 @dataclass(frozen=True, kw_only=True)
 class Attention(Layer):
     kind = "attention"
+    # `archcalc import` reads nn.MultiheadAttention's fields from its call too (causal from its mask, kernel from need_weights)
+    torch_modules = ("MultiheadAttention",)
     num_heads: Dim = size()
     kv_heads: Dim | None = size(None)  # heads of k and v (grouped-query attention); default num_heads
     causal: bool = flag(False)

@@ -130,6 +130,34 @@ def split_keeps(activation: str | None, keeps: tuple[Kept, ...]) -> tuple[tuple[
     return (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
 
 
+@dataclass(frozen=True)
+class TorchTensor:
+    """A tensor argument of a torch call read by `Layer.torch_call` (`archcalc import`): its rank where the capture knows it."""
+
+    rank: int | None = None
+
+
+@dataclass(frozen=True)
+class TorchSize:
+    """A size argument read from a tensor (x.size(0), x.shape[1]) rather than written: the batch size or another."""
+
+    batch: bool
+
+
+class Inexpressible(ValueError):
+    """A torch call a layer kind cannot express: the message reads after the call's name ("with a constant")."""
+
+
+def torch_float(value):
+    """A torch call's number as a spec value: a whole float as an int (0.2 stays 0.2)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def torch_argument(args: tuple, kwargs: dict, index: int, name: str, default=None):
+    """A torch call's argument by position or by name."""
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     """Add a layer kind to LAYERS; a kind already there is refused (a second class would silently replace it)."""
     taken = LAYERS.get(cls.kind)
@@ -185,8 +213,12 @@ class Layer:
     colour: ClassVar[str] = "#dddddd"
     joins_box_before: ClassVar[bool] = False
     draws_input: ClassVar[bool] = True
-    # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields.
+    # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields;
+    # and the torch functions, tensor methods and ATen operations it is, by name (F.relu, x.relu() and aten.relu share
+    # "relu"; in place, "relu_"), their arguments read by `torch_call`. Kinds that list one name are tried in the
+    # order they are registered: the first that expresses the call is it (x.view(B, -1): flatten, else reshape).
     torch_modules: ClassVar[tuple[str, ...]] = ()
+    torch_functions: ClassVar[tuple[str, ...]] = ()
     # Checkpointing: the devices on which the tensors of its own that its op keeps exist before its output (dropout's
     # mask on the CPU, an input of the product that makes the output). Autograd saves an op's inputs before it runs,
     # its outputs after: where torch's checkpoint stops recomputing (archcalc/analysis/checkpoint.py).
@@ -290,6 +322,13 @@ class Layer:
     def torch_value(cls, field: str, value):
         """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
         return value
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """The fields of a call of one of `torch_functions` (`archcalc import`), from its arguments as written (each
+        tensor a TorchTensor, each size read from a tensor a TorchSize), or None where the result is its first
+        argument itself; Inexpressible where this kind cannot express the call."""
+        return {}
 
     # 7. The memory timeline's hooks (archcalc/memory/) -------------------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:

@@ -9,7 +9,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axis, choice, real, size
 from ..core.num import Dim, Shape, Value
-from .base import ACTIVATIONS, Kept, Layer, Storage, Tensor, register, torch_activation
+from .base import ACTIVATIONS, Inexpressible, Kept, Layer, Storage, Tensor, register, torch_activation, torch_argument, torch_float
 from .receptive_field import Field
 from .shape import from_torch_axis, sample_axis, torch_axis
 
@@ -37,6 +37,7 @@ class Dropout(ElementWise):
     kind = "dropout"
     joins_box_before = True
     torch_modules = ("Dropout",)
+    torch_functions = ("dropout",)
     # on CPU the mask is an input of the multiplication that makes the output (native_dropout on CUDA makes both)
     own_kept_before_output = ("cpu",)
     p: Value = real(Fraction(1, 2), low=0, high=1)
@@ -54,6 +55,12 @@ class Dropout(ElementWise):
     def to_torch(self, x: Shape, nn):
         return nn.Dropout(p=float(self.p))
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        if torch_argument(args, kwargs, 2, "training", True) is False:
+            return None  # F.dropout(x, p, training=False): x itself
+        return {"p": torch_float(torch_argument(args, kwargs, 1, "p", 0.5))}
+
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
 
@@ -64,6 +71,9 @@ class Dropout(ElementWise):
 OPTIONS = ("negative_slope", "alpha", "approximate", "dim")  # each function's own (Function.options)
 
 
+TORCH_DEFAULTS = {"negative_slope": 0.01, "alpha": 1, "approximate": "none"}  # left out of a spec, as its defaults
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class Activation(ElementWise):
@@ -72,6 +82,7 @@ class Activation(ElementWise):
     kind = "activation"
     joins_box_before = True
     torch_modules = tuple(f.torch for f in ACTIVATIONS.values())
+    torch_functions = (*ACTIVATIONS, *(f"{name}_" for name in ACTIVATIONS), "_softmax", "_log_softmax")
     function: str = choice(*ACTIVATIONS)
     negative_slope: Value | None = real(None)  # leaky_relu (torch's default 0.01)
     alpha: Value | None = real(None)  # elu (1.0)
@@ -117,6 +128,25 @@ class Activation(ElementWise):
         if field != "dim" or value is None:
             return value
         return None if value == 1 else from_torch_axis(value)  # torch's dim=1 is archcalc's default
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.relu(x), x.relu_(), F.leaky_relu(x, 0.2), F.gelu(x, approximate="tanh"), F.softmax(x, dim=-1): the options
+        as the module's, torch's defaults left out; aten's hardtanh(x, 0, 6) is relu6."""
+        function = name.strip("_")
+        if function == "hardtanh":
+            low, high = torch_argument(args, kwargs, 1, "min_val", -1), torch_argument(args, kwargs, 2, "max_val", 1)
+            if (low, high) == (0, 6):
+                return {"function": "relu6"}
+            if (low, high) != (-1, 1):
+                raise Inexpressible(f"({low}, {high}): archcalc's hardtanh clamps to [-1, 1] and relu6 to [0, 6]")
+        fields = {"function": function}
+        for option in ACTIVATIONS[function].options:
+            value = args[1] if option != "approximate" and len(args) > 1 else kwargs.get(option)
+            value = cls.torch_value(option, torch_float(value))
+            if value is not None and value != TORCH_DEFAULTS.get(option):
+                fields[option] = value
+        return fields
 
     def gives_scores(self) -> bool:
         return False  # an element-wise function's values, not logits

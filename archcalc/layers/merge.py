@@ -14,7 +14,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import size
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, activation_field, activation_keeps, register, with_activation
+from .base import Inexpressible, Kept, Layer, TorchTensor, activation_field, activation_keeps, register, torch_argument, with_activation
 from .receptive_field import Field
 
 
@@ -29,9 +29,9 @@ def shapes_text(xs: tuple[Shape, ...]) -> str:
     return " and ".join(fmt.shape(x) for x in xs)
 
 
-def _same_rank(xs: tuple[Shape, ...], kind: str) -> None:
-    if len(xs) < 2:
-        raise SpecError(f"{kind} needs at least two inputs, got {len(xs)}", 'write from = ["a", "b"]', "from")
+def _same_rank(xs: tuple[Shape, ...], kind: str, least: int = 2) -> None:
+    if len(xs) < least:
+        raise SpecError(f"{kind} needs at least {'two inputs' if least == 2 else 'one input'}, got {len(xs)}", 'write from = ["a", "b"]', "from")
     if len({len(x) for x in xs}) > 1:
         raise SpecError(
             f"cannot {kind} {shapes_text(xs)}: they have {' and '.join(str(len(x)) for x in xs)} axes",
@@ -59,6 +59,13 @@ def broadcast(xs: tuple[Shape, ...], kind: str) -> Shape:
     return tuple(out)
 
 
+def _tensor_pair(args: tuple) -> dict:
+    """x + y, x * y: both tensors (x + 1, x * 0.5 are no merge)."""
+    if len(args) < 2 or not isinstance(args[1], TorchTensor):
+        raise Inexpressible("with a constant")
+    return {}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Merge(Layer):
     merges: ClassVar[bool] = True
@@ -81,6 +88,7 @@ class Add(Merge):
     """The element-wise sum (a residual connection); autograd keeps nothing for it."""
 
     kind = "add"
+    torch_functions = ("add", "add_", "iadd")
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         return broadcast(x, self.kind)
@@ -92,6 +100,12 @@ class Add(Merge):
     def to_torch(self, x, nn):
         return nn.Add()
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        if torch_argument(args, kwargs, 2, "alpha", 1) != 1:
+            raise Inexpressible("with alpha: archcalc adds the tensors as they are")
+        return _tensor_pair(args)
+
     def passes_gradient(self) -> str:
         return "same"  # AddBackward hands each input the output's gradient itself
 
@@ -102,6 +116,7 @@ class Mul(Merge):
     """The element-wise product (squeeze-and-excitation gating: [C,1,1] × [C,H,W])."""
 
     kind = "mul"
+    torch_functions = ("mul", "mul_", "imul")
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         if len(x) != 2:
@@ -121,6 +136,10 @@ class Mul(Merge):
     def to_torch(self, x, nn):
         return nn.Mul()
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        return _tensor_pair(args)
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +147,7 @@ class Concat(Merge):
     """Inputs side by side along `dim`, an axis of one sample (0: the channels, as torch.cat(dim=1))."""
 
     kind = "concat"
+    torch_functions = ("cat", "concat")
     dim: Dim = size(0, minimum=0)
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
@@ -148,7 +168,7 @@ class Concat(Merge):
         return tuple(num.add(s[axis] for s in x) if i == axis else d for i, d in enumerate(x[0]))
 
     def axis(self, x: tuple[Shape, ...]) -> int:
-        _same_rank(x, self.kind)
+        _same_rank(x, self.kind, least=1)  # torch.cat([x]) is a copy of x (densenet's first layer of each block)
         if self.dim >= len(x[0]):
             raise SpecError(f"dim {self.dim} is not an axis of {fmt.shape(x[0])}",
                             f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")
@@ -165,6 +185,13 @@ class Concat(Merge):
 
     def to_torch(self, x, nn):
         return nn.Concat(self.axis(x))
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        dim = torch_argument(args, kwargs, 1, "dim", 0)
+        if dim == 0:
+            raise Inexpressible("along the batch axis")
+        return {} if dim == 1 else {"dim": dim - 1 if dim > 0 else dim}
 
     def autocast_ops(self, x) -> tuple[str, ...]:
         return ("cat",)

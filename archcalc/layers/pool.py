@@ -8,7 +8,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, setting, spatial
+from .base import Inexpressible, Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, setting, spatial, torch_argument
 from .window import Window, axis_lines
 
 
@@ -16,6 +16,14 @@ def pooling_keeps(op: str, x: Shape, y: Shape) -> tuple[Kept, ...]:
     """What max or average pooling keeps for its backward: its input, and for max the int64 indices of the maxima."""
     kept = (Kept(Tensor.input, num.mul(x), what="input"),)
     return (*kept, Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")) if op == "max" else kept
+
+
+def _plain(value):
+    """A size as torch gives it ([3, 3], (2, 2), 3) as a spec value: one int where all axes agree."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+        return items[0] if items and len(set(items)) == 1 else items
+    return value
 
 
 @register
@@ -26,6 +34,8 @@ class Pool(Layer):
     asks_shape = True
     colour = "#e8796b"
     torch_modules = tuple(f"{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
+    torch_functions = (*(f"{op}_pool{n}d" for op in ("max", "avg") for n in (1, 2, 3)),
+                       *(f"max_pool{n}d_with_indices" for n in (1, 2, 3)))  # aten's, with return_indices: its [0]
     op: str = choice("max", "avg", default="max")
     kernel_size: Dim | tuple = axes()
     stride: Dim | tuple | None = axes(None)  # None: the kernel size, as in PyTorch
@@ -87,6 +97,26 @@ class Pool(Layer):
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": torch_name[:3].lower()}
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode) and F.avg_pool2d(x, kernel_size, stride,
+        padding, ceil_mode, count_include_pad, divisor_override): aten's take the same arguments in the same order."""
+        op = name[:3]
+        fields = {"op": op, "kernel_size": _plain(torch_argument(args, kwargs, 1, "kernel_size"))}
+        for i, field, default in ((2, "stride", None), (3, "padding", 0)):
+            value = _plain(torch_argument(args, kwargs, i, field))
+            if value not in (None, default, []):
+                fields[field] = value
+        dilation = _plain(torch_argument(args, kwargs, 4, "dilation", 1)) if op == "max" else 1
+        if dilation != 1:
+            fields["dilation"] = dilation
+        if torch_argument(args, kwargs, 5 if op == "max" else 4, "ceil_mode", False):
+            fields["ceil_mode"] = True
+        if op == "avg" and (torch_argument(args, kwargs, 5, "count_include_pad", True) is not True
+                            or torch_argument(args, kwargs, 6, "divisor_override") is not None):
+            raise Inexpressible("with count_include_pad or divisor_override: archcalc's average pooling has neither")
+        return fields
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"{self.op}_pool{len(x) - 1}d",)

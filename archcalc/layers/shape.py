@@ -9,7 +9,7 @@ from ..core.errors import SpecError
 from ..core.fields import axis, sizes
 from ..core.num import Shape
 from . import layout
-from .base import Layer, ints, register
+from .base import Inexpressible, Layer, TorchSize, TorchTensor, ints, register, torch_argument
 from .receptive_field import Field
 
 
@@ -32,6 +32,20 @@ def from_torch_axis(dim: int) -> int:
     return dim - 1 if dim > 0 else dim
 
 
+VIEWS = ("view", "reshape", "_unsafe_view")  # x.view, x.reshape, torch.reshape; aten's view after a copy
+
+
+def view_shape(args: tuple, kwargs: dict) -> list:
+    """The sizes of x.view(...) / x.reshape(...) / torch.reshape(x, ...): the batch axis read as x.size(0) first."""
+    shape = list(args[1:]) or list(kwargs.get("shape", ()))
+    if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
+        shape = list(shape[0])
+    if not shape or shape[0] != TorchSize(batch=True):
+        raise Inexpressible("to sizes other than x.size(0) and numbers: archcalc reshapes a sample to a fixed shape, "
+                            "the batch axis kept")
+    return shape[1:]
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
@@ -40,6 +54,7 @@ class Flatten(Layer):
     kind = "flatten"
     asks_shape = True
     colour = "#c9c9c9"
+    torch_functions = ("flatten", *VIEWS)
     torch_modules = ("Flatten",)
     start_dim: int = axis(0)  # axes of one sample, as concat's dim: torch's start_dim − 1
     end_dim: int = axis(-1)
@@ -76,6 +91,17 @@ class Flatten(Layer):
     def torch_value(cls, field: str, value):
         return from_torch_axis(value)
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        if name in VIEWS:  # x.view(x.size(0), -1)
+            if view_shape(args, kwargs) != [-1]:
+                raise Inexpressible("to sizes other than (x.size(0), -1): not a flatten")
+            return {}
+        start, end = torch_argument(args, kwargs, 1, "start_dim", 0), torch_argument(args, kwargs, 2, "end_dim", -1)
+        if start == 0:
+            raise Inexpressible("from dim 0: archcalc keeps the batch axis (start_dim = 1 or more)")
+        return ({"start_dim": start - 1} if start != 1 else {}) | ({"end_dim": from_torch_axis(end)} if end != -1 else {})
+
     def is_view(self) -> bool:
         return True
 
@@ -89,6 +115,7 @@ class Permute(Layer):
     """Reorders a sample's axes (Tensor.permute without the batch axis: dims = [1, 0] is x.permute(0, 2, 1)): a view."""
 
     kind = "permute"
+    torch_functions = ("permute", "transpose")
     dims: tuple = axis(many=True)
 
     def output(self, x: Shape) -> Shape:
@@ -114,6 +141,27 @@ class Permute(Layer):
 
     def to_torch(self, x: Shape, nn):
         return _module(nn)((0, *(i + 1 for i in self.order(x))))
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        if name == "transpose":  # x.transpose(a, b): both axes of a sample
+            rank = args[0].rank if isinstance(args[0], TorchTensor) else None
+            a, b = args[1], args[2]
+            if (a < 0 or b < 0) and rank is None:
+                raise Inexpressible(f"({a}, {b}): negative axes of a tensor of unknown rank")
+            rank = rank if rank is not None else max(a, b) + 1
+            a, b = a % rank, b % rank
+            if 0 in (a, b):
+                raise Inexpressible(f"({a}, {b}): archcalc permutes a sample's axes, the batch axis 0 stays first")
+            dims = list(range(rank))
+            dims[a], dims[b] = dims[b], dims[a]
+        else:
+            dims = list(args[1:]) or list(kwargs.get("dims", ()))
+            if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+                dims = list(dims[0])
+        if not dims or dims[0] != 0 or not all(isinstance(d, int) for d in dims):
+            raise Inexpressible(f"{tuple(dims)}: archcalc permutes a sample's axes, the batch axis 0 first")
+        return {"dims": [from_torch_axis(d) for d in dims[1:]]}
 
     def is_view(self) -> bool:
         return True
@@ -145,6 +193,7 @@ def _module(nn):
 @dataclass(frozen=True, kw_only=True)
 class Reshape(Layer):
     kind = "reshape"
+    torch_functions = VIEWS
     asks_shape = True
     colour = "#c9c9c9"
     shape: tuple = sizes(wildcard=True)  # one sample's new shape; one -1 is inferred
@@ -172,6 +221,14 @@ class Reshape(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.Sequential(nn.Flatten(), nn.Unflatten(1, ints(self.output(x)))) if len(x) > 1 else nn.Unflatten(1, ints(self.output(x)))
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        rest = view_shape(args, kwargs)
+        if not all(isinstance(d, int) for d in rest):
+            raise Inexpressible("to sizes other than x.size(0) and numbers: archcalc reshapes a sample to a fixed shape, "
+                                "the batch axis kept")
+        return {"shape": rest}
 
     def is_view(self) -> bool:
         return True

@@ -22,7 +22,7 @@ from ..core.fields import Choice, read_number
 from ..layers import LAYERS
 from . import hints, positions
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading", "names")
 MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
@@ -93,6 +93,7 @@ class Spec:
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
+    names: tuple[tuple[str, str], ...] = ()  # [names]: a layer path -> torch's module path where that is no spec name
     lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # "[model] input": its line
 
     def line_of(self, where: str, key: str) -> int | None:
@@ -197,7 +198,29 @@ def _read(text: str, path: str | None) -> Spec:
         course=course,
         lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
                     for key, line in keys.items()),
+        names=_read_names(_table(data, "names")),
     )
+
+
+TORCH_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+
+
+def _read_names(table: dict) -> tuple[tuple[str, str], ...]:
+    """[names]: `"trunk_output.block1.block1_0" = "trunk_output.block1.block1-0"`, a spec path (a layer's name or a
+    prefix of one) and torch's module path of the same depth, where torch's is not a spec name (an nn.Sequential's
+    `0` at the top, regnet's `block1-0`). build names its modules by torch's paths, so torch's state_dict loads."""
+    if len(table) > untrusted.MAX_LAYERS:
+        raise SpecError(f"{len(table):,} names: more than archcalc reads ({untrusted.MAX_LAYERS:,})", where="[names]")
+    out = []
+    for key, value in table.items():
+        _check_name(key, "[names]", field=untrusted.one_line(key), dotted=True)
+        segments = value.split(".") if isinstance(value, str) else None
+        if segments is None or not all(TORCH_SEGMENT.fullmatch(part) for part in segments) or len(segments) != len(key.split(".")):
+            raise SpecError(f"expected torch's module path of {len(key.split('.'))} segment(s), got {_show(value)}",
+                            "segments of letters, digits, underscores and hyphens, one per segment of the spec's path: "
+                            '"layer0" = "0", "stage.block1_0" = "stage.block1-0"', untrusted.one_line(key), "[names]")
+        out.append((untrusted.name(key), value))
+    return tuple(out)
 
 
 def _lines(text: str, header: re.Pattern) -> list[int]:

@@ -17,9 +17,9 @@ from archcalc.render import report as render
 from archcalc.teaching import mistakes, quiz
 
 PACKAGE = Path(archcalc.__file__).parent
-# backends/importer.py writes spec text from a torch graph: it names the kinds (and folds an `activation`
+# backends/importer/ writes spec text from a torch graph: it names the kinds (and folds an `activation`
 # layer into the field of the layer before) the way spec.py reads them, as a translator must
-WRITERS = {PACKAGE / "backends" / "importer.py"}
+WRITERS = set((PACKAGE / "backends" / "importer").rglob("*.py"))
 OUTSIDE_LAYERS = sorted(p for p in PACKAGE.rglob("*.py") if PACKAGE / "layers" not in p.parents and p not in WRITERS)
 
 

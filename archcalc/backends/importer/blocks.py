@@ -19,8 +19,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from ..core.fields import Axes, Size
-from ..layers import LAYERS
+from ...core.fields import Axes, Size
+from ...layers import LAYERS
 
 MIN_LAYERS = 2  # a block of one layer says nothing a layer does not
 

@@ -1,0 +1,386 @@
+"""Capture with torch.export (non-strict): the module's ATen operations, each tagged with the modules it runs in.
+
+Non-strict export runs forward in Python on fake tensors, so it follows what torch.fx cannot
+(Hugging Face's models: keyword arguments, dataclass outputs, masks built from sizes), and each
+operation carries `nn_module_stack`, the path and class of every module call it is under. Layers
+are recovered from it: the operations under a mapped module's call are that one layer (its fields
+read from the module, as torch.fx's call_module); a subclass of a mapped torch.nn class is that
+layer for its own operations, its children apart (timm's BatchNormAct2d: a batchnorm, then its
+`act`); an unmapped module is walked into, and its operations map one by one (functions.py, by
+the ATen operation's name). Sizes are dynamic (torch.export's Dim.AUTO) for the batch and every
+axis the input names, so a view sized from x.shape reads the batch axis as such.
+
+It takes seconds where torch.fx takes milliseconds: the import tries it second (__init__.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ...layers.shape import VIEWS
+from ..build import require
+from . import functions
+from .capture_fx import ATTRIBUTE, SECOND, CaptureFailed, output_causes
+from .functions import is_shape, nodes, tensors
+from .mapping import PASSTHROUGH, Layer, from_module, plain, torch_base, whole
+from .names import BASES, free
+from .problems import ImportFailed, Problem, Unmapped, place
+
+BATCH = 2  # the sample's batch: 1 would be specialised (torch.export treats sizes 0 and 1 as constants)
+PROBES = {"T": 7, "D": 8}  # a named axis's size in the sample; other names (H, W, L...) 224
+PROBE = 224
+CONSTANT = "\2"  # alias prefix of a tensor computed without the input's values (a mask, positions, random noise)
+
+
+def sample(module, input_shape: list):
+    """The example input: [BATCH, *shape] with each named axis at its probe size; token ids where the
+    model starts with an embedding of a 1-D input, random values otherwise (on the module's device)."""
+    torch = require()
+    sizes = [PROBES.get(d, PROBE) if isinstance(d, str) else int(d) for d in input_shape]
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    embedding = next((m for m in module.modules() if isinstance(m, torch.nn.Embedding)), None)
+    if len(sizes) == 1 and embedding is not None:
+        return torch.randint(0, embedding.num_embeddings, (BATCH, *sizes), device=device)
+    return torch.randn(BATCH, *sizes, device=device)
+
+
+def capture(module, input_shape: list):
+    """The ExportedProgram of the module on `sample`, the batch and the named axes dynamic."""
+    torch = require()
+    x = sample(module, input_shape)
+    auto = torch.export.Dim.AUTO
+    dynamic = {0: auto} | {i + 1: auto for i, d in enumerate(input_shape) if isinstance(d, str)}
+    try:
+        return torch.export.export(module, (x,), dynamic_shapes=(dynamic,), strict=False)
+    except Exception as error:  # the model's own code, run on fake tensors
+        raise CaptureFailed("torch.export", type(module).__name__, error, export_hint(error, input_shape)) from None
+
+
+def export_hint(error: BaseException, input_shape: list) -> str:
+    text = f"{type(error).__name__}: {error}"
+    named = [d for d in input_shape if isinstance(d, str)]
+    if "data-dependent" in text or "DataDependent" in text:
+        return "the code branches on a tensor's value (not its size): archcalc cannot follow that; write that part as a spec by hand"
+    if named:
+        sizes = ", ".join(f"{d} = {PROBES.get(d, PROBE)}" for d in named)
+        return f"it was run at {sizes}: give the input's sizes as numbers the model takes (--input)"
+    return "torch.export runs forward on fake tensors: this code needs something they cannot give"
+
+
+@dataclass
+class Call:
+    """One module call: its operations (in order), the module and its path."""
+
+    key: str
+    path: str
+    module: object
+    nodes: list
+
+
+class Recovered:
+    """The layers of an ExportedProgram; one pass over its nodes, in execution order."""
+
+    def __init__(self, program, module, input_shape: list):
+        self.torch = require()
+        self.program, self.root, self.input_shape = program, module, input_shape
+        self.graph = program.graph
+        self.modules = dict(module.named_modules())
+        self.alias: dict[str, str] = {}
+        self.layers: list[Layer] = []
+        self.problems: list[Problem] = []
+        self.given: set[str] = set()
+        self.unmapped: set[str] = set()  # nodes listed as problems
+        self.torch_dir = self.torch.__file__.rsplit("/", 1)[0]
+        signature = program.graph_signature
+        self.held = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
+                     **signature.inputs_to_lifted_tensor_constants}
+        self.calls: dict[str, Call] = {}  # call key -> its call
+        self._batch()
+
+    def _batch(self) -> None:
+        """Tag every size node with whether it is the batch (views keep the batch axis only as it)."""
+        user = [n for n in self.graph.nodes if n.op == "placeholder" and n.name not in self.held]
+        self.batch = str(user[0].meta["val"].shape[0]) if user else None
+        for node in self.graph.nodes:
+            value = node.meta.get("val")
+            if isinstance(value, (int, self.torch.SymInt)) and not isinstance(value, bool):
+                node.meta["archcalc_batch"] = str(value) == self.batch
+
+    def specialised(self) -> list[Problem]:
+        """Named axes the model fixed (torch.export made them constants): the spec would claim a formula it is not."""
+        user = [n for n in self.graph.nodes if n.op == "placeholder" and n.name not in self.held]
+        shape = user[0].meta["val"].shape[1:]
+        return [Problem(f"the model takes only {name} = {size} (torch.export fixed it): give it as a number with --input")
+                for name, size in zip(self.input_shape, shape) if isinstance(name, str) and not isinstance(size, self.torch.SymInt)]
+
+    # --- which call a node belongs to ------------------------------------------------------------------
+
+    def owner_of(self, node) -> Call | None:
+        """The mapped module call a node is part of: the outermost module a kind lists as a whole (a torch.nn
+        class), or a subclass of one whose own operation this is (not one of its children's)."""
+        stack = list((node.meta.get("nn_module_stack") or {}).items())
+        for i, (key, (path, _)) in enumerate(stack):
+            module = self.modules.get(path)
+            if not path or module is None or (torch_base(module) is None and type(module).__name__ not in PASSTHROUGH):
+                continue
+            if whole(module) or i == len(stack) - 1:
+                call = self.calls.setdefault(key, Call(key, path, module, []))
+                call.nodes.append(node)
+                return call
+        return None
+
+    def context(self, node) -> str:
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        return stack[-1][0] if stack else ""
+
+    # --- the pass --------------------------------------------------------------------------------------
+
+    def run(self) -> tuple[list[Layer], list[str]]:
+        operations = [n for n in self.graph.nodes if n.op == "call_function"]
+        for node in operations:
+            if not is_shape(node) or node.meta.get("val") is None:
+                self.owner_of(node)
+        self.reserved = {call.path for call in self.calls.values()}
+        last = {call.nodes[-1]: call for call in self.calls.values()}
+        member = {node: call for call in self.calls.values() for node in call.nodes}
+        self.dependent = self._dependent()
+        first = True
+        for node in self.graph.nodes:
+            if node.op == "placeholder":
+                if node.name in self.held:
+                    self.alias[node.name] = ATTRIBUTE + self.held[node.name]
+                else:
+                    self.alias[node.name] = "input" if first else SECOND + node.name
+                    first = False
+                continue
+            if node.op == "output":
+                continue
+            if node in member:
+                if node in last:
+                    self._call(last[node])
+                continue
+            self._function(node)
+        self.problems += self.specialised()
+        returned = self._returned()
+        if not self.problems:
+            self.problems += [Problem(cause) for cause in output_causes(returned, self.layers)]
+        if self.problems:
+            raise ImportFailed(type(self.root).__name__, self.problems, "torch.export")
+        return self.layers, returned
+
+    def _dependent(self) -> set:
+        """The nodes whose value depends on the input's values (the others are constants: masks, positions);
+        a size read from the input (x.size(1)) is not its values."""
+        found = set()
+        for node in self.graph.nodes:
+            user = node.op == "placeholder" and node.name not in self.held
+            read = nodes(node.args) + nodes(list(node.kwargs.values()))
+            if user or (node.op == "call_function" and not is_shape(node) and any(n in found for n in read)):
+                found.add(node)
+        return found
+
+    def _returned(self) -> list[str]:
+        signature = self.program.graph_signature
+        users = [spec.arg.name for spec in signature.output_specs if spec.kind.name == "USER_OUTPUT" and hasattr(spec.arg, "name")]
+        return [self.alias.get(name, name) for name in users]
+
+    def _source(self, node) -> str:
+        return place(node.meta.get("stack_trace"), f"node {node.name}", self.torch_dir)
+
+    def _problem(self, error: Unmapped, node) -> None:
+        self.problems.append(Problem(error.cause, error.path or self.context(node), self._source(node)))
+
+    # --- a mapped module's call ------------------------------------------------------------------------
+
+    def _call(self, call: Call) -> None:
+        inside = set(call.nodes)
+        outputs = [n for n in call.nodes if any(user not in inside for user in n.users) or self._is_returned(n)]
+        outputs = [n for n in outputs if n in self.dependent and not is_shape(n)]
+        inputs: list[str] = []
+        for node in call.nodes:
+            for arg in tensors(node):
+                if arg in inside or arg not in self.dependent:
+                    continue  # its own parameters, buffers and masks
+                name = self.alias.get(arg.name, arg.name)
+                if name not in inputs:
+                    inputs.append(name)
+        if not outputs:
+            read = any(user not in inside for n in call.nodes for user in n.users)
+            if read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
+                self._problem(Unmapped(f"{type(call.module).__name__} reads no tensor computed from the input "
+                                       "(positions, a constant): archcalc has no layer for it", call.path), call.nodes[0])
+            return  # else nothing reads what it computes (an assertion, a buffer's update)
+        try:
+            made = self._call_layer(call, inputs, outputs)
+        except Unmapped as error:
+            self._problem(error, call.nodes[0])
+            for node in outputs:
+                self.alias[node.name] = node.name
+            return
+        if made is None:  # nn.Identity: its input itself
+            self.alias[outputs[0].name] = inputs[0]
+            return
+        name = free(call.path, lambda n: n in self.given)
+        self.given.add(name)
+        self.layers.append(dataclasses.replace(made, name=name))
+        self.alias[outputs[0].name] = name
+
+    def _is_returned(self, node) -> bool:
+        return any(user.op == "output" for user in node.users)
+
+    def _call_layer(self, call: Call, inputs: list[str], outputs: list) -> Layer | None:
+        path, module = call.path, call.module
+        if type(module).__name__ in PASSTHROUGH:
+            return None
+        if len(outputs) > 1:
+            raise Unmapped(f"{type(module).__name__} returns {len(outputs)} tensors read later: an archcalc layer gives one", path)
+        if not inputs:
+            raise Unmapped(f"{type(module).__name__} reads no tensor computed from the input (positions, a constant): "
+                           "archcalc has no layer for it", path)
+        self._held_inputs(inputs, f"{type(module).__name__}")
+        if any(self.calls[k].path == path for k in self.calls if k != call.key) and any(True for _ in module.parameters()):
+            raise Unmapped(f"called {sum(c.path == path for c in self.calls.values())} times with the same weights "
+                           "(a spec's layers each have their own)", path)
+        if type(module).__name__ == "MultiheadAttention":
+            return Layer(path, "attention", self._attention(call, outputs[0]), tuple(inputs[:1]))
+        kind, fields = from_module(module, path)
+        return Layer(path, kind, fields, tuple(inputs))
+
+    def _held_inputs(self, inputs: list[str], what: str) -> None:
+        second = [name[len(SECOND):] for name in inputs if name.startswith(SECOND)]
+        if second:
+            raise Unmapped(f"{what} reads forward's argument {second[0]!r}: a spec's network reads one input")
+
+    def _attention(self, call: Call, output) -> dict:
+        """nn.MultiheadAttention as `attention`: self-attention over [B, T, d], no mask (the torch.fx capture reads masks)."""
+        module, path = call.module, call.path
+        inside = set(call.nodes)
+        if not self._after(output, f"{path}.out_proj.weight", inside):
+            raise Unmapped("its output [1] is read: archcalc's attention gives its output [0], not the attention weights", path)
+        if not module.batch_first:
+            raise Unmapped("MultiheadAttention(batch_first=False) reads [T, B, d]: archcalc's attention reads [B, T, d] "
+                           "(batch_first=True)", path)
+        if not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn:
+            raise Unmapped("MultiheadAttention with kdim, vdim, add_bias_kv or add_zero_attn: archcalc's attention has none of them", path)
+        read = {arg for node in call.nodes for arg in tensors(node) if arg not in inside}
+        if any(arg not in self.dependent and self.held.get(arg.name) is None for arg in read):
+            raise Unmapped("MultiheadAttention with a mask: archcalc reads masks where torch.fx can trace the model", path)
+        if len({arg for arg in read if arg in self.dependent}) > 1:
+            raise Unmapped("MultiheadAttention with query, key and value not one tensor (cross-attention): "
+                           "archcalc's attention is self-attention", path)
+        fields = {"num_heads": module.num_heads}
+        if module.in_proj_bias is None:
+            fields["bias"] = False
+        if module.dropout:
+            fields["dropout"] = plain(module.dropout, "p")
+        fused = any(getattr(n.target, "__name__", "").startswith("scaled_dot_product_attention") for n in call.nodes)
+        if fused:
+            fields["module"] = "multihead"
+        else:
+            fields["kernel"] = "math"  # need_weights: the weights computed with matmuls
+        return fields
+
+    def _after(self, node, weight: str, inside: set) -> bool:
+        """Whether a node of a call is computed from an operation that reads the parameter `weight` (MHA's out_proj's)."""
+        seen, todo = set(), [node]
+        while todo:
+            step = todo.pop()
+            if step in seen or step not in inside:
+                continue
+            seen.add(step)
+            read = nodes(step.args) + nodes(list(step.kwargs.values()))
+            if any(self.held.get(n.name) == weight for n in read):
+                return True
+            todo += read
+        return False
+
+    # --- an operation outside mapped modules -----------------------------------------------------------
+
+    def _function(self, node) -> None:
+        if is_shape(node):
+            return
+        if node not in self.dependent:
+            self.alias[node.name] = CONSTANT + node.name
+            return
+        inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(node)))
+        if node.target.__name__ == "getitem" and node.args[0].name in self.unmapped:
+            self.unmapped.add(node.name)  # an element of what is listed already
+            self.alias[node.name] = node.name
+            return
+        try:
+            made = self._function_layer(node, inputs)
+        except Unmapped as error:
+            self._problem(error, node)
+            self.alias[node.name] = node.name
+            self.unmapped.add(node.name)
+            return
+        if made is None:
+            source = tensors(node)[0]
+            self.alias[node.name] = self.alias.get(source.name, source.name)
+            return
+        kind, fields = made
+        context = self.context(node)
+        op = BASES.get(kind, _operation(node).strip("_"))
+        base = f"{context}.{op}" if context else op
+        name = free(base, lambda n: n in self.given or n in self.reserved)
+        self.given.add(name)
+        self.layers.append(Layer(name, kind, fields, inputs))
+        self.alias[node.name] = name
+
+    def _function_layer(self, node, inputs: tuple[str, ...]):
+        name = _operation(node)
+        self._held_inputs(list(inputs), f"aten.{name}")
+        held = [n for n in inputs if n.startswith(ATTRIBUTE)]
+        if held:
+            owner, _, tensor = held[0][len(ATTRIBUTE):].rpartition(".")
+            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it", owner)
+        if any(n.startswith(CONSTANT) for n in inputs):
+            raise Unmapped(f"aten.{name} reads a tensor computed without the input's values (a mask, positions, random noise): "
+                           "archcalc has no layer for it")
+        if name == "getitem":
+            return _getitem(node)
+        if name in ATEN:
+            return ATEN[name](node)
+        if not functions.known(name):
+            raise Unmapped(f"aten.{name}: archcalc has no layer for this operation")
+        return functions.layer(node, name, f"aten.{name}")
+
+
+def _operation(node) -> str:
+    """The ATen operation's name without its overload (aten.add_.Tensor: add_), or a Python function's."""
+    target = node.target
+    packet = getattr(target, "overloadpacket", None)
+    if packet is not None:
+        return packet.__name__
+    return getattr(target, "__name__", str(target))
+
+
+def _to(node):
+    source = tensors(node)[0]
+    if source.meta["val"].dtype != node.meta["val"].dtype:
+        raise Unmapped(f"aten.to({node.meta['val'].dtype}): archcalc's layers compute in the model's one dtype")
+    return None  # a dtype it has already
+
+
+def _view(node):
+    if tuple(node.meta["val"].shape) == tuple(tensors(node)[0].meta["val"].shape):
+        return None  # a view to the shape it has
+    return functions.layer(node, _operation(node), f"aten.{_operation(node)}")
+
+
+def _getitem(node):
+    """Element [0] of max pooling's (values, indices): the values; any other element is refused."""
+    source, index = node.args[0], node.args[1]
+    if _operation(source) in WITH_INDICES and index == 0:
+        return None
+    raise Unmapped(f"aten.{_operation(source)}(...)[{index}]: archcalc has no layer for this element of its output")
+
+
+WITH_INDICES = {f"max_pool{n}d_with_indices" for n in (1, 2, 3)} | {f"adaptive_max_pool{n}d" for n in (1, 2, 3)}
+ATEN = {"to": _to, "_to_copy": _to, **dict.fromkeys(VIEWS, _view)}  # what only torch.export's graph has
+
+
+def layers(module, input_shape: list) -> tuple[list[Layer], list[str]]:
+    """The spec's layers of a module captured by torch.export, and the names of what forward returns."""
+    return Recovered(capture(module, input_shape), module, input_shape).run()
