@@ -55,6 +55,7 @@ def network(
     used: dict[int, tuple[str, ...]] = {}
     computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
     rows: list[Row] = []
+    batchless: set[str] = set()  # outputs without a batch axis in torch (a parameter broadcast as it is)
     layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
     for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
         if node.name in shapes:
@@ -67,7 +68,9 @@ def network(
                             "add them first with a merge layer: add, mul or concat", "from",
                             where=node.where, path=spec.path, line=node.spec.line)
         row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
-        _check_links(node, row, rows, spec.path)
+        _check_links(node, row, rows, spec.path, batchless)
+        if row.layer.batchless():
+            batchless.add(node.name)
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = row.requires_grad or row.params != 0
@@ -88,9 +91,14 @@ def network(
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 
 
-def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:
-    """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape."""
+def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, batchless: set[str] = frozenset()) -> None:
+    """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape;
+    a tensor without a batch axis (a parameter with expand = false) is read only by a broadcasting merge."""
     place = {"where": node.where, "path": path, "line": node.spec.line}
+    flat = [name for name in node.inputs if name in batchless]
+    if flat and not row.layer.broadcasts:
+        raise SpecError(f"{row.kind} reads {flat[0]!r}, a parameter with expand = false (no batch axis in torch)",
+                        "only add and mul broadcast it over the batch: give it expand = true (the default)", "from", **place)
     if row.layer.token_ids is not None and node.inputs != (INPUT,):
         raise SpecError(f"{row.kind} reads token ids, and only the model's input holds them",
                         'read the model\'s input (first, or from = "input"), with input = ["T"]: T token ids', **place)

@@ -257,12 +257,15 @@ def _place(root, path: str, child) -> None:
 
 
 def tie(module, report: Report):
-    """Share the weights the spec ties: a tied layer's `weight` is the very Parameter of the layer it names."""
+    """Share the weights the spec ties: a tied layer's `weight` is the very Parameter of the layer it names; and
+    load a bare parameter's key (`layer_scale`, no `.weight`: modules.bare_keys)."""
+    from .modules import bare_keys
+
     for part in parts(report):
         target = part.row.layer.tie
         if target is not None:
             module.get_submodule(part.names[0]).weight = module.get_submodule(_child(report, target)).weight
-    return module
+    return bare_keys(module)
 
 
 def _child(report: Report, name: str) -> str:

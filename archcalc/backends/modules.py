@@ -119,17 +119,45 @@ class Graph(nn.Module):
 
 
 class Learned(nn.Module):
-    """A learned tensor of `shape`, the same for every sample of the input's batch (its first `length` rows)."""
+    """A learned tensor of `shape`, the same for every sample of the input's batch (its first `length` rows).
 
-    def __init__(self, shape: tuple[int, ...], length: int | None = None):
+    torch holds it as [1, *shape], or as `held` (ConvNeXt's layer_scale [C, 1, 1]), viewed as [1, *shape]; `bare`:
+    its state_dict key is the module's own path (a bare nn.Parameter's, torchvision's class_token), not `.weight`;
+    `expand`: expanded over the batch (for a concat), else returned as it is (an add or a mul broadcasts it)."""
+
+    def __init__(self, shape: tuple[int, ...], length: int | None = None, held: tuple[int, ...] | None = None,
+                 bare: bool = False, expand: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1, *shape))
+        self.weight = nn.Parameter(torch.zeros(*(held or (1, *shape))))
         nn.init.normal_(self.weight, std=0.02)
-        self.length = length
+        self.length, self.shape, self.held, self.expand = length, (1, *shape), held, expand
+        self.bare = bare  # build registers the loading side on the root module (bare_keys)
+        if bare:
+            self.register_state_dict_post_hook(_bare_key)
 
     def forward(self, x):
-        w = self.weight if self.length is None else self.weight[:, : self.length]
-        return w.expand(x.shape[0], *w.shape[1:])
+        w = self.weight if self.held is None else self.weight.view(self.shape)
+        w = w if self.length is None else w[:, : self.length]
+        return w.expand(x.shape[0], *w.shape[1:]) if self.expand else w  # as it is: the add or mul reading it broadcasts
+
+
+def _bare_key(module, state_dict, prefix, local_metadata):
+    """A bare parameter's key: the module's path (`layer_scale`), as torch names an nn.Parameter attribute."""
+    if prefix + "weight" in state_dict:
+        state_dict[prefix[:-1]] = state_dict.pop(prefix + "weight")
+
+
+def bare_keys(root: nn.Module) -> nn.Module:
+    """Let `root` load a state_dict that names its bare parameters by their paths (`b.layer_scale`): a hook on the
+    root, as a child's own hook never sees a key outside its prefix (load_state_dict hands it only `b.layer_scale.*`)."""
+    paths = [path for path, module in root.named_modules() if getattr(module, "bare", False) and path]
+    if paths:
+        def load(module, state_dict, prefix, *_):
+            for path in paths:
+                if prefix + path in state_dict and f"{prefix}{path}.weight" not in state_dict:
+                    state_dict[f"{prefix}{path}.weight"] = state_dict.pop(prefix + path)
+        root.register_load_state_dict_pre_hook(load)
+    return root
 
 
 class SelfAttention(nn.Module):
@@ -213,16 +241,68 @@ class Select(nn.Module):
     def __init__(self, dim: int, index: int):
         super().__init__()
         self.dim, self.index = dim, index
+        self.source = f"x.select({dim}, {index})"
 
     def forward(self, x):
         return x.select(self.dim, self.index)
+
+
+class Slice(nn.Module):
+    """x[..., start:stop:step] along `dim` (torch's dim, the batch axis 0): a view."""
+
+    def __init__(self, dim: int, start: int, stop: int, step: int = 1):
+        super().__init__()
+        self.dim, self.start, self.stop, self.step = dim, start, stop, step
+        self.source = f"x[{':, ' * dim}{start}:{stop}{'' if step == 1 else f':{step}'}]"  # what export writes
+
+    def forward(self, x):
+        index = [slice(None)] * self.dim + [slice(self.start, self.stop, self.step)]
+        return x[tuple(index)]
+
+
+class Mean(nn.Module):
+    """x.mean(dims, keepdim): global average pooling as x.mean((2, 3)) writes it."""
+
+    def __init__(self, dims: tuple[int, ...], keepdim: bool = False):
+        super().__init__()
+        self.dims, self.keepdim = tuple(dims), keepdim
+        self.source = f"x.mean({self.dims}{', keepdim=True' if keepdim else ''})"
+
+    def forward(self, x):
+        return x.mean(self.dims, keepdim=self.keepdim)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth (timm's DropPath in "row" mode), as torchvision writes it: in training each
+    sample's ("row") or the batch's ("batch") values times one noise value, 0 with probability p, else 1/(1 - p)."""
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+        size = "(x.shape[0],) + (1,) * (x.ndim - 1)" if mode == "row" else "(1,) * x.ndim"
+        q = 1.0 - p
+        self.source = f"(x * x.new_empty({size}).bernoulli_({q!r}).div_({q!r}) if self.training else x)"
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
 
 
 class Namespace:
     """What a layer's `to_torch(x, nn)` is given: torch.nn, with archcalc's own modules beside its classes
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
-    OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select")
+    OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
+           "Mean", "StochasticDepth")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

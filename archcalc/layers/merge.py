@@ -81,6 +81,7 @@ class Add(Merge):
     """The element-wise sum (a residual connection); autograd keeps nothing for it."""
 
     kind = "add"
+    broadcasts = True
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         return broadcast(x, self.kind)
@@ -102,6 +103,7 @@ class Mul(Merge):
     """The element-wise product (squeeze-and-excitation gating: [C,1,1] × [C,H,W])."""
 
     kind = "mul"
+    broadcasts = True
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         if len(x) != 2:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..core import fmt, num
 from ..core.errors import SpecError
-from ..core.fields import axis, size, sizes
+from ..core.fields import axis, flag, size, sizes
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, ints, register
 
@@ -75,8 +75,22 @@ class Parameter(Layer):
     kind = "parameter"
     shape: tuple = sizes()
     length: Dim | None = size(None)  # rows of axis 0 used (default: all of them)
+    # As torch holds it, so that a state_dict loads strictly: `bare`, a bare nn.Parameter whose state_dict key is the
+    # layer's own path (torchvision's class_token and ConvNeXt's layer_scale; timm's `ls1.gamma`), not an
+    # nn.Module's `<name>.weight`; `torch_shape`, its shape in torch where it is not [1, *shape] (ConvNeXt's
+    # layer_scale [C, 1, 1] for shape = [C, 1, 1]; timm's gamma [C]): as many values, viewed as [1, *shape].
+    bare: bool = flag(False)
+    torch_shape: tuple | None = sizes(None)
+    # `expand`: expanded over the batch (`class_token.expand(B, -1, -1)`, for a concat); false: the tensor as it is,
+    # which an add or a mul broadcasts (torchvision's pos_embedding and layer_scale), read only by them
+    expand: bool = flag(True)
 
     def output(self, x: Shape) -> Shape:
+        if self.torch_shape is not None and num.is_concrete(num.mul(self.torch_shape) - num.mul(self.shape)) \
+                and num.mul(self.torch_shape) != num.mul(self.shape):
+            raise SpecError(f"torch_shape {fmt.shape(self.torch_shape)} holds {fmt.group(num.mul(self.torch_shape))} values, "
+                            f"shape {fmt.shape(self.shape)} {fmt.group(num.mul(self.shape))}",
+                            "torch_shape is the same tensor as torch holds it: as many values", "torch_shape")
         if self.length is None:
             return self.shape
         if num.is_concrete(self.length - self.shape[0]) and self.length > self.shape[0]:
@@ -101,7 +115,8 @@ class Parameter(Layer):
         return lines
 
     def to_torch(self, x: Shape, nn):
-        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length))
+        held = None if self.torch_shape is None else ints(self.torch_shape)
+        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length), held, self.bare, self.expand)
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
@@ -111,6 +126,8 @@ class Parameter(Layer):
         its forward holds until the model's body returns (before the output layer), and backward reduces the
         gradient over the batch, then scatters it into a gradient of the whole table (embedding_dense_backward)."""
         whole = num.mul(self.shape)
+        if self.batchless():  # its reader summed the gradient to its shape: AccumulateGrad takes it as it is
+            return (("+", "out", 0, "model", False),), ()
         if self.length is None:
             return (("+", "out", 0, "model", False),), (("+", "grad.weight", whole, "model", False), ("-", "g"))
         rows = num.mul(self.output(x))
@@ -118,6 +135,12 @@ class Parameter(Layer):
         bwd = (("+", "reduced", rows, "model", False), ("+", "grad.weight", whole, "model", False),
                ("-", "g", "reduced", "positions"))
         return fwd, bwd
+
+    def is_parameter(self) -> bool:
+        return self.length is None  # its output is a view of the parameter: what keeps it keeps no activation
+
+    def batchless(self) -> bool:
+        return not self.expand and self.length is None
 
     def output_layout(self, x: Shape):
         """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
@@ -139,6 +162,7 @@ class Select(Layer):
     """
 
     kind = "select"
+    torch_functions = ("select", "unbind")  # unbind: one select per entry, as x[:, i]
     dim: int = axis(0)
     index: Dim = size(0, minimum=0)
 
@@ -170,3 +194,71 @@ class Select(Layer):
 
     def gradient_is_new(self) -> bool:
         return True  # select_backward: zeros of the input's shape, the gradient copied into the entry
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Slice(Layer):
+    """A range of one axis, `x[:, start:stop:step]` along `dim` (a sample's axis, as select's): a view.
+
+    torch's chunk and split are several slices of one tensor (x.chunk(2, 1) on [B, C, H, W]: dim = 0, 0:C/2 and
+    C/2:C), unbind several selects, each a layer of its own name. `stop` past the axis's end stops at the end,
+    as Python's slices do; an empty range is refused."""
+
+    kind = "slice"
+    asks_shape = True
+    torch_functions = ("narrow", "chunk", "split", "tensor_split")
+    dim: int = axis(0)
+    start: Dim = size(0, minimum=0)
+    stop: Dim | None = size(None, minimum=0)  # None: the end of the axis
+    step: Dim = size(1)
+
+    def output(self, x: Shape) -> Shape:
+        i, n = self.axis(x), self.length(x)
+        return (*x[:i], n, *x[i + 1:])
+
+    def axis(self, x: Shape) -> int:
+        return Select.axis(self, x)
+
+    def bounds(self, x: Shape) -> tuple:
+        """(start, stop) within the axis."""
+        n = x[self.axis(x)]
+        stop = n if self.stop is None else self.stop
+        if num.is_concrete(stop - n) and stop > n:
+            stop = n  # Python's rule: a slice stops at the end
+        return self.start, stop
+
+    def length(self, x: Shape):
+        start, stop = self.bounds(x)
+        out = num.ceildiv(stop - start, self.step)
+        if num.is_positive(out) is False:
+            raise SpecError(f"start = {fmt.group(start)} leaves nothing of an axis of {fmt.group(x[self.axis(x)])} "
+                            f"(stop {fmt.group(stop)})", "a slice needs start < stop", "start")
+        return out
+
+    def summary(self, x: Shape) -> str:
+        start, stop = self.bounds(x)
+        step = "" if self.step == 1 else f":{fmt.group(self.step)}"
+        return f"dim {self.dim}, {fmt.group(start)}:{fmt.group(stop)}{step}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        start, stop = self.bounds(x)
+        every = "" if self.step == 1 else f", every {fmt.group(self.step)}th"
+        return [("output", f"entries {fmt.group(start)} to {fmt.group(stop)} (excluded){every} of axis {self.dim}: "
+                           f"⌈({fmt.term(stop)} − {fmt.term(start)})/{fmt.term(self.step)}⌉ = {fmt.group(self.length(x))}; "
+                           "a view, nothing kept")]
+
+    def to_torch(self, x: Shape, nn):
+        start, stop = self.bounds(x)
+        return nn.Slice(self.axis(x) + 1, int(start), int(stop), int(self.step))
+
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        from . import layout
+
+        return layout.sliced(x, strides, self.axis(x), self.length(x), self.step)
+
+    def gradient_is_new(self) -> bool:
+        return True  # slice_backward: zeros of the input's shape, the gradient copied into the range

@@ -287,13 +287,13 @@ def measure(report: Network) -> Memory:
                 view, after = False, None
         output = sources[0] if view else ("output", row.index)
         storage[row.name] = output
-        if not view:
-            base[output] = num.mul(row.output)
+        if not view:  # a parameter's own storage is no activation: a mul keeping a layer scale keeps 0 bytes
+            base[output] = 0 if row.layer.is_parameter() else num.mul(row.output)
         if after is not None:
             strides[row.name] = after
         elif layouts[0] is not None and row.layer.keeps_layout():  # relu of a permuted tensor is permuted too
             strides[row.name] = layouts[0]
-        if layouts[0] is not None and row.layer.contiguous_input():  # it keeps a contiguous copy of its input
+        if row.layer.copies_input(row.shapes[0] if row.layer.merges else row.input, layouts[0]):  # it keeps a contiguous copy
             sources = [("copy", row.index), *sources[1:]]
         total, kept = ZERO, []
         row_bytes = bytes_of if step is None else _autocast_bytes(step[0], report)

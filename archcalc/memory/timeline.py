@@ -460,10 +460,12 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         if forward_scratch != 0:
             own["scratch"] = tape.new(tape.size(0, forward_scratch * size), "temporaries", mark=False)
         copy = None
-        if before is not None and layer.contiguous_input():
+        if layer.copies_input(row.shapes[0] if layer.merges else row.input, before):
             copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
             ins = [copy, *ins[1:]]
-        product = tape.new(out_size, "temporaries", mark=False) if copy is not None and layer.unfused_bias() else None
+        # a non-contiguous [B, …, d] (copied or folded as a view) goes through matmul, its bias added after
+        unfused = before is not None and layer.contiguous_input() and layer.unfused_bias() and len(row.input) > 1
+        product = tape.new(out_size, "temporaries", mark=False) if unfused else None
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         tape.release(product)
         _workspace(tape, row, cast.size or size, "forward")
@@ -560,6 +562,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         tape.release(logits)
         g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    batchless = {row.name for row in rows if row.layer.batchless()}  # outputs without a batch axis in torch
     tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
     recomputed: dict[int, tuple[list, list]] = {}
     rerun: set[int] = set()
@@ -626,13 +629,20 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         padded = row.layer.padded_gradient(row.input) if row.requires_grad and not row.layer.merges else 0
         if padded != 0:  # the gradient of the padded copy first; the input's is cut from it after (the pad's node)
             padded = tape.new(tape.size(0, padded * size), "activation gradients", mark=False)
+        summed = []  # mul's gradients of a broadcast factor: made at the output's size, summed to the factor's after
         for name, flag, shape in zip(names, flags, shapes):
             if not flag or padded != 0:
                 continue
-            own = tape.size(0, num.mul(shape) * (info.size if info else size))
+            elements = num.mul(shape) * (info.size if info else size)
+            # a parameter broadcast as it is (no batch axis): its gradient is summed to the parameter's own size
+            own = tape.size(elements, 0) if name in batchless else tape.size(0, elements)
             if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
                 g.refs += 1
                 g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
+            elif passes == "" and row.layer.merges and info is None and tuple(shape) != tuple(row.output):
+                summed.append(len(g_ins))
+                g_ins.append((name, tape.new(tape.size(0, num.mul(row.output) * size), "activation gradients", mark=False),
+                              False, own))
             else:
                 g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
         if info:  # then the engine casts each gradient to its input's dtype, in order (validate_outputs; measured: mul)
@@ -640,6 +650,10 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             g_ins = [amp.promoted(info, i, shape, entry) for (i, shape), entry in zip(made, g_ins)]
         tape.mark()
         _workspace(tape, row, info.size if info else size, "backward")
+        for i in summed:  # validate_outputs: sum_to the factor's shape, while the consumed gradient is still held
+            name, full, view, own = g_ins[i]
+            g_ins[i] = (name, tape.new(own, "activation gradients"), view, own)
+            tape.release(full)
         tape.release(g)
         for s in main_saved:
             tape.release(s)
@@ -1186,7 +1200,8 @@ def _inference(report: Network, batch: Value | None) -> Peak:
                 tape.release(s)
             continue
         cast = amp.forward(row, names, False, cache=False)
-        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
+        # a parameter's output is a view of it (expanded over the batch, or as it is)
+        out_size = tape.size(0, 0 if row.layer.is_parameter() else num.mul(row.output) * (cast.size or size))
         first = tape.new(out_size, "activations")
         for s in [*cast.inputs, *amp.passing]:
             tape.release(s)

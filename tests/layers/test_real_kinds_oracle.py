@@ -1,0 +1,280 @@
+"""The kinds real models need (issue 18) against torch: identity, stochastic depth, mean over axes, slices, a layer
+scale (`mul` by a `parameter`), dense per position.
+
+Each drawn layer is written twice: as a spec's table, and as the torch module the libraries themselves use where one
+exists (torchvision's StochasticDepth, timm's DropPath; tests/oracle/vision.py lets them import beside CPU torch), else
+written here from torch's ops (`x.mean(dims)`, `x[:, a:b]`), never with archcalc's own `to_torch`. Torch then gives
+the shape, parameters, FlopCounterMode's forward and training FLOPs, the bytes saved_tensors_hooks sees kept (float32
+and bfloat16), and the live storages of a whole training step (tests/oracle/timeline_probe.py), to the byte.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
+
+import archcalc  # noqa: E402
+import tests.oracle.vision  # noqa: E402, F401  (torchvision's ops beside CPU torch, before timm imports it)
+from archcalc import SpecError  # noqa: E402
+from tests.layers.test_layers_oracle import check, prefix, spatial_shape, spec  # noqa: E402
+from tests.memory.test_timeline_oracle import oracle, phases  # noqa: E402
+from tests.oracle.timeline_probe import inference_peak  # noqa: E402
+from tests.oracle.torch_probe import saved_bytes  # noqa: E402
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+KINDS = {"identity", "stochastic_depth", "mean", "slice"}  # the kinds this file draws (test_torch_oracle checks all are)
+StochasticDepth = pytest.importorskip("torchvision.ops").StochasticDepth
+DropPath = pytest.importorskip("timm.layers").DropPath
+
+
+class Call(nn.Module):
+    """A tensor expression as a module (x.mean(dims), x[:, a:b]), for the oracle's chains."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+def any_shape(draw):
+    return spatial_shape(draw, dims=(1, 2, 3)) if draw(st.booleans()) else (draw(st.integers(1, 8)),)
+
+
+# Each builder draws (input shape, spec table, torch module factory) -------------------------------------------
+
+def identity(draw):
+    return any_shape(draw), dict(type="identity"), nn.Identity
+
+
+def stochastic_depth(draw):
+    shape = any_shape(draw)
+    p = draw(st.sampled_from([0.0, 0.2, 0.5]))
+    mode = draw(st.sampled_from(["row", "batch"]))
+    table = dict(type="stochastic_depth", p=p, mode=mode)
+    if mode == "row" and draw(st.booleans()):
+        del table["mode"]  # the default, timm's only mode
+        return shape, table, lambda: DropPath(p)
+    return shape, table, lambda: StochasticDepth(p, mode)
+
+
+def mean(draw):
+    shape = any_shape(draw)
+    axes = draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True))
+    keepdim = draw(st.booleans())
+    assume(keepdim or len(axes) < len(shape))  # nothing left but the batch axis: refused (test below)
+    dims = [a - len(shape) if draw(st.booleans()) else a for a in axes]  # negative ones count from the end
+    table = dict(type="mean", dims=dims)
+    if keepdim or draw(st.booleans()):
+        table["keepdim"] = keepdim
+    torch_dims = tuple(a + 1 for a in axes)
+    return shape, table, lambda: Call(lambda x: x.mean(torch_dims, keepdim=keepdim))
+
+
+def slice_(draw):
+    shape = any_shape(draw)
+    axis = draw(st.integers(0, len(shape) - 1))
+    start, stop, step = draw(st.integers(0, 6)), draw(st.none() | st.integers(1, 9)), draw(st.integers(1, 3))
+    table = dict(type="slice", dim=axis - len(shape) if draw(st.booleans()) else axis, start=start, step=step)
+    if stop is not None:
+        table["stop"] = stop
+    index = (slice(None),) * (axis + 1) + (slice(start, stop, step),)
+    return shape, table, lambda: Call(lambda x: x[index])
+
+
+BUILDERS = [identity, stochastic_depth, mean, slice_]
+
+
+@st.composite
+def cases(draw):
+    shape, table, build = draw(st.sampled_from(BUILDERS))(draw)
+    tables, modules = [table], [build]
+    if draw(st.booleans()):  # after a layer with parameters: its input needs a gradient
+        head, module = prefix(shape)
+        tables, modules = [head, table], [module, build]
+    return shape, tables, modules
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(case=cases(), batch=st.integers(1, 3), dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_drawn_layers_match_torch(case, batch, dtype):
+    check(case, batch, dtype)
+
+
+@st.composite
+def stacks(draw):
+    """One drawn layer (perhaps after a 1×1 convolution), then flatten and a dense head: a training step's worth."""
+    shape, tables, modules = draw(cases())
+    try:
+        with torch.no_grad():
+            out = nn.Sequential(*(m() for m in modules)).eval()(torch.zeros(2, *shape))
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    if not out.numel():
+        return None
+    classes = draw(st.integers(2, 5))
+    features = out[0].numel()
+    return (shape, [*tables, dict(type="flatten"), dict(type="dense", out_features=classes)],
+            [*modules, nn.Flatten, lambda: nn.Linear(features, classes)])
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(case=stacks(), batch=st.integers(2, 3), dtype=st.sampled_from(["float32", "bfloat16"]),
+       optimizer=st.sampled_from(["sgd", "adam"]))
+def test_drawn_layers_step_by_step(case, batch, dtype, optimizer):
+    """The training step's live storages, phase by phase, and one forward's in inference, to the byte (batches of 2 or
+    more: with one sample torch views a few sliced shapes that it must copy otherwise, layers/layout.py)."""
+    assume(case is not None)
+    shape, tables, modules = case
+    text = spec(shape, tables)
+    try:
+        report = archcalc.analyze(archcalc.loads(text), batch=batch, dtype=dtype, optimizer=optimizer)
+    except SpecError:
+        assume(False)  # what archcalc refuses, torch refuses too (test_drawn_layers_match_torch)
+    torch.manual_seed(0)
+    model = nn.Sequential(*(m() for m in modules))
+    assert phases(report, batch) == oracle(model, shape, batch, dtype, optimizer), text
+    if all(t["type"] != "slice" for t in tables):  # inference does not follow layouts yet: a reshape of a slice copies
+        x = torch.randn(batch, *shape, dtype=getattr(torch, dtype))
+        assert report.memory.inference_peak.at(batch) == inference_peak(model.to(getattr(torch, dtype)), x), text
+
+
+def test_mean_refuses_to_leave_only_the_batch_axis():
+    with pytest.raises(SpecError, match="reduces every axis"):
+        archcalc.analyze(archcalc.loads(spec((3, 4), [dict(type="mean", dims=[0, 1])])))
+    assert archcalc.analyze(archcalc.loads(spec((3, 4), [dict(type="mean", dims=[0, 1], keepdim=True)]))).output == (1, 1)
+
+
+def test_slice_past_the_end_stops_there_and_an_empty_one_is_refused():
+    x = torch.zeros(2, 5, 3)
+    row = archcalc.analyze(archcalc.loads(spec((5, 3), [dict(type="slice", start=2, stop=99)]))).rows[0]
+    assert row.output == tuple(x[:, 2:99].shape[1:]) == (3, 3)
+    assert x[:, 5:].numel() == 0
+    with pytest.raises(SpecError, match="leaves nothing"):
+        archcalc.analyze(archcalc.loads(spec((5, 3), [dict(type="slice", start=5)])))
+
+
+def test_stochastic_depth_keeps_its_noise_and_is_the_input_in_eval():
+    """Row mode keeps a [B, 1, 1, 1] noise tensor (one value per sample), batch mode one value; eval returns the input."""
+    text = spec((4, 5, 5), [dict(type="conv", out_channels=4, kernel_size=1), dict(type="stochastic_depth", p=0.2)])
+    report = archcalc.analyze(archcalc.loads(text), batch=3)
+    assert [k.item.what for k in report.memory.kept[1]] == ["noise, one value per sample"]
+    assert report.memory.per_row[1].per_sample == 4 and report.memory.per_row[1].fixed == 0
+    batch = archcalc.analyze(archcalc.loads(text.replace('p = 0.2', 'p = 0.2\nmode = "batch"')), batch=3)
+    assert batch.memory.per_row[1].fixed == 4 and batch.memory.per_row[1].per_sample == 0
+    module = StochasticDepth(0.2, "row").eval()
+    x = torch.randn(3, 4, 5, 5)
+    assert module(x) is x and report.rows[1].layer.is_view_in_eval()
+
+
+# A layer scale: `mul` by a `parameter` ---------------------------------------------------------------------------
+
+LAYER_SCALE = spec((4, 5, 5), [
+    dict(name="conv", type="conv", out_channels=4, kernel_size=1),
+    dict(name="layer_scale", type="parameter", shape=[4, 1, 1], torch_shape=[4, 1, 1], bare=True, expand=False),
+    dict(name="mul", type="mul", **{"from": ["layer_scale", "conv"]}),
+    dict(type="flatten"), dict(type="dense", out_features=3),
+])
+
+
+class Scaled(nn.Module):
+    """conv 1×1 → layer_scale · x (ConvNeXt's: a bare [C, 1, 1] parameter broadcast over the batch) → flatten → dense."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.layer_scale = nn.Parameter(torch.full((4, 1, 1), 1e-6))
+        self.dense1 = nn.Linear(100, 3)
+
+    def forward(self, x):
+        return self.dense1(torch.flatten(self.layer_scale * self.conv(x), 1))
+
+
+def test_a_layer_scale_keeps_the_parameter_itself():
+    """Issue 18: `verify` said 832 ≠ torch 800: the parameter broadcast over the batch was counted as a kept tensor."""
+    from archcalc.backends.build import build
+
+    report = archcalc.analyze(archcalc.loads(LAYER_SCALE), batch=2)
+    x = torch.randn(2, 4, 5, 5)
+    assert report.memory.saved.at(2) == saved_bytes(Scaled(), x) == 3 * 800  # conv's input, its output (the mul's), dense's
+    built = build(archcalc.loads(LAYER_SCALE))
+    assert built.state_dict()["layer_scale"].shape == (4, 1, 1)  # torchvision's key and shape
+    built.load_state_dict(Scaled().state_dict(), strict=True)
+    for optimizer in ("sgd", "adam"):
+        stepped = archcalc.analyze(archcalc.loads(LAYER_SCALE), batch=2, optimizer=optimizer)
+        assert phases(stepped, 2) == oracle(Scaled(), (4, 5, 5), 2, "float32", optimizer)
+        assert phases(stepped, 2) == oracle(build(archcalc.loads(LAYER_SCALE)), (4, 5, 5), 2, "float32", optimizer)
+
+
+def test_parameter_torch_shape_holds_as_many_values():
+    text = spec((4, 5, 5), [dict(type="parameter", shape=[4, 1, 1], torch_shape=[5])])
+    with pytest.raises(SpecError, match="torch_shape"):
+        archcalc.analyze(archcalc.loads(text))
+
+
+def cn_block(c: int, p: float) -> list[dict]:
+    """torchvision's ConvNeXt block (CNBlock) as spec tables, named as torchvision names its modules."""
+    return [
+        dict(name="b.block.0", type="conv", **{"from": "stem"}, out_channels=c, kernel_size=7, padding=3, groups=c),
+        dict(name="b.block.1", type="permute", dims=[1, 2, 0]),
+        dict(name="b.block.2", type="layernorm"),
+        dict(name="b.block.3", type="dense", in_features=c, out_features=4 * c),
+        dict(name="b.block.4", type="activation", function="gelu"),
+        dict(name="b.block.5", type="dense", in_features=4 * c, out_features=c),
+        dict(name="b.block.6", type="permute", dims=[2, 0, 1]),
+        dict(name="b.layer_scale", type="parameter", shape=[c, 1, 1], torch_shape=[c, 1, 1], bare=True, expand=False),
+        dict(name="b.scaled", type="mul", **{"from": ["b.layer_scale", "b.block.6"]}),
+        dict(name="b.stochastic_depth", type="stochastic_depth", p=p),
+        dict(name="b.add", type="add", **{"from": ["b.stochastic_depth", "stem"]}),
+    ]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch", [2, 3])
+def test_torchvisions_convnext_block_to_the_byte(optimizer, batch):
+    """CNBlock itself (depthwise 7×7, LayerNorm and two Linear per position on [H, W, C], layer scale, stochastic
+    depth, the residual), between a 1×1 stem and a `mean` head: torchvision's state_dict loads strictly into the build,
+    and the spec's parameters, FLOPs, saved bytes and training step's live storages are torch's."""
+    from torchvision.models.convnext import CNBlock
+
+    from archcalc.backends.build import build
+    from tests.oracle.torch_probe import flops
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.b, self.fc = nn.Conv2d(4, 4, 1), CNBlock(4, 1e-6, 0.25), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(self.b(self.stem(x)).mean((2, 3)))
+
+    text = spec((4, 5, 5), [dict(name="stem", type="conv", out_channels=4, kernel_size=1), *cn_block(4, 0.25),
+                            dict(name="pool", type="mean", dims=[1, 2]), dict(name="fc", type="dense", out_features=3)])
+    report = archcalc.analyze(archcalc.loads(text), batch=batch, optimizer=optimizer)
+    torch.manual_seed(0)
+    net, x = Net(), torch.randn(batch, 4, 5, 5)
+    built = build(archcalc.loads(text))
+    built.load_state_dict(net.state_dict(), strict=True)
+    assert torch.allclose(built.eval()(x), net.eval()(x), atol=1e-6)
+    assert report.totals["params"] == sum(p.numel() for p in net.parameters())
+    assert report.totals["flops"] * batch == flops(net, x)
+    assert report.memory.saved.at(batch) == saved_bytes(net, x)
+    assert phases(report, batch) == oracle(net, (4, 5, 5), batch, "float32", optimizer)
+    assert report.memory.inference_peak.at(batch) == inference_peak(net, x)
+
+
+def test_dense_per_position_needs_in_features():
+    """nn.Linear over the last axis of [H, W, C] (ConvNeXt): said with in_features; without it, the error a CNN
+    that forgot flatten gets."""
+    with pytest.raises(SpecError, match="add a flatten layer before it"):
+        archcalc.analyze(archcalc.loads(spec((3, 4, 5), [dict(type="dense", out_features=2)])))
+    with pytest.raises(SpecError, match="in_features = 4, but the input"):
+        archcalc.analyze(archcalc.loads(spec((3, 4, 5), [dict(type="dense", in_features=4, out_features=2)])))
+    row = archcalc.analyze(archcalc.loads(spec((3, 4, 5), [dict(type="dense", in_features=5, out_features=2)]))).rows[0]
+    linear = nn.Linear(5, 2)
+    assert row.output == tuple(linear(torch.zeros(1, 3, 4, 5)).shape[1:]) and row.params == 12 and row.macs == 3 * 4 * 5 * 2
