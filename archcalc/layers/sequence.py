@@ -1,4 +1,5 @@
-"""Layers of sequence models: embedding (torch.nn.Embedding), parameter (a learned tensor), select (one token).
+"""Layers of sequence models: embedding (torch.nn.Embedding), parameter (a learned tensor), select (one token), and
+narrow (a range of an axis: torch.narrow, chunk and split).
 
 A model whose first layer is an embedding reads token ids: `input = ["T"]` is one sample
 of T ids (int64), and the embedding turns it into [T, embedding_dim]. A `parameter` is a
@@ -15,6 +16,7 @@ from ..core.errors import SpecError
 from ..core.fields import axis, flag, size, sizes
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, ints, register
+from .receptive_field import Field
 
 
 @register
@@ -136,11 +138,11 @@ class Parameter(Layer):
                ("-", "g", "reduced", "positions"))
         return fwd, bwd
 
-    def is_parameter(self) -> bool:
-        return self.length is None  # its output is a view of the parameter: what keeps it keeps no activation
-
     def batchless(self) -> bool:
         return not self.expand and self.length is None
+
+    def is_parameter(self) -> bool:
+        return self.length is None  # its output is a view of the parameter: what keeps it keeps no activation
 
     def output_layout(self, x: Shape):
         """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
@@ -198,59 +200,63 @@ class Select(Layer):
 
 @register
 @dataclass(frozen=True, kw_only=True)
-class Slice(Layer):
-    """A range of one axis, `x[:, start:stop:step]` along `dim` (a sample's axis, as select's): a view.
+class Narrow(Layer):
+    """`length` entries of one axis from `start` (a sample's axis, as select's dim), every `step`th: torch.narrow,
+    `x[:, start:start + length]`; a view. torch's chunk and split are several narrows of one tensor (x.chunk(2, 1) on
+    [B, C, H, W]: dim = 0, start 0 and C/2, length C/2 each), unbind several selects, each a layer of its own name."""
 
-    torch's chunk and split are several slices of one tensor (x.chunk(2, 1) on [B, C, H, W]: dim = 0, 0:C/2 and
-    C/2:C), unbind several selects, each a layer of its own name. `stop` past the axis's end stops at the end,
-    as Python's slices do; an empty range is refused."""
-
-    kind = "slice"
+    kind = "narrow"
     asks_shape = True
-    torch_functions = ("narrow", "chunk", "split", "tensor_split")
+    torch_functions = ("narrow", "chunk", "split", "split_with_sizes", "tensor_split")
     dim: int = axis(0)
     start: Dim = size(0, minimum=0)
-    stop: Dim | None = size(None, minimum=0)  # None: the end of the axis
-    step: Dim = size(1)
+    length: Dim | None = size(None)  # None: to the end of the axis
+    step: Dim = size(1)  # a strided slice x[:, start::step] (extension: torch.narrow takes every entry)
 
     def output(self, x: Shape) -> Shape:
-        i, n = self.axis(x), self.length(x)
-        return (*x[:i], n, *x[i + 1:])
+        i = self.axis(x)
+        return (*x[:i], self.taken(x), *x[i + 1:])
 
     def axis(self, x: Shape) -> int:
         return Select.axis(self, x)
 
-    def bounds(self, x: Shape) -> tuple:
-        """(start, stop) within the axis."""
+    def taken(self, x: Shape) -> Dim:
+        """How many entries it takes, checked against the axis's size."""
         n = x[self.axis(x)]
-        stop = n if self.stop is None else self.stop
-        if num.is_concrete(stop - n) and stop > n:
-            stop = n  # Python's rule: a slice stops at the end
-        return self.start, stop
-
-    def length(self, x: Shape):
-        start, stop = self.bounds(x)
-        out = num.ceildiv(stop - start, self.step)
-        if num.is_positive(out) is False:
-            raise SpecError(f"start = {fmt.group(start)} leaves nothing of an axis of {fmt.group(x[self.axis(x)])} "
-                            f"(stop {fmt.group(stop)})", "a slice needs start < stop", "start")
-        return out
+        room = num.ceildiv(n - self.start, self.step)  # entries from start to the end
+        if num.is_positive(room) is False:
+            raise SpecError(f"start = {fmt.group(self.start)} is past the end of an axis of {fmt.group(n)}",
+                            "start counts from 0", "start")
+        if self.length is None:
+            return room
+        if num.is_concrete(room - self.length) and self.length > room:
+            raise SpecError(f"length = {fmt.group(self.length)} from start = {fmt.group(self.start)}"
+                            f"{'' if self.step == 1 else f', every {fmt.group(self.step)}th,'} passes the end of an axis of "
+                            f"{fmt.group(n)} (at most {fmt.group(room)})", None, "length")
+        return self.length
 
     def summary(self, x: Shape) -> str:
-        start, stop = self.bounds(x)
+        start, length = self.start, self.taken(x)
         step = "" if self.step == 1 else f":{fmt.group(self.step)}"
-        return f"dim {self.dim}, {fmt.group(start)}:{fmt.group(stop)}{step}"
+        end = num.normal(start + (length - 1) * self.step + 1)
+        return f"dim {self.dim}, {fmt.group(start)}:{fmt.group(end)}{step}"
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
-        start, stop = self.bounds(x)
         every = "" if self.step == 1 else f", every {fmt.group(self.step)}th"
-        return [("output", f"entries {fmt.group(start)} to {fmt.group(stop)} (excluded){every} of axis {self.dim}: "
-                           f"⌈({fmt.term(stop)} − {fmt.term(start)})/{fmt.term(self.step)}⌉ = {fmt.group(self.length(x))}; "
-                           "a view, nothing kept")]
+        return [("output", f"{fmt.group(self.taken(x))} entries of axis {self.dim} ({fmt.group(x[self.axis(x)])} long) from "
+                           f"{fmt.group(self.start)}{every}; a view, nothing kept")]
+
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        i = self.axis(x)
+        if i == 0 or field.whole:
+            return field  # channels (or features): each position still sees what it saw
+        if len(field.size) != len(x) - 1:
+            return None
+        return Field(field.size, tuple(num.normal(j * self.step) if k == i - 1 else j for k, j in enumerate(field.jump)))
 
     def to_torch(self, x: Shape, nn):
-        start, stop = self.bounds(x)
-        return nn.Slice(self.axis(x) + 1, int(start), int(stop), int(self.step))
+        stop = num.normal(self.start + (self.taken(x) - 1) * self.step + 1)
+        return nn.Slice(self.axis(x) + 1, int(self.start), int(stop), int(self.step))
 
     def is_view(self) -> bool:
         return True
@@ -258,7 +264,7 @@ class Slice(Layer):
     def view(self, x: Shape, y: Shape, strides):
         from . import layout
 
-        return layout.sliced(x, strides, self.axis(x), self.length(x), self.step)
+        return layout.sliced(x, strides, self.axis(x), self.taken(x), self.step)
 
     def gradient_is_new(self) -> bool:
         return True  # slice_backward: zeros of the input's shape, the gradient copied into the range

@@ -1,5 +1,5 @@
-"""The kinds real models need (issue 18) against torch: identity, stochastic depth, mean over axes, slices, a layer
-scale (`mul` by a `parameter`), dense per position.
+"""The kinds real models need (issue 18) against torch: identity, stochastic depth, mean over axes, slices, upsampling
+as F.interpolate (align_corners, nearest-exact), a layer scale (`mul` by a `parameter`), dense per position.
 
 Each drawn layer is written twice: as a spec's table, and as the torch module the libraries themselves use where one
 exists (torchvision's StochasticDepth, timm's DropPath; tests/oracle/vision.py lets them import beside CPU torch), else
@@ -26,7 +26,7 @@ from tests.oracle.timeline_probe import inference_peak  # noqa: E402
 from tests.oracle.torch_probe import saved_bytes  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-KINDS = {"identity", "stochastic_depth", "mean", "slice"}  # the kinds this file draws (test_torch_oracle checks all are)
+KINDS = {"identity", "stochastic_depth", "mean", "narrow", "upsample"}  # the kinds this file draws (test_torch_oracle checks all are)
 StochasticDepth = pytest.importorskip("torchvision.ops").StochasticDepth
 DropPath = pytest.importorskip("timm.layers").DropPath
 
@@ -76,18 +76,47 @@ def mean(draw):
     return shape, table, lambda: Call(lambda x: x.mean(torch_dims, keepdim=keepdim))
 
 
-def slice_(draw):
+def narrow(draw):
+    """torch.narrow (what chunk and split are made of), or a strided slice x[:, start::step] with its length."""
     shape = any_shape(draw)
     axis = draw(st.integers(0, len(shape) - 1))
-    start, stop, step = draw(st.integers(0, 6)), draw(st.none() | st.integers(1, 9)), draw(st.integers(1, 3))
-    table = dict(type="slice", dim=axis - len(shape) if draw(st.booleans()) else axis, start=start, step=step)
-    if stop is not None:
-        table["stop"] = stop
+    start, length, step = draw(st.integers(0, 6)), draw(st.none() | st.integers(1, 5)), draw(st.integers(1, 3))
+    table = dict(type="narrow", dim=axis - len(shape) if draw(st.booleans()) else axis, start=start)
+    if step != 1:
+        table["step"] = step
+    if length is not None:
+        table["length"] = length
+    stop = None if length is None else start + (length - 1) * step + 1
+    if stop is not None and stop > shape[axis]:
+        return shape, table, lambda: Call(lambda x: x.narrow(axis + 1, start, shape[axis] + 1))  # refused by torch too
+    if step == 1 and length is not None and draw(st.booleans()):
+        return shape, table, lambda: Call(lambda x: x.narrow(axis + 1, start, length))
     index = (slice(None),) * (axis + 1) + (slice(start, stop, step),)
     return shape, table, lambda: Call(lambda x: x[index])
 
 
-BUILDERS = [identity, stochastic_depth, mean, slice_]
+def upsample(draw):
+    """F.interpolate as segmentation heads call it (to a size, bilinear, align_corners), and nn.Upsample's other modes."""
+    shape = spatial_shape(draw, dims=(1, 2, 3))
+    n = len(shape) - 1
+    mode = draw(st.sampled_from(["nearest", "nearest-exact", {1: "linear", 2: "bilinear", 3: "trilinear"}[n]]
+                                + (["bicubic"] if n == 2 else [])))
+    table = dict(type="upsample", mode=mode)
+    options = {}
+    if mode not in ("nearest", "nearest-exact") and draw(st.booleans()):
+        table["align_corners"] = options["align_corners"] = draw(st.booleans())
+    if draw(st.booleans()):
+        size = [draw(st.integers(1, 9)) for _ in range(n)]
+        table["size"], options["size"] = size, tuple(size)
+    else:
+        factor = draw(st.sampled_from([2, 1.5, 0.5, 3]))
+        table["scale_factor"] = options["scale_factor"] = factor
+    if n == 2 and mode == "bilinear" and options.get("align_corners") and "size" in options and draw(st.booleans()):
+        return shape, table, lambda: nn.UpsamplingBilinear2d(size=options["size"])
+    return shape, table, lambda: Call(lambda x: nn.functional.interpolate(x, mode=mode, **options))
+
+
+BUILDERS = [identity, stochastic_depth, mean, narrow, upsample]
 
 
 @st.composite
@@ -139,9 +168,16 @@ def test_drawn_layers_step_by_step(case, batch, dtype, optimizer):
     torch.manual_seed(0)
     model = nn.Sequential(*(m() for m in modules))
     assert phases(report, batch) == oracle(model, shape, batch, dtype, optimizer), text
-    if all(t["type"] != "slice" for t in tables):  # inference does not follow layouts yet: a reshape of a slice copies
+    if all(t["type"] != "narrow" for t in tables):  # inference does not follow layouts yet: a reshape of a slice copies
         x = torch.randn(batch, *shape, dtype=getattr(torch, dtype))
         assert report.memory.inference_peak.at(batch) == inference_peak(model.to(getattr(torch, dtype)), x), text
+
+
+def test_align_corners_only_where_torch_takes_it():
+    with pytest.raises(ValueError):
+        nn.Upsample(scale_factor=2, mode="nearest", align_corners=True)(torch.zeros(1, 1, 3))
+    with pytest.raises(SpecError, match="align_corners is an option of the interpolating modes"):
+        archcalc.analyze(archcalc.loads(spec((1, 3), [dict(type="upsample", scale_factor=2, align_corners=True)])))
 
 
 def test_mean_refuses_to_leave_only_the_batch_axis():
@@ -150,13 +186,16 @@ def test_mean_refuses_to_leave_only_the_batch_axis():
     assert archcalc.analyze(archcalc.loads(spec((3, 4), [dict(type="mean", dims=[0, 1], keepdim=True)]))).output == (1, 1)
 
 
-def test_slice_past_the_end_stops_there_and_an_empty_one_is_refused():
-    x = torch.zeros(2, 5, 3)
-    row = archcalc.analyze(archcalc.loads(spec((5, 3), [dict(type="slice", start=2, stop=99)]))).rows[0]
-    assert row.output == tuple(x[:, 2:99].shape[1:]) == (3, 3)
-    assert x[:, 5:].numel() == 0
-    with pytest.raises(SpecError, match="leaves nothing"):
-        archcalc.analyze(archcalc.loads(spec((5, 3), [dict(type="slice", start=5)])))
+def test_narrow_is_what_chunk_and_split_are_made_of():
+    """x.chunk(3, 1) on [B, 7, 2]: pieces of 3, 3 and 1 channels, three narrows of one tensor; past the end refused."""
+    x = torch.zeros(2, 7, 2)
+    pieces = [archcalc.analyze(archcalc.loads(spec((7, 2), [dict(type="narrow", start=a, length=n)]))).rows[0].output
+              for a, n in ((0, 3), (3, 3), (6, 1))]
+    assert pieces == [tuple(p.shape[1:]) for p in x.chunk(3, 1)]
+    with pytest.raises(SpecError, match="passes the end"):
+        archcalc.analyze(archcalc.loads(spec((7, 2), [dict(type="narrow", start=6, length=2)])))
+    with pytest.raises(SpecError, match="past the end"):
+        archcalc.analyze(archcalc.loads(spec((7, 2), [dict(type="narrow", start=7)])))
 
 
 def test_stochastic_depth_keeps_its_noise_and_is_the_input_in_eval():
