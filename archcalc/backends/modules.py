@@ -247,6 +247,22 @@ class Select(nn.Module):
         return x.select(self.dim, self.index)
 
 
+class LlamaRMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm, as it writes it: in float32, cast back to the input's dtype, then times γ."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
 class Slice(nn.Module):
     """x[..., start:stop:step] along `dim` (torch's dim, the batch axis 0): a view."""
 
@@ -302,7 +318,7 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth")
+           "Mean", "StochasticDepth", "LlamaRMSNorm")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)
