@@ -73,7 +73,7 @@ def network(
             batchless.add(node.name)
         rows.append(row)
         shapes[node.name] = row.output
-        grads[node.name] = row.requires_grad or row.params != 0
+        grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
     net = Network(
         model=spec.name,
         input=x,

@@ -291,10 +291,11 @@ def _loss(report: Report, batch: int, device, dtype):
     if loss.kind == "mse":
         return functional.mse_loss, torch.randn(batch, *out, device=device, dtype=dtype)
     if loss.kind == "causal_lm":  # labels = the input ids (None: bench passes the batch), as Hugging Face's loss
-        def causal_lm(y, ids):  # transformers' ForCausalLMLoss, its padded labels held until it returns
+        def causal_lm(logits, ids):  # transformers' ForCausalLMLoss, its padded labels held until it returns
+            logits = logits.float()  # first, as transformers does: 16-bit logits are gone once copied
             labels = functional.pad(ids, (0, 1), value=-100)
             shifted = labels[..., 1:].contiguous()
-            return functional.cross_entropy(y.float().view(-1, y.size(-1)), shifted.view(-1), ignore_index=-100)
+            return functional.cross_entropy(logits.view(-1, logits.size(-1)), shifted.view(-1), ignore_index=-100)
         return causal_lm, None
     if loss.axis == 0:  # classes on the channels: per sample, or per pixel of [C, H, W]
         return functional.cross_entropy, torch.randint(out[0], (batch, *out[1:]), device=device)

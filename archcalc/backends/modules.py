@@ -216,6 +216,63 @@ class NewGELU(nn.Module):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+class RotaryTables(nn.Module):
+    """transformers' LlamaRotaryEmbedding as LlamaModel calls it, positions 0..T-1 for the whole batch: (cos, sin), each
+    [1, T, head_dim] in the input's dtype, computed in float32 (inv_freq and its copy original_inv_freq: buffers)."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
+
+    def forward(self, x):
+        position_ids = torch.arange(x.shape[1], device=x.device)[None]
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * 1.0
+        sin = emb.sin() * 1.0
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
+
+
+def _rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class LlamaSelfAttention(nn.Module):
+    """transformers' LlamaAttention (Mistral's, Qwen2's) as it runs by default (attn_implementation="sdpa", no mask):
+    q_proj, k_proj, v_proj, q and k rotated by the rotary tables (rotate_half), scaled_dot_product_attention with
+    enable_gqa, the heads merged (.contiguous()), o_proj."""
+
+    def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim, self.causal = heads, kv_heads, d // heads, causal
+        self.q_proj = nn.Linear(d, heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(heads * self.head_dim, d, bias=bias)
+
+    def forward(self, hidden_states, tables=None):
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        if tables is not None:
+            cos, sin = tables
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+            query_states, key_states = ((query_states * cos) + (_rotate_half(query_states) * sin),
+                                        (key_states * cos) + (_rotate_half(key_states) * sin))
+        attn_output = F.scaled_dot_product_attention(query_states, key_states, value_states, scale=self.head_dim ** -0.5,
+                                                     is_causal=self.causal and input_shape[1] > 1,
+                                                     enable_gqa=self.kv_heads != self.heads)
+        attn_output = attn_output.transpose(1, 2).contiguous()
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return self.o_proj(attn_output)
+
+
 class MultiheadSelfAttention(nn.MultiheadAttention):
     """torch.nn.MultiheadAttention over [B, T, d] (batch_first) as torchvision's ViT calls it: self-attention,
     need_weights=False (so that training runs scaled_dot_product_attention); its parameters keep their names."""
@@ -318,7 +375,7 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth", "LlamaRMSNorm")
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

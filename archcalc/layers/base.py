@@ -167,6 +167,7 @@ class Layer:
     kind: ClassVar[str]
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     broadcasts: ClassVar[bool] = False  # an element-wise merge (add, mul): it may read a tensor without a batch axis
+    detached: ClassVar[bool] = False  # its output never requires grad: made from its input's shape only (rotary tables)
     # Teaching: the kind-specific recognisers of archcalc/teaching/mistakes.py that apply to it (by function name),
     mistakes: ClassVar[frozenset[str]] = frozenset()
     # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels,

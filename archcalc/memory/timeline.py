@@ -428,7 +428,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         outside = row.index - 1 not in inside
         program = amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums) if row.name in reach and outside else None
         if program is not None:  # the layer's own ops, one by one (under autocast each in its dtype: _Autocast.program)
-            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached)
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached,
+                        others={f"x{i}": s for i, s in enumerate(ins[1:], start=1)})
             dead = None
             out = live.pop("out")
             for s in ins:
@@ -536,12 +537,19 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the output's dtype
     else:
         copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
+        # Hugging Face's causal LM loss upcasts 16-bit logits itself (logits.float()): the loss is float32 from there on
+        upcast = lm and copy is None and size < 4
+        if upcast:  # the 16-bit logits go with it (the loss's argument, rebound: nothing else holds them)
+            copy = tape.new(tape.size(0, num.mul(output) * 4), "temporaries")
+            tape.release(y)
+            y = None
+        lsize = 4 if upcast else size
         if lm:
             padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
             shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
-        logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
-        loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
-        total_weight = tape.new(tape.size(size, 0), "temporaries")
+        logits = tape.new(tape.size(0, num.mul(output) * lsize), "activations", refs=2)
+        loss = tape.new(tape.size(lsize, 0), "temporaries", mark=False)
+        total_weight = tape.new(tape.size(lsize, 0), "temporaries")
         tape.release(copy)
         if lm:
             tape.release(padded)
@@ -551,16 +559,20 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         # Backward.
         tape.start("backward")
         scaled_loss = amp.scale()
-        ones = tape.new(tape.size(size, 0), "temporaries")
-        g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        ones = tape.new(tape.size(lsize, 0), "temporaries")
+        g_logits = tape.new(tape.size(0, num.mul(output) * lsize), "activation gradients")
         tape.release(logits)
         tape.release(total_weight)
         if lm:
             tape.release(shifted)
-        g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        g_y = tape.new(tape.size(0, num.mul(output) * lsize), "activation gradients")
         tape.release(g_logits)
         tape.release(logits)
         g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
+        if upcast:  # logits.float()'s ToCopyBackward
+            g_low = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+            tape.release(g_y)
+            g_y = g_low
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     batchless = {row.name for row in rows if row.layer.batchless()}  # outputs without a batch axis in torch
     tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
@@ -593,13 +605,13 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             tape.release(g)
             continue
         if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
-            def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
+            def hand(s, name=names[0], shape=row.shapes[0]):  # a gradient for the (first) input, now (InputBuffer::accumulate)
                 _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * amp.bytes(name, size)), inplace_sums)
 
             live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
             if "gx" in live:
                 _accumulate(tape, grad, names[0], live["gx"], False,
-                            tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
+                            tape.size(0, num.mul(row.shapes[0]) * amp.bytes(names[0], size)), inplace_sums)
                 tape.release(live["gx"])
             continue
         out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
@@ -926,7 +938,8 @@ def _width(bytes_of: dict, storage: str) -> int:
 
 
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None) -> dict:
+         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None,
+         others: dict | None = None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
@@ -935,7 +948,8 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
     reference) where both storages are as wide, else a copy; ("if", "low" or "wide", *event): the event only where
     the model's dtype is narrower than float32 ("low": bfloat16, float16) or not ("wide").
     Under autocast an event's storage may name a dtype ("bfloat16", "float32"...), and ("w", name, elements,
-    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's."""
+    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's.
+    ("keep", "x1") keeps a merging layer's second input (`others`: "x1", "x2"... by position), as ("keep", "x") its first."""
     for event in events:
         if event[0] == "w":
             _, name, elements, dtype = event
@@ -970,8 +984,9 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
             tape.release(dead)
             dead = None
         elif event[0] == "keep":
-            x.refs += 1
-            live["x"] = x
+            s = x if event[1] == "x" else others[event[1]]
+            s.refs += 1
+            live[event[1]] = s
         else:
             for name in event[1:]:
                 tape.release(live.pop(name))
