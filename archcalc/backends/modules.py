@@ -227,7 +227,7 @@ class RotaryTables(nn.Module):
         self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
 
     def forward(self, x):
-        position_ids = torch.arange(x.shape[1], device=x.device)[None]
+        position_ids = (torch.arange(x.shape[1], device=x.device) + 0)[None]  # LlamaModel's: arange + the cache's length
         freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos = emb.cos() * 1.0

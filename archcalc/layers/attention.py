@@ -487,12 +487,14 @@ class Attention(Layer):
 
     def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> tuple[tuple, tuple]:
         """transformers' LlamaAttention op by op on the CPU (sdpa, no mask: torch's fused flash kernel with enable_gqa),
-        measured with a TorchDispatchMode: q_proj, k_proj, v_proj; with rotary, q then k rotated (x·cos, −x₂, the halves
-        concatenated, ·sin, the sum; the raw q and k freed once both are rotated); the kernel's output and float32
-        logsumexp; o_proj (the heads' merge is a view: the kernel writes [B, T, H, D]). Backward: o_proj (its weight's
-        gradient first), the kernel's three gradients; the rotations' in reverse, k's first (the ·sin branch, −, the two
-        halves' slice_backward summed, then ·cos), their sums in k's and q's buffers; then v_proj, k_proj, q_proj
-        (the last made runs first), a rotated gradient copied (.contiguous() of its transpose) where the heads are
+        measured with a TorchDispatchMode: q_proj, k_proj, v_proj; with rotary, q then k rotated (x·cos, −x₂, the
+        halves concatenated, ·sin, the sum; the raw q and k freed once both are rotated); the kernel's output and
+        float32 logsumexp; o_proj (the heads' merge is a view: the kernel writes [B, T, H, D]).
+
+        Backward: o_proj (mm: the weight's gradient first; with a bias, addmm: the input's, the weight's, the
+        bias's), the kernel's three gradients; the rotations' in reverse, k's first (the ·sin branch, −, the two
+        halves' slice_backward summed, then ·cos), their sums in k's and q's buffers; then v_proj, k_proj, q_proj (the
+        last made runs first), a rotated gradient copied (.contiguous() of its transpose) where the heads are
         several and T > 1; x's gradients meet in its buffer, x released after q_proj's."""
         t, d = self.tokens(x)
         kv, heads = self.kv_dim(x), self.num_heads
@@ -507,8 +509,11 @@ class Attention(Layer):
                 rotated[n] = n + "e"
             fwd.append(("-", "q", "k"))
         fwd += [("+", "o", td), ("+", "lse", num.normal(heads * t), "float32"), ("+", "out", td)]
-        bwd: list = [("+", "grad.o_proj.weight", num.normal(d * d), "model", False), ("+", "go", td), ("-", "g"),
-                     ("+", "gq", td), ("+", "gk", tk), ("+", "gv", tk), ("-", "go", rotated["k"], rotated["q"], "v", "lse", "o")]
+        weight = ("+", "grad.o_proj.weight", num.normal(d * d), "model", False)
+        # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
+        # mm (the weight's first)
+        bwd: list = [("+", "go", td), weight, ("+", "grad.o_proj.bias", d, "model", False)] if self.bias else [weight, ("+", "go", td)]
+        bwd += [("-", "g"), ("+", "gq", td), ("+", "gk", tk), ("+", "gv", tk), ("-", "go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
             for n, size in (("k", tk), ("q", td)):  # the rotations, k's first (made last)
@@ -534,8 +539,12 @@ class Attention(Layer):
             if self.rotary and n != "v" and count != 1 and several:  # the transposed gradient made contiguous
                 bwd += [("+", n + "cl", size), ("-", source)]
                 source = n + "cl"
-            bwd.append(("+", f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), "model", False))
-            bwd += [("+", "gx" + n, td)] if grad else []
+            weight = ("+", f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), "model", False)
+            gx = [("+", "gx" + n, td)] if grad else []
+            if self.bias:
+                bwd += [*gx, weight, ("+", f"grad.{n}_proj.bias", num.div(size, t), "model", False)]
+            else:
+                bwd += [weight, *gx]
             bwd.append(("-", source, *(["x"] if n == "q" else [])))
             bwd += [("grad", "gx" + n), ("-", "gx" + n)] if grad else []
         return tuple(fwd), tuple(bwd)
@@ -597,8 +606,9 @@ class Rotary(Layer):
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
-        """LlamaRotaryEmbedding's ops (measured with a TorchDispatchMode, torch 2.13, positions made with arange):
-        positions, as float32, times inv_freq (a float32 copy of it in a 16-bit model), the frequencies twice
+        """LlamaRotaryEmbedding's ops (measured with a TorchDispatchMode, torch 2.13), with its positions as LlamaModel
+        makes them (arange + the cache's length, held by the model's body until it returns): positions, as float32,
+        times inv_freq (a float32 copy of it in a 16-bit model), the frequencies twice
         (cat), cos (·1, the attention scaling), sin (·1); in a 16-bit model both cast; the locals freed as it returns.
         The tables are one storage here, two in torch: made with cos's, the peak is the same (sin's temporary
         comes after). No backward: no gradient reaches it."""
@@ -606,7 +616,8 @@ class Rotary(Layer):
             return None
         t, h = x[0], self.head_dim
         th = num.normal(t * h)
-        fwd: list = [("+", "pos", t, "int64", False), ("+", "pf", t, "float32", False),
+        fwd: list = [("+", "arange", t, "int64", False), ("+", "pos", t, "int64", False), ("-", "arange"), ("hold", "pos"),
+                     ("+", "pf", t, "float32", False),
                      ("if", "low", "+", "inv", num.div(h, 2), "float32", False), ("+", "freqs", num.normal(num.div(th, 2)), "float32", False),
                      ("-", "pf"), ("if", "low", "-", "inv"), ("+", "emb", th, "float32", False), ("+", "c0", th, "float32", False),
                      ("if", "wide", "+", "out", num.normal(2 * th), "model", False), ("if", "low", "+", "cos", th, "float32", False),

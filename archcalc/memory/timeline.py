@@ -546,7 +546,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         lsize = 4 if upcast else size
         if lm:
             padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
-            shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
+            # labels[..., 1:].contiguous(): a copy, but for one sample, where the slice is already contiguous
+            shifted = None if batch == 1 else tape.new(tape.size(0, output[0] * 8), "temporaries")
         logits = tape.new(tape.size(0, num.mul(output) * lsize), "activations", refs=2)
         loss = tape.new(tape.size(lsize, 0), "temporaries", mark=False)
         total_weight = tape.new(tape.size(lsize, 0), "temporaries")
@@ -575,7 +576,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             g_y = g_low
     grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     batchless = {row.name for row in rows if row.layer.batchless()}  # outputs without a batch axis in torch
-    tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
+    tied: dict = {}  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made -> its storage
     recomputed: dict[int, tuple[list, list]] = {}
     rerun: set[int] = set()
     region_of = {i: r for r in regions.values() for i in range(r.first, r.stop)}
@@ -630,10 +631,11 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             scratch = tape.new(tape.size(0, scratch * (info.size if info and info.rule else size)), "temporaries", mark=False)
         late = scratch != 0 and not row.layer.sums_scratch_first(row.requires_grad)  # the parameters' gradients after its frees
         low_grads = None if late else amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
+        pending = None  # the owner of a tied weight: its own gradient, added into .grad once the node has run
         if low_grads is None and not late:
-            _tied_gradient(tape, row, tied, size)
+            pending = _tied_gradient(tape, row, tied, size)
         elif row.layer.tie is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
-            tied.add(row.layer.tie)
+            tied.setdefault(row.layer.tie, None)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -669,6 +671,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        _tied_sum(tape, tied, pending, inplace_sums)
         if padded != 0:
             own = tape.size(0, num.mul(row.input) * size)
             g_ins.append((names[0], tape.new(own, "activation gradients"), False, own))
@@ -677,7 +680,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             if late:
                 low_grads = amp.weight_grads(row, info)
                 if low_grads is None:
-                    _tied_gradient(tape, row, tied, size)
+                    _tied_sum(tape, tied, _tied_gradient(tape, row, tied, size), inplace_sums)
             tape.release(scratch)
         if region is not None and region.first_pack == row.index - 1 and main_saved:
             _frame_ends(tape, report, region, storage)
@@ -917,19 +920,33 @@ def _cast_weights(row: Row) -> tuple:
     return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
 
 
-def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
+def _tied_gradient(tape: _Tape, row, tied: dict, size: int) -> tuple | None:
     """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
     gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
-    runs, its own gradient of the weight is added into .grad in place and freed."""
+    runs, its own gradient of the weight is returned, (its name, its storage), for _tied_sum once the node has run."""
     owner = row.layer.tie
+    pending = None
     if owner is not None and owner not in tied:
-        tied.add(owner)
-        tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
+        tied[owner] = tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
     for number, n in enumerate(param_tensors(row)):
         if number == 0 and row.name in tied:
-            tape.release(tape.new(tape.size(n * size, 0), "temporaries"))
+            pending = (row.name, tape.new(tape.size(n * size, 0), "temporaries"))
         else:
             tape.new(tape.size(n * size, 0), "gradients", mark=False)
+    return pending
+
+
+def _tied_sum(tape: _Tape, tied: dict, pending: tuple | None, inplace: bool) -> None:
+    """AccumulateGrad of a tied weight, after the owner's node: its gradient added into .grad in place and freed;
+    under a dispatch mode (the CPU oracle) the sum is a new .grad, the old one freed, then the owner's."""
+    if pending is None:
+        return
+    name, own = pending
+    if not inplace and tied.get(name) is not None:
+        total = tape.new(own.size, "gradients")
+        tape.release(tied[name])
+        tied[name] = total
+    tape.release(own)
 
 
 def _width(bytes_of: dict, storage: str) -> int:
