@@ -52,7 +52,7 @@ class Attention(Layer):
         return self.rotary  # it reads the tokens and the rotary tables
 
     def output(self, x: Shape) -> Shape:
-        if self.rotary and not isinstance(x[0], tuple):
+        if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
         self.tokens(x)
@@ -104,7 +104,7 @@ class Attention(Layer):
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d] (and the rotary tables', checked)."""
-        tables = x[1] if self.rotary and isinstance(x[0], tuple) else None
+        tables = x[1] if self.rotary and isinstance(x[0], tuple) and len(x) > 1 else None
         x = self.hidden(x)
         if len(x) != 2:
             raise SpecError(f"attention needs tokens [T, d], got {fmt.shape(x)}",
