@@ -150,3 +150,13 @@ def test_rotary_needs_its_tables_and_fits_them():
         archcalc.analyze(archcalc.loads(text.replace('from = ["input_layernorm", "model.rotary_emb"], ', "")), T=3)
     with pytest.raises(archcalc.SpecError, match="do not fit"):
         archcalc.analyze(archcalc.loads(text.replace("head_dim = 4", "head_dim = 2")), T=3)
+
+
+def test_the_documented_llama_is_llama_3_8b():
+    """docs/spec.md's Llama example, with a [model] table, has Meta-Llama-3-8B's 8,030,261,248 parameters."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    block = next(b for b in text.split("```toml\n")[1:] if "model.rotary_emb" in b).split("```")[0]
+    report = archcalc.analyze(archcalc.loads('[model]\ninput = ["T"]\n' + block), T=8)
+    assert report.totals["params"] == 8_030_261_248
