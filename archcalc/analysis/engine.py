@@ -74,10 +74,12 @@ def network(
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
+    outputs = _outputs(spec, rows)
     net = Network(
         model=spec.name,
         input=x,
-        rows=_backward(rows),
+        rows=_backward(rows, outputs),
+        outputs=outputs,
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
@@ -118,10 +120,24 @@ def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, 
             "tie", **place)
 
 
-def _backward(rows: list[Row]) -> tuple[Row, ...]:
-    """The rows, those whose output does not feed the model's output (the last row's) marked: a
-    training step's backward pass, from the loss, never reaches them."""
-    needed = {rows[-1].name}
+def _outputs(spec: Spec, rows: list[Row]) -> tuple[str, ...]:
+    """[model] outputs, each a layer's full name (default: the last layer's)."""
+    if not spec.outputs:
+        return (rows[-1].name,)
+    names = {row.name for row in rows}
+    for name in spec.outputs:
+        if name not in names:
+            close = [n for n in names if n.endswith("." + name)]
+            raise SpecError(f"outputs names {name!r}, which is no layer", f"did you mean {close[0]!r}? " if close else
+                            "give layers' full names (a block use's last layer: \"layer4.1.add\")", "outputs",
+                            where="[model]", path=spec.path)
+    return spec.outputs
+
+
+def _backward(rows: list[Row], outputs: tuple[str, ...]) -> tuple[Row, ...]:
+    """The rows, those whose output does not feed one of the model's outputs marked: a training step's backward
+    pass, from the loss, never reaches them."""
+    needed = set(outputs)
     for row in reversed(rows):
         if row.name in needed:
             needed.update(row.inputs)

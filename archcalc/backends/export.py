@@ -22,6 +22,9 @@ from .pysource import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, al
 def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
+    if len(report.output_rows) > 1:
+        raise SpecError("export writes a module with one output; this spec has several ([model] outputs)",
+                        "build it instead (archcalc.torch.build returns them as a dict)", "outputs", where="[model]", path=report.path)
     name = class_name or _class_name(report.model)
     params = num.add(row.params for row in report.rows)
     where = f" from {plain(report.path)}" if report.path else ""

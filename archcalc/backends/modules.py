@@ -79,10 +79,11 @@ class Graph(nn.Module):
     In training with gradients on, each region runs through torch.utils.checkpoint.checkpoint
     (use_reentrant=False, early stop): its forward is rerun in backward instead of keeping its tensors."""
 
-    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = ()) -> None:
+    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = (), outputs: tuple[tuple[str, int], ...] = ()) -> None:
         super().__init__()
         self.steps = steps
         self.regions = regions
+        self.outputs = outputs  # several: (name, slot) each, returned as a dict (torchvision's segmentation models' "out", "aux")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {0: x}
@@ -97,6 +98,8 @@ class Graph(nn.Module):
                 del values[i]
             slot = region.stop
         self._run(values, slot, len(self.steps) + 1)
+        if self.outputs:
+            return {name: values[i] for name, i in self.outputs}
         return values[len(self.steps)]
 
     def _region(self, region: Region, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -64,6 +64,7 @@ from ..analysis import checkpoint
 from ..analysis.checkpoint import records_node as _node
 from ..core import autocast, num, tally
 from ..core.dtypes import DType
+from ..core.errors import SpecError
 from ..core.num import Dim, Value
 from ..core.tally import Tally
 from ..layers import layout
@@ -292,11 +293,12 @@ class Loss:
     axis: int = 0  # the classes' axis of one sample's output
 
 
-def loss_of(report: Network) -> Loss:
-    """The loss of `report`'s training step (see Loss); a language model (token ids in, [T, V] scores out) is
-    trained on its own input, as Hugging Face's causal LM loss does it (labels = the ids, shifted by one)."""
-    row = report.rows[-1]
-    y = tuple(report.output)
+def loss_of(report: Network, row: Row | None = None) -> Loss:
+    """The loss of `report`'s training step (see Loss), of its output (of `row`'s, one of several); a language model
+    (token ids in, [T, V] scores out) is trained on its own input, as Hugging Face's causal LM loss does it (labels =
+    the ids, shifted by one)."""
+    row = report.output_rows[0] if row is None else row
+    y = tuple(row.output)
     axis = row.layer.scores_axis(y) if y else 0
     if not y or not row.layer.gives_scores() or (num.is_concrete(y[axis]) and y[axis] <= 1):
         return Loss("mse")
@@ -334,7 +336,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     # Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer
     # keeps no state for them and makes no temporaries; their nodes never run (and keep nothing
     # that outlives their output).
-    reach = {rows[-1].name}
+    reach = {row.name for row in report.output_rows}
     for row in reversed(rows):
         if row.name in reach:
             reach.update(_inputs(report, row))
@@ -363,14 +365,19 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
     loss_fn = loss_of(report)
+    several = len(report.output_rows) > 1  # [model] outputs: a loss per output, summed (_losses)
+    if several and (report.autocast is not None or any(loss_of(report, r).kind == "causal_lm" for r in report.output_rows)):
+        raise SpecError("the training step of several outputs is modelled in the model's dtype, with cross-entropy or MSE "
+                        "losses", "without autocast; or one output", "outputs", where="[model]", path=report.path)
     # A language model ([T] ids in, [T, V] logits out) is trained as Hugging Face's causal LM loss does it
     # (loss_utils.ForCausalLMLoss, labels = the ids): the labels padded by one ignore_index and shifted, a
     # contiguous copy that nll_loss keeps; no other targets.
     lm = loss_fn.kind == "causal_lm"
-    if loss_fn.kind == "mse":  # a random target of the output's shape and dtype
-        tape.new(tape.size(0, num.mul(output) * size), "batch", mark=False)
-    elif not lm:  # int64 classes, one per position of the output but its classes' axis
-        tape.new(tape.size(0, num.mul(output[:loss_fn.axis] + output[loss_fn.axis + 1:]) * 8), "batch", mark=False)
+    for fn, out in ((loss_of(report, r), r.output) for r in report.output_rows) if several else ((loss_fn, output),):
+        if fn.kind == "mse":  # a random target of the output's shape and dtype
+            tape.new(tape.size(0, num.mul(out) * size), "batch", mark=False)
+        elif fn.kind != "causal_lm":  # int64 classes, one per position of the output but its classes' axis
+            tape.new(tape.size(0, num.mul(out[:fn.axis] + out[fn.axis + 1:]) * 8), "batch", mark=False)
     tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
@@ -378,7 +385,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     for row in rows:
         for name in _inputs(report, row):
             readers[name] = readers.get(name, 0) + 1
-    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1  # the loss
+    for row in report.output_rows:
+        readers[row.name] = readers.get(row.name, 0) + 1  # the loss
     storage: dict[str, _Storage] = {"input": x}
     x.refs += readers.get("input", 0)  # the batch stays alive anyway (the caller holds it)
     # nn.Sequential (a straight stack) drops a layer's input as soon as its first module returns;
@@ -515,7 +523,11 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         kept_by.append((main_saved, act_saved))
 
     y = storage[rows[-1].name]
-    if loss_fn.kind == "mse":
+    if several:
+        amp.exit()
+        grad, ones, loss = _losses(tape, report, storage, size)
+        scaled_loss = None
+    elif loss_fn.kind == "mse":
         # mse_loss: its result's storage is the output's size (the squared errors, reduced in place), kept
         # by `loss` to the end of backward; MseLossBackward keeps the output (under autocast, mse_loss runs in
         # float32: a 16-bit output's float32 copy, kept instead)
@@ -574,7 +586,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             g_low = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
             tape.release(g_y)
             g_y = g_low
-    grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    if not several:
+        grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
     batchless = {row.name for row in rows if row.layer.batchless()}  # outputs without a batch axis in torch
     tied: dict = {}  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made -> its storage
     recomputed: dict[int, tuple[list, list]] = {}
@@ -719,6 +732,52 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     if tape.events is not None:  # CUDA at a concrete batch: the blocks the caching allocator hands out
         phases = _replayed(tape, phases)
     return Timeline(phases, _inference(report, batch))
+
+
+def _losses(tape: _Tape, report: Network, storage: dict, size: int) -> tuple[dict, _Storage, _Storage]:
+    """Several outputs ([model] outputs, returned as a dict), trained on the sum of their losses as bench computes it
+    (backends/bench.py summed_losses): each output's loss in turn (cross-entropy or MSE, as loss_of says for its
+    layer), the losses added one by one (each partial sum a scalar, the one before it freed), then the outputs go
+    (but what a loss's node keeps) and the losses themselves. Backward: the sum hands its gradient to every loss,
+    whose backward runs the last made first. Returns the outputs' gradient buffers, `ones` and the sum."""
+    made = []
+    for row in report.output_rows:
+        fn, y, out = loss_of(report, row), storage[row.name], row.output
+        if fn.kind == "mse":  # its result's storage is the output's size; its node keeps the output
+            y.refs += 1
+            made.append((row, fn, y, tape.new(tape.size(0, num.mul(out) * size), "temporaries"), None))
+        else:  # log_softmax's output (kept by two nodes), nll_loss's scalar and total weight
+            logits = tape.new(tape.size(0, num.mul(out) * size), "activations", refs=2)
+            loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
+            made.append((row, fn, logits, loss, tape.new(tape.size(size, 0), "temporaries")))
+    total = made[0][3]
+    total.refs += 1
+    for _ in made[1:]:
+        added = tape.new(tape.size(size, 0), "temporaries")
+        tape.release(total)
+        total = added
+    for row in report.output_rows:
+        tape.release(storage[row.name])
+    for entry in made:
+        tape.release(entry[3])
+    tape.start("backward")
+    ones = tape.new(tape.size(size, 0), "temporaries")
+    grad: dict[str, tuple] = {}
+    for row, fn, kept, _, weight in reversed(made):
+        out = tape.size(0, num.mul(row.output) * size)
+        if fn.kind == "mse":
+            g_y = tape.new(out, "activation gradients")
+            tape.release(kept)
+        else:
+            g_logits = tape.new(out, "activation gradients")
+            tape.release(kept)
+            tape.release(weight)
+            g_y = tape.new(out, "activation gradients")
+            tape.release(g_logits)
+            tape.release(kept)
+        _accumulate(tape, grad, row.name, g_y, False)
+        tape.release(g_y)
+    return grad, ones, total
 
 
 def _replayed(tape: _Tape, phases: dict[str, Peak]) -> dict[str, Peak]:
@@ -1184,6 +1243,8 @@ def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool, siz
 
 def _is_chain(report: Network) -> bool:
     """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
+    if len(report.output_rows) > 1:
+        return False
     previous = "input"
     for row in report.rows:
         if tuple(_inputs(report, row)) != (previous,) or "." in row.name:
@@ -1212,7 +1273,8 @@ def _inference(report: Network, batch: Value | None) -> Peak:
     for row in rows:
         for name in _inputs(report, row):
             readers[name] = readers.get(name, 0) + 1
-    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1
+    for row in report.output_rows:  # the caller holds the outputs
+        readers[row.name] = readers.get(row.name, 0) + 1
     storage = {"input": x}
     x.refs += readers.get("input", 0)
     early = _is_chain(report)  # nn.Sequential drops an input before the activation, archcalc's Graph after the row

@@ -21,7 +21,7 @@ from ..core.fields import Choice, read_number
 from ..layers import LAYERS
 
 TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
-MODEL_KEYS = ("name", "input", "dtype", "course")
+MODEL_KEYS = ("name", "input", "dtype", "course", "outputs")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
 USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block use that are not its variables
@@ -89,6 +89,7 @@ class Spec:
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
+    outputs: tuple[str, ...] = ()  # [model] outputs: the layers whose outputs the model returns (default: the last)
 
 
 def load(path: str | Path) -> Spec:
@@ -150,6 +151,8 @@ def _read(text: str, path: str | None) -> Spec:
     if not isinstance(course, bool):
         raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]")
 
+    outputs = _read_outputs(model.get("outputs", []))
+
     variables = _table(data, "vars")
     read_vars = {}
     for key, value in variables.items():
@@ -177,7 +180,22 @@ def _read(text: str, path: str | None) -> Spec:
         text=text,
         blocks=tuple(blocks.items()),
         course=course,
+        outputs=outputs,
     )
+
+
+def _read_outputs(raw) -> tuple[str, ...]:
+    """[model] outputs = ["out", "aux"]: layers' full names, each once (segmentation's heads, a tuple's items)."""
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise SpecError(f"expected a list of layers' names, got {_show(raw)}", 'outputs = ["out", "aux"]', "outputs", "[model]")
+    if len(raw) > untrusted.MAX_LAYERS:
+        raise SpecError(f"{len(raw):,} outputs: more than archcalc reads", None, "outputs", "[model]")
+    for name in raw:
+        _check_name(name, "[model]", field="outputs", dotted=True)
+    names = tuple(untrusted.name(name) for name in raw)
+    if len(set(names)) != len(names):
+        raise SpecError("a layer is named twice", "give each output once", "outputs", "[model]")
+    return names
 
 
 def _lines(text: str, header: re.Pattern, count: int | None = None) -> list:
