@@ -12,6 +12,7 @@ import inspect
 import re
 
 from ..core import fmt, num
+from ..core.errors import SpecError
 from ..layers import ACTIVATIONS
 from ..report import Report
 from . import export_graph
