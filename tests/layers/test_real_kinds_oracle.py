@@ -23,7 +23,7 @@ import tests.oracle.vision  # noqa: E402, F401  (torchvision's ops beside CPU to
 from archcalc import SpecError  # noqa: E402
 from tests.layers.test_layers_oracle import check, prefix, spatial_shape, spec  # noqa: E402
 from tests.memory.test_timeline_oracle import oracle, phases  # noqa: E402
-from tests.oracle.timeline_probe import inference_peak  # noqa: E402
+from tests.oracle.timeline_probe import inference_peak, step_peaks  # noqa: E402
 from tests.oracle.torch_probe import saved_bytes  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -184,6 +184,28 @@ def test_drawn_layers_step_by_step(case, batch, dtype, optimizer):
     if all(t["type"] != "narrow" and t.get("module") != "llama" for t in tables):
         x = torch.randn(batch, *shape, dtype=getattr(torch, dtype))
         assert report.memory.inference_peak.at(batch) == inference_peak(model.to(getattr(torch, dtype)), x), text
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(case=stacks(), batch=st.integers(2, 3), optimizer=st.sampled_from(["sgd", "adam"]))
+def test_drawn_layers_under_autocast(case, batch, optimizer):
+    """The same under torch.autocast("cpu", bfloat16) (bf16-mixed), float32 parameters: the generic rule's dtypes. Not
+    Llama's RMSNorm, whose float32 upcast and cast back the timeline follows op by op only without autocast."""
+    assume(case is not None)
+    shape, tables, modules = case
+    assume(all(t.get("module") != "llama" for t in tables))
+    text = spec(shape, tables)
+    try:
+        report = archcalc.analyze(archcalc.loads(text), batch=batch, optimizer=optimizer, autocast="bfloat16")
+    except SpecError:
+        assume(False)
+    torch.manual_seed(0)
+    x = torch.randn(batch, *shape)
+    try:
+        expected = step_peaks(nn.Sequential(*(m() for m in modules)), x, optimizer, autocast=torch.bfloat16, scaled=True)
+    except (NotImplementedError, RuntimeError):  # no bfloat16 CPU kernel (an upsampling mode)
+        assume(False)
+    assert phases(report, batch) == expected, text
 
 
 def test_align_corners_only_where_torch_takes_it():
