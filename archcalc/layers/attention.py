@@ -222,6 +222,15 @@ class Attention(Layer):
         return {"flops": (num.normal(2 * (inner + outer)), why),
                 "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
 
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """nn.MultiheadAttention is module = "multihead"; transformers' LlamaAttention (Mistral's, Qwen2's), causal,
+        module = "llama" with rotary (its num_heads, kv_heads and bias are its config's: num_attention_heads,
+        num_key_value_heads, attention_bias)."""
+        if torch_name == "MultiheadAttention":
+            return {"module": "multihead"}
+        return {"module": "llama", "rotary": True, "causal": True}
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline.py runs it): in_proj, the
