@@ -11,7 +11,7 @@ from .analysis.network import QUANTITIES, Network, Row
 from .core import num
 from .core.errors import ArchcalcError, SpecError
 from .layers.receptive_field import Field
-from .memory import closed
+from .memory import budget as budgets
 from .memory.closed import Memory, measure
 from .memory.timeline import CUDA_CONTEXT
 from .spec.graph import Use
@@ -29,7 +29,7 @@ def analyze(spec: Spec, **options) -> Report:
     return Report.of(network(spec, **options))
 
 
-def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **options) -> closed.Solved:
+def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **options) -> budgets.Solved:
     """The largest whole value of the size `name` whose training step fits `budget` bytes (`memory --solve`):
     H an image's side (W follows it unless given), T a sequence length. `options` are analyze's, a whole
     batch among them; with `card` the budget is a CUDA card's memory, its context taken out first."""
@@ -50,8 +50,7 @@ def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **op
             known.append(report)
         return report
 
-    return closed.largest_size(at, name, budget - (CUDA_CONTEXT if card and cuda else 0), whole,
-                               closed.CUDA_HEADROOM if cuda else 1)
+    return budgets.largest_size(at, name, budget - (CUDA_CONTEXT if card and cuda else 0), whole)
 
 
 def _whole(batch: int | str | None) -> int:
@@ -83,7 +82,7 @@ class Report(Network):
         return measure(self)
 
     def to_dict(self) -> dict:
-        """The JSON report of DESIGN.md section 3."""
+        """The JSON report of docs/design.md section 3."""
         layers = []
         for row, saved, field in zip(self.rows, self.memory.per_row, self.fields):
             share = self.share(row.params)
@@ -116,7 +115,7 @@ class Report(Network):
 
 
 def teaching(row: Row, field: Field | None) -> dict:
-    """DESIGN.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
+    """docs/design.md section 10's per-layer numbers: receptive field and jump per axis; a conv's dense equivalent."""
     out = {
         "receptive_field": None if field is None else [num.to_json(r) for r in field.size],
         "jump": None if field is None or field.whole else [num.to_json(j) for j in field.jump],

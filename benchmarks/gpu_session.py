@@ -57,7 +57,7 @@ def main() -> None:
     data["bench"] = []
     for dtype in ("float32", "bfloat16"):
         for compiled in (False, True):
-            result = bench(report, Options(device=device, batch=batch, dtype=dtype, compile=compiled, steps=steps))
+            result = bench(report, Options(device=device, batch=batch, dtype=dtype, amp=True, compile=compiled, steps=steps))
             data["bench"].append(result.to_dict())
             share = result.share(result.train)
             lines.append(

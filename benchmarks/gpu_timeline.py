@@ -1,6 +1,6 @@
 """Record a training step's memory phase by phase, and one inference forward, on a CUDA GPU.
 
-The method of ../shared/measurements/h200-training-memory.json (two warm-up steps, then one step
+The method of tests/fixtures/measurements/h200-training-memory.json (two warm-up steps, then one step
 measured: reset_peak_memory_stats() before each phase, max_memory_allocated() after it), for the
 specs here (graphs and modern layers included) and for inference (eval, inference_mode), which no
 recording has yet. It writes a NEW file (never overwrite a recording):

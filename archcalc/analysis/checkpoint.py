@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..layers.base import Tensor
+from ..layers.base import Tensor, split_keeps
 
 if TYPE_CHECKING:
     from .network import Network
@@ -73,8 +73,7 @@ def packs(row) -> tuple[tuple, tuple]:
     """What a row's nodes save, as torch packs it: (main op's, activation's) kept tensors (Layer.keeps)."""
     if not records_node(row):
         return (), ()
-    keeps = row.layer.keeps(row.input, row.output, row.grad)
-    return (keeps[:-1], keeps[-1:]) if row.layer.activation and keeps else (keeps, ())
+    return split_keeps(row.layer.activation, row.layer.keeps(row.input, row.output, row.grad))
 
 
 def _region(report: Network, path: str, first: int, stop: int) -> Region:

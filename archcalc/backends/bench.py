@@ -9,10 +9,11 @@ for [T, V]); a language model (token ids in, [T, V] out) on its own ids, shifted
 causal LM loss; else the mean squared error against a random target of the output's shape (a
 generator's image, a network ending in an element-wise function or in one value).
 
-`dtype` float16 or bfloat16 with `amp` (the default) means mixed precision:
-parameters and optimizer state stay float32 and the step runs under
-torch.autocast (float16 with a GradScaler), as one trains in practice. Without
-`amp` the parameters and the input are cast to the dtype ("pure" precision).
+`dtype` D means D-true, as on `show` and `memory`: the parameters and the input
+are cast to it ("pure" precision). Mixed precision is asked for by name
+(--precision bf16-mixed, 16-mixed) or with `amp`: parameters and optimizer state
+stay float32 and the step runs under torch.autocast in the float16 or bfloat16
+dtype (float16 with a GradScaler), as one trains in practice.
 
 Warm-up steps (which also compile, with `compile`) are not timed. The timed steps
 run back to back, bracketed by one pair of CUDA events on a GPU (by perf_counter
@@ -59,7 +60,7 @@ class Options:
     device: str | None = None  # None: cuda if there is one, else cpu
     batch: int = 32
     dtype: DType = DType.float32
-    amp: bool = True  # float16/bfloat16: autocast with float32 parameters; False: cast the parameters
+    amp: bool = False  # float16/bfloat16: autocast with float32 parameters (X-mixed); False: cast the parameters (X-true)
     compile: bool = False
     channels_last: bool = False
     tf32: bool = False  # float32 matmuls on tensor cores too (cuDNN convolutions use them by default)
@@ -71,6 +72,15 @@ class Options:
     def __post_init__(self):  # names given as strings are read into their enums (and refused if unknown)
         object.__setattr__(self, "dtype", DType(self.dtype))
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        for name, low in (("batch", 1), ("steps", 1), ("warmup", 0)):
+            value = getattr(self, name)
+            if not (value is None and name == "warmup") and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"Options({name}={value!r}): {name} must be a whole number >= {low}")
+        peak = self.peak_tflops
+        if peak is not None and (isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0 < peak < float("inf")):
+            raise ValueError(f"Options(peak_tflops={peak!r}): peak_tflops must be a finite number of TFLOP/s above 0, or None")
+        if self.device is not None and not isinstance(self.device, str):
+            raise TypeError(f"Options(device=...): device must be a str (cpu, cuda, cuda:1) or None, got {type(self.device).__name__}")
 
     @property
     def autocast(self) -> bool:
@@ -80,7 +90,8 @@ class Options:
     @classmethod
     def of(cls, report: Report, *, precision: str | None = None, dtype: str | None = None, **fields) -> Options:
         """The options `bench` is asked for: `precision` in Lightning's names (X-mixed: autocast in X, float32
-        parameters; X-true: everything in X) stands for `dtype` and `amp`; the dtype is the spec's unless given."""
+        parameters; X-true: everything in X) stands for `dtype` and `amp`; `dtype` D alone is D-true, as on show
+        and memory; the dtype is the spec's unless given."""
         if precision is not None:
             autocast = precision_autocast(precision)
             dtype, fields = autocast or precision_dtype(precision, dtype), fields | {"amp": autocast is not None}
@@ -146,6 +157,8 @@ Progress = Callable[[str, int, int], None]  # (phase, steps done, steps in all)
 
 def bench(report: Report, options: Options, progress: Progress | None = None) -> Result:
     """Warm up, then time `options.steps` training steps and as many inference steps."""
+    if not isinstance(options, Options):
+        raise TypeError(f"bench(report, options): options must be an archcalc.torch.Options, got {type(options).__name__}")
     torch = require()
     report = concrete(report)
     progress = progress or (lambda phase, done, total: None)

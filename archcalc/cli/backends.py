@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..core.untrusted import visible
+from ..core.untrusted import one_line, visible
 from .options import BATCH, DTYPE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
 from .output import Files, console
 
@@ -58,7 +58,7 @@ def _onnx(options: Options) -> None:
     exported = onnx(options.load(), **options.values)
     options.files().write(Path(options.output), exported.data)
     axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
-    click.echo(f"wrote {options.output} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
+    click.echo(f"wrote {one_line(options.output)} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
                f"checked with {exported.checked_with})", err=True)
 
 
@@ -72,9 +72,9 @@ def _finite(value: float | None) -> float | None:
 BENCH = (
     Flag("--batch", "-b", type=click.IntRange(min=1), default=32, show_default=True, metavar="B", help="Batch size."),
     Flag("--device", metavar="DEVICE", help="cuda, cuda:1 or cpu (default: cuda if there is one)."),
-    DTYPE.but(help="Compute dtype (default: the spec's)."),
-    Flag("--amp/--no-amp", default=True, show_default=True,
-         help="float16/bfloat16: autocast with float32 parameters; --no-amp casts the parameters too."),
+    DTYPE.but(help="Parameters and compute in this dtype, as --precision D-true (default: the spec's)."),
+    Flag("--amp/--no-amp", default=False, show_default=True,
+         help="With --dtype float16/bfloat16: autocast with float32 parameters instead (--precision 16-mixed, bf16-mixed)."),
     PRECISION,
     Flag("--compile", "compile", is_flag=True, help="torch.compile the model (warm-up compiles)."),
     Flag("--channels-last", is_flag=True, help="Channels-last memory format for the model and the input."),

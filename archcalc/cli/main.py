@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
 import sys
 
 import click
@@ -19,7 +20,11 @@ from . import backends, check, example, memory, show, teaching
 
 def run() -> None:
     """The `archcalc` command as a process (`python -m archcalc`, the installed script): `main` and exit,
-    without the collector's last pass over every object (sympy's: a tenth of a second at exit)."""
+    without the collector's last pass over every object (sympy's: a tenth of a second at exit). sympy's
+    caches hold 10,000 results each rather than 1,000 (read when sympy is first imported): a deep network's
+    formulas have more parts than that, and sorting them for printing computed their keys again and again
+    (500 symbolic layers: 0.4 s of the JSON)."""
+    os.environ.setdefault("SYMPY_CACHE_SIZE", "10000")
     atexit.register(gc.freeze)
     main()
 

@@ -142,7 +142,8 @@ def digits(text: str) -> bool:
 # The flags; click makes a new parameter at each use, so one declaration serves every command.
 SPEC = Flag("spec", argument=True, metavar="SPEC")
 SETS = Flag("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
-DTYPE = Flag("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+DTYPE = Flag("--dtype", type=click.Choice([d.value for d in DType]),
+             help="Parameters and compute in this dtype, the spec's overridden (--precision D-true; autocast: X-mixed).")
 OPTIMIZER = Flag("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True,
                  help="Optimizer state to count: sgd none, momentum 1, adam 2 copies of the parameters.")
 DEVICE = Flag("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..core.errors import ArchcalcError
-from ..core.untrusted import visible
+from ..core.untrusted import one_line, visible
 
 
 def console():
@@ -54,7 +54,7 @@ class Files:
         try:
             path.write_bytes(data)
         except OSError as error:
-            raise ArchcalcError(f"{visible(str(path))}: cannot write it: {error.strerror or error}") from None
+            raise ArchcalcError(f"{one_line(str(path))}: cannot write it: {error.strerror or error}") from None
 
     def put(self, text: str, output: str) -> None:
         """Text to the file `output`, saying so on stderr; to standard output for '-'."""
@@ -62,7 +62,7 @@ class Files:
             click.echo(text, nl=False)
             return
         self.write(Path(output), text)
-        click.echo(f"wrote {visible(output)}", err=True)
+        click.echo(f"wrote {one_line(output)}", err=True)
 
 
 def _holds(path: Path, data: bytes) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..core.untrusted import one_line
 from ..render import report as render
 from .options import ANALYSIS, BATCH, FORCE, OUTPUT, SETS, SPEC, TABLE_OR_JSON, TRAINING, Options, shared
 from .output import console
@@ -52,4 +53,4 @@ def draw(options: Options, depth: int | None) -> None:
     from ..render.draw import draw as picture
 
     options.files().check(Path(options.output))
-    click.echo(f"wrote {picture(options.report(), options.output, depth)}", err=True)
+    click.echo(f"wrote {one_line(str(picture(options.report(), options.output, depth)))}", err=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..core.untrusted import one_line
 from .options import ANALYSIS, FORCE, SETS, SPEC, TABLE_OR_JSON, Options, digits, shared
 from .output import console, folder
 
@@ -33,7 +34,7 @@ def quiz(options: Options, count: int, seed: int | None, into: str, variants: in
     files = drawn.files(f"{Path(options.spec).stem}-{seed}")
     _write(options, into, files)
     click.echo(drawn.markdown())
-    paths = [str(Path(into) / name) for name in files]
+    paths = [one_line(str(Path(into) / name)) for name in files]
     click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
 
 
@@ -46,7 +47,7 @@ def _variants(options: Options, count: int, seed: int, into: str, variants: int)
     for index, drawn in enumerate(quizzes, start=1):
         click.echo(f"variant {index}: " + ", ".join(f"{name} = {value}" for name, value in drawn.values))
     manifest = Path(into) / list(written)[-1]
-    click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {into}, and {manifest} (which student has which network).")
+    click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {one_line(into)}, and {one_line(str(manifest))} (which student has which network).")
 
 
 def _write(options: Options, into: str, files: dict[str, str]) -> None:

@@ -36,7 +36,7 @@ class Device(StrEnum):
     cuda = "cuda"
 
 
-# PyTorch Lightning's precision names (DESIGN.md section 9): "-true" runs everything in one dtype;
+# PyTorch Lightning's precision names (docs/design.md section 9): "-true" runs everything in one dtype;
 # "-mixed" keeps float32 parameters and runs the step under torch.autocast in AUTOCAST's dtype.
 PRECISIONS = {"32-true": "float32", "64-true": "float64", "bf16-true": "bfloat16", "16-true": "float16",
               "bf16-mixed": "float32", "16-mixed": "float32"}

@@ -17,8 +17,8 @@ def group(x: Value) -> str:
     x = num.normal(x)  # a sympy number is written as the number it is
     if isinstance(x, int):
         return f"{x:,}"
-    if isinstance(x, Fraction):
-        return f"{float(x):g}"
+    if isinstance(x, Fraction):  # grouped digits, never 1.82981e+09
+        return f"{x.numerator // x.denominator:,}" if x.denominator == 1 else f"{float(x):,.6f}".rstrip("0").rstrip(".")
     return num.text(x)
 
 

@@ -123,6 +123,13 @@ def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
     return (Kept(Tensor.pre, num.mul(y), what=f"{activation} input"),)
 
 
+def split_keeps(activation: str | None, keeps: tuple[Kept, ...]) -> tuple[tuple[Kept, ...], tuple[Kept, ...]]:
+    """A layer's kept tensors (Layer.keeps) as (its own op's, its activation's): `activation_keeps` puts the
+    activation's one tensor last, and autograd records it on a node of its own."""
+    keeps = tuple(keeps)
+    return (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     """Add a layer kind to LAYERS; a kind already there is refused (a second class would silently replace it)."""
     taken = LAYERS.get(cls.kind)
@@ -174,10 +181,12 @@ class Layer:
     channels_hint: ClassVar[str] = ""
     # and whether a quiz asks for its output shape (None: when the layer changes the shape).
     asks_shape: ClassVar[bool | None] = None
-    # Drawing (archcalc draw): the colour of its box, and whether it joins the box of the layer before instead
-    # (where it keeps that box's shape and reads only it).
+    # Drawing (archcalc draw): the colour of its box, whether it joins the box of the layer before instead
+    # (where it keeps that box's shape and reads only it), and whether an arrow comes in from its input
+    # (False: it reads the input for its size only, as a learned tensor does: no value flows along that edge).
     colour: ClassVar[str] = "#dddddd"
     joins_box_before: ClassVar[bool] = False
+    draws_input: ClassVar[bool] = True
     # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields,
     # and those of `torch_attributes` ((torch's attribute, the spec field it gives) where the names differ:
     # timm's DropPath.drop_prob is stochastic_depth's p). `torch_functions`: the functional calls and tensor methods

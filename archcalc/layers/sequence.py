@@ -75,6 +75,7 @@ class Parameter(Layer):
     """
 
     kind = "parameter"
+    draws_input = False  # its input gives the batch size (and T), no values: no arrow in the picture
     shape: tuple = sizes()
     length: Dim | None = size(None)  # rows of axis 0 used (default: all of them)
     # As torch holds it, so that a state_dict loads strictly: `bare`, a bare nn.Parameter whose state_dict key is the

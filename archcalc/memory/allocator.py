@@ -14,7 +14,13 @@ split only when enough would remain (should_split), otherwise the whole block is
 - the block found (cached or new) is split, the request at its start, when the remainder is at
   least 512 bytes (small pool) or more than 1 MiB (large pool); else it is handed out whole;
 - a freed block merges with its free neighbours of the same segment (try_merge_blocks); segments
-  are never given back (no empty_cache).
+  are never given back (no empty_cache), but under a cap (below);
+- under a cap (torch.cuda.set_per_process_memory_fraction: allowed_memory_maximum, compared with the bytes
+  reserved, never with the CUDA context): a new segment that would take the reserved bytes past the cap is
+  refused (alloc_block); the allocator then frees every cached segment that is wholly free, in both pools
+  (release_cached_blocks: a segment with a block still handed out stays, with its free parts), and tries
+  once more; refused again, it is out of memory (release_available_cached_blocks does nothing with the
+  default max_split_size; garbage collection is off by default).
 
 >>> a = Allocator()
 >>> x = a.malloc(1_210_368)                   # 1.15 MiB: large pool, a new 20 MiB segment, split
@@ -29,6 +35,9 @@ split only when enough would remain (should_split), otherwise the whole block is
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 BLOCK = 512  # kMinBlockSize: every request is rounded up to it
 SMALL = 2**20  # kSmallSize: the largest request of the small pool
@@ -67,15 +76,38 @@ def should_split(block: Block, size: int) -> bool:
     return remaining >= BLOCK if block.small else remaining > SMALL
 
 
+class OutOfMemory(Exception):
+    """A request that no cached block fits and the cap refuses a segment for, even after the cached segments are freed."""
+
+    def __init__(self, size: int, segment: int, allocated: int, reserved: int):
+        super().__init__(f"{size} bytes (a segment of {segment}): {allocated} allocated, {reserved} reserved")
+        self.size, self.segment, self.allocated, self.reserved = size, segment, allocated, reserved
+
+
 class Allocator:
     """The caching allocator's state: free blocks per pool (sorted by size, then address), the bytes
-    handed out (`allocated`, what memory_allocated() reads) and cudaMalloc'ed (`reserved`)."""
+    handed out (`allocated`, what memory_allocated() reads) and cudaMalloc'ed (`reserved`), under `cap`
+    reserved bytes if given (set_per_process_memory_fraction's allowed_memory_maximum).
 
-    def __init__(self):
+    >>> a = Allocator(cap=40 * 2**20)
+    >>> x = a.malloc(30 * 2**20); a.free(x)      # a 30 MiB segment, cached when freed
+    >>> y = a.malloc(8 * 2**20)                  # 8 MiB from it: split (22 MiB remain)
+    >>> z = a.malloc(24 * 2**20)                 # no block fits; 30 + 24 MiB > 40: the cached segment is split, so it stays
+    Traceback (most recent call last):
+    ...
+    archcalc.memory.allocator.OutOfMemory: 25165824 bytes (a segment of 25165824): 8388608 allocated, 31457280 reserved
+    >>> a.free(y); z = a.malloc(32 * 2**20)     # the 30 MiB segment, wholly free again, is released: 32 MiB fit
+    >>> a.reserved
+    33554432
+    """
+
+    def __init__(self, cap: int | None = None):
         self.pools: dict[bool, list] = {True: [], False: []}  # small? -> sorted (size, address, block) of free blocks
         self.allocated = 0
         self.reserved = 0
         self.top = 0  # the next segment's address
+        self.cap = cap
+        self.most_reserved = 0  # the highest `reserved` so far
 
     def malloc(self, nbytes: int) -> Block:
         size = round_size(nbytes)
@@ -85,9 +117,15 @@ class Allocator:
         if i < len(pool):
             block = pool.pop(i)[2]
         else:
-            block = Block(self.top, segment_size(size), small)
+            segment = segment_size(size)
+            if self.cap is not None and self.reserved + segment > self.cap:
+                self.release_cached()  # release_cached_blocks, then alloc_block once more
+                if self.reserved + segment > self.cap:
+                    raise OutOfMemory(size, segment, self.allocated, self.reserved)
+            block = Block(self.top, segment, small)
             self.top += block.size
             self.reserved += block.size
+            self.most_reserved = max(self.most_reserved, self.reserved)
         if should_split(block, size):
             rest = Block(block.address + size, block.size - size, small)
             rest.prev, rest.next = block, block.next
@@ -117,6 +155,27 @@ class Allocator:
                 block.size += other.size
         insort(pool, (block.size, block.address, block))
 
+    def release_cached(self) -> None:
+        """release_cached_blocks: every free block that is a whole segment (not split) is given back (cudaFree)."""
+        for pool in self.pools.values():
+            kept = [entry for entry in pool if entry[2].prev is not None or entry[2].next is not None]
+            self.reserved -= sum(entry[0] for entry in pool) - sum(entry[0] for entry in kept)
+            pool[:] = kept
+
+
+_taps: list[list] = []
+
+
+@contextmanager
+def tapped() -> Iterator[list]:
+    """The event lists `replay` is handed meanwhile, in order (the timeline hands it a step's events at a concrete
+    batch on CUDA: archcalc/memory/budget.py replays them again under a cap)."""
+    seen: list = []
+    _taps.append(seen)
+    try:
+        yield seen
+    finally:
+        _taps.remove(seen)
 
 
 def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cleared: tuple = ("gradients",)) -> dict | None:
@@ -133,6 +192,8 @@ def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cle
     bytes or more remain, and every request is a multiple of 512. So only the large pool is replayed block by
     block; the small pool's requests are only counted, and None says that no request reached the large pool
     (then the blocks are the requests: the peaks are the timeline's own)."""
+    for seen in _taps:
+        seen.append(events)
     if not any(op == "+" and s.size[0] > SMALL for op, s in events):
         return None
     first = next(i for i, e in enumerate(events) if e[0] == "phase")
@@ -200,3 +261,113 @@ def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cle
                         malloc(d)
                 peaks[phase] = a.allocated + small
     return peaks
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Where a replay under a cap ran out of memory: the step (1, 2, 3; 0 before the first), its phase, the kind of the
+    tensor asked for, the request and its segment, the bytes allocated and reserved then (the cached segments freed)."""
+
+    step: int
+    phase: str
+    kind: str
+    size: int
+    segment: int
+    allocated: int
+    reserved: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A training run replayed under a cap: whether every step ran, the most bytes reserved (what the cap
+    bounds) and allocated (the blocks handed out, cuDNN's workspaces left out: see `trains`) on the way."""
+
+    cap: int
+    reserved: int
+    allocated: int
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def trains(events: list, cap: int, steps: int = 3, soft: tuple = ("workspace",), lazy: tuple = ("optimizer state",),
+           cleared: tuple = ("gradients",)) -> Trial:
+    """Run `steps` training steps of a timeline's events (as `replay` takes them: the setup once, the optimizer's
+    state made by the first step's optimizer phase, what a step left freed at the next one's start) through the
+    allocator under `cap` reserved bytes, both pools block by block, and say whether it runs out of memory
+    (the recordings' method: two warm-up steps and the measured one, all under the cap).
+
+    A tensor of a `soft` kind made within a step (cuDNN's workspace, made and freed inside one convolution) is
+    left out: torch asks cuDNN for a plan whose workspace the allocator can give (an OutOfMemoryError on a
+    workspace is caught and a plan with a smaller one taken: aten/src/ATen/native/cudnn/Conv_v8.cpp), so a
+    workspace never stops a step, and one made and freed at once leaves the cached blocks as they were, merged
+    back (or a new segment, wholly free, that the next refusal releases). Its size in the timeline is a share
+    fitted to the recorded peaks, not the block cuDNN asks for under a cap. The cuBLAS workspaces, made before
+    the step, stay."""
+    run = _Run(events, cap, soft, lazy, cleared)
+    try:
+        run.setup()
+        for step in range(steps):
+            run.step(step)
+    except OutOfMemory as refused:
+        return run.trial(refused)
+    return run.trial()
+
+
+class _Run:
+    """`trains`' state: the allocator, the block of each storage alive, where the run is."""
+
+    def __init__(self, events: list, cap: int, soft: tuple, lazy: tuple, cleared: tuple):
+        first = next(i for i, e in enumerate(events) if e[0] == "phase")
+        self.before, self.events = events[:first], events[first:]
+        self.soft, self.lazy, self.cleared = soft, lazy, cleared
+        self.allocator = Allocator(cap)
+        self.blocks: dict = {}  # storage -> its Block while allocated (None: an empty tensor, no block)
+        self.deferred: list = []  # the optimizer's state, made by the first step
+        self.setup_storages: set = set()
+        self.most = 0  # the most bytes allocated
+        self.where = (0, "before the first step", "")  # step, phase, the kind of the storage being made
+
+    def malloc(self, s) -> None:
+        self.where = (*self.where[:2], s.kind)
+        self.blocks[s] = self.allocator.malloc(s.size[0]) if s.size[0] else None
+        self.most = max(self.most, self.allocator.allocated)
+
+    def free(self, s) -> None:
+        block = self.blocks.pop(s, None)
+        if block is not None:
+            self.allocator.free(block)
+
+    def setup(self) -> None:
+        """Parameters, buffers, the cuBLAS workspaces, the batch: once."""
+        for op, s in self.before:
+            if op == "+" and s.kind in self.lazy:
+                self.deferred.append(s)
+            elif op == "+":
+                self.malloc(s)
+            elif op == "-":
+                self.free(s)
+        self.setup_storages = set(self.blocks) | set(self.deferred)
+
+    def step(self, index: int) -> None:
+        # what the previous step left: stray ones first, then zero_grad's (gradients)
+        for s in sorted((s for s in self.blocks if s not in self.setup_storages), key=lambda s: s.kind in self.cleared):
+            self.free(s)
+        for op, s in self.events:
+            if op == "+" and s.kind not in self.soft:
+                self.malloc(s)
+            elif op == "-":
+                self.free(s)
+            elif op == "phase":
+                self.where = (index + 1, s, "")
+                if index == 0 and s == "optimizer":
+                    for d in self.deferred:
+                        self.malloc(d)
+
+    def trial(self, refused: OutOfMemory | None = None) -> Trial:
+        a = self.allocator
+        failure = None if refused is None else Failure(*self.where, refused.size, refused.segment, refused.allocated,
+                                                       refused.reserved)
+        return Trial(a.cap, a.most_reserved, self.most, failure)

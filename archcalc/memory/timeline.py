@@ -78,7 +78,7 @@ PHASES = ("forward", "backward", "optimizer")
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
          "activation gradients", "temporaries", "workspace", "weight copies", "block slack")
-# CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
+# CUDA's costs, from tests/fixtures/measurements/h200-training-memory.json (H200, torch 2.11):
 CUDA_BLOCK = allocator.BLOCK  # the caching allocator rounds every block up to 512 bytes (and more: archcalc/memory/allocator.py)
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
 # Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's

@@ -1,15 +1,32 @@
 """The network as a picture (`archcalc draw`): one box per tensor, sized by its shape, as NN-SVG and
-PlotNeuralNet draw CNNs, left to right, the output shape on each arrow, skips as brackets above.
+PlotNeuralNet draw CNNs, and one arrow per edge of the report's graph, nothing else.
 
-matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing.
-A box has its kind's colour (Layer.colour); the kinds that say so (Layer.joins_box_before: activation,
-dropout, batchnorm) join the box before them where they keep its shape; with `depth`, the layers under
-one dotted name (a block: `layer1.0.conv1`) fold into one box.
+matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing; it draws
+the shapes and measures the text. The layout is computed here (`layout`), before matplotlib renders it, so
+that tests read the boxes, arrows and labels it will draw:
+
+- boxes: a row each, less the layers that join the box before them (Layer.joins_box_before: activation,
+  dropout, batchnorm, where they keep its shape and only they read it), blocks folded at `depth` (the layers
+  under one dotted name: `layer1.0.conv1`); a box has its kind's colour (Layer.colour);
+- columns: a box stands one column right of the furthest box it reads (a layered drawing: the longest path);
+  the longest path from the input to the output runs along the main line, the other boxes (a downsample
+  branch, GPT-2's positions) in lanes below it, each at its column;
+- arrows: one per edge of the graph (a row's `inputs`; Layer.draws_input False: none) between two boxes, and
+  one from the last box to the output. An arrow between neighbours on a line is straight; every other runs
+  orthogonally: between neighbouring columns by one vertical line in the gap, farther on a horizontal track
+  of its own (skips above the main line, branches between the lanes, lines to later rows below a row), its
+  vertical parts in the gaps between columns, never through a box or a label nor along another line; each
+  leaves the right of its box and ends on the left face of the box that reads it, pointing at it;
+- labels: under each box its name, output shape and hyperparameters, wrapped to a measured width; a size
+  that is a long formula is named (H₁ = floor(H/4 - 7/4) + 1) and the names listed under the picture;
+- width: at most MAX_WIDTH inches; a longer network wraps onto rows of columns, cut where fewest arrows
+  cross; the arrows that cross a cut run between the rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +35,22 @@ from ..core.errors import ArchcalcError
 from ..report import Report, Row
 
 FORMATS = (".svg", ".png", ".pdf")
-MAX_BOXES = 500  # DenseNet-121 unfolded is 185 boxes (4 s); 10,000 would take many minutes and no one could read them
-# the colours of the two boxes that are no layer's
+MAX_BOXES = 500  # DenseNet-121 unfolded is 185 boxes; 10,000 would take minutes to draw and no one could read them
+# the colours of the boxes that are no layer's
 INPUT_COLOUR, BLOCK_COLOUR = "#eeeeee", "#f9d9a8"
+OUTPUT = "output"  # the edge from the last row to the model's output
+
+UNIT = 0.62  # inches per unit of the layout
+DPI = 160
+MAX_WIDTH = 20.0  # inches (3,200 px at 160 dpi): a network wider than this wraps onto rows
+RESERVE = 1.6  # units on the left kept for the arrows that enter a row from the one above
+# lengths in units: a slot (between two vertical lines in a gap), a track (between two horizontal lines in a
+# channel), the padding at a gap's or channel's sides, the least distance between two ports on a face
+SLOT, TRACK, PAD, PORT, MIN_GAP, CLEAR = 0.13, 0.15, 0.16, 0.09, 0.75, 0.05
+NAME, SHAPE, TEXT, TITLE, LEGEND = 8.5, 7.5, 7.0, 11.0, 7.5  # font sizes, points
+LABEL_WIDTH = 1.8  # units: labels wrap to this width (a long name to its own)
+SPACING = 1.3  # a line of text is this many times its font size high
+LONG = 12  # a size written with more characters than this gets a name
 
 
 @dataclass
@@ -30,26 +60,40 @@ class Node:
     label: str  # the hyperparameters, and what joined the box
     shape: tuple
     rows: list[Row] = field(default_factory=list)
-    inputs: tuple[str, ...] = ()  # the names of the nodes it reads (a graph's); () : the node before
-    skips: set[str] = field(default_factory=set)  # nodes read from inside a folded block (a residual): drawn as arcs
+    inputs: tuple[str, ...] = ()  # the names of the boxes it reads, in order (arrows into it)
     colour: str = INPUT_COLOUR
+
+
+def edges(report: Report) -> list[tuple[str, str]]:
+    """The graph's edges the picture draws, (source row, reading row) in the order of the readers: each
+    row's inputs ('input': the model's input), but for a kind that reads its input for the size only
+    (Layer.draws_input), and the last row to OUTPUT."""
+    out: list[tuple[str, str]] = []
+    for i, row in enumerate(report.rows):
+        if row.layer.draws_input:
+            reads = getattr(row, "inputs", None) or ((report.rows[i - 1].name,) if i else ("input",))
+            out += [(name, row.name) for name in reads]
+    return [*out, (report.rows[-1].name if report.rows else "input", OUTPUT)]
 
 
 def nodes(report: Report, depth: int | None = None) -> list[Node]:
     """The boxes to draw, in order: a row each, less the pass-through layers, blocks folded at `depth`."""
+    readers = Counter(source for source, _ in edges(report))
     out: list[Node] = []
-    owner: dict[str, str] = {"input": "input"}  # a row's name -> the node that shows it
+    owner: dict[str, str] = {"input": "input"}  # a row's name -> the box that shows it
     for row in report.rows:
         group = ".".join(row.name.split(".")[:depth]) if depth else row.name
-        inputs = tuple(owner.get(name, name) for name in getattr(row, "inputs", None) or ())
+        reads = [source for source, reader in edges_of(report, row)]
+        inputs = tuple(dict.fromkeys(owner.get(name, name) for name in reads))
         if out and group != row.name and out[-1].name == group:
-            node = out[-1]  # a folded block: its box keeps growing; what it reads from outside is a skip
+            node = out[-1]  # a folded block: its box keeps growing
             node.shape, node.rows = row.output, [*node.rows, row]
-            node.skips |= {source for source in inputs if source != group}
-        elif out and row.layer.joins_box_before and row.output == row.input and not inputs[1:]:
-            node = out[-1]
+            node.inputs = tuple(dict.fromkeys([*node.inputs, *(i for i in inputs if i != group)]))
+        elif (out and out[-1].kind != "block" and row.layer.joins_box_before and row.output == row.input
+              and reads == [out[-1].rows[-1].name] and readers[reads[0]] == 1):
+            node = out[-1]  # it reads the box's tensor, and nothing else does: one box shows both
             node.label = ", ".join(p for p in (node.label, f"{row.kind} {row.layer.summary(row.input)}".strip()) if p)
-            node.rows.append(row)
+            node.shape, node.rows = row.output, [*node.rows, row]
         else:
             block = group != row.name
             label = "" if block else row.layer.summary(row.input)
@@ -65,6 +109,124 @@ def nodes(report: Report, depth: int | None = None) -> list[Node]:
     return out
 
 
+def edges_of(report: Report, row: Row) -> list[tuple[str, str]]:
+    """The drawn edges into one row."""
+    if not row.layer.draws_input:
+        return []
+    if getattr(row, "inputs", None):
+        return [(name, row.name) for name in row.inputs]
+    i = report.rows.index(row)
+    return [(report.rows[i - 1].name if i else "input", row.name)]
+
+
+# The layout -----------------------------------------------------------------------------------------------
+
+Bounds = tuple[float, float, float, float]  # x0, y0, x1, y1 (y up)
+
+
+@dataclass
+class Label:
+    """One line of text: its anchor (ha at x, its top at y) and the rectangle it takes, measured."""
+    text: str
+    x: float
+    y: float
+    size: float
+    bounds: Bounds
+    weight: str = "normal"
+    colour: str = "#333333"
+    ha: str = "center"
+
+
+@dataclass
+class Box:
+    """A tensor's box: the front face's bottom left (x0, y0), its width w and height h, and its depth d, drawn
+    obliquely up and right by d/2. The input's box has node.kind 'input'; the output is a marker ('output'),
+    not drawn, its label beside the arrow's head."""
+    node: Node
+    column: int
+    lane: int
+    x0: float = 0.0
+    y0: float = 0.0
+    w: float = 0.0
+    h: float = 0.0
+    d: float = 0.0
+
+    @property
+    def bounds(self) -> Bounds:
+        return (self.x0, self.y0, self.x0 + self.w + self.d / 2, self.y0 + self.h + self.d / 2)
+
+    @property
+    def centre(self) -> float:
+        return self.y0 + self.h / 2
+
+
+@dataclass
+class Arrow:
+    """One edge of the graph: (source row, reading row), from box `source` to box `target` (indices of
+    Drawing.boxes) along `points`; its head is at the last point, on the target's left face."""
+    edge: tuple[str, str]
+    source: int
+    target: int
+    points: list[tuple[float, float]] = field(default_factory=list)
+    straight: bool = False
+
+
+@dataclass
+class Drawing:
+    boxes: list[Box]
+    arrows: list[Arrow]
+    labels: list[Label]
+    width: float  # units; the picture spans x in [0, width], y in [-height, 0]
+    height: float
+    rows: int = 1  # the rows of columns it wraps onto
+
+    @property
+    def inches(self) -> tuple[float, float]:
+        return self.width * UNIT, self.height * UNIT
+
+
+class Measure:
+    """Text widths in layout units, from the font matplotlib draws with (matplotlib.textpath)."""
+
+    def __init__(self) -> None:
+        from matplotlib.font_manager import FontProperties
+        from matplotlib.textpath import TextToPath
+
+        self._path, self._font, self._seen = TextToPath(), FontProperties, {}
+
+    def width(self, text: str, size: float, weight: str = "normal") -> float:
+        key = (text, size, weight)
+        if key not in self._seen:
+            w, _, _ = self._path.get_text_width_height_descent(text, self._font(size=size, weight=weight), ismath=False)
+            self._seen[key] = (w * 1.06 + 1.0) / 72 / UNIT  # a margin for the rasteriser's rounding
+        return self._seen[key]
+
+    @staticmethod
+    def height(size: float) -> float:
+        return size * SPACING / 72 / UNIT
+
+    def wrap(self, text: str, width: float, size: float, weight: str = "normal", seps: tuple[str, ...] = (", ", " ")) -> list[str]:
+        """Lines of at most `width`: broken after the first separator that gives pieces, then anywhere."""
+        if self.width(text, size, weight) <= width:
+            return [text]
+        for sep in seps:
+            parts = text.split(sep)
+            if len(parts) > 1:
+                pieces = [p + sep.rstrip() for p in parts[:-1]] + [parts[-1]]
+                lines: list[str] = []
+                for piece in pieces:
+                    joined = f"{lines[-1]}{' ' if sep.endswith(' ') else ''}{piece}" if lines else piece
+                    if lines and self.width(joined, size, weight) <= width:
+                        lines[-1] = joined
+                    else:
+                        lines.append(piece)
+                return [part for line in lines for part in self.wrap(line, width, size, weight, seps[seps.index(sep) + 1:])]
+        cut = max(1, len(text) - 1)  # no separator left: the longest head that fits
+        while cut > 1 and self.width(text[:cut], size, weight) > width:
+            cut -= 1
+        return [text[:cut], *self.wrap(text[cut:], width, size, weight, ())]
+
+
 def _size(n, low: float, high: float, largest: float, power: float | None = None) -> float:
     """A length for a size n, from `low` (n = 1) to `high` (n = largest): as a power of n (0.5: area-like;
     55 against 224 still looks smaller), or on a log scale (None: for sizes spread over decades)."""
@@ -77,6 +239,459 @@ def _size(n, low: float, high: float, largest: float, power: float | None = None
     return low + (high - low) * share
 
 
+class Names:
+    """Short names for the sizes that are long formulas: H₁ = floor(H/4 - 7/4) + 1, found by sympy's common
+    subexpression elimination (on the factored formulas), so that 256*H₄*W₄ names the flattened size of a
+    symbolic AlexNet. Names are numbered in the order the picture shows them."""
+
+    def __init__(self, values) -> None:
+        self.names: dict[str, object] = {}  # a formula's text -> what the picture writes instead (a formula in names)
+        self.legend: list[tuple[str, str]] = []  # (name, formula)
+        long = list(dict.fromkeys(v for v in values if not num.is_concrete(v) and len(fmt.group(v)) > LONG))
+        if not long:
+            return
+        import sympy
+
+        self._sympy, self._count, self._given, self._nice = sympy, Counter(), {}, {}
+        replaced, reduced = sympy.cse([sympy.factor(v) for v in long], symbols=sympy.numbered_symbols("_archcalc_draw_"))
+        self._defs = dict(replaced)
+        for value, formula in zip(long, reduced):
+            formula = self._rename(formula)
+            self.names[fmt.group(value)] = self._new(formula) if len(fmt.group(formula)) > LONG else formula
+
+    def _rename(self, formula):
+        """The formula with cse's placeholders named, in the order they are written."""
+        import re
+
+        text = str(formula)
+        for placeholder in sorted(formula.free_symbols & self._defs.keys(),
+                                  key=lambda s: re.search(rf"\b{s}\b", text).start()):
+            if placeholder not in self._nice:
+                self._nice[placeholder] = self._new(self._rename(self._defs[placeholder]))
+        return formula.xreplace(self._nice)
+
+    def _new(self, formula):
+        """A name for a formula, listed in the legend: the one free size it is made from and a number (H₂), n₁ else."""
+        if formula not in self._given:
+            free = {str(s) for s in formula.free_symbols}
+            stem = next(iter(free)) if len(free) == 1 and not free & {str(n) for n in self._given.values()} else "n"
+            self._count[stem] += 1
+            self._given[formula] = self._sympy.Symbol(f"{stem}{str(self._count[stem]).translate(_SUBSCRIPT)}")
+            self.legend.append((str(self._given[formula]), fmt.group(formula)))
+        return self._given[formula]
+
+    def size(self, value) -> str:
+        return fmt.group(self.names.get(fmt.group(value), value))
+
+    def total(self, value, limit: int = 60) -> str:
+        """A formula not among the sizes (the parameters) in the sizes' names where they are floor(...) + k,
+        named whole if it is still longer than `limit`."""
+        if num.is_concrete(value) or len(fmt.group(value)) <= limit or not self.names:
+            return fmt.short(value) if num.is_concrete(value) else fmt.group(value)
+        sympy = self._sympy
+        rules = {}
+        for formula, name in self._given.items():
+            atoms = formula.atoms(sympy.floor)
+            if len(atoms) == 1 and (formula - next(iter(atoms))).is_number:
+                rules[next(iter(atoms))] = name - (formula - next(iter(atoms)))
+        out = sympy.expand(value.xreplace(rules))
+        return fmt.group(out if len(fmt.group(out)) <= limit else self._new(out))
+
+    def shape(self, shape) -> str:
+        if len(shape) == 1:
+            return self.size(shape[0])
+        return "×".join(fmt.term(self.names.get(fmt.group(d), d)) for d in shape)
+
+    def text(self, text: str) -> str:
+        """A summary with the named formulas written by their names (the longest first)."""
+        for formula in sorted(self.names, key=len, reverse=True):
+            short = fmt.term(self.names[formula])
+            text = text.replace(f"({formula})", short).replace(formula, short)
+        return text
+
+
+_SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def layout(report: Report, depth: int | None = None, measure: Measure | None = None) -> Drawing:
+    """Where every box, arrow and label goes (see the module's docstring); `measure` measures text."""
+    measure = measure or Measure()
+    boxes_ = nodes(report, depth)
+    if len(boxes_) > MAX_BOXES:
+        raise ArchcalcError(f"{len(boxes_):,} boxes are too many to draw (at most {MAX_BOXES})\n"
+                            "  hint: --depth 1 folds each block into one box")
+    last = report.rows[-1].output if report.rows else report.input
+    items = [Node("input", "input", "", report.input), *boxes_, Node(OUTPUT, OUTPUT, "", last)]
+    owner = {"input": 0, OUTPUT: len(items) - 1}
+    for i, node in enumerate(items[1:-1], 1):
+        owner.update((row.name, i) for row in node.rows)
+    arcs = [(edge, owner[edge[0]], owner[edge[1]]) for edge in edges(report) if owner[edge[0]] != owner[edge[1]]]
+    names = Names([d for node in items for d in node.shape])
+
+    # Columns: one right of the furthest box read; a box that reads nothing drawn (a learned tensor) stands
+    # just before its first reader.
+    preds: dict[int, list[int]] = defaultdict(list)
+    succs: dict[int, list[int]] = defaultdict(list)
+    for _, s, t in arcs:
+        preds[t].append(s)
+        succs[s].append(t)
+    column = {0: 0}
+    sources = [i for i in range(1, len(items)) if not preds[i]]
+    for i in range(1, len(items)):
+        if i not in sources:
+            column[i] = max((column[p] + 1 for p in preds[i] if p not in sources), default=1)
+    for i in sorted(sources, reverse=True):
+        column[i] = max(0, min((column[s] for s in succs[i]), default=column.get(i - 1, 0) + 1) - 1)
+    for i in range(1, len(items)):  # a reader of a source alone: after it
+        column[i] = max([column[i], *(column[p] + 1 for p in preds[i])])
+    # The main line: the longest path back from the output, the first input at a tie
+    lane = {}
+    i = len(items) - 1
+    while True:
+        lane[i] = 0
+        before = [p for p in preds[i] if column[p] == column[i] - 1]
+        if not before:
+            break
+        i = next((p for p in before if p not in sources), before[0])
+    taken = {(column[i], 0) for i in lane}
+    for i in range(len(items)):
+        if i in lane:
+            continue
+        chain = [lane[p] for p in preds[i] if p in lane and lane[p] < 0 and (column[i], lane[p]) not in taken]
+        lane[i] = chain[0] if chain else next(k for k in range(-1, -len(items) - 2, -1) if (column[i], k) not in taken)
+        taken.add((column[i], lane[i]))
+    ncol = max(column.values()) + 1
+    by_column: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(items)):
+        by_column[column[i]].append(i)
+
+    # Sizes: boxes from their shapes, labels measured and wrapped
+    shapes = [node.shape for node in items]
+    spatial = max([float(d) for s in shapes for d in s[1:] if num.is_concrete(d)] or [1])
+    channels = max([float(s[0]) for s in shapes if len(s) > 1 and num.is_concrete(s[0])] or [1])
+    flat = max([float(s[0]) for s in shapes if len(s) == 1 and num.is_concrete(s[0])] or [1])
+    boxes = [Box(node, column[i], lane[i]) for i, node in enumerate(items)]
+    stacks: list[list[tuple[str, float, str, str]]] = []  # per box: (text, size, weight, colour) lines
+    for box in boxes:
+        node = box.node
+        if node.kind == OUTPUT:
+            box.w, box.h, box.d = 0.0, 0.0, 0.0
+        elif len(node.shape) == 1:
+            box.w, box.h, box.d = 0.18, _size(node.shape[0], 0.6, 4.2, flat), 0.18
+        else:
+            box.h = _size(node.shape[1], 0.35, 4.2, spatial, 0.6)
+            box.d = _size(node.shape[-1], 0.25, 2.2, spatial, 0.6) if len(node.shape) > 2 else 0.3
+            box.w = _size(node.shape[0], 0.1, 1.2, channels, 0.6)
+        lines = [(line, NAME, "bold", "#000000") for line in measure.wrap(node.name, LABEL_WIDTH, NAME, "bold", (".", "_"))]
+        lines += [(line, SHAPE, "normal", "#1f4e79") for line in measure.wrap(names.shape(node.shape), LABEL_WIDTH, SHAPE, seps=("×", " "))]
+        if node.label:
+            lines += [(line, TEXT, "normal", "#333333") for line in measure.wrap(names.text(node.label), LABEL_WIDTH, TEXT)]
+        stacks.append(lines)
+    label_width = [max(measure.width(t, s, w) for t, s, w, _ in lines) for lines in stacks]
+    label_height = [sum(measure.height(s) for _, s, _, _ in lines) for lines in stacks]
+    boxes[-1].h = label_height[-1]  # the output's label stands beside the arrow's head, centred on it
+    colw = [0.0] * ncol
+    for i, box in enumerate(boxes):
+        wide = label_width[i] + 0.12 if box.node.kind == OUTPUT else max(box.w + box.d / 2, label_width[i]) + 0.2
+        colw[box.column] = max(colw[box.column], wide)
+    degree = Counter()
+    for _, s, t in arcs:
+        degree[column[s]] += 1  # a slot in the gap after the source's column
+        degree[column[t] - 1] += 1  # and in the gap before the target's
+    gapw = [max(MIN_GAP, 2 * PAD + SLOT * degree[c]) for c in range(ncol)]
+    gapw[-1] = 0.1
+
+    reserve = RESERVE if sum(colw) + sum(gapw) > MAX_WIDTH / UNIT - 0.6 else 0.3
+    while True:  # the left margin grows until the lines that enter rows from above fit in it
+        try:
+            return _place(report, measure, names, boxes, stacks, label_height, arcs, column, lane, by_column, colw, gapw, reserve)
+        except _Margin as wider:
+            if wider.needed > MAX_WIDTH / UNIT / 3:
+                raise ArchcalcError(f"too many lines ({wider.lines}) enter rows from above to draw them apart within "
+                                    f"{MAX_WIDTH:g} inches\n  hint: --depth 1 folds each block into one box") from None
+            reserve = wider.needed
+
+
+class _Margin(Exception):
+    """The left margin is too narrow for the lines that enter rows from above: `needed` units would do."""
+
+    def __init__(self, needed: float, lines: int) -> None:
+        self.needed, self.lines = needed, lines
+
+
+def _place(report, measure, names, boxes, stacks, label_height, arcs, column, lane, by_column, colw, gapw, reserve) -> Drawing:
+    """Rows, routes, tracks, heights and the points of every line, with `reserve` units of left margin."""
+    ncol = len(colw)
+    # Rows: all columns on one if they fit, else the fewest rows that fit, of about even widths (_rows)
+    crossing: list[Counter] = [Counter() for _ in range(ncol)]
+    for _, s, t in arcs:
+        for c in range(column[s], column[t]):
+            crossing[c][s] += 1
+    most = MAX_WIDTH / UNIT - reserve - 0.3
+    fewest = len(_rows(colw, gapw, crossing, most))
+    budget = (sum(colw) + sum(gapw)) / fewest
+    while budget < most and len(_rows(colw, gapw, crossing, budget)) > fewest:
+        budget *= 1.04  # rows of about even widths: the fewest rows, each as narrow as that allows
+    bands = _rows(colw, gapw, crossing, min(budget, most))
+    band = {c: b for b, cols in enumerate(bands) for c in cols}
+
+    # Routes: straight, Z (one vertical in the gap between neighbouring columns), by a channel's track (the
+    # channel above a lane, 'T' for lane 0, or 'IB': below a row, where arrows go on to the next rows)
+    route = []  # per arc: (kind, channels)
+    used_straight = set()
+    z_lanes: dict[int, set[tuple[str, int]]] = defaultdict(set)  # per gap, the lanes Z lines leave and enter
+    for _, s, t in arcs:
+        cs, ct, a, b = column[s], column[t], lane[s], lane[t]
+        if band[cs] != band[ct]:
+            hops = [(band[cs], "IB")] + ([(band[ct] - 1, "IB")] if band[ct] > band[cs] + 1 else [])
+            route.append(("wrap", hops))
+        elif ct == cs + 1 and a == b and (s, t) not in used_straight:
+            used_straight.add((s, t))
+            route.append(("straight", []))
+        elif ct == cs + 1 and ("in", a) not in z_lanes[cs] and ("out", b) not in z_lanes[cs]:
+            # one vertical between the faces; its stubs cross the gap, so no other Z line may enter the lane
+            # it leaves or leave the lane it enters (their stubs could lie on one height): those take a channel
+            z_lanes[cs] |= {("out", a), ("in", b)}
+            route.append(("z", []))
+        else:
+            route.append(("channel", [(band[cs], min(a, b))]))
+    # Ports: which side of a face (up, down or the centre) each arc leaves and enters by
+    sides = []
+    for (_, s, t), (kind, hops) in zip(arcs, route):
+        a, b = lane[s], lane[t]
+        if kind == "straight":
+            sides.append(("centre", "centre"))
+        elif kind == "z":
+            sides.append(("up" if b >= a else "down", "up" if a >= b else "down"))
+        elif kind == "wrap":
+            sides.append(("down", "up"))
+        else:
+            k = hops[0][1]
+            sides.append(("up" if k == a else "down", "up" if k == b else "down"))
+    faces: dict[tuple[int, str], list[int]] = defaultdict(list)  # (box, 'out'|'in') -> arcs
+    for n, (_, s, t) in enumerate(arcs):
+        faces[(s, "out")].append(n)
+        faces[(t, "in")].append(n)
+    for i, box in enumerate(boxes):
+        most = max([Counter(sides[n][0 if face == "out" else 1] for n in faces[(i, face)]).get(side, 0)
+                    for face in ("out", "in") for side in ("up", "down")] + [0])
+        if box.node.kind != OUTPUT:
+            box.h = max(box.h, 2 * PORT * (most + 1))
+
+    # Tracks: each arc's horizontal runs on a track of its own in its channel, the shortest nearest the boxes
+    x_of_gap: dict[int, float] = {}  # a gap's left edge, per column (the gap after it)
+    x_of_column: dict[int, float] = {}
+    for cols in bands:
+        x = reserve
+        for c in cols:
+            x_of_column[c] = x
+            x_of_gap[c] = x + colw[c]
+            x += colw[c] + gapw[c]
+    channel_arcs: dict[tuple, list[tuple[float, int, int]]] = defaultdict(list)  # -> (span, arc, hop)
+    for n, ((_, s, t), (kind, hops)) in enumerate(zip(arcs, route)):
+        for h, hop in enumerate(hops):
+            if kind == "wrap":
+                left = x_of_gap[column[s]] if h == 0 else 0.0
+                right = x_of_column[column[t]] if h == len(hops) - 1 else 0.0
+                span = abs(right - left) if len(hops) == 1 else (left if h == 0 else right)
+            else:
+                span = x_of_column[column[t]] - x_of_gap[column[s]]
+            channel_arcs[hop].append((span, n, h))
+    for hop in channel_arcs:
+        channel_arcs[hop].sort()
+
+    # Heights, row by row from the top: the title, then per row: the channel above each lane, the lane's
+    # boxes, their labels; the channel below the row
+    title = f"{report.model}: input {names.shape(report.input)}, {names.total(report.totals['params'])} parameters"
+    content = reserve + max(sum(colw[c] + gapw[c] for c in cols) for cols in bands) + 0.3
+    width = min(max(content, measure.width(title, TITLE, "bold") + 0.6), MAX_WIDTH / UNIT)
+    labels: list[Label] = []
+    y = -0.25
+    for line in measure.wrap(title, width - 0.6, TITLE, "bold", (", ", " ")):
+        labels.append(_label(measure, line, width / 2, y, TITLE, "bold", "#000000"))
+        y -= measure.height(TITLE)
+    y -= 0.1
+    track_y: dict[tuple[int, int], float] = {}  # (arc, hop) -> y
+    centre: dict[int, float] = {}
+    labels_top: dict[tuple[int, int], float] = {}
+    for b, cols in enumerate(bands):
+        members = [i for c in cols for i in by_column[c]]
+        for k in sorted({lane[i] for i in members}, reverse=True):
+            y = _channel(channel_arcs.get((b, k), []), y, track_y)
+            inlane = [i for i in members if lane[i] == k]
+            up = max(boxes[i].h / 2 + boxes[i].d / 2 for i in inlane)
+            down = max(boxes[i].h / 2 for i in inlane)
+            for i in inlane:
+                centre[i] = y - up
+            y -= up + down + 0.12
+            labels_top[(b, k)] = y
+            y -= max([label_height[i] for i in inlane if boxes[i].node.kind != OUTPUT] + [0]) + 0.1
+        y = _channel(channel_arcs.get((b, "IB"), []), y, track_y) - (0.15 if b + 1 < len(bands) else 0)
+
+    # Boxes and their labels
+    for i, box in enumerate(boxes):
+        c = box.column
+        if box.node.kind == OUTPUT:
+            box.x0 = x_of_column[c]
+            box.y0 = centre[i] - box.h / 2
+            top = centre[i] + label_height[i] / 2
+            for text, size, weight, colour in stacks[i]:
+                labels.append(_label(measure, text, box.x0 + 0.12, top, size, weight, colour, "left"))
+                top -= measure.height(size)
+            continue
+        box.x0 = x_of_column[c] + (colw[c] - box.w - box.d / 2) / 2
+        box.y0 = centre[i] - box.h / 2
+        top = labels_top[(band[c], box.lane)]
+        for text, size, weight, colour in stacks[i]:
+            labels.append(_label(measure, text, x_of_column[c] + colw[c] / 2, top, size, weight, colour))
+            top -= measure.height(size)
+
+    # Ports: on each face, the arcs by side, ordered so that lines from one face do not cross
+    def far_y(n: int, end: str) -> float:
+        """Where the arc's vertical next to this end goes: its track, or the other box's centre."""
+        kind, hops = route[n]
+        if kind == "z":
+            return centre[arcs[n][2 if end == "out" else 1]]
+        return track_y[(n, 0 if end == "out" else len(hops) - 1)]
+
+    port: dict[tuple[int, str], float] = {}
+    order: dict[tuple[int, str], int] = {}  # nearness to the face, per side: 0 nearest
+    for (i, face), ns in faces.items():
+        box = boxes[i]
+        which = 0 if face == "out" else 1
+        straight = any(sides[n][which] == "centre" for n in ns)
+        if not straight and len(ns) == 1:
+            port[(ns[0], face)] = centre[i]
+            order[(ns[0], face)] = 0
+            continue
+        for side in ("up", "down"):
+            these = sorted((n for n in ns if sides[n][which] == side), key=lambda n: far_y(n, face), reverse=side == "up")
+            step = box.h / 2 / (len(these) + 1)
+            for rank, n in enumerate(these):  # the highest line (up) or the lowest (down) nearest the box
+                port[(n, face)] = centre[i] + (1 if side == "up" else -1) * step * (len(these) - rank)
+                order[(n, face)] = rank
+        for n in ns:
+            if sides[n][which] == "centre":
+                port[(n, face)] = centre[i]
+
+    # Slots: each vertical line in a gap at its own x: the lines leaving the column on the left (the lowest
+    # lane nearest), the Z lines in the middle, the lines entering the next column on the right (the top
+    # lane nearest); lines entering a row's first column, and going down past rows, in the left margin
+    left: dict[int, list] = defaultdict(list)
+    middle: dict[int, list] = defaultdict(list)
+    right: dict[int, list] = defaultdict(list)
+    for n, ((_, s, t), (kind, _)) in enumerate(zip(arcs, route)):
+        if kind == "straight":
+            continue
+        if kind == "z":
+            middle[column[s]].append(((lane[s], lane[t]), n))
+            continue
+        left[column[s]].append(((lane[s], sides[n][0] != "up", order[(n, "out")]), n))
+        right[column[t] - 1].append(((-lane[t], sides[n][1] != "up", order[(n, "in")]), n))
+    slot_out: dict[int, float] = {}
+    slot_in: dict[int, float] = {}
+    slot_z: dict[int, float] = {}
+    leading = 0
+    for c in range(ncol):
+        if c in x_of_gap:
+            x0 = x_of_gap[c] + PAD
+            for rank, (_, n) in enumerate(sorted(left[c])):
+                slot_out[n] = x0 + rank * SLOT
+            for rank, (_, n) in enumerate(sorted(middle[c])):
+                slot_z[n] = x0 + (len(left[c]) + rank) * SLOT
+        first = c + 1 < ncol and band.get(c + 1) != band.get(c)  # c + 1 begins a row: its gap is the margin
+        x1 = (reserve if first else x_of_column.get(c + 1, 0.0)) - PAD
+        for rank, (_, n) in enumerate(sorted(right[c])):
+            slot_in[n] = x1 - rank * SLOT
+        if first:
+            leading = max(leading, len(right[c]))
+    down = sorted((n for n, (kind, hops) in enumerate(route) if kind == "wrap" and len(hops) > 1),
+                  key=lambda n: track_y[(n, 0)])
+    slot_down = {n: PAD + rank * SLOT for rank, n in enumerate(down)}
+    if reserve - PAD - leading * SLOT < PAD + len(down) * SLOT - 1e-9 and len(bands) > 1:
+        raise _Margin(2 * PAD + (leading + len(down)) * SLOT + 0.05, leading + len(down))
+
+    # The arrows' points
+    arrows = []
+    for n, ((edge, s, t), (kind, hops)) in enumerate(zip(arcs, route)):
+        start = boxes[s].bounds[2] + CLEAR if boxes[s].node.kind != OUTPUT else boxes[s].x0
+        end = boxes[t].x0 - CLEAR
+        ys, yt = port[(n, "out")], port[(n, "in")]
+        if kind == "straight":
+            points = [(start, ys), (end, yt)]
+        elif kind == "z":
+            points = [(start, ys), (slot_z[n], ys), (slot_z[n], yt), (end, yt)]
+        elif len(hops) == 1:
+            ty = track_y[(n, 0)]
+            points = [(start, ys), (slot_out[n], ys), (slot_out[n], ty), (slot_in[n], ty), (slot_in[n], yt), (end, yt)]
+        else:
+            t0, t1 = track_y[(n, 0)], track_y[(n, 1)]
+            points = [(start, ys), (slot_out[n], ys), (slot_out[n], t0), (slot_down[n], t0), (slot_down[n], t1),
+                      (slot_in[n], t1), (slot_in[n], yt), (end, yt)]
+        arrows.append(Arrow(edge, s, t, _clean(points), kind == "straight"))
+
+    # The names of long sizes, under the picture
+    if names.legend:
+        y -= 0.2
+        for name, formula in names.legend:
+            for line in measure.wrap(f"{name} = {formula}", width - 0.6, LEGEND, seps=(" + ", " ")):
+                labels.append(_label(measure, line, 0.3, y, LEGEND, "normal", "#333333", "left"))
+                y -= measure.height(LEGEND)
+    return Drawing(boxes, arrows, labels, width, -y + 0.2, len(bands))
+
+
+def _rows(colw: list[float], gapw: list[float], crossing: list[Counter], budget: float) -> list[range]:
+    """Columns in rows of at most `budget` units: a row ends where the arcs of fewest boxes cross (one box:
+    its lines go on to the next row together), then where fewest arcs cross, then as late as can be, once it
+    is 60% full; the output never stands alone."""
+    ncol, bands, start = len(colw), [], 0
+    while start < ncol:
+        fits, width = [], 0.0
+        for c in range(start, ncol):
+            width += colw[c] + gapw[c]
+            if width > budget and c > start:
+                break
+            fits.append((c, width))
+        if fits[-1][0] == ncol - 1:
+            bands.append(range(start, ncol))
+            break
+        near = [c for c, w in fits if w >= 0.6 * budget and c < ncol - 2] or [fits[-1][0]]
+        cut = min(near, key=lambda c: (len(crossing[c]), sum(crossing[c].values()), -c))
+        bands.append(range(start, cut + 1))
+        start = cut + 1
+    return bands
+
+
+def _channel(arcs: list[tuple[float, int, int]], y: float, track_y: dict) -> float:
+    """Lay a channel's tracks from y down, the first (shortest) lowest; returns the y below it."""
+    height = 2 * PAD + TRACK * max(len(arcs) - 1, 0) if arcs else 0.3
+    for rank, (_, n, h) in enumerate(arcs):
+        track_y[(n, h)] = y - height + PAD + rank * TRACK
+    return y - height
+
+
+def _clean(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The polyline without repeated points and without a point in the middle of a straight run."""
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if out and math.isclose(p[0], out[-1][0]) and math.isclose(p[1], out[-1][1]):
+            continue
+        if len(out) >= 2 and ((math.isclose(out[-2][0], out[-1][0]) and math.isclose(out[-1][0], p[0]))
+                              or (math.isclose(out[-2][1], out[-1][1]) and math.isclose(out[-1][1], p[1]))):
+            out[-1] = p
+            continue
+        out.append(p)
+    return out
+
+
+def _label(measure: Measure, text: str, x: float, top: float, size: float, weight: str, colour: str, ha: str = "center") -> Label:
+    w, h = measure.width(text, size, weight), measure.height(size)
+    x0 = x - w / 2 if ha == "center" else x
+    return Label(text, x, top, size, (x0, top - h, x0 + w, top), weight, colour, ha)
+
+
+# Rendering ------------------------------------------------------------------------------------------------
+
 def draw(report: Report, path: str, depth: int | None = None) -> str:
     """Write the picture to `path` (.svg, .png or .pdf); returns the path."""
     suffix = Path(path).suffix.lower()
@@ -88,94 +703,39 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
         from matplotlib import rc_context
         from matplotlib.figure import Figure
         from matplotlib.patches import FancyArrowPatch, Polygon
+        from matplotlib.path import Path as Line
     except ImportError:
         raise ArchcalcError("archcalc draw needs matplotlib, an optional extra\n"
                             "  hint: pip install 'archcalc[draw]' (or pip install matplotlib)") from None
-    boxes = nodes(report, depth)
-    if len(boxes) > MAX_BOXES:
-        raise ArchcalcError(f"{len(boxes):,} boxes are too many to draw (at most {MAX_BOXES})\n"
-                            "  hint: --depth 1 folds each block into one box")
-    shapes = [report.input, *(n.shape for n in boxes)]
-    spatial = max([float(d) for s in shapes for d in s[1:] if num.is_concrete(d)] or [1])
-    channels = max([float(s[0]) for s in shapes if len(s) > 1 and num.is_concrete(s[0])] or [1])
-    flat = max([float(s[0]) for s in shapes if len(s) == 1 and num.is_concrete(s[0])] or [1])
-
-    def geometry(shape) -> tuple[float, float, float]:
-        """(thickness along x, height, depth) of a box for a [C, H, W] tensor; a flat [F] is a tall thin bar."""
-        if len(shape) == 1:
-            return 0.18, _size(shape[0], 0.6, 4.2, flat), 0.18
-        h = _size(shape[1], 0.35, 4.2, spatial, 0.6)
-        d = _size(shape[-1], 0.25, 2.2, spatial, 0.6) if len(shape) > 2 else 0.3
-        return _size(shape[0], 0.1, 1.2, channels, 0.6), h, d
-
-    x, placed = 0.0, {}
-    items = [Node("input", "input", "", report.input), *boxes]
-    for node in items:
-        w, h, d = geometry(node.shape)
-        placed[node.name] = (x, w, h, d)
-        gap = max(1.3, 0.11 * len(fmt.shape(node.shape)) + 0.5)  # room for the shape on the arrow
-        x += w + d * 0.5 + gap
-    top = max(h + d * 0.5 for _, _, h, d in placed.values())
-    # A residual inside a folded block (it reads the box before it) bypasses the box; other skips run as
-    # brackets above the boxes, each at the lowest height where it overlaps no other, the shorter ones lower.
-    bypass = [node.name for i, node in enumerate(items) if items[i - 1].name in node.skips]
-    skips = [(src, node.name) for i, node in enumerate(items)
-             for src in dict.fromkeys([*node.inputs, *sorted(node.skips)]) if src in placed and src != items[i - 1].name]
-    heights: list[list[tuple[float, float]]] = []
-    levels = {}
-    for src, dst in sorted(dict.fromkeys(skips), key=lambda pair: placed[pair[1]][0] - placed[pair[0]][0]):
-        span = (placed[src][0], placed[dst][0])
-        level = next((i for i, taken in enumerate(heights) if all(span[1] <= a or b <= span[0] for a, b in taken)), None)
-        if level is None:
-            heights.append([])
-            level = len(heights) - 1
-        heights[level].append(span)
-        levels[(src, dst)] = top / 2 + 0.45 + 0.38 * level
-    ceiling = max([*levels.values(), *(top / 2 + 0.3 for _ in bypass[:1])], default=top / 2)
-    fig = Figure(figsize=(max(6.0, x * 0.62), 4.6 + 0.3 * (ceiling - top / 2)))
+    picture = layout(report, depth)
+    fig = Figure(figsize=picture.inches)
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(-0.6, x - gap + 0.6)
-    ax.set_ylim(-top / 2 - 1.9, ceiling + 1.2)
+    ax.set_xlim(0, picture.width)
+    ax.set_ylim(-picture.height, 0)
     ax.axis("off")
-    title = f"{report.model}: input {fmt.shape(report.input)}, {fmt.short(report.totals['params'])} parameters"
-    ax.text((x - gap) / 2, ceiling + 0.75, title, ha="center", va="center", fontsize=11, weight="bold")
-    for i, node in enumerate(items):
-        x0, w, h, d = placed[node.name]
-        y0, dx, dy = -h / 2, d * 0.5, d * 0.5  # the front face's bottom left; the oblique depth
+    for box in picture.boxes:
+        if box.node.kind == OUTPUT:
+            continue
+        x0, y0, w, h, dx = box.x0, box.y0, box.w, box.h, box.d / 2
         faces = [
             [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)],  # front
-            [(x0, y0 + h), (x0 + w, y0 + h), (x0 + w + dx, y0 + h + dy), (x0 + dx, y0 + h + dy)],  # top
-            [(x0 + w, y0), (x0 + w + dx, y0 + dy), (x0 + w + dx, y0 + h + dy), (x0 + w, y0 + h)],  # side
+            [(x0, y0 + h), (x0 + w, y0 + h), (x0 + w + dx, y0 + h + dx), (x0 + dx, y0 + h + dx)],  # top
+            [(x0 + w, y0), (x0 + w + dx, y0 + dx), (x0 + w + dx, y0 + h + dx), (x0 + w, y0 + h)],  # side
         ]
         for face, shade in zip(faces, (1.0, 0.85, 0.7)):
-            ax.add_patch(Polygon(face, closed=True, facecolor=_shade(node.colour, shade), edgecolor="#444444", linewidth=0.7))
-        centre = x0 + (w + dx) / 2
-        ax.text(centre, -top / 2 - 0.35, node.name, ha="center", va="top", fontsize=8.5, weight="bold")
-        if node.label:
-            ax.text(centre, -top / 2 - 0.75, _wrap(node.label), ha="center", va="top", fontsize=7, color="#333333")
-        if i + 1 < len(items):
-            nxt = items[i + 1]
-            if not nxt.inputs or node.name in nxt.inputs:
-                start, end = x0 + w + dx + 0.08, placed[nxt.name][0] - 0.08
-                ax.add_patch(FancyArrowPatch((start, 0), (end, 0), arrowstyle="-|>", mutation_scale=9, color="#555555"))
-            ax.text((x0 + w + dx + placed[nxt.name][0]) / 2, -0.14, fmt.shape(node.shape), ha="center", va="top",
-                    fontsize=7, color="#1f4e79")
-    for (src, dst), level in levels.items():
-        a, b = placed[src], placed[dst]
-        start = a[0] + (a[1] + a[3] * 0.5) / 2, a[2] / 2 + a[3] * 0.5 + 0.08
-        end = b[0] + (b[1] + b[3] * 0.5) / 2, b[2] / 2 + b[3] * 0.5 + 0.08
-        ax.plot([start[0], start[0], end[0]], [start[1], level, level], color="#7f3f98", linewidth=1.1)
-        ax.add_patch(FancyArrowPatch((end[0], level), end, arrowstyle="-|>", mutation_scale=9, color="#7f3f98",
-                                     linewidth=1.1, shrinkA=0, shrinkB=0))
-    for name in bypass:
-        x0, w, h, d = placed[name]
-        left, right, level = x0 - 0.3, x0 + w + d * 0.5 + 0.3, h / 2 + d * 0.5 + 0.3
-        ax.plot([left, left, right], [0, level, level], color="#7f3f98", linewidth=1.1)
-        ax.add_patch(FancyArrowPatch((right, level), (right, 0.02), arrowstyle="-|>", mutation_scale=9, color="#7f3f98",
-                                     linewidth=1.1, shrinkA=0, shrinkB=0))
+            ax.add_patch(Polygon(face, closed=True, facecolor=_shade(box.node.colour, shade), edgecolor="#444444", linewidth=0.7))
+    for arrow in picture.arrows:
+        colour = "#555555" if arrow.straight else "#7f3f98"
+        ax.add_patch(FancyArrowPatch(path=Line(arrow.points), arrowstyle="-|>", mutation_scale=9, color=colour,
+                                     linewidth=1.0, shrinkA=0, shrinkB=0, joinstyle="miter"))
+    for label in picture.labels:
+        ax.text(label.x, label.y, label.text, ha=label.ha, va="top", fontsize=label.size, weight=label.weight,
+                color=label.colour, parse_math=False)
     try:
-        with rc_context({"svg.fonttype": "none"}):  # text stays text in an SVG: searchable, and smaller
-            fig.savefig(path, dpi=160, bbox_inches="tight", facecolor="white")
+        # text stays text in an SVG (searchable, and smaller); the same spec gives the same file (no date, fixed ids)
+        with rc_context({"svg.fonttype": "none", "svg.hashsalt": "archcalc"}):
+            stamp = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}.get(suffix)
+            fig.savefig(path, dpi=DPI, facecolor="white", metadata=stamp)
     except OSError as error:
         raise ArchcalcError(f"{path}: cannot write it: {error.strerror}") from None
     return path
@@ -184,15 +744,3 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
 def _shade(colour: str, factor: float) -> str:
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return "#" + "".join(f"{int(c * factor):02x}" for c in (r, g, b))
-
-
-def _wrap(text: str, width: int = 14) -> str:
-    """Short lines under a box: break after commas."""
-    lines, line = [], ""
-    for part in text.split(", "):
-        if line and len(line) + len(part) + 2 > width:
-            lines.append(line + ",")
-            line = part
-        else:
-            line = f"{line}, {part}" if line else part
-    return "\n".join([*lines, line])

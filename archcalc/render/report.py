@@ -389,33 +389,72 @@ def fit(result) -> Group:
     budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
     training = result.report.memory.training
     context = (f"; the CUDA context's {fmt.size_bytes(result.context)} taken out first" if result.context else "")
-    headroom = (f"; per-sample bytes counted {float(result.headroom):.3g}× (the caching allocator's headroom under a cap, measured)"
-                if result.headroom != 1 else "")
     if result.batch is None:
+        needs = training.at(1) if result.needs is None else result.needs
         head = Text.assemble(("Not even a batch of 1 fits ", "bold red"), budget,
-                             f": a training step of 1 needs {fmt.size_bytes(training.at(1))}, "
-                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more{context}.")
+                             f": a training step of 1 needs {fmt.size_bytes(needs)}"
+                             f"{'' if result.needs is None else ' under the caching allocator'}, "
+                             f"{fmt.size_bytes(result.over)} ({fmt.group(result.over)} bytes) more{context}.{_assumed(result)}")
     else:
         pieces = training.pieces
-        if all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
+        if result.trial is not None:
+            why = _replayed(result) + _assumed(result)
+        elif all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
             terms = ", ".join(f"{fmt.group(p.fixed)} + {fmt.group(p.per_sample)}·B" for p in pieces)
-            why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{headroom}{context}"
+            why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{context}{_assumed(result)}"
         else:
-            why = f"B = {result.batch}"
+            why = f"B = {result.batch}{_assumed(result)}"
         head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
     return Group(head, Text(""), memory_panel(result.report))
 
 
 def fit_json(result) -> str:
+    trial, refused = result.trial, result.refused
     data = {
         "budget_bytes": result.budget,
         "batch": None if result.batch is None else num.to_json(result.batch),
         "over_bytes": num.to_json(result.over),
-        "headroom": float(result.headroom),
         "cuda_context_bytes": result.context,
+        # CUDA: the caching allocator replayed under the cap at the batch (at 1 when none fits), and what fails next
+        "allocator": None if trial is None else {
+            "cap_bytes": result.usable, "reserved_bytes": trial.reserved, "margin_bytes": result.usable - trial.reserved,
+            "next_batch_fails": None if refused is None or refused.failure is None else dataclasses.asdict(refused.failure),
+        },
+        "assumed": dict(result.assumed),
         "memory": result.report.memory.to_dict(),
     }
     return _json.dumps(data, indent=2) + "\n"
+
+
+def _replayed(result) -> str:
+    """Under a cap on CUDA, what the budget holds at the largest batch, a line each (under 80 columns), and what fails
+    at the next: the CUDA context (--card), the step's peak (allocated), the most the caching allocator reserves
+    (beyond the peak: blocks cached for one size that another cannot use), the margin never reserved."""
+    batch, trial, refused = result.batch, result.trial, result.refused
+    peak = result.report.memory.training.at(batch)
+    rows = [("CUDA context, taken out first", result.context)] if result.context else []
+    rows += [(f"the step's peak at {fmt.group(batch)}", peak), ("the most it reserves", trial.reserved),
+             ("margin, never reserved", result.usable - trial.reserved)]
+    width = max(len(label) for label, _ in rows)
+    lines = ["PyTorch's caching allocator replayed under that cap (2 warm-up steps and 1):"]
+    lines += [f"  {label:<{width}}  {fmt.size_bytes(n):>10}  {fmt.group(n)} bytes" for label, n in rows]
+    lines.append("  (reserved beyond the peak: blocks cached for one size that another cannot use)" if trial.reserved >= peak
+                 else "  (cuDNN's workspaces, in the peak, take only what the cap leaves)")
+    if refused is not None and refused.failure is not None:
+        f = refused.failure
+        lines += [f"at {fmt.group(batch + 1)}: {fmt.size_bytes(f.size)} of {f.kind} (step {f.step}, {f.phase}) finds no room,",
+                  f"  the cached blocks freed ({fmt.size_bytes(f.allocated)} allocated, {fmt.size_bytes(f.reserved)} reserved)"]
+    elif refused is not None:
+        lines.append(f"at {fmt.group(batch + 1)}: the step's peak alone is over the cap")
+    return "\n".join(lines)
+
+
+def _assumed(result) -> str:
+    """The line that names the settings the command assumed (a budget means a GPU), or ''."""
+    if not result.assumed:
+        return ""
+    values, flags = " and ".join(v for _, v in result.assumed), "/".join(f"--{k}" for k, _ in result.assumed)
+    return f"\nassuming {values}: give {flags} to change"
 
 
 def solved(result, size: str, batch: str) -> str:

@@ -65,6 +65,8 @@ def _whole(x) -> bool:
 
 def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None = None, **options) -> list[quiz.Quiz]:
     """`variants` quizzes of `count` questions, each about a network of its own drawn from [variants]."""
+    if not isinstance(spec, Spec):
+        raise TypeError(f"variants.draw(spec, ...): spec must be a Spec (archcalc.load(path)), got {type(spec).__name__}")
     ranges = choices(spec)
     room = 1
     for values in ranges.values():
@@ -87,7 +89,7 @@ def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None
                 continue
             drawn = quiz.draw(report, count, rng.randrange(10**6), spec=spec_path)
             label = f"variant {index} of {variants}: archcalc quiz {spec_path or 'SPEC'} --variants {variants} --seed {seed}"
-            out.append(replace(drawn, values=values, variant=label))
+            out.append(replace(drawn, values=values, variant=label, number=index))
             break
         else:
             raise ArchcalcError(f"variant {index}: no new network that every layer accepts in {ATTEMPTS} draws\n"

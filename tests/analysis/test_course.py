@@ -1,4 +1,4 @@
-"""The course's numbers (../shared/course), computed by hand there: archcalc must agree, errata aside."""
+"""The course's numbers (its lecture notes), computed by hand there: archcalc must agree, errata aside."""
 
 import archcalc
 from archcalc.report import Report

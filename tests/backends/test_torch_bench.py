@@ -55,9 +55,9 @@ def test_bench_prints_a_table():
 
 
 @pytest.mark.parametrize("flags", [
-    ["--dtype", "bfloat16"],  # autocast, float32 parameters
-    ["--dtype", "float16", "--optimizer", "momentum"],  # autocast with a GradScaler
-    ["--dtype", "bfloat16", "--no-amp", "--optimizer", "adam"],  # parameters in bfloat16
+    ["--dtype", "bfloat16", "--amp"],  # autocast, float32 parameters
+    ["--dtype", "float16", "--amp", "--optimizer", "momentum"],  # autocast with a GradScaler
+    ["--dtype", "bfloat16", "--optimizer", "adam"],  # parameters in bfloat16 (bf16-true)
     ["--dtype", "float64", "--channels-last", "--optimizer", "none"],
 ])
 def test_bench_options_run(flags):
@@ -81,6 +81,23 @@ def test_bench_takes_lightnings_precision_names(precision, dtype, amp):
     assert result.exit_code == 0, result.output
     options = json.loads(result.output)["options"]
     assert (options["dtype"], options["amp"]) == (dtype, amp)
+
+
+@pytest.mark.parametrize("dtype, precision", [("bfloat16", "bf16-true"), ("float16", "16-true")])
+def test_dtype_means_the_same_on_bench_as_on_show(dtype, precision):
+    """--dtype D is D-true everywhere (issue 19: bench read it as autocast, show and memory as pure D, so a
+    prediction and a measurement compared different set-ups); autocast is asked for by name (--precision X-mixed)."""
+    args = ("--device", "cpu", "--steps", "1", "--warmup", "0", "--batch", "2", "-f", "json")
+    by_dtype = json.loads(run(LENET, *args, "--dtype", dtype).output)
+    by_name = json.loads(run(LENET, *args, "--precision", precision).output)
+    assert (by_dtype["options"]["dtype"], by_dtype["options"]["amp"]) == (dtype, False) == (by_name["options"]["dtype"],
+                                                                                             by_name["options"]["amp"])
+    shown = json.loads(CliRunner().invoke(main, ["show", LENET, "--dtype", dtype, "-b", "2", "-f", "json"]).output)["memory"]
+    assert by_dtype["memory"]["predicted_bytes"] == by_name["memory"]["predicted_bytes"] == shown["peak_bytes"]
+    assert shown["dtype"] == dtype and "autocast" not in shown
+    report = archcalc.analyze(archcalc.load(LENET))
+    assert Options.of(report, dtype=dtype) == Options.of(report, precision=precision)
+    assert Options.of(report, dtype=dtype).autocast is False and Options.of(report, dtype=dtype, amp=True).autocast
 
 
 def test_the_training_step_trains():

@@ -1,6 +1,6 @@
-"""DESIGN.md sections 7 and 10, read the way users' scripts read them: through the command line, without torch.
+"""docs/design.md sections 7 and 10, read the way users' scripts read them: through the command line, without torch.
 
-The published numbers are DESIGN.md's, written here and not read from the specs' own [expect] tables, so
+The published numbers are docs/design.md's, written here and not read from the specs' own [expect] tables, so
 that a change to a spec and its [expect] together still fails. (test_graph_specs.py proves the same numbers
 against torch modules, where torch is installed.)"""
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from archcalc.cli.main import main
 from tests.conftest import SPECS
 
-PUBLISHED = {  # DESIGN.md section 7: params, FLOPs at 224×224, batch 1
+PUBLISHED = {  # docs/design.md section 7: params, FLOPs at 224×224, batch 1
     "resnet18.toml": (11_689_512, 3_628_146_688),
     "resnet50.toml": (25_557_032, 8_178_368_512),
     "mobilenet_v2.toml": (3_504_872, 601_548_544),
@@ -35,7 +35,7 @@ def test_shipped_graph_specs_have_the_published_totals_in_json(name):
     assert (data["totals"]["params"], data["totals"]["flops"]) == PUBLISHED[name]
 
 
-SECTION_8 = [  # DESIGN.md section 8: (spec, --set, params, FLOPs or None where none is published)
+SECTION_8 = [  # docs/design.md section 8: (spec, --set, params, FLOPs or None where none is published)
     ("gpt2.toml", ["--set", "T=1024"], 124_439_808, 291_648_307_200),
     ("vit_b_16.toml", [], 86_567_656, 35_127_656_448),
     ("dcgan_generator.toml", [], 3_576_704, None),

@@ -55,4 +55,4 @@ def test_bench_options_read_names_into_members():
     assert json.loads(json.dumps(dataclasses.asdict(options)))["dtype"] == "bfloat16"  # JSON unchanged
     assert set(Mode) == {"train", "inference"}
     with pytest.raises(ValueError):
-        Options(optimizer="lamb")  # adamw is one (DESIGN.md section 9)
+        Options(optimizer="lamb")  # adamw is one (docs/design.md section 9)

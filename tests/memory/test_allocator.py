@@ -4,9 +4,10 @@ should_split, try_merge_blocks), and invariants on drawn sequences of mallocs an
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from archcalc.memory.allocator import Allocator, Block, replay, round_size, segment_size
+from archcalc.memory.allocator import Allocator, Block, OutOfMemory, replay, round_size, segment_size, trains
 
 MiB = 2**20
 
@@ -135,3 +136,77 @@ def test_invariants_on_drawn_sequences(ops):
             if b.next is not None:
                 assert b.address + b.size == b.next.address
                 assert b.allocated or b.next.allocated  # no two free neighbours: merged
+
+
+# Under a cap (set_per_process_memory_fraction): alloc_block refuses a segment past the cap; release_cached_blocks
+# frees the wholly free cached segments of both pools; alloc_block tries once more; then out of memory.
+
+def test_a_segment_past_the_cap_is_refused():
+    a = Allocator(cap=30 * MiB)
+    a.malloc(20 * MiB)
+    with pytest.raises(OutOfMemory) as refused:
+        a.malloc(12 * MiB)  # 20 + 12 > 30, nothing cached to release
+    assert (refused.value.size, refused.value.segment, refused.value.reserved) == (12 * MiB, 12 * MiB, 20 * MiB)
+    a.malloc(10 * MiB)  # 20 + 10 = 30: at the cap is allowed
+    assert a.reserved == a.most_reserved == 30 * MiB
+
+
+def test_the_cached_segments_are_released_and_the_request_tried_again():
+    a = Allocator(cap=40 * MiB)
+    x, y = a.malloc(16 * MiB), a.malloc(2 * MiB)  # a 16 MiB segment, and 2 MiB split from a new 20 MiB one
+    small = a.malloc(1000)  # the small pool's 2 MiB segment
+    a.free(x)
+    a.free(small)  # both segments wholly free now, cached; the 20 MiB one still holds y
+    assert a.reserved == 38 * MiB
+    z = a.malloc(20 * MiB)  # 38 + 20 > 40: the cached 16 and 2 MiB segments go back; 20 + 20 fit
+    assert a.reserved == 40 * MiB and a.allocated == y.size + z.size and a.pools[True] == []
+    assert [entry[0] for entry in a.pools[False]] == [18 * MiB]  # the split segment's free part stays (y is in it)
+    with pytest.raises(OutOfMemory):
+        a.malloc(19 * MiB)  # the 18 MiB free part cannot serve it, and it is not released (the segment is split)
+
+
+def test_no_cap_no_refusal():
+    a = Allocator()
+    a.malloc(2**40)
+    assert a.reserved == 2**40
+
+
+def _step(*tensors):
+    """A setup (a 10 MiB parameter), then one step: a phase making and freeing `tensors` (kind, MiB) in order."""
+    param = _S(10 * MiB, "parameters")
+    events = [("+", param), ("phase", "forward")]
+    made = [_S(mib * MiB, kind) for kind, mib in tensors]
+    for t in made:
+        events.append(("+", t))
+    for t in made:
+        events.append(("-", t))
+    return events
+
+
+def test_trains_under_a_cap_and_says_where_it_fails():
+    events = _step(("activations", 20), ("activations", 20))
+    assert trains(events, 50 * MiB).ok
+    refused = trains(events, 49 * MiB)
+    assert not refused.ok
+    f = refused.failure
+    assert (f.step, f.phase, f.kind, f.size) == (1, "forward", "activations", 20 * MiB)
+    assert trains(events, 50 * MiB).reserved == 50 * MiB
+
+
+def test_cudnn_workspaces_do_not_stop_a_step():
+    """A workspace made in a step is left out: torch takes a plan with a smaller one when the allocator refuses it."""
+    events = _step(("activations", 20), ("workspace", 30))
+    assert trains(events, 30 * MiB).ok and not trains(events, 30 * MiB, soft=()).ok
+
+
+def test_the_warm_up_steps_count():
+    """The optimizer's state, made in the first step's optimizer phase, takes a piece of the block the activation
+    left cached: the second step's activation finds no block and no room (the segment is split, so it is not
+    released). Two warm-up steps and one more, as the recordings ran them."""
+    param, state, act = _S(10 * MiB, "parameters"), _S(10 * MiB, "optimizer state"), _S(15 * MiB)
+    events = [("+", param), ("+", state), ("phase", "forward"), ("+", act), ("phase", "backward"), ("-", act),
+              ("phase", "optimizer")]
+    assert trains(events, 30 * MiB, steps=1).ok
+    second = trains(events, 30 * MiB)
+    assert (second.failure.step, second.failure.phase, second.failure.size) == (2, "forward", 15 * MiB)
+    assert trains(events, 42 * MiB).ok  # 15 MiB take a segment of 16 (kRoundLarge): 26 + 16

@@ -1,6 +1,8 @@
 """The memory model's arithmetic: byte counts in B, budgets, the course's formula beside it."""
 
 import json
+import re
+import time
 
 import pytest
 import sympy
@@ -9,7 +11,9 @@ from hypothesis import given, strategies as st
 
 import archcalc
 from archcalc.cli.main import main
-from archcalc.memory.closed import PerBatch, largest_batch, parse_size
+from archcalc.core.units import parse_size
+from archcalc.memory.budget import largest_batch, require_sizes
+from archcalc.memory.perbatch import PerBatch
 from tests.conftest import SPECS
 
 ALEXNET = str(SPECS / "alexnet.toml")
@@ -27,7 +31,7 @@ def test_per_batch_prints_as_sympy_does(fixed, per_sample):
 
 @pytest.mark.parametrize("text, value", [
     ("80GiB", 80 * 2**30), ("80 GiB", 80 * 2**30), ("24GB", 24 * 10**9), ("512MiB", 512 * 2**20),
-    ("1.5TiB", 3 * 2**39), ("1000", 1000), ("64kib", 64 * 1024), ("2G", 2 * 10**9),
+    ("1.5TiB", 3 * 2**39), ("1000B", 1000), ("64kib", 64 * 1024), ("2G", 2 * 10**9),
 ])
 def test_sizes(text, value):
     assert parse_size(text) == value
@@ -98,17 +102,17 @@ def test_symbolic_sizes_give_a_formula_for_the_batch():
 
 
 def test_memory_command():
-    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam"])
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "Largest batch: 17,302" in result.output
+    assert "Largest batch: 17,302" in result.output and "assuming" not in result.output
     data = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "80GiB", "--optimizer", "adam",
-                                                "-f", "json"]).output)
+                                                "--device", "cpu", "-f", "json"]).output)
     assert data["batch"] == 17302 and data["memory"]["training_bytes"] <= data["budget_bytes"]
     assert alexnet(batch=17303, optimizer="adam").memory.training.at(17303) > data["budget_bytes"]
 
 
 def test_memory_command_when_nothing_fits():
-    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "300MiB"])
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "300MiB", "--device", "cpu", "--optimizer", "sgd"])
     assert result.exit_code == 1
     assert "Not even a batch of 1 fits" in result.output
     one = alexnet(batch=1).memory.training.at(1)
@@ -119,6 +123,72 @@ def test_memory_command_bad_budget():
     result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "lots"])
     assert result.exit_code == 2
     assert "cannot read 'lots' as a size" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--budget", "--card"])
+def test_a_size_without_a_unit_is_refused_with_a_suggestion(flag):
+    """24 is neither 24 bytes nor 24 GB to everyone (it was 24 bytes, silently): refused, the units suggested."""
+    result = CliRunner().invoke(main, ["memory", ALEXNET, flag, "24"])
+    assert result.exit_code == 2
+    assert f"{flag}: 24 what? a size needs its unit" in result.output and "e.g. 24GB or 24GiB" in result.output
+    with pytest.raises(archcalc.SpecError) as refused:
+        parse_size("24", "--card")
+    assert refused.value.where == "--card" and refused.value.hint == "e.g. 24GB or 24GiB (24B for bytes)"
+
+
+def test_an_empty_card_is_named_as_the_card():
+    """--card "" was reported as --budget (the command passed `budget or card` on)."""
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--card", ""])
+    assert result.exit_code == 2 and "--card: cannot read '' as a size" in result.output and "--budget" not in result.output
+
+
+def test_a_budget_means_a_gpu_and_adam_and_says_so():
+    """Without --device and --optimizer a budget is CUDA's and Adam's (it was the CPU's and SGD's: ResNet-50 with Adam on
+    a 24 GB card answered 273 by default, 198 with --card), and the output says what it assumed."""
+    resnet = str(SPECS / "resnet50.toml")
+    plain = CliRunner().invoke(main, ["memory", resnet, "--budget", "22GB"])
+    assert plain.exit_code == 0, plain.output
+    assert "assuming cuda and adam: give --device/--optimizer to change" in plain.output
+    assert "on cuda" in plain.output and "optimizer adam" in plain.output
+    given = json.loads(CliRunner().invoke(main, ["memory", resnet, "--budget", "22GB", "--device", "cuda", "--optimizer", "adam",
+                                                 "-f", "json"]).output)
+    default = json.loads(CliRunner().invoke(main, ["memory", resnet, "--budget", "22GB", "-f", "json"]).output)
+    assert default["batch"] == given["batch"] and given["assumed"] == {}
+    assert default["assumed"] == {"device": "cuda", "optimizer": "adam"}
+    sgd = CliRunner().invoke(main, ["memory", resnet, "--budget", "22GB", "--optimizer", "sgd"])
+    assert "assuming cuda: give --device to change" in sgd.output
+    card = CliRunner().invoke(main, ["memory", resnet, "--card", "24GB"])
+    assert "assuming adam: give --optimizer to change" in card.output  # --card is CUDA already
+
+
+def test_no_scientific_notation_in_memory_output():
+    """"1.70 GiB (1.82981e+09 bytes) more" was a Fraction written with :g."""
+    for args in (["--budget", "300MiB"], ["--budget", "300MiB", "--device", "cpu"], ["--budget", "4GiB"]):
+        result = CliRunner().invoke(main, ["memory", ALEXNET, *args])
+        assert not re.search(r"\d[eE][+-]?\d", result.output), result.output
+    nothing = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "300MiB"])
+    assert nothing.exit_code == 1 and "under the caching allocator" in nothing.output
+    assert re.search(r"\(\d{1,3}(,\d{3})+ bytes\)\s+more", nothing.output)
+    from fractions import Fraction
+
+    from archcalc.core import fmt
+    assert fmt.group(Fraction(1829810000, 1)) == "1,829,810,000" and "e" not in fmt.group(Fraction(18298100001, 10))
+
+
+def test_the_gap_between_the_budget_and_the_peak_has_its_lines():
+    """'Largest batch: N fits X' never sits next to a lower peak without the lines that account for the rest: the
+    peak, what the caching allocator holds beyond it, the margin never reserved, and what fails at N + 1."""
+    result = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "4GiB", "--optimizer", "adam"])
+    lines = result.output.splitlines()
+    assert lines[0] == "Largest batch: 455 fits 4.00 GiB (4,294,967,296 bytes)"
+    assert lines[1].startswith("PyTorch's caching allocator replayed under that cap")
+    assert lines[2].startswith("  the step's peak at 455 ") and lines[3].startswith("  the most it reserves ")
+    assert lines[4].startswith("  margin, never reserved ") and lines[6].startswith("at 456: ")
+    assert all(len(line) <= 80 for line in lines[:8])
+    data = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "4GiB", "--optimizer", "adam", "-f", "json"]).output)
+    held = data["allocator"]
+    assert held["cap_bytes"] == 4 * 2**30 and held["reserved_bytes"] + held["margin_bytes"] == held["cap_bytes"]
+    assert data["memory"]["peak_bytes"] <= held["reserved_bytes"] and held["next_batch_fails"]["phase"] in ("forward", "backward", "optimizer")
 
 
 def test_precision_names_are_lightnings():
@@ -147,7 +217,7 @@ def test_card_takes_the_cuda_context_out():
     from archcalc.memory.timeline import CUDA_CONTEXT
 
     card = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--card", "24GB", "-f", "json"]).output)
-    budget = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", str(24 * 10**9 - CUDA_CONTEXT),
+    budget = json.loads(CliRunner().invoke(main, ["memory", ALEXNET, "--budget", f"{24 * 10**9 - CUDA_CONTEXT}B",
                                                   "--device", "cuda", "-f", "json"]).output)
     assert card["batch"] == budget["batch"] and card["cuda_context_bytes"] == CUDA_CONTEXT
     assert card["memory"]["device"] == "cuda"
@@ -164,8 +234,8 @@ def test_the_course_formula_only_where_asked():
 
 def test_solve_for_the_image_side():
     spec = str(SPECS / "alexnet_symbolic.toml")
-    out = json.loads(CliRunner().invoke(main, ["memory", spec, "--budget", "4GiB", "--solve", "H", "-b", "16",
-                                               "--set", "classes=10", "-f", "json"]).output)
+    out = json.loads(CliRunner().invoke(main, ["memory", spec, "--budget", "4GiB", "--solve", "H", "-b", "16", "--device", "cpu",
+                                               "--optimizer", "sgd", "--set", "classes=10", "-f", "json"]).output)
     side = out["value"]
 
     def peak(h):
@@ -174,3 +244,29 @@ def test_solve_for_the_image_side():
     assert peak(side) <= 4 * 2**30 < peak(side + 1)
     missing = CliRunner().invoke(main, ["memory", ALEXNET, "--budget", "4GiB", "--solve", "T", "-b", "16"])
     assert missing.exit_code == 2 and "no size named 'T'" in missing.output
+
+
+def test_a_budget_refuses_free_sizes_and_says_which_set_fixes_them():
+    """memory --budget answers with a number: sizes left free are named, with the --set that fixes them
+    (the value from the spec's own example command where it gives one)."""
+    gpt2 = CliRunner().invoke(main, ["memory", str(SPECS / "gpt2.toml"), "--budget", "24GiB"])
+    assert gpt2.exit_code == 2
+    assert "gpt2.toml: --budget: T is left free: the largest batch depends on it" in gpt2.output
+    assert "hint: give it with --set T=1024" in gpt2.output
+    alex = CliRunner().invoke(main, ["memory", str(SPECS / "alexnet_symbolic.toml"), "--budget", "24GiB", "--set", "classes=10"])
+    assert alex.exit_code == 2 and "H and W are left free" in alex.output and "--set H=224 --set W=224" in alex.output
+    with pytest.raises(archcalc.SpecError) as refused:
+        require_sizes(archcalc.analyze(archcalc.loads('[model]\ninput = ["n"]\n[[layers]]\ntype = "dense"\nout_features = "k"')))
+    assert refused.value.where == "--budget" and "n and k are left free" in refused.value.problem
+    assert refused.value.hint == "give them with --set n=VALUE --set k=VALUE"
+    fits = CliRunner().invoke(main, ["memory", str(SPECS / "gpt2.toml"), "--budget", "24GiB", "--set", "T=1024", "-f", "json"])
+    assert fits.exit_code == 0 and json.loads(fits.output)["batch"] >= 1
+
+
+def test_largest_batch_over_free_sizes_is_quick():
+    """The library still answers a formula in the free sizes, without sympy comparing every pair of bounds
+    (19.9 s of CPU before, for AlexNet in H, W): a CPU-time bound, loose for a loaded machine."""
+    report = archcalc.analyze(archcalc.load(SPECS / "alexnet_symbolic.toml"))
+    start = time.process_time()
+    largest_batch(report, parse_size("24GiB"))
+    assert time.process_time() - start < 5
