@@ -663,7 +663,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             elements = num.mul(shape) * (info.size if info else size)
             # a parameter broadcast as it is (no batch axis): its gradient is summed to the parameter's own size
             own = tape.size(elements, 0) if name in batchless else tape.size(0, elements)
-            if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
+            if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output) and name not in batchless):
                 g.refs += 1
                 g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
             elif passes == "" and row.layer.merges and info is None and tuple(shape) != tuple(row.output):

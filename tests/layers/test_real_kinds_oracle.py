@@ -352,3 +352,35 @@ def test_dense_per_position_needs_in_features():
     row = archcalc.analyze(archcalc.loads(spec((3, 4, 5), [dict(type="dense", in_features=5, out_features=2)]))).rows[0]
     linear = nn.Linear(5, 2)
     assert row.output == tuple(linear(torch.zeros(1, 3, 4, 5)).shape[1:]) and row.params == 12 and row.macs == 3 * 4 * 5 * 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_torchvisions_vit_class_token_and_positions(optimizer):
+    """specs/vit_b_16.toml, small, with torchvision's parameters as torchvision holds them: the class token a bare
+    [1, 1, d] parameter expanded over the batch for the concat, the positions a bare [1, T, d] one broadcast by the
+    add (expand = false). torchvision's VisionTransformer's state_dict loads strictly (its encoder_layer_N named N
+    here), and the parameters, FLOPs, saved bytes and the backward and optimizer phases are its own to the byte; its
+    forward's peak is higher: VisionTransformer.forward's local `x` holds the encoder's input while the encoder runs,
+    a Python frame the spec's graph does not have."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    from archcalc.backends.build import build
+    from tests.conftest import ROOT
+    from tests.oracle.torch_probe import flops, torch_counts
+
+    text = (ROOT / "specs" / "vit_b_16.toml").read_text(encoding="utf-8").split("[expect]")[0]
+    text = text.replace('shape = [1, "d"]', 'shape = [1, "d"]\nbare = true')
+    text = text.replace('shape = ["tokens", "d"]', 'shape = ["tokens", "d"]\nbare = true\nexpand = false')
+    values = dict(H=8, W=8, patch=4, d=8, heads=2, mlp=16, n_layer=2, classes=3)
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=8, patch_size=4, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=3)
+    spec_ = archcalc.loads(text)
+    build(spec_, **values).load_state_dict({k.replace("encoder_layer_", ""): v for k, v in vit.state_dict().items()}, strict=True)
+    report = archcalc.analyze(spec_, batch=2, optimizer=optimizer, **values)
+    x = torch.randn(2, 3, 8, 8)
+    assert report.totals["params"] == sum(p.numel() for p in vit.parameters())
+    assert torch_counts(report, "flops") * 2 == flops(vit, x)  # SDPA's fused CPU kernel: counted 0 by FlopCounterMode
+    assert report.memory.saved.at(2) == saved_bytes(vit, x)
+    simulated, measured = phases(report, 2), step_peaks(vit, x, optimizer)
+    assert (simulated["backward"], simulated["optimizer"]) == (measured["backward"], measured["optimizer"])
+    assert phases(report, 2) == step_peaks(build(spec_, **values), x, optimizer)  # archcalc's own build, every phase
