@@ -616,8 +616,10 @@ class Rotary(Layer):
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """LlamaRotaryEmbedding's ops (measured with a TorchDispatchMode, torch 2.13), with its positions as LlamaModel
-        makes them (arange + the cache's length, held by the model's body until it returns): positions, as float32,
-        times inv_freq (a float32 copy of it in a 16-bit model), the frequencies twice
+        makes them (arange + the cache's length; they and the embeddings it reads are held by the model's body until
+        it returns) and its causal mask's
+        check for packed sequences (transformers' create_causal_mask, before the tables): positions, as float32, times
+        inv_freq (a float32 copy of it in a 16-bit model), the frequencies twice
         (cat), cos (·1, the attention scaling), sin (·1); in a 16-bit model both cast; the locals freed as it returns.
         The tables are one storage here, two in torch: made with cos's, the peak is the same (sin's temporary
         comes after). No backward: no gradient reaches it."""
@@ -625,7 +627,13 @@ class Rotary(Layer):
             return None
         t, h = x[0], self.head_dim
         th = num.normal(t * h)
-        fwd: list = [("+", "arange", t, "int64", False), ("+", "pos", t, "int64", False), ("-", "arange"), ("hold", "pos"),
+        # LlamaModel's body holds its input, the embeddings (its local inputs_embeds), until it returns
+        fwd: list = [("keep", "x"), ("hold", "x"), ("-", "x"),
+                     ("+", "arange", t, "int64", False), ("+", "pos", t, "int64", False), ("-", "arange"), ("hold", "pos"),
+                     # the causal mask's check for packed sequences (create_causal_mask: the positions' diff, != 1, cumsum)
+                     ("+", "first", 1, "int64"), ("+", "cat", t + 1, "int64"), ("+", "diff", t, "int64"), ("-", "cat"),
+                     ("+", "ne", t, "bool"), ("+", "packed", t, "int64"), ("-", "ne"), ("+", "last", 1, "bool"),
+                     ("+", "all", 1, "bool", False), ("-", "last", "all", "first", "diff", "packed"),
                      ("+", "pf", t, "float32", False),
                      ("if", "low", "+", "inv", num.div(h, 2), "float32", False), ("+", "freqs", num.normal(num.div(th, 2)), "float32", False),
                      ("-", "pf"), ("if", "low", "-", "inv"), ("+", "emb", th, "float32", False), ("+", "c0", th, "float32", False),
