@@ -94,6 +94,8 @@ class Report(Network):
             "model": self.model,
             "input": [num.to_json(d) for d in self.input],
             "output": [num.to_json(d) for d in self.output],
+            **({"outputs": {row.name: [num.to_json(d) for d in row.output] for row in self.output_rows}}
+               if len(self.outputs) > 1 else {}),
             "layers": layers,
             "totals": {q: num.to_json(v) for q, v in self.totals.items()},
             "by_type": {

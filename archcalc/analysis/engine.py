@@ -57,6 +57,7 @@ def network(
     used: dict[int, tuple[str, ...]] = {}
     computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
     rows: list[Row] = []
+    batchless: set[str] = set()  # outputs without a batch axis in torch (a parameter broadcast as it is)
     layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
     for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
         if node.name in shapes:
@@ -69,14 +70,18 @@ def network(
                             "add them first with a merge layer: add, mul or concat", "from",
                             where=node.where, path=spec.path, line=node.spec.line_of("from"))
         row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
-        _check_links(node, row, rows, spec.path)
+        _check_links(node, row, rows, spec.path, batchless)
+        if row.layer.batchless():
+            batchless.add(node.name)
         rows.append(row)
         shapes[node.name] = row.output
-        grads[node.name] = row.requires_grad or row.params != 0
+        grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
+    outputs = _outputs(spec, rows)
     net = Network(
         model=spec.name,
         input=x,
-        rows=_backward(rows),
+        rows=_backward(rows, outputs),
+        outputs=outputs,
         dtype=dtype,
         batch=env.get(BATCH),  # None: B stays a symbol
         values=tuple(env.items()),
@@ -91,9 +96,14 @@ def network(
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 
 
-def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:
-    """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape."""
+def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, batchless: set[str] = frozenset()) -> None:
+    """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape;
+    a tensor without a batch axis (a parameter with expand = false) is read only by a broadcasting merge."""
     place = {"where": node.where, "path": path, "line": node.spec.line}
+    flat = [name for name in node.inputs if name in batchless]
+    if flat and not row.layer.broadcasts:
+        raise SpecError(f"{row.kind} reads {flat[0]!r}, a parameter with expand = false (no batch axis in torch)",
+                        "only add and mul broadcast it over the batch: give it expand = true (the default)", "from", **place)
     if row.layer.token_ids is not None and node.inputs != (INPUT,):
         raise SpecError(f"{row.kind} reads token ids, and only the model's input holds them",
                         'read the model\'s input (first, or from = "input"), with input = ["T"]: T token ids', **place)
@@ -123,10 +133,24 @@ def _at_field(error: SpecError, spec: Spec) -> SpecError:
     return error
 
 
-def _backward(rows: list[Row]) -> tuple[Row, ...]:
-    """The rows, those whose output does not feed the model's output (the last row's) marked: a
-    training step's backward pass, from the loss, never reaches them."""
-    needed = {rows[-1].name}
+def _outputs(spec: Spec, rows: list[Row]) -> tuple[str, ...]:
+    """[model] outputs, each a layer's full name (default: the last layer's)."""
+    if not spec.outputs:
+        return (rows[-1].name,)
+    names = {row.name for row in rows}
+    for name in spec.outputs:
+        if name not in names:
+            close = [n for n in names if n.endswith("." + name)]
+            raise SpecError(f"outputs names {name!r}, which is no layer", f"did you mean {close[0]!r}? " if close else
+                            "give layers' full names (a block use's last layer: \"layer4.1.add\")", "outputs",
+                            where="[model]", path=spec.path)
+    return spec.outputs
+
+
+def _backward(rows: list[Row], outputs: tuple[str, ...]) -> tuple[Row, ...]:
+    """The rows, those whose output does not feed one of the model's outputs marked: a training step's backward
+    pass, from the loss, never reaches them."""
+    needed = set(outputs)
     for row in reversed(rows):
         if row.name in needed:
             needed.update(row.inputs)

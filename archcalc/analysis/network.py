@@ -107,6 +107,7 @@ class Network:
     course: bool = False  # show the course's memory formula (its own specs, or --course)
     autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
     names: tuple[tuple[str, str], ...] = ()  # the spec's [names]: torch's module path of a layer path (build names modules so)
+    outputs: tuple[str, ...] = ()  # the layers whose outputs the model returns ([model] outputs; () or one: the last)
 
     @cached_property
     def fields(self) -> tuple[Field | None, ...]:
@@ -155,4 +156,12 @@ class Network:
 
     @property
     def output(self) -> Shape:
-        return self.rows[-1].output
+        """The model's output: its last layer's, or the first of several ([model] outputs)."""
+        return self.output_rows[0].output
+
+    @cached_property
+    def output_rows(self) -> tuple[Row, ...]:
+        """The rows whose outputs the model returns, in [model] outputs' order (one: the last row)."""
+        if not self.outputs or self.outputs == (self.rows[-1].name,):
+            return (self.rows[-1],)
+        return tuple(self.row(name) for name in self.outputs)

@@ -295,19 +295,36 @@ def _precision(options: Options, device) -> str:
     return "tf32" if torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32 else "float32"
 
 
-def _loss(report: Report, batch: int, device, dtype):
-    """The loss function and its random target (archcalc.timeline.loss_of says which)."""
+def summed_losses(losses: dict):
+    """The loss of a model with several outputs ([model] outputs, a dict): each output's own (`losses`: name ->
+    (loss function, target)), added up (the timeline's memory/timeline.py _losses)."""
+    def summed(ys, targets):
+        parts = [losses[name][0](y, losses[name][1]) for name, y in ys.items()]
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
+    return summed
+
+
+def _loss(report: Report, batch: int, device, dtype, row=None):
+    """The loss function and its random target (archcalc.timeline.loss_of says which); with several outputs, the sum
+    of each one's (summed_losses), its target None."""
     torch = require()
     functional = torch.nn.functional
-    out = tuple(map(int, report.output))
-    loss = loss_of(report)
+    if row is None and len(report.output_rows) > 1:
+        return summed_losses({r.name: _loss(report, batch, device, dtype, r) for r in report.output_rows}), None
+    row = report.output_rows[0] if row is None else row
+    out = tuple(map(int, row.output))
+    loss = loss_of(report, row)
     if loss.kind == "mse":
         return functional.mse_loss, torch.randn(batch, *out, device=device, dtype=dtype)
     if loss.kind == "causal_lm":  # labels = the input ids (None: bench passes the batch), as Hugging Face's loss
-        def causal_lm(y, ids):  # transformers' ForCausalLMLoss, its padded labels held until it returns
+        def causal_lm(logits, ids):  # transformers' ForCausalLMLoss, its padded labels held until it returns
+            logits = logits.float()  # first, as transformers does: 16-bit logits are gone once copied
             labels = functional.pad(ids, (0, 1), value=-100)
             shifted = labels[..., 1:].contiguous()
-            return functional.cross_entropy(y.float().view(-1, y.size(-1)), shifted.view(-1), ignore_index=-100)
+            return functional.cross_entropy(logits.view(-1, logits.size(-1)), shifted.view(-1), ignore_index=-100)
         return causal_lm, None
     if loss.axis == 0:  # classes on the channels: per sample, or per pixel of [C, H, W]
         return functional.cross_entropy, torch.randint(out[0], (batch, *out[1:]), device=device)

@@ -102,7 +102,9 @@ def free_names(report: Report) -> list[str]:
 
 
 def is_chain(report: Report) -> bool:
-    """Whether every layer reads the one before it (the first, the input) and no name is dotted."""
+    """Whether every layer reads the one before it (the first, the input), no name is dotted and one output is returned."""
+    if len(report.output_rows) > 1:
+        return False
     previous = INPUT
     for row in report.rows:
         if row.inputs != (previous,) or "." in row.name:
@@ -196,12 +198,15 @@ def network(report: Report):
         for name in part.row.inputs:
             last[slots[name]] = i
     last[len(all_parts)] = len(all_parts) + 1
+    several = tuple((row.name, slots[row.name]) for row in report.output_rows) if len(report.output_rows) > 1 else ()
+    for _, slot in several:  # the model's outputs: never freed
+        last[slot] = len(all_parts) + 1
     steps = []
     for i, part in enumerate(all_parts, start=1):
         reads = tuple(slots[name] for name in part.row.inputs)
         free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
         steps.append(Step(part.names, reads, free))
-    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)))
+    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)), several)
     for part in all_parts:
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)
@@ -271,12 +276,15 @@ def _place(root, path: str, child) -> None:
 
 
 def tie(module, report: Report):
-    """Share the weights the spec ties: a tied layer's `weight` is the very Parameter of the layer it names."""
+    """Share the weights the spec ties: a tied layer's `weight` is the very Parameter of the layer it names; and
+    load a bare parameter's key (`layer_scale`, no `.weight`: modules.bare_keys)."""
+    from .modules import bare_keys
+
     for part in parts(report):
         target = part.row.layer.tie
         if target is not None:
             module.get_submodule(part.names[0]).weight = module.get_submodule(_child(report, target)).weight
-    return module
+    return bare_keys(module)
 
 
 def _child(report: Report, name: str) -> str:

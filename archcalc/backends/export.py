@@ -12,6 +12,7 @@ import inspect
 import re
 
 from ..core import fmt, num
+from ..core.errors import SpecError
 from ..layers import ACTIVATIONS
 from ..report import Report
 from . import export_graph
@@ -22,6 +23,9 @@ from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, SKIPPED, TORCH_FUN
 def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
+    if len(report.output_rows) > 1:
+        raise SpecError("export writes a module with one output; this spec has several ([model] outputs)",
+                        "build it instead (archcalc.torch.build returns them as a dict)", "outputs", where="[model]", path=report.path)
     name = _class_name(report.model) if class_name is None else usable(class_name)
     params = num.add(row.params for row in report.rows)
     where = f" from {plain(report.path)}" if report.path else ""

@@ -79,10 +79,11 @@ class Graph(nn.Module):
     In training with gradients on, each region runs through torch.utils.checkpoint.checkpoint
     (use_reentrant=False, early stop): its forward is rerun in backward instead of keeping its tensors."""
 
-    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = ()) -> None:
+    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = (), outputs: tuple[tuple[str, int], ...] = ()) -> None:
         super().__init__()
         self.steps = steps
         self.regions = regions
+        self.outputs = outputs  # several: (name, slot) each, returned as a dict (torchvision's segmentation models' "out", "aux")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {0: x}
@@ -97,6 +98,8 @@ class Graph(nn.Module):
                 del values[i]
             slot = region.stop
         self._run(values, slot, len(self.steps) + 1)
+        if self.outputs:
+            return {name: values[i] for name, i in self.outputs}
         return values[len(self.steps)]
 
     def _region(self, region: Region, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -119,17 +122,45 @@ class Graph(nn.Module):
 
 
 class Learned(nn.Module):
-    """A learned tensor of `shape`, the same for every sample of the input's batch (its first `length` rows)."""
+    """A learned tensor of `shape`, the same for every sample of the input's batch (its first `length` rows).
 
-    def __init__(self, shape: tuple[int, ...], length: int | None = None):
+    torch holds it as [1, *shape], or as `held` (ConvNeXt's layer_scale [C, 1, 1]), viewed as [1, *shape]; `bare`:
+    its state_dict key is the module's own path (a bare nn.Parameter's, torchvision's class_token), not `.weight`;
+    `expand`: expanded over the batch (for a concat), else returned as it is (an add or a mul broadcasts it)."""
+
+    def __init__(self, shape: tuple[int, ...], length: int | None = None, held: tuple[int, ...] | None = None,
+                 bare: bool = False, expand: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1, *shape))
+        self.weight = nn.Parameter(torch.zeros(*(held or (1, *shape))))
         nn.init.normal_(self.weight, std=0.02)
-        self.length = length
+        self.length, self.shape, self.held, self.expand = length, (1, *shape), held, expand
+        self.bare = bare  # build registers the loading side on the root module (bare_keys)
+        if bare:
+            self.register_state_dict_post_hook(_bare_key)
 
     def forward(self, x):
-        w = self.weight if self.length is None else self.weight[:, : self.length]
-        return w.expand(x.shape[0], *w.shape[1:])
+        w = self.weight if self.held is None else self.weight.view(self.shape)
+        w = w if self.length is None else w[:, : self.length]
+        return w.expand(x.shape[0], *w.shape[1:]) if self.expand else w  # as it is: the add or mul reading it broadcasts
+
+
+def _bare_key(module, state_dict, prefix, local_metadata):
+    """A bare parameter's key: the module's path (`layer_scale`), as torch names an nn.Parameter attribute."""
+    if prefix + "weight" in state_dict:
+        state_dict[prefix[:-1]] = state_dict.pop(prefix + "weight")
+
+
+def bare_keys(root: nn.Module) -> nn.Module:
+    """Let `root` load a state_dict that names its bare parameters by their paths (`b.layer_scale`): a hook on the
+    root, as a child's own hook never sees a key outside its prefix (load_state_dict hands it only `b.layer_scale.*`)."""
+    paths = [path for path, module in root.named_modules() if getattr(module, "bare", False) and path]
+    if paths:
+        def load(module, state_dict, prefix, *_):
+            for path in paths:
+                if prefix + path in state_dict and f"{prefix}{path}.weight" not in state_dict:
+                    state_dict[f"{prefix}{path}.weight"] = state_dict.pop(prefix + path)
+        root.register_load_state_dict_pre_hook(load)
+    return root
 
 
 class SelfAttention(nn.Module):
@@ -188,6 +219,63 @@ class NewGELU(nn.Module):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+class RotaryTables(nn.Module):
+    """transformers' LlamaRotaryEmbedding as LlamaModel calls it, positions 0..T-1 for the whole batch: (cos, sin), each
+    [1, T, head_dim] in the input's dtype, computed in float32 (inv_freq and its copy original_inv_freq: buffers)."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
+
+    def forward(self, x):
+        position_ids = (torch.arange(x.shape[1], device=x.device) + 0)[None]  # LlamaModel's: arange + the cache's length
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * 1.0
+        sin = emb.sin() * 1.0
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
+
+
+def _rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class LlamaSelfAttention(nn.Module):
+    """transformers' LlamaAttention (Mistral's, Qwen2's) as it runs by default (attn_implementation="sdpa", no mask):
+    q_proj, k_proj, v_proj, q and k rotated by the rotary tables (rotate_half), scaled_dot_product_attention with
+    enable_gqa, the heads merged (.contiguous()), o_proj."""
+
+    def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim, self.causal = heads, kv_heads, d // heads, causal
+        self.q_proj = nn.Linear(d, heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(heads * self.head_dim, d, bias=bias)
+
+    def forward(self, hidden_states, tables=None):
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        if tables is not None:
+            cos, sin = tables
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+            query_states, key_states = ((query_states * cos) + (_rotate_half(query_states) * sin),
+                                        (key_states * cos) + (_rotate_half(key_states) * sin))
+        attn_output = F.scaled_dot_product_attention(query_states, key_states, value_states, scale=self.head_dim ** -0.5,
+                                                     is_causal=self.causal and input_shape[1] > 1,
+                                                     enable_gqa=self.kv_heads != self.heads)
+        attn_output = attn_output.transpose(1, 2).contiguous()
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return self.o_proj(attn_output)
+
+
 class MultiheadSelfAttention(nn.MultiheadAttention):
     """torch.nn.MultiheadAttention over [B, T, d] (batch_first) as torchvision's ViT calls it: self-attention,
     need_weights=False (so that training runs scaled_dot_product_attention); its parameters keep their names."""
@@ -213,16 +301,84 @@ class Select(nn.Module):
     def __init__(self, dim: int, index: int):
         super().__init__()
         self.dim, self.index = dim, index
+        self.source = f"x.select({dim}, {index})"
 
     def forward(self, x):
         return x.select(self.dim, self.index)
+
+
+class LlamaRMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm, as it writes it: in float32, cast back to the input's dtype, then times γ."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+class Slice(nn.Module):
+    """x[..., start:stop:step] along `dim` (torch's dim, the batch axis 0): a view."""
+
+    def __init__(self, dim: int, start: int, stop: int, step: int = 1):
+        super().__init__()
+        self.dim, self.start, self.stop, self.step = dim, start, stop, step
+        self.source = f"x[{':, ' * dim}{start}:{stop}{'' if step == 1 else f':{step}'}]"  # what export writes
+
+    def forward(self, x):
+        index = [slice(None)] * self.dim + [slice(self.start, self.stop, self.step)]
+        return x[tuple(index)]
+
+
+class Mean(nn.Module):
+    """x.mean(dims, keepdim): global average pooling as x.mean((2, 3)) writes it."""
+
+    def __init__(self, dims: tuple[int, ...], keepdim: bool = False):
+        super().__init__()
+        self.dims, self.keepdim = tuple(dims), keepdim
+        self.source = f"x.mean({self.dims}{', keepdim=True' if keepdim else ''})"
+
+    def forward(self, x):
+        return x.mean(self.dims, keepdim=self.keepdim)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth (timm's DropPath in "row" mode), as torchvision writes it: in training each
+    sample's ("row") or the batch's ("batch") values times one noise value, 0 with probability p, else 1/(1 - p)."""
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+        size = "(x.shape[0],) + (1,) * (x.ndim - 1)" if mode == "row" else "(1,) * x.ndim"
+        q = 1.0 - p
+        self.source = f"(x * x.new_empty({size}).bernoulli_({q!r}).div_({q!r}) if self.training else x)"
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
 
 
 class Namespace:
     """What a layer's `to_torch(x, nn)` is given: torch.nn, with archcalc's own modules beside its classes
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
-    OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select")
+    OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -192,15 +192,16 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
         for current, part in enumerate(parts(report)):  # noqa: B007 (pack reads `current`)
             children = [net.get_submodule(name) for name in part.names]
             names = part.row.inputs
-            xs = [values[name].detach().requires_grad_(values[name].requires_grad) for name in names]
-            grad = any(x.requires_grad for x in xs) or any(p.requires_grad for c in children for p in c.parameters())
+            xs = [_detached(values[name], getattr(values[name], "requires_grad", False)) for name in names]
+            grad = not part.row.layer.detached and (any(getattr(x, "requires_grad", False) for x in xs)
+                                                    or any(p.requires_grad for c in children for p in c.parameters()))
             with FlopCounterMode(display=False) as counter:
                 y = children[0](*xs)
                 for child in children[1:]:
                     y = child(y)
             flops.append(counter.get_total_flops())
             steps.append((names, xs, y if grad else None))
-            values[part.row.name] = y.detach().requires_grad_(grad)
+            values[part.row.name] = _detached(y, grad)
     backward = _backward(steps, [p.row.name for p in parts(report)], FlopCounterMode)
     saved = [0] * len(steps)
     for row, nbytes in first.values():
@@ -227,11 +228,22 @@ def _backward(steps, names: list[str], FlopCounterMode) -> list[int]:
             torch.autograd.backward(y, grad)
         out[i] = counter.get_total_flops()
         for name, x in zip(reads, xs):
-            if x.grad is not None:
+            if getattr(x, "grad", None) is not None:
                 grads[name] = x.grad if name not in grads else grads[name] + x.grad
     return out
 
+def _detached(value, grad: bool):
+    """A row's output for the next rows: a tensor detached (requiring grad where the row's does), or a tuple of them
+    (the rotary tables, cos and sin), detached."""
+    if isinstance(value, tuple):
+        return tuple(v.detach() for v in value)
+    return value.detach().requires_grad_(grad)
+
+
 def _sample(x, batch: int) -> tuple[int, ...]:
-    """One sample's shape of a batch; a lost or changed batch axis shows as a mismatch."""
+    """One sample's shape of a batch; a lost or changed batch axis shows as a mismatch. A tuple of tensors of one
+    row for the batch (the rotary tables) is their count, then one's shape."""
+    if isinstance(x, tuple):
+        return (len(x), *x[0].shape[1:]) if all(t.shape[0] == 1 for t in x) else ("batch", len(x))
     shape = tuple(x.shape)
     return shape[1:] if shape and shape[0] == batch else ("batch", *shape)

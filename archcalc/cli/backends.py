@@ -114,21 +114,25 @@ def bench(options: Options, flags: dict) -> None:
         console().print(tables.benchmark(result))
 
 
+IMPORT = (  # import's own flags, handed to its body as one dict
+    Flag("--input", "input_shape", metavar="SHAPE",
+         help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W "
+              "(hf:PATH: T for token ids, or the config's image size, unless given)."),
+    Flag("--args", metavar="JSON", help='Arguments when NAME is a class or a function that returns a module: \'{"num_classes": 10}\' or \'[10]\'.'),
+    Flag("--class", "class_name", metavar="NAME", help="hf:PATH: the transformers class to build (default: the config's architectures[0])."),
+    Flag("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name)."),
+    Flag("--capture", type=click.Choice(["auto", "fx", "export"]), default="auto", show_default=True,
+         help="How to record the model: torch.fx, torch.export (non-strict), or torch.fx then torch.export where it fails."),
+    Flag("--flat", is_flag=True, help="Every layer on its own: no blocks recovered from repeated submodules."),
+)
+
+
 @click.command("import")
 @click.argument("target", metavar="FILE.py:NAME|module:NAME|hf:PATH")
-@click.option("--input", "input_shape", metavar="SHAPE",
-              help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W "
-                   "(hf:PATH: T for token ids, or the config's image size, unless given).")
-@click.option("--args", metavar="JSON", help='Arguments when NAME is a class or a function that returns a module: \'{"num_classes": 10}\' or \'[10]\'.')
-@click.option("--class", "class_name", metavar="NAME", help="hf:PATH: the transformers class to build (default: the config's architectures[0]).")
-@click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
-@click.option("--capture", type=click.Choice(["auto", "fx", "export"]), default="auto", show_default=True,
-              help="How to record the model: torch.fx, torch.export (non-strict), or torch.fx then torch.export where it fails.")
 @shared(OUTPUT.but(metavar=None, help="Where to write the spec ('-': standard output)."),
         FORCE.but(help="Overwrite OUTPUT if it exists."))
-@click.option("--flat", is_flag=True, help="Every layer on its own: no blocks recovered from repeated submodules.")
-def import_(options: Options, target: str, input_shape: str | None, args: str | None, class_name: str | None,
-            model_name: str | None, capture: str, flat: bool) -> None:
+@bundle("how", dict, *IMPORT)
+def import_(options: Options, target: str, how: dict) -> None:
     """Write the spec of a PyTorch module, captured with torch.fx or torch.export.
 
     This imports FILE.py (or the module) and builds NAME: it runs that code, as any
@@ -141,9 +145,9 @@ def import_(options: Options, target: str, input_shape: str | None, args: str | 
     from ..backends import importer
     from ..backends.importer.hf import default_input
 
-    module = importer.load_target(target, args, class_name)
-    shape = importer.parse_input(input_shape) if input_shape is not None else default_input(module)
+    module = importer.load_target(target, how["args"], how["class_name"])
+    shape = importer.parse_input(how["input_shape"]) if how["input_shape"] is not None else default_input(module)
     if shape is None:
         raise click.UsageError("Missing option '--input' (one sample's shape, e.g. 3,224,224).")
-    text = importer.import_module(module, shape, model_name, blocks=not flat, capture=capture)
+    text = importer.import_module(module, shape, how["model_name"], blocks=not how["flat"], capture=how["capture"])
     Files(target.rpartition(":")[0] or target, options.force).put(text, options.output)

@@ -33,7 +33,7 @@ KERNELS = ("flash", "math")
 class Attention(Layer):
     kind = "attention"
     # `archcalc import` reads nn.MultiheadAttention's fields from its call too (causal from its mask, kernel from need_weights)
-    torch_modules = ("MultiheadAttention",)
+    torch_modules = ("MultiheadAttention", "LlamaAttention", "MistralAttention", "Qwen2Attention")
     num_heads: Dim = size()
     kv_heads: Dim | None = size(None)  # heads of k and v (grouped-query attention); default num_heads
     causal: bool = flag(False)
@@ -41,12 +41,23 @@ class Attention(Layer):
     bias: bool = flag(True)
     kernel: str = choice(*KERNELS, default="flash")
     # the torch module it stands for, for the memory timeline's copies: "split" (q, k, v split from in_proj's
-    # output: GPT-2, archcalc's own), "multihead" (torch.nn.MultiheadAttention, batch_first: torchvision's ViT)
-    module: str = choice("split", "multihead", default="split")
+    # output: GPT-2, archcalc's own), "multihead" (torch.nn.MultiheadAttention, batch_first: torchvision's ViT),
+    # "llama" (transformers' LlamaAttention: q_proj, k_proj, v_proj, o_proj, SDPA with enable_gqa)
+    module: str = choice("split", "multihead", "llama", default="split")
+    # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
+    # Llama's rotate_half, after the projections
+    rotary: bool = flag(False)
+
+    @property
+    def merges(self) -> bool:
+        return self.rotary  # it reads the tokens and the rotary tables
 
     def output(self, x: Shape) -> Shape:
+        if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
+            raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
+                            'for example from = ["input_layernorm", "rotary_emb"]', "from")
         self.tokens(x)
-        return x
+        return self.hidden(x)
 
     def weights(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
@@ -66,13 +77,17 @@ class Attention(Layer):
         return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        tables = [Kept("input", num.mul(x[1]), per_sample=False, arg=1, what="cos and sin (the rotary tables, one for the batch)")] \
+            if self.rotary else []
+        x = self.hidden(x)
         t, d = self.tokens(x)
         heads = self.num_heads
-        kept = [Kept("input", num.mul(x), what="input (in_proj's)")]
+        kept = [Kept("input", num.mul(x), what="input (the projections')"), *tables]
         if self.kernel == "flash":
             return (
                 *kept,
-                Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))), what="q, k, v (in_proj's output)"),
+                Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))),
+                     what="q, k, v (rotated)" if self.rotary else "q, k, v (the projections' output)"),
                 Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
                 Kept("own", num.mul(x), what="attention output (out_proj's input)"),
             )
@@ -84,17 +99,32 @@ class Attention(Layer):
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
+    def hidden(self, x) -> Shape:
+        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables."""
+        return x[0] if self.rotary and isinstance(x[0], tuple) else x
+
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
-        """T and d of the input [T, d]."""
+        """T and d of the input [T, d] (and the rotary tables', checked)."""
+        tables = x[1] if self.rotary and isinstance(x[0], tuple) and len(x) > 1 else None
+        x = self.hidden(x)
         if len(x) != 2:
             raise SpecError(f"attention needs tokens [T, d], got {fmt.shape(x)}",
                             "an image's patches become tokens with a conv, then flatten and permute (see specs/vit_b_16.toml)")
         t, d = x
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
-        if self.module == "multihead" and (self.causal or kv != self.num_heads or self.kernel == "math"):
+        if self.module == "multihead" and (self.causal or kv != self.num_heads or self.kernel == "math" or self.rotary):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
-                            "modelled without causal, kv_heads and kernel = \"math\"",
+                            "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
+        if self.rotary and self.module != "llama":
+            raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
+        if self.module == "llama" and (self.kernel == "math" or self.dropout != 0):
+            raise SpecError("module = \"llama\" is transformers' sdpa attention (its default): kernel = \"math\" and "
+                            "dropout are not modelled for it", "leave kernel and dropout out", "module")
+        if tables is not None and (len(tables) != 3 or tables[0] != 2 or any(
+                num.is_concrete(a - b) and a != b for a, b in ((tables[1], t), (tables[2] * self.num_heads, d)))):
+            raise SpecError(f"the rotary tables {fmt.shape(tables)} do not fit tokens {fmt.shape(x)} with {fmt.group(self.num_heads)} "
+                            "heads: they must be [2, T, d/num_heads]", "give the rotary layer head_dim = d/num_heads", "from")
         for whole, part, field, of in ((d, self.num_heads, "num_heads", "d"), (self.num_heads, kv, "kv_heads", "num_heads")):
             if num.is_concrete(whole) and num.is_concrete(part) and whole % part:
                 raise SpecError(
@@ -123,12 +153,14 @@ class Attention(Layer):
         parts = [f"{fmt.group(self.num_heads)} heads"]
         if self.kv_heads is not None and self.kv_heads != self.num_heads:
             parts.append(f"{fmt.group(self.kv_heads)} kv")
-        parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math")) if on]
+        parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math"),
+                                        ("rotary", self.rotary), ("Llama's", self.module == "llama")) if on]
         if self.dropout != 0:
             parts.append(f"p={fmt.group(self.dropout)}")
         return ", ".join(parts)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
+        x = self.hidden(x)
         t, d = self.tokens(x)
         head = num.div(d, self.num_heads)
         kv = self.kv_dim(x)
@@ -176,6 +208,8 @@ class Attention(Layer):
         kv = self.num_heads if self.kv_heads is None else self.kv_heads
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
+        if self.module == "llama":
+            return nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
         return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
                              bias=self.bias, math=self.kernel == "math")
 
@@ -189,6 +223,15 @@ class Attention(Layer):
         return {"flops": (num.normal(2 * (inner + outer)), why),
                 "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
 
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """nn.MultiheadAttention is module = "multihead"; transformers' LlamaAttention (Mistral's, Qwen2's), causal,
+        module = "llama" with rotary (its num_heads, kv_heads and bias are its config's: num_attention_heads,
+        num_key_value_heads, attention_bias)."""
+        if torch_name == "MultiheadAttention":
+            return {"module": "multihead"}
+        return {"module": "llama", "rotary": True, "causal": True}
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline.py runs it): in_proj, the
@@ -196,6 +239,8 @@ class Attention(Layer):
         Measured with a TorchDispatchMode (tests/oracle/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
         the causal mask a [T, T] tensor made per call); "math" is attention written as matmuls."""
+        if self.module == "llama":  # on the CPU, in the model's dtype; else the generic rule
+            return self._llama_program(x, grad, inplace) if amp is None and device == "cpu" else None
         if amp is not None:
             fused = self.kernel == "flash" and (device == "cuda" or self.dropout == 0)  # no math fallback
             return self._autocast_program(x, grad, device, amp, inplace) if fused else None
@@ -450,9 +495,77 @@ class Attention(Layer):
         return [("+", "prod", num.normal(t * d), "float32"), ("+", "sum", rows, "float32"), ("+", "delta", rows, "float32"),
                 ("-", "prod", "sum", "delta")]
 
+    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> tuple[tuple, tuple]:
+        """transformers' LlamaAttention op by op on the CPU (sdpa, no mask: torch's fused flash kernel with enable_gqa),
+        measured with a TorchDispatchMode: q_proj, k_proj, v_proj; with rotary, q then k rotated (x·cos, −x₂, the
+        halves concatenated, ·sin, the sum; the raw q and k freed once both are rotated); the kernel's output and
+        float32 logsumexp; o_proj (the heads' merge is a view: the kernel writes [B, T, H, D]).
+
+        Backward: o_proj (mm: the weight's gradient first; with a bias, addmm: the input's, the weight's, the
+        bias's), the kernel's three gradients; the rotations' in reverse, k's first (the ·sin branch, −, the two
+        halves' slice_backward summed, then ·cos), their sums in k's and q's buffers; then v_proj, k_proj, q_proj (the
+        last made runs first), a rotated gradient copied (.contiguous() of its transpose) where the heads are
+        several and T > 1; x's gradients meet in its buffer, x released after q_proj's."""
+        t, d = self.tokens(x)
+        kv, heads = self.kv_dim(x), self.num_heads
+        kv_heads = heads if self.kv_heads is None else self.kv_heads
+        td, tk = num.normal(t * d), num.normal(t * kv)
+        fwd: list = [("keep", "x"), *([("keep", "x1")] if self.rotary else []), ("+", "q", td), ("+", "k", tk), ("+", "v", tk)]
+        rotated = {"q": "q", "k": "k"}
+        if self.rotary:
+            for n, size in (("q", td), ("k", tk)):
+                fwd += [("+", n + "c", size), ("+", n + "n", num.div(size, 2)), ("+", n + "r", size), ("-", n + "n"),
+                        ("+", n + "s", size), ("-", n + "r"), ("+", n + "e", size), ("-", n + "c", n + "s")]
+                rotated[n] = n + "e"
+            fwd.append(("-", "q", "k"))
+        fwd += [("+", "o", td), ("+", "lse", num.normal(heads * t), "float32"), ("+", "out", td)]
+        weight = ("+", "grad.o_proj.weight", num.normal(d * d), "model", False)
+        # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
+        # mm (the weight's first)
+        bwd: list = [("+", "go", td), weight, ("+", "grad.o_proj.bias", d, "model", False)] if self.bias else [weight, ("+", "go", td)]
+        bwd += [("-", "g"), ("+", "gq", td), ("+", "gk", tk), ("+", "gv", tk), ("-", "go", rotated["k"], rotated["q"], "v", "lse", "o")]
+        grads = {"q": "gq", "k": "gk", "v": "gv"}
+        if self.rotary:
+            for n, size in (("k", tk), ("q", td)):  # the rotations, k's first (made last)
+                bwd += [("+", n + "g1", size), ("+", n + "gn", num.div(size, 2)), ("+", n + "s1", size), ("-", n + "gn"),
+                        ("+", n + "s2", size), ("-", n + "g1")]
+                if inplace:  # InputBuffer: the second half's gradient added into the first's
+                    bwd.append(("-", n + "s2"))
+                    total = n + "s1"
+                else:
+                    bwd += [("+", n + "a", size), ("-", n + "s1", n + "s2")]
+                    total = n + "a"
+                bwd += [("+", n + "gc", size), ("-", grads[n])]
+                if inplace:
+                    bwd.append(("-", n + "gc"))
+                else:
+                    bwd += [("+", n + "t", size), ("-", total, n + "gc")]
+                    total = n + "t"
+                grads[n] = total
+            bwd.append(("-", "x1"))
+        several = not (num.is_concrete(t) and t == 1)
+        for n, size, count in (("v", tk, kv_heads), ("k", tk, kv_heads), ("q", td, heads)):  # the last made first
+            source = grads[n]
+            if self.rotary and n != "v" and count != 1 and several:  # the transposed gradient made contiguous
+                bwd += [("+", n + "cl", size), ("-", source)]
+                source = n + "cl"
+            weight = ("+", f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), "model", False)
+            gx = [("+", "gx" + n, td)] if grad else []
+            if self.bias:
+                bwd += [*gx, weight, ("+", f"grad.{n}_proj.bias", num.div(size, t), "model", False)]
+            else:
+                bwd += [weight, *gx]
+            bwd.append(("-", source, *(["x"] if n == "q" else [])))
+            bwd += [("grad", "gx" + n), ("-", "gx" + n)] if grad else []
+        return tuple(fwd), tuple(bwd)
+
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
-        """in_proj's weight and bias, out_proj's weight and bias, as torch holds them."""
+        """in_proj's weight and bias, out_proj's weight and bias, as torch holds them (Llama's: q, k, v, o)."""
         _, d = self.tokens(x)
+        if self.module == "llama":
+            kv = self.kv_dim(x)
+            pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
+            return tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
         inner = num.normal(d + 2 * self.kv_dim(x))
         return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
 
@@ -461,3 +574,72 @@ class Attention(Layer):
 
     def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
         return (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Rotary(Layer):
+    """The rotary position embedding's tables (transformers' LlamaRotaryEmbedding, as LlamaModel calls it once for all
+    its layers): cos and sin of positions·θ^(−2i/head_dim), [2, T, head_dim], one pair for the whole batch, read by
+    every `attention` with rotary = true (from = [the tokens, this layer]), which rotates q and k with them.
+
+    Computed in float32 from its input's length (positions 0..T−1) and cast to the input's dtype: no parameters, two
+    buffers (inv_freq and its copy, head_dim/2 each), no FLOPs counted (element-wise), no gradient; the attention
+    layers keep the tables for backward, one storage for all of them."""
+
+    kind = "rotary"
+    detached = True
+    torch_modules = ("LlamaRotaryEmbedding", "MistralRotaryEmbedding", "Qwen2RotaryEmbedding")
+    head_dim: Dim = size()
+    theta: Value = real(10000, low=0)  # rope_theta: changes the values only
+
+    def output(self, x: Shape) -> Shape:
+        if len(x) != 2:
+            raise SpecError(f"rotary reads tokens [T, d] (for T), got {fmt.shape(x)}")
+        if num.is_concrete(self.head_dim) and self.head_dim % 2:
+            raise SpecError(f"head_dim = {self.head_dim} is odd: rotate_half splits it in two halves", None, "head_dim")
+        return (2, x[0], self.head_dim)
+
+    def summary(self, x: Shape) -> str:
+        return f"cos, sin of {fmt.group(self.head_dim)}, θ={fmt.group(self.theta)}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"cos and sin of positions 0..T−1 times θ^(−2i/head_dim), [2, T, head_dim] = "
+                           f"{fmt.shape(self.output(x))}, one pair for the batch; computed in float32, no parameters"),
+                ("macs", "MACs = 0: element-wise; the attention layers that read the tables keep them (once)")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.RotaryTables(int(self.head_dim), float(self.theta))
+
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        return self.head_dim * size  # inv_freq and original_inv_freq, head_dim/2 values each
+
+    def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
+        """LlamaRotaryEmbedding's ops (measured with a TorchDispatchMode, torch 2.13), with its positions as LlamaModel
+        makes them (arange + the cache's length; they and the embeddings it reads are held by the model's body until
+        it returns) and its causal mask's
+        check for packed sequences (transformers' create_causal_mask, before the tables): positions, as float32, times
+        inv_freq (a float32 copy of it in a 16-bit model), the frequencies twice
+        (cat), cos (·1, the attention scaling), sin (·1); in a 16-bit model both cast; the locals freed as it returns.
+        The tables are one storage here, two in torch: made with cos's, the peak is the same (sin's temporary
+        comes after). No backward: no gradient reaches it."""
+        if amp is not None or device != "cpu":
+            return None
+        t, h = x[0], self.head_dim
+        th = num.normal(t * h)
+        # LlamaModel's body holds its input, the embeddings (its local inputs_embeds), until it returns
+        fwd: list = [("keep", "x"), ("hold", "x"), ("-", "x"),
+                     ("+", "arange", t, "int64", False), ("+", "pos", t, "int64", False), ("-", "arange"), ("hold", "pos"),
+                     # the causal mask's check for packed sequences (create_causal_mask: the positions' diff, != 1, cumsum)
+                     ("+", "first", 1, "int64"), ("+", "cat", t + 1, "int64"), ("+", "diff", t, "int64"), ("-", "cat"),
+                     ("+", "ne", t, "bool"), ("+", "packed", t, "int64"), ("-", "ne"), ("+", "last", 1, "bool"),
+                     ("+", "all", 1, "bool", False), ("-", "last", "all", "first", "diff", "packed"),
+                     ("+", "pf", t, "float32", False),
+                     ("if", "low", "+", "inv", num.div(h, 2), "float32", False), ("+", "freqs", num.normal(num.div(th, 2)), "float32", False),
+                     ("-", "pf"), ("if", "low", "-", "inv"), ("+", "emb", th, "float32", False), ("+", "c0", th, "float32", False),
+                     ("if", "wide", "+", "out", num.normal(2 * th), "model", False), ("if", "low", "+", "cos", th, "float32", False),
+                     ("-", "c0"), ("+", "s0", th, "float32", False), ("if", "low", "+", "sin", th, "float32", False), ("-", "s0"),
+                     ("if", "low", "+", "out", num.normal(2 * th), "model", False), ("if", "low", "-", "cos", "sin"),
+                     ("-", "pos", "freqs", "emb")]
+        return tuple(fwd), ()

@@ -201,6 +201,8 @@ class Layer:
     # 1. What it is -------------------------------------------------------------------------------------------
     kind: ClassVar[str]
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
+    broadcasts: ClassVar[bool] = False  # an element-wise merge (add, mul): it may read a tensor without a batch axis
+    detached: ClassVar[bool] = False  # its output never requires grad: made from its input's shape only (rotary tables)
     # Teaching: the kind-specific recognisers of archcalc/teaching/mistakes.py that apply to it (by function name),
     mistakes: ClassVar[frozenset[str]] = frozenset()
     # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels,
@@ -213,11 +215,14 @@ class Layer:
     colour: ClassVar[str] = "#dddddd"
     joins_box_before: ClassVar[bool] = False
     draws_input: ClassVar[bool] = True
-    # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields;
-    # and the torch functions, tensor methods and ATen operations it is, by name (F.relu, x.relu() and aten.relu share
-    # "relu"; in place, "relu_"), their arguments read by `torch_call`. Kinds that list one name are tried in the
-    # order they are registered: the first that expresses the call is it (x.view(B, -1): flatten, else reshape).
+    # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields,
+    # and those of `torch_attributes` ((torch's attribute, the spec field it gives) where the names differ:
+    # timm's DropPath.drop_prob is stochastic_depth's p); and the torch functions, tensor methods and ATen operations
+    # it is, by name (F.relu, x.relu() and aten.relu share "relu"; in place, "relu_"), their arguments read by
+    # `torch_call`. Kinds that list one name are tried in the order they are registered: the first that expresses the
+    # call is it (x.view(B, -1): flatten, else reshape).
     torch_modules: ClassVar[tuple[str, ...]] = ()
+    torch_attributes: ClassVar[tuple[tuple[str, str], ...]] = ()
     torch_functions: ClassVar[tuple[str, ...]] = ()
     # Checkpointing: the devices on which the tensors of its own that its op keeps exist before its output (dropout's
     # mask on the CPU, an input of the product that makes the output). Autograd saves an op's inputs before it runs,
@@ -350,6 +355,17 @@ class Layer:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
         return False
 
+    def batchless(self) -> bool:
+        """Whether torch's output has no batch axis (a `parameter` with expand = false, broadcast as it is): the add or
+        mul reading it sums its gradient to the parameter's shape (validate_outputs), which AccumulateGrad takes as
+        the parameter's gradient (the memory timeline)."""
+        return False
+
+    def is_parameter(self) -> bool:
+        """Whether the output is a view of the layer's own parameter (`parameter`: a layer scale, a class token), so
+        that a node keeping it keeps no activation (saved_tensors_hooks sees the parameter's storage)."""
+        return False
+
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
         """The element counts of the layer's parameter tensors as torch holds them (the memory timeline
         allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
@@ -418,6 +434,11 @@ class Layer:
     def contiguous_input(self) -> bool:
         """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
         return False
+
+    def copies_input(self, x: Shape, strides) -> bool:
+        """Whether it copies an input of this layout (archcalc.layers.layout; None: contiguous) and keeps the copy:
+        by default, a kind that wants a contiguous input copies any other (nn.Linear refines it: dense.py)."""
+        return strides is not None and self.contiguous_input()
 
     def update_scratch(self, x: Shape) -> Dim:
         """Elements in all (not per sample), in the parameters' dtype, of a transient the forward op makes after its

@@ -8,6 +8,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import flag, ref, size
 from ..core.num import Dim, Shape
+from . import layout
 from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
 from .receptive_field import Field
 
@@ -21,25 +22,28 @@ class Dense(Layer):
     colour = "#8fb3de"
     torch_modules = ("Linear",)
     out_features: Dim = size()
+    # the input's last axis, given: then any input, the layer applied per position over its other axes as nn.Linear
+    # (ConvNeXt's on [H, W, C]); without it, an input of 3 axes or more is refused (a CNN that forgot flatten)
+    in_features: Dim | None = size(None)
     bias: bool = flag(True)
     activation: str | None = activation_field()
     tie: str | None = ref(None)  # an earlier layer whose weight this one shares (GPT-2's output layer: tie = "wte")
 
     def output(self, x: Shape) -> Shape:
-        self.in_features(x)
+        self.features(x)
         return (*x[:-1], self.out_features)
 
     def weights(self, x: Shape) -> Dim:
-        return 0 if self.tie else self.in_features(x) * self.out_features
+        return 0 if self.tie else self.features(x) * self.out_features
 
     def biases(self, x: Shape) -> Dim:
         return self.out_features if self.bias else 0
 
     def weight_shape(self, x: Shape) -> Shape:
-        return (self.out_features, self.in_features(x))
+        return (self.out_features, self.features(x))
 
     def macs(self, x: Shape) -> Dim:
-        return num.normal(self.tokens(x) * self.in_features(x) * self.out_features)
+        return num.normal(self.tokens(x) * self.features(x) * self.out_features)
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         return self.macs(x) * (2 if grad else 1)
@@ -47,30 +51,43 @@ class Dense(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
-    def in_features(self, x: Shape) -> Dim:
+    def features(self, x: Shape) -> Dim:
+        """The input's features: its last axis (checked against in_features where the spec gives it)."""
+        if self.in_features is not None:
+            if num.is_concrete(x[-1] - self.in_features) and x[-1] != self.in_features:
+                raise SpecError(f"in_features = {fmt.group(self.in_features)}, but the input {fmt.shape(x)} has "
+                                f"{fmt.group(x[-1])} on its last axis", "nn.Linear reads the last axis", "in_features")
+            return x[-1]
         if len(x) > 2:
             raise SpecError(f"dense needs a flat input, got {fmt.shape(x)} (or a sequence [T, features], applied per token)",
-                            "add a flatten layer before it")
+                            "add a flatten layer before it (or, to apply it per position over the last axis as nn.Linear "
+                            "does, say so: in_features = " + fmt.group(x[-1]) + ")")
         return x[-1]
 
     def tokens(self, x: Shape) -> Dim:
         """How many times the layer is applied: once on a flat input, once per token on [T, d] (as nn.Linear)."""
-        self.in_features(x)
+        self.features(x)
         return num.mul(x[:-1])
 
     def summary(self, x: Shape) -> str:
-        text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}" + (", per token" if len(x) == 2 else "")
+        where = ", per token" if len(x) == 2 else ", per position" if len(x) > 2 else ""
+        text = f"{fmt.group(self.features(x))}→{fmt.group(self.out_features)}{where}"
         text += f", tied to {self.tie}" if self.tie else ""
         return with_activation(text + ("" if self.bias else ", no bias"), self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
-        factors = f"{fmt.term(self.out_features)}·{fmt.term(self.in_features(x))}"
-        weights = f"weights = out_features·in_features = {factors} = {fmt.group(self.in_features(x) * self.out_features)}"
+        factors = f"{fmt.term(self.out_features)}·{fmt.term(self.features(x))}"
+        weights = f"weights = out_features·in_features = {factors} = {fmt.group(self.features(x) * self.out_features)}"
         lines = [
             ("weights", f"weights = 0: shares {self.tie}'s weight ({weights}, counted there)" if self.tie else weights),
             ("biases", f"biases = out_features = {fmt.group(self.out_features)}" if self.bias else "biases = 0 (bias = false)"),
             ("macs", f"MACs = out_features·in_features = {factors} = {fmt.group(self.macs(x))}"),
         ]
+        if len(x) > 2:
+            lines[-1] = ("macs", f"MACs = positions·out_features·in_features = {fmt.product(x[:-1])}·{factors} = "
+                                 f"{fmt.group(self.macs(x))}")
+            lines.insert(0, ("output", f"per position: the same weights applied over the last axis at each of the "
+                                       f"{fmt.product(x[:-1])} positions, as nn.Linear does"))
         if len(x) == 2:
             lines[-1] = ("macs", f"MACs = T·out_features·in_features = {fmt.term(x[0])}·{factors} = {fmt.group(self.macs(x))}")
             lines.insert(0, ("output", f"per token: the same weights applied to each of the T = {fmt.group(x[0])} rows, "
@@ -93,7 +110,7 @@ class Dense(Layer):
         return ()
 
     def to_torch(self, x: Shape, nn):
-        return nn.Linear(int(self.in_features(x)), int(self.out_features), bias=self.bias)
+        return nn.Linear(int(self.features(x)), int(self.out_features), bias=self.bias)
 
     def scores_axis(self, y: Shape) -> int:
         return len(y) - 1  # per token on [T, d]: a language model's [T, V] scores
@@ -106,6 +123,9 @@ class Dense(Layer):
 
     def contiguous_input(self) -> bool:
         return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
+
+    def copies_input(self, x: Shape, strides) -> bool:
+        return not layout.folds(x, strides)  # a slice of the features, or a selected token, is read as it is
 
     def unfused_bias(self) -> bool:
         return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place

@@ -68,6 +68,53 @@ class Dropout(ElementWise):
         return True  # in eval, nn.Dropout returns its input
 
 
+@register
+@dataclass(frozen=True, kw_only=True)
+class StochasticDepth(ElementWise):
+    """Drops a whole residual branch at training time (torchvision's StochasticDepth, timm's DropPath): each sample's
+    ("row") or the batch's ("batch") values are multiplied by one noise value, 0 with probability p, else 1/(1 − p).
+
+    In torch: `noise = torch.empty([B, 1, …, 1]).bernoulli_(1 − p).div_(1 − p); return x * noise` ([1, …, 1] in batch
+    mode), the input itself in eval or with p = 0. The product's node keeps the noise (the input needs a gradient)."""
+
+    kind = "stochastic_depth"
+    joins_box_before = True
+    torch_modules = ("StochasticDepth", "DropPath")
+    torch_attributes = (("drop_prob", "p"),)  # timm's DropPath(drop_prob, scale_by_keep): row mode
+    torch_functions = ("stochastic_depth", "drop_path")
+    own_kept_before_output = ("cpu", "cuda")  # the noise is an input of the product that makes the output
+    p: Value = real(low=0, high=1)
+    mode: str = choice("row", "batch", default="row")
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not grad or self.p == 0:
+            return ()
+        return (Kept(Tensor.own, 1, per_sample=self.mode == "row",
+                     what="noise, one value per sample" if self.mode == "row" else "noise, one value for the batch"),)
+
+    def summary(self, x: Shape) -> str:
+        return f"p={fmt.group(self.p)}, {self.mode}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        noise = "[B" + ", 1" * len(x) + "]" if self.mode == "row" else "[" + ", ".join("1" * (len(x) + 1)) + "]"
+        return [("output", f"same shape: in training the input times a noise tensor {noise}, each value 0 with probability "
+                           f"p = {fmt.group(self.p)} (the branch dropped) or 1/(1 − p); in eval the input itself"),
+                ("macs", "MACs = 0: an element-wise product, not counted; the noise is kept for backward")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.StochasticDepth(float(self.p), self.mode)
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"mode": "row"} if torch_name == "DropPath" else {}
+
+    def is_view(self) -> bool:
+        return self.p == 0  # torchvision and timm return the input itself
+
+    def is_view_in_eval(self) -> bool:
+        return True
+
+
 OPTIONS = ("negative_slope", "alpha", "approximate", "dim")  # each function's own (Function.options)
 
 

@@ -81,3 +81,28 @@ def _compute_stride(oldshape, oldstride, newshape):
                 chunk_base_stride = oldstride[tensor_d - 1]
                 tensor_numel = view_numel = 1
     return newstride if view_d == -1 else None
+
+
+def sliced(x, strides, axis: int, size, step):
+    """The layout of x[:, ..., a:b:step, ...] along sample axis `axis` (now `size` long): the input's strides, that
+    axis's times the step; None where they are still row-major (a slice of the first axis, every entry)."""
+    full = contiguous(_full(x)) if strides is None else strides
+    shape = (BATCH, *x[:axis], size, *x[axis + 1:])
+    if not all(num.is_concrete(d) for d in (*shape, *full)):
+        return full if strides is not None else None
+    return _normal(shape, (*full[:axis + 1], full[axis + 1] * step, *full[axis + 2:]))
+
+
+def folds(x, strides) -> bool:
+    """Whether [B, *x] of these strides reaches a matrix product without a copy (F.linear, measured with a dispatch
+    mode): a [B, F] matrix as it is, whatever its strides (addmm), a larger input when matmul can fold it into
+    [B·…, F] as a view (mm takes its strides)."""
+    if strides is None:
+        return True
+    full = _full(x)
+    if not all(num.is_concrete(d) for d in (*full, *strides)):
+        return False
+    rows = 1
+    for d in full[:-1]:
+        rows *= d
+    return len(full) == 2 or _compute_stride(full, strides, (rows, full[-1])) is not None

@@ -89,6 +89,7 @@ class Add(Merge):
 
     kind = "add"
     torch_functions = ("add", "add_", "iadd")
+    broadcasts = True
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         return broadcast(x, self.kind)
@@ -117,6 +118,7 @@ class Mul(Merge):
 
     kind = "mul"
     torch_functions = ("mul", "mul_", "imul")
+    broadcasts = True
 
     def output(self, x: tuple[Shape, ...]) -> Shape:
         if len(x) != 2:

@@ -16,7 +16,7 @@ from fractions import Fraction
 
 from ..core import fmt, num
 from ..core.errors import SpecError
-from ..core.fields import flag, real, size as whole, sizes
+from ..core.fields import choice, flag, real, size as whole, sizes
 from ..core.num import Dim, Shape, Value
 from .base import Kept, Layer, ints, register
 from .batchnorm import ChannelAffine
@@ -261,15 +261,28 @@ class RMSNorm(LastAxesNorm):
     """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
 
     kind = "rmsnorm"
-    torch_modules = ("RMSNorm",)
+    torch_modules = ("RMSNorm", "LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")
+    torch_attributes = (("variance_epsilon", "eps"),)  # transformers' name
     normalized_shape: tuple | None = sizes(None, scalar=True)
     eps: Value | None = real(None, low=0)
     elementwise_affine: bool = flag(True)
+    # "torch": torch.nn.RMSNorm; "llama": transformers' LlamaRMSNorm (Mistral's, Qwen2's), over the last axis: x in
+    # float32, x·rsqrt(mean(x²) + eps) cast back to x's dtype, then times γ (in x's dtype: a 16-bit model keeps the
+    # normalized values in 16 bits, torch's keeps them in float32)
+    module: str = choice("torch", "llama", default="torch")
+
+    def output(self, x: Shape) -> Shape:
+        if self.module == "llama" and (len(_normalized(self, x)) != 1 or not self.elementwise_affine):
+            raise SpecError("module = \"llama\" (transformers' LlamaRMSNorm) normalizes over the last axis, with γ",
+                            "leave normalized_shape and elementwise_affine out", "module")
+        return super().output(x)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # torch 2.13 computes RMSNorm in float32 at least: a bfloat16 input is kept as a float32 copy
         groups = self.groups(x)
-        normalized = Kept("own", num.mul(x), "opmath", what="x/rms, times γ in backward")
+        llama = self.module == "llama"
+        normalized = Kept("own", num.mul(x), "model" if llama else "opmath",
+                          what="x/rms in x's dtype, times γ in backward" if llama else "x/rms, times γ in backward")
         if not grad:
             return (normalized,) if self.elementwise_affine else ()
         kept = [Kept("input", num.mul(x), "opmath", what="input (in float32 at least)"),
@@ -277,27 +290,34 @@ class RMSNorm(LastAxesNorm):
         return (*kept, normalized) if self.elementwise_affine else tuple(kept)
 
     def summary(self, x: Shape) -> str:
-        return f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
+        text = f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
+        return text + (", Llama's" if self.module == "llama" else "")
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         shape = _normalized(self, x)
-        lines = [("output", f"same shape: x / √(mean(x²) + eps) over normalized_shape {fmt.shape(shape)}, per sample")]
+        lines = [("output", f"same shape: x / √(mean(x²) + eps) over normalized_shape {fmt.shape(shape)}, per sample"
+                            + (" (in float32, cast back to x's dtype, then times γ: transformers' LlamaRMSNorm)"
+                               if self.module == "llama" else ""))]
         if not self.elementwise_affine:
             return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
         return [*lines, ("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
 
     def to_torch(self, x: Shape, nn):
         eps = None if self.eps is None else float(self.eps)
+        if self.module == "llama":
+            return nn.LlamaRMSNorm(int(x[-1]), 1e-6 if eps is None else eps)
         return nn.RMSNorm(ints(_normalized(self, x)), eps=eps, elementwise_affine=self.elementwise_affine)
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
+                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """torch 2.13 runs nn.RMSNorm as separate ops (F.rms_norm's composite, measured with a TorchDispatchMode):
         x.float() (x itself in float32: "to"), x², its mean, + eps in place, rsqrt, x·rsqrt (kept for γ's
         product), ·γ, then .type_as(x). Backward in reverse: the product's two gradients (γ's summed over the
         tokens, cast to γ's dtype), then x·rsqrt's, rsqrt's (r³ scaled), the mean's (divided), x²'s (2·x); x's
         two gradients meet in its buffer (in float32), or, for a 16-bit x, in x.float()'s, whose backward casts
         the sum back. Under autocast (no op of it on the CPU's lists) the same in its input's dtype, γ float32."""
+        if self.module == "llama":
+            return None if amp is not None else self._llama_program(x, grad, inplace)
         n = num.mul(x)
         d = num.mul(_normalized(self, x))
         groups = num.div(n, d)
@@ -334,6 +354,38 @@ class RMSNorm(LastAxesNorm):
             bwd += [("if", "low", "+", "gs", n, "opmath"), ("if", "low", "-", "gx1", "gx2"),
                     ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
         return _typed(fwd, amp), _typed(bwd, amp)
+
+    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> tuple[tuple, tuple]:
+        """transformers' LlamaRMSNorm op by op (measured with a TorchDispatchMode, torch 2.13): x.to(float32) (x itself in
+        float32), x², its mean (x² freed), + eps out of place, rsqrt (the sum freed), x·rsqrt, .to(x's dtype), γ· that;
+        the mean (a local) freed as it returns. Backward: γ's product (x's side first, then γ's, summed to γ's shape),
+        the cast back, x·rsqrt's two (rsqrt's summed to its shape), rsqrt's (r³ scaled), the mean's (divided), x²'s;
+        x's two gradients meet in x.float()'s buffer, for a 16-bit x cast back after."""
+        n = num.mul(x)
+        d = num.mul(_normalized(self, x))
+        groups = num.div(n, d)
+        fwd: list = [("to", "xf", "x", n, "model", "opmath"), ("+", "p", n, "opmath"), ("+", "ms", groups, "opmath"), ("-", "p"),
+                     ("+", "v", groups, "opmath"), ("+", "r", groups, "opmath"), ("-", "v"), ("+", "xn", n, "opmath")]
+        if not grad:  # nothing before it needs a gradient: only γ's product keeps its factor
+            fwd += [("-", "r", "xf")]
+        fwd += [("to", "xb", "xn", n, "opmath", "model"), ("+", "out", n, "model"), ("-", "xn", "ms")]
+        bwd: list = [*([("+", "gxb", n, "model")] if grad else []), ("+", "gwf", n, "model"), ("+", "grad.weight", d, "model", False),
+                     ("-", "gwf"), ("-", "g", "xb")]
+        if not grad:
+            return tuple(fwd), tuple(bwd)
+        bwd += [("to", "gxn", "gxb", n, "model", "opmath"), ("-", "gxb"),
+                ("+", "grf", n, "opmath"), ("+", "gx1", n, "opmath"), ("+", "gr", groups, "opmath"), ("-", "grf", "gxn"),
+                ("if", "wide", "grad", "gx1"), ("if", "wide", "-", "gx1"),
+                ("+", "r3", groups, "opmath"), ("+", "r3s", groups, "opmath"), ("+", "gv", groups, "opmath"), ("-", "r3s", "r3", "gr", "r"),
+                ("+", "gp", n, "opmath"), ("-", "gv"),
+                ("+", "x1", n, "opmath"), ("+", "x2s", n, "opmath"), ("+", "gx2", n, "opmath"), ("-", "x2s", "x1", "gp", "xf"),
+                ("if", "wide", "grad", "gx2"), ("if", "wide", "-", "gx2")]
+        if inplace:  # x.float()'s buffer: the second gradient added into the first
+            bwd += [("if", "low", "-", "gx2"), ("if", "low", "to", "gx", "gx1", n, "opmath", "model"), ("if", "low", "-", "gx1")]
+        else:
+            bwd += [("if", "low", "+", "gs", n, "opmath"), ("if", "low", "-", "gx1", "gx2"),
+                    ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
+        return tuple(fwd), tuple(bwd)
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return ("rms_norm",)

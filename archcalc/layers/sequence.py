@@ -1,4 +1,5 @@
-"""Layers of sequence models: embedding (torch.nn.Embedding), parameter (a learned tensor), select (one token).
+"""Layers of sequence models: embedding (torch.nn.Embedding), parameter (a learned tensor), select (one token), and
+narrow (a range of an axis: torch.narrow, chunk and split).
 
 A model whose first layer is an embedding reads token ids: `input = ["T"]` is one sample
 of T ids (int64), and the embedding turns it into [T, embedding_dim]. A `parameter` is a
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 
 from ..core import fmt, num
 from ..core.errors import SpecError
-from ..core.fields import axis, size, sizes
+from ..core.fields import axis, flag, size, sizes
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, ints, register
+from .receptive_field import Field
 
 
 @register
@@ -76,8 +78,22 @@ class Parameter(Layer):
     draws_input = False  # its input gives the batch size (and T), no values: no arrow in the picture
     shape: tuple = sizes()
     length: Dim | None = size(None)  # rows of axis 0 used (default: all of them)
+    # As torch holds it, so that a state_dict loads strictly: `bare`, a bare nn.Parameter whose state_dict key is the
+    # layer's own path (torchvision's class_token and ConvNeXt's layer_scale; timm's `ls1.gamma`), not an
+    # nn.Module's `<name>.weight`; `torch_shape`, its shape in torch where it is not [1, *shape] (ConvNeXt's
+    # layer_scale [C, 1, 1] for shape = [C, 1, 1]; timm's gamma [C]): as many values, viewed as [1, *shape].
+    bare: bool = flag(False)
+    torch_shape: tuple | None = sizes(None)
+    # `expand`: expanded over the batch (`class_token.expand(B, -1, -1)`, for a concat); false: the tensor as it is,
+    # which an add or a mul broadcasts (torchvision's pos_embedding and layer_scale), read only by them
+    expand: bool = flag(True)
 
     def output(self, x: Shape) -> Shape:
+        if self.torch_shape is not None and num.is_concrete(num.mul(self.torch_shape) - num.mul(self.shape)) \
+                and num.mul(self.torch_shape) != num.mul(self.shape):
+            raise SpecError(f"torch_shape {fmt.shape(self.torch_shape)} holds {fmt.group(num.mul(self.torch_shape))} values, "
+                            f"shape {fmt.shape(self.shape)} {fmt.group(num.mul(self.shape))}",
+                            "torch_shape is the same tensor as torch holds it: as many values", "torch_shape")
         if self.length is None:
             return self.shape
         if num.is_concrete(self.length - self.shape[0]) and self.length > self.shape[0]:
@@ -102,7 +118,8 @@ class Parameter(Layer):
         return lines
 
     def to_torch(self, x: Shape, nn):
-        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length))
+        held = None if self.torch_shape is None else ints(self.torch_shape)
+        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length), held, self.bare, self.expand)
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
@@ -112,6 +129,8 @@ class Parameter(Layer):
         its forward holds until the model's body returns (before the output layer), and backward reduces the
         gradient over the batch, then scatters it into a gradient of the whole table (embedding_dense_backward)."""
         whole = num.mul(self.shape)
+        if self.batchless():  # its reader summed the gradient to its shape: AccumulateGrad takes it as it is
+            return (("+", "out", 0, "model", False),), ()
         if self.length is None:
             return (("+", "out", 0, "model", False),), (("+", "grad.weight", whole, "model", False), ("-", "g"))
         rows = num.mul(self.output(x))
@@ -119,6 +138,12 @@ class Parameter(Layer):
         bwd = (("+", "reduced", rows, "model", False), ("+", "grad.weight", whole, "model", False),
                ("-", "g", "reduced", "positions"))
         return fwd, bwd
+
+    def batchless(self) -> bool:
+        return not self.expand and self.length is None
+
+    def is_parameter(self) -> bool:
+        return self.length is None  # its output is a view of the parameter: what keeps it keeps no activation
 
     def output_layout(self, x: Shape):
         """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
@@ -140,6 +165,7 @@ class Select(Layer):
     """
 
     kind = "select"
+    torch_functions = ("select", "unbind")  # unbind: one select per entry, as x[:, i]
     dim: int = axis(0)
     index: Dim = size(0, minimum=0)
 
@@ -171,3 +197,75 @@ class Select(Layer):
 
     def gradient_is_new(self) -> bool:
         return True  # select_backward: zeros of the input's shape, the gradient copied into the entry
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Narrow(Layer):
+    """`length` entries of one axis from `start` (a sample's axis, as select's dim), every `step`th: torch.narrow,
+    `x[:, start:start + length]`; a view. torch's chunk and split are several narrows of one tensor (x.chunk(2, 1) on
+    [B, C, H, W]: dim = 0, start 0 and C/2, length C/2 each), unbind several selects, each a layer of its own name."""
+
+    kind = "narrow"
+    asks_shape = True
+    torch_functions = ("narrow", "chunk", "split", "split_with_sizes", "tensor_split")
+    dim: int = axis(0)
+    start: Dim = size(0, minimum=0)
+    length: Dim | None = size(None)  # None: to the end of the axis
+    step: Dim = size(1)  # a strided slice x[:, start::step] (extension: torch.narrow takes every entry)
+
+    def output(self, x: Shape) -> Shape:
+        i = self.axis(x)
+        return (*x[:i], self.taken(x), *x[i + 1:])
+
+    def axis(self, x: Shape) -> int:
+        return Select.axis(self, x)
+
+    def taken(self, x: Shape) -> Dim:
+        """How many entries it takes, checked against the axis's size."""
+        n = x[self.axis(x)]
+        room = num.ceildiv(n - self.start, self.step)  # entries from start to the end
+        if num.is_positive(room) is False:
+            raise SpecError(f"start = {fmt.group(self.start)} is past the end of an axis of {fmt.group(n)}",
+                            "start counts from 0", "start")
+        if self.length is None:
+            return room
+        if num.is_concrete(room - self.length) and self.length > room:
+            raise SpecError(f"length = {fmt.group(self.length)} from start = {fmt.group(self.start)}"
+                            f"{'' if self.step == 1 else f', every {fmt.group(self.step)}th,'} passes the end of an axis of "
+                            f"{fmt.group(n)} (at most {fmt.group(room)})", None, "length")
+        return self.length
+
+    def summary(self, x: Shape) -> str:
+        start, length = self.start, self.taken(x)
+        step = "" if self.step == 1 else f":{fmt.group(self.step)}"
+        end = num.normal(start + (length - 1) * self.step + 1)
+        return f"dim {self.dim}, {fmt.group(start)}:{fmt.group(end)}{step}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        every = "" if self.step == 1 else f", every {fmt.group(self.step)}th"
+        return [("output", f"{fmt.group(self.taken(x))} entries of axis {self.dim} ({fmt.group(x[self.axis(x)])} long) from "
+                           f"{fmt.group(self.start)}{every}; a view, nothing kept")]
+
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        i = self.axis(x)
+        if i == 0 or field.whole:
+            return field  # channels (or features): each position still sees what it saw
+        if len(field.size) != len(x) - 1:
+            return None
+        return Field(field.size, tuple(num.normal(j * self.step) if k == i - 1 else j for k, j in enumerate(field.jump)))
+
+    def to_torch(self, x: Shape, nn):
+        stop = num.normal(self.start + (self.taken(x) - 1) * self.step + 1)
+        return nn.Slice(self.axis(x) + 1, int(self.start), int(stop), int(self.step))
+
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        from . import layout
+
+        return layout.sliced(x, strides, self.axis(x), self.taken(x), self.step)
+
+    def gradient_is_new(self) -> bool:
+        return True  # slice_backward: zeros of the input's shape, the gradient copied into the range

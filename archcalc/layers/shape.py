@@ -235,3 +235,28 @@ class Reshape(Layer):
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Identity(Layer):
+    """Its input, unchanged (torch.nn.Identity: the placeholder torchvision and timm leave where a part is turned off)."""
+
+    kind = "identity"
+    joins_box_before = True
+    torch_modules = ("Identity",)
+
+    def output(self, x: Shape) -> Shape:
+        return x
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", "the input itself: nn.Identity returns its argument (no op, no copy, nothing kept)")]
+
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Identity()
+
+    def is_view(self) -> bool:
+        return True  # the very tensor: its gradient passes back as it is

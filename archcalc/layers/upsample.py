@@ -1,4 +1,5 @@
-"""Upsampling by a scale factor or to a size (torch.nn.Upsample)."""
+"""Upsampling by a scale factor or to a size (torch.nn.Upsample, F.interpolate: segmentation's heads resize to the
+input with `F.interpolate(x, size=..., mode="bilinear", align_corners=False)`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from dataclasses import dataclass
 
 from ..core import fmt, num
 from ..core.errors import SpecError
-from ..core.fields import choice, real, sizes
+from ..core.fields import choice, flag, real, sizes
 from ..core.num import Shape
 from .base import Layer, ints, per_axis, register, spatial
 from .receptive_field import Field
 
-MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes it needs
+MODES = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes
 
 
 @register
@@ -21,10 +22,12 @@ class Upsample(Layer):
     kind = "upsample"
     asks_shape = True
     colour = "#b4a7d6"
-    torch_modules = ("Upsample",)
+    torch_modules = ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")
+    torch_functions = ("interpolate", "upsample")
     scale_factor: object = real(None, low=0, per_axis=True)
     size: tuple | None = sizes(None)
     mode: str = choice(*MODES, default="nearest")
+    align_corners: bool = flag(False)  # the interpolating modes (linear, bilinear, bicubic, trilinear) only, as in torch
 
     def output(self, x: Shape) -> Shape:
         n = spatial(x, self.kind)
@@ -35,13 +38,17 @@ class Upsample(Layer):
             fitting = ", ".join(repr(mode) for mode, needs in MODES.items() if needs in (None, n))
             raise SpecError(f"mode {self.mode!r} works on {axes} spatial ax{'is' if axes == 1 else 'es'}, the input has {n}",
                             f"modes for this input: {fitting}", "mode")
+        if self.align_corners and MODES[self.mode] is None:
+            raise SpecError(f"align_corners is an option of the interpolating modes, not of {self.mode!r}",
+                            "PyTorch refuses it too: leave it out, or use mode = \"bilinear\" (or linear, bicubic, trilinear)",
+                            "align_corners")
         if self.size is not None:
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
 
     def summary(self, x: Shape) -> str:
         how = f"×{fmt.group(self.scale_factor)}" if self.scale_factor is not None and not isinstance(self.scale_factor, tuple) else ""
-        return ", ".join(part for part in (how, self.mode) if part)
+        return ", ".join(part for part in (how, self.mode, "align_corners" if self.align_corners else "") if part)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         if self.size is not None:
@@ -51,19 +58,29 @@ class Upsample(Layer):
     def receptive(self, x: Shape, field: Field) -> Field | None:
         # Each output reads 1 (nearest), 2 (linear modes) or 4 (bicubic) inputs per axis, at most; the jump
         # shrinks by the scale, to a fraction: a field after it is then the average over output positions.
-        taps = {"nearest": 1, "bicubic": 4}.get(self.mode, 2)
+        taps = 1 if self.mode.startswith("nearest") else 4 if self.mode == "bicubic" else 2
         y = self.output(x)
         grown = field.window([taps] * len(field.size), [1] * len(field.size), [1] * len(field.size))
         return Field(grown.size, tuple(num.div(j * n, m) for j, n, m in zip(field.jump, x[1:], y[1:])))
 
     def to_torch(self, x: Shape, nn):
+        corners = {"align_corners": self.align_corners} if MODES[self.mode] is not None else {}
         if self.size is not None:
-            return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode)
+            return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode, **corners)
         factor = tuple(map(float, self.scale_factor)) if isinstance(self.scale_factor, tuple) else float(self.scale_factor)
-        return nn.Upsample(scale_factor=factor, mode=self.mode)
+        return nn.Upsample(scale_factor=factor, mode=self.mode, **corners)
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"UpsamplingNearest2d": {"mode": "nearest"},
+                "UpsamplingBilinear2d": {"mode": "bilinear", "align_corners": True}}.get(torch_name, {})
+
+    @classmethod
+    def torch_value(cls, field: str, value):
+        return bool(value) if field == "align_corners" else value  # torch's None is False
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return (f"upsample_{self.mode}{len(x) - 1}d",)
+        return (f"upsample_{self.mode.replace('-', '_')}{len(x) - 1}d",)
 
 
 def _scaled(n, factor):

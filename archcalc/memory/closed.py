@@ -257,7 +257,8 @@ def _live(report: Network, storage: dict[str, tuple]) -> list[Dim]:
         elements.setdefault(storage[row.name], num.mul(row.output))
         for name in row.inputs:
             last[storage[name]] = row.index
-    last[storage[report.rows[-1].name]] = len(report.rows) + 1  # the network's output outlives the last layer
+    for row in report.output_rows:
+        last[storage[row.name]] = len(report.rows) + 1  # the network's outputs outlive the last layer
     alive: dict[tuple, None] = {}
     out = []
     for row in report.rows:

@@ -64,6 +64,7 @@ from ..analysis import checkpoint
 from ..analysis.checkpoint import records_node as _node
 from ..core import autocast, num, tally
 from ..core.dtypes import DType
+from ..core.errors import SpecError
 from ..core.num import Dim, Value
 from ..core.tally import Tally
 from ..layers import layout
@@ -292,11 +293,12 @@ class Loss:
     axis: int = 0  # the classes' axis of one sample's output
 
 
-def loss_of(report: Network) -> Loss:
-    """The loss of `report`'s training step (see Loss); a language model (token ids in, [T, V] scores out) is
-    trained on its own input, as Hugging Face's causal LM loss does it (labels = the ids, shifted by one)."""
-    row = report.rows[-1]
-    y = tuple(report.output)
+def loss_of(report: Network, row: Row | None = None) -> Loss:
+    """The loss of `report`'s training step (see Loss), of its output (of `row`'s, one of several); a language model
+    (token ids in, [T, V] scores out) is trained on its own input, as Hugging Face's causal LM loss does it (labels =
+    the ids, shifted by one)."""
+    row = report.output_rows[0] if row is None else row
+    y = tuple(row.output)
     axis = row.layer.scores_axis(y) if y else 0
     if not y or not row.layer.gives_scores() or (num.is_concrete(y[axis]) and y[axis] <= 1):
         return Loss("mse")
@@ -334,7 +336,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     # Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer
     # keeps no state for them and makes no temporaries; their nodes never run (and keep nothing
     # that outlives their output).
-    reach = {rows[-1].name}
+    reach = {row.name for row in report.output_rows}
     for row in reversed(rows):
         if row.name in reach:
             reach.update(_inputs(report, row))
@@ -363,14 +365,19 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     x = tape.new(tape.size(0, num.mul(report.input) * (8 if ids else size)), "batch", mark=False)
     output = rows[-1].output
     loss_fn = loss_of(report)
+    several = len(report.output_rows) > 1  # [model] outputs: a loss per output, summed (_losses)
+    if several and (report.autocast is not None or any(loss_of(report, r).kind == "causal_lm" for r in report.output_rows)):
+        raise SpecError("the training step of several outputs is modelled in the model's dtype, with cross-entropy or MSE "
+                        "losses", "without autocast; or one output", "outputs", where="[model]", path=report.path)
     # A language model ([T] ids in, [T, V] logits out) is trained as Hugging Face's causal LM loss does it
     # (loss_utils.ForCausalLMLoss, labels = the ids): the labels padded by one ignore_index and shifted, a
     # contiguous copy that nll_loss keeps; no other targets.
     lm = loss_fn.kind == "causal_lm"
-    if loss_fn.kind == "mse":  # a random target of the output's shape and dtype
-        tape.new(tape.size(0, num.mul(output) * size), "batch", mark=False)
-    elif not lm:  # int64 classes, one per position of the output but its classes' axis
-        tape.new(tape.size(0, num.mul(output[:loss_fn.axis] + output[loss_fn.axis + 1:]) * 8), "batch", mark=False)
+    for fn, out in ((loss_of(report, r), r.output) for r in report.output_rows) if several else ((loss_fn, output),):
+        if fn.kind == "mse":  # a random target of the output's shape and dtype
+            tape.new(tape.size(0, num.mul(out) * size), "batch", mark=False)
+        elif fn.kind != "causal_lm":  # int64 classes, one per position of the output but its classes' axis
+            tape.new(tape.size(0, num.mul(out[:fn.axis] + out[fn.axis + 1:]) * 8), "batch", mark=False)
     tape.start("forward")
 
     # Forward: readers of each name, the storage behind each name, what each node keeps.
@@ -378,7 +385,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     for row in rows:
         for name in _inputs(report, row):
             readers[name] = readers.get(name, 0) + 1
-    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1  # the loss
+    for row in report.output_rows:
+        readers[row.name] = readers.get(row.name, 0) + 1  # the loss
     storage: dict[str, _Storage] = {"input": x}
     x.refs += readers.get("input", 0)  # the batch stays alive anyway (the caller holds it)
     # nn.Sequential (a straight stack) drops a layer's input as soon as its first module returns;
@@ -428,7 +436,8 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         outside = row.index - 1 not in inside
         program = amp.program(row, names, "cuda" if cuda else "cpu", inplace_sums) if row.name in reach and outside else None
         if program is not None:  # the layer's own ops, one by one (under autocast each in its dtype: _Autocast.program)
-            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached)
+            live = _run(tape, program[0], {}, ins[0], bytes_of, "activations", dead, held=held, cache=amp.cached,
+                        others={f"x{i}": s for i, s in enumerate(ins[1:], start=1)})
             dead = None
             out = live.pop("out")
             for s in ins:
@@ -460,10 +469,12 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         if forward_scratch != 0:
             own["scratch"] = tape.new(tape.size(0, forward_scratch * size), "temporaries", mark=False)
         copy = None
-        if before is not None and layer.contiguous_input():
+        if layer.copies_input(row.shapes[0] if layer.merges else row.input, before):
             copy = tape.new(tape.size(0, num.mul(row.shapes[0] if layer.merges else row.input) * size), "activations")
             ins = [copy, *ins[1:]]
-        product = tape.new(out_size, "temporaries", mark=False) if copy is not None and layer.unfused_bias() else None
+        # a non-contiguous [B, …, d] (copied or folded as a view) goes through matmul, its bias added after
+        unfused = before is not None and layer.contiguous_input() and layer.unfused_bias() and len(row.input) > 1
+        product = tape.new(out_size, "temporaries", mark=False) if unfused else None
         first = tape.new(out_size, "activations")  # the op's output ("pre" when an activation follows)
         tape.release(product)
         _workspace(tape, row, cast.size or size, "forward")
@@ -512,7 +523,11 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         kept_by.append((main_saved, act_saved))
 
     y = storage[rows[-1].name]
-    if loss_fn.kind == "mse":
+    if several:
+        amp.exit()
+        grad, ones, loss = _losses(tape, report, storage, size)
+        scaled_loss = None
+    elif loss_fn.kind == "mse":
         # mse_loss: its result's storage is the output's size (the squared errors, reduced in place), kept
         # by `loss` to the end of backward; MseLossBackward keeps the output (under autocast, mse_loss runs in
         # float32: a 16-bit output's float32 copy, kept instead)
@@ -534,12 +549,20 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the output's dtype
     else:
         copy = amp.loss_input(output, rows[-1].name)  # under autocast: cross_entropy in float32, on a float32 copy of the logits
+        # Hugging Face's causal LM loss upcasts 16-bit logits itself (logits.float()): the loss is float32 from there on
+        upcast = lm and copy is None and size < 4
+        if upcast:  # the 16-bit logits go with it (the loss's argument, rebound: nothing else holds them)
+            copy = tape.new(tape.size(0, num.mul(output) * 4), "temporaries")
+            tape.release(y)
+            y = None
+        lsize = 4 if upcast else size
         if lm:
             padded = tape.new(tape.size(0, (output[0] + 1) * 8), "temporaries")
-            shifted = tape.new(tape.size(0, output[0] * 8), "temporaries")
-        logits = tape.new(tape.size(0, num.mul(output) * size), "activations", refs=2)
-        loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
-        total_weight = tape.new(tape.size(size, 0), "temporaries")
+            # labels[..., 1:].contiguous(): a copy, but for one sample, where the slice is already contiguous
+            shifted = None if batch == 1 else tape.new(tape.size(0, output[0] * 8), "temporaries")
+        logits = tape.new(tape.size(0, num.mul(output) * lsize), "activations", refs=2)
+        loss = tape.new(tape.size(lsize, 0), "temporaries", mark=False)
+        total_weight = tape.new(tape.size(lsize, 0), "temporaries")
         tape.release(copy)
         if lm:
             tape.release(padded)
@@ -549,18 +572,24 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         # Backward.
         tape.start("backward")
         scaled_loss = amp.scale()
-        ones = tape.new(tape.size(size, 0), "temporaries")
-        g_logits = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        ones = tape.new(tape.size(lsize, 0), "temporaries")
+        g_logits = tape.new(tape.size(0, num.mul(output) * lsize), "activation gradients")
         tape.release(logits)
         tape.release(total_weight)
         if lm:
             tape.release(shifted)
-        g_y = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+        g_y = tape.new(tape.size(0, num.mul(output) * lsize), "activation gradients")
         tape.release(g_logits)
         tape.release(logits)
         g_y = amp.loss_gradient(g_y, output, rows[-1].name)  # the copy's backward: the gradient in the logits' dtype
-    grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
-    tied: set[str] = set()  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made
+        if upcast:  # logits.float()'s ToCopyBackward
+            g_low = tape.new(tape.size(0, num.mul(output) * size), "activation gradients")
+            tape.release(g_y)
+            g_y = g_low
+    if not several:
+        grad: dict[str, tuple] = {rows[-1].name: (g_y, False)}  # name -> (its gradient buffer's storage, a view of it?)
+    batchless = {row.name for row in rows if row.layer.batchless()}  # outputs without a batch axis in torch
+    tied: dict = {}  # layers whose weight's gradient a tying layer (GPT-2's lm_head) has already made -> its storage
     recomputed: dict[int, tuple[list, list]] = {}
     rerun: set[int] = set()
     region_of = {i: r for r in regions.values() for i in range(r.first, r.stop)}
@@ -590,13 +619,13 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             tape.release(g)
             continue
         if isinstance(main_saved, dict):  # the layer's own ops (Layer.program)
-            def hand(s, name=names[0], shape=row.input):  # a gradient for the input, now (InputBuffer::accumulate)
+            def hand(s, name=names[0], shape=row.shapes[0]):  # a gradient for the (first) input, now (InputBuffer::accumulate)
                 _accumulate(tape, grad, name, s, False, tape.size(0, num.mul(shape) * amp.bytes(name, size)), inplace_sums)
 
             live = _run(tape, act_saved, {**main_saved, "g": g}, None, bytes_of, "activation gradients", hand=hand)
             if "gx" in live:
                 _accumulate(tape, grad, names[0], live["gx"], False,
-                            tape.size(0, num.mul(row.input) * amp.bytes(names[0], size)), inplace_sums)
+                            tape.size(0, num.mul(row.shapes[0]) * amp.bytes(names[0], size)), inplace_sums)
                 tape.release(live["gx"])
             continue
         out_size = tape.size(0, num.mul(row.output) * (info.size if info else size))
@@ -615,10 +644,11 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             scratch = tape.new(tape.size(0, scratch * (info.size if info and info.rule else size)), "temporaries", mark=False)
         late = scratch != 0 and not row.layer.sums_scratch_first(row.requires_grad)  # the parameters' gradients after its frees
         low_grads = None if late else amp.weight_grads(row, info)  # autocast's weight copies' gradients, made float32 below
+        pending = None  # the owner of a tied weight: its own gradient, added into .grad once the node has run
         if low_grads is None and not late:
-            _tied_gradient(tape, row, tied, size)
+            pending = _tied_gradient(tape, row, tied, size)
         elif row.layer.tie is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
-            tied.add(row.layer.tie)
+            tied.setdefault(row.layer.tie, None)
         flags = row.grads if row.layer.merges else (row.requires_grad,)
         shapes = row.shapes if row.layer.merges else (row.input,)
         passes = row.layer.passes_gradient()
@@ -626,13 +656,20 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
         padded = row.layer.padded_gradient(row.input) if row.requires_grad and not row.layer.merges else 0
         if padded != 0:  # the gradient of the padded copy first; the input's is cut from it after (the pad's node)
             padded = tape.new(tape.size(0, padded * size), "activation gradients", mark=False)
+        summed = []  # mul's gradients of a broadcast factor: made at the output's size, summed to the factor's after
         for name, flag, shape in zip(names, flags, shapes):
             if not flag or padded != 0:
                 continue
-            own = tape.size(0, num.mul(shape) * (info.size if info else size))
-            if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
+            elements = num.mul(shape) * (info.size if info else size)
+            # a parameter broadcast as it is (no batch axis): its gradient is summed to the parameter's own size
+            own = tape.size(elements, 0) if name in batchless else tape.size(0, elements)
+            if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output) and name not in batchless):
                 g.refs += 1
                 g_ins.append((name, g, passes == "slice" or len(names) > 1, own))
+            elif passes == "" and row.layer.merges and info is None and tuple(shape) != tuple(row.output):
+                summed.append(len(g_ins))
+                g_ins.append((name, tape.new(tape.size(0, num.mul(row.output) * size), "activation gradients", mark=False),
+                              False, own))
             else:
                 g_ins.append((name, tape.new(own, "activation gradients", mark=False), False, own))
         if info:  # then the engine casts each gradient to its input's dtype, in order (validate_outputs; measured: mul)
@@ -640,9 +677,14 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             g_ins = [amp.promoted(info, i, shape, entry) for (i, shape), entry in zip(made, g_ins)]
         tape.mark()
         _workspace(tape, row, info.size if info else size, "backward")
+        for i in summed:  # validate_outputs: sum_to the factor's shape, while the consumed gradient is still held
+            name, full, view, own = g_ins[i]
+            g_ins[i] = (name, tape.new(own, "activation gradients"), view, own)
+            tape.release(full)
         tape.release(g)
         for s in main_saved:
             tape.release(s)
+        _tied_sum(tape, tied, pending, inplace_sums)
         if padded != 0:
             own = tape.size(0, num.mul(row.input) * size)
             g_ins.append((names[0], tape.new(own, "activation gradients"), False, own))
@@ -651,7 +693,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
             if late:
                 low_grads = amp.weight_grads(row, info)
                 if low_grads is None:
-                    _tied_gradient(tape, row, tied, size)
+                    _tied_sum(tape, tied, _tied_gradient(tape, row, tied, size), inplace_sums)
             tape.release(scratch)
         if region is not None and region.first_pack == row.index - 1 and main_saved:
             _frame_ends(tape, report, region, storage)
@@ -690,6 +732,52 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     if tape.events is not None:  # CUDA at a concrete batch: the blocks the caching allocator hands out
         phases = _replayed(tape, phases)
     return Timeline(phases, _inference(report, batch))
+
+
+def _losses(tape: _Tape, report: Network, storage: dict, size: int) -> tuple[dict, _Storage, _Storage]:
+    """Several outputs ([model] outputs, returned as a dict), trained on the sum of their losses as bench computes it
+    (backends/bench.py summed_losses): each output's loss in turn (cross-entropy or MSE, as loss_of says for its
+    layer), the losses added one by one (each partial sum a scalar, the one before it freed), then the outputs go
+    (but what a loss's node keeps) and the losses themselves. Backward: the sum hands its gradient to every loss,
+    whose backward runs the last made first. Returns the outputs' gradient buffers, `ones` and the sum."""
+    made = []
+    for row in report.output_rows:
+        fn, y, out = loss_of(report, row), storage[row.name], row.output
+        if fn.kind == "mse":  # its result's storage is the output's size; its node keeps the output
+            y.refs += 1
+            made.append((row, fn, y, tape.new(tape.size(0, num.mul(out) * size), "temporaries"), None))
+        else:  # log_softmax's output (kept by two nodes), nll_loss's scalar and total weight
+            logits = tape.new(tape.size(0, num.mul(out) * size), "activations", refs=2)
+            loss = tape.new(tape.size(size, 0), "temporaries", mark=False)
+            made.append((row, fn, logits, loss, tape.new(tape.size(size, 0), "temporaries")))
+    total = made[0][3]
+    total.refs += 1
+    for _ in made[1:]:
+        added = tape.new(tape.size(size, 0), "temporaries")
+        tape.release(total)
+        total = added
+    for row in report.output_rows:
+        tape.release(storage[row.name])
+    for entry in made:
+        tape.release(entry[3])
+    tape.start("backward")
+    ones = tape.new(tape.size(size, 0), "temporaries")
+    grad: dict[str, tuple] = {}
+    for row, fn, kept, _, weight in reversed(made):
+        out = tape.size(0, num.mul(row.output) * size)
+        if fn.kind == "mse":
+            g_y = tape.new(out, "activation gradients")
+            tape.release(kept)
+        else:
+            g_logits = tape.new(out, "activation gradients")
+            tape.release(kept)
+            tape.release(weight)
+            g_y = tape.new(out, "activation gradients")
+            tape.release(g_logits)
+            tape.release(kept)
+        _accumulate(tape, grad, row.name, g_y, False)
+        tape.release(g_y)
+    return grad, ones, total
 
 
 def _replayed(tape: _Tape, phases: dict[str, Peak]) -> dict[str, Peak]:
@@ -891,19 +979,33 @@ def _cast_weights(row: Row) -> tuple:
     return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
 
 
-def _tied_gradient(tape: _Tape, row, tied: set, size: int) -> None:
+def _tied_gradient(tape: _Tape, row, tied: dict, size: int) -> tuple | None:
     """A row's parameter gradients. A layer that shares an earlier layer's weight (tie) makes that weight's
     gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the owner's backward
-    runs, its own gradient of the weight is added into .grad in place and freed."""
+    runs, its own gradient of the weight is returned, (its name, its storage), for _tied_sum once the node has run."""
     owner = row.layer.tie
+    pending = None
     if owner is not None and owner not in tied:
-        tied.add(owner)
-        tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
+        tied[owner] = tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
     for number, n in enumerate(param_tensors(row)):
         if number == 0 and row.name in tied:
-            tape.release(tape.new(tape.size(n * size, 0), "temporaries"))
+            pending = (row.name, tape.new(tape.size(n * size, 0), "temporaries"))
         else:
             tape.new(tape.size(n * size, 0), "gradients", mark=False)
+    return pending
+
+
+def _tied_sum(tape: _Tape, tied: dict, pending: tuple | None, inplace: bool) -> None:
+    """AccumulateGrad of a tied weight, after the owner's node: its gradient added into .grad in place and freed;
+    under a dispatch mode (the CPU oracle) the sum is a new .grad, the old one freed, then the owner's."""
+    if pending is None:
+        return
+    name, own = pending
+    if not inplace and tied.get(name) is not None:
+        total = tape.new(own.size, "gradients")
+        tape.release(tied[name])
+        tied[name] = total
+    tape.release(own)
 
 
 def _width(bytes_of: dict, storage: str) -> int:
@@ -912,7 +1014,8 @@ def _width(bytes_of: dict, storage: str) -> int:
 
 
 def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: dict, kind: str,
-         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None) -> dict:
+         dead: _Storage | None = None, hand=None, held: list | None = None, cache: list | None = None,
+         others: dict | None = None) -> dict:
     """Run a layer's events (Layer.program) on the tape: allocate, drop references; return what is still alive.
     Parameter gradients ("grad.*") are of the kind "gradients"; the others of `kind`. `dead`: the storage that
     Graph.forward's variable holds until the first op returns; `hand(storage)`: a ("grad", name) event, a
@@ -921,7 +1024,8 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
     reference) where both storages are as wide, else a copy; ("if", "low" or "wide", *event): the event only where
     the model's dtype is narrower than float32 ("low": bfloat16, float16) or not ("wide").
     Under autocast an event's storage may name a dtype ("bfloat16", "float32"...), and ("w", name, elements,
-    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's."""
+    dtype) is autocast's copy of a weight: in its cache (`cache`, until the context exits) and the program's.
+    ("keep", "x1") keeps a merging layer's second input (`others`: "x1", "x2"... by position), as ("keep", "x") its first."""
     for event in events:
         if event[0] == "w":
             _, name, elements, dtype = event
@@ -956,8 +1060,9 @@ def _run(tape: _Tape, events: tuple, live: dict, x: _Storage | None, bytes_of: d
             tape.release(dead)
             dead = None
         elif event[0] == "keep":
-            x.refs += 1
-            live["x"] = x
+            s = x if event[1] == "x" else others[event[1]]
+            s.refs += 1
+            live[event[1]] = s
         else:
             for name in event[1:]:
                 tape.release(live.pop(name))
@@ -1138,6 +1243,8 @@ def _accumulate(tape: _Tape, grad: dict, name: str, g: _Storage, view: bool, siz
 
 def _is_chain(report: Network) -> bool:
     """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
+    if len(report.output_rows) > 1:
+        return False
     previous = "input"
     for row in report.rows:
         if tuple(_inputs(report, row)) != (previous,) or "." in row.name:
@@ -1166,7 +1273,8 @@ def _inference(report: Network, batch: Value | None) -> Peak:
     for row in rows:
         for name in _inputs(report, row):
             readers[name] = readers.get(name, 0) + 1
-    readers[rows[-1].name] = readers.get(rows[-1].name, 0) + 1
+    for row in report.output_rows:  # the caller holds the outputs
+        readers[row.name] = readers.get(row.name, 0) + 1
     storage = {"input": x}
     x.refs += readers.get("input", 0)
     early = _is_chain(report)  # nn.Sequential drops an input before the activation, archcalc's Graph after the row
@@ -1186,7 +1294,8 @@ def _inference(report: Network, batch: Value | None) -> Peak:
                 tape.release(s)
             continue
         cast = amp.forward(row, names, False, cache=False)
-        out_size = tape.size(0, num.mul(row.output) * (cast.size or size))
+        # a parameter's output is a view of it (expanded over the batch, or as it is)
+        out_size = tape.size(0, 0 if row.layer.is_parameter() else num.mul(row.output) * (cast.size or size))
         first = tape.new(out_size, "activations")
         for s in [*cast.inputs, *amp.passing]:
             tape.release(s)

@@ -57,6 +57,7 @@ class Level:
     env: dict  # the values its expressions bind with
     context: str  # for messages: the uses this level is inside, 'layers[3] "layer1" (block) > '
     declared: list[str]  # this level's layer names in order: a name declared later is not unknown, only later
+    outer: Level | None = None  # the level a block use is at: its names made before the use are visible inside
 
 
 class Expander:
@@ -123,7 +124,7 @@ class Expander:
                 raise error.at(field=name, **place) from None
         relative = layer.name if index is None else f"{layer.name}.{index}"
         inner = Level({INPUT: x}, level.prefix + relative + ".", self.outer | values | {"index": local["index"]},
-                      f"{level.context}{layer.where} > ", [item.name for item in block.layers])
+                      f"{level.context}{layer.where} > ", [item.name for item in block.layers], level)
         begin = len(self.nodes)
         x = self.level(block.layers, inner, x)
         for name, tensor in inner.scope.items():
@@ -149,6 +150,10 @@ def _resolve(layer: LayerSpec, level: Level, position: int, place: dict) -> tupl
             continue
         head = name.split(".")
         later = [d for d in declared[position:] if head[: len(d.split("."))] == d.split(".")]
+        outside = _outside(level, name) if not later else None
+        if outside is not None:  # a tensor made before the block's use, at a level around it (Llama's rotary tables)
+            out.append(outside)
+            continue
         if later:
             problem = (f"from names {name!r}, this layer itself" if later[0] == layer.name and position < len(declared)
                        and declared[position] == layer.name else f"from names {name!r}, which comes later")
@@ -159,6 +164,16 @@ def _resolve(layer: LayerSpec, level: Level, position: int, place: dict) -> tupl
                         (f"did you mean {close[0]!r}? " if close else "") + '"input" is the ' +
                         ("block's input" if place["where"].count(" > ") else "model's input"), "from", **place)
     return tuple(out)
+
+
+def _outside(level: Level, name: str) -> str | None:
+    """The tensor `name` stands for at the levels around a block use (the nearest first), if any: not "input", which
+    inside a block is always its own input."""
+    while level.outer is not None and name != INPUT:
+        level = level.outer
+        if name in level.scope:
+            return level.scope[name]
+    return None
 
 
 def _present(layer: LayerSpec, env, place) -> bool:

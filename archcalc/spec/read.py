@@ -23,7 +23,7 @@ from ..layers import LAYERS
 from . import hints, positions
 
 TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading", "names")
-MODEL_KEYS = ("name", "input", "dtype", "course")
+MODEL_KEYS = ("name", "input", "dtype", "course", "outputs")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
 USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block use that are not its variables
@@ -94,6 +94,7 @@ class Spec:
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
     names: tuple[tuple[str, str], ...] = ()  # [names]: a layer path -> torch's module path where that is no spec name
+    outputs: tuple[str, ...] = ()  # [model] outputs: the layers whose outputs the model returns (default: the last)
     lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # "[model] input": its line
 
     def line_of(self, where: str, key: str) -> int | None:
@@ -167,6 +168,8 @@ def _read(text: str, path: str | None) -> Spec:
         raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]",
                         line=model_lines.get("course"))
 
+    outputs = _read_outputs(model.get("outputs", []), model_lines.get("outputs"))
+
     variables = _table(data, "vars")
     read_vars = {}
     for key, value in variables.items():
@@ -196,6 +199,7 @@ def _read(text: str, path: str | None) -> Spec:
         text=text,
         blocks=tuple(blocks.items()),
         course=course,
+        outputs=outputs,
         lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
                     for key, line in keys.items()),
         names=_read_names(_table(data, "names")),
@@ -221,6 +225,21 @@ def _read_names(table: dict) -> tuple[tuple[str, str], ...]:
                             '"layer0" = "0", "stage.block1_0" = "stage.block1-0"', untrusted.one_line(key), "[names]")
         out.append((untrusted.name(key), value))
     return tuple(out)
+
+
+def _read_outputs(raw, line: int | None = None) -> tuple[str, ...]:
+    """[model] outputs = ["out", "aux"]: layers' full names, each once (segmentation's heads, a tuple's items)."""
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise SpecError(f"expected a list of layers' names, got {_show(raw)}", 'outputs = ["out", "aux"]', "outputs", "[model]",
+                        line=line)
+    if len(raw) > untrusted.MAX_LAYERS:
+        raise SpecError(f"{len(raw):,} outputs: more than archcalc reads", None, "outputs", "[model]", line=line)
+    for name in raw:
+        _check_name(name, "[model]", line, field="outputs", dotted=True)
+    names = tuple(untrusted.name(name) for name in raw)
+    if len(set(names)) != len(names):
+        raise SpecError("a layer is named twice", "give each output once", "outputs", "[model]", line=line)
+    return names
 
 
 def _lines(text: str, header: re.Pattern) -> list[int]:

@@ -18,6 +18,7 @@ CASES = [  # (model, one sample's shape): a stack, blocks, concat, [names], subc
     ("densenet121", (3, 64, 64)),
     ("mobilenet_v3_small", (3, 64, 64)),
     ("r3d_18", (3, 4, 32, 32)),
+    ("efficientnet_b0", (3, 64, 64)),  # stochastic depth
 ]
 
 
@@ -35,13 +36,13 @@ def test_regnet_block_names_come_back_through_the_names_table():
     assert '"trunk_output.block1.block1_0" = "trunk_output.block1.block1-0"' in text
 
 
-def test_efficientnet_is_refused_with_stochastic_depth_counted_and_placed_in_torchvision():
-    module = torchvision.models.get_model("efficientnet_b0", weights=None)
+def test_swin_is_refused_with_its_window_attention_counted_and_placed_in_torchvision():
+    module = torchvision.models.get_model("swin_t", weights=None)
     with pytest.raises(importer.ImportFailed) as error:
         importer.import_module(module, [3, 64, 64], capture="fx")
     (cause, problems), *_ = error.value.causes()
-    assert cause.startswith("stochastic_depth()") and len(problems) == 9
-    assert "torchvision/ops/stochastic_depth.py:" in str(error.value)
+    assert cause.startswith("_get_relative_position_bias()") and len(problems) == 12
+    assert "torchvision/models/swin_transformer.py:287" in str(error.value)
 
 
 @pytest.mark.parametrize("name", ["resnet50"])  # efficientnet_b0, mobilenetv3: x.mean((2, 3)) as pooling (not yet)

@@ -79,6 +79,21 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.view(-1, logits.size(-1)), shifted.view(-1), ignore_index=-100)
 
 
+class SummedLosses:
+    """Several outputs (a dict, [model] outputs): each one's loss against its target, added up, as archcalc's bench
+    computes it (the outputs held until it returns)."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, ys: dict, targets: dict) -> torch.Tensor:
+        parts = [self.function(y, targets[name]) for name, y in ys.items()]
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
+
+
 def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", seed: int = 0,
                autocast: torch.dtype | None = None, scaled: bool = False, loss: str = "classes",
                loss_of=None) -> dict[str, int]:
@@ -100,7 +115,12 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     else:
         with torch.no_grad():
             out = model(x)
-        if loss == "mse":
+        if isinstance(out, dict):  # several outputs: `loss` for each, summed
+            function = torch.nn.functional.mse_loss if loss == "mse" else torch.nn.functional.cross_entropy
+            targets = {name: torch.randn_like(y) if loss == "mse" else torch.randint(0, y.shape[1], (y.shape[0], *y.shape[2:]))
+                       for name, y in out.items()}
+            criterion = SummedLosses(function)
+        elif loss == "mse":
             targets = torch.randn_like(out)
             criterion = torch.nn.functional.mse_loss
         elif loss == "tokens":
@@ -140,7 +160,7 @@ def step_peaks(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "sgd", 
     step(LiveStorages())  # warm-up: the optimizer's state
     mode = LiveStorages()
     with mode:
-        before = [*model.parameters(), *model.buffers(), x, targets]
+        before = [*model.parameters(), *model.buffers(), x, *(targets.values() if isinstance(targets, dict) else [targets])]
         before += [p.grad for p in model.parameters() if p.grad is not None]
         if opt is not None:
             before += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]

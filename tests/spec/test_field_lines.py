@@ -138,7 +138,7 @@ FIELDS = [
     ("conv", "out_channels = 4", "kernelSize = 3", "did you mean 'kernel_size'?"),
     ("pool", "", "pool_size = 2", "did you mean 'kernel_size'? (Keras's pool_size)"),
     ("dense", "", "units = 10", "did you mean 'out_features'? (Keras's units)"),
-    ("dense", "", "in_features = 10", "archcalc takes in_features from the input's shape"),
+    ("batchnorm", "", "num_features = 3", "archcalc takes num_features from the input's shape"),
     ("dropout", "", "rate = 0.5", "did you mean 'p'?"),
     ("activation", "", 'activation = "relu"', "valid: type, name, function,"),
     ("groupnorm", "", "groups = 2", "did you mean 'num_groups'?"),

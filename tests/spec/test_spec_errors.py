@@ -212,7 +212,7 @@ CASES = [
          "scale_factor 0.01 leaves no output of an axis of size 32", 'layers[1] "upsample1" (upsample)', "scale_factor"),
     Case("upsample mode for another dimension", MODEL + layer("upsample", scale_factor=2, mode='"trilinear"'),
          "mode 'trilinear' works on 3 spatial axes, the input has 2", 'layers[1] "upsample1" (upsample)', "mode",
-         hint="modes for this input: 'nearest', 'bilinear', 'bicubic'"),
+         hint="modes for this input: 'nearest', 'nearest-exact', 'bilinear', 'bicubic'"),
 ]
 
 
