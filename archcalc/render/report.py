@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv as _csv
 import dataclasses
+import functools
 import io
+import itertools
 import json as _json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from ..core import fmt, num
 from ..memory import timeline
 from ..report import Report, Row
 from ..teaching import explain_row
+from . import wrap
 
 
 class Format(StrEnum):
@@ -138,7 +141,8 @@ def _total_cells(report: Report) -> dict[str, str]:
 def summary_lines(report: Report) -> list[tuple[str, str]]:
     """The footer: totals, shares per layer type, the largest layer, the forward cost."""
     t = report.totals
-    short = f" ({fmt.short(t['params'])})" if num.is_concrete(t["params"]) else ""
+    short = fmt.short(t["params"]) if num.is_concrete(t["params"]) else ""
+    short = f" ({short})" if short and short != fmt.group(t["params"]) else ""  # "156", not "156 (156)"
     lines = [("Parameters", f"{fmt.group(t['params'])}{short}: weights {fmt.group(t['weights'])}, biases {fmt.group(t['biases'])}")]
     shares = [
         f"{kind} {fmt.group(p)} ({fmt.percent(p, t['params'])})" for kind, p in report.by_type.items() if p != 0
@@ -173,21 +177,135 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
         rows.append(("under autocast", "", f"{m.autocast}, float32 parameters and optimizer state"))
     for phase in ("forward", "backward", "optimizer"):
         label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
-        rows.append((label, *fmt.per_batch(m.phase(phase), batch)))
+        rows.append((label, *_bytes(m.phase(phase), batch)))
         if batch is not None and num.is_concrete(batch) and num.is_concrete(m.phase(phase).at(batch)):
             alive = m.phase(phase).alive(batch)
             total = sum(alive.values())
             parts = " · ".join(f"{KIND_LABELS[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)
             rows.append(("", "", parts))
-    rows.append(("training step, peak", *fmt.per_batch(m.training, batch)))
+    rows.append(("training step, peak", *_bytes(m.training, batch)))
+    rows += _examples(report)
     regions = checkpoint.regions(report)
     if regions:
         named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
         rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
-    rows.append(("inference, peak (eval, inference_mode)", *fmt.per_batch(m.inference_peak, batch)))
+    rows.append(("inference, peak (eval, inference_mode)", *_bytes(m.inference_peak, batch)))
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
     return rows
+
+
+# The sizes a peak that is still a formula in more than B is also shown at, each named beside its figure
+# (the formulas hold at every size): a short sequence and GPT-2's context, ImageNet's image side and classes.
+EXAMPLE_SIZES = {"T": (128, 1024), "H": (224,), "W": (224,), "classes": (1000,)}
+
+
+def _bytes(value, batch) -> tuple[str, str]:
+    """A peak at the batch, (in binary units, in bytes); one that is the largest of many formulas in sizes
+    besides B says how many and in what (`_examples` shows the step's at a few sizes)."""
+    names = _unknowns(value, batch)
+    if names:
+        return f"the largest of {len(value.pieces)} formulas in {', '.join(names)}", "--format json gives them"
+    if batch is not None and not num.is_concrete(value.at(batch)):  # a formula in other sizes: no unit to put on it
+        return fmt.group(value.at(batch)), "bytes"
+    return fmt.per_batch(value, batch)
+
+
+def _unknowns(value, batch) -> list[str]:
+    """The sizes a peak of several formulas depends on (B first, unless given), or [] if it is one formula or numbers."""
+    pieces = getattr(value, "pieces", ())
+    if len(pieces) < 2 or all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
+        return []
+    names = set().union(*(num.free_names(p.fixed) | num.free_names(p.per_sample) for p in pieces))
+    return ["B"] * (batch is None) + sorted(names - {"B"})
+
+
+@dataclass(frozen=True)
+class _Line:
+    """fixed + per_sample·B in numbers: one of a peak's formulas at given sizes."""
+
+    fixed: int
+    per_sample: int
+
+    def at(self, batch):
+        return self.fixed + self.per_sample * batch
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """The largest of a few lines (those highest somewhere on B >= 1), as fmt.per_batch reads a peak."""
+
+    pieces: tuple[_Line, ...]
+
+    def at(self, batch):
+        return max(line.at(batch) for line in self.pieces)
+
+
+def _examples(report: Report) -> list[tuple[str, str, str]]:
+    """The step's peak, when it is the largest of many formulas in sizes besides B: at the sizes of
+    EXAMPLE_SIZES, as one formula in B (or a number at the given batch) and the phase it comes from,
+    then how to get it at any size."""
+    m, batch = report.memory, report.batch
+    names = [name for name in _unknowns(m.training, batch) if name != "B"]
+    if not names:
+        return []
+    rows = []
+    if all(name in EXAMPLE_SIZES for name in names):
+        for values in itertools.product(*(EXAMPLE_SIZES[name] for name in names)):
+            at = dict(zip(names, values))
+            where = ", ".join(f"{name} = {value}" for name, value in at.items())
+            peak, phase = _peak_at(m, at, batch)
+            units, exact = fmt.per_batch(peak, batch)
+            if batch is None and len(peak.pieces) > 1:  # the bytes of three formulas are for --set to give
+                rows.append(("", f"at {where}:\n{units}", f"the {phase} peak for large B"))
+            else:
+                rows.append(("", f"at {where}:\n{units}", f"{exact}, the {phase} peak"))
+    sets = " ".join(f"--set {name}=…" for name in names)
+    rows.append(("", "", f"at any size: {sets}{' --batch B' if batch is None else ''}"))
+    return rows
+
+
+def _peak_at(memory, at: dict[str, int], batch) -> tuple[_Envelope, str]:
+    """The step's peak at the sizes `at`: the envelope of its formulas there, and the phase of its highest one."""
+    values = {num.symbol(name): value for name, value in at.items()}
+    lines = {}  # each line and the first phase it is in
+    for phase in timeline.PHASES:
+        for piece in memory.phase(phase).pieces:
+            lines.setdefault(_Line(_value(piece.fixed, values), _value(piece.per_sample, values)), phase)
+    # the highest at the batch; with B a symbol, the highest for large B (the steepest)
+    top = max(lines, key=(lambda line: (line.per_sample, line.fixed)) if batch is None else (lambda line: line.at(batch)))
+    return _Envelope(_upper(list(lines))), lines[top]
+
+
+def _value(x, values: dict) -> int:
+    """A formula at the given sizes, term by term (a peak's formulas share a few terms: T, T², a floor)."""
+    if num.is_concrete(x):
+        return x
+    return num.normal(sum(num.normal(coefficient) * _term(term, tuple(values.items()))
+                          for term, coefficient in x.as_coefficients_dict().items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _term(term, values: tuple):
+    return num.normal(term.xreplace(dict(values)))
+
+
+def _upper(lines: list[_Line]) -> tuple[_Line, ...]:
+    """The lines that are the highest somewhere on B >= 1 (the upper envelope), by slope."""
+    hull: list[_Line] = []
+    for line in sorted(set(lines), key=lambda x: (x.per_sample, x.fixed)):
+        while hull and hull[-1].per_sample == line.per_sample:
+            hull.pop()  # the same slope: this one is at least as high
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]  # b is never the highest once a and this line cross at or before it rises above them
+            if (a.fixed - line.fixed) * (b.per_sample - a.per_sample) <= (a.fixed - b.fixed) * (line.per_sample - a.per_sample):
+                hull.pop()
+            else:
+                break
+        hull.append(line)
+    while len(hull) >= 2 and hull[0].at(1) <= hull[1].at(1):
+        hull.pop(0)  # below the next one from B = 1 on
+    return tuple(hull)
 
 
 def course_lines(report: Report) -> list[tuple[str, str, str]]:
@@ -200,20 +318,12 @@ def course_lines(report: Report) -> list[tuple[str, str, str]]:
     ]
 
 
-def memory_panel(report: Report) -> Group:
+def memory_panel(report: Report, width: int = 100) -> Group:
     m = report.memory
     batch = "B" if report.batch is None else fmt.group(report.batch)
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
-    grids = []
     panels = [(title, memory_lines(report))] + ([("The course's model", course_lines(report))] if report.course else [])
-    for heading, lines in panels:
-        grid = Table(title=Text(heading), title_justify="left", box=None, show_header=False, pad_edge=False)
-        grid.add_column(style="bold", no_wrap=True)
-        grid.add_column(justify="right", overflow="fold")
-        grid.add_column(overflow="fold", style="dim")
-        for line in lines:
-            grid.add_row(*map(Text, line))  # formulas and names are text, never markup
-        grids.append(grid)
+    grids = [_panel(heading, lines, width) for heading, lines in panels]
     if not report.course:
         return grids[0]
     notes = Text.assemble(
@@ -223,6 +333,42 @@ def memory_panel(report: Report) -> Group:
         style="dim",
     )
     return Group(grids[0], Text(""), grids[1], notes)
+
+
+def _panel(heading: str, lines: list[tuple[str, str, str]], width: int) -> Table:
+    """Rows of (what, in binary units, in bytes), left-aligned: in three columns where they fit whole; else the
+    bytes under the binary units, both broken between terms; narrower still, each value under its label."""
+    labels, units, exact = (max((cell_len(line[k]) for line in lines), default=0) for k in range(3))
+    grid = Table(title=Text(heading), title_justify="left", box=None, show_header=False, pad_edge=False)
+    if labels + units + exact + 4 <= width:
+        grid.add_column(style="bold", no_wrap=True, width=labels)
+        grid.add_column(no_wrap=True, width=units)
+        grid.add_column(no_wrap=True, style="dim", width=exact)
+        for line in lines:
+            grid.add_row(*map(Text, line))  # formulas and names are text, never markup
+        return grid
+    room = width - labels - 2
+    if room >= max(24, max(wrap.narrowest(text) for line in lines for text in line[1:])):
+        grid.add_column(style="bold", no_wrap=True, width=labels)
+        grid.add_column(no_wrap=True, width=room)
+        for label, *values in lines:
+            grid.add_row(Text(label), _values(values, room))
+        return grid
+    grid.add_column(no_wrap=True, width=width)
+    for label, *values in lines:
+        grid.add_row(Text.assemble((label, "bold"), "\n" * bool(label), _values(values, width - 2, "  ")))
+    return grid
+
+
+def _values(values: list[str], width: int, indent: str = "") -> Text:
+    """A row's value in binary units, then (dim) in bytes, each on lines of its own broken between terms."""
+    plain, dim = values
+    out = Text()
+    for text, style in ((plain, ""), (dim, "dim")):
+        for line in wrap.lines(text, width) if text else ():
+            out.append(("\n" if out else "") + indent)
+            out.append(line, style=style)
+    return out
 
 
 def _title(report: Report) -> str:
@@ -266,58 +412,128 @@ class _Rows:
 def table(report: Report, width: int = 100, explained: bool = False, depth: int | None = None) -> Group:
     """The report as a rich table with its footer (and, if `explained`, every derivation), to fit `width`;
     `depth` folds the groups below it (a block use, a path prefix) into one line each."""
-    rows = [_line_cells(report, line) for line in outline(report, depth)]
+    lines = outline(report, depth)
+    rows = [_line_cells(report, line) for line in lines]
     totals = _total_cells(report)
+    headers, widths = _layout(rows, totals, width, [line.group for line in lines])
 
-    def natural(header: str) -> int:
-        return max(len(header), len(totals[header]), *(len(r[header]) for r in rows))
-
-    headers = HEADERS
-    if sum(natural(h) + 1 for h in HEADERS) > width:
-        headers = COMPACT
-        for r in rows:
-            r["hyperparameters"] = f"{r['type']} {r['hyperparameters']}".strip()
-    fits = sum(natural(h) + 1 for h in headers) <= width
-    # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
-    # formulas and, when the table must shrink, the hyperparameters fold.
-    fixed = {h: natural(h) <= 16 and (fits or h != "hyperparameters") for h in headers}
-    # The others share what the fixed columns leave (each column takes its width and a space either side),
-    # the narrowest first and none beyond its natural width: a formula folds at its share, where rich
-    # would keep whole words and crop the table's right edge.
-    room, caps = width - sum(natural(h) + 2 for h in headers if fixed[h]), {}
-    flexible = sorted((h for h in headers if not fixed[h]), key=natural)
-    for left, header in enumerate(flexible):
-        caps[header] = max(len(header), min(natural(header), room // (len(flexible) - left) - 2))
-        room -= caps[header] + 2
-
-    def grid(cells: bool = True, natural_widths: bool = False) -> Table:
+    def grid(cells: bool = True) -> Table:
         grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
         for h in headers:
-            whole = fixed[h] or natural_widths
-            grid.add_column(h, footer=Text(totals[h]), justify="right" if h in NUMERIC else "left",
-                            width=natural(h) if whole else None, no_wrap=whole, overflow="fold", max_width=caps.get(h))
+            grid.add_column(_cell(h, h, widths[h]), footer=_cell(h, totals[h], widths[h]),
+                            justify="right" if h in NUMERIC else "left", width=widths[h], no_wrap=True)
         for r in rows if cells else ():
-            grid.add_row(*(Text(r[h]) for h in headers))
+            grid.add_row(*(_cell(h, r[h], widths[h]) for h in headers))
         return grid
 
-    plain = all(caps.get(h, natural(h)) >= natural(h) for h in headers) and all(
-        _plain(r[h]) for h in headers for r in [*rows, totals])
-    if plain:  # each row one line of plain text, at the width rich would give it: rich draws only the frame
-        widths = {h: natural(h) for h in headers}
+    natural = {h: _natural(h, rows, totals) for h in headers}
+    if widths == natural and all(_plain(r[h]) for h in headers for r in [*rows, totals]):
+        # each row one line of plain text, at the width rich would give it: rich draws only the frame
         lines = [" " + "  ".join(r[h].rjust(widths[h]) if h in NUMERIC else r[h].ljust(widths[h]) for h in headers) + " "
                  for r in rows]
-        parts = [_Rows(grid(cells=False, natural_widths=True), lines, sum(widths.values()) + 2 * len(headers), grid)]
+        parts = [_Rows(grid(cells=False), lines, sum(widths.values()) + 2 * len(headers), grid)]
     else:
         parts = [grid()]
-    footer = Table.grid(padding=(0, 2))
-    footer.add_column(style="bold", no_wrap=True)
-    footer.add_column(overflow="fold")
-    for label, value in summary_lines(report):
-        footer.add_row(label, Text(value))
-    parts += [footer, Text(""), memory_panel(report)]
+    parts += [_footer(summary_lines(report), width), Text(""), memory_panel(report, width)]
     if explained:
         parts.append(explanation(report))
     return Group(*parts)
+
+
+# Narrower still (a ResNet's dotted names, a formula's output shape), weights and biases go too: params
+# is their sum, the footer keeps their totals; every column given up is room for the formulas.
+NARROW = ("layer", "hyperparameters", "output", "params", "share")
+
+
+def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
+            groups: list[bool]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The columns shown and their widths. The full table, or the compact one (the type joined to the
+    hyperparameters), or the narrow one: the first whose cells fit whole but for the hyperparameters (at
+    least 15 columns wide); else the first that fits with its widest columns cut down to a common cap, the
+    layer names whole and every other column at least 24 wide (or whole); else the narrow one, cut down as
+    far as it takes. A cell cut down is broken between terms and words (`wrap`)."""
+    sets = []
+    for headers in (HEADERS, COMPACT, NARROW):
+        if headers is COMPACT:
+            for r, group in zip(rows, groups):  # a group's "bottleneck ×3" and "23 layers": "bottleneck ×3 · 23 layers"
+                r["hyperparameters"] = (" · " if group else " ").join(part for part in (r["type"], r["hyperparameters"]) if part)
+        natural = {h: _natural(h, rows, totals) for h in headers}
+        room = width - 2 * len(headers)
+        if sum(natural.values()) <= room:
+            return headers, natural
+        least = {h: max(wrap.narrowest(h), *(wrap.narrowest(r[h]) for r in [*rows, totals])) for h in headers}
+        least["layer"] = natural["layer"]  # names whole where they can be
+        rest = room - sum(natural.values()) + natural["hyperparameters"]
+        if rest >= max(15, least["hyperparameters"]):
+            return headers, natural | {"hyperparameters": rest}
+        sets.append((headers, natural, least, room))
+    for headers, natural, least, room in sets:
+        if sum(max(least[h], min(natural[h], 15 if h == "hyperparameters" else 24)) for h in headers) <= room:
+            return headers, _capped(headers, natural, least, room)
+    if sum(least.values()) > room:  # a dotted name broken before a dot, each line indented as its first
+        least["layer"] = max(_narrowest(r["layer"]) for r in rows)
+    if sum(least.values()) > room:  # not even every word whole: cut the widest (the last resort, under ~60 columns)
+        least = _shrink(least, room)
+    return headers, _capped(headers, natural, least, room)
+
+
+def _capped(headers, natural: dict[str, int], least: dict[str, int], room: int) -> dict[str, int]:
+    """Widths that fill `room`: the widest columns brought down to a common cap, none below its `least`."""
+    low, high = 0, max(natural.values())
+    while low < high:
+        cap = (low + high + 1) // 2
+        if sum(max(least[h], min(natural[h], cap)) for h in headers) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    widths = {h: max(least[h], min(natural[h], low)) for h in headers}
+    spare = room - sum(widths.values())
+    for h in headers:  # what the cap leaves over, a column each, to those it cut
+        if spare > 0 and widths[h] < natural[h]:
+            widths[h] += 1
+            spare -= 1
+    return widths
+
+
+def _natural(header: str, rows: list[dict[str, str]], totals: dict[str, str]) -> int:
+    return max(cell_len(header), cell_len(totals[header]), *(cell_len(r[header]) for r in rows))
+
+
+def _narrowest(cell: str) -> int:
+    """The narrowest a layer's cell may be: its dotted name broken before a dot, each line indented as the first."""
+    name = cell.lstrip(" ")
+    return len(cell) - len(name) + wrap.narrowest(name, dots=True)
+
+
+def _shrink(least: dict[str, int], room: int) -> dict[str, int]:
+    """Widths cut down to fit `room`, the widest first."""
+    least = dict(least)
+    while sum(least.values()) > room and max(least.values()) > 1:
+        widest = max(least, key=least.get)
+        least[widest] -= 1
+    return least
+
+
+def _cell(header: str, text: str, width: int) -> Text:
+    """A cell's text in lines of `width`; a formula broken over lines reads from the left, as text does."""
+    if cell_len(text) <= width:
+        return Text(text)
+    if header == "layer":
+        name = text.lstrip(" ")
+        indent = " " * (len(text) - len(name))
+        return Text("\n".join(indent + line for line in wrap.lines(name, width - len(indent), dots=True)), justify="left")
+    return Text("\n".join(wrap.lines(text, width)), justify="left")
+
+
+def _footer(lines: list[tuple[str, str]], width: int) -> Table:
+    """The footer's label: value lines, the values broken between terms to fit."""
+    footer = Table.grid(padding=(0, 2))
+    label = max(cell_len(name) for name, _ in lines)
+    footer.add_column(style="bold", no_wrap=True, width=label)
+    footer.add_column(no_wrap=True)
+    for name, value in lines:
+        footer.add_row(name, Text("\n".join(wrap.lines(value, width - label - 2))))
+    return footer
 
 
 def explanation(report: Report) -> Group:
@@ -332,8 +548,8 @@ def explanation(report: Report) -> Group:
 
 
 def markdown(report: Report, explained: bool = False, depth: int | None = None) -> str:
-    def line(cells) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    def line(cells) -> str:  # a cell's lines joined: markdown's table rows are one line each
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
     out = [f"### {_title(report)}", "", line(HEADERS),
            "|" + "|".join("---:" if h in NUMERIC else "---" for h in HEADERS) + "|"]
@@ -384,8 +600,8 @@ def json(report: Report, explained: bool = False) -> str:
     return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def fit(result) -> Group:
-    """`archcalc memory --budget`: the largest batch, why, and the memory at that batch."""
+def fit(result, width: int = 100) -> Group:
+    """`archcalc memory --budget`: the largest batch, why, and the memory at that batch, to fit `width`."""
     budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
     training = result.report.memory.training
     context = (f"; the CUDA context's {fmt.size_bytes(result.context)} taken out first" if result.context else "")
@@ -403,7 +619,7 @@ def fit(result) -> Group:
         else:
             why = f"B = {result.batch}"
         head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
-    return Group(head, Text(""), memory_panel(result.report))
+    return Group(head, Text(""), memory_panel(result.report, width))
 
 
 def fit_json(result) -> str:
