@@ -32,9 +32,12 @@ def quiz(options: Options, count: int, seed: int | None, into: str, variants: in
     drawn = draw(options.report(), count, seed, spec=options.spec)
     files = drawn.files(f"{Path(options.spec).stem}-{seed}")
     _write(options, into, files)
-    click.echo(drawn.markdown())
+    from rich.text import Text
+
     paths = [str(Path(into) / name) for name in files]
-    click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
+    # to the terminal's width (the file keeps the markdown as written): text, never rich markup
+    console().print(Text(drawn.markdown() + "\n"), Text(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) "
+                                                      f"and {paths[2]} (a blank answers sheet)."))
 
 
 def _variants(options: Options, count: int, seed: int, into: str, variants: int) -> None:
@@ -43,10 +46,12 @@ def _variants(options: Options, count: int, seed: int, into: str, variants: int)
     quizzes = draw(options.load(), variants, count, seed, options.spec, **options.step(), **options.values)
     written = files(quizzes, f"{Path(options.spec).stem}-{seed}")
     _write(options, into, written)
-    for index, drawn in enumerate(quizzes, start=1):
-        click.echo(f"variant {index}: " + ", ".join(f"{name} = {value}" for name, value in drawn.values))
     manifest = Path(into) / list(written)[-1]
-    click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {into}, and {manifest} (which student has which network).")
+    from rich.text import Text
+
+    console().print(*(Text(f"variant {index}: " + ", ".join(f"{name} = {value}" for name, value in drawn.values))
+                      for index, drawn in enumerate(quizzes, start=1)),
+                    Text(f"Wrote {variants} quizzes, keys and answers sheets to {into}, and {manifest} (which student has which network)."))
 
 
 def _write(options: Options, into: str, files: dict[str, str]) -> None:

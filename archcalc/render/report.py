@@ -247,7 +247,7 @@ def _examples(report: Report) -> list[tuple[str, str, str]]:
     then how to get it at any size."""
     m, batch = report.memory, report.batch
     names = [name for name in _unknowns(m.training, batch) if name != "B"]
-    if not names:
+    if not names or not (batch is None or num.is_concrete(batch)):  # a batch that is itself a formula: no example
         return []
     rows = []
     if all(name in EXAMPLE_SIZES for name in names):
@@ -470,7 +470,11 @@ def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
     for headers, natural, least, room in sets:
         if sum(max(least[h], min(natural[h], 15 if h == "hyperparameters" else 24)) for h in headers) <= room:
             return headers, _capped(headers, natural, least, room)
-    if sum(least.values()) > room:  # a dotted name broken before a dot, each line indented as its first
+    if sum(least.values()) > room:  # the full paths show the nesting without the indents
+        for r in rows:
+            r["layer"] = r["layer"].lstrip(" ")
+        natural["layer"] = least["layer"] = _natural("layer", rows, totals)
+    if sum(least.values()) > room:  # a dotted name broken before a dot
         least["layer"] = max(_narrowest(r["layer"]) for r in rows)
     if sum(least.values()) > room:  # not even every word whole: cut the widest (the last resort, under ~60 columns)
         least = _shrink(least, room)

@@ -54,15 +54,18 @@ def _breaks(text: str, dots: bool = False) -> tuple[tuple[int, int, int], ...]:
             continue
         if c == " " and i and text[i - 1] != " " and i < n - 1 and text[i + 1] != "×" and not _operator(text, i):
             out.append((2 * depth + 1, i + 1, i))
-        elif (c in _BEFORE and i and text[i - 1] not in " *" and text[i + 1: i + 2] not in ("*", " ", "")) or (dots and c == "." and 0 < i < n - 1):
+        elif _factor(text, i) or (dots and c == "." and 0 < i < n - 1):
             out.append((2 * depth + 1, i, i))
         i += 1
     return tuple(out)
 
 
 def _factor(text: str, i: int) -> bool:
-    """Whether a product's next factor starts at i (`*`, `×`, `·`, `→` between two operands, never in `**`)."""
-    return text[i] in _BEFORE and i > 0 and text[i - 1] not in " *" and text[i + 1: i + 2] not in ("*", " ", "")
+    """Whether a product's next factor starts at i: at `*` between two operands (never in `**`); at `×`, `·`
+    or `→` only beside a bracket, so that a shape (32×112×112) or a term (60,552·B) stays whole."""
+    if text[i] not in _BEFORE or i == 0 or text[i - 1] in " *" or text[i + 1: i + 2] in ("*", " ", ""):
+        return False
+    return text[i] == "*" or text[i - 1] in _CLOSE or text[i + 1] in _OPEN
 
 
 def _operator(text: str, i: int) -> bool:
