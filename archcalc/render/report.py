@@ -172,24 +172,25 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     """The memory panel's rows: (what, in binary units, in bytes): the step's timeline, phase by phase."""
     m, batch = report.memory, report.batch
     setting = m.peak_phase()
+    peaks = _Peaks(m, batch)
     rows = []
     if m.autocast is not None:  # mixed precision: say so (float32 runs print as they did)
         rows.append(("under autocast", "", f"{m.autocast}, float32 parameters and optimizer state"))
     for phase in ("forward", "backward", "optimizer"):
         label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
-        rows.append((label, *_bytes(m.phase(phase), batch)))
+        rows.append((label, *peaks.text(phase)))
         if batch is not None and num.is_concrete(batch) and num.is_concrete(m.phase(phase).at(batch)):
             alive = m.phase(phase).alive(batch)
             total = sum(alive.values())
             parts = " · ".join(f"{KIND_LABELS[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)
             rows.append(("", "", parts))
-    rows.append(("training step, peak", *_bytes(m.training, batch)))
-    rows += _examples(report)
+    rows.append(("training step, peak", *peaks.text("step")))
+    rows += peaks.examples()
     regions = checkpoint.regions(report)
     if regions:
         named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
         rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
-    rows.append(("inference, peak (eval, inference_mode)", *_bytes(m.inference_peak, batch)))
+    rows.append(("inference, peak (eval, inference_mode)", *peaks.text("inference")))
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
     return rows
@@ -198,26 +199,6 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
 # The sizes a peak that is still a formula in more than B is also shown at, each named beside its figure
 # (the formulas hold at every size): a short sequence and GPT-2's context, ImageNet's image side and classes.
 EXAMPLE_SIZES = {"T": (128, 1024), "H": (224,), "W": (224,), "classes": (1000,)}
-
-
-def _bytes(value, batch) -> tuple[str, str]:
-    """A peak at the batch, (in binary units, in bytes); one that is the largest of many formulas in sizes
-    besides B says how many and in what (`_examples` shows the step's at a few sizes)."""
-    names = _unknowns(value, batch)
-    if names:
-        return f"the largest of {len(value.pieces)} formulas in {', '.join(names)}", "--format json gives them"
-    if batch is not None and not num.is_concrete(value.at(batch)):  # a formula in other sizes: no unit to put on it
-        return fmt.group(value.at(batch)), "bytes"
-    return fmt.per_batch(value, batch)
-
-
-def _unknowns(value, batch) -> list[str]:
-    """The sizes a peak of several formulas depends on (B first, unless given), or [] if it is one formula or numbers."""
-    pieces = getattr(value, "pieces", ())
-    if len(pieces) < 2 or all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces):
-        return []
-    names = set().union(*(num.free_names(p.fixed) | num.free_names(p.per_sample) for p in pieces))
-    return ["B"] * (batch is None) + sorted(names - {"B"})
 
 
 @dataclass(frozen=True)
@@ -241,53 +222,118 @@ class _Envelope:
         return max(line.at(batch) for line in self.pieces)
 
 
-def _examples(report: Report) -> list[tuple[str, str, str]]:
-    """The step's peak, when it is the largest of many formulas in sizes besides B: at the sizes of
-    EXAMPLE_SIZES, as one formula in B (or a number at the given batch) and the phase it comes from,
-    then how to get it at any size."""
-    m, batch = report.memory, report.batch
-    names = [name for name in _unknowns(m.training, batch) if name != "B"]
-    if not names or not (batch is None or num.is_concrete(batch)):  # a batch that is itself a formula: no example
-        return []
-    rows = []
-    if all(name in EXAMPLE_SIZES for name in names):
-        for values in itertools.product(*(EXAMPLE_SIZES[name] for name in names)):
-            at = dict(zip(names, values))
-            where = ", ".join(f"{name} = {value}" for name, value in at.items())
-            peak, phase = _peak_at(m, at, batch)
-            units, exact = fmt.per_batch(peak, batch)
-            if batch is None and len(peak.pieces) > 1:  # the bytes of three formulas are for --set to give
-                rows.append(("", f"at {where}:\n{units}", f"the {phase} peak for large B"))
+class _Peaks:
+    """The memory panel's peaks (the step's, each phase's, inference's) as text, each one's formulas read once:
+    a peak that is the largest of many formulas in sizes besides B says how many and in what, and the step's
+    is shown at the sizes of EXAMPLE_SIZES (`examples`)."""
+
+    def __init__(self, memory, batch):
+        self.memory, self.batch = memory, batch
+        self.peaks = {"step": memory.training, "inference": memory.inference_peak,
+                      **{phase: memory.phase(phase) for phase in timeline.PHASES}}
+        self.read: dict[str, tuple] = {}
+
+    def formulas(self, name: str) -> tuple[tuple, ...]:
+        """A peak's formulas as (fixed, per_sample): with B a symbol, its pieces; at a batch, the terms of the
+        max its value is there (per_sample 0). Formulas only: () where the peak is a number, or one formula."""
+        if name not in self.read:
+            peak, batch = self.peaks[name], self.batch
+            if batch is None:
+                pieces = peak.pieces
+                symbolic = len(pieces) > 1 and not all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces)
+                self.read[name] = tuple((p.fixed, p.per_sample) for p in pieces) if symbolic else ()
             else:
-                rows.append(("", f"at {where}:\n{units}", f"{exact}, the {phase} peak"))
-    sets = " ".join(f"--set {name}=…" for name in names)
-    rows.append(("", "", f"at any size: {sets}{' --batch B' if batch is None else ''}"))
-    return rows
+                value = peak.at(batch)  # a number, unless sizes besides B are unknown (the timeline at that batch)
+                self.read[name] = tuple(dict.fromkeys((arg, 0) for arg in _arguments(value))) if _is_max(value) else ()
+        return self.read[name]
+
+    def names(self, name: str) -> list[str]:
+        """The sizes a peak's formulas depend on, B first where it is a symbol."""
+        found = set().union(*(_names(term) for pair in self.formulas(name) for x in pair for term, _ in _terms(x)))
+        return ["B"] * (self.batch is None) + sorted(found - {"B"})
+
+    def text(self, name: str) -> tuple[str, str]:
+        """A peak at the batch: (in binary units, in bytes)."""
+        peak, batch = self.peaks[name], self.batch
+        if self.formulas(name):
+            count = len(self.formulas(name))
+            return f"the largest of {count} formulas in {', '.join(self.names(name))}", "--format json gives them"
+        if batch is not None and not num.is_concrete(peak.at(batch)):  # one formula in other sizes: no unit to put on it
+            return fmt.group(peak.at(batch)), "bytes"
+        return fmt.per_batch(peak, batch)
+
+    def examples(self) -> list[tuple[str, str, str]]:
+        """The step's peak at the sizes of EXAMPLE_SIZES: one formula in B (or a number at the batch) and the
+        phase it comes from; then how to get it at any size."""
+        batch = self.batch
+        names = [name for name in self.names("step") if name != "B"] if self.formulas("step") else []
+        if not names or not (batch is None or num.is_concrete(batch)):  # a batch that is itself a formula: no example
+            return []
+        rows = []
+        if all(name in EXAMPLE_SIZES for name in names):
+            for values in itertools.product(*(EXAMPLE_SIZES[name] for name in names)):
+                at = dict(zip(names, values))
+                where = ", ".join(f"{name} = {value}" for name, value in at.items())
+                peak, phase = self.at(at)
+                units, exact = fmt.per_batch(peak, batch)
+                if batch is None and len(peak.pieces) > 1:  # the bytes of three formulas are for --set to give
+                    rows.append(("", f"at {where}:\n{units}", f"the {phase} peak for large B"))
+                else:
+                    rows.append(("", f"at {where}:\n{units}", f"{exact}, the {phase} peak"))
+        sets = " ".join(f"--set {name}=…" for name in names)
+        rows.append(("", "", f"at any size: {sets}{' --batch B' if batch is None else ''}"))
+        return rows
+
+    def at(self, sizes: dict[str, int]) -> tuple[_Envelope, str]:
+        """The step's peak at `sizes`: the envelope of its phases' formulas there, and the phase of the highest
+        (at the batch; with B a symbol, for large B: the steepest)."""
+        values = tuple((num.symbol(name), value) for name, value in sizes.items())
+        lines: dict[_Line, str] = {}  # each line and the first phase it is in
+        for phase in timeline.PHASES:
+            for fixed, per_sample in self.formulas(phase) or self._numbers(phase):
+                lines.setdefault(_Line(_value(fixed, values), _value(per_sample, values)), phase)
+        batch = self.batch
+        top = max(lines, key=(lambda line: (line.per_sample, line.fixed)) if batch is None else (lambda line: line.at(batch)))
+        return _Envelope(_upper(list(lines))), lines[top]
+
+    def _numbers(self, phase: str) -> tuple[tuple, ...]:
+        """A phase whose peak is one formula or numbers, as formulas."""
+        peak = self.peaks[phase]
+        if self.batch is not None:
+            return ((peak.at(self.batch), 0),)
+        return tuple((p.fixed, p.per_sample) for p in peak.pieces)
 
 
-def _peak_at(memory, at: dict[str, int], batch) -> tuple[_Envelope, str]:
-    """The step's peak at the sizes `at`: the envelope of its formulas there, and the phase of its highest one."""
-    values = {num.symbol(name): value for name, value in at.items()}
-    lines = {}  # each line and the first phase it is in
-    for phase in timeline.PHASES:
-        for piece in memory.phase(phase).pieces:
-            lines.setdefault(_Line(_value(piece.fixed, values), _value(piece.per_sample, values)), phase)
-    # the highest at the batch; with B a symbol, the highest for large B (the steepest)
-    top = max(lines, key=(lambda line: (line.per_sample, line.fixed)) if batch is None else (lambda line: line.at(batch)))
-    return _Envelope(_upper(list(lines))), lines[top]
+def _is_max(x) -> bool:
+    return not num.is_concrete(x) and type(x).__name__ == "Max"
 
 
-def _value(x, values: dict) -> int:
-    """A formula at the given sizes, term by term (a peak's formulas share a few terms: T, T², a floor)."""
+def _arguments(x) -> list:
+    """The formulas a max (of maxes: the step's is the largest of its phases') is the largest of."""
+    return [y for arg in x.args for y in _arguments(arg)] if _is_max(x) else [x]
+
+
+@functools.lru_cache(maxsize=8192)
+def _terms(x) -> tuple[tuple[object, object], ...]:
+    """A formula's (term, coefficient) pairs; a number's is ((1, it),)."""
     if num.is_concrete(x):
-        return x
-    return num.normal(sum(num.normal(coefficient) * _term(term, tuple(values.items()))
-                          for term, coefficient in x.as_coefficients_dict().items()))
+        return ((1, x),)
+    return tuple((term, num.normal(coefficient)) for term, coefficient in x.as_coefficients_dict().items())
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(term) -> frozenset[str]:
+    return frozenset(num.free_names(term)) if term != 1 else frozenset()
+
+
+def _value(x, values: tuple) -> int:
+    """A formula at the given sizes, term by term (a peak's formulas share a few terms: T, T², a floor)."""
+    return num.normal(sum(coefficient * _term(term, values) for term, coefficient in _terms(x)))
 
 
 @functools.lru_cache(maxsize=1024)
 def _term(term, values: tuple):
-    return num.normal(term.xreplace(dict(values)))
+    return 1 if term == 1 else num.normal(term.xreplace(dict(values)))
 
 
 def _upper(lines: list[_Line]) -> tuple[_Line, ...]:
