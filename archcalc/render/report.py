@@ -172,7 +172,7 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     """The memory panel's rows: (what, in binary units, in bytes): the step's timeline, phase by phase."""
     m, batch = report.memory, report.batch
     setting = m.peak_phase()
-    peaks = _Peaks(m, batch)
+    peaks = _Peaks(m, batch, _sizes(report))
     rows = []
     if m.autocast is not None:  # mixed precision: say so (float32 runs print as they did)
         rows.append(("under autocast", "", f"{m.autocast}, float32 parameters and optimizer state"))
@@ -227,8 +227,8 @@ class _Peaks:
     a peak that is the largest of many formulas in sizes besides B says how many and in what, and the step's
     is shown at the sizes of EXAMPLE_SIZES (`examples`)."""
 
-    def __init__(self, memory, batch):
-        self.memory, self.batch = memory, batch
+    def __init__(self, memory, batch, sizes: list[str]):
+        self.memory, self.batch, self.sizes = memory, batch, sizes
         self.peaks = {"step": memory.training, "inference": memory.inference_peak,
                       **{phase: memory.phase(phase) for phase in timeline.PHASES}}
         self.read: dict[str, tuple] = {}
@@ -247,17 +247,16 @@ class _Peaks:
                 self.read[name] = tuple(dict.fromkeys((arg, 0) for arg in _arguments(value))) if _is_max(value) else ()
         return self.read[name]
 
-    def names(self, name: str) -> list[str]:
-        """The sizes a peak's formulas depend on, B first where it is a symbol."""
-        found = set().union(*(_names(term) for pair in self.formulas(name) for x in pair for term, _ in _terms(x)))
-        return ["B"] * (self.batch is None) + sorted(found - {"B"})
+    def names(self) -> list[str]:
+        """The sizes the peaks' formulas are in, B first where it is a symbol."""
+        return ["B"] * (self.batch is None) + self.sizes
 
     def text(self, name: str) -> tuple[str, str]:
         """A peak at the batch: (in binary units, in bytes)."""
         peak, batch = self.peaks[name], self.batch
         if self.formulas(name):
             count = len(self.formulas(name))
-            return f"the largest of {count} formulas in {', '.join(self.names(name))}", "--format json gives them"
+            return f"the largest of {count} formulas in {', '.join(self.names())}", "--format json gives them"
         if batch is not None and not num.is_concrete(peak.at(batch)):  # one formula in other sizes: no unit to put on it
             return fmt.group(peak.at(batch)), "bytes"
         return fmt.per_batch(peak, batch)
@@ -266,7 +265,7 @@ class _Peaks:
         """The step's peak at the sizes of EXAMPLE_SIZES: one formula in B (or a number at the batch) and the
         phase it comes from; then how to get it at any size."""
         batch = self.batch
-        names = [name for name in self.names("step") if name != "B"] if self.formulas("step") else []
+        names = self.sizes if self.formulas("step") else []
         if not names or not (batch is None or num.is_concrete(batch)):  # a batch that is itself a formula: no example
             return []
         rows = []
@@ -287,14 +286,24 @@ class _Peaks:
     def at(self, sizes: dict[str, int]) -> tuple[_Envelope, str]:
         """The step's peak at `sizes`: the envelope of its phases' formulas there, and the phase of the highest
         (at the batch; with B a symbol, for large B: the steepest)."""
-        values = tuple((num.symbol(name), value) for name, value in sizes.items())
-        lines: dict[_Line, str] = {}  # each line and the first phase it is in
+        values = {num.symbol(name): value for name, value in sizes.items()}
+        known: dict = {}  # each term at `sizes`: a peak's formulas share a few (T, T², a floor)
+
+        def value(x):
+            total = 0
+            for term, coefficient in _terms(x):
+                if term not in known:
+                    known[term] = 1 if term == 1 else num.normal(term.xreplace(values))
+                total += coefficient * known[term]
+            return total
+
+        lines: dict[tuple, str] = {}  # each line (fixed, per_sample) and the first phase it is in
         for phase in timeline.PHASES:
             for fixed, per_sample in self.formulas(phase) or self._numbers(phase):
-                lines.setdefault(_Line(_value(fixed, values), _value(per_sample, values)), phase)
+                lines.setdefault((value(fixed), value(per_sample)), phase)
         batch = self.batch
-        top = max(lines, key=(lambda line: (line.per_sample, line.fixed)) if batch is None else (lambda line: line.at(batch)))
-        return _Envelope(_upper(list(lines))), lines[top]
+        top = max(lines, key=(lambda line: (line[1], line[0])) if batch is None else (lambda line: line[0] + line[1] * batch))
+        return _Envelope(tuple(_Line(num.normal(f), num.normal(p)) for f, p in _upper(list(lines)))), lines[top]
 
     def _numbers(self, phase: str) -> tuple[tuple, ...]:
         """A phase whose peak is one formula or numbers, as formulas."""
@@ -315,43 +324,46 @@ def _arguments(x) -> list:
 
 @functools.lru_cache(maxsize=8192)
 def _terms(x) -> tuple[tuple[object, object], ...]:
-    """A formula's (term, coefficient) pairs; a number's is ((1, it),)."""
+    """A formula's (term, coefficient) pairs, from its own arguments (sympy's as_coefficients_dict, 5 times faster
+    on a sum of a few monomials); a number's is ((1, it),)."""
     if num.is_concrete(x):
         return ((1, x),)
-    return tuple((term, num.normal(coefficient)) for term, coefficient in x.as_coefficients_dict().items())
+    out = []
+    for part in x.args if x.is_Add else (x,):
+        coefficient, term = part.as_coeff_Mul()
+        out.append((term, num.normal(coefficient)))
+    return tuple(out)
 
 
-@functools.lru_cache(maxsize=1024)
-def _names(term) -> frozenset[str]:
-    return frozenset(num.free_names(term)) if term != 1 else frozenset()
+def _sizes(report: Report) -> list[str]:
+    """The unknown sizes of a report, B aside: those of its input, its layers' outputs and parameters (where
+    every tensor's size, and so every byte count of its memory, comes from)."""
+    names: set[str] = set()
+    for x in report.input:
+        names |= num.free_names(x)
+    for row in report.rows:
+        names |= num.free_names(row.params)
+        for x in row.output:
+            names |= num.free_names(x)
+    return sorted(names - {"B"})
 
 
-def _value(x, values: tuple) -> int:
-    """A formula at the given sizes, term by term (a peak's formulas share a few terms: T, T², a floor)."""
-    return num.normal(sum(coefficient * _term(term, values) for term, coefficient in _terms(x)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _term(term, values: tuple):
-    return 1 if term == 1 else num.normal(term.xreplace(dict(values)))
-
-
-def _upper(lines: list[_Line]) -> tuple[_Line, ...]:
-    """The lines that are the highest somewhere on B >= 1 (the upper envelope), by slope."""
-    hull: list[_Line] = []
-    for line in sorted(set(lines), key=lambda x: (x.per_sample, x.fixed)):
-        while hull and hull[-1].per_sample == line.per_sample:
+def _upper(lines: list[tuple]) -> list[tuple]:
+    """The lines (fixed, per_sample) that are the highest somewhere on B >= 1 (the upper envelope), by slope."""
+    hull: list[tuple] = []
+    for f, p in sorted(set(lines), key=lambda line: (line[1], line[0])):
+        while hull and hull[-1][1] == p:
             hull.pop()  # the same slope: this one is at least as high
         while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]  # b is never the highest once a and this line cross at or before it rises above them
-            if (a.fixed - line.fixed) * (b.per_sample - a.per_sample) <= (a.fixed - b.fixed) * (line.per_sample - a.per_sample):
+            (f1, p1), (f2, p2) = hull[-2], hull[-1]  # the middle one is never the highest once the outer two cross
+            if (f1 - f) * (p2 - p1) <= (f1 - f2) * (p - p1):  # at or before it rises above them
                 hull.pop()
             else:
                 break
-        hull.append(line)
-    while len(hull) >= 2 and hull[0].at(1) <= hull[1].at(1):
+        hull.append((f, p))
+    while len(hull) >= 2 and sum(hull[0]) <= sum(hull[1]):
         hull.pop(0)  # below the next one from B = 1 on
-    return tuple(hull)
+    return hull
 
 
 def course_lines(report: Report) -> list[tuple[str, str, str]]:
