@@ -606,7 +606,32 @@ def explanation(report: Report) -> Group:
         blocks.append(head)
         for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent
             blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
+    lines = peak_lines(report)
+    if lines:
+        blocks.append(Text("\ntraining step, peak", style="bold"))
+        blocks += [Padding(Text(line), (0, 0, 0, 2)) for line in lines]
     return Group(*blocks)
+
+
+def peak_lines(report: Report) -> list[str]:
+    """--explain's account of a step's peak that is the largest of many formulas in B and other sizes: what
+    the formulas are, the largest at the sizes shown, how to get a number (nothing where the peak is numbers)."""
+    peaks = _Peaks(report.memory, report.batch, _sizes(report))
+    formulas = peaks.formulas("step")
+    if not formulas or not (report.batch is None or num.is_concrete(report.batch)):
+        return []
+    counts = ", ".join(f"{phase} {len(peaks.formulas(phase) or peaks._numbers(phase))}" for phase in timeline.PHASES)
+    names = ", ".join(peaks.sizes)
+    out = [f"the largest of {len(formulas)} formulas (by phase: {counts}), one for each moment of the step's timeline "
+           f"that can be its highest; each is exact, and which one is the largest depends on {names}"
+           + (" and B" if report.batch is None else "")]
+    for _, units, exact in peaks.examples():
+        if units:
+            where, _, value = units.partition("\n")
+            out.append(f"{where} {value} ({exact})")
+        else:
+            out.append(f"for a number: {exact.removeprefix('at any size: ')}; --format json lists every formula")
+    return out
 
 
 def markdown(report: Report, explained: bool = False, depth: int | None = None) -> str:
@@ -630,6 +655,8 @@ def markdown(report: Report, explained: bool = False, depth: int | None = None) 
         for row in report.rows:
             out += ["", f"**{row.name}** ({row.kind}): {_inputs_text(row)} → {fmt.shape(row.output)}", ""]
             out += [f"- {text}" for _, text in explain_row.lines(report, row)]
+        peak = peak_lines(report)
+        out += ["", "**training step, peak**", "", *(f"- {text}" for text in peak)] if peak else []
     return "\n".join(out) + "\n"
 
 

@@ -92,6 +92,9 @@ def test_symbolic_gpt2s_table_and_explanation_say_how_to_get_a_number():
         assert re.search(r"training step, peak +the largest of \d+ formulas in B, T\n", text)
         assert "at T = 1024:" in text and "at T = 128:" in text
         assert "at any size: --set T=… --batch B" in text
+    explained = printed(render.explanation(r), 80) + render.markdown(r, explained=True)
+    assert explained.count("the largest of") >= 2 and explained.count("backward peak") >= 4
+    assert "for a number: --set T=… --batch B; --format json lists every formula" in render.markdown(r, explained=True)
     data = json.loads(render.json(r))["memory"]  # JSON stays the formulas themselves
     assert data["training_bytes"] == str(r.memory.training.at(None)) and data["peak_phase"] is None
 
