@@ -474,6 +474,7 @@ def table(report: Report, width: int = 100, explained: bool = False, depth: int 
     rows = [_line_cells(report, line) for line in lines]
     totals = _total_cells(report)
     headers, widths = _layout(rows, totals, width, [line.group for line in lines])
+    whole = all(widths[h] >= _natural(h, rows, totals) for h in headers)  # no cell broken over lines
 
     def grid(cells: bool = True) -> Table:
         grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
@@ -484,8 +485,10 @@ def table(report: Report, width: int = 100, explained: bool = False, depth: int 
             grid.add_row(*(_cell(h, r[h], widths[h]) for h in headers))
         return grid
 
-    natural = {h: _natural(h, rows, totals) for h in headers}
-    if widths == natural and all(_plain(r[h]) for h in headers for r in [*rows, totals]):
+    if whole:  # a block's kind keeps its spaces whole only where it might have been broken
+        for r in rows:
+            r["hyperparameters"] = r["hyperparameters"].replace(wrap.NBSP, " ")
+    if whole and all(_plain(r[h]) for h in headers for r in [*rows, totals]):
         # each row one line of plain text, at the width rich would give it: rich draws only the frame
         lines = [" " + "  ".join(r[h].rjust(widths[h]) if h in NUMERIC else r[h].ljust(widths[h]) for h in headers) + " "
                  for r in rows]
@@ -514,7 +517,8 @@ def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
     for headers in (HEADERS, COMPACT, NARROW):
         if headers is COMPACT:
             for r, group in zip(rows, groups):  # a group's "bottleneck ×3" and "23 layers": "bottleneck ×3 · 23 layers"
-                r["hyperparameters"] = (" · " if group else " ").join(part for part in (r["type"], r["hyperparameters"]) if part)
+                kind = r["type"].replace(" ", wrap.NBSP) if group else r["type"]  # "basic ×2, checkpointed" stays whole
+                r["hyperparameters"] = (" · " if group else " ").join(part for part in (kind, r["hyperparameters"]) if part)
         natural = {h: _natural(h, rows, totals) for h in headers}
         room = width - 2 * len(headers)
         if sum(natural.values()) <= room:
@@ -579,7 +583,7 @@ def _shrink(least: dict[str, int], room: int) -> dict[str, int]:
 def _cell(header: str, text: str, width: int) -> Text:
     """A cell's text in lines of `width`; a formula broken over lines reads from the left, as text does."""
     if cell_len(text) <= width:
-        return Text(text)
+        return Text(text.replace(wrap.NBSP, " "))
     if header == "layer":
         name = text.lstrip(" ")
         indent = " " * (len(text) - len(name))

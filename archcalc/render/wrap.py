@@ -26,11 +26,13 @@ _OPEN, _CLOSE = "([{⌊", ")]}⌋"
 
 @lru_cache(maxsize=8192)
 def _breaks(text: str, dots: bool = False) -> tuple[tuple[int, int, int], ...]:
-    """Where `text` may break: (rank, where the next line starts, where this one ends); the lowest rank
-    first. At depth d in brackets: the terms of a sum and the items of a list (` · `, `; `) rank 2d, the
-    words of a phrase and the factors of a product 2d + 1 (so `4.57 MiB` stays whole where `+` can break),
-    a comma 2d - 1 inside brackets (the arguments of a call rank with the words around it: max(a + b, c)
-    breaks at its comma before its plus) and 0 outside (`conv 3×3, p1, no bias` keeps `no bias`). With `dots`, a dotted name may break before a dot (2d + 1)."""
+    """Where `text` may break: (rank, where the next line starts, where this one ends), the lowest rank
+    first. At depth d in brackets: the terms of a sum and the items of a list (` · `, `; `) rank 2d; the
+    words of a phrase and the factors of a product 2d + 1 (so `4.57 MiB` stays whole where `+` can
+    break); a comma 2d - 1 inside brackets (a call's arguments rank with the words around it: max(a + b, c)
+    breaks at its comma before its plus) and 0 outside (`conv 3×3, p1, no bias` keeps `no bias`); with
+    `dots`, a dotted name before a dot, 2d + 1. Never beside an ellipsis (`layer1.0 … layer4.1`) nor
+    before a repeat (`basic ×2`)."""
     out = []
     depth, i, n = 0, 0, len(text)
     while i < n:
@@ -52,7 +54,7 @@ def _breaks(text: str, dots: bool = False) -> tuple[tuple[int, int, int], ...]:
                 out.append((rank, i + len(after), i + len(after.rstrip())))
             i += len(after)
             continue
-        if c == " " and i and text[i - 1] != " " and i < n - 1 and text[i + 1] != "×" and not _operator(text, i):
+        if c == " " and i and text[i - 1] not in " …" and i < n - 1 and text[i + 1] not in "×…" and not _operator(text, i):
             out.append((2 * depth + 1, i + 1, i))
         elif _factor(text, i) or (dots and c == "." and 0 < i < n - 1):
             out.append((2 * depth + 1, i, i))
