@@ -473,8 +473,7 @@ def table(report: Report, width: int = 100, explained: bool = False, depth: int 
     lines = outline(report, depth)
     rows = [_line_cells(report, line) for line in lines]
     totals = _total_cells(report)
-    headers, widths = _layout(rows, totals, width, [line.group for line in lines])
-    whole = all(widths[h] >= _natural(h, rows, totals) for h in headers)  # no cell broken over lines
+    headers, widths, whole = _layout(rows, totals, width, [line.group for line in lines])
 
     def grid(cells: bool = True) -> Table:
         grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
@@ -507,12 +506,12 @@ NARROW = ("layer", "hyperparameters", "output", "params", "share")
 
 
 def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
-            groups: list[bool]) -> tuple[tuple[str, ...], dict[str, int]]:
+            groups: list[bool]) -> tuple[tuple[str, ...], dict[str, int], bool]:
     """The columns shown and their widths. The full table, or the compact one (the type joined to the
     hyperparameters), or the narrow one: the first whose cells fit whole but for the hyperparameters (at
     least 15 columns wide); else the first that fits with its widest columns cut down to a common cap, the
     layer names whole and every other column at least 24 wide (or whole); else the narrow one, cut down as
-    far as it takes. A cell cut down is broken between terms and words (`wrap`)."""
+    far as it takes. A cell cut down is broken between terms and words (`wrap`). Also: whether every cell is whole."""
     sets = []
     for headers in (HEADERS, COMPACT, NARROW):
         if headers is COMPACT:
@@ -522,16 +521,16 @@ def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
         natural = {h: _natural(h, rows, totals) for h in headers}
         room = width - 2 * len(headers)
         if sum(natural.values()) <= room:
-            return headers, natural
+            return headers, natural, True
         least = {h: max(wrap.narrowest(h), *(wrap.narrowest(r[h]) for r in [*rows, totals])) for h in headers}
         least["layer"] = natural["layer"]  # names whole where they can be
         rest = room - sum(natural.values()) + natural["hyperparameters"]
         if rest >= max(15, least["hyperparameters"]):
-            return headers, natural | {"hyperparameters": rest}
+            return headers, natural | {"hyperparameters": rest}, rest >= natural["hyperparameters"]
         sets.append((headers, natural, least, room))
     for headers, natural, least, room in sets:
         if sum(max(least[h], min(natural[h], 15 if h == "hyperparameters" else 24)) for h in headers) <= room:
-            return headers, _capped(headers, natural, least, room)
+            return headers, _capped(headers, natural, least, room), False
     if sum(least.values()) > room:  # the full paths show the nesting without the indents
         for r in rows:
             r["layer"] = r["layer"].lstrip(" ")
@@ -540,7 +539,7 @@ def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
         least["layer"] = max(_narrowest(r["layer"]) for r in rows)
     if sum(least.values()) > room:  # not even every word whole: cut the widest (the last resort, under ~60 columns)
         least = _shrink(least, room)
-    return headers, _capped(headers, natural, least, room)
+    return headers, _capped(headers, natural, least, room), False
 
 
 def _capped(headers, natural: dict[str, int], least: dict[str, int], room: int) -> dict[str, int]:
