@@ -54,7 +54,7 @@ def _breaks(text: str, dots: bool = False) -> tuple[tuple[int, int, int], ...]:
                 out.append((rank, i + len(after), i + len(after.rstrip())))
             i += len(after)
             continue
-        if c == " " and i and text[i - 1] not in " …" and i < n - 1 and text[i + 1] not in "×…" and not _operator(text, i):
+        if c == " " and i and text[i - 1] != " " and i < n - 1 and text[i + 1] != "×" and not _operator(text, i) and not _ellipsis(text, i):
             out.append((2 * depth + 1, i + 1, i))
         elif _factor(text, i) or (dots and c == "." and 0 < i < n - 1):
             out.append((2 * depth + 1, i, i))
@@ -70,9 +70,17 @@ def _factor(text: str, i: int) -> bool:
     return text[i] == "*" or text[i - 1] in _CLOSE or text[i + 1] in _OPEN
 
 
+def _ellipsis(text: str, i: int) -> bool:
+    """Whether the space at i is one side of a spaced ellipsis (`layer1.0 … layer4.1`: a range, one piece)."""
+    return text[i - 2: i] == " …" or text[i + 1: i + 3] in ("… ", "…")
+
+
 def _operator(text: str, i: int) -> bool:
-    """Whether the space at i follows an operator that opens the text (`+ 4.57`): never broken from its operand."""
-    return text[i - 1] in "+-×=→·" and (i == 1 or text[i - 2] == " ")
+    """Whether the space at i follows an operator that opens the text (`+ 4.57`) or a flag (`--set T=…`):
+    never broken from its operand."""
+    if text[i - 1] in "+-×=→·" and (i == 1 or text[i - 2] == " "):
+        return True
+    return text.startswith("--", text.rfind(" ", 0, i) + 1)
 
 
 def lines(text: str, width: int, dots: bool = False) -> list[str]:
