@@ -16,7 +16,6 @@ from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
-from rich.padding import Padding
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -384,7 +383,7 @@ def memory_panel(report: Report, width: int = 100) -> Group:
     grids = [_panel(heading, lines, width) for heading, lines in panels]
     if not report.course:
         return grids[0]
-    notes = Text.assemble(
+    notes = wrap.Wrapped(
         f"m = {fmt.size_bytes(m.course_m)}, the largest layer output per sample; L = {m.course_layers} layers. "
         "The backward pass also holds a gradient for every parameter (+M) and the gradients of the activations (+B·m·L). "
         "Binary units: 1 MiB = 2²⁰ bytes.",
@@ -605,14 +604,13 @@ def explanation(report: Report) -> Group:
     blocks = []
     for row in report.rows:
         kind = ", ".join(part for part in (row.kind, row.layer.summary(row.input)) if part)
-        head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{_inputs_text(row)} → {fmt.shape(row.output)}")
-        blocks.append(head)
-        for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent
-            blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
+        blocks += [Text(""), wrap.Wrapped(f"{row.name} ({kind}): {_inputs_text(row)} → {fmt.shape(row.output)}", bold=len(row.name))]
+        for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent, formulas break between terms
+            blocks.append(wrap.Wrapped(line, "yellow" if line.startswith("note:") else "", 2))
     lines = peak_lines(report)
     if lines:
         blocks.append(Text("\ntraining step, peak", style="bold"))
-        blocks += [Padding(Text(line), (0, 0, 0, 2)) for line in lines]
+        blocks += [wrap.Wrapped(line, indent=2) for line in lines]
     return Group(*blocks)
 
 
@@ -710,7 +708,8 @@ def fit(result, width: int = 100) -> Group:
             why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{headroom}{context}"
         else:
             why = f"B = {result.batch}"
-        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
+        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n",
+                             "\n".join(wrap.lines(why, width)))  # the formulas broken between their terms
     return Group(head, Text(""), memory_panel(result.report, width))
 
 

@@ -13,9 +13,13 @@ columns) is cut: the only case where a line ends inside a token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.text import Text
 
 NBSP = "\u00a0"  # a space never broken at: written as a plain space
 _SPACED = (" + ", " - ", " × ")  # a break before the operator; its space is dropped at the break
@@ -27,12 +31,12 @@ _OPEN, _CLOSE = "([{⌊", ")]}⌋"
 @lru_cache(maxsize=8192)
 def _breaks(text: str, dots: bool = False) -> tuple[tuple[int, int, int], ...]:
     """Where `text` may break: (rank, where the next line starts, where this one ends), the lowest rank
-    first. At depth d in brackets: the terms of a sum and the items of a list (` · `, `; `) rank 2d; the
-    words of a phrase and the factors of a product 2d + 1 (so `4.57 MiB` stays whole where `+` can
-    break); a comma 2d - 1 inside brackets (a call's arguments rank with the words around it: max(a + b, c)
-    breaks at its comma before its plus) and 0 outside (`conv 3×3, p1, no bias` keeps `no bias`); with
-    `dots`, a dotted name before a dot, 2d + 1. Never beside an ellipsis (`layer1.0 … layer4.1`) nor
-    before a repeat (`basic ×2`)."""
+    first. At depth d in brackets: the terms of a sum and the items of a list (` · `, `; `) rank 3d; the
+    words of a phrase 3d + 1 (so `4.57 MiB` stays whole where `+` can break); the factors of a product
+    3d + 2 (a product stays whole where the words around it can break), as the dots of a dotted name
+    (with `dots`); a comma inside brackets ranks with the words around them, 3d - 2 (max(a + b, c) breaks
+    at its comma before its plus), and 0 outside (`conv 3×3, p1, no bias` keeps `no bias`). Never beside
+    an ellipsis (`layer1.0 … layer4.1`) nor before a repeat (`basic ×2`)."""
     out = []
     depth, i, n = 0, 0, len(text)
     while i < n:
@@ -45,19 +49,19 @@ def _breaks(text: str, dots: bool = False) -> tuple[tuple[int, int, int], ...]:
         after = next((op for op in _AFTER if text.startswith(op, i)), None) if not spaced and c in " ,;" else None
         if spaced:
             if i:
-                out.append((2 * depth, i + 1, i))
+                out.append((3 * depth, i + 1, i))
             i += len(spaced)
             continue
         if after:
             if i:
-                rank = 2 * depth - 1 if after == ", " and depth else 2 * depth
+                rank = 3 * depth - 2 if after == ", " and depth else 3 * depth
                 out.append((rank, i + len(after), i + len(after.rstrip())))
             i += len(after)
             continue
         if c == " " and i and text[i - 1] != " " and i < n - 1 and text[i + 1] != "×" and not _operator(text, i) and not _ellipsis(text, i):
-            out.append((2 * depth + 1, i + 1, i))
+            out.append((3 * depth + 1, i + 1, i))
         elif _factor(text, i) or (dots and c == "." and 0 < i < n - 1):
-            out.append((2 * depth + 1, i, i))
+            out.append((3 * depth + 2, i, i))
         i += 1
     return tuple(out)
 
@@ -113,9 +117,9 @@ def _wrap(text: str, width: int, dots: bool) -> list[str]:
         elif cell_len(piece) <= width:
             out += [line] if line else []
             line = piece
-        else:  # broken at its own inner breaks: a term of a sum on lines of its own, a factor after the one before
+        else:  # broken at its own inner breaks: a term of a sum on lines of its own, a word or a factor after the one before
             inner = _wrap(piece, width, dots)
-            if line and rank % 2 and cell_len(line + joint + inner[0]) <= width:
+            if line and rank % 3 and cell_len(line + joint + inner[0]) <= width:
                 inner[0] = line + joint + inner[0]
             elif line:
                 out.append(line)
@@ -147,3 +151,25 @@ def narrowest(text: str, dots: bool = False) -> int:
             start = begin
         widest = max(widest, cell_len(paragraph[start:]))
     return widest
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """A text drawn in `lines` of the width it is given (a formula in a sentence broken between its terms),
+    each line after `indent` blanks."""
+
+    text: str
+    style: str = ""
+    indent: int = 0
+    bold: int = 0  # the first characters in bold: a heading's name
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        pad = " " * self.indent
+        for index, line in enumerate(lines(self.text, options.max_width - self.indent)):
+            out = Text(pad + line, style=self.style, no_wrap=True, overflow="ignore")
+            if index == 0 and self.bold:
+                out.stylize("bold", self.indent, self.indent + self.bold)
+            yield out
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(narrowest(self.text) + self.indent, max(map(cell_len, self.text.split("\n"))) + self.indent)

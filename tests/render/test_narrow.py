@@ -22,14 +22,15 @@ ALL = sorted(path.name for path in SPECS.glob("*.toml"))
 WIDTH = 80
 
 
-def printed(args: list[str], width: int = WIDTH, codes=(0,)) -> list[str]:
-    """A command's standard output in a pipe COLUMNS wide, each line checked."""
+def printed(args: list[str], width: int = WIDTH, codes=(0,), formulas: bool = True) -> list[str]:
+    """A command's standard output in a pipe COLUMNS wide, each line checked (`formulas`: none ends on an operator)."""
     result = CliRunner().invoke(main, args, env={"COLUMNS": str(width)})
     assert result.exit_code in codes, (args, result.output)
     lines = result.stdout.splitlines()
     for line in lines:
         assert cell_len(line) <= width, (args, line)
         assert line == line.rstrip(), (args, line)
+        assert not (formulas and line.endswith((" +", " -", " ×"))), (args, line)  # a formula breaks before its operator
     assert lines and lines[-1].strip(), "no empty line at the end"
     return lines
 
@@ -99,7 +100,9 @@ def test_check_at_80_columns_ends_with_its_summary(name):
 
 
 def test_check_of_wrong_answers_at_80_columns():
-    printed(["check", str(SPECS / "alexnet.toml"), str(SPECS.parent / "tests" / "fixtures" / "alexnet_answers")], codes=(1, 2))
+    # render/check.py's "why" column is wrapped by rich at words: a derivation may end a line on its "+"
+    printed(["check", str(SPECS / "alexnet.toml"), str(SPECS.parent / "tests" / "fixtures" / "alexnet_answers")], codes=(1, 2),
+            formulas=False)
 
 
 @pytest.mark.parametrize("name", ["alexnet.toml", "lenet5.toml", "gpt2.toml", "resnet18.toml"])
