@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from .tape import Tape
 
 
-class ForeachSGD:
-    """SGD (`states` 0) and SGD with momentum (1: a momentum buffer per parameter)."""
+class Foreach:
+    """An optimizer's part of the step: its state, made before the step, and its step, the optimizer phase. As
+    torch.optim's foreach SGD (`states` 0) and SGD with momentum (1: a momentum buffer per parameter) do it."""
 
     def __init__(self, optimizer: Optimizer, cuda: bool):
         self.states, self.cuda = optimizer.states, cuda
@@ -34,7 +35,7 @@ class ForeachSGD:
         """optimizer.step(): in place."""
 
 
-class ForeachAdam(ForeachSGD):
+class ForeachAdam(Foreach):
     """Adam and AdamW: two moments per parameter, a step counter per parameter on the CPU."""
 
     def state(self, tape: Tape, params: list[Pair]) -> None:
@@ -53,5 +54,5 @@ class ForeachAdam(ForeachSGD):
             tape.release(t)
 
 
-def optimizer_for(optimizer: Optimizer, cuda: bool) -> ForeachSGD:
-    return (ForeachAdam if optimizer.states == 2 else ForeachSGD)(optimizer, cuda)
+def optimizer_for(optimizer: Optimizer, cuda: bool) -> Foreach:
+    return (ForeachAdam if optimizer.states == 2 else Foreach)(optimizer, cuda)

@@ -37,7 +37,7 @@ class Trained:
     Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer keeps no
     state for them and makes no temporaries; their nodes never run (and keep nothing that outlives their output)."""
 
-    def __init__(self, net: Network, reach: set[str]):
+    def __init__(self, reach: set[str]):
         self.reach = reach
 
     def tensors(self, row: Row) -> tuple[Dim, ...]:

@@ -20,7 +20,7 @@ from .cuda import replayed, workspaces
 from .forward import TRAIN, Frame, ProgramSaved, Saved, is_chain, readers
 from .inference import Inference
 from .loss import loss_of, loss_step
-from .optimizer import optimizer_for
+from .optimizer import Foreach, optimizer_for
 from .parameters import Trained, param_tensors, reaching
 from .peaks import PHASES, Timeline
 from .program import Interpreter
@@ -36,12 +36,14 @@ if TYPE_CHECKING:
 class Step(Backward):
     """One training step of a network at a batch (the module's docstring of the package says which step)."""
 
-    def __init__(self, net: Network, batch: Value | None, inplace_sums: bool = True):
+    def __init__(self, net: Network, batch: Value | None, inplace_sums: bool = True, *, trained: Trained | None = None,
+                 optimizer: Foreach | None = None):
         super().__init__(net, batch)
         self.inplace = inplace_sums  # False: gradients that meet are summed out of place (see Gradients)
         self.reach = reaching(net)  # the names whose value leads to the loss
-        self.trained = Trained(net, self.reach)
-        self.optimizer = optimizer_for(net.optimizer, self.cuda)
+        # the policies: which parameters train (fine-tuning: frozen layers, adapters), the optimizer (sharded state)
+        self.trained = trained or Trained(self.reach)
+        self.optimizer = optimizer or optimizer_for(net.optimizer, self.cuda)
         self.loss = loss_step(self, loss_of(net))
         self.checkpoints = Checkpoints(net)  # activation checkpointing (archcalc/analysis/checkpoint.py)
         self.params: list = []  # the sizes of the trained parameter tensors

@@ -1,0 +1,85 @@
+"""The memory timeline's pieces on their own: each layer-program event under the interpreter, and the package's shape
+(short functions). The numbers of whole steps are the oracle suites' (test_timeline_oracle.py and beside it)."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from archcalc.layers.base import storage_bytes
+from archcalc.layers.events import CastWeight, Convert, Drop, HandGradient, Hold, KeepInput, New, When
+from archcalc.memory.timeline.program import Interpreter
+from archcalc.memory.timeline.tape import Tape
+from tests.conftest import ROOT
+
+
+def bytes_now(tape: Tape) -> tuple:
+    """The tape's running total, (fixed, per sample)."""
+    return tape.total[0].key(), tape.total[1].key()
+
+
+def interpreter(size: int = 4, **options) -> tuple[Tape, Interpreter]:
+    tape = Tape(None, False)
+    tape.start("forward")
+    x = tape.new(tape.per_sample(10), "batch")
+    return tape, Interpreter(tape, {**storage_bytes(size, False), "bool": 1}, "activations", x=x, **options)
+
+
+def test_new_allocates_per_sample_or_fixed_and_drop_frees():
+    tape, run = interpreter()
+    live = run.run((New("a", 3), New("b", 5, "int64", per_sample=False)), {})
+    assert bytes_now(tape) == (40, 10 + 12)
+    assert live["b"].kind == "activations"
+    run.run((Drop("a", "b"),), live)
+    assert bytes_now(tape) == (0, 10) and live == {}
+
+
+def test_a_parameters_gradient_is_of_the_kind_gradients():
+    _, run = interpreter()
+    assert run.run((New("grad.weight", 6, per_sample=False),), {})["grad.weight"].kind == "gradients"
+
+
+def test_the_first_new_tensor_frees_the_dead_output():
+    tape = Tape(None, False)
+    tape.start("forward")
+    dead = tape.new(tape.per_sample(7), "activations")
+    run = Interpreter(tape, storage_bytes(4, False), "activations", dead=dead)
+    run.run((New("a", 1), New("b", 1)), {})
+    assert bytes_now(tape) == (0, 8) and dead.refs == 0
+
+
+def test_convert_is_the_source_itself_where_both_storages_are_as_wide():
+    tape, run = interpreter()  # float32: opmath is as wide as the model's dtype
+    live = run.run((Convert("xf", "x", 10, "model", "opmath"),), {})
+    assert live["xf"] is run.x and run.x.refs == 2 and bytes_now(tape) == (0, 10)
+    tape, run = interpreter(size=2)  # bfloat16: a float32 copy
+    live = run.run((Convert("xf", "x", 10, "model", "opmath"),), {})
+    assert live["xf"] is not run.x and bytes_now(tape) == (0, 10 + 40)
+
+
+@pytest.mark.parametrize("size, low", [(4, False), (2, True)])
+def test_when_runs_its_event_only_for_its_dtype(size, low):
+    _, run = interpreter(size)
+    live = run.run((When(True, New("low", 1)), When(False, New("wide", 1))), {})
+    assert set(live) == ({"low"} if low else {"wide"})
+
+
+def test_keep_input_hand_gradient_hold_and_cast_weight():
+    handed, held, cache = [], [], []
+    tape, run = interpreter(hand=handed.append, held=held, cache=cache)
+    live = run.run((KeepInput(), New("gx", 10), HandGradient("gx"), Hold("gx"), CastWeight("w", 8, "bfloat16")), {})
+    assert live["x"] is run.x and run.x.refs == 2
+    assert handed == [live["gx"]] and held == [live["gx"]] and live["gx"].refs == 2
+    assert cache == [live["w"]] and live["w"].refs == 2 and live["w"].kind == "weight copies"
+    assert bytes_now(tape) == (16, 10 + 40)
+
+
+def test_no_function_of_the_timeline_is_longer_than_60_lines():
+    """The step is an object with a method per phase: no function grows back into a 300-line one."""
+    long = []
+    for path in sorted((ROOT / "archcalc" / "memory" / "timeline").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.name}:{node.lineno} {node.name}")
+    assert not long
