@@ -22,7 +22,7 @@ def bytes_now(tape: Tape) -> tuple:
 def interpreter(size: int = 4, **options) -> tuple[Tape, Interpreter]:
     tape = Tape(None, False)
     tape.start("forward")
-    x = tape.new(tape.per_sample(10), "batch")
+    x = tape.new(tape.size(0, 10), "batch")
     return tape, Interpreter(tape, {**storage_bytes(size, False), "bool": 1}, "activations", x=x, **options)
 
 
@@ -43,7 +43,7 @@ def test_a_parameters_gradient_is_of_the_kind_gradients():
 def test_the_first_new_tensor_frees_the_dead_output():
     tape = Tape(None, False)
     tape.start("forward")
-    dead = tape.new(tape.per_sample(7), "activations")
+    dead = tape.new(tape.size(0, 7), "activations")
     run = Interpreter(tape, storage_bytes(4, False), "activations", dead=dead)
     run.run((New("a", 1), New("b", 1)), {})
     assert bytes_now(tape) == (0, 8) and dead.refs == 0

@@ -93,12 +93,12 @@ class MixedPrecision:
         low, nbytes = DType(self.low).bytes, DType(compute).bytes
         kept = self._weight_copies(row, recorded, low, self.replayed if replay else self.cached if cache else self.passing) \
             if rule == autocast.LOWER else []
-        copies = [tape.new(tape.per_sample(num.mul(shape) * nbytes), "activations", mark=False) if flag else None
+        copies = [tape.new(tape.size(0, num.mul(shape) * nbytes), "activations", mark=False) if flag else None
                   for flag, shape in zip(flags, row.shapes)]
         out, activation_size = compute, None
         if layer.activation:
             out, _ = autocast.compute_dtype(self.device, (layer.activation,), (compute,), self.low)
-            activation_size = tape.per_sample(num.mul(row.output) * DType(out).bytes)
+            activation_size = tape.size(0, num.mul(row.output) * DType(out).bytes)
         if not replay:
             self.dtype[row.name] = out
             self.rows[row.index] = RowCast(compute, rule, flags, dtypes, low, nbytes)
@@ -110,7 +110,7 @@ class MixedPrecision:
         keep = set(row.layer.autocast_kept_params(row.requires_grad)) if recorded else set()
         kept = []
         for i, n in enumerate(cast_weights(row)):
-            copy = self.tape.new(self.tape.fixed(n * low), "weight copies", mark=False)
+            copy = self.tape.new(self.tape.size(n * low, 0), "weight copies", mark=False)
             into.append(copy)
             if i in keep:
                 copy.refs += 1
@@ -146,17 +146,17 @@ class MixedPrecision:
         self.scaler = self.low == "float16" and str(report.optimizer) != "none"
         if self.scaler:
             for _ in range(2):
-                self.tape.new(self.tape.fixed(4), "optimizer state", mark=False)
+                self.tape.new(self.tape.size(4, 0), "optimizer state", mark=False)
 
     def scale(self) -> Allocation | None:
-        return self.tape.new(self.tape.fixed(4), "temporaries", mark=False) if self.scaler else None
+        return self.tape.new(self.tape.size(4, 0), "temporaries", mark=False) if self.scaler else None
 
     def unscale(self) -> Allocation | None:
         if not self.scaler:
             return None
         tape = self.tape
-        found_inf = tape.new(tape.fixed(4), "temporaries", mark=False)
-        scalars = [tape.new(tape.fixed(4), "temporaries", mark=False) for _ in range(3)]
+        found_inf = tape.new(tape.size(4, 0), "temporaries", mark=False)
+        scalars = [tape.new(tape.size(4, 0), "temporaries", mark=False) for _ in range(3)]
         tape.mark()
         for s in scalars:
             tape.release(s)
@@ -186,12 +186,12 @@ class MixedPrecision:
         """cross_entropy under autocast (on autocast's float32 list): a float32 copy of low-precision logits."""
         if self.low is None or self.dtype[name] == "float32":
             return None
-        return self.tape.new(self.tape.per_sample(num.mul(output) * 4), "activations", mark=False)
+        return self.tape.new(self.tape.size(0, num.mul(output) * 4), "activations", mark=False)
 
     def loss_gradient(self, g: Allocation, output, name: str) -> Allocation:
         if self.low is None or self.dtype[name] == "float32":
             return g
-        return self.convert(g, self.tape.per_sample(num.mul(output) * DType(self.dtype[name]).bytes), "activation gradients")
+        return self.convert(g, self.tape.size(0, num.mul(output) * DType(self.dtype[name]).bytes), "activation gradients")
 
     def convert(self, g: Allocation, size: Pair, kind: str) -> Allocation:
         """A copy of `g` in another dtype (ToCopyBackward, or the engine matching an input's dtype); `g` is dropped."""
@@ -204,12 +204,12 @@ class MixedPrecision:
         if info is None or info.rule != autocast.LOWER:
             return None
         tape = self.tape
-        return [(tape.new(tape.fixed(n * info.low), "gradients", mark=False), n) for n in cast_weights(row)]
+        return [(tape.new(tape.size(n * info.low, 0), "gradients", mark=False), n) for n in cast_weights(row)]
 
     def weights_to_float32(self, grads: list | None) -> None:
         """Each weight copy's ToCopyBackward, weight then bias: the float32 gradient, then the 16-bit one goes."""
         for g, n in grads or ():
-            self.tape.new(self.tape.fixed(n * 4), "gradients")
+            self.tape.new(self.tape.size(n * 4, 0), "gradients")
             self.tape.release(g)
 
     def promoted(self, info: RowCast, i: int, shape, entry: tuple) -> tuple:
@@ -217,7 +217,7 @@ class MixedPrecision:
         name, g_in = entry[:2]
         if info.casts[i] or info.inputs[i] == info.compute:
             return entry
-        size = self.tape.per_sample(num.mul(shape) * DType(info.inputs[i]).bytes)
+        size = self.tape.size(0, num.mul(shape) * DType(info.inputs[i]).bytes)
         return (name, self.convert(g_in, size, "activation gradients"), False, size)
 
     def copied(self, info: RowCast | None, row: Row, flags) -> dict:

@@ -73,7 +73,7 @@ class Gradients:
             self.tape.release(g)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     """One row's backward node while it runs: the gradient it consumes and its inputs' gradients."""
 
@@ -97,7 +97,7 @@ class Backward(Rerun):
 
     def backward_row(self, row: Row) -> None:
         g = self.grads.pop(row.name)
-        saved = self.kept.get(row.index, Saved())
+        saved = self.kept[row.index]
         region = self.checkpoints.of.get(row.index - 1)
         if region is not None and g is not None and records_node(row):
             if region.first not in self.rerun_regions and any(checkpoint.packs(row)):  # its first unpack reruns it
@@ -118,7 +118,7 @@ class Backward(Rerun):
     def _input_size(self, row: Row) -> Pair:
         """The size of the gradient of the row's (first) input, in its dtype."""
         name = row.inputs[0]
-        return self.tape.per_sample(num.mul(row.input) * self.amp.bytes(name, self.size))
+        return self.tape.size(0, num.mul(row.input) * self.amp.bytes(name, self.size))
 
     def _view_backward(self, row: Row, g: Allocation) -> None:
         whole = self._input_size(row)
@@ -153,7 +153,7 @@ class Backward(Rerun):
         for s in node.saved.main:
             tape.release(s)
         if padded is not None:
-            size = tape.per_sample(num.mul(row.input) * self.size)
+            size = tape.size(0, num.mul(row.input) * self.size)
             node.g_ins.append((row.inputs[0], tape.new(size, "activation gradients"), False, size))
             tape.release(padded)
         if scratch is not None:
@@ -168,7 +168,7 @@ class Backward(Rerun):
     def _activation_backward(self, node: _Node) -> None:
         """The activation's node: the gradient of "pre", then what it kept goes."""
         tape, info = self.tape, node.info
-        g_pre = tape.new(tape.per_sample(num.mul(node.row.output) * (info.size if info else self.size)),
+        g_pre = tape.new(tape.size(0, num.mul(node.row.output) * (info.size if info else self.size)),
                          "activation gradients")
         tape.release(node.g)
         for s in node.saved.activation:
@@ -190,7 +190,7 @@ class Backward(Rerun):
             return None, False, self._weight_gradients(node)
         # in the dtype the op computes in under autocast's rule (PReLU's); else the parameters' (InstanceNorm's float32
         # γ and β gradients per sample, from a 16-bit input)
-        scratch = tape.new(tape.per_sample(scratch * (info.size if info and info.rule else self.size)), "temporaries",
+        scratch = tape.new(tape.size(0, scratch * (info.size if info and info.rule else self.size)), "temporaries",
                            mark=False)
         if not row.layer.sums_scratch_first(row.requires_grad):
             if row.layer.tied() is not None:
@@ -216,11 +216,11 @@ class Backward(Rerun):
         passes = layer.passes_gradient()
         padded = layer.padded_gradient(row.input) if row.requires_grad and not layer.merges else 0
         if padded != 0:  # the gradient of the padded copy first; the input's is cut from it after (the pad's node)
-            return tape.new(tape.per_sample(padded * self.size), "activation gradients", mark=False)
+            return tape.new(tape.size(0, padded * self.size), "activation gradients", mark=False)
         for name, flag, shape in zip(names, flags, row.shapes):
             if not flag:
                 continue
-            own = tape.per_sample(num.mul(shape) * (info.size if info else self.size))
+            own = tape.size(0, num.mul(shape) * (info.size if info else self.size))
             if passes == "slice" or (passes == "same" and tuple(shape) == tuple(row.output)):
                 node.g.refs += 1
                 node.g_ins.append((name, node.g, passes == "slice" or len(names) > 1, own))
@@ -245,5 +245,5 @@ class Backward(Rerun):
                 self.tape.release(g_in)  # the node's outputs are dropped once they are in the buffers
         for name, g_in, _, own in reversed(node.g_ins):
             if name in later:
-                own = self.tape.per_sample(num.mul(later[name]) * self.amp.bytes(name, self.size))
+                own = self.tape.size(0, num.mul(later[name]) * self.amp.bytes(name, self.size))
                 self.grads.hand(name, self.amp.convert(g_in, own, "activation gradients"), own)

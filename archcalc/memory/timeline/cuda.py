@@ -41,14 +41,14 @@ CUDNN_WORKSPACE = {"forward": 1.5, "backward": 2.0}
 def workspaces(tape: Tape) -> None:
     """Alive before the step: two cuBLAS workspaces and the rest (three blocks of the caching allocator)."""
     for part in (CUBLAS_WORKSPACE, CUBLAS_WORKSPACE, CUDA_WORKSPACE - 2 * CUBLAS_WORKSPACE):
-        tape.new(tape.fixed(part), "workspace", mark=False)
+        tape.new(tape.size(part, 0), "workspace", mark=False)
 
 
 def cudnn_workspace(tape: Tape, row: Row, size: int, phase: str) -> None:
     """cuDNN's workspace for a convolution: allocated during its op, on top of what is alive then, and freed."""
     if tape.workspaces and row.macs != 0 and row.layer.windows(row.input):
         share = Fraction(CUDNN_WORKSPACE[phase]).limit_denominator(100)
-        tape.transient(tape.per_sample(share * num.mul(row.input) * size), "workspace")
+        tape.transient(tape.size(0, share * num.mul(row.input) * size), "workspace")
 
 
 def replayed(tape: Tape, phases: dict[str, Peak]) -> dict[str, Peak]:

@@ -45,7 +45,7 @@ RERUN = Mode(transients=False, replay=True)
 EVAL = Mode(grad=False, transients=False, cache=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class Saved:
     """What a row's nodes keep for its backward: its main node's storages, its activation node's."""
 
@@ -112,7 +112,7 @@ def is_chain(net: Network) -> bool:
     return True
 
 
-@dataclass
+@dataclass(slots=True)
 class _Op:
     """One row's op while it runs: its inputs as the op reads them, its own tensors, what its nodes keep."""
 
@@ -162,7 +162,8 @@ class Pass:
         if ops == 0:  # stopped at its last save, before its output exists: its inputs (and a mask made first) saved
             self.tape.mark()
             self._keep(op, {})
-            self._release(op.own.values(), op.cast.inputs)
+            for s in (*op.own.values(), *op.cast.inputs):
+                self.tape.release(s)
             return op.saved, None
         first = self._run(op, frame, mode)
         if ops == 1:  # stopped after its op (an output saved) or at its activation's save of its input
@@ -181,18 +182,20 @@ class Pass:
         cast = self.amp.forward(row, recorded, cache=mode.cache, replay=mode.replay)
         ins = frame.inputs(row)
         bytes_of = cast.bytes_of or self.bytes_of
-        out_size = tape.per_sample(num.mul(row.output) * (cast.size or self.size))
+        out_size = tape.size(0, num.mul(row.output) * (cast.size or self.size))
         op = _Op(row, main, act, cast, ins, [c or s for c, s in zip(cast.inputs, ins)], bytes_of, out_size,
-                 self._own(row, bytes_of) if mode.grad else {}, saved=Saved(list(cast.kept)))
+                 self._own(row, bytes_of, keeps if recorded else None) if mode.grad else {}, saved=Saved(list(cast.kept)))
         if mode.transients:
             self._transients(op, permuted)
         return op
 
-    def _own(self, row: Row, bytes_of: dict) -> dict:
+    def _own(self, row: Row, bytes_of: dict, keeps: tuple | None) -> dict:
         """The op allocates its own tensors (mask, indices, statistics) whether or not autograd keeps them (measured:
-        max pooling, dropout and batchnorm without a gradient): those kept by no node are freed when it returns."""
+        max pooling, dropout and batchnorm without a gradient): those kept by no node are freed when it returns.
+        `keeps`: what its nodes keep, where recorded (what it keeps when every input needs a gradient, if they do)."""
         layer = row.layer
-        every = layer.keeps(row.input, row.output, tuple(True for _ in row.inputs) if layer.merges else True)
+        grad = tuple(True for _ in row.inputs) if layer.merges else True
+        every = keeps if keeps is not None and row.grad == grad else layer.keeps(row.input, row.output, grad)
         return {_key(k): self.tape.new(self.tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
                 for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
 
@@ -202,9 +205,9 @@ class Pass:
         layer, tape, row = op.row.layer, self.tape, op.row
         forward_scratch = layer.forward_scratch(row.input)
         if forward_scratch != 0:
-            op.own["scratch"] = tape.new(tape.per_sample(forward_scratch * self.size), "temporaries", mark=False)
+            op.own["scratch"] = tape.new(tape.size(0, forward_scratch * self.size), "temporaries", mark=False)
         if permuted and layer.contiguous_input():
-            op.copy = tape.new(tape.per_sample(num.mul(row.shapes[0]) * self.size), "activations")
+            op.copy = tape.new(tape.size(0, num.mul(row.shapes[0]) * self.size), "activations")
             op.op_ins = [op.copy, *op.op_ins[1:]]
             if layer.unfused_bias():
                 op.product = tape.new(op.out_size, "temporaries", mark=False)
@@ -219,12 +222,14 @@ class Pass:
         frame.drop_dead()  # Graph.forward's local `y` held the last row's unread output until now
         self._keep(op, {"pre": first, "output": first})
         scratch = op.own.pop("scratch", None)
-        self._release(op.own.values())
+        for s in op.own.values():
+            tape.release(s)
         update_scratch = row.layer.update_scratch(row.input) if mode.transients else 0
         if update_scratch != 0:  # InstanceNorm's running statistics' update, then its β's repeat goes
-            tape.transient(tape.fixed(update_scratch * self.size), "temporaries")
+            tape.transient(tape.size(update_scratch * self.size, 0), "temporaries")
         # a copy autocast made for the op: gone when the op returns, unless its node keeps it
-        self._release((scratch, op.copy), op.cast.inputs)
+        for s in (scratch, op.copy, *op.cast.inputs):
+            tape.release(s)
         self.amp.end_op()
         return first
 
@@ -238,7 +243,8 @@ class Pass:
         """The row's inputs dropped, its activation, its output bound to its name."""
         tape, row = self.tape, op.row
         if frame.early:
-            self._release(op.ins)
+            for s in op.ins:
+                tape.release(s)
         out = first
         if row.layer.activation:
             out = tape.new(op.cast.activation_size or op.out_size, "activations")
@@ -249,13 +255,9 @@ class Pass:
                 op.saved.activation.append(s)
             tape.release(first)
         if not frame.early:
-            self._release(op.ins)
+            for s in op.ins:
+                tape.release(s)
         frame.bind(row.name, out)
-
-    def _release(self, *groups) -> None:
-        for group in groups:
-            for s in group:
-                self.tape.release(s)
 
 
 def _key(k: Kept) -> tuple:

@@ -17,7 +17,7 @@ class Inference(Pass):
         tape.events = None  # no allocator replay (no recording of inference to hold it against)
         tape.start("forward")
         self.before()
-        x = tape.new(tape.per_sample(num.mul(self.net.input) * size), "batch")
+        x = tape.new(tape.size(0, num.mul(self.net.input) * size), "batch")
         count = readers(self.rows)
         x.refs += count.get("input", 0)
         # nn.Sequential drops an input before the activation, archcalc's Graph after the row
@@ -31,10 +31,10 @@ class Inference(Pass):
         tape, size = self.tape, self.size
         for row in self.rows:
             for n in param_tensors(row):
-                tape.new(tape.fixed(n * size), "parameters", mark=False)
+                tape.new(tape.size(n * size, 0), "parameters", mark=False)
             buffers = row.layer.buffer_bytes(row.input, size)
             if buffers != 0:
-                tape.new(tape.fixed(buffers), "buffers", mark=False)
+                tape.new(tape.size(buffers, 0), "buffers", mark=False)
 
     def forward_row(self, row) -> None:
         if row.layer.is_view_in_eval():

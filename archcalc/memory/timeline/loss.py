@@ -56,7 +56,7 @@ class LossStep:
         self.value: Allocation | None = None
 
     def per_sample(self, elements, width: int | None = None):
-        return self.tape.per_sample(elements * (self.size if width is None else width))
+        return self.tape.size(0, elements * (self.size if width is None else width))
 
     def targets(self) -> None:
         raise NotImplementedError
@@ -86,7 +86,7 @@ class MeanSquaredError(LossStep):
     def backward(self, scaled: Allocation | None) -> Allocation:
         tape = self.tape
         # with a GradScaler, the scaling's MulBackward hands mse_loss's node a gradient of its own (a float32 scalar)
-        through = None if scaled is None else tape.new(tape.fixed(4), "temporaries", mark=False)
+        through = None if scaled is None else tape.new(tape.size(4, 0), "temporaries", mark=False)
         g_y = tape.new(self.per_sample(num.mul(self.output)), "activation gradients")
         tape.release(through)
         tape.release(self.kept)
@@ -109,8 +109,8 @@ class CrossEntropy(LossStep):
         padded = tape.new(self.per_sample(self.output[0] + 1, 8), "temporaries") if lm else None
         self.shifted = tape.new(self.per_sample(self.output[0], 8), "temporaries") if lm else None
         self.logits = tape.new(self.per_sample(num.mul(self.output)), "activations", refs=2)
-        self.value = tape.new(tape.fixed(self.size), "temporaries", mark=False)
-        self.total_weight = tape.new(tape.fixed(self.size), "temporaries")
+        self.value = tape.new(tape.size(self.size, 0), "temporaries", mark=False)
+        self.total_weight = tape.new(tape.size(self.size, 0), "temporaries")
         tape.release(copy)
         tape.release(padded)
         tape.release(y)

@@ -43,11 +43,11 @@ class ForeachAdam(Foreach):
             for _ in range(self.states):
                 tape.new(p, "optimizer state", mark=False)
             if not self.cuda:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
-                tape.new(tape.fixed(4), "optimizer state", mark=False)
+                tape.new(tape.size(4, 0), "optimizer state", mark=False)
 
     def step(self, tape: Tape, params: list[Pair]) -> None:
         if not self.cuda:
-            tape.transient(tape.fixed(4), "temporaries")  # torch.tensor(1.0): the step counters' increment
+            tape.transient(tape.size(4, 0), "temporaries")  # torch.tensor(1.0): the step counters' increment
         temporaries = [tape.new(p, "temporaries", mark=False) for p in params]
         tape.mark()
         for t in temporaries:

@@ -42,7 +42,7 @@ class Trained:
 
     def tensors(self, row: Row) -> tuple[Dim, ...]:
         """The element counts of the row's trained parameter tensors."""
-        return param_tensors(row) if row.name in self.reach else ()
+        return row.layer.param_tensors(row.input) if row.name in self.reach else ()
 
 
 def tied_gradient(tape: Tape, row: Row, tied: set, size: int, tensors: tuple[Dim, ...]) -> None:
@@ -52,9 +52,9 @@ def tied_gradient(tape: Tape, row: Row, tied: set, size: int, tensors: tuple[Dim
     owner = row.layer.tied()
     if owner is not None and owner not in tied:
         tied.add(owner)
-        tape.new(tape.fixed(num.mul(row.layer.weight_shape(row.input)) * size), "gradients", mark=False)
+        tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
     for number, n in enumerate(tensors):
         if number == 0 and row.name in tied:
-            tape.transient(tape.fixed(n * size), "temporaries")
+            tape.transient(tape.size(n * size, 0), "temporaries")
         else:
-            tape.new(tape.fixed(n * size), "gradients", mark=False)
+            tape.new(tape.size(n * size, 0), "gradients", mark=False)

@@ -41,7 +41,7 @@ class Interpreter:
 
     def new(self, e: New) -> None:
         tape, nbytes = self.tape, e.elements * self.width(e.storage)
-        self.live[e.name] = tape.new(tape.per_sample(nbytes) if e.per_sample else tape.fixed(nbytes),
+        self.live[e.name] = tape.new(tape.size(0, nbytes) if e.per_sample else tape.size(nbytes, 0),
                                      "gradients" if e.name.startswith("grad.") else self.kind)
         tape.release(self.dead)
         self.dead = None
@@ -63,7 +63,7 @@ class Interpreter:
             self.new(New(e.name, e.elements, e.new, e.per_sample))
 
     def cast_weight(self, e: CastWeight) -> None:
-        copy = self.tape.new(self.tape.fixed(e.elements * DType(e.dtype).bytes), "weight copies", refs=2, mark=False)
+        copy = self.tape.new(self.tape.size(e.elements * DType(e.dtype).bytes, 0), "weight copies", refs=2, mark=False)
         self.live[e.name] = copy
         self.cache.append(copy)
 

@@ -68,19 +68,19 @@ class Step(Backward):
         tape, size = self.tape, self.size
         for row in self.rows:
             for n in param_tensors(row):
-                tape.new(tape.fixed(n * size), "parameters", mark=False)
-        self.params = [tape.fixed(n * size) for row in self.rows for n in self.trained.tensors(row)]
+                tape.new(tape.size(n * size, 0), "parameters", mark=False)
+        self.params = [tape.size(n * size, 0) for row in self.rows for n in self.trained.tensors(row)]
         for row in self.rows:
             buffers = row.layer.buffer_bytes(row.input, size)
             if buffers != 0:
-                tape.new(tape.fixed(buffers - 8), "buffers", mark=False)  # running mean and variance
-                tape.new(tape.fixed(8), "buffers", mark=False)  # num_batches_tracked, int64
+                tape.new(tape.size(buffers - 8, 0), "buffers", mark=False)  # running mean and variance
+                tape.new(tape.size(8, 0), "buffers", mark=False)  # num_batches_tracked, int64
         self.optimizer.state(tape, self.params)
         if self.cuda:
             workspaces(tape)
         self.amp.scaler_state(self.net)
         ids = any(row.layer.token_ids() is not None for row in self.rows)  # the batch is int64 token ids
-        x = tape.new(tape.per_sample(num.mul(self.net.input) * (8 if ids else size)), "batch", mark=False)
+        x = tape.new(tape.size(0, num.mul(self.net.input) * (8 if ids else size)), "batch", mark=False)
         self.loss.targets()
         tape.start("forward")
         count = readers(self.rows)  # the loss reads the output
@@ -148,7 +148,7 @@ class Step(Backward):
         tape = self.tape
         tape.start("backward")
         scaled = self.amp.scale()
-        ones = tape.new(tape.fixed(self.size), "temporaries")
+        ones = tape.new(tape.size(self.size, 0), "temporaries")
         self.grads.buffers[self.rows[-1].name] = (self.loss.backward(scaled), False)
         for row in reversed(self.rows):
             self.backward_row(row)

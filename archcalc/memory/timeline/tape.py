@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 
 from ...core import num, tally
 from ...core.num import Dim, Value
@@ -13,6 +14,7 @@ from .peaks import Pair, Peak, hull
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
          "activation gradients", "temporaries", "workspace", "weight copies", "block slack")
+NUMBER = (int, Fraction)  # what num.is_concrete accepts
 CUDA_BLOCK = BLOCK  # the caching allocator rounds every block up to 512 bytes (and more: archcalc/memory/allocator.py)
 
 
@@ -42,6 +44,7 @@ class Tape:
         self.events: list | None = [] if self.cuda else None
 
     def size(self, fixed: Dim, per_sample: Dim) -> Pair:
+        """A tensor's size: `fixed` bytes and `per_sample` bytes per sample (at a concrete batch, one number)."""
         if self.batch is not None:  # concrete batch: one number
             fixed, per_sample = fixed + per_sample * self.batch, 0
             if self.cuda and num.is_concrete(fixed):
@@ -50,18 +53,10 @@ class Tape:
                 self.events = None
         return (fixed, per_sample)
 
-    def fixed(self, nbytes: Dim) -> Pair:
-        """The size of a tensor whose bytes do not grow with the batch (parameters, scalars)."""
-        return self.size(nbytes, 0)
-
-    def per_sample(self, nbytes: Dim) -> Pair:
-        """The size of a tensor of `nbytes` per sample."""
-        return self.size(0, nbytes)
-
     def new(self, size: Pair, kind: str, refs: int = 1, mark: bool = True) -> Allocation:
         s = Allocation(size, kind)
         s.refs = refs
-        self._count(s, 1)
+        self._add(size, self.kinds[kind], 1)
         if self.events is not None:
             self.events.append(("+", s))
         if mark:
@@ -73,7 +68,7 @@ class Tape:
             return
         s.refs -= n
         if s.refs == 0:
-            self._count(s, -1)
+            self._add(s.size, self.kinds[s.kind], -1)
             if self.events is not None:
                 self.events.append(("-", s))
 
@@ -81,12 +76,16 @@ class Tape:
         """A tensor made and freed at once: it counts at its moment only."""
         self.release(self.new(size, kind))
 
-    def _count(self, s: Allocation, sign: int) -> None:
-        self.total[0].add(s.size[0], sign)
-        self.total[1].add(s.size[1], sign)
-        k = self.kinds[s.kind]
-        k[0].add(s.size[0], sign)
-        k[1].add(s.size[1], sign)
+    def _add(self, size: Pair, kind: tuple[Tally, Tally], sign: int) -> None:
+        """`size` into the running totals, of all and of its kind (an int 0, every size's per_sample at a concrete
+        batch, adds nothing: skipped before the call, a step counts a thousand sizes)."""
+        fixed, per_sample = size
+        if fixed.__class__ is not int or fixed:
+            self.total[0].add(fixed, sign)
+            kind[0].add(fixed, sign)
+        if per_sample.__class__ is not int or per_sample:
+            self.total[1].add(per_sample, sign)
+            kind[1].add(per_sample, sign)
 
     def start(self, phase: str) -> None:
         self.phase = phase
@@ -101,13 +100,14 @@ class Tape:
             self.events.append(("mark", None))
         f, p = self.total[0].key(), self.total[1].key()
         cands = self.candidates[self.phase]
-        if num.is_concrete(f) and num.is_concrete(p):
+        if isinstance(f, NUMBER) and isinstance(p, NUMBER):  # num.is_concrete, inlined: a step marks thousands of times
             # B >= 1: a line at least as high at B = 1 and at least as steep is at least as high everywhere
+            line = f + p
             for (cf, cp), _ in cands:
-                if num.is_concrete(cf) and num.is_concrete(cp) and cf + cp >= f + p and cp >= p:
+                if isinstance(cf, NUMBER) and isinstance(cp, NUMBER) and cf + cp >= line and cp >= p:
                     return
-            cands[:] = [c for c in cands if not (num.is_concrete(c[0][0]) and num.is_concrete(c[0][1])
-                                                 and c[0][0] + c[0][1] <= f + p and c[0][1] <= p)]
+            cands[:] = [c for c in cands if not (isinstance(c[0][0], NUMBER) and isinstance(c[0][1], NUMBER)
+                                                 and c[0][0] + c[0][1] <= line and c[0][1] <= p)]
         elif any(c[0] == (f, p) for c in cands):
             return
         cands.append(((f, p), tuple((kind, (v[0].key(), v[1].key())) for kind, v in self.kinds.items())))
