@@ -9,8 +9,11 @@ from functools import cached_property
 from .analysis.engine import network
 from .analysis.network import QUANTITIES, Network, Row
 from .core import num
+from .core.errors import ArchcalcError, SpecError
 from .layers.receptive_field import Field
+from .memory import budget as budgets
 from .memory.closed import Memory, measure
+from .memory.timeline import CUDA_CONTEXT
 from .spec.graph import Use
 from .spec.read import Spec
 
@@ -24,6 +27,47 @@ def analyze(spec: Spec, **options) -> Report:
     55
     """
     return Report.of(network(spec, **options))
+
+
+def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **options) -> budgets.Solved:
+    """The largest whole value of the size `name` whose training step fits `budget` bytes (`memory --solve`):
+    H an image's side (W follows it unless given), T a sequence length. `options` are analyze's, a whole
+    batch among them; with `card` the budget is a CUDA card's memory, its context taken out first."""
+    whole, cuda = _whole(options.get("batch")), options.get("device") == "cuda"
+    square = name == "H" and "W" not in options
+    try:
+        analyze(spec, **options | {name: 1} | ({"W": 1} if square else {}))
+    except SpecError as error:
+        if "no name" in str(error):
+            raise SpecError(f"the spec has no size named {name!r} to solve for", "H for an image side, T for a sequence length",
+                            where="--solve") from None
+    known = []  # a report was seen whose memory has no unknown but `name`
+
+    def at(value: int) -> Report:
+        report = analyze(spec, **options | {name: value} | ({"W": value} if square else {}))
+        if not known:
+            _known(report, name, whole)
+            known.append(report)
+        return report
+
+    return budgets.largest_size(at, name, budget - (CUDA_CONTEXT if card and cuda else 0), whole,
+                                budgets.headroom(options.get("device", "cpu")))
+
+
+def _whole(batch: int | str | None) -> int:
+    try:
+        return int(batch)
+    except (TypeError, ValueError):
+        raise SpecError(f"must be a whole number, got {batch!r}", "the batch to fit: --batch 8", where="--batch") from None
+
+
+def _known(report: Report, name: str, batch: int) -> None:
+    """Refuse a spec whose memory depends on a size besides `name`: no value of `name` could be compared with the budget."""
+    free = sorted(num.free_names(report.memory.training.at(batch)))
+    if free:
+        sets = " ".join(f"--set {other}=..." for other in free)
+        raise ArchcalcError(f"{report.path + ': ' if report.path else ''}--solve: the memory at a given {name} is still "
+                            f"a formula in {', '.join(free)}\n  hint: give {'them' if len(free) > 1 else 'it'} values: {sets}")
 
 
 @dataclasses.dataclass(frozen=True)

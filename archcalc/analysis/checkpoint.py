@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..layers.base import Tensor, split_keeps
+
 if TYPE_CHECKING:
     from .network import Network
 
@@ -71,8 +73,7 @@ def packs(row) -> tuple[tuple, tuple]:
     """What a row's nodes save, as torch packs it: (main op's, activation's) kept tensors (Layer.keeps)."""
     if not records_node(row):
         return (), ()
-    keeps = row.layer.keeps(row.input, row.output, row.grad)
-    return (keeps[:-1], keeps[-1:]) if row.layer.activation and keeps else (keeps, ())
+    return split_keeps(row.layer.activation, row.layer.keeps(row.input, row.output, row.grad))
 
 
 def _region(report: Network, path: str, first: int, stop: int) -> Region:
@@ -82,9 +83,16 @@ def _region(report: Network, path: str, first: int, stop: int) -> Region:
         if act:  # the activation saves last: its input (pre) before it runs, its output after
             return Region(path, first, stop, index + 1, 2 if act[-1].tensor == "output" else 1, first_pack)
         if main:  # inputs are saved before the op runs, outputs after
-            before = report.rows[index].layer.saves_before_output(main, str(report.device) == "cuda")
+            before = saved_before_output(report.rows[index].layer, main, str(report.device))
             return Region(path, first, stop, index + 1, 0 if before else 1, first_pack)
     return Region(path, first, stop, first, 0, None)
+
+
+def saved_before_output(layer, keeps, device: str) -> bool:
+    """Whether the last of `keeps` (what the layer's op saves) is saved before its output exists: autograd saves an
+    op's inputs before it runs, its outputs after, and its own tensors after unless the kind says otherwise."""
+    return all(k.tensor == Tensor.input or (k.tensor == Tensor.own and device in layer.own_kept_before_output)
+               for k in keeps)
 
 
 def records_node(row) -> bool:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from fractions import Fraction
 
-from ..core import expr, fmt, num, untrusted
+from ..core import arguments, expr, fmt, num, untrusted
 from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
@@ -48,7 +47,10 @@ def network(
     if BATCH in env:  # the batch is a size like any other: whole, at least 1
         _bound(Size(), env[BATCH], env, spec, where="values", field=BATCH)
     x = tuple(_bound(Size(), stored, env, spec, where="[model]", field="input") for stored in spec.input)
-    nodes, uses = graph.expand(spec, env)
+    try:
+        nodes, uses = graph.expand(spec, env)
+    except SpecError as error:
+        raise _at_field(error, spec) from None
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
     bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
@@ -59,13 +61,13 @@ def network(
     for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
         if node.name in shapes:
             raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
-                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line)
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line_of("name"))
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
         if not layer.merges and len(xs) > 1:
             raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
                             "add them first with a merge layer: add, mul or concat", "from",
-                            where=node.where, path=spec.path, line=node.spec.line)
+                            where=node.where, path=spec.path, line=node.spec.line_of("from"))
         row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
         _check_links(node, row, rows, spec.path)
         rows.append(row)
@@ -91,23 +93,33 @@ def network(
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None) -> None:
     """Token ids are read only from the model's input; a tied weight names an earlier layer of the same weight shape."""
     place = {"where": node.where, "path": path, "line": node.spec.line}
-    if row.layer.token_ids() is not None and node.inputs != (INPUT,):
+    if row.layer.token_ids is not None and node.inputs != (INPUT,):
         raise SpecError(f"{row.kind} reads token ids, and only the model's input holds them",
                         'read the model\'s input (first, or from = "input"), with input = ["T"]: T token ids', **place)
-    target = row.layer.tied()
+    target = row.layer.tie
     if target is None:
         return
     other = next((r for r in rows if r.name == target), None)
     if other is None:
         raise SpecError(f"no earlier layer is named {target!r}", "tie names an earlier layer whose weight this one shares",
-                        "tie", **place)
+                        "tie", **place | {"line": node.spec.line_of("tie")})
     theirs, ours = other.layer.weight_shape(other.input), row.layer.weight_shape(row.input)
     if theirs is None or tuple(theirs) != tuple(ours):
         raise SpecError(
             f"cannot share {target}'s weight: " + ("it has none" if theirs is None else
                                                    f"it is {fmt.shape(theirs)}, this layer's would be {fmt.shape(ours)}"),
             "a tied layer's weight must have the shape of the one it shares (out_features = num_embeddings)",
-            "tie", **place)
+            "tie", **place | {"line": node.spec.line_of("tie")})
+
+
+def _at_field(error: SpecError, spec: Spec) -> SpecError:
+    """An error about a layer's field, moved from the layer's header line to the field's own line."""
+    if error.field is None or error.line is None:
+        return error
+    for layer in (*spec.layers, *(item for _, block in spec.blocks for item in block.layers)):
+        if layer.line == error.line and any(key == error.field for key, _ in layer.lines):
+            return dataclasses.replace(error, line=layer.line_of(error.field))
+    return error
 
 
 def _backward(rows: list[Row]) -> tuple[Row, ...]:
@@ -130,6 +142,10 @@ def _choice(kind, value, name: str):
 def environment(spec: Spec, values: dict[str, object]) -> dict[str, Value]:
     """The known names: given values first, then [vars] (each may use the others)."""
     known = names(spec) if values else set()
+    for name in values:
+        if styled := untrusted.styled_problem(name):
+            raise SpecError(f"{untrusted.one_line(repr(name))} is not a usable name: {styled}", None, untrusted.one_line(name),
+                            "values", spec.path)
     env = {untrusted.name(name): _given(untrusted.name(name), value, spec, known) for name, value in values.items()}
     stored = dict(spec.vars)
 
@@ -211,7 +227,7 @@ def _fields(layer_spec: LayerSpec, env: dict[str, Value], path: str | None, wher
         try:
             kwargs[field] = kinds[field].bind(stored, env)
         except SpecError as error:
-            raise error.at(field=field, **place) from None
+            raise error.at(field=field, **place | {"line": layer_spec.line_of(field)}) from None
     return kwargs
 
 
@@ -244,7 +260,7 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
         before = _before(node, xs, rows)
         if error.hint and layer.merges:  # a merge error names the layers whose shapes disagree, and the rule
             error = dataclasses.replace(error, hint=f"{before}; {error.hint}")
-        raise error.at(where=node.where, path=path, line=node.spec.line, hint=before) from None
+        raise error.at(where=node.where, path=path, line=node.spec.line_of(error.field), hint=before) from None
 
 
 def _before(node: graph.Node, xs: tuple[Shape, ...], rows: list[Row]) -> str:
@@ -260,7 +276,7 @@ def _bound(kind, stored, env, spec: Spec, **place) -> Value:
     try:
         return kind.bind(stored, env) if kind else bind_number(stored, env)
     except SpecError as error:
-        raise error.at(path=spec.path, **place) from None
+        raise error.at(path=spec.path, line=spec.line_of(place["where"], place["field"]), **place) from None
 
 
 def _given(name: str, value: object, spec: Spec, known: set[str]) -> Value:
@@ -275,13 +291,15 @@ def _given(name: str, value: object, spec: Spec, known: set[str]) -> Value:
         )
     if isinstance(value, bool):
         raise SpecError(f"expected a number, got {value}", None, name, "values", spec.path)
-    if isinstance(value, (int, Fraction)):
-        return num.normal(value)
-    if isinstance(value, float):
-        return num.normal(Fraction(repr(value)))
-    if isinstance(value, str):
-        try:
-            return expr.parse(value).evaluate({})
-        except SpecError as error:
-            raise error.at(field=name, where="values", path=spec.path) from None
-    return num.normal(value)  # a sympy expression from a script
+    try:
+        number = arguments.number(value, "batch" if name == BATCH else name, "analyze", field=name)
+    except SpecError as error:
+        raise error.at(path=spec.path) from None
+    unknown = sorted(num.free_names(number) - known)
+    if unknown:  # --batch nan, --set H=x: a name no part of the spec gives meaning to
+        shown = untrusted.one_line(repr(value)[:60])
+        problem = (f"expected a finite number, got {shown}" if {n.lower() for n in unknown} & {"nan", "inf", "infinity"}
+                   else f"{shown} names {', '.join(unknown)}, which the spec does not use")
+        raise SpecError(problem, f"give a whole number, or a formula in the spec's names ({', '.join(sorted(known))})",
+                        name, "values", spec.path)
+    return number

@@ -4,10 +4,11 @@ What the memory model reads (archcalc/memory/) and what archcalc.report.Report e
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..core import num
+from ..core import num, untrusted
 from ..core.dtypes import Device, DType, Optimizer
 from ..core.num import Dim, Shape, Value
 from ..layers import Layer
@@ -27,8 +28,8 @@ class Row:
     weights: Dim
     biases: Dim
     macs: Dim
+    inputs: tuple[str, ...]  # the full names of the tensors it reads, never none ("input": the model's input)
     requires_grad: bool = False  # whether the input needs a gradient: some layer upstream has parameters
-    inputs: tuple[str, ...] = ()  # the full names of the tensors it reads ("input": the model's input)
     grads: tuple[bool, ...] = ()  # per input, whether it requires grad
     backward: bool = True  # whether the backward pass runs through it: its output feeds the model's output
     recomputed: bool = False  # its layer's op runs again in backward (activation checkpointing, archcalc/analysis/checkpoint.py)
@@ -44,6 +45,9 @@ class Row:
         return self.grads if self.layer.merges else self.requires_grad
 
     def __post_init__(self):  # the one place a row's numbers are made normal: no sympy number gets past it
+        if not self.inputs:  # the one input-name rule: the engine names what every row reads (the previous row's output)
+            raise ValueError(f"row {self.index} ({self.layer.name}) names no input: give Row(inputs=...)")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
         for field in ("input", "output"):
             object.__setattr__(self, field, num.shape(getattr(self, field)))
         for field in ("weights", "biases", "macs"):
@@ -139,10 +143,14 @@ class Network:
         return tuple(self.rows[i] for i in inside)
 
     def row(self, name: str) -> Row:
+        """The row of the layer named `name` (its full, dotted name: "layer1.0.conv1")."""
+        if not isinstance(name, str):
+            raise TypeError(f"row(name): name must be a layer's name (a str), got {type(name).__name__}")
         for row in self.rows:
             if row.name == name:
                 return row
-        raise KeyError(name)
+        close = difflib.get_close_matches(name[:100], [row.name for row in self.rows], n=1)
+        raise KeyError(f"no layer is named {untrusted.one_line(repr(name[:100]))}" + (f"; did you mean {close[0]!r}?" if close else ""))
 
     @property
     def output(self) -> Shape:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..core import num
-from ..core.dtypes import Device, DType, Optimizer
+from ..core.dtypes import Device, DType, Optimizer, precision_autocast, precision_dtype
 from ..core.errors import ArchcalcError
 from ..memory.timeline import loss_of
 from ..report import Report
@@ -71,11 +71,29 @@ class Options:
     def __post_init__(self):  # names given as strings are read into their enums (and refused if unknown)
         object.__setattr__(self, "dtype", DType(self.dtype))
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        for name, low in (("batch", 1), ("steps", 1), ("warmup", 0)):
+            value = getattr(self, name)
+            if not (value is None and name == "warmup") and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"Options({name}={value!r}): {name} must be a whole number >= {low}")
+        peak = self.peak_tflops
+        if peak is not None and (isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0 < peak < float("inf")):
+            raise ValueError(f"Options(peak_tflops={peak!r}): peak_tflops must be a finite number of TFLOP/s above 0, or None")
+        if self.device is not None and not isinstance(self.device, str):
+            raise TypeError(f"Options(device=...): device must be a str (cpu, cuda, cuda:1) or None, got {type(self.device).__name__}")
 
     @property
     def autocast(self) -> bool:
         """Mixed precision: a float16 or bfloat16 step under torch.autocast, the parameters in float32."""
         return self.dtype in MIXED and self.amp
+
+    @classmethod
+    def of(cls, report: Report, *, precision: str | None = None, dtype: str | None = None, **fields) -> Options:
+        """The options `bench` is asked for: `precision` in Lightning's names (X-mixed: autocast in X, float32
+        parameters; X-true: everything in X) stands for `dtype` and `amp`; the dtype is the spec's unless given."""
+        if precision is not None:
+            autocast = precision_autocast(precision)
+            dtype, fields = autocast or precision_dtype(precision, dtype), fields | {"amp": autocast is not None}
+        return cls(dtype=dtype or str(report.dtype), **fields)
 
 
 @dataclass(frozen=True)
@@ -137,6 +155,8 @@ Progress = Callable[[str, int, int], None]  # (phase, steps done, steps in all)
 
 def bench(report: Report, options: Options, progress: Progress | None = None) -> Result:
     """Warm up, then time `options.steps` training steps and as many inference steps."""
+    if not isinstance(options, Options):
+        raise TypeError(f"bench(report, options): options must be an archcalc.torch.Options, got {type(options).__name__}")
     torch = require()
     report = concrete(report)
     progress = progress or (lambda phase, done, total: None)

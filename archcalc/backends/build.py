@@ -259,7 +259,7 @@ def _place(root, path: str, child) -> None:
 def tie(module, report: Report):
     """Share the weights the spec ties: a tied layer's `weight` is the very Parameter of the layer it names."""
     for part in parts(report):
-        target = part.row.layer.tied()
+        target = part.row.layer.tie
         if target is not None:
             module.get_submodule(part.names[0]).weight = module.get_submodule(_child(report, target)).weight
     return module
@@ -273,7 +273,7 @@ def sample(report: Report, batch: int, dtype, device=None, random: bool = True):
     """A batch for the network: token ids below the embedding's num_embeddings, or values of `dtype`."""
     torch = require()
     shape = (batch, *map(int, report.input))
-    ids = next((row.layer.token_ids() for row in report.rows if row.layer.token_ids() is not None), None)
+    ids = next((row.layer.token_ids for row in report.rows if row.layer.token_ids is not None), None)
     if ids is not None:
         return torch.randint(0, int(ids), shape, device=device) if random else torch.zeros(shape, dtype=torch.long, device=device)
     return torch.randn(shape, device=device, dtype=dtype) if random else torch.zeros(shape, device=device, dtype=dtype)

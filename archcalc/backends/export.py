@@ -16,13 +16,13 @@ from ..layers import ACTIVATIONS
 from ..report import Report
 from . import export_graph
 from .build import Part, concrete, is_chain, modules, parts, require
-from .pysource import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, aligned, literal, plain, short, sizes
+from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, SKIPPED, TORCH_FUNCTIONS, aligned, class_name as usable, literal, plain, short, sizes
 
 
 def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
-    name = class_name or _class_name(report.model)
+    name = _class_name(report.model) if class_name is None else usable(class_name)
     params = num.add(row.params for row in report.rows)
     where = f" from {plain(report.path)}" if report.path else ""
     header = [
@@ -141,9 +141,14 @@ def _arguments(module) -> str:
 
 
 def _class_name(model: str) -> str:
-    """'AlexNet (symbolic)' -> 'AlexNetSymbolic'; 'LeNet-5' -> 'LeNet5'."""
-    words = re.findall(r"[A-Za-z0-9]+", model)
+    """'AlexNet (symbolic)' -> 'AlexNetSymbolic'; 'LeNet-5' -> 'LeNet5'; 'none' -> 'NetNone' (never a keyword, a
+    builtin or a name the source imports).
+
+    >>> _class_name("AlexNet (symbolic)"), _class_name("none"), _class_name("nn"), _class_name("ℌ")
+    ('AlexNetSymbolic', 'NetNone', 'Nn', 'Net')
+    """
+    words = re.findall(r"[A-Za-z0-9]+", model if isinstance(model, str) else "")
     name = "".join(w[0].upper() + w[1:] for w in words) or "Net"
-    if name[0].isdigit() or name in ("F", "nn", "torch"):
+    if name[0].isdigit() or name in RESERVED:
         name = "Net" + name
     return name

@@ -26,7 +26,7 @@ from ..analysis import checkpoint
 from ..core import fmt, num
 from ..report import Report
 from .build import INPUT, Part, container, modules, parts, require
-from .pysource import ACTIVATION_CLASSES, EXPLICIT, SKIPPED, TORCH_FUNCTIONS, aligned, literal, plain, short, sizes
+from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, SKIPPED, TORCH_FUNCTIONS, aligned, literal, plain, short, sizes
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
 TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model", "checkpoint"}
@@ -85,7 +85,7 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
 
     for node in _walk(nodes):
         visit(node.block)
-    taken = {name, *TAKEN}
+    taken = {name, *TAKEN, *RESERVED}  # a block's class is never None, print or nn
     names = {}
     for kind in kinds:
         names[kind] = _camel(kind, taken)

@@ -126,12 +126,11 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
         net = network(report).to(dtype_of(report.dtype))
         values = {INPUT: sample(report, batch, dtype_of(report.dtype), random=False)}
     out = []
-    previous = INPUT
     counted: set[int] = set()  # a tied weight counts for the first layer that has it
     for part in parts(report):
         children = [net.get_submodule(name) for name in part.names]
         try:
-            y = children[0](*(values[name] for name in _reads(part.row, previous)))
+            y = children[0](*(values[name] for name in part.row.inputs))
             for child in children[1:]:
                 y = child(y)
         except NotImplementedError:  # a RuntimeError too, but no refusal: measure_structure retries on the CPU
@@ -140,7 +139,6 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
             out.append(Measured(output=f"refused: {str(error).splitlines()[0]}"))
             return out + [Measured()] * (len(report.rows) - len(out))
         values[part.row.name] = y
-        previous = part.row.name
         weights = biases = 0
         for child in children:
             for name, p in child.named_parameters():
@@ -154,11 +152,6 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
                     weights += p.numel()
         out.append(Measured(output=_sample(y, batch), weights=weights, biases=biases))
     return out
-
-
-def _reads(row, previous: str) -> tuple[str, ...]:
-    """The names of the tensors a row reads."""
-    return row.inputs or (previous,)
 
 
 def measure_compute(report: Report, batch: int) -> list[Measured]:
@@ -195,11 +188,10 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
     values = {INPUT: sample(report, batch, dtype)}  # outputs, detached
     steps = []  # (names read, their detached copies, row output or None without gradient) per row, for the backward
     flops = []
-    previous = INPUT
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         for current, part in enumerate(parts(report)):  # noqa: B007 (pack reads `current`)
             children = [net.get_submodule(name) for name in part.names]
-            names = _reads(part.row, previous)
+            names = part.row.inputs
             xs = [values[name].detach().requires_grad_(values[name].requires_grad) for name in names]
             grad = any(x.requires_grad for x in xs) or any(p.requires_grad for c in children for p in c.parameters())
             with FlopCounterMode(display=False) as counter:
@@ -209,7 +201,6 @@ def _compute(torch, report: Report, batch: int, saved_tensors_hooks, FlopCounter
             flops.append(counter.get_total_flops())
             steps.append((names, xs, y if grad else None))
             values[part.row.name] = y.detach().requires_grad_(grad)
-            previous = part.row.name
     backward = _backward(steps, [p.row.name for p in parts(report)], FlopCounterMode)
     saved = [0] * len(steps)
     for row, nbytes in first.values():

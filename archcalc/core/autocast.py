@@ -105,8 +105,8 @@ def plan(report) -> list[tuple[str, str | None, tuple[bool, ...], tuple[str, ...
     low, device = str(report.autocast), "cuda" if str(report.device) == "cuda" else "cpu"
     dtype = {"input": str(report.dtype)}
     out: list = []
-    for i, row in enumerate(report.rows):
-        names = tuple(row.inputs) or ((report.rows[i - 1].name,) if i else ("input",))
+    for row in report.rows:
+        names = row.inputs
         if row.layer.is_view():
             dtype[row.name] = dtype[names[0]]
             out.append(None)

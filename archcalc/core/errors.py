@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .untrusted import one_line
+
 
 class ArchcalcError(Exception):
     """Anything archcalc refuses; the command line prints it and exits with status 2."""
@@ -29,7 +31,8 @@ class SpecError(ArchcalcError):
     line: int | None = None
 
     def __str__(self) -> str:
-        file = f"{self.path}:{self.line}" if self.path and self.line else self.path
+        path = one_line(self.path) if self.path else self.path  # a file's name is shown, never obeyed: \n, \x1b as escapes
+        file = f"{path}:{self.line}" if path and self.line else path
         message = ": ".join(part for part in (file, self.where, self.field, self.problem) if part)
         return f"{message}\n  hint: {self.hint}" if self.hint else message
 

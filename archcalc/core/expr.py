@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from . import num
+from . import num, untrusted
 from .errors import ExprError
 from .num import Value
 
@@ -89,6 +89,8 @@ def parse(text: str) -> Expr:
         raise ExprError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
     if not text.strip():
         raise ExprError("empty expression", "write a number or a formula such as \"2 * n + 1\"")
+    if problem := untrusted.styled_problem(text):
+        raise ExprError(f"{text!r}: {problem}")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):

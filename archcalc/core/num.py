@@ -115,10 +115,23 @@ def _unnest(a: Value, function: str) -> Value:
     return a
 
 
-def minimum(*xs: Value) -> Value:
+def minimum(*xs: Value, evaluate: bool = True) -> Value:
+    """The smallest of sizes. Over formulas sympy compares every pair, which simplifies a window's
+    Min(n, n + 1) to n but takes seconds over many long ones: `evaluate=False` leaves it unevaluated
+    (as `maximum` does), with each argument once and the concrete ones folded into their least.
+
+    >>> H = symbol("H")
+    >>> minimum(H, H + 1), minimum(H + 1, 7, H + 1, 5, evaluate=False)
+    (H, Min(5, H + 1))
+    """
     if all(map(is_concrete, xs)):
         return min(xs)
-    return normal(sym().Min(*dict.fromkeys(map(_sympy, xs))))  # distinct first: Min compares pairwise
+    if evaluate:
+        return normal(sym().Min(*dict.fromkeys(map(_sympy, xs))))  # distinct first: Min compares pairwise
+    concrete = [x for x in xs if is_concrete(x)]
+    terms = [x for x in xs if not is_concrete(x)] + ([_sympy(min(concrete))] if concrete else [])
+    distinct = list(dict.fromkeys(terms))
+    return distinct[0] if len(distinct) == 1 else sym().Min(*distinct, evaluate=False)
 
 
 def maximum(*xs: Value) -> Value:
@@ -126,6 +139,33 @@ def maximum(*xs: Value) -> Value:
     of one term: sympy would compare every pair of floors, for seconds."""
     if all(map(is_concrete, xs)):
         return max(xs)
+    distinct = _largest(xs)
+    return distinct[0] if len(distinct) == 1 else sym().Max(*distinct, evaluate=False)
+
+
+def maximum_json(*xs: Value) -> int | float | str:
+    """`to_json(maximum(*xs))`, without making the Max: sympy sorts a new Max's arguments by their size and
+    their sort keys, a second each for a deep network's peaks, and its text sorts them again.
+
+    >>> H = symbol("H")
+    >>> maximum_json(2 * H + 1, 3, 4 * H + 2, H + 7) == to_json(maximum(2 * H + 1, 3, 4 * H + 2, H + 7))
+    True
+    """
+    if all(map(is_concrete, xs)):
+        return to_json(max(xs))
+    distinct = _largest(xs)
+    if len(distinct) == 1:
+        return to_json(distinct[0])
+    from .printing import sort_key
+
+    texts = [text(x) for x in sorted(distinct, key=sort_key)]
+    if any("." in t for t in texts):  # a Float, whose digits depend on its nesting (no name holds a dot)
+        return to_json(maximum(*xs))
+    return f"Max({', '.join(texts)})"  # as `text` writes a Max
+
+
+def _largest(xs) -> list:
+    """The distinct arguments of `maximum`'s Max of `xs` (not all concrete)."""
     concrete = [x for x in xs if is_concrete(x)]
     # sizes and byte counts are never negative: of c1·u and c2·u (c > 0), the larger c wins (768·T, 3072·T -> 3072·T)
     scaled: dict = {}
@@ -135,8 +175,7 @@ def maximum(*xs: Value) -> Value:
             c, rest = (c, rest) if c > 0 else (1, x)
             scaled[rest] = max(scaled.get(rest, c), c)
     terms = [c * rest for rest, c in scaled.items()] + ([_sympy(max(concrete))] if concrete else [])
-    distinct = list(dict.fromkeys(terms))
-    return distinct[0] if len(distinct) == 1 else sym().Max(*distinct, evaluate=False)
+    return list(dict.fromkeys(terms))
 
 
 def mul(xs) -> Value:
@@ -200,14 +239,16 @@ def free_names(x: Value) -> set[str]:
 def text(x) -> str:
     """str() of a formula, once: printing sorts terms and is slow, and deep networks repeat them.
     A Max or Min is written as sympy's printer writes it, from its arguments' texts, each once (a phase's
-    peak is a Max of formulas that the step's peak repeats)."""
-    if type(x).__name__ in ("Max", "Min"):  # without importing sympy for a number
-        sympy = sym()
-        if isinstance(x, (sympy.Max, sympy.Min)) and not x.has(sympy.Float):  # a Float's digits depend on nesting
-            from sympy.core.sorting import default_sort_key
+    peak is a Max of formulas that the step's peak repeats); formulas through archcalc/core/printing.py,
+    sympy's printer with each part written once."""
+    if not type(x).__module__.startswith("sympy"):  # a number (hasattr would walk a formula's tree)
+        return str(x)
+    from . import printing
 
-            return f"{x.func.__name__}({', '.join(text(a) for a in sorted(x.args, key=default_sort_key))})"
-    return str(x)
+    sympy = sym()
+    if isinstance(x, (sympy.Max, sympy.Min)) and not x.has(sympy.Float):  # a Float's digits depend on nesting
+        return f"{x.func.__name__}({', '.join(text(a) for a in sorted(x.args, key=printing.sort_key))})"
+    return printing.text(x)
 
 
 def shape(s) -> tuple:

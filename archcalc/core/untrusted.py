@@ -174,6 +174,28 @@ def name(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+# Compatibility forms that NFKC turns into a letter or digit of a different look: styled letters (ℌ, 𝐇, ℍ,
+# ℋ, 𝔥: mathematics writes them as symbols distinct from H and h) and super- and subscripts (ᵢ, ²).
+_STYLED = ("<font>", "<super>", "<sub>")
+
+
+def styled_problem(text: str) -> str | None:
+    """Why a name (or a formula's text) may not hold a styled letter, or None: Python reads 'ℌ' as 'H', so
+    the two would silently be one symbol, though they read as two.
+
+    >>> styled_problem("ℌ")
+    "'ℌ' (BLACK-LETTER CAPITAL H) would be one name with 'H' (Python reads names NFKC-normalised): write 'H', or another name"
+    """
+    if text.isascii():
+        return None
+    for c in text:
+        if unicodedata.decomposition(c).startswith(_STYLED):
+            plain = unicodedata.normalize("NFKC", c)
+            return (f"{c!r} ({unicodedata.name(c, f'U+{ord(c):04X}')}) would be one name with {plain!r} "
+                    f"(Python reads names NFKC-normalised): write {plain!r}, or another name")
+    return None
+
+
 def segment_problem(segment: str, *, index: bool = False) -> str | None:
     """Why one segment of a (dotted) name is not usable, or None. `index`: a whole number is allowed (layer1.0)."""
     if index and segment.isdigit() and segment.isascii():

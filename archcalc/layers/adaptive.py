@@ -11,6 +11,7 @@ from ..core import fmt, num
 from ..core.fields import axes, choice
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, axes_text, ints, per_axis, register, spatial
+from .pool import pooling_keeps
 from .receptive_field import Field
 from .window import AXIS_NAMES
 
@@ -24,12 +25,10 @@ def window(i: int, n: int, o: int) -> tuple[int, int]:
 @dataclass(frozen=True, kw_only=True)
 class AdaptivePool(Layer):
     kind = "adaptive_pool"
+    colour = "#e8796b"
     torch_modules = tuple(f"Adaptive{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("avg", "max", default="avg")
     output_size: Dim | tuple = axes(1)
-
-    def sizes(self, x: Shape) -> tuple:
-        return per_axis(self.output_size, spatial(x, self.kind), "output_size")
 
     def output(self, x: Shape) -> Shape:
         return (x[0], *self.sizes(x))
@@ -37,21 +36,12 @@ class AdaptivePool(Layer):
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:
             return ()
-        if self.op == "max":
-            return Kept("input", num.mul(x), what="input"), Kept("own", num.mul(y), "int64", what="max-pooling indices")
-        if all(num.is_concrete(o) and o == 1 for o in self.sizes(x)):
+        if self.op == "avg" and all(num.is_concrete(o) and o == 1 for o in self.sizes(x)):
             return ()  # global average pooling is a mean, whose backward needs only the input's shape (measured)
-        return (Kept("input", num.mul(x), what="input"),)
+        return pooling_keeps(self.op, x, y)
 
-    def receptive(self, x: Shape, field: Field) -> Field | None:
-        sizes = self.sizes(x)
-        if all(num.is_concrete(o) and o == 1 for o in sizes):
-            return field.gathered(x[1:])  # global pooling: every output sees the whole map
-        if not all(map(num.is_concrete, (*x[1:], *sizes))):
-            return None  # the windows' sizes vary with the input: no formula for the widest
-        spans = [max(end - start for start, end in (window(i, n, o) for i in range(o))) for n, o in zip(x[1:], sizes)]
-        grown = field.window(spans, [1] * len(spans), [1] * len(spans))
-        return Field(grown.size, tuple(num.div(j * n, o) for j, n, o in zip(field.jump, x[1:], sizes)))  # the average stride
+    def sizes(self, x: Shape) -> tuple:
+        return per_axis(self.output_size, spatial(x, self.kind), "output_size")
 
     def summary(self, x: Shape) -> str:
         return f"{self.op} → {axes_text(self.sizes(x))}"
@@ -66,13 +56,23 @@ class AdaptivePool(Layer):
             lines.append((f"output {name}", text))
         return [*lines, ("weights", f"no weights: adaptive pooling only {'picks' if self.op == 'max' else 'averages'}")]
 
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        sizes = self.sizes(x)
+        if all(num.is_concrete(o) and o == 1 for o in sizes):
+            return field.gathered(x[1:])  # global pooling: every output sees the whole map
+        if not all(map(num.is_concrete, (*x[1:], *sizes))):
+            return None  # the windows' sizes vary with the input: no formula for the widest
+        spans = [max(end - start for start, end in (window(i, n, o) for i in range(o))) for n, o in zip(x[1:], sizes)]
+        grown = field.window(spans, [1] * len(spans), [1] * len(spans))
+        return Field(grown.size, tuple(num.div(j * n, o) for j, n, o in zip(field.jump, x[1:], sizes)))  # the average stride
+
+    def to_torch(self, x: Shape, nn):
+        n = len(x) - 1
+        return getattr(nn, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{n}d")(ints(self.sizes(x)))
+
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": "max"} if torch_name.startswith("AdaptiveMax") else {}
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"adaptive_{self.op}_pool{len(x) - 1}d",)
-
-    def to_torch(self, x: Shape, nn):
-        n = len(x) - 1
-        return getattr(nn, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{n}d")(ints(self.sizes(x)))

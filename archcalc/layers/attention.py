@@ -42,6 +42,46 @@ class Attention(Layer):
     # output: GPT-2, archcalc's own), "multihead" (torch.nn.MultiheadAttention, batch_first: torchvision's ViT)
     module: str = choice("split", "multihead", default="split")
 
+    def output(self, x: Shape) -> Shape:
+        self.tokens(x)
+        return x
+
+    def weights(self, x: Shape) -> Dim:
+        _, d = self.tokens(x)
+        return num.normal(d * (2 * d + 2 * self.kv_dim(x)))
+
+    def biases(self, x: Shape) -> Dim:
+        _, d = self.tokens(x)
+        return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
+
+    def macs(self, x: Shape) -> Dim:
+        return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
+
+    def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
+        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v)
+        inner, outer = self.projections(x)
+        return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        t, d = self.tokens(x)
+        heads = self.num_heads
+        kept = [Kept("input", num.mul(x), what="input (in_proj's)")]
+        if self.kernel == "flash":
+            return (
+                *kept,
+                Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))), what="q, k, v (in_proj's output)"),
+                Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
+                Kept("own", num.mul(x), what="attention output (out_proj's input)"),
+            )
+        square = num.normal(heads * t * t)
+        kept += [Kept("own", num.mul(x), what="q (a contiguous copy)"), Kept("own", num.mul(x), what="kᵀ (a contiguous copy)"),
+                 Kept("own", square, what="softmax output")]
+        if self.dropout != 0:
+            kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
+        return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
+                Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
+
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d]."""
         if len(x) != 2:
@@ -67,24 +107,6 @@ class Attention(Layer):
         _, d = self.tokens(x)
         return d if self.kv_heads is None else num.normal(num.div(d, self.num_heads) * self.kv_heads)
 
-    def output(self, x: Shape) -> Shape:
-        self.tokens(x)
-        return x
-
-    def weights(self, x: Shape) -> Dim:
-        _, d = self.tokens(x)
-        return num.normal(d * (2 * d + 2 * self.kv_dim(x)))
-
-    def biases(self, x: Shape) -> Dim:
-        _, d = self.tokens(x)
-        return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
-
-    def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
-        """in_proj's weight and bias, out_proj's weight and bias, as torch holds them."""
-        _, d = self.tokens(x)
-        inner = num.normal(d + 2 * self.kv_dim(x))
-        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
-
     def projections(self, x: Shape) -> tuple[Dim, Dim]:
         """MACs of in_proj and of out_proj, per sample."""
         t, d = self.tokens(x)
@@ -95,14 +117,65 @@ class Attention(Layer):
         t, d = self.tokens(x)
         return num.normal(t * t * d)
 
-    def macs(self, x: Shape) -> Dim:
-        return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
+    def summary(self, x: Shape) -> str:
+        parts = [f"{fmt.group(self.num_heads)} heads"]
+        if self.kv_heads is not None and self.kv_heads != self.num_heads:
+            parts.append(f"{fmt.group(self.kv_heads)} kv")
+        parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math")) if on]
+        if self.dropout != 0:
+            parts.append(f"p={fmt.group(self.dropout)}")
+        return ", ".join(parts)
 
-    def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
-        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v)
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        t, d = self.tokens(x)
+        head = num.div(d, self.num_heads)
+        kv = self.kv_dim(x)
+        head_text = f"head_dim = d/num_heads = {fmt.term(d)}/{fmt.term(self.num_heads)} = {fmt.group(head)}"
+        kv_text = "" if self.kv_heads is None else f"; k and v: kv_heads·head_dim = {fmt.term(self.kv_heads)}·{fmt.term(head)} = {fmt.group(kv)} wide"
         inner, outer = self.projections(x)
-        return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        lines = [
+            ("output", f"{head_text}{kv_text}; the heads are concatenated back: {fmt.shape(x)}"),
+            ("weights", f"weights = d·(d + 2·{'kv_dim' if self.kv_heads is not None else 'd'}) + d·d (q, k, v, out; the heads split d, they add none)"
+                        f" = {fmt.term(d)}·{fmt.term(num.normal(d + 2 * kv))} + {fmt.term(d)}·{fmt.term(d)} = {fmt.group(self.weights(x))}"),
+            ("biases", f"biases = d + 2·{'kv_dim' if self.kv_heads is not None else 'd'} + d = {fmt.group(self.biases(x))}"
+             if self.bias else "biases = 0 (bias = false)"),
+            ("macs", f"MACs = projections {fmt.group(inner)} + {fmt.group(outer)}, QKᵀ and AV T²·d each = {fmt.term(t)}²·{fmt.term(d)}"
+                     f"{' (causal: counted in full)' if self.causal else ''} → {fmt.group(self.macs(x))}"),
+        ]
+        return lines
+
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        _, d = self.tokens(x)
+        bias = self.biases(x)
+        if quantity in ("params", "weights"):
+            extra = bias if quantity == "params" else 0
+            out = [(num.normal(self.num_heads * self.weights(x) + extra * self.num_heads),
+                    f"every head counted with the whole projections: the heads split d = {fmt.group(d)} into "
+                    f"{fmt.group(self.num_heads)} parts of {fmt.group(num.div(d, self.num_heads))}, they add no parameters"),
+                   (num.normal(self.weights(x) - d * d + (extra - d if extra else 0)),
+                    "out_proj forgotten: after the heads, a d×d projection (GPT-2's c_proj, MHA's out_proj) mixes them")]
+            if self.kv_heads not in (None, self.num_heads):
+                out.append((num.normal(4 * d * d + (4 * d if extra else 0)),
+                            f"k and v counted d wide: with kv_heads = {fmt.group(self.kv_heads)} they are "
+                            f"{fmt.group(self.kv_dim(x))} wide (grouped-query attention)"))
+            return tuple(out)
+        if quantity in ("macs", "flops"):
+            factor = 2 if quantity == "flops" else 1
+            inner, outer = self.projections(x)
+            out = [(num.normal(factor * (inner + outer)), "only the projections: QKᵀ and AV are products too, T²·d MACs each")]
+            if self.causal:
+                out.append((num.normal(factor * (inner + outer + self.scores(x))),
+                            "causal halved: the convention counts QKᵀ and AV in full, masked or not (as torch counts SDPA)"))
+            return tuple(out)
+        return ()
+
+    def to_torch(self, x: Shape, nn):
+        _, d = self.tokens(x)
+        kv = self.num_heads if self.kv_heads is None else self.kv_heads
+        if self.module == "multihead":
+            return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
+        return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
+                             bias=self.bias, math=self.kernel == "math")
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         if self.kernel == "math":
@@ -113,25 +186,6 @@ class Attention(Layer):
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
         return {"flops": (num.normal(2 * (inner + outer)), why),
                 "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
-
-    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        t, d = self.tokens(x)
-        heads = self.num_heads
-        kept = [Kept("input", num.mul(x), what="input (in_proj's)")]
-        if self.kernel == "flash":
-            return (
-                *kept,
-                Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))), what="q, k, v (in_proj's output)"),
-                Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
-                Kept("own", num.mul(x), what="attention output (out_proj's input)"),
-            )
-        square = num.normal(heads * t * t)
-        kept += [Kept("own", num.mul(x), what="q (a contiguous copy)"), Kept("own", num.mul(x), what="kᵀ (a contiguous copy)"),
-                 Kept("own", square, what="softmax output")]
-        if self.dropout != 0:
-            kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
-        return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
-                Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
@@ -322,19 +376,6 @@ class Attention(Layer):
         bwd += [("+", "grad.in_proj.bias", inner, "param", False), ("-", "gb_in")] if self.bias else []
         return tuple(fwd), tuple(bwd)
 
-    def _lse(self, t: Dim, device: str) -> tuple:
-        """The logsumexp the fused kernel keeps, float32: per head and query; on CUDA (the memory-efficient
-        kernel) the queries are padded to a multiple of 32 (attention.cu: ceil_div(M, 32) * 32)."""
-        rows = num.normal(-(-t // 32) * 32) if device == "cuda" and num.is_concrete(t) else t
-        return ("+", "lse", num.normal(self.num_heads * rows), "float32")
-
-    def _delta(self, t: Dim, d: Dim) -> list:
-        """The memory-efficient backward's float32 delta before its kernel runs (attention_backward.cu, float32:
-        (grad_out * out).sum(-1).transpose(-2, -1).contiguous()), freed as it returns."""
-        rows = num.normal(self.num_heads * t)
-        return [("+", "prod", num.normal(t * d), "float32"), ("+", "sum", rows, "float32"), ("+", "delta", rows, "float32"),
-                ("-", "prod", "sum", "delta")]
-
     def _multihead_program(self, x: Shape, grad: bool, device: str, inplace: bool) -> tuple[tuple, tuple]:
         """torch.nn.MultiheadAttention(batch_first=True) called with need_weights=False (torchvision's ViT), as
         F.multi_head_attention_forward runs it: the input transposed to [T, B, d] is copied for in_proj (a
@@ -394,68 +435,27 @@ class Attention(Layer):
         bwd.append(("-", "gproj", "xc"))
         return tuple(fwd), tuple(bwd)
 
-    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+    def _lse(self, t: Dim, device: str) -> tuple:
+        """The logsumexp the fused kernel keeps, float32: per head and query; on CUDA (the memory-efficient
+        kernel) the queries are padded to a multiple of 32 (attention.cu: ceil_div(M, 32) * 32)."""
+        rows = num.normal(-(-t // 32) * 32) if device == "cuda" and num.is_concrete(t) else t
+        return ("+", "lse", num.normal(self.num_heads * rows), "float32")
+
+    def _delta(self, t: Dim, d: Dim) -> list:
+        """The memory-efficient backward's float32 delta before its kernel runs (attention_backward.cu, float32:
+        (grad_out * out).sum(-1).transpose(-2, -1).contiguous()), freed as it returns."""
+        rows = num.normal(self.num_heads * t)
+        return [("+", "prod", num.normal(t * d), "float32"), ("+", "sum", rows, "float32"), ("+", "delta", rows, "float32"),
+                ("-", "prod", "sum", "delta")]
+
+    def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """in_proj's weight and bias, out_proj's weight and bias, as torch holds them."""
         _, d = self.tokens(x)
-        bias = self.biases(x)
-        if quantity in ("params", "weights"):
-            extra = bias if quantity == "params" else 0
-            out = [(num.normal(self.num_heads * self.weights(x) + extra * self.num_heads),
-                    f"every head counted with the whole projections: the heads split d = {fmt.group(d)} into "
-                    f"{fmt.group(self.num_heads)} parts of {fmt.group(num.div(d, self.num_heads))}, they add no parameters"),
-                   (num.normal(self.weights(x) - d * d + (extra - d if extra else 0)),
-                    "out_proj forgotten: after the heads, a d×d projection (GPT-2's c_proj, MHA's out_proj) mixes them")]
-            if self.kv_heads not in (None, self.num_heads):
-                out.append((num.normal(4 * d * d + (4 * d if extra else 0)),
-                            f"k and v counted d wide: with kv_heads = {fmt.group(self.kv_heads)} they are "
-                            f"{fmt.group(self.kv_dim(x))} wide (grouped-query attention)"))
-            return tuple(out)
-        if quantity in ("macs", "flops"):
-            factor = 2 if quantity == "flops" else 1
-            inner, outer = self.projections(x)
-            out = [(num.normal(factor * (inner + outer)), "only the projections: QKᵀ and AV are products too, T²·d MACs each")]
-            if self.causal:
-                out.append((num.normal(factor * (inner + outer + self.scores(x))),
-                            "causal halved: the convention counts QKᵀ and AV in full, masked or not (as torch counts SDPA)"))
-            return tuple(out)
-        return ()
-
-    def summary(self, x: Shape) -> str:
-        parts = [f"{fmt.group(self.num_heads)} heads"]
-        if self.kv_heads is not None and self.kv_heads != self.num_heads:
-            parts.append(f"{fmt.group(self.kv_heads)} kv")
-        parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math")) if on]
-        if self.dropout != 0:
-            parts.append(f"p={fmt.group(self.dropout)}")
-        return ", ".join(parts)
-
-    def derive(self, x: Shape) -> list[tuple[str, str]]:
-        t, d = self.tokens(x)
-        head = num.div(d, self.num_heads)
-        kv = self.kv_dim(x)
-        head_text = f"head_dim = d/num_heads = {fmt.term(d)}/{fmt.term(self.num_heads)} = {fmt.group(head)}"
-        kv_text = "" if self.kv_heads is None else f"; k and v: kv_heads·head_dim = {fmt.term(self.kv_heads)}·{fmt.term(head)} = {fmt.group(kv)} wide"
-        inner, outer = self.projections(x)
-        lines = [
-            ("output", f"{head_text}{kv_text}; the heads are concatenated back: {fmt.shape(x)}"),
-            ("weights", f"weights = d·(d + 2·{'kv_dim' if self.kv_heads is not None else 'd'}) + d·d (q, k, v, out; the heads split d, they add none)"
-                        f" = {fmt.term(d)}·{fmt.term(num.normal(d + 2 * kv))} + {fmt.term(d)}·{fmt.term(d)} = {fmt.group(self.weights(x))}"),
-            ("biases", f"biases = d + 2·{'kv_dim' if self.kv_heads is not None else 'd'} + d = {fmt.group(self.biases(x))}"
-             if self.bias else "biases = 0 (bias = false)"),
-            ("macs", f"MACs = projections {fmt.group(inner)} + {fmt.group(outer)}, QKᵀ and AV T²·d each = {fmt.term(t)}²·{fmt.term(d)}"
-                     f"{' (causal: counted in full)' if self.causal else ''} → {fmt.group(self.macs(x))}"),
-        ]
-        return lines
+        inner = num.normal(d + 2 * self.kv_dim(x))
+        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return ("linear", "scaled_dot_product_attention")
 
     def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
         return (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
-
-    def to_torch(self, x: Shape, nn):
-        _, d = self.tokens(x)
-        kv = self.num_heads if self.kv_heads is None else self.kv_heads
-        if self.module == "multihead":
-            return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
-        return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
-                             bias=self.bias, math=self.kernel == "math")

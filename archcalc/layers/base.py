@@ -1,9 +1,14 @@
 """The Layer base class and the registry of layer kinds.
 
 A layer kind is one frozen dataclass with `@register`: its fields (declared with
-the helpers of `archcalc.fields`) are the spec's fields, and its methods give the
-output shape, weights, biases and multiply-accumulates for an input shape `x`
-(one sample, no batch axis). Every formula for a kind lives in its class.
+the helpers of archcalc/core/fields.py) are the spec's fields, its constant facts class
+attributes, and its methods give the output shape, weights, biases, multiply-accumulates
+and kept tensors for an input shape `x` (one sample, no batch axis), in the order `Layer`
+lists them. Every formula for a kind lives in its class, or in the base it shares with its
+family: conv.Convolution (conv, conv_transpose), elementwise.ElementWise (activation,
+dropout, gelu_new), norms.LastAxesNorm (layernorm, rmsnorm), batchnorm.ChannelAffine
+(batchnorm, groupnorm, instancenorm), merge.Merge (add, mul, concat), recurrent.Recurrent
+(lstm, gru). `register` refuses a kind already taken.
 """
 
 from __future__ import annotations
@@ -118,9 +123,28 @@ def activation_keeps(activation: str | None, y: Shape) -> tuple[Kept, ...]:
     return (Kept(Tensor.pre, num.mul(y), what=f"{activation} input"),)
 
 
+def split_keeps(activation: str | None, keeps: tuple[Kept, ...]) -> tuple[tuple[Kept, ...], tuple[Kept, ...]]:
+    """A layer's kept tensors (Layer.keeps) as (its own op's, its activation's): `activation_keeps` puts the
+    activation's one tensor last, and autograd records it on a node of its own."""
+    keeps = tuple(keeps)
+    return (keeps[:-1], keeps[-1:]) if activation and keeps else (keeps, ())
+
+
 def register(cls: type[Layer]) -> type[Layer]:
+    """Add a layer kind to LAYERS; a kind already there is refused (a second class would silently replace it)."""
+    taken = LAYERS.get(cls.kind)
+    if taken is not None:
+        raise ValueError(f"layer kind {cls.kind!r} is already registered by {taken.__module__}.{taken.__qualname__}: "
+                         f"cannot register {cls.__module__}.{cls.__qualname__} (choose another kind, or unregister it first)")
     LAYERS[cls.kind] = cls
     return cls
+
+
+def unregister(cls: type[Layer]) -> None:
+    """Remove a kind that `register` added (a test's temporary kind)."""
+    if LAYERS.get(cls.kind) is not cls:
+        raise ValueError(f"{cls.__qualname__} is not the registered class of kind {cls.kind!r}")
+    del LAYERS[cls.kind]
 
 
 def activation_field():
@@ -129,30 +153,57 @@ def activation_field():
 
 @dataclass(frozen=True, kw_only=True)
 class Layer:
-    """A layer kind: the defaults below fit a layer without parameters that keeps its input's shape;
-    a kind overrides what differs. Nothing outside the layer classes tests a layer's kind.
+    """A layer kind: one frozen dataclass, added to LAYERS by `@register`; its fields (declared with the helpers
+    of archcalc/core/fields.py) are the spec's fields. The defaults below fit a layer without parameters that keeps
+    its input's shape; a kind overrides what differs, and nothing outside the layer classes tests a layer's kind.
+
+    Every kind is written in the order of this class, so that any formula is found in the same place:
+      1. what it is: `kind`, its constant facts (class attributes), then its spec fields;
+      2. its four formulas, for an input shape `x` (one sample, no batch axis): output, weights and biases
+         (weight_shape), macs (backward_macs), keeps; then the helpers they share (a conv's windows, in_channels);
+      3. its explanation: summary, derive;
+      4. its receptive field: receptive;
+      5. its teaching hooks: mistaken, dense_equivalent_weights;
+      6. its torch module: to_torch, torch_counts, torch_fields, torch_value;
+      7. the memory timeline's hooks (archcalc/memory/), last.
 
     A formula may return a sympy number (a formula that simplified to one): the Row, the Kept, JSON
     and the text make every number normal (int or Fraction when concrete), so a formula need not."""
 
+    # 1. What it is -------------------------------------------------------------------------------------------
     kind: ClassVar[str]
-    # kind-specific recognisers of archcalc.mistakes that apply to this kind (by function name)
-    mistakes: ClassVar[frozenset[str]] = frozenset()
-    # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels
-    channels_hint: ClassVar[str] = ""
-    # the torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields
-    torch_modules: ClassVar[tuple[str, ...]] = ()
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
+    # Teaching: the kind-specific recognisers of archcalc/teaching/mistakes.py that apply to it (by function name),
+    mistakes: ClassVar[frozenset[str]] = frozenset()
+    # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels,
+    channels_hint: ClassVar[str] = ""
+    # and whether a quiz asks for its output shape (None: when the layer changes the shape).
+    asks_shape: ClassVar[bool | None] = None
+    # Drawing (archcalc draw): the colour of its box, and whether it joins the box of the layer before instead
+    # (where it keeps that box's shape and reads only it).
+    colour: ClassVar[str] = "#dddddd"
+    joins_box_before: ClassVar[bool] = False
+    # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields.
+    torch_modules: ClassVar[tuple[str, ...]] = ()
+    # Checkpointing: the devices on which the tensors of its own that its op keeps exist before its output (dropout's
+    # mask on the CPU, an input of the product that makes the output). Autograd saves an op's inputs before it runs,
+    # its outputs after: where torch's checkpoint stops recomputing (archcalc/analysis/checkpoint.py).
+    own_kept_before_output: ClassVar[tuple[str, ...]] = ()
     name: str
-    # an element-wise function applied to the output: the kinds that take one declare it as a spec field
-    # (after their own fields); not a dataclass field here, so that the others do not accept it
+    # Attributes that some kinds declare as spec fields (after their own): not dataclass fields here, so that the
+    # others do not accept them. `activation`: an element-wise function applied to the output; `tie`: the earlier
+    # layer whose weight this one shares (its own weights then count 0); `token_ids`: how many token ids the layer
+    # reads (its input is int64 ids below this: an embedding), None for values.
     activation = None
+    tie = None
+    token_ids = None
 
     @classmethod
     def spec_fields(cls) -> dict[str, object]:
         """Field name -> its kind (how to read and bind it), for every field a spec may set."""
         return {f.name: f.metadata["kind"] for f in dataclasses.fields(cls) if "kind" in f.metadata}
 
+    # 2. The four formulas ------------------------------------------------------------------------------------
     def output(self, x: Shape) -> Shape:
         raise NotImplementedError
 
@@ -162,6 +213,10 @@ class Layer:
     def biases(self, x: Shape) -> Dim:
         return 0
 
+    def weight_shape(self, x: Shape) -> Shape | None:
+        """The shape of the layer's one weight tensor, for weight tying (None: it has no single weight)."""
+        return None
+
     def macs(self, x: Shape) -> Dim:
         """Multiply-accumulates for one sample (FLOPs are twice this, as torch counts them)."""
         return 0
@@ -170,51 +225,74 @@ class Layer:
         """MACs of the backward pass as FlopCounterMode counts them; `grad`: the input needs a gradient."""
         return 0
 
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        """The tensors autograd keeps for the backward pass; `grad`: the input requires grad
+        (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
+        return ()
+
+    def windows(self, x: Shape) -> tuple[Window, ...]:
+        """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others.
+
+        Made and checked once per layer and input shape (`make_windows`): the layer is frozen, so they cannot change.
+        """
+        return _windows(self, x) if type(self).make_windows is not Layer.make_windows else ()
+
+    def make_windows(self, x: Shape) -> tuple[Window, ...]:
+        """The windows of `windows`, expanded per axis from the fields and checked; a sliding-window kind overrides this."""
+        return ()
+
+    # 3. Its explanation --------------------------------------------------------------------------------------
+    def summary(self, x: Shape) -> str:
+        """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
+        return ""
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        """How the numbers come out, as (quantity, text) lines for --explain."""
+        return []
+
+    # 4. Its receptive field ----------------------------------------------------------------------------------
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        """The receptive field and jump of the output, from the input's (see layers/receptive_field.py): through a
+        sliding window's kernels (conv, pool); None: not known for this kind. The engine keeps a field that already
+        sees the whole input as it is."""
+        ws = self.windows(x)
+        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws]) if ws else None
+
+    # 5. Its teaching hooks -----------------------------------------------------------------------------------
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        """Typical wrong values of one of this layer's quantities ("params", "macs", "output"...) and what
+        each one gets wrong, for `check`'s hints: ((2·T·d, "γ and β are shared by every token"), ...)."""
+        return ()
+
+    def dense_equivalent_weights(self, x: Shape) -> Dim | None:
+        """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
+        return None
+
+    # 6. Its torch module -------------------------------------------------------------------------------------
+    def to_torch(self, x: Shape, nn):
+        """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
+        raise NotImplementedError(self.kind)
+
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         """Where torch 2.13's FlopCounterMode on the CPU (or the CPU itself) differs from archcalc's convention:
         quantity ("flops", "training_flops", "saved_bytes") -> (what torch counts for one sample, or None when it
         cannot be compared on the CPU; why). `verify` accepts that count, and says why."""
         return {}
 
-    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        """The tensors autograd keeps for the backward pass; `grad`: the input requires grad
-        (a layer with no parameters of its own keeps nothing when nothing before it has any)."""
-        return ()
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
+        return {}
 
-    def saves_before_output(self, keeps: tuple[Kept, ...], cuda: bool) -> bool:
-        """Whether the last of `keeps` (what the layer's op saves) is saved before its output exists: autograd
-        saves an op's inputs before it runs, its outputs after (where torch's checkpoint stops recomputing)."""
-        return all(k.tensor == Tensor.input for k in keeps)
+    @classmethod
+    def torch_value(cls, field: str, value):
+        """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
+        return value
 
-    def token_ids(self) -> Dim | None:
-        """How many token ids the layer reads (its input is int64 ids below this: an embedding); None: values."""
-        return None
-
-    def weight_shape(self, x: Shape) -> Shape | None:
-        """The shape of the layer's one weight tensor, for weight tying (None: it has no single weight)."""
-        return None
-
-    def tied(self) -> str | None:
-        """The name of the earlier layer whose weight this layer shares (its own weights then count 0)."""
-        return None
-
+    # 7. The memory timeline's hooks (archcalc/memory/) -------------------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
         return 0
-
-    def receptive(self, x: Shape, field: Field) -> Field | None:
-        """The receptive field and jump of the output, from the input's (see layers/field.py); None: not known
-        for this kind. The engine keeps a field that already sees the whole input as it is."""
-        return None
-
-    def dense_equivalent_weights(self, x: Shape) -> Dim | None:
-        """The weights a dense layer between the same input and output would need (conv only: the course's 4.1)."""
-        return None
-
-    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
-        """Typical wrong values of one of this layer's quantities ("params", "macs", "output"...) and what
-        each one gets wrong, for `check`'s hints: ((2·T·d, "γ and β are shared by every token"), ...)."""
-        return ()
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
@@ -321,43 +399,6 @@ class Layer:
         it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
         return False
 
-    def summary(self, x: Shape) -> str:
-        """The hyperparameters in short form, for the table: '11×11/4, p2, relu'."""
-        return ""
-
-    def derive(self, x: Shape) -> list[tuple[str, str]]:
-        """How the numbers come out, as (quantity, text) lines for --explain."""
-        return []
-
-    def windows(self, x: Shape) -> tuple[Window, ...]:
-        """The kernel sliding over each spatial axis, for a sliding-window layer (conv, pool); () for others.
-
-        Made and checked once per layer and input shape (`make_windows`): the layer is frozen, so they cannot change.
-        """
-        return _windows(self, x) if type(self).make_windows is not Layer.make_windows else ()
-
-    def make_windows(self, x: Shape) -> tuple[Window, ...]:
-        """The windows of `windows`, expanded per axis from the fields and checked; a sliding-window kind overrides this."""
-        return ()
-
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        """Whether a quiz asks for this layer's output shape: when the layer changes the shape."""
-        return y != x
-
-    @classmethod
-    def torch_fields(cls, torch_name: str) -> dict:
-        """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
-        return {}
-
-    @classmethod
-    def torch_value(cls, field: str, value):
-        """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
-        return value
-
-    def to_torch(self, x: Shape, nn):
-        """The torch module for this layer (without its `activation`), from the torch.nn namespace `nn`."""
-        raise NotImplementedError(self.kind)
-
 
 @lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)
 def _windows(layer: Layer, x: Shape) -> tuple[Window, ...]:
@@ -394,6 +435,11 @@ def per_axis(value, n: int, field: str) -> tuple:
 
 def with_activation(text: str, activation: str | None) -> str:
     return ", ".join(part for part in (text, activation) if part)
+
+
+def setting(prefix: str, values: tuple, default) -> str:
+    """', p2' (prefix and the values per axis) where a setting differs from its default on some axis, else ''."""
+    return prefix + axes_text(values) if any(v != default for v in values) else ""
 
 
 def axes_text(values: tuple) -> str:

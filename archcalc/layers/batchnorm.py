@@ -1,4 +1,5 @@
-"""Batch normalization over the channels (torch.nn.BatchNorm1d/2d/3d)."""
+"""Batch normalization over the channels (torch.nn.BatchNorm1d/2d/3d), and the ChannelAffine base it shares
+with group and instance normalization (norms.py): a scale γ and a shift β per channel."""
 
 from __future__ import annotations
 
@@ -11,12 +12,30 @@ from .base import Kept, Layer, Storage, Tensor, activation_field, activation_kee
 from .receptive_field import Field
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChannelAffine(Layer):
+    """A normalization with a scale γ (its weights) and a shift β (its biases) per channel when `affine`:
+    batch, group and instance normalization. A kind on this base declares the field `affine`."""
+
+    def weights(self, x: Shape) -> Dim:
+        return self.channels(x) if self.affine else 0
+
+    def biases(self, x: Shape) -> Dim:
+        return self.channels(x) if self.affine else 0
+
+    def channels(self, x: Shape) -> Dim:
+        """The input's channels, its first axis."""
+        return x[0]
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
-class BatchNorm(Layer):
+class BatchNorm(ChannelAffine):
     """A scale and a shift per channel (the weights and biases); running statistics are buffers, not parameters."""
 
     kind = "batchnorm"
+    colour = "#b6d7a8"
+    joins_box_before = True
     torch_modules = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
     affine: bool = flag(True)
     activation: str | None = activation_field()
@@ -24,24 +43,12 @@ class BatchNorm(Layer):
     def output(self, x: Shape) -> Shape:
         return x
 
-    def weights(self, x: Shape) -> Dim:
-        return x[0] if self.affine else 0
-
-    def biases(self, x: Shape) -> Dim:
-        return x[0] if self.affine else 0
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        return field  # element-wise
-
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not (grad or self.affine):
             return ()
         stats = (Kept(Tensor.own, x[0], Storage.param, per_sample=False, what="batch mean"),
                  Kept(Tensor.own, x[0], Storage.param, per_sample=False, what="batch 1/std"))
         return (Kept(Tensor.input, num.mul(x), what="input"), *stats, *activation_keeps(self.activation, y))
-
-    def buffer_bytes(self, x: Shape, size: int) -> Dim:
-        return 2 * x[0] * size + 8  # running mean and variance per channel, and an int64 step counter
 
     def summary(self, x: Shape) -> str:
         return with_activation("" if self.affine else "affine=false", self.activation)
@@ -55,5 +62,11 @@ class BatchNorm(Layer):
             ("biases", f"biases = channels = {c} (a shift β per channel); running mean and variance are buffers"),
         ]
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise
+
     def to_torch(self, x: Shape, nn):
         return getattr(nn, f"BatchNorm{max(len(x) - 1, 1)}d")(int(x[0]), affine=self.affine)
+
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        return 2 * x[0] * size + 8  # running mean and variance per channel, and an int64 step counter

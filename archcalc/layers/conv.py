@@ -1,4 +1,6 @@
-"""Convolution over 1, 2 or 3 spatial axes (torch.nn.Conv1d/2d/3d)."""
+"""Convolution over 1, 2 or 3 spatial axes (torch.nn.Conv1d/2d/3d), and the Convolution base it shares with
+the transposed convolution (transpose.py): channels in groups, a kernel along each spatial axis, a bias per
+output channel."""
 
 from __future__ import annotations
 
@@ -8,37 +10,84 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag, size
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, Tensor, activation_field, activation_keeps, axes_text, ints, per_axis, register, spatial, with_activation
-from .receptive_field import Field
-from .window import Window, axis_lines
+from .base import Kept, Layer, Tensor, activation_field, activation_keeps, ints, per_axis, register, setting, spatial, with_activation
+from .window import Scatter, Window, axis_lines
 
 
-def grouped_torch_counts(macs: Dim, groups: Dim, grad: bool) -> dict[str, tuple[Dim | None, str]]:
-    """What FlopCounterMode counts where it differs from the real work, for a conv or a transposed conv:
-    its conv_backward_flop ignores groups for the weight's gradient, so counts it `groups` times."""
-    if groups == 1:
-        return {}
-    counted = num.normal(2 * (macs + macs * groups + (macs if grad else 0)))
-    return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
+@dataclass(frozen=True, kw_only=True)
+class Convolution(Layer):
+    """What a convolution and a transposed convolution share. A kind on this base declares the fields
+    out_channels, kernel_size, stride, padding, dilation, groups, bias and activation, and its kernel's
+    `geometry` along each spatial axis (Windows that slide, Scatters that scatter)."""
 
+    colour = "#f4c27a"
 
-def grouped_in_channels(x: Shape, out_channels: Dim, groups: Dim) -> Dim:
-    """The input's channels, x[0], once both they and out_channels divide by groups (conv and conv_transpose)."""
-    for channels, role in ((x[0], "in_channels"), (out_channels, "out_channels")):
-        if num.is_concrete(channels) and num.is_concrete(groups) and channels % groups:
-            raise SpecError(
-                f"groups = {groups} does not divide {role} = {fmt.group(channels)}",
-                "in_channels (the input's channels) and out_channels must both divide by groups",
-                "groups",
-            )
-    return x[0]
+    def output(self, x: Shape) -> Shape:
+        self.in_channels(x)
+        return (self.out_channels, *(a.out() for a in self.geometry(x)))
+
+    def biases(self, x: Shape) -> Dim:
+        return self.out_channels if self.bias else 0
+
+    def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        # the weight's gradient is as much work as the forward, the input's (when it needs one) too
+        macs = self.macs(x)
+        return macs + (macs if grad else 0)
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return (self.kept_input(x), *activation_keeps(self.activation, y))
+
+    def kept_input(self, x: Shape) -> Kept:
+        """What the convolution's op keeps of its input (the activation's tensor aside): the input itself."""
+        return Kept(Tensor.input, num.mul(x), what="input")
+
+    def geometry(self, x: Shape) -> tuple[Window, ...] | tuple[Scatter, ...]:
+        """The kernel along each spatial axis of `x`."""
+        raise NotImplementedError
+
+    def in_channels(self, x: Shape) -> Dim:
+        """The input's channels, x[0], once both they and out_channels divide by groups."""
+        for channels, role in ((x[0], "in_channels"), (self.out_channels, "out_channels")):
+            if num.is_concrete(channels) and num.is_concrete(self.groups) and channels % self.groups:
+                raise SpecError(
+                    f"groups = {self.groups} does not divide {role} = {fmt.group(channels)}",
+                    "in_channels (the input's channels) and out_channels must both divide by groups",
+                    "groups",
+                )
+        return x[0]
+
+    def kernel(self, x: Shape) -> tuple:
+        return tuple(a.k for a in self.geometry(x))
+
+    def settings(self, x: Shape, padding: str) -> str:
+        """The kernel and the settings that differ from their defaults, for the summary: '11×11/4' then `padding`
+        (the kind's words for it), dilation, groups, 'no bias'."""
+        ax = self.geometry(x)
+        text = "×".join(fmt.group(a.k) for a in ax) + setting("/", tuple(a.s for a in ax), 1) + padding
+        text += setting(", d", tuple(a.d for a in ax), 1)
+        if self.groups != 1:
+            text += f", g{fmt.group(self.groups)}"
+        return text + ("" if self.bias else ", no bias")
+
+    def per_group(self, channels: Dim) -> str:
+        """'C' or '(C/groups)', in a derivation's product."""
+        return fmt.term(channels) if self.groups == 1 else f"({fmt.term(channels)}/{fmt.term(self.groups)})"
+
+    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
+        # FlopCounterMode's conv_backward_flop ignores groups for the weight's gradient, so counts it `groups` times
+        if self.groups == 1:
+            return {}
+        macs = self.macs(x)
+        counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
+        return {"training_flops": (counted, "it counts a grouped conv's weight gradient `groups` times")}
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
-class Conv(Layer):
+class Conv(Convolution):
     kind = "conv"
     mistakes = frozenset({"input_channels", "input_channels_forgotten", "kernel_not_squared"})
+    asks_shape = True
     torch_modules = ("Conv1d", "Conv2d", "Conv3d")
     out_channels: Dim = size()
     kernel_size: Dim | tuple = axes()
@@ -49,6 +98,36 @@ class Conv(Layer):
     bias: bool = flag(True)
     activation: str | None = activation_field()
     padding_mode: str = choice("zeros", "reflect", "replicate", "circular", default="zeros")
+
+    def weights(self, x: Shape) -> Dim:
+        return self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
+
+    def macs(self, x: Shape) -> Dim:
+        per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
+        return num.mul(self.output(x)) * per_output
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if self.padding_mode == "zeros":
+            return super().keeps(x, y, grad)
+        # any other mode pads a copy first (F.pad) and the convolution keeps that copy; reflect and
+        # replicate padding keep their input for their own backward too (circular slices: it keeps nothing)
+        padded = num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
+        pad_input = (Kept("input", num.mul(x), what=f"input ({self.padding_mode} padding's)"),) if grad and self.padding_mode != "circular" else ()
+        return (*pad_input, Kept("own", padded, what=f"the {self.padding_mode}-padded copy of the input"),
+                *activation_keeps(self.activation, y))
+
+    def kept_input(self, x: Shape) -> Kept:
+        # padding "same" with an odd total d·(k − 1) on an axis: torch pads the input by one more on
+        # the right of that axis (a new, zero-padded copy) and keeps that copy instead of the input
+        if self.padding == "same":
+            extra = [w.d * (w.k - 1) % 2 for w in self.windows(x)]
+            if all(map(num.is_concrete, extra)) and any(extra):
+                padded = x[0] * num.mul(n + e for n, e in zip(x[1:], extra))
+                return Kept(Tensor.own, padded, what="input zero-padded on the right ('same' padding with an even span)")
+        return super().kept_input(x)
+
+    def geometry(self, x: Shape) -> tuple[Window, ...]:
+        return self.windows(x)
 
     def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
@@ -90,94 +169,14 @@ class Conv(Layer):
                     f"PyTorch's {self.padding_mode} padding must be {words} the input size on each axis", "padding",
                 )
 
-    def in_channels(self, x: Shape) -> Dim:
-        return grouped_in_channels(x, self.out_channels, self.groups)
-
-    def output(self, x: Shape) -> Shape:
-        self.in_channels(x)
-        return (self.out_channels, *(w.out() for w in self.windows(x)))
-
-    def kernel(self, x: Shape) -> tuple:
-        return tuple(w.k for w in self.windows(x))
-
-    def weights(self, x: Shape) -> Dim:
-        return self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
-
-    def biases(self, x: Shape) -> Dim:
-        return self.out_channels if self.bias else 0
-
-    def macs(self, x: Shape) -> Dim:
-        per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
-        return num.mul(self.output(x)) * per_output
-
-    def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        # the weight's gradient is as much work as the forward, the input's (when it needs one) too
-        macs = self.macs(x)
-        return macs + (macs if grad else 0)
-
-    def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
-        return grouped_torch_counts(self.macs(x), self.groups, grad)
-
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        ws = self.windows(x)
-        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
-
-    def dense_equivalent_weights(self, x: Shape) -> Dim:
-        return num.normal(num.mul(x) * num.mul(self.output(x)))
-
-    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        if self.padding_mode == "zeros":
-            return (self.kept_input(x), *activation_keeps(self.activation, y))
-        # any other mode pads a copy first (F.pad) and the convolution keeps that copy; reflect and
-        # replicate padding keep their input for their own backward too (circular slices: it keeps nothing)
-        padded = num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
-        pad_input = (Kept("input", num.mul(x), what=f"input ({self.padding_mode} padding's)"),) if grad and self.padding_mode != "circular" else ()
-        return (*pad_input, Kept("own", padded, what=f"the {self.padding_mode}-padded copy of the input"),
-                *activation_keeps(self.activation, y))
-
-    def padded_gradient(self, x: Shape) -> Dim:
-        if self.padding_mode != "zeros":
-            return num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
-        kept = self.kept_input(x)
-        return kept.elements if kept.tensor == Tensor.own else 0
-
-    def kept_input(self, x: Shape) -> Kept:
-        # padding "same" with an odd total d·(k − 1) on an axis: torch pads the input by one more on
-        # the right of that axis (a new, zero-padded copy) and keeps that copy instead of the input
-        if self.padding == "same":
-            extra = [w.d * (w.k - 1) % 2 for w in self.windows(x)]
-            if all(map(num.is_concrete, extra)) and any(extra):
-                padded = x[0] * num.mul(n + e for n, e in zip(x[1:], extra))
-                return Kept(Tensor.own, padded, what="input zero-padded on the right ('same' padding with an even span)")
-        return Kept(Tensor.input, num.mul(x), what="input")
-
     def summary(self, x: Shape) -> str:
-        ws = self.windows(x)
-        text = "×".join(fmt.group(w.k) for w in ws)
-        if any(w.s != 1 for w in ws):
-            text += "/" + axes_text(tuple(w.s for w in ws))
-        if self.padding == "same":
-            text += ", same"
-        elif any(w.p != 0 for w in ws):
-            text += ", p" + axes_text(tuple(w.p for w in ws))
-        if any(w.d != 1 for w in ws):
-            text += ", d" + axes_text(tuple(w.d for w in ws))
-        if self.groups != 1:
-            text += f", g{fmt.group(self.groups)}"
-        if not self.bias:
-            text += ", no bias"
-        if self.padding_mode != "zeros":
-            text += f", {self.padding_mode}"
-        return with_activation(text, self.activation)
+        padding = ", same" if self.padding == "same" else setting(", p", tuple(w.p for w in self.windows(x)), 0)
+        mode = f", {self.padding_mode}" if self.padding_mode != "zeros" else ""
+        return with_activation(self.settings(x, padding) + mode, self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
-        ws = self.windows(x)
-        lines = axis_lines(ws)
-        cin = self.in_channels(x)
-        per_group = fmt.term(cin) if self.groups == 1 else f"({fmt.term(cin)}/{fmt.term(self.groups)})"
+        lines = axis_lines(self.windows(x))
+        per_group = self.per_group(self.in_channels(x))
         factors = f"{fmt.term(self.out_channels)}·{per_group}·{fmt.kernel(self.kernel(x))}"
         lines.append(("weights", f"weights = C_out·C_in{'/groups' * (self.groups != 1)}·kernel = {factors} = {fmt.group(self.weights(x))}"))
         if self.bias:
@@ -204,11 +203,8 @@ class Conv(Layer):
             text += f", {times}× the conv's {fmt.group(weights)}"
         return text
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return (f"conv{len(x) - 1}d",)
-
-    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
-        return (0,)  # ConvolutionBackward keeps the weight, whether or not the input needs a gradient
+    def dense_equivalent_weights(self, x: Shape) -> Dim:
+        return num.normal(num.mul(x) * num.mul(self.output(x)))
 
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)
@@ -218,3 +214,14 @@ class Conv(Layer):
             dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias, padding_mode=self.padding_mode,
         )
 
+    def padded_gradient(self, x: Shape) -> Dim:
+        if self.padding_mode != "zeros":
+            return num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
+        kept = self.kept_input(x)
+        return kept.elements if kept.tensor == Tensor.own else 0
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"conv{len(x) - 1}d",)
+
+    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
+        return (0,)  # ConvolutionBackward keeps the weight, whether or not the input needs a gradient

@@ -17,17 +17,35 @@ from .receptive_field import Field
 class Dense(Layer):
     kind = "dense"
     mistakes = frozenset({"bias_per_input"})
+    asks_shape = False  # its output is out_features, as the spec writes it
+    colour = "#8fb3de"
     torch_modules = ("Linear",)
     out_features: Dim = size()
     bias: bool = flag(True)
     activation: str | None = activation_field()
     tie: str | None = ref(None)  # an earlier layer whose weight this one shares (GPT-2's output layer: tie = "wte")
 
-    def tied(self) -> str | None:
-        return self.tie
+    def output(self, x: Shape) -> Shape:
+        self.in_features(x)
+        return (*x[:-1], self.out_features)
+
+    def weights(self, x: Shape) -> Dim:
+        return 0 if self.tie else self.in_features(x) * self.out_features
+
+    def biases(self, x: Shape) -> Dim:
+        return self.out_features if self.bias else 0
 
     def weight_shape(self, x: Shape) -> Shape:
         return (self.out_features, self.in_features(x))
+
+    def macs(self, x: Shape) -> Dim:
+        return num.normal(self.tokens(x) * self.in_features(x) * self.out_features)
+
+    def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        return self.macs(x) * (2 if grad else 1)
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def in_features(self, x: Shape) -> Dim:
         if len(x) > 2:
@@ -39,52 +57,6 @@ class Dense(Layer):
         """How many times the layer is applied: once on a flat input, once per token on [T, d] (as nn.Linear)."""
         self.in_features(x)
         return num.mul(x[:-1])
-
-    def output(self, x: Shape) -> Shape:
-        self.in_features(x)
-        return (*x[:-1], self.out_features)
-
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return False  # its output is out_features, as the spec writes it
-
-    def weights(self, x: Shape) -> Dim:
-        return 0 if self.tie else self.in_features(x) * self.out_features
-
-    def biases(self, x: Shape) -> Dim:
-        return self.out_features if self.bias else 0
-
-    def macs(self, x: Shape) -> Dim:
-        return num.normal(self.tokens(x) * self.in_features(x) * self.out_features)
-
-    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
-        if len(x) != 2:
-            return ()
-        t = fmt.group(x[0])
-        if quantity == "params":
-            return ((num.normal(x[0] * (self.weights(x) + self.biases(x))), f"counted per token: one weight matrix serves "
-                     f"all T = {t} tokens, params = {fmt.group(self.weights(x) + self.biases(x))}"),)
-        if quantity in ("macs", "flops"):
-            once = num.normal(self.weights(x) * (2 if quantity == "flops" else 1))
-            return ((once, f"one token only: the layer runs on each of the T = {t} tokens, {quantity} ×{t}"),)
-        return ()
-
-    def scores_axis(self, y: Shape) -> int:
-        return len(y) - 1  # per token on [T, d]: a language model's [T, V] scores
-
-    def unfused_bias(self) -> bool:
-        return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place
-
-    def contiguous_input(self) -> bool:
-        return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
-
-    def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        return self.macs(x) * (2 if grad else 1)
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        return field  # element-wise: over a flat input every output already sees the whole input
-
-    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        return (Kept(Tensor.input, num.mul(x), what="input"), *activation_keeps(self.activation, y))
 
     def summary(self, x: Shape) -> str:
         text = f"{fmt.group(self.in_features(x))}→{fmt.group(self.out_features)}" + (", per token" if len(x) == 2 else "")
@@ -105,11 +77,35 @@ class Dense(Layer):
                                        f"as nn.Linear does on [B, T, d]; weights do not grow with T"))
         return lines
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field  # element-wise: over a flat input every output already sees the whole input
+
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if len(x) != 2:
+            return ()
+        t = fmt.group(x[0])
+        if quantity == "params":
+            return ((num.normal(x[0] * (self.weights(x) + self.biases(x))), f"counted per token: one weight matrix serves "
+                     f"all T = {t} tokens, params = {fmt.group(self.weights(x) + self.biases(x))}"),)
+        if quantity in ("macs", "flops"):
+            once = num.normal(self.weights(x) * (2 if quantity == "flops" else 1))
+            return ((once, f"one token only: the layer runs on each of the T = {t} tokens, {quantity} ×{t}"),)
+        return ()
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Linear(int(self.in_features(x)), int(self.out_features), bias=self.bias)
+
+    def scores_axis(self, y: Shape) -> int:
+        return len(y) - 1  # per token on [T, d]: a language model's [T, V] scores
+
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return ("linear",)
 
     def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
         return (0,) if grad else ()  # AddmmBackward keeps the weight for the input's gradient only
 
-    def to_torch(self, x: Shape, nn):
-        return nn.Linear(int(self.in_features(x)), int(self.out_features), bias=self.bias)
+    def contiguous_input(self) -> bool:
+        return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
+
+    def unfused_bias(self) -> bool:
+        return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place

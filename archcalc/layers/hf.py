@@ -13,24 +13,15 @@ from dataclasses import dataclass
 
 from ..core import autocast, num
 from ..core.num import Shape
-from .base import Kept, Layer, Tensor, register
-from .receptive_field import Field
+from .base import Kept, Tensor, register
+from .elementwise import ElementWise
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
-class NewGELU(Layer):
+class NewGELU(ElementWise):
     kind = "gelu_new"
     torch_modules = ("NewGELUActivation",)
-
-    def keeps_layout(self) -> bool:
-        return True  # element-wise ops keep the input's strides
-
-    def output(self, x: Shape) -> Shape:
-        return x
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        return field  # element-wise
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not grad:
@@ -38,6 +29,15 @@ class NewGELU(Layer):
         n = num.mul(x)
         return (Kept(Tensor.input, n, what="input (x**3's)"), Kept(Tensor.own, n, what="0.5·x"),
                 Kept(Tensor.own, n, what="tanh(√(2/π)·(x + 0.044715·x³))"), Kept(Tensor.own, n, what="1 + tanh(…)"))
+
+    def summary(self, x: Shape) -> str:
+        return "Hugging Face's tanh GELU, as separate ops"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", "same shape: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), element-wise")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.NewGELU()
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
@@ -94,12 +94,3 @@ class NewGELU(Layer):
             bwd += [("grad", "gxp"), ("-", "gxp")]
         bwd += [("+", "gxh", n, v), ("-", gvn), ("grad", "gxh"), ("-", "gxh")]
         return tuple(fwd), tuple(bwd)
-
-    def summary(self, x: Shape) -> str:
-        return "Hugging Face's tanh GELU, as separate ops"
-
-    def derive(self, x: Shape) -> list[tuple[str, str]]:
-        return [("output", "same shape: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), element-wise")]
-
-    def to_torch(self, x: Shape, nn):
-        return nn.NewGELU()

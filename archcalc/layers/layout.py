@@ -38,6 +38,12 @@ def _normal(shape, strides):
     return tuple(strides)
 
 
+def expanded(strides) -> bool:
+    """Whether a layout repeats elements (a stride of 0: `parameter` expanded over the batch). An element-wise op
+    keeps a permuted input's layout, but makes a contiguous output of an expanded one (measured: relu)."""
+    return strides is not None and any(num.is_concrete(s) and s == 0 for s in strides)
+
+
 def permuted(x, strides, order):
     """The layout after a permute of the sample axes: output axis i is input sample axis order[i]."""
     full = contiguous(_full(x)) if strides is None else strides

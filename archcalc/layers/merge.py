@@ -62,16 +62,17 @@ def broadcast(xs: tuple[Shape, ...], kind: str) -> Shape:
 @dataclass(frozen=True, kw_only=True)
 class Merge(Layer):
     merges: ClassVar[bool] = True
+    colour: ClassVar[str] = "#ffffff"
     activation: str | None = activation_field()
 
     def keeps(self, x: tuple[Shape, ...], y: Shape, grad: tuple[bool, ...]) -> tuple[Kept, ...]:
         return activation_keeps(self.activation, y) if any(grad) else ()
 
-    def receptive(self, x: tuple[Shape, ...], field: Field) -> Field:
-        return field  # element-wise over its inputs: the engine already took the worst path (field.merge)
-
     def summary(self, x) -> str:
         return with_activation("", self.activation)
+
+    def receptive(self, x: tuple[Shape, ...], field: Field) -> Field:
+        return field  # element-wise over its inputs: the engine already took the worst path (field.merge)
 
 
 @register
@@ -84,15 +85,15 @@ class Add(Merge):
     def output(self, x: tuple[Shape, ...]) -> Shape:
         return broadcast(x, self.kind)
 
-    def passes_gradient(self) -> str:
-        return "same"  # AddBackward hands each input the output's gradient itself
-
     def derive(self, x) -> list[tuple[str, str]]:
         return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: element-wise sum, "
                            "each axis equal or 1 (PyTorch's broadcasting); no weights, no FLOPs counted")]
 
     def to_torch(self, x, nn):
         return nn.Add()
+
+    def passes_gradient(self) -> str:
+        return "same"  # AddBackward hands each input the output's gradient itself
 
 
 @register
@@ -129,16 +130,6 @@ class Concat(Merge):
     kind = "concat"
     dim: Dim = size(0, minimum=0)
 
-    def axis(self, x: tuple[Shape, ...]) -> int:
-        _same_rank(x, self.kind)
-        if self.dim >= len(x[0]):
-            raise SpecError(f"dim {self.dim} is not an axis of {fmt.shape(x[0])}",
-                            f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")
-        return int(self.dim)
-
-    def passes_gradient(self) -> str:
-        return "slice"  # CatBackward hands each input a slice (a view) of the output's gradient
-
     def output(self, x: tuple[Shape, ...]) -> Shape:
         axis = self.axis(x)
         for other in range(len(x[0])):
@@ -156,6 +147,13 @@ class Concat(Merge):
                     )
         return tuple(num.add(s[axis] for s in x) if i == axis else d for i, d in enumerate(x[0]))
 
+    def axis(self, x: tuple[Shape, ...]) -> int:
+        _same_rank(x, self.kind)
+        if self.dim >= len(x[0]):
+            raise SpecError(f"dim {self.dim} is not an axis of {fmt.shape(x[0])}",
+                            f"dim counts the axes of one sample from 0 (the channels) to {len(x[0]) - 1}", "dim")
+        return int(self.dim)
+
     def summary(self, x) -> str:
         return with_activation(f"dim {self.dim}", self.activation)
 
@@ -165,8 +163,11 @@ class Concat(Merge):
         return [("output", f"{shapes_text(x)} → {fmt.shape(self.output(x))}: axis {axis} adds up, "
                            f"{sizes} = {fmt.group(self.output(x)[axis])}; the other axes must be equal; no weights")]
 
+    def to_torch(self, x, nn):
+        return nn.Concat(self.axis(x))
+
     def autocast_ops(self, x) -> tuple[str, ...]:
         return ("cat",)
 
-    def to_torch(self, x, nn):
-        return nn.Concat(self.axis(x))
+    def passes_gradient(self) -> str:
+        return "slice"  # CatBackward hands each input a slice (a view) of the output's gradient

@@ -1,6 +1,7 @@
 """Normalizations over a sample's own values: layer, group, instance and RMS normalization, and
 AlexNet's local response normalization (torch.nn.LayerNorm, GroupNorm, InstanceNorm*d, RMSNorm,
-LocalResponseNorm).
+LocalResponseNorm). LayerNorm and RMSNorm share LastAxesNorm (over the last axes, a scale per
+normalized value); GroupNorm and InstanceNorm share batchnorm.py's ChannelAffine (γ and β per channel).
 
 FlopCounterMode counts none of them (no matrix product). What each keeps for backward was
 measured with saved_tensors_hooks on torch 2.13's CPU, in float32, float64 and bfloat16: the
@@ -18,6 +19,7 @@ from ..core.errors import SpecError
 from ..core.fields import flag, real, size as whole, sizes
 from ..core.num import Dim, Shape, Value
 from .base import Kept, Layer, ints, register
+from .batchnorm import ChannelAffine
 
 
 def _normalized(layer, x: Shape) -> tuple:
@@ -56,16 +58,11 @@ def _stats(elements: Dim, dtype: str = "model") -> tuple[Kept, Kept]:
             Kept("own", elements, dtype, what="1/std (one per normalized group)"))
 
 
-@register
 @dataclass(frozen=True, kw_only=True)
-class LayerNorm(Layer):
-    """Normalizes each sample over its last axes; a scale and a shift per normalized value."""
-
-    kind = "layernorm"
-    torch_modules = ("LayerNorm",)
-    normalized_shape: tuple | None = sizes(None, scalar=True)
-    elementwise_affine: bool = flag(True)
-    bias: bool = flag(True)
+class LastAxesNorm(Layer):
+    """What LayerNorm and RMSNorm share: each sample's values are normalized in groups over its last axes,
+    `normalized_shape` (default: the last axis), with a scale γ per normalized value when `elementwise_affine`.
+    A kind on this base declares the fields normalized_shape and elementwise_affine."""
 
     def output(self, x: Shape) -> Shape:
         _normalized(self, x)
@@ -74,27 +71,31 @@ class LayerNorm(Layer):
     def weights(self, x: Shape) -> Dim:
         return num.mul(_normalized(self, x)) if self.elementwise_affine else 0
 
+    def groups(self, x: Shape) -> Dim:
+        """How many groups a sample's values are normalized in (the tokens of [T, d]): one per position of the axes before."""
+        return num.mul(x[: len(x) - len(_normalized(self, x))])
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(LastAxesNorm):
+    """Normalizes each sample over its last axes; a scale and a shift per normalized value."""
+
+    kind = "layernorm"
+    torch_modules = ("LayerNorm",)
+    normalized_shape: tuple | None = sizes(None, scalar=True)
+    elementwise_affine: bool = flag(True)
+    bias: bool = flag(True)
+
     def biases(self, x: Shape) -> Dim:
         return num.mul(_normalized(self, x)) if self.elementwise_affine and self.bias else 0
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not (grad or self.elementwise_affine):
             return ()
-        groups = num.mul(x[: len(x) - len(_normalized(self, x))])
         # statistics in the parameters' dtype when they differ from the input's (CPU autocast: a 16-bit input with
         # float32 weights is layer_norm's mixed type, float32 statistics; measured); without weights, the input's
-        return (Kept("input", num.mul(x), what="input"), *_stats(groups, "param" if self.elementwise_affine else "model"))
-
-    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
-        if quantity not in ("params", "weights") or not self.elementwise_affine:
-            return ()
-        d = num.mul(_normalized(self, x))
-        params = num.normal(d * (2 if self.bias else 1)) if quantity == "params" else d
-        out = [(num.normal(num.div(num.mul(x), d) * params), f"counted per token: LayerNorm's γ{' and β' * (quantity == 'params' and self.bias)} "
-                f"are one per normalized value ({fmt.group(d)}), shared by every position: {quantity} = {fmt.group(params)}")]
-        if quantity == "params" and self.bias:
-            out.append((d, f"γ only: LayerNorm has a scale γ and a shift β per normalized value, params = 2·{fmt.group(d)}"))
-        return tuple(out)
+        return (Kept("input", num.mul(x), what="input"), *_stats(self.groups(x), "param" if self.elementwise_affine else "model"))
 
     def summary(self, x: Shape) -> str:
         parts = [f"over {fmt.shape(_normalized(self, x))}"]
@@ -107,8 +108,7 @@ class LayerNorm(Layer):
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         shape = _normalized(self, x)
         n = fmt.group(num.mul(shape))
-        groups = num.mul(x[: len(x) - len(shape)])
-        lines = [("output", f"same shape: each of the {fmt.group(groups)} groups of {n} values (normalized_shape "
+        lines = [("output", f"same shape: each of the {fmt.group(self.groups(x))} groups of {n} values (normalized_shape "
                             f"{fmt.shape(shape)}) is normalized on its own, per sample")]
         if not self.elementwise_affine:
             return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
@@ -117,16 +117,27 @@ class LayerNorm(Layer):
         lines.append(("biases", f"biases = {n} (a shift β per normalized value)" if self.bias else "biases = 0 (bias = false)"))
         return lines
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("layer_norm",)
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity not in ("params", "weights") or not self.elementwise_affine:
+            return ()
+        d = num.mul(_normalized(self, x))
+        params = num.normal(d * (2 if self.bias else 1)) if quantity == "params" else d
+        out = [(num.normal(num.div(num.mul(x), d) * params), f"counted per token: LayerNorm's γ{' and β' * (quantity == 'params' and self.bias)} "
+                f"are one per normalized value ({fmt.group(d)}), shared by every position: {quantity} = {fmt.group(params)}")]
+        if quantity == "params" and self.bias:
+            out.append((d, f"γ only: LayerNorm has a scale γ and a shift β per normalized value, params = 2·{fmt.group(d)}"))
+        return tuple(out)
 
     def to_torch(self, x: Shape, nn):
         return nn.LayerNorm(ints(_normalized(self, x)), elementwise_affine=self.elementwise_affine, bias=self.bias)
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("layer_norm",)
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
-class GroupNorm(Layer):
+class GroupNorm(ChannelAffine):
     """Normalizes each sample over groups of channels (and all their positions); a scale and shift per channel."""
 
     kind = "groupnorm"
@@ -134,8 +145,15 @@ class GroupNorm(Layer):
     num_groups: Dim = whole()
     affine: bool = flag(True)
 
-    def contiguous_input(self) -> bool:
-        return True  # measured: a permuted input is copied first, and the copy kept
+    def output(self, x: Shape) -> Shape:
+        self.channels(x)
+        return x
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not (grad or self.affine):
+            return ()
+        # a 16-bit input with float32 γ and β (autocast) keeps float32 statistics (group_norm's mixed types)
+        return (Kept("input", num.mul(x), what="input"), *_stats(self.num_groups, "param" if self.affine else "model"))
 
     def channels(self, x: Shape) -> Dim:
         if num.is_concrete(x[0]) and num.is_concrete(self.num_groups) and x[0] % self.num_groups:
@@ -145,28 +163,6 @@ class GroupNorm(Layer):
             raise SpecError("each group holds one value: normalizing it leaves 0 (PyTorch refuses it)",
                             "use fewer groups", "num_groups")
         return x[0]
-
-    def output(self, x: Shape) -> Shape:
-        self.channels(x)
-        return x
-
-    def weights(self, x: Shape) -> Dim:
-        return self.channels(x) if self.affine else 0
-
-    def biases(self, x: Shape) -> Dim:
-        return self.channels(x) if self.affine else 0
-
-    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        if not (grad or self.affine):
-            return ()
-        # a 16-bit input with float32 γ and β (autocast) keeps float32 statistics (group_norm's mixed types)
-        return (Kept("input", num.mul(x), what="input"), *_stats(self.num_groups, "param" if self.affine else "model"))
-
-    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
-        if quantity != "params" or not self.affine:
-            return ()
-        return ((num.normal(2 * self.num_groups), f"per group: GroupNorm's γ and β are per channel, "
-                 f"params = 2·C = {fmt.group(2 * x[0])} (the groups only pool the statistics)"),)
 
     def summary(self, x: Shape) -> str:
         return f"{fmt.group(self.num_groups)} groups" + ("" if self.affine else ", affine=false")
@@ -180,25 +176,31 @@ class GroupNorm(Layer):
         return [*lines, ("weights", f"weights = channels = {fmt.group(c)} (a scale γ per channel, not per group)"),
                 ("biases", f"biases = channels = {fmt.group(c)} (a shift β per channel)")]
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("group_norm",)
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity != "params" or not self.affine:
+            return ()
+        return ((num.normal(2 * self.num_groups), f"per group: GroupNorm's γ and β are per channel, "
+                 f"params = 2·C = {fmt.group(2 * x[0])} (the groups only pool the statistics)"),)
 
     def to_torch(self, x: Shape, nn):
         return nn.GroupNorm(int(self.num_groups), int(self.channels(x)), affine=self.affine)
 
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return ("group_norm",)
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
-class InstanceNorm(Layer):
+class InstanceNorm(ChannelAffine):
     """Normalizes each channel of each sample over its positions (no parameters unless affine)."""
 
     kind = "instancenorm"
     torch_modules = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d")
     affine: bool = flag(False)
     track_running_stats: bool = flag(False)
-
-    def contiguous_input(self) -> bool:
-        return True  # measured: a permuted input is copied first, and the copy kept
 
     def output(self, x: Shape) -> Shape:
         if not 2 <= len(x) <= 4:
@@ -207,12 +209,6 @@ class InstanceNorm(Layer):
             raise SpecError("instancenorm over 1 value per channel: PyTorch refuses to train it",
                             "it needs more than one position per channel")
         return x
-
-    def weights(self, x: Shape) -> Dim:
-        return x[0] if self.affine else 0
-
-    def biases(self, x: Shape) -> Dim:
-        return x[0] if self.affine else 0
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if not (grad or self.affine):
@@ -227,18 +223,6 @@ class InstanceNorm(Layer):
             repeated += [Kept("own", x[0], stats, what="running mean repeated for each sample"),
                          Kept("own", x[0], stats, what="running variance repeated for each sample")]
         return (Kept("input", num.mul(x), what="input"), *repeated, *_stats(x[0], "param" if self.affine else "model"))
-
-    def buffer_bytes(self, x: Shape, size: int) -> Dim:
-        return 2 * x[0] * size + 8 if self.track_running_stats else 0
-
-    def forward_scratch(self, x: Shape) -> Dim:
-        return x[0] if self.affine else 0  # β repeated for each sample (γ's repeat is kept: keeps)
-
-    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
-        return 2 * x[0] if self.affine else 0  # batch norm's backward on [1, B·C, ...]: γ and β gradients per sample
-
-    def update_scratch(self, x: Shape) -> Dim:
-        return x[0] if self.track_running_stats else 0  # running_mean.copy_(repeated.view(B, C).mean(0)), then var
 
     def summary(self, x: Shape) -> str:
         return ", ".join(part for part, on in (("affine", self.affine), ("running stats", self.track_running_stats)) if on)
@@ -255,10 +239,25 @@ class InstanceNorm(Layer):
         return getattr(nn, f"InstanceNorm{len(x) - 1}d")(int(x[0]), affine=self.affine,
                                                          track_running_stats=self.track_running_stats)
 
+    def buffer_bytes(self, x: Shape, size: int) -> Dim:
+        return 2 * x[0] * size + 8 if self.track_running_stats else 0
+
+    def forward_scratch(self, x: Shape) -> Dim:
+        return x[0] if self.affine else 0  # β repeated for each sample (γ's repeat is kept: keeps)
+
+    def backward_scratch(self, x: Shape, grad: bool) -> Dim:
+        return 2 * x[0] if self.affine else 0  # batch norm's backward on [1, B·C, ...]: γ and β gradients per sample
+
+    def contiguous_input(self) -> bool:
+        return True  # measured: a permuted input is copied first, and the copy kept
+
+    def update_scratch(self, x: Shape) -> Dim:
+        return x[0] if self.track_running_stats else 0  # running_mean.copy_(repeated.view(B, C).mean(0)), then var
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
-class RMSNorm(Layer):
+class RMSNorm(LastAxesNorm):
     """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
 
     kind = "rmsnorm"
@@ -267,22 +266,29 @@ class RMSNorm(Layer):
     eps: Value | None = real(None, low=0)
     elementwise_affine: bool = flag(True)
 
-    def output(self, x: Shape) -> Shape:
-        _normalized(self, x)
-        return x
-
-    def weights(self, x: Shape) -> Dim:
-        return num.mul(_normalized(self, x)) if self.elementwise_affine else 0
-
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         # torch 2.13 computes RMSNorm in float32 at least: a bfloat16 input is kept as a float32 copy
-        groups = num.mul(x[: len(x) - len(_normalized(self, x))])
+        groups = self.groups(x)
         normalized = Kept("own", num.mul(x), "opmath", what="x/rms, times γ in backward")
         if not grad:
             return (normalized,) if self.elementwise_affine else ()
         kept = [Kept("input", num.mul(x), "opmath", what="input (in float32 at least)"),
                 Kept("own", groups, "opmath", what="1/rms (one per normalized group)")]
         return (*kept, normalized) if self.elementwise_affine else tuple(kept)
+
+    def summary(self, x: Shape) -> str:
+        return f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        shape = _normalized(self, x)
+        lines = [("output", f"same shape: x / √(mean(x²) + eps) over normalized_shape {fmt.shape(shape)}, per sample")]
+        if not self.elementwise_affine:
+            return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
+        return [*lines, ("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
+
+    def to_torch(self, x: Shape, nn):
+        eps = None if self.eps is None else float(self.eps)
+        return nn.RMSNorm(ints(_normalized(self, x)), eps=eps, elementwise_affine=self.elementwise_affine)
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
@@ -329,22 +335,8 @@ class RMSNorm(Layer):
                     ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
         return _typed(fwd, amp), _typed(bwd, amp)
 
-    def summary(self, x: Shape) -> str:
-        return f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
-
-    def derive(self, x: Shape) -> list[tuple[str, str]]:
-        shape = _normalized(self, x)
-        lines = [("output", f"same shape: x / √(mean(x²) + eps) over normalized_shape {fmt.shape(shape)}, per sample")]
-        if not self.elementwise_affine:
-            return [*lines, ("weights", "no parameters (elementwise_affine = false)")]
-        return [*lines, ("weights", f"weights = normalized_shape = {fmt.group(num.mul(shape))} (a scale γ; RMSNorm has no shift β)")]
-
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return ("rms_norm",)
-
-    def to_torch(self, x: Shape, nn):
-        eps = None if self.eps is None else float(self.eps)
-        return nn.RMSNorm(ints(_normalized(self, x)), eps=eps, elementwise_affine=self.elementwise_affine)
 
 
 @register
@@ -374,6 +366,17 @@ class LocalResponseNorm(Layer):
         return (Kept("input", num.mul(x), what="input"), Kept("own", padded, what="squares, padded along the channels"),
                 Kept("own", num.mul(x), what="k + α·mean of squares"), Kept("own", num.mul(x), what="(k + α·mean of squares)^β"))
 
+    def summary(self, x: Shape) -> str:
+        return f"size {fmt.group(self.size)}, α={fmt.group(self.alpha)}, β={fmt.group(self.beta)}, k={fmt.group(self.k)}"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", f"same shape: each value divided by (k + α·mean of the squares of {fmt.group(self.size)} "
+                           "neighbouring channels)^β"),
+                ("weights", "no parameters: α, β, k and size are fixed hyperparameters")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.LocalResponseNorm(int(self.size), alpha=float(self.alpha), beta=float(self.beta), k=float(self.k))
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
         """F.local_response_norm's ops one by one (torch 2.13, measured with a TorchDispatchMode): x·x, padded along
@@ -396,14 +399,3 @@ class LocalResponseNorm(Layer):
                ("+", "gm", n), ("-", "ga"), ("+", "gpad", padded), ("-", "gm", "pad"), ("+", "gsq", n), ("-", "gpad"),
                ("+", "gx2", n), ("+", "gx3", n), ("-", "gsq", "x"), ("grad", "gx2"), ("grad", "gx3"), ("-", "gx2", "gx3"))
         return fwd, bwd
-
-    def summary(self, x: Shape) -> str:
-        return f"size {fmt.group(self.size)}, α={fmt.group(self.alpha)}, β={fmt.group(self.beta)}, k={fmt.group(self.k)}"
-
-    def derive(self, x: Shape) -> list[tuple[str, str]]:
-        return [("output", f"same shape: each value divided by (k + α·mean of the squares of {fmt.group(self.size)} "
-                           "neighbouring channels)^β"),
-                ("weights", "no parameters: α, β, k and size are fixed hyperparameters")]
-
-    def to_torch(self, x: Shape, nn):
-        return nn.LocalResponseNorm(int(self.size), alpha=float(self.alpha), beta=float(self.beta), k=float(self.k))

@@ -8,9 +8,14 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axes, choice, flag
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, spatial
-from .receptive_field import Field
+from .base import Kept, Layer, Storage, Tensor, axes_text, ints, per_axis, register, setting, spatial
 from .window import Window, axis_lines
+
+
+def pooling_keeps(op: str, x: Shape, y: Shape) -> tuple[Kept, ...]:
+    """What max or average pooling keeps for its backward: its input, and for max the int64 indices of the maxima."""
+    kept = (Kept(Tensor.input, num.mul(x), what="input"),)
+    return (*kept, Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")) if op == "max" else kept
 
 
 @register
@@ -18,6 +23,8 @@ from .window import Window, axis_lines
 class Pool(Layer):
     kind = "pool"
     channels_hint = "pooling keeps its input's channels"
+    asks_shape = True
+    colour = "#e8796b"
     torch_modules = tuple(f"{op}Pool{n}d" for op in ("Max", "Avg") for n in (1, 2, 3))
     op: str = choice("max", "avg", default="max")
     kernel_size: Dim | tuple = axes()
@@ -25,6 +32,12 @@ class Pool(Layer):
     padding: Dim | tuple = axes(0, minimum=0)
     dilation: Dim | tuple = axes(1)  # max pooling only, as in PyTorch
     ceil_mode: bool = flag(False)
+
+    def output(self, x: Shape) -> Shape:
+        return (x[0], *(w.out() for w in self.windows(x)))
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        return pooling_keeps(self.op, x, y) if grad else ()
 
     def make_windows(self, x: Shape) -> tuple[Window, ...]:
         n = spatial(x, self.kind)
@@ -54,42 +67,15 @@ class Pool(Layer):
             for size, k, s, p, d in zip(x[1:], kernel, stride, padding, per_axis(self.dilation, n, "dilation"))
         )
 
-    def output(self, x: Shape) -> Shape:
-        return (x[0], *(w.out() for w in self.windows(x)))
-
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        ws = self.windows(x)
-        return field.window([w.k for w in ws], [w.d for w in ws], [w.s for w in ws])
-
-    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
-        if not grad:
-            return ()
-        if self.op == "max":
-            return Kept(Tensor.input, num.mul(x), what="input"), Kept(Tensor.own, num.mul(y), Storage.int64, what="max-pooling indices")
-        return (Kept(Tensor.input, num.mul(x), what="input"),)
-
     def summary(self, x: Shape) -> str:
         ws = self.windows(x)
         text = f"{self.op} " + "×".join(fmt.group(w.k) for w in ws)
-        text += "/" + axes_text(tuple(w.s for w in ws))
-        if any(w.p != 0 for w in ws):
-            text += ", p" + axes_text(tuple(w.p for w in ws))
-        if any(w.d != 1 for w in ws):
-            text += ", d" + axes_text(tuple(w.d for w in ws))
+        text += "/" + axes_text(tuple(w.s for w in ws)) + setting(", p", tuple(w.p for w in ws), 0)
+        text += setting(", d", tuple(w.d for w in ws), 1)
         return text + (", ceil" if self.ceil_mode else "")
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         return [*axis_lines(self.windows(x)), ("weights", "no weights: pooling only picks or averages")]
-
-    @classmethod
-    def torch_fields(cls, torch_name: str) -> dict:
-        return {"op": torch_name[:3].lower()}
-
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return (f"{self.op}_pool{len(x) - 1}d",)
 
     def to_torch(self, x: Shape, nn):
         ws = self.windows(x)
@@ -97,3 +83,10 @@ class Pool(Layer):
         if self.op == "max":
             return getattr(nn, f"MaxPool{len(ws)}d")(k, s, p, dilation=ints(w.d for w in ws), ceil_mode=self.ceil_mode)
         return getattr(nn, f"AvgPool{len(ws)}d")(k, s, p, ceil_mode=self.ceil_mode)
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"op": torch_name[:3].lower()}
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"{self.op}_pool{len(x) - 1}d",)

@@ -34,25 +34,9 @@ class Recurrent(Layer):
     bidirectional: bool = flag(False)
     bias: bool = flag(True)
 
-    @property
-    def dirs(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    def in_features(self, x: Shape) -> Dim:
-        if len(x) != 2:
-            raise SpecError(f"{self.kind} needs a sequence [T, features], got {fmt.shape(x)}",
-                            'write the input as ["T", features], or reshape or permute to [T, features] first')
-        return x[1]
-
     def output(self, x: Shape) -> Shape:
         self.in_features(x)
         return (x[0], num.normal(self.hidden_size * self.dirs))
-
-    def parts(self, x: Shape) -> tuple[Dim, Dim, Dim]:
-        """Weights of W_ih of the first layer, of W_ih of the later layers, and of every W_hh."""
-        g, h, d = self.gates * self.hidden_size, self.hidden_size, self.dirs
-        return (num.normal(d * g * self.in_features(x)), num.normal((self.num_layers - 1) * d * g * h * d),
-                num.normal(self.num_layers * d * g * h))
 
     def weights(self, x: Shape) -> Dim:
         return num.add(self.parts(x))
@@ -82,13 +66,21 @@ class Recurrent(Layer):
             Kept("own", num.normal(self.num_layers * d * t * 7 * h), what="7·h values per step, layer and direction (gates, states)"),
         )
 
-    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
-        if quantity not in ("params", "biases") or not self.bias:
-            return ()
-        once = num.normal(self.gates * self.hidden_size * self.dirs * self.num_layers)
-        wrong = once if quantity == "biases" else num.normal(self.weights(x) + once)
-        return ((wrong, f"one bias per gate: torch's {self.kind} has two, b_ih and b_hh, so biases = "
-                        f"2·{self.gates}·h·directions·layers = {fmt.group(self.biases(x))}"),)
+    @property
+    def dirs(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def in_features(self, x: Shape) -> Dim:
+        if len(x) != 2:
+            raise SpecError(f"{self.kind} needs a sequence [T, features], got {fmt.shape(x)}",
+                            'write the input as ["T", features], or reshape or permute to [T, features] first')
+        return x[1]
+
+    def parts(self, x: Shape) -> tuple[Dim, Dim, Dim]:
+        """Weights of W_ih of the first layer, of W_ih of the later layers, and of every W_hh."""
+        g, h, d = self.gates * self.hidden_size, self.hidden_size, self.dirs
+        return (num.normal(d * g * self.in_features(x)), num.normal((self.num_layers - 1) * d * g * h * d),
+                num.normal(self.num_layers * d * g * h))
 
     def summary(self, x: Shape) -> str:
         parts = [f"h={fmt.group(self.hidden_size)}"]
@@ -114,8 +106,13 @@ class Recurrent(Layer):
                               "(every step multiplies by W_ih and W_hh)"))
         return lines
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return (self.kind,)  # lstm, gru: in 16 bits under autocast (the CPU's mkldnn_rnn_layer, CUDA's fused cells)
+    def mistaken(self, x: Shape, quantity: str) -> tuple[tuple[object, str], ...]:
+        if quantity not in ("params", "biases") or not self.bias:
+            return ()
+        once = num.normal(self.gates * self.hidden_size * self.dirs * self.num_layers)
+        wrong = once if quantity == "biases" else num.normal(self.weights(x) + once)
+        return ((wrong, f"one bias per gate: torch's {self.kind} has two, b_ih and b_hh, so biases = "
+                        f"2·{self.gates}·h·directions·layers = {fmt.group(self.biases(x))}"),)
 
     def to_torch(self, x: Shape, nn):
         args = dict(num_layers=int(self.num_layers), bias=self.bias, batch_first=True, bidirectional=self.bidirectional)
@@ -124,6 +121,9 @@ class Recurrent(Layer):
         # for export: the torch class's constructor, and the call that keeps the output sequence
         module.exported = (f"nn.{self.torch_name}({int(self.in_features(x))}, {int(self.hidden_size)}, {shown})", "{}(x)[0]")
         return module
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (self.kind,)  # lstm, gru: in 16 bits under autocast (the CPU's mkldnn_rnn_layer, CUDA's fused cells)
 
 
 _WRAPPERS: dict = {}

@@ -28,6 +28,7 @@ class Embedding(Layer):
     embedding_dim: Dim = size()
     padding_idx: Dim | None = size(None, minimum=0)  # that row's gradient is always zero; it still counts
 
+    @property
     def token_ids(self) -> Dim:
         return self.num_embeddings
 
@@ -37,11 +38,11 @@ class Embedding(Layer):
                             "padding_idx must be below num_embeddings", "padding_idx")
         return (*x, self.embedding_dim)
 
-    def weight_shape(self, x: Shape) -> Shape:
-        return (self.num_embeddings, self.embedding_dim)
-
     def weights(self, x: Shape) -> Dim:
         return num.normal(self.num_embeddings * self.embedding_dim)
+
+    def weight_shape(self, x: Shape) -> Shape:
+        return (self.num_embeddings, self.embedding_dim)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), "int64", what="token ids (int64)"),)
@@ -83,21 +84,24 @@ class Parameter(Layer):
                             "length takes the first rows of shape's first axis: it must not exceed it", "length")
         return (self.length, *self.shape[1:])
 
-    def weight_shape(self, x: Shape) -> Shape:
-        return self.shape
-
     def weights(self, x: Shape) -> Dim:
         return num.mul(self.shape)
 
-    def output_layout(self, x: Shape):
-        """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
-        a contiguous input, nn.Linear folding [B, T, d], copies it). One row ([1, d]) folds into a view (stride
-        0, then 1), which torch's matrix product reads as it is: no copy (measured)."""
-        if self.length is not None or num.mul(self.shape[:-1]) == 1:
-            return None
-        from . import layout
+    def weight_shape(self, x: Shape) -> Shape:
+        return self.shape
 
-        return (0, *layout.contiguous(self.shape))
+    def summary(self, x: Shape) -> str:
+        text = fmt.shape(self.shape)
+        return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        lines = [("weights", f"weights = {fmt.product(self.shape)} = {fmt.group(self.weights(x))} (one learned tensor, shared by every sample)")]
+        if self.length is not None:
+            lines.insert(0, ("output", f"its first {fmt.group(self.length)} rows: {fmt.shape(self.output(x))}"))
+        return lines
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length))
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
@@ -115,18 +119,15 @@ class Parameter(Layer):
                ("-", "g", "reduced", "positions"))
         return fwd, bwd
 
-    def summary(self, x: Shape) -> str:
-        text = fmt.shape(self.shape)
-        return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
+    def output_layout(self, x: Shape):
+        """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
+        a contiguous input, nn.Linear folding [B, T, d], copies it). One row ([1, d]) folds into a view (stride
+        0, then 1), which torch's matrix product reads as it is: no copy (measured)."""
+        if self.length is not None or num.mul(self.shape[:-1]) == 1:
+            return None
+        from . import layout
 
-    def derive(self, x: Shape) -> list[tuple[str, str]]:
-        lines = [("weights", f"weights = {fmt.product(self.shape)} = {fmt.group(self.weights(x))} (one learned tensor, shared by every sample)")]
-        if self.length is not None:
-            lines.insert(0, ("output", f"its first {fmt.group(self.length)} rows: {fmt.shape(self.output(x))}"))
-        return lines
-
-    def to_torch(self, x: Shape, nn):
-        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length))
+        return (0, *layout.contiguous(self.shape))
 
 
 @register
@@ -141,13 +142,6 @@ class Select(Layer):
     dim: int = axis(0)
     index: Dim = size(0, minimum=0)
 
-    def axis(self, x: Shape) -> int:
-        dim = self.dim + len(x) if self.dim < 0 else self.dim
-        if not 0 <= dim < len(x):
-            raise SpecError(f"dim = {self.dim} is not an axis of a sample {fmt.shape(x)}",
-                            f"give 0 to {len(x) - 1} (a sample's axes, the batch axis not counted), or -1 for the last", "dim")
-        return dim
-
     def output(self, x: Shape) -> Shape:
         i = self.axis(x)
         if num.is_concrete(x[i] - self.index) and self.index >= x[i]:
@@ -155,11 +149,12 @@ class Select(Layer):
                             None, "index")
         return (*x[:i], *x[i + 1:])
 
-    def is_view(self) -> bool:
-        return True
-
-    def gradient_is_new(self) -> bool:
-        return True  # select_backward: zeros of the input's shape, the gradient copied into the entry
+    def axis(self, x: Shape) -> int:
+        dim = self.dim + len(x) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(x):
+            raise SpecError(f"dim = {self.dim} is not an axis of a sample {fmt.shape(x)}",
+                            f"give 0 to {len(x) - 1} (a sample's axes, the batch axis not counted), or -1 for the last", "dim")
+        return dim
 
     def summary(self, x: Shape) -> str:
         return f"dim {self.dim}, index {fmt.group(self.index)}"
@@ -169,3 +164,9 @@ class Select(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.Select(self.axis(x) + 1, int(self.index))
+
+    def is_view(self) -> bool:
+        return True
+
+    def gradient_is_new(self) -> bool:
+        return True  # select_backward: zeros of the input's shape, the gradient copied into the entry

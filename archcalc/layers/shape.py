@@ -38,9 +38,15 @@ class Flatten(Layer):
     """Merges the axes start_dim..end_dim into one (torch.nn.Flatten: by default all but the batch axis)."""
 
     kind = "flatten"
+    asks_shape = True
+    colour = "#c9c9c9"
     torch_modules = ("Flatten",)
     start_dim: int = axis(0)  # axes of one sample, as concat's dim: torch's start_dim − 1
     end_dim: int = axis(-1)
+
+    def output(self, x: Shape) -> Shape:
+        start, end = self.span(x)
+        return (*x[:start], num.mul(x[start:end + 1]), *x[end + 1:])
 
     def span(self, x: Shape) -> tuple[int, int]:
         start, end = sample_axis(self.start_dim, x, "start_dim"), sample_axis(self.end_dim, x, "end_dim")
@@ -48,22 +54,6 @@ class Flatten(Layer):
             raise SpecError(f"start_dim = {self.start_dim} comes after end_dim = {self.end_dim}",
                             "flatten merges the axes from start_dim to end_dim", "start_dim")
         return start, end
-
-    def output(self, x: Shape) -> Shape:
-        start, end = self.span(x)
-        return (*x[:start], num.mul(x[start:end + 1]), *x[end + 1:])
-
-    def is_view(self) -> bool:
-        return True
-
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
-
-    def receptive(self, x: Shape, field: Field) -> Field:
-        return field.gathered(x[1:])
-
-    def view(self, x: Shape, y: Shape, strides):
-        return layout.view(x, strides, y)
 
     def summary(self, x: Shape) -> str:
         return "" if self.span(x) == (0, len(x) - 1) else f"axes {self.start_dim}..{self.end_dim}"
@@ -76,12 +66,21 @@ class Flatten(Layer):
         return [("output", f"axes {self.start_dim} to {self.end_dim} of a sample merged: "
                            f"{fmt.product(merged)} = {fmt.group(num.mul(merged))}")]
 
+    def receptive(self, x: Shape, field: Field) -> Field:
+        return field.gathered(x[1:])
+
+    def to_torch(self, x: Shape, nn):
+        return nn.Flatten(torch_axis(self.start_dim), torch_axis(self.end_dim))
+
     @classmethod
     def torch_value(cls, field: str, value):
         return from_torch_axis(value)
 
-    def to_torch(self, x: Shape, nn):
-        return nn.Flatten(torch_axis(self.start_dim), torch_axis(self.end_dim))
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)
 
 
 @register
@@ -91,6 +90,9 @@ class Permute(Layer):
 
     kind = "permute"
     dims: tuple = axis(many=True)
+
+    def output(self, x: Shape) -> Shape:
+        return tuple(x[i] for i in self.order(x))
 
     def order(self, x: Shape) -> tuple[int, ...]:
         """The input axes the output's axes come from, each as an index into x."""
@@ -103,15 +105,6 @@ class Permute(Layer):
                             "give every axis once (negative numbers count from the end)", "dims")
         return order
 
-    def output(self, x: Shape) -> Shape:
-        return tuple(x[i] for i in self.order(x))
-
-    def is_view(self) -> bool:
-        return True
-
-    def view(self, x: Shape, y: Shape, strides):
-        return layout.permuted(x, strides, self.order(x))
-
     def summary(self, x: Shape) -> str:
         return "dims " + ", ".join(map(str, self.dims))
 
@@ -121,6 +114,12 @@ class Permute(Layer):
 
     def to_torch(self, x: Shape, nn):
         return _module(nn)((0, *(i + 1 for i in self.order(x))))
+
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.permuted(x, strides, self.order(x))
 
 
 _MODULES: dict = {}
@@ -146,6 +145,8 @@ def _module(nn):
 @dataclass(frozen=True, kw_only=True)
 class Reshape(Layer):
     kind = "reshape"
+    asks_shape = True
+    colour = "#c9c9c9"
     shape: tuple = sizes(wildcard=True)  # one sample's new shape; one -1 is inferred
 
     def output(self, x: Shape) -> Shape:
@@ -163,20 +164,17 @@ class Reshape(Layer):
             )
         return self.shape
 
-    def is_view(self) -> bool:
-        return True
-
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
+    def summary(self, x: Shape) -> str:
+        return "→ " + fmt.shape(self.output(x))
 
     def receptive(self, x: Shape, field: Field) -> Field:
         return field.gathered(x[1:])  # the values move to other places: as for flatten, each sees the whole map
 
-    def view(self, x: Shape, y: Shape, strides):
-        return layout.view(x, strides, y)
-
-    def summary(self, x: Shape) -> str:
-        return "→ " + fmt.shape(self.output(x))
-
     def to_torch(self, x: Shape, nn):
         return nn.Sequential(nn.Flatten(), nn.Unflatten(1, ints(self.output(x)))) if len(x) > 1 else nn.Unflatten(1, ints(self.output(x)))
+
+    def is_view(self) -> bool:
+        return True
+
+    def view(self, x: Shape, y: Shape, strides):
+        return layout.view(x, strides, y)

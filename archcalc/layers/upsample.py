@@ -19,6 +19,8 @@ MODES = {"nearest": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear":
 @dataclass(frozen=True, kw_only=True)
 class Upsample(Layer):
     kind = "upsample"
+    asks_shape = True
+    colour = "#b4a7d6"
     torch_modules = ("Upsample",)
     scale_factor: object = real(None, low=0, per_axis=True)
     size: tuple | None = sizes(None)
@@ -37,17 +39,6 @@ class Upsample(Layer):
             return (x[0], *per_axis(self.size if len(self.size) > 1 else self.size[0], n, "size"))
         return (x[0], *(_scaled(d, f) for d, f in zip(x[1:], per_axis(self.scale_factor, n, "scale_factor"))))
 
-    def asks_shape(self, x: Shape, y: Shape) -> bool:
-        return True
-
-    def receptive(self, x: Shape, field: Field) -> Field | None:
-        # Each output reads 1 (nearest), 2 (linear modes) or 4 (bicubic) inputs per axis, at most; the jump
-        # shrinks by the scale, to a fraction: a field after it is then the average over output positions.
-        taps = {"nearest": 1, "bicubic": 4}.get(self.mode, 2)
-        y = self.output(x)
-        grown = field.window([taps] * len(field.size), [1] * len(field.size), [1] * len(field.size))
-        return Field(grown.size, tuple(num.div(j * n, m) for j, n, m in zip(field.jump, x[1:], y[1:])))
-
     def summary(self, x: Shape) -> str:
         how = f"×{fmt.group(self.scale_factor)}" if self.scale_factor is not None and not isinstance(self.scale_factor, tuple) else ""
         return ", ".join(part for part in (how, self.mode) if part)
@@ -57,14 +48,22 @@ class Upsample(Layer):
             return [("output", f"size given: {fmt.shape(self.output(x)[1:])}")]
         return [("output", "out = ⌊n·scale_factor⌋ per spatial axis (PyTorch multiplies in floating point)")]
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return (f"upsample_{self.mode}{len(x) - 1}d",)
+    def receptive(self, x: Shape, field: Field) -> Field | None:
+        # Each output reads 1 (nearest), 2 (linear modes) or 4 (bicubic) inputs per axis, at most; the jump
+        # shrinks by the scale, to a fraction: a field after it is then the average over output positions.
+        taps = {"nearest": 1, "bicubic": 4}.get(self.mode, 2)
+        y = self.output(x)
+        grown = field.window([taps] * len(field.size), [1] * len(field.size), [1] * len(field.size))
+        return Field(grown.size, tuple(num.div(j * n, m) for j, n, m in zip(field.jump, x[1:], y[1:])))
 
     def to_torch(self, x: Shape, nn):
         if self.size is not None:
             return nn.Upsample(size=ints(self.output(x)[1:]), mode=self.mode)
         factor = tuple(map(float, self.scale_factor)) if isinstance(self.scale_factor, tuple) else float(self.scale_factor)
         return nn.Upsample(scale_factor=factor, mode=self.mode)
+
+    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
+        return (f"upsample_{self.mode}{len(x) - 1}d",)
 
 
 def _scaled(n, factor):

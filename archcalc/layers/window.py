@@ -1,4 +1,5 @@
-"""A kernel sliding over one spatial axis: the output-size rule of conv and pool, as PyTorch has it.
+"""A kernel along one spatial axis: sliding (conv and pool, Window) or scattered (conv_transpose, Scatter),
+with the output-size rules PyTorch has. A Window's:
 
     out = ⌊(n + 2p − d·(k − 1) − 1) / s⌋ + 1
 
@@ -6,6 +7,11 @@ With ceil_mode the division rounds up, but a window may not *start* in the right
 padding (PyTorch's `pooling_output_shape`): out = min(⌈(n + 2p − d·(k−1) − 1)/s⌉ + 1, ⌈(n + p)/s⌉),
 which equals PyTorch's "decrement once if the last window starts at or past n + p"
 whenever p <= k/2, a rule every pooling layer already has to obey.
+
+A Scatter's (each input value scatters a kernel into the output; output_padding must be smaller
+than the stride or the dilation):
+
+    out = (n − 1)·s − 2p + d·(k − 1) + output_padding + 1
 """
 
 from __future__ import annotations
@@ -20,24 +26,37 @@ AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 @dataclass(frozen=True)
-class Window:
+class Kernel:
+    """A kernel along one axis of an input of size n."""
+
     n: Dim  # input size along the axis
     k: Dim  # kernel size
     s: Dim = 1  # stride
     p: Dim = 0  # padding on each side
     d: Dim = 1  # dilation
-    ceil_mode: bool = False
-    same: bool = False  # padding="same": PyTorch pads d·(k−1) in all, the odd one on the right
 
     @property
     def span(self) -> Dim:
         """The extent of the (dilated) kernel."""
         return self.d * (self.k - 1) + 1
 
+
+@dataclass(frozen=True)
+class Window(Kernel):
+    """A kernel sliding over the axis (conv, pool)."""
+
+    ceil_mode: bool = False
+    same: bool = False  # padding="same": PyTorch pads d·(k−1) in all, the odd one on the right
+
     @property
     def room(self) -> Dim:
         """How far the kernel can move: the padded input less the kernel's span."""
         return self.n + 2 * self.p - self.span
+
+    @property
+    def fits(self) -> Dim:
+        """How many windows fit in the padded input, ⌊room/s⌋ + 1: the output without ceil_mode (unchecked)."""
+        return num.floordiv(self.room, self.s) + 1
 
     def out(self) -> Dim:
         if self.same:
@@ -45,7 +64,7 @@ class Window:
         self.check()
         if self.ceil_mode:
             return num.minimum(num.ceildiv(self.room, self.s) + 1, num.ceildiv(self.n + self.p, self.s))
-        return num.floordiv(self.room, self.s) + 1
+        return self.fits
 
     def check(self) -> None:
         # With ceil_mode, PyTorch lets the one window overhang the padded input by less than a stride.
@@ -102,7 +121,48 @@ class Window:
         return [f"ceil_mode adds a last, partial window starting at {last}"]
 
 
-def axis_lines(ws: tuple[Window, ...]) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Scatter(Kernel):
+    """A kernel each input value scatters into the output (conv_transpose)."""
+
+    op: Dim = 0  # output_padding
+
+    def out(self) -> Dim:
+        if num.is_concrete(self.op) and num.is_concrete(self.s) and num.is_concrete(self.d) and self.op >= max(self.s, self.d):
+            raise SpecError(
+                f"output_padding {self.op} must be smaller than the stride {self.s} or the dilation {self.d}",
+                "PyTorch refuses it: output_padding only adds the rows a stride > 1 leaves undecided",
+                "output_padding",
+            )
+        out = num.normal((self.n - 1) * self.s - 2 * self.p + self.span + self.op)
+        if num.is_positive(out) is False:
+            raise SpecError(
+                f"the output would have {fmt.group(out)} values along an axis (input {fmt.group(self.n)}, "
+                f"padding {fmt.group(self.p)} crops 2·{fmt.group(self.p)} of them)",
+                "a transposed convolution's padding removes rows from its output: use less padding",
+                "padding",
+            )
+        return out
+
+    def formula(self) -> str:
+        """The rule, then with this axis's numbers in it, and its value."""
+        parts = [f"({fmt.term(self.n)} − 1)·{fmt.term(self.s)}"]
+        if self.p != 0:
+            parts.append(f"− 2·{fmt.term(self.p)}")
+        parts.append(f"+ {fmt.term(self.d)}·({fmt.term(self.k)} − 1)" if self.d != 1 else f"+ ({fmt.term(self.k)} − 1)")
+        if self.op != 0:
+            parts.append(f"+ {fmt.term(self.op)}")
+        return f"(n − 1)·s − 2p + d·(k − 1) + output_padding + 1 = {' '.join(parts)} + 1 = {fmt.group(self.out())}"
+
+    def notes(self) -> list[str]:
+        return []
+
+    def window(self) -> Window:
+        """The window a convolution of the same numbers slides (its output: a transposed convolution's typical mistake)."""
+        return Window(self.n, self.k, self.s, self.p, self.d)
+
+
+def axis_lines(ws: tuple[Window, ...] | tuple[Scatter, ...]) -> list[tuple[str, str]]:
     """One line per distinct axis ('H_out = W_out = ⌊(224 + 2·2 − 11)/4⌋ + 1 = ... = 55') and its notes."""
     names = AXIS_NAMES[len(ws)]
     lines: list[tuple[str, str]] = []

@@ -28,7 +28,17 @@ def shown(value) -> str:
     return fmt.group(value)
 
 
+MAX_SHOWN = 80  # characters of a true value in a table cell: a longer formula is named, not printed
+
+
 def true_value(verdict: Verdict) -> str:
+    if verdict.error or verdict.actual is None:
+        return "—"
+    if not all(num.is_concrete(d) for d in (verdict.actual if isinstance(verdict.actual, tuple) else (verdict.actual,))):
+        names = sorted(num.free_names(num.mul(verdict.actual) if isinstance(verdict.actual, tuple) else verdict.actual))
+        text = shown(verdict.actual)
+        limit = MAX_SHOWN if not verdict.decided else 3 * MAX_SHOWN  # a verdict names a long formula, never prints it
+        return text if len(text) <= limit else f"a formula in {', '.join(names)} ({len(text):,} characters)"
     if verdict.kind == "axes":
         return receptive.text(verdict.actual)
     if verdict.kind == "share" and num.is_concrete(verdict.actual):
@@ -37,32 +47,65 @@ def true_value(verdict: Verdict) -> str:
 
 
 def claimed(verdict: Verdict) -> str:
+    """The claim as written, on one line of at most MAX_SHOWN characters (a student's value can be anything)."""
     raw = verdict.claimed
     if isinstance(raw, list):
-        return "[" + ", ".join(map(str, raw)) + "]"
-    return fmt.group(raw) if isinstance(raw, int) and not isinstance(raw, bool) else str(raw)
+        text = "[" + ", ".join(map(str, raw[:MAX_SHOWN])) + ("" if len(raw) <= MAX_SHOWN else ", ...") + "]"
+        count = f" ({len(raw):,} sizes)"
+    else:
+        text = fmt.group(raw) if isinstance(raw, int) and not isinstance(raw, bool) else str(raw)[:10 * MAX_SHOWN]
+        count = f" ({len(str(raw)):,} characters)"
+    text = one_line(text)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - len(count) - 1] + "…" + count
 
 
 def why(verdict: Verdict) -> str:
     """For a wrong claim: the derivation and the likely mistake; for a right one, how it was read if that matters."""
+    if verdict.error:
+        return "not graded: " + error_text(verdict.error)
+    if not verdict.decided:
+        return verdict.note or ""
     lines = [] if verdict.ok else verdict.explanation.splitlines()
     if verdict.mistake:
         lines.append(f"likely mistake: {verdict.mistake}")
-    if verdict.note:
+    approximate = not verdict.reading.startswith(("exactly", "["))
+    if verdict.ok and approximate:
+        lines.append(f"read as {verdict.reading}" + (f"; {verdict.note}" if verdict.note else ""))
+    elif verdict.note:
         lines.append(verdict.note)
-    elif verdict.ok and not verdict.reading.startswith(("exactly", "[")):
-        lines.append(f"read as {verdict.reading}")
     return "\n".join(lines)
 
 
+def error_text(error: str) -> str:
+    """A claim's error as a verdict shows it: the problem and a "did you mean", not the list of every valid key."""
+    lines = error.splitlines()
+    first = lines[0].split(": ", 1)[1] if lines[0].count(": ") and re.match(r"^\S+:\d+: ", lines[0]) else lines[0]
+    hint = next((line.strip() for line in lines[1:] if line.strip().startswith(("hint: did you mean", "did you mean"))), None)
+    if hint is None and len(lines) > 1 and lines[1].strip().startswith("hint:") and not lines[1].strip().endswith(":"):
+        hint = lines[1].strip()
+    return first + (f"\n{hint}" if hint else "")
+
+
+def who(result: Result) -> str:
+    """The student as the heading names them: the [student] fields that are filled in."""
+    return ", ".join(one_line(f"{value}") for field, value in result.student.items()
+                     if f"{value}".strip() and field != "variant")  # the variant is said with its values
+
+
 def heading(result: Result) -> str:
-    who = ", ".join(one_line(f"{value}") for value in result.student.values())
+    named = who(result)
     source = "[expect]" if result.source == "expect" else "answers"
-    return f"{one_line(result.file or '<claims>')} ({source}{': ' + who if who else ''})"
+    variant = f"; {result.variant}" if result.variant else ""
+    return f"{one_line(result.file or '<claims>')} ({source}{': ' + named if named else ''}{variant})"
 
 
 def summary(result: Result) -> str:
-    return f"{result.right}/{len(result.verdicts)} right"
+    line = f"{result.right}/{result.total} right"
+    if result.errors:
+        line += f", {len(result.errors)} not graded (errors)"
+    if result.undecided:
+        line += f", {result.undecided} undecided (not counted)"
+    return line
 
 
 def table(results: list[Result]) -> Group:
@@ -77,23 +120,30 @@ def table(results: list[Result]) -> Group:
         for name, justify in (("claim", "left"), ("claimed", "right"), ("true", "right"), ("", "center"), ("why", "left")):
             grid.add_column(name, justify=justify, overflow="fold", no_wrap=name in ("claim", ""))
         for verdict in result.verdicts:
-            mark = Text("✓", style="green") if verdict.ok else Text("✗", style="bold red")
+            mark = (Text("✓", style="green") if verdict.ok else Text("?", style="yellow") if not verdict.decided
+                    else Text("!", style="bold red") if verdict.error else Text("✗", style="bold red"))
             # Text, not str: a cell of student text is never read as rich markup ("[classes]" stays on screen)
             grid.add_row(Text(one_line(verdict.key)), Text(one_line(claimed(verdict))), Text(true_value(verdict)), mark,
                          Text(visible(why(verdict))))
         parts += [grid, Text(summary(result), style="bold green" if result.ok else "bold red"), Text("")]
     if len(results) > 1:
         parts.append(Text(totals_line(results), style="bold"))
+    for path, reason in getattr(results, "skipped", ()):
+        parts.append(Text(f"skipped {one_line(path)}: {reason}", style="yellow"))
     return Group(*parts)
 
 
 def totals_line(results: list[Result]) -> str:
     right = sum(r.right for r in results)
-    total = sum(len(r.verdicts) for r in results)
+    total = sum(r.total for r in results)
     perfect = sum(r.ok for r in results)
-    bad = sum(r.error is not None for r in results)
+    unchecked = sum(r.error is not None for r in results)
+    bad = sum(r.error is not None or bool(r.errors) for r in results)
     line = f"{len(results)} files: {perfect} all right, {len(results) - perfect - bad} with wrong claims"
-    return line + (f", {bad} not checked" if bad else "") + f"; {right}/{total} claims right"
+    if bad:
+        line += f", {bad} with errors" + (f" ({unchecked} not checked)" if unchecked else "")
+    undecided = sum(r.undecided for r in results)
+    return line + f"; {right}/{total} claims right" + (f", {undecided} undecided" if undecided else "")
 
 
 def json(results: list[Result], report: Report) -> str:
@@ -105,10 +155,11 @@ def json(results: list[Result], report: Report) -> str:
         "summary": {
             "files": len(results),
             "all_right": sum(r.ok for r in results),
-            "errors": sum(r.error is not None for r in results),
+            "errors": sum(r.error is not None or bool(r.errors) for r in results),
             "right": sum(r.right for r in results),
-            "total": sum(len(r.verdicts) for r in results),
+            "total": sum(r.total for r in results),
         },
+        "skipped": [{"path": path, "why": reason} for path, reason in getattr(results, "skipped", ())],
     }
     return _CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", _json.dumps(_jsonable(data), indent=2, ensure_ascii=False)) + "\n"
 

@@ -2,8 +2,9 @@
 PlotNeuralNet draw CNNs, left to right, the output shape on each arrow, skips as brackets above.
 
 matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing.
-Layers that keep the shape and hold no weights (activation, dropout) join the box before them;
-with `depth`, the layers under one dotted name (a block: `layer1.0.conv1`) fold into one box.
+A box has its kind's colour (Layer.colour); the kinds that say so (Layer.joins_box_before: activation,
+dropout, batchnorm) join the box before them where they keep its shape; with `depth`, the layers under
+one dotted name (a block: `layer1.0.conv1`) fold into one box.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from ..report import Report, Row
 
 FORMATS = (".svg", ".png", ".pdf")
 MAX_BOXES = 500  # DenseNet-121 unfolded is 185 boxes (4 s); 10,000 would take many minutes and no one could read them
-COLOURS = {"conv": "#f4c27a", "conv_transpose": "#f4c27a", "pool": "#e8796b", "adaptive_pool": "#e8796b",
-           "dense": "#8fb3de", "flatten": "#c9c9c9", "reshape": "#c9c9c9", "batchnorm": "#b6d7a8",
-           "upsample": "#b4a7d6", "add": "#ffffff", "concat": "#ffffff", "mul": "#ffffff", "block": "#f9d9a8"}
-PASSING = {"activation", "dropout", "batchnorm"}  # drawn as part of the box before them
+# the colours of the two boxes that are no layer's
+INPUT_COLOUR, BLOCK_COLOUR = "#eeeeee", "#f9d9a8"
 
 
 @dataclass
@@ -33,6 +32,7 @@ class Node:
     rows: list[Row] = field(default_factory=list)
     inputs: tuple[str, ...] = ()  # the names of the nodes it reads (a graph's); () : the node before
     skips: set[str] = field(default_factory=set)  # nodes read from inside a folded block (a residual): drawn as arcs
+    colour: str = INPUT_COLOUR
 
 
 def nodes(report: Report, depth: int | None = None) -> list[Node]:
@@ -46,14 +46,15 @@ def nodes(report: Report, depth: int | None = None) -> list[Node]:
             node = out[-1]  # a folded block: its box keeps growing; what it reads from outside is a skip
             node.shape, node.rows = row.output, [*node.rows, row]
             node.skips |= {source for source in inputs if source != group}
-        elif out and row.kind in PASSING and row.output == row.input and not inputs[1:]:
+        elif out and row.layer.joins_box_before and row.output == row.input and not inputs[1:]:
             node = out[-1]
             node.label = ", ".join(p for p in (node.label, f"{row.kind} {row.layer.summary(row.input)}".strip()) if p)
             node.rows.append(row)
         else:
-            kind = "block" if group != row.name else row.kind
-            label = "" if kind == "block" else row.layer.summary(row.input)
-            node = Node(group, kind, label, row.output, [row], tuple(i for i in inputs if i != group))
+            block = group != row.name
+            label = "" if block else row.layer.summary(row.input)
+            node = Node(group, "block" if block else row.kind, label, row.output, [row], tuple(i for i in inputs if i != group),
+                        colour=BLOCK_COLOUR if block else row.layer.colour)
             out.append(node)
         owner[row.name] = node.name
     kinds = {use.path: use.block for use in getattr(report, "uses", ())}
@@ -140,7 +141,6 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
     ax.text((x - gap) / 2, ceiling + 0.75, title, ha="center", va="center", fontsize=11, weight="bold")
     for i, node in enumerate(items):
         x0, w, h, d = placed[node.name]
-        colour = COLOURS.get(node.kind, "#dddddd") if node.kind != "input" else "#eeeeee"
         y0, dx, dy = -h / 2, d * 0.5, d * 0.5  # the front face's bottom left; the oblique depth
         faces = [
             [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)],  # front
@@ -148,7 +148,7 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
             [(x0 + w, y0), (x0 + w + dx, y0 + dy), (x0 + w + dx, y0 + h + dy), (x0 + w, y0 + h)],  # side
         ]
         for face, shade in zip(faces, (1.0, 0.85, 0.7)):
-            ax.add_patch(Polygon(face, closed=True, facecolor=_shade(colour, shade), edgecolor="#444444", linewidth=0.7))
+            ax.add_patch(Polygon(face, closed=True, facecolor=_shade(node.colour, shade), edgecolor="#444444", linewidth=0.7))
         centre = x0 + (w + dx) / 2
         ax.text(centre, -top / 2 - 0.35, node.name, ha="center", va="top", fontsize=8.5, weight="bold")
         if node.label:

@@ -416,3 +416,18 @@ def fit_json(result) -> str:
         "memory": result.report.memory.to_dict(),
     }
     return _json.dumps(data, indent=2) + "\n"
+
+
+def solved(result, size: str, batch: str) -> str:
+    """`archcalc memory --solve NAME`: the largest value, in words; `size` and `batch` as the command line gave them."""
+    if result.value is None:
+        return f"No {result.name} fits {size} at batch {batch}."
+    peak = result.report.memory.training.at(int(batch))
+    return (f"Largest {result.name}{' = W' if result.name == 'H' else ''}: {result.value:,} fits {size} at batch {batch}"
+            f" (peak {peak:,} bytes)")
+
+
+def solved_json(result, batch: str) -> str:
+    data = {"solve": result.name, "value": result.value, "batch": int(batch), "budget_bytes": result.budget,
+            "memory": result.report.memory.to_dict() if result.report else None}
+    return _json.dumps(data, indent=2) + "\n"

@@ -15,7 +15,7 @@ from ..core import expr, num, untrusted
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
 from ..core.num import Value
-from .read import INPUT, MAX_REPEAT, Block, LayerSpec, Spec
+from .read import INPUT, MAX_REPEAT, LayerSpec, Spec
 
 
 @dataclass(frozen=True)
@@ -43,67 +43,95 @@ class Use:
 
 def expand(spec: Spec, env: dict[str, Value]) -> tuple[list[Node], list[Use]]:
     """The leaf layers of `spec` in execution order, and its block uses."""
-    nodes: list[Node] = []
-    uses: list[Use] = []
-    blocks = dict(spec.blocks)
-    declared = [layer.name for layer in spec.layers]
-    _expand(spec.layers, {INPUT: INPUT}, INPUT, "", env, env, blocks, nodes, uses, spec.path, "", declared)
-    return nodes, uses
+    expander = Expander(spec, env)
+    expander.level(spec.layers, Level({INPUT: INPUT}, "", env, "", [layer.name for layer in spec.layers]), INPUT)
+    return expander.nodes, expander.uses
 
 
-def _expand(layers, scope: dict[str, str], current: str, prefix: str, env, outer, blocks, nodes, uses,
-            path, context: str, declared: list[str]) -> str:
-    """Expand `layers` (a spec's or a block's); `scope` maps the names usable so far to tensors; returns the output."""
-    for position, layer in enumerate(layers):
-        where = f"{context}{layer.where}" + (f' at "{prefix}{layer.name}"' if context else "")
-        place = {"where": where, "path": path, "line": layer.line}
-        inputs = _resolve(layer, scope, current, declared, position, place) if layer.inputs else (current,)
-        if layer.when is not None and not _present(layer, env, place):
-            scope[layer.name] = current = inputs[0]  # an absent layer passes its (first) input on
-            continue
-        if layer.block is None:
-            full = prefix + layer.name
-            if len(nodes) == untrusted.MAX_ROWS:  # blocks repeated inside blocks multiply: stop before it explodes
-                raise SpecError(f"the blocks expand to more than {untrusted.MAX_ROWS:,} layers", None, **place)
-            nodes.append(Node(layer, full, inputs, env, where))
-            scope[layer.name] = current = full
-            continue
-        current = _use(layer, blocks[layer.block], inputs[0] if len(inputs) == 1 else _one(inputs, place),
-                       scope, prefix, env, outer, blocks, nodes, uses, path, f"{context}{layer.where}", place)
-    return current
+@dataclass(frozen=True)
+class Level:
+    """One level of the expansion: the spec's own layers, or the layers of one use of a block."""
+
+    scope: dict[str, str]  # the names usable so far -> the tensors they stand for (filled in as layers expand)
+    prefix: str  # the path of this level's layers: "" or "layer1.0."
+    env: dict  # the values its expressions bind with
+    context: str  # for messages: the uses this level is inside, 'layers[3] "layer1" (block) > '
+    declared: list[str]  # this level's layer names in order: a name declared later is not unknown, only later
 
 
-def _use(layer: LayerSpec, block: Block, x: str, scope, prefix, env, outer, blocks, nodes, uses, path, where, place) -> str:
-    repeat = None if layer.repeat is None else _count(layer.repeat, env, 1, MAX_REPEAT, "repeat", place)
-    start = _count(layer.start, env, 0, None, "start", place)
-    first = len(nodes)
-    indices = [None] if repeat is None else range(start, start + repeat)
-    checkpointed = False
-    for index in indices:
-        local = env | {"index": 0 if index is None else index}
+class Expander:
+    """Unrolls a spec's layers, use by use, into the leaf nodes and block uses it collects."""
+
+    def __init__(self, spec: Spec, env: dict[str, Value]):
+        self.path = spec.path
+        self.blocks = dict(spec.blocks)
+        self.outer = env  # [vars] and given values: what every block use starts from
+        self.nodes: list[Node] = []
+        self.uses: list[Use] = []
+
+    def level(self, layers, level: Level, current: str) -> str:
+        """Expand `layers` at `level`, whose first reads `current`; returns the tensor the last one makes."""
+        for position, layer in enumerate(layers):
+            place = self.place(layer, level)
+            inputs = _resolve(layer, level, position, place) if layer.inputs else (current,)
+            if layer.when is not None and not _present(layer, level.env, place):
+                level.scope[layer.name] = current = inputs[0]  # an absent layer passes its (first) input on
+            elif layer.block is None:
+                current = self.node(layer, inputs, level, place)
+            else:
+                current = self.use(layer, inputs[0] if len(inputs) == 1 else _one(inputs, place), level, place)
+        return current
+
+    def place(self, layer: LayerSpec, level: Level) -> dict:
+        """Where `layer` is, for a message: SpecError's where, path and line."""
+        where = f"{level.context}{layer.where}" + (f' at "{level.prefix}{layer.name}"' if level.context else "")
+        return {"where": where, "path": self.path, "line": layer.line}
+
+    def node(self, layer: LayerSpec, inputs: tuple[str, ...], level: Level, place: dict) -> str:
+        """A leaf layer: one node; returns its full name."""
+        if len(self.nodes) == untrusted.MAX_ROWS:  # blocks repeated inside blocks multiply: stop before it explodes
+            raise SpecError(f"the blocks expand to more than {untrusted.MAX_ROWS:,} layers", None, **place)
+        full = level.prefix + layer.name
+        self.nodes.append(Node(layer, full, inputs, level.env, place["where"]))
+        level.scope[layer.name] = full
+        return full
+
+    def use(self, layer: LayerSpec, x: str, level: Level, place: dict) -> str:
+        """A block use reading `x`, once or `repeat` times (numbered from `start`); returns its output."""
+        repeat = None if layer.repeat is None else _count(layer.repeat, level.env, 1, MAX_REPEAT, "repeat", place)
+        start = _count(layer.start, level.env, 0, None, "start", place)
+        first, checkpointed = len(self.nodes), False
+        for index in [None] if repeat is None else range(start, start + repeat):
+            x, checkpoint = self.once(layer, x, index, level, place)
+            checkpointed |= checkpoint
+        if repeat is not None:
+            block = self.blocks[layer.block].name
+            self.uses.append(Use(level.prefix + layer.name, block, first, len(self.nodes), checkpointed, repeat))
+        level.scope[layer.name] = x
+        return x
+
+    def once(self, layer: LayerSpec, x: str, index: int | None, level: Level, place: dict) -> tuple[str, bool]:
+        """One use of a block (the `index`-th of a repeat): its layers expanded at a level of their own."""
+        block = self.blocks[layer.block]
+        local = level.env | {"index": 0 if index is None else index}
         checkpoint = _truth(layer.checkpoint, local, "checkpoint", place)
-        checkpointed |= checkpoint
         values = {}
         for name, stored in layer.fields:
             try:
                 values[name] = bind_number(stored, local)
             except SpecError as error:
                 raise error.at(field=name, **place) from None
-        inner_env = outer | values | {"index": local["index"]}
         relative = layer.name if index is None else f"{layer.name}.{index}"
-        inner_scope = {INPUT: x}
-        begin = len(nodes)
-        x = _expand(block.layers, inner_scope, x, prefix + relative + ".", inner_env, outer, blocks, nodes, uses, path,
-                    f"{where} > ", [item.name for item in block.layers])
-        for name, tensor in inner_scope.items():
+        inner = Level({INPUT: x}, level.prefix + relative + ".", self.outer | values | {"index": local["index"]},
+                      f"{level.context}{layer.where} > ", [item.name for item in block.layers])
+        begin = len(self.nodes)
+        x = self.level(block.layers, inner, x)
+        for name, tensor in inner.scope.items():
             if name != INPUT:
-                scope[f"{relative}.{name}"] = tensor
-        scope[relative] = x
-        uses.append(Use(prefix + relative, block.name, begin, len(nodes), checkpoint))
-    if repeat is not None:
-        uses.append(Use(prefix + layer.name, block.name, first, len(nodes), checkpointed, repeat))
-    scope[layer.name] = x
-    return x
+                level.scope[f"{relative}.{name}"] = tensor
+        level.scope[relative] = x
+        self.uses.append(Use(level.prefix + relative, block.name, begin, len(self.nodes), checkpoint))
+        return x, checkpoint
 
 
 def _one(inputs, place) -> str:
@@ -111,7 +139,9 @@ def _one(inputs, place) -> str:
                     **place)
 
 
-def _resolve(layer: LayerSpec, scope: dict[str, str], current: str, declared: list[str], position: int, place) -> tuple[str, ...]:
+def _resolve(layer: LayerSpec, level: Level, position: int, place: dict) -> tuple[str, ...]:
+    """The tensors `layer` reads: its `from` names, each of a layer before it at its level."""
+    scope, declared = level.scope, level.declared
     out = []
     for name in layer.inputs:
         if name in scope:

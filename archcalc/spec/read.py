@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import keyword
 import re
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from ..core.dtypes import DType
 from ..core.errors import SpecError
 from ..core.fields import Choice, read_number
 from ..layers import LAYERS
+from . import hints, positions
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading")
 MODEL_KEYS = ("name", "input", "dtype", "course")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
@@ -28,10 +30,6 @@ USE_KEYS = ("block", "repeat", "start", "checkpoint")  # the fields of a block u
 MAX_REPEAT = 1000
 BATCH = "B"
 INPUT = "input"  # in `from`: the model's input, or a block's
-
-
-def _block_header(name: str) -> re.Pattern:
-    return re.compile(r"^[ \t]*\[\[[ \t]*blocks[ \t]*\.[ \t]*" + re.escape(name) + r"[ \t]*\.[ \t]*layers[ \t]*\]\]", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class LayerSpec:
     kind: str  # a layer kind, or "block" for a block use
     name: str  # within a block, the local name (dotted: "downsample.0")
     fields: tuple[tuple[str, object], ...]  # a block use: its variables
-    line: int | None = None
+    line: int | None = None  # its header's ([[layers]]) line
     inputs: tuple[str, ...] | None = None  # `from`; None: the previous layer's output
     when: object = None  # present only when this is non-zero; None: always
     block: str | None = None  # a block use: the block's name
@@ -50,6 +48,11 @@ class LayerSpec:
     start: object = 0  # a block use with repeat: the first index
     checkpoint: object = 0  # a block use: activation checkpointing of each repeat when non-zero (a condition, like when)
     table: str = "layers"  # "layers", or "blocks.NAME.layers"
+    lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # each field's line, if found
+
+    def line_of(self, field: str | None) -> int | None:
+        """The line a field is written on (its header's line if it was not found, or for None)."""
+        return next((line for key, line in self.lines if key == field), self.line)
 
     @property
     def where(self) -> str:
@@ -85,10 +88,16 @@ class Spec:
     expect: tuple[tuple[str, object], ...] = ()  # claims, raw, for `archcalc check`
     weights: tuple[tuple[str, object], ...] = ()  # points per claim key, for --format gradescope (gradescope.py)
     variants: tuple[tuple[str, object], ...] = ()  # [variants]: [vars] ranges for quiz variants (variants.py)
+    grading: tuple[tuple[str, object], ...] = ()  # [grading]: tolerances and Gradescope visibility (teaching/grading.py)
     path: str | None = None
     blocks: tuple[tuple[str, Block], ...] = ()
     text: str = dataclasses.field(default="", repr=False, compare=False)  # as read: check finds the line of each claim in it
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
+    lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # "[model] input": its line
+
+    def line_of(self, where: str, key: str) -> int | None:
+        """The line of a key of [model] or [vars] (`where`), where it was found."""
+        return next((line for written, line in self.lines if written == f"{where} {key}"), None)
 
 
 def load(path: str | Path) -> Spec:
@@ -123,11 +132,14 @@ def _read(text: str, path: str | None) -> Spec:
         raise SpecError(f"{len(headers):,} layers: more than archcalc reads ({untrusted.MAX_LAYERS:,})",
                         line=headers[untrusted.MAX_LAYERS])
     data = untrusted.parse_toml(text, SpecError, "see https://toml.io for the syntax")
+    tables = positions.scan(text)
+    model_lines = _one_table(tables, "model")
+    vars_lines = _one_table(tables, "vars")
     if not data:
         raise SpecError("empty spec", "a spec needs a [model] table with an input, and [[layers]]")
     _no_unknown(data, TOP_LEVEL, "table", where=None)
     model = _table(data, "model", required=True)
-    _no_unknown(model, MODEL_KEYS, "key", where="[model]")
+    _no_unknown(model, MODEL_KEYS, "key", where="[model]", lines=model_lines)
     if "input" not in model:
         raise SpecError("missing 'input', one sample's shape", 'for example input = [3, 224, 224] or [3, "H", "W"]', "input", "[model]")
     shape = model["input"]
@@ -137,57 +149,76 @@ def _read(text: str, path: str | None) -> Spec:
             "[F] is a feature vector, [C, L] 1-D, [C, H, W] 2-D, [C, D, H, W] 3-D; the batch axis is not written",
             "input",
             "[model]",
+            line=model_lines.get("input"),
         )
-    input_ = tuple(_located(read_number, item, field="input", where="[model]") for item in shape)
-    dtype = DType(_located(Choice(tuple(d.value for d in DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]"))
-    name = model.get("name", Path(path).stem if path else "model")
+    input_ = tuple(_located(read_number, item, field="input", where="[model]", line=model_lines.get("input")) for item in shape)
+    dtype = DType(_located(Choice(tuple(d.value for d in DType)).read, model.get("dtype", "float32"), field="dtype", where="[model]",
+                           line=model_lines.get("dtype")))
+    # without a name, the file's: shown as text, its control characters as escapes (a file name is not the spec's text)
+    name = model.get("name", untrusted.one_line(Path(path).stem)[:500] if path else "model")
     if not isinstance(name, str):
-        raise SpecError(f"expected a string, got {_show(name)}", None, "name", "[model]")
+        raise SpecError(f"expected a string, got {_show(name)}", None, "name", "[model]", line=model_lines.get("name"))
     if untrusted.visible(name) != name or len(name) > 500:
         raise SpecError(f"{untrusted.one_line(repr(name[:60]))}: a model's name is printable text of at most 500 characters "
-                        "(no control characters: it is shown on terminals)", None, "name", "[model]")
+                        "(no control characters: it is shown on terminals)", None, "name", "[model]", line=model_lines.get("name"))
     course = model.get("course", False)
     if not isinstance(course, bool):
-        raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]")
+        raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]",
+                        line=model_lines.get("course"))
 
     variables = _table(data, "vars")
     read_vars = {}
     for key, value in variables.items():
-        _check_name(key, "[vars]", field=untrusted.one_line(key))
+        line = vars_lines.get(key)
+        _check_name(key, "[vars]", line, field=untrusted.one_line(key))
         if untrusted.name(key) in read_vars:
             raise SpecError(f"{key!r} is the name {untrusted.name(key)!r} written another way, given twice", None,
-                            untrusted.name(key), "[vars]")
-        read_vars[untrusted.name(key)] = _located(read_number, value, field=key, where="[vars]")
+                            untrusted.name(key), "[vars]", line=line)
+        read_vars[untrusted.name(key)] = _located(read_number, value, field=key, where="[vars]", line=line)
     variables = read_vars
 
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
         raise SpecError("no layers", "add at least one [[layers]] table with a type, e.g. type = \"dense\"")
-    blocks = _read_blocks(_table(data, "blocks"), text, set(variables))
+    blocks = _read_blocks(_table(data, "blocks"), text, tables, set(variables))
     return Spec(
         name=name,
         input=input_,
-        layers=_read_layers(layers, headers if len(headers) == len(layers) else [None] * len(layers), "layers", blocks),
+        layers=_read_layers(layers, _array_tables(tables, "layers", len(layers)), "layers", blocks),
         vars=tuple(variables.items()),
         dtype=dtype,
         expect=tuple(_table(data, "expect").items()),
         weights=tuple(_table(data, "weights").items()),
         variants=tuple(_table(data, "variants").items()),
+        grading=tuple(_table(data, "grading").items()),
         path=path,
         text=text,
         blocks=tuple(blocks.items()),
         course=course,
+        lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
+                    for key, line in keys.items()),
     )
 
 
-def _lines(text: str, header: re.Pattern, count: int | None = None) -> list:
-    """The line of each header, in one pass over the text; [None] * count when they are not `count`."""
+def _lines(text: str, header: re.Pattern) -> list[int]:
+    """The line of each header, in one pass over the text."""
     out, line, last = [], 1, 0
     for match in header.finditer(text):
         line += text.count("\n", last, match.start())
         last = match.start()
         out.append(line)
-    return out if count is None or len(out) == count else [None] * count
+    return out
+
+
+def _one_table(tables: list[positions.Table], name: str) -> dict[str, int]:
+    """The line of each key of [name] (none found: an empty mapping)."""
+    return next((table.keys for table in tables if table.name == name and not table.array), {})
+
+
+def _array_tables(tables: list[positions.Table], name: str, count: int) -> list[positions.Table | None]:
+    """The [[name]] tables, one for each of the `count` elements tomllib read; [None] * count when they are not as many."""
+    found = [table for table in tables if table.array and table.name == name]
+    return found if len(found) == count else [None] * count
 
 
 def _inline_lines(text: str, block: str, tables: list) -> list:
@@ -200,12 +231,12 @@ def _inline_lines(text: str, block: str, tables: list) -> list:
         if found is None:
             out.append(None)
             continue
-        out.append(text.count("\n", 0, found.start()) + 1)
+        out.append(positions.Table(f"blocks.{block}.layers", True, text.count("\n", 0, found.start()) + 1))
         position = found.end()
     return out
 
 
-def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Block]:
+def _read_blocks(tables: dict, text: str, written: list[positions.Table], variables: set[str]) -> dict[str, Block]:
     """Every [blocks.NAME], its layers read and its variables found; uses checked against them."""
     raw = {}
     for name, table in tables.items():
@@ -229,7 +260,7 @@ def _read_blocks(tables: dict, text: str, variables: set[str]) -> dict[str, Bloc
             raise SpecError(f"blocks use each other in a circle: {cycle}", "a block may use other blocks, not itself",
                             where=f"[blocks.{name}]")
         reading.append(name)
-        lines = _lines(text, _block_header(name), len(raw[name]))
+        lines = _array_tables(written, f"blocks.{name}.layers", len(raw[name]))
         if lines and lines[0] is None:
             lines = _inline_lines(text, name, raw[name])
         layers = _read_layers(raw[name], lines, f"blocks.{name}.layers",
@@ -250,54 +281,71 @@ def _show(raw) -> str:
     return untrusted.one_line(repr(raw)[:80])
 
 
-def _read_layers(tables: list, lines: list, table_name: str, blocks, find=None) -> tuple[LayerSpec, ...]:
-    """The layers of the spec (`blocks`: the blocks read) or of a block (`find` reads a block by name)."""
+def _read_layers(tables: list, found: list, table_name: str, blocks, find=None) -> tuple[LayerSpec, ...]:
+    """The layers of the spec (`blocks`: the blocks read) or of a block (`find` reads a block by name);
+    `found`: where each table is written (positions.Table, or None)."""
     find = find or (lambda used: blocks.get(used))
     counts: dict[str, int] = {}
     named: dict[str, int] = {}
     out = []
-    for index, (table, line) in enumerate(zip(tables, lines), start=1):
-        place = {"where": f"{table_name}[{index}]", "line": line}
+    for index, (table, written) in enumerate(zip(tables, found), start=1):
+        lines = written.keys if written else {}
+        place = {"where": f"{table_name}[{index}]", "line": written.line if written else None}
         if not isinstance(table, dict):
             raise SpecError("expected a table", f"write each layer as a [[{table_name}]] table", **place)
         kind = table.get("type")
         if kind == "block":
-            name = _layer_name(table, kind, counts, named, index, table_name, place)
-            out.append(_read_use(table, index, name, line, table_name, find, place))
+            name = _layer_name(table, kind, counts, named, index, table_name, place, lines)
+            out.append(_read_use(table, index, name, table_name, find, place, lines))
             continue
         if not isinstance(kind, str) or kind not in LAYERS:
-            if kind is None:
-                raise SpecError("missing 'type'", f"one of {', '.join(LAYERS)}", "type", **place)
-            close = difflib.get_close_matches(kind, LAYERS, n=1) if isinstance(kind, str) else []
-            raise SpecError(
-                f"unknown layer type {_show(kind)}",
-                (f"did you mean {close[0]!r}? " if close else "") + f"types: {', '.join(LAYERS)}, block",
-                "type",
-                **place,
-            )
-        name = _layer_name(table, kind, counts, named, index, table_name, place)
+            _unknown_type(table, kind, index, table_name, place, lines)
+        name = _layer_name(table, kind, counts, named, index, table_name, place, lines)
         known = LAYERS[kind].spec_fields()
-        _no_unknown(table, ("type", "name", *known, *GRAPH_KEYS), "field", **place)
+        _no_unknown(table, ("type", "name", *known, *GRAPH_KEYS), "field", **place, lines=lines,
+                    hint=functools.partial(hints.field_hint, fields=known))
         fields = tuple(
-            (key, _located(known[key].read, value, field=key, **place))
+            (key, _located(known[key].read, value, field=key, **_at(place, lines, key)))
             for key, value in table.items()
             if key not in ("type", "name", *GRAPH_KEYS)
         )
-        out.append(LayerSpec(index=index, kind=kind, name=name, fields=fields, line=line, table=table_name,
-                             **_graph_fields(table, place)))
+        out.append(LayerSpec(index=index, kind=kind, name=name, fields=fields, line=place["line"], table=table_name,
+                             lines=_field_lines(table, lines), **_graph_fields(table, place, lines)))
     return tuple(out)
 
 
-def _layer_name(table: dict, kind: str, counts: dict, named: dict, index: int, table_name: str, place: dict) -> str:
+def _at(place: dict, lines: dict, key: str) -> dict:
+    """The place of one field: its own line where it was found."""
+    return {**place, "line": lines.get(key, place["line"])}
+
+
+def _field_lines(table: dict, lines: dict) -> tuple[tuple[str, int], ...]:
+    return tuple((key, lines[key]) for key in table if key in lines)
+
+
+def _unknown_type(table: dict, kind: object, index: int, table_name: str, place: dict, lines: dict) -> None:
+    """Refuse a missing or unknown type, naming the layer (its name, if it has one) and what was meant."""
+    name = table.get("name")
+    if isinstance(name, str):
+        place["where"] = f'{table_name}[{index}] "{untrusted.one_line(name[:80])}"'
+    types = f"types: {', '.join(LAYERS)}, block"
+    if kind is None:
+        raise SpecError("missing 'type'", f"one of {', '.join(LAYERS)}", "type", **place)
+    meant = hints.type_hint(kind, LAYERS) if isinstance(kind, str) else None
+    raise SpecError(f"unknown layer type {_show(kind)}", meant or types, "type", **_at(place, lines, "type"))
+
+
+def _layer_name(table: dict, kind: str, counts: dict, named: dict, index: int, table_name: str, place: dict,
+                lines: dict) -> str:
     """A layer's or a block use's name (default: its kind and a count, conv1), checked, NFKC-normalised and
     unique; `place` then names it."""
     counts[kind] = counts.get(kind, 0) + 1
     name = table.get("name", f"{kind}{counts[kind]}")
     place["where"] = f'{table_name}[{index}] "{untrusted.one_line(str(name)[:80])}" ({kind})'
-    _check_name(name, **place, dotted=True)
+    _check_name(name, place["where"], lines.get("name", place["line"]), dotted=True)
     name = untrusted.name(name)
     place["where"] = f'{table_name}[{index}] "{name}" ({kind})'
-    _unique(name, named, index, table, place)
+    _unique(name, named, index, table, _at(place, lines, "name"))
     return name
 
 
@@ -312,13 +360,13 @@ def _unique(name: str, named: dict, index: int, table: dict, place: dict) -> Non
     named[name] = index
 
 
-def _graph_fields(table: dict, place: dict) -> dict:
+def _graph_fields(table: dict, place: dict, lines: dict) -> dict:
     """`from` and `when`, read."""
     out = {}
     if "from" in table:
-        out["inputs"] = _located(_read_from, table["from"], field="from", **place)
+        out["inputs"] = _located(_read_from, table["from"], field="from", **_at(place, lines, "from"))
     if "when" in table:
-        out["when"] = _located(_condition, table["when"], field="when", **place)
+        out["when"] = _located(_condition, table["when"], field="when", **_at(place, lines, "when"))
     return out
 
 
@@ -326,6 +374,9 @@ def _read_from(raw: object) -> tuple[str, ...]:
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise SpecError(f"expected a layer's name or a list of them, got {raw!r}", 'from = "conv1" or from = ["bn2", "input"]')
+    for name in names:
+        if styled := untrusted.styled_problem(name):
+            raise SpecError(f"{_show(name)} is not a layer's name: {styled}")
     names = [untrusted.name(name) for name in names]
     for name in names:
         if not _is_path(name):
@@ -338,28 +389,30 @@ def _condition(raw: object) -> object:
     return int(raw) if isinstance(raw, bool) else read_number(raw, "a number, true, false or an expression")
 
 
-def _read_use(table: dict, index: int, name: str, line, table_name: str, find, place: dict) -> LayerSpec:
+def _read_use(table: dict, index: int, name: str, table_name: str, find, place: dict, lines: dict) -> LayerSpec:
     """A layer of type "block": which block, how often, and its variables."""
     used = table.get("block")
     if not isinstance(used, str):
         raise SpecError("missing 'block': the name of the block to use" if used is None else f"expected a block's name, got {used!r}",
-                        "declare it as [blocks.NAME] with [[blocks.NAME.layers]]", "block", **place)
+                        "declare it as [blocks.NAME] with [[blocks.NAME.layers]]", "block", **_at(place, lines, "block"))
     block = find(used)
     if block is None:
-        raise SpecError(f"unknown block {used!r}", _known_blocks(find, used), "block", **place)
+        raise SpecError(f"unknown block {used!r}", _known_blocks(find, used), "block", **_at(place, lines, "block"))
     variables = {}
-    for key, value in table.items():
-        key = untrusted.name(key)  # as the block's expressions name it (NFKC)
+    for written, value in table.items():
+        key = untrusted.name(written)  # as the block's expressions name it (NFKC)
         if key in ("type", "name", *GRAPH_KEYS, *USE_KEYS):
             continue
+        if styled := untrusted.styled_problem(written):
+            raise SpecError(f"{_show(written)} is not a usable name: {styled}", None, written, **_at(place, lines, written))
         if key not in block.variables:
             close = difflib.get_close_matches(key, block.variables, n=1)
             raise SpecError(
                 f"block {used!r} has no variable {key!r}",
                 (f"did you mean {close[0]!r}? " if close else "")
                 + (f"its variables: {', '.join(block.variables)}" if block.variables else "it has no variables"),
-                key, **place)
-        variables[key] = _located(_condition, value, field=key, **place)
+                key, **_at(place, lines, written))
+        variables[key] = _located(_condition, value, field=key, **_at(place, lines, written))
     missing = [v for v in block.variables if v not in variables]
     if missing:
         raise SpecError(f"block {used!r} needs {', '.join(missing)}", f"give each as a field of this use: {missing[0]} = ...",
@@ -367,11 +420,11 @@ def _read_use(table: dict, index: int, name: str, line, table_name: str, find, p
     extra = {}
     for key in ("repeat", "start"):
         if key in table:
-            extra[key] = _located(read_number, table[key], field=key, **place)
+            extra[key] = _located(read_number, table[key], field=key, **_at(place, lines, key))
     if "checkpoint" in table:
-        extra["checkpoint"] = _located(_condition, table["checkpoint"], field="checkpoint", **place)
-    return LayerSpec(index=index, kind="block", name=name, fields=tuple(variables.items()), line=line, table=table_name,
-                     block=used, **extra, **_graph_fields(table, place))
+        extra["checkpoint"] = _located(_condition, table["checkpoint"], field="checkpoint", **_at(place, lines, "checkpoint"))
+    return LayerSpec(index=index, kind="block", name=name, fields=tuple(variables.items()), line=place["line"], table=table_name,
+                     block=used, lines=_field_lines(table, lines), **extra, **_graph_fields(table, place, lines))
 
 
 def _known_blocks(find, used: str) -> str:
@@ -389,12 +442,18 @@ def _table(data: dict, key: str, required: bool = False) -> dict:
     return dict(value)
 
 
-def _no_unknown(table: dict, valid: tuple[str, ...], what: str, **place) -> None:
+def _no_unknown(table: dict, valid: tuple[str, ...], what: str, lines: dict | None = None, hint=None, **place) -> None:
+    """Refuse a key that is not `valid`, at its line, with `hint(key)` or the closest valid key as the hint."""
     for key in table:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise SpecError(f"unknown {what} {_show(key)}", f"{hint}valid: {', '.join(valid)}", **place)
+            meant = hint(key) if hint else None
+            if meant is None:
+                close = difflib.get_close_matches(key, valid, n=1)
+                meant = f"did you mean {close[0]!r}?" if close else None
+            if lines and key in lines:
+                place = {**place, "line": lines[key]}
+            raise SpecError(f"unknown {what} {_show(key)}", f"{meant} valid: {', '.join(valid)}" if meant else f"valid: {', '.join(valid)}",
+                            **place)
 
 
 def _is_segment(part: str) -> bool:
@@ -409,6 +468,8 @@ def _check_name(name: object, where: str, line: int | None = None, field: str = 
     """A name (NFKC-normalised, as Python reads it) is an identifier, or with `dotted` a path of identifiers and
     numbers; never a keyword, a function, "input", or a segment Python mangles in a class (two underscores first)."""
     normal = untrusted.name(name) if isinstance(name, str) and len(name) <= 500 else None
+    if normal is not None and (styled := untrusted.styled_problem(name)):
+        raise SpecError(f"{_show(name)} is not a usable name: {styled}", None, field, where, line=line)
     if (normal is None or not (_is_path(normal) if dotted else _is_segment(normal)) or normal == INPUT
             or normal[:1].isdigit()):
         why = ""

@@ -30,7 +30,7 @@ TOTAL = ("params", "weights", "biases", "macs", "flops", "training_flops")
 TYPE = ("params", "weights", "biases", "share", "macs", "flops", "training_flops")
 GROUP = (*TYPE, "output")  # a path prefix ("layer1") or a block's name: sums, and the last layer's output
 QUALIFIERS = ("B", "dtype", "optimizer", "device")
-STUDENT = ("name", "id", "email", "group")  # the fields of an answers file's [student] table
+STUDENT = ("name", "id", "email", "group", "variant")  # the fields of an answers file's [student] table
 
 
 class Scope(StrEnum):
@@ -134,7 +134,8 @@ def loads_answers(text: str, path: str | None = None) -> Answers:
     pairs = tuple(flatten(data))
     if not pairs:
         raise ClaimError("no claims: nothing to grade", 'an answers file has lines such as "conv1.params" = 34944', path=path)
-    return Answers(path, pairs, {key: _student_value(value) for key, value in student.items()}, text)
+    student = {key: _student_value(value) for key, value in student.items()}
+    return Answers(path, pairs, {key: value for key, value in student.items() if value != ""}, text)  # blanks: not given
 
 
 def _student_value(value: object) -> str | int:
@@ -162,12 +163,25 @@ def flatten(table: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
+@dataclass(frozen=True)
+class Unread:
+    """A claim that could not be read (an unknown key, a malformed value, the same claim twice): graded as an error
+    of that claim, while the others of its file are still graded."""
+
+    text: str  # the key as written
+    raw: object
+    line: int | None
+    error: ClaimError
+    key: Key | None = None  # when the key was read and the value was not
+
+
 def read(pairs, report: Report, *, path: str | None = None, where: str | None = None, text: str = "",
-         table: str = "", strict: bool = False) -> tuple[Claim, ...]:
+         table: str = "", strict: bool = False, each: bool = False) -> tuple[Claim | Unread, ...]:
     """Check and read raw (key, value) pairs for `report`'s network; ClaimError names the file, line and key.
 
     `table`: the TOML table the claims are in ("expect"), to find their lines in `text`. `strict`: an answers
-    file's claims, which must each pin a value (claim_values.unpinned) and may not repeat a claim.
+    file's claims, which must each pin a value (claim_values.unpinned) and may not repeat a claim. `each`: a claim
+    that cannot be read becomes an Unread in its place, instead of a ClaimError for all of them.
     """
     pairs = list(pairs)
     if len(pairs) > untrusted.MAX_CLAIMS:
@@ -180,6 +194,7 @@ def read(pairs, report: Report, *, path: str | None = None, where: str | None = 
     for key_text, raw in pairs:
         line = _line(lines, f"{table}.{key_text}" if table else str(key_text))
         shown = f'"{untrusted.one_line(str(key_text))[:80]}"'
+        key = None
         try:
             if not isinstance(key_text, str):
                 raise ClaimError(f"a claim key is a string, got {type(key_text).__name__}")
@@ -188,15 +203,40 @@ def read(pairs, report: Report, *, path: str | None = None, where: str | None = 
             _check_names(value, known, report)
             if strict and (why := claim_values.unpinned(value)):
                 raise ClaimError(why, "answers files pin each value; a spec's [expect] may give ranges and bounds")
-            same = (key.scope, key.quantity, key.name, frozenset(key.at))
+            same = identity(key, report)
             if same in seen:
-                raise ClaimError(f"the same claim as {seen[same]}: each quantity is claimed once",
-                                 "keep one of them (keys are read the same with spaces, quotes or [tables])")
-            seen[same] = f'"{untrusted.one_line(key_text)}"' + (f" (line {line})" if line else "")
+                earlier, earlier_key = seen[same]
+                defaults = _defaulted(earlier_key, key, report)
+                raise ClaimError(f"the same claim as {earlier}: each quantity is claimed once"
+                                 + (f" ({defaults} is the default here)" if defaults else ""),
+                                 "keep one of them (keys are read the same with spaces, quotes or [tables], and a memory "
+                                 "key without a qualifier is at the batch, dtype, optimizer and device in force)")
+            seen[same] = (f'"{untrusted.one_line(key_text)}"' + (f" (line {line})" if line else ""), key)
         except SpecError as error:
-            raise ClaimError(error.problem, error.hint, shown, where, path, line) from None
+            failure = ClaimError(error.problem, error.hint, shown, where, path, line)
+            if not each:
+                raise failure from None
+            out.append(Unread(str(key_text), raw, line, failure, key))
+            continue
         out.append(Claim(key, value, raw, line))
     return tuple(out)
+
+
+def identity(key: Key, report: Report, resolve: bool = True) -> tuple:
+    """What a key claims, whatever way it is written: "dense.share" and "type.dense.share" are one claim, and so
+    are "memory.params_bytes" and "memory.params_bytes@dtype=float32" when float32 is the dtype in force."""
+    at = dict(key.at)
+    if key.scope == Scope.memory and resolve:
+        at = {"B": report.batch, "dtype": report.dtype, "optimizer": report.optimizer, "device": report.device} | at
+        at = {name: str(value) for name, value in at.items()}
+    return (key.scope, key.quantity, key.name, frozenset(at.items()))
+
+
+def _defaulted(a: Key, b: Key, report: Report) -> str:
+    """The qualifiers one of two memory keys states and the other leaves to the default: 'dtype=float32'."""
+    given_a, given_b = dict(a.at), dict(b.at)
+    names = [name for name in QUALIFIERS if (name in given_a) != (name in given_b)]
+    return ", ".join(f"{name}={given_a.get(name, given_b.get(name))}" for name in names)
 
 
 @dataclass(frozen=True)

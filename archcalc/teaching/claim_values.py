@@ -79,6 +79,66 @@ def equal(a: Value, b: Value) -> bool:
     return num.sym().simplify(difference) == 0
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How far from the true value the instructor lets an answer be: exact, relative ("1%") or absolute.
+
+    It bounds the distance between the value a student wrote and the true value; the precision the
+    student states ("62.4M" is ± 0.05M) may only narrow it: an answer holds when the true value is
+    within what it states *and* what it states is within this tolerance of the true value.
+    """
+
+    relative: Fraction = Fraction(0)  # of the true value's size
+    absolute: Fraction = Fraction(0)  # in the quantity's own unit (a share: percentage points)
+    text: str = "exact"
+
+    @property
+    def exact(self) -> bool:
+        return self.relative == 0 and self.absolute == 0
+
+    def allows(self, written: Fraction, actual: Fraction) -> bool:
+        """Whether `written` is within this tolerance of the true value `actual`."""
+        return abs(written - actual) <= max(self.absolute, self.relative * abs(actual))
+
+    def describe(self) -> str:
+        """'exact', 'within 1% of the true value', 'within 0.5'."""
+        if self.exact:
+            return "exactly"
+        return f"within {self.text} of the true value"
+
+
+EXACT = Tolerance()
+TOLERANCE_FORMS = 'a tolerance is "exact", relative to the true value ("1%", "0.5%"), or absolute in the quantity\'s unit ' \
+                  '("0.5" points of a share, "1 MiB", "1k")'
+
+
+def read_tolerance(raw: object, kind: str | None = None) -> Tolerance:
+    """An instructor's tolerance: "exact" (or 0), "1%" (relative), or, for one key of `kind`, "1 MiB" or 0.5 (absolute).
+
+    >>> read_tolerance("1%").allows(Fraction(101), Fraction(100))
+    True
+    """
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ClaimError(f"expected a tolerance, got {_short(str(raw))}", TOLERANCE_FORMS)
+    text = " ".join(str(raw).split())
+    if text.lower() in ("exact", "exactly", "0", "0%", "0.0"):
+        return EXACT
+    if isinstance(raw, float) and (raw != raw or raw in (float("inf"), float("-inf"))):
+        raise ClaimError(f"expected a tolerance, got {raw}", TOLERANCE_FORMS)
+    if text.endswith("%"):
+        size, _, _ = _number(text[:-1].strip(), "count", text)
+        if not 0 <= size <= 100:
+            raise ClaimError(f"a tolerance of {text}: it is between 0% and 100%", TOLERANCE_FORMS)
+        return Tolerance(relative=size / 100, text=f"{_plain(size)}%")
+    if kind is None or kind == "shape":
+        raise ClaimError(f"{_short(text)}: an absolute tolerance needs a quantity to be in the unit of",
+                         "for a whole file, give a relative tolerance: \"1%\", or \"exact\"")
+    size, _, _ = _number(text, "count" if kind == "axes" else kind, text)
+    if size < 0:
+        raise ClaimError(f"a tolerance of {text}: it is 0 or more", TOLERANCE_FORMS)
+    return Tolerance(absolute=size, text=text + (" points" if kind == "share" else ""))
+
+
 def _count(actual) -> Value:
     """A shape claimed as a number: its number of values."""
     return num.mul(actual) if isinstance(actual, tuple) else actual
@@ -94,7 +154,7 @@ class Exact:
     def evaluate(self, env) -> Value:
         return self.value.evaluate(env) if isinstance(self.value, expr.Expr) else self.value
 
-    def holds(self, actual, env) -> bool | None:
+    def holds(self, actual, env, within: Tolerance | None = None) -> bool | None:
         return equal(self.evaluate(env), _count(actual))
 
     def reading(self, env=None) -> str:
@@ -113,11 +173,12 @@ class Approx:
     text: str
     unit: str = ""  # "%" for shares, for the reading only
 
-    def holds(self, actual, env) -> bool | None:
+    def holds(self, actual, env, within: Tolerance | None = None) -> bool | None:
         actual = _count(actual)
         if not num.is_concrete(actual):
             return None  # a formula: give its names values to compare a number with it
-        return abs(Fraction(actual) - self.center) <= self.tolerance
+        actual = Fraction(actual)
+        return abs(actual - self.center) <= self.tolerance and (within is None or within.allows(self.center, actual))
 
     def reading(self, env=None) -> str:
         return f"{_plain(self.center)}{self.unit} ± {_plain(self.tolerance)}"
@@ -133,12 +194,16 @@ class Bounds:
     low_open: bool = False
     high_open: bool = False
 
-    def holds(self, actual, env) -> bool | None:
+    def holds(self, actual, env, within: Tolerance | None = None) -> bool | None:
         actual = _count(actual)
         if not num.is_concrete(actual):
             return None
         above = self.low is None or (actual > self.low if self.low_open else actual >= self.low)
         below = self.high is None or (actual < self.high if self.high_open else actual <= self.high)
+        if within is not None:  # every value the range accepts must be within the instructor's tolerance
+            ends = [end for end in (self.low, self.high) if end is not None]
+            if len(ends) < 2 or not all(within.allows(end, Fraction(actual)) for end in ends):
+                return False
         return above and below
 
     def reading(self, env=None) -> str:
@@ -151,7 +216,8 @@ class Bounds:
 
 @dataclass(frozen=True)
 class Dims:
-    """A shape, one sample's. `either_order`: written with × and no power, it may be channels last too."""
+    """A shape, one sample's. `either_order`: a list or a product with no power may be channels last too
+    ([55, 55, 96] and "55×55×96" for [96, 55, 55]); the course's "55²×96" says which factor is the channels."""
 
     dims: tuple[int | expr.Expr, ...]
     text: str
@@ -169,7 +235,7 @@ class Dims:
             return "channels last"
         return None
 
-    def holds(self, actual, env) -> bool | None:
+    def holds(self, actual, env, within: Tolerance | None = None) -> bool | None:
         return self.order(actual, env) is not None
 
     def reading(self, env=None) -> str:
@@ -194,8 +260,8 @@ class EveryAxis:
 
     value: Exact | Approx | Bounds
 
-    def holds(self, actual, env) -> bool | None:
-        verdicts = [self.value.holds(a, env) for a in actual]
+    def holds(self, actual, env, within: Tolerance | None = None) -> bool | None:
+        verdicts = [self.value.holds(a, env, within) for a in actual]
         return None if None in verdicts else all(verdicts)
 
     def reading(self, env=None) -> str:
@@ -445,7 +511,7 @@ def _list(raw: list) -> Dims:
         raise ClaimError(f"a shape of {len(raw):,} sizes: a tensor has at most {untrusted.MAX_AXES} axes", _hint("shape"))
     if not raw or any(isinstance(d, (bool, list, dict, float)) or not isinstance(d, (int, str)) for d in raw):
         raise ClaimError(f"a shape is a list of sizes (integers, or formulas as strings), got {raw!r}", _hint("shape"))
-    return Dims(tuple(_dim(d, str(raw)) for d in raw), str(raw))
+    return Dims(tuple(_dim(d, str(raw)) for d in raw), str(raw), either_order=True)  # [55, 55, 96]: as "55×55×96"
 
 
 def _dim(raw: int | str, text: str) -> int | expr.Expr:
@@ -467,7 +533,7 @@ def _shape(text: str) -> Dims:
         items = [item.strip() for item in _top_level(text[1:-1], ",")]
         if not all(items):
             raise ClaimError(f"cannot read {text!r} as a shape: an empty size", _hint("shape"))
-        return Dims(tuple(_dim(item, text) for item in items), text)
+        return Dims(tuple(_dim(item, text) for item in items), text, either_order=True)
     channels, spatial = [], []
     for factor in _factors(text):
         power = _POWER.match(factor)

@@ -8,15 +8,18 @@ tries them in the order of MISTAKES and gives the first hint: the nearest likely
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 from ..analysis import receptive
 from ..core import fmt, num
 from ..core.dtypes import DType, Optimizer
 from ..core.errors import SpecError
-from ..report import Report, Row
+from ..report import Report, Row, analyze
+from ..spec.read import Spec
 from .claim_keys import AXES, Key
-from .claim_values import Claimed, Dims, equal
+from .claim_values import Claimed, Dims, Tolerance, equal
+from .truth import value
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Context:
     key: Key
     actual: object
     env: dict
+    within: Tolerance | None = None  # the instructor's tolerance: a wrong way's result is matched as the answer is
+    spec: Spec | None = None  # the spec analysed, for a mistake that redoes the whole network (another input size)
 
     @property
     def row(self) -> Row | None:
@@ -41,7 +46,7 @@ def _holds(claim: Claimed, value, context: Context) -> bool:
     """Whether the claim matches `value`, a wrong way's result (made normal here: the recognisers need not)."""
     value = num.shape(value) if isinstance(value, tuple) else num.normal(value)
     try:
-        return claim.holds(value, context.env) is True
+        return claim.holds(value, context.env, context.within) is True
     except (SpecError, TypeError, ValueError):
         return False
 
@@ -61,17 +66,22 @@ def batch_axis(claim, context):
     """[32, 96, 55, 55] for [96, 55, 55]: the batch axis written in."""
     if isinstance(claim, Dims) and isinstance(context.actual, tuple) and len(claim.dims) == len(context.actual) + 1:
         rest = dataclasses.replace(claim, dims=claim.dims[1:])
-        if rest.holds(context.actual, context.env):
+        if rest.holds(context.actual, context.env, context.within):
             return "the batch axis is written in: archcalc's shapes are one sample's, [C, H, W] without B"
     return None
 
 
-def channels_last(claim, context):
-    """[27, 27, 96] for [96, 27, 27], in a list (where the order is archcalc's, channels first)."""
+def axes_permuted(claim, context):
+    """[27, 96, 27] for [96, 27, 27]: the right sizes in an order that is neither channels first nor channels last
+    (those two are read as right), or "27²×96"-style claims whose channels sit among the spatial sizes."""
     actual = context.actual
-    if isinstance(claim, Dims) and isinstance(actual, tuple) and len(actual) > 1:
-        if _holds(claim, (*actual[1:], actual[0]), context):
-            return f"channels last: archcalc writes shapes channels first, as PyTorch does: {fmt.shape(actual)} is [C, H, W]"
+    if not (isinstance(claim, Dims) and isinstance(actual, tuple) and 1 < len(actual) <= 4):
+        return None
+    for order in itertools.permutations(range(len(actual))):
+        wrong = tuple(actual[i] for i in order)
+        if wrong != actual and _holds(claim, wrong, context):
+            return (f"the right sizes in another order: archcalc writes a shape channels first, [C, H, W] as PyTorch does "
+                    f"({fmt.shape(actual)}), and reads channels last ([H, W, C]) too")
     return None
 
 
@@ -92,6 +102,8 @@ def stale_channels(claim, context):
         return None
     for earlier in reversed(context.report.rows[:row.index - 1]):
         channels = earlier.output[0] if len(earlier.output) > 1 else None
+        if channels == row.input[0] and _applies(row, input_channels):
+            continue  # the layer's own input channels: input_channels names that
         if channels is not None and channels != row.output[0] and _holds(claim, (channels, *row.output[1:]), context):
             keeps = f" ({row.layer.channels_hint})" if row.layer.channels_hint else ""
             return (f"{fmt.group(channels)} channels is {earlier.name}'s output: {row.name} outputs "
@@ -123,6 +135,15 @@ def _wrong_window(claim, context, applies, change, hint):
     if wrong != row.output and _holds(claim, wrong, context):
         return hint(ws[0])
     return None
+
+
+def plus_one_forgotten(claim, context):
+    """⌊(n + 2p − k)/s⌋ without its + 1: the first position of the window not counted."""
+    return _wrong_window(
+        claim, context, lambda w: True, lambda w: w.out() - 1,
+        lambda w: ("the + 1 forgotten: the output size is ⌊(n + 2p − k)/s⌋ + 1, the first position of the window "
+                   f"counts too: {w.formula()}"),
+    )
 
 
 def padding_once(claim, context):
@@ -362,21 +383,66 @@ def dense_without_channels(claim, context):
     return None
 
 
+AXIS_SIZES = {224: 227, 227: 224}  # AlexNet's two famous input sizes: the paper says 224, its arithmetic needs 227
+
+
+def input_size(claim, context):
+    """A number worked out for a 227×227 input where the network's is 224×224 (or the other way round): the
+    AlexNet paper's 224, whose first layer's arithmetic only works for 227 ((227 − 11)/4 + 1 = 55, no padding)."""
+    spec, report, key = context.spec, context.report, context.key
+    if spec is None or key.scope == "memory" or len(report.input) < 3:
+        return None
+    sizes = set(report.input[1:])
+    if len(sizes) != 1 or not sizes <= set(AXIS_SIZES):
+        return None
+    size = next(iter(sizes))
+    other = AXIS_SIZES[size]
+    try:
+        changed, values = _with_input(spec, report, other)
+        again = analyze(changed, batch=report.batch, dtype=report.dtype, optimizer=report.optimizer,
+                        device=report.device, **values)
+        wrong = value(again, key)
+    except (SpecError, KeyError, ValueError, TypeError):
+        return None
+    if wrong == context.actual or not _holds(claim, wrong, context):
+        return None
+    if other == 227:
+        return (f"worked out for a 227×227 input: this network's is {size}×{size}. The AlexNet paper says 224, but its "
+                "first layer's arithmetic needs 227, (227 − 11)/4 + 1 = 55 without padding; the course keeps 224 and "
+                "pads by 2: (224 + 2·2 − 11)/4 + 1 = 55")
+    return (f"worked out for a 224×224 input, the size the AlexNet paper states: this network's is {size}×{size}, the "
+            "size its arithmetic needs without padding, (227 − 11)/4 + 1 = 55")
+
+
+def _with_input(spec: Spec, report: Report, size: int) -> tuple[Spec, dict]:
+    """The spec with every spatial axis of its input at `size` (a number written in, or a name given a value)."""
+    values = dict(report.values)
+    shape = list(spec.input)
+    for i, written in enumerate(shape[1:], start=1):
+        if isinstance(written, int):
+            shape[i] = size
+        elif isinstance(written, str) and written in values:
+            values[written] = size
+        else:
+            raise ValueError("an input size written as a formula")
+    given = {name: v for name, v in values.items() if name not in dict(spec.vars)}
+    return dataclasses.replace(spec, input=tuple(shape)), given
+
+
 def kind_mistake(claim, context):
     """A wrong value the layer's own class knows students give (Layer.mistaken): LayerNorm's γ and β per token."""
     row = context.row
     if context.key.scope != "layer" or row is None:
         return None
-    for wrong, hint in row.layer.mistaken(row.input, context.key.quantity):
-        if wrong != context.actual and _holds(claim, wrong, context):
-            return hint
-    return None
+    hints = [hint for wrong, hint in row.layer.mistaken(row.input, context.key.quantity)
+             if wrong != context.actual and _holds(claim, wrong, context)]
+    return hints or None  # every one the layer knows that gives this value
 
 
 MISTAKES = (
     kind_mistake, jumps_forgotten, field_start_forgotten, dense_as_conv, dense_without_channels,
-    batch_axis, channels_last, not_flattened, input_channels, stale_channels,
-    padding_once, padding_forgotten, stride_forgotten, rounded_up,
+    batch_axis, axes_permuted, not_flattened, input_channels, stale_channels,
+    plus_one_forgotten, padding_once, padding_forgotten, stride_forgotten, rounded_up, input_size,
     biases_forgotten, biases_added, bias_per_input, input_channels_forgotten, kernel_not_squared,
     layer_left_out, share_as_fraction,
     macs_for_flops, flops_for_macs, forward_only,
@@ -385,9 +451,9 @@ MISTAKES = (
 
 
 def recognise(claim: Claimed, context: Context) -> str | None:
-    """The first recognised mistake behind a wrong claim, or None."""
-    for recogniser in MISTAKES:
-        hint = recogniser(claim, context)
-        if hint:
-            return hint
-    return None
+    """Every recognised mistake that gives the wrong claim's value (most likely first), or None."""
+    found = [recogniser(claim, context) for recogniser in MISTAKES]
+    hints = list(dict.fromkeys(h for hint in found if hint for h in ([hint] if isinstance(hint, str) else hint)))
+    if len(hints) <= 1:
+        return hints[0] if hints else None
+    return f"{len(hints)} mistakes give this value: " + "; or ".join(hints)

@@ -18,9 +18,11 @@ from fractions import Fraction
 from ..core import num, untrusted
 from ..core.errors import ArchcalcError
 from ..report import Report
+from ..spec.read import Spec
 from . import claim_values
-from .check import at_qualifiers, value as true_value
 from .claim_keys import parse_key
+from .grading import DEFAULTS
+from .truth import at_qualifiers, value as true_value
 
 BATCHES = (8, 16, 32, 64, 128)
 CATEGORIES = ("shape", "parameters", "cost", "total", "share", "memory", "field")
@@ -42,6 +44,7 @@ class Quiz:
     questions: tuple[Question, ...]
     values: tuple[tuple[str, object], ...] = ()  # a variant's own values (variants.py), given to check with --set
     variant: str = ""  # "variant 3 of 30 (archcalc quiz ... --variants 30 --seed 7)"
+    number: int = 0  # a variant's number (its sheet says variant = N, for grading from a folder), 0: no variants
 
     def command(self) -> str:
         return self.variant or f"archcalc quiz {self.spec or 'SPEC'} --count {len(self.questions)} --seed {self.seed}"
@@ -60,7 +63,9 @@ class Quiz:
             f"then check it: `{self.check('answers.toml')}`.", "",
             *([f"Your network: {', '.join(f'{n} = {v}' for n, v in self.values)}.", ""] if self.values else []),
             "Shapes are one sample's, channels first (`[C, H, W]`), or the course's way (`\"27²×256\"`). "
-            "An approximation states its precision: \"62.4M\" means within 0.05M, \"60%\" within 5 points.", "",
+            "Counts (parameters, FLOPs) and shapes are graded exactly, bytes and shares within 1% of the true value, "
+            "unless your instructor says otherwise; an approximation's own precision can only narrow that "
+            "(\"60%\" is 60 ± 5 by its digits, so within 1%: 59.4 to 60.6).", "",
         ]
         out += [f"{n}. {q.text}  \n   key: `\"{q.key}\"`" for n, q in enumerate(self.questions, start=1)]
         return "\n".join(out) + "\n"
@@ -80,7 +85,14 @@ class Quiz:
         for n, q in enumerate(self.questions, start=1):
             out += [f"# {n}. {q.text}", f"# {_toml_key(q.key)} = ", ""]
         out += ["[student]   # keep this table last: in TOML, every key after it belongs to it", 'name = ""', 'id = ""']
+        if self.number:
+            out.append(f"variant = {self.number}   # your network: keep this line as it is")
         return "\n".join(out) + "\n"
+
+    def files(self, stem: str) -> dict[str, str]:
+        """The quiz as files named after `stem`: the questions, the answer key and a blank answers sheet."""
+        return {f"{stem}-quiz.md": self.markdown(), f"{stem}-key.toml": self.key_toml(),
+                f"{stem}-answers.toml": self.sheet_toml()}
 
 
 def _comment(text: str) -> str:
@@ -103,7 +115,8 @@ def candidates(rng: random.Random, report: Report) -> dict[str, list[tuple[str, 
     out: dict[str, list[tuple[str, str]]] = {c: [] for c in CATEGORIES}
     for row in report.rows:
         name = f"`{row.name}` ({row.kind})"
-        if row.layer.asks_shape(row.input, row.output):
+        asks = row.layer.asks_shape
+        if (row.output != row.input) if asks is None else asks:  # None: when the layer changes the shape
             out["shape"].append((f"{row.name}.output", f"What shape does {name} output for one sample?"))
         if row.params != 0:
             out["parameters"].append((f"{row.name}.params", f"How many parameters (weights and biases) does {name} have?"))
@@ -149,7 +162,14 @@ def answer(report: Report, key: str) -> object | None:
     parsed = parse_key(key, report)
     actual = true_value(at_qualifiers(report, parsed), parsed)
     if parsed.kind == "share":
-        return f"{float(actual):.2f}%" if num.is_concrete(actual) else None
+        if not num.is_concrete(actual):
+            return None
+        within = DEFAULTS[parsed.kind]  # two decimals, or as many more as the default grading needs
+        for decimals in range(2, 12):
+            written = f"{float(actual):.{decimals}f}%"
+            if claim_values.read(written, "share").holds(actual, {}, within):
+                return written
+        return None
     if parsed.kind == "axes" and len(set(map(str, actual))) == 1:
         actual = actual[:1]  # one number for every axis: "pool3.receptive_field" = 195
         written = _written(actual[0])
@@ -173,6 +193,15 @@ def _written(x) -> object:
 
 def draw(report: Report, count: int, seed: int, spec: str | None = None) -> Quiz:
     """`count` different questions about `report`'s network, drawn in turn from each category."""
+    if not isinstance(report, Report):
+        hint = ": analyse it first, archcalc.analyze(spec)" if isinstance(report, Spec) else ""
+        raise TypeError(f"quiz.draw(report, ...): report must be a Report (archcalc.analyze), got "
+                        f"{type(report).__name__}{hint}")
+    for name, given in (("count", count), ("seed", seed)):
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise TypeError(f"quiz.draw(..., {name}): {name} must be a whole number, got {type(given).__name__}")
+    if spec is not None and not isinstance(spec, str):
+        raise TypeError(f"quiz.draw(..., spec=): the spec's path (a str), got {type(spec).__name__}")
     rng = random.Random(seed)
     drawn = candidates(rng, report)
     answers = {key: answer(report, key) for pairs in drawn.values() for key, _ in pairs}

@@ -23,8 +23,8 @@ from ..core.errors import ArchcalcError, SpecError
 from ..report import analyze
 from ..spec.read import Spec
 from . import claim_keys
-from .check import at_qualifiers, value as true_value
 from .claim_values import ClaimError
+from .truth import at_qualifiers, value as true_value
 
 BOUND = (0, 1024)  # the default search bound, both ends included
 MOST = 100_000  # the widest bound searched

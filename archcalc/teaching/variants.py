@@ -16,6 +16,7 @@ same network.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 
@@ -64,6 +65,8 @@ def _whole(x) -> bool:
 
 def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None = None, **options) -> list[quiz.Quiz]:
     """`variants` quizzes of `count` questions, each about a network of its own drawn from [variants]."""
+    if not isinstance(spec, Spec):
+        raise TypeError(f"variants.draw(spec, ...): spec must be a Spec (archcalc.load(path)), got {type(spec).__name__}")
     ranges = choices(spec)
     room = 1
     for values in ranges.values():
@@ -86,9 +89,22 @@ def draw(spec: Spec, variants: int, count: int, seed: int, spec_path: str | None
                 continue
             drawn = quiz.draw(report, count, rng.randrange(10**6), spec=spec_path)
             label = f"variant {index} of {variants}: archcalc quiz {spec_path or 'SPEC'} --variants {variants} --seed {seed}"
-            out.append(replace(drawn, values=values, variant=label))
+            out.append(replace(drawn, values=values, variant=label, number=index))
             break
         else:
             raise ArchcalcError(f"variant {index}: no new network that every layer accepts in {ATTEMPTS} draws\n"
                                 "  hint: narrow the [variants] ranges to sizes the network accepts")
+    return out
+
+
+def files(quizzes: list[quiz.Quiz], stem: str) -> dict[str, str]:
+    """A class's quizzes as files: each variant's own (`{stem}-v001-quiz.md`, its key, its answers sheet),
+    then `{stem}-variants.json`, which says which student has which network."""
+    out, manifest = {}, []
+    for index, drawn in enumerate(quizzes, start=1):
+        own = drawn.files(f"{stem}-v{index:03d}")
+        out |= own
+        manifest.append({"variant": index, "values": dict(drawn.values), "seed": drawn.seed, "files": list(own),
+                         "check": drawn.check(f"{stem}-v{index:03d}-answers.toml")})
+    out[f"{stem}-variants.json"] = json.dumps(manifest, indent=2) + "\n"
     return out

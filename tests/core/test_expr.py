@@ -226,10 +226,10 @@ HOSTILE = [
 @pytest.mark.parametrize("text, message", HOSTILE, ids=[c[0][:30] for c in HOSTILE])
 def test_hostile_inputs_are_refused_in_well_under_a_second(text, message):
     num.symbol("warm")  # sympy's first import is not the parser's time
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ExprError, match=re.escape(message)):
         value(text)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 # Allowed, but the worst the limits let through that we found: sympy must still decide them quickly.
@@ -247,10 +247,10 @@ SLOW_BUT_ALLOWED = [
 @pytest.mark.parametrize("text", SLOW_BUT_ALLOWED, ids=[c[:30] for c in SLOW_BUT_ALLOWED])
 def test_the_slowest_allowed_formulas_stay_fast(text):
     num.symbol("warm")
-    start = time.perf_counter()
+    start = time.process_time()
     formula = value(text)
     str(formula), formula.is_positive, formula.is_integer  # what the engine asks of a size
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_errors_are_located_by_the_spec_reader():
@@ -259,7 +259,7 @@ def test_errors_are_located_by_the_spec_reader():
     with pytest.raises(ExprError) as caught:
         archcalc.loads('[model]\ninput = [3]\n[[layers]]\ntype = "dense"\nout_features = "__import__(\'os\')"\n')
     error = caught.value
-    assert (error.where, error.field, error.path, error.line) == ('layers[1] "dense1" (dense)', "out_features", "<spec>", 3)
+    assert (error.where, error.field, error.path, error.line) == ('layers[1] "dense1" (dense)', "out_features", "<spec>", 5)
 
 
 PATTERN = re.compile(r"\b(eval|exec)\(|sympify\(|parse_expr\(")

@@ -10,9 +10,9 @@ import sympy
 
 import archcalc
 from archcalc.core import fmt, num
-from archcalc.layers import LAYERS, Layer
-from archcalc.layers.base import register
-from archcalc.memory.closed import PerBatch
+from archcalc.layers import Layer
+from archcalc.layers.base import register, unregister
+from archcalc.memory.perbatch import PerBatch
 from archcalc.render import check as render_check, report as render
 from tests.conftest import SPECS
 
@@ -85,7 +85,7 @@ def sympy_kind():
 
     register(Sympy)
     yield Sympy
-    del LAYERS[Sympy.kind]
+    unregister(Sympy)
 
 
 def test_a_sympy_number_is_made_normal_where_it_becomes_a_row(sympy_kind):
@@ -104,3 +104,19 @@ def test_the_text_and_json_boundaries_take_sympy_numbers():
     assert fmt.size_bytes(sympy.Integer(1536)) == "1.50 KiB"
     part = PerBatch(sympy.Integer(8), sympy.Rational(4, 2))
     assert (type(part.fixed), type(part.per_sample), part.at(3)) == (int, int, 14)
+
+
+def test_minimum_unevaluated_keeps_each_bound_once():
+    """num.minimum(..., evaluate=False): sympy's Min would compare every pair of long formulas (minutes for
+    largest_batch on a symbolic GPT-2); each argument once, concrete ones folded, nothing compared."""
+    h, w = num.symbol("H"), num.symbol("W")
+    bounds = [sympy.floor((10**9 - 7 * h * w) / (3 * h + 1)), sympy.floor(10**9 / (h * w)), 12, 9]
+    least = num.minimum(*bounds, *bounds, evaluate=False)
+    assert isinstance(least, sympy.Min) and len(least.args) == 3 and sympy.Integer(9) in least.args
+    assert num.minimum(h, h, 4, evaluate=False) == sympy.Min(h, 4, evaluate=False)
+    assert num.minimum(h + 1, h + 1, evaluate=False) == h + 1  # one distinct argument is itself
+    assert num.minimum(3, 2, evaluate=False) == 2
+    assert num.minimum(h, h + 1) == h  # evaluated (the default, for shapes): a window's Min(n, n + 1) is n
+    for value in ((5, 7), (100, 3)):
+        point = dict(zip((h, w), value))
+        assert least.xreplace(point) == min(b.xreplace(point) if isinstance(b, sympy.Basic) else b for b in bounds)

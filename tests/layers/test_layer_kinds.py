@@ -3,6 +3,7 @@ class with only its formulas works in every command (show, --explain, JSON, quiz
 
 import ast
 import importlib.util
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import archcalc
 from archcalc.core.num import Shape
 from archcalc.layers import LAYERS, Layer
-from archcalc.layers.base import register
+from archcalc.layers.base import register, unregister
 from archcalc.render import report as render
 from archcalc.teaching import mistakes, quiz
 
@@ -20,14 +21,25 @@ PACKAGE = Path(archcalc.__file__).parent
 # layer into the field of the layer before) the way spec.py reads them, as a translator must
 WRITERS = {PACKAGE / "backends" / "importer.py"}
 OUTSIDE_LAYERS = sorted(p for p in PACKAGE.rglob("*.py") if PACKAGE / "layers" not in p.parents and p not in WRITERS)
-LAYER_CLASSES = {cls.__name__ for cls in LAYERS.values()} | {"Layer"}
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls} | {c for sub in cls.__subclasses__() for c in _subclasses(sub)}
+
+
+LAYER_CLASSES = {cls.__name__ for cls in _subclasses(Layer)}  # the kinds and their bases (ElementWise, Convolution...)
 
 
 def kind_tests(tree: ast.AST) -> list[str]:
-    """Comparisons with a kind's name, isinstance with a layer class, getattr of a layer's field by its name."""
+    """Comparisons with a kind's name, isinstance with a layer class, getattr of a layer's field by its name, and
+    tables of kinds (a dict keyed by kind names, a set of them: what a kind knows of itself is its class's)."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
+        if isinstance(node, (ast.Dict, ast.Set)):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            if any(isinstance(i, ast.Constant) and isinstance(i.value, str) and i.value in LAYERS for i in items):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
             constants = [c.value for side in sides for c in ast.walk(side) if isinstance(c, ast.Constant)]
             if any(value in LAYERS for value in constants if isinstance(value, str)):
@@ -49,14 +61,76 @@ def test_no_module_outside_the_layers_tests_a_kind(path):
 
 
 def test_the_check_finds_a_kind_test():  # the test above can fail
-    code = 'if row.kind in ("conv", "pool"): pass\nif layer.kind == "dense": pass\nisinstance(row.layer, Conv)\ngetattr(row.layer, "groups", 1)'
-    assert len(kind_tests(ast.parse(code))) == 4
+    code = ('if row.kind in ("conv", "pool"): pass\nif layer.kind == "dense": pass\nisinstance(row.layer, Conv)\n'
+            'getattr(row.layer, "groups", 1)\nCOLOURS = {"conv": "#f4c27a", "block": "#f9d9a8"}\nPASSING = {"activation", "dropout"}')
+    assert len(kind_tests(ast.parse(code))) == 6
+
+
+def _methods(cls: ast.ClassDef) -> list[str]:
+    return [node.name for node in cls.body if isinstance(node, ast.FunctionDef)]
+
+
+LAYER_SOURCE = ast.parse((PACKAGE / "layers" / "base.py").read_text(encoding="utf-8"))
+INTERFACE = _methods(next(n for n in LAYER_SOURCE.body if isinstance(n, ast.ClassDef) and n.name == "Layer"))
+FORMULAS = INTERFACE[INTERFACE.index("output"):INTERFACE.index("keeps") + 1]
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "layers").glob("*.py")), ids=lambda p: p.name)
+def test_every_kind_lists_its_methods_in_layers_order(path):
+    """A reader finds a formula in the same place in every kind: Layer's methods in Layer's order, the four formulas
+    (output, weights and biases, MACs, kept tensors) before anything of the kind's own."""
+    for cls in ast.parse(path.read_text(encoding="utf-8")).body:
+        if not isinstance(cls, ast.ClassDef) or cls.name not in LAYER_CLASSES or cls.name == "Layer":
+            continue
+        names = _methods(cls)
+        hooks = [n for n in names if n in INTERFACE]
+        assert hooks == sorted(hooks, key=INTERFACE.index), f"{cls.name}: {hooks}"
+        last_formula = max((i for i, n in enumerate(names) if n in FORMULAS), default=-1)
+        own = [n for n in names[:last_formula] if n not in INTERFACE and not hasattr(Layer, n)]
+        assert not own, f"{cls.name}: {own} come before its formulas"
+
+
+MEMORY_HOOKS = INTERFACE[INTERFACE.index("torch_value") + 1:]  # Layer's last group, the memory timeline's
+
+
+def _yes_no(method: ast.FunctionDef) -> bool:
+    """Whether a method only returns True, False or None (its docstring aside)."""
+    body = [s for s in method.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return (len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Constant)
+            and body[0].value.value in (True, False, None))
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "layers").glob("*.py")), ids=lambda p: p.name)
+def test_a_kinds_yes_no_facts_are_class_attributes(path):
+    """A constant fact of a kind (asks_shape, joins_box_before...) is a class attribute, not a method that returns it
+    (STYLE.md principle 9); the memory timeline's hooks are converted on their own."""
+    for cls in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(cls, ast.ClassDef) and cls.name in LAYER_CLASSES and cls.name != "Layer":
+            constant = [f.name for f in cls.body if isinstance(f, ast.FunctionDef) and f.name not in MEMORY_HOOKS and _yes_no(f)]
+            assert not constant, f"{cls.name}: {constant}"
 
 
 def test_the_kind_specific_mistakes_a_layer_names_exist():
     recognisers = {r.__name__ for r in mistakes.MISTAKES}
     named = {name for cls in LAYERS.values() for name in cls.mistakes}
     assert named and named <= recognisers
+
+
+def test_register_refuses_a_kind_taken(scale_kind):
+    @dataclass(frozen=True, kw_only=True)
+    class Other(Layer):
+        kind = "scale_for_test"
+
+    with pytest.raises(ValueError, match=r"'scale_for_test' is already registered by .*Scale: cannot register .*Other"):
+        register(Other)
+    assert LAYERS["scale_for_test"] is scale_kind
+    with pytest.raises(ValueError, match="not the registered class"):
+        unregister(Other)
+
+
+def test_no_two_classes_share_a_kind():  # and every kind is registered under its own name
+    assert all(kind == cls.kind for kind, cls in LAYERS.items())
+    assert len(set(LAYERS.values())) == len(LAYERS)
 
 
 @pytest.fixture
@@ -78,7 +152,7 @@ def scale_kind():
 
     register(Scale)
     yield Scale
-    del LAYERS[Scale.kind]
+    unregister(Scale)
 
 
 SPEC = """
@@ -106,7 +180,8 @@ def test_a_new_kind_is_one_class(scale_kind):
     assert (row.kind, row.output, row.params, row.macs) == ("scale_for_test", (4, 6, 6), 4, 0)
     assert "scale_for_test" in render.markdown(report, explained=True)
     assert "scale_for_test" in render.json(report, explained=True)
-    assert not row.layer.asks_shape(row.input, row.output)  # it keeps the shape: no shape question
+    assert (row.layer.asks_shape, row.input) == (None, row.output)  # it keeps the shape: no shape question
+    assert "scale_for_test1.output" not in {key for key, _ in quiz.candidates(random.Random(0), report)["shape"]}
     keys = [q.key for q in quiz.draw(report, 8, seed=0).questions]
     assert keys
     verdicts = archcalc.check(spec, {"scale_for_test1.params": 5, "scale_for_test.params": 4, "scale_for_test1.output": [4, 6, 6]})

@@ -194,7 +194,7 @@ def test_shipped_graphs_match_torch(path):
 
     values = {"H": 67, "W": 67} if "symbolic" in path.stem else SMALL.get(path.stem, {})
     report = archcalc.analyze(archcalc.load(path), batch=2, **values)
-    ids = next((row.layer.token_ids() for row in report.rows if row.layer.token_ids() is not None), None)
+    ids = next((row.layer.token_ids for row in report.rows if row.layer.token_ids is not None), None)
     assert predicted(report) == measured(archcalc.torch.build(report), report.input, 2, "float32", ids)
 
 

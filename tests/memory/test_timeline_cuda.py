@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import archcalc
 from archcalc.cli.main import main
-from archcalc.memory.closed import largest_batch
+from archcalc.memory.budget import largest_batch
 from tests.conftest import ROOT
 
 MEASUREMENTS = Path("/work/shared/measurements")

@@ -94,9 +94,12 @@ def test_how_a_value_is_read(raw, kind, form, reading):
     assert value.reading() == reading
 
 
-def test_a_list_in_a_list_claim_is_channels_first_only():
-    assert holds([27, 27, 96], "shape", (96, 27, 27)) is False
+def test_a_list_is_read_channels_first_or_channels_last_as_a_product_is():
+    assert holds([27, 27, 96], "shape", (96, 27, 27)) is True
+    assert claim_values.read([27, 27, 96], "shape").order((96, 27, 27), {}) == "channels last"
     assert claim_values.read("27x27x96", "shape").order((96, 27, 27), {}) == "channels last"
+    assert holds([27, 96, 27], "shape", (96, 27, 27)) is False
+    assert holds("27²×96", "shape", (27, 27, 96)) is False  # the course's form says which factor is the channels
 
 
 def test_formulas_compare_symbolically():

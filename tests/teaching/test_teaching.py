@@ -11,11 +11,13 @@ from archcalc.teaching import quiz
 ALEXNET = "specs/alexnet.toml"
 
 
-@pytest.mark.parametrize("claim, ok", [
-    (195, True), ([195, 195], True), ("195×195", True), ("about 200", True), (196, False), ([195, 194], False),
+@pytest.mark.parametrize("claim, tolerance, ok", [
+    (195, None, True), ([195, 195], None, True), ("195×195", None, True), (196, None, False), ([195, 194], None, False),
+    ("about 200", None, False),  # a receptive field is a count of pixels: exact unless the instructor says otherwise
+    ("about 200", "5%", True), ("about 200", "2%", False),
 ])
-def test_receptive_field_claims(claim, ok):
-    [verdict] = archcalc.check(archcalc.load(ALEXNET), {"pool3.receptive_field": claim})
+def test_receptive_field_claims(claim, tolerance, ok):
+    [verdict] = archcalc.check(archcalc.load(ALEXNET), {"pool3.receptive_field": claim}, tolerance=tolerance)
     assert verdict.ok is ok and verdict.actual == (195, 195)
 
 

@@ -65,3 +65,90 @@ def test_bad_vary_tables(vary, problem):
 def test_more_variants_than_networks_is_refused():
     result = CliRunner().invoke(main, ["quiz", SPEC, "--variants", "100", "--seed", "1"])
     assert result.exit_code == 2 and "allows 16" in result.output
+
+
+# Grading variants from a folder and in Gradescope mode (issue 19) --------------------------------------------------
+
+def _quiz(tmp_path, n=3):
+    result = CliRunner().invoke(main, ["quiz", SPEC, "--variants", str(n), "--seed", "2", "-n", "4", "-o", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "q" / "variants-2-variants.json", json.loads((tmp_path / "q" / "variants-2-variants.json").read_text())
+
+
+def _filled(tmp_path, entry, folder: Path, name: str, student: str = "") -> Path:
+    """A student's sheet, filled with their variant's key (the [student] table the sheet came with)."""
+    key = (tmp_path / "q" / entry["files"][1]).read_text()
+    sheet = (tmp_path / "q" / entry["files"][2]).read_text()
+    claims = "\n".join(line for line in key.splitlines() if line and not line.startswith("#"))
+    table = sheet[sheet.index("[student]"):]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(claims + "\n\n" + table.replace('name = ""', f'name = "{student or name}"'))
+    return path
+
+
+def test_the_blank_sheet_says_its_variant(tmp_path):
+    _, manifest = _quiz(tmp_path)
+    sheet = (tmp_path / "q" / manifest[1]["files"][2]).read_text()
+    assert "variant = 2" in sheet
+    filled = re.sub(r'^# ("[^"]+") = $', r"\1 = 1", sheet, count=1, flags=re.M)
+    assert claim_keys.loads_answers(filled).student == {"variant": 2}
+
+
+def test_a_folder_of_variants_is_graded_each_on_its_own_network(tmp_path):
+    path, manifest = _quiz(tmp_path)
+    folder = tmp_path / "class"
+    for entry in manifest:  # each student answers their own variant, in a subfolder of their own (an LMS export)
+        _filled(tmp_path, entry, folder / f"student{entry['variant']}", "answers.toml")
+    copied = _filled(tmp_path, manifest[0], folder, "copier.toml")  # variant 1's answers, on variant 3's sheet
+    copied.write_text(copied.read_text().replace("variant = 1", "variant = 3"))
+    results = archcalc.grade(archcalc.load(SPEC), [folder], variants=path)
+    by = {Path(r.file).parent.name if r.file.endswith("answers.toml") else Path(r.file).stem: r for r in results}
+    assert [by[f"student{n}"].ok for n in (1, 2, 3)] == [True, True, True]
+    assert [by[f"student{n}"].variant.startswith(f"variant {n}: ") for n in (1, 2, 3)] == [True] * 3
+    assert not by["copier"].ok and by["copier"].variant.startswith("variant 3")
+    result = CliRunner().invoke(main, ["check", SPEC, str(folder), "--variants", str(path)])
+    assert result.exit_code == 1 and "variant 2: " in result.output
+    assert "4 files: 3 all right, 1 with wrong claims" in result.output
+
+
+def test_a_variant_is_found_by_the_students_id_and_a_disagreement_is_an_error(tmp_path):
+    path, manifest = _quiz(tmp_path)
+    manifest[1]["students"] = ["1815", "ada@example.org"]
+    path.write_text(json.dumps(manifest))
+    answers = _filled(tmp_path, manifest[1], tmp_path / "in", "ada.toml")
+    answers.write_text(answers.read_text().replace("variant = 2", 'email = "ada@example.org"'))
+    [result] = archcalc.grade(archcalc.load(SPEC), [answers], variants=path)
+    assert result.ok and result.variant.startswith("variant 2")
+    answers.write_text(answers.read_text() + "variant = 3\n")
+    [result] = archcalc.grade(archcalc.load(SPEC), [answers], variants=path)
+    assert "the manifest gives ada@example.org variant 2; the file says variant = 3" in result.error
+    bare = tmp_path / "in" / "nobody.toml"
+    bare.write_text('"conv1.params" = 1\n')
+    [result] = archcalc.grade(archcalc.load(SPEC), [bare], variants=path)
+    assert "which quiz variant" in result.error
+
+
+def test_gradescope_grades_a_variant_by_the_submitters_metadata(tmp_path):
+    path, manifest = _quiz(tmp_path)
+    manifest[2]["students"] = ["s42"]
+    path.write_text(json.dumps(manifest))
+    root = tmp_path / "autograder"
+    answers = _filled(tmp_path, manifest[2], root / "submission", "answers.toml")
+    answers.write_text(answers.read_text().replace("variant = 3\n", ""))
+    (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "x@y.org", "sid": "s42", "name": "X"}]}))
+    result = CliRunner().invoke(main, ["check", SPEC, str(root / "submission"), "-f", "gradescope", "--variants", str(path)])
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["score"] == 4 and "variant 3: " in data["output"]
+
+
+def test_a_bad_manifest_is_the_instructors_error(tmp_path):
+    bad = tmp_path / "m.json"
+    bad.write_text('[{"variant": 1, "values": {"zz": 3}}]')
+    answers = tmp_path / "a.toml"
+    answers.write_text('"conv1.params" = 1\n[student]\nvariant = 1\n')
+    for form in ("table", "gradescope"):
+        result = CliRunner().invoke(main, ["check", SPEC, str(answers), "--variants", str(bad), "-f", form])
+        assert result.exit_code == 2 and "was this manifest drawn from this spec?" in result.output, form
+    result = CliRunner().invoke(main, ["check", SPEC, str(answers), "--variants", str(tmp_path / "none.json")])
+    assert result.exit_code == 2 and "cannot read the variants manifest" in result.output

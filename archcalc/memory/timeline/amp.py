@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def cast_weights(row: Row) -> tuple:
     """The element counts of the weights autocast copies for a row: its parameter tensors, and first the weight
     it shares with an earlier layer (GPT-2's lm_head casts the embedding's table)."""
-    if row.layer.tied() is None:
+    if row.layer.tie is None:
         return param_tensors(row)
     return (num.mul(row.layer.weight_shape(row.input)), *param_tensors(row))
 

@@ -193,8 +193,8 @@ class Backward(Rerun):
         scratch = tape.new(tape.size(0, scratch * (info.size if info and info.rule else self.size)), "temporaries",
                            mark=False)
         if not row.layer.sums_scratch_first(row.requires_grad):
-            if row.layer.tied() is not None:
-                self.tied.add(row.layer.tied())
+            if row.layer.tie is not None:
+                self.tied.add(row.layer.tie)
             return scratch, True, None
         return scratch, False, self._weight_gradients(node)
 
@@ -203,8 +203,8 @@ class Backward(Rerun):
         low_grads = self.amp.weight_grads(node.row, node.info)
         if low_grads is None:
             tied_gradient(self.tape, node.row, self.tied, self.size, self.trained.tensors(node.row))
-        elif node.row.layer.tied() is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
-            self.tied.add(node.row.layer.tied())
+        elif node.row.layer.tie is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
+            self.tied.add(node.row.layer.tie)
         return low_grads
 
     def _input_gradients(self, node: _Node) -> Allocation | None:

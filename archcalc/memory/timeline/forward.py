@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...core import num
-from ...layers.base import storage_bytes
+from ...layers.base import split_keeps, storage_bytes
 from .amp import Cast, MixedPrecision
 from .cuda import cudnn_workspace
 from .tape import Allocation, Tape
@@ -177,7 +177,7 @@ class Pass:
         """Before the op's output: autocast's copies, the op's own tensors, and in training its transients."""
         layer, tape = row.layer, self.tape
         keeps = layer.keeps(row.input, row.output, row.grad) if recorded else ()
-        main, act = (keeps[:-1], keeps[-1:]) if layer.activation and keeps else (keeps, ())
+        main, act = split_keeps(layer.activation, keeps)
         # autocast's copies of inputs and weights (a checkpointed region's nodes keep none: the checkpoint packs them)
         cast = self.amp.forward(row, recorded, cache=mode.cache, replay=mode.replay)
         ins = frame.inputs(row)
@@ -197,7 +197,7 @@ class Pass:
         grad = tuple(True for _ in row.inputs) if layer.merges else True
         every = keeps if keeps is not None and row.grad == grad else layer.keeps(row.input, row.output, grad)
         return {_key(k): self.tape.new(self.tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
-                for k in (every[:-1] if layer.activation and every else every) if k.tensor == "own"}
+                for k in split_keeps(layer.activation, every)[0] if k.tensor == "own"}
 
     def _transients(self, op: _Op, permuted: bool) -> None:
         """Scratch the op makes before its output; the contiguous copy of a permuted input for a layer that needs

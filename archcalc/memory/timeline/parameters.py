@@ -49,7 +49,7 @@ def tied_gradient(tape: Tape, row: Row, tied: set, size: int, tensors: tuple[Dim
     """A row's parameter gradients (`tensors`' element counts). A layer that shares an earlier layer's weight (tie)
     makes that weight's gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad); when the
     owner's backward runs, its own gradient of the weight is added into .grad in place and freed."""
-    owner = row.layer.tied()
+    owner = row.layer.tie
     if owner is not None and owner not in tied:
         tied.add(owner)
         tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)

@@ -79,7 +79,7 @@ class Step(Backward):
         if self.cuda:
             workspaces(tape)
         self.amp.scaler_state(self.net)
-        ids = any(row.layer.token_ids() is not None for row in self.rows)  # the batch is int64 token ids
+        ids = any(row.layer.token_ids is not None for row in self.rows)  # the batch is int64 token ids
         x = tape.new(tape.size(0, num.mul(self.net.input) * (8 if ids else size)), "batch", mark=False)
         self.loss.targets()
         tape.start("forward")

@@ -1,0 +1,138 @@
+"""The commands that need PyTorch (archcalc/backends/): verify, export, bench, import."""
+
+from __future__ import annotations
+
+import keyword
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from ..core.untrusted import one_line, visible
+from .options import BATCH, DTYPE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
+from .output import Files, console
+
+
+@click.command("verify")
+@shared(SPEC, SETS, BATCH.but(type=click.IntRange(min=1), help="Batch size of the forward pass (default 2)."), DTYPE,
+        TABLE_OR_JSON)
+def verify(options: Options) -> None:
+    """Build SPEC in PyTorch and check every number of its report against it; exit 1 on a mismatch."""
+    from ..backends import tables
+    from ..backends.build import version
+    from ..backends.verify import batch_of, verify as checks_of
+
+    report = options.report()
+    checks = checks_of(report)
+    if options.form == "json":
+        click.echo(tables.verification_json(report, checks, batch_of(report), version()), nl=False)
+    else:
+        console().print(tables.verification(report, checks, batch_of(report), version()))
+    if not all(check.ok for check in checks):
+        sys.exit(1)
+
+
+@click.command("export")
+@shared(SPEC, SETS, OUTPUT.but(help="The .py file to write; - for stdout."), FORCE)
+@click.option("--class-name", metavar="NAME", help="The class's name (default: from the model's name).")
+@click.option("--onnx", "to_onnx", is_flag=True, help="Write ONNX instead (-o FILE.onnx), dynamic axes named B and as the spec's input.")
+def export(options: Options, class_name: str | None, to_onnx: bool) -> None:
+    """Write SPEC as the Python source of a torch nn.Module class (or, with --onnx, as an ONNX file)."""
+    from ..backends.export import source
+
+    if to_onnx:
+        return _onnx(options)
+    if class_name is not None and (not class_name.isidentifier() or keyword.iskeyword(class_name)
+                                   or not class_name.isascii() or class_name.startswith("__")):
+        raise click.BadParameter(f"{visible(repr(class_name))} is not a usable Python class name "
+                                 "(letters, digits and underscores, not a keyword)", param_hint="--class-name")
+    options.files().put(source(options.report(), class_name), options.output)
+
+
+def _onnx(options: Options) -> None:
+    from ..backends.onnx import export as onnx
+
+    if options.output == "-" or not options.output.endswith(".onnx"):
+        raise click.BadParameter("ONNX goes to a file: -o NAME.onnx", param_hint="--output")
+    exported = onnx(options.load(), **options.values)
+    options.files().write(Path(options.output), exported.data)
+    axes = ", ".join(f"{axis}: {name}" for axis, name in exported.dynamic.items())
+    click.echo(f"wrote {one_line(options.output)} (dynamic axes {axes}; traced at {'×'.join(map(str, exported.traced))}; "
+               f"checked with {exported.checked_with})", err=True)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of TFLOP/s", param_hint="--peak-tflops")
+    return value
+
+
+# bench's own flags: what to time and how; they go to backends.bench.Options, not to an analysis.
+BENCH = (
+    Flag("--batch", "-b", type=click.IntRange(min=1), default=32, show_default=True, metavar="B", help="Batch size."),
+    Flag("--device", metavar="DEVICE", help="cuda, cuda:1 or cpu (default: cuda if there is one)."),
+    DTYPE.but(help="Compute dtype (default: the spec's)."),
+    Flag("--amp/--no-amp", default=True, show_default=True,
+         help="float16/bfloat16: autocast with float32 parameters; --no-amp casts the parameters too."),
+    PRECISION,
+    Flag("--compile", "compile", is_flag=True, help="torch.compile the model (warm-up compiles)."),
+    Flag("--channels-last", is_flag=True, help="Channels-last memory format for the model and the input."),
+    Flag("--tf32", is_flag=True, help="Let float32 matmuls use tensor cores (TF32), as cuDNN convolutions do by default."),
+    OPTIMIZER.but(help=None),
+    Flag("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps of each kind."),
+    Flag("--warmup", type=click.IntRange(min=0), help="Untimed steps first (default: min(5, steps))."),
+    Flag("--peak-tflops", type=click.FloatRange(min=0, max=1e9, min_open=True), callback=lambda ctx, param, value: _finite(value),
+         metavar="TFLOPS", help="The device's peak, instead of the table's."),
+)
+
+
+@click.command("bench")
+@shared(SPEC, SETS, TABLE_OR_JSON)
+@bundle("flags", dict, *BENCH)
+def bench(options: Options, flags: dict) -> None:
+    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..backends import bench as timing, tables
+
+    report = options.report()
+    run = timing.Options.of(report, **flags)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    stderr = Console(stderr=True)
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        result = timing.bench(report, run, progress)
+    if options.form == "json":
+        click.echo(tables.benchmark_json(result), nl=False)
+    else:
+        console().print(tables.benchmark(result))
+
+
+@click.command("import")
+@click.argument("target", metavar="FILE.py:NAME|module:NAME")
+@click.option("--input", "input_shape", required=True, metavar="SHAPE",
+              help="One sample's shape, no batch axis: 3,224,224, or 3,H,W for formulas in H and W.")
+@click.option("--args", metavar="JSON", help='Arguments when NAME is a class or a function that returns a module: \'{"num_classes": 10}\' or \'[10]\'.')
+@click.option("--name", "model_name", metavar="NAME", help="The model's name in the spec (default: the class name).")
+@shared(OUTPUT.but(metavar=None, help="Where to write the spec ('-': standard output)."),
+        FORCE.but(help="Overwrite OUTPUT if it exists."))
+@click.option("--flat", is_flag=True, help="Every layer on its own: no blocks recovered from repeated submodules.")
+def import_(options: Options, target: str, input_shape: str, args: str | None, model_name: str | None, flat: bool) -> None:
+    """Write the spec of a PyTorch module, traced with torch.fx.
+
+    This imports FILE.py (or the module) and builds NAME: it runs that code, as any
+    import does. Import only code you would run. Every operation archcalc cannot map is
+    listed with its source line, and nothing is written. Submodules that repeat with the
+    same layers and wiring become blocks (checked to give the same rows as flat layers).
+    """
+    from ..backends import importer
+
+    shape = importer.parse_input(input_shape)
+    text = importer.import_module(importer.load_target(target, args), shape, model_name, blocks=not flat)
+    Files(target.rpartition(":")[0] or target, options.force).put(text, options.output)

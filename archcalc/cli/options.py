@@ -1,0 +1,160 @@
+"""The flags several commands share, declared once here and read once into one frozen `Options`.
+
+A command lists the flags it takes; `shared` adds them to it and hands its body one `Options`:
+
+    @click.command()
+    @shared(*ANALYSIS, BATCH, TABLE_OR_JSON, *TRAINING)
+    @click.option("--explain", is_flag=True)     # a flag of this command alone stays a parameter of its own
+    def show(options: Options, explain: bool) -> None:
+        report = options.report()
+
+Adding a shared flag (say `--gpus N` for show and memory) touches this module only:
+  1. a field on `Options` named as click names the flag, its default what the library assumes without it:
+     `gpus: int | None = keyword()` where analyze() takes it as a keyword (Options.step passes it on),
+     a plain default where it is for the command itself (as `form`);
+  2. its `Flag` below, and the flag in the tuple of the commands that take it: `TRAINING` for show and
+     memory (`ANALYSIS` for every command that analyses a training step).
+A command without the flag keeps the field's default, so what it asks of the library is unchanged; a
+flag read from others (as --precision into dtype and autocast) is read in `Options.read`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import click
+
+from ..core.dtypes import PRECISIONS, Device, DType, Optimizer, precision_autocast, precision_dtype
+from ..report import Report, analyze
+from ..spec.read import Spec, load
+from .output import Files
+
+
+class Flag:
+    """One command-line parameter, declared once; each command it decorates gets a click parameter of its own.
+
+    `name` is the keyword click passes it as; `but(...)` is the same flag with another help, type or default."""
+
+    def __init__(self, *decls: str, argument: bool = False, **attrs):
+        self.decls, self.argument, self.attrs = decls, argument, attrs
+        self.name = (click.Argument if argument else click.Option)(list(decls), **attrs).name
+
+    def __call__(self, command: Callable) -> Callable:
+        return (click.argument if self.argument else click.option)(*self.decls, **self.attrs)(command)
+
+    def but(self, **attrs) -> Flag:
+        return Flag(*self.decls, argument=self.argument, **self.attrs | attrs)
+
+
+def bundle(keyword: str, build: Callable, *flags: Flag) -> Callable:
+    """A decorator: add `flags` to a command, and hand its body `build(**their values)` as the argument `keyword`
+    (its other parameters are passed on as they are)."""
+
+    def decorate(body: Callable) -> Callable:
+        names = [flag.name for flag in flags]
+
+        @functools.wraps(body)
+        def command(**given):
+            own = {name: given.pop(name) for name in names}
+            return body(**given, **{keyword: build(**own)})
+
+        for flag in reversed(flags):
+            command = flag(command)
+        return command
+
+    return decorate
+
+
+def shared(*flags: Flag) -> Callable:
+    """A decorator: add the shared `flags` to a command and hand its body the `Options` read from them, as `options`."""
+    return bundle("options", Options.read, *flags)
+
+
+def keyword(default=None):
+    """An Options field that analyze() takes as a keyword of the same name (Options.step)."""
+    return dataclasses.field(default=default, metadata={"analyze": True})
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the shared flags ask for, read once: the spec and its values, the training step, the output."""
+
+    spec: str = ""
+    sets: tuple[str, ...] = ()  # --set NAME=VALUE, as given (read into `values` on first use, after the spec)
+    batch: str | int | None = keyword()
+    dtype: str | None = keyword()  # the parameters' dtype: --dtype, or the one --precision stands for
+    autocast: str | None = keyword()  # what the step computes in under --precision X-mixed
+    optimizer: str = keyword(Optimizer.sgd.value)
+    device: str = keyword(Device.cpu.value)
+    course: bool = False
+    form: str = "table"  # --format
+    output: str | None = None
+    force: bool = False
+
+    @classmethod
+    def read(cls, precision: str | None = None, dtype: str | None = None, **flags) -> Options:
+        """The options of one command line. Lightning's --precision names stand for a dtype and an autocast;
+        one with a --dtype is refused here, before any spec is read."""
+        return cls(dtype=precision_dtype(precision, dtype), autocast=precision_autocast(precision), **flags)
+
+    def step(self) -> dict:
+        """analyze()'s keywords for the training step these options describe."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("analyze")}
+
+    @cached_property
+    def values(self) -> dict[str, str]:
+        """The spec's names given on the command line: --set NAME=VALUE."""
+        values = {}
+        for item in self.sets:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
+            values[name.strip()] = value.strip()
+        taken = sorted(set(values) & ({"spec"} | set(self.step())))
+        if taken:
+            raise click.BadParameter(f"{taken[0]!r} is an option, not a name of the spec: give it with its own flag",
+                                     param_hint="--set")
+        return values
+
+    def load(self) -> Spec:
+        """The spec, read."""
+        return load(self.spec)
+
+    def report(self, spec: Spec | None = None) -> Report:
+        """The one library call most commands make: the spec (read here unless given) analysed for this step."""
+        report = analyze(self.load() if spec is None else spec, **self.step(), **self.values)
+        return dataclasses.replace(report, course=True) if self.course else report
+
+    def files(self) -> Files:
+        """Where the command may write: never over the spec, an existing file only with --force."""
+        return Files(self.spec, self.force)
+
+
+def digits(text: str) -> bool:
+    """A whole number int() reads: ASCII digits only ('²' is a digit to str.isdigit), at most 18 of them."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+# The flags; click makes a new parameter at each use, so one declaration serves every command.
+SPEC = Flag("spec", argument=True, metavar="SPEC")
+SETS = Flag("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Give a value to a name of the spec (repeatable).")
+DTYPE = Flag("--dtype", type=click.Choice([d.value for d in DType]), help="Override the spec's dtype.")
+OPTIMIZER = Flag("--optimizer", type=click.Choice([o.value for o in Optimizer]), default="sgd", show_default=True,
+                 help="Optimizer state to count: sgd none, momentum 1, adam 2 copies of the parameters.")
+DEVICE = Flag("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,
+              help="Where the step runs (dropout masks: the dtype's size on cpu, 1 byte on cuda).")
+PRECISION = Flag("--precision", type=click.Choice(list(PRECISIONS)),
+                 help="Lightning's names: 32-true (default), 64-true, bf16-true, 16-true; bf16-mixed, 16-mixed (autocast).")
+COURSE = Flag("--course", is_flag=True, help="Also the course's memory formula M + B·m·L (always on the course's own specs).")
+BATCH = Flag("--batch", "-b", metavar="B", help="Batch size (default: the symbol B).")
+TABLE_OR_JSON = Flag("--format", "-f", "form", type=click.Choice(["table", "json"]), default="table", show_default=True)
+OUTPUT = Flag("--output", "-o", "output", default="-", show_default=True, metavar="FILE",
+              help="The file to write; - for standard output.")
+FORCE = Flag("--force", is_flag=True, help="Write over files that already exist.")
+
+ANALYSIS = (SPEC, SETS, DTYPE, OPTIMIZER, DEVICE)  # every command that analyses a spec's training step
+TRAINING = (COURSE, PRECISION)  # the training step's flags that show and memory take (and check, quiz do not)
