@@ -74,5 +74,6 @@ class AdaptivePool(Layer):
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": "max"} if torch_name.startswith("AdaptiveMax") else {}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"adaptive_{self.op}_pool{len(x) - 1}d",)

@@ -76,8 +76,8 @@ class When:
     """`event` only where the model's dtype is narrower than float32 (`low`: bfloat16, float16), or only where it
     is not (RMSNorm computes in float32 at least: a 16-bit input is converted, a float32 one is not)."""
 
-    low: bool
     event: Event
+    low: bool
 
 
 @dataclass(frozen=True)

@@ -92,8 +92,8 @@ class Add(Merge):
     def to_torch(self, x, nn):
         return nn.Add()
 
-    def passes_gradient(self) -> str:
-        return "same"  # AddBackward hands each input the output's gradient itself
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    passes_gradient = "same"  # AddBackward hands each input the output's gradient itself
 
 
 @register
@@ -166,8 +166,6 @@ class Concat(Merge):
     def to_torch(self, x, nn):
         return nn.Concat(self.axis(x))
 
-    def autocast_ops(self, x) -> tuple[str, ...]:
-        return ("cat",)
-
-    def passes_gradient(self) -> str:
-        return "slice"  # CatBackward hands each input a slice (a view) of the output's gradient
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("cat",)
+    passes_gradient = "slice"  # CatBackward hands each input a slice (a view) of the output's gradient

@@ -88,5 +88,6 @@ class Pool(Layer):
     def torch_fields(cls, torch_name: str) -> dict:
         return {"op": torch_name[:3].lower()}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"{self.op}_pool{len(x) - 1}d",)

@@ -15,6 +15,7 @@ from ..core.errors import SpecError
 from ..core.fields import axis, size, sizes
 from ..core.num import Dim, Shape
 from .base import Kept, Layer, ints, register
+from .events import Drop, Hold, New, Program
 
 
 @register
@@ -103,8 +104,9 @@ class Parameter(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.Learned(ints(self.shape), None if self.length is None else int(self.length))
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
+                amp: tuple[str, str] | None = None) -> Program:
         """For the memory timeline. Without `length`, the tensor expanded over the batch (a view, nothing new);
         backward sums its gradient over the batch: the parameter's gradient. With `length`, positions looked up
         as Hugging Face's GPT-2 does (wpe(arange(T)), kept for the backward's indices): a [T, ...] tensor that
@@ -112,12 +114,12 @@ class Parameter(Layer):
         gradient over the batch, then scatters it into a gradient of the whole table (embedding_dense_backward)."""
         whole = num.mul(self.shape)
         if self.length is None:
-            return (("+", "out", 0, "model", False),), (("+", "grad.weight", whole, "model", False), ("-", "g"))
+            return Program((New("out", 0, per_sample=False),), (New("grad.weight", whole, per_sample=False), Drop("g")))
         rows = num.mul(self.output(x))
-        fwd = (("+", "positions", self.length, "int64", False), ("+", "out", rows, "model", False), ("hold", "out"))
-        bwd = (("+", "reduced", rows, "model", False), ("+", "grad.weight", whole, "model", False),
-               ("-", "g", "reduced", "positions"))
-        return fwd, bwd
+        fwd = (New("positions", self.length, "int64", per_sample=False), New("out", rows, per_sample=False), Hold("out"))
+        bwd = (New("reduced", rows, per_sample=False), New("grad.weight", whole, per_sample=False),
+               Drop("g", "reduced", "positions"))
+        return Program(fwd, bwd)
 
     def output_layout(self, x: Shape):
         """Without `length`, the tensor expanded over the batch: a stride of 0 on the batch axis (a layer that needs
@@ -165,8 +167,6 @@ class Select(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.Select(self.axis(x) + 1, int(self.index))
 
-    def is_view(self) -> bool:
-        return True
-
-    def gradient_is_new(self) -> bool:
-        return True  # select_backward: zeros of the input's shape, the gradient copied into the entry
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
+    gradient_is_new = True  # select_backward: zeros of the input's shape, the gradient copied into the entry

@@ -76,8 +76,8 @@ class Flatten(Layer):
     def torch_value(cls, field: str, value):
         return from_torch_axis(value)
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)
@@ -115,8 +115,8 @@ class Permute(Layer):
     def to_torch(self, x: Shape, nn):
         return _module(nn)((0, *(i + 1 for i in self.order(x))))
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.permuted(x, strides, self.order(x))
@@ -173,8 +173,8 @@ class Reshape(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.Sequential(nn.Flatten(), nn.Unflatten(1, ints(self.output(x)))) if len(x) > 1 else nn.Unflatten(1, ints(self.output(x)))
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)

@@ -62,6 +62,7 @@ class Upsample(Layer):
         factor = tuple(map(float, self.scale_factor)) if isinstance(self.scale_factor, tuple) else float(self.scale_factor)
         return nn.Upsample(scale_factor=factor, mode=self.mode)
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"upsample_{self.mode}{len(x) - 1}d",)
 

@@ -70,13 +70,13 @@ def walk(network: Network) -> Storages:
         storage[row.name] = output
         if not view:
             elements[output] = num.mul(row.output)
-        if after is None and before is not None and layer.keeps_layout() and not layout.expanded(before):
+        if after is None and before is not None and layer.keeps_layout and not layout.expanded(before):
             after = before  # relu of a permuted tensor is permuted too (of an expanded one, contiguous)
         if after is None:
             after = layer.output_layout(row.input)
         if after is not None:
             layouts[row.name] = after
-        if before is not None and layer.contiguous_input():  # it keeps a contiguous copy of its input
+        if before is not None and layer.contiguous_input:  # it keeps a contiguous copy of its input
             reads = (("copy", row.index), *reads[1:])
         places.append(Place(reads, output, view, before))
     return Storages(tuple(places), storage, elements, layouts)

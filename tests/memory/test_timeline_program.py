@@ -7,8 +7,9 @@ import ast
 
 import pytest
 
+import archcalc
 from archcalc.layers.base import storage_bytes
-from archcalc.layers.events import CastWeight, Convert, Drop, HandGradient, Hold, KeepInput, New, When
+from archcalc.layers.events import CastWeight, Convert, Drop, Event, HandGradient, Hold, KeepInput, New, Program, When
 from archcalc.memory.timeline.program import Interpreter
 from archcalc.memory.timeline.tape import Tape
 from tests.conftest import ROOT
@@ -61,7 +62,7 @@ def test_convert_is_the_source_itself_where_both_storages_are_as_wide():
 @pytest.mark.parametrize("size, low", [(4, False), (2, True)])
 def test_when_runs_its_event_only_for_its_dtype(size, low):
     _, run = interpreter(size)
-    live = run.run((When(True, New("low", 1)), When(False, New("wide", 1))), {})
+    live = run.run((When(New("low", 1), low=True), When(New("wide", 1), low=False)), {})
     assert set(live) == ({"low"} if low else {"wide"})
 
 
@@ -73,6 +74,32 @@ def test_keep_input_hand_gradient_hold_and_cast_weight():
     assert handed == [live["gx"]] and held == [live["gx"]] and live["gx"].refs == 2
     assert cache == [live["w"]] and live["w"].refs == 2 and live["w"].kind == "weight copies"
     assert bytes_now(tape) == (16, 10 + 40)
+
+
+NORMS = ('[model]\ninput = [4, 6]\n[[layers]]\ntype = "conv"\nout_channels = 4\nkernel_size = 1\n'
+         '[[layers]]\ntype = "lrn"\nsize = 3\n[[layers]]\ntype = "rmsnorm"\n')
+
+
+@pytest.mark.parametrize("name, values", [("gpt2", {"T": 8}), ("vit_b_16", {}), (NORMS, {})], ids=["gpt2", "vit", "norms"])
+def test_layer_programs_are_events(name, values):
+    """Every kind with its own ops writes them as events (archcalc/layers/events.py), in every setting the timeline
+    asks for: each device, a dispatch mode or none, autocast or none."""
+    spec = archcalc.loads(name) if "\n" in name else archcalc.load(ROOT / "specs" / f"{name}.toml")
+    report = archcalc.analyze(spec, **values)
+    written = 0
+    for row in report.rows:
+        for device, inplace, amp in [(d, i, a) for d in ("cpu", "cuda") for i in (True, False)
+                                     for a in (None, ("bfloat16", "float32"), ("bfloat16", "bfloat16"))]:
+            program = row.layer.program(row.input, row.requires_grad, device, inplace, amp=amp)
+            if program is None:
+                continue
+            written += 1
+            assert isinstance(program, Program)
+            events = [*program.forward, *program.backward]
+            events += [e.event for e in events if isinstance(e, When)]
+            assert all(isinstance(e, Event) for e in events), row.name
+            assert any(isinstance(e, (New, Convert)) and e.name == "out" for e in program.forward), row.name
+    assert written
 
 
 def test_no_function_of_the_timeline_is_longer_than_60_lines():

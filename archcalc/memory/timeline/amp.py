@@ -17,7 +17,6 @@ from ...core.dtypes import DType
 from ...layers.base import storage_bytes
 from ...layers.events import Convert, New, Program
 from .parameters import param_tensors
-from .program import as_program
 from .tape import Allocation, Tape
 
 if TYPE_CHECKING:
@@ -126,12 +125,11 @@ class MixedPrecision:
         its input's dtype)), None where it has none (the generic rule runs). Sets the row's output dtype."""
         names = row.inputs
         if self.low is None:
-            program = as_program(row.layer.program(row.input, row.requires_grad, self.device, inplace))
+            program = row.layer.program(row.input, row.requires_grad, self.device, inplace)
             if program is not None:
                 self.forward(row, False)  # its dtype bookkeeping only
             return program
-        program = as_program(row.layer.program(row.input, row.requires_grad, self.device, inplace,
-                                             amp=(self.low, self.dtype[names[0]])))
+        program = row.layer.program(row.input, row.requires_grad, self.device, inplace, amp=(self.low, self.dtype[names[0]]))
         if program is not None:
             out = next(e for e in program.forward if isinstance(e, (New, Convert)) and e.name == "out")
             dtype = out.new if isinstance(out, Convert) else out.storage

@@ -122,7 +122,7 @@ class Backward(Rerun):
 
     def _view_backward(self, row: Row, g: Allocation) -> None:
         whole = self._input_size(row)
-        if row.layer.gradient_is_new():  # select: a new gradient of the input's size
+        if row.layer.gradient_is_new:  # select: a new gradient of the input's size
             g_in = self.tape.new(whole, "activation gradients")
             self.tape.release(g)
             self.grads.hand(row.inputs[0], g_in, whole)
@@ -213,7 +213,7 @@ class Backward(Rerun):
         row, tape, info = node.row, self.tape, node.info
         layer, names = row.layer, row.inputs
         flags = row.grads if layer.merges else (row.requires_grad,)
-        passes = layer.passes_gradient()
+        passes = layer.passes_gradient
         padded = layer.padded_gradient(row.input) if row.requires_grad and not layer.merges else 0
         if padded != 0:  # the gradient of the padded copy first; the input's is cut from it after (the pad's node)
             return tape.new(tape.size(0, padded * self.size), "activation gradients", mark=False)

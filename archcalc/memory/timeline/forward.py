@@ -206,7 +206,7 @@ class Pass:
         forward_scratch = layer.forward_scratch(row.input)
         if forward_scratch != 0:
             op.own["scratch"] = tape.new(tape.size(0, forward_scratch * self.size), "temporaries", mark=False)
-        if permuted and layer.contiguous_input():
+        if permuted and layer.contiguous_input:
             op.copy = tape.new(tape.size(0, num.mul(row.shapes[0]) * self.size), "activations")
             op.op_ins = [op.copy, *op.op_ins[1:]]
             if layer.unfused_bias():

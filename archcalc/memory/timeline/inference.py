@@ -37,7 +37,7 @@ class Inference(Pass):
                 tape.new(tape.size(buffers, 0), "buffers", mark=False)
 
     def forward_row(self, row) -> None:
-        if row.layer.is_view_in_eval():
+        if row.layer.returns_input_in_eval or row.layer.is_view():
             self.view_row(row, self.frame)
             self.amp.view(row)
         else:

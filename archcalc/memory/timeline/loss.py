@@ -38,7 +38,8 @@ def loss_of(report: Network) -> Loss:
     row = report.rows[-1]
     y = tuple(report.output)
     axis = row.layer.scores_axis(y) if y else 0
-    if not y or not row.layer.gives_scores() or (num.is_concrete(y[axis]) and y[axis] <= 1):
+    scores = row.layer.gives_scores and row.layer.activation is None  # an activation's values are no logits
+    if not y or not scores or (num.is_concrete(y[axis]) and y[axis] <= 1):
         return Loss("mse")
     if len(y) == 2 and axis == 1 and any(r.layer.token_ids is not None for r in report.rows):
         return Loss("causal_lm", 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...core.dtypes import DType
-from ...layers.events import CastWeight, Convert, Drop, Event, HandGradient, Hold, KeepInput, New, Program, When
+from ...layers.events import CastWeight, Convert, Drop, Event, HandGradient, Hold, KeepInput, New, When
 from .tape import Allocation, Tape
 
 
@@ -78,17 +78,3 @@ class Interpreter:
         self.live[e.name].refs += 1
         self.held.append(self.live[e.name])
 
-
-def as_program(program: tuple | Program | None) -> Program | None:
-    """A layer's program as events, read from the tuples the kinds wrote before events existed."""
-    if program is None or isinstance(program, Program):
-        return program
-    return Program(tuple(map(_event, program[0])), tuple(map(_event, program[1])))
-
-
-def _event(t: tuple) -> Event:
-    kind, rest = t[0], t[1:]
-    if kind == "if":
-        return When(rest[0] == "low", _event(rest[1:]))
-    return {"+": New, "-": Drop, "keep": lambda *_: KeepInput(), "w": CastWeight, "to": Convert, "grad": HandGradient,
-            "hold": Hold}[kind](*rest)

@@ -124,7 +124,7 @@ class Step(Backward):
             view, after = False, None
         if after is not None:
             self.strides[name] = after
-        elif before is not None and layer.keeps_layout():
+        elif before is not None and layer.keeps_layout:
             self.strides[name] = before
         elif layer.output_layout(row.input) is not None:
             self.strides[name] = layer.output_layout(row.input)
