@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--compare")
     parser.add_argument("--drawn", type=int, default=400)
+    parser.add_argument("--resume", action="store_true", help="keep the cases the output has already, run the rest")
     args = parser.parse_args()
     cases_path = Path(args.compare or args.output).with_suffix(".cases.json")
     if cases_path.exists():
@@ -167,9 +168,14 @@ def main() -> None:
     else:
         cases = shipped() + drawn(args.drawn)
         cases_path.write_text(json.dumps(cases))
+    done = Path(args.output).read_text().splitlines() if args.resume and Path(args.output).exists() else []
     total = hashlib.sha256()
-    with open(args.output, "w") as out:
+    for line in done:
+        total.update(line.encode())
+    with open(args.output, "a" if done else "w") as out:
         for i, case in enumerate(cases):
+            if i < len(done):
+                continue
             dtype, optimizer, device, amp = case["combo"]
             result = record(case["text"], case["batch"], dtype, optimizer, device, amp, case["values"])
             line = json.dumps({"case": i, "name": case["name"], "batch": case["batch"], "combo": case["combo"],

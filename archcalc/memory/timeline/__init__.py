@@ -26,6 +26,16 @@ The package, by what each module knows:
 - amp.py        mixed precision (torch.autocast) along the timeline
 - cuda.py       what CUDA adds: cuBLAS's and cuDNN's workspaces, the caching allocator's blocks
 - tape.py, peaks.py   live storages and their running totals; the peaks they give
+
+Where the next features go (none is built yet):
+- fine-tuning: Step's `trained` policy (parameters.Trained: a frozen layer trains no tensor, LoRA only its
+  adapters; the optimizer's state and the gradients follow it), and Pass._transients for what an op makes and
+  frees around itself (a quantized base's dequantized weight; Backward._op_backward again for the input's gradient);
+- generation: inference.Inference, the forward-only pass (prefill), a KV cache held across it, decode steps as
+  a phase of their own on its tape;
+- data and tensor parallelism: a Step per rank, its policies per rank: Trained and the optimizer (sharded
+  parameters and state), Pass._transients (a unit's gathered weights during its op), Gradients (reduce-scatter
+  buckets as gradients arrive).
 """
 
 from .amp import cast_weights

@@ -13,17 +13,19 @@ from ...analysis import checkpoint
 from ...analysis.checkpoint import records_node
 from ...core import num
 from .cuda import cudnn_workspace
-from .forward import ProgramSaved, Saved
+from .forward import Pass, ProgramSaved, Saved
 from .parameters import Trained, tied_gradient
 from .program import Interpreter
-from .rerun import Rerun
 from .tape import Allocation, Tape
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ...analysis.checkpoint import Region
     from ...analysis.network import Row
     from .amp import RowCast
     from .peaks import Pair
+    from .rerun import Checkpoints
 
 
 class Gradients:
@@ -85,8 +87,8 @@ class _Node:
     g_ins: list  # (input name, gradient, a view?, its size)
 
 
-class Backward(Rerun):
-    """The backward of a training step, row by row (see the module)."""
+class Backward(Pass):
+    """The backward of a training step, row by row (see the module); a region's rerun and its end are Rerun's."""
 
     grads: Gradients
     trained: Trained
@@ -94,6 +96,9 @@ class Backward(Rerun):
     tied: set[str]
     recomputed: dict[int, Saved]
     rerun_regions: set[int]
+    checkpoints: Checkpoints
+    rerun: Callable[[Region], dict[int, Saved]]
+    frame_ends: Callable[[Region], None]
 
     def backward_row(self, row: Row) -> None:
         g = self.grads.pop(row.name)

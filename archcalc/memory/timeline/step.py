@@ -24,7 +24,7 @@ from .optimizer import Foreach, optimizer_for
 from .parameters import Trained, param_tensors, reaching
 from .peaks import PHASES, Timeline
 from .program import Interpreter
-from .rerun import Checkpoints
+from .rerun import Checkpoints, Rerun
 
 if TYPE_CHECKING:
     from ...analysis.network import Network, Row
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from .tape import Allocation
 
 
-class Step(Backward):
-    """One training step of a network at a batch (the module's docstring of the package says which step)."""
+class Step(Backward, Rerun):
+    """One training step of a network at a batch (the package's docstring says which step): the forward rule of
+    every Pass, the backward rule (Backward), a checkpoint's rerun (Rerun), and the phases, which the methods here
+    run in order."""
 
     def __init__(self, net: Network, batch: Value | None, inplace_sums: bool = True, *, trained: Trained | None = None,
                  optimizer: Foreach | None = None):
