@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ...analysis.network import Row
     from .tape import Tape
 
-# CUDA's costs, from ../shared/measurements/h200-training-memory.json (H200, torch 2.11):
+# CUDA's costs, from tests/fixtures/measurements/h200-training-memory.json (H200, torch 2.11):
 CUBLAS_WORKSPACE = 32 * 2**20  # one per thread that runs matmuls, kept once allocated (fixed.after_free)
 # Inside every phase's peak after a warm-up step: the forward thread's cuBLAS workspace, autograd's
 # device thread's own, and 1 MiB more (LeNet-5: measured - simulated = 34,603,008 in every phase).
