@@ -297,7 +297,7 @@ def _precision(options: Options, device) -> str:
 
 def summed_losses(losses: dict):
     """The loss of a model with several outputs ([model] outputs, a dict): each output's own (`losses`: name ->
-    (loss function, target)), added up (the timeline's memory/timeline.py _losses)."""
+    (loss function, target)), added up (the timeline's memory/timeline/loss.py Losses)."""
     def summed(ys, targets):
         parts = [losses[name][0](y, losses[name][1]) for name, y in ys.items()]
         total = parts[0]

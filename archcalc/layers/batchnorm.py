@@ -68,5 +68,6 @@ class BatchNorm(ChannelAffine):
     def to_torch(self, x: Shape, nn):
         return getattr(nn, f"BatchNorm{max(len(x) - 1, 1)}d")(int(x[0]), affine=self.affine)
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return 2 * x[0] * size + 8  # running mean and variance per channel, and an int64 step counter

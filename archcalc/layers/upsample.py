@@ -79,6 +79,7 @@ class Upsample(Layer):
     def torch_value(cls, field: str, value):
         return bool(value) if field == "align_corners" else value  # torch's None is False
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"upsample_{self.mode.replace('-', '_')}{len(x) - 1}d",)
 

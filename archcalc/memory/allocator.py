@@ -180,7 +180,7 @@ def tapped() -> Iterator[list]:
 
 def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cleared: tuple = ("gradients",)) -> dict | None:
     """Each phase's peak of `memory_allocated()` in the last of `steps` training steps, the allocator fed with a
-    timeline's events (archcalc/memory/timeline.py, _Tape.events: ("+", storage), ("-", storage), ("mark", None),
+    timeline's events (archcalc/memory/timeline/tape.py, Tape.events: ("+", storage), ("-", storage), ("mark", None),
     ("phase", name); a storage has `.size[0]` bytes and a `.kind`). The events before the first phase run once
     (parameters, buffers, the batch), but those of a `lazy` kind, allocated by the first step's optimizer phase
     as torch.optim does it (its state, in the same order). At each step's start what the previous step left of
