@@ -1,0 +1,294 @@
+"""Greedy generation with a KV cache as one object: the prefill and the decode steps on one tape.
+
+    Generation(prefill, decode, settings, batch).run() -> Generated
+
+The loop is tests/oracle/generation_probe.py's, transformers' greedy search written out: in eval under
+inference_mode, one forward over the prompt fills the cache (phase "prefill"), then `new_tokens` forwards of one
+token each (phase "decode"); after each forward the last position's logits are copied in float32, their argmax is
+the next token, and the outputs are deleted. `prefill` and `decode` are the network at T = the prompt and at T = 1.
+
+Each forward runs the rows by the forward rule (forward.py) in eval, or by a kind's own ops (archcalc/layers/
+decoding.py: attention and its cache update, Llama's rotary tables and RMSNorm, GPT-2's gelu_new and positions),
+with transformers' Python variables for lifetimes (`Frames`). The cache is one storage per layer for the keys and
+one for the values: a dynamic cache grows by torch.cat (the grown copy made while the old one is alive: the decode
+step's moment of a layer's cache twice), a static one is preallocated at the first update.
+
+The decode phase's peak is the larger of its first step's and its last step's: every tensor a step makes grows
+with the cache or stays, but a sliding window's first step, which still holds the prefill's whole keys while it
+makes the window's. The steps between are not run: the cache is set to the length the last step starts from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ...layers import decoding
+from ...layers.decoding import Cached, Mask
+from .forward import EVAL, Frame, Pass, readers
+from .parameters import param_tensors
+from .program import Interpreter
+
+if TYPE_CHECKING:
+    from ...analysis.network import Network, Row
+    from ...core.num import Value
+    from ...spec.generate import Generate
+    from .peaks import Peak
+    from .tape import Allocation
+
+NORMS = ("layernorm", "rmsnorm")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The peaks of a generation: its prefill's and its decode steps'."""
+
+    prefill: Peak
+    decode: Peak
+
+
+@dataclass
+class Slot:
+    """One attention layer's cache: its keys' and values' storages, the tokens they hold (`stored`), and the tokens
+    the cache keeps seeing (`visible`: fewer with a sliding window, whose keys are a view of the last ones)."""
+
+    keys: Allocation | None = None
+    values: Allocation | None = None
+    stored: int = 0
+    visible: int = 0
+    width: object = 0  # bytes per token and sample (of the keys, as of the values)
+    window: int | None = None
+
+
+class Decoding(Interpreter):
+    """The interpreter of layers/decoding.py's programs: layers/events.py's events, and the cache's."""
+
+    def __init__(self, tape, bytes_of, kind, cache, mask, **others):
+        super().__init__(tape, bytes_of, kind, **others)
+        self.handlers[Cached] = lambda e: cache(e, self.live)
+        self.handlers[Mask] = lambda e: mask()
+
+
+@dataclass
+class Frames:
+    """transformers' Python variables, as references held past a tensor's last reader: `before[i]` the names
+    referenced before row i runs, `after[i]` those referenced once it has run, `release[i]` those let go once it has
+    run (row indices, from 1). Per decoder layer (a block use with one attention layer):
+    - its input, until it returns (the model's loop variable; Llama's first layer's: the embeddings, the model's);
+    - a sub-module's input (the rows of `mlp.*`), until its last row has run (LlamaMLP's argument);
+    - GPT-2's block (attention module "split"), whose outputs are names of their own: what an add reads, until the
+      block returns (residual, attn_output, feed_forward_hidden_states), and a norm's output until the next add."""
+
+    before: dict[int, list[str]] = field(default_factory=dict)
+    after: dict[int, list[str]] = field(default_factory=dict)
+    release: dict[int, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, net: Network) -> Frames:
+        frames = cls()
+        for use in net.uses:
+            rows = net.rows[use.first:use.stop]
+            attention = [row for row in rows if row.kind == "attention"]
+            if use.repeat is not None or len(attention) != 1:
+                continue
+            frames.hold(rows, rows[0].index)
+            groups: dict[str, list] = {}
+            for row in rows:
+                inner = row.name[len(use.path) + 1:]
+                if "." in inner:
+                    groups.setdefault(inner.split(".")[0], []).append(row)
+            for members in groups.values():
+                if len(members) > 1:
+                    frames.hold(members, members[0].index)
+            if attention[0].layer.module == "split":
+                frames.gpt2(rows)
+        return frames
+
+    def hold(self, rows: list, start: int) -> None:
+        """The inputs of `rows` from outside them, referenced from before `start` until the last of them has run."""
+        made = {row.name for row in rows}
+        names = list(dict.fromkeys(n for row in rows for n in row.inputs if n not in made))
+        self.before.setdefault(start, []).extend(names)
+        self.release.setdefault(rows[-1].index, []).extend(names)
+
+    def gpt2(self, rows: list) -> None:
+        made = {row.name: row for row in rows}
+        last = rows[-1].index
+        adds = [row for row in rows if row.kind == "add"]
+        for row in adds:
+            for name in row.inputs:
+                if name in made:
+                    self.after.setdefault(made[name].index, []).append(name)
+                    self.release.setdefault(last, []).append(name)
+        for row in rows:
+            later = next((a for a in adds if a.index > row.index), None)
+            if row.kind in NORMS and later is not None:
+                self.after.setdefault(row.index, []).append(row.name)
+                self.release.setdefault(later.index, []).append(row.name)
+
+
+class Generation(Pass):
+    """Greedy generation of a network with a KV cache (see the module's docstring): the state its forwards share."""
+
+    def __init__(self, prefill: Network, decode: Network, settings: Generate, batch: Value | None):
+        super().__init__(prefill, batch)
+        self.decode_net, self.settings = decode, settings
+        self.static = settings.cache == "static"
+        self.tape.events = None  # no allocator replay
+        self.slots: dict[str, Slot] = {}
+        self.held: list[Allocation] = []  # what the model's body holds until it returns (before its output layer)
+        self.token: Allocation | None = None  # the next token, [B, 1] int64
+        self.tokens = 0  # the new tokens of the forward running
+        self.masked = False  # whether this forward built its causal mask
+
+    def run(self) -> Generated:
+        tape, s = self.tape, self.settings
+        self.before()
+        tape.start("prefill")
+        self.forward(self.net, s.prompt)
+        tape.start("decode")
+        self.forward(self.decode_net, 1)
+        if s.new_tokens > 1:
+            self.skip(s.new_tokens - 2)
+            self.forward(self.decode_net, 1)
+        return Generated(tape.peak("prefill"), tape.peak("decode"))
+
+    def before(self) -> None:
+        """Alive before the prefill: the parameters, the buffers, the prompt; a static cache's position counters."""
+        tape, size = self.tape, self.size
+        for row in self.rows:
+            for n in param_tensors(row):
+                tape.new(tape.size(n * size, 0), "parameters", mark=False)
+            buffers = row.layer.buffer_bytes(row.input, size)
+            if buffers != 0:
+                tape.new(tape.size(buffers, 0), "buffers", mark=False)
+        self.prompt = self.token = tape.new(tape.size(0, self.settings.prompt * 8), "batch", mark=False)  # the caller's
+        if self.static:  # StaticLayer.cumulative_length, tensor(0)
+            for row in self.rows:
+                if row.kind == "attention":
+                    tape.new(tape.size(8, 0), "kv cache", mark=False)
+
+    def forward(self, net: Network, tokens: int) -> None:
+        """One forward of `tokens` new tokens, then the loop's next token: the last position's logits copied in
+        float32, their argmax; the previous token and the outputs let go."""
+        tape, rows = self.tape, net.rows
+        self.tokens, self.masked = tokens, False
+        count = readers(rows, net.output_rows)
+        x = self.token
+        x.refs += count.get("input", 0)
+        frame = self.frame = Frame(tape, {"input": x}, count)
+        frames = Frames.of(net)
+        first_use = min((use.first for use in net.uses), default=None)
+        for row in rows:
+            if row is rows[-1]:
+                for s in self.held:
+                    tape.release(s)
+                self.held = []
+            if row.index - 1 == first_use and not self.masked:
+                self.mask()
+            for name in frames.before.get(row.index, ()):
+                frame.storage[name].refs += 1
+            self.row(net, row)
+            for name in frames.after.get(row.index, ()):
+                frame.storage[name].refs += 1
+            if row.layer.token_ids is not None:  # the embeddings: the model's local until its body returns
+                frame.storage[row.name].refs += 1
+                self.held.append(frame.storage[row.name])
+            for name in frames.release.get(row.index, ()):
+                tape.release(frame.storage[name])
+        frame.drop_dead()
+        logits = frame.storage[net.output_rows[0].name]
+        copy = tape.new(tape.size(0, net.output_rows[0].output[-1] * 4), "temporaries")
+        token = tape.new(tape.size(0, 8), "batch")
+        tape.release(copy)
+        if self.token is not self.prompt:  # the loop's variable moves to the new token (the prompt stays the caller's)
+            tape.release(self.token)
+        tape.release(logits)
+        self.token = token
+
+    def row(self, net: Network, row: Row) -> None:
+        frame, tape = self.frame, self.tape
+        if row.layer.returns_input_in_eval or row.layer.is_view():
+            self.view_row(row, frame)
+            return
+        if row in net.output_rows and self.settings.logits == "last" and len(row.output) == 2:
+            ins = frame.inputs(row)  # the last position's hidden state, a view: its logits only
+            out = tape.new(tape.size(0, row.output[-1] * self.size), "activations")
+            frame.drop_dead()
+            for s in ins:
+                tape.release(s)
+            frame.bind(row.name, out)
+            return
+        events = decoding.program(row.layer, row.input, self.tokens)
+        if events is None:
+            self.op_row(row, frame, EVAL, recorded=False)
+            return
+        ins = frame.inputs(row)
+        run = Decoding(tape, self.bytes_of, "activations", lambda e, live: self.cached(row, e, live), self.mask,
+                       x=ins[0], dead=frame.dead, held=self.held, others={f"x{i}": s for i, s in enumerate(ins[1:], 1)})
+        live = run.run(events, {})
+        frame.dead = None
+        out = live.pop("out")
+        for s in ins:
+            tape.release(s)
+        frame.bind(row.name, out)
+
+    def cached(self, row: Row, e: Cached, live: dict) -> None:
+        """Cache.update for `row`'s layer: a static cache's tensors made at the first update, the new positions
+        written through an index (arange + the offset, freed as it returns); a dynamic cache's keys, then values,
+        grown by torch.cat, the old storage freed once the new exists. A sliding window keeps a view of its last
+        window − 1 tokens: its storage is the whole concatenation."""
+        tape, slot = self.tape, self.slots.setdefault(row.name, Slot())
+        slot.width = width = e.width * self.size
+        slot.window = window = getattr(row.layer, "window", None)
+        if self.static:
+            if slot.keys is None:
+                length = self.settings.tokens if window is None else min(window, self.settings.tokens)
+                slot.keys = tape.new(tape.size(0, length * width), "kv cache")
+                slot.values = tape.new(tape.size(0, length * width), "kv cache")
+            positions = [tape.new(tape.size(8 * self.tokens, 0), "temporaries") for _ in range(2)]
+            for s in positions:
+                tape.release(s)
+        else:
+            grown = slot.visible + self.tokens
+            for which in ("keys", "values"):
+                old = getattr(slot, which)
+                setattr(slot, which, tape.new(tape.size(0, grown * width), "kv cache"))
+                tape.release(old)
+            slot.stored, slot.visible = grown, grown if window is None else min(grown, window - 1)
+        for name in e.drop:
+            tape.release(live.pop(name))
+
+    def mask(self) -> None:
+        """A static cache's decode step: sdpa_mask over the whole preallocated length L (masking_utils): the batch's
+        and the query's positions, the keys' (arange(L) + the offset), their comparison [1, 1, 1, L] (bool, held
+        until the body returns); the prefill takes is_causal instead (its cache starts empty), as a dynamic cache does."""
+        self.masked = True
+        if not (self.static and self.tokens == 1):
+            return
+        tape, length = self.tape, self.settings.tokens
+        batch = tape.new(tape.size(0, 8), "temporaries")
+        query, q2 = tape.new(tape.size(8, 0), "temporaries"), tape.new(tape.size(8, 0), "temporaries")
+        shifted = tape.new(tape.size(8, 0), "temporaries")
+        tape.release(q2)
+        keys = tape.new(tape.size(8 * length, 0), "temporaries")
+        offset = tape.new(tape.size(8 * length, 0), "temporaries")
+        tape.release(keys)
+        self.held.append(tape.new(tape.size(length, 0), "activations"))
+        for s in (batch, query, shifted, offset):
+            tape.release(s)
+
+    def skip(self, steps: int) -> None:
+        """The cache as `steps` more decode steps leave it (each one token longer; a window's view capped), set
+        without running them: the storages remade at their lengths, no moment of it a candidate for the peak."""
+        if self.static:
+            return
+        tape = self.tape
+        for slot in self.slots.values():
+            for _ in range(steps):
+                slot.stored = slot.visible + 1
+                slot.visible = slot.stored if slot.window is None else min(slot.stored, slot.window - 1)
+            for which in ("keys", "values"):
+                old = getattr(slot, which)
+                setattr(slot, which, tape.new(tape.size(0, slot.stored * slot.width), "kv cache", mark=False))
+                tape.release(old)
