@@ -48,6 +48,10 @@ class Attention(Layer):
     # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
     # Llama's rotate_half, after the projections
     rotary: bool = flag(False)
+    # sliding-window attention (Mistral's sliding_window): each query sees the last `window` keys, itself included.
+    # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
+    # full causal attention's (FLOPs count masked products in full, as for causal)
+    window: Dim | None = size(None)
 
     @property
     def merges(self) -> bool:
@@ -57,6 +61,8 @@ class Attention(Layer):
         if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
+        if self.window is not None and not self.causal:
+            raise SpecError("a sliding window is causal: each query sees the `window` keys up to itself", "add causal = true", "window")
         self.tokens(x)
         return self.hidden(x)
 
@@ -156,6 +162,8 @@ class Attention(Layer):
             parts.append(f"{fmt.group(self.kv_heads)} kv")
         parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math"),
                                         ("rotary", self.rotary), ("Llama's", self.module == "llama")) if on]
+        if self.window is not None:
+            parts.append(f"window {fmt.group(self.window)}")
         if self.dropout != 0:
             parts.append(f"p={fmt.group(self.dropout)}")
         return ", ".join(parts)

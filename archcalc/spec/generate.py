@@ -12,6 +12,7 @@ The batch is the analysis's (--batch). What is computed from it: archcalc/memory
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 
 from ..core import untrusted
@@ -65,7 +66,9 @@ def read(table: object, lines: dict | None = None) -> Generate:
         raise SpecError("expected a table", "[generate] with prompt = 128 and new_tokens = 64", where="[generate]")
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
-        raise SpecError(f"unknown key {untrusted.one_line(repr(unknown[0]))[:60]}", f"the keys are {', '.join(KEYS)}",
+        close = difflib.get_close_matches(unknown[0], KEYS, n=1)
+        raise SpecError(f"unknown key {untrusted.one_line(repr(unknown[0]))[:60]}",
+                        f"did you mean {close[0]!r}?" if close else f"the keys are {', '.join(KEYS)}",
                         where="[generate]", line=lines.get(unknown[0]))
     for key in ("prompt", "new_tokens"):
         if key not in table:
