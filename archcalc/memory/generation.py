@@ -129,6 +129,9 @@ def usable(net: Network, settings: Generate) -> None:
         if row.layer.window is not None and settings.cache == "static":
             raise SpecError(f"{row.name}: a static cache with a sliding window (its roll once full) is not modelled",
                             "--cache dynamic", where="[generate]", path=net.path)
+    if len({row.layer.window for row in attention}) > 1:
+        raise SpecError("attention layers with different windows (or some without) are not modelled",
+                        "one window for every attention layer, or none", where="[generate]", path=net.path)
     if net.autocast is not None:
         raise SpecError("generation under autocast is not modelled", "a dtype: --dtype bfloat16", where="[generate]", path=net.path)
     if len(net.output_rows) != 1:

@@ -139,18 +139,21 @@ class Generation(Pass):
         self.held: list[Allocation] = []  # what the model's body holds until it returns (before its output layer)
         self.token: Allocation | None = None  # the next token, [B, 1] int64
         self.tokens = 0  # the new tokens of the forward running
+        self.past = 0  # the tokens before them
         self.masked = False  # whether this forward built its causal mask
+        windows = {row.layer.window for row in prefill.rows if row.kind == "attention"}
+        self.window = next(iter(windows)) if len(windows) == 1 else None  # one window for all (generation.py checks)
 
     def run(self) -> Generated:
         tape, s = self.tape, self.settings
         self.before()
         tape.start("prefill")
-        self.forward(self.net, s.prompt)
+        self.forward(self.net, s.prompt, 0)
         tape.start("decode")
-        self.forward(self.decode_net, 1)
+        self.forward(self.decode_net, 1, s.prompt)
         if s.new_tokens > 1:
             self.skip(s.new_tokens - 2)
-            self.forward(self.decode_net, 1)
+            self.forward(self.decode_net, 1, s.tokens - 1)
         return Generated(tape.peak("prefill"), tape.peak("decode"))
 
     def before(self) -> None:
@@ -163,16 +166,15 @@ class Generation(Pass):
             if buffers != 0:
                 tape.new(tape.size(buffers, 0), "buffers", mark=False)
         self.prompt = self.token = tape.new(tape.size(0, self.settings.prompt * 8), "batch", mark=False)  # the caller's
-        if self.static:  # StaticLayer.cumulative_length, tensor(0)
-            for row in self.rows:
-                if row.kind == "attention":
-                    tape.new(tape.size(8, 0), "kv cache", mark=False)
+        for row in self.rows:  # StaticLayer.cumulative_length, tensor(0); a sliding window's, tensor(window)
+            if row.kind == "attention" and (self.static or row.layer.window is not None):
+                tape.new(tape.size(8, 0), "kv cache", mark=False)
 
-    def forward(self, net: Network, tokens: int) -> None:
+    def forward(self, net: Network, tokens: int, past: int) -> None:
         """One forward of `tokens` new tokens, then the loop's next token: the last position's logits copied in
         float32, their argmax; the previous token and the outputs let go."""
         tape, rows = self.tape, net.rows
-        self.tokens, self.masked = tokens, False
+        self.tokens, self.past, self.masked = tokens, past, False
         count = readers(rows, net.output_rows)
         x = self.token
         x.refs += count.get("input", 0)
@@ -250,32 +252,60 @@ class Generation(Pass):
             for s in positions:
                 tape.release(s)
         else:
-            grown = slot.visible + self.tokens
-            for which in ("keys", "values"):
-                old = getattr(slot, which)
-                setattr(slot, which, tape.new(tape.size(0, grown * width), "kv cache"))
-                tape.release(old)
+            grown, old = slot.visible + self.tokens, (slot.keys, slot.values)
+            if window is None:  # DynamicLayer: keys = cat(keys, new), then values
+                for which, before in zip(("keys", "values"), old):
+                    setattr(slot, which, tape.new(tape.size(0, grown * width), "kv cache"))
+                    tape.release(before)
+            else:  # DynamicSlidingWindowLayer: both concatenations, then the views of their last window − 1 kept
+                slot.keys, slot.values = (tape.new(tape.size(0, grown * width), "kv cache") for _ in old)
+                for before in old:
+                    tape.release(before)
             slot.stored, slot.visible = grown, grown if window is None else min(grown, window - 1)
         for name in e.drop:
             tape.release(live.pop(name))
 
     def mask(self) -> None:
-        """A static cache's decode step: sdpa_mask over the whole preallocated length L (masking_utils): the batch's
-        and the query's positions, the keys' (arange(L) + the offset), their comparison [1, 1, 1, L] (bool, held
-        until the body returns); the prefill takes is_causal instead (its cache starts empty), as a dynamic cache does."""
+        """The causal mask, where SDPA cannot take is_causal instead (masking_utils' sdpa_mask): a static cache's
+        decode step (its keys are the whole preallocated length), and a sliding window's forward once the keys it
+        sees reach the window (a prefill of at least `window` tokens, a decode step once the cache holds window − 1).
+        Its ops: the batch's and the heads' positions, the queries' (arange + the offset) and the keys', then the
+        comparison kv ≤ q [1, 1, q, kv] (bool; a window's: (kv > q − window) & (kv ≤ q), through a bool scalar and
+        q − window), held until the body returns."""
         self.masked = True
-        if not (self.static and self.tokens == 1):
+        tape, q, window = self.tape, self.tokens, self.window
+        if self.static:
+            kv, needed = self.settings.tokens, q == 1
+        elif window is not None:
+            kv = window - 1 + q if self.past >= window else self.past + q
+            needed = kv >= window
+        else:
+            needed = False
+        if not needed:
             return
-        tape, length = self.tape, self.settings.tokens
-        batch = tape.new(tape.size(0, 8), "temporaries")
-        query, q2 = tape.new(tape.size(8, 0), "temporaries"), tape.new(tape.size(8, 0), "temporaries")
-        shifted = tape.new(tape.size(8, 0), "temporaries")
-        tape.release(q2)
-        keys = tape.new(tape.size(8 * length, 0), "temporaries")
-        offset = tape.new(tape.size(8 * length, 0), "temporaries")
-        tape.release(keys)
-        self.held.append(tape.new(tape.size(length, 0), "activations"))
-        for s in (batch, query, shifted, offset):
+        batch, heads = tape.new(tape.size(0, 8), "temporaries"), tape.new(tape.size(8, 0), "temporaries")
+        arange = tape.new(tape.size(8 * q, 0), "temporaries")
+        queries = tape.new(tape.size(8 * q, 0), "temporaries")
+        tape.release(arange)
+        arange = tape.new(tape.size(8 * kv, 0), "temporaries")
+        keys = tape.new(tape.size(8 * kv, 0), "temporaries")
+        tape.release(arange)
+        square = tape.size(q * kv, 0)
+        if window is None:
+            mask = tape.new(square, "activations")
+        else:
+            one, shifted = tape.new(tape.size(1, 0), "temporaries"), tape.new(tape.size(8 * q, 0), "temporaries")
+            after = tape.new(square, "temporaries")
+            tape.release(shifted)
+            inside = tape.new(square, "temporaries")
+            tape.release(after)
+            tape.release(one)
+            before = tape.new(square, "temporaries")
+            mask = tape.new(square, "activations")
+            tape.release(before)
+            tape.release(inside)
+        self.held.append(mask)
+        for s in (batch, heads, queries, keys):
             tape.release(s)
 
     def skip(self, steps: int) -> None:
