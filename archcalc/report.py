@@ -41,6 +41,11 @@ def analyze(spec: Spec, *, prompt: int | None = None, new_tokens: int | None = N
                         f"the prompt sets {name}", f"give the prompt's length once: --prompt {options[name]}", where="--set",
                         path=spec.path)
     prefill = network(spec, **options | {name: settings.prompt})
+    try:  # the last token's position must exist too (GPT-2's n_ctx learned positions)
+        network(spec, **options | {name: settings.tokens})
+    except SpecError as error:
+        raise dataclasses.replace(error, hint=f"the prompt and the new tokens make {settings.tokens:,} positions, the last "
+                                              f"token's included: fewer tokens") from None
     return Report.of(prefill, generating=(settings, network(spec, **options | {name: 1})))
 
 
@@ -76,6 +81,34 @@ def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **op
         return report
 
     return budgets.largest_size(at, name, budget - (CUDA_CONTEXT if card and cuda else 0), whole)
+
+
+def largest_prompt(spec: Spec, budget: int, *, card: bool = False, **options) -> generation.Fit:
+    """The largest prompt whose generation (options' new_tokens, a whole batch among them) fits `budget` bytes
+    (`memory --solve T` with generation): doubling then bisection, the peak growing with the prompt; with `card` the
+    budget is a CUDA card's memory, its context taken out first."""
+    whole = _whole(options.get("batch"))
+    usable = budget - (CUDA_CONTEXT if card and options.get("device") == "cuda" else 0)
+
+    def at(prompt: int) -> tuple:
+        try:
+            report = analyze(spec, **options | {"prompt": prompt})
+        except SpecError:
+            return None, None  # a prompt the network cannot take (more positions than it learned) does not fit
+        return report.memory.generation.peak.at(whole), report
+
+    prompt, report = generation.largest_prompt(at, usable)
+    return generation.Fit("prompt", prompt, budget, usable, report if report is not None else at(1)[1])
+
+
+def largest_generation_batch(spec: Spec, budget: int, *, card: bool = False, **options) -> generation.Fit:
+    """The largest batch whose generation (options' prompt and new_tokens) fits `budget` bytes (`memory --budget`
+    with generation): B = min_i ⌊(budget − fixed_i) / per_sample_i⌋ over the peak's affine pieces."""
+    usable = budget - (CUDA_CONTEXT if card and options.get("device") == "cuda" else 0)
+    report = analyze(spec, **options | {"batch": None})
+    budgets.require_sizes(report, spec.text)  # a number, not a formula in the sizes left free
+    batch = generation.largest_batch(report.memory.generation, usable)
+    return generation.Fit("batch", batch, budget, usable, dataclasses.replace(report, batch=1 if batch is None else batch))
 
 
 def _whole(batch: int | str | None) -> int:

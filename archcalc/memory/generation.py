@@ -138,6 +138,17 @@ def usable(net: Network, settings: Generate) -> None:
         raise SpecError("generation reads one output, the logits", where="[generate]", path=net.path)
 
 
+@dataclass(frozen=True)
+class Fit:
+    """The largest batch, or prompt (`solving`), whose generation fits a budget; `value` None: not even 1 fits."""
+
+    solving: str  # "batch" or "prompt"
+    value: Value | None
+    budget: int
+    usable: int  # the budget less the CUDA context, for a card's memory
+    report: Network  # at the answer (at 1 where nothing fits): its batch is the batch the generation runs at
+
+
 def largest_batch(generation: Generation, budget: int) -> Value | None:
     """The largest whole B whose generation peak fits `budget` bytes (None: not even 1), min_i ⌊(budget − fixed_i) / per_sample_i⌋."""
     pieces = generation.peak.pieces
@@ -154,10 +165,11 @@ def largest_batch(generation: Generation, budget: int) -> Value | None:
 
 def largest_prompt(measure_at, budget: int, limit: int = 2**24) -> tuple[int | None, object]:
     """The largest prompt whose generation at the batch fits `budget`: doubling then bisection on `measure_at(P)`,
-    (the peak at P, anything to keep); (None, None) when not even 1 fits. The peak grows with the prompt."""
+    (the peak at P, anything to keep; a peak of None: that prompt cannot run); (None, None) when not even 1 fits.
+    The peak grows with the prompt."""
     def fits(prompt: int):
         peak, kept = measure_at(prompt)
-        return kept if peak <= budget else None
+        return kept if peak is not None and peak <= budget else None
     best = fits(1)
     if best is None:
         return None, None
