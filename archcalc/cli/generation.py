@@ -22,9 +22,11 @@ def asked(options: Options, spec: Spec) -> bool:
     return spec.generate is not None or any(getattr(options, k) is not None for k in ("prompt", "new_tokens", "cache", "logits"))
 
 
-def budget(options: Options, spec: Spec, size: str, flag: str, solve: str | None, batch: str | None,
+def budget(options: Options, spec: Spec, given: tuple[str, str], solve: str | None, batch: str | None,
            assumed: tuple = ()) -> None:
-    """The largest batch (or, --solve with the sequence's name, prompt) whose generation fits; exit 1 if none does."""
+    """The largest batch (or, --solve with the sequence's name, prompt) whose generation fits; exit 1 if none does.
+    `given`: the flag and the size it was given (--budget or --card)."""
+    flag, size = given
     total = parse_size(size, flag)
     card = flag == "--card"
     options = dataclasses.replace(options, optimizer="none")  # no training step: its optimizer is no question here

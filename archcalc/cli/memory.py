@@ -44,7 +44,7 @@ def memory(options: Options, budget: str | None, card: str | None, solve: str | 
     options = dataclasses.replace(options, device="cuda") if card is not None else options
     spec = options.load()
     if generation.asked(options, spec):  # the largest batch (or prompt) whose generation fits
-        generation.budget(options, spec, size, flag, solve, batch, assumed)
+        generation.budget(options, spec, (flag, size), solve, batch, assumed)
         return
     if solve is not None:
         _solve(options, solve, size, flag, batch, assumed)
