@@ -15,13 +15,34 @@ written into a static cache) and `Mask` (the causal mask a static cache's decode
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..core import num
 from ..core.num import Dim, Shape
 from .events import Convert, Drop, Event, Hold, New, When
 
 PROGRAMS: dict[str, Callable] = {}
+
+
+NORMS = ("layernorm", "rmsnorm")
+
+
+@dataclass(frozen=True)
+class KV:
+    """What a layer keeps in the cache: `width` values per token and sample for its keys (as many for its values),
+    and how: `causal`, `window` (a sliding window's length), `module` (whose code: "split" GPT-2's, "llama")."""
+
+    width: Dim
+    causal: bool
+    window: Dim | None
+    module: str
+
+
+def cache(layer, x: Shape) -> KV | None:
+    """What the layer keeps in a KV cache (None: nothing, it is no attention)."""
+    if layer.kind != "attention":
+        return None
+    return KV(layer.kv_dim(layer.hidden(x)), layer.causal, layer.window, layer.module)
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,67 @@ def program(layer, x: Shape, tokens: Dim) -> tuple | None:
     """The row's ops in a generation's forward (None: the generic rule), its input `x` at `tokens` new tokens."""
     found = PROGRAMS.get(layer.kind)
     return None if found is None else found(layer, x, tokens)
+
+
+@dataclass
+class Frames:
+    """transformers' Python variables in a forward, as references held past a tensor's last reader (the timeline's
+    rule frees a tensor once its last reader has run): `before[i]` the names referenced before row i runs, `after[i]`
+    those referenced once it has run, `release[i]` those let go once it has run (row indices, from 1; `rows` and
+    `uses` a network's). Per decoder layer (a block use with one attention layer):
+    - its input, until it returns (the model's loop variable; Llama's first layer's: the embeddings, the model's);
+    - a sub-module's input (the rows of `mlp.*`), until its last row has run (LlamaMLP's argument);
+    - GPT-2's block (attention module "split"), whose outputs are names of their own: what an add reads, until the
+      block returns (residual, attn_output, feed_forward_hidden_states), and a norm's output until the next add."""
+
+    before: dict[int, list[str]] = field(default_factory=dict)
+    after: dict[int, list[str]] = field(default_factory=dict)
+    release: dict[int, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: tuple, uses: tuple) -> Frames:
+        frames = cls()
+        for use in uses:
+            inside = rows[use.first:use.stop]
+            attention = [row for row in inside if row.kind == "attention"]
+            if use.repeat is not None or len(attention) != 1:
+                continue
+            frames.hold(inside, inside[0].index)
+            groups: dict[str, list] = {}
+            for row in inside:
+                inner = row.name[len(use.path) + 1:]
+                if "." in inner:
+                    groups.setdefault(inner.split(".")[0], []).append(row)
+            for members in groups.values():
+                if len(members) > 1:
+                    frames.hold(members, members[0].index)
+            if attention[0].layer.module == "split":
+                frames.gpt2(inside)
+        return frames
+
+    def hold(self, rows: list, start: int) -> None:
+        """The inputs of `rows` from outside them, referenced from before `start` until the last of them has run."""
+        made = {row.name for row in rows}
+        names = list(dict.fromkeys(n for row in rows for n in row.inputs if n not in made))
+        self.before.setdefault(start, []).extend(names)
+        self.release.setdefault(rows[-1].index, []).extend(names)
+
+    def gpt2(self, rows: list) -> None:
+        """GPT2Block's own names: residual, attn_output, feed_forward_hidden_states, and hidden_states reassigned at
+        each add."""
+        made = {row.name: row for row in rows}
+        last = rows[-1].index
+        adds = [row for row in rows if row.kind == "add"]
+        for row in adds:
+            for name in row.inputs:
+                if name in made:
+                    self.after.setdefault(made[name].index, []).append(name)
+                    self.release.setdefault(last, []).append(name)
+        for row in rows:
+            later = next((a for a in adds if a.index > row.index), None)
+            if row.kind in NORMS and later is not None:
+                self.after.setdefault(row.index, []).append(row.name)
+                self.release.setdefault(later.index, []).append(row.name)
 
 
 @register("attention")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ..core import num
 from ..core.errors import SpecError
 from ..core.num import Dim, Value
+from ..layers import decoding
 from .perbatch import PerBatch
 from .timeline.generate import Generation as Simulated
 from .timeline.peaks import hull
@@ -98,15 +99,17 @@ def _above(a: tuple, b: tuple) -> bool:
     return all(num.is_concrete(x) for x in (*a, *b)) and a[0] >= b[0] and a[1] >= b[1]
 
 
+def caches(net: Network) -> list[decoding.KV]:
+    """What each layer keeps in the cache, for those that keep some."""
+    return [kv for kv in (decoding.cache(row.layer, row.input) for row in net.rows) if kv is not None]
+
+
 def kv_cache(net: Network, settings: Generate) -> PerBatch:
     """The cache's bytes once the generation ends (see the module's docstring)."""
     total: Dim = 0
-    for row in net.rows:
-        if row.kind != "attention":
-            continue
-        window = row.layer.window
-        tokens = settings.tokens if window is None else min(settings.tokens, window)
-        total += 2 * row.layer.kv_dim(row.layer.hidden(row.input)) * tokens
+    for kv in caches(net):
+        tokens = settings.tokens if kv.window is None else min(settings.tokens, kv.window)
+        total += 2 * kv.width * tokens
     return PerBatch(per_sample=num.normal(total * net.dtype.bytes))
 
 
@@ -118,18 +121,17 @@ def measure(prefill: Network, decode: Network, settings: Generate) -> Generation
 
 def usable(net: Network, settings: Generate) -> None:
     """Refuse what the generation timeline does not model, saying what."""
-    attention = [row for row in net.rows if row.kind == "attention"]
-    if not attention or not all(row.layer.causal for row in attention):
+    kvs = caches(net)
+    if not kvs or not all(kv.causal for kv in kvs):
         raise SpecError("generation needs causal attention layers: each new token attends to the cache of those before",
                         "a decoder: attention with causal = true", where="[generate]", path=net.path)
-    for row in attention:
-        if row.layer.module == "multihead":
-            raise SpecError(f"{row.name}: module = \"multihead\" (nn.MultiheadAttention) keeps no cache",
-                            "transformers' attention: module = \"split\" (GPT-2) or \"llama\"", where="[generate]", path=net.path)
-        if row.layer.window is not None and settings.cache == "static":
-            raise SpecError(f"{row.name}: a static cache with a sliding window (its roll once full) is not modelled",
-                            "--cache dynamic", where="[generate]", path=net.path)
-    if len({row.layer.window for row in attention}) > 1:
+    if any(kv.module == "multihead" for kv in kvs):
+        raise SpecError("module = \"multihead\" (nn.MultiheadAttention) keeps no cache",
+                        "transformers' attention: module = \"split\" (GPT-2) or \"llama\"", where="[generate]", path=net.path)
+    if any(kv.window is not None for kv in kvs) and settings.cache == "static":
+        raise SpecError("a static cache with a sliding window (its roll once full) is not modelled", "--cache dynamic",
+                        where="[generate]", path=net.path)
+    if len({kv.window for kv in kvs}) > 1:
         raise SpecError("attention layers with different windows (or some without) are not modelled",
                         "one window for every attention layer, or none", where="[generate]", path=net.path)
     if net.autocast is not None:

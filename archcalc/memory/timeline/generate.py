@@ -20,11 +20,11 @@ makes the window's. The steps between are not run: the cache is set to the lengt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...layers import decoding
-from ...layers.decoding import Cached, Mask
+from ...layers.decoding import Cached, Frames, Mask
 from .forward import EVAL, Frame, Pass, readers
 from .parameters import param_tensors
 from .program import Interpreter
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from ...spec.generate import Generate
     from .peaks import Peak
     from .tape import Allocation
-
-NORMS = ("layernorm", "rmsnorm")
 
 
 @dataclass(frozen=True)
@@ -69,64 +67,6 @@ class Decoding(Interpreter):
         self.handlers[Mask] = lambda e: mask()
 
 
-@dataclass
-class Frames:
-    """transformers' Python variables, as references held past a tensor's last reader: `before[i]` the names
-    referenced before row i runs, `after[i]` those referenced once it has run, `release[i]` those let go once it has
-    run (row indices, from 1). Per decoder layer (a block use with one attention layer):
-    - its input, until it returns (the model's loop variable; Llama's first layer's: the embeddings, the model's);
-    - a sub-module's input (the rows of `mlp.*`), until its last row has run (LlamaMLP's argument);
-    - GPT-2's block (attention module "split"), whose outputs are names of their own: what an add reads, until the
-      block returns (residual, attn_output, feed_forward_hidden_states), and a norm's output until the next add."""
-
-    before: dict[int, list[str]] = field(default_factory=dict)
-    after: dict[int, list[str]] = field(default_factory=dict)
-    release: dict[int, list[str]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, net: Network) -> Frames:
-        frames = cls()
-        for use in net.uses:
-            rows = net.rows[use.first:use.stop]
-            attention = [row for row in rows if row.kind == "attention"]
-            if use.repeat is not None or len(attention) != 1:
-                continue
-            frames.hold(rows, rows[0].index)
-            groups: dict[str, list] = {}
-            for row in rows:
-                inner = row.name[len(use.path) + 1:]
-                if "." in inner:
-                    groups.setdefault(inner.split(".")[0], []).append(row)
-            for members in groups.values():
-                if len(members) > 1:
-                    frames.hold(members, members[0].index)
-            if attention[0].layer.module == "split":
-                frames.gpt2(rows)
-        return frames
-
-    def hold(self, rows: list, start: int) -> None:
-        """The inputs of `rows` from outside them, referenced from before `start` until the last of them has run."""
-        made = {row.name for row in rows}
-        names = list(dict.fromkeys(n for row in rows for n in row.inputs if n not in made))
-        self.before.setdefault(start, []).extend(names)
-        self.release.setdefault(rows[-1].index, []).extend(names)
-
-    def gpt2(self, rows: list) -> None:
-        made = {row.name: row for row in rows}
-        last = rows[-1].index
-        adds = [row for row in rows if row.kind == "add"]
-        for row in adds:
-            for name in row.inputs:
-                if name in made:
-                    self.after.setdefault(made[name].index, []).append(name)
-                    self.release.setdefault(last, []).append(name)
-        for row in rows:
-            later = next((a for a in adds if a.index > row.index), None)
-            if row.kind in NORMS and later is not None:
-                self.after.setdefault(row.index, []).append(row.name)
-                self.release.setdefault(later.index, []).append(row.name)
-
-
 class Generation(Pass):
     """Greedy generation of a network with a KV cache (see the module's docstring): the state its forwards share."""
 
@@ -141,7 +81,7 @@ class Generation(Pass):
         self.tokens = 0  # the new tokens of the forward running
         self.past = 0  # the tokens before them
         self.masked = False  # whether this forward built its causal mask
-        windows = {row.layer.window for row in prefill.rows if row.kind == "attention"}
+        windows = {kv.window for kv in (decoding.cache(row.layer, row.input) for row in prefill.rows) if kv is not None}
         self.window = next(iter(windows)) if len(windows) == 1 else None  # one window for all (generation.py checks)
 
     def run(self) -> Generated:
@@ -167,7 +107,8 @@ class Generation(Pass):
                 tape.new(tape.size(buffers, 0), "buffers", mark=False)
         self.prompt = self.token = tape.new(tape.size(0, self.settings.prompt * 8), "batch", mark=False)  # the caller's
         for row in self.rows:  # StaticLayer.cumulative_length, tensor(0); a sliding window's, tensor(window)
-            if row.kind == "attention" and (self.static or row.layer.window is not None):
+            kv = decoding.cache(row.layer, row.input)
+            if kv is not None and (self.static or kv.window is not None):
                 tape.new(tape.size(8, 0), "kv cache", mark=False)
 
     def forward(self, net: Network, tokens: int, past: int) -> None:
@@ -179,7 +120,7 @@ class Generation(Pass):
         x = self.token
         x.refs += count.get("input", 0)
         frame = self.frame = Frame(tape, {"input": x}, count)
-        frames = Frames.of(net)
+        frames = Frames.of(net.rows, net.uses)
         first_use = min((use.first for use in net.uses), default=None)
         for row in rows:
             if row is rows[-1]:
@@ -242,7 +183,7 @@ class Generation(Pass):
         window − 1 tokens: its storage is the whole concatenation."""
         tape, slot = self.tape, self.slots.setdefault(row.name, Slot())
         slot.width = width = e.width * self.size
-        slot.window = window = getattr(row.layer, "window", None)
+        slot.window = window = decoding.cache(row.layer, row.input).window
         if self.static:
             if slot.keys is None:
                 length = self.settings.tokens if window is None else min(window, self.settings.tokens)
