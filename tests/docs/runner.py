@@ -274,6 +274,8 @@ def apply_edits() -> list[str]:
 def _differs(example: Example, new_source: str, message: str) -> str | None:
     block: Block = example.parsed
     if updating():
+        if example.document.text[block.start:block.start + len(block.source)] != block.source:
+            return message + "\n(an indented block is not rewritten: write its output by hand, or move it out of the list)"
         EDITS.setdefault(example.path, []).append(Edit(block.start, block.start + len(block.source), new_source))
         return None
     return message
