@@ -45,7 +45,7 @@ from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, FencedCod
 ROOT = Path(__file__).resolve().parents[2]
 UPDATE = "ARCHCALC_UPDATE_DOCS"
 LINKED = ("specs", "tests", "answers", "benchmarks", "docs")  # what a command may read, by the path a reader types
-MODULES = ("torch", "onnx", "matplotlib", "transformers")  # an option naming one: the block needs it
+MODULES = ("torch", "torchvision", "onnx", "matplotlib", "transformers")  # an option naming one: the block needs it
 ELISION = "..."
 EXIT = re.compile(r"^\(exit (\d+)\)$")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
