@@ -69,7 +69,14 @@ class Block:
 
     @property
     def missing(self) -> tuple[str, ...]:
-        return tuple(m for m in self.needs if importlib.util.find_spec(m) is None)
+        return tuple(m for m in self.needs if _absent(m))
+
+
+def _absent(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ValueError:  # sys.modules[module] is None: blocked, as if not installed
+        return True
 
 
 def read_info(info: str) -> tuple[str, frozenset[str], int, str | None]:
@@ -237,11 +244,18 @@ def regenerate(expected: list[str], actual: list[str]) -> list[str]:
             begin = max(at, len(actual) - len(shown))
         else:
             candidates = range(at, max(at, len(actual) - len(shown)) + 1)
-            begin = max(candidates, key=lambda b: (difflib.SequenceMatcher(None, shown, actual[b:b + len(shown)]).ratio(), -b))
+            begin = max(candidates, key=lambda b: (*_likeness(shown, actual[b:b + len(shown)]), -b))
         window = actual[begin:begin + len(shown)]
         out.extend(window)
         at = begin + len(window)
     return out
+
+
+def _likeness(shown: list[str], window: list[str]) -> tuple[int, float]:
+    """How like the shown lines a window of the output is: the lines' common beginnings first (a row's label stays
+    where its numbers change), then their likeness as text."""
+    prefix = sum(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) for a, b in zip(shown, window))
+    return prefix, difflib.SequenceMatcher(None, "\n".join(shown), "\n".join(window)).ratio()
 
 
 @dataclass(frozen=True)
