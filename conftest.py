@@ -203,7 +203,7 @@ def _docs_collector():
 
 
 def _mark_example(item, block) -> None:
-    if "slow" in block.options:
+    if "slow" in block.options or "torch" in block.needs:  # torch's own import: seconds a command
         item.add_marker(pytest.mark.slow)
     if "torch" in block.needs:
         item.add_marker(pytest.mark.torch)
