@@ -1,5 +1,10 @@
 """The examples of the README and docs/, run by the tests: Sybil finds the blocks, this module runs them.
 
+Sybil because it is maintained, lexes Markdown's fenced blocks (and directives in HTML comments) with their line
+numbers, and makes each example a pytest item with its own markers; pytest-examples runs Python examples only, and
+a cram-style runner would mean parsing Markdown by hand. What Sybil does not do, running shell transcripts and
+writing their new outputs back, is the small part below.
+
 A fenced block's info string is its language, then options (GitHub colours by the first word and ignores the rest):
 
 - ```` ```console ````: a transcript. Each `$ ` line is a command, run by bash in the document's own scratch folder
