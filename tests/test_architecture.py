@@ -131,7 +131,7 @@ def walkthrough_kind():
     """docs/architecture.md's "Adding a layer kind" block, run as written (it registers pixel_shuffle), then removed."""
     from archcalc.layers.base import LAYERS, unregister
 
-    [block] = [part.split("```", 1)[0] for part in ARCHITECTURE.read_text(encoding="utf-8").split("```python\n")[1:]]
+    [block] = [part.split("```", 1)[0] for part in ARCHITECTURE.read_text(encoding="utf-8").split("```python by-test\n")[1:]]
     namespace: dict = {}
     exec(compile(block, str(ARCHITECTURE), "exec"), namespace)  # the project's own docs, not spec text
     kind = LAYERS["pixel_shuffle"]

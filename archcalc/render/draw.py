@@ -1,7 +1,7 @@
 """The network as a picture (`archcalc draw`): one box per tensor, sized by its shape, as NN-SVG and
 PlotNeuralNet draw CNNs, and one arrow per edge of the report's graph, nothing else.
 
-matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing; it draws
+matplotlib is an optional extra (`pip install '.[draw]'` from the checkout), imported here only, when drawing; it draws
 the shapes and measures the text. The layout is computed here (`layout`), before matplotlib renders it, so
 that tests read the boxes, arrows and labels it will draw:
 
@@ -706,7 +706,7 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
         from matplotlib.path import Path as Line
     except ImportError:
         raise ArchcalcError("archcalc draw needs matplotlib, an optional extra\n"
-                            "  hint: pip install 'archcalc[draw]' (or pip install matplotlib)") from None
+                            "  hint: pip install matplotlib (from archcalc's checkout: pip install '.[draw]')") from None
     picture = layout(report, depth)
     fig = Figure(figsize=picture.inches)
     ax = fig.add_axes((0, 0, 1, 1))
