@@ -5,7 +5,8 @@ Every `import` and `from ... import` counts, at the top of a module or inside a 
 
     core ← layers ← spec ← analysis ← memory ← report ← { teaching ← render | backends } ← cli
 
-and only backends import torch. No two modules import each other, directly or around a loop.
+and only backends import torch. No two modules import each other, directly or around a loop. And no function is
+longer than a reader can hold (STYLE.md, principle 11): a longer one is a class waiting to be written.
 """
 
 import ast
@@ -157,3 +158,30 @@ def test_the_walkthroughs_kind_is_exact_against_torch(walkthrough_kind, optimize
     assert report.totals["params"] == sum(p.numel() for p in model.parameters())
     assert report.memory.to_dict()["saved_for_backward_bytes"] == saved_bytes(model, x)
     assert phases(report, 2) == step_peaks(model, x, optimizer)
+
+
+LONGEST = 80  # lines of a function, its signature, docstring and decorators included (end_lineno - lineno + 1)
+# Known exceptions, to be split and then removed from here: Attention's timeline programs.
+TOO_LONG = {"layers/attention.py:Attention.program", "layers/attention.py:Attention._autocast_program"}
+
+
+def functions(path: Path):
+    """(qualified name, lines) of every function and method in a file, nested ones included."""
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    yield name, child.end_lineno - child.lineno + 1
+                yield from walk(child, f"{name}.")
+            else:
+                yield from walk(child, prefix)
+
+    yield from walk(ast.parse(path.read_text(encoding="utf-8")), "")
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    found = {f"{path.relative_to(PACKAGE).as_posix()}:{name}": lines
+             for path in sorted(PACKAGE.rglob("*.py")) for name, lines in functions(path)}
+    long = {where: lines for where, lines in found.items() if lines > LONGEST and where not in TOO_LONG}
+    assert not long, f"functions over {LONGEST} lines: split them (a class with a method per step): {long}"
