@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import archcalc  # noqa: E402
 import tests.oracle.vision  # noqa: E402, F401  (transformers imports torchvision)
+from archcalc.report import largest_generation_batch, largest_prompt  # noqa: E402
 from tests.layers.test_llama_oracle import llama_spec  # noqa: E402
 from tests.memory.test_timeline_gpt2 import small_spec  # noqa: E402
 from tests.oracle.generation_probe import generation_peaks  # noqa: E402
@@ -140,3 +141,24 @@ def test_a_sliding_window_keeps_its_window_and_its_first_step_is_the_decode_peak
     assert figures == measured(model, 2, 12, 6, "dynamic", "last")
     assert figures["kv_cache"] == 2 * 2 * 2 * 8 * 4 * 4
     assert ours(text, 2, 12, 1, "dynamic", "last")["decode"] == figures["decode"]  # the first step alone: as high
+
+
+# The largest batch or prompt under a budget (memory --budget with generation): the budget is transformers' own peak at
+# a batch (or a prompt), so the answer must be that batch (prompt), and transformers at one more must not fit.
+def test_the_largest_batch_under_a_budget_is_the_one_transformers_fits():
+    model, text = gpt2(40, 32, 8, 2, 2)
+    budget = max(v for k, v in measured(model, 3, 16, 4, "dynamic", "last").items() if k != "kv_cache")
+    fit = largest_generation_batch(archcalc.loads(text), budget, prompt=16, new_tokens=4)
+    assert fit.value == 3
+    assert max(v for k, v in measured(model, 4, 16, 4, "dynamic", "last").items() if k != "kv_cache") > budget
+
+
+def test_the_largest_prompt_under_a_budget_is_the_one_transformers_fits():
+    config = transformers.LlamaConfig(vocab_size=30, hidden_size=16, intermediate_size=20, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      attn_implementation="sdpa")
+    model, text = llama(config)
+    peak = {prompt: max(v for k, v in measured(model, 2, prompt, 3, "dynamic", "last").items() if k != "kv_cache")
+            for prompt in (11, 12)}
+    fit = largest_prompt(archcalc.loads(text), peak[11], batch=2, new_tokens=3)
+    assert fit.value == 11 and peak[12] > peak[11]
