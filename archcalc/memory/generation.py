@@ -62,6 +62,7 @@ class Generation:
     settings: Generate
     timeline: Generated
     kv_cache: PerBatch
+    window: Dim | None = None  # the attention layers' sliding window, where they have one: the tokens the cache keeps
 
     @property
     def prefill(self) -> Peaks:
@@ -116,7 +117,8 @@ def kv_cache(net: Network, settings: Generate) -> PerBatch:
 def measure(prefill: Network, decode: Network, settings: Generate) -> Generation:
     """The memory of generating with `settings` from the network at T = the prompt (`prefill`) and at T = 1."""
     usable(prefill, settings)
-    return Generation(settings, Simulated(prefill, decode, settings, None).run(), kv_cache(prefill, settings))
+    window = next((kv.window for kv in caches(prefill)), None)  # one for all, or none (usable checks)
+    return Generation(settings, Simulated(prefill, decode, settings, None).run(), kv_cache(prefill, settings), window)
 
 
 def usable(net: Network, settings: Generate) -> None:

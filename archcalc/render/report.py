@@ -211,7 +211,10 @@ def generation_lines(g, batch) -> list[tuple[str, str, str]]:
             total = sum(alive.values())
             labels = KIND_LABELS | {"activations": "activations"}  # nothing is kept for a backward
             rows.append(("", "", " · ".join(f"{labels[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)))
-    rows.append((f"KV cache at {fmt.group(s.tokens)} tokens", *fmt.per_batch(g.kv_cache, batch)))
+    kept = f"KV cache at {fmt.group(s.tokens)} tokens"
+    if g.window is not None and num.is_concrete(g.window) and g.window < s.tokens:
+        kept = f"KV cache, the last {fmt.group(g.window)} of {fmt.group(s.tokens)} tokens"  # a sliding window's
+    rows.append((kept, *fmt.per_batch(g.kv_cache, batch)))
     return rows
 
 

@@ -149,3 +149,12 @@ def test_memory_budget_answers_for_generation(tmp_path):
     assert solved.exit_code == 0 and "Largest prompt:" in solved.stdout, solved.output
     none = run("memory", str(path), "--budget", "512KiB", "--prompt", "8", "--new-tokens", "2")
     assert none.exit_code == 1 and "Not even a batch of 1 fits" in none.stdout
+
+
+def test_a_sliding_windows_cache_says_how_many_tokens_it_keeps(tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text(ENCODER.replace("num_heads = 2", "num_heads = 2\ncausal = true\nwindow = 4"))
+    result = run("show", str(path), "--prompt", "8", "--new-tokens", "2", "--batch", "1")
+    assert result.exit_code == 0 and "KV cache, the last 4 of 10 tokens" in result.stdout, result.output
+    g = json.loads(run("show", str(path), "--prompt", "8", "--new-tokens", "2", "--batch", "1", "-f", "json").stdout)
+    assert g["memory"]["generation"]["kv_cache_bytes"] == 2 * 16 * 4 * 4  # keys and values, d = 16, 4 tokens, float32
