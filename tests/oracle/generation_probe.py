@@ -5,15 +5,16 @@ The loop, under torch.inference_mode() with the model in eval (archcalc/memory/t
     cache = DynamicCache(config=model.config)        # or StaticCache(config, max_cache_len=prompt + new_tokens)
     out = model(input_ids=prompt, cache=cache, use_cache=True, logits_to_keep=keep)          # phase "prefill"
     token = out.logits[:, -1].to(copy=True, dtype=torch.float32).argmax(-1, keepdim=True)
-    del out
+    del out                                                                                    # the prompt's logits
     for _ in range(new_tokens):                                                                # phase "decode"
         out = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=keep)
         token = out.logits[:, -1].to(copy=True, dtype=torch.float32).argmax(-1, keepdim=True)
-        del out
 
-as transformers' generate runs its greedy search (generation/utils.py `_sample`): `logits_to_keep=1` (the last
-position's logits only; 0: every position's, as a plain forward computes them), the last position's logits copied
-in float32 before the argmax, the outputs deleted before the next step. Each of the new tokens goes through the
+the explicit loop people write around transformers' greedy search (generation/utils.py `_sample`):
+`logits_to_keep=1` (the last position's logits only; 0: every position's, as a plain forward computes them), the
+last position's logits copied in float32 before the argmax; the prefill's outputs deleted, a decode step's
+rebound, so that they stay alive through the next step's forward (transformers' `generate` deletes them too: its
+decode peak is at most one step's logits, B × V × bytes, lower). Each of the new tokens goes through the
 model once, so the cache ends at prompt + new_tokens positions. Live storages are tracked as
 tests/oracle/timeline_probe.py tracks them (a TorchDispatchMode: every storage an op returns, at its nbytes, until
 it is freed); alive before the prefill: the parameters, the buffers, the prompt and the cache's own tensors (a
@@ -52,7 +53,6 @@ def generation_peaks(model, prompt: torch.Tensor, new_tokens: int, cache: str = 
             for _ in range(new_tokens):
                 out = model(input_ids=token, cache=kv, use_cache=True, logits_to_keep=keep)
                 token = out.logits[:, -1].to(copy=True, dtype=torch.float32).argmax(-1, keepdim=True)
-                del out
             mode.phase = ""
             stored = {id(t.untyped_storage()): t.untyped_storage().nbytes() for layer in kv.layers for t in (layer.keys, layer.values)}
     return {**mode.peaks, "kv_cache": sum(stored.values())}

@@ -5,7 +5,9 @@
 The loop is tests/oracle/generation_probe.py's, transformers' greedy search written out: in eval under
 inference_mode, one forward over the prompt fills the cache (phase "prefill"), then `new_tokens` forwards of one
 token each (phase "decode"); after each forward the last position's logits are copied in float32, their argmax is
-the next token, and the outputs are deleted. `prefill` and `decode` are the network at T = the prompt and at T = 1.
+the next token. The prefill's outputs are deleted; a decode step's stay bound to the loop's `out` until the next
+step's forward returns (its logits, [B, 1, V], alive through that forward). `prefill` and `decode` are the network
+at T = the prompt and at T = 1.
 
 Each forward runs the rows by the forward rule (forward.py) in eval, or by a kind's own ops (archcalc/layers/
 decoding.py: attention and its cache update, Llama's rotary tables and RMSNorm, GPT-2's gelu_new and positions),
@@ -78,6 +80,7 @@ class Generation(Pass):
         self.slots: dict[str, Slot] = {}
         self.held: list[Allocation] = []  # what the model's body holds until it returns (before its output layer)
         self.token: Allocation | None = None  # the next token, [B, 1] int64
+        self.out: Allocation | None = None  # the last decode step's logits, bound to the loop's `out`
         self.tokens = 0  # the new tokens of the forward running
         self.past = 0  # the tokens before them
         self.masked = False  # whether this forward built its causal mask
@@ -112,8 +115,9 @@ class Generation(Pass):
                 tape.new(tape.size(8, 0), "kv cache", mark=False)
 
     def forward(self, net: Network, tokens: int, past: int) -> None:
-        """One forward of `tokens` new tokens, then the loop's next token: the last position's logits copied in
-        float32, their argmax; the previous token and the outputs let go."""
+        """One forward of `tokens` new tokens, then the loop's next token: the previous step's outputs let go as
+        `out` is rebound, the last position's logits copied in float32, their argmax, the previous token let go.
+        The prefill's outputs are deleted; a decode step's kept until the next forward returns."""
         tape, rows = self.tape, net.rows
         self.tokens, self.past, self.masked = tokens, past, False
         count = readers(rows, net.output_rows)
@@ -141,13 +145,16 @@ class Generation(Pass):
                 tape.release(frame.storage[name])
         frame.drop_dead()
         logits = frame.storage[net.output_rows[0].name]
+        if self.out is not None:  # `out = model(...)`: the previous step's outputs go once the forward returns
+            tape.release(self.out)
         copy = tape.new(tape.size(0, net.output_rows[0].output[-1] * 4), "temporaries")
         token = tape.new(tape.size(0, 8), "batch")
         tape.release(copy)
         if self.token is not self.prompt:  # the loop's variable moves to the new token (the prompt stays the caller's)
             tape.release(self.token)
-        tape.release(logits)
-        self.token = token
+        if net is self.net:  # `del out` after the prefill
+            tape.release(logits)
+        self.out, self.token = (None if net is self.net else logits), token
 
     def row(self, net: Network, row: Row) -> None:
         frame, tape = self.frame, self.tape
