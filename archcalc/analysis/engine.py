@@ -11,8 +11,10 @@ from ..core.fields import Size, bind_number
 from ..core.num import Shape, Value
 from ..layers import LAYERS, Layer
 from ..spec import graph
+from ..spec.finetune import merged as merged_finetune
 from ..spec.read import BATCH, INPUT, LayerSpec, Spec
 from . import checkpoint
+from .finetune import Plan, dtype_of
 from .network import Network, Row
 
 
@@ -24,10 +26,18 @@ def network(
     optimizer: str = "sgd",
     device: str = "cpu",
     autocast: str | None = None,
+    freeze: list[str] | str | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_dropout: float | None = None,
+    lora_targets: list[str] | str | None = None,
+    base_dtype: str | None = None,
     **values,
 ) -> Network:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
     ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
+    Fine-tuning, over the spec's [finetune] (archcalc/analysis/finetune.py): `freeze` (layer-path patterns), LoRA's
+    `lora_rank`, `lora_alpha`, `lora_dropout`, `lora_targets`, and `base_dtype`.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
@@ -37,7 +47,11 @@ def network(
     if not isinstance(spec, Spec):
         raise TypeError(f"analyze(spec): spec must be a Spec (archcalc.load(path) or archcalc.loads(text)), "
                         f"got {type(spec).__name__}")
+    tuned = merged_finetune(spec.finetune, freeze=freeze, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                            lora_dropout=lora_dropout, lora_targets=lora_targets, base_dtype_=base_dtype)
+    given_dtype = dtype
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
+    dtype = dtype_of(tuned, dtype, given_dtype)
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")
     autocast = None if autocast is None else _choice(DType, autocast, "autocast")
@@ -59,12 +73,25 @@ def network(
     rows: list[Row] = []
     batchless: set[str] = set()  # outputs without a batch axis in torch (a parameter broadcast as it is)
     layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
+    plan = Plan(tuned, dtype, spec.outputs or (nodes[-1].name,), spec.path) if tuned else None
+    if plan is not None and autocast is not None:
+        raise SpecError("fine-tuning is modelled without autocast", "--precision bf16-true (or base_dtype = \"bfloat16\") "
+                        "stores the base in bfloat16", where="--precision", path=spec.path)
+    if plan is not None and (tuned.lora or plan.quantized) and any(use.checkpoint for use in uses):
+        raise SpecError("LoRA and quantized bases are modelled without activation checkpointing",
+                        "leave checkpoint out of the block uses", where="[finetune]", path=spec.path)
     for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
         if node.name in shapes:
             raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
                             "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line_of("name"))
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
+        if plan is not None:
+            try:
+                layer = plan.adapt(node.name, layer, xs if layer.merges else xs[0])
+            except SpecError as error:  # a shape the layer refuses: the row below says so, in place
+                if error.where is not None:
+                    raise
         if not layer.merges and len(xs) > 1:
             raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
                             "add them first with a merge layer: add, mul or concat", "from",
@@ -75,7 +102,9 @@ def network(
             batchless.add(node.name)
         rows.append(row)
         shapes[node.name] = row.output
-        grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
+        grads[node.name] = not layer.detached and (row.requires_grad or row.trainable_params != 0)
+    if plan is not None:
+        plan.check()
     outputs = _outputs(spec, rows)
     net = Network(
         model=spec.name,
@@ -92,6 +121,7 @@ def network(
         uses=tuple(uses),
         autocast=autocast,
         names=spec.names,
+        finetune=tuned,
     )
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 
@@ -260,7 +290,7 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
          rows: list[Row], path: str | None, computed: dict, binding: object) -> Row:
     x = xs if layer.merges else xs[0]
     try:
-        key = (binding, xs)
+        key = (binding, xs, layer.tuning)
         numbers = computed.get(key)
         if numbers is None:
             numbers = computed[key] = (layer.output(x), layer.weights(x), layer.biases(x), layer.macs(x))

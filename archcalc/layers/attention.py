@@ -25,6 +25,7 @@ from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
 from .base import Kept, Layer, register
 from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
+from .tuning import Lora, adapt_input, adapt_output, frozen_program
 
 KERNELS = ("flash", "math")
 
@@ -62,20 +63,57 @@ class Attention(Layer):
 
     def weights(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(d * (2 * d + 2 * self.kv_dim(x)))
+        return num.normal(d * (2 * d + 2 * self.kv_dim(x)) + num.add(self.adapter_tensors(x)))
 
     def biases(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
         return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
 
     def macs(self, x: Shape) -> Dim:
-        return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
+        t, _ = self.tokens(x)
+        return num.normal(sum(self.projections(x)) + 2 * self.scores(x) + t * num.add(self.adapter_tensors(x)))
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
-        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v)
+        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v). Frozen: no weight's gradient,
+        # and nothing past out_proj's input where nothing before it needs a gradient; LoRA: its adapters' (lora.py)
         inner, outer = self.projections(x)
-        return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        if not self.frozen:
+            return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        t, _ = self.tokens(x)
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        lora = 0
+        for name, (fan_in, fan_out) in self._fans(x).items():
+            if name in adapted:
+                a, b = self.adapter.tensors(fan_in, fan_out)
+                lora += t * (2 * b + a * (2 if grad or name != "in_proj" else 1))
+        inside = grad or "in_proj" in adapted  # q, k and v need a gradient
+        return num.normal((inner if grad else 0) + (outer + 4 * self.scores(x) if inside else 0) + lora)
+
+    def _fans(self, x: Shape) -> dict[str, tuple[Dim, Dim]]:
+        """Each projection's input and output features (split and multihead: in_proj and out_proj)."""
+        _, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        if self.module == "llama":
+            return {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d)}
+        return {"in_proj": (d, num.normal(d + 2 * kv)), "out_proj": (d, d)}
+
+    def lora_projections(self) -> tuple[tuple[str, ...], ...]:
+        if self.module == "multihead":
+            return ()
+        if self.module == "llama":
+            return (("q_proj",), ("k_proj",), ("v_proj",), ("o_proj",))
+        return (("in_proj", "c_attn"), ("out_proj", "c_proj"))  # GPT-2's names for the same two
+
+    def adapter_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        if self.adapter is None:
+            return ()
+        fans = self._fans(x)
+        return tuple(n for name in self.adapter.projections for n in self.adapter.tensors(*fans[name]))
+
+    def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
+        step = 2 if self.bias else 1
+        return tuple((i * step, fan_out) for i, (_, fan_out) in enumerate(self._fans(x).values()))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         tables = [Kept("input", num.mul(x[1]), per_sample=False, arg=1, what="cos and sin (the rotary tables, one for the batch)")] \
@@ -239,6 +277,31 @@ class Attention(Layer):
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:
+        """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
+        for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
+        program = self._program(x, grad, device, inplace, amp)
+        if self.tuning is None or program is None:
+            return program
+        if self.module == "llama" and self.adapter is not None:
+            raise SpecError("LoRA on Llama's attention projections is not modelled yet", "adapt its MLP's dense layers",
+                            "lora", where="[finetune]")
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        if not grad and "in_proj" not in adapted:
+            return None  # nothing before it needs a gradient: no node (the generic rule: its output only)
+        program = frozen_program(program, {"x": None, "m": "out", "xc": "qkv"})
+        t, d = self.tokens(x)
+        inner = num.normal(d + 2 * self.kv_dim(x))
+        cuda = device == "cuda"
+        if "out_proj" in adapted:
+            source = "m" if any(isinstance(e, New) and e.name == "m" for e in program.forward) else "o"
+            lora = Lora(self.adapter, t, d, d, "out_proj.lora.", cuda)
+            program = adapt_output(program, lora, source, "out", "g", "go", d, inplace)
+        if "in_proj" in adapted:
+            program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
+        return program
+
+    def _program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                 amp: tuple[str, str] | None = None) -> Program | None:
         """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline/ runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/oracle/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
@@ -570,9 +633,11 @@ class Attention(Layer):
         if self.module == "llama":
             kv = self.kv_dim(x)
             pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
-            return tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            own = tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            return (*own, *self.adapter_tensors(x))
         inner = num.normal(d + 2 * self.kv_dim(x))
-        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+        own = (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+        return (*own, *self.adapter_tensors(x))
 
 
 @register

@@ -21,6 +21,7 @@ from ..layers.base import Kept, Storage, Tensor, storage_bytes
 from . import timeline, views
 from .peaks import StepBytes, Timelines
 from .perbatch import ZERO, PerBatch
+from .timeline.parameters import param_bytes, trained_bytes
 
 if TYPE_CHECKING:
     from ..analysis.network import Network
@@ -162,6 +163,10 @@ def measure(report: Network) -> Memory:
     # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
     bytes_of = storage_bytes(size, report.device != Device.cpu)
     params = num.normal(report.totals["params"] * size)
+    trained = params
+    if report.finetune:  # fine-tuning: parameters as stored (quantized, float32 adapters), gradients for what trains
+        params = num.add(b for row in report.rows for b in param_bytes(row, size))
+        trained = num.add(b for row in report.rows for b in trained_bytes(row, size))
 
     ids = any(row.layer.token_ids is not None for row in report.rows)  # the input is int64 token ids
     seen: set[tuple] = set()
@@ -217,7 +222,7 @@ def measure(report: Network) -> Memory:
     gradient_pairs = [
         num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows
-        if row.backward and (row.requires_grad or row.params != 0)
+        if row.backward and checkpoint.records_node(row)
     ]
     live = _live(report, storage)
     buffers = num.add(row.layer.buffer_bytes(row.input, size) for row in report.rows)
@@ -231,8 +236,8 @@ def measure(report: Network) -> Memory:
         input=PerBatch(per_sample=num.normal(num.mul(report.input) * (8 if ids else size))),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
-        gradients=PerBatch(fixed=params),
-        optimizer_state=PerBatch(fixed=num.normal(params * report.optimizer.states)),
+        gradients=PerBatch(fixed=trained),
+        optimizer_state=PerBatch(fixed=num.normal(trained * report.optimizer.states)),
         saved=saved,
         transient=PerBatch(per_sample=num.normal(num.maximum(*gradient_pairs) * size)) if gradient_pairs else ZERO,
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),

@@ -139,7 +139,7 @@ class Pass:
         self.net, self.rows, self.batch = net, net.rows, batch
         self.size = net.dtype.bytes
         self.cuda = str(net.device) == "cuda"
-        self.bytes_of = {**storage_bytes(self.size, self.cuda), "bool": 1}
+        self.bytes_of = {**storage_bytes(self.size, self.cuda), "bool": 1, "int8": 1, "int32": 4}  # int*: bitsandbytes' ops
         self.tape = Tape(batch, self.cuda)
         self.amp = MixedPrecision(net, self.tape, self.cuda)
         self.frame: Frame  # the model's names: set once the batch exists

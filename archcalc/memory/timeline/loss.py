@@ -68,6 +68,9 @@ class LossStep:
     def targets(self) -> None:
         raise NotImplementedError
 
+    def before_output(self, storage: dict[str, Allocation], row: Row) -> None:
+        """Before the last row runs (`storage`: the model's names): what a loss computed inside the model holds."""
+
     def forward(self, storage: dict[str, Allocation]) -> None:
         """The loss of the output (`storage`: the model's names), after which the output is dropped."""
         raise NotImplementedError
@@ -148,6 +151,25 @@ class CrossEntropy(LossStep):
             tape.release(g_y)
             g_y = g_low
         grads.buffers[self.name] = (g_y, False)
+
+
+class CausalLMInside(CrossEntropy):
+    """Hugging Face's causal LM loss computed inside the model, `model(input_ids=ids, labels=ids).loss` (what its
+    Trainer runs), rather than bench's loss of the returned logits: the model's forward holds its last hidden state
+    (the output layer's input: `hidden_states`) and the logits as the output layer made them (`logits`) until it
+    returns, after the loss. Where the output layer keeps its input (its weight trains) and the logits are float32
+    the two are the same; a frozen output layer and 16-bit logits (a 16-bit base, fine-tuning) differ."""
+
+    def before_output(self, storage: dict[str, Allocation], row: Row) -> None:
+        self.hidden = storage[row.inputs[0]]
+        self.hidden.refs += 1
+
+    def forward(self, storage: dict[str, Allocation]) -> None:
+        logits = storage[self.name]
+        logits.refs += 1  # the model's `logits`, until it returns
+        super().forward(storage)
+        self.tape.release(logits)
+        self.tape.release(self.hidden)
 
 
 class Losses(LossStep):

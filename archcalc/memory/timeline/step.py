@@ -21,7 +21,7 @@ from .forward import TRAIN, Frame, ProgramSaved, Saved, is_chain, readers
 from .inference import Inference
 from .loss import loss_step
 from .optimizer import Foreach, optimizer_for
-from .parameters import Trained, param_tensors, reaching
+from .parameters import Trained, param_bytes, reaching
 from .peaks import PHASES, Timeline
 from .program import Interpreter
 from .rerun import Checkpoints, Rerun
@@ -71,9 +71,9 @@ class Step(Backward, Rerun):
         """Alive before the step: parameters, buffers, optimizer state, the batch and its targets."""
         tape, size = self.tape, self.size
         for row in self.rows:
-            for n in param_tensors(row):
-                tape.new(tape.size(n * size, 0), "parameters", mark=False)
-        self.params = [tape.size(n * size, 0) for row in self.rows for n in self.trained.tensors(row)]
+            for nbytes in param_bytes(row, size):
+                tape.new(tape.size(nbytes, 0), "parameters", mark=False)
+        self.params = [tape.size(nbytes, 0) for row in self.rows for nbytes in self.trained.sizes(row, size)]
         for row in self.rows:
             buffers = row.layer.buffer_bytes(row.input, size)
             if buffers != 0:
@@ -97,6 +97,7 @@ class Step(Backward, Rerun):
             if row is self.rows[-1]:
                 for s in self.held:
                     self.tape.release(s)
+                self.loss.before_output(self.frame.storage, row)
             self.region_edge(row.index - 1)
             self.kept[row.index] = self.forward_row(row)
         self.loss.forward(self.frame.storage)
