@@ -169,11 +169,12 @@ def _free(name: str, taken: set[str]) -> str:
 
 
 def modules(part: Part) -> list:
-    """The torch modules of one row: the layer's, then its activation's."""
+    """The torch modules of one row: the layer's (fine-tuned: backends/lora.py), then its activation's."""
     require()
+    from .lora import frozen
     from .modules import NN as nn
 
-    out = [part.row.layer.to_torch(part.row.input, nn)]
+    out = [frozen(part.row.layer.to_torch(part.row.input, nn), part.row.layer)]
     if part.row.layer.activation:
         out.append(torch_activation(part.row.layer.activation, nn))
     return out

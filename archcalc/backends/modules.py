@@ -15,6 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .lora import LoraLinear  # noqa: F401  (a name of Namespace)
+
 
 class Add(nn.Module):
     """The element-wise sum of its inputs, broadcasting as torch does (a residual connection)."""
@@ -378,7 +380,7 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention")
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "LoraLinear")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -23,7 +23,8 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, register
+from .base import Kept, Layer, Tensor, register
+from .dense import lora_kept
 from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
 from .tuning import Lora, adapt_input, adapt_output, frozen_program
 
@@ -116,6 +117,24 @@ class Attention(Layer):
         return tuple((i * step, fan_out) for i, (_, fan_out) in enumerate(self._fans(x).values()))
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        kept = list(self._keeps(x, y, grad))
+        if self.tuning is None:
+            return tuple(kept)
+        # frozen: in_proj's input (the first) is kept for its weight's gradient only, so is out_proj's input where the
+        # kernel does not keep it (the heads merged: "math", the last), unless LoRA's lora_A keeps it
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        t, d = self.tokens(x)
+        if not grad and "in_proj" not in adapted:  # no node inside: only out_proj's adapter keeps its input
+            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if adapted else []
+        else:
+            kept = kept[1:-1] if self.kernel == "math" and "out_proj" not in adapted else kept[1:]
+        if "in_proj" in adapted:
+            kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
+        if "out_proj" in adapted:
+            kept += lora_kept(self.adapter, num.normal(t * d), t, False, True)
+        return tuple(kept)
+
+    def _keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         tables = [Kept("input", num.mul(x[1]), per_sample=False, arg=1, what="cos and sin (the rotary tables, one for the batch)")] \
             if self.rotary else []
         x = self.hidden(x)
@@ -248,19 +267,26 @@ class Attention(Layer):
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         if self.module == "llama":
-            return nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
-        return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
-                             bias=self.bias, math=self.kernel == "math")
+            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
+        else:
+            module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math")
+        a = self.adapter
+        for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
+            setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
+        return module
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         if self.kernel == "math":
             return {}
         if self.dropout != 0:  # SDPA's math fallback ran: FlopCounterMode counts its matmuls, as archcalc does
             return {"saved_bytes": (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")}
-        inner, outer = self.projections(x)
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
-        return {"flops": (num.normal(2 * (inner + outer)), why),
-                "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
+        scores = self.scores(x)
+        inside = not self.frozen or grad or "in_proj" in (self.adapter.projections if self.adapter is not None else ())
+        missed = 2 * scores + (4 * scores if inside else 0)  # QKᵀ and AV, and their backward where it runs
+        return {"flops": (num.normal(2 * (self.macs(x) - 2 * scores)), why),
+                "training_flops": (num.normal(2 * (self.macs(x) + self.backward_macs(x, grad) - missed)), why)}
 
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
@@ -286,12 +312,12 @@ class Attention(Layer):
             raise SpecError("LoRA on Llama's attention projections is not modelled yet", "adapt its MLP's dense layers",
                             "lora", where="[finetune]")
         adapted = self.adapter.projections if self.adapter is not None else ()
-        if not grad and "in_proj" not in adapted:
-            return None  # nothing before it needs a gradient: no node (the generic rule: its output only)
-        program = frozen_program(program, {"x": None, "m": "out", "xc": "qkv"})
         t, d = self.tokens(x)
         inner = num.normal(d + 2 * self.kv_dim(x))
         cuda = device == "cuda"
+        if not grad and "in_proj" not in adapted:  # nothing before it needs a gradient: no node inside
+            return self._inert_program(x, device, Lora(self.adapter, t, d, d, "out_proj.lora.", cuda) if adapted else None)
+        program = frozen_program(program, {"x": None, "m": "out", "xc": "qkv"})
         if "out_proj" in adapted:
             source = "m" if any(isinstance(e, New) and e.name == "m" for e in program.forward) else "o"
             lora = Lora(self.adapter, t, d, d, "out_proj.lora.", cuda)
@@ -299,6 +325,21 @@ class Attention(Layer):
         if "in_proj" in adapted:
             program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
         return program
+
+    def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
+        """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
+        kernel (its logsumexp freed at once); q, k and v live until the module returns. LoRA beside out_proj keeps
+        the kernel's output. Torch's fused CPU kernel only; else None (the generic rule: its output alone)."""
+        if self.module != "split" or self.kernel != "flash" or self.dropout != 0 or device != "cpu":
+            return None
+        t, d = self.tokens(x)
+        td, tq = num.normal(t * d), num.normal(t * (d + 2 * self.kv_dim(x)))
+        fwd = [New("qkv", tq), New("o", td), self._lse(t, device), Drop("lse")]
+        if lora is None:
+            return Program((*fwd, New("out", td), Drop("qkv", "o")), ())
+        fwd += [New("out.base", td), *lora.forward("o", "out.base", "out", False), Drop("qkv", "o")]
+        events, _, _ = lora.backward("g", False)  # its input needs no gradient: g is dropped with MulBackward's
+        return Program(tuple(fwd), tuple(events))
 
     def _program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                  amp: tuple[str, str] | None = None) -> Program | None:

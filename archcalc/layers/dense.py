@@ -65,18 +65,8 @@ class Dense(Layer):
         kept = [] if self.frozen else [Kept(Tensor.input, num.mul(x), what="input")]
         if self.tuning.quantized == "int8" and grad:
             kept.append(Kept(Tensor.input, num.mul(x), what="input (bitsandbytes' MatMul8bitLt keeps it)"))
-        adapter = self.adapter
-        if adapter is not None:
-            t, store = self.tokens(x), Storage.float32 if adapter.dtype == "float32" else Storage.model
-            if adapter.dropout != 0:
-                mask = Storage.float32 if adapter.dtype == "float32" else Storage.mask
-                kept += [Kept(Tensor.own, num.mul(x), mask, what="LoRA's dropout mask")] if grad else []
-                kept.append(Kept(Tensor.own, num.mul(x), store, what="the input, dropped (lora_A's)"))
-            elif adapter.dtype == "float32":
-                kept.append(Kept(Tensor.own, num.mul(x), store, what="the input in float32 (lora_A's)"))
-            else:
-                kept.append(Kept(Tensor.input, num.mul(x), what="input (lora_A's)"))
-            kept.append(Kept(Tensor.own, num.normal(t * adapter.rank), store, what="lora_A's output (lora_B's)"))
+        if self.adapter is not None:
+            kept += lora_kept(self.adapter, num.mul(x), self.tokens(x), True, grad)
         return (*kept, *act)
 
     def adapter_tensors(self, x: Shape) -> tuple[Dim, ...]:
@@ -200,7 +190,26 @@ class Dense(Layer):
             bwd += events
         if grad:
             bwd += base_backward(tuning.quantized, g, "gx", t, fan_in, fan_out)
-        bwd.append(Drop(g))
+        if g is not None:
+            bwd.append(Drop(g))
         if tuning.quantized == "int8" and grad:
             bwd.append(Drop("x"))
         return Program(tuple(fwd), tuple(bwd))
+
+
+def lora_kept(adapter, elements, tokens, of_input: bool, grad: bool) -> list[Kept]:
+    """What peft's LoRA layer keeps beside a frozen projection of `elements` input values (per sample) over `tokens`:
+    lora_A's input (the projection's input, `of_input`: the row's; its float32 copy beside a 16-bit base; with dropout
+    the dropped copy, and the mask where the input needs a gradient) and lora_A's output (lora_B's)."""
+    store = Storage.float32 if adapter.dtype == "float32" else Storage.model
+    kept = []
+    if adapter.dropout != 0:
+        mask = Storage.float32 if adapter.dtype == "float32" else Storage.mask
+        kept += [Kept(Tensor.own, elements, mask, what="LoRA's dropout mask")] if grad else []
+        kept.append(Kept(Tensor.own, elements, store, what="the input, dropped (lora_A's)"))
+    elif adapter.dtype == "float32":
+        kept.append(Kept(Tensor.own, elements, store, what="the input in float32 (lora_A's)"))
+    elif of_input:
+        kept.append(Kept(Tensor.input, elements, what="input (lora_A's)"))
+    kept.append(Kept(Tensor.own, num.normal(tokens * adapter.rank), store, what="lora_A's output (lora_B's)"))
+    return kept

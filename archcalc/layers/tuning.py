@@ -161,7 +161,7 @@ class Lora(NamedTuple):
             events += [New(out, rows_out), Drop(n("s"), y)]
         return events
 
-    def backward(self, g: str, grad: bool, hand: bool = True) -> tuple[list[Event], str, str | None]:
+    def backward(self, g: str, grad: bool, hand: bool = True) -> tuple[list[Event], str | None, str | None]:
         """From the output's gradient `g`: MulBackward, lora_B's node, lora_A's (each its weight's gradient first, then
         its input's; lora_A's input's where `grad`), dropout's, the float32 copy's; the input's gradient handed to
         its buffer at once (`hand`: the row's input), or left alive for the program to sum. Returns the events, the
@@ -172,13 +172,15 @@ class Lora(NamedTuple):
         rows_in, rows_out = num.normal(t * self.fan_in), num.normal(t * self.fan_out)
         lora_a, lora_b = a.tensors(self.fan_in, self.fan_out)
         events: list[Event] = []
-        base_g = g
+        base_g: str | None = g  # the base's node reads it (none where its input needs no gradient: `grad`)
         if self.cast:  # result.to(dtype)'s ToCopyBackward, then the add hands y its gradient cast back
-            events += [New(n("g32"), rows_out, "float32"), Drop(g), New(n("gy"), rows_out)]
-            base_g, g = n("gy"), n("g32")
+            events += [New(n("g32"), rows_out, "float32"), Drop(g)]
+            events += [New(n("gy"), rows_out)] if grad else []
+            base_g, g = (n("gy") if grad else None), n("g32")
         events.append(New(n("gs"), rows_out, store))  # MulBackward: g · scaling
-        if self.cast:
+        if self.cast or not grad:  # no other node reads g
             events.append(Drop(g))
+            base_g = base_g if self.cast else None
         events += [New("grad." + n("lora_B"), lora_b, store, per_sample=False), New(n("ga"), num.normal(t * a.rank), store),
                    Drop(n("gs"), n("a")), New("grad." + n("lora_A"), lora_a, store, per_sample=False)]
         if not grad:
@@ -239,7 +241,13 @@ def adapt_input(program: Program, lora: Lora, y: str, gy: str, grad: bool) -> Pr
     at = next(j for j, e in enumerate(backward) if j > made and ((isinstance(e, New) and e.name == "gx")
                                                                   or (isinstance(e, Drop) and gy in e.names)))
     events, base_g, _ = lora.backward(gy, grad)
-    rest = [Drop(*(base_g if name == gy else name for name in e.names)) if isinstance(e, Drop) else e for e in backward[at:]]
+    rest = []
+    for e in backward[at:]:
+        if isinstance(e, Drop):
+            names = tuple(base_g if name == gy else name for name in e.names if name != gy or base_g is not None)
+            e = Drop(*names) if names else None
+        if e is not None:
+            rest.append(e)
     return Program(tuple(forward), tuple(backward[:at] + events + rest))
 
 

@@ -182,7 +182,8 @@ def measure(report: Network) -> Memory:
         sources, output = place.reads, place.output
         total, kept = ZERO, []
         row_bytes = bytes_of if step is None else _autocast_bytes(step[0], report)
-        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
+        recorded = checkpoint.records_node(row)  # a node keeps what the layer keeps (none: nothing before it trains)
+        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad) if recorded else ()):
             key = {Tensor.input: sources[item.arg], Tensor.output: output, Tensor.pre: ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
             if item.dtype == Storage.opmath and size < 4:  # an upcast copy, not the tensor itself
                 key = ("own", row.index, number)
