@@ -65,46 +65,8 @@ def network(
         nodes, uses = graph.expand(spec, env)
     except SpecError as error:
         raise _at_field(error, spec) from None
-    shapes: dict[str, Shape] = {INPUT: x}
-    grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
-    bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
-    used: dict[int, tuple[str, ...]] = {}
-    computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
-    rows: list[Row] = []
-    batchless: set[str] = set()  # outputs without a batch axis in torch (a parameter broadcast as it is)
-    layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
-    plan = Plan(tuned, dtype, spec.outputs or (nodes[-1].name,), spec.path) if tuned else None
-    if plan is not None and autocast is not None:
-        raise SpecError("fine-tuning is modelled without autocast", "--precision bf16-true (or base_dtype = \"bfloat16\") "
-                        "stores the base in bfloat16", where="--precision", path=spec.path)
-    if plan is not None and (tuned.lora or plan.quantized) and any(use.checkpoint for use in uses):
-        raise SpecError("LoRA and quantized bases are modelled without activation checkpointing",
-                        "leave checkpoint out of the block uses", where="[finetune]", path=spec.path)
-    for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
-        if node.name in shapes:
-            raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
-                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line_of("name"))
-        xs = tuple(shapes[name] for name in node.inputs)
-        gs = tuple(grads[name] for name in node.inputs)
-        if plan is not None:
-            try:
-                layer = plan.adapt(node.name, layer, xs if layer.merges else xs[0])
-            except SpecError as error:  # a shape the layer refuses: the row below says so, in place
-                if error.where is not None:
-                    raise
-        if not layer.merges and len(xs) > 1:
-            raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
-                            "add them first with a merge layer: add, mul or concat", "from",
-                            where=node.where, path=spec.path, line=node.spec.line_of("from"))
-        row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
-        _check_links(node, row, rows, spec.path, batchless)
-        if row.layer.batchless():
-            batchless.add(node.name)
-        rows.append(row)
-        shapes[node.name] = row.output
-        grads[node.name] = not layer.detached and (row.requires_grad or row.trainable_params != 0)
-    if plan is not None:
-        plan.check()
+    plan = _plan(spec, tuned, dtype, nodes, uses, autocast)
+    rows = _rows(spec, nodes, x, plan)
     outputs = _outputs(spec, rows)
     net = Network(
         model=spec.name,
@@ -124,6 +86,65 @@ def network(
         finetune=tuned,
     )
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
+
+
+def _plan(spec: Spec, tuned, dtype: DType, nodes: list[graph.Node], uses, autocast: DType | None) -> Plan | None:
+    """The fine-tuning plan of the spec's [finetune] and the flags, or None; refuses what it does not model."""
+    if not tuned:
+        return None
+    plan = Plan(tuned, dtype, spec.outputs or (nodes[-1].name,), spec.path)
+    if autocast is not None:
+        raise SpecError("fine-tuning is modelled without autocast", "--precision bf16-true (or base_dtype = \"bfloat16\") "
+                        "stores the base in bfloat16", where="--precision", path=spec.path)
+    if (tuned.lora or plan.quantized) and any(use.checkpoint for use in uses):
+        raise SpecError("LoRA and quantized bases are modelled without activation checkpointing",
+                        "leave checkpoint out of the block uses", where="[finetune]", path=spec.path)
+    return plan
+
+
+def _rows(spec: Spec, nodes: list[graph.Node], x: Shape, plan: Plan | None = None) -> list[Row]:
+    """The rows of the expanded layers, in order, each reading the outputs of those it names; `plan` adapts each
+    layer to the fine-tuning (frozen, LoRA, quantized base) before its row is computed."""
+    shapes: dict[str, Shape] = {INPUT: x}
+    grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
+    bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
+    used: dict[int, tuple[str, ...]] = {}
+    computed: dict[tuple, tuple] = {}  # (binding, input shapes) -> output, weights, biases, MACs: repeated blocks
+    rows: list[Row] = []
+    batchless: set[str] = set()  # outputs without a batch axis in torch (a parameter broadcast as it is)
+    layers = [_layer(node, bound, used, spec.path) for node in nodes]  # every field checked before any shape
+    for position, (node, (layer, binding)) in enumerate(zip(nodes, layers), start=1):
+        if node.name in shapes:
+            raise SpecError(f"the full name {node.name!r} is taken twice", "a layer's path must differ from every other's, "
+                            "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line_of("name"))
+        xs = tuple(shapes[name] for name in node.inputs)
+        gs = tuple(grads[name] for name in node.inputs)
+        if plan is not None:
+            layer = _adapted(plan, node, layer, xs)
+        if not layer.merges and len(xs) > 1:
+            raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
+                            "add them first with a merge layer: add, mul or concat", "from",
+                            where=node.where, path=spec.path, line=node.spec.line_of("from"))
+        row = _row(node, layer, position, xs, gs, rows, spec.path, computed, binding)
+        _check_links(node, row, rows, spec.path, batchless)
+        if row.layer.batchless():
+            batchless.add(node.name)
+        rows.append(row)
+        shapes[node.name] = row.output
+        grads[node.name] = not layer.detached and (row.requires_grad or row.trainable_params != 0)
+    if plan is not None:
+        plan.check()
+    return rows
+
+
+def _adapted(plan: Plan, node: graph.Node, layer: Layer, xs: tuple[Shape, ...]) -> Layer:
+    """The layer as the plan tunes it; a shape the layer refuses is left for its row to report, in place."""
+    try:
+        return plan.adapt(node.name, layer, xs if layer.merges else xs[0])
+    except SpecError as error:
+        if error.where is not None:
+            raise
+        return layer
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, batchless: set[str] = frozenset()) -> None:
