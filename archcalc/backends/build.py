@@ -103,7 +103,7 @@ def free_names(report: Report) -> list[str]:
 
 def is_chain(report: Report) -> bool:
     """Whether every layer reads the one before it (the first, the input), no name is dotted and one output is returned."""
-    if len(report.output_rows) > 1:
+    if report.output_rows != (report.rows[-1],):
         return False
     previous = INPUT
     for row in report.rows:
@@ -198,16 +198,16 @@ def network(report: Report):
     for i, part in enumerate(all_parts, start=1):
         for name in part.row.inputs:
             last[slots[name]] = i
-    last[len(all_parts)] = len(all_parts) + 1
     several = tuple((row.name, slots[row.name]) for row in report.output_rows) if len(report.output_rows) > 1 else ()
-    for _, slot in several:  # the model's outputs: never freed
+    result = slots[report.output_rows[0].name]  # one output, wherever it lies (the rows after it run, unused)
+    for slot in (*(slot for _, slot in several), result):  # the model's outputs: never freed
         last[slot] = len(all_parts) + 1
     steps = []
     for i, part in enumerate(all_parts, start=1):
         reads = tuple(slots[name] for name in part.row.inputs)
         free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
         steps.append(Step(part.names, reads, free))
-    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)), several)
+    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)), several, result)
     for part in all_parts:
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)

@@ -104,7 +104,7 @@ def readers(rows, outputs=()) -> dict[str, int]:
 
 def is_chain(net: Network) -> bool:
     """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
-    if len(net.output_rows) > 1:
+    if net.output_rows != (net.rows[-1],):
         return False
     previous = "input"
     for row in net.rows:

@@ -56,7 +56,7 @@ class LossStep:
     to the end of the backward; `width`: bytes of its dtype (the backward's ones scalar's)."""
 
     def __init__(self, step: Pass, loss: Loss, row: Row | None = None):
-        row = step.rows[-1] if row is None else row
+        row = step.net.output_rows[0] if row is None else row  # the one output, wherever it lies
         self.loss, self.tape, self.amp, self.size, self.batch = loss, step.tape, step.amp, step.size, step.batch
         self.output, self.name = row.output, row.name
         self.value: Allocation | None = None
@@ -238,10 +238,13 @@ class Losses(LossStep):
             tape.release(g_y)
 
 
-def loss_step(step: Pass) -> LossStep:
-    """The step's loss policy: one output's loss, or the sum of several outputs' (Losses)."""
+def loss_step(step: Pass, inside: bool = False) -> LossStep:
+    """The step's loss policy: one output's loss, or the sum of several outputs' (Losses); `inside`: a language
+    model's causal LM loss computed by the model itself (CausalLMInside: Hugging Face's `model(ids, labels=ids)`)."""
     net = step.net
     if len(net.output_rows) > 1:
         return Losses(step, loss_of(net))
     loss = loss_of(net)
+    if inside and loss.kind == "causal_lm":
+        return CausalLMInside(step, loss)
     return (MeanSquaredError if loss.kind == "mse" else CrossEntropy)(step, loss)
