@@ -61,7 +61,13 @@ def build(spec: Spec | Report | str | Path, **values):
     fits(report, "build", batch=None, device="cpu")
     module = network(report)
     dtype = dtype_of(report.dtype)
-    return module if dtype is require().float32 else module.to(dtype)
+    if dtype is require().float32:
+        return module
+    module = module.to(dtype)
+    for name, child in module.named_modules():  # peft's autocast_adapter_dtype: float32 adapters beside a 16-bit base
+        if isinstance(child, require().nn.ModuleDict) and name.rsplit(".", 1)[-1] in ("lora_A", "lora_B"):
+            child.float()
+    return module
 
 
 def concrete(spec: Spec | Report | str | Path, **values) -> Report:

@@ -141,10 +141,17 @@ def test_lora_on_drawn_stacks_matches_peft(mlp, batch, rank, dropout, dtype, opt
     report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, **options)
     assert report.totals["params"] == sum(p.numel() for p in model.parameters())
     assert report.totals["trainable_params"] == trainable(model)
+    with torch.no_grad():  # peft starts lora_B at zero: random, so that the outputs below test the adapters too
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
     built = build(spec, **options)
     built.load_state_dict({k.removeprefix("base_model.model."): v for k, v in model.state_dict().items()}, strict=True)
     assert trainable(built) == trainable(model)
+    assert {k: v.dtype for k, v in built.state_dict().items()} == {
+        k.removeprefix("base_model.model."): v.dtype for k, v in model.state_dict().items()}  # float32 adapters too
     x = torch.randn(batch, *shape, dtype=DTYPES[dtype])
+    torch.testing.assert_close(built.eval()(x), model.eval()(x))  # the same module, peft's forward
     ours = predicted(report)  # the peft model as it is (its float32 adapters beside a 16-bit base)
     assert (ours["training_flops"], ours["saved"], ours["params"]) == (
         flops(model, x, backward=True), saved_bytes(model, x), sum(p.numel() * p.element_size() for p in model.parameters())), text
