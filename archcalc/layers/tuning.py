@@ -2,7 +2,7 @@
 (peft's), its frozen weight stored quantized (bitsandbytes' layouts); and the events of a projection so tuned.
 
 A projection y = x·Wᵀ + b under LoRA, as peft's `lora.Linear` runs it (peft 0.21, measured with a TorchDispatchMode
-on the CPU, tests/layers/test_tuning_oracle.py):
+on the CPU, tests/memory/test_finetune_oracle.py):
 
     result = base_layer(x)                                    # frozen: keeps no input (its weight needs no gradient)
     x = x.to(lora_A.weight.dtype)                             # float32 adapters beside a 16-bit base: a copy
