@@ -19,6 +19,8 @@ SLOW = {
     "tests/memory/test_timeline_oracle.py",  # 98 s (VGG-16-BN with Adam: 3 GB, the run's peak)
     "tests/backends/test_torch_verify.py",  # 35
     "tests/memory/test_memory_oracle.py",  # 29
+    "tests/memory/test_finetune_oracle.py",  # 13 (frozen layers on drawn networks, LoRA against peft)
+    "tests/memory/test_finetune_gpt2.py",  # 11 (transformers' GPT-2 fine-tuned four ways, peft's LoRA)
     "tests/analysis/test_graph_specs.py",  # 28
     "tests/backends/test_torch_import.py",  # 27
     "tests/backends/test_torch_export.py",  # 15

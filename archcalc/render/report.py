@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import checkpoint
+from ..analysis.finetune import trains
 from ..core import fmt, num
 from ..memory import timeline
 from ..report import Report, Row
@@ -143,6 +144,9 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     short = fmt.short(t["params"]) if num.is_concrete(t["params"]) else ""
     short = f" ({short})" if short and short != fmt.group(t["params"]) else ""  # "156", not "156 (156)"
     lines = [("Parameters", f"{fmt.group(t['params'])}{short}: weights {fmt.group(t['weights'])}, biases {fmt.group(t['biases'])}")]
+    if report.finetune:  # fine-tuning: what trains, beside what does not
+        lines.append(("Trainable", f"{fmt.group(t['trainable_params'])} ({fmt.percent(t['trainable_params'], t['params'])}): "
+                                   f"{trains(report)}"))
     shares = [
         f"{kind} {fmt.group(p)} ({fmt.percent(p, t['params'])})" for kind, p in report.by_type.items() if p != 0
     ]
