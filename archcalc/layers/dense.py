@@ -9,7 +9,7 @@ from ..core.errors import SpecError
 from ..core.fields import flag, ref, size
 from ..core.num import Dim, Shape
 from . import layout
-from .base import Kept, Layer, Tensor, activation_field, activation_keeps, register, with_activation
+from .base import Inexpressible, Kept, Layer, Tensor, TorchTensor, activation_field, activation_keeps, register, torch_argument, with_activation
 from .receptive_field import Field
 
 
@@ -21,6 +21,7 @@ class Dense(Layer):
     asks_shape = False  # its output is out_features, as the spec writes it
     colour = "#8fb3de"
     torch_modules = ("Linear",)
+    torch_functions = torch_weighted = ("linear",)
     out_features: Dim = size()
     # the input's last axis, given: then any input, the layer applied per position over its other axes as nn.Linear
     # (ConvNeXt's on [H, W, C]); without it, an input of 3 axes or more is refused (a CNN that forgot flatten)
@@ -111,6 +112,18 @@ class Dense(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.Linear(int(self.features(x)), int(self.out_features), bias=self.bias)
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.linear(x, weight, bias) (timm's Linear, a subclass that calls it): out_features from the weight's shape."""
+        x, weight, bias = args[0], torch_argument(args, kwargs, 1, "weight"), torch_argument(args, kwargs, 2, "bias")
+        if not (isinstance(weight, TorchTensor) and weight.held and weight.shape is not None and len(weight.shape) == 2):
+            raise Inexpressible("with a weight that is not a parameter [out, in]")
+        out, features = weight.shape
+        fields = {"out_features": out}
+        if isinstance(x, TorchTensor) and x.rank is not None and x.rank > 3:
+            fields["in_features"] = features
+        return fields | ({} if bias is not None else {"bias": False})
 
     def scores_axis(self, y: Shape) -> int:
         return len(y) - 1  # per token on [T, d]: a language model's [T, V] scores

@@ -18,7 +18,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size as whole, sizes
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, ints, register
+from .base import Inexpressible, Kept, Layer, ints, register, torch_argument
 from .batchnorm import ChannelAffine
 
 
@@ -83,6 +83,7 @@ class LayerNorm(LastAxesNorm):
 
     kind = "layernorm"
     torch_modules = ("LayerNorm",)
+    torch_functions = torch_weighted = ("layer_norm",)
     normalized_shape: tuple | None = sizes(None, scalar=True)
     elementwise_affine: bool = flag(True)
     bias: bool = flag(True)
@@ -131,6 +132,16 @@ class LayerNorm(LastAxesNorm):
     def to_torch(self, x: Shape, nn):
         return nn.LayerNorm(ints(_normalized(self, x)), elementwise_affine=self.elementwise_affine, bias=self.bias)
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.layer_norm(x, normalized_shape, weight, bias, eps) (aten's takes the same): ConvNeXt's LayerNorm2d."""
+        shape = list(torch_argument(args, kwargs, 1, "normalized_shape"))
+        weight, bias = torch_argument(args, kwargs, 2, "weight"), torch_argument(args, kwargs, 3, "bias")
+        if weight is None and bias is not None:
+            raise Inexpressible("with a bias and no weight: archcalc's layernorm has γ whenever it has β")
+        fields = {"normalized_shape": shape[0] if len(shape) == 1 else shape}
+        return fields | ({"elementwise_affine": False} if weight is None else {} if bias is not None else {"bias": False})
+
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return ("layer_norm",)
 
@@ -142,6 +153,7 @@ class GroupNorm(ChannelAffine):
 
     kind = "groupnorm"
     torch_modules = ("GroupNorm",)
+    torch_functions = torch_weighted = ("group_norm",)
     num_groups: Dim = whole()
     affine: bool = flag(True)
 
@@ -184,6 +196,14 @@ class GroupNorm(ChannelAffine):
 
     def to_torch(self, x: Shape, nn):
         return nn.GroupNorm(int(self.num_groups), int(self.channels(x)), affine=self.affine)
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.group_norm(x, num_groups, weight, bias, eps) (aten's takes the same)."""
+        weight, bias = torch_argument(args, kwargs, 2, "weight"), torch_argument(args, kwargs, 3, "bias")
+        if (weight is None) != (bias is None):
+            raise Inexpressible("with one of weight and bias: archcalc's groupnorm has both or neither")
+        return {"num_groups": torch_argument(args, kwargs, 1, "num_groups")} | ({"affine": False} if weight is None else {})
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return ("group_norm",)

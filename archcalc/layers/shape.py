@@ -40,7 +40,7 @@ def view_shape(args: tuple, kwargs: dict) -> list:
     shape = list(args[1:]) or list(kwargs.get("shape", ()))
     if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
         shape = list(shape[0])
-    if not shape or shape[0] != TorchSize(batch=True):
+    if not shape or not (isinstance(shape[0], TorchSize) and shape[0].batch):
         raise Inexpressible("to sizes other than x.size(0) and numbers: archcalc reshapes a sample to a fixed shape, "
                             "the batch axis kept")
     return shape[1:]

@@ -220,9 +220,14 @@ class Token(nn.Module):
         return self.fc(x) + self.token
 
 
-@pytest.mark.parametrize("capture", ["fx", "export"])
-def test_a_parameter_of_no_layer_is_named_plainly(capture):
+def test_a_parameter_of_no_layer_is_named_plainly_by_torch_fx():
     with pytest.raises(importer.ImportFailed) as error:
-        importer.import_module(Token(), [4], capture=capture)
+        importer.import_module(Token(), [4], capture="fx")
     (problem,) = error.value.problems
     assert "reads a parameter or buffer of no layer (token)" in problem.cause and "\0" not in str(problem)
+
+
+def test_a_parameter_read_by_an_add_is_a_parameter_layer_in_torch_export():
+    text = importer.import_module(Token(), [4], capture="export")
+    assert 'name = "token"\ntype = "parameter"\nshape = [4]\nbare = true\nexpand = false' in text
+    exact(Token(), text, (4,))

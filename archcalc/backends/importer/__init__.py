@@ -61,19 +61,32 @@ def import_module(module, input_shape: list, name: str | None = None, blocks: bo
     """
     name = name or type(module).__name__
     found, returned, _ = layers(module, input_shape, capture)
-    flat, names = escape(fold_activations(found, returned))
-    text = to_toml(name, input_shape, flat, names=names)
+    folded_layers = fold_activations(found, returned)
+    flat, names = escape(folded_layers)
+    outputs = _outputs(found, folded_layers, flat, returned)
+    text = to_toml(name, input_shape, flat, names=names, outputs=outputs)
     flat_rows = _rows(text, name)  # raises: a spec archcalc cannot read is never returned
     if not blocks:
         return text
-    top, recovered = recover(flat, [flat[-1].name], {_spec(path, names): type(m).__name__ for path, m in module.named_modules()})
+    top, recovered = recover(flat, outputs or [flat[-1].name], {_spec(path, names): type(m).__name__ for path, m in module.named_modules()})
     if not recovered:
         return text
-    folded = to_toml(name, input_shape, top, recovered, names)
+    folded = to_toml(name, input_shape, top, recovered, names, outputs)
     try:
         return folded if _rows(folded, name) == flat_rows else text
     except ArchcalcError:
         return text
+
+
+def _outputs(found: list[Layer], folded: list[Layer], flat: list[Layer], returned: list[str]) -> list[str] | None:
+    """The spec names of what forward returns, where it returns several tensors (segmentation's out and aux,
+    googlenet's aux heads in training): [model] outputs. None for one (the last layer's output)."""
+    if len(returned) < 2:
+        return None
+    kept = {layer.name for layer in folded}
+    absorbed = {layer.name: found[i - 1].name for i, layer in enumerate(found) if layer.name not in kept}  # folded activations
+    spec = {layer.name: escaped.name for layer, escaped in zip(folded, flat)}
+    return [spec[absorbed.get(n, n)] for n in returned]
 
 
 def _spec(path: str, names: dict[str, str]) -> str:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ...layers import LAYERS
+from ...layers.base import Inexpressible
 from ...layers.shape import VIEWS
 from ..build import require
 from . import functions
@@ -26,6 +28,7 @@ from .functions import is_shape, nodes, tensors
 from .mapping import PASSTHROUGH, Layer, from_module, plain, torch_base, whole
 from .names import BASES, free
 from .problems import ImportFailed, Problem, Unmapped, place
+from .sizes import Sizes
 
 BATCH = 2  # the sample's batch: 1 would be specialised (torch.export treats sizes 0 and 1 as constants)
 PROBES = {"T": 7, "D": 8}  # a named axis's size in the sample; other names (H, W, L...) 224
@@ -96,16 +99,24 @@ class Recovered:
         self.held = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
                      **signature.inputs_to_lifted_tensor_constants}
         self.calls: dict[str, Call] = {}  # call key -> its call
+        self.parameters = dict(module.named_parameters())
+        self.learned: dict[str, str] = {}  # a parameter's path -> the `parameter` layer made of it (a layer scale, a class token)
+        self.several: dict = {}  # a node that returns several tensors (chunk, unbind) -> its function's name
+        self.alias_parameter: dict[str, str] = {}  # the alias of a view of a parameter -> the parameter's path
+        self.parameter_value: dict[str, object] = {}  # the alias of a view of a parameter -> its value (fake tensor)
         self._batch()
 
     def _batch(self) -> None:
         """Tag every size node with whether it is the batch (views keep the batch axis only as it)."""
         user = [n for n in self.graph.nodes if n.op == "placeholder" and n.name not in self.held]
         self.batch = str(user[0].meta["val"].shape[0]) if user else None
+        self.sizes = Sizes(user[0].meta["val"].shape if user else (), self.input_shape)
         for node in self.graph.nodes:
             value = node.meta.get("val")
             if isinstance(value, (int, self.torch.SymInt)) and not isinstance(value, bool):
                 node.meta["archcalc_batch"] = str(value) == self.batch
+            if node.op == "placeholder" and node.name in self.held:
+                node.meta["archcalc_held"] = True
 
     def specialised(self) -> list[Problem]:
         """Named axes the model fixed (torch.export made them constants): the spec would claim a formula it is not."""
@@ -118,13 +129,16 @@ class Recovered:
 
     def owner_of(self, node) -> Call | None:
         """The mapped module call a node is part of: the outermost module a kind lists as a whole (a torch.nn
-        class), or a subclass of one whose own operation this is (not one of its children's)."""
+        class), or a subclass of one that keeps its base's forward, whose own operation this is (not one of its
+        children's). A subclass with a forward of its own (ConvNeXt's LayerNorm2d: permute, F.layer_norm, permute;
+        timm's BatchNormAct2d) is walked into: its functional calls that read its parameters are its layer."""
         stack = list((node.meta.get("nn_module_stack") or {}).items())
         for i, (key, (path, _)) in enumerate(stack):
             module = self.modules.get(path)
             if not path or module is None or (torch_base(module) is None and type(module).__name__ not in PASSTHROUGH):
                 continue
-            if whole(module) or i == len(stack) - 1:
+            base = torch_base(module)
+            if whole(module) or (i == len(stack) - 1 and base is not None and type(module).forward is base.forward):
                 call = self.calls.setdefault(key, Call(key, path, module, []))
                 call.nodes.append(node)
                 return call
@@ -142,6 +156,9 @@ class Recovered:
             if not is_shape(node) or node.meta.get("val") is None:
                 self.owner_of(node)
         self.reserved = {call.path for call in self.calls.values()}
+        weighted = {name for cls in LAYERS.values() for name in cls.torch_weighted}
+        self.owners = {self.held[n.name].rpartition(".")[0] for node in operations if _operation(node) in weighted
+                       for n in tensors(node) if n.name in self.held}  # modules whose parameters a functional call reads
         last = {call.nodes[-1]: call for call in self.calls.values()}
         member = {node: call for call in self.calls.values() for node in call.nodes}
         self.dependent = self._dependent()
@@ -300,12 +317,18 @@ class Recovered:
     def _function(self, node) -> None:
         if is_shape(node):
             return
+        if self._parameter_view(node):
+            return
         if node not in self.dependent:
             self.alias[node.name] = CONSTANT + node.name
             return
         inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(node)))
         if node.target.__name__ == "getitem" and node.args[0].name in self.unmapped:
             self.unmapped.add(node.name)  # an element of what is listed already
+            self.alias[node.name] = node.name
+            return
+        if _operation(node) in SEVERAL and node.meta.get("val") is not None and isinstance(node.meta["val"], (list, tuple)):
+            self.several[node] = _operation(node)  # each element read is a layer (its getitem)
             self.alias[node.name] = node.name
             return
         try:
@@ -319,10 +342,17 @@ class Recovered:
             source = tensors(node)[0]
             self.alias[node.name] = self.alias.get(source.name, source.name)
             return
-        kind, fields = made
-        context = self.context(node)
-        op = BASES.get(kind, _operation(node).strip("_"))
-        base = f"{context}.{op}" if context else op
+        kind, fields, *named = made
+        if named:  # a functional call of a module's own parameters: that module's layer (F.layer_norm in LayerNorm2d)
+            base = named[0]
+            inputs = tuple(n for n in inputs if not n.startswith(ATTRIBUTE))
+        else:
+            inputs = self._learned(node, inputs) if kind in MERGES else inputs
+            context = self.context(node)
+            if context in self.owners:  # a module whose own parameters make a layer of its path: beside it
+                context = context.rpartition(".")[0]
+            op = BASES.get(kind, _operation(node).strip("_"))
+            base = f"{context}.{op}" if context else op
         name = free(base, lambda n: n in self.given or n in self.reserved)
         self.given.add(name)
         self.layers.append(Layer(name, kind, fields, inputs))
@@ -331,21 +361,127 @@ class Recovered:
     def _function_layer(self, node, inputs: tuple[str, ...]):
         name = _operation(node)
         self._held_inputs(list(inputs), f"aten.{name}")
-        held = [n for n in inputs if n.startswith(ATTRIBUTE)]
-        if held:
-            owner, _, tensor = held[0][len(ATTRIBUTE):].rpartition(".")
-            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it", owner)
         if any(n.startswith(CONSTANT) for n in inputs):
             raise Unmapped(f"aten.{name} reads a tensor computed without the input's values (a mask, positions, random noise): "
                            "archcalc has no layer for it")
+        held = [n for n in inputs if n.startswith(ATTRIBUTE)]
+        if held and any(name in cls.torch_weighted for cls in LAYERS.values()):
+            return self._weighted(node, name, held)
+        if held and not (name in MERGE_FUNCTIONS and all(self._parameter_of(n) for n in held)):
+            owner, _, tensor = held[0][len(ATTRIBUTE):].rpartition(".")
+            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it", owner)
         if name == "getitem":
-            return _getitem(node)
+            return self._getitem(node)
         if name in ATEN:
-            return ATEN[name](node)
+            return ATEN[name](node, self.sizes)
         if not functions.known(name):
             raise Unmapped(f"aten.{name}: archcalc has no layer for this operation")
-        return functions.layer(node, name, f"aten.{name}")
+        return functions.layer(node, name, f"aten.{name}", self.sizes)
 
+    # --- a module's parameters read by functional calls ----------------------------------------------------
+
+    def _parameter_of(self, alias: str) -> str | None:
+        """The path of the parameter an alias stands for (itself, or a view of it), or None (a buffer, a constant)."""
+        path = self.alias_parameter.get(alias, alias[len(ATTRIBUTE):] if alias.startswith(ATTRIBUTE) else None)
+        return path if path in self.parameters else None
+
+    def _parameter_view(self, node) -> bool:
+        """A view of a parameter alone (timm's gamma.reshape(1, -1, 1, 1), a class token's expand(B, -1, -1)): no layer
+        yet; the `parameter` layer is made where an add, a mul or a cat reads it (_learned)."""
+        read = nodes(node.args) + nodes(list(node.kwargs.values()))
+        tensors_read = [n for n in read if not is_shape(n)]
+        if _operation(node) not in PARAMETER_VIEWS or len(tensors_read) != 1:
+            return False
+        source = self.alias.get(tensors_read[0].name, tensors_read[0].name)
+        path = self._parameter_of(source)
+        if path is None:
+            return False
+        alias = ATTRIBUTE + path + "\3" + node.name  # still the parameter's, for what reads it
+        self.alias[node.name] = alias
+        self.alias_parameter[alias] = path
+        self.parameter_value[alias] = node.meta.get("val")
+        return True
+
+    def _learned(self, node, inputs: tuple[str, ...]) -> tuple[str, ...]:
+        """An add, mul or cat that reads a parameter (a layer scale, a class token, positions): the parameter
+        becomes a `parameter` layer (once, named by its path, bare: the state_dict loads strictly) read first."""
+        others = [n for n in tensors(node) if not self.alias.get(n.name, n.name).startswith(ATTRIBUTE)]
+        if not others:
+            raise Unmapped(f"aten.{_operation(node)} of parameters only: archcalc has no layer for it")
+        other = others[0]
+        out = []
+        for name in inputs:
+            path = self._parameter_of(name) if name.startswith(ATTRIBUTE) else None
+            if path is None:
+                out.append(name)
+                continue
+            if path not in self.learned:
+                fields = self._parameter_fields(path, self.parameter_value.get(name), other)
+                layer = free(path, lambda n: n in self.given)
+                self.given.add(layer)
+                self.layers.append(Layer(layer, "parameter", fields, (self.alias.get(other.name, other.name),)))
+                self.learned[path] = layer
+            out.append(self.learned[path])
+        return tuple(out)
+
+    def _parameter_fields(self, path: str, value, other) -> dict:
+        """`parameter`'s fields for a parameter as the merge reads it: expanded over the batch (a class token for a cat),
+        or broadcast as it is, its shape as a sample's (leading ones added to the sample's rank)."""
+        held = tuple(self.parameters[path].shape)
+        value = value if value is not None else self.parameters[path]
+        shape = list(value.shape)
+        rank = other.meta["val"].dim()
+        expanded = bool(shape) and str(shape[0]) == self.batch and self.batch is not None and value is not self.parameters[path]
+        if expanded:
+            sample = shape[1:]
+        elif len(shape) == rank:
+            if shape[0] != 1:
+                raise Unmapped(f"{path} {held} broadcast over the batch axis with {shape[0]} rows: archcalc's parameter "
+                               "is one tensor for every sample")
+            sample = shape[1:]
+        else:
+            sample = [1] * (rank - 1 - len(shape)) + shape
+        sample = [int(d) for d in sample]
+        fields: dict = {"shape": sample}
+        if held != (1, *sample):
+            fields["torch_shape"] = list(held)
+        fields["bare"] = True
+        if not expanded:
+            fields["expand"] = False
+        return fields
+
+    def _weighted(self, node, name: str, held: list[str]):
+        """A functional call whose tensors after the first are a module's own parameters (F.layer_norm(x, shape,
+        self.weight, self.bias)): that module's layer, named by its path."""
+        owners = {alias[len(ATTRIBUTE):].rpartition(".")[0] for alias in held}
+        if len(owners) != 1:
+            raise Unmapped(f"aten.{name} reads the parameters of {len(owners)} modules: archcalc's layer has its own", sorted(owners)[0])
+        first = tensors(node)[0]
+        if self.alias.get(first.name, first.name).startswith(ATTRIBUTE):
+            raise Unmapped(f"aten.{name} of a parameter: archcalc has no layer for it")
+        made = functions.layer(node, name, f"aten.{name}", self.sizes)
+        if made is None:
+            raise Unmapped(f"aten.{name}: archcalc has no layer for it")
+        return (*made, owners.pop())
+
+    # --- several tensors: chunk, split, unbind ---------------------------------------------------------
+
+    def _getitem(self, node):
+        """Element i of what a call returns: chunk's, split's, unbind's (a layer each, by torch_item); max pooling's
+        values (its indices refused)."""
+        source, index = node.args[0], node.args[1]
+        if source in self.several:
+            name = self.several[source]
+            args, kwargs = functions.arguments(source, self.sizes)
+            why = None
+            for cls in LAYERS.values():
+                if name in cls.torch_several:
+                    try:
+                        return cls.kind, cls.torch_item(name, args, kwargs, index)
+                    except Inexpressible as error:
+                        why = error
+            raise Unmapped(f"aten.{name}(...)[{index}] {why}" if why else f"aten.{name}: archcalc has no layer for its elements")
+        return _getitem(node)
 
 def _operation(node) -> str:
     """The ATen operation's name without its overload (aten.add_.Tensor: add_), or a Python function's."""
@@ -356,17 +492,34 @@ def _operation(node) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def _to(node):
+# Calls that view a parameter alone (a layer scale reshaped, a class token expanded): still that parameter
+PARAMETER_VIEWS = {*VIEWS, "expand", "unsqueeze", "alias", "detach", "clone", "contiguous"}
+MERGES = {kind for kind, cls in LAYERS.items() if cls.merges is True}  # add, mul, concat: a parameter may be one input
+MERGE_FUNCTIONS = {name for kind in MERGES for name in LAYERS[kind].torch_functions}
+SEVERAL = {name for cls in LAYERS.values() for name in cls.torch_several}  # chunk, split, unbind: a layer per element
+
+
+def _to(node, sizes=None):
     source = tensors(node)[0]
     if source.meta["val"].dtype != node.meta["val"].dtype:
         raise Unmapped(f"aten.to({node.meta['val'].dtype}): archcalc's layers compute in the model's one dtype")
     return None  # a dtype it has already
 
 
-def _view(node):
-    if tuple(node.meta["val"].shape) == tuple(tensors(node)[0].meta["val"].shape):
+def _view(node, sizes=None):
+    """A view or reshape: flatten where it is one (x.view(x.size(0), -1)), else a reshape to the output's own shape
+    as torch.export computed it from x.shape (channel shuffle's view(B, groups, C // groups, H, W), ViT's patches), the
+    batch axis kept."""
+    value, source = node.meta["val"], tensors(node)[0].meta["val"]
+    if tuple(value.shape) == tuple(source.shape):
         return None  # a view to the shape it has
-    return functions.layer(node, _operation(node), f"aten.{_operation(node)}")
+    try:
+        return functions.layer(node, _operation(node), f"aten.{_operation(node)}", sizes)
+    except Unmapped:
+        shape = sizes.shape(value) if sizes is not None else None
+        if shape is None or value.dim() == 0 or str(value.shape[0]) != str(source.shape[0]):
+            raise
+        return "reshape", {"shape": list(shape)}
 
 
 def _getitem(node):
