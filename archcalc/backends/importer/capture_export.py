@@ -343,6 +343,11 @@ class Recovered:
             self.alias[node.name] = self.alias.get(source.name, source.name)
             return
         kind, fields, *named = made
+        operation = _operation(node)
+        if operation == "getitem" and node.args[0] in self.several:  # an element of chunk's: a layer reading chunk's input
+            source = node.args[0]
+            operation = self.several[source]
+            inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(source)))
         if named:  # a functional call of a module's own parameters: that module's layer (F.layer_norm in LayerNorm2d)
             base = named[0]
             inputs = tuple(n for n in inputs if not n.startswith(ATTRIBUTE))
@@ -351,7 +356,7 @@ class Recovered:
             context = self.context(node)
             if context in self.owners:  # a module whose own parameters make a layer of its path: beside it
                 context = context.rpartition(".")[0]
-            op = BASES.get(kind, _operation(node).strip("_"))
+            op = BASES.get(kind, operation.strip("_"))
             base = f"{context}.{op}" if context else op
         name = free(base, lambda n: n in self.given or n in self.reserved)
         self.given.add(name)
