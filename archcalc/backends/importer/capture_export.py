@@ -22,8 +22,9 @@ from ...layers import LAYERS
 from ...layers.base import Inexpressible
 from ...layers.shape import VIEWS
 from ..build import require
-from . import functions
+from . import attention, functions
 from .capture_fx import ATTRIBUTE, SECOND, CaptureFailed, output_causes
+from .constants import Constants
 from .functions import is_shape, nodes, tensors
 from .mapping import PASSTHROUGH, Layer, from_module, plain, torch_base, whole
 from .names import BASES, free
@@ -49,13 +50,13 @@ def sample(module, input_shape: list):
 
 
 def capture(module, input_shape: list):
-    """The ExportedProgram of the module on `sample`, the batch and the named axes dynamic."""
+    """The ExportedProgram of the module on `sample`, the batch and the named axes dynamic, and that sample."""
     torch = require()
     x = sample(module, input_shape)
     auto = torch.export.Dim.AUTO
     dynamic = {0: auto} | {i + 1: auto for i, d in enumerate(input_shape) if isinstance(d, str)}
     try:
-        return torch.export.export(module, (x,), dynamic_shapes=(dynamic,), strict=False)
+        return torch.export.export(module, (x,), dynamic_shapes=(dynamic,), strict=False), x
     except Exception as error:  # the model's own code, run on fake tensors
         raise CaptureFailed("torch.export", type(module).__name__, error, export_hint(error, input_shape)) from None
 
@@ -71,7 +72,7 @@ def export_hint(error: BaseException, input_shape: list) -> str:
     return "torch.export runs forward on fake tensors: this code needs something they cannot give"
 
 
-@dataclass
+@dataclass(eq=False)
 class Call:
     """One module call: its operations (in order), the module and its path."""
 
@@ -84,7 +85,7 @@ class Call:
 class Recovered:
     """The layers of an ExportedProgram; one pass over its nodes, in execution order."""
 
-    def __init__(self, program, module, input_shape: list):
+    def __init__(self, program, module, input_shape: list, x=None):
         self.torch = require()
         self.program, self.root, self.input_shape = program, module, input_shape
         self.graph = program.graph
@@ -99,9 +100,11 @@ class Recovered:
         self.held = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
                      **signature.inputs_to_lifted_tensor_constants}
         self.calls: dict[str, Call] = {}  # call key -> its call
+        self.constants = Constants(program, x, self.held)
         self.parameters = dict(module.named_parameters())
         self.learned: dict[str, str] = {}  # a parameter's path -> the `parameter` layer made of it (a layer scale, a class token)
         self.several: dict = {}  # a node that returns several tensors (chunk, unbind) -> its function's name
+        self.made_attention: set[str] = set()  # attention layers made of operations (attention.py)
         self.alias_parameter: dict[str, str] = {}  # the alias of a view of a parameter -> the parameter's path
         self.parameter_value: dict[str, object] = {}  # the alias of a view of a parameter -> its value (fake tensor)
         self._batch()
@@ -162,6 +165,12 @@ class Recovered:
         last = {call.nodes[-1]: call for call in self.calls.values()}
         member = {node: call for call in self.calls.values() for node in call.nodes}
         self.dependent = self._dependent()
+        found, refused = attention.find(self, member)
+        for error, node in refused:
+            self._problem(error, node)
+        inside = {n for a in found for n in (*a.routes, a.core)}
+        projections = {call.key for a in found for call in a.projections}
+        attentions = {a.out.key: a for a in found}
         first = True
         for node in self.graph.nodes:
             if node.op == "placeholder":
@@ -171,13 +180,16 @@ class Recovered:
                     self.alias[node.name] = "input" if first else SECOND + node.name
                     first = False
                 continue
-            if node.op == "output":
+            if node.op == "output" or node in inside:
                 continue
             if node in member:
-                if node in last:
+                if node in last and last[node].key in attentions:
+                    self._attention_of_operations(attentions[last[node].key])
+                elif node in last and last[node].key not in projections:
                     self._call(last[node])
                 continue
             self._function(node)
+        self._unnest({a.out.key for a in found})
         self.problems += self.specialised()
         returned = self._returned()
         if not self.problems:
@@ -242,6 +254,28 @@ class Recovered:
         self.given.add(name)
         self.layers.append(dataclasses.replace(made, name=name))
         self.alias[outputs[0].name] = name
+
+    def _attention_of_operations(self, found) -> None:
+        """Attention written as operations (attention.py): one layer, named by the module that calls SDPA."""
+        base = self.context(found.core) or "attention"
+        name = free(base, lambda n: n in self.given or (n in self.reserved and n != base))
+        self.given.add(name)
+        self.layers.append(Layer(name, "attention", found.fields, (self.alias.get(found.source.name, found.source.name),)))
+        self.alias[found.out.nodes[-1].name] = name
+        self.made_attention.add(name)
+
+    def _unnest(self, keys) -> None:
+        """An attention named by its module, whose other layers (a dropout after the output projection) are named below
+        it: renamed `<module>.attention`, beside them (a spec's layer holds no layers)."""
+        names = [layer.name for layer in self.layers]
+        for name in list(self.made_attention):
+            if not any(other.startswith(name + ".") for other in names):
+                continue
+            new = free(f"{name}.attention", lambda n: n in self.given)
+            self.given.add(new)
+            self.layers = [dataclasses.replace(layer, name=new if layer.name == name else layer.name,
+                                               inputs=tuple(new if n == name else n for n in layer.inputs)) for layer in self.layers]
+            self.alias = {k: new if v == name else v for k, v in self.alias.items()}
 
     def _is_returned(self, node) -> bool:
         return any(user.op == "output" for user in node.users)
@@ -541,4 +575,5 @@ ATEN = {"to": _to, "_to_copy": _to, **dict.fromkeys(VIEWS, _view)}  # what only 
 
 def layers(module, input_shape: list) -> tuple[list[Layer], list[str]]:
     """The spec's layers of a module captured by torch.export, and the names of what forward returns."""
-    return Recovered(capture(module, input_shape), module, input_shape).run()
+    program, x = capture(module, input_shape)
+    return Recovered(program, module, input_shape, x).run()
