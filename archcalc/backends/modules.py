@@ -219,6 +219,30 @@ class NewGELU(nn.Module):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+class QuickGELU(nn.Module):
+    """Hugging Face's QuickGELUActivation (transformers/activations.py, CLIP's "quick_gelu"): x·sigmoid(1.702·x)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class Conv1D(nn.Module):
+    """Hugging Face's Conv1D (transformers/pytorch_utils.py, GPT-2's): a linear layer whose weight is [in, out], by addmm."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.nf, self.nx = out_features, in_features
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        size = (*x.shape[:-1], self.nf)
+        flat = x.view(-1, x.size(-1))
+        out = torch.addmm(self.bias, flat, self.weight) if self.bias is not None else flat @ self.weight
+        return out.view(size)
+
+
 class RotaryTables(nn.Module):
     """transformers' LlamaRotaryEmbedding as LlamaModel calls it, positions 0..T-1 for the whole batch: (cos, sin), each
     [1, T, head_dim] in the input's dtype, computed in float32 (inv_freq and its copy original_inv_freq: buffers)."""
@@ -249,13 +273,13 @@ class LlamaSelfAttention(nn.Module):
     q_proj, k_proj, v_proj, q and k rotated by the rotary tables (rotate_half), scaled_dot_product_attention with
     enable_gqa, the heads merged (.contiguous()), o_proj."""
 
-    def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False):
+    def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False, out_bias: bool | None = None):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim, self.causal = heads, kv_heads, d // heads, causal
         self.q_proj = nn.Linear(d, heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(heads * self.head_dim, d, bias=bias)
+        self.o_proj = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
     def forward(self, hidden_states, tables=None):
         input_shape = hidden_states.shape[:-1]
@@ -378,7 +402,7 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention")
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "QuickGELU", "Conv1D")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -23,7 +23,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, register
+from .base import Inexpressible, Kept, Layer, register
 
 KERNELS = ("flash", "math")
 
@@ -34,6 +34,8 @@ class Attention(Layer):
     kind = "attention"
     # `archcalc import` reads nn.MultiheadAttention's fields from its call too (causal from its mask, kernel from need_weights)
     torch_modules = ("MultiheadAttention", "LlamaAttention", "MistralAttention", "Qwen2Attention")
+    # transformers' attention modules hold their sizes in their config (their biases: torch_read)
+    torch_attributes = (("config.num_attention_heads", "num_heads"), ("config.num_key_value_heads", "kv_heads"))
     num_heads: Dim = size()
     kv_heads: Dim | None = size(None)  # heads of k and v (grouped-query attention); default num_heads
     causal: bool = flag(False)
@@ -47,6 +49,8 @@ class Attention(Layer):
     # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
     # Llama's rotate_half, after the projections
     rotary: bool = flag(False)
+    # the output projection's bias where it differs from q's, k's and v's (`bias`): Qwen2's o_proj has none (module "llama")
+    out_bias: bool | None = flag(None)
 
     @property
     def merges(self) -> bool:
@@ -65,7 +69,12 @@ class Attention(Layer):
 
     def biases(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
+        return num.normal((d + 2 * self.kv_dim(x) if self.bias else 0) + (d if self.o_bias else 0))
+
+    @property
+    def o_bias(self) -> bool:
+        """Whether the output projection has a bias (`out_bias`, else as the others)."""
+        return self.bias if self.out_bias is None else self.out_bias
 
     def macs(self, x: Shape) -> Dim:
         return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
@@ -118,6 +127,9 @@ class Attention(Layer):
                             "leave module out (\"split\") for those", "module")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
+        if self.out_bias is not None and self.module != "llama":
+            raise SpecError("out_bias is modelled for module = \"llama\" (transformers' q_proj, k_proj, v_proj, o_proj)",
+                            'add module = "llama", or leave out_bias out', "out_bias")
         if self.module == "llama" and (self.kernel == "math" or self.dropout != 0):
             raise SpecError("module = \"llama\" is transformers' sdpa attention (its default): kernel = \"math\" and "
                             "dropout are not modelled for it", "leave kernel and dropout out", "module")
@@ -209,7 +221,8 @@ class Attention(Layer):
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         if self.module == "llama":
-            return nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
+            return nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias,
+                                         out_bias=self.o_bias)
         return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
                              bias=self.bias, math=self.kernel == "math")
 
@@ -222,6 +235,16 @@ class Attention(Layer):
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
         return {"flops": (num.normal(2 * (inner + outer)), why),
                 "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """transformers' LlamaAttention (Mistral's, Qwen2's): its biases, q_proj's and o_proj's (Qwen2: q, k, v only)."""
+        if not hasattr(module, "q_proj") or not hasattr(module, "o_proj"):
+            return {}
+        bias, out = module.q_proj.bias is not None, module.o_proj.bias is not None
+        if {module.k_proj.bias is not None, module.v_proj.bias is not None} != {bias}:
+            raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")
+        return ({} if bias else {"bias": False}) | ({} if out == bias else {"out_bias": out})
 
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
@@ -522,7 +545,7 @@ class Attention(Layer):
         weight = ("+", "grad.o_proj.weight", num.normal(d * d), "model", False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [("+", "go", td), weight, ("+", "grad.o_proj.bias", d, "model", False)] if self.bias else [weight, ("+", "go", td)]
+        bwd: list = [("+", "go", td), weight, ("+", "grad.o_proj.bias", d, "model", False)] if self.o_bias else [weight, ("+", "go", td)]
         bwd += [("-", "g"), ("+", "gq", td), ("+", "gk", tk), ("+", "gv", tk), ("-", "go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
@@ -564,8 +587,8 @@ class Attention(Layer):
         _, d = self.tokens(x)
         if self.module == "llama":
             kv = self.kv_dim(x)
-            pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
-            return tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            pairs = ((d * d, d, self.bias), (d * kv, kv, self.bias), (d * kv, kv, self.bias), (d * d, d, self.o_bias))
+            return tuple(num.normal(n) for w, b, on in pairs for n in ((w, b) if on else (w,)))
         inner = num.normal(d + 2 * self.kv_dim(x))
         return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
 
@@ -610,6 +633,18 @@ class Rotary(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.RotaryTables(int(self.head_dim), float(self.theta))
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """head_dim = 2·inv_freq's length; theta: the config's rope_parameters["rope_theta"] (transformers 5), or rope_theta."""
+        config = getattr(module, "config", None)
+        parameters = getattr(config, "rope_parameters", None) or {}
+        theta = parameters.get("rope_theta", getattr(config, "rope_theta", 10000)) if isinstance(parameters, dict) else 10000
+        rope = parameters.get("rope_type", "default") if isinstance(parameters, dict) else "default"
+        if rope != "default":
+            raise Inexpressible(f"rope_type {rope!r}: archcalc's rotary is the default one")
+        theta = int(theta) if float(theta).is_integer() else theta
+        return {"head_dim": 2 * int(module.inv_freq.numel())} | ({"theta": theta} if theta != 10000 else {})
 
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return self.head_dim * size  # inv_freq and original_inv_freq, head_dim/2 values each

@@ -222,7 +222,8 @@ class Layer:
     draws_input: ClassVar[bool] = True
     # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields,
     # and those of `torch_attributes` ((torch's attribute, the spec field it gives) where the names differ:
-    # timm's DropPath.drop_prob is stochastic_depth's p); and the torch functions, tensor methods and ATen operations
+    # timm's DropPath.drop_prob is stochastic_depth's p; dotted, an attribute's: LlamaAttention's
+    # config.num_attention_heads); and the torch functions, tensor methods and ATen operations
     # it is, by name (F.relu, x.relu() and aten.relu share "relu"; in place, "relu_"), their arguments read by
     # `torch_call`. Kinds that list one name are tried in the order they are registered: the first that expresses the
     # call is it (x.view(B, -1): flatten, else reshape).
@@ -332,6 +333,12 @@ class Layer:
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
         """The fields a torch class fixes by being that class (MaxPool2d: op = "max"), for `archcalc import`."""
+        return {}
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """Fields computed from a torch module rather than read from an attribute of theirs (`archcalc import`):
+        rotary's head_dim, twice its inv_freq's length."""
         return {}
 
     @classmethod

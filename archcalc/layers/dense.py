@@ -20,7 +20,8 @@ class Dense(Layer):
     mistakes = frozenset({"bias_per_input"})
     asks_shape = False  # its output is out_features, as the spec writes it
     colour = "#8fb3de"
-    torch_modules = ("Linear",)
+    torch_modules = ("Linear", "Conv1D")  # Conv1D: Hugging Face's (GPT-2's), its weight [in, out]
+    torch_attributes = (("nf", "out_features"),)  # Conv1D's name
     torch_functions = torch_weighted = ("linear",)
     out_features: Dim = size()
     # the input's last axis, given: then any input, the layer applied per position over its other axes as nn.Linear
@@ -29,6 +30,9 @@ class Dense(Layer):
     bias: bool = flag(True)
     activation: str | None = activation_field()
     tie: str | None = ref(None)  # an earlier layer whose weight this one shares (GPT-2's output layer: tie = "wte")
+    # the weight held as [in_features, out_features] and applied by addmm, as Hugging Face's Conv1D (GPT-2's c_attn,
+    # c_fc, c_proj) holds it: the same numbers, another state_dict shape
+    transposed: bool = flag(False)
 
     def output(self, x: Shape) -> Shape:
         self.features(x)
@@ -41,7 +45,7 @@ class Dense(Layer):
         return self.out_features if self.bias else 0
 
     def weight_shape(self, x: Shape) -> Shape:
-        return (self.out_features, self.features(x))
+        return (self.features(x), self.out_features) if self.transposed else (self.out_features, self.features(x))
 
     def macs(self, x: Shape) -> Dim:
         return num.normal(self.tokens(x) * self.features(x) * self.out_features)
@@ -74,6 +78,7 @@ class Dense(Layer):
         where = ", per token" if len(x) == 2 else ", per position" if len(x) > 2 else ""
         text = f"{fmt.group(self.features(x))}→{fmt.group(self.out_features)}{where}"
         text += f", tied to {self.tie}" if self.tie else ""
+        text += ", Conv1D" if self.transposed else ""
         return with_activation(text + ("" if self.bias else ", no bias"), self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
@@ -111,7 +116,13 @@ class Dense(Layer):
         return ()
 
     def to_torch(self, x: Shape, nn):
+        if self.transposed:
+            return nn.Conv1D(int(self.features(x)), int(self.out_features), bias=self.bias)
         return nn.Linear(int(self.features(x)), int(self.out_features), bias=self.bias)
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"transposed": True} if torch_name == "Conv1D" else {}
 
     @classmethod
     def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:

@@ -104,6 +104,7 @@ class Recovered:
         self.parameters = dict(module.named_parameters())
         self.learned: dict[str, str] = {}  # a parameter's path -> the `parameter` layer made of it (a layer scale, a class token)
         self.several: dict = {}  # a node that returns several tensors (chunk, unbind) -> its function's name
+        self.owned: dict[int, str] = {}  # a module's weight (by identity) -> the layer that holds it (weight tying)
         self.made_attention: set[str] = set()  # attention layers made of operations (attention.py)
         self.alias_parameter: dict[str, str] = {}  # the alias of a view of a parameter -> the parameter's path
         self.parameter_value: dict[str, object] = {}  # the alias of a view of a parameter -> its value (fake tensor)
@@ -224,24 +225,35 @@ class Recovered:
 
     def _call(self, call: Call) -> None:
         inside = set(call.nodes)
-        outputs = [n for n in call.nodes if any(user not in inside for user in n.users) or self._is_returned(n)]
-        outputs = [n for n in outputs if n in self.dependent and not is_shape(n)]
+        for node in call.nodes:  # x.to(its own dtype) is x: what reads it outside reads the call's input (Llama's residual)
+            source = tensors(node)[:1]
+            if (_operation(node) in SAME and source and source[0] not in inside and source[0] in self.dependent
+                    and _same_tensor(node, source[0])):
+                self.alias[node.name] = self.alias.get(source[0].name, source[0].name)
+                inside.discard(node)
+        detached = self._detached(call.module)
+        outputs = [n for n in call.nodes if n in inside and (any(user not in inside for user in n.users) or self._is_returned(n))]
+        outputs = [n for n in outputs if (n in self.dependent or detached) and not is_shape(n)]
         inputs: list[str] = []
         for node in call.nodes:
             for arg in tensors(node):
-                if arg in inside or arg not in self.dependent:
-                    continue  # its own parameters, buffers and masks
                 name = self.alias.get(arg.name, arg.name)
+                if arg in inside or (arg not in self.dependent and name not in self.given):
+                    continue  # its own parameters, buffers and masks
                 if name not in inputs:
                     inputs.append(name)
         if not outputs:
-            read = any(user not in inside for n in call.nodes for user in n.users)
-            if read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
+            read = [n for n in call.nodes if any(user not in inside for user in n.users)]
+            if read and torch_base(call.module) is not None and torch_base(call.module).__name__ == "Embedding":
+                self._positions(call, read)
+            elif read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
                 self._problem(Unmapped(f"{type(call.module).__name__} reads no tensor computed from the input "
                                        "(positions, a constant): archcalc has no layer for it", call.path), call.nodes[0])
             return  # else nothing reads what it computes (an assertion, a buffer's update)
+        if detached and not inputs:  # made from sizes alone (the rotary tables): it reads the tokens before it for T
+            inputs = [self.layers[-1].name if self.layers else "input"]
         try:
-            made = self._call_layer(call, inputs, outputs)
+            made = self._call_layer(call, inputs, outputs if not detached else outputs[:1])
         except Unmapped as error:
             self._problem(error, call.nodes[0])
             for node in outputs:
@@ -253,7 +265,62 @@ class Recovered:
         name = free(call.path, lambda n: n in self.given)
         self.given.add(name)
         self.layers.append(dataclasses.replace(made, name=name))
-        self.alias[outputs[0].name] = name
+        if isinstance(getattr(call.module, "weight", None), self.torch.Tensor):
+            self.owned.setdefault(id(call.module.weight), name)
+        for node in outputs if detached else outputs[:1]:  # the rotary tables: cos and sin, one layer's output
+            self.alias[node.name] = name
+
+    def _detached(self, module) -> bool:
+        """Whether a module is a layer kind whose output is made from its input's sizes alone (the rotary tables)."""
+        base = torch_base(module)
+        return base is not None and any(cls.detached and base.__name__ in cls.torch_modules for cls in LAYERS.values())
+
+    def _positions(self, call: Call, read: list) -> None:
+        """An nn.Embedding of positions (GPT-2's wpe of arange(T), BERT's position_ids[:, :T] and token types of zeros,
+        CLIP's every position): the table as a `parameter` of its first `length` rows (one row: a token type of 0)."""
+        module, node = call.module, call.nodes[0]
+        indices = node.args[1] if _operation(node) == "embedding" and len(node.args) > 1 else None  # (weight, indices)
+        rows = self._rows(indices) if indices is not None else None
+        if rows is None or len(read) != 1:
+            self._problem(Unmapped(f"{type(module).__name__} of indices archcalc cannot read (it reads positions 0, 1, "
+                                   "2... and a token type of 0)", call.path), node)
+            return
+        table = [int(module.num_embeddings), int(module.embedding_dim)]
+        length = 1 if rows == "zeros" else self.sizes.value(read[0].meta["val"].shape[-2])
+        if length is None:
+            self._problem(Unmapped(f"{type(module).__name__} of positions whose count archcalc cannot write", call.path), node)
+            return
+        fields = {"shape": table} | ({} if length == table[0] else {"length": length})
+        name = free(call.path, lambda n: n in self.given)
+        self.given.add(name)
+        self.layers.append(Layer(name, "parameter", fields, (self.layers[-1].name if self.layers else "input",)))
+        self.alias[read[0].name] = name
+
+    def _rows(self, indices) -> str | None:
+        """Which rows an embedding looks up: "first" (positions 0, 1, 2...), "zeros" (row 0 everywhere), or None.
+        Read from their values; where they are a buffer without values (a model on the meta device), from the
+        buffer's name: transformers' position_ids (arange) and token_type_ids (zeros)."""
+        torch = self.torch
+        value = self.constants.value(indices)
+        if value is not None and value.dim() >= 1 and not value.is_floating_point():
+            flat = value.reshape(-1, value.shape[-1])
+            if bool((flat == 0).all()):
+                return "zeros"
+            if bool((flat == torch.arange(flat.shape[-1])).all()):
+                return "first"
+            return None
+        buffers, todo, seen = set(), [indices], set()
+        while todo:
+            step = todo.pop()
+            if step in seen:
+                continue
+            seen.add(step)
+            if step.op == "placeholder":
+                buffers.add(self.held.get(step.name, "").rpartition(".")[2])
+            todo += [n for n in nodes(step.args) if not is_shape(n)]
+        if "token_type_ids" in buffers:  # gathered at positions or not: zeros
+            return "zeros" if buffers <= {"token_type_ids", "position_ids"} else None
+        return "first" if buffers == {"position_ids"} else None
 
     def _attention_of_operations(self, found) -> None:
         """Attention written as operations (attention.py): one layer, named by the module that calls SDPA."""
@@ -284,7 +351,7 @@ class Recovered:
         path, module = call.path, call.module
         if type(module).__name__ in PASSTHROUGH:
             return None
-        if len(outputs) > 1:
+        if len(outputs) > 1 and not self._detached(module):
             raise Unmapped(f"{type(module).__name__} returns {len(outputs)} tensors read later: an archcalc layer gives one", path)
         if not inputs:
             raise Unmapped(f"{type(module).__name__} reads no tensor computed from the input (positions, a constant): "
@@ -296,6 +363,9 @@ class Recovered:
         if type(module).__name__ == "MultiheadAttention":
             return Layer(path, "attention", self._attention(call, outputs[0]), tuple(inputs[:1]))
         kind, fields = from_module(module, path)
+        weight = getattr(module, "weight", None)
+        if weight is not None and id(weight) in self.owned and "tie" in LAYERS[kind].spec_fields():
+            fields["tie"] = self.owned[id(weight)]  # GPT-2's lm_head: wte's matrix
         return Layer(path, kind, fields, tuple(inputs))
 
     def _held_inputs(self, inputs: list[str], what: str) -> None:
@@ -354,6 +424,11 @@ class Recovered:
         if self._parameter_view(node):
             return
         if node not in self.dependent:
+            source = tensors(node)
+            made = self.alias.get(source[0].name) if len(source) == 1 else None
+            if made in self.given and _operation(node) in SAME and _same_tensor(node, source[0]):
+                self.alias[node.name] = made  # a layer's output from positions, moved to where it is (GPT-2's wpe)
+                return
             self.alias[node.name] = CONSTANT + node.name
             return
         inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(node)))
@@ -536,6 +611,15 @@ PARAMETER_VIEWS = {*VIEWS, "expand", "unsqueeze", "alias", "detach", "clone", "c
 MERGES = {kind for kind, cls in LAYERS.items() if cls.merges is True}  # add, mul, concat: a parameter may be one input
 MERGE_FUNCTIONS = {name for kind in MERGES for name in LAYERS[kind].torch_functions}
 SEVERAL = {name for cls in LAYERS.values() for name in cls.torch_several}  # chunk, split, unbind: a layer per element
+
+
+SAME = {"to", "_to_copy", "alias", "detach", "contiguous"}  # calls that may give their input itself
+
+
+def _same_tensor(node, source) -> bool:
+    value, given = node.meta.get("val"), source.meta.get("val")
+    return (value is not None and given is not None and value.dtype == given.dtype and tuple(value.shape) == tuple(given.shape)
+            and (_operation(node) != "_to_copy"))
 
 
 def _to(node, sizes=None):
