@@ -21,6 +21,8 @@ SLOW = {
     "tests/memory/test_memory_oracle.py",  # 29
     "tests/analysis/test_graph_specs.py",  # 28
     "tests/backends/test_torch_import.py",  # 27
+    "tests/backends/test_import_torchvision.py::test_segmentation_models_import_exactly_with_their_heads",  # 9
+    "tests/backends/test_import_torchvision.py::test_timm_models_import_exactly",  # 10
     "tests/backends/test_torch_export.py",  # 15
     "tests/analysis/test_modern_specs.py",  # 15
     "tests/backends/test_torch_onnx.py",  # 15

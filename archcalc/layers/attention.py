@@ -71,11 +71,6 @@ class Attention(Layer):
         _, d = self.tokens(x)
         return num.normal((d + 2 * self.kv_dim(x) if self.bias else 0) + (d if self.o_bias else 0))
 
-    @property
-    def o_bias(self) -> bool:
-        """Whether the output projection has a bias (`out_bias`, else as the others)."""
-        return self.bias if self.out_bias is None else self.out_bias
-
     def macs(self, x: Shape) -> Dim:
         return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
 
@@ -145,6 +140,11 @@ class Attention(Layer):
                     field,
                 )
         return t, d
+
+    @property
+    def o_bias(self) -> bool:
+        """Whether the output projection has a bias (`out_bias`, else as the others)."""
+        return self.bias if self.out_bias is None else self.out_bias
 
     def kv_dim(self, x: Shape) -> Dim:
         """The width of k (and of v): kv_heads·head_dim."""
@@ -237,6 +237,15 @@ class Attention(Layer):
                 "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
 
     @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """nn.MultiheadAttention is module = "multihead"; transformers' LlamaAttention (Mistral's, Qwen2's), causal,
+        module = "llama" with rotary (its num_heads, kv_heads and bias are its config's: num_attention_heads,
+        num_key_value_heads, attention_bias)."""
+        if torch_name == "MultiheadAttention":
+            return {"module": "multihead"}
+        return {"module": "llama", "rotary": True, "causal": True}
+
+    @classmethod
     def torch_read(cls, module) -> dict:
         """transformers' LlamaAttention (Mistral's, Qwen2's): its biases, q_proj's and o_proj's (Qwen2: q, k, v only)."""
         if not hasattr(module, "q_proj") or not hasattr(module, "o_proj"):
@@ -245,15 +254,6 @@ class Attention(Layer):
         if {module.k_proj.bias is not None, module.v_proj.bias is not None} != {bias}:
             raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")
         return ({} if bias else {"bias": False}) | ({} if out == bias else {"out_bias": out})
-
-    @classmethod
-    def torch_fields(cls, torch_name: str) -> dict:
-        """nn.MultiheadAttention is module = "multihead"; transformers' LlamaAttention (Mistral's, Qwen2's), causal,
-        module = "llama" with rotary (its num_heads, kv_heads and bias are its config's: num_attention_heads,
-        num_key_value_heads, attention_bias)."""
-        if torch_name == "MultiheadAttention":
-            return {"module": "multihead"}
-        return {"module": "llama", "rotary": True, "causal": True}
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:

@@ -67,6 +67,12 @@ class Mean(Layer):
         return nn.Mean(tuple(torch_axis(d) for d in self.axes(x)), self.keepdim)
 
     @classmethod
+    def torch_value(cls, field: str, value):
+        if field == "dims":
+            return [from_torch_axis(d) for d in ([value] if isinstance(value, int) else value)]
+        return value
+
+    @classmethod
     def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
         """x.mean((2, 3)), x.mean(dim=-1, keepdim=True), torch.mean(x, [2, 3]), aten.mean.dim(x, [2, 3], True)."""
         dims = torch_argument(args, kwargs, 1, "dim")
@@ -80,9 +86,3 @@ class Mean(Layer):
         if torch_argument(args, kwargs, 3, "dtype") is not None:
             raise Inexpressible("with a dtype: archcalc's layers compute in the model's one dtype")
         return {"dims": [from_torch_axis(d) for d in dims]} | ({"keepdim": True} if torch_argument(args, kwargs, 2, "keepdim") else {})
-
-    @classmethod
-    def torch_value(cls, field: str, value):
-        if field == "dims":
-            return [from_torch_axis(d) for d in ([value] if isinstance(value, int) else value)]
-        return value

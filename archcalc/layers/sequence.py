@@ -306,6 +306,8 @@ class Narrow(Layer):
                     end = num.normal(n + value)
         if not isinstance(step, int) or step < 1:
             raise Inexpressible(f"with step {step!r}")
+        if start == 0 and step == 1 and (end is None or (n is not None and num.is_concrete(n) and num.is_concrete(end) and end >= n)):
+            return None  # x[:, :]: the tensor itself
         fields = _range(args[0], dim, start, None if end is None else _length(start, end, n, step), step)
         return fields | ({"step": step} if step != 1 else {})
 
