@@ -243,6 +243,90 @@ class Conv1D(nn.Module):
         return out.view(size)
 
 
+class ShiftedWindowAttention(nn.Module):
+    """Swin's shifted-window attention as torchvision writes it (models/swin_transformer.py: ShiftedWindowAttention,
+    ShiftedWindowAttentionV2 with `cosine`), under its names (qkv, proj, relative_position_bias_table, or logit_scale and
+    cpb_mlp; the buffers relative_position_index, relative_coords_table), so that its state_dict loads strictly."""
+
+    def __init__(self, dim: int, window_size: list, shift_size: list, num_heads: int, bias: bool = True,
+                 attention_dropout: float = 0.0, dropout: float = 0.0, cosine: bool = False):
+        super().__init__()
+        self.window_size, self.shift_size, self.num_heads = list(window_size), list(shift_size), num_heads
+        self.attention_dropout, self.dropout, self.cosine = attention_dropout, dropout, cosine
+        self.qkv = nn.Linear(dim, dim * 3, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        wh, ww = self.window_size
+        if cosine:
+            self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))
+            self.cpb_mlp = nn.Sequential(nn.Linear(2, 512, bias=True), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False))
+            h = torch.arange(-(wh - 1), wh, dtype=torch.float32)
+            w = torch.arange(-(ww - 1), ww, dtype=torch.float32)
+            table = torch.stack(torch.meshgrid([h, w], indexing="ij")).permute(1, 2, 0).contiguous().unsqueeze(0)
+            table[:, :, :, 0] /= max(wh - 1, 1)
+            table[:, :, :, 1] /= max(ww - 1, 1)
+            table *= 8
+            self.register_buffer("relative_coords_table", torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0)
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+            nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        coords = torch.flatten(torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")), 1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative[:, :, 0] += wh - 1
+        relative[:, :, 1] += ww - 1
+        relative[:, :, 0] *= 2 * ww - 1
+        self.register_buffer("relative_position_index", relative.sum(-1).flatten())
+
+    def _bias(self):
+        n = self.window_size[0] * self.window_size[1]
+        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads) if self.cosine else self.relative_position_bias_table
+        bias = table[self.relative_position_index].view(n, n, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        return 16 * torch.sigmoid(bias) if self.cosine else bias
+
+    def forward(self, input):
+        bias = self._bias()
+        (wh, ww), heads = self.window_size, self.num_heads
+        B, H, W, C = input.shape
+        x = F.pad(input, (0, 0, 0, (ww - W % ww) % ww, 0, (wh - H % wh) % wh))
+        _, ph, pw, _ = x.shape
+        shift = [0 if wh >= ph else self.shift_size[0], 0 if ww >= pw else self.shift_size[1]]
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        windows = (ph // wh) * (pw // ww)
+        x = x.view(B, ph // wh, wh, pw // ww, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B * windows, wh * ww, C)
+        qkv_bias = self.qkv.bias
+        if self.cosine and qkv_bias is not None:
+            qkv_bias = qkv_bias.clone()
+            qkv_bias[C : 2 * C].zero_()
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        qkv = qkv.reshape(x.size(0), x.size(1), 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.cosine:
+            attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+            attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        else:
+            attn = (q * (C // heads) ** -0.5).matmul(k.transpose(-2, -1))
+        attn = attn + bias
+        if sum(shift) > 0:
+            mask = x.new_zeros((ph, pw))
+            count = 0
+            for h in ((0, -wh), (-wh, -shift[0]), (-shift[0], None)):
+                for w in ((0, -ww), (-ww, -shift[1]), (-shift[1], None)):
+                    mask[h[0] : h[1], w[0] : w[1]] = count
+                    count += 1
+            mask = mask.view(ph // wh, wh, pw // ww, ww).permute(0, 2, 1, 3).reshape(windows, wh * ww)
+            mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+            mask = mask.masked_fill(mask != 0, (-100.0)).masked_fill(mask == 0, 0.0)
+            attn = attn.view(x.size(0) // windows, windows, heads, x.size(1), x.size(1)) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, heads, x.size(1), x.size(1))
+        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout, training=self.training)
+        x = attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), C)
+        x = F.dropout(F.linear(x, self.proj.weight, self.proj.bias), p=self.dropout, training=self.training)
+        x = x.view(B, ph // wh, pw // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, ph, pw, C)
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+        return x[:, :H, :W, :].contiguous()
+
+
 class RotaryTables(nn.Module):
     """transformers' LlamaRotaryEmbedding as LlamaModel calls it, positions 0..T-1 for the whole batch: (cos, sin), each
     [1, T, head_dim] in the input's dtype, computed in float32 (inv_freq and its copy original_inv_freq: buffers)."""
@@ -402,7 +486,8 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "QuickGELU", "Conv1D")
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "QuickGELU", "Conv1D",
+           "ShiftedWindowAttention")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -622,6 +622,16 @@ def _same_tensor(node, source) -> bool:
             and (_operation(node) != "_to_copy"))
 
 
+def _pad(node, sizes=None):
+    """F.pad by nothing (Swin's patch merging pads H and W to even sizes: by 0 when they are) is its input."""
+    pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+    value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
+    if isinstance(pad, (list, tuple)) and all(isinstance(p, int) and p == 0 for p in pad) and not value:
+        return None
+    raise Unmapped(f"aten.{_operation(node)} by {list(pad) if isinstance(pad, (list, tuple)) else pad}: archcalc pads only in "
+                   "a conv or a pool (their padding)")
+
+
 def _to(node, sizes=None):
     source = tensors(node)[0]
     if source.meta["val"].dtype != node.meta["val"].dtype:
@@ -654,7 +664,7 @@ def _getitem(node):
 
 
 WITH_INDICES = {f"max_pool{n}d_with_indices" for n in (1, 2, 3)} | {f"adaptive_max_pool{n}d" for n in (1, 2, 3)}
-ATEN = {"to": _to, "_to_copy": _to, **dict.fromkeys(VIEWS, _view)}  # what only torch.export's graph has
+ATEN = {"to": _to, "_to_copy": _to, "pad": _pad, "constant_pad_nd": _pad, **dict.fromkeys(VIEWS, _view)}  # what only torch.export's graph has
 
 
 def layers(module, input_shape: list) -> tuple[list[Layer], list[str]]:
