@@ -180,7 +180,7 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(d, d, bias=bias)
         self.register_load_state_dict_pre_hook(_multihead_names)
 
-    def forward(self, x):
+    def forward(self, x, bias=None):
         b, t, d = x.shape
         kv = self.kv_heads * self.head_dim
         q, k, v = self.in_proj(x).split([d, kv, kv], dim=-1)
@@ -188,17 +188,19 @@ class SelfAttention(nn.Module):
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.math:
-            o = self._matmuls(q, k, v)
+            o = self._matmuls(q, k, v, bias)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0,
                                                is_causal=self.causal, enable_gqa=self.kv_heads != self.heads)
         o = o.transpose(1, 2).reshape(b, t, d)  # the heads' output is freed here when this copies (as in GPT-2's)
         return self.out_proj(o)
 
-    def _matmuls(self, q, k, v):
+    def _matmuls(self, q, k, v, bias=None):
         if self.kv_heads != self.heads:  # each k/v head serves heads/kv_heads query heads (a copy, as SDPA's math makes)
             k, v = (self._repeat(z) for z in (k, v))
         s = q @ k.transpose(-2, -1) * (1 / math.sqrt(self.head_dim))
+        if bias is not None:  # T5's relative position bias, added to the scores
+            s = s + bias
         if self.causal:  # an additive mask: adding keeps nothing for backward (masked_fill would keep a mask)
             t = s.shape[-1]
             s = s + torch.full((t, t), float("-inf"), dtype=s.dtype, device=s.device).triu(1)
@@ -325,6 +327,36 @@ class ShiftedWindowAttention(nn.Module):
         if sum(shift) > 0:
             x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
         return x[:, :H, :W, :].contiguous()
+
+
+def relative_buckets(t: int, bidirectional: bool, num_buckets: int, max_distance: int, device=None):
+    """T5's bucket of each relative position j − i, [T, T] (transformers' T5Attention._relative_position_bucket)."""
+    position = torch.arange(t, device=device)[None, :] - torch.arange(t, device=device)[:, None]
+    buckets = 0
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (position > 0).to(torch.long) * num_buckets
+        position = torch.abs(position)
+    else:
+        position = -torch.min(position, torch.zeros_like(position))
+    exact = num_buckets // 2
+    large = exact + (torch.log(position.float() / exact) / math.log(max_distance / exact) * (num_buckets - exact)).to(torch.long)
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return buckets + torch.where(position < exact, position, large)
+
+
+class RelativeBias(nn.Module):
+    """T5's relative position bias (T5Attention.compute_bias): [1, heads, T, T] from a table [num_buckets, heads]."""
+
+    def __init__(self, num_buckets: int, heads: int, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.weight = nn.Parameter(torch.empty(num_buckets, heads))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        buckets = relative_buckets(x.shape[1], self.bidirectional, self.num_buckets, self.max_distance, x.device)
+        return F.embedding(buckets, self.weight).permute([2, 0, 1]).unsqueeze(0)
 
 
 class RotaryTables(nn.Module):
@@ -487,7 +519,7 @@ class Namespace:
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
            "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "QuickGELU", "Conv1D",
-           "ShiftedWindowAttention")
+           "ShiftedWindowAttention", "RelativeBias")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -51,15 +51,33 @@ class Attention(Layer):
     rotary: bool = flag(False)
     # the output projection's bias where it differs from q's, k's and v's (`bias`): Qwen2's o_proj has none (module "llama")
     out_bias: bool | None = flag(None)
+    # a bias [heads, T, T] added to the scores, read as its second input (from = ["x", "relative_attention_bias"]): T5's
+    # relative position bias (a `relative_bias` layer)
+    position_bias: bool = flag(False)
 
     @property
     def merges(self) -> bool:
-        return self.rotary  # it reads the tokens and the rotary tables
+        return self.rotary or self.position_bias  # it reads the tokens and the rotary tables (or a position bias)
+
+    @property
+    def broadcasts(self) -> bool:
+        return self.position_bias  # the bias [1, heads, T, T] is added to every sample's scores
 
     def output(self, x: Shape) -> Shape:
+        if self.rotary and self.position_bias:
+            raise SpecError("rotary and position_bias are two ways of giving positions: archcalc's attention takes one", None, "rotary")
         if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
+        if self.position_bias and not (isinstance(x[0], tuple) and len(x) == 2):
+            raise SpecError("position_bias = true reads the bias too: from = [the tokens, a relative_bias layer]",
+                            'for example from = ["layer_norm", "relative_attention_bias"]', "from")
+        if self.position_bias:
+            t, _ = self.tokens(x[0])
+            bias = x[1]
+            if len(bias) != 3 or any(num.is_concrete(a - b) and a != b for a, b in zip(bias, (self.num_heads, t, t))):
+                raise SpecError(f"the position bias {fmt.shape(bias)} does not fit {fmt.group(self.num_heads)} heads over "
+                                f"T = {fmt.group(t)}: it must be [num_heads, T, T]", None, "from")
         self.tokens(x)
         return self.hidden(x)
 
@@ -104,8 +122,8 @@ class Attention(Layer):
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
     def hidden(self, x) -> Shape:
-        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables."""
-        return x[0] if self.rotary and isinstance(x[0], tuple) else x
+        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables (a position bias)."""
+        return x[0] if self.merges and isinstance(x[0], tuple) else x
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d] (and the rotary tables', checked)."""
@@ -250,6 +268,9 @@ class Attention(Layer):
         """transformers' LlamaAttention (Mistral's, Qwen2's): its biases, q_proj's and o_proj's (Qwen2: q, k, v only)."""
         if not hasattr(module, "q_proj") or not hasattr(module, "o_proj"):
             return {}
+        if getattr(getattr(module, "config", None), "sliding_window", None):
+            raise Inexpressible(f"with sliding_window = {module.config.sliding_window}: archcalc's causal attention sees every "
+                                "earlier token")
         bias, out = module.q_proj.bias is not None, module.o_proj.bias is not None
         if {module.k_proj.bias is not None, module.v_proj.bias is not None} != {bias}:
             raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")

@@ -281,7 +281,7 @@ class RMSNorm(LastAxesNorm):
     """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
 
     kind = "rmsnorm"
-    torch_modules = ("RMSNorm", "LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")
+    torch_modules = ("RMSNorm", "LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "T5LayerNorm")
     torch_attributes = (("variance_epsilon", "eps"),)  # transformers' name
     normalized_shape: tuple | None = sizes(None, scalar=True)
     eps: Value | None = real(None, low=0)
@@ -327,6 +327,11 @@ class RMSNorm(LastAxesNorm):
         if self.module == "llama":
             return nn.LlamaRMSNorm(int(x[-1]), 1e-6 if eps is None else eps)
         return nn.RMSNorm(ints(_normalized(self, x)), eps=eps, elementwise_affine=self.elementwise_affine)
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """transformers' RMSNorms (Llama's, Mistral's, Qwen2's; T5's T5LayerNorm, the same ops in float32) are module "llama"."""
+        return {} if torch_name == "RMSNorm" else {"module": "llama"}
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:

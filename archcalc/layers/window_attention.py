@@ -64,10 +64,6 @@ class WindowAttention(Layer):
         c = self.channels(x)
         return num.normal(p * c * 3 * c + 2 * p * n * c + p * c * c + self.bias_mlp())
 
-    def bias_mlp(self) -> Dim:
-        """V2's cpb_mlp MACs: it runs once for the batch, counted here with each sample (torch's count at batch 1)."""
-        return num.normal(self.table_rows() * (2 * HIDDEN + HIDDEN * self.num_heads)) if self.cosine else 0
-
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # qkv: its weight's gradient, and its input's when that needs one; QKᵀ and AV: both factors' each; proj: both
         p, n = self.tokens(x)
@@ -101,6 +97,10 @@ class WindowAttention(Layer):
         if self.dropout != 0:
             kept.append(Kept(Tensor.own, pc, Storage.mask, what="dropout mask"))
         return tuple(kept)
+
+    def bias_mlp(self) -> Dim:
+        """V2's cpb_mlp MACs: it runs once for the batch, counted here with each sample (torch's count at batch 1)."""
+        return num.normal(self.table_rows() * (2 * HIDDEN + HIDDEN * self.num_heads)) if self.cosine else 0
 
     def channels(self, x: Shape) -> Dim:
         c = x[-1]

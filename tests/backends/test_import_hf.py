@@ -29,13 +29,15 @@ def test_an_hf_config_builds_its_architecture_on_the_meta_device_without_weights
     assert importer.load_target(f"hf:{HF / 'gpt2' / 'config.json'}", class_name="GPT2Model").config.n_layer == 2
 
 
-def test_an_hf_model_is_captured_with_torch_export_and_what_is_missing_is_listed_by_cause():
-    module = importer.load_target(f"hf:{HF / 't5_encoder'}")
+def test_an_hf_model_is_captured_with_torch_export_and_what_is_missing_is_listed_by_cause(tmp_path):
+    config = json.loads((HF / "mistral" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"sliding_window": 4}))  # a mask archcalc has no field for
+    module = importer.load_target(f"hf:{tmp_path}")
     with pytest.raises(importer.ImportFailed) as error:
         importer.import_module(module, ["T"])
     assert error.value.capture == "torch.export"
     text = str(error.value)
-    assert "transformers/models/t5/modeling_t5.py:" in text  # the place in transformers' own file
+    assert "transformers/models/mistral/modeling_mistral.py:" in text  # the place in transformers' own file
     assert "control flow" not in text  # torch.fx's failure is not the one shown: torch.export captured it
 
 
@@ -51,7 +53,7 @@ def imported(name: str):
     return archcalc.loads(text), getattr(transformers, config.architectures[0])(config), config, shape
 
 
-@pytest.mark.parametrize("name", ["gpt2", "bert", "llama", "mistral", "qwen2", "vit", "clip_vision"])
+@pytest.mark.parametrize("name", ["gpt2", "bert", "llama", "mistral", "qwen2", "t5_encoder", "vit", "clip_vision"])
 def test_hf_configs_import_with_params_and_flops_equal_to_torchs(name):
     """FlopCounterMode with attention forced to the math kernel counts QKᵀ and AV, as archcalc does; `verify` is green."""
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..build import require
-from .functions import tensors
+from .functions import is_shape, tensors
 from .mapping import torch_base
 from .problems import Unmapped
 
@@ -37,6 +37,7 @@ class Found:
     out: object  # the output projection's call
     source: object  # the tensor the projections read
     fields: dict = field(default_factory=dict)
+    bias: object = None  # the attn_mask that is a learned position bias (T5's), read as the layer's second input
 
 
 def operation(node) -> str:
@@ -85,8 +86,9 @@ def _attention(recovered, member: dict, core) -> Found | None:
     for n in routes | outputs:
         if any(user not in routes and user is not core and user not in out.nodes for user in n.users):
             return None  # something else reads what the attention computes inside
-    fields = _fields(recovered, core, calls, out, source, args, kwargs)
-    return Found(core, routes, calls, out, source, fields)
+    fields = _fields(recovered, member, core, calls, out, source, args, kwargs)
+    mask = args[3] if args[3] is not None else kwargs.get("attn_mask")
+    return Found(core, routes, calls, out, source, fields, mask if fields.get("position_bias") else None)
 
 
 def _back(recovered, member: dict, node):
@@ -146,10 +148,10 @@ def _features(module) -> tuple[int, int]:
     return (rows, columns) if torch_base(module).__name__ == "Conv1D" else (columns, rows)
 
 
-def _fields(recovered, core, calls, out, source, args, kwargs) -> dict:
+def _fields(recovered, member, core, calls, out, source, args, kwargs) -> dict:
     path = recovered.context(core)
     x = source.meta["val"]
-    q, k = args[0].meta["val"], args[1].meta["val"]
+    q = args[0].meta["val"]
     if x.dim() != 3 or q.dim() != 4:
         raise Unmapped(f"attention on {x.dim() - 1}-axis tokens: archcalc's attention reads [T, d]", path)
     d = int(x.shape[-1])
@@ -178,9 +180,11 @@ def _fields(recovered, core, calls, out, source, args, kwargs) -> dict:
         fields["kv_heads"] = kv // head_dim
     mask = args[3] if args[3] is not None else kwargs.get("attn_mask")
     causal = bool(args[5] if args[5] is not None else kwargs.get("is_causal", False))
-    if mask is not None:
-        masked = _mask(recovered, mask, int(k.shape[2]) if not hasattr(k.shape[2], "node") else None, path)
-        causal = causal or masked
+    if mask is not None and _learned_bias(recovered, member, mask):
+        fields["position_bias"] = True
+        fields["kernel"] = "math"  # SDPA has no fused kernel for a mask that needs a gradient
+    elif mask is not None:
+        causal = causal or _mask(recovered, mask, path)
     if causal:
         fields["causal"] = True
     dropout = args[4] if args[4] is not None else kwargs.get("dropout_p", 0.0)
@@ -191,7 +195,24 @@ def _fields(recovered, core, calls, out, source, args, kwargs) -> dict:
     return fields
 
 
-def _mask(recovered, mask, _t, path: str) -> bool:
+def _learned_bias(recovered, member: dict, mask) -> bool:
+    """Whether an attn_mask is a learned bias: views of what an Embedding looks up at computed indices (T5's
+    relative_attention_bias at the buckets of relative positions)."""
+    node = mask
+    while node.op == "call_function" and node not in member:
+        if recovered.unmasked(node):  # where(a padding mask of all True, bias, -inf): the bias
+            node = node.args[1]
+            continue
+        read = [n for n in tensors(node) if not is_shape(n)]
+        if operation(node) not in ROUTES | {"to", "_to_copy"} or len(read) != 1:
+            return False
+        node = read[0]
+    call = member.get(node)
+    return call is not None and torch_base(call.module) is not None and torch_base(call.module).__name__ == "Embedding" \
+        and getattr(recovered.parent_of(call.path), "relative_attention_num_buckets", None) is not None
+
+
+def _mask(recovered, mask, path: str) -> bool:
     """Whether an attn_mask is causal (True), or masks nothing (False); Unmapped for any other, or one that cannot be read."""
     torch = require()
     value = recovered.constants.value(mask)

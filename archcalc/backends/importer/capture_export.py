@@ -106,6 +106,7 @@ class Recovered:
         self.several: dict = {}  # a node that returns several tensors (chunk, unbind) -> its function's name
         self.owned: dict[int, str] = {}  # a module's weight (by identity) -> the layer that holds it (weight tying)
         self.made_attention: set[str] = set()  # attention layers made of operations (attention.py)
+        self.absorbed: set = set()  # operations a layer made of a call already stands for (T5's bias permuted)
         self.alias_parameter: dict[str, str] = {}  # the alias of a view of a parameter -> the parameter's path
         self.parameter_value: dict[str, object] = {}  # the alias of a view of a parameter -> its value (fake tensor)
         self._batch()
@@ -245,7 +246,10 @@ class Recovered:
         if not outputs:
             read = [n for n in call.nodes if any(user not in inside for user in n.users)]
             if read and torch_base(call.module) is not None and torch_base(call.module).__name__ == "Embedding":
-                self._positions(call, read)
+                if getattr(self.parent_of(call.path), "relative_attention_num_buckets", None) is not None:
+                    self._relative(call, read)
+                else:
+                    self._positions(call, read)
             elif read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
                 self._problem(Unmapped(f"{type(call.module).__name__} reads no tensor computed from the input "
                                        "(positions, a constant): archcalc has no layer for it", call.path), call.nodes[0])
@@ -296,6 +300,53 @@ class Recovered:
         self.layers.append(Layer(name, "parameter", fields, (self.layers[-1].name if self.layers else "input",)))
         self.alias[read[0].name] = name
 
+    def unmasked(self, node) -> bool:
+        """torch.where(mask, x, other) with a mask of sizes alone that is True everywhere (transformers' padding mask
+        without padding, T5's bias masked by it): x itself."""
+        if _operation(node) != "where" or len(node.args) != 3:
+            return False
+        if not hasattr(node.args[0], "op") or node.args[0] in self.dependent:
+            return False
+        mask = self.constants.value(node.args[0])
+        return mask is not None and mask.dtype == self.torch.bool and bool(mask.all()) and \
+            tuple(node.meta["val"].shape[-2:]) == tuple(node.args[1].meta["val"].shape[-2:])
+
+    def parent_of(self, path: str):
+        """The module that holds a module (T5Attention, for its relative_attention_bias)."""
+        return self.modules.get(path.rpartition(".")[0]) if "." in path else self.root
+
+    def _relative(self, call: Call, read: list) -> None:
+        """T5's relative_attention_bias, an nn.Embedding of the buckets of relative positions (T5Attention.compute_bias),
+        then permuted to [1, heads, T, T]: a `relative_bias` layer, checked against the buckets at the sample's T."""
+        from ..modules import relative_buckets
+
+        module, node, owner = call.module, call.nodes[0], self.parent_of(call.path)
+        fields = {"num_heads": int(module.embedding_dim), "num_buckets": int(module.num_embeddings),
+                  "max_distance": int(owner.relative_attention_max_distance), "bidirectional": not bool(owner.is_decoder)}
+        value = self.constants.value(node.args[1]) if len(node.args) > 1 else None
+        out = read[0]
+        while len(out.users) == 1 and _operation(next(iter(out.users))) in {"permute", "unsqueeze", "view", "reshape"}:
+            out = next(iter(out.users))
+        shape = tuple(out.meta["val"].shape)
+        expected = None if value is None else relative_buckets(value.shape[-1], fields["bidirectional"], fields["num_buckets"],
+                                                              fields["max_distance"])
+        if expected is None or value.shape != expected.shape or not bool((value == expected).all()) or len(shape) != 4 or shape[0] != 1:
+            self._problem(Unmapped(f"{type(module).__name__} of indices that are not T5's relative position buckets "
+                                   "(archcalc's relative_bias)", call.path), node)
+            return
+        name = free(call.path, lambda n: n in self.given)
+        self.given.add(name)
+        self.layers.append(Layer(name, "relative_bias", {k: v for k, v in fields.items() if (k, v) not in
+                                                          (("num_buckets", 32), ("max_distance", 128), ("bidirectional", True))},
+                                 (self.layers[-1].name if self.layers else "input",)))
+        step = read[0]
+        while True:  # the lookup's views, to [1, heads, T, T]: the layer's output
+            self.alias[step.name] = name
+            self.absorbed.add(step)
+            if step is out:
+                break
+            step = next(iter(step.users))
+
     def _rows(self, indices) -> str | None:
         """Which rows an embedding looks up: "first" (positions 0, 1, 2...), "zeros" (row 0 everywhere), or None.
         Read from their values; where they are a buffer without values (a model on the meta device), from the
@@ -327,7 +378,10 @@ class Recovered:
         base = self.context(found.core) or "attention"
         name = free(base, lambda n: n in self.given or (n in self.reserved and n != base))
         self.given.add(name)
-        self.layers.append(Layer(name, "attention", found.fields, (self.alias.get(found.source.name, found.source.name),)))
+        inputs = (self.alias.get(found.source.name, found.source.name),)
+        if found.bias is not None:  # T5's relative position bias: its layer's output
+            inputs += (self.alias.get(found.bias.name, found.bias.name),)
+        self.layers.append(Layer(name, "attention", found.fields, inputs))
         self.alias[found.out.nodes[-1].name] = name
         self.made_attention.add(name)
 
@@ -419,17 +473,17 @@ class Recovered:
     # --- an operation outside mapped modules -----------------------------------------------------------
 
     def _function(self, node) -> None:
-        if is_shape(node):
+        if is_shape(node) or node in self.absorbed:
             return
         if self._parameter_view(node):
             return
+        if node not in self.dependent and any(self.alias.get(n.name) in self.given for n in tensors(node)):
+            self.dependent.add(node)  # it reads a layer made without the input's values (positions, a position bias)
         if node not in self.dependent:
-            source = tensors(node)
-            made = self.alias.get(source[0].name) if len(source) == 1 else None
-            if made in self.given and _operation(node) in SAME and _same_tensor(node, source[0]):
-                self.alias[node.name] = made  # a layer's output from positions, moved to where it is (GPT-2's wpe)
-                return
             self.alias[node.name] = CONSTANT + node.name
+            return
+        if self.unmasked(node):
+            self.alias[node.name] = self.alias.get(node.args[1].name, node.args[1].name)
             return
         inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(node)))
         if node.target.__name__ == "getitem" and node.args[0].name in self.unmapped:
