@@ -33,6 +33,7 @@ SLOW = {
     "tests/layers/test_modern_oracle.py",  # 8
     "tests/layers/test_real_kinds_oracle.py",  # 6 (torchvision's and timm's modules, a training step each)
     "tests/layers/test_llama_oracle.py",  # 3 (transformers' LlamaForCausalLM, a training step each)
+    "tests/layers/test_import_kinds_oracle.py",  # 7 (torchvision's Swin attention, transformers' T5, CLIP, GPT-2 pieces)
     "tests/analysis/test_graph_oracle.py",  # 7
     "tests/analysis/test_reference_nets.py",  # 6
     "tests/analysis/test_receptive.py",  # 4

@@ -68,7 +68,9 @@ class WindowAttention(Layer):
         # qkv: its weight's gradient, and its input's when that needs one; QKᵀ and AV: both factors' each; proj: both
         p, n = self.tokens(x)
         c = self.channels(x)
-        return num.normal(p * c * 3 * c * (2 if grad else 1) + 4 * p * n * c + 2 * p * c * c + 2 * self.bias_mlp())
+        # V2's cpb_mlp: its first Linear reads a buffer (its weight's gradient only), its second both gradients
+        mlp = num.normal(self.table_rows() * (2 * HIDDEN + 2 * HIDDEN * self.num_heads)) if self.cosine else 0
+        return num.normal(p * c * 3 * c * (2 if grad else 1) + 4 * p * n * c + 2 * p * c * c + mlp)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         p, n = self.tokens(x)
