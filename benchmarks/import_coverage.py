@@ -32,6 +32,7 @@ from archcalc.backends import importer  # noqa: E402
 from tests.oracle.torch_probe import flops, saved_bytes, torch_counts  # noqa: E402
 
 HF_FIXTURES = ROOT / "tests" / "fixtures" / "hf"
+NATIVE = {"inception_v3": [3, 299, 299]}  # its auxiliary head needs 299×299 (at 224 its 5×5 conv meets a 3×3 map)
 TIMM = ["resnet50", "efficientnet_b0", "vit_small_patch16_224", "convnext_nano", "mobilenetv3_small_100"]
 
 
@@ -50,11 +51,12 @@ def torchvision_models(kind: str) -> list[tuple[str, str, object, list]]:
     shape = [3, 16, 112, 112] if kind == "video" else [3, 224, 224]
     out = []
     for name in torchvision.models.list_models(module=modules[kind]):
+        size = NATIVE.get(name, shape)
         def build(name=name):
             extra = {"weights_backbone": None} if kind == "segmentation" else {}  # else its backbone's weights download
             return torchvision.models.get_model(name, weights=None, **extra)
         source = "torchvision" if kind == "classification" else f"torchvision {kind}"
-        out.append((source, family(name), name, build, shape))
+        out.append((source, family(name), name, build, size))
     return out
 
 

@@ -62,13 +62,29 @@ def test_regnet_block_names_come_back_through_the_names_table():
     assert '"trunk_output.block1.block1_0" = "trunk_output.block1.block1-0"' in text
 
 
-def test_swin_is_refused_with_its_window_attention_counted_and_placed_in_torchvision():
-    module = torchvision.models.get_model("swin_t", weights=None)
+@pytest.mark.parametrize("v2", [False, True])
+def test_a_small_swin_imports_exactly(v2):
+    """Shifted windows (window_attention, V2's cosine attention and cpb_mlp), patch merging (a pad by nothing, strided
+    slices, a cat along the last axis), permutes to channels last and back: torchvision's state_dict loads strictly."""
+    from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformer, SwinTransformerBlockV2
+
+    torch.manual_seed(0)
+    extra = {"block": SwinTransformerBlockV2, "downsample_layer": PatchMergingV2} if v2 else {}
+    module = SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4],
+                             stochastic_depth_prob=0.1, num_classes=10, **extra)
+    text = importer.import_module(module, [3, 32, 32])
+    assert text.count('type = "window_attention"') == 4 or "repeat" in text
+    exact(module, text, (3, 32, 32))
+
+
+def test_detection_models_are_refused_with_what_they_need_and_their_backbones_import():
+    torch.manual_seed(0)
+    module = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
     with pytest.raises(importer.ImportFailed) as error:
-        importer.import_module(module, [3, 64, 64], capture="fx")
-    (cause, problems), *_ = error.value.causes()
-    assert cause.startswith("_get_relative_position_bias()") and len(problems) == 12
-    assert "torchvision/models/swin_transformer.py:287" in str(error.value)
+        importer.import_module(module, [3, 320, 320])
+    text = str(error.value)
+    assert text.startswith("SSD is a detection model") and "non-maximum suppression" in text and "model.backbone" in text
+    exact(module.backbone, importer.import_module(module.backbone, [3, 64, 64]), (3, 64, 64))
 
 
 @pytest.mark.parametrize("name, shape", [("resnet50", 64), ("efficientnet_b0", 64), ("mobilenetv3_small_100", 64),

@@ -21,7 +21,7 @@ from .blocks import recover
 from .capture_fx import CaptureFailed
 from .mapping import Layer, fold_activations
 from .names import escape, torch_path
-from .problems import ImportFailed, Problem
+from .problems import ImportFailed, Problem, refuse_detection
 from .target import HF, load_target, parse_input
 from .write import to_toml
 
@@ -37,6 +37,7 @@ def layers(module, input_shape: list | None = None, capture: str = "auto") -> tu
     "auto": torch.fx first; torch.export where torch.fx cannot trace the module or leaves operations
     unmapped that torch.export maps. Where both fail, the shorter list is raised (torch.fx's on a tie:
     it names the Python calls as written), torch.export's where torch.fx could not trace at all."""
+    refuse_detection(module)
     if capture == "export":
         return (*capture_export.layers(module, input_shape), "torch.export")
     try:

@@ -46,15 +46,35 @@ def operation(node) -> str:
     return packet.__name__ if packet is not None else getattr(target, "__name__", str(target))
 
 
+@dataclass
+class Core:
+    """What computes attention from q, k and v: SDPA, or its operations written out (q @ kᵀ, a scale, a mask, softmax,
+    dropout, @ v: nanoGPT's); `inside` are the written-out operations between q, k, v and the output."""
+
+    node: object  # the operation whose output is the heads' output
+    q: object
+    k: object
+    v: object
+    mask: object = None
+    causal: bool = False
+    dropout: object = 0.0
+    filled: bool = False  # the mask is masked_fill's (True: masked), not added
+    kernel: str = "flash"
+    inside: tuple = ()
+
+
 def find(recovered, member: dict) -> tuple[list[Found], list]:
-    """The attentions written as operations in a recovered program (each SDPA outside a mapped module), and the
-    (Unmapped, node) of those found but not expressible (listed instead of their operations)."""
+    """The attentions written as operations in a recovered program (each SDPA, or softmax(q @ kᵀ) @ v, outside a mapped
+    module), and the (Unmapped, node) of those found but not expressible (listed instead of their operations)."""
     found, refused = [], []
     for node in recovered.graph.nodes:
-        if node.op != "call_function" or operation(node) != CORE or node in member or node not in recovered.dependent:
+        if node.op != "call_function" or node in member or node not in recovered.dependent:
+            continue
+        core = _sdpa(node) if operation(node) == CORE else _written(recovered, node) if operation(node) == "matmul" else None
+        if core is None:
             continue
         try:
-            made = _attention(recovered, member, node)
+            made = _attention(recovered, member, core)
         except Unmapped as error:
             refused.append((error, node))
             continue
@@ -63,11 +83,57 @@ def find(recovered, member: dict) -> tuple[list[Found], list]:
     return found, refused
 
 
-def _attention(recovered, member: dict, core) -> Found | None:
-    args = list(core.args) + [None] * 8
-    kwargs = core.kwargs
-    q, k, v = args[:3]
-    chains = [_back(recovered, member, n) for n in (q, k, v)]
+def _sdpa(node) -> Core:
+    args = list(node.args) + [None] * 8
+    kwargs = node.kwargs
+    mask = args[3] if args[3] is not None else kwargs.get("attn_mask")
+    causal = bool(args[5] if args[5] is not None else kwargs.get("is_causal", False))
+    dropout = args[4] if args[4] is not None else kwargs.get("dropout_p", 0.0)
+    return Core(node, args[0], args[1], args[2], mask, causal, dropout)
+
+
+def _scalar(node) -> bool:
+    """x * c or x / c with a number c (a scale)."""
+    return operation(node) in ("mul", "div") and len(node.args) == 2 and isinstance(node.args[1], (int, float))
+
+
+def _written(recovered, node) -> Core | None:
+    """softmax((q @ kᵀ)·scale [masked]) [dropped] @ v, as nanoGPT writes it: the last product's Core, or None."""
+    if len(node.args) != 2:
+        return None
+    a, v = node.args
+    inside, dropout, mask, filled = [], 0.0, None, False
+    if operation(a) in ("dropout", "native_dropout") and len(a.users) == 1:
+        dropout = a.args[1] if len(a.args) > 1 else a.kwargs.get("p", 0.5)
+        inside.append(a)
+        a = a.args[0]
+    if operation(a) not in ("softmax", "_softmax") or len(a.users) != 1 or a.args[1] not in (-1, a.meta["val"].dim() - 1):
+        return None
+    inside.append(a)
+    s = a.args[0]
+    if operation(s) == "masked_fill" and s.args[1] not in recovered.dependent and s.args[2] == float("-inf"):
+        mask, filled = s.args[1], True
+        inside.append(s)
+        s = s.args[0]
+    elif operation(s) == "add" and len(s.args) == 2 and hasattr(s.args[1], "op") and s.args[1] not in recovered.dependent:
+        mask = s.args[1]
+        inside.append(s)
+        s = s.args[0]
+    while _scalar(s) and len(s.users) == 1:
+        inside.append(s)
+        s = s.args[0]
+    if operation(s) != "matmul" or len(s.users) != 1:
+        return None
+    q, kt = s.args
+    rank = kt.meta["val"].dim()
+    if operation(kt) != "transpose" or sorted(d % rank for d in kt.args[1:3]) != [rank - 2, rank - 1]:
+        return None
+    inside += [s, kt]
+    return Core(node, q, kt.args[0], v, mask, False, dropout, filled, "math", tuple(inside))
+
+
+def _attention(recovered, member: dict, core: Core) -> Found | None:
+    chains = [_back(recovered, member, n) for n in (core.q, core.k, core.v)]
     if any(chain is None for chain in chains):
         return None
     calls = list(dict.fromkeys(call for call, _ in chains))
@@ -78,17 +144,16 @@ def _attention(recovered, member: dict, core) -> Found | None:
     if len(sources) != 1:
         return None
     (source,) = sources
-    forward, out = _forward(recovered, member, core)
+    forward, out = _forward(recovered, member, core.node)
     if out is None:
         return None
-    routes |= set(forward)
+    routes |= set(forward) | set(core.inside)
     outputs = {call.nodes[-1] for call in calls}
     for n in routes | outputs:
-        if any(user not in routes and user is not core and user not in out.nodes for user in n.users):
+        if any(user not in routes and user is not core.node and user not in out.nodes for user in n.users):
             return None  # something else reads what the attention computes inside
-    fields = _fields(recovered, member, core, calls, out, source, args, kwargs)
-    mask = args[3] if args[3] is not None else kwargs.get("attn_mask")
-    return Found(core, routes, calls, out, source, fields, mask if fields.get("position_bias") else None)
+    fields = _fields(recovered, member, core, calls, out, source)
+    return Found(core.node, routes, calls, out, source, fields, core.mask if fields.get("position_bias") else None)
 
 
 def _back(recovered, member: dict, node):
@@ -99,7 +164,7 @@ def _back(recovered, member: dict, node):
         if call is not None:
             ok = call.nodes[-1] is node and _projection(call.module)
             return (call, path) if ok else None
-        if node.op != "call_function" or operation(node) not in ROUTES or node not in recovered.dependent:
+        if node.op != "call_function" or not (operation(node) in ROUTES or _scalar(node)) or node not in recovered.dependent:
             return None
         read = [n for n in tensors(node) if n in recovered.dependent]
         if len(read) != 1:
@@ -148,10 +213,10 @@ def _features(module) -> tuple[int, int]:
     return (rows, columns) if torch_base(module).__name__ == "Conv1D" else (columns, rows)
 
 
-def _fields(recovered, member, core, calls, out, source, args, kwargs) -> dict:
-    path = recovered.context(core)
+def _fields(recovered, member, core: Core, calls, out, source) -> dict:
+    path = recovered.context(core.node)
     x = source.meta["val"]
-    q = args[0].meta["val"]
+    q = core.q.meta["val"]
     if x.dim() != 3 or q.dim() != 4:
         raise Unmapped(f"attention on {x.dim() - 1}-axis tokens: archcalc's attention reads [T, d]", path)
     d = int(x.shape[-1])
@@ -178,16 +243,16 @@ def _fields(recovered, member, core, calls, out, source, args, kwargs) -> dict:
     fields: dict = {"num_heads": heads}
     if kv != d:
         fields["kv_heads"] = kv // head_dim
-    mask = args[3] if args[3] is not None else kwargs.get("attn_mask")
-    causal = bool(args[5] if args[5] is not None else kwargs.get("is_causal", False))
+    mask, causal, dropout = core.mask, core.causal, core.dropout
+    if core.kernel != "flash":
+        fields["kernel"] = core.kernel
     if mask is not None and _learned_bias(recovered, member, mask):
         fields["position_bias"] = True
         fields["kernel"] = "math"  # SDPA has no fused kernel for a mask that needs a gradient
     elif mask is not None:
-        causal = causal or _mask(recovered, mask, path)
+        causal = causal or _mask(recovered, mask, path, core.filled)
     if causal:
         fields["causal"] = True
-    dropout = args[4] if args[4] is not None else kwargs.get("dropout_p", 0.0)
     if dropout:
         fields["dropout"] = int(dropout) if float(dropout).is_integer() else dropout
     if not biases.pop():
@@ -212,7 +277,7 @@ def _learned_bias(recovered, member: dict, mask) -> bool:
         and getattr(recovered.parent_of(call.path), "relative_attention_num_buckets", None) is not None
 
 
-def _mask(recovered, mask, path: str) -> bool:
+def _mask(recovered, mask, path: str, filled: bool = False) -> bool:
     """Whether an attn_mask is causal (True), or masks nothing (False); Unmapped for any other, or one that cannot be read."""
     torch = require()
     value = recovered.constants.value(mask)
@@ -224,7 +289,10 @@ def _mask(recovered, mask, path: str) -> bool:
     if not bool((rows == rows[:1]).all()):
         raise Unmapped("SDPA with an attn_mask that differs by sample or head (padding): archcalc's attention is causal "
                        "or not masked", path)
-    keep = rows[0] if rows.dtype == torch.bool else rows[0] > torch.finfo(rows.dtype).min / 2
+    if filled:  # masked_fill(mask, -inf): True where masked
+        keep = ~rows[0].bool()
+    else:
+        keep = rows[0] if rows.dtype == torch.bool else rows[0] > torch.finfo(rows.dtype).min / 2
     if bool(keep.all()):
         return False
     if t_q == t_k and bool((keep == torch.ones(t_q, t_k, dtype=torch.bool).tril()).all()):
