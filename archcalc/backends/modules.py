@@ -329,6 +329,38 @@ class ShiftedWindowAttention(nn.Module):
         return x[:, :H, :W, :].contiguous()
 
 
+class RelativePositionalMultiHeadAttention(nn.Module):
+    """MaxViT's attention in windows [B, G, P, D] (torchvision's models/maxvit.py): to_qkv, k scaled, einsum, the relative
+    position bias of a table [(2s − 1)², heads] gathered by relative_position_index [P, P], merge; under its names."""
+
+    def __init__(self, feat_dim: int, head_dim: int, max_seq_len: int):
+        super().__init__()
+        self.n_heads, self.head_dim = feat_dim // head_dim, head_dim
+        self.size, self.max_seq_len = int(math.sqrt(max_seq_len)), max_seq_len
+        self.to_qkv = nn.Linear(feat_dim, self.n_heads * head_dim * 3)
+        self.scale_factor = feat_dim**-0.5
+        self.merge = nn.Linear(head_dim * self.n_heads, feat_dim)
+        self.relative_position_bias_table = nn.Parameter(torch.empty((2 * self.size - 1) ** 2, self.n_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        coords = torch.flatten(torch.stack(torch.meshgrid([torch.arange(self.size)] * 2, indexing="ij")), 1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative[:, :, 0] += self.size - 1
+        relative[:, :, 1] += self.size - 1
+        relative[:, :, 0] *= 2 * self.size - 1
+        self.register_buffer("relative_position_index", relative.sum(-1))
+
+    def forward(self, x):
+        B, G, P, D = x.shape
+        H, DH = self.n_heads, self.head_dim
+        q, k, v = torch.chunk(self.to_qkv(x), 3, dim=-1)
+        q, k, v = (z.reshape(B, G, P, H, DH).permute(0, 1, 3, 2, 4) for z in (q, k, v))
+        k = k * self.scale_factor
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(self.max_seq_len, self.max_seq_len, -1)
+        attn = F.softmax(torch.einsum("B G H I D, B G H J D -> B G H I J", q, k) + bias.permute(2, 0, 1).contiguous().unsqueeze(0), dim=-1)
+        out = torch.einsum("B G H I J, B G H J D -> B G H I D", attn, v).permute(0, 1, 3, 2, 4).reshape(B, G, P, D)
+        return self.merge(out)
+
+
 def relative_buckets(t: int, bidirectional: bool, num_buckets: int, max_distance: int, device=None):
     """T5's bucket of each relative position j − i, [T, T] (transformers' T5Attention._relative_position_bucket)."""
     position = torch.arange(t, device=device)[None, :] - torch.arange(t, device=device)[:, None]
@@ -519,7 +551,7 @@ class Namespace:
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
            "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "QuickGELU", "Conv1D",
-           "ShiftedWindowAttention", "RelativeBias")
+           "ShiftedWindowAttention", "RelativeBias", "RelativePositionalMultiHeadAttention")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -115,7 +115,7 @@ class Permute(Layer):
     """Reorders a sample's axes (Tensor.permute without the batch axis: dims = [1, 0] is x.permute(0, 2, 1)): a view."""
 
     kind = "permute"
-    torch_functions = ("permute", "transpose")
+    torch_functions = ("permute", "transpose", "swapaxes", "swapdims")
     dims: tuple = axis(many=True)
 
     def output(self, x: Shape) -> Shape:
@@ -144,7 +144,7 @@ class Permute(Layer):
 
     @classmethod
     def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
-        if name == "transpose":  # x.transpose(a, b): both axes of a sample
+        if name in ("transpose", "swapaxes", "swapdims"):  # x.transpose(a, b): both axes of a sample
             rank = args[0].rank if isinstance(args[0], TorchTensor) else None
             a, b = args[1], args[2]
             if (a < 0 or b < 0) and rank is None:

@@ -1,5 +1,6 @@
 """Swin's shifted-window self-attention over an image's tokens [H, W, C] (torchvision's ShiftedWindowAttention, and
-Swin V2's ShiftedWindowAttentionV2: cosine attention, the position bias from a small MLP).
+Swin V2's ShiftedWindowAttentionV2: cosine attention, the position bias from a small MLP); with module = "maxvit",
+MaxViT's RelativePositionalMultiHeadAttention over windows cut already, [windows, N, C] (the same numbers: P = windows·N).
 
 The map is padded to whole windows (pH = ⌈H/wh⌉·wh, pW likewise: P = pH·pW tokens), rolled by −shift_size where the
 window is smaller than the padded map, and cut into P/N windows of N = wh·ww tokens; each window is multi-head
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from ..core import fmt, num
 from ..core.errors import SpecError
-from ..core.fields import axes, flag, real, size
+from ..core.fields import axes, choice, flag, real, size
 from ..core.num import Dim, Shape, Value
 from .base import Inexpressible, Kept, Layer, Storage, Tensor, ints, per_axis, register
 
@@ -32,7 +33,8 @@ HIDDEN = 512  # Swin V2's cpb_mlp: Linear(2, 512), ReLU, Linear(512, heads)
 class WindowAttention(Layer):
     kind = "window_attention"
     colour = "#f6b26b"
-    torch_modules = ("ShiftedWindowAttention", "ShiftedWindowAttentionV2")
+    torch_modules = ("ShiftedWindowAttention", "ShiftedWindowAttentionV2", "RelativePositionalMultiHeadAttention")
+    torch_attributes = (("n_heads", "num_heads"), ("size", "window_size"))  # MaxViT's names
     num_heads: Dim = size()
     window_size: object = axes()
     shift_size: object = axes(0, minimum=0)
@@ -42,6 +44,9 @@ class WindowAttention(Layer):
     # Swin V2: cosine attention scaled by a learned logit scale per head, the bias table made by an MLP (cpb_mlp) from
     # log-spaced relative coordinates, 16·sigmoid of it added
     cosine: bool = flag(False)
+    # "swin": torchvision's ShiftedWindowAttention over a map [H, W, C]; "maxvit": MaxViT's
+    # RelativePositionalMultiHeadAttention over windows already cut, [windows, N, C] (to_qkv, merge, k scaled)
+    module: str = choice("swin", "maxvit", default="swin")
 
     def output(self, x: Shape) -> Shape:
         self.tokens(x)
@@ -120,6 +125,8 @@ class WindowAttention(Layer):
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """P, the padded map's tokens, and N, a window's."""
+        if self.module == "maxvit":
+            return self._windows(x)
         if len(x) != 3:
             raise SpecError(f"window_attention reads an image's tokens [H, W, C], got {fmt.shape(x)}",
                             "Swin permutes [C, H, W] to [H, W, C] first (permute dims = [1, 2, 0])")
@@ -130,6 +137,21 @@ class WindowAttention(Layer):
         self.channels(x)
         ph, pw = num.normal(num.ceildiv(x[0], wh) * wh), num.normal(num.ceildiv(x[1], ww) * ww)
         return num.normal(ph * pw), num.normal(wh * ww)
+
+    def _windows(self, x: Shape) -> tuple[Dim, Dim]:
+        """MaxViT's windows [G, N, C], N = wh·ww: every token in one window, no padding, no shift."""
+        wh, ww = self.window()
+        if len(x) != 3:
+            raise SpecError(f"module = \"maxvit\" reads windows [windows, N, C], got {fmt.shape(x)}")
+        if self.cosine or any(s != 0 for s in per_axis(self.shift_size, 2, "shift_size")):
+            raise SpecError("module = \"maxvit\" (MaxViT's windows, cut already) has no shift and no cosine attention",
+                            None, "module")
+        n = num.normal(wh * ww)
+        if num.is_concrete(x[1] - n) and x[1] != n:
+            raise SpecError(f"windows of {fmt.group(x[1])} tokens, window_size {fmt.group(wh)}×{fmt.group(ww)} makes {fmt.group(n)}",
+                            None, "window_size")
+        self.channels(x)
+        return num.normal(x[0] * x[1]), n
 
     def summary(self, x: Shape) -> str:
         wh, ww = self.window()
@@ -149,6 +171,10 @@ class WindowAttention(Layer):
                          f"{fmt.group(self.macs(x))}")]
 
     def to_torch(self, x: Shape, nn):
+        if self.module == "maxvit":
+            wh, _ = self.window()
+            return nn.RelativePositionalMultiHeadAttention(int(self.channels(x)), int(self.channels(x) // self.num_heads),
+                                                           int(wh) ** 2)
         return nn.ShiftedWindowAttention(int(self.channels(x)), list(ints(self.window())),
                                          list(ints(per_axis(self.shift_size, 2, "shift_size"))), int(self.num_heads),
                                          bias=self.bias, attention_dropout=float(self.attention_dropout),
@@ -162,12 +188,13 @@ class WindowAttention(Layer):
 
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
-        return {"cosine": True} if torch_name.endswith("V2") else {}
+        return {"cosine": True} if torch_name.endswith("V2") else {"module": "maxvit"} if torch_name.startswith("Relative") else {}
 
     @classmethod
     def torch_read(cls, module) -> dict:
         """qkv's and proj's biases: both, or neither."""
-        bias = {module.qkv.bias is not None, module.proj.bias is not None}
+        qkv, proj = (module.to_qkv, module.merge) if hasattr(module, "to_qkv") else (module.qkv, module.proj)
+        bias = {qkv.bias is not None, proj.bias is not None}
         if len(bias) != 1:
             raise Inexpressible("with a bias on one of qkv and proj: archcalc's window_attention has both or neither")
         return {} if bias.pop() else {"bias": False}

@@ -77,6 +77,19 @@ def test_a_small_swin_imports_exactly(v2):
     exact(module, text, (3, 32, 32))
 
 
+def test_a_small_maxvit_imports_exactly():
+    """MBConv, window and grid partitions (views sized from x.shape, SwapAxes), RelativePositionalMultiHeadAttention as
+    window_attention with module = "maxvit": torchvision's state_dict loads strictly."""
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    module = MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[16, 32], block_layers=[1, 1],
+                    head_dim=8, stochastic_depth_prob=0.1, num_classes=10)
+    text = importer.import_module(module, [3, 32, 32])
+    assert 'module = "maxvit"' in text
+    exact(module, text, (3, 32, 32))
+
+
 def test_detection_models_are_refused_with_what_they_need_and_their_backbones_import():
     torch.manual_seed(0)
     module = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)

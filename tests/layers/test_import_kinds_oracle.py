@@ -61,6 +61,22 @@ def test_window_attention_is_torchvisions(case, batch):
     assert torch.allclose(built.eval()(x), module.eval()(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("windows, size, heads, batch", [(1, 2, 2, 2), (4, 3, 4, 2), (6, 2, 2, 3)])
+def test_window_attention_is_maxvits_in_windows_cut_already(windows, size, heads, batch):
+    """module = "maxvit": torchvision's RelativePositionalMultiHeadAttention on [B, G, P, D] (to_qkv chunked, k scaled,
+    einsum): the numbers of Swin's formulas with P = G·N tokens."""
+    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
+
+    shape = (windows, size * size, 4 * heads)
+    table = dict(type="window_attention", module="maxvit", num_heads=heads, window_size=size)
+    torch.manual_seed(0)
+    module = nn.Sequential(RelativePositionalMultiHeadAttention(shape[-1], 4, size * size))
+    report = archcalc.analyze(archcalc.loads(spec(shape, [table])), batch=batch)
+    assert archcalc_numbers(report) == torch_numbers(module, shape, batch, "float32")
+    built = build(archcalc.loads(spec(shape, [table | {"name": "attn"}])))
+    built.load_state_dict({k.replace("0.", "attn.", 1): v for k, v in module.state_dict().items()}, strict=True)
+
+
 def test_window_attention_reads_tokens_with_channels_last():
     with pytest.raises(SpecError, match=r"reads an image's tokens \[H, W, C\]"):
         archcalc.analyze(archcalc.loads(spec((4, 8), [dict(type="window_attention", num_heads=2, window_size=2)])))
