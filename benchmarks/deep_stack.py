@@ -6,7 +6,7 @@ The stack is bench_show.py's symbolic one (input 16×H×W: strided convs, "same"
 pooling), so every byte count is a formula. Wall time is what a user waits; CPU time (the child's user +
 system) is what to compare on a shared machine, where the load average (printed) inflates wall time.
 --profile runs the command once in this process under cProfile and prints where the time goes, the
-memory timeline's share (archcalc/memory/timeline.py) apart.
+memory timeline's share (archcalc/memory/timeline/) apart.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_show import deep_spec  # noqa: E402  (the same stack as bench_show's symbolic depth)
 
-# README (bench_show, `show` as a table, before the memory timeline existed) and issue 17 (`show --format json`)
-REFERENCE = {"show, before the timeline (README)": 0.74, "show --format json (issue 17)": 2.27}
+# bench_show.py's figure for `show` as a table before the memory timeline existed, and `show --format json` with the
+# timeline's first version (docs/performance.md)
+REFERENCE = {"show, before the memory timeline": 0.74, "show --format json, the timeline's first version": 2.27}
 TARGET = 1.0
 
 
@@ -56,7 +57,7 @@ def profile(path: Path) -> None:
         profiler.runcall(main, ["show", str(path), "--format", "json"])
     stats = pstats.Stats(profiler)
     total = stats.total_tt
-    timeline = next((v[3] for k, v in stats.stats.items() if k[0].endswith("timeline.py") and k[2] == "simulate"), 0.0)
+    timeline = next((v[3] for k, v in stats.stats.items() if k[0].endswith(os.path.join("timeline", "step.py")) and k[2] == "simulate"), 0.0)
     print(f"\nprofiled in process (cProfile slows sympy down, shares are what to read): {total:.2f} s")
     print(f"  the timeline's share (timeline.simulate, cumulative): {timeline:.2f} s = {100 * timeline / total:.0f}%")
     stats.sort_stats("cumulative").print_stats(r"archcalc", 25)

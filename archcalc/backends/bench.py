@@ -177,7 +177,8 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
         raise ArchcalcError(f"torch stopped the benchmark: {str(error).splitlines()[0]}") from None
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({threads} thread{'s' if threads > 1 else ''})"
     figure = (options.peak_tflops, "--peak-tflops") if options.peak_tflops else peak(name, precision)
     return Result(
         model=report.model, device=name, torch=version(), options=options, precision=precision,
@@ -297,7 +298,7 @@ def _precision(options: Options, device) -> str:
 
 def summed_losses(losses: dict):
     """The loss of a model with several outputs ([model] outputs, a dict): each output's own (`losses`: name ->
-    (loss function, target)), added up (the timeline's memory/timeline.py _losses)."""
+    (loss function, target)), added up (the timeline's memory/timeline/loss.py Losses)."""
     def summed(ys, targets):
         parts = [losses[name][0](y, losses[name][1]) for name, y in ys.items()]
         total = parts[0]

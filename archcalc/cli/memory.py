@@ -51,7 +51,8 @@ def memory(options: Options, budget: str | None, card: str | None, solve: str | 
     if options.form == "json":
         click.echo(render.fit_json(fit), nl=False)
     else:
-        console().print(render.fit(fit))
+        terminal = console()
+        terminal.print(render.fit(fit, terminal.width))
     if fit.batch is None:
         sys.exit(1)
 

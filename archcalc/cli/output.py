@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,13 +13,60 @@ import click
 from ..core.errors import ArchcalcError
 from ..core.untrusted import one_line, visible
 
+PIPE_WIDTH = 80  # a pipe has no width: what the narrowest terminal we lay out for shows, and rich's own default
+NARROWEST = 60  # the narrowest width the output is laid out for: below it, tables would blank cells
+
 
 def console():
-    """A terminal's own width; piped into a file, wide enough that nothing folds."""
+    """A terminal's own width; in a pipe or a file, COLUMNS (at least 60) or 80 columns, no line with trailing blanks."""
     from rich.console import Console
 
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=160)
+    terminal = Console(highlight=False)
+    if terminal.is_terminal:
+        return terminal
+    return Console(highlight=False, width=pipe_width(), file=Trimmed(sys.stdout))
+
+
+def pipe_width(environ=os.environ) -> int:
+    """The width of output into a pipe: COLUMNS where it is a number, never under NARROWEST; else PIPE_WIDTH."""
+    columns = environ.get("COLUMNS", "").strip()
+    return max(NARROWEST, int(columns)) if columns.isdigit() and len(columns) < 6 else PIPE_WIDTH
+
+
+class Trimmed:
+    """A text stream that drops each line's trailing blanks (rich pads every line of a table to the console's
+    width) and the empty lines at the end of the output, so that `| tail -1` reads the last line that says
+    something. Blanks and line ends are held back until more text follows; those still held when the command
+    ends are dropped (the last line's own line end is not held). A command writes to standard output through
+    this stream only, or its lines could cross."""
+
+    def __init__(self, out):
+        self.out = out
+        self.held = ""  # blanks and line ends, written only once text follows them
+
+    def write(self, text: str) -> int:
+        pending = self.held + text
+        end = len(pending.rstrip(" \n"))
+        if end:
+            newline = pending.find("\n", end)
+            cut = end if newline < 0 else newline + 1
+            self.out.write(_TRAILING.sub("\n", pending[:cut]))
+            pending = pending[cut:]
+        self.held = _TRAILING.sub("\n", pending)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.out, "encoding", None) or "utf-8"
+
+
+_TRAILING = re.compile(" +\n")
 
 
 def folder(path: str) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from ..core.untrusted import one_line
 from .options import ANALYSIS, FORCE, SETS, SPEC, TABLE_OR_JSON, Options, digits, shared
@@ -33,9 +34,10 @@ def quiz(options: Options, count: int, seed: int | None, into: str, variants: in
     drawn = draw(options.report(), count, seed, spec=options.spec)
     files = drawn.files(f"{Path(options.spec).stem}-{seed}")
     _write(options, into, files)
-    click.echo(drawn.markdown())
     paths = [one_line(str(Path(into) / name)) for name in files]
-    click.echo(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) and {paths[2]} (a blank answers sheet).")
+    # to the terminal's width (the file keeps the markdown as written): text, never rich markup
+    console().print(Text(drawn.markdown().rstrip("\n") + "\n"), Text(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) "
+                                                      f"and {paths[2]} (a blank answers sheet)."), sep="\n")
 
 
 def _variants(options: Options, count: int, seed: int, into: str, variants: int) -> None:
@@ -44,10 +46,11 @@ def _variants(options: Options, count: int, seed: int, into: str, variants: int)
     quizzes = draw(options.load(), variants, count, seed, options.spec, **options.step(), **options.values)
     written = files(quizzes, f"{Path(options.spec).stem}-{seed}")
     _write(options, into, written)
-    for index, drawn in enumerate(quizzes, start=1):
-        click.echo(f"variant {index}: " + ", ".join(f"{name} = {value}" for name, value in drawn.values))
     manifest = Path(into) / list(written)[-1]
-    click.echo(f"Wrote {variants} quizzes, keys and answers sheets to {one_line(into)}, and {one_line(str(manifest))} (which student has which network).")
+    console().print(*(Text(f"variant {index}: " + ", ".join(f"{name} = {value}" for name, value in drawn.values))
+                      for index, drawn in enumerate(quizzes, start=1)),
+                    Text(f"Wrote {variants} quizzes, keys and answers sheets to {one_line(into)}, "
+                         f"and {one_line(str(manifest))} (which student has which network)."), sep="\n")
 
 
 def _write(options: Options, into: str, files: dict[str, str]) -> None:

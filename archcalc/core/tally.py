@@ -1,6 +1,6 @@
 """A running total of byte counts, numbers or formulas, that adds and subtracts in a dict.
 
-The timeline (archcalc/memory/timeline.py) adds and frees a thousand tensors a step; with sizes in T, each
+The timeline (archcalc/memory/timeline/) adds and frees a thousand tensors a step; with sizes in T, each
 `+` of sympy expressions flattens, sorts and derives assumptions anew (a tenth of a second for
 GPT-2). A Tally keeps the sum as {term: coefficient} and makes a formula only when asked, once per
 distinct value: the same canonical sum sympy's `+` gives (sympy collects like terms the same way).

@@ -82,5 +82,6 @@ class AdaptivePool(Layer):
             raise Inexpressible("with an axis of output size None (the input's): write the size")
         return {"output_size": size} if name.startswith("adaptive_avg") else {"op": "max", "output_size": size}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"adaptive_{self.op}_pool{len(x) - 1}d",)

@@ -24,6 +24,7 @@ from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
 from .base import Inexpressible, Kept, Layer, register
+from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
 
 KERNELS = ("flash", "math")
 
@@ -276,9 +277,13 @@ class Attention(Layer):
             raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")
         return ({} if bias else {"bias": False}) | ({} if out == bias else {"out_bias": out})
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("linear", "scaled_dot_product_attention")
+    autocast_kept = (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
-        """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline.py runs it): in_proj, the
+                amp: tuple[str, str] | None = None) -> Program | None:
+        """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline/ runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/oracle/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
         CPU kernel; with dropout no fused CPU kernel runs, SDPA's math fallback does (q and k scaled first,
@@ -295,87 +300,87 @@ class Attention(Layer):
         grouped = kv != d
         td, tq, square = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(self.num_heads * t * t)
         fixed = num.normal(t * t)
-        fwd: list = [("keep", "x"), ("+", "qkv", tq)]
-        bwd: list = [("+", "go", td), ("+", "grad.out_proj.weight", d * d, "model", False)]
+        fwd: list = [KeepInput(), New("qkv", tq)]
+        bwd: list = [New("go", td), New("grad.out_proj.weight", d * d, per_sample=False)]
         if self.bias:
-            bwd.append(("+", "grad.out_proj.bias", d, "model", False))
-        bwd.append(("-", "g"))
+            bwd.append(New("grad.out_proj.bias", d, per_sample=False))
+        bwd.append(Drop("g"))
         dropout = self.dropout != 0
         if self.kernel == "flash" and device == "cuda":  # the memory-efficient kernel (dropout inside it)
-            fwd += [("+", "o", td), self._lse(t, device), ("+", "out", td)]
-            bwd += [("+", "gq", td), ("+", "gk", num.normal(t * kv)), ("+", "gv", num.normal(t * kv)),
-                    *self._delta(t, d), ("-", "go", "qkv", "lse", "o"), ("+", "gqkv", tq), ("-", "gq", "gk", "gv")]
+            fwd += [New("o", td), self._lse(t, device), New("out", td)]
+            bwd += [New("gq", td), New("gk", num.normal(t * kv)), New("gv", num.normal(t * kv)),
+                    *self._delta(t, d), Drop("go", "qkv", "lse", "o"), New("gqkv", tq), Drop("gq", "gk", "gv")]
         elif self.kernel == "flash" and not dropout:
-            fwd += [("+", "o", td), self._lse(t, device), ("+", "out", td)]
-            bwd += [("+", "gq", td), ("+", "gk", num.normal(t * kv)), ("+", "gv", num.normal(t * kv)),
-                    ("-", "go", "qkv", "lse", "o"), ("+", "gqkv", tq), ("-", "gq", "gk", "gv")]
+            fwd += [New("o", td), self._lse(t, device), New("out", td)]
+            bwd += [New("gq", td), New("gk", num.normal(t * kv)), New("gv", num.normal(t * kv)),
+                    Drop("go", "qkv", "lse", "o"), New("gqkv", tq), Drop("gq", "gk", "gv")]
         else:
             fallback = self.kernel == "flash"  # SDPA's math kernel
-            mask = [("+", "ones", fixed, "bool", False), ("+", "tril", fixed, "bool", False), ("-", "ones"),
-                    ("+", "inf", 1, "model", False), ("+", "zero", 1, "model", False), ("+", "where", fixed, "model", False),
-                    ("-", "zero", "inf", "tril")] if self.causal and fallback else []
+            mask = [New("ones", fixed, "bool", per_sample=False), New("tril", fixed, "bool", per_sample=False), Drop("ones"),
+                    New("inf", 1, per_sample=False), New("zero", 1, per_sample=False), New("where", fixed, per_sample=False),
+                    Drop("zero", "inf", "tril")] if self.causal and fallback else []
             if fallback and grouped:
-                fwd += [("+", "qs", td), *mask, ("+", "kc", td), ("+", "vc", td), ("+", "ks", td), ("+", "qc", td),
-                        ("+", "s", square)]
+                fwd += [New("qs", td), *mask, New("kc", td), New("vc", td), New("ks", td), New("qc", td),
+                        New("s", square)]
                 kept_k = "ks"
             elif fallback:
-                fwd += [("+", "qs", td), *mask, ("+", "ks", td), ("+", "qc", td), ("+", "kc", td), ("+", "s", square),
-                        ("-", "ks")]
+                fwd += [New("qs", td), *mask, New("ks", td), New("qc", td), New("kc", td), New("s", square),
+                        Drop("ks")]
                 kept_k = "kc"
             else:
-                fwd += [("+", "qc", td), ("+", "kc", td), ("+", "s0", square), ("+", "s", square), ("-", "s0")]
+                fwd += [New("qc", td), New("kc", td), New("s0", square), New("s", square), Drop("s0")]
                 kept_k = "kc"
             if self.causal:
                 if not fallback:
-                    fwd += [("+", "full", fixed, "model", False), ("+", "where", fixed, "model", False), ("-", "full")]
-                fwd += [("+", "s2", square), *([] if fallback else [("-", "where")]), ("-", "s"), ("+", "a", square)]
-                fwd += [("-", "s2")] if fallback else []
+                    fwd += [New("full", fixed, per_sample=False), New("where", fixed, per_sample=False), Drop("full")]
+                fwd += [New("s2", square), *([] if fallback else [Drop("where")]), Drop("s"), New("a", square)]
+                fwd += [Drop("s2")] if fallback else []
             else:
-                fwd += [("+", "a", square)] + ([("-", "s")] if fallback else [])
+                fwd += [New("a", square)] + ([Drop("s")] if fallback else [])
             if dropout:
-                fwd += [("+", "mask", square, "mask"), ("+", "ad", square)]
+                fwd += [New("mask", square, "mask"), New("ad", square)]
             if not (fallback and grouped):
-                fwd.append(("+", "vc", td))
-            fwd.append(("+", "o", td))
+                fwd.append(New("vc", td))
+            fwd.append(New("o", td))
             if fallback:
-                fwd += [("-", "kc")] if grouped else []
-                fwd += [("-", "qs")] + ([("-", "where")] if self.causal else [])
+                fwd += [Drop("kc")] if grouped else []
+                fwd += [Drop("qs")] + ([Drop("where")] if self.causal else [])
             else:
-                fwd.append(("-", "s2" if self.causal else "s"))
-            fwd += [("+", "m", td), ("-", "o"), ("+", "out", td), ("-", "qkv")]
+                fwd.append(Drop("s2" if self.causal else "s"))
+            fwd += [New("m", td), Drop("o"), New("out", td), Drop("qkv")]
             # backward: out_proj, the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the heads' views
-            bwd += [("-", "m"), ("+", "go2", td), ("-", "go"), ("+", "gv", td), ("+", "ga", square), ("-", "go2", "vc")]
+            bwd += [Drop("m"), New("go2", td), Drop("go"), New("gv", td), New("ga", square), Drop("go2", "vc")]
             if dropout:
-                bwd += [("-", "ad"), ("+", "ga2", square), ("-", "ga", "mask")]
+                bwd += [Drop("ad"), New("ga2", square), Drop("ga", "mask")]
             ga = "ga2" if dropout else "ga"
             if fallback:
-                bwd += [("+", "gs", square), ("-", ga, "a"), ("+", "gk", td), ("+", "gq", td), ("-", "gs", kept_k, "qc"),
-                        ("+", "gk2", td), ("-", "gk")]
+                bwd += [New("gs", square), Drop(ga, "a"), New("gk", td), New("gq", td), Drop("gs", kept_k, "qc"),
+                        New("gk2", td), Drop("gk")]
                 if grouped:
-                    bwd += [("+", "gv2", num.normal(t * kv)), ("-", "gv"), ("+", "gk3", num.normal(t * kv)), ("-", "gk2"),
-                            ("+", "gq2", td), ("-", "gq"), ("+", "gq3", td), ("-", "gq2"), ("+", "gqkv", tq),
-                            ("-", "gq3", "gk3", "gv2")]
+                    bwd += [New("gv2", num.normal(t * kv)), Drop("gv"), New("gk3", num.normal(t * kv)), Drop("gk2"),
+                            New("gq2", td), Drop("gq"), New("gq3", td), Drop("gq2"), New("gqkv", tq),
+                            Drop("gq3", "gk3", "gv2")]
                 else:
-                    bwd += [("+", "gq2", td), ("-", "gq"), ("+", "gv2", td), ("-", "gv"), ("+", "gq3", td), ("-", "gq2"),
-                            ("+", "gqkv", tq), ("-", "gq3", "gk2", "gv2")]
+                    bwd += [New("gq2", td), Drop("gq"), New("gv2", td), Drop("gv"), New("gq3", td), Drop("gq2"),
+                            New("gqkv", tq), Drop("gq3", "gk2", "gv2")]
             else:
-                bwd += [("+", "gs", square), ("-", ga, "a"), ("+", "gs2", square), ("-", "gs"), ("+", "gk", td),
-                        ("+", "gq", td), ("-", "gs2", "kc", "qc")]
+                bwd += [New("gs", square), Drop(ga, "a"), New("gs2", square), Drop("gs"), New("gk", td),
+                        New("gq", td), Drop("gs2", "kc", "qc")]
                 if grouped:
-                    bwd += [("+", "gv2", num.normal(t * kv)), ("-", "gv"), ("+", "gk2", num.normal(t * kv)), ("-", "gk"),
-                            ("+", "gq2", td), ("-", "gq"), ("+", "gqkv", tq), ("-", "gq2", "gk2", "gv2")]
+                    bwd += [New("gv2", num.normal(t * kv)), Drop("gv"), New("gk2", num.normal(t * kv)), Drop("gk"),
+                            New("gq2", td), Drop("gq"), New("gqkv", tq), Drop("gq2", "gk2", "gv2")]
                 else:
-                    bwd += [("+", "gv2", td), ("-", "gv"), ("+", "gq2", td), ("-", "gq"), ("+", "gqkv", tq),
-                            ("-", "gq2", "gk", "gv2")]
+                    bwd += [New("gv2", td), Drop("gv"), New("gq2", td), Drop("gq"), New("gqkv", tq),
+                            Drop("gq2", "gk", "gv2")]
         if grad:
-            bwd.append(("+", "gx", td))
-        bwd.append(("+", "grad.in_proj.weight", num.normal(d * (d + 2 * kv)), "model", False))
+            bwd.append(New("gx", td))
+        bwd.append(New("grad.in_proj.weight", num.normal(d * (d + 2 * kv)), per_sample=False))
         if self.bias:
-            bwd.append(("+", "grad.in_proj.bias", num.normal(d + 2 * kv), "model", False))
-        bwd.append(("-", "gqkv", "x"))
-        return tuple(fwd), tuple(bwd)
+            bwd.append(New("grad.in_proj.bias", num.normal(d + 2 * kv), per_sample=False))
+        bwd.append(Drop("gqkv", "x"))
+        return Program(tuple(fwd), tuple(bwd))
 
-    def _autocast_program(self, x: Shape, grad: bool, device: str, amp: tuple[str, str], inplace: bool) -> tuple[tuple, tuple]:
+    def _autocast_program(self, x: Shape, grad: bool, device: str, amp: tuple[str, str], inplace: bool) -> Program:
         """Under autocast (16-bit q, k, v), measured on the CPU with a TorchDispatchMode, on CUDA read from its
         source: each projection (nn.Linear) casts its bias, its weight and its input (where it is float32), in that
         order (the weights' copies cached until autocast exits, the weight's kept for the input's gradient); in
@@ -396,78 +401,78 @@ class Attention(Layer):
         multihead = self.module == "multihead"
         td, tq, inner = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(d + 2 * kv)
         cast = dtype != low
-        fwd: list = [("w", "b_in", inner, low), ("-", "b_in")] if self.bias else []
-        fwd += [("w", "w_in", num.normal(d * inner), low)] + ([] if grad else [("-", "w_in")])  # kept for x's gradient
+        fwd: list = [CastWeight("b_in", inner, low), Drop("b_in")] if self.bias else []
+        fwd += [CastWeight("w_in", num.normal(d * inner), low)] + ([] if grad else [Drop("w_in")])  # kept for x's gradient
         if multihead:  # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
-            fwd += [("+", "xa", td, low)] if cast else []
-            fwd += [("+", "xc", td, low), ("+", "mm", tq, low)]
+            fwd += [New("xa", td, low)] if cast else []
+            fwd += [New("xc", td, low), New("mm", tq, low)]
             if self.bias and not inplace:  # its bias added out of place under a dispatch mode
-                fwd += [("+", "add", tq, low), ("-", "mm")]
-            fwd += [("-", "xa")] if cast else []
-            fwd += [("+", "qkv", tq, low), ("-", "add" if self.bias and not inplace else "mm")]
+                fwd += [New("add", tq, low), Drop("mm")]
+            fwd += [Drop("xa")] if cast else []
+            fwd += [New("qkv", tq, low), Drop("add" if self.bias and not inplace else "mm")]
         else:
-            fwd += [("+", "xc", td, low)] if cast else [("keep", "x")]
-            fwd.append(("+", "qkv", tq, low))
-        fwd += [("+", "o", td, low), ("+", "lse", num.normal(heads * t), "float32")]
+            fwd += [New("xc", td, low)] if cast else [KeepInput()]
+            fwd.append(New("qkv", tq, low))
+        fwd += [New("o", td, low), New("lse", num.normal(heads * t), "float32")]
         rng = ("rng", "unused") if cuda else ()
         if cuda:
-            fwd += [("+", "rng", 2, "int64", False), ("+", "unused", 1, "int64", False)]
+            fwd += [New("rng", 2, "int64", per_sample=False), New("unused", 1, "int64", per_sample=False)]
             if self.dropout != 0:  # a second rng state replaces the first
-                fwd += [("+", "rng2", 2, "int64", False), ("-", "rng")]
+                fwd += [New("rng2", 2, "int64", per_sample=False), Drop("rng")]
                 rng = ("rng2", "unused")
-        fwd += [("w", "b_out", d, low), ("-", "b_out")] if self.bias else []
-        fwd += [("w", "w_out", num.normal(d * d), low), ("+", "out", td, low)]
+        fwd += [CastWeight("b_out", d, low), Drop("b_out")] if self.bias else []
+        fwd += [CastWeight("w_out", num.normal(d * d), low), New("out", td, low)]
         # backward: out_proj, then its copies' ToCopyBackward
-        bwd: list = [("+", "go", td, low), ("+", "gw_out", num.normal(d * d), low, False)]
-        bwd += [("+", "gb_out", d, low, False)] if self.bias else []
-        bwd.append(("-", "g", "w_out"))
-        bwd += [("+", "grad.out_proj.weight", num.normal(d * d), "param", False), ("-", "gw_out")]
-        bwd += [("+", "grad.out_proj.bias", d, "param", False), ("-", "gb_out")] if self.bias else []
+        bwd: list = [New("go", td, low), New("gw_out", num.normal(d * d), low, per_sample=False)]
+        bwd += [New("gb_out", d, low, per_sample=False)] if self.bias else []
+        bwd.append(Drop("g", "w_out"))
+        bwd += [New("grad.out_proj.weight", num.normal(d * d), "param", per_sample=False), Drop("gw_out")]
+        bwd += [New("grad.out_proj.bias", d, "param", per_sample=False), Drop("gb_out")] if self.bias else []
         # multihead on CUDA: the kernel's output has q's layout ([T, B, H, D]: out_proj reads it without a copy), so
         # _flash_attention_backward copies the gradient and the output to [B, T, H, D] (.contiguous()) first
-        bwd += [("+", "goc", td, low), ("+", "oc", td, low)] if multihead and cuda else []
-        bwd += [("+", "gq", td, low), ("+", "gk", num.normal(t * kv), low), ("+", "gv", num.normal(t * kv), low)]
+        bwd += [New("goc", td, low), New("oc", td, low)] if multihead and cuda else []
+        bwd += [New("gq", td, low), New("gk", num.normal(t * kv), low), New("gv", num.normal(t * kv), low)]
         if cuda:
             padded = num.is_concrete(t) and num.is_concrete(head)
             rows = num.normal(-(-t // 128) * 128) if padded else t
             width = num.normal(-(-head // 32) * 32) if padded else head
-            bwd += [("+", "softmax_d", num.normal(heads * rows), "float32"),
-                    ("+", "dq_accum", num.normal(rows * heads * width), "float32"),
-                    ("-", "dq_accum", "softmax_d", *(["goc", "oc"] if multihead else []))]
-        bwd.append(("-", "go", "qkv", "lse", "o", *rng))
+            bwd += [New("softmax_d", num.normal(heads * rows), "float32"),
+                    New("dq_accum", num.normal(rows * heads * width), "float32"),
+                    Drop("dq_accum", "softmax_d", *(["goc", "oc"] if multihead else []))]
+        bwd.append(Drop("go", "qkv", "lse", "o", *rng))
         if multihead and cuda:  # the heads' gradients in q's layout: select_backward's sums straight away
-            bwd += [("+", "s_v", tq, low), ("-", "gv"), ("+", "s_k", tq, low), ("-", "gk")]
+            bwd += [New("s_v", tq, low), Drop("gv"), New("s_k", tq, low), Drop("gk")]
             last = "gq"
         elif multihead:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
-            bwd += [("+", "c_v", td, low), ("-", "gv"), ("+", "c_k", td, low), ("-", "gk"), ("+", "c_q", td, low), ("-", "gq"),
-                    ("+", "c2_v", td, low), ("-", "c_v"), ("+", "c2_k", td, low), ("-", "c_k"), ("+", "c2_q", td, low),
-                    ("-", "c_q"), ("+", "s_v", tq, low), ("-", "c2_v"), ("+", "s_k", tq, low), ("-", "c2_k")]
+            bwd += [New("c_v", td, low), Drop("gv"), New("c_k", td, low), Drop("gk"), New("c_q", td, low), Drop("gq"),
+                    New("c2_v", td, low), Drop("c_v"), New("c2_k", td, low), Drop("c_k"), New("c2_q", td, low),
+                    Drop("c_q"), New("s_v", tq, low), Drop("c2_v"), New("s_k", tq, low), Drop("c2_k")]
             last = "c2_q"
         if multihead:
             if inplace:
-                bwd += [("-", "s_k"), ("+", "s_q", tq, low), ("-", last), ("-", "s_q")]
+                bwd += [Drop("s_k"), New("s_q", tq, low), Drop(last), Drop("s_q")]
                 total = "s_v"
             else:
-                bwd += [("+", "sum", tq, low), ("-", "s_v", "s_k"), ("+", "s_q", tq, low), ("-", last), ("+", "sum2", tq, low),
-                        ("-", "sum", "s_q")]
+                bwd += [New("sum", tq, low), Drop("s_v", "s_k"), New("s_q", tq, low), Drop(last), New("sum2", tq, low),
+                        Drop("sum", "s_q")]
                 total = "sum2"
-            bwd += [("+", "gqkv", tq, low), ("-", total)]
+            bwd += [New("gqkv", tq, low), Drop(total)]
             # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
-            bwd += [("+", "gb_in", inner, low, False)] if self.bias else []
-            bwd += [("+", "gw_in", num.normal(d * inner), low, False)]
-            bwd += [("+", "gxl" if cast else "gx", td, low)] if grad else []
+            bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
+            bwd += [New("gw_in", num.normal(d * inner), low, per_sample=False)]
+            bwd += [New("gxl" if cast else "gx", td, low)] if grad else []
         else:
-            bwd += [("+", "gqkv", tq, low), ("-", "gq", "gk", "gv")]
-            bwd += [("+", "gxl" if cast else "gx", td, low)] if grad else []
-            bwd += [("+", "gw_in", num.normal(d * inner), low, False)]
-            bwd += [("+", "gb_in", inner, low, False)] if self.bias else []
-        bwd.append(("-", "gqkv", "xc" if cast or multihead else "x", *(["w_in"] if grad else [])))
-        bwd += [("+", "gx", td, dtype), ("-", "gxl")] if grad and cast else []  # the input copy's ToCopyBackward
-        bwd += [("+", "grad.in_proj.weight", num.normal(d * inner), "param", False), ("-", "gw_in")]
-        bwd += [("+", "grad.in_proj.bias", inner, "param", False), ("-", "gb_in")] if self.bias else []
-        return tuple(fwd), tuple(bwd)
+            bwd += [New("gqkv", tq, low), Drop("gq", "gk", "gv")]
+            bwd += [New("gxl" if cast else "gx", td, low)] if grad else []
+            bwd += [New("gw_in", num.normal(d * inner), low, per_sample=False)]
+            bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
+        bwd.append(Drop("gqkv", "xc" if cast or multihead else "x", *(["w_in"] if grad else [])))
+        bwd += [New("gx", td, dtype), Drop("gxl")] if grad and cast else []  # the input copy's ToCopyBackward
+        bwd += [New("grad.in_proj.weight", num.normal(d * inner), "param", per_sample=False), Drop("gw_in")]
+        bwd += [New("grad.in_proj.bias", inner, "param", per_sample=False), Drop("gb_in")] if self.bias else []
+        return Program(tuple(fwd), tuple(bwd))
 
-    def _multihead_program(self, x: Shape, grad: bool, device: str, inplace: bool) -> tuple[tuple, tuple]:
+    def _multihead_program(self, x: Shape, grad: bool, device: str, inplace: bool) -> Program:
         """torch.nn.MultiheadAttention(batch_first=True) called with need_weights=False (torchvision's ViT), as
         F.multi_head_attention_forward runs it: the input transposed to [T, B, d] is copied for in_proj (a
         matmul on a non-contiguous input: kept for the weight's gradient), in_proj's output is copied again
@@ -482,64 +487,64 @@ class Attention(Layer):
         cuda = device == "cuda"
         dropout = self.dropout != 0 and not cuda  # CUDA's memory-efficient kernel takes dropout itself
         # forward: x transposed and copied, in_proj (its bias added in place, out of place under a dispatch mode)
-        fwd: list = [("+", "xc", td), ("+", "mm", tq)]
+        fwd: list = [New("xc", td), New("mm", tq)]
         if self.bias and not inplace:
-            fwd += [("+", "add", tq), ("-", "mm")]
-        fwd += [("+", "qkv", tq), ("-", "add" if self.bias and not inplace else "mm")]
-        bwd: list = [("+", "go", td), ("+", "grad.out_proj.weight", d * d, "model", False)]
+            fwd += [New("add", tq), Drop("mm")]
+        fwd += [New("qkv", tq), Drop("add" if self.bias and not inplace else "mm")]
+        bwd: list = [New("go", td), New("grad.out_proj.weight", d * d, per_sample=False)]
         if self.bias:
-            bwd.append(("+", "grad.out_proj.bias", d, "model", False))
-        bwd.append(("-", "g"))
+            bwd.append(New("grad.out_proj.bias", d, per_sample=False))
+        bwd.append(Drop("g"))
         if dropout:  # SDPA's math fallback on the CPU: q and k scaled, no copies (B and H are adjacent in [T, B, H, D])
-            fwd += [("+", "qs", td), ("+", "ks", td), ("+", "s", square), ("+", "a", square), ("-", "s"),
-                    ("+", "mask", square, "mask"), ("+", "ad", square), ("+", "o", td), ("+", "m", td), ("-", "o"),
-                    ("+", "out", td)]
-            bwd += [("-", "m"), ("+", "gv", td), ("+", "ga", square), ("-", "go", "qkv", "ad"), ("+", "ga2", square),
-                    ("-", "ga", "mask"), ("+", "gs", square), ("-", "ga2", "a"), ("+", "gk", td), ("+", "gq", td),
-                    ("-", "gs", "ks", "qs"), ("+", "gk2", td), ("-", "gk"), ("+", "gq2", td), ("-", "gq"),
-                    ("+", "c_v", td), ("-", "gv"), ("+", "c_q", td), ("-", "gq2"), ("+", "s_v", tq), ("-", "c_v"),
-                    ("+", "s_k", tq), ("-", "gk2")]
+            fwd += [New("qs", td), New("ks", td), New("s", square), New("a", square), Drop("s"),
+                    New("mask", square, "mask"), New("ad", square), New("o", td), New("m", td), Drop("o"),
+                    New("out", td)]
+            bwd += [Drop("m"), New("gv", td), New("ga", square), Drop("go", "qkv", "ad"), New("ga2", square),
+                    Drop("ga", "mask"), New("gs", square), Drop("ga2", "a"), New("gk", td), New("gq", td),
+                    Drop("gs", "ks", "qs"), New("gk2", td), Drop("gk"), New("gq2", td), Drop("gq"),
+                    New("c_v", td), Drop("gv"), New("c_q", td), Drop("gq2"), New("s_v", tq), Drop("c_v"),
+                    New("s_k", tq), Drop("gk2")]
             firsts = ("c_q",)
         else:
-            fwd += [("+", "o", td), self._lse(t, device)]
-            fwd += [("+", "m", td), ("+", "out", td)] if cuda else [("+", "out", td)]
-            bwd += [("-", "m"), ("+", "goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
-            bwd += [("+", "gq", td), ("+", "gk", td), ("+", "gv", td)]
-            bwd += [*self._delta(t, d), ("-", "goc")] if cuda else []
-            bwd += [("-", "go", "qkv", "lse", "o"), ("+", "c_v", td), ("-", "gv"), ("+", "c_k", td), ("-", "gk"),
-                    ("+", "c_q", td), ("-", "gq"), ("+", "c2_v", td), ("-", "c_v"), ("+", "c2_k", td), ("-", "c_k"),
-                    ("+", "c2_q", td), ("-", "c_q"), ("+", "s_v", tq), ("-", "c2_v"), ("+", "s_k", tq), ("-", "c2_k")]
+            fwd += [New("o", td), self._lse(t, device)]
+            fwd += [New("m", td), New("out", td)] if cuda else [New("out", td)]
+            bwd += [Drop("m"), New("goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
+            bwd += [New("gq", td), New("gk", td), New("gv", td)]
+            bwd += [*self._delta(t, d), Drop("goc")] if cuda else []
+            bwd += [Drop("go", "qkv", "lse", "o"), New("c_v", td), Drop("gv"), New("c_k", td), Drop("gk"),
+                    New("c_q", td), Drop("gq"), New("c2_v", td), Drop("c_v"), New("c2_k", td), Drop("c_k"),
+                    New("c2_q", td), Drop("c_q"), New("s_v", tq), Drop("c2_v"), New("s_k", tq), Drop("c2_k")]
             firsts = ("c2_q",)
         if inplace:  # InputBuffer: the second select_backward is added into the first in place
-            bwd += [("-", "s_k"), ("+", "s_q", tq), ("-", firsts[0]), ("-", "s_q")]
+            bwd += [Drop("s_k"), New("s_q", tq), Drop(firsts[0]), Drop("s_q")]
             total = "s_v"
         else:
-            bwd += [("+", "sum", tq), ("-", "s_v", "s_k"), ("+", "s_q", tq), ("-", firsts[0]), ("+", "sum2", tq),
-                    ("-", "sum", "s_q")]
+            bwd += [New("sum", tq), Drop("s_v", "s_k"), New("s_q", tq), Drop(firsts[0]), New("sum2", tq),
+                    Drop("sum", "s_q")]
             total = "sum2"
-        bwd += [("+", "gproj", tq), ("-", total)]
+        bwd += [New("gproj", tq), Drop(total)]
         if self.bias:
-            bwd.append(("+", "grad.in_proj.bias", num.normal(3 * d), "model", False))
-        bwd.append(("+", "grad.in_proj.weight", num.normal(3 * d * d), "model", False))
+            bwd.append(New("grad.in_proj.bias", num.normal(3 * d), per_sample=False))
+        bwd.append(New("grad.in_proj.weight", num.normal(3 * d * d), per_sample=False))
         if grad:
-            bwd.append(("+", "gx", td))
-        bwd.append(("-", "gproj", "xc"))
-        return tuple(fwd), tuple(bwd)
+            bwd.append(New("gx", td))
+        bwd.append(Drop("gproj", "xc"))
+        return Program(tuple(fwd), tuple(bwd))
 
-    def _lse(self, t: Dim, device: str) -> tuple:
+    def _lse(self, t: Dim, device: str) -> New:
         """The logsumexp the fused kernel keeps, float32: per head and query; on CUDA (the memory-efficient
         kernel) the queries are padded to a multiple of 32 (attention.cu: ceil_div(M, 32) * 32)."""
         rows = num.normal(-(-t // 32) * 32) if device == "cuda" and num.is_concrete(t) else t
-        return ("+", "lse", num.normal(self.num_heads * rows), "float32")
+        return New("lse", num.normal(self.num_heads * rows), "float32")
 
     def _delta(self, t: Dim, d: Dim) -> list:
         """The memory-efficient backward's float32 delta before its kernel runs (attention_backward.cu, float32:
         (grad_out * out).sum(-1).transpose(-2, -1).contiguous()), freed as it returns."""
         rows = num.normal(self.num_heads * t)
-        return [("+", "prod", num.normal(t * d), "float32"), ("+", "sum", rows, "float32"), ("+", "delta", rows, "float32"),
-                ("-", "prod", "sum", "delta")]
+        return [New("prod", num.normal(t * d), "float32"), New("sum", rows, "float32"), New("delta", rows, "float32"),
+                Drop("prod", "sum", "delta")]
 
-    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> tuple[tuple, tuple]:
+    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> Program:
         """transformers' LlamaAttention op by op on the CPU (sdpa, no mask: torch's fused flash kernel with enable_gqa),
         measured with a TorchDispatchMode: q_proj, k_proj, v_proj; with rotary, q then k rotated (x·cos, −x₂, the
         halves concatenated, ·sin, the sum; the raw q and k freed once both are rotated); the kernel's output and
@@ -554,54 +559,54 @@ class Attention(Layer):
         kv, heads = self.kv_dim(x), self.num_heads
         kv_heads = heads if self.kv_heads is None else self.kv_heads
         td, tk = num.normal(t * d), num.normal(t * kv)
-        fwd: list = [("keep", "x"), *([("keep", "x1")] if self.rotary else []), ("+", "q", td), ("+", "k", tk), ("+", "v", tk)]
+        fwd: list = [KeepInput(), *([KeepInput("x1")] if self.rotary else []), New("q", td), New("k", tk), New("v", tk)]
         rotated = {"q": "q", "k": "k"}
         if self.rotary:
             for n, size in (("q", td), ("k", tk)):
-                fwd += [("+", n + "c", size), ("+", n + "n", num.div(size, 2)), ("+", n + "r", size), ("-", n + "n"),
-                        ("+", n + "s", size), ("-", n + "r"), ("+", n + "e", size), ("-", n + "c", n + "s")]
+                fwd += [New(n + "c", size), New(n + "n", num.div(size, 2)), New(n + "r", size), Drop(n + "n"),
+                        New(n + "s", size), Drop(n + "r"), New(n + "e", size), Drop(n + "c", n + "s")]
                 rotated[n] = n + "e"
-            fwd.append(("-", "q", "k"))
-        fwd += [("+", "o", td), ("+", "lse", num.normal(heads * t), "float32"), ("+", "out", td)]
-        weight = ("+", "grad.o_proj.weight", num.normal(d * d), "model", False)
+            fwd.append(Drop("q", "k"))
+        fwd += [New("o", td), New("lse", num.normal(heads * t), "float32"), New("out", td)]
+        weight = New("grad.o_proj.weight", num.normal(d * d), per_sample=False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [("+", "go", td), weight, ("+", "grad.o_proj.bias", d, "model", False)] if self.o_bias else [weight, ("+", "go", td)]
-        bwd += [("-", "g"), ("+", "gq", td), ("+", "gk", tk), ("+", "gv", tk), ("-", "go", rotated["k"], rotated["q"], "v", "lse", "o")]
+        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
+        bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
             for n, size in (("k", tk), ("q", td)):  # the rotations, k's first (made last)
-                bwd += [("+", n + "g1", size), ("+", n + "gn", num.div(size, 2)), ("+", n + "s1", size), ("-", n + "gn"),
-                        ("+", n + "s2", size), ("-", n + "g1")]
+                bwd += [New(n + "g1", size), New(n + "gn", num.div(size, 2)), New(n + "s1", size), Drop(n + "gn"),
+                        New(n + "s2", size), Drop(n + "g1")]
                 if inplace:  # InputBuffer: the second half's gradient added into the first's
-                    bwd.append(("-", n + "s2"))
+                    bwd.append(Drop(n + "s2"))
                     total = n + "s1"
                 else:
-                    bwd += [("+", n + "a", size), ("-", n + "s1", n + "s2")]
+                    bwd += [New(n + "a", size), Drop(n + "s1", n + "s2")]
                     total = n + "a"
-                bwd += [("+", n + "gc", size), ("-", grads[n])]
+                bwd += [New(n + "gc", size), Drop(grads[n])]
                 if inplace:
-                    bwd.append(("-", n + "gc"))
+                    bwd.append(Drop(n + "gc"))
                 else:
-                    bwd += [("+", n + "t", size), ("-", total, n + "gc")]
+                    bwd += [New(n + "t", size), Drop(total, n + "gc")]
                     total = n + "t"
                 grads[n] = total
-            bwd.append(("-", "x1"))
+            bwd.append(Drop("x1"))
         several = not (num.is_concrete(t) and t == 1)
         for n, size, count in (("v", tk, kv_heads), ("k", tk, kv_heads), ("q", td, heads)):  # the last made first
             source = grads[n]
             if self.rotary and n != "v" and count != 1 and several:  # the transposed gradient made contiguous
-                bwd += [("+", n + "cl", size), ("-", source)]
+                bwd += [New(n + "cl", size), Drop(source)]
                 source = n + "cl"
-            weight = ("+", f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), "model", False)
-            gx = [("+", "gx" + n, td)] if grad else []
+            weight = New(f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), per_sample=False)
+            gx = [New("gx" + n, td)] if grad else []
             if self.bias:
-                bwd += [*gx, weight, ("+", f"grad.{n}_proj.bias", num.div(size, t), "model", False)]
+                bwd += [*gx, weight, New(f"grad.{n}_proj.bias", num.div(size, t), per_sample=False)]
             else:
                 bwd += [weight, *gx]
-            bwd.append(("-", source, *(["x"] if n == "q" else [])))
-            bwd += [("grad", "gx" + n), ("-", "gx" + n)] if grad else []
-        return tuple(fwd), tuple(bwd)
+            bwd.append(Drop(source, *(["x"] if n == "q" else [])))
+            bwd += [HandGradient("gx" + n), Drop("gx" + n)] if grad else []
+        return Program(tuple(fwd), tuple(bwd))
 
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
         """in_proj's weight and bias, out_proj's weight and bias, as torch holds them (Llama's: q, k, v, o)."""
@@ -612,12 +617,6 @@ class Attention(Layer):
             return tuple(num.normal(n) for w, b, on in pairs for n in ((w, b) if on else (w,)))
         inner = num.normal(d + 2 * self.kv_dim(x))
         return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
-
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("linear", "scaled_dot_product_attention")
-
-    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
-        return (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
 
 
 @register
@@ -667,11 +666,12 @@ class Rotary(Layer):
         theta = int(theta) if float(theta).is_integer() else theta
         return {"head_dim": 2 * int(module.inv_freq.numel())} | ({"theta": theta} if theta != 10000 else {})
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return self.head_dim * size  # inv_freq and original_inv_freq, head_dim/2 values each
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
+                amp: tuple[str, str] | None = None) -> Program | None:
         """LlamaRotaryEmbedding's ops (measured with a TorchDispatchMode, torch 2.13), with its positions as LlamaModel
         makes them (arange + the cache's length; they and the embeddings it reads are held by the model's body until
         it returns) and its causal mask's
@@ -685,17 +685,22 @@ class Rotary(Layer):
         t, h = x[0], self.head_dim
         th = num.normal(t * h)
         # LlamaModel's body holds its input, the embeddings (its local inputs_embeds), until it returns
-        fwd: list = [("keep", "x"), ("hold", "x"), ("-", "x"),
-                     ("+", "arange", t, "int64", False), ("+", "pos", t, "int64", False), ("-", "arange"), ("hold", "pos"),
-                     # the causal mask's check for packed sequences (create_causal_mask: the positions' diff, != 1, cumsum)
-                     ("+", "first", 1, "int64"), ("+", "cat", t + 1, "int64"), ("+", "diff", t, "int64"), ("-", "cat"),
-                     ("+", "ne", t, "bool"), ("+", "packed", t, "int64"), ("-", "ne"), ("+", "last", 1, "bool"),
-                     ("+", "all", 1, "bool", False), ("-", "last", "all", "first", "diff", "packed"),
-                     ("+", "pf", t, "float32", False),
-                     ("if", "low", "+", "inv", num.div(h, 2), "float32", False), ("+", "freqs", num.normal(num.div(th, 2)), "float32", False),
-                     ("-", "pf"), ("if", "low", "-", "inv"), ("+", "emb", th, "float32", False), ("+", "c0", th, "float32", False),
-                     ("if", "wide", "+", "out", num.normal(2 * th), "model", False), ("if", "low", "+", "cos", th, "float32", False),
-                     ("-", "c0"), ("+", "s0", th, "float32", False), ("if", "low", "+", "sin", th, "float32", False), ("-", "s0"),
-                     ("if", "low", "+", "out", num.normal(2 * th), "model", False), ("if", "low", "-", "cos", "sin"),
-                     ("-", "pos", "freqs", "emb")]
-        return tuple(fwd), ()
+        fwd = (KeepInput(), Hold("x"), Drop("x"),
+               New("arange", t, "int64", per_sample=False), New("pos", t, "int64", per_sample=False), Drop("arange"),
+               Hold("pos"),
+               # the causal mask's check for packed sequences (create_causal_mask: the positions' diff, != 1, cumsum)
+               New("first", 1, "int64"), New("cat", t + 1, "int64"), New("diff", t, "int64"), Drop("cat"),
+               New("ne", t, "bool"), New("packed", t, "int64"), Drop("ne"), New("last", 1, "bool"),
+               New("all", 1, "bool", per_sample=False), Drop("last", "all", "first", "diff", "packed"),
+               New("pf", t, "float32", per_sample=False),
+               When(New("inv", num.div(h, 2), "float32", per_sample=False), low=True),
+               New("freqs", num.normal(num.div(th, 2)), "float32", per_sample=False),
+               Drop("pf"), When(Drop("inv"), low=True), New("emb", th, "float32", per_sample=False),
+               New("c0", th, "float32", per_sample=False),
+               When(New("out", num.normal(2 * th), per_sample=False), low=False),
+               When(New("cos", th, "float32", per_sample=False), low=True),
+               Drop("c0"), New("s0", th, "float32", per_sample=False),
+               When(New("sin", th, "float32", per_sample=False), low=True), Drop("s0"),
+               When(New("out", num.normal(2 * th), per_sample=False), low=True), When(Drop("cos", "sin"), low=True),
+               Drop("pos", "freqs", "emb"))
+        return Program(fwd, ())

@@ -23,6 +23,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice
 from ..core.num import Dim, Shape
+from .events import Program
 from .receptive_field import Field
 from .window import Window
 
@@ -208,6 +209,7 @@ class Layer:
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     broadcasts: ClassVar[bool] = False  # an element-wise merge (add, mul): it may read a tensor without a batch axis
     detached: ClassVar[bool] = False  # its output never requires grad: made from its input's shape only (rotary tables)
+    one_for_the_batch: ClassVar[bool] = False  # its output has no batch axis in torch (T5's relative bias): `batchless`
     # Teaching: the kind-specific recognisers of archcalc/teaching/mistakes.py that apply to it (by function name),
     mistakes: ClassVar[frozenset[str]] = frozenset()
     # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels,
@@ -360,30 +362,51 @@ class Layer:
         raise Inexpressible("returns several tensors: archcalc has no layer for its elements")
 
     # 7. The memory timeline's hooks (archcalc/memory/) -------------------------------------------------------
+    # Its constant facts, overridden as class attributes:
+    # - copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, the norms),
+    contiguous_input: ClassVar[bool] = False
+    # - its output is laid out as its input (element-wise ops: a permuted input gives a permuted output),
+    keeps_layout: ClassVar[bool] = False
+    # - its output shares its input's storage (flatten, reshape, select: views; `is_view` where it depends),
+    shares_storage: ClassVar[bool] = False
+    # - in eval its output is its input, view or not in training (dropout),
+    returns_input_in_eval: ClassVar[bool] = False
+    # - for a view: its backward makes a new tensor of the input's size for the gradient (select: zeros, the
+    #   selected entry copied in) rather than a view of the output's gradient,
+    gradient_is_new: ClassVar[bool] = False
+    # - how its backward hands the output's gradient to the inputs without a new tensor: "same" (add: the gradient
+    #   itself, where no broadcasting reduces it), "slice" (concat: a view of it), "" (a new tensor per input),
+    passes_gradient: ClassVar[str] = ""
+    # - whether its output can be class scores (logits) for the step's loss, unless an activation ends it: not an
+    #   element-wise function's (an image in tanh's range, a ReLU's values: the loss is then MSE),
+    gives_scores: ClassVar[bool] = True
+    # - the torch ops it runs, by the names of autocast's lists (archcalc/core/autocast.py; `autocast_ops`),
+    autocast_op_names: ClassVar[tuple[str, ...]] = ()
+    # - which of its parameter tensors its backward node keeps as autocast's copies (`autocast_kept_params`).
+    autocast_kept: ClassVar[tuple[int, ...]] = ()
+
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         """Bytes of the layer's buffers (state that is not trained), for values of `size` bytes."""
         return 0
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
-        """The layer's step as the memory timeline runs it op by op (archcalc/memory/timeline.py): (forward, backward)
-        lists of events ("+", name, elements[, storage, per_sample]) that allocate, ("-", *names) that drop a
-        reference, ("keep", "x") autograd keeping the input; None: the timeline's generic rule (keeps()).
-        `inplace=False`: a dispatch mode is on (the CPU oracle), which makes some in-place ops out of place.
-        `amp`: under torch.autocast, (autocast's dtype, the input's dtype): each op in the dtype autocast's policy
-        gives it (archcalc/core/autocast.py), storages named by dtype, ("w", name, elements, dtype) a weight's cached copy;
-        None where the layer has no such program (the generic rule runs)."""
+                amp: tuple[str, str] | None = None) -> Program | None:
+        """The layer's step as the memory timeline runs it op by op: its forward and backward as events
+        (archcalc/layers/events.py); None: the timeline's generic rule (keeps()). `inplace=False`: a dispatch mode
+        is on (the CPU oracle), which makes some in-place ops out of place. `amp`: under torch.autocast,
+        (autocast's dtype, the input's dtype): each op in the dtype autocast's policy gives it
+        (archcalc/core/autocast.py), storages named by dtype; None where the layer has no such program."""
         return None
 
     def is_view(self) -> bool:
         """Whether the output shares its input's storage (flatten, reshape: views; dropout with p = 0)."""
-        return False
+        return self.shares_storage
 
     def batchless(self) -> bool:
         """Whether torch's output has no batch axis (a `parameter` with expand = false, broadcast as it is): the add or
         mul reading it sums its gradient to the parameter's shape (validate_outputs), which AccumulateGrad takes as
         the parameter's gradient (the memory timeline)."""
-        return False
+        return self.one_for_the_batch
 
     def is_parameter(self) -> bool:
         """Whether the output is a view of the layer's own parameter (`parameter`: a layer scale, a class token), so
@@ -397,19 +420,14 @@ class Layer:
 
     def forward_scratch(self, x: Shape) -> Dim:
         """Elements per sample, in the model's dtype, that the forward op allocates before its output, keeps
-        for no node and frees when it returns (the memory timeline): InstanceNorm's β repeated per sample."""
+        for no node and frees when it returns: InstanceNorm's β repeated per sample."""
         return 0
 
     def backward_scratch(self, x: Shape, grad: bool) -> Dim:
         """Elements per sample, in the model's dtype, that the backward op allocates beside the input's gradient
-        in place of the parameters' gradients, which it then sums out of them once its saved tensors are freed
-        (the memory timeline, archcalc/memory/timeline.py): InstanceNorm's γ and β gradients per sample. 0: none."""
+        in place of the parameters' gradients, which it then sums out of them once its saved tensors are freed:
+        InstanceNorm's γ and β gradients per sample. 0: none."""
         return 0
-
-    def gives_scores(self) -> bool:
-        """Whether the output can be class scores (logits) for the step's loss: not when an element-wise
-        function ends the layer (an image in tanh's range, a ReLU's values: the loss is then MSE)."""
-        return self.activation is None
 
     def scores_axis(self, y: Shape) -> int:
         """The axis of the output that holds its features, the classes when it ends the network: the
@@ -419,66 +437,44 @@ class Layer:
     def padded_gradient(self, x: Shape) -> Dim:
         """Elements per sample of the gradient the backward op computes for a padded copy of the input (F.pad
         before a convolution), when the input needs one: the input's own gradient is cut from it once the
-        node has freed what it consumed and kept (the pad's node; the memory timeline). 0: no padded copy."""
+        node has freed what it consumed and kept (the pad's node). 0: no padded copy."""
         return 0
 
     def sums_scratch_first(self, grad: bool) -> bool:
         """With a backward_scratch: whether the parameters' gradients are summed out of it before the node frees
         the gradient it consumed and its saved tensors (PReLU, when its input needs a gradient)."""
         return False
+
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         """The torch ops the layer runs, by the names of autocast's lists (archcalc/core/autocast.py): under mixed
         precision they decide the dtype it computes in; () runs in its input's dtype."""
-        return ()
+        return self.autocast_op_names
 
     def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
         """Which of its parameter tensors (param_tensors' order) its backward node keeps as autocast's
         low-precision copies (a convolution keeps its weight; a linear layer only when its input needs a gradient)."""
-        return ()
-
-    def is_view_in_eval(self) -> bool:
-        """Whether, in eval mode, the output is the input itself or a view of it (dropout returns its input)."""
-        return self.is_view()
-
-    def passes_gradient(self) -> str:
-        """How backward hands the output's gradient to the inputs without a new tensor (the memory
-        timeline, archcalc/memory/timeline.py): "same" (add: the gradient itself, where no broadcasting
-        reduces it), "slice" (concat: a view of it), "" (a new tensor per input)."""
-        return ""
+        return self.autocast_kept
 
     def view(self, x: Shape, y: Shape, strides):
         """For a view: the output's layout (archcalc.layers.layout) from the input's, or layout.COPY
         when it must copy after all (a reshape of a permuted tensor)."""
         return strides
 
-    def keeps_layout(self) -> bool:
-        """Whether the output is laid out as the input is (element-wise ops: a permuted input gives a permuted output)."""
-        return False
-
-    def contiguous_input(self) -> bool:
-        """Whether the layer copies a permuted (non-contiguous) input and keeps that copy (nn.Linear, GroupNorm)."""
-        return False
-
     def copies_input(self, x: Shape, strides) -> bool:
         """Whether it copies an input of this layout (archcalc.layers.layout; None: contiguous) and keeps the copy:
         by default, a kind that wants a contiguous input copies any other (nn.Linear refines it: dense.py)."""
-        return strides is not None and self.contiguous_input()
+        return strides is not None and self.contiguous_input
 
     def update_scratch(self, x: Shape) -> Dim:
         """Elements in all (not per sample), in the parameters' dtype, of a transient the forward op makes after its
-        output and frees at once (the memory timeline): InstanceNorm's running statistics updated from their
-        repeats, a mean over the batch per statistic, one after the other. 0: none."""
+        output and frees at once: InstanceNorm's running statistics updated from their repeats, a mean over the
+        batch per statistic, one after the other. 0: none."""
         return 0
 
     def output_layout(self, x: Shape):
         """The output's layout (archcalc.layers.layout) where the layer makes it non-contiguous itself: `parameter`'s
         tensor expanded over the batch (stride 0). None: contiguous, or as the generic rules say."""
         return None
-
-    def gradient_is_new(self) -> bool:
-        """For a view: whether its backward makes a new tensor of the input's size for the gradient (select:
-        zeros, the selected entry copied in) rather than a view of the output's gradient (the memory timeline)."""
-        return False
 
     def unfused_bias(self) -> bool:
         """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before

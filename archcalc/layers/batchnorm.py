@@ -88,5 +88,6 @@ class BatchNorm(ChannelAffine):
             raise Inexpressible("with one of weight and bias: archcalc's batchnorm has both or neither")
         return {} if weight is not None else {"affine": False}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return 2 * x[0] * size + 8  # running mean and variance per channel, and an int64 step counter

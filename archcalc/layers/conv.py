@@ -214,6 +214,9 @@ class Conv(Convolution):
             dilation=ints(w.d for w in ws), groups=int(self.groups), bias=self.bias, padding_mode=self.padding_mode,
         )
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_kept = (0,)  # ConvolutionBackward keeps the weight, whether or not the input needs a gradient
+
     def padded_gradient(self, x: Shape) -> Dim:
         if self.padding_mode != "zeros":
             return num.normal(x[0] * num.mul(w.n + sum(self._pads(w)) for w in self.windows(x)))
@@ -223,5 +226,3 @@ class Conv(Convolution):
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"conv{len(x) - 1}d",)
 
-    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
-        return (0,)  # ConvolutionBackward keeps the weight, whether or not the input needs a gradient

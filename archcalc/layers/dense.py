@@ -136,17 +136,15 @@ class Dense(Layer):
             fields["in_features"] = features
         return fields | ({} if bias is not None else {"bias": False})
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("linear",)
+    contiguous_input = True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
+
     def scores_axis(self, y: Shape) -> int:
         return len(y) - 1  # per token on [T, d]: a language model's [T, V] scores
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("linear",)
-
     def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
         return (0,) if grad else ()  # AddmmBackward keeps the weight for the input's gradient only
-
-    def contiguous_input(self) -> bool:
-        return True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
 
     def copies_input(self, x: Shape, strides) -> bool:
         return not layout.folds(x, strides)  # a slice of the features, or a selected token, is read as it is

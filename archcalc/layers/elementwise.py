@@ -25,8 +25,8 @@ class ElementWise(Layer):
     def receptive(self, x: Shape, field: Field) -> Field:
         return field
 
-    def keeps_layout(self) -> bool:
-        return True  # TensorIterator and empty_like keep the input's strides
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    keeps_layout = True  # TensorIterator and empty_like keep the input's strides
 
 
 @register
@@ -61,11 +61,11 @@ class Dropout(ElementWise):
             return None  # F.dropout(x, p, training=False): x itself
         return {"p": torch_float(torch_argument(args, kwargs, 1, "p", 0.5))}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    returns_input_in_eval = True  # in eval, nn.Dropout returns its input
+
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
-
-    def is_view_in_eval(self) -> bool:
-        return True  # in eval, nn.Dropout returns its input
 
 
 @register
@@ -108,11 +108,11 @@ class StochasticDepth(ElementWise):
     def torch_fields(cls, torch_name: str) -> dict:
         return {"mode": "row"} if torch_name == "DropPath" else {}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    returns_input_in_eval = True  # in eval, torchvision's and timm's return their input
+
     def is_view(self) -> bool:
         return self.p == 0  # torchvision and timm return the input itself
-
-    def is_view_in_eval(self) -> bool:
-        return True
 
 
 OPTIONS = ("negative_slope", "alpha", "approximate", "dim")  # each function's own (Function.options)
@@ -195,8 +195,8 @@ class Activation(ElementWise):
                 fields[option] = value
         return fields
 
-    def gives_scores(self) -> bool:
-        return False  # an element-wise function's values, not logits
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    gives_scores = False  # an element-wise function's values, not logits
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (self.function,)
@@ -237,19 +237,16 @@ class PReLU(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.PReLU(int(self.num_parameters), init=float(self.init))
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    gives_scores = False
+    autocast_op_names = ("prelu",)
+    autocast_kept = (0,)  # its node keeps the slope's 16-bit copy
+
     def backward_scratch(self, x: Shape, grad: bool) -> Dim:
         # _prelu_kernel_backward: the weight's gradient per element, summed afterwards, and the input's
         # gradient even where the input needs none (freed unused)
         return num.mul(x) * (1 if grad else 2)
 
-    def gives_scores(self) -> bool:
-        return False
-
     def sums_scratch_first(self, grad: bool) -> bool:
         return grad  # measured: the sum comes first; without an input gradient, after the unused one is freed
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("prelu",)
-
-    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
-        return (0,)  # its node keeps the slope's 16-bit copy

@@ -16,6 +16,7 @@ from ..core import autocast, num
 from ..core.num import Shape
 from .base import Kept, Tensor, register
 from .elementwise import ElementWise
+from .events import Drop, HandGradient, KeepInput, New, Program
 
 
 @register
@@ -40,8 +41,9 @@ class NewGELU(ElementWise):
     def to_torch(self, x: Shape, nn):
         return nn.NewGELU()
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
+                amp: tuple[str, str] | None = None) -> Program | None:
         """The eight ops one by one (measured with a TorchDispatchMode, torch 2.13): forward v = 0.5·x first (Python
         evaluates the left factor first), then x³, its scaling, the sum, the scaling, tanh, 1 + tanh, the product.
         Backward: the product's two gradients, tanh's, the scaling's; the sum hands its gradient to x as it is
@@ -52,15 +54,15 @@ class NewGELU(ElementWise):
         n = num.mul(x)
         if amp is not None:
             return self._autocast_program(n, device, *amp)
-        fwd = (("keep", "x"), ("+", "v", n), ("+", "p", n), ("+", "a", n), ("-", "p"), ("+", "b", n), ("-", "a"),
-               ("+", "c", n), ("-", "b"), ("+", "t", n), ("-", "c"), ("+", "u", n), ("+", "out", n))
-        bwd = (("+", "gu", n), ("+", "gv", n), ("-", "g", "u", "v"), ("+", "gc", n), ("-", "gu", "t"), ("+", "gb", n),
-               ("-", "gc"), ("grad", "gb"), ("+", "ga", n), ("-", "gb"), ("+", "x2", n), ("+", "x2s", n), ("+", "gxp", n),
-               ("-", "x2s", "x2", "ga", "x"), ("grad", "gxp"), ("-", "gxp"), ("+", "gxh", n), ("-", "gv"),
-               ("grad", "gxh"), ("-", "gxh"))
-        return fwd, bwd
+        fwd = (KeepInput(), New("v", n), New("p", n), New("a", n), Drop("p"), New("b", n), Drop("a"),
+               New("c", n), Drop("b"), New("t", n), Drop("c"), New("u", n), New("out", n))
+        bwd = (New("gu", n), New("gv", n), Drop("g", "u", "v"), New("gc", n), Drop("gu", "t"), New("gb", n),
+               Drop("gc"), HandGradient("gb"), New("ga", n), Drop("gb"), New("x2", n), New("x2s", n), New("gxp", n),
+               Drop("x2s", "x2", "ga", "x"), HandGradient("gxp"), Drop("gxp"), New("gxh", n), Drop("gv"),
+               HandGradient("gxh"), Drop("gxh"))
+        return Program(fwd, bwd)
 
-    def _autocast_program(self, n, device: str, low: str, x: str) -> tuple[tuple, tuple]:
+    def _autocast_program(self, n, device: str, low: str, x: str) -> Program:
         """The same ops under torch.autocast, each in the dtype autocast's policy gives it (archcalc/core/autocast.py). On
         CUDA `pow` is a float32 op: x**3 runs on a float32 copy of x (which PowBackward keeps) and everything after
         it is float32 by promotion, the output too. Backward: the engine casts a gradient to its input's dtype after
@@ -70,31 +72,31 @@ class NewGELU(ElementWise):
         b = autocast.op(device, low, "add", x, p)[0]
         t = autocast.op(device, low, "tanh", b)[0]
         out = autocast.op(device, low, "mul", v, t)[0]
-        fwd = [("+", "v", n, v)] + ([("+", "xp", n, p)] if cast else [("keep", "x")])
-        fwd += [("+", "p", n, p), ("+", "a", n, p), ("-", "p"), ("+", "b", n, b), ("-", "a"), ("+", "c", n, b), ("-", "b"),
-                ("+", "t", n, t), ("-", "c"), ("+", "u", n, t), ("+", "out", n, out)]
-        bwd: list = [("+", "gu", n, autocast.op(device, low, "mul", out, v)[0])]
+        fwd = [New("v", n, v)] + ([New("xp", n, p)] if cast else [KeepInput()])
+        fwd += [New("p", n, p), New("a", n, p), Drop("p"), New("b", n, b), Drop("a"), New("c", n, b), Drop("b"),
+                New("t", n, t), Drop("c"), New("u", n, t), New("out", n, out)]
+        bwd: list = [New("gu", n, autocast.op(device, low, "mul", out, v)[0])]
         gv = autocast.op(device, low, "mul", out, t)[0]
-        bwd.append(("+", "gv", n, gv))
-        for name, have, want in (("gv", gv, v), ("gu", bwd[0][3], t)):  # validate_outputs: self's, then other's
+        bwd.append(New("gv", n, gv))
+        for name, have, want in (("gv", gv, v), ("gu", bwd[0].storage, t)):  # validate_outputs: self's, then other's
             if have != want:
-                bwd += [("+", name + "2", n, want), ("-", name)]
-        gu = "gu2" if bwd[0][3] != t else "gu"
+                bwd += [New(name + "2", n, want), Drop(name)]
+        gu = "gu2" if bwd[0].storage != t else "gu"
         gvn = "gv2" if gv != v else "gv"
-        bwd += [("-", "g", "u", "v"), ("+", "gc", n, t), ("-", gu, "t"), ("+", "gb", n, b), ("-", "gc")]
+        bwd += [Drop("g", "u", "v"), New("gc", n, t), Drop(gu, "t"), New("gb", n, b), Drop("gc")]
         if b != x:  # x + a: x's gradient cast to x's dtype
-            bwd += [("+", "gbx", n, x), ("grad", "gbx"), ("-", "gbx")]
+            bwd += [New("gbx", n, x), HandGradient("gbx"), Drop("gbx")]
         else:
-            bwd.append(("grad", "gb"))
+            bwd.append(HandGradient("gb"))
         saved = "xp" if cast else "x"
-        bwd += [("+", "ga", n, p), ("-", "gb"), ("+", "x2", n, p), ("+", "x2s", n, p), ("+", "gxp", n, p),
-                ("-", "x2s", "x2", "ga", saved)]
+        bwd += [New("ga", n, p), Drop("gb"), New("x2", n, p), New("x2s", n, p), New("gxp", n, p),
+                Drop("x2s", "x2", "ga", saved)]
         if p != x:  # ToCopyBackward of pow's copy
-            bwd += [("+", "gxc", n, x), ("-", "gxp"), ("grad", "gxc"), ("-", "gxc")]
+            bwd += [New("gxc", n, x), Drop("gxp"), HandGradient("gxc"), Drop("gxc")]
         else:
-            bwd += [("grad", "gxp"), ("-", "gxp")]
-        bwd += [("+", "gxh", n, v), ("-", gvn), ("grad", "gxh"), ("-", "gxh")]
-        return tuple(fwd), tuple(bwd)
+            bwd += [HandGradient("gxp"), Drop("gxp")]
+        bwd += [New("gxh", n, v), Drop(gvn), HandGradient("gxh"), Drop("gxh")]
+        return Program(tuple(fwd), tuple(bwd))
 
 
 @register

@@ -107,8 +107,8 @@ class Add(Merge):
             raise Inexpressible("with alpha: archcalc adds the tensors as they are")
         return _tensor_pair(args)
 
-    def passes_gradient(self) -> str:
-        return "same"  # AddBackward hands each input the output's gradient itself
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    passes_gradient = "same"  # AddBackward hands each input the output's gradient itself
 
 
 @register
@@ -201,8 +201,6 @@ class Concat(Merge):
             raise Inexpressible(f"along dim {dim} of tensors of unknown rank: archcalc counts concat's axis from the first")
         return {} if dim == 1 else {"dim": dim - 1}
 
-    def autocast_ops(self, x) -> tuple[str, ...]:
-        return ("cat",)
-
-    def passes_gradient(self) -> str:
-        return "slice"  # CatBackward hands each input a slice (a view) of the output's gradient
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("cat",)
+    passes_gradient = "slice"  # CatBackward hands each input a slice (a view) of the output's gradient

@@ -11,7 +11,7 @@ RMSNorm's, which computes in float32 at least.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from ..core import fmt, num
@@ -20,6 +20,7 @@ from ..core.fields import choice, flag, real, size as whole, sizes
 from ..core.num import Dim, Shape, Value
 from .base import Inexpressible, Kept, Layer, ints, register, torch_argument
 from .batchnorm import ChannelAffine
+from .events import Convert, Drop, HandGradient, KeepInput, New, Program, When
 
 
 def _normalized(layer, x: Shape) -> tuple:
@@ -36,21 +37,29 @@ def _normalized(layer, x: Shape) -> tuple:
     return tuple(shape)
 
 
-def _typed(events: list, amp: tuple[str, str] | None) -> tuple:
-    """A program's events under autocast (amp = (autocast's dtype, the input's dtype)): the model's storage is the
-    input's dtype, opmath and the parameters' float32, and ("if", "low"/"wide", ...) decided by the input's dtype."""
+def _typed(fwd: list, bwd: list, amp: tuple[str, str] | None) -> Program:
+    """A program, under autocast (amp = (autocast's dtype, the input's dtype)) with its storages named by dtype: the
+    model's storage is the input's dtype, opmath and the parameters' float32, and When decided by the input's dtype."""
     if amp is None:
-        return tuple(events)
+        return Program(tuple(fwd), tuple(bwd))
     low = amp[1] in ("bfloat16", "float16")
     names = {"model": amp[1], "opmath": "float32", "param": "float32"}
-    out = []
-    for event in events:
-        if event[0] == "if":
-            if low != (event[1] == "low"):
-                continue
-            event = event[2:]
-        out.append(tuple(names.get(e, e) if isinstance(e, str) and i >= 3 else e for i, e in enumerate(event)))
-    return tuple(out)
+
+    def typed(events: list) -> tuple:
+        out = []
+        for event in events:
+            if isinstance(event, When):
+                if event.low != low:
+                    continue
+                event = event.event
+            if isinstance(event, New):
+                event = replace(event, storage=names.get(event.storage, event.storage))
+            elif isinstance(event, Convert):
+                event = replace(event, old=names.get(event.old, event.old), new=names.get(event.new, event.new))
+            out.append(event)
+        return tuple(out)
+
+    return Program(typed(fwd), typed(bwd))
 
 
 def _stats(elements: Dim, dtype: str = "model") -> tuple[Kept, Kept]:
@@ -142,8 +151,8 @@ class LayerNorm(LastAxesNorm):
         fields = {"normalized_shape": shape[0] if len(shape) == 1 else shape}
         return fields | ({"elementwise_affine": False} if weight is None else {} if bias is not None else {"bias": False})
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("layer_norm",)
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("layer_norm",)
 
 
 @register
@@ -205,11 +214,9 @@ class GroupNorm(ChannelAffine):
             raise Inexpressible("with one of weight and bias: archcalc's groupnorm has both or neither")
         return {"num_groups": torch_argument(args, kwargs, 1, "num_groups")} | ({"affine": False} if weight is None else {})
 
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("group_norm",)
-
-    def contiguous_input(self) -> bool:
-        return True  # measured: a permuted input is copied first, and the copy kept
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("group_norm",)
+    contiguous_input = True  # measured: a permuted input is copied first, and the copy kept
 
 
 @register
@@ -259,6 +266,9 @@ class InstanceNorm(ChannelAffine):
         return getattr(nn, f"InstanceNorm{len(x) - 1}d")(int(x[0]), affine=self.affine,
                                                          track_running_stats=self.track_running_stats)
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    contiguous_input = True  # measured: a permuted input is copied first, and the copy kept
+
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return 2 * x[0] * size + 8 if self.track_running_stats else 0
 
@@ -267,9 +277,6 @@ class InstanceNorm(ChannelAffine):
 
     def backward_scratch(self, x: Shape, grad: bool) -> Dim:
         return 2 * x[0] if self.affine else 0  # batch norm's backward on [1, B·C, ...]: γ and β gradients per sample
-
-    def contiguous_input(self) -> bool:
-        return True  # measured: a permuted input is copied first, and the copy kept
 
     def update_scratch(self, x: Shape) -> Dim:
         return x[0] if self.track_running_stats else 0  # running_mean.copy_(repeated.view(B, C).mean(0)), then var
@@ -333,10 +340,13 @@ class RMSNorm(LastAxesNorm):
         """transformers' RMSNorms (Llama's, Mistral's, Qwen2's; T5's T5LayerNorm, the same ops in float32) are module "llama"."""
         return {} if torch_name == "RMSNorm" else {"module": "llama"}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_op_names = ("rms_norm",)
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
+                amp: tuple[str, str] | None = None) -> Program | None:
         """torch 2.13 runs nn.RMSNorm as separate ops (F.rms_norm's composite, measured with a TorchDispatchMode):
-        x.float() (x itself in float32: "to"), x², its mean, + eps in place, rsqrt, x·rsqrt (kept for γ's
+        x.float() (x itself in float32: Convert), x², its mean, + eps in place, rsqrt, x·rsqrt (kept for γ's
         product), ·γ, then .type_as(x). Backward in reverse: the product's two gradients (γ's summed over the
         tokens, cast to γ's dtype), then x·rsqrt's, rsqrt's (r³ scaled), the mean's (divided), x²'s (2·x); x's
         two gradients meet in its buffer (in float32), or, for a 16-bit x, in x.float()'s, whose backward casts
@@ -347,40 +357,40 @@ class RMSNorm(LastAxesNorm):
         d = num.mul(_normalized(self, x))
         groups = num.div(n, d)
         affine = self.elementwise_affine
-        fwd: list = [("to", "xf", "x", n, "model", "opmath"), ("+", "p", n, "opmath"), ("+", "ms", groups, "opmath"),
-                     ("+", "r", groups, "opmath"), ("-", "ms", "p"), ("+", "xn", n, "opmath")]
+        fwd: list = [Convert("xf", "x", n, "model", "opmath"), New("p", n, "opmath"), New("ms", groups, "opmath"),
+                     New("r", groups, "opmath"), Drop("ms", "p"), New("xn", n, "opmath")]
         if affine:
-            fwd.append(("+", "y", n, "opmath"))
+            fwd.append(New("y", n, "opmath"))
         if not grad:  # x.float() is dropped after the last product, the rsqrt after the cast
-            fwd.append(("-", "xf"))
-        fwd += [("to", "out", "y", n, "opmath", "model"), ("-", "y")] if affine else \
-            [("to", "out", "xn", n, "opmath", "model"), ("-", "xn")]
+            fwd.append(Drop("xf"))
+        fwd += [Convert("out", "y", n, "opmath", "model"), Drop("y")] if affine else \
+            [Convert("out", "xn", n, "opmath", "model"), Drop("xn")]
         if not grad:
-            fwd.append(("-", "r"))
-        bwd: list = [("to", "g32", "g", n, "model", "opmath"), ("-", "g")]
+            fwd.append(Drop("r"))
+        bwd: list = [Convert("g32", "g", n, "model", "opmath"), Drop("g")]
         if affine:  # xn·γ
-            bwd += [("+", "gwn", n, "opmath"), *([("+", "gxn", n, "opmath")] if grad else []),
-                    ("+", "grad.w", d, "opmath", False), ("-", "gwn"),
-                    ("to", "grad.weight", "grad.w", d, "opmath", "param", False), ("-", "grad.w", "g32", "xn")]
+            bwd += [New("gwn", n, "opmath"), *([New("gxn", n, "opmath")] if grad else []),
+                    New("grad.w", d, "opmath", per_sample=False), Drop("gwn"),
+                    Convert("grad.weight", "grad.w", d, "opmath", "param", per_sample=False), Drop("grad.w", "g32", "xn")]
         else:
-            bwd.append(("to", "gxn", "g32", n, "opmath", "opmath"))
-            bwd.append(("-", "g32"))
+            bwd.append(Convert("gxn", "g32", n, "opmath", "opmath"))
+            bwd.append(Drop("g32"))
         if not grad:
-            return _typed(fwd, amp), _typed(bwd, amp)
-        bwd += [("+", "gr_n", n, "opmath"), ("+", "gx1", n, "opmath"), ("+", "gr", groups, "opmath"), ("-", "gr_n", "gxn"),
-                ("if", "wide", "grad", "gx1"), ("if", "wide", "-", "gx1"),
-                ("+", "r3", groups, "opmath"), ("+", "rs", groups, "opmath"), ("+", "gms", groups, "opmath"),
-                ("-", "rs", "r3", "gr", "r"), ("+", "gp", n, "opmath"), ("-", "gms"),
-                ("+", "x1", n, "opmath"), ("+", "x2s", n, "opmath"), ("+", "gx2", n, "opmath"), ("-", "x2s", "x1", "gp", "xf"),
-                ("if", "wide", "grad", "gx2"), ("if", "wide", "-", "gx2")]
+            return _typed(fwd, bwd, amp)
+        bwd += [New("gr_n", n, "opmath"), New("gx1", n, "opmath"), New("gr", groups, "opmath"), Drop("gr_n", "gxn"),
+                When(HandGradient("gx1"), low=False), When(Drop("gx1"), low=False),
+                New("r3", groups, "opmath"), New("rs", groups, "opmath"), New("gms", groups, "opmath"),
+                Drop("rs", "r3", "gr", "r"), New("gp", n, "opmath"), Drop("gms"),
+                New("x1", n, "opmath"), New("x2s", n, "opmath"), New("gx2", n, "opmath"), Drop("x2s", "x1", "gp", "xf"),
+                When(HandGradient("gx2"), low=False), When(Drop("gx2"), low=False)]
         if inplace:  # x.float()'s buffer: the second gradient added into the first
-            bwd += [("if", "low", "-", "gx2"), ("if", "low", "to", "gx", "gx1", n, "opmath", "model"), ("if", "low", "-", "gx1")]
+            bwd += [When(Drop("gx2"), low=True), When(Convert("gx", "gx1", n, "opmath", "model"), low=True), When(Drop("gx1"), low=True)]
         else:
-            bwd += [("if", "low", "+", "gs", n, "opmath"), ("if", "low", "-", "gx1", "gx2"),
-                    ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
-        return _typed(fwd, amp), _typed(bwd, amp)
+            bwd += [When(New("gs", n, "opmath"), low=True), When(Drop("gx1", "gx2"), low=True),
+                    When(Convert("gx", "gs", n, "opmath", "model"), low=True), When(Drop("gs"), low=True)]
+        return _typed(fwd, bwd, amp)
 
-    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> tuple[tuple, tuple]:
+    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> Program:
         """transformers' LlamaRMSNorm op by op (measured with a TorchDispatchMode, torch 2.13): x.to(float32) (x itself in
         float32), x², its mean (x² freed), + eps out of place, rsqrt (the sum freed), x·rsqrt, .to(x's dtype), γ· that;
         the mean (a local) freed as it returns. Backward: γ's product (x's side first, then γ's, summed to γ's shape),
@@ -389,31 +399,28 @@ class RMSNorm(LastAxesNorm):
         n = num.mul(x)
         d = num.mul(_normalized(self, x))
         groups = num.div(n, d)
-        fwd: list = [("to", "xf", "x", n, "model", "opmath"), ("+", "p", n, "opmath"), ("+", "ms", groups, "opmath"), ("-", "p"),
-                     ("+", "v", groups, "opmath"), ("+", "r", groups, "opmath"), ("-", "v"), ("+", "xn", n, "opmath")]
+        fwd: list = [Convert("xf", "x", n, "model", "opmath"), New("p", n, "opmath"), New("ms", groups, "opmath"), Drop("p"),
+                     New("v", groups, "opmath"), New("r", groups, "opmath"), Drop("v"), New("xn", n, "opmath")]
         if not grad:  # nothing before it needs a gradient: only γ's product keeps its factor
-            fwd += [("-", "r", "xf")]
-        fwd += [("to", "xb", "xn", n, "opmath", "model"), ("+", "out", n, "model"), ("-", "xn", "ms")]
-        bwd: list = [*([("+", "gxb", n, "model")] if grad else []), ("+", "gwf", n, "model"), ("+", "grad.weight", d, "model", False),
-                     ("-", "gwf"), ("-", "g", "xb")]
+            fwd += [Drop("r", "xf")]
+        fwd += [Convert("xb", "xn", n, "opmath", "model"), New("out", n), Drop("xn", "ms")]
+        bwd: list = [*([New("gxb", n)] if grad else []), New("gwf", n), New("grad.weight", d, per_sample=False),
+                     Drop("gwf"), Drop("g", "xb")]
         if not grad:
-            return tuple(fwd), tuple(bwd)
-        bwd += [("to", "gxn", "gxb", n, "model", "opmath"), ("-", "gxb"),
-                ("+", "grf", n, "opmath"), ("+", "gx1", n, "opmath"), ("+", "gr", groups, "opmath"), ("-", "grf", "gxn"),
-                ("if", "wide", "grad", "gx1"), ("if", "wide", "-", "gx1"),
-                ("+", "r3", groups, "opmath"), ("+", "r3s", groups, "opmath"), ("+", "gv", groups, "opmath"), ("-", "r3s", "r3", "gr", "r"),
-                ("+", "gp", n, "opmath"), ("-", "gv"),
-                ("+", "x1", n, "opmath"), ("+", "x2s", n, "opmath"), ("+", "gx2", n, "opmath"), ("-", "x2s", "x1", "gp", "xf"),
-                ("if", "wide", "grad", "gx2"), ("if", "wide", "-", "gx2")]
+            return Program(tuple(fwd), tuple(bwd))
+        bwd += [Convert("gxn", "gxb", n, "model", "opmath"), Drop("gxb"),
+                New("grf", n, "opmath"), New("gx1", n, "opmath"), New("gr", groups, "opmath"), Drop("grf", "gxn"),
+                When(HandGradient("gx1"), low=False), When(Drop("gx1"), low=False),
+                New("r3", groups, "opmath"), New("r3s", groups, "opmath"), New("gv", groups, "opmath"), Drop("r3s", "r3", "gr", "r"),
+                New("gp", n, "opmath"), Drop("gv"),
+                New("x1", n, "opmath"), New("x2s", n, "opmath"), New("gx2", n, "opmath"), Drop("x2s", "x1", "gp", "xf"),
+                When(HandGradient("gx2"), low=False), When(Drop("gx2"), low=False)]
         if inplace:  # x.float()'s buffer: the second gradient added into the first
-            bwd += [("if", "low", "-", "gx2"), ("if", "low", "to", "gx", "gx1", n, "opmath", "model"), ("if", "low", "-", "gx1")]
+            bwd += [When(Drop("gx2"), low=True), When(Convert("gx", "gx1", n, "opmath", "model"), low=True), When(Drop("gx1"), low=True)]
         else:
-            bwd += [("if", "low", "+", "gs", n, "opmath"), ("if", "low", "-", "gx1", "gx2"),
-                    ("if", "low", "to", "gx", "gs", n, "opmath", "model"), ("if", "low", "-", "gs")]
-        return tuple(fwd), tuple(bwd)
-
-    def autocast_ops(self, x: Shape) -> tuple[str, ...]:
-        return ("rms_norm",)
+            bwd += [When(New("gs", n, "opmath"), low=True), When(Drop("gx1", "gx2"), low=True),
+                    When(Convert("gx", "gs", n, "opmath", "model"), low=True), When(Drop("gs"), low=True)]
+        return Program(tuple(fwd), tuple(bwd))
 
 
 @register
@@ -454,8 +461,9 @@ class LocalResponseNorm(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.LocalResponseNorm(int(self.size), alpha=float(self.alpha), beta=float(self.beta), k=float(self.k))
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple] | None:
+                amp: tuple[str, str] | None = None) -> Program | None:
         """F.local_response_norm's ops one by one (torch 2.13, measured with a TorchDispatchMode): x·x, padded along
         the channels (constant_pad_nd), averaged over `size` of them (avg_pool2d/3d), ·α, + k, ^β, then x / that.
         Backward in reverse: the quotient's two gradients (the denominator's through x/d/d and −g), the power's,
@@ -466,13 +474,13 @@ class LocalResponseNorm(Layer):
         n = num.mul(x)
         padded = num.normal((x[0] + self.size - 1) * num.mul(x[1:]))
         if not grad:
-            return ((("+", "sq", n), ("+", "pad", padded), ("-", "sq"), ("+", "pool", n), ("-", "pad"), ("+", "m", n),
-                     ("+", "a", n), ("-", "m"), ("+", "pw", n), ("-", "a", "pool"), ("+", "out", n), ("-", "pw")), ())
-        fwd = (("keep", "x"), ("+", "sq", n), ("+", "pad", padded), ("-", "sq"), ("+", "pool", n), ("+", "m", n),
-               ("+", "a", n), ("-", "m"), ("+", "pw", n), ("-", "pool"), ("+", "out", n))
-        bwd = (("+", "q", n), ("+", "q2", n), ("+", "ng", n), ("+", "gpw", n), ("-", "ng", "q2", "q"), ("+", "gx1", n),
-               ("-", "g", "pw"), ("grad", "gx1"), ("-", "gx1"),
-               ("+", "pb", n), ("+", "pbs", n), ("+", "ga", n), ("-", "pbs", "pb", "gpw", "a"),
-               ("+", "gm", n), ("-", "ga"), ("+", "gpad", padded), ("-", "gm", "pad"), ("+", "gsq", n), ("-", "gpad"),
-               ("+", "gx2", n), ("+", "gx3", n), ("-", "gsq", "x"), ("grad", "gx2"), ("grad", "gx3"), ("-", "gx2", "gx3"))
-        return fwd, bwd
+            return Program((New("sq", n), New("pad", padded), Drop("sq"), New("pool", n), Drop("pad"), New("m", n),
+                            New("a", n), Drop("m"), New("pw", n), Drop("a", "pool"), New("out", n), Drop("pw")), ())
+        fwd = (KeepInput(), New("sq", n), New("pad", padded), Drop("sq"), New("pool", n), New("m", n),
+               New("a", n), Drop("m"), New("pw", n), Drop("pool"), New("out", n))
+        bwd = (New("q", n), New("q2", n), New("ng", n), New("gpw", n), Drop("ng", "q2", "q"), New("gx1", n),
+               Drop("g", "pw"), HandGradient("gx1"), Drop("gx1"),
+               New("pb", n), New("pbs", n), New("ga", n), Drop("pbs", "pb", "gpw", "a"),
+               New("gm", n), Drop("ga"), New("gpad", padded), Drop("gm", "pad"), New("gsq", n), Drop("gpad"),
+               New("gx2", n), New("gx3", n), Drop("gsq", "x"), HandGradient("gx2"), HandGradient("gx3"), Drop("gx2", "gx3"))
+        return Program(fwd, bwd)

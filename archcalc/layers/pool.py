@@ -118,5 +118,6 @@ class Pool(Layer):
             raise Inexpressible("with count_include_pad or divisor_override: archcalc's average pooling has neither")
         return fields
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"{self.op}_pool{len(x) - 1}d",)

@@ -122,6 +122,7 @@ class Recurrent(Layer):
         module.exported = (f"nn.{self.torch_name}({int(self.in_features(x))}, {int(self.hidden_size)}, {shown})", "{}(x)[0]")
         return module
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (self.kind,)  # lstm, gru: in 16 bits under autocast (the CPU's mkldnn_rnn_layer, CUDA's fused cells)
 

@@ -24,6 +24,7 @@ class RelativeBias(Layer):
     kind = "relative_bias"
     colour = "#d5a6bd"
     draws_input = False  # it reads its input for T only
+    one_for_the_batch = True  # [1, heads, T, T]: broadcast over the batch by the scores it is added to
     num_heads: Dim = size()
     num_buckets: Dim = size(32)
     max_distance: Dim = size(128)
@@ -54,6 +55,3 @@ class RelativeBias(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.RelativeBias(int(self.num_buckets), int(self.num_heads), int(self.max_distance), self.bidirectional)
-
-    def batchless(self) -> bool:
-        return True  # [1, heads, T, T]: broadcast over the batch by the scores it is added to

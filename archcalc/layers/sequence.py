@@ -16,6 +16,7 @@ from ..core.errors import SpecError
 from ..core.fields import axis, flag, size, sizes
 from ..core.num import Dim, Shape
 from .base import Inexpressible, Kept, Layer, TorchSize, TorchTensor, ints, register, torch_argument
+from .events import Drop, Hold, New, Program
 from .receptive_field import Field
 
 
@@ -121,8 +122,9 @@ class Parameter(Layer):
         held = None if self.torch_shape is None else ints(self.torch_shape)
         return nn.Learned(ints(self.shape), None if self.length is None else int(self.length), held, self.bare, self.expand)
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
-                amp: tuple[str, str] | None = None) -> tuple[tuple, tuple]:
+                amp: tuple[str, str] | None = None) -> Program:
         """For the memory timeline. Without `length`, the tensor expanded over the batch (a view, nothing new);
         backward sums its gradient over the batch: the parameter's gradient. With `length`, positions looked up
         as Hugging Face's GPT-2 does (wpe(arange(T)), kept for the backward's indices): a [T, ...] tensor that
@@ -130,14 +132,14 @@ class Parameter(Layer):
         gradient over the batch, then scatters it into a gradient of the whole table (embedding_dense_backward)."""
         whole = num.mul(self.shape)
         if self.batchless():  # its reader summed the gradient to its shape: AccumulateGrad takes it as it is
-            return (("+", "out", 0, "model", False),), ()
+            return Program((New("out", 0, per_sample=False),), ())
         if self.length is None:
-            return (("+", "out", 0, "model", False),), (("+", "grad.weight", whole, "model", False), ("-", "g"))
+            return Program((New("out", 0, per_sample=False),), (New("grad.weight", whole, per_sample=False), Drop("g")))
         rows = num.mul(self.output(x))
-        fwd = (("+", "positions", self.length, "int64", False), ("+", "out", rows, "model", False), ("hold", "out"))
-        bwd = (("+", "reduced", rows, "model", False), ("+", "grad.weight", whole, "model", False),
-               ("-", "g", "reduced", "positions"))
-        return fwd, bwd
+        fwd = (New("positions", self.length, "int64", per_sample=False), New("out", rows, per_sample=False), Hold("out"))
+        bwd = (New("reduced", rows, per_sample=False), New("grad.weight", whole, per_sample=False),
+               Drop("g", "reduced", "positions"))
+        return Program(fwd, bwd)
 
     def batchless(self) -> bool:
         return not self.expand and self.length is None
@@ -206,11 +208,9 @@ class Select(Layer):
         """Element `item` of x.unbind(dim): x.select(dim, item)."""
         return {"dim": _sample_axis(args[0], torch_argument(args, kwargs, 1, "dim", 0)), "index": item}
 
-    def is_view(self) -> bool:
-        return True
-
-    def gradient_is_new(self) -> bool:
-        return True  # select_backward: zeros of the input's shape, the gradient copied into the entry
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
+    gradient_is_new = True  # select_backward: zeros of the input's shape, the gradient copied into the entry
 
 
 @register
@@ -331,16 +331,14 @@ class Narrow(Layer):
         start = num.normal(item * piece)
         return _range(args[0], dim, start, num.minimum(piece, num.normal(n - start)))
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
+    gradient_is_new = True  # slice_backward: zeros of the input's shape, the gradient copied into the range
 
     def view(self, x: Shape, y: Shape, strides):
         from . import layout
 
         return layout.sliced(x, strides, self.axis(x), self.taken(x), self.step)
-
-    def gradient_is_new(self) -> bool:
-        return True  # slice_backward: zeros of the input's shape, the gradient copied into the range
 
 
 _WHOLE = 2**62  # x[:, a:] is aten.slice(x, 1, a, 9223372036854775807): to the end

@@ -102,8 +102,8 @@ class Flatten(Layer):
             raise Inexpressible("from dim 0: archcalc keeps the batch axis (start_dim = 1 or more)")
         return ({"start_dim": start - 1} if start != 1 else {}) | ({"end_dim": from_torch_axis(end)} if end != -1 else {})
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)
@@ -163,8 +163,8 @@ class Permute(Layer):
             raise Inexpressible(f"{tuple(dims)}: archcalc permutes a sample's axes, the batch axis 0 first")
         return {"dims": [from_torch_axis(d) for d in dims[1:]]}
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.permuted(x, strides, self.order(x))
@@ -230,8 +230,8 @@ class Reshape(Layer):
                                 "the batch axis kept")
         return {"shape": rest}
 
-    def is_view(self) -> bool:
-        return True
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True
 
     def view(self, x: Shape, y: Shape, strides):
         return layout.view(x, strides, y)
@@ -258,5 +258,5 @@ class Identity(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.Identity()
 
-    def is_view(self) -> bool:
-        return True  # the very tensor: its gradient passes back as it is
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    shares_storage = True  # the very tensor: its gradient passes back as it is

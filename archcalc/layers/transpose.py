@@ -89,8 +89,9 @@ class ConvTranspose(Convolution):
             bias=self.bias, dilation=ints(a.d for a in ax),
         )
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    autocast_kept = (0,)
+
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"conv_transpose{len(x) - 1}d",)
 
-    def autocast_kept_params(self, grad: bool) -> tuple[int, ...]:
-        return (0,)

@@ -121,6 +121,7 @@ class Upsample(Layer):
             fields["align_corners"] = True
         return fields
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"upsample_{self.mode.replace('-', '_')}{len(x) - 1}d",)
 

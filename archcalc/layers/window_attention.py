@@ -199,6 +199,7 @@ class WindowAttention(Layer):
             raise Inexpressible("with a bias on one of qkv and proj: archcalc's window_attention has both or neither")
         return {} if bias.pop() else {"bias": False}
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         _, n = self.tokens(x)
         coords = 2 * self.table_rows() * 4 if self.cosine else 0  # relative_coords_table, float32

@@ -75,7 +75,7 @@ def needed(memory: Memory, batch: Value) -> Value:
 
 def step_events(report: Network, batch: int) -> list | None:
     """The step's allocations and frees at `batch`, as the timeline hands them to the caching allocator's replay
-    (archcalc/memory/timeline.py at a concrete batch on CUDA; None elsewhere)."""
+    (archcalc/memory/timeline/ at a concrete batch on CUDA; None elsewhere)."""
     with allocator.tapped() as seen:
         timeline.simulate(report, batch)
     return seen[-1] if seen else None

@@ -1,4 +1,4 @@
-"""The step's peaks as byte counts: the timeline (archcalc/memory/timeline.py) simulated once per batch, and
+"""The step's peaks as byte counts: the timeline (archcalc/memory/timeline/) simulated once per batch, and
 each phase's peak read from it, a formula in B (the largest of affine pieces) until B is given."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class Timelines:
-    """The step's timeline (archcalc/memory/timeline.py) at a batch, each batch simulated once."""
+    """The step's timeline (archcalc/memory/timeline/) at a batch, each batch simulated once."""
 
     def __init__(self, report: Network):
         self.report = report

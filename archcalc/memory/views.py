@@ -70,7 +70,7 @@ def walk(network: Network) -> Storages:
         storage[row.name] = output
         if not view:  # a parameter's own storage is no activation: a mul keeping a layer scale keeps 0 bytes
             elements[output] = 0 if layer.is_parameter() else num.mul(row.output)
-        if after is None and before is not None and layer.keeps_layout() and not layout.expanded(before):
+        if after is None and before is not None and layer.keeps_layout and not layout.expanded(before):
             after = before  # relu of a permuted tensor is permuted too (of an expanded one, contiguous)
         if after is None:
             after = layer.output_layout(row.input)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json as _json
 import math
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 
 from rich import box
-from rich.console import Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -17,6 +19,7 @@ from ..core import fmt, num
 from ..core.untrusted import one_line, visible
 from ..report import Report
 from ..teaching.check import Result, Verdict
+from . import wrap
 
 
 def shown(value) -> str:
@@ -109,28 +112,60 @@ def summary(result: Result) -> str:
 
 
 def table(results: list[Result]) -> Group:
-    """A table per file: claim, claimed, true, ✓/✗, and why for the wrong ones; a summary line each."""
+    """Per file: each claim, claimed, true, ✓/✗/?/!, and why; a summary line each. A table where the terminal
+    is wide enough for it, else each claim stacked on lines of its own (`Verdicts`)."""
     parts = []
     for result in results:
         parts.append(Text(heading(result), style="bold"))
         if result.error:
             parts += [Text("not checked: " + one_line(result.error.splitlines()[0]), style="red"), Text("")]
             continue
-        grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for name, justify in (("claim", "left"), ("claimed", "right"), ("true", "right"), ("", "center"), ("why", "left")):
-            grid.add_column(name, justify=justify, overflow="fold", no_wrap=name in ("claim", ""))
-        for verdict in result.verdicts:
-            mark = (Text("✓", style="green") if verdict.ok else Text("?", style="yellow") if not verdict.decided
-                    else Text("!", style="bold red") if verdict.error else Text("✗", style="bold red"))
-            # Text, not str: a cell of student text is never read as rich markup ("[classes]" stays on screen)
-            grid.add_row(Text(one_line(verdict.key)), Text(one_line(claimed(verdict))), Text(true_value(verdict)), mark,
-                         Text(visible(why(verdict))))
-        parts += [grid, Text(summary(result), style="bold green" if result.ok else "bold red"), Text("")]
+        parts += [Verdicts(tuple(result.verdicts)), Text(summary(result), style="bold green" if result.ok else "bold red"),
+                  Text("")]
     if len(results) > 1:
         parts.append(Text(totals_line(results), style="bold"))
     for path, reason in getattr(results, "skipped", ()):
-        parts.append(Text(f"skipped {one_line(path)}: {reason}", style="yellow"))
+        parts.append(wrap.Wrapped(f"skipped {one_line(path)}: {reason}", "yellow"))
     return Group(*parts)
+
+
+def _mark(verdict: Verdict) -> Text:
+    return (Text("✓", style="green") if verdict.ok else Text("?", style="yellow") if not verdict.decided
+            else Text("!", style="bold red") if verdict.error else Text("✗", style="bold red"))
+
+
+WHY = 40  # the narrowest "why" column a table is drawn with: narrower, each claim is stacked instead
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """One file's verdicts, drawn to the width they are given. Cells are Text, never markup: student text
+    ("[classes]") stays on screen as written."""
+
+    verdicts: tuple[Verdict, ...]
+
+    def cells(self, verdict: Verdict) -> tuple[str, str, str, str]:
+        return one_line(verdict.key), one_line(claimed(verdict)), true_value(verdict), visible(why(verdict))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        rows = [self.cells(v) for v in self.verdicts]
+        widest = [max((cell_len(line) for row in rows for line in row[i].split("\n")), default=0) for i in range(3)]
+        if sum(widest) + 3 + min(WHY, max((cell_len(r[3]) for r in rows), default=0)) + 8 <= options.max_width:
+            yield self.grid(rows)
+            return
+        for verdict, (key, said, true, because) in zip(self.verdicts, rows):
+            yield Text.assemble(_mark(verdict), " ", (key, "bold"))
+            for label, text in (("claimed", said), ("true", true), ("why", because)):
+                for index, line in enumerate(piece for part in text.split("\n") for piece in wrap.lines(part, options.max_width - 10)):
+                    yield Text(f"  {label if index == 0 else '':<8}{line}", no_wrap=True, overflow="ignore")
+
+    def grid(self, rows: list[tuple[str, str, str, str]]) -> Table:
+        grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name, justify in (("claim", "left"), ("claimed", "right"), ("true", "right"), ("", "center"), ("why", "left")):
+            grid.add_column(name, justify=justify, overflow="fold", no_wrap=name in ("claim", ""))
+        for verdict, (key, said, true, because) in zip(self.verdicts, rows):
+            grid.add_row(Text(key), Text(said), Text(true), _mark(verdict), wrap.Wrapped(because))
+        return grid
 
 
 def totals_line(results: list[Result]) -> str:

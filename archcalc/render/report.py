@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv as _csv
 import dataclasses
+import functools
 import io
+import itertools
 import json as _json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +16,6 @@ from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
-from rich.padding import Padding
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +25,7 @@ from ..core import fmt, num
 from ..memory import timeline
 from ..report import Report, Row
 from ..teaching import explain_row
+from . import wrap
 
 
 class Format(StrEnum):
@@ -138,7 +140,8 @@ def _total_cells(report: Report) -> dict[str, str]:
 def summary_lines(report: Report) -> list[tuple[str, str]]:
     """The footer: totals, shares per layer type, the largest layer, the forward cost."""
     t = report.totals
-    short = f" ({fmt.short(t['params'])})" if num.is_concrete(t["params"]) else ""
+    short = fmt.short(t["params"]) if num.is_concrete(t["params"]) else ""
+    short = f" ({short})" if short and short != fmt.group(t["params"]) else ""  # "156", not "156 (156)"
     lines = [("Parameters", f"{fmt.group(t['params'])}{short}: weights {fmt.group(t['weights'])}, biases {fmt.group(t['biases'])}")]
     shares = [
         f"{kind} {fmt.group(p)} ({fmt.percent(p, t['params'])})" for kind, p in report.by_type.items() if p != 0
@@ -168,26 +171,198 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     """The memory panel's rows: (what, in binary units, in bytes): the step's timeline, phase by phase."""
     m, batch = report.memory, report.batch
     setting = m.peak_phase()
+    peaks = _Peaks(m, batch, _sizes(report))
     rows = []
     if m.autocast is not None:  # mixed precision: say so (float32 runs print as they did)
         rows.append(("under autocast", "", f"{m.autocast}, float32 parameters and optimizer state"))
     for phase in ("forward", "backward", "optimizer"):
         label = f"{phase} peak" + (" (the step's peak)" if phase == setting else "")
-        rows.append((label, *fmt.per_batch(m.phase(phase), batch)))
+        rows.append((label, *peaks.text(phase)))
         if batch is not None and num.is_concrete(batch) and num.is_concrete(m.phase(phase).at(batch)):
             alive = m.phase(phase).alive(batch)
             total = sum(alive.values())
             parts = " · ".join(f"{KIND_LABELS[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)
             rows.append(("", "", parts))
-    rows.append(("training step, peak", *fmt.per_batch(m.training, batch)))
+    rows.append(("training step, peak", *peaks.text("step")))
+    rows += peaks.examples()
     regions = checkpoint.regions(report)
     if regions:
         named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
         rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
-    rows.append(("inference, peak (eval, inference_mode)", *fmt.per_batch(m.inference_peak, batch)))
+    rows.append(("inference, peak (eval, inference_mode)", *peaks.text("inference")))
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
     return rows
+
+
+# The sizes a peak that is still a formula in more than B is also shown at, each named beside its figure
+# (the formulas hold at every size): a short sequence and GPT-2's context, ImageNet's image side and classes.
+EXAMPLE_SIZES = {"T": (128, 1024), "H": (224,), "W": (224,), "classes": (1000,)}
+
+
+@dataclass(frozen=True)
+class _Line:
+    """fixed + per_sample·B in numbers: one of a peak's formulas at given sizes."""
+
+    fixed: int
+    per_sample: int
+
+    def at(self, batch):
+        return self.fixed + self.per_sample * batch
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """The largest of a few lines (those highest somewhere on B >= 1), as fmt.per_batch reads a peak."""
+
+    pieces: tuple[_Line, ...]
+
+    def at(self, batch):
+        return max(line.at(batch) for line in self.pieces)
+
+
+class _Peaks:
+    """The memory panel's peaks (the step's, each phase's, inference's) as text, each one's formulas read once:
+    a peak that is the largest of many formulas in sizes besides B says how many and in what, and the step's
+    is shown at the sizes of EXAMPLE_SIZES (`examples`)."""
+
+    def __init__(self, memory, batch, sizes: list[str]):
+        self.memory, self.batch, self.sizes = memory, batch, sizes
+        self.peaks = {"step": memory.training, "inference": memory.inference_peak,
+                      **{phase: memory.phase(phase) for phase in timeline.PHASES}}
+        self.read: dict[str, tuple] = {}
+
+    def formulas(self, name: str) -> tuple[tuple, ...]:
+        """A peak's formulas as (fixed, per_sample): with B a symbol, its pieces; at a batch, the terms of the
+        max its value is there (per_sample 0). Formulas only: () where the peak is a number, or one formula."""
+        if name not in self.read:
+            peak, batch = self.peaks[name], self.batch
+            if batch is None:
+                pieces = peak.pieces
+                symbolic = len(pieces) > 1 and not all(num.is_concrete(p.fixed) and num.is_concrete(p.per_sample) for p in pieces)
+                self.read[name] = tuple((p.fixed, p.per_sample) for p in pieces) if symbolic else ()
+            else:
+                value = peak.at(batch)  # a number, unless sizes besides B are unknown (the timeline at that batch)
+                self.read[name] = tuple(dict.fromkeys((arg, 0) for arg in _arguments(value))) if _is_max(value) else ()
+        return self.read[name]
+
+    def names(self) -> list[str]:
+        """The sizes the peaks' formulas are in, B first where it is a symbol."""
+        return ["B"] * (self.batch is None) + self.sizes
+
+    def text(self, name: str) -> tuple[str, str]:
+        """A peak at the batch: (in binary units, in bytes)."""
+        peak, batch = self.peaks[name], self.batch
+        if self.formulas(name):
+            count = len(self.formulas(name))
+            return f"the largest of {count} formulas in {', '.join(self.names())}", "--format json gives them"
+        if batch is not None and not num.is_concrete(peak.at(batch)):  # one formula in other sizes: no unit to put on it
+            return fmt.group(peak.at(batch)), "bytes"
+        return fmt.per_batch(peak, batch)
+
+    def examples(self) -> list[tuple[str, str, str]]:
+        """The step's peak at the sizes of EXAMPLE_SIZES: one formula in B (or a number at the batch) and the
+        phase it comes from; then how to get it at any size."""
+        batch = self.batch
+        names = self.sizes if self.formulas("step") else []
+        if not names or not (batch is None or num.is_concrete(batch)):  # a batch that is itself a formula: no example
+            return []
+        rows = []
+        if all(name in EXAMPLE_SIZES for name in names):
+            for values in itertools.product(*(EXAMPLE_SIZES[name] for name in names)):
+                at = dict(zip(names, values))
+                where = ", ".join(f"{name} = {value}" for name, value in at.items())
+                peak, phase = self.at(at)
+                units, exact = fmt.per_batch(peak, batch)
+                if batch is None and len(peak.pieces) > 1:  # the bytes of three formulas are for --set to give
+                    rows.append(("", f"at {where}:\n{units}", f"the {phase} peak for large B"))
+                else:
+                    rows.append(("", f"at {where}:\n{units}", f"{exact}, the {phase} peak"))
+        sets = " ".join(f"--set {name}=…" for name in names)
+        rows.append(("", "", f"at any size: {sets}{' --batch B' if batch is None else ''}"))
+        return rows
+
+    def at(self, sizes: dict[str, int]) -> tuple[_Envelope, str]:
+        """The step's peak at `sizes`: the envelope of its phases' formulas there, and the phase of the highest
+        (at the batch; with B a symbol, for large B: the steepest)."""
+        values = {num.symbol(name): value for name, value in sizes.items()}
+        known: dict = {}  # each term at `sizes`: a peak's formulas share a few (T, T², a floor)
+
+        def value(x):
+            total = 0
+            for term, coefficient in _terms(x):
+                if term not in known:
+                    known[term] = 1 if term == 1 else num.normal(term.xreplace(values))
+                total += coefficient * known[term]
+            return total
+
+        lines: dict[tuple, str] = {}  # each line (fixed, per_sample) and the first phase it is in
+        for phase in timeline.PHASES:
+            for fixed, per_sample in self.formulas(phase) or self._numbers(phase):
+                lines.setdefault((value(fixed), value(per_sample)), phase)
+        batch = self.batch
+        top = max(lines, key=(lambda line: (line[1], line[0])) if batch is None else (lambda line: line[0] + line[1] * batch))
+        return _Envelope(tuple(_Line(num.normal(f), num.normal(p)) for f, p in _upper(list(lines)))), lines[top]
+
+    def _numbers(self, phase: str) -> tuple[tuple, ...]:
+        """A phase whose peak is one formula or numbers, as formulas."""
+        peak = self.peaks[phase]
+        if self.batch is not None:
+            return ((peak.at(self.batch), 0),)
+        return tuple((p.fixed, p.per_sample) for p in peak.pieces)
+
+
+def _is_max(x) -> bool:
+    return not num.is_concrete(x) and type(x).__name__ == "Max"
+
+
+def _arguments(x) -> list:
+    """The formulas a max (of maxes: the step's is the largest of its phases') is the largest of."""
+    return [y for arg in x.args for y in _arguments(arg)] if _is_max(x) else [x]
+
+
+@functools.lru_cache(maxsize=8192)
+def _terms(x) -> tuple[tuple[object, object], ...]:
+    """A formula's (term, coefficient) pairs, from its own arguments (sympy's as_coefficients_dict, 5 times faster
+    on a sum of a few monomials); a number's is ((1, it),)."""
+    if num.is_concrete(x):
+        return ((1, x),)
+    out = []
+    for part in x.args if x.is_Add else (x,):
+        coefficient, term = part.as_coeff_Mul()
+        out.append((term, num.normal(coefficient)))
+    return tuple(out)
+
+
+def _sizes(report: Report) -> list[str]:
+    """The unknown sizes of a report, B aside: those of its input, its layers' outputs and parameters (where
+    every tensor's size, and so every byte count of its memory, comes from)."""
+    names: set[str] = set()
+    for x in report.input:
+        names |= num.free_names(x)
+    for row in report.rows:
+        names |= num.free_names(row.params)
+        for x in row.output:
+            names |= num.free_names(x)
+    return sorted(names - {"B"})
+
+
+def _upper(lines: list[tuple]) -> list[tuple]:
+    """The lines (fixed, per_sample) that are the highest somewhere on B >= 1 (the upper envelope), by slope."""
+    hull: list[tuple] = []
+    for f, p in sorted(set(lines), key=lambda line: (line[1], line[0])):
+        while hull and hull[-1][1] == p:
+            hull.pop()  # the same slope: this one is at least as high
+        while len(hull) >= 2:
+            (f1, p1), (f2, p2) = hull[-2], hull[-1]  # the middle one is never the highest once the outer two cross
+            if (f1 - f) * (p2 - p1) <= (f1 - f2) * (p - p1):  # at or before it rises above them
+                hull.pop()
+            else:
+                break
+        hull.append((f, p))
+    while len(hull) >= 2 and sum(hull[0]) <= sum(hull[1]):
+        hull.pop(0)  # below the next one from B = 1 on
+    return hull
 
 
 def course_lines(report: Report) -> list[tuple[str, str, str]]:
@@ -200,29 +375,57 @@ def course_lines(report: Report) -> list[tuple[str, str, str]]:
     ]
 
 
-def memory_panel(report: Report) -> Group:
+def memory_panel(report: Report, width: int = 100) -> Group:
     m = report.memory
     batch = "B" if report.batch is None else fmt.group(report.batch)
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
-    grids = []
     panels = [(title, memory_lines(report))] + ([("The course's model", course_lines(report))] if report.course else [])
-    for heading, lines in panels:
-        grid = Table(title=Text(heading), title_justify="left", box=None, show_header=False, pad_edge=False)
-        grid.add_column(style="bold", no_wrap=True)
-        grid.add_column(justify="right", overflow="fold")
-        grid.add_column(overflow="fold", style="dim")
-        for line in lines:
-            grid.add_row(*map(Text, line))  # formulas and names are text, never markup
-        grids.append(grid)
+    grids = [_panel(heading, lines, width) for heading, lines in panels]
     if not report.course:
         return grids[0]
-    notes = Text.assemble(
+    notes = wrap.Wrapped(
         f"m = {fmt.size_bytes(m.course_m)}, the largest layer output per sample; L = {m.course_layers} layers. "
         "The backward pass also holds a gradient for every parameter (+M) and the gradients of the activations (+B·m·L). "
         "Binary units: 1 MiB = 2²⁰ bytes.",
         style="dim",
     )
     return Group(grids[0], Text(""), grids[1], notes)
+
+
+def _panel(heading: str, lines: list[tuple[str, str, str]], width: int) -> Table:
+    """Rows of (what, in binary units, in bytes), left-aligned: in three columns where they fit whole; else the
+    bytes under the binary units, both broken between terms; narrower still, each value under its label."""
+    labels, units, exact = (max((cell_len(line[k]) for line in lines), default=0) for k in range(3))
+    grid = Table(title=Text(heading), title_justify="left", box=None, show_header=False, pad_edge=False)
+    if labels + units + exact + 4 <= width:
+        grid.add_column(style="bold", no_wrap=True, width=labels)
+        grid.add_column(no_wrap=True, width=units)
+        grid.add_column(no_wrap=True, style="dim", width=exact)
+        for line in lines:
+            grid.add_row(*map(Text, line))  # formulas and names are text, never markup
+        return grid
+    room = width - labels - 2
+    if room >= max(24, max(wrap.narrowest(text) for line in lines for text in line[1:])):
+        grid.add_column(style="bold", no_wrap=True, width=labels)
+        grid.add_column(no_wrap=True, width=room)
+        for label, *values in lines:
+            grid.add_row(Text(label), _values(values, room))
+        return grid
+    grid.add_column(no_wrap=True, width=width)
+    for label, *values in lines:
+        grid.add_row(Text.assemble((label, "bold"), "\n" * bool(label), _values(values, width - 2, "  ")))
+    return grid
+
+
+def _values(values: list[str], width: int, indent: str = "") -> Text:
+    """A row's value in binary units, then (dim) in bytes, each on lines of its own broken between terms."""
+    plain, dim = values
+    out = Text()
+    for text, style in ((plain, ""), (dim, "dim")):
+        for line in wrap.lines(text, width) if text else ():
+            out.append(("\n" if out else "") + indent)
+            out.append(line, style=style)
+    return out
 
 
 def _title(report: Report) -> str:
@@ -266,74 +469,175 @@ class _Rows:
 def table(report: Report, width: int = 100, explained: bool = False, depth: int | None = None) -> Group:
     """The report as a rich table with its footer (and, if `explained`, every derivation), to fit `width`;
     `depth` folds the groups below it (a block use, a path prefix) into one line each."""
-    rows = [_line_cells(report, line) for line in outline(report, depth)]
+    lines = outline(report, depth)
+    rows = [_line_cells(report, line) for line in lines]
     totals = _total_cells(report)
+    headers, widths, whole = _layout(rows, totals, width, [line.group for line in lines])
 
-    def natural(header: str) -> int:
-        return max(len(header), len(totals[header]), *(len(r[header]) for r in rows))
-
-    headers = HEADERS
-    if sum(natural(h) + 1 for h in HEADERS) > width:
-        headers = COMPACT
-        for r in rows:
-            r["hyperparameters"] = f"{r['type']} {r['hyperparameters']}".strip()
-    fits = sum(natural(h) + 1 for h in headers) <= width
-    # A column of short cells gets its width up front (rich then need not measure 2,000 rows);
-    # formulas and, when the table must shrink, the hyperparameters fold.
-    fixed = {h: natural(h) <= 16 and (fits or h != "hyperparameters") for h in headers}
-    # The others share what the fixed columns leave (each column takes its width and a space either side),
-    # the narrowest first and none beyond its natural width: a formula folds at its share, where rich
-    # would keep whole words and crop the table's right edge.
-    room, caps = width - sum(natural(h) + 2 for h in headers if fixed[h]), {}
-    flexible = sorted((h for h in headers if not fixed[h]), key=natural)
-    for left, header in enumerate(flexible):
-        caps[header] = max(len(header), min(natural(header), room // (len(flexible) - left) - 2))
-        room -= caps[header] + 2
-
-    def grid(cells: bool = True, natural_widths: bool = False) -> Table:
+    def grid(cells: bool = True) -> Table:
         grid = Table(title=Text(_title(report)), box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False, collapse_padding=True)
         for h in headers:
-            whole = fixed[h] or natural_widths
-            grid.add_column(h, footer=Text(totals[h]), justify="right" if h in NUMERIC else "left",
-                            width=natural(h) if whole else None, no_wrap=whole, overflow="fold", max_width=caps.get(h))
+            grid.add_column(_cell(h, h, widths[h]), footer=_cell(h, totals[h], widths[h]),
+                            justify="right" if h in NUMERIC else "left", width=widths[h], no_wrap=True)
         for r in rows if cells else ():
-            grid.add_row(*(Text(r[h]) for h in headers))
+            grid.add_row(*(_cell(h, r[h], widths[h]) for h in headers))
         return grid
 
-    plain = all(caps.get(h, natural(h)) >= natural(h) for h in headers) and all(
-        _plain(r[h]) for h in headers for r in [*rows, totals])
-    if plain:  # each row one line of plain text, at the width rich would give it: rich draws only the frame
-        widths = {h: natural(h) for h in headers}
+    if whole:  # a block's kind keeps its spaces whole only where it might have been broken
+        for r in rows:
+            r["hyperparameters"] = r["hyperparameters"].replace(wrap.NBSP, " ")
+    if whole and all(_plain(r[h]) for h in headers for r in [*rows, totals]):
+        # each row one line of plain text, at the width rich would give it: rich draws only the frame
         lines = [" " + "  ".join(r[h].rjust(widths[h]) if h in NUMERIC else r[h].ljust(widths[h]) for h in headers) + " "
                  for r in rows]
-        parts = [_Rows(grid(cells=False, natural_widths=True), lines, sum(widths.values()) + 2 * len(headers), grid)]
+        parts = [_Rows(grid(cells=False), lines, sum(widths.values()) + 2 * len(headers), grid)]
     else:
         parts = [grid()]
-    footer = Table.grid(padding=(0, 2))
-    footer.add_column(style="bold", no_wrap=True)
-    footer.add_column(overflow="fold")
-    for label, value in summary_lines(report):
-        footer.add_row(label, Text(value))
-    parts += [footer, Text(""), memory_panel(report)]
+    parts += [_footer(summary_lines(report), width), Text(""), memory_panel(report, width)]
     if explained:
         parts.append(explanation(report))
     return Group(*parts)
+
+
+# Narrower still (a ResNet's dotted names, a formula's output shape), weights and biases go too: params
+# is their sum, the footer keeps their totals; every column given up is room for the formulas.
+NARROW = ("layer", "hyperparameters", "output", "params", "share")
+
+
+def _layout(rows: list[dict[str, str]], totals: dict[str, str], width: int,
+            groups: list[bool]) -> tuple[tuple[str, ...], dict[str, int], bool]:
+    """The columns shown and their widths. The full table, or the compact one (the type joined to the
+    hyperparameters), or the narrow one: the first whose cells fit whole but for the hyperparameters (at
+    least 15 columns wide); else the first that fits with its widest columns cut down to a common cap, the
+    layer names whole and every other column at least 24 wide (or whole); else the narrow one, cut down as
+    far as it takes. A cell cut down is broken between terms and words (`wrap`). Also: whether every cell is whole."""
+    sets = []
+    for headers in (HEADERS, COMPACT, NARROW):
+        if headers is COMPACT:
+            for r, group in zip(rows, groups):  # a group's "bottleneck ×3" and "23 layers": "bottleneck ×3 · 23 layers"
+                kind = r["type"].replace(" ", wrap.NBSP) if group else r["type"]  # "basic ×2, checkpointed" stays whole
+                r["hyperparameters"] = (" · " if group else " ").join(part for part in (kind, r["hyperparameters"]) if part)
+        natural = {h: _natural(h, rows, totals) for h in headers}
+        room = width - 2 * len(headers)
+        if sum(natural.values()) <= room:
+            return headers, natural, True
+        least = {h: max(wrap.narrowest(h), *(wrap.narrowest(r[h]) for r in [*rows, totals])) for h in headers}
+        least["layer"] = natural["layer"]  # names whole where they can be
+        rest = room - sum(natural.values()) + natural["hyperparameters"]
+        if rest >= max(15, least["hyperparameters"]):
+            return headers, natural | {"hyperparameters": rest}, rest >= natural["hyperparameters"]
+        sets.append((headers, natural, least, room))
+    for headers, natural, least, room in sets:
+        if sum(max(least[h], min(natural[h], 15 if h == "hyperparameters" else 24)) for h in headers) <= room:
+            return headers, _capped(headers, natural, least, room), False
+    if sum(least.values()) > room:  # the full paths show the nesting without the indents
+        for r in rows:
+            r["layer"] = r["layer"].lstrip(" ")
+        natural["layer"] = least["layer"] = _natural("layer", rows, totals)
+    if sum(least.values()) > room:  # a dotted name broken before a dot
+        least["layer"] = max(_narrowest(r["layer"]) for r in rows)
+    if sum(least.values()) > room:  # not even every word whole: cut the widest (the last resort, under ~60 columns)
+        least = _shrink(least, room)
+    return headers, _capped(headers, natural, least, room), False
+
+
+def _capped(headers, natural: dict[str, int], least: dict[str, int], room: int) -> dict[str, int]:
+    """Widths that fill `room`: the widest columns brought down to a common cap, none below its `least`."""
+    low, high = 0, max(natural.values())
+    while low < high:
+        cap = (low + high + 1) // 2
+        if sum(max(least[h], min(natural[h], cap)) for h in headers) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    widths = {h: max(least[h], min(natural[h], low)) for h in headers}
+    spare = room - sum(widths.values())
+    for h in headers:  # what the cap leaves over, a column each, to those it cut
+        if spare > 0 and widths[h] < natural[h]:
+            widths[h] += 1
+            spare -= 1
+    return widths
+
+
+def _natural(header: str, rows: list[dict[str, str]], totals: dict[str, str]) -> int:
+    return max(cell_len(header), cell_len(totals[header]), *(cell_len(r[header]) for r in rows))
+
+
+def _narrowest(cell: str) -> int:
+    """The narrowest a layer's cell may be: its dotted name broken before a dot, each line indented as the first."""
+    name = cell.lstrip(" ")
+    return len(cell) - len(name) + wrap.narrowest(name, dots=True)
+
+
+def _shrink(least: dict[str, int], room: int) -> dict[str, int]:
+    """Widths cut down to fit `room`, the widest first."""
+    least = dict(least)
+    while sum(least.values()) > room and max(least.values()) > 1:
+        widest = max(least, key=least.get)
+        least[widest] -= 1
+    return least
+
+
+def _cell(header: str, text: str, width: int) -> Text:
+    """A cell's text in lines of `width`; a formula broken over lines reads from the left, as text does."""
+    if cell_len(text) <= width:
+        return Text(text.replace(wrap.NBSP, " "))
+    if header == "layer":
+        name = text.lstrip(" ")
+        indent = " " * (len(text) - len(name))
+        return Text("\n".join(indent + line for line in wrap.lines(name, width - len(indent), dots=True)), justify="left")
+    return Text("\n".join(wrap.lines(text, width)), justify="left")
+
+
+def _footer(lines: list[tuple[str, str]], width: int) -> Table:
+    """The footer's label: value lines, the values broken between terms to fit."""
+    footer = Table.grid(padding=(0, 2))
+    label = max(cell_len(name) for name, _ in lines)
+    footer.add_column(style="bold", no_wrap=True, width=label)
+    footer.add_column(no_wrap=True)
+    for name, value in lines:
+        footer.add_row(name, Text("\n".join(wrap.lines(value, width - label - 2))))
+    return footer
 
 
 def explanation(report: Report) -> Group:
     blocks = []
     for row in report.rows:
         kind = ", ".join(part for part in (row.kind, row.layer.summary(row.input)) if part)
-        head = Text.assemble(("\n" + row.name, "bold"), f" ({kind}): ", f"{_inputs_text(row)} → {fmt.shape(row.output)}")
-        blocks.append(head)
-        for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent
-            blocks.append(Padding(Text(line, style="yellow" if line.startswith("note:") else ""), (0, 0, 0, 2)))
+        blocks += [Text(""), wrap.Wrapped(f"{row.name} ({kind}): {_inputs_text(row)} → {fmt.shape(row.output)}", bold=len(row.name))]
+        for _, line in explain_row.lines(report, row):  # wrapped lines keep the indent, formulas break between terms
+            blocks.append(wrap.Wrapped(line, "yellow" if line.startswith("note:") else "", 2))
+    lines = peak_lines(report)
+    if lines:
+        blocks.append(Text("\ntraining step, peak", style="bold"))
+        blocks += [wrap.Wrapped(line, indent=2) for line in lines]
     return Group(*blocks)
 
 
+def peak_lines(report: Report) -> list[str]:
+    """--explain's account of a step's peak that is the largest of many formulas in B and other sizes: what
+    the formulas are, the largest at the sizes shown, how to get a number (nothing where the peak is numbers)."""
+    peaks = _Peaks(report.memory, report.batch, _sizes(report))
+    formulas = peaks.formulas("step")
+    if not formulas or not (report.batch is None or num.is_concrete(report.batch)):
+        return []
+    counts = ", ".join(f"{phase} {len(peaks.formulas(phase) or peaks._numbers(phase))}" for phase in timeline.PHASES)
+    names = ", ".join(peaks.sizes)
+    out = [f"the largest of {len(formulas)} formulas (by phase: {counts}), one for each moment of the step's timeline "
+           f"that can be its highest; each is exact, and which one is the largest depends on {names}"
+           + (" and B" if report.batch is None else "")]
+    for _, units, exact in peaks.examples():
+        if units:
+            where, _, value = units.partition("\n")
+            out.append(f"{where} {value} ({exact})")
+        else:
+            out.append(f"for a number: {exact.removeprefix('at any size: ')}; --format json lists every formula")
+    return out
+
+
 def markdown(report: Report, explained: bool = False, depth: int | None = None) -> str:
-    def line(cells) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    def line(cells) -> str:  # a cell's lines joined: markdown's table rows are one line each
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
     out = [f"### {_title(report)}", "", line(HEADERS),
            "|" + "|".join("---:" if h in NUMERIC else "---" for h in HEADERS) + "|"]
@@ -352,6 +656,8 @@ def markdown(report: Report, explained: bool = False, depth: int | None = None) 
         for row in report.rows:
             out += ["", f"**{row.name}** ({row.kind}): {_inputs_text(row)} → {fmt.shape(row.output)}", ""]
             out += [f"- {text}" for _, text in explain_row.lines(report, row)]
+        peak = peak_lines(report)
+        out += ["", "**training step, peak**", "", *(f"- {text}" for text in peak)] if peak else []
     return "\n".join(out) + "\n"
 
 
@@ -384,8 +690,8 @@ def json(report: Report, explained: bool = False) -> str:
     return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def fit(result) -> Group:
-    """`archcalc memory --budget`: the largest batch, why, and the memory at that batch."""
+def fit(result, width: int = 100) -> Group:
+    """`archcalc memory --budget`: the largest batch, why, and the memory at that batch, to fit `width`."""
     budget = f"{fmt.size_bytes(result.budget)} ({fmt.group(result.budget)} bytes)"
     training = result.report.memory.training
     context = (f"; the CUDA context's {fmt.size_bytes(result.context)} taken out first" if result.context else "")
@@ -404,8 +710,9 @@ def fit(result) -> Group:
             why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{context}{_assumed(result)}"
         else:
             why = f"B = {result.batch}{_assumed(result)}"
-        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n", why)
-    return Group(head, Text(""), memory_panel(result.report))
+        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n",
+                             "\n".join(wrap.lines(why, width)))  # the formulas broken between their terms
+    return Group(head, Text(""), memory_panel(result.report, width))
 
 
 def fit_json(result) -> str:

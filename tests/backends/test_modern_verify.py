@@ -49,7 +49,8 @@ def test_the_command_says_what_torch_counted_and_why():
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "tokens.toml"
         path.write_text(TOKENS)
-        result = CliRunner().invoke(main, ["verify", str(path), "--set", "T=4"])
+        # a pipe is 80 columns unless COLUMNS says otherwise: wide enough here for the note on one line
+        result = CliRunner().invoke(main, ["verify", str(path), "--set", "T=4"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "✓" in result.output and "*" in result.output
     assert "counts scaled_dot_product_attention as 0 on the CPU" in result.output

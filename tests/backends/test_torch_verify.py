@@ -63,7 +63,7 @@ def test_a_wrong_number_is_caught_with_both_values(monkeypatch):
 
 def test_the_command_exits_1_on_a_mismatch_and_shows_both_values(monkeypatch):
     monkeypatch.setattr(Dense, "weights", lambda self, x: x[0] * self.out_features + 1)
-    result = CliRunner().invoke(main, ["verify", str(SPECS / "lenet5.toml")])
+    result = CliRunner().invoke(main, ["verify", str(SPECS / "lenet5.toml")], env={"COLUMNS": "200"})  # a mismatch on one line
     assert result.exit_code == 1
     assert "✗ 48,001 ≠ torch 48,000" in result.output
     assert "3 of 48 checks differ from torch" in result.output

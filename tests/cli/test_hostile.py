@@ -347,7 +347,7 @@ def test_a_folder_with_hostile_files_grades_the_others(tmp_path):
     graded = [f for name, f in files.items() if name.startswith("s")]
     assert all(f["error"] is None and f["total"] == 2 for f in graded)
     assert sum(f["right"] for f in graded) == 13 * 2 + 12
-    table = CliRunner().invoke(main, ["check", ALEXNET, str(tmp_path)])
+    table = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["check", ALEXNET, str(tmp_path)])  # whole lines
     assert table.exit_code == 2 and "Traceback" not in table.output
     assert "30 files: 13 all right, 12 with wrong claims, 5 with errors (2 not checked); 39/54 claims right" in table.stdout
     results = archcalc.grade(archcalc.load(ALEXNET), [tmp_path])

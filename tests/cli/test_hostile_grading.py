@@ -19,7 +19,8 @@ ALEXNET = str(SPECS / "alexnet.toml")
 
 
 def check(*args):
-    return CliRunner().invoke(main, ["check", ALEXNET, *map(str, args)])
+    """`archcalc check` in a pipe wide enough that a long path or summary stays on its line."""
+    return CliRunner(env={"COLUMNS": "300"}).invoke(main, ["check", ALEXNET, *map(str, args)])
 
 
 @pytest.mark.parametrize("call, says", [

@@ -90,7 +90,11 @@ def test_every_kind_lists_its_methods_in_layers_order(path):
         assert not own, f"{cls.name}: {own} come before its formulas"
 
 
-MEMORY_HOOKS = INTERFACE[INTERFACE.index("torch_value") + 1:]  # Layer's last group, the memory timeline's
+_MEMORY_START = next(i for i, line in enumerate((PACKAGE / "layers" / "base.py").read_text(encoding="utf-8").splitlines(), 1)
+                     if line.startswith("    # 7. The memory timeline's hooks"))
+_LAYER = next(n for n in LAYER_SOURCE.body if isinstance(n, ast.ClassDef) and n.name == "Layer")
+# Layer's last group, the memory timeline's
+MEMORY_HOOKS = [n.name for n in _LAYER.body if isinstance(n, ast.FunctionDef) and n.lineno > _MEMORY_START]
 
 
 def _yes_no(method: ast.FunctionDef) -> bool:
@@ -100,14 +104,60 @@ def _yes_no(method: ast.FunctionDef) -> bool:
             and body[0].value.value in (True, False, None))
 
 
+def _constant(method: ast.FunctionDef) -> bool:
+    """Whether a method only returns a literal (a number, a string, a tuple of them), its arguments unused."""
+    body = [s for s in method.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        return False
+    try:
+        ast.literal_eval(body[0].value)
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("path", sorted((PACKAGE / "layers").glob("*.py")), ids=lambda p: p.name)
 def test_a_kinds_yes_no_facts_are_class_attributes(path):
-    """A constant fact of a kind (asks_shape, joins_box_before...) is a class attribute, not a method that returns it
-    (STYLE.md principle 9); the memory timeline's hooks are converted on their own."""
+    """A constant fact of a kind (asks_shape, joins_box_before, contiguous_input...) is a class attribute, not a method
+    that returns it (STYLE.md principle 9); among the memory timeline's hooks, any constant (autocast's op names)."""
     for cls in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(cls, ast.ClassDef) and cls.name in LAYER_CLASSES and cls.name != "Layer":
-            constant = [f.name for f in cls.body if isinstance(f, ast.FunctionDef) and f.name not in MEMORY_HOOKS and _yes_no(f)]
+            methods = [f for f in cls.body if isinstance(f, ast.FunctionDef)]
+            constant = [f.name for f in methods if _yes_no(f) or (f.name in MEMORY_HOOKS and _constant(f))]
             assert not constant, f"{cls.name}: {constant}"
+
+
+MEMORY_SECTION = "    # Memory (archcalc/memory/timeline/): its facts and hooks"
+# Layer's memory facts: its class attributes declared in that last group
+MEMORY_FACTS = {n.target.id for n in next(n for n in LAYER_SOURCE.body if isinstance(n, ast.ClassDef) and n.name == "Layer").body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.lineno > _MEMORY_START}
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "layers").glob("*.py")), ids=lambda p: p.name)
+def test_a_kinds_memory_hooks_are_one_marked_section_after_the_rest(path):
+    """What only archcalc/memory/ reads of a kind (its memory facts and hooks) is found in one place: the kind's last
+    section, under its marker line, after its formulas and everything else."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for cls in ast.parse(text).body:
+        if not isinstance(cls, ast.ClassDef) or cls.name not in LAYER_CLASSES or cls.name == "Layer":
+            continue
+        body = lines[cls.lineno - 1:cls.end_lineno]
+        marks = [i for i, line in enumerate(body) if line.startswith(MEMORY_SECTION)]
+        hooks = [n.lineno - cls.lineno for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in MEMORY_HOOKS]
+        hooks += [n.lineno - cls.lineno for n in cls.body if isinstance(n, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id in MEMORY_FACTS for t in n.targets)]
+        if not hooks:
+            assert not marks, cls.name
+            continue
+        assert len(marks) == 1, f"{cls.name}: {len(marks)} memory markers"
+        others = [n.lineno - cls.lineno for n in cls.body if isinstance(n, ast.FunctionDef) and n.name not in MEMORY_HOOKS
+                  and not n.name.startswith("_")]
+        assert min(hooks) > marks[0] and all(o < marks[0] for o in others), cls.name
+
+
+def test_the_memory_facts_are_read_from_layer():  # the test above can fail
+    assert {"contiguous_input", "passes_gradient", "autocast_op_names"} <= MEMORY_FACTS and "merges" not in MEMORY_FACTS
 
 
 def test_the_kind_specific_mistakes_a_layer_names_exist():

@@ -243,7 +243,7 @@ def test_stochastic_depth_keeps_its_noise_and_is_the_input_in_eval():
     assert batch.memory.per_row[1].fixed == 4 and batch.memory.per_row[1].per_sample == 0
     module = StochasticDepth(0.2, "row").eval()
     x = torch.randn(3, 4, 5, 5)
-    assert module(x) is x and report.rows[1].layer.is_view_in_eval()
+    assert module(x) is x and report.rows[1].layer.returns_input_in_eval
 
 
 # A layer scale: `mul` by a `parameter` ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ buffers, optimizer state, the batch, targets, last step's gradients) are counted
 The high-water mark is read per phase, as `max_memory_allocated()` after
 `reset_peak_memory_stats()` reads it on CUDA.
 
-The step (archcalc/memory/timeline.py says the same): one warm-up step so that the optimizer's state
+The step (archcalc/memory/timeline/ says the same): one warm-up step so that the optimizer's state
 exists, then `zero_grad(set_to_none=True)`; forward and `cross_entropy(output, targets)` (phase
 "forward"); `loss.backward()` ("backward"); `del loss`; `optimizer.step()` ("optimizer"), with
 `foreach=True` (torch's default on CUDA; on the CPU torch would pick the for-loop version).

@@ -1,0 +1,58 @@
+"""The optimizer: its state (alive before the step) and its phase, torch.optim's foreach implementation.
+
+Foreach SGD (with or without momentum) adds in place: no temporaries. Adam and AdamW hold one list of
+temporaries the size of every gradient at a time (`_foreach_mul(grads, 1 - beta2)`, then
+`_foreach_sqrt(exp_avg_sqs)`); on the CPU the step counters are float32 scalars in the state and
+`torch.tensor(1.0)` is allocated to increment them. Each is a policy of the step: a sharded optimizer
+(ZeRO) or one for a few trained tensors (LoRA) is another.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...core.dtypes import Optimizer
+
+if TYPE_CHECKING:
+    from .peaks import Pair
+    from .tape import Tape
+
+
+class Foreach:
+    """An optimizer's part of the step: its state, made before the step, and its step, the optimizer phase. As
+    torch.optim's foreach SGD (`states` 0) and SGD with momentum (1: a momentum buffer per parameter) do it."""
+
+    def __init__(self, optimizer: Optimizer, cuda: bool):
+        self.states, self.cuda = optimizer.states, cuda
+
+    def state(self, tape: Tape, params: list[Pair]) -> None:
+        """The state kept per trained parameter tensor (`params`: their sizes), made before the step."""
+        for p in params:
+            for _ in range(self.states):
+                tape.new(p, "optimizer state", mark=False)
+
+    def step(self, tape: Tape, params: list[Pair]) -> None:
+        """optimizer.step(): in place."""
+
+
+class ForeachAdam(Foreach):
+    """Adam and AdamW: two moments per parameter, a step counter per parameter on the CPU."""
+
+    def state(self, tape: Tape, params: list[Pair]) -> None:
+        for p in params:
+            for _ in range(self.states):
+                tape.new(p, "optimizer state", mark=False)
+            if not self.cuda:  # Adam's step counter: a float32 scalar on the CPU (on CUDA it is on the CPU too)
+                tape.new(tape.size(4, 0), "optimizer state", mark=False)
+
+    def step(self, tape: Tape, params: list[Pair]) -> None:
+        if not self.cuda:
+            tape.transient(tape.size(4, 0), "temporaries")  # torch.tensor(1.0): the step counters' increment
+        temporaries = [tape.new(p, "temporaries", mark=False) for p in params]
+        tape.mark()
+        for t in temporaries:
+            tape.release(t)
+
+
+def optimizer_for(optimizer: Optimizer, cuda: bool) -> Foreach:
+    return (ForeachAdam if optimizer.states == 2 else Foreach)(optimizer, cuda)
