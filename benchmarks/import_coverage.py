@@ -32,7 +32,8 @@ from archcalc.backends import importer  # noqa: E402
 from tests.oracle.torch_probe import flops, saved_bytes, torch_counts  # noqa: E402
 
 HF_FIXTURES = ROOT / "tests" / "fixtures" / "hf"
-NATIVE = {"inception_v3": [3, 299, 299]}  # its auxiliary head needs 299×299 (at 224 its 5×5 conv meets a 3×3 map)
+NATIVE = {"inception_v3": [3, 299, 299],  # its auxiliary head needs 299×299 (at 224 its 5×5 conv meets a 3×3 map)
+          "s3d": [3, 16, 224, 224]}  # its last pool is 2×7×7: at 112×112 the map is 3×3, too small (torch refuses it too)
 TIMM = ["resnet50", "efficientnet_b0", "vit_small_patch16_224", "convnext_nano", "mobilenetv3_small_100"]
 
 
