@@ -34,6 +34,7 @@ SLOW = {
     "tests/layers/test_real_kinds_oracle.py",  # 6 (torchvision's and timm's modules, a training step each)
     "tests/layers/test_llama_oracle.py",  # 3 (transformers' LlamaForCausalLM, a training step each)
     "tests/layers/test_import_kinds_oracle.py",  # 7 (torchvision's Swin attention, transformers' T5, CLIP, GPT-2 pieces)
+    "tests/memory/test_generation_oracle.py",  # 20 at a load of 5 (transformers' GPT-2, Llama, Mistral generating)
     "tests/analysis/test_graph_oracle.py",  # 7
     "tests/analysis/test_reference_nets.py",  # 6
     "tests/analysis/test_receptive.py",  # 4

@@ -90,6 +90,10 @@ class Options:
     autocast: str | None = keyword()  # what the step computes in under --precision X-mixed
     optimizer: str = keyword(Optimizer.sgd.value)
     device: str = keyword(Device.cpu.value)
+    prompt: int | None = keyword()  # generation with a KV cache (archcalc/spec/generate.py), over the spec's [generate]
+    new_tokens: int | None = keyword()
+    cache: str | None = keyword()
+    logits: str | None = keyword()
     course: bool = False
     form: str = "table"  # --format
     output: str | None = None
@@ -157,5 +161,14 @@ OUTPUT = Flag("--output", "-o", "output", default="-", show_default=True, metava
               help="The file to write; - for standard output.")
 FORCE = Flag("--force", is_flag=True, help="Write over files that already exist.")
 
+PROMPT = Flag("--prompt", type=click.IntRange(min=1), metavar="N",
+              help="Generation with a KV cache: a prompt of N tokens (sets the sequence length), then --new-tokens.")
+NEW_TOKENS = Flag("--new-tokens", type=click.IntRange(min=1), metavar="M", help="Generation: M tokens, one decode step each.")
+CACHE = Flag("--cache", type=click.Choice(["dynamic", "static"]),
+             help="Generation: transformers' DynamicCache (grown by cat; the default) or StaticCache (preallocated).")
+LOGITS = Flag("--logits", type=click.Choice(["last", "all"]),
+              help="Generation: the last position's logits (as generate computes them; the default) or every position's.")
+
 ANALYSIS = (SPEC, SETS, DTYPE, OPTIMIZER, DEVICE)  # every command that analyses a spec's training step
 TRAINING = (COURSE, PRECISION)  # the training step's flags that show and memory take (and check, quiz do not)
+GENERATION = (PROMPT, NEW_TOKENS, CACHE, LOGITS)  # generation with a KV cache: show and memory

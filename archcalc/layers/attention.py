@@ -55,6 +55,10 @@ class Attention(Layer):
     # a bias [heads, T, T] added to the scores, read as its second input (from = ["x", "relative_attention_bias"]): T5's
     # relative position bias (a `relative_bias` layer)
     position_bias: bool = flag(False)
+    # sliding-window attention (Mistral's sliding_window): each query sees the last `window` keys, itself included.
+    # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
+    # full causal attention's (FLOPs count masked products in full, as for causal)
+    window: Dim | None = size(None)
 
     @property
     def merges(self) -> bool:
@@ -79,6 +83,8 @@ class Attention(Layer):
             if len(bias) != 3 or any(num.is_concrete(a - b) and a != b for a, b in zip(bias, (self.num_heads, t, t))):
                 raise SpecError(f"the position bias {fmt.shape(bias)} does not fit {fmt.group(self.num_heads)} heads over "
                                 f"T = {fmt.group(t)}: it must be [num_heads, T, T]", None, "from")
+        if self.window is not None and not self.causal:
+            raise SpecError("a sliding window is causal: each query sees the `window` keys up to itself", "add causal = true", "window")
         self.tokens(x)
         return self.hidden(x)
 
@@ -186,6 +192,8 @@ class Attention(Layer):
             parts.append(f"{fmt.group(self.kv_heads)} kv")
         parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math"),
                                         ("rotary", self.rotary), ("Llama's", self.module == "llama")) if on]
+        if self.window is not None:
+            parts.append(f"window {fmt.group(self.window)}")
         if self.dropout != 0:
             parts.append(f"p={fmt.group(self.dropout)}")
         return ", ".join(parts)

@@ -24,6 +24,7 @@ from .perbatch import ZERO, PerBatch
 
 if TYPE_CHECKING:
     from ..analysis.network import Network
+    from .generation import Generation
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Memory:
     course_layers: int  # the course's "nombre de couches"
     timelines: Timelines
     autocast: str | None = None  # mixed precision: the step under torch.autocast in this dtype
+    generation: Generation | None = None  # generation with a KV cache, where asked (generation.py)
 
     @property
     def summed(self) -> PerBatch:
@@ -153,6 +155,8 @@ class Memory:
             "backward_bytes_as_printed": num.to_json(self.course_forward.at(self.batch)),
             "backward_bytes": num.to_json(self.course_backward.at(self.batch)),
         }
+        if self.generation is not None:
+            out["generation"] = self.generation.to_dict(self.batch)
         return out
 
 

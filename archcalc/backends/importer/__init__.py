@@ -2,6 +2,7 @@
 
 The pipeline, one module each:
     target.py          FILE.py:NAME, module:NAME or hf:PATH (hf.py: a transformers config) -> an nn.Module
+    failure.py         code that cannot be imported: its first cause and what to install
     capture_fx.py      torch.fx: symbolic tracing, call_module nodes (tried first: milliseconds)
     capture_export.py  torch.export, non-strict: ATen operations under nn_module_stack (where torch.fx fails)
     mapping.py         torch modules -> layer kinds (the kinds' `torch_modules`), activations folded

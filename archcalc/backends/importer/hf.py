@@ -16,7 +16,7 @@ from pathlib import Path
 from ...core import untrusted
 from ...core.errors import ArchcalcError, SpecError
 from ..build import require
-from .target import code_failed
+from .failure import code_failed
 
 CONFIG = "config.json"
 REINSTALL = "pip install --upgrade transformers (a version that supports the installed torch)"
