@@ -130,21 +130,28 @@ class Learned(nn.Module):
 
     torch holds it as [1, *shape], or as `held` (ConvNeXt's layer_scale [C, 1, 1]), viewed as [1, *shape]; `bare`:
     its state_dict key is the module's own path (a bare nn.Parameter's, torchvision's class_token), not `.weight`;
-    `expand`: expanded over the batch (for a concat), else returned as it is (an add or a mul broadcasts it)."""
+    `expand`: expanded over the batch (for a concat), else returned as it is (an add or a mul broadcasts it);
+    `indices`: its first rows looked up as an nn.Embedding does, by that many int64 indices made per call (positions
+    0, 1, 2..., past `length` the last row: a token type of 0 repeated), which the lookup keeps for its backward."""
 
     def __init__(self, shape: tuple[int, ...], length: int | None = None, held: tuple[int, ...] | None = None,
-                 bare: bool = False, expand: bool = True):
+                 bare: bool = False, expand: bool = True, indices: int | None = None):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(*(held or (1, *shape))))
         nn.init.normal_(self.weight, std=0.02)
         self.length, self.shape, self.held, self.expand = length, (1, *shape), held, expand
+        self.indices = indices
         self.bare = bare  # build registers the loading side on the root module (bare_keys)
         if bare:
             self.register_state_dict_post_hook(_bare_key)
 
     def forward(self, x):
         w = self.weight if self.held is None else self.weight.view(self.shape)
-        w = w if self.length is None else w[:, : self.length]
+        if self.indices is not None:
+            rows = torch.arange(self.indices, device=w.device).clamp(max=(self.length or self.shape[1]) - 1)
+            w = F.embedding(rows, w[0])[: self.length].unsqueeze(0)
+        else:
+            w = w if self.length is None else w[:, : self.length]
         return w.expand(x.shape[0], *w.shape[1:]) if self.expand else w  # as it is: the add or mul reading it broadcasts
 
 

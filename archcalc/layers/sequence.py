@@ -15,7 +15,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axis, flag, size, sizes
 from ..core.num import Dim, Shape
-from .base import Inexpressible, Kept, Layer, TorchSize, TorchTensor, ints, register, torch_argument
+from .base import Inexpressible, Kept, Layer, Storage, Tensor, TorchSize, TorchTensor, ints, register, torch_argument
 from .events import Drop, Hold, New, Program
 from .receptive_field import Field
 
@@ -88,6 +88,10 @@ class Parameter(Layer):
     # `expand`: expanded over the batch (`class_token.expand(B, -1, -1)`, for a concat); false: the tensor as it is,
     # which an add or a mul broadcasts (torchvision's pos_embedding and layer_scale), read only by them
     expand: bool = flag(True)
+    # `indices`: its rows are an nn.Embedding's lookup of this many int64 indices made in each forward (GPT-2's
+    # wpe(arange(T)), BERT's token types gathered from a buffer), which the embedding keeps for its backward, one
+    # set for the whole batch; none where the indices are a buffer's view (BERT's position_ids[:, :T]): no new tensor
+    indices: Dim | None = size(None)
 
     def output(self, x: Shape) -> Shape:
         if self.torch_shape is not None and num.is_concrete(num.mul(self.torch_shape) - num.mul(self.shape)) \
@@ -112,6 +116,11 @@ class Parameter(Layer):
         text = fmt.shape(self.shape)
         return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
 
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if self.indices is None or self.frozen:  # a frozen table's lookup keeps nothing
+            return ()
+        return (Kept(Tensor.own, self.indices, Storage.int64, per_sample=False, what="the lookup's indices (int64, one set)"),)
+
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         lines = [("weights", f"weights = {fmt.product(self.shape)} = {fmt.group(self.weights(x))} (one learned tensor, shared by every sample)")]
         if self.length is not None:
@@ -120,7 +129,8 @@ class Parameter(Layer):
 
     def to_torch(self, x: Shape, nn):
         held = None if self.torch_shape is None else ints(self.torch_shape)
-        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length), held, self.bare, self.expand)
+        return nn.Learned(ints(self.shape), None if self.length is None else int(self.length), held, self.bare, self.expand,
+                          None if self.indices is None else int(self.indices))
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
@@ -136,11 +146,12 @@ class Parameter(Layer):
         if self.length is None:
             return Program((New("out", 0, per_sample=False),), (New("grad.weight", whole, per_sample=False), Drop("g")))
         rows = num.mul(self.output(x))
-        fwd = (New("positions", self.length, "int64", per_sample=False), New("out", rows, per_sample=False), Hold("out"))
+        made = (New("positions", self.indices, "int64", per_sample=False),) if self.indices is not None else ()
+        fwd = (*made, New("out", rows, per_sample=False), Hold("out"))
         if self.frozen:  # no node keeps the positions: the model's body holds them (its local) until it returns
-            return Program((*fwd, Hold("positions"), Drop("positions")), ())
+            return Program((*fwd, Hold("positions"), Drop("positions")) if made else fwd, ())
         bwd = (New("reduced", rows, per_sample=False), New("grad.weight", whole, per_sample=False),
-               Drop("g", "reduced", "positions"))
+               Drop("g", "reduced", *(("positions",) if made else ())))
         return Program(fwd, bwd)
 
     def batchless(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ...core import num
 from ...layers import LAYERS
 from ...layers.base import Inexpressible
 from ...layers.shape import VIEWS
@@ -295,6 +296,8 @@ class Recovered:
             self._problem(Unmapped(f"{type(module).__name__} of positions whose count archcalc cannot write", call.path), node)
             return
         fields = {"shape": table} | ({} if length == table[0] else {"length": length})
+        made = self._made(indices)
+        fields |= {} if made is None else {"indices": made}
         name = free(call.path, lambda n: n in self.given)
         self.given.add(name)
         self.layers.append(Layer(name, "parameter", fields, (self.layers[-1].name if self.layers else "input",)))
@@ -346,6 +349,19 @@ class Recovered:
             if step is out:
                 break
             step = next(iter(step.users))
+
+    def _made(self, indices):
+        """How many int64 indices the forward makes for an embedding of positions (GPT-2's arange(T), BERT's token types
+        gathered from a buffer), which the embedding keeps for its backward: the storage under their views; None where
+        they are a view of a buffer (BERT's position_ids[:, :T]: no new tensor) or their count holds the batch."""
+        step = indices
+        while _operation(step) in INDEX_VIEWS and step.args and hasattr(step.args[0], "op"):
+            step = step.args[0]
+        value = step.meta.get("val") if step.op != "placeholder" else None
+        if value is None or value.dim() == 0:
+            return None
+        sizes = [self.sizes.value(d) for d in value.shape]
+        return None if any(d is None for d in sizes) else num.mul(sizes)
 
     def _rows(self, indices) -> str | None:
         """Which rows an embedding looks up: "first" (positions 0, 1, 2...), "zeros" (row 0 everywhere), or None.
@@ -650,6 +666,9 @@ class Recovered:
                         why = error
             raise Unmapped(f"aten.{name}(...)[{index}] {why}" if why else f"aten.{name}: archcalc has no layer for its elements")
         return _getitem(node)
+
+INDEX_VIEWS = {"expand", "slice", "view", "_unsafe_view", "unsqueeze", "squeeze", "select", "alias", "detach"}
+
 
 def _operation(node) -> str:
     """The ATen operation's name without its overload (aten.add_.Tensor: add_), or a Python function's."""
