@@ -206,6 +206,35 @@ def test_parameter_matches_torch(rows, dim, length, batch):
     assert row.params == learned.numel() and row.macs == 0
 
 
+class Positions(nn.Module):
+    """x + table(indices) as transformers write it: GPT-2's wpe(arange(T)), BERT's token types (zeros gathered)."""
+
+    def __init__(self, rows, dim, zeros):
+        super().__init__()
+        self.table, self.zeros = nn.Embedding(rows, dim), zeros
+
+    def forward(self, x):
+        t = x.shape[1]
+        indices = torch.zeros(1, t, dtype=torch.long) if self.zeros else torch.arange(t).unsqueeze(0)  # made per call
+        return torch.tanh(x + self.table(indices))
+
+
+@settings(max_examples=15, **SETTINGS)
+@given(t=st.integers(1, 6), dim=st.integers(1, 5), zeros=st.booleans(), frozen=st.booleans(), batch=st.integers(1, 3))
+def test_parameter_looked_up_by_indices_keeps_them_as_torchs_embedding_does(t, dim, zeros, frozen, batch):
+    """`indices`: the int64 indices made per call, kept once for the batch by the lookup's backward (not when frozen)."""
+    rows = t + 2
+    table = dict(name="table", type="parameter", shape=[rows, dim], indices=t) | ({"length": 1} if zeros else {"length": t})
+    text = spec([t, dim], table, dict(type="add", **{"from": ["input", "table"]}), dict(type="activation", function="tanh"))
+    report = archcalc.analyze(archcalc.loads(text), batch=batch, freeze="table" if frozen else None)
+    module = Positions(rows, dim, zeros)
+    module.table.weight.requires_grad_(not frozen)
+    x = torch.randn(batch, t, dim)  # the input needs no gradient, as a spec's
+    assert tuple(module(x).shape[1:]) == report.output_rows[-1].output
+    assert report.totals["params"] == sum(p.numel() for p in module.parameters())
+    assert report.memory.saved.at(batch) == saved_bytes(module, x)
+
+
 def test_tied_weight_counts_once_and_torch_shares_it():
     text = spec(
         [1],
