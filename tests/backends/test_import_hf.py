@@ -17,7 +17,7 @@ from archcalc.backends.importer import capture_export  # noqa: E402
 from archcalc.backends.verify import verify  # noqa: E402
 from archcalc.cli.main import main  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-from tests.oracle.torch_probe import flops  # noqa: E402
+from tests.oracle.torch_probe import flops, saved_bytes  # noqa: E402
 
 HF = ROOT / "tests" / "fixtures" / "hf"
 nn = torch.nn
@@ -67,6 +67,26 @@ def test_hf_configs_import_with_params_and_flops_equal_to_torchs(name):
     with sdpa_kernel(SDPBackend.MATH):
         assert report.totals["flops"] == flops(model, x)
     assert [str(c) for c in verify(archcalc.analyze(spec, B=2, **values)) if not c.ok] == []
+
+
+@pytest.mark.parametrize("name, dropout", [("gpt2", "attn_pdrop"), ("bert", "attention_probs_dropout_prob")])
+def test_hf_imports_keep_the_bytes_torch_keeps_for_backward(tmp_path, name, dropout):
+    """Batch 2, T = 16, in training, on the CPU: the lookup's indices GPT-2's wpe (arange) and BERT's token types
+    (gathered from a buffer) keep, counted. Without attention dropout torch runs the fused kernel the import writes;
+    with it, no fused CPU kernel takes dropout and torch runs SDPA's math fallback: the spec read with kernel = "math"."""
+    from archcalc.backends.importer import hf
+
+    config = json.loads((HF / name / "config.json").read_text())
+    for p in (0.0, config[dropout]):
+        (tmp_path / "config.json").write_text(json.dumps(config | {dropout: p}))
+        text = importer.import_module(importer.load_target(f"hf:{tmp_path}"), ["T"])
+        if p:
+            text = text.replace('type = "attention"\n', 'type = "attention"\nkernel = "math"\n')
+        torch.manual_seed(0)
+        model = getattr(transformers, config["architectures"][0])(hf.config(str(tmp_path)))
+        ids = torch.randint(0, config["vocab_size"], (2, 16))
+        report = archcalc.analyze(archcalc.loads(text), B=2, T=16)
+        assert report.memory.value("saved_for_backward_bytes") == saved_bytes(model, ids), p
 
 
 def test_gpt2_imported_from_its_config_is_specs_gpt2_in_every_number(tmp_path):
