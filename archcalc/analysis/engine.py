@@ -9,6 +9,7 @@ from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
 from ..core.num import Shape, Value
+from ..core.parallel import Layout
 from ..layers import LAYERS, Layer
 from ..spec import graph
 from ..spec.read import BATCH, INPUT, LayerSpec, Spec
@@ -24,10 +25,15 @@ def network(
     optimizer: str = "sgd",
     device: str = "cpu",
     autocast: str | None = None,
+    gpus: int | None = None,
+    strategy: str | None = None,
+    tp: int | None = None,
+    parallel: Layout | None = None,
     **values,
 ) -> Network:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
-    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
+    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`; `gpus`,
+    `strategy`, `tp` (or a whole `parallel` Layout, core/parallel.py): the step spread over GPUs, its memory per rank.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
@@ -92,6 +98,7 @@ def network(
         uses=tuple(uses),
         autocast=autocast,
         names=spec.names,
+        parallel=parallel if parallel is not None else Layout.of(gpus, strategy, tp),
     )
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 
