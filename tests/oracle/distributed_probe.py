@@ -68,7 +68,7 @@ class Run:
     bucket_cap_mb: float | None = None
     units: tuple[str, ...] = ()
     log: bool = False  # each rank's allocations and frees in the measured step, for a reader
-    seconds: float = 240.0
+    seconds: float = 120.0  # at most, for the run on every rank (run_ranks adds up the runs')
 
 
 class RankStorages(LiveStorages):
@@ -212,22 +212,22 @@ def _criterion(run: Run, model, x):
 def _rank(rank: int, payload: bytes, port: int, folder: str) -> None:
     from . import vision  # noqa: F401  (before a transformers model is unpickled: transformers imports torchvision)
 
-    run = pickle.loads(payload)
+    runs = pickle.loads(payload)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=run.world,
-                            timeout=timedelta(seconds=run.seconds))
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=runs[0].world,
+                            timeout=timedelta(seconds=runs[0].seconds))
     try:
-        result = _measure(run)
+        results = [_measure(run) for run in runs]
     finally:
         dist.destroy_process_group()
     with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
-        json.dump(result, f)
+        json.dump(results, f)
 
 
 def _measure(run: Run) -> dict:
     torch.manual_seed(0)
     mode = RankStorages()
-    model = run.model
+    model = pickle.loads(pickle.dumps(run.model))  # each run its own copy (fully_shard changes the module)
     model.train()
     for t in [*model.parameters(), *model.buffers(), run.x]:
         mode.track(t)
@@ -271,27 +271,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(run: Run) -> list[dict]:
-    """Each rank's {"phases": peak per phase, "before": bytes alive at the step's start, "communication": per phase,
-    bytes per collective, "log": [(phase, "+"/"-"/"resize", bytes, total, op)] with Run(log=True)}, rank 0 first."""
+def run_ranks(*runs: Run) -> list[list[dict]]:
+    """Each run's result on each rank, [run][rank], the runs one after another in the same process group (they share
+    `world`): {"phases": peak per phase, "before": bytes alive at the step's start, "communication": per phase,
+    bytes per collective, "log": [(phase, "+"/"-"/"resize", bytes, total, op)] with Run(log=True)}."""
+    world, seconds = runs[0].world, sum(run.seconds for run in runs)
+    if any(run.world != world for run in runs):
+        raise ValueError("run_ranks: the runs share one process group: give them the same world")
     with tempfile.TemporaryDirectory() as folder:
-        context = mp.start_processes(_rank, args=(pickle.dumps(run), free_port(), folder), nprocs=run.world, join=False,
+        context = mp.start_processes(_rank, args=(pickle.dumps(runs), free_port(), folder), nprocs=world, join=False,
                                      start_method="spawn")
-        deadline = time.monotonic() + run.seconds
+        deadline = time.monotonic() + seconds
         try:
             while not context.join(timeout=max(1.0, deadline - time.monotonic())):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the ranks ran past {run.seconds} s")
+                    raise TimeoutError(f"the ranks ran past {seconds} s")
         finally:
             for process in context.processes:
                 if process.is_alive():
                     process.kill()
                     process.join()
         results = []
-        for rank in range(run.world):
+        for rank in range(world):
             with open(os.path.join(folder, f"rank{rank}.json")) as f:
                 results.append(json.load(f))
-    return results
+    return [[results[rank][i] for rank in range(world)] for i in range(len(runs))]
 
 
 __all__ = ["RankStorages", "Run", "free_port", "run_ranks"]

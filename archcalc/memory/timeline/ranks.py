@@ -11,7 +11,7 @@ the CPU with gloo, every rank's live storages (tests/oracle/distributed_probe.py
   freed once copied in, right after the node that made it.
 - zero1 (DDP and ZeroRedundancyOptimizer): the same, but the optimizer's state and step only for this rank's share
   of the parameters (torch's partition: the tensors by size, largest first, each to the rank with the fewest
-  elements so far); the updated parameters are broadcast in place.
+  elements so far); the updated parameters are broadcast in place. DDP broadcasts the buffers before each forward.
 - fsdp, fsdp-no-reshard (FSDP2, fully_shard on each unit, then the model: the root): each parameter sharded along
   its first axis, padded to a multiple of the ranks, every rank's shard the padded size (its optimizer state the
   unpadded one, torch.chunk's). Around a unit's forward: a flat all-gather buffer (the unit's padded size), then
@@ -255,8 +255,10 @@ class Plan:
         n, size, strategy = self.layout.dp, self.size, self.layout.strategy
         if strategy in REPLICATED:
             out["all_reduce"] = sum(p.numel for p in self.trained) * size
+            # DDP broadcasts the buffers (batchnorm's running statistics) from rank 0 before each forward
+            out["broadcast"] = num.add(row.layer.buffer_bytes(row.input, size) for row in self.net.rows)
             if strategy == Strategy.zero1:
-                out["broadcast"] = sum(p.numel for p in self.trained) * size
+                out["broadcast"] += sum(p.numel for p in self.trained) * size  # the updated parameters, from their owners
         elif n > 1:
             gathered = [u for u in self.units if u.params]
             again = [u for u in gathered if self.layout.reshard_after_forward and not u.root]
