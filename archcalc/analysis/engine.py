@@ -57,6 +57,30 @@ def network(
         nodes, uses = graph.expand(spec, env)
     except SpecError as error:
         raise _at_field(error, spec) from None
+    rows = _rows(spec, nodes, x)
+    outputs = _outputs(spec, rows)
+    net = Network(
+        model=spec.name,
+        input=x,
+        rows=_backward(rows, outputs),
+        outputs=outputs,
+        dtype=dtype,
+        batch=env.get(BATCH),  # None: B stays a symbol
+        values=tuple(env.items()),
+        path=spec.path,
+        course=spec.course,
+        optimizer=optimizer,
+        device=device,
+        uses=tuple(uses),
+        autocast=autocast,
+        names=spec.names,
+        parallel=parallel if parallel is not None else Layout.of(gpus, strategy, tp),
+    )
+    return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
+
+
+def _rows(spec: Spec, nodes: list[graph.Node], x: Shape) -> list[Row]:
+    """The rows of the expanded layers, in order, each reading the outputs of those it names."""
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
     bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
@@ -82,25 +106,7 @@ def network(
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
-    outputs = _outputs(spec, rows)
-    net = Network(
-        model=spec.name,
-        input=x,
-        rows=_backward(rows, outputs),
-        outputs=outputs,
-        dtype=dtype,
-        batch=env.get(BATCH),  # None: B stays a symbol
-        values=tuple(env.items()),
-        path=spec.path,
-        course=spec.course,
-        optimizer=optimizer,
-        device=device,
-        uses=tuple(uses),
-        autocast=autocast,
-        names=spec.names,
-        parallel=parallel if parallel is not None else Layout.of(gpus, strategy, tp),
-    )
-    return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
+    return rows
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, batchless: set[str] = frozenset()) -> None:
