@@ -296,8 +296,8 @@ class RankStep(Step):
         if self.layout.strategy in SHARDED:
             for p in plan.params:
                 tape.new(tape.size(p.shard(self.n) * size, 0), "parameters", mark=False)
-            if not self.cuda:  # each fully_shard's device mesh: the ranks, int32, a CPU tensor (on CUDA too)
-                for _ in plan.units:
+            if not self.cuda:  # each fully_shard's device mesh: the ranks, int32, a CPU tensor (on CUDA too), kept by
+                for _ in self.units:  # its parameter group: none where the module has no parameters of its own
                     tape.new(tape.size(4 * self.n, 0), "communication buffers", mark=False)
             return [tape.size(p.local(self.n, self.rank) * size, 0) for p in plan.trained]
         trained = super().parameters()
@@ -319,13 +319,20 @@ class RankStep(Step):
         saved = super().forward_row(row)
         if i in self.ending:
             self._post_forward(self.ending[i])
-        if row is self.rows[-1] and not self.inside and self.root is not None:
-            self._post_forward(self.root)
+        if row is self.rows[-1] and not self.inside:
+            self._root_post_forward()
         return saved
 
     def forward_ends(self) -> None:
-        if self.sharded and self.inside and self.root is not None:
-            self._post_forward(self.root)
+        if self.sharded and self.inside:
+            self._root_post_forward()
+
+    def _root_post_forward(self) -> None:
+        """The root's post-forward, with parameters of its own or none: the last unit's all-gather buffer freed."""
+        if self.root is not None:
+            self.order.append(self.root)
+        self.tape.release(self.deferred)
+        self.deferred = None
 
     def _gather(self, unit: Unit) -> list:
         """A unit's parameters gathered into their own storages (copied out of its all-gather buffer)."""
@@ -351,10 +358,7 @@ class RankStep(Step):
 
     def _post_forward(self, unit: Unit) -> None:
         self.order.append(unit)
-        if unit.root:
-            self.tape.release(self.deferred)
-            self.deferred = None
-        elif self.layout.reshard_after_forward:
+        if self.layout.reshard_after_forward:
             self._reshard(unit)
 
     def _reshard(self, unit: Unit) -> None:
