@@ -18,6 +18,7 @@ SLOW = {
     # the torch oracles: real networks, trained a step or run through every number
     "tests/memory/test_timeline_oracle.py",  # 98 s (VGG-16-BN with Adam: 3 GB, the run's peak)
     "tests/backends/test_torch_verify.py",  # 35
+    "tests/memory/test_ranks_oracle.py",  # 73 (spawned gloo worlds of 2 and 4 ranks, each importing transformers)
     "tests/memory/test_memory_oracle.py",  # 29
     "tests/analysis/test_graph_specs.py",  # 28
     "tests/backends/test_torch_import.py",  # 27
