@@ -15,6 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .lora import LoraLinear  # noqa: F401  (a name of Namespace)
+
 
 class Add(nn.Module):
     """The element-wise sum of its inputs, broadcasting as torch does (a residual connection)."""
@@ -79,11 +81,13 @@ class Graph(nn.Module):
     In training with gradients on, each region runs through torch.utils.checkpoint.checkpoint
     (use_reentrant=False, early stop): its forward is rerun in backward instead of keeping its tensors."""
 
-    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = (), outputs: tuple[tuple[str, int], ...] = ()) -> None:
+    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = (), outputs: tuple[tuple[str, int], ...] = (),
+                 result: int | None = None) -> None:
         super().__init__()
         self.steps = steps
         self.regions = regions
         self.outputs = outputs  # several: (name, slot) each, returned as a dict (torchvision's segmentation models' "out", "aux")
+        self.result = len(steps) if result is None else result  # one output: its slot ([model] outputs may name any row)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {0: x}
@@ -100,7 +104,7 @@ class Graph(nn.Module):
         self._run(values, slot, len(self.steps) + 1)
         if self.outputs:
             return {name: values[i] for name, i in self.outputs}
-        return values[len(self.steps)]
+        return values[self.result]
 
     def _region(self, region: Region, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         values = dict(zip(region.inputs, xs))
@@ -378,7 +382,7 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention")
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "LoraLinear")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -23,8 +23,10 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, register
+from .base import Kept, Layer, Tensor, register
+from .dense import lora_kept
 from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
+from .tuning import Lora, adapt_input, adapt_output, frozen_program
 
 KERNELS = ("flash", "math")
 
@@ -48,6 +50,10 @@ class Attention(Layer):
     # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
     # Llama's rotate_half, after the projections
     rotary: bool = flag(False)
+    # sliding-window attention (Mistral's sliding_window): each query sees the last `window` keys, itself included.
+    # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
+    # full causal attention's (FLOPs count masked products in full, as for causal)
+    window: Dim | None = size(None)
 
     @property
     def merges(self) -> bool:
@@ -57,27 +63,59 @@ class Attention(Layer):
         if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
+        if self.window is not None and not self.causal:
+            raise SpecError("a sliding window is causal: each query sees the `window` keys up to itself", "add causal = true", "window")
         self.tokens(x)
         return self.hidden(x)
 
     def weights(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(d * (2 * d + 2 * self.kv_dim(x)))
+        return num.normal(d * (2 * d + 2 * self.kv_dim(x)) + num.add(self.adapter_tensors(x)))
 
     def biases(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
         return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
 
     def macs(self, x: Shape) -> Dim:
-        return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
+        t, _ = self.tokens(x)
+        return num.normal(sum(self.projections(x)) + 2 * self.scores(x) + t * num.add(self.adapter_tensors(x)))
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
-        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v)
+        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v). Frozen: no weight's gradient,
+        # and nothing past out_proj's input where nothing before it needs a gradient; LoRA: its adapters' (lora.py)
         inner, outer = self.projections(x)
-        return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        if not self.frozen:
+            return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        t, _ = self.tokens(x)
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        lora = 0
+        for name, (fan_in, fan_out) in self._fans(x).items():
+            if name in adapted:
+                a, b = self.adapter.tensors(fan_in, fan_out)
+                lora += t * (2 * b + a * (2 if grad or name != "in_proj" else 1))
+        inside = grad or "in_proj" in adapted  # q, k and v need a gradient
+        return num.normal((inner if grad else 0) + (outer + 4 * self.scores(x) if inside else 0) + lora)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        kept = list(self._keeps(x, y, grad))
+        if self.tuning is None:
+            return tuple(kept)
+        # frozen: in_proj's input (the first) is kept for its weight's gradient only, so is out_proj's input where the
+        # kernel does not keep it (the heads merged: "math", the last), unless LoRA's lora_A keeps it
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        t, d = self.tokens(x)
+        if not grad and "in_proj" not in adapted:  # no node inside: only out_proj's adapter keeps its input
+            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if adapted else []
+        else:
+            kept = kept[1:-1] if self.kernel == "math" and "out_proj" not in adapted else kept[1:]
+        if "in_proj" in adapted:
+            kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
+        if "out_proj" in adapted:
+            kept += lora_kept(self.adapter, num.normal(t * d), t, False, True)
+        return tuple(kept)
+
+    def _keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         tables = [Kept("input", num.mul(x[1]), per_sample=False, arg=1, what="cos and sin (the rotary tables, one for the batch)")] \
             if self.rotary else []
         x = self.hidden(x)
@@ -156,6 +194,8 @@ class Attention(Layer):
             parts.append(f"{fmt.group(self.kv_heads)} kv")
         parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math"),
                                         ("rotary", self.rotary), ("Llama's", self.module == "llama")) if on]
+        if self.window is not None:
+            parts.append(f"window {fmt.group(self.window)}")
         if self.dropout != 0:
             parts.append(f"p={fmt.group(self.dropout)}")
         return ", ".join(parts)
@@ -210,19 +250,26 @@ class Attention(Layer):
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         if self.module == "llama":
-            return nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
-        return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
-                             bias=self.bias, math=self.kernel == "math")
+            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
+        else:
+            module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math")
+        a = self.adapter
+        for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
+            setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
+        return module
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         if self.kernel == "math":
             return {}
         if self.dropout != 0:  # SDPA's math fallback ran: FlopCounterMode counts its matmuls, as archcalc does
             return {"saved_bytes": (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")}
-        inner, outer = self.projections(x)
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
-        return {"flops": (num.normal(2 * (inner + outer)), why),
-                "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
+        scores = self.scores(x)
+        inside = not self.frozen or grad or "in_proj" in (self.adapter.projections if self.adapter is not None else ())
+        missed = 2 * scores + (4 * scores if inside else 0)  # QKᵀ and AV, and their backward where it runs
+        return {"flops": (num.normal(2 * (self.macs(x) - 2 * scores)), why),
+                "training_flops": (num.normal(2 * (self.macs(x) + self.backward_macs(x, grad) - missed)), why)}
 
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
@@ -239,6 +286,46 @@ class Attention(Layer):
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:
+        """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
+        for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
+        program = self._program(x, grad, device, inplace, amp)
+        if self.tuning is None or program is None:
+            return program
+        if self.module == "llama" and self.adapter is not None:
+            raise SpecError("LoRA on Llama's attention projections is not modelled yet", "adapt its MLP's dense layers",
+                            "lora", where="[finetune]")
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        t, d = self.tokens(x)
+        inner = num.normal(d + 2 * self.kv_dim(x))
+        cuda = device == "cuda"
+        if not grad and "in_proj" not in adapted:  # nothing before it needs a gradient: no node inside
+            return self._inert_program(x, device, Lora(self.adapter, t, d, d, "out_proj.lora.", cuda) if adapted else None)
+        program = frozen_program(program, {"x": None, "m": "out", "xc": "qkv"})
+        if "out_proj" in adapted:
+            source = "m" if any(isinstance(e, New) and e.name == "m" for e in program.forward) else "o"
+            lora = Lora(self.adapter, t, d, d, "out_proj.lora.", cuda)
+            program = adapt_output(program, lora, source, "out", "g", "go", d, inplace)
+        if "in_proj" in adapted:
+            program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
+        return program
+
+    def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
+        """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
+        kernel (its logsumexp freed at once); q, k and v live until the module returns. LoRA beside out_proj keeps
+        the kernel's output. Torch's fused CPU kernel only; else None (the generic rule: its output alone)."""
+        if self.module != "split" or self.kernel != "flash" or self.dropout != 0 or device != "cpu":
+            return None
+        t, d = self.tokens(x)
+        td, tq = num.normal(t * d), num.normal(t * (d + 2 * self.kv_dim(x)))
+        fwd = [New("qkv", tq), New("o", td), self._lse(t, device), Drop("lse")]
+        if lora is None:
+            return Program((*fwd, New("out", td), Drop("qkv", "o")), ())
+        fwd += [New("out.base", td), *lora.forward("o", "out.base", "out", False), Drop("qkv", "o")]
+        events, _, _ = lora.backward("g", False)  # its input needs no gradient: g is dropped with MulBackward's
+        return Program(tuple(fwd), tuple(events))
+
+    def _program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                 amp: tuple[str, str] | None = None) -> Program | None:
         """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline/ runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/oracle/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
@@ -570,9 +657,36 @@ class Attention(Layer):
         if self.module == "llama":
             kv = self.kv_dim(x)
             pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
-            return tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            own = tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            return (*own, *self.adapter_tensors(x))
         inner = num.normal(d + 2 * self.kv_dim(x))
-        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+        own = (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+        return (*own, *self.adapter_tensors(x))
+
+    def _fans(self, x: Shape) -> dict[str, tuple[Dim, Dim]]:
+        """Each projection's input and output features (split and multihead: in_proj and out_proj)."""
+        _, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        if self.module == "llama":
+            return {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d)}
+        return {"in_proj": (d, num.normal(d + 2 * kv)), "out_proj": (d, d)}
+
+    def lora_projections(self) -> tuple[tuple[str, ...], ...]:
+        if self.module == "multihead":
+            return ()
+        if self.module == "llama":
+            return (("q_proj",), ("k_proj",), ("v_proj",), ("o_proj",))
+        return (("in_proj", "c_attn"), ("out_proj", "c_proj"))  # GPT-2's names for the same two
+
+    def adapter_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        if self.adapter is None:
+            return ()
+        fans = self._fans(x)
+        return tuple(n for name in self.adapter.projections for n in self.adapter.tensors(*fans[name]))
+
+    def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
+        step = 2 if self.bias else 1
+        return tuple((i * step, fan_out) for i, (_, fan_out) in enumerate(self._fans(x).values()))
 
     def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
         """nn.MultiheadAttention's in_proj [d + 2·kv, d] and out_proj [d, d] (Llama's q, k, v, o: [out, d]), biases after

@@ -25,6 +25,7 @@ from ..core.fields import choice
 from ..core.num import Dim, Shape
 from .events import Program
 from .receptive_field import Field
+from .tuning import Tuning, quantized_bytes
 from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
@@ -237,6 +238,9 @@ class Layer:
     activation = None
     tie = None
     token_ids = None
+    # Fine-tuning ([finetune], archcalc/analysis/finetune.py; never a spec field): its own parameters frozen, a LoRA
+    # adapter, its frozen weight quantized (archcalc/layers/tuning.py). None: trained as a whole.
+    tuning: Tuning | None = None
 
     @classmethod
     def spec_fields(cls) -> dict[str, object]:
@@ -390,7 +394,8 @@ class Layer:
 
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
         """The element counts of the layer's parameter tensors as torch holds them (the memory timeline
-        allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
+        allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it
+        (LoRA's adapters last, `adapter_tensors`)."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
 
     def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
@@ -398,6 +403,53 @@ class Layer:
         its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
         whose weight has more axes says so."""
         return tuple((n,) for n in self.param_tensors(x))
+
+    # Fine-tuning (archcalc/layers/tuning.py): what trains, how the parameters are stored
+    @property
+    def frozen(self) -> bool:
+        """Whether its own parameters are frozen (no gradient, no optimizer state; LoRA's adapters train)."""
+        return self.tuning is not None and self.tuning.frozen
+
+    @property
+    def adapter(self):
+        return None if self.tuning is None else self.tuning.adapter
+
+    takes_lora: ClassVar[bool] = False  # LoRA adapts the layer itself (a dense layer; attention: lora_projections)
+
+    def lora_projections(self) -> tuple[tuple[str, ...], ...]:
+        """The projections inside the layer that LoRA may adapt: (torch's name, its aliases...) each; () where the layer
+        is one projection or none."""
+        return ()
+
+    def adapter_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """The element counts of its LoRA adapters' weights (lora_A, lora_B per adapted projection), the last of
+        param_tensors; () for a kind that takes none."""
+        return ()
+
+    def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
+        """The weights bitsandbytes would quantize (a linear projection's), as (their index in param_tensors, their
+        output features)."""
+        return ()
+
+    def trained_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """The element counts of the parameter tensors that get a gradient and optimizer state."""
+        tensors, adapters = self.param_tensors(x), self.adapter_tensors(x)
+        own = tensors[:len(tensors) - len(adapters)]
+        return (() if self.frozen else own) + adapters
+
+    def trained_params(self, x: Shape) -> Dim:
+        return num.add(self.trained_tensors(x))
+
+    def stored_bytes(self, x: Shape, size: int) -> tuple[Dim, ...]:
+        """The bytes of each storage its parameters take: `size` bytes per value, but a quantized weight's storages
+        (bitsandbytes' layout) and float32 adapters beside a 16-bit base."""
+        tensors, adapters = self.param_tensors(x), self.adapter_tensors(x)
+        quantized = dict(self.quantized_weights(x)) if self.tuning is not None and self.tuning.quantized else {}
+        out: list[Dim] = []
+        for i, n in enumerate(tensors[:len(tensors) - len(adapters)]):
+            out += quantized_bytes(self.tuning.quantized, n, quantized[i]) if i in quantized else [num.normal(n * size)]
+        width = 4 if self.adapter is not None and self.adapter.dtype == "float32" else size
+        return (*out, *(num.normal(n * width) for n in adapters))
 
     def forward_scratch(self, x: Shape) -> Dim:
         """Elements per sample, in the model's dtype, that the forward op allocates before its output, keeps

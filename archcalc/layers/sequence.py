@@ -143,6 +143,8 @@ class Parameter(Layer):
             return Program((New("out", 0, per_sample=False),), (New("grad.weight", whole, per_sample=False), Drop("g")))
         rows = num.mul(self.output(x))
         fwd = (New("positions", self.length, "int64", per_sample=False), New("out", rows, per_sample=False), Hold("out"))
+        if self.frozen:  # no node keeps the positions: the model's body holds them (its local) until it returns
+            return Program((*fwd, Hold("positions"), Drop("positions")), ())
         bwd = (New("reduced", rows, per_sample=False), New("grad.weight", whole, per_sample=False),
                Drop("g", "reduced", "positions"))
         return Program(fwd, bwd)

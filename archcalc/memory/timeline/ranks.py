@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from ...core import num
 from ...core.errors import SpecError
 from ...core.parallel import Layout, Strategy
+from .optimizer import optimizer_for
 from .peaks import PHASES, Peak, Timeline
 from .step import Step, simulate as one_process
 
@@ -127,6 +128,9 @@ class Plan:
         if self.layout.strategy in SHARDED and self.net.autocast is not None:
             raise SpecError("FSDP's mixed precision (MixedPrecisionPolicy) is not modelled", "--precision 32-true or "
                             "bf16-true with fsdp; ddp and zero1 take mixed precision", where="--strategy")
+        if getattr(self.net, "finetune", None) is not None:
+            raise SpecError("fine-tuning under a parallel layout is not modelled yet", "train the whole model, or drop "
+                            "--strategy", where="--strategy")
         if self.layout.bucket_view and self.net.autocast is not None:
             raise SpecError("gradient_as_bucket_view under autocast is not modelled", where="--strategy")
 
@@ -271,10 +275,10 @@ class RankStep(Step):
     """One rank's training step (see the module): the Step, with its parameters, optimizer and collectives per rank."""
 
     def __init__(self, net: Network, batch: Value | None, plan: Plan, rank: int, inplace_sums: bool = True,
-                 optimizer: Foreach | None = None):
+                 optimizer: Foreach | None = None, loss_inside: bool = False):
         self.plan, self.rank, self.layout = plan, rank, plan.layout
         self.n = self.layout.dp
-        super().__init__(net, batch, inplace_sums, optimizer=optimizer)
+        super().__init__(net, batch, inplace_sums, optimizer=optimizer, loss_inside=loss_inside)
         self.made: dict[str, list] = {}  # a row -> the .grad storages its node made (its trained tensors' order)
         self.sharded = self.layout.strategy in SHARDED
         self.inside = self.loss.loss.kind == "causal_lm"  # a model that computes its own loss: inside the root's forward
@@ -464,8 +468,8 @@ def plan_of(net: Network) -> Plan:
     return cache["plan"]
 
 
-def simulate_ranks(net: Network, batch: Value | None, inplace_sums: bool = True,
-                   optimizer: Foreach | None = None) -> RankedTimeline:
+def simulate_ranks(net: Network, batch: Value | None, inplace_sums: bool = True, optimizer: Foreach | None = None,
+                   loss_inside: bool = False) -> RankedTimeline:
     """Each rank's step (ranks that hold the same tensors simulated once); the phases the largest over the ranks."""
     plan = plan_of(net)
     classes: dict[tuple, Timeline] = {}
@@ -473,20 +477,22 @@ def simulate_ranks(net: Network, batch: Value | None, inplace_sums: bool = True,
     for rank in range(plan.layout.dp):
         key = plan.local_sizes(rank)
         if key not in classes:
-            classes[key] = RankStep(net, batch, plan, rank, inplace_sums, optimizer).run()
+            classes[key] = RankStep(net, batch, plan, rank, inplace_sums, optimizer, loss_inside).run()
         ranks.append(classes[key])
     if len(classes) > 1 and batch is not None and num.is_concrete(batch):
         # the caching allocator's replay (memory --budget) reads the last simulated step's events: the largest rank's
         largest = max(range(len(ranks)), key=lambda r: (ranks[r].peak(batch), -r))
         if plan.local_sizes(largest) != list(classes)[-1]:
-            RankStep(net, batch, plan, largest, inplace_sums, optimizer).run()
+            RankStep(net, batch, plan, largest, inplace_sums, optimizer, loss_inside).run()
     phases = {phase: Peak(tuple(c for t in classes.values() for c in t.phases[phase].candidates)) for phase in PHASES}
     return RankedTimeline(phases, ranks[0].inference, tuple(ranks))
 
 
-def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
-    """The timeline of one training step of `report`'s network (step.simulate's), each rank's under a parallel layout
-    (report.parallel): the largest over the ranks, phase by phase (a RankedTimeline)."""
+def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True, *, foreach: bool = True,
+             loss_inside: bool = False) -> Timeline:
+    """The timeline of one training step of `report`'s network (step.simulate's, its options the same), each rank's
+    under a parallel layout (report.parallel): the largest over the ranks, phase by phase (a RankedTimeline)."""
     if report.parallel is None:
-        return one_process(report, batch, inplace_sums)
-    return simulate_ranks(report, batch, inplace_sums)
+        return one_process(report, batch, inplace_sums, foreach=foreach, loss_inside=loss_inside)
+    optimizer = optimizer_for(report.optimizer, str(report.device) == "cuda", foreach)
+    return simulate_ranks(report, batch, inplace_sums, optimizer, loss_inside)
