@@ -398,12 +398,6 @@ class Layer:
         (LoRA's adapters last, `adapter_tensors`)."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
-        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
-        whose weight has more axes says so."""
-        return tuple((n,) for n in self.param_tensors(x))
-
     # Fine-tuning (archcalc/layers/tuning.py): what trains, how the parameters are stored
     @property
     def frozen(self) -> bool:
@@ -513,6 +507,12 @@ class Layer:
         """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before
         it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
         return False
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
+        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
+        whose weight has more axes says so."""
+        return tuple((n,) for n in self.param_tensors(x))
 
 
 @lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)

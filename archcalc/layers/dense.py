@@ -45,9 +45,6 @@ class Dense(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return (self.out_features, self.features(x))
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        return (*(() if self.tie else (self.weight_shape(x),)), *(((self.out_features,),) if self.bias else ()))
-
     def macs(self, x: Shape) -> Dim:
         return num.normal(self.tokens(x) * (self.features(x) * self.out_features + num.add(self.adapter_tensors(x))))
 
@@ -198,6 +195,9 @@ class Dense(Layer):
 
     def unfused_bias(self) -> bool:
         return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (*(() if self.tie else (self.weight_shape(x),)), *(((self.out_features,),) if self.bias else ()))
 
 
 def lora_kept(adapter, elements, tokens, of_input: bool, grad: bool) -> list[Kept]:

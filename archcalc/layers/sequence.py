@@ -47,9 +47,6 @@ class Embedding(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return (self.num_embeddings, self.embedding_dim)
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        return (self.weight_shape(x),)
-
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), "int64", what="token ids (int64)"),)
 
@@ -67,6 +64,10 @@ class Embedding(Layer):
     def to_torch(self, x: Shape, nn):
         padding = None if self.padding_idx is None else int(self.padding_idx)
         return nn.Embedding(int(self.num_embeddings), int(self.embedding_dim), padding_idx=padding)
+
+    # Memory (archcalc/memory/timeline/): its facts and hooks
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.weight_shape(x),)
 
 
 @register
@@ -110,9 +111,6 @@ class Parameter(Layer):
 
     def weight_shape(self, x: Shape) -> Shape:
         return self.shape
-
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        return (self.shape,)
 
     def summary(self, x: Shape) -> str:
         text = fmt.shape(self.shape)
@@ -164,6 +162,9 @@ class Parameter(Layer):
         from . import layout
 
         return (0, *layout.contiguous(self.shape))
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.shape,)
 
 
 @register

@@ -235,7 +235,7 @@ class Plan:
             for row in self.net.rows[unit.first:unit.stop] if not unit.root else self.net.rows:
                 where.setdefault(row.name, unit.name)
         for row in self.net.rows:
-            owner = getattr(row.layer, "tie", None)
+            owner = row.layer.tie
             if owner is not None and where.get(owner) != where.get(row.name):
                 raise SpecError(f"{row.name} ties {owner}'s weight but they are in different units",
                                 "put both in the same unit, or leave both to the root", where="--units")
