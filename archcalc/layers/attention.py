@@ -54,6 +54,9 @@ class Attention(Layer):
     # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
     # full causal attention's (FLOPs count masked products in full, as for causal)
     window: Dim | None = size(None)
+    # transformers' use_cache = true (GPT2Config's default) in training: the module appends its keys and values to a
+    # DynamicCache (torch.cat onto an empty tensor), so the kernel reads, and keeps, those two copies. module "split"
+    use_cache: bool = flag(False)
 
     @property
     def merges(self) -> bool:
@@ -127,6 +130,7 @@ class Attention(Layer):
                 *kept,
                 Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))),
                      what="q, k, v (rotated)" if self.rotary else "q, k, v (the projections' output)"),
+                *[Kept("own", self.kv_dim(x) * t, what=f"{z} (the cache's copy)") for z in ("k", "v") if self.use_cache],
                 Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
                 Kept("own", num.mul(x), what="attention output (out_proj's input)"),
             )
@@ -155,6 +159,9 @@ class Attention(Layer):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
                             "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
+        if self.use_cache and (self.module != "split" or self.kernel != "flash"):
+            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel)",
+                            "leave module and kernel out", "use_cache")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
         if self.module == "llama" and (self.kernel == "math" or self.dropout != 0):
@@ -253,7 +260,8 @@ class Attention(Layer):
             module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
         else:
             module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
-                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math")
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math",
+                                      cache=self.use_cache)
         a = self.adapter
         for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
             setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
@@ -288,7 +296,7 @@ class Attention(Layer):
                 amp: tuple[str, str] | None = None) -> Program | None:
         """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
         for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
-        program = self._program(x, grad, device, inplace, amp)
+        program = self._cached(self._program(x, grad, device, inplace, amp), x, device, amp)
         if self.tuning is None or program is None:
             return program
         if self.module == "llama" and self.adapter is not None:
@@ -308,6 +316,23 @@ class Attention(Layer):
         if "in_proj" in adapted:
             program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
         return program
+
+    def _cached(self, program: Program | None, x: Shape, device: str, amp: tuple[str, str] | None) -> Program | None:
+        """use_cache: k and v copied into the cache (torch.cat onto an empty tensor) once q, k and v are made; the
+        kernel keeps the copies (and q, a view of the projections' output), freed with what it keeps."""
+        if not self.use_cache or program is None:
+            return program
+        if device == "cpu" and self.dropout != 0:
+            raise SpecError("use_cache = true with dropout (SDPA's math fallback on the CPU) is not modelled",
+                            "dropout = 0, or use_cache = false", "use_cache")
+        made = next(e for e in program.forward if isinstance(e, New) and e.name == "qkv")
+        copies = [New(name, num.normal(self.tokens(x)[0] * self.kv_dim(x)),
+                      made.storage) for name in ("kc", "vc")]
+        forward = list(program.forward)
+        at = forward.index(made) + 1
+        forward[at:at] = copies
+        backward = [Drop(*e.names, "kc", "vc") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
+        return Program(tuple(forward), tuple(backward))
 
     def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
         """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
