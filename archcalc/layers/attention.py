@@ -327,11 +327,11 @@ class Attention(Layer):
                             "dropout = 0, or use_cache = false", "use_cache")
         made = next(e for e in program.forward if isinstance(e, New) and e.name == "qkv")
         copies = [New(name, num.normal(self.tokens(x)[0] * self.kv_dim(x)),
-                      made.storage) for name in ("kc", "vc")]
+                      made.storage) for name in ("k.cache", "v.cache")]
         forward = list(program.forward)
         at = forward.index(made) + 1
         forward[at:at] = copies
-        backward = [Drop(*e.names, "kc", "vc") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
+        backward = [Drop(*e.names, "k.cache", "v.cache") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
         return Program(tuple(forward), tuple(backward))
 
     def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
