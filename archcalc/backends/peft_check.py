@@ -111,8 +111,8 @@ def _build(report: Report, plain: bool):
 def _load(module, state: dict) -> str:
     try:
         module.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        return str(error).splitlines()[0][:200]
+    except RuntimeError as error:  # "Error(s) in loading state_dict for ...:" then the keys, one line each
+        return " ".join(line.strip() for line in str(error).splitlines()[1:3])[:200] or str(error)[:200]
     return "loads"
 
 

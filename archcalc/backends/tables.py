@@ -83,7 +83,8 @@ def against_peft(peft: AgainstPeft | None) -> list[Text]:
     for c in peft.checks:
         value = fmt.group(c.expected) if isinstance(c.expected, int) else c.expected
         lines.append(Text.assemble(("  ✓ ", "green"), f"{c.what}: {value}") if c.ok else
-                     Text.assemble(("  ✗ ", "bold red"), f"{c.what}: archcalc {value}, peft {c.measured}"))
+                     Text.assemble(("  ✗ ", "bold red"), f"{c.what}: " + (f"archcalc {value}, peft {fmt.group(c.measured)}"
+                                                                         if isinstance(c.expected, int) else str(c.measured))))
     return lines
 
 
