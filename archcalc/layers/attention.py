@@ -23,7 +23,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, Tensor, register
+from .base import Inexpressible, Kept, Layer, Tensor, register
 from .dense import lora_kept
 from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
 from .tuning import Lora, adapt_input, adapt_output, frozen_program
@@ -37,6 +37,8 @@ class Attention(Layer):
     kind = "attention"
     # `archcalc import` reads nn.MultiheadAttention's fields from its call too (causal from its mask, kernel from need_weights)
     torch_modules = ("MultiheadAttention", "LlamaAttention", "MistralAttention", "Qwen2Attention")
+    # transformers' attention modules hold their sizes in their config (their biases: torch_read)
+    torch_attributes = (("config.num_attention_heads", "num_heads"), ("config.num_key_value_heads", "kv_heads"))
     num_heads: Dim = size()
     kv_heads: Dim | None = size(None)  # heads of k and v (grouped-query attention); default num_heads
     causal: bool = flag(False)
@@ -50,6 +52,11 @@ class Attention(Layer):
     # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
     # Llama's rotate_half, after the projections
     rotary: bool = flag(False)
+    # the output projection's bias where it differs from q's, k's and v's (`bias`): Qwen2's o_proj has none (module "llama")
+    out_bias: bool | None = flag(None)
+    # a bias [heads, T, T] added to the scores, read as its second input (from = ["x", "relative_attention_bias"]): T5's
+    # relative position bias (a `relative_bias` layer)
+    position_bias: bool = flag(False)
     # sliding-window attention (Mistral's sliding_window): each query sees the last `window` keys, itself included.
     # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
     # full causal attention's (FLOPs count masked products in full, as for causal)
@@ -60,12 +67,27 @@ class Attention(Layer):
 
     @property
     def merges(self) -> bool:
-        return self.rotary  # it reads the tokens and the rotary tables
+        return self.rotary or self.position_bias  # it reads the tokens and the rotary tables (or a position bias)
+
+    @property
+    def broadcasts(self) -> bool:
+        return self.position_bias  # the bias [1, heads, T, T] is added to every sample's scores
 
     def output(self, x: Shape) -> Shape:
+        if self.rotary and self.position_bias:
+            raise SpecError("rotary and position_bias are two ways of giving positions: archcalc's attention takes one", None, "rotary")
         if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
+        if self.position_bias and not (isinstance(x[0], tuple) and len(x) == 2):
+            raise SpecError("position_bias = true reads the bias too: from = [the tokens, a relative_bias layer]",
+                            'for example from = ["layer_norm", "relative_attention_bias"]', "from")
+        if self.position_bias:
+            t, _ = self.tokens(x[0])
+            bias = x[1]
+            if len(bias) != 3 or any(num.is_concrete(a - b) and a != b for a, b in zip(bias, (self.num_heads, t, t))):
+                raise SpecError(f"the position bias {fmt.shape(bias)} does not fit {fmt.group(self.num_heads)} heads over "
+                                f"T = {fmt.group(t)}: it must be [num_heads, T, T]", None, "from")
         if self.window is not None and not self.causal:
             raise SpecError("a sliding window is causal: each query sees the `window` keys up to itself", "add causal = true", "window")
         self.tokens(x)
@@ -77,7 +99,7 @@ class Attention(Layer):
 
     def biases(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
+        return num.normal((d + 2 * self.kv_dim(x) if self.bias else 0) + (d if self.o_bias else 0))
 
     def macs(self, x: Shape) -> Dim:
         t, _ = self.tokens(x)
@@ -143,8 +165,8 @@ class Attention(Layer):
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
     def hidden(self, x) -> Shape:
-        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables."""
-        return x[0] if self.rotary and isinstance(x[0], tuple) else x
+        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables (a position bias)."""
+        return x[0] if self.merges and isinstance(x[0], tuple) else x
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d] (and the rotary tables', checked)."""
@@ -159,11 +181,14 @@ class Attention(Layer):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
                             "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
-        if self.use_cache and (self.module != "split" or self.kernel != "flash"):
-            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel)",
-                            "leave module and kernel out", "use_cache")
+        if self.use_cache and (self.module != "split" or self.kernel != "flash" or self.position_bias):
+            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel, no "
+                            "position_bias)", "leave module, kernel and position_bias out", "use_cache")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
+        if self.out_bias is not None and self.module != "llama":
+            raise SpecError("out_bias is modelled for module = \"llama\" (transformers' q_proj, k_proj, v_proj, o_proj)",
+                            'add module = "llama", or leave out_bias out', "out_bias")
         if self.module == "llama" and (self.kernel == "math" or self.dropout != 0):
             raise SpecError("module = \"llama\" is transformers' sdpa attention (its default): kernel = \"math\" and "
                             "dropout are not modelled for it", "leave kernel and dropout out", "module")
@@ -179,6 +204,11 @@ class Attention(Layer):
                     field,
                 )
         return t, d
+
+    @property
+    def o_bias(self) -> bool:
+        """Whether the output projection has a bias (`out_bias`, else as the others)."""
+        return self.bias if self.out_bias is None else self.out_bias
 
     def kv_dim(self, x: Shape) -> Dim:
         """The width of k (and of v): kv_heads·head_dim."""
@@ -257,7 +287,8 @@ class Attention(Layer):
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         if self.module == "llama":
-            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
+            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias,
+                                           out_bias=self.o_bias)
         else:
             module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
                                       dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math",
@@ -287,6 +318,19 @@ class Attention(Layer):
         if torch_name == "MultiheadAttention":
             return {"module": "multihead"}
         return {"module": "llama", "rotary": True, "causal": True}
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """transformers' LlamaAttention (Mistral's, Qwen2's): its biases, q_proj's and o_proj's (Qwen2: q, k, v only)."""
+        if not hasattr(module, "q_proj") or not hasattr(module, "o_proj"):
+            return {}
+        if getattr(getattr(module, "config", None), "sliding_window", None):
+            raise Inexpressible(f"with sliding_window = {module.config.sliding_window}: archcalc's causal attention sees every "
+                                "earlier token")
+        bias, out = module.q_proj.bias is not None, module.o_proj.bias is not None
+        if {module.k_proj.bias is not None, module.v_proj.bias is not None} != {bias}:
+            raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")
+        return ({} if bias else {"bias": False}) | ({} if out == bias else {"out_bias": out})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("linear", "scaled_dot_product_attention")
@@ -639,7 +683,7 @@ class Attention(Layer):
         weight = New("grad.o_proj.weight", num.normal(d * d), per_sample=False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.bias else [weight, New("go", td)]
+        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
         bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
@@ -681,8 +725,8 @@ class Attention(Layer):
         _, d = self.tokens(x)
         if self.module == "llama":
             kv = self.kv_dim(x)
-            pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
-            own = tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            pairs = ((d * d, d, self.bias), (d * kv, kv, self.bias), (d * kv, kv, self.bias), (d * d, d, self.o_bias))
+            own = tuple(num.normal(n) for w, b, on in pairs for n in ((w, b) if on else (w,)))
             return (*own, *self.adapter_tensors(x))
         inner = num.normal(d + 2 * self.kv_dim(x))
         own = (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
@@ -710,8 +754,10 @@ class Attention(Layer):
         return tuple(n for name in self.adapter.projections for n in self.adapter.tensors(*fans[name]))
 
     def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
-        step = 2 if self.bias else 1
-        return tuple((i * step, fan_out) for i, (_, fan_out) in enumerate(self._fans(x).values()))
+        """(index in param_tensors, out features) of each projection's weight: a bias, where it has one, after it."""
+        biased = (self.bias, self.bias, self.bias, self.o_bias) if self.module == "llama" else (self.bias, self.bias)
+        starts = [sum(2 if on else 1 for on in biased[:i]) for i in range(len(biased))]
+        return tuple((start, fan_out) for start, (_, fan_out) in zip(starts, self._fans(x).values()))
 
 
 @register
@@ -748,6 +794,18 @@ class Rotary(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.RotaryTables(int(self.head_dim), float(self.theta))
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """head_dim = 2·inv_freq's length; theta: the config's rope_parameters["rope_theta"] (transformers 5), or rope_theta."""
+        config = getattr(module, "config", None)
+        parameters = getattr(config, "rope_parameters", None) or {}
+        theta = parameters.get("rope_theta", getattr(config, "rope_theta", 10000)) if isinstance(parameters, dict) else 10000
+        rope = parameters.get("rope_type", "default") if isinstance(parameters, dict) else "default"
+        if rope != "default":
+            raise Inexpressible(f"rope_type {rope!r}: archcalc's rotary is the default one")
+        theta = int(theta) if float(theta).is_integer() else theta
+        return {"head_dim": 2 * int(module.inv_freq.numel())} | ({"theta": theta} if theta != 10000 else {})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
