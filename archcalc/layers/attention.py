@@ -23,7 +23,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, Tensor, register
+from .base import Inexpressible, Kept, Layer, Tensor, register
 from .dense import lora_kept
 from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
 from .tuning import Lora, adapt_input, adapt_output, frozen_program
@@ -37,6 +37,8 @@ class Attention(Layer):
     kind = "attention"
     # `archcalc import` reads nn.MultiheadAttention's fields from its call too (causal from its mask, kernel from need_weights)
     torch_modules = ("MultiheadAttention", "LlamaAttention", "MistralAttention", "Qwen2Attention")
+    # transformers' attention modules hold their sizes in their config (their biases: torch_read)
+    torch_attributes = (("config.num_attention_heads", "num_heads"), ("config.num_key_value_heads", "kv_heads"))
     num_heads: Dim = size()
     kv_heads: Dim | None = size(None)  # heads of k and v (grouped-query attention); default num_heads
     causal: bool = flag(False)
@@ -50,19 +52,42 @@ class Attention(Layer):
     # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
     # Llama's rotate_half, after the projections
     rotary: bool = flag(False)
+    # the output projection's bias where it differs from q's, k's and v's (`bias`): Qwen2's o_proj has none (module "llama")
+    out_bias: bool | None = flag(None)
+    # a bias [heads, T, T] added to the scores, read as its second input (from = ["x", "relative_attention_bias"]): T5's
+    # relative position bias (a `relative_bias` layer)
+    position_bias: bool = flag(False)
     # sliding-window attention (Mistral's sliding_window): each query sees the last `window` keys, itself included.
     # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
     # full causal attention's (FLOPs count masked products in full, as for causal)
     window: Dim | None = size(None)
+    # transformers' use_cache = true (GPT2Config's default) in training: the module appends its keys and values to a
+    # DynamicCache (torch.cat onto an empty tensor), so the kernel reads, and keeps, those two copies. module "split"
+    use_cache: bool = flag(False)
 
     @property
     def merges(self) -> bool:
-        return self.rotary  # it reads the tokens and the rotary tables
+        return self.rotary or self.position_bias  # it reads the tokens and the rotary tables (or a position bias)
+
+    @property
+    def broadcasts(self) -> bool:
+        return self.position_bias  # the bias [1, heads, T, T] is added to every sample's scores
 
     def output(self, x: Shape) -> Shape:
+        if self.rotary and self.position_bias:
+            raise SpecError("rotary and position_bias are two ways of giving positions: archcalc's attention takes one", None, "rotary")
         if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
+        if self.position_bias and not (isinstance(x[0], tuple) and len(x) == 2):
+            raise SpecError("position_bias = true reads the bias too: from = [the tokens, a relative_bias layer]",
+                            'for example from = ["layer_norm", "relative_attention_bias"]', "from")
+        if self.position_bias:
+            t, _ = self.tokens(x[0])
+            bias = x[1]
+            if len(bias) != 3 or any(num.is_concrete(a - b) and a != b for a, b in zip(bias, (self.num_heads, t, t))):
+                raise SpecError(f"the position bias {fmt.shape(bias)} does not fit {fmt.group(self.num_heads)} heads over "
+                                f"T = {fmt.group(t)}: it must be [num_heads, T, T]", None, "from")
         if self.window is not None and not self.causal:
             raise SpecError("a sliding window is causal: each query sees the `window` keys up to itself", "add causal = true", "window")
         self.tokens(x)
@@ -74,7 +99,7 @@ class Attention(Layer):
 
     def biases(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
+        return num.normal((d + 2 * self.kv_dim(x) if self.bias else 0) + (d if self.o_bias else 0))
 
     def macs(self, x: Shape) -> Dim:
         t, _ = self.tokens(x)
@@ -127,6 +152,7 @@ class Attention(Layer):
                 *kept,
                 Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))),
                      what="q, k, v (rotated)" if self.rotary else "q, k, v (the projections' output)"),
+                *[Kept("own", self.kv_dim(x) * t, what=f"{z} (the cache's copy)") for z in ("k", "v") if self.use_cache],
                 Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
                 Kept("own", num.mul(x), what="attention output (out_proj's input)"),
             )
@@ -139,8 +165,8 @@ class Attention(Layer):
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
     def hidden(self, x) -> Shape:
-        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables."""
-        return x[0] if self.rotary and isinstance(x[0], tuple) else x
+        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables (a position bias)."""
+        return x[0] if self.merges and isinstance(x[0], tuple) else x
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d] (and the rotary tables', checked)."""
@@ -155,8 +181,14 @@ class Attention(Layer):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
                             "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
+        if self.use_cache and (self.module != "split" or self.kernel != "flash" or self.position_bias):
+            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel, no "
+                            "position_bias)", "leave module, kernel and position_bias out", "use_cache")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
+        if self.out_bias is not None and self.module != "llama":
+            raise SpecError("out_bias is modelled for module = \"llama\" (transformers' q_proj, k_proj, v_proj, o_proj)",
+                            'add module = "llama", or leave out_bias out', "out_bias")
         if self.module == "llama" and (self.kernel == "math" or self.dropout != 0):
             raise SpecError("module = \"llama\" is transformers' sdpa attention (its default): kernel = \"math\" and "
                             "dropout are not modelled for it", "leave kernel and dropout out", "module")
@@ -172,6 +204,11 @@ class Attention(Layer):
                     field,
                 )
         return t, d
+
+    @property
+    def o_bias(self) -> bool:
+        """Whether the output projection has a bias (`out_bias`, else as the others)."""
+        return self.bias if self.out_bias is None else self.out_bias
 
     def kv_dim(self, x: Shape) -> Dim:
         """The width of k (and of v): kv_heads·head_dim."""
@@ -250,10 +287,12 @@ class Attention(Layer):
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         if self.module == "llama":
-            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
+            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias,
+                                           out_bias=self.o_bias)
         else:
             module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
-                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math")
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math",
+                                      cache=self.use_cache)
         a = self.adapter
         for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
             setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
@@ -280,6 +319,19 @@ class Attention(Layer):
             return {"module": "multihead"}
         return {"module": "llama", "rotary": True, "causal": True}
 
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """transformers' LlamaAttention (Mistral's, Qwen2's): its biases, q_proj's and o_proj's (Qwen2: q, k, v only)."""
+        if not hasattr(module, "q_proj") or not hasattr(module, "o_proj"):
+            return {}
+        if getattr(getattr(module, "config", None), "sliding_window", None):
+            raise Inexpressible(f"with sliding_window = {module.config.sliding_window}: archcalc's causal attention sees every "
+                                "earlier token")
+        bias, out = module.q_proj.bias is not None, module.o_proj.bias is not None
+        if {module.k_proj.bias is not None, module.v_proj.bias is not None} != {bias}:
+            raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")
+        return ({} if bias else {"bias": False}) | ({} if out == bias else {"out_bias": out})
+
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("linear", "scaled_dot_product_attention")
     autocast_kept = (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
@@ -288,7 +340,7 @@ class Attention(Layer):
                 amp: tuple[str, str] | None = None) -> Program | None:
         """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
         for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
-        program = self._program(x, grad, device, inplace, amp)
+        program = self._cached(self._program(x, grad, device, inplace, amp), x, device, amp)
         if self.tuning is None or program is None:
             return program
         if self.module == "llama" and self.adapter is not None:
@@ -308,6 +360,23 @@ class Attention(Layer):
         if "in_proj" in adapted:
             program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
         return program
+
+    def _cached(self, program: Program | None, x: Shape, device: str, amp: tuple[str, str] | None) -> Program | None:
+        """use_cache: k and v copied into the cache (torch.cat onto an empty tensor) once q, k and v are made; the
+        kernel keeps the copies (and q, a view of the projections' output), freed with what it keeps."""
+        if not self.use_cache or program is None:
+            return program
+        if device == "cpu" and self.dropout != 0:
+            raise SpecError("use_cache = true with dropout (SDPA's math fallback on the CPU) is not modelled",
+                            "dropout = 0, or use_cache = false", "use_cache")
+        made = next(e for e in program.forward if isinstance(e, New) and e.name == "qkv")
+        copies = [New(name, num.normal(self.tokens(x)[0] * self.kv_dim(x)),
+                      made.storage) for name in ("k.cache", "v.cache")]
+        forward = list(program.forward)
+        at = forward.index(made) + 1
+        forward[at:at] = copies
+        backward = [Drop(*e.names, "k.cache", "v.cache") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
+        return Program(tuple(forward), tuple(backward))
 
     def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
         """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
@@ -614,7 +683,7 @@ class Attention(Layer):
         weight = New("grad.o_proj.weight", num.normal(d * d), per_sample=False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.bias else [weight, New("go", td)]
+        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
         bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
@@ -656,8 +725,8 @@ class Attention(Layer):
         _, d = self.tokens(x)
         if self.module == "llama":
             kv = self.kv_dim(x)
-            pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
-            own = tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            pairs = ((d * d, d, self.bias), (d * kv, kv, self.bias), (d * kv, kv, self.bias), (d * d, d, self.o_bias))
+            own = tuple(num.normal(n) for w, b, on in pairs for n in ((w, b) if on else (w,)))
             return (*own, *self.adapter_tensors(x))
         inner = num.normal(d + 2 * self.kv_dim(x))
         own = (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
@@ -685,8 +754,10 @@ class Attention(Layer):
         return tuple(n for name in self.adapter.projections for n in self.adapter.tensors(*fans[name]))
 
     def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
-        step = 2 if self.bias else 1
-        return tuple((i * step, fan_out) for i, (_, fan_out) in enumerate(self._fans(x).values()))
+        """(index in param_tensors, out features) of each projection's weight: a bias, where it has one, after it."""
+        biased = (self.bias, self.bias, self.bias, self.o_bias) if self.module == "llama" else (self.bias, self.bias)
+        starts = [sum(2 if on else 1 for on in biased[:i]) for i in range(len(biased))]
+        return tuple((start, fan_out) for start, (_, fan_out) in zip(starts, self._fans(x).values()))
 
     def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
         """nn.MultiheadAttention's in_proj [d + 2·kv, d] and out_proj [d, d] (Llama's q, k, v, o: [out, d]), biases after
@@ -734,6 +805,18 @@ class Rotary(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.RotaryTables(int(self.head_dim), float(self.theta))
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """head_dim = 2·inv_freq's length; theta: the config's rope_parameters["rope_theta"] (transformers 5), or rope_theta."""
+        config = getattr(module, "config", None)
+        parameters = getattr(config, "rope_parameters", None) or {}
+        theta = parameters.get("rope_theta", getattr(config, "rope_theta", 10000)) if isinstance(parameters, dict) else 10000
+        rope = parameters.get("rope_type", "default") if isinstance(parameters, dict) else "default"
+        if rope != "default":
+            raise Inexpressible(f"rope_type {rope!r}: archcalc's rotary is the default one")
+        theta = int(theta) if float(theta).is_integer() else theta
+        return {"head_dim": 2 * int(module.inv_freq.numel())} | ({"theta": theta} if theta != 10000 else {})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:

@@ -9,7 +9,20 @@ from ..core.errors import SpecError
 from ..core.fields import flag, ref, size
 from ..core.num import Dim, Shape
 from . import layout
-from .base import ACTIVATIONS, Kept, Layer, Storage, Tensor, activation_field, activation_keeps, register, with_activation
+from .base import (
+    ACTIVATIONS,
+    Inexpressible,
+    Kept,
+    Layer,
+    Storage,
+    Tensor,
+    TorchTensor,
+    activation_field,
+    activation_keeps,
+    register,
+    torch_argument,
+    with_activation,
+)
 from .events import Convert, Drop, New, Program
 from .receptive_field import Field
 from .tuning import Lora, base_backward, base_forward
@@ -22,7 +35,9 @@ class Dense(Layer):
     mistakes = frozenset({"bias_per_input"})
     asks_shape = False  # its output is out_features, as the spec writes it
     colour = "#8fb3de"
-    torch_modules = ("Linear",)
+    torch_modules = ("Linear", "Conv1D")  # Conv1D: Hugging Face's (GPT-2's), its weight [in, out]
+    torch_attributes = (("nf", "out_features"),)  # Conv1D's name
+    torch_functions = torch_weighted = ("linear",)
     out_features: Dim = size()
     # the input's last axis, given: then any input, the layer applied per position over its other axes as nn.Linear
     # (ConvNeXt's on [H, W, C]); without it, an input of 3 axes or more is refused (a CNN that forgot flatten)
@@ -30,6 +45,9 @@ class Dense(Layer):
     bias: bool = flag(True)
     activation: str | None = activation_field()
     tie: str | None = ref(None)  # an earlier layer whose weight this one shares (GPT-2's output layer: tie = "wte")
+    # the weight held as [in_features, out_features] and applied by addmm, as Hugging Face's Conv1D (GPT-2's c_attn,
+    # c_fc, c_proj) holds it: the same numbers, another state_dict shape
+    transposed: bool = flag(False)
 
     def output(self, x: Shape) -> Shape:
         self.features(x)
@@ -43,7 +61,7 @@ class Dense(Layer):
         return self.out_features if self.bias else 0
 
     def weight_shape(self, x: Shape) -> Shape:
-        return (self.out_features, self.features(x))
+        return (self.features(x), self.out_features) if self.transposed else (self.out_features, self.features(x))
 
     def macs(self, x: Shape) -> Dim:
         return num.normal(self.tokens(x) * (self.features(x) * self.out_features + num.add(self.adapter_tensors(x))))
@@ -91,6 +109,7 @@ class Dense(Layer):
         text = f"{fmt.group(self.features(x))}→{fmt.group(self.out_features)}{where}"
         text += f", tied to {self.tie}" if self.tie else ""
         text += f", LoRA r={fmt.group(self.adapter.rank)}" if self.adapter is not None else ""
+        text += ", Conv1D" if self.transposed else ""
         return with_activation(text + ("" if self.bias else ", no bias"), self.activation)
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
@@ -128,11 +147,28 @@ class Dense(Layer):
         return ()
 
     def to_torch(self, x: Shape, nn):
-        linear = nn.Linear(int(self.features(x)), int(self.out_features), bias=self.bias)
+        base = nn.Conv1D(int(self.features(x)), int(self.out_features), bias=self.bias) if self.transposed \
+            else nn.Linear(int(self.features(x)), int(self.out_features), bias=self.bias)
         if self.adapter is None:
-            return linear
+            return base
         a = self.adapter
-        return nn.LoraLinear(linear, int(a.rank), float(a.alpha), float(a.dropout))
+        return nn.LoraLinear(base, int(a.rank), float(a.alpha), float(a.dropout))
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        return {"transposed": True} if torch_name == "Conv1D" else {}
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.linear(x, weight, bias) (timm's Linear, a subclass that calls it): out_features from the weight's shape."""
+        x, weight, bias = args[0], torch_argument(args, kwargs, 1, "weight"), torch_argument(args, kwargs, 2, "bias")
+        if not (isinstance(weight, TorchTensor) and weight.held and weight.shape is not None and len(weight.shape) == 2):
+            raise Inexpressible("with a weight that is not a parameter [out, in]")
+        out, features = weight.shape
+        fields = {"out_features": out}
+        if isinstance(x, TorchTensor) and x.rank is not None and x.rank > 3:
+            fields["in_features"] = features
+        return fields | ({} if bias is not None else {"bias": False})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("linear",)
