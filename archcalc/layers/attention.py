@@ -396,18 +396,34 @@ class Attention(Layer):
 
     def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
         """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
-        kernel (its logsumexp freed at once); q, k and v live until the module returns. LoRA beside out_proj keeps
-        the kernel's output. Torch's fused CPU kernel only; else None (the generic rule: its output alone)."""
-        if self.module != "split" or self.kernel != "flash" or self.dropout != 0 or device != "cpu":
+        kernel, so each tensor lives while torch's code holds it; q, k and v until the module returns. LoRA beside
+        out_proj keeps out_proj's input (the kernel's output, or the heads merged). On the CPU only (torch's fused
+        kernel, "math", SDPA's math fallback); else None (the generic rule: its output alone)."""
+        if self.module != "split" or device != "cpu":
             return None
-        t, d = self.tokens(x)
-        td, tq = num.normal(t * d), num.normal(t * (d + 2 * self.kv_dim(x)))
-        fwd = [New("qkv", tq), New("o", td), self._lse(t, device), Drop("lse")]
+        s = self._sizes(x)
+        if self.kernel == "flash" and self.dropout == 0:  # the fused kernel: its logsumexp freed at once
+            fwd, source = [New("qkv", s.tq), New("o", s.td), self._lse(s.t, device), Drop("lse")], "o"
+        else:
+            fwd, source = [New("qkv", s.tq), *self._math_unrecorded(s)], "m"
         if lora is None:
-            return Program((*fwd, New("out", td), Drop("qkv", "o")), ())
-        fwd += [New("out.base", td), *lora.forward("o", "out.base", "out", False), Drop("qkv", "o")]
+            return Program((*fwd, New("out", s.td), Drop("qkv", source)), ())
+        fwd += [New("out.base", s.td), *lora.forward(source, "out.base", "out", False), Drop("qkv", source)]
         events, _, _ = lora.backward("g", False)  # its input needs no gradient: g is dropped with MulBackward's
         return Program(tuple(fwd), tuple(events))
+
+    def _math_unrecorded(self, s: Sizes) -> list:
+        """`_math_forward` up to the heads merged (m), no node recording it (measured): QKᵀ's operands freed as it
+        returns, the probabilities once dropped out, the dropped ones and v's copy once multiplied."""
+        grouped_fallback = self.kernel == "flash" and s.kv != s.d  # k repeated (kc), then scaled (ks)
+        after = {"s" if self.kernel == "flash" else "s0": ("qc", "ks" if grouped_fallback else "kc"),
+                 "ad": ("mask", "a"), "o": ("vc", "ad" if self.dropout != 0 else "a")}
+        fwd: list = []
+        for e in self._math_forward(s)[:-2]:  # out_proj's output and qkv's drop: the caller's
+            fwd.append(e)
+            if isinstance(e, New) and e.name in after:
+                fwd.append(Drop(*after[e.name]))
+        return fwd
 
     def _program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                  amp: tuple[str, str] | None = None) -> Program | None:
