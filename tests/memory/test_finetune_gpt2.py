@@ -52,10 +52,10 @@ CASES = {
 }
 
 
-def hugging_face(vocab, positions, cache, targets, dtype, d=D, heads=HEADS, layers=LAYERS):
+def hugging_face(vocab, positions, cache, targets, dtype, d=D, heads=HEADS, layers=LAYERS, p=0.0):
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=layers, n_embd=d, n_head=heads, vocab_size=vocab, n_positions=positions,
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=cache)
+                                     resid_pdrop=p, embd_pdrop=p, attn_pdrop=p, use_cache=cache)
     model = transformers.GPT2LMHeadModel(config).to(getattr(torch, dtype))
     if targets is None:
         return model
@@ -72,9 +72,10 @@ def measured(model, vocab, batch=BATCH, t=T) -> dict[str, int]:
         timeline_probe.OPTIMIZERS = saved
 
 
-def spec_text(vocab, positions, cache, d=D, heads=HEADS, layers=LAYERS) -> str:
-    """specs/gpt2.toml at these sizes, without dropout; use_cache: transformers' default, set in attention's table."""
-    text = small_spec(vocab, positions, d, heads, layers, 0.0)
+def spec_text(vocab, positions, cache, d=D, heads=HEADS, layers=LAYERS, p=0.0) -> str:
+    """specs/gpt2.toml at these sizes, without dropout (or `p`); use_cache: transformers' default, set in attention's
+    table."""
+    text = small_spec(vocab, positions, d, heads, layers, p)
     return text.replace("use_cache = false", "use_cache = true") if cache else text
 
 
@@ -117,4 +118,16 @@ def test_drawn_gpt2_steps_with_and_without_the_cache(t, batch, heads, head_dim, 
     d, vocab = heads * head_dim, 13
     model = hugging_face(vocab, 8, cache, None, "float32", d, heads, layers)
     _, ours = predicted(spec_text(vocab, 8, cache, d, heads, layers), None, "float32", batch, t)
+    assert ours == measured(model, vocab, batch, t)
+
+
+@pytest.mark.parametrize("targets", [["c_proj"], ["c_proj", "c_fc"]])
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_gpt2_with_lora_on_c_proj_without_c_attn(targets, p, t=5, batch=2, heads=2, head_dim=3, layers=2):
+    """LoRA on c_proj (attention's and the MLP's), c_attn not adapted: the first block's attention is frozen and its
+    input needs no gradient, so its out_proj adapter alone keeps the kernel's output; with dropout SDPA's math
+    fallback runs."""
+    d, vocab = heads * head_dim, 13
+    model = hugging_face(vocab, 16, False, targets, "float32", d, heads, layers, p)
+    _, ours = predicted(spec_text(vocab, 16, False, d, heads, layers, p), targets, "float32", batch, t)
     assert ours == measured(model, vocab, batch, t)
