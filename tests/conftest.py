@@ -43,6 +43,7 @@ SLOW = {
     "tests/analysis/test_reference_nets.py",  # 6
     "tests/analysis/test_receptive.py",  # 4
     "tests/memory/test_timeline_attention.py",  # 4
+    "tests/cli/test_finetune_sweep.py::test_every_fine_tuning_of_gpt2_exits_cleanly",  # 5 (204 runs of show)
     "tests/memory/test_timeline_gpt2.py::test_hugging_face_gpt2_step_by_step",  # 1.5
     "tests/backends/test_torch_graph.py::test_drawn_graphs_verify_layer_by_layer_and_export",  # 2.2
     # every shipped spec, at many widths or on every CUDA card
