@@ -11,6 +11,7 @@ from functools import cached_property
 from ..core import num, untrusted
 from ..core.dtypes import Device, DType, Optimizer
 from ..core.num import Dim, Shape, Value
+from ..core.parallel import Layout
 from ..layers import Layer
 from ..layers.receptive_field import Field
 from ..spec.graph import Use
@@ -108,6 +109,7 @@ class Network:
     autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
     names: tuple[tuple[str, str], ...] = ()  # the spec's [names]: torch's module path of a layer path (build names modules so)
     outputs: tuple[str, ...] = ()  # the layers whose outputs the model returns ([model] outputs; () or one: the last)
+    parallel: Layout | None = None  # the step over many GPUs (--gpus, --strategy, --tp): the memory is one rank's
 
     @cached_property
     def fields(self) -> tuple[Field | None, ...]:

@@ -181,8 +181,10 @@ class SelfAttention(nn.Module):
         self.register_load_state_dict_pre_hook(_multihead_names)
 
     def forward(self, x):
-        b, t, d = x.shape
-        kv = self.kv_heads * self.head_dim
+        b, t, _ = x.shape
+        # the heads this module computes: all of them, or under tensor parallelism this rank's (heads set to
+        # heads/tp, in_proj's output this rank's columns: archcalc/backends/distributed.py)
+        d, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
         q, k, v = self.in_proj(x).split([d, kv, kv], dim=-1)
         q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)

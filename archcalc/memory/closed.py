@@ -17,6 +17,7 @@ from ..analysis import checkpoint
 from ..core import autocast, num
 from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.num import Dim, Value
+from ..core.parallel import Layout
 from ..layers.base import Kept, Storage, Tensor, storage_bytes
 from . import timeline, views
 from .peaks import StepBytes, Timelines
@@ -57,6 +58,8 @@ class Memory:
     course_layers: int  # the course's "nombre de couches"
     timelines: Timelines
     autocast: str | None = None  # mixed precision: the step under torch.autocast in this dtype
+    parallel: Layout | None = None  # over many GPUs: the step's peaks are one rank's (timeline/ranks.py)
+    communication: tuple[tuple[str, PerBatch], ...] = ()  # bytes one rank hands to each collective in a step
 
     @property
     def summed(self) -> PerBatch:
@@ -139,6 +142,9 @@ class Memory:
         out |= {key: value.to_json(self.batch) for key, value in self.quantities().items() if not key.endswith("_peak_bytes")}
         out["peak_phase"] = self.peak_phase()
         out["phases"] = {phase: self.phase(phase).to_json(self.batch) for phase in timeline.PHASES}
+        if self.parallel is not None:  # the peaks above are one rank's (every rank's: the shards are even)
+            out["parallel"] = self.parallel.to_dict()
+            out["communication_bytes"] = {name: value.to_json(self.batch) for name, value in self.communication}
         if self.device == Device.cuda:  # inside the peak: cuBLAS's workspaces (and cuDNN's, at the peak's phase)
             workspace = timeline.CUDA_WORKSPACE
             if self.batch is not None and num.is_concrete(self.batch) and num.is_concrete(self.training.at(self.batch)):
@@ -240,6 +246,8 @@ def measure(report: Network) -> Memory:
         course_layers=len(report.rows),
         timelines=Timelines(report),
         autocast=report.autocast,
+        parallel=report.parallel,
+        communication=tuple((name, PerBatch(*pair)) for name, pair in timeline.communication(report).items()),
     )
 
 
