@@ -29,6 +29,7 @@ from functools import cached_property
 import click
 
 from ..core.dtypes import PRECISIONS, Device, DType, Optimizer, precision_autocast, precision_dtype
+from ..core.parallel import Strategy
 from ..report import Report, analyze
 from ..spec.read import Spec, load
 from .output import Files
@@ -90,6 +91,9 @@ class Options:
     autocast: str | None = keyword()  # what the step computes in under --precision X-mixed
     optimizer: str = keyword(Optimizer.sgd.value)
     device: str = keyword(Device.cpu.value)
+    gpus: int | None = keyword()  # over many GPUs (archcalc/core/parallel.py's Layout): the world size
+    strategy: str | None = keyword()
+    tp: int | None = keyword()
     course: bool = False
     form: str = "table"  # --format
     output: str | None = None
@@ -156,6 +160,15 @@ TABLE_OR_JSON = Flag("--format", "-f", "form", type=click.Choice(["table", "json
 OUTPUT = Flag("--output", "-o", "output", default="-", show_default=True, metavar="FILE",
               help="The file to write; - for standard output.")
 FORCE = Flag("--force", is_flag=True, help="Write over files that already exist.")
+
+GPUS = Flag("--gpus", type=click.IntRange(min=1), metavar="N",
+            help="The step over N GPUs (with --strategy): its memory is one GPU's; memory --budget lists the layouts that fit.")
+STRATEGY = Flag("--strategy", type=click.Choice([s.value for s in Strategy]),
+                help="How the GPUs share the step: tp (tensor parallel, --tp K per group, the groups replicated), "
+                     "replicated (each GPU the whole step), ddp, zero1, fsdp, fsdp-no-reshard.")
+TP = Flag("--tp", type=click.IntRange(min=1), metavar="K",
+          help="Tensor parallel within groups of K GPUs (attention heads and MLP columns split); the rest data parallel.")
+PARALLEL = (GPUS, STRATEGY, TP)  # the layout over many GPUs (show, memory)
 
 ANALYSIS = (SPEC, SETS, DTYPE, OPTIMIZER, DEVICE)  # every command that analyses a spec's training step
 TRAINING = (COURSE, PRECISION)  # the training step's flags that show and memory take (and check, quiz do not)

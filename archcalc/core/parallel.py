@@ -58,6 +58,9 @@ class Layout:
         """The layout the flags ask for, None for one process. `--strategy tp` without `--tp` splits over every GPU;
         `--tp K` without a strategy is `tp`; `--gpus N` alone is no layout yet (memory --budget lists those that fit)."""
         if strategy is None and tp is None:
+            if gpus is not None:
+                raise SpecError(f"--gpus {gpus} needs a layout: --strategy (and --tp)",
+                                "memory --budget SIZE --gpus N lists the layouts that fit", where="--gpus")
             return None
         if strategy is not None and strategy not in Strategy.__members__.values():
             raise SpecError(f"unknown strategy {strategy!r}"[:200], f"one of {', '.join(Strategy)}", where="--strategy")

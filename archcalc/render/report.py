@@ -189,6 +189,8 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     if regions:
         named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
         rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
+    for name, sent in m.communication:  # over many GPUs: what one GPU hands to each collective in a step
+        rows.append((f"{name.replace('_', '-')} per GPU, a step", *fmt.per_batch(sent, batch)))
     rows.append(("inference, peak (eval, inference_mode)", *peaks.text("inference")))
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
@@ -379,6 +381,8 @@ def memory_panel(report: Report, width: int = 100) -> Group:
     m = report.memory
     batch = "B" if report.batch is None else fmt.group(report.batch)
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
+    if m.parallel is not None:  # the step's peaks are one GPU's
+        title = f"Memory per GPU ({_gpus(m.parallel)}) for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
     panels = [(title, memory_lines(report))] + ([("The course's model", course_lines(report))] if report.course else [])
     grids = [_panel(heading, lines, width) for heading, lines in panels]
     if not report.course:
@@ -426,6 +430,14 @@ def _values(values: list[str], width: int, indent: str = "") -> Text:
             out.append(("\n" if out else "") + indent)
             out.append(line, style=style)
     return out
+
+
+def _gpus(layout) -> str:
+    """A layout in a few words: "tp 2 × dp 4 over 8 GPUs", "replicated over 8 GPUs", "fsdp, tp 2 × dp 4 over 8 GPUs"."""
+    over = f"over {layout.world} GPU{'s' if layout.world > 1 else ''}"
+    if layout.tp == 1:
+        return f"{layout.strategy} {over}"
+    return f"{'' if layout.strategy == 'tp' else f'{layout.strategy}, '}tp {layout.tp} × dp {layout.dp} {over}"
 
 
 def _title(report: Report) -> str:
@@ -710,8 +722,10 @@ def fit(result, width: int = 100) -> Group:
             why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{context}{_assumed(result)}"
         else:
             why = f"B = {result.batch}{_assumed(result)}"
-        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n",
-                             "\n".join(wrap.lines(why, width)))  # the formulas broken between their terms
+        layout = result.report.parallel  # over many GPUs: each GPU's batch, and the samples a step trains
+        under = "" if layout is None else f"under {_gpus(layout)}: {fmt.group(result.batch * layout.dp)} samples a step\n"
+        head = Text.assemble(("Largest batch" + (" per GPU" if layout else "") + ": ", "bold"), (fmt.group(result.batch), "bold green"),
+                             f" fits {budget}\n", under, "\n".join(wrap.lines(why, width)))  # the formulas broken between their terms
     return Group(head, Text(""), memory_panel(result.report, width))
 
 
