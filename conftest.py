@@ -169,7 +169,52 @@ def needs_torch(item) -> bool:
 def pytest_collection_modifyitems(config, items):
     missing = _missing("torch")
     for item in items:
-        if needs_torch(item):
+        block = getattr(getattr(item, "example", None), "parsed", None)
+        if block is not None and hasattr(block, "needs"):  # an example of the docs: it says what it needs
+            _mark_example(item, block)
+        elif needs_torch(item):
             item.add_marker(pytest.mark.torch)
             if missing:
-                item.add_marker(pytest.mark.skip(reason="needs torch, which is not installed (pip install 'archcalc[torch]')"))
+                item.add_marker(pytest.mark.skip(reason=f"needs torch, which is not installed ({INSTALL_TORCH})"))
+
+
+# --- the examples of the README and docs/: every command shown is run and its output compared -------------------
+
+INSTALL_TORCH = "pip install torch"
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs"]
+
+
+def pytest_collect_file(file_path, parent):
+    """README.md and docs/*.md: their examples, by Sybil and tests/docs/runner.py (which says how a block is run)."""
+    path = Path(file_path)
+    if path.suffix == ".md" and (path == DOCUMENTS[0] or path.parent == DOCUMENTS[1]):
+        return _docs_collector()(path, parent)
+    return None
+
+
+@functools.cache
+def _docs_collector():
+    from sybil import Sybil
+
+    from tests.docs import runner
+
+    return Sybil(parsers=[runner.Parser()], path=str(ROOT), patterns=["*.md"], setup=runner.setup,
+                 teardown=runner.teardown).pytest()
+
+
+def _mark_example(item, block) -> None:
+    if "slow" in block.options or "torch" in block.needs:  # torch's own import: seconds a command
+        item.add_marker(pytest.mark.slow)
+    if "torch" in block.needs:
+        item.add_marker(pytest.mark.torch)
+    if block.missing:
+        item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(block.missing)}, which is not installed"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """ARCHCALC_UPDATE_DOCS=1: the examples' new outputs written into their documents."""
+    if os.environ.get("ARCHCALC_UPDATE_DOCS") == "1":
+        from tests.docs import runner
+
+        for path in runner.apply_edits():
+            print(f"\nwrote the new outputs into {Path(path).relative_to(ROOT)}: read the diff")

@@ -10,7 +10,6 @@ from .analysis.engine import network
 from .analysis.network import QUANTITIES, Network, Row
 from .core import num
 from .core.errors import ArchcalcError, SpecError
-from .core.parallel import Layout
 from .layers.receptive_field import Field
 from .memory import budget as budgets
 from .memory.closed import Memory, measure
@@ -26,12 +25,8 @@ def analyze(spec: Spec, **options) -> Report:
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
     >>> analyze(spec, n=5).totals["params"]
     55
-
-    `gpus`, `strategy`, `tp`: the step over many GPUs (archcalc/core/parallel.py's Layout): its memory is one rank's.
     """
-    layout = Layout.of(options.pop("gpus", None), options.pop("strategy", None), options.pop("tp", None))
-    net = network(spec, **options)
-    return Report.of(net if layout is None else dataclasses.replace(net, parallel=layout))
+    return Report.of(network(spec, **options))
 
 
 def largest_size(spec: Spec, name: str, budget: int, *, card: bool = False, **options) -> budgets.Solved:

@@ -29,8 +29,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_show import deep_spec  # noqa: E402  (the same stack as bench_show's symbolic depth)
 
-# README (bench_show, `show` as a table, before the memory timeline existed) and issue 17 (`show --format json`)
-REFERENCE = {"show, before the timeline (README)": 0.74, "show --format json (issue 17)": 2.27}
+# bench_show.py's figure for `show` as a table before the memory timeline existed, and `show --format json` with the
+# timeline's first version (docs/performance.md)
+REFERENCE = {"show, before the memory timeline": 0.74, "show --format json, the timeline's first version": 2.27}
 TARGET = 1.0
 
 

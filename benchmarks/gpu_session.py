@@ -8,7 +8,7 @@ On a CUDA machine, for the course's AlexNet:
   3. memory: training steps (pure float32, Adam) at two batch sizes; torch.cuda.max_memory_allocated()
      over the timed steps, after the warm-up, beside archcalc's predicted training bytes;
   4. the bench harness against a hand-written loop of the same steps (benchmarks/bench_harness.py).
-It prints a summary for the README and writes it, with every figure, to DIR/gpu_session.json
+It prints a summary for docs/performance.md and writes it, with every figure, to DIR/gpu_session.json
 and DIR/gpu_session.md (DIR: $OUT where the device tool sets it). Expect a few minutes, most
 of it torch.compile. --quick runs each step briefly (to try the script on a CPU).
 """

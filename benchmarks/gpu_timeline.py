@@ -7,8 +7,8 @@ recording has yet. It writes a NEW file (never overwrite a recording):
 
     PYTHONPATH=. python3 benchmarks/gpu_timeline.py specs/resnet18.toml:64 specs/unet.toml:8 -o h200-timeline-DATE.json
 
-NOT RUN YET: written in a session without a GPU. Each record holds archcalc's prediction beside
-the measurement, so the README's table can be extended from the file.
+Not run on a GPU yet. Each record holds archcalc's prediction beside
+the measurement, so the table of docs/memory-model.md can be extended from the file.
 """
 
 import argparse

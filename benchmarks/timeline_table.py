@@ -1,4 +1,4 @@
-"""The table of predicted vs measured training memory on the H200 recordings (README), from the fixtures.
+"""The table of predicted vs measured training memory on the H200 recordings (docs/memory-model.md), from the fixtures.
 
     PYTHONPATH=. python3 benchmarks/timeline_table.py [--precision fp32|bf16|fp16] [recordings.json ...]
 

@@ -68,6 +68,7 @@ SLOW = {
     "tests/backends/test_torch_optional.py::test_a_missing_torch_says_how_to_install_it",  # 2.4
     "tests/backends/test_torch_optional.py::test_the_library_raises_an_archcalc_error_without_torch",  # 2.2
     "tests/test_suite.py::test_the_whole_suite_collects_without_torch",
+    # the examples of README.md and docs/ say it themselves, in their block's first line: ```console slow
 }
 
 

@@ -5,7 +5,8 @@ Every `import` and `from ... import` counts, at the top of a module or inside a 
 
     core ← layers ← spec ← analysis ← memory ← report ← { teaching ← render | backends } ← cli
 
-and only backends import torch. No two modules import each other, directly or around a loop.
+and only backends import torch. No two modules import each other, directly or around a loop. And no function is
+longer than a reader can hold (STYLE.md, principle 11): a longer one is a class waiting to be written.
 """
 
 import ast
@@ -100,3 +101,87 @@ def test_no_module_imports_itself_around_a_loop():
         if v not in index:
             visit(v)
     assert loops == []
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+WALKTHROUGH = """[model]
+input = [16, 5, 5]
+[[layers]]
+type = "conv"
+out_channels = 16
+kernel_size = 3
+padding = 1
+activation = "relu"
+[[layers]]
+type = "pixel_shuffle"
+upscale_factor = 2
+[[layers]]
+type = "conv"
+out_channels = 3
+kernel_size = 3
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+out_features = 3
+"""
+
+
+@pytest.fixture
+def walkthrough_kind():
+    """docs/architecture.md's "Adding a layer kind" block, run as written (it registers pixel_shuffle), then removed."""
+    from archcalc.layers.base import LAYERS, unregister
+
+    [block] = [part.split("```", 1)[0] for part in ARCHITECTURE.read_text(encoding="utf-8").split("```python by-test\n")[1:]]
+    namespace: dict = {}
+    exec(compile(block, str(ARCHITECTURE), "exec"), namespace)  # the project's own docs, not spec text
+    kind = LAYERS["pixel_shuffle"]
+    yield kind
+    unregister(kind)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_walkthroughs_kind_is_exact_against_torch(walkthrough_kind, optimizer):
+    torch = pytest.importorskip("torch")
+    import archcalc
+    from tests.memory.test_timeline_oracle import phases
+    from tests.oracle.timeline_probe import step_peaks
+    from tests.oracle.torch_probe import saved_bytes
+
+    report = archcalc.analyze(archcalc.loads(WALKTHROUGH), batch=2, optimizer=optimizer)
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.PixelShuffle(2), nn.Conv2d(4, 3, 3), nn.Flatten(),
+                          nn.Linear(3 * 8 * 8, 3))
+    x = torch.randn(2, 16, 5, 5)
+    assert [row.output for row in report.rows][1] == tuple(model[:3](x).shape[1:])
+    assert report.totals["params"] == sum(p.numel() for p in model.parameters())
+    assert report.memory.to_dict()["saved_for_backward_bytes"] == saved_bytes(model, x)
+    assert phases(report, 2) == step_peaks(model, x, optimizer)
+
+
+LONGEST = 80  # lines of a function, its signature, docstring and decorators included (end_lineno - lineno + 1)
+# Known exceptions, to be split and then removed from here: Attention's timeline programs.
+TOO_LONG = {"layers/attention.py:Attention.program", "layers/attention.py:Attention._autocast_program"}
+
+
+def functions(path: Path):
+    """(qualified name, lines) of every function and method in a file, nested ones included."""
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    yield name, child.end_lineno - child.lineno + 1
+                yield from walk(child, f"{name}.")
+            else:
+                yield from walk(child, prefix)
+
+    yield from walk(ast.parse(path.read_text(encoding="utf-8")), "")
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    found = {f"{path.relative_to(PACKAGE).as_posix()}:{name}": lines
+             for path in sorted(PACKAGE.rglob("*.py")) for name, lines in functions(path)}
+    long = {where: lines for where, lines in found.items() if lines > LONGEST and where not in TOO_LONG}
+    assert not long, f"functions over {LONGEST} lines: split them (a class with a method per step): {long}"

@@ -9,6 +9,7 @@ from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
 from ..core.num import Shape, Value
+from ..core.parallel import Layout
 from ..layers import LAYERS, Layer
 from ..spec import graph
 from ..spec.read import BATCH, INPUT, LayerSpec, Spec
@@ -24,10 +25,15 @@ def network(
     optimizer: str = "sgd",
     device: str = "cpu",
     autocast: str | None = None,
+    gpus: int | None = None,
+    strategy: str | None = None,
+    tp: int | None = None,
+    parallel: Layout | None = None,
     **values,
 ) -> Network:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
-    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
+    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`; `gpus`,
+    `strategy`, `tp` (or a whole `parallel` Layout, core/parallel.py): the step spread over GPUs, its memory per rank.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
@@ -51,6 +57,30 @@ def network(
         nodes, uses = graph.expand(spec, env)
     except SpecError as error:
         raise _at_field(error, spec) from None
+    rows = _rows(spec, nodes, x)
+    outputs = _outputs(spec, rows)
+    net = Network(
+        model=spec.name,
+        input=x,
+        rows=_backward(rows, outputs),
+        outputs=outputs,
+        dtype=dtype,
+        batch=env.get(BATCH),  # None: B stays a symbol
+        values=tuple(env.items()),
+        path=spec.path,
+        course=spec.course,
+        optimizer=optimizer,
+        device=device,
+        uses=tuple(uses),
+        autocast=autocast,
+        names=spec.names,
+        parallel=parallel if parallel is not None else Layout.of(gpus, strategy, tp),
+    )
+    return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
+
+
+def _rows(spec: Spec, nodes: list[graph.Node], x: Shape) -> list[Row]:
+    """The rows of the expanded layers, in order, each reading the outputs of those it names."""
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
     bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
@@ -76,24 +106,7 @@ def network(
         rows.append(row)
         shapes[node.name] = row.output
         grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
-    outputs = _outputs(spec, rows)
-    net = Network(
-        model=spec.name,
-        input=x,
-        rows=_backward(rows, outputs),
-        outputs=outputs,
-        dtype=dtype,
-        batch=env.get(BATCH),  # None: B stays a symbol
-        values=tuple(env.items()),
-        path=spec.path,
-        course=spec.course,
-        optimizer=optimizer,
-        device=device,
-        uses=tuple(uses),
-        autocast=autocast,
-        names=spec.names,
-    )
-    return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
+    return rows
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, batchless: set[str] = frozenset()) -> None:

@@ -109,7 +109,7 @@ class Network:
     autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
     names: tuple[tuple[str, str], ...] = ()  # the spec's [names]: torch's module path of a layer path (build names modules so)
     outputs: tuple[str, ...] = ()  # the layers whose outputs the model returns ([model] outputs; () or one: the last)
-    parallel: Layout | None = None  # the step over many GPUs (--gpus, --strategy, --tp): the memory is one rank's
+    parallel: Layout | None = None  # the step spread over GPUs (core/parallel.py); None: one process
 
     @cached_property
     def fields(self) -> tuple[Field | None, ...]:

@@ -177,7 +177,8 @@ def bench(report: Report, options: Options, progress: Progress | None = None) ->
         raise ArchcalcError(f"torch stopped the benchmark: {str(error).splitlines()[0]}") from None
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({threads} thread{'s' if threads > 1 else ''})"
     figure = (options.peak_tflops, "--peak-tflops") if options.peak_tflops else peak(name, precision)
     return Result(
         model=report.model, device=name, torch=version(), options=options, precision=precision,

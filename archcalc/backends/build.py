@@ -31,7 +31,7 @@ from ..layers.base import torch_activation
 from ..report import Report, Row, analyze
 from ..spec.read import INPUT, Spec, load
 
-INSTALL = "pip install 'archcalc[torch]'"
+INSTALL = "pip install torch (from archcalc's checkout: pip install '.[torch]')"
 
 
 def require():

@@ -20,7 +20,7 @@ from ..spec.read import Spec
 from .build import build, require
 
 EXAMPLE = 224  # the size a free name of the input gets for tracing when --set gives none
-INSTALL = "pip install 'archcalc[onnx]'"
+INSTALL = "pip install onnx onnxruntime (from archcalc's checkout: pip install '.[onnx]')"
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ def quiz(options: Options, count: int, seed: int | None, into: str, variants: in
     _write(options, into, files)
     paths = [one_line(str(Path(into) / name)) for name in files]
     # to the terminal's width (the file keeps the markdown as written): text, never rich markup
-    console().print(Text(drawn.markdown() + "\n"), Text(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) "
-                                                      f"and {paths[2]} (a blank answers sheet)."))
+    console().print(Text(drawn.markdown().rstrip("\n") + "\n"), Text(f"Wrote {paths[0]} (the questions), {paths[1]} (the answer key) "
+                                                      f"and {paths[2]} (a blank answers sheet)."), sep="\n")
 
 
 def _variants(options: Options, count: int, seed: int, into: str, variants: int) -> None:
@@ -50,7 +50,7 @@ def _variants(options: Options, count: int, seed: int, into: str, variants: int)
     console().print(*(Text(f"variant {index}: " + ", ".join(f"{name} = {value}" for name, value in drawn.values))
                       for index, drawn in enumerate(quizzes, start=1)),
                     Text(f"Wrote {variants} quizzes, keys and answers sheets to {one_line(into)}, "
-                         f"and {one_line(str(manifest))} (which student has which network)."))
+                         f"and {one_line(str(manifest))} (which student has which network)."), sep="\n")
 
 
 def _write(options: Options, into: str, files: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ class SpecError(ArchcalcError):
     Raised deep down with only `problem` (and `field`, `hint`) known; each level
     above fills in what it knows (`at`), so the message names the whole place:
 
-        specs/net.toml:41: layers[6] "conv4" (conv): kernel_size: kernel 13 is larger than the padded input 12
+        net.toml:41: layers[6] "conv4" (conv): kernel_size: kernel 13 is larger than the padded input 12
           hint: the previous layer "pool2" outputs 256×10×10
     """
 

@@ -574,6 +574,17 @@ class Attention(Layer):
         inner = num.normal(d + 2 * self.kv_dim(x))
         return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """nn.MultiheadAttention's in_proj [d + 2·kv, d] and out_proj [d, d] (Llama's q, k, v, o: [out, d]), biases after
+        their weights."""
+        _, d = self.tokens(x)
+        if self.module == "llama":
+            kv = self.kv_dim(x)
+            outs = (d, kv, kv, d)
+        else:
+            outs = (num.normal(d + 2 * self.kv_dim(x)), d)
+        return tuple(shape for out in outs for shape in (((out, d), (out,)) if self.bias else ((out, d),)))
+
 
 @register
 @dataclass(frozen=True, kw_only=True)

@@ -393,6 +393,12 @@ class Layer:
         allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
+        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
+        whose weight has more axes says so."""
+        return tuple((n,) for n in self.param_tensors(x))
+
     def forward_scratch(self, x: Shape) -> Dim:
         """Elements per sample, in the model's dtype, that the forward op allocates before its output, keeps
         for no node and frees when it returns: InstanceNorm's β repeated per sample."""

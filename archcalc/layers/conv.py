@@ -102,6 +102,10 @@ class Conv(Convolution):
     def weights(self, x: Shape) -> Dim:
         return self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        weight = (self.out_channels, num.div(self.in_channels(x), self.groups), *self.kernel(x))
+        return (weight, *(((self.out_channels,),) if self.bias else ()))
+
     def macs(self, x: Shape) -> Dim:
         per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
         return num.mul(self.output(x)) * per_output

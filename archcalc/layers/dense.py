@@ -42,6 +42,9 @@ class Dense(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return (self.out_features, self.features(x))
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (*(() if self.tie else (self.weight_shape(x),)), *(((self.out_features,),) if self.bias else ()))
+
     def macs(self, x: Shape) -> Dim:
         return num.normal(self.tokens(x) * self.features(x) * self.out_features)
 

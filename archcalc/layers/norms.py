@@ -80,6 +80,9 @@ class LastAxesNorm(Layer):
     def weights(self, x: Shape) -> Dim:
         return num.mul(_normalized(self, x)) if self.elementwise_affine else 0
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return tuple(tuple(_normalized(self, x)) for _ in self.param_tensors(x))
+
     def groups(self, x: Shape) -> Dim:
         """How many groups a sample's values are normalized in (the tokens of [T, d]): one per position of the axes before."""
         return num.mul(x[: len(x) - len(_normalized(self, x))])

@@ -47,6 +47,9 @@ class Embedding(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return (self.num_embeddings, self.embedding_dim)
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.weight_shape(x),)
+
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), "int64", what="token ids (int64)"),)
 
@@ -107,6 +110,9 @@ class Parameter(Layer):
 
     def weight_shape(self, x: Shape) -> Shape:
         return self.shape
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.shape,)
 
     def summary(self, x: Shape) -> str:
         text = fmt.shape(self.shape)

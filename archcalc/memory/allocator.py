@@ -196,71 +196,91 @@ def replay(events: list, steps: int = 3, lazy: tuple = ("optimizer state",), cle
         seen.append(events)
     if not any(op == "+" and s.size[0] > SMALL for op, s in events):
         return None
-    first = next(i for i, e in enumerate(events) if e[0] == "phase")
-    a = Allocator()
-    blocks: dict = {}  # storage -> its Block (large pool) or its rounded size (small pool), while allocated
-    deferred = []
-    small = 0  # the small pool's allocated bytes
-
-    def malloc(s) -> None:
-        nonlocal small
-        size = round_size(s.size[0]) if s.size[0] else 0  # an empty tensor takes no block
-        if size > SMALL:
-            blocks[s] = a.malloc(size)
-        else:
-            blocks[s] = size
-            small += size
-
-    def free(s) -> None:
-        nonlocal small
-        b = blocks.pop(s)
-        if isinstance(b, Block):
-            a.free(b)
-        else:
-            small -= b
-
-    for op, s in events[:first]:
-        if op == "+" and s.kind in lazy:
-            deferred.append(s)
-        elif op == "+":
-            malloc(s)
-        elif op == "-" and s in blocks:
-            free(s)
-    setup = set(blocks) | set(deferred)
-    # In the steps, a small-pool storage made by the step is only a number of bytes, added and taken off.
-    steady = []
-    for op, s in events[first:]:
-        if op in "+-" and s not in setup and s.size[0] <= SMALL:
-            steady.append(("bytes", round_size(s.size[0]) if op == "+" and s.size[0] else
-                           -round_size(s.size[0]) if s.size[0] else 0))
-        else:
-            steady.append((op, s))
+    run = _Replay(events, lazy, cleared)
     peaks: dict = {}
     for step in range(steps):
-        for s in sorted((s for s in blocks if s not in setup), key=lambda s: s.kind in cleared):
-            free(s)  # what the previous step left: stray ones first, then zero_grad's (gradients)
-        small = sum(b for s, b in blocks.items() if not isinstance(b, Block))
-        peaks = {}
+        peaks = run.step(step)
+    return peaks
+
+
+class _Replay:
+    """`replay`'s state: the allocator (the large pool, block by block), the block of each storage alive (its rounded
+    size in the small pool, only counted), the small pool's allocated bytes, the setup's storages."""
+
+    def __init__(self, events: list, lazy: tuple, cleared: tuple):
+        first = next(i for i, e in enumerate(events) if e[0] == "phase")
+        self.allocator = Allocator()
+        self.blocks: dict = {}  # storage -> its Block (large pool) or its rounded size (small pool), while allocated
+        self.deferred: list = []  # the optimizer's state, made by the first step
+        self.small = 0  # the small pool's allocated bytes
+        self.cleared = cleared
+        self._setup(events[:first], lazy)
+        self.steady = self._steady(events[first:])
+
+    def malloc(self, s) -> None:
+        size = round_size(s.size[0]) if s.size[0] else 0  # an empty tensor takes no block
+        if size > SMALL:
+            self.blocks[s] = self.allocator.malloc(size)
+        else:
+            self.blocks[s] = size
+            self.small += size
+
+    def free(self, s) -> None:
+        b = self.blocks.pop(s)
+        if isinstance(b, Block):
+            self.allocator.free(b)
+        else:
+            self.small -= b
+
+    def _setup(self, before: list, lazy: tuple) -> None:
+        """The events before the first phase, once; the optimizer's state deferred to the first step."""
+        for op, s in before:
+            if op == "+" and s.kind in lazy:
+                self.deferred.append(s)
+            elif op == "+":
+                self.malloc(s)
+            elif op == "-" and s in self.blocks:
+                self.free(s)
+        self.setup = set(self.blocks) | set(self.deferred)
+
+    def _steady(self, events: list) -> list:
+        """A step's events, where a small-pool storage made by the step is only a number of bytes, added and taken off."""
+        steady = []
+        for op, s in events:
+            if op in "+-" and s not in self.setup and s.size[0] <= SMALL:
+                steady.append(("bytes", round_size(s.size[0]) if op == "+" and s.size[0] else
+                               -round_size(s.size[0]) if s.size[0] else 0))
+            else:
+                steady.append((op, s))
+        return steady
+
+    def step(self, index: int) -> dict:
+        """One training step: each phase's peak of the bytes allocated."""
+        for s in sorted((s for s in self.blocks if s not in self.setup), key=lambda s: s.kind in self.cleared):
+            self.free(s)  # what the previous step left: stray ones first, then zero_grad's (gradients)
+        self.small = sum(b for s, b in self.blocks.items() if not isinstance(b, Block))
+        a = self.allocator
+        peaks: dict = {}
         phase = None
-        for op, s in steady:
+        for op, s in self.steady:
             if op == "bytes":
-                small += s
+                self.small += s
             elif op == "mark":
-                now = a.allocated + small
+                now = a.allocated + self.small
                 if now > peaks[phase]:
                     peaks[phase] = now
             elif op == "+":
-                malloc(s)
+                self.malloc(s)
             elif op == "-":
-                if s in blocks:
-                    free(s)
+                if s in self.blocks:
+                    self.free(s)
             else:
                 phase = s
-                if step == 0 and phase == "optimizer":
-                    for d in deferred:
-                        malloc(d)
-                peaks[phase] = a.allocated + small
-    return peaks
+                if index == 0 and phase == "optimizer":
+                    for d in self.deferred:
+                        self.malloc(d)
+                peaks[phase] = a.allocated + self.small
+        return peaks
 
 
 @dataclass(frozen=True)

@@ -165,82 +165,27 @@ class Memory:
 def measure(report: Network) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
-    # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
-    bytes_of = storage_bytes(size, report.device != Device.cpu)
     params = num.normal(report.totals["params"] * size)
-
     ids = any(row.layer.token_ids is not None for row in report.rows)  # the input is int64 token ids
-    seen: set[tuple] = set()
-    regions = checkpoint.regions(report)
-    starts = {r.first: r for r in regions}
-    inside = {i for r in regions for i in range(r.first, r.stop)}
-    kept_anyway: dict[tuple, PerBatch] = {}  # with checkpointing: the storages kept outside regions, and regions' inputs
-    per_row, kept_by_row = [], []
-    walked = views.walk(report)  # which storage each tensor lives in: views, layouts, contiguous copies
-    storage, base = walked.storage, walked.elements  # a storage -> its elements (a view may see fewer: select)
-    steps = autocast.plan(report) if report.autocast is not None else [None] * len(report.rows)
-    for row, step, place in zip(report.rows, steps, walked.places):
-        sources, output = place.reads, place.output
-        total, kept = ZERO, []
-        row_bytes = bytes_of if step is None else _autocast_bytes(step[0], report)
-        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
-            key = {Tensor.input: sources[item.arg], Tensor.output: output, Tensor.pre: ("pre", row.index)}.get(item.tensor, ("own", row.index, number))
-            if item.dtype == Storage.opmath and size < 4:  # an upcast copy, not the tensor itself
-                key = ("own", row.index, number)
-            # autocast: an input it copied first is kept as that copy; one it took as it is, in its own dtype
-            each = row_bytes[item.dtype]
-            if step is not None and item.tensor == Tensor.input:
-                if step[2][item.arg]:
-                    key = ("copy", row.index, item.arg)
-                elif item.dtype == Storage.model:
-                    each = DType(step[3][item.arg]).bytes
-            # autograd keeps a view's whole storage: a selected token keeps all the tokens it was taken from
-            elements = base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
-            nbytes = num.normal(elements * each)
-            kept.append(KeptBytes(item, nbytes, key not in seen))
-            if inside and row.index - 1 not in inside:
-                kept_anyway.setdefault(key, PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes))
-            if key not in seen:
-                seen.add(key)
-                total += PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
-        if step is not None and step[1] == autocast.LOWER and row.backward:  # the weight copies its node keeps
-            tensors = timeline._cast_weights(row)  # a tied weight (GPT-2's lm_head) first: its copy of the owner's
-            for i in row.layer.autocast_kept_params(row.requires_grad):
-                nbytes = num.normal(tensors[i] * DType(str(report.autocast)).bytes)
-                kept.append(KeptBytes(Kept(Tensor.own, tensors[i], per_sample=False, what="autocast's weight copy"), nbytes, True))
-                total += PerBatch(fixed=nbytes)
-        per_row.append(total)
-        if row.index - 1 in starts and starts[row.index - 1].first_pack is not None:  # the checkpoint saves its inputs
-            for name in timeline.region_inputs(report, starts[row.index - 1]):
-                kept_anyway.setdefault(storage[name], PerBatch(per_sample=num.normal(base[storage[name]] * size)))
-        kept_by_row.append(tuple(kept))
-
-    saved = PerBatch.sum(per_row)
-    if regions:  # kept through the step: all but the regions' tensors; in backward, one region's recomputed at a time
-        rerun = [PerBatch.sum(per_row[r.first:r.stop]) for r in regions]
-        saved = PerBatch.sum(kept_anyway.values()) + PerBatch(num.maximum(*(p.fixed for p in rerun)),
-                                                              num.maximum(*(p.per_sample for p in rerun)))
-    gradient_pairs = [
-        num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
-        for row in report.rows
-        if row.backward and (row.requires_grad or row.params != 0)
-    ]
-    live = _live(report, storage)
+    kept = _SavedWalk(report).walk()
+    saved = kept.saved()
+    transient = _transient(report, size)
+    live = _live(report, kept.storage)
     buffers = num.add(row.layer.buffer_bytes(row.input, size) for row in report.rows)
     return Memory(
         batch=report.batch,
         dtype=report.dtype,
         optimizer=report.optimizer,
         device=report.device,
-        per_row=tuple(per_row),
-        kept=tuple(kept_by_row),
+        per_row=tuple(kept.per_row),
+        kept=tuple(kept.kept),
         input=PerBatch(per_sample=num.normal(num.mul(report.input) * (8 if ids else size))),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
         gradients=PerBatch(fixed=params),
         optimizer_state=PerBatch(fixed=num.normal(params * report.optimizer.states)),
         saved=saved,
-        transient=PerBatch(per_sample=num.normal(num.maximum(*gradient_pairs) * size)) if gradient_pairs else ZERO,
+        transient=transient,
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),
         course_m=num.normal(num.maximum(*(num.mul(row.output) for row in report.rows)) * size),
         course_layers=len(report.rows),
@@ -249,6 +194,109 @@ def measure(report: Network) -> Memory:
         parallel=report.parallel,
         communication=tuple((name, PerBatch(*pair)) for name, pair in timeline.communication(report).items()),
     )
+
+
+class _SavedWalk:
+    """`measure`'s walk over the rows: what each keeps for backward, a storage counted once (credited to the first
+    row that keeps it), and with checkpointing what stays kept outside the regions (and the regions' inputs)."""
+
+    def __init__(self, report: Network) -> None:
+        self.report, self.size = report, report.dtype.bytes
+        # opmath: computed in float32 at least (RMSNorm upcasts bfloat16 and float16; a float32 input is kept as is)
+        self.bytes_of = storage_bytes(self.size, report.device != Device.cpu)
+        self.seen: set[tuple] = set()
+        self.regions = checkpoint.regions(report)
+        self.starts = {r.first: r for r in self.regions}
+        self.inside = {i for r in self.regions for i in range(r.first, r.stop)}
+        self.kept_anyway: dict[tuple, PerBatch] = {}  # with checkpointing: the storages kept outside regions, and regions' inputs
+        self.walked = views.walk(report)  # which storage each tensor lives in: views, layouts, contiguous copies
+        self.storage, self.base = self.walked.storage, self.walked.elements  # a storage -> its elements (a view may see fewer: select)
+        self.per_row: list[PerBatch] = []  # saved for backward, credited to the first row that keeps it
+        self.kept: list[tuple[KeptBytes, ...]] = []  # per row: each tensor it keeps
+
+    def walk(self) -> _SavedWalk:
+        report = self.report
+        steps = autocast.plan(report) if report.autocast is not None else [None] * len(report.rows)
+        for row, step, place in zip(report.rows, steps, self.walked.places):
+            total, kept = self._keeps(row, step, place)
+            for copy in self._weight_copies(row, step):
+                kept.append(copy)
+                total += PerBatch(fixed=copy.nbytes)
+            self.per_row.append(total)
+            self._region_inputs(row)
+            self.kept.append(tuple(kept))
+        return self
+
+    def _keeps(self, row, step, place) -> tuple[PerBatch, list[KeptBytes]]:
+        """The tensors the row's layer keeps, and the bytes of those no row before kept."""
+        total, kept = ZERO, []
+        row_bytes = self.bytes_of if step is None else _autocast_bytes(step[0], self.report)
+        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
+            key, each = self._storage(row, step, place, number, item, row_bytes)
+            # autograd keeps a view's whole storage: a selected token keeps all the tokens it was taken from
+            elements = self.base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
+            nbytes = num.normal(elements * each)
+            kept.append(KeptBytes(item, nbytes, key not in self.seen))
+            part = PerBatch(per_sample=nbytes) if item.per_sample else PerBatch(fixed=nbytes)
+            if self.inside and row.index - 1 not in self.inside:
+                self.kept_anyway.setdefault(key, part)
+            if key not in self.seen:
+                self.seen.add(key)
+                total += part
+        return total, kept
+
+    def _storage(self, row, step, place, number: int, item: Kept, row_bytes: dict) -> tuple[tuple, int]:
+        """The storage a kept tensor is counted by, and its bytes per element."""
+        own = ("own", row.index, number)
+        key = {Tensor.input: place.reads[item.arg], Tensor.output: place.output, Tensor.pre: ("pre", row.index)}.get(item.tensor, own)
+        if item.dtype == Storage.opmath and self.size < 4:  # an upcast copy, not the tensor itself
+            key = own
+        # autocast: an input it copied first is kept as that copy; one it took as it is, in its own dtype
+        each = row_bytes[item.dtype]
+        if step is not None and item.tensor == Tensor.input:
+            if step[2][item.arg]:
+                key = ("copy", row.index, item.arg)
+            elif item.dtype == Storage.model:
+                each = DType(step[3][item.arg]).bytes
+        return key, each
+
+    def _weight_copies(self, row, step) -> list[KeptBytes]:
+        """Under autocast, the copies of its weights in the lower dtype that the row's node keeps."""
+        if step is None or step[1] != autocast.LOWER or not row.backward:
+            return []
+        tensors = timeline._cast_weights(row)  # a tied weight (GPT-2's lm_head) first: its copy of the owner's
+        each = DType(str(self.report.autocast)).bytes
+        return [KeptBytes(Kept(Tensor.own, tensors[i], per_sample=False, what="autocast's weight copy"),
+                          num.normal(tensors[i] * each), True)
+                for i in row.layer.autocast_kept_params(row.requires_grad)]
+
+    def _region_inputs(self, row) -> None:
+        """A checkpointed region that begins at this row saves its inputs."""
+        start = self.starts.get(row.index - 1)
+        if start is not None and start.first_pack is not None:
+            for name in timeline.region_inputs(self.report, start):
+                key = self.storage[name]
+                self.kept_anyway.setdefault(key, PerBatch(per_sample=num.normal(self.base[key] * self.size)))
+
+    def saved(self) -> PerBatch:
+        """Saved for backward: every row's; with checkpointing, all but the regions' tensors kept through the step,
+        and in backward one region's recomputed at a time."""
+        saved = PerBatch.sum(self.per_row)
+        if self.regions:
+            rerun = [PerBatch.sum(self.per_row[r.first:r.stop]) for r in self.regions]
+            saved = PerBatch.sum(self.kept_anyway.values()) + PerBatch(num.maximum(*(p.fixed for p in rerun)),
+                                                                       num.maximum(*(p.per_sample for p in rerun)))
+        return saved
+
+
+def _transient(report: Network, size: int) -> PerBatch:
+    """The largest gradient pair (of a layer's output and of its inputs that need one) alive at once in backward."""
+    gradient_pairs = [
+        num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
+        for row in report.rows
+        if row.backward and (row.requires_grad or row.params != 0)
+    ]
+    return PerBatch(per_sample=num.normal(num.maximum(*gradient_pairs) * size)) if gradient_pairs else ZERO
 
 
 def _autocast_bytes(compute: str, report: Network) -> dict:

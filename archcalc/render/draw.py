@@ -1,7 +1,7 @@
 """The network as a picture (`archcalc draw`): one box per tensor, sized by its shape, as NN-SVG and
 PlotNeuralNet draw CNNs, and one arrow per edge of the report's graph, nothing else.
 
-matplotlib is an optional extra (`pip install 'archcalc[draw]'`), imported here only, when drawing; it draws
+matplotlib is an optional extra (`pip install '.[draw]'` from the checkout), imported here only, when drawing; it draws
 the shapes and measures the text. The layout is computed here (`layout`), before matplotlib renders it, so
 that tests read the boxes, arrows and labels it will draw:
 
@@ -315,96 +315,11 @@ _SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 def layout(report: Report, depth: int | None = None, measure: Measure | None = None) -> Drawing:
     """Where every box, arrow and label goes (see the module's docstring); `measure` measures text."""
-    measure = measure or Measure()
-    boxes_ = nodes(report, depth)
-    if len(boxes_) > MAX_BOXES:
-        raise ArchcalcError(f"{len(boxes_):,} boxes are too many to draw (at most {MAX_BOXES})\n"
-                            "  hint: --depth 1 folds each block into one box")
-    last = report.rows[-1].output if report.rows else report.input
-    items = [Node("input", "input", "", report.input), *boxes_, Node(OUTPUT, OUTPUT, "", last)]
-    owner = {"input": 0, OUTPUT: len(items) - 1}
-    for i, node in enumerate(items[1:-1], 1):
-        owner.update((row.name, i) for row in node.rows)
-    arcs = [(edge, owner[edge[0]], owner[edge[1]]) for edge in edges(report) if owner[edge[0]] != owner[edge[1]]]
-    names = Names([d for node in items for d in node.shape])
-
-    # Columns: one right of the furthest box read; a box that reads nothing drawn (a learned tensor) stands
-    # just before its first reader.
-    preds: dict[int, list[int]] = defaultdict(list)
-    succs: dict[int, list[int]] = defaultdict(list)
-    for _, s, t in arcs:
-        preds[t].append(s)
-        succs[s].append(t)
-    column = {0: 0}
-    sources = [i for i in range(1, len(items)) if not preds[i]]
-    for i in range(1, len(items)):
-        if i not in sources:
-            column[i] = max((column[p] + 1 for p in preds[i] if p not in sources), default=1)
-    for i in sorted(sources, reverse=True):
-        column[i] = max(0, min((column[s] for s in succs[i]), default=column.get(i - 1, 0) + 1) - 1)
-    for i in range(1, len(items)):  # a reader of a source alone: after it
-        column[i] = max([column[i], *(column[p] + 1 for p in preds[i])])
-    # The main line: the longest path back from the output, the first input at a tie
-    lane = {}
-    i = len(items) - 1
-    while True:
-        lane[i] = 0
-        before = [p for p in preds[i] if column[p] == column[i] - 1]
-        if not before:
-            break
-        i = next((p for p in before if p not in sources), before[0])
-    taken = {(column[i], 0) for i in lane}
-    for i in range(len(items)):
-        if i in lane:
-            continue
-        chain = [lane[p] for p in preds[i] if p in lane and lane[p] < 0 and (column[i], lane[p]) not in taken]
-        lane[i] = chain[0] if chain else next(k for k in range(-1, -len(items) - 2, -1) if (column[i], k) not in taken)
-        taken.add((column[i], lane[i]))
-    ncol = max(column.values()) + 1
-    by_column: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(items)):
-        by_column[column[i]].append(i)
-
-    # Sizes: boxes from their shapes, labels measured and wrapped
-    shapes = [node.shape for node in items]
-    spatial = max([float(d) for s in shapes for d in s[1:] if num.is_concrete(d)] or [1])
-    channels = max([float(s[0]) for s in shapes if len(s) > 1 and num.is_concrete(s[0])] or [1])
-    flat = max([float(s[0]) for s in shapes if len(s) == 1 and num.is_concrete(s[0])] or [1])
-    boxes = [Box(node, column[i], lane[i]) for i, node in enumerate(items)]
-    stacks: list[list[tuple[str, float, str, str]]] = []  # per box: (text, size, weight, colour) lines
-    for box in boxes:
-        node = box.node
-        if node.kind == OUTPUT:
-            box.w, box.h, box.d = 0.0, 0.0, 0.0
-        elif len(node.shape) == 1:
-            box.w, box.h, box.d = 0.18, _size(node.shape[0], 0.6, 4.2, flat), 0.18
-        else:
-            box.h = _size(node.shape[1], 0.35, 4.2, spatial, 0.6)
-            box.d = _size(node.shape[-1], 0.25, 2.2, spatial, 0.6) if len(node.shape) > 2 else 0.3
-            box.w = _size(node.shape[0], 0.1, 1.2, channels, 0.6)
-        lines = [(line, NAME, "bold", "#000000") for line in measure.wrap(node.name, LABEL_WIDTH, NAME, "bold", (".", "_"))]
-        lines += [(line, SHAPE, "normal", "#1f4e79") for line in measure.wrap(names.shape(node.shape), LABEL_WIDTH, SHAPE, seps=("×", " "))]
-        if node.label:
-            lines += [(line, TEXT, "normal", "#333333") for line in measure.wrap(names.text(node.label), LABEL_WIDTH, TEXT)]
-        stacks.append(lines)
-    label_width = [max(measure.width(t, s, w) for t, s, w, _ in lines) for lines in stacks]
-    label_height = [sum(measure.height(s) for _, s, _, _ in lines) for lines in stacks]
-    boxes[-1].h = label_height[-1]  # the output's label stands beside the arrow's head, centred on it
-    colw = [0.0] * ncol
-    for i, box in enumerate(boxes):
-        wide = label_width[i] + 0.12 if box.node.kind == OUTPUT else max(box.w + box.d / 2, label_width[i]) + 0.2
-        colw[box.column] = max(colw[box.column], wide)
-    degree = Counter()
-    for _, s, t in arcs:
-        degree[column[s]] += 1  # a slot in the gap after the source's column
-        degree[column[t] - 1] += 1  # and in the gap before the target's
-    gapw = [max(MIN_GAP, 2 * PAD + SLOT * degree[c]) for c in range(ncol)]
-    gapw[-1] = 0.1
-
-    reserve = RESERVE if sum(colw) + sum(gapw) > MAX_WIDTH / UNIT - 0.6 else 0.3
+    grid = _Grid(report, depth, measure or Measure())
+    reserve = RESERVE if sum(grid.colw) + sum(grid.gapw) > MAX_WIDTH / UNIT - 0.6 else 0.3
     while True:  # the left margin grows until the lines that enter rows from above fit in it
         try:
-            return _place(report, measure, names, boxes, stacks, label_height, arcs, column, lane, by_column, colw, gapw, reserve)
+            return _Placement(grid, reserve).drawing()
         except _Margin as wider:
             if wider.needed > MAX_WIDTH / UNIT / 3:
                 raise ArchcalcError(f"too many lines ({wider.lines}) enter rows from above to draw them apart within "
@@ -419,225 +334,421 @@ class _Margin(Exception):
         self.needed, self.lines = needed, lines
 
 
-def _place(report, measure, names, boxes, stacks, label_height, arcs, column, lane, by_column, colw, gapw, reserve) -> Drawing:
-    """Rows, routes, tracks, heights and the points of every line, with `reserve` units of left margin."""
-    ncol = len(colw)
-    # Rows: all columns on one if they fit, else the fewest rows that fit, of about even widths (_rows)
-    crossing: list[Counter] = [Counter() for _ in range(ncol)]
-    for _, s, t in arcs:
-        for c in range(column[s], column[t]):
-            crossing[c][s] += 1
-    most = MAX_WIDTH / UNIT - reserve - 0.3
-    fewest = len(_rows(colw, gapw, crossing, most))
-    budget = (sum(colw) + sum(gapw)) / fewest
-    while budget < most and len(_rows(colw, gapw, crossing, budget)) > fewest:
-        budget *= 1.04  # rows of about even widths: the fewest rows, each as narrow as that allows
-    bands = _rows(colw, gapw, crossing, min(budget, most))
-    band = {c: b for b, cols in enumerate(bands) for c in cols}
+class _Grid:
+    """The layout before it is placed: the boxes (the input's, the nodes', the output's marker) and the arcs between
+    them (edge, source box, target box), each box's column and lane, its size and its label's lines, the columns'
+    and the gaps' widths. Placing it (_Placement) grows the boxes to hold their ports, and says where they stand."""
 
-    # Routes: straight, Z (one vertical in the gap between neighbouring columns), by a channel's track (the
-    # channel above a lane, 'T' for lane 0, or 'IB': below a row, where arrows go on to the next rows)
-    route = []  # per arc: (kind, channels)
-    used_straight = set()
-    z_lanes: dict[int, set[tuple[str, int]]] = defaultdict(set)  # per gap, the lanes Z lines leave and enter
-    for _, s, t in arcs:
-        cs, ct, a, b = column[s], column[t], lane[s], lane[t]
-        if band[cs] != band[ct]:
-            hops = [(band[cs], "IB")] + ([(band[ct] - 1, "IB")] if band[ct] > band[cs] + 1 else [])
-            route.append(("wrap", hops))
-        elif ct == cs + 1 and a == b and (s, t) not in used_straight:
-            used_straight.add((s, t))
-            route.append(("straight", []))
-        elif ct == cs + 1 and ("in", a) not in z_lanes[cs] and ("out", b) not in z_lanes[cs]:
-            # one vertical between the faces; its stubs cross the gap, so no other Z line may enter the lane
-            # it leaves or leave the lane it enters (their stubs could lie on one height): those take a channel
-            z_lanes[cs] |= {("out", a), ("in", b)}
-            route.append(("z", []))
-        else:
-            route.append(("channel", [(band[cs], min(a, b))]))
-    # Ports: which side of a face (up, down or the centre) each arc leaves and enters by
-    sides = []
-    for (_, s, t), (kind, hops) in zip(arcs, route):
-        a, b = lane[s], lane[t]
-        if kind == "straight":
-            sides.append(("centre", "centre"))
-        elif kind == "z":
-            sides.append(("up" if b >= a else "down", "up" if a >= b else "down"))
-        elif kind == "wrap":
-            sides.append(("down", "up"))
-        else:
-            k = hops[0][1]
-            sides.append(("up" if k == a else "down", "up" if k == b else "down"))
-    faces: dict[tuple[int, str], list[int]] = defaultdict(list)  # (box, 'out'|'in') -> arcs
-    for n, (_, s, t) in enumerate(arcs):
-        faces[(s, "out")].append(n)
-        faces[(t, "in")].append(n)
-    for i, box in enumerate(boxes):
-        most = max([Counter(sides[n][0 if face == "out" else 1] for n in faces[(i, face)]).get(side, 0)
-                    for face in ("out", "in") for side in ("up", "down")] + [0])
-        if box.node.kind != OUTPUT:
-            box.h = max(box.h, 2 * PORT * (most + 1))
+    def __init__(self, report: Report, depth: int | None, measure: Measure) -> None:
+        self.report, self.measure = report, measure
+        found = nodes(report, depth)
+        if len(found) > MAX_BOXES:
+            raise ArchcalcError(f"{len(found):,} boxes are too many to draw (at most {MAX_BOXES})\n"
+                                "  hint: --depth 1 folds each block into one box")
+        last = report.rows[-1].output if report.rows else report.input
+        self.items = [Node("input", "input", "", report.input), *found, Node(OUTPUT, OUTPUT, "", last)]
+        owner = {"input": 0, OUTPUT: len(self.items) - 1}
+        for i, node in enumerate(self.items[1:-1], 1):
+            owner.update((row.name, i) for row in node.rows)
+        self.arcs = [(edge, owner[edge[0]], owner[edge[1]]) for edge in edges(report) if owner[edge[0]] != owner[edge[1]]]
+        self.names = Names([d for node in self.items for d in node.shape])
+        self.preds: dict[int, list[int]] = defaultdict(list)
+        self.succs: dict[int, list[int]] = defaultdict(list)
+        for _, s, t in self.arcs:
+            self.preds[t].append(s)
+            self.succs[s].append(t)
+        self.sources = [i for i in range(1, len(self.items)) if not self.preds[i]]  # boxes that read nothing drawn
+        self.column = self._columns()
+        self.lane = self._lanes()
+        self.ncol = max(self.column.values()) + 1
+        self.by_column: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(self.items)):
+            self.by_column[self.column[i]].append(i)
+        self.boxes = self._boxes()
+        self.stacks = [self._stack(box.node) for box in self.boxes]  # per box: (text, size, weight, colour) lines
+        self.label_width = [max(measure.width(t, s, w) for t, s, w, _ in lines) for lines in self.stacks]
+        self.label_height = [sum(measure.height(s) for _, s, _, _ in lines) for lines in self.stacks]
+        self.boxes[-1].h = self.label_height[-1]  # the output's label stands beside the arrow's head, centred on it
+        self.colw, self.gapw = self._widths()
 
-    # Tracks: each arc's horizontal runs on a track of its own in its channel, the shortest nearest the boxes
-    x_of_gap: dict[int, float] = {}  # a gap's left edge, per column (the gap after it)
-    x_of_column: dict[int, float] = {}
-    for cols in bands:
-        x = reserve
-        for c in cols:
-            x_of_column[c] = x
-            x_of_gap[c] = x + colw[c]
-            x += colw[c] + gapw[c]
-    channel_arcs: dict[tuple, list[tuple[float, int, int]]] = defaultdict(list)  # -> (span, arc, hop)
-    for n, ((_, s, t), (kind, hops)) in enumerate(zip(arcs, route)):
-        for h, hop in enumerate(hops):
-            if kind == "wrap":
-                left = x_of_gap[column[s]] if h == 0 else 0.0
-                right = x_of_column[column[t]] if h == len(hops) - 1 else 0.0
-                span = abs(right - left) if len(hops) == 1 else (left if h == 0 else right)
+    def _columns(self) -> dict[int, int]:
+        """A box's column: one right of the furthest box it reads; a box that reads nothing drawn (a learned tensor)
+        stands just before its first reader."""
+        preds, sources, count = self.preds, self.sources, len(self.items)
+        column = {0: 0}
+        for i in range(1, count):
+            if i not in sources:
+                column[i] = max((column[p] + 1 for p in preds[i] if p not in sources), default=1)
+        for i in sorted(sources, reverse=True):
+            column[i] = max(0, min((column[s] for s in self.succs[i]), default=column.get(i - 1, 0) + 1) - 1)
+        for i in range(1, count):  # a reader of a source alone: after it
+            column[i] = max([column[i], *(column[p] + 1 for p in preds[i])])
+        return column
+
+    def _lanes(self) -> dict[int, int]:
+        """The main line (lane 0): the longest path back from the output, the first input at a tie; every other box in
+        a lane below it at its column (-1, -2, ...), the lane of a box it reads where that one is free."""
+        column, preds, count = self.column, self.preds, len(self.items)
+        lane = {}
+        i = count - 1
+        while True:
+            lane[i] = 0
+            before = [p for p in preds[i] if column[p] == column[i] - 1]
+            if not before:
+                break
+            i = next((p for p in before if p not in self.sources), before[0])
+        taken = {(column[i], 0) for i in lane}
+        for i in range(count):
+            if i in lane:
+                continue
+            chain = [lane[p] for p in preds[i] if p in lane and lane[p] < 0 and (column[i], lane[p]) not in taken]
+            lane[i] = chain[0] if chain else next(k for k in range(-1, -count - 2, -1) if (column[i], k) not in taken)
+            taken.add((column[i], lane[i]))
+        return lane
+
+    def _boxes(self) -> list[Box]:
+        """A box per item, sized by its shape: a vector a bar as high as its size (on a log scale), a map as wide as its
+        channels, as high as its height and as deep as its width (powers of them); the output's marker has no size."""
+        shapes = [node.shape for node in self.items]
+        spatial = max([float(d) for s in shapes for d in s[1:] if num.is_concrete(d)] or [1])
+        channels = max([float(s[0]) for s in shapes if len(s) > 1 and num.is_concrete(s[0])] or [1])
+        flat = max([float(s[0]) for s in shapes if len(s) == 1 and num.is_concrete(s[0])] or [1])
+        boxes = [Box(node, self.column[i], self.lane[i]) for i, node in enumerate(self.items)]
+        for box in boxes:
+            node = box.node
+            if node.kind == OUTPUT:
+                box.w, box.h, box.d = 0.0, 0.0, 0.0
+            elif len(node.shape) == 1:
+                box.w, box.h, box.d = 0.18, _size(node.shape[0], 0.6, 4.2, flat), 0.18
             else:
-                span = x_of_column[column[t]] - x_of_gap[column[s]]
-            channel_arcs[hop].append((span, n, h))
-    for hop in channel_arcs:
-        channel_arcs[hop].sort()
+                box.h = _size(node.shape[1], 0.35, 4.2, spatial, 0.6)
+                box.d = _size(node.shape[-1], 0.25, 2.2, spatial, 0.6) if len(node.shape) > 2 else 0.3
+                box.w = _size(node.shape[0], 0.1, 1.2, channels, 0.6)
+        return boxes
 
-    # Heights, row by row from the top: the title, then per row: the channel above each lane, the lane's
-    # boxes, their labels; the channel below the row
-    title = f"{report.model}: input {names.shape(report.input)}, {names.total(report.totals['params'])} parameters"
-    content = reserve + max(sum(colw[c] + gapw[c] for c in cols) for cols in bands) + 0.3
-    width = min(max(content, measure.width(title, TITLE, "bold") + 0.6), MAX_WIDTH / UNIT)
-    labels: list[Label] = []
-    y = -0.25
-    for line in measure.wrap(title, width - 0.6, TITLE, "bold", (", ", " ")):
-        labels.append(_label(measure, line, width / 2, y, TITLE, "bold", "#000000"))
-        y -= measure.height(TITLE)
-    y -= 0.1
-    track_y: dict[tuple[int, int], float] = {}  # (arc, hop) -> y
-    centre: dict[int, float] = {}
-    labels_top: dict[tuple[int, int], float] = {}
-    for b, cols in enumerate(bands):
-        members = [i for c in cols for i in by_column[c]]
-        for k in sorted({lane[i] for i in members}, reverse=True):
-            y = _channel(channel_arcs.get((b, k), []), y, track_y)
-            inlane = [i for i in members if lane[i] == k]
-            up = max(boxes[i].h / 2 + boxes[i].d / 2 for i in inlane)
-            down = max(boxes[i].h / 2 for i in inlane)
-            for i in inlane:
-                centre[i] = y - up
-            y -= up + down + 0.12
-            labels_top[(b, k)] = y
-            y -= max([label_height[i] for i in inlane if boxes[i].node.kind != OUTPUT] + [0]) + 0.1
-        y = _channel(channel_arcs.get((b, "IB"), []), y, track_y) - (0.15 if b + 1 < len(bands) else 0)
+    def _stack(self, node: Node) -> list[tuple[str, float, str, str]]:
+        """A box's label, line by line: its name, its shape and its hyperparameters, each wrapped to LABEL_WIDTH."""
+        measure, names = self.measure, self.names
+        lines = [(line, NAME, "bold", "#000000") for line in measure.wrap(node.name, LABEL_WIDTH, NAME, "bold", (".", "_"))]
+        lines += [(line, SHAPE, "normal", "#1f4e79") for line in measure.wrap(names.shape(node.shape), LABEL_WIDTH, SHAPE, seps=("×", " "))]
+        if node.label:
+            lines += [(line, TEXT, "normal", "#333333") for line in measure.wrap(names.text(node.label), LABEL_WIDTH, TEXT)]
+        return lines
 
-    # Boxes and their labels
-    for i, box in enumerate(boxes):
-        c = box.column
-        if box.node.kind == OUTPUT:
-            box.x0 = x_of_column[c]
+    def _widths(self) -> tuple[list[float], list[float]]:
+        """Each column as wide as its widest box or label; each gap (after its column) wide enough for a slot per line
+        leaving the column or entering the next; the last gap narrow."""
+        colw = [0.0] * self.ncol
+        for i, box in enumerate(self.boxes):
+            wide = self.label_width[i] + 0.12 if box.node.kind == OUTPUT else max(box.w + box.d / 2, self.label_width[i]) + 0.2
+            colw[box.column] = max(colw[box.column], wide)
+        degree = Counter()
+        for _, s, t in self.arcs:
+            degree[self.column[s]] += 1  # a slot in the gap after the source's column
+            degree[self.column[t] - 1] += 1  # and in the gap before the target's
+        gapw = [max(MIN_GAP, 2 * PAD + SLOT * degree[c]) for c in range(self.ncol)]
+        gapw[-1] = 0.1
+        return colw, gapw
+
+
+class _Placement:
+    """A _Grid placed with `reserve` units of left margin: its columns cut into rows, a route per arc, the sides of the
+    faces each leaves and enters by, the tracks, the heights, where each box and label stands, the ports, the slots
+    and the arrows' points (`drawing`, a method per step). `y` goes down the picture as it is laid out."""
+
+    def __init__(self, grid: _Grid, reserve: float) -> None:
+        self.grid, self.reserve = grid, reserve
+        self.measure = grid.measure
+        self.arcs, self.boxes, self.column, self.lane = grid.arcs, grid.boxes, grid.column, grid.lane
+        self.labels: list[Label] = []
+        self.y = -0.25
+
+    def drawing(self) -> Drawing:
+        """Rows, routes, tracks, heights and the points of every line; _Margin if the left margin is too narrow."""
+        self.bands, self.band = self._bands()
+        self.route = self._routes()
+        self.sides = self._sides()
+        self.faces = self._faces()
+        self.x_of_column, self.x_of_gap = self._xs()
+        self.channels = self._channels()
+        self._title()
+        self.track_y, self.centre, self.labels_top = self._heights()
+        self._place_boxes()
+        self.port, self.order = self._ports()
+        slot_out, slot_in, slot_z, leading = self._gap_slots()
+        slot_down = self._down_slots(leading)
+        arrows = self._arrows(slot_out, slot_in, slot_z, slot_down)
+        self._legend()
+        return Drawing(self.boxes, arrows, self.labels, self.width, -self.y + 0.2, len(self.bands))
+
+    def _bands(self) -> tuple[list[range], dict[int, int]]:
+        """Rows: all columns on one if they fit, else the fewest rows that fit, of about even widths (_rows); and
+        each column's row."""
+        colw, gapw = self.grid.colw, self.grid.gapw
+        crossing: list[Counter] = [Counter() for _ in range(self.grid.ncol)]
+        for _, s, t in self.arcs:
+            for c in range(self.column[s], self.column[t]):
+                crossing[c][s] += 1
+        most = MAX_WIDTH / UNIT - self.reserve - 0.3
+        fewest = len(_rows(colw, gapw, crossing, most))
+        budget = (sum(colw) + sum(gapw)) / fewest
+        while budget < most and len(_rows(colw, gapw, crossing, budget)) > fewest:
+            budget *= 1.04  # rows of about even widths: the fewest rows, each as narrow as that allows
+        bands = _rows(colw, gapw, crossing, min(budget, most))
+        return bands, {c: b for b, cols in enumerate(bands) for c in cols}
+
+    def _routes(self) -> list[tuple[str, list]]:
+        """Per arc (kind, channels): straight, Z (one vertical in the gap between neighbouring columns), by a channel's
+        track (the channel above a lane, 'T' for lane 0, or 'IB': below a row, where arrows go on to the next rows)."""
+        column, lane, band = self.column, self.lane, self.band
+        route = []
+        used_straight = set()
+        z_lanes: dict[int, set[tuple[str, int]]] = defaultdict(set)  # per gap, the lanes Z lines leave and enter
+        for _, s, t in self.arcs:
+            cs, ct, a, b = column[s], column[t], lane[s], lane[t]
+            if band[cs] != band[ct]:
+                hops = [(band[cs], "IB")] + ([(band[ct] - 1, "IB")] if band[ct] > band[cs] + 1 else [])
+                route.append(("wrap", hops))
+            elif ct == cs + 1 and a == b and (s, t) not in used_straight:
+                used_straight.add((s, t))
+                route.append(("straight", []))
+            elif ct == cs + 1 and ("in", a) not in z_lanes[cs] and ("out", b) not in z_lanes[cs]:
+                # one vertical between the faces; its stubs cross the gap, so no other Z line may enter the lane
+                # it leaves or leave the lane it enters (their stubs could lie on one height): those take a channel
+                z_lanes[cs] |= {("out", a), ("in", b)}
+                route.append(("z", []))
+            else:
+                route.append(("channel", [(band[cs], min(a, b))]))
+        return route
+
+    def _sides(self) -> list[tuple[str, str]]:
+        """Which side of a face (up, down or the centre) each arc leaves and enters by."""
+        sides = []
+        for (_, s, t), (kind, hops) in zip(self.arcs, self.route):
+            a, b = self.lane[s], self.lane[t]
+            if kind == "straight":
+                sides.append(("centre", "centre"))
+            elif kind == "z":
+                sides.append(("up" if b >= a else "down", "up" if a >= b else "down"))
+            elif kind == "wrap":
+                sides.append(("down", "up"))
+            else:
+                k = hops[0][1]
+                sides.append(("up" if k == a else "down", "up" if k == b else "down"))
+        return sides
+
+    def _faces(self) -> dict[tuple[int, str], list[int]]:
+        """The arcs on each face, (box, 'out'|'in') -> arcs; a box grows to hold the ports of its busiest side."""
+        faces: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for n, (_, s, t) in enumerate(self.arcs):
+            faces[(s, "out")].append(n)
+            faces[(t, "in")].append(n)
+        for i, box in enumerate(self.boxes):
+            most = max([Counter(self.sides[n][0 if face == "out" else 1] for n in faces[(i, face)]).get(side, 0)
+                        for face in ("out", "in") for side in ("up", "down")] + [0])
+            if box.node.kind != OUTPUT:
+                box.h = max(box.h, 2 * PORT * (most + 1))
+        return faces
+
+    def _xs(self) -> tuple[dict[int, float], dict[int, float]]:
+        """Where each column begins, and the gap after it (its left edge), row by row from the left margin."""
+        colw, gapw = self.grid.colw, self.grid.gapw
+        x_of_column: dict[int, float] = {}
+        x_of_gap: dict[int, float] = {}
+        for cols in self.bands:
+            x = self.reserve
+            for c in cols:
+                x_of_column[c] = x
+                x_of_gap[c] = x + colw[c]
+                x += colw[c] + gapw[c]
+        return x_of_column, x_of_gap
+
+    def _channels(self) -> dict[tuple, list[tuple[float, int, int]]]:
+        """Tracks: each arc's horizontal runs on a track of its own in its channel, channel -> (span, arc, hop), the
+        shortest first (nearest the boxes)."""
+        column, x_of_column, x_of_gap = self.column, self.x_of_column, self.x_of_gap
+        channels: dict[tuple, list[tuple[float, int, int]]] = defaultdict(list)
+        for n, ((_, s, t), (kind, hops)) in enumerate(zip(self.arcs, self.route)):
+            for h, hop in enumerate(hops):
+                if kind == "wrap":
+                    left = x_of_gap[column[s]] if h == 0 else 0.0
+                    right = x_of_column[column[t]] if h == len(hops) - 1 else 0.0
+                    span = abs(right - left) if len(hops) == 1 else (left if h == 0 else right)
+                else:
+                    span = x_of_column[column[t]] - x_of_gap[column[s]]
+                channels[hop].append((span, n, h))
+        for hop in channels:
+            channels[hop].sort()
+        return channels
+
+    def _title(self) -> None:
+        """The picture's width (its content's, or its title's, MAX_WIDTH at most) and the title, wrapped to it."""
+        grid, measure = self.grid, self.measure
+        report, names = grid.report, grid.names
+        title = f"{report.model}: input {names.shape(report.input)}, {names.total(report.totals['params'])} parameters"
+        content = self.reserve + max(sum(grid.colw[c] + grid.gapw[c] for c in cols) for cols in self.bands) + 0.3
+        self.width = min(max(content, measure.width(title, TITLE, "bold") + 0.6), MAX_WIDTH / UNIT)
+        for line in measure.wrap(title, self.width - 0.6, TITLE, "bold", (", ", " ")):
+            self.labels.append(_label(measure, line, self.width / 2, self.y, TITLE, "bold", "#000000"))
+            self.y -= measure.height(TITLE)
+        self.y -= 0.1
+
+    def _heights(self) -> tuple[dict[tuple[int, int], float], dict[int, float], dict[tuple[int, int], float]]:
+        """Heights, row by row from the top: per row, the channel above each lane, the lane's boxes, their labels; the
+        channel below the row. Returns each track's y ((arc, hop) -> y), each box's centre, each lane's labels' top."""
+        boxes = self.boxes
+        track_y: dict[tuple[int, int], float] = {}
+        centre: dict[int, float] = {}
+        labels_top: dict[tuple[int, int], float] = {}
+        for b, cols in enumerate(self.bands):
+            members = [i for c in cols for i in self.grid.by_column[c]]
+            for k in sorted({self.lane[i] for i in members}, reverse=True):
+                self.y = _channel(self.channels.get((b, k), []), self.y, track_y)
+                inlane = [i for i in members if self.lane[i] == k]
+                up = max(boxes[i].h / 2 + boxes[i].d / 2 for i in inlane)
+                down = max(boxes[i].h / 2 for i in inlane)
+                for i in inlane:
+                    centre[i] = self.y - up
+                self.y -= up + down + 0.12
+                labels_top[(b, k)] = self.y
+                self.y -= max([self.grid.label_height[i] for i in inlane if boxes[i].node.kind != OUTPUT] + [0]) + 0.1
+            self.y = _channel(self.channels.get((b, "IB"), []), self.y, track_y) - (0.15 if b + 1 < len(self.bands) else 0)
+        return track_y, centre, labels_top
+
+    def _place_boxes(self) -> None:
+        """Each box centred in its column at its lane's height, its label under it; the output's label beside the
+        arrow's head."""
+        grid, measure, centre = self.grid, self.measure, self.centre
+        for i, box in enumerate(self.boxes):
+            c = box.column
+            if box.node.kind == OUTPUT:
+                box.x0 = self.x_of_column[c]
+                box.y0 = centre[i] - box.h / 2
+                top = centre[i] + grid.label_height[i] / 2
+                for text, size, weight, colour in grid.stacks[i]:
+                    self.labels.append(_label(measure, text, box.x0 + 0.12, top, size, weight, colour, "left"))
+                    top -= measure.height(size)
+                continue
+            box.x0 = self.x_of_column[c] + (grid.colw[c] - box.w - box.d / 2) / 2
             box.y0 = centre[i] - box.h / 2
-            top = centre[i] + label_height[i] / 2
-            for text, size, weight, colour in stacks[i]:
-                labels.append(_label(measure, text, box.x0 + 0.12, top, size, weight, colour, "left"))
+            top = self.labels_top[(self.band[c], box.lane)]
+            for text, size, weight, colour in grid.stacks[i]:
+                self.labels.append(_label(measure, text, self.x_of_column[c] + grid.colw[c] / 2, top, size, weight, colour))
                 top -= measure.height(size)
-            continue
-        box.x0 = x_of_column[c] + (colw[c] - box.w - box.d / 2) / 2
-        box.y0 = centre[i] - box.h / 2
-        top = labels_top[(band[c], box.lane)]
-        for text, size, weight, colour in stacks[i]:
-            labels.append(_label(measure, text, x_of_column[c] + colw[c] / 2, top, size, weight, colour))
-            top -= measure.height(size)
 
-    # Ports: on each face, the arcs by side, ordered so that lines from one face do not cross
-    def far_y(n: int, end: str) -> float:
+    def _far_y(self, n: int, end: str) -> float:
         """Where the arc's vertical next to this end goes: its track, or the other box's centre."""
-        kind, hops = route[n]
+        kind, hops = self.route[n]
         if kind == "z":
-            return centre[arcs[n][2 if end == "out" else 1]]
-        return track_y[(n, 0 if end == "out" else len(hops) - 1)]
+            return self.centre[self.arcs[n][2 if end == "out" else 1]]
+        return self.track_y[(n, 0 if end == "out" else len(hops) - 1)]
 
-    port: dict[tuple[int, str], float] = {}
-    order: dict[tuple[int, str], int] = {}  # nearness to the face, per side: 0 nearest
-    for (i, face), ns in faces.items():
-        box = boxes[i]
-        which = 0 if face == "out" else 1
-        straight = any(sides[n][which] == "centre" for n in ns)
-        if not straight and len(ns) == 1:
-            port[(ns[0], face)] = centre[i]
-            order[(ns[0], face)] = 0
-            continue
-        for side in ("up", "down"):
-            these = sorted((n for n in ns if sides[n][which] == side), key=lambda n: far_y(n, face), reverse=side == "up")
-            step = box.h / 2 / (len(these) + 1)
-            for rank, n in enumerate(these):  # the highest line (up) or the lowest (down) nearest the box
-                port[(n, face)] = centre[i] + (1 if side == "up" else -1) * step * (len(these) - rank)
-                order[(n, face)] = rank
-        for n in ns:
-            if sides[n][which] == "centre":
-                port[(n, face)] = centre[i]
+    def _ports(self) -> tuple[dict[tuple[int, str], float], dict[tuple[int, str], int]]:
+        """Ports: on each face, the arcs by side, ordered so that lines from one face do not cross. Returns each port's
+        y ((arc, 'out'|'in') -> y) and its nearness to the face, per side (0 nearest)."""
+        port: dict[tuple[int, str], float] = {}
+        order: dict[tuple[int, str], int] = {}
+        for (i, face), ns in self.faces.items():
+            box, centre = self.boxes[i], self.centre[i]
+            which = 0 if face == "out" else 1
+            straight = any(self.sides[n][which] == "centre" for n in ns)
+            if not straight and len(ns) == 1:
+                port[(ns[0], face)] = centre
+                order[(ns[0], face)] = 0
+                continue
+            for side in ("up", "down"):
+                these = sorted((n for n in ns if self.sides[n][which] == side), key=lambda n: self._far_y(n, face),
+                               reverse=side == "up")
+                step = box.h / 2 / (len(these) + 1)
+                for rank, n in enumerate(these):  # the highest line (up) or the lowest (down) nearest the box
+                    port[(n, face)] = centre + (1 if side == "up" else -1) * step * (len(these) - rank)
+                    order[(n, face)] = rank
+            for n in ns:
+                if self.sides[n][which] == "centre":
+                    port[(n, face)] = centre
+        return port, order
 
-    # Slots: each vertical line in a gap at its own x: the lines leaving the column on the left (the lowest
-    # lane nearest), the Z lines in the middle, the lines entering the next column on the right (the top
-    # lane nearest); lines entering a row's first column, and going down past rows, in the left margin
-    left: dict[int, list] = defaultdict(list)
-    middle: dict[int, list] = defaultdict(list)
-    right: dict[int, list] = defaultdict(list)
-    for n, ((_, s, t), (kind, _)) in enumerate(zip(arcs, route)):
-        if kind == "straight":
-            continue
-        if kind == "z":
-            middle[column[s]].append(((lane[s], lane[t]), n))
-            continue
-        left[column[s]].append(((lane[s], sides[n][0] != "up", order[(n, "out")]), n))
-        right[column[t] - 1].append(((-lane[t], sides[n][1] != "up", order[(n, "in")]), n))
-    slot_out: dict[int, float] = {}
-    slot_in: dict[int, float] = {}
-    slot_z: dict[int, float] = {}
-    leading = 0
-    for c in range(ncol):
-        if c in x_of_gap:
-            x0 = x_of_gap[c] + PAD
-            for rank, (_, n) in enumerate(sorted(left[c])):
-                slot_out[n] = x0 + rank * SLOT
-            for rank, (_, n) in enumerate(sorted(middle[c])):
-                slot_z[n] = x0 + (len(left[c]) + rank) * SLOT
-        first = c + 1 < ncol and band.get(c + 1) != band.get(c)  # c + 1 begins a row: its gap is the margin
-        x1 = (reserve if first else x_of_column.get(c + 1, 0.0)) - PAD
-        for rank, (_, n) in enumerate(sorted(right[c])):
-            slot_in[n] = x1 - rank * SLOT
-        if first:
-            leading = max(leading, len(right[c]))
-    down = sorted((n for n, (kind, hops) in enumerate(route) if kind == "wrap" and len(hops) > 1),
-                  key=lambda n: track_y[(n, 0)])
-    slot_down = {n: PAD + rank * SLOT for rank, n in enumerate(down)}
-    if reserve - PAD - leading * SLOT < PAD + len(down) * SLOT - 1e-9 and len(bands) > 1:
-        raise _Margin(2 * PAD + (leading + len(down)) * SLOT + 0.05, leading + len(down))
+    def _gap_lines(self) -> tuple[dict[int, list], dict[int, list], dict[int, list]]:
+        """The vertical lines in each gap, with the keys that order them: those leaving the column (the lowest lane
+        first), the Z lines, those entering the next column (the top lane first)."""
+        left: dict[int, list] = defaultdict(list)
+        middle: dict[int, list] = defaultdict(list)
+        right: dict[int, list] = defaultdict(list)
+        for n, ((_, s, t), (kind, _)) in enumerate(zip(self.arcs, self.route)):
+            if kind == "straight":
+                continue
+            if kind == "z":
+                middle[self.column[s]].append(((self.lane[s], self.lane[t]), n))
+                continue
+            left[self.column[s]].append(((self.lane[s], self.sides[n][0] != "up", self.order[(n, "out")]), n))
+            right[self.column[t] - 1].append(((-self.lane[t], self.sides[n][1] != "up", self.order[(n, "in")]), n))
+        return left, middle, right
 
-    # The arrows' points
-    arrows = []
-    for n, ((edge, s, t), (kind, hops)) in enumerate(zip(arcs, route)):
-        start = boxes[s].bounds[2] + CLEAR if boxes[s].node.kind != OUTPUT else boxes[s].x0
-        end = boxes[t].x0 - CLEAR
-        ys, yt = port[(n, "out")], port[(n, "in")]
-        if kind == "straight":
-            points = [(start, ys), (end, yt)]
-        elif kind == "z":
-            points = [(start, ys), (slot_z[n], ys), (slot_z[n], yt), (end, yt)]
-        elif len(hops) == 1:
-            ty = track_y[(n, 0)]
-            points = [(start, ys), (slot_out[n], ys), (slot_out[n], ty), (slot_in[n], ty), (slot_in[n], yt), (end, yt)]
-        else:
-            t0, t1 = track_y[(n, 0)], track_y[(n, 1)]
-            points = [(start, ys), (slot_out[n], ys), (slot_out[n], t0), (slot_down[n], t0), (slot_down[n], t1),
-                      (slot_in[n], t1), (slot_in[n], yt), (end, yt)]
-        arrows.append(Arrow(edge, s, t, _clean(points), kind == "straight"))
+    def _gap_slots(self) -> tuple[dict[int, float], dict[int, float], dict[int, float], int]:
+        """Slots: each vertical line in a gap at its own x, the lines leaving the column on the left, the Z lines in the
+        middle, the lines entering the next column on the right; lines entering a row's first column in the left
+        margin. Returns the x of each line out, in and Z, by arc, and the most lines entering one row's first column."""
+        left, middle, right = self._gap_lines()
+        slot_out: dict[int, float] = {}
+        slot_in: dict[int, float] = {}
+        slot_z: dict[int, float] = {}
+        leading, ncol = 0, self.grid.ncol
+        for c in range(ncol):
+            if c in self.x_of_gap:
+                x0 = self.x_of_gap[c] + PAD
+                for rank, (_, n) in enumerate(sorted(left[c])):
+                    slot_out[n] = x0 + rank * SLOT
+                for rank, (_, n) in enumerate(sorted(middle[c])):
+                    slot_z[n] = x0 + (len(left[c]) + rank) * SLOT
+            first = c + 1 < ncol and self.band.get(c + 1) != self.band.get(c)  # c + 1 begins a row: its gap is the margin
+            x1 = (self.reserve if first else self.x_of_column.get(c + 1, 0.0)) - PAD
+            for rank, (_, n) in enumerate(sorted(right[c])):
+                slot_in[n] = x1 - rank * SLOT
+            if first:
+                leading = max(leading, len(right[c]))
+        return slot_out, slot_in, slot_z, leading
 
-    # The names of long sizes, under the picture
-    if names.legend:
-        y -= 0.2
-        for name, formula in names.legend:
-            for line in measure.wrap(f"{name} = {formula}", width - 0.6, LEGEND, seps=(" + ", " ")):
-                labels.append(_label(measure, line, 0.3, y, LEGEND, "normal", "#333333", "left"))
-                y -= measure.height(LEGEND)
-    return Drawing(boxes, arrows, labels, width, -y + 0.2, len(bands))
+    def _down_slots(self, leading: int) -> dict[int, float]:
+        """The x of each line going down past rows, in the left margin (the highest track nearest the edge); _Margin if
+        the margin cannot hold them beside the `leading` lines entering a row's first column."""
+        down = sorted((n for n, (kind, hops) in enumerate(self.route) if kind == "wrap" and len(hops) > 1),
+                      key=lambda n: self.track_y[(n, 0)])
+        slot_down = {n: PAD + rank * SLOT for rank, n in enumerate(down)}
+        if self.reserve - PAD - leading * SLOT < PAD + len(down) * SLOT - 1e-9 and len(self.bands) > 1:
+            raise _Margin(2 * PAD + (leading + len(down)) * SLOT + 0.05, leading + len(down))
+        return slot_down
+
+    def _arrows(self, slot_out: dict, slot_in: dict, slot_z: dict, slot_down: dict) -> list[Arrow]:
+        """The arrows' points: from the source's port, along its slots and tracks, to the target's port."""
+        arrows = []
+        boxes, port, track_y = self.boxes, self.port, self.track_y
+        for n, ((edge, s, t), (kind, hops)) in enumerate(zip(self.arcs, self.route)):
+            start = boxes[s].bounds[2] + CLEAR if boxes[s].node.kind != OUTPUT else boxes[s].x0
+            end = boxes[t].x0 - CLEAR
+            ys, yt = port[(n, "out")], port[(n, "in")]
+            if kind == "straight":
+                points = [(start, ys), (end, yt)]
+            elif kind == "z":
+                points = [(start, ys), (slot_z[n], ys), (slot_z[n], yt), (end, yt)]
+            elif len(hops) == 1:
+                ty = track_y[(n, 0)]
+                points = [(start, ys), (slot_out[n], ys), (slot_out[n], ty), (slot_in[n], ty), (slot_in[n], yt), (end, yt)]
+            else:
+                t0, t1 = track_y[(n, 0)], track_y[(n, 1)]
+                points = [(start, ys), (slot_out[n], ys), (slot_out[n], t0), (slot_down[n], t0), (slot_down[n], t1),
+                          (slot_in[n], t1), (slot_in[n], yt), (end, yt)]
+            arrows.append(Arrow(edge, s, t, _clean(points), kind == "straight"))
+        return arrows
+
+    def _legend(self) -> None:
+        """The names of long sizes, under the picture."""
+        measure, legend = self.measure, self.grid.names.legend
+        if legend:
+            self.y -= 0.2
+            for name, formula in legend:
+                for line in measure.wrap(f"{name} = {formula}", self.width - 0.6, LEGEND, seps=(" + ", " ")):
+                    self.labels.append(_label(measure, line, 0.3, self.y, LEGEND, "normal", "#333333", "left"))
+                    self.y -= measure.height(LEGEND)
 
 
 def _rows(colw: list[float], gapw: list[float], crossing: list[Counter], budget: float) -> list[range]:
@@ -706,7 +817,7 @@ def draw(report: Report, path: str, depth: int | None = None) -> str:
         from matplotlib.path import Path as Line
     except ImportError:
         raise ArchcalcError("archcalc draw needs matplotlib, an optional extra\n"
-                            "  hint: pip install 'archcalc[draw]' (or pip install matplotlib)") from None
+                            "  hint: pip install matplotlib (from archcalc's checkout: pip install '.[draw]')") from None
     picture = layout(report, depth)
     fig = Figure(figsize=picture.inches)
     ax = fig.add_axes((0, 0, 1, 1))

@@ -140,7 +140,31 @@ def _read(text: str, path: str | None) -> Spec:
     if not data:
         raise SpecError("empty spec", "a spec needs a [model] table with an input, and [[layers]]")
     _no_unknown(data, TOP_LEVEL, "table", where=None)
-    model = _table(data, "model", required=True)
+    model = _read_model(_table(data, "model", required=True), model_lines, path)
+    variables = _read_vars(_table(data, "vars"), vars_lines)
+    layers = data.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise SpecError("no layers", "add at least one [[layers]] table with a type, e.g. type = \"dense\"")
+    blocks = _read_blocks(_table(data, "blocks"), text, tables, set(variables))
+    return Spec(
+        **model,
+        layers=_read_layers(layers, _array_tables(tables, "layers", len(layers)), "layers", blocks),
+        vars=tuple(variables.items()),
+        expect=tuple(_table(data, "expect").items()),
+        weights=tuple(_table(data, "weights").items()),
+        variants=tuple(_table(data, "variants").items()),
+        grading=tuple(_table(data, "grading").items()),
+        path=path,
+        text=text,
+        blocks=tuple(blocks.items()),
+        lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
+                    for key, line in keys.items()),
+        names=_read_names(_table(data, "names")),
+    )
+
+
+def _read_model(model: dict, model_lines: dict, path: str | None) -> dict:
+    """[model]: the input's shape, the dtype, the name, whether it is the course's, the outputs (Spec's fields)."""
     _no_unknown(model, MODEL_KEYS, "key", where="[model]", lines=model_lines)
     if "input" not in model:
         raise SpecError("missing 'input', one sample's shape", 'for example input = [3, 224, 224] or [3, "H", "W"]', "input", "[model]")
@@ -167,10 +191,12 @@ def _read(text: str, path: str | None) -> Spec:
     if not isinstance(course, bool):
         raise SpecError(f"expected true or false, got {_show(course)}", "course = true marks the course's own networks", "course", "[model]",
                         line=model_lines.get("course"))
-
     outputs = _read_outputs(model.get("outputs", []), model_lines.get("outputs"))
+    return {"input": input_, "dtype": dtype, "name": name, "course": course, "outputs": outputs}
 
-    variables = _table(data, "vars")
+
+def _read_vars(variables: dict, vars_lines: dict) -> dict:
+    """[vars]: each name (written once, however it is spelled) and its value, a number or a formula."""
     read_vars = {}
     for key, value in variables.items():
         line = vars_lines.get(key)
@@ -179,31 +205,7 @@ def _read(text: str, path: str | None) -> Spec:
             raise SpecError(f"{key!r} is the name {untrusted.name(key)!r} written another way, given twice", None,
                             untrusted.name(key), "[vars]", line=line)
         read_vars[untrusted.name(key)] = _located(read_number, value, field=key, where="[vars]", line=line)
-    variables = read_vars
-
-    layers = data.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise SpecError("no layers", "add at least one [[layers]] table with a type, e.g. type = \"dense\"")
-    blocks = _read_blocks(_table(data, "blocks"), text, tables, set(variables))
-    return Spec(
-        name=name,
-        input=input_,
-        layers=_read_layers(layers, _array_tables(tables, "layers", len(layers)), "layers", blocks),
-        vars=tuple(variables.items()),
-        dtype=dtype,
-        expect=tuple(_table(data, "expect").items()),
-        weights=tuple(_table(data, "weights").items()),
-        variants=tuple(_table(data, "variants").items()),
-        grading=tuple(_table(data, "grading").items()),
-        path=path,
-        text=text,
-        blocks=tuple(blocks.items()),
-        course=course,
-        outputs=outputs,
-        lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
-                    for key, line in keys.items()),
-        names=_read_names(_table(data, "names")),
-    )
+    return read_vars
 
 
 TORCH_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")

@@ -75,7 +75,7 @@ def check(subject: Spec | Report, claims=None, *, tolerance: str | Tolerance | N
     """A verdict per claim: `claims` is a mapping, (key, value) pairs or Answers; None: the spec's [expect].
 
     Answers (a mapping, pairs, Answers) are graded by the instructor's tolerance: the spec's [grading] table, or
-    `tolerance` for every key ("1%", "exact"), else the defaults (docs/claims.md); [expect] holds by the
+    `tolerance` for every key ("1%", "exact"), else the defaults (docs/grading.md); [expect] holds by the
     precision each claim states. `values` go to `analyze` (names the spec leaves open, batch, dtype, optimizer,
     device). Raises ClaimError (an ArchcalcError) for an unknown key or a malformed value.
     """

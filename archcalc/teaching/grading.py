@@ -1,4 +1,4 @@
-"""The instructor's grading policy (docs/claims.md, "Grading"): how far a student's answer may be from the
+"""The instructor's grading policy (docs/grading.md, "How close is right"): how far a student's answer may be from the
 true value, per key or for the whole key file, and what Gradescope shows the student when.
 
     [grading]                             # in the spec that is the answer key

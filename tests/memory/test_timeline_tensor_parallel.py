@@ -19,8 +19,8 @@ import pytest
 import archcalc
 from archcalc.core.errors import SpecError
 from archcalc.core.parallel import Layout
-from archcalc.memory.timeline import communication, rank_network, simulate
-from archcalc.memory.timeline.tensor import Plan
+from archcalc.memory.timeline import communication, simulate
+from archcalc.memory.timeline.tensor import Plan, shard
 from tests.conftest import ROOT
 
 SPEC = ROOT / "specs" / "gpt2.toml"
@@ -100,8 +100,8 @@ def test_the_plan_splits_heads_and_the_mlp_and_replicates_the_rest():
 
 
 def test_each_rank_holds_its_shards_and_the_replicated_layers_whole():
-    report = dataclasses.replace(gpt2(T=1024), parallel=Layout(4, "tp", 4))
-    rank = rank_network(report)
+    report = dataclasses.replace(gpt2(T=1024), parallel=Layout(gpus=4, strategy="tp", tp=4))
+    rank = shard(report, 4)
     total = sum(n for row in rank.rows for n in row.layer.param_tensors(row.input))
     d, vocab, blocks = 768, 50257, 12
     replicated = vocab * d + 1024 * d + blocks * (4 * d + d + d) + 2 * d  # wte, wpe, ln_1, ln_2, both row-parallel biases, ln_f
@@ -114,7 +114,7 @@ def test_communication_per_rank_per_step():
     with dp groups, the rank's gradients once more."""
     d, t, blocks = 768, 1024, 12
     report = gpt2(T=t, batch=2, gpus=8, strategy="tp", tp=8 // 2)
-    grads = sum(n for row in rank_network(report).rows for n in row.layer.param_tensors(row.input)) * 4
+    grads = sum(n for row in shard(report, 4).rows for n in row.layer.param_tensors(row.input)) * 4
     assert report.memory.to_dict()["communication_bytes"] == {"all_reduce": blocks * 4 * 2 * t * d * 4 + grads}
     assert report.memory.to_dict()["parallel"] == {"gpus": 8, "strategy": "tp", "tp": 4, "dp": 2}
 

@@ -255,7 +255,7 @@ def test_unknown_format_exits_2():
 
 def test_without_matplotlib_a_clear_message(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
-    with pytest.raises(ArchcalcError, match=r"pip install 'archcalc\[draw\]'"):
+    with pytest.raises(ArchcalcError, match=r"pip install matplotlib \(from archcalc's checkout: pip install '\.\[draw\]'\)"):
         draw(archcalc.analyze(archcalc.load("specs/lenet5.toml")), str(tmp_path / "net.svg"))
 
 

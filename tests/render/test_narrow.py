@@ -128,7 +128,7 @@ def test_solve_at_80_columns(args):
 NOTES_6X6 = "1 3 2 0 1 2; 4 6 5 1 3 1; 7 2 8 2 0 4; 3 5 0 6 7 3; 2 1 9 8 2 4; 1 0 3 5 2 1"
 WIDE = "; ".join(" ".join(f"{(-1) ** (r + c) * (10 ** 12 + 37 * r + c)}/7" for c in range(16)) for r in range(16))
 EXAMPLES = [
-    ["dropout", "--p", "0.5", "--matrix", "2 8 -3 11 5", "--mask", "1 0 1 0 1"],  # the README's
+    ["dropout", "--p", "0.5", "--matrix", "2 8 -3 11 5", "--mask", "1 0 1 0 1"],  # docs/cli.md's
     ["conv", "--matrix", "1 2 3 4 5 6 7 8; 8 7 6 5 4 3 2 1; 1 2 3 4 5 6 7 8; 1 1 1 1 1 1 1 1", "--kernel", "1 0; 0 -1"],
     ["pool", "--op", "max", "--kernel-size", "2", "--stride", "2", "--matrix", NOTES_6X6],
     ["pool", "--op", "avg", "--kernel-size", "3", "--stride", "1", "--padding", "1", "--matrix", NOTES_6X6],

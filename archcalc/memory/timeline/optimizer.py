@@ -54,5 +54,29 @@ class ForeachAdam(Foreach):
             tape.release(t)
 
 
-def optimizer_for(optimizer: Optimizer, cuda: bool) -> Foreach:
-    return (ForeachAdam if optimizer.states == 2 else Foreach)(optimizer, cuda)
+class ForLoop(Foreach):
+    """torch.optim's for-loop implementation (foreach=False; torch's default on the CPU), SGD and SGD with momentum:
+    one tensor at a time, in place."""
+
+
+class ForLoopAdam(ForeachAdam):
+    """Adam and AdamW one tensor at a time: per parameter, exp_avg_sq.sqrt() and its quotient by the bias
+    correction (the denominator), the square root freed at once, the previous parameter's denominator only when
+    this one is bound to the same local (`denom = ...`); the last one when the step returns."""
+
+    def step(self, tape: Tape, params: list[Pair]) -> None:
+        before = None
+        for p in params:
+            root = tape.new(p, "temporaries")
+            denominator = tape.new(p, "temporaries")
+            tape.release(root)
+            tape.release(before)
+            before = denominator
+        tape.release(before)
+
+
+def optimizer_for(optimizer: Optimizer, cuda: bool, foreach: bool = True) -> Foreach:
+    """The optimizer's policy: torch's foreach implementation (its default on CUDA), or the for-loop one."""
+    if foreach:
+        return (ForeachAdam if optimizer.states == 2 else Foreach)(optimizer, cuda)
+    return (ForLoopAdam if optimizer.states == 2 else ForLoop)(optimizer, cuda)

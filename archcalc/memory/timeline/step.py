@@ -70,10 +70,7 @@ class Step(Backward, Rerun):
     def before(self) -> None:
         """Alive before the step: parameters, buffers, optimizer state, the batch and its targets."""
         tape, size = self.tape, self.size
-        for row in self.rows:
-            for n in param_tensors(row):
-                tape.new(tape.size(n * size, 0), "parameters", mark=False)
-        self.params = [tape.size(n * size, 0) for row in self.rows for n in self.trained.tensors(row)]
+        self.params = self.parameters()
         for row in self.rows:
             buffers = row.layer.buffer_bytes(row.input, size)
             if buffers != 0:
@@ -91,6 +88,25 @@ class Step(Backward, Rerun):
         x.refs += count.get("input", 0)  # the batch stays alive anyway (the caller holds it)
         self.frame = Frame(tape, {"input": x}, count, is_chain(self.net))
 
+    def parameters(self) -> list:
+        """The parameters' storages, alive before the step; returns the sizes of the trained tensors (their gradients and
+        optimizer state). One process holds every tensor whole (a rank of a sharded layout its shards: ranks.py)."""
+        tape, size = self.tape, self.size
+        for row in self.rows:
+            for n in param_tensors(row):
+                tape.new(tape.size(n * size, 0), "parameters", mark=False)
+        return [tape.size(n * size, 0) for row in self.rows for n in self.trained.tensors(row)]
+
+    # Where a layout's collectives go (ranks.py); one process has none.
+    def forward_ends(self) -> None:
+        """After the loss's forward (a loss the model computes itself is inside its forward)."""
+
+    def backward_starts(self) -> None:
+        """The backward's first moment: its ones made, the loss's node not yet run."""
+
+    def backward_ends(self) -> None:
+        """Every row's node has run (autograd's final callbacks); the loss and its ones are still held."""
+
     def forward(self) -> None:
         """The rows, then the loss; the autocast context ends with it."""
         for row in self.rows:
@@ -100,6 +116,7 @@ class Step(Backward, Rerun):
             self.region_edge(row.index - 1)
             self.kept[row.index] = self.forward_row(row)
         self.loss.forward(self.frame.storage)
+        self.forward_ends()
         self.amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
 
     def forward_row(self, row: Row) -> Saved | ProgramSaved:
@@ -153,9 +170,11 @@ class Step(Backward, Rerun):
         tape.start("backward")
         scaled = self.amp.scale()
         ones = tape.new(tape.size(self.loss.width, 0), "temporaries")
+        self.backward_starts()
         self.loss.backward(scaled, self.grads)
         for row in reversed(self.rows):
             self.backward_row(row)
+        self.backward_ends()
         for s in (ones, scaled, self.loss.value):
             tape.release(s)
         self.grads.release()
@@ -172,5 +191,6 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     """The timeline of one training step of `report`'s network (see the package's docstring).
 
     `inplace_sums=False`: gradients that meet are always summed into a new tensor, as torch does while a
-    TorchDispatchMode is active, which is how the CPU oracle sees them (see Gradients)."""
+    TorchDispatchMode is active, which is how the CPU oracle sees them (see Gradients). One process: under a
+    parallel layout the package's `simulate` (ranks.py) runs each rank's step."""
     return Step(report, batch, inplace_sums).run()

@@ -24,13 +24,17 @@ from typing import TYPE_CHECKING
 
 from ...core import fmt, num
 from ...core.errors import SpecError
-from ...core.num import Dim, Shape
+from ...core.num import Dim, Shape, Value
+from ...core.parallel import Strategy
 from ...layers.attention import Attention
 from ...layers.dense import Dense
 from ...layers.events import Drop, KeepInput, New, Program
+from .parameters import Trained, reaching
+from .step import Step
 
 if TYPE_CHECKING:
     from ...analysis.network import Network, Row
+    from .peaks import Timeline
 
 ELEMENTWISE = ("activation", "gelu_new", "dropout")  # kinds that may sit between a column- and a row-parallel dense
 
@@ -211,7 +215,7 @@ def shard(net: Network, tp: int) -> Network:
     plan = Plan.of(net)
     if not (plan.heads or plan.columns):
         raise SpecError("nothing to split among tensor-parallel ranks: tensor parallelism splits attention heads and "
-                        "pairs of dense layers (an MLP's two projections)", "data parallelism instead: --strategy replicated",
+                        "pairs of dense layers (an MLP's two projections)", "data parallelism instead: --strategy ddp",
                         where="--tp", path=net.path)
     if net.autocast is not None:
         raise SpecError("tensor parallelism is modelled in the parameters' dtype (X-true), not under autocast",
@@ -249,6 +253,29 @@ def shard(net: Network, tp: int) -> Network:
 
 def _fields(layer) -> dict:
     return {f.name: getattr(layer, f.name) for f in dataclasses.fields(type(layer))}
+
+
+def simulate(net: Network, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
+    """One rank's step under --strategy tp: its tensor-parallel group's shards (every rank of a group holds the same
+    sizes), the data-parallel groups replicated, their gradients all-reduced in place after backward (no bucket)."""
+    layout = net.parallel
+    if layout.strategy != Strategy.tp:
+        raise SpecError(f"tensor parallelism under --strategy {layout.strategy} is not modelled",
+                        "--strategy tp --tp K: tensor parallel within groups of K GPUs, the groups data parallel",
+                        where="--tp", path=net.path)
+    return Step(shard(net, layout.tp), batch, inplace_sums).run()
+
+
+def communication(net: Network) -> dict[str, tuple[Dim, Dim]]:
+    """The bytes one rank hands to its all-reduces in a step, (fixed, per sample): its tensor-parallel group's
+    (activations forward, input gradients backward) and its data-parallel group's (its shards' gradients, in place)."""
+    layout = net.parallel
+    fixed, per_sample = all_reduce_bytes(net, layout.tp)
+    if layout.dp > 1:
+        rank = shard(net, layout.tp)
+        trained = Trained(reaching(rank))  # the gradients a step makes
+        fixed = num.normal(fixed + num.add(n for row in rank.rows for n in trained.tensors(row)) * rank.dtype.bytes)
+    return {"all_reduce": (fixed, per_sample)}
 
 
 def all_reduce_bytes(net: Network, tp: int) -> tuple[Dim, Dim]:
