@@ -82,7 +82,6 @@ def _layouts(options: Options, budget: int, card: bool, assumed: tuple) -> None:
     """memory --budget SIZE --gpus N: each layout that has a per-rank model, answered as --strategy would answer it."""
     from ..core.parallel import Layout
     from ..memory import layouts
-    from ..memory.timeline.ranks import STEPS
 
     spec = options.load()
     report = dataclasses.replace(options, gpus=None).report(spec)
@@ -92,7 +91,7 @@ def _layouts(options: Options, budget: int, card: bool, assumed: tuple) -> None:
         fit = largest_batch(dataclasses.replace(report, parallel=layout), budget, card=card)
         return layouts.Choice(layout, fit.batch, None if fit.batch is None else fit.report.memory.training.at(fit.batch))
 
-    choices = layouts.choose(layouts.candidates(options.gpus, STEPS), answer)
+    choices = layouts.choose(layouts.candidates(options.gpus), answer)
     if options.form == "json":
         click.echo(render_layouts.layouts_json(choices, budget, options.gpus, assumed), nl=False)
     else:

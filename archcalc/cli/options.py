@@ -29,6 +29,7 @@ from functools import cached_property
 import click
 
 from ..core.dtypes import PRECISIONS, Device, DType, Optimizer, precision_autocast, precision_dtype
+from ..core.errors import SpecError
 from ..core.parallel import Strategy
 from ..report import Report, analyze
 from ..spec.read import Spec, load
@@ -130,6 +131,9 @@ class Options:
 
     def report(self, spec: Spec | None = None) -> Report:
         """The one library call most commands make: the spec (read here unless given) analysed for this step."""
+        if self.gpus is not None and self.strategy is None and self.tp is None:
+            raise SpecError(f"--gpus {self.gpus} needs a layout: --strategy (and --tp)",
+                            "memory --budget SIZE --gpus N lists the layouts that fit", where="--gpus")
         report = analyze(self.load() if spec is None else spec, **self.step(), **self.values)
         return dataclasses.replace(report, course=True) if self.course else report
 
@@ -164,8 +168,8 @@ FORCE = Flag("--force", is_flag=True, help="Write over files that already exist.
 GPUS = Flag("--gpus", type=click.IntRange(min=1), metavar="N",
             help="The step over N GPUs (with --strategy): its memory is one GPU's; memory --budget lists the layouts that fit.")
 STRATEGY = Flag("--strategy", type=click.Choice([s.value for s in Strategy]),
-                help="How the GPUs share the step: tp (tensor parallel, --tp K per group, the groups replicated), "
-                     "replicated (each GPU the whole step), ddp, zero1, fsdp, fsdp-no-reshard.")
+                help="How the GPUs share the step: ddp, zero1 (optimizer state sharded), fsdp (FSDP2, everything "
+                     "sharded), fsdp-no-reshard, tp (tensor parallel in groups of --tp K, the groups data parallel).")
 TP = Flag("--tp", type=click.IntRange(min=1), metavar="K",
           help="Tensor parallel within groups of K GPUs (attention heads and MLP columns split); the rest data parallel.")
 PARALLEL = (GPUS, STRATEGY, TP)  # the layout over many GPUs (show, memory)

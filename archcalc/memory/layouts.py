@@ -5,9 +5,9 @@ Written against one interface, so that any strategy with a per-rank model plugs 
 batch per GPU to one rank's peak (`RankPeak`); `largest` finds the largest batch whose peak fits by doubling then
 bisection (the peak grows with the batch). The command line answers each layout as `memory --budget --strategy S`
 does (archcalc/memory/budget.py: on CUDA the step replayed through the caching allocator), through the same
-`Choice` list. A layout is a candidate where a strategy has a per-rank model (timeline/ranks.py's STEPS): each
-with every tensor-parallel size that divides the world (tp for `tp`, 1 for the others); one whose shards do not
-divide evenly (GPT-2's 12 heads over 8) is left out, said why.
+`Choice` list. The candidates: each data-parallel strategy over every GPU (tp 1), and tensor parallelism with
+every size from 2 that divides the world (the groups data parallel); one whose shards do not divide evenly
+(GPT-2's 12 heads over 8) or that the network cannot take is left out, said why.
 
 Best first: the most samples a step trains over all GPUs (batch per GPU × dp: tensor-parallel ranks share their
 samples), then the fewer tensor-parallel ranks (less to all-reduce per sample).
@@ -44,13 +44,17 @@ class Choice:
                                         "peak_bytes": self.peak, **({"refused": self.refused} if self.refused else {})}
 
 
-def candidates(world: int, strategies: Iterable[Strategy]) -> list[Layout]:
-    """The layouts of `world` GPUs under `strategies`: tp with every size from 2 that divides the world, the others
-    with tp 1 (data parallelism alone)."""
+def candidates(gpus: int, strategies: Iterable[Strategy] = tuple(Strategy)) -> list[Layout]:
+    """The layouts of `gpus` GPUs under `strategies`: tp with every size from 2 that divides the world, the others
+    with tp 1 (data parallelism alone).
+
+    >>> [(str(c.strategy), c.tp) for c in candidates(4, ("ddp", "tp"))]
+    [('ddp', 1), ('tp', 2), ('tp', 4)]
+    """
     out = []
-    for strategy in strategies:
-        sizes = [k for k in range(2, world + 1) if world % k == 0] if strategy == Strategy.tp else [1]
-        out += [Layout(world, strategy, k) for k in sizes]
+    for strategy in map(Strategy, strategies):
+        sizes = [k for k in range(2, gpus + 1) if gpus % k == 0] if strategy == Strategy.tp else [1]
+        out += [Layout(gpus=gpus, strategy=strategy, tp=k) for k in sizes]
     return out
 
 

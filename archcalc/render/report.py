@@ -435,7 +435,7 @@ def _values(values: list[str], width: int, indent: str = "") -> Text:
 
 def _gpus(layout) -> str:
     """A layout in a few words: "tp 2 × dp 4 over 8 GPUs", "replicated over 8 GPUs", "fsdp, tp 2 × dp 4 over 8 GPUs"."""
-    over = f"over {layout.world} GPU{'s' if layout.world > 1 else ''}"
+    over = f"over {layout.gpus} GPU{'s' if layout.gpus > 1 else ''}"
     if layout.tp == 1:
         return f"{layout.strategy} {over}"
     return f"{'' if layout.strategy == 'tp' else f'{layout.strategy}, '}tp {layout.tp} × dp {layout.dp} {over}"
