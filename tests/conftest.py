@@ -36,8 +36,9 @@ SLOW = {
     "tests/analysis/test_receptive.py",  # 4
     "tests/memory/test_timeline_attention.py",  # 4
     # spawned processes under torch.distributed (gloo), world sizes 2 and 4
-    "tests/memory/test_timeline_tensor_parallel.py::test_gpt2_per_rank_against_torch_tensor_parallel",  # 75
-    "tests/memory/test_timeline_tensor_parallel.py::test_a_large_vocabulary_puts_the_forward_peak_at_the_loss",  # 12
+    "tests/memory/test_timeline_tensor_parallel.py::test_gpt2_per_rank_against_torch_tensor_parallel",  # 34
+    "tests/backends/test_bench_nproc.py::test_bench_runs_tensor_parallel_gpt2_on_two_processes",  # 8 (torchrun)
+    "tests/memory/test_timeline_tensor_parallel.py::test_a_large_vocabulary_puts_the_forward_peak_at_the_loss",  # 10
     "tests/memory/test_timeline_gpt2.py::test_hugging_face_gpt2_step_by_step",  # 1.5
     "tests/backends/test_torch_graph.py::test_drawn_graphs_verify_layer_by_layer_and_export",  # 2.2
     # every shipped spec, at many widths or on every CUDA card

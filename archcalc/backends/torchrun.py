@@ -102,7 +102,8 @@ class Result:
 
 def launch(job: Job, nproc: int, timeout: float | None = None) -> Result:
     """`job` on `nproc` ranks under torchrun (see the module); raises ArchcalcError if a rank fails."""
-    report = job.report(nproc)  # refused here, before any process starts, if the layout cannot be
+    report = job.report(nproc)
+    expected = predicted(report, nproc)  # a layout the network cannot take is refused here, before torchrun starts
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "-m", "archcalc.backends.torchrun", json.dumps(dataclasses.asdict(job)), out]
@@ -115,7 +116,7 @@ def launch(job: Job, nproc: int, timeout: float | None = None) -> Result:
             cause = errors[0].read_text() if errors else "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
             raise ArchcalcError(f"torchrun exited with status {done.returncode}: {cause[:2000]}")
         ranks = tuple(Rank(**json.loads(Path(out, f"{rank}.json").read_text())) for rank in range(nproc))
-    return Result(report.model, job, report.parallel.to_dict(), ranks, predicted(report, nproc), version())
+    return Result(report.model, job, report.parallel.to_dict(), ranks, expected, version())
 
 
 def predicted(report: Report, nproc: int) -> tuple[int | None, ...]:
