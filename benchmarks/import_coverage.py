@@ -32,6 +32,8 @@ from archcalc.backends import importer  # noqa: E402
 from tests.oracle.torch_probe import flops, saved_bytes, torch_counts  # noqa: E402
 
 HF_FIXTURES = ROOT / "tests" / "fixtures" / "hf"
+NATIVE = {"inception_v3": [3, 299, 299],  # its auxiliary head needs 299×299 (at 224 its 5×5 conv meets a 3×3 map)
+          "s3d": [3, 16, 224, 224]}  # its last pool is 2×7×7: at 112×112 the map is 3×3, too small (torch refuses it too)
 TIMM = ["resnet50", "efficientnet_b0", "vit_small_patch16_224", "convnext_nano", "mobilenetv3_small_100"]
 
 
@@ -50,11 +52,12 @@ def torchvision_models(kind: str) -> list[tuple[str, str, object, list]]:
     shape = [3, 16, 112, 112] if kind == "video" else [3, 224, 224]
     out = []
     for name in torchvision.models.list_models(module=modules[kind]):
+        size = NATIVE.get(name, shape)
         def build(name=name):
             extra = {"weights_backbone": None} if kind == "segmentation" else {}  # else its backbone's weights download
             return torchvision.models.get_model(name, weights=None, **extra)
         source = "torchvision" if kind == "classification" else f"torchvision {kind}"
-        out.append((source, family(name), name, build, shape))
+        out.append((source, family(name), name, build, size))
     return out
 
 
@@ -83,6 +86,16 @@ def _sample(report, batch: int):
     return build_sample(report, batch, torch.float32)
 
 
+def flops_of_one(module, x1, x2) -> int:
+    """FLOPs at batch 1; half batch 2's where torch refuses one sample in training (a batch norm of one value per channel)."""
+    try:
+        return flops(module, x1)
+    except ValueError as error:
+        if "Expected more than 1 value per channel" not in str(error):
+            raise
+        return flops(module, x2) // 2
+
+
 def measure(source: str, name: str, build, shape) -> dict:
     torch.manual_seed(0)
     row = {"source": source, "model": name}
@@ -108,18 +121,23 @@ def measure(source: str, name: str, build, shape) -> dict:
     row["seconds"] = time.perf_counter() - start
     try:
         spec = archcalc.loads(text)
-        one, two = archcalc.analyze(spec, B=1), archcalc.analyze(spec, B=2)
+        values = {name: 16 for name in shape if isinstance(name, str)}  # T = 16 tokens for a text model
+        one, two = archcalc.analyze(spec, B=1, **values), archcalc.analyze(spec, B=2, **values)
         checks = {}
         checks["params"] = (sum(p.numel() for p in module.parameters() if p.requires_grad), int(one.totals["params"]))
-        x1 = _sample(one, 1)
-        checks["flops"] = (flops(module, x1), int(torch_counts(one, "flops")))
-        x2 = _sample(two, 2)
+        x1, x2 = _sample(one, 1), _sample(two, 2)
+        if source == "hf":  # attention forced to the math kernel: FlopCounterMode counts QKᵀ and AV, as archcalc does
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with sdpa_kernel(SDPBackend.MATH):
+                checks["flops"] = (flops(module, x1), int(one.totals["flops"]))
+        else:
+            checks["flops"] = (flops_of_one(module, x1, x2), int(torch_counts(one, "flops")))
         checks["saved"] = (saved_bytes(module, x2), int(two.memory.value("saved_for_backward_bytes")))
-        module.eval()
-        with torch.no_grad():
-            out = module(x1)
-        out = out if isinstance(out, torch.Tensor) else out[0]
-        checks["output"] = (list(out.shape[1:]), [int(d) for d in one.output])
+        with torch.no_grad():  # in training, as imported: googlenet's auxiliary heads are outputs then
+            out = module.train()(x2)
+        items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]
+        checks["output"] = ([list(t.shape[1:]) for t in items], [[int(d) for d in row.output] for row in one.output_rows])
     except Exception as error:
         return row | {"status": "error", "cause": f"{type(error).__name__}: {error}"[:300], "trace": traceback.format_exc()[-800:]}
     wrong = {k: v for k, v in checks.items() if v[0] != v[1]}

@@ -18,9 +18,15 @@ SLOW = {
     # the torch oracles: real networks, trained a step or run through every number
     "tests/memory/test_timeline_oracle.py",  # 98 s (VGG-16-BN with Adam: 3 GB, the run's peak)
     "tests/backends/test_torch_verify.py",  # 35
+    "tests/memory/test_ranks_oracle.py",  # 73 (spawned gloo worlds of 2 and 4 ranks, each importing transformers)
     "tests/memory/test_memory_oracle.py",  # 29
+    "tests/memory/test_finetune_oracle.py",  # 13 (frozen layers on drawn networks, LoRA against peft)
+    "tests/memory/test_finetune_gpt2.py",  # 16 (transformers' GPT-2 fine-tuned four ways, twice, and drawn small)
+    "tests/backends/test_verify_peft.py",  # 4 (peft's LoRA beside the build, verify's lines)
     "tests/analysis/test_graph_specs.py",  # 28
     "tests/backends/test_torch_import.py",  # 27
+    "tests/backends/test_import_torchvision.py::test_segmentation_models_import_exactly_with_their_heads",  # 9
+    "tests/backends/test_import_torchvision.py::test_timm_models_import_exactly",  # 10
     "tests/backends/test_torch_export.py",  # 15
     "tests/analysis/test_modern_specs.py",  # 15
     "tests/backends/test_torch_onnx.py",  # 15
@@ -31,6 +37,8 @@ SLOW = {
     "tests/layers/test_modern_oracle.py",  # 8
     "tests/layers/test_real_kinds_oracle.py",  # 6 (torchvision's and timm's modules, a training step each)
     "tests/layers/test_llama_oracle.py",  # 3 (transformers' LlamaForCausalLM, a training step each)
+    "tests/layers/test_import_kinds_oracle.py",  # 7 (torchvision's Swin attention, transformers' T5, CLIP, GPT-2 pieces)
+    "tests/memory/test_generation_oracle.py",  # 20 at a load of 5 (transformers' GPT-2, Llama, Mistral generating)
     "tests/analysis/test_graph_oracle.py",  # 7
     "tests/analysis/test_reference_nets.py",  # 6
     "tests/analysis/test_receptive.py",  # 4

@@ -96,6 +96,6 @@ def saved_before_output(layer, keeps, device: str) -> bool:
 
 
 def records_node(row) -> bool:
-    """Whether autograd records a node for the row: its input needs a gradient, or it has parameters."""
+    """Whether autograd records a node for the row: its input needs a gradient, or it has parameters that train."""
     flags = row.grads if row.layer.merges else (row.requires_grad,)
-    return any(flags) or row.params != 0
+    return any(flags) or row.trainable_params != 0

@@ -12,8 +12,10 @@ from ..core.num import Shape, Value
 from ..core.parallel import Layout
 from ..layers import LAYERS, Layer
 from ..spec import graph
+from ..spec.finetune import merged as merged_finetune
 from ..spec.read import BATCH, INPUT, LayerSpec, Spec
 from . import checkpoint
+from .finetune import Plan, dtype_of
 from .network import Network, Row
 
 
@@ -29,11 +31,19 @@ def network(
     strategy: str | None = None,
     tp: int | None = None,
     parallel: Layout | None = None,
+    freeze: list[str] | str | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_dropout: float | None = None,
+    lora_targets: list[str] | str | None = None,
+    base_dtype: str | None = None,
     **values,
 ) -> Network:
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
-    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`; `gpus`,
-    `strategy`, `tp` (or a whole `parallel` Layout, core/parallel.py): the step spread over GPUs, its memory per rank.
+    ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
+    Fine-tuning, over the spec's [finetune] (archcalc/analysis/finetune.py): `freeze` (layer-path patterns), LoRA's
+    `lora_rank`, `lora_alpha`, `lora_dropout`, `lora_targets`, and `base_dtype`. `gpus`, `strategy`, `tp` (or a whole
+    `parallel` Layout, core/parallel.py): the step spread over GPUs, its memory per rank.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
@@ -43,7 +53,11 @@ def network(
     if not isinstance(spec, Spec):
         raise TypeError(f"analyze(spec): spec must be a Spec (archcalc.load(path) or archcalc.loads(text)), "
                         f"got {type(spec).__name__}")
+    tuned = merged_finetune(spec.finetune, freeze=freeze, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                            lora_dropout=lora_dropout, lora_targets=lora_targets, base_dtype_=base_dtype)
+    given_dtype = dtype
     dtype = _choice(DType, dtype or spec.dtype, "dtype")
+    dtype = dtype_of(tuned, dtype, given_dtype)
     optimizer = _choice(Optimizer, optimizer, "optimizer")
     device = _choice(Device, device, "device")
     autocast = None if autocast is None else _choice(DType, autocast, "autocast")
@@ -57,7 +71,8 @@ def network(
         nodes, uses = graph.expand(spec, env)
     except SpecError as error:
         raise _at_field(error, spec) from None
-    rows = _rows(spec, nodes, x)
+    plan = _plan(spec, tuned, dtype, nodes, uses, autocast)
+    rows = _rows(spec, nodes, x, plan)
     outputs = _outputs(spec, rows)
     net = Network(
         model=spec.name,
@@ -74,13 +89,29 @@ def network(
         uses=tuple(uses),
         autocast=autocast,
         names=spec.names,
+        finetune=tuned,
         parallel=parallel if parallel is not None else Layout.of(gpus, strategy, tp),
     )
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 
 
-def _rows(spec: Spec, nodes: list[graph.Node], x: Shape) -> list[Row]:
-    """The rows of the expanded layers, in order, each reading the outputs of those it names."""
+def _plan(spec: Spec, tuned, dtype: DType, nodes: list[graph.Node], uses, autocast: DType | None) -> Plan | None:
+    """The fine-tuning plan of the spec's [finetune] and the flags, or None; refuses what it does not model."""
+    if not tuned:
+        return None
+    plan = Plan(tuned, dtype, spec.outputs or (nodes[-1].name,), spec.path)
+    if autocast is not None:
+        raise SpecError("fine-tuning is modelled without autocast", "--precision bf16-true (or base_dtype = \"bfloat16\") "
+                        "stores the base in bfloat16", where="--precision", path=spec.path)
+    if (tuned.lora or plan.quantized) and any(use.checkpoint for use in uses):
+        raise SpecError("LoRA and quantized bases are modelled without activation checkpointing",
+                        "leave checkpoint out of the block uses", where="[finetune]", path=spec.path)
+    return plan
+
+
+def _rows(spec: Spec, nodes: list[graph.Node], x: Shape, plan: Plan | None = None) -> list[Row]:
+    """The rows of the expanded layers, in order, each reading the outputs of those it names; `plan` adapts each
+    layer to the fine-tuning (frozen, LoRA, quantized base) before its row is computed."""
     shapes: dict[str, Shape] = {INPUT: x}
     grads: dict[str, bool] = {INPUT: False}  # whether a tensor requires grad: something upstream has parameters
     bound: dict[tuple, tuple] = {}  # a layer's fields bound once per distinct value of the names it uses
@@ -95,6 +126,8 @@ def _rows(spec: Spec, nodes: list[graph.Node], x: Shape) -> list[Row]:
                             "block uses' included: rename one", "name", where=node.where, path=spec.path, line=node.spec.line_of("name"))
         xs = tuple(shapes[name] for name in node.inputs)
         gs = tuple(grads[name] for name in node.inputs)
+        if plan is not None:
+            layer = _adapted(plan, node, layer, xs)
         if not layer.merges and len(xs) > 1:
             raise SpecError(f"a {layer.kind} layer reads one tensor, but from names {len(xs)}",
                             "add them first with a merge layer: add, mul or concat", "from",
@@ -105,8 +138,20 @@ def _rows(spec: Spec, nodes: list[graph.Node], x: Shape) -> list[Row]:
             batchless.add(node.name)
         rows.append(row)
         shapes[node.name] = row.output
-        grads[node.name] = not layer.detached and (row.requires_grad or row.params != 0)
+        grads[node.name] = not layer.detached and (row.requires_grad or row.trainable_params != 0)
+    if plan is not None:
+        plan.check()
     return rows
+
+
+def _adapted(plan: Plan, node: graph.Node, layer: Layer, xs: tuple[Shape, ...]) -> Layer:
+    """The layer as the plan tunes it; a shape the layer refuses is left for its row to report, in place."""
+    try:
+        return plan.adapt(node.name, layer, xs if layer.merges else xs[0])
+    except SpecError as error:
+        if error.where is not None:
+            raise
+        return layer
 
 
 def _check_links(node: graph.Node, row: Row, rows: list[Row], path: str | None, batchless: set[str] = frozenset()) -> None:
@@ -273,7 +318,7 @@ def _row(node: graph.Node, layer: Layer, position: int, xs: tuple[Shape, ...], g
          rows: list[Row], path: str | None, computed: dict, binding: object) -> Row:
     x = xs if layer.merges else xs[0]
     try:
-        key = (binding, xs)
+        key = (binding, xs, layer.tuning)
         numbers = computed.get(key)
         if numbers is None:
             numbers = computed[key] = (layer.output(x), layer.weights(x), layer.biases(x), layer.macs(x))

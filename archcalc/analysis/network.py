@@ -14,6 +14,7 @@ from ..core.num import Dim, Shape, Value
 from ..core.parallel import Layout
 from ..layers import Layer
 from ..layers.receptive_field import Field
+from ..spec.finetune import Finetune
 from ..spec.graph import Use
 from . import receptive
 
@@ -71,10 +72,16 @@ class Row:
         """Forward FLOPs as torch's FlopCounterMode counts them: 2 per multiply-accumulate."""
         return num.normal(2 * self.macs)
 
+    @property
+    def trainable_params(self) -> Dim:
+        """The parameters that get a gradient: all of them, but a frozen layer's own (fine-tuning: LoRA's adapters)."""
+        return num.normal(self.params if self.layer.tuning is None else self.layer.trained_params(self.input))
+
     @cached_property  # the backward pass's formula is worked out from the layer's windows: once per row
     def training_flops(self) -> Dim:
         """Forward and backward FLOPs, as FlopCounterMode counts a training step (a recomputed forward included)."""
-        backward = self.layer.backward_macs(self.input, self.grad) if self.backward else 0
+        recorded = any(self.grads if self.layer.merges else (self.requires_grad,)) or self.trainable_params != 0
+        backward = self.layer.backward_macs(self.input, self.grad) if self.backward and recorded else 0
         return num.normal(2 * (self.macs + backward) + self.recompute_flops)
 
     @property
@@ -109,6 +116,7 @@ class Network:
     autocast: DType | None = None  # mixed precision: the step under torch.autocast in this dtype (parameters: dtype)
     names: tuple[tuple[str, str], ...] = ()  # the spec's [names]: torch's module path of a layer path (build names modules so)
     outputs: tuple[str, ...] = ()  # the layers whose outputs the model returns ([model] outputs; () or one: the last)
+    finetune: Finetune | None = None  # what trains, as [finetune] and the flags asked (archcalc/analysis/finetune.py)
     parallel: Layout | None = None  # the step spread over GPUs (core/parallel.py); None: one process
 
     @cached_property
@@ -118,7 +126,9 @@ class Network:
 
     @cached_property
     def totals(self) -> dict[str, Dim]:
-        return {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
+        """The sums of QUANTITIES over the rows, and `trainable_params` (fine-tuning: what gets a gradient)."""
+        totals = {q: num.add(getattr(row, q) for row in self.rows) for q in QUANTITIES}
+        return totals | {"trainable_params": num.add(row.trainable_params for row in self.rows)}
 
     def percent(self, params: Dim) -> Value:
         """`params` in % of all parameters, exactly: a Fraction, or a formula (0 when there are no parameters)."""

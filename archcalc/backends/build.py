@@ -61,7 +61,13 @@ def build(spec: Spec | Report | str | Path, **values):
     fits(report, "build", batch=None, device="cpu")
     module = network(report)
     dtype = dtype_of(report.dtype)
-    return module if dtype is require().float32 else module.to(dtype)
+    if dtype is require().float32:
+        return module
+    module = module.to(dtype)
+    for name, child in module.named_modules():  # peft's autocast_adapter_dtype: float32 adapters beside a 16-bit base
+        if isinstance(child, require().nn.ModuleDict) and name.rsplit(".", 1)[-1] in ("lora_A", "lora_B"):
+            child.float()
+    return module
 
 
 def concrete(spec: Spec | Report | str | Path, **values) -> Report:
@@ -103,7 +109,7 @@ def free_names(report: Report) -> list[str]:
 
 def is_chain(report: Report) -> bool:
     """Whether every layer reads the one before it (the first, the input), no name is dotted and one output is returned."""
-    if len(report.output_rows) > 1:
+    if report.output_rows != (report.rows[-1],):
         return False
     previous = INPUT
     for row in report.rows:
@@ -169,11 +175,12 @@ def _free(name: str, taken: set[str]) -> str:
 
 
 def modules(part: Part) -> list:
-    """The torch modules of one row: the layer's, then its activation's."""
+    """The torch modules of one row: the layer's (fine-tuned: backends/lora.py), then its activation's."""
     require()
+    from .lora import frozen
     from .modules import NN as nn
 
-    out = [part.row.layer.to_torch(part.row.input, nn)]
+    out = [frozen(part.row.layer.to_torch(part.row.input, nn), part.row.layer)]
     if part.row.layer.activation:
         out.append(torch_activation(part.row.layer.activation, nn))
     return out
@@ -197,16 +204,16 @@ def network(report: Report):
     for i, part in enumerate(all_parts, start=1):
         for name in part.row.inputs:
             last[slots[name]] = i
-    last[len(all_parts)] = len(all_parts) + 1
     several = tuple((row.name, slots[row.name]) for row in report.output_rows) if len(report.output_rows) > 1 else ()
-    for _, slot in several:  # the model's outputs: never freed
+    result = slots[report.output_rows[0].name]  # one output, wherever it lies (the rows after it run, unused)
+    for slot in (*(slot for _, slot in several), result):  # the model's outputs: never freed
         last[slot] = len(all_parts) + 1
     steps = []
     for i, part in enumerate(all_parts, start=1):
         reads = tuple(slots[name] for name in part.row.inputs)
         free = tuple(sorted({s for s in (*reads, i) if last.get(s, i) == i}))
         steps.append(Step(part.names, reads, free))
-    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)), several)
+    module = Graph(tuple(steps), tuple(_region(r.first + 1, r.stop + 1, steps, last) for r in regions(report)), several, result)
     for part in all_parts:
         for name, child in zip(part.names, modules(part)):
             _place(module, name, child)

@@ -15,6 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .lora import LoraLinear  # noqa: F401  (a name of Namespace)
+
 
 class Add(nn.Module):
     """The element-wise sum of its inputs, broadcasting as torch does (a residual connection)."""
@@ -79,11 +81,13 @@ class Graph(nn.Module):
     In training with gradients on, each region runs through torch.utils.checkpoint.checkpoint
     (use_reentrant=False, early stop): its forward is rerun in backward instead of keeping its tensors."""
 
-    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = (), outputs: tuple[tuple[str, int], ...] = ()) -> None:
+    def __init__(self, steps: tuple[Step, ...], regions: tuple[Region, ...] = (), outputs: tuple[tuple[str, int], ...] = (),
+                 result: int | None = None) -> None:
         super().__init__()
         self.steps = steps
         self.regions = regions
         self.outputs = outputs  # several: (name, slot) each, returned as a dict (torchvision's segmentation models' "out", "aux")
+        self.result = len(steps) if result is None else result  # one output: its slot ([model] outputs may name any row)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {0: x}
@@ -100,7 +104,7 @@ class Graph(nn.Module):
         self._run(values, slot, len(self.steps) + 1)
         if self.outputs:
             return {name: values[i] for name, i in self.outputs}
-        return values[len(self.steps)]
+        return values[self.result]
 
     def _region(self, region: Region, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         values = dict(zip(region.inputs, xs))
@@ -168,19 +172,20 @@ class SelfAttention(nn.Module):
 
     `math`: attention written as matmuls (FlopCounterMode counts them on every device);
     otherwise torch's scaled_dot_product_attention (fused: flash on CPU without dropout;
-    FlopCounterMode counts it as 0 on the CPU in torch 2.13).
+    FlopCounterMode counts it as 0 on the CPU in torch 2.13). `cache`: k and v appended to an empty
+    cache first, as transformers' DynamicLayer.update does with use_cache (a copy of each).
     """
 
     def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = False, dropout: float = 0.0,
-                 bias: bool = True, math: bool = False):
+                 bias: bool = True, math: bool = False, cache: bool = False):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d // heads
-        self.causal, self.dropout, self.math = causal, dropout, math
+        self.causal, self.dropout, self.math, self.cache = causal, dropout, math, cache
         self.in_proj = nn.Linear(d, d + 2 * kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(d, d, bias=bias)
         self.register_load_state_dict_pre_hook(_multihead_names)
 
-    def forward(self, x):
+    def forward(self, x, bias=None):
         b, t, _ = x.shape
         # the heads this module computes: all of them, or under tensor parallelism this rank's (heads set to
         # heads/tp, in_proj's output this rank's columns: archcalc/backends/distributed.py)
@@ -189,18 +194,22 @@ class SelfAttention(nn.Module):
         q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.cache:
+            k, v = (torch.cat([torch.tensor([], dtype=z.dtype, device=z.device), z], dim=-2) for z in (k, v))
         if self.math:
-            o = self._matmuls(q, k, v)
+            o = self._matmuls(q, k, v, bias)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0,
                                                is_causal=self.causal, enable_gqa=self.kv_heads != self.heads)
         o = o.transpose(1, 2).reshape(b, t, d)  # the heads' output is freed here when this copies (as in GPT-2's)
         return self.out_proj(o)
 
-    def _matmuls(self, q, k, v):
+    def _matmuls(self, q, k, v, bias=None):
         if self.kv_heads != self.heads:  # each k/v head serves heads/kv_heads query heads (a copy, as SDPA's math makes)
             k, v = (self._repeat(z) for z in (k, v))
         s = q @ k.transpose(-2, -1) * (1 / math.sqrt(self.head_dim))
+        if bias is not None:  # T5's relative position bias, added to the scores
+            s = s + bias
         if self.causal:  # an additive mask: adding keeps nothing for backward (masked_fill would keep a mask)
             t = s.shape[-1]
             s = s + torch.full((t, t), float("-inf"), dtype=s.dtype, device=s.device).triu(1)
@@ -219,6 +228,177 @@ class NewGELU(nn.Module):
 
     def forward(self, x):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+class QuickGELU(nn.Module):
+    """Hugging Face's QuickGELUActivation (transformers/activations.py, CLIP's "quick_gelu"): x·sigmoid(1.702·x)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class Conv1D(nn.Module):
+    """Hugging Face's Conv1D (transformers/pytorch_utils.py, GPT-2's): a linear layer whose weight is [in, out], by addmm."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.nf, self.nx = out_features, in_features
+        self.in_features, self.out_features = in_features, out_features  # as nn.Linear names them (LoRA reads them)
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        size = (*x.shape[:-1], self.nf)
+        flat = x.view(-1, x.size(-1))
+        out = torch.addmm(self.bias, flat, self.weight) if self.bias is not None else flat @ self.weight
+        return out.view(size)
+
+
+class ShiftedWindowAttention(nn.Module):
+    """Swin's shifted-window attention as torchvision writes it (models/swin_transformer.py: ShiftedWindowAttention,
+    ShiftedWindowAttentionV2 with `cosine`), under its names (qkv, proj, relative_position_bias_table, or logit_scale and
+    cpb_mlp; the buffers relative_position_index, relative_coords_table), so that its state_dict loads strictly."""
+
+    def __init__(self, dim: int, window_size: list, shift_size: list, num_heads: int, bias: bool = True,
+                 attention_dropout: float = 0.0, dropout: float = 0.0, cosine: bool = False):
+        super().__init__()
+        self.window_size, self.shift_size, self.num_heads = list(window_size), list(shift_size), num_heads
+        self.attention_dropout, self.dropout, self.cosine = attention_dropout, dropout, cosine
+        self.qkv = nn.Linear(dim, dim * 3, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        wh, ww = self.window_size
+        if cosine:
+            self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))
+            self.cpb_mlp = nn.Sequential(nn.Linear(2, 512, bias=True), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False))
+            h = torch.arange(-(wh - 1), wh, dtype=torch.float32)
+            w = torch.arange(-(ww - 1), ww, dtype=torch.float32)
+            table = torch.stack(torch.meshgrid([h, w], indexing="ij")).permute(1, 2, 0).contiguous().unsqueeze(0)
+            table[:, :, :, 0] /= max(wh - 1, 1)
+            table[:, :, :, 1] /= max(ww - 1, 1)
+            table *= 8
+            self.register_buffer("relative_coords_table", torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0)
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+            nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        coords = torch.flatten(torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")), 1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative[:, :, 0] += wh - 1
+        relative[:, :, 1] += ww - 1
+        relative[:, :, 0] *= 2 * ww - 1
+        self.register_buffer("relative_position_index", relative.sum(-1).flatten())
+
+    def _bias(self):
+        n = self.window_size[0] * self.window_size[1]
+        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads) if self.cosine else self.relative_position_bias_table
+        bias = table[self.relative_position_index].view(n, n, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        return 16 * torch.sigmoid(bias) if self.cosine else bias
+
+    def forward(self, input):
+        bias = self._bias()
+        (wh, ww), heads = self.window_size, self.num_heads
+        B, H, W, C = input.shape
+        x = F.pad(input, (0, 0, 0, (ww - W % ww) % ww, 0, (wh - H % wh) % wh))
+        _, ph, pw, _ = x.shape
+        shift = [0 if wh >= ph else self.shift_size[0], 0 if ww >= pw else self.shift_size[1]]
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        windows = (ph // wh) * (pw // ww)
+        x = x.view(B, ph // wh, wh, pw // ww, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B * windows, wh * ww, C)
+        qkv_bias = self.qkv.bias
+        if self.cosine and qkv_bias is not None:
+            qkv_bias = qkv_bias.clone()
+            qkv_bias[C : 2 * C].zero_()
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        qkv = qkv.reshape(x.size(0), x.size(1), 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.cosine:
+            attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+            attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        else:
+            attn = (q * (C // heads) ** -0.5).matmul(k.transpose(-2, -1))
+        attn = attn + bias
+        if sum(shift) > 0:
+            mask = x.new_zeros((ph, pw))
+            count = 0
+            for h in ((0, -wh), (-wh, -shift[0]), (-shift[0], None)):
+                for w in ((0, -ww), (-ww, -shift[1]), (-shift[1], None)):
+                    mask[h[0] : h[1], w[0] : w[1]] = count
+                    count += 1
+            mask = mask.view(ph // wh, wh, pw // ww, ww).permute(0, 2, 1, 3).reshape(windows, wh * ww)
+            mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+            mask = mask.masked_fill(mask != 0, (-100.0)).masked_fill(mask == 0, 0.0)
+            attn = attn.view(x.size(0) // windows, windows, heads, x.size(1), x.size(1)) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, heads, x.size(1), x.size(1))
+        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout, training=self.training)
+        x = attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), C)
+        x = F.dropout(F.linear(x, self.proj.weight, self.proj.bias), p=self.dropout, training=self.training)
+        x = x.view(B, ph // wh, pw // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, ph, pw, C)
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+        return x[:, :H, :W, :].contiguous()
+
+
+class RelativePositionalMultiHeadAttention(nn.Module):
+    """MaxViT's attention in windows [B, G, P, D] (torchvision's models/maxvit.py): to_qkv, k scaled, einsum, the relative
+    position bias of a table [(2s − 1)², heads] gathered by relative_position_index [P, P], merge; under its names."""
+
+    def __init__(self, feat_dim: int, head_dim: int, max_seq_len: int):
+        super().__init__()
+        self.n_heads, self.head_dim = feat_dim // head_dim, head_dim
+        self.size, self.max_seq_len = int(math.sqrt(max_seq_len)), max_seq_len
+        self.to_qkv = nn.Linear(feat_dim, self.n_heads * head_dim * 3)
+        self.scale_factor = feat_dim**-0.5
+        self.merge = nn.Linear(head_dim * self.n_heads, feat_dim)
+        self.relative_position_bias_table = nn.Parameter(torch.empty((2 * self.size - 1) ** 2, self.n_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        coords = torch.flatten(torch.stack(torch.meshgrid([torch.arange(self.size)] * 2, indexing="ij")), 1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative[:, :, 0] += self.size - 1
+        relative[:, :, 1] += self.size - 1
+        relative[:, :, 0] *= 2 * self.size - 1
+        self.register_buffer("relative_position_index", relative.sum(-1))
+
+    def forward(self, x):
+        B, G, P, D = x.shape
+        H, DH = self.n_heads, self.head_dim
+        q, k, v = torch.chunk(self.to_qkv(x), 3, dim=-1)
+        q, k, v = (z.reshape(B, G, P, H, DH).permute(0, 1, 3, 2, 4) for z in (q, k, v))
+        k = k * self.scale_factor
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(self.max_seq_len, self.max_seq_len, -1)
+        attn = F.softmax(torch.einsum("B G H I D, B G H J D -> B G H I J", q, k) + bias.permute(2, 0, 1).contiguous().unsqueeze(0), dim=-1)
+        out = torch.einsum("B G H I J, B G H J D -> B G H I D", attn, v).permute(0, 1, 3, 2, 4).reshape(B, G, P, D)
+        return self.merge(out)
+
+
+def relative_buckets(t: int, bidirectional: bool, num_buckets: int, max_distance: int, device=None):
+    """T5's bucket of each relative position j − i, [T, T] (transformers' T5Attention._relative_position_bucket)."""
+    position = torch.arange(t, device=device)[None, :] - torch.arange(t, device=device)[:, None]
+    buckets = 0
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (position > 0).to(torch.long) * num_buckets
+        position = torch.abs(position)
+    else:
+        position = -torch.min(position, torch.zeros_like(position))
+    exact = num_buckets // 2
+    large = exact + (torch.log(position.float() / exact) / math.log(max_distance / exact) * (num_buckets - exact)).to(torch.long)
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return buckets + torch.where(position < exact, position, large)
+
+
+class RelativeBias(nn.Module):
+    """T5's relative position bias (T5Attention.compute_bias): [1, heads, T, T] from a table [num_buckets, heads]."""
+
+    def __init__(self, num_buckets: int, heads: int, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.weight = nn.Parameter(torch.empty(num_buckets, heads))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        buckets = relative_buckets(x.shape[1], self.bidirectional, self.num_buckets, self.max_distance, x.device)
+        return F.embedding(buckets, self.weight).permute([2, 0, 1]).unsqueeze(0)
 
 
 class RotaryTables(nn.Module):
@@ -251,13 +431,13 @@ class LlamaSelfAttention(nn.Module):
     q_proj, k_proj, v_proj, q and k rotated by the rotary tables (rotate_half), scaled_dot_product_attention with
     enable_gqa, the heads merged (.contiguous()), o_proj."""
 
-    def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False):
+    def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False, out_bias: bool | None = None):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim, self.causal = heads, kv_heads, d // heads, causal
         self.q_proj = nn.Linear(d, heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(heads * self.head_dim, d, bias=bias)
+        self.o_proj = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
     def forward(self, hidden_states, tables=None):
         input_shape = hidden_states.shape[:-1]
@@ -380,7 +560,8 @@ class Namespace:
     (`nn.Add()`, `nn.SelfAttention(...)`), so that the layer kinds never import the backend."""
 
     OWN = ("Add", "Mul", "Concat", "Learned", "SelfAttention", "MultiheadSelfAttention", "NewGELU", "Select", "Slice",
-           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention")
+           "Mean", "StochasticDepth", "LlamaRMSNorm", "RotaryTables", "LlamaSelfAttention", "LoraLinear", "QuickGELU", "Conv1D",
+           "ShiftedWindowAttention", "RelativeBias", "RelativePositionalMultiHeadAttention")
 
     def __getattr__(self, name: str):
         return globals()[name] if name in self.OWN else getattr(nn, name)

@@ -150,7 +150,8 @@ def _structure(report: Report, batch: int, device: str) -> list[Measured]:
                     biases += p.numel()
                 else:
                     weights += p.numel()
-        out.append(Measured(output=_sample(y, batch), weights=weights, biases=biases))
+        # a parameter broadcast as it is (a layer scale, positions added) has no batch axis: [1, *shape] in torch
+        out.append(Measured(output=_sample(y, 1 if part.row.layer.batchless() else batch), weights=weights, biases=biases))
     return out
 
 

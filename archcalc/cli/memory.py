@@ -12,7 +12,9 @@ from ..core.units import parse_size
 from ..memory.budget import largest_batch, require_sizes
 from ..render import layouts as render_layouts, report as render
 from ..report import largest_size
-from .options import DEVICE, DTYPE, OPTIMIZER, PARALLEL, SETS, SPEC, TABLE_OR_JSON, TRAINING, Options, shared
+from ..spec.read import Spec
+from . import generation
+from .options import DEVICE, DTYPE, GENERATION, OPTIMIZER, PARALLEL, SETS, SPEC, TABLE_OR_JSON, TRAINING, Options, shared
 from .output import console
 
 # A budget is a GPU's question: without --device and --optimizer, CUDA and Adam (an Adam-class optimizer's state,
@@ -23,7 +25,7 @@ FLAGS = (SPEC, SETS, DTYPE, OPTIMIZER.but(default=None, show_default=False, help
 
 
 @click.command()
-@shared(*FLAGS, TABLE_OR_JSON, *TRAINING, *PARALLEL)
+@shared(*FLAGS, TABLE_OR_JSON, *TRAINING, *GENERATION, *PARALLEL)
 @click.option("--budget", metavar="SIZE", help="Memory available with its unit: 80GiB, 24GB, 512MiB; on CUDA a cap (set_per_process_memory_fraction).")
 @click.option("--card", metavar="SIZE", help="A CUDA card's memory (24GB): the CUDA context is taken out first; implies --device cuda.")
 @click.option("--solve", metavar="NAME", help="Solve for a size instead of the batch: H (the image side, W too), T (the sequence length).")
@@ -42,13 +44,16 @@ def memory(options: Options, budget: str | None, card: str | None, solve: str | 
     assumed = tuple((name, value) for name, value in ASSUMED if getattr(options, name) is None and not (card is not None and name == "device"))
     options = dataclasses.replace(options, **{name: getattr(options, name) or value for name, value in ASSUMED})
     options = dataclasses.replace(options, device="cuda") if card is not None else options
+    spec = options.load()
+    if generation.asked(options, spec):  # the largest batch (or prompt) whose generation fits
+        generation.budget(options, spec, (flag, size), solve, batch, assumed)
+        return
     if solve is not None:
         _solve(options, solve, size, flag, batch, assumed)
         return
     if options.gpus is not None and options.strategy is None and options.tp is None:
-        _layouts(options, parse_size(size, flag), card is not None, assumed)
+        _layouts(options, spec, parse_size(size, flag), card is not None, assumed)
         return
-    spec = options.load()
     report = options.report(spec)
     require_sizes(report, spec.text)  # a number, not a formula in the sizes left free
     fit = dataclasses.replace(largest_batch(report, parse_size(size, flag), card=card is not None), assumed=assumed)
@@ -78,12 +83,11 @@ def _solve(options: Options, name: str, size: str, flag: str, batch: str | None,
         sys.exit(1)
 
 
-def _layouts(options: Options, budget: int, card: bool, assumed: tuple) -> None:
+def _layouts(options: Options, spec: Spec, budget: int, card: bool, assumed: tuple) -> None:
     """memory --budget SIZE --gpus N: each layout that has a per-rank model, answered as --strategy would answer it."""
     from ..core.parallel import Layout
     from ..memory import layouts
 
-    spec = options.load()
     report = dataclasses.replace(options, gpus=None).report(spec)
     require_sizes(report, spec.text)
 

@@ -95,6 +95,17 @@ class Options:
     gpus: int | None = keyword()  # over many GPUs (archcalc/core/parallel.py's Layout): the world size
     strategy: str | None = keyword()
     tp: int | None = keyword()
+    prompt: int | None = keyword()  # generation with a KV cache (archcalc/spec/generate.py), over the spec's [generate]
+    new_tokens: int | None = keyword()
+    cache: str | None = keyword()
+    logits: str | None = keyword()
+    # fine-tuning (over the spec's [finetune]; archcalc/spec/finetune.py)
+    freeze: tuple[str, ...] | None = keyword()
+    lora_rank: int | None = keyword()
+    lora_alpha: float | None = keyword()
+    lora_dropout: float | None = keyword()
+    lora_targets: tuple[str, ...] | None = keyword()
+    base_dtype: str | None = keyword()
     course: bool = False
     form: str = "table"  # --format
     output: str | None = None
@@ -104,6 +115,9 @@ class Options:
     def read(cls, precision: str | None = None, dtype: str | None = None, **flags) -> Options:
         """The options of one command line. Lightning's --precision names stand for a dtype and an autocast;
         one with a --dtype is refused here, before any spec is read."""
+        for name in ("freeze", "lora_targets"):  # a repeatable flag not given: the spec's (None), not an empty list
+            if name in flags:
+                flags[name] = tuple(part for item in flags[name] for part in item.split(",") if part) or None
         return cls(dtype=precision_dtype(precision, dtype), autocast=precision_autocast(precision), **flags)
 
     def step(self) -> dict:
@@ -174,5 +188,25 @@ TP = Flag("--tp", type=click.IntRange(min=1), metavar="K",
           help="Tensor parallel within groups of K GPUs (attention heads and MLP columns split); the rest data parallel.")
 PARALLEL = (GPUS, STRATEGY, TP)  # the layout over many GPUs (show, memory)
 
+PROMPT = Flag("--prompt", type=click.IntRange(min=1), metavar="N",
+              help="Generation with a KV cache: a prompt of N tokens (sets the sequence length), then --new-tokens.")
+NEW_TOKENS = Flag("--new-tokens", type=click.IntRange(min=1), metavar="M", help="Generation: M tokens, one decode step each.")
+CACHE = Flag("--cache", type=click.Choice(["dynamic", "static"]),
+             help="Generation: transformers' DynamicCache (grown by cat; the default) or StaticCache (preallocated).")
+LOGITS = Flag("--logits", type=click.Choice(["last", "all"]),
+              help="Generation: the last position's logits (as generate computes them; the default) or every position's.")
+
+FREEZE = Flag("--freeze", multiple=True, metavar="PATTERN",
+               help="Freeze the layers whose path matches (a glob; '*' all; repeatable or comma-separated).")
+LORA_RANK = Flag("--lora-rank", type=click.IntRange(1), metavar="R", help="LoRA adapters of this rank (peft's r).")
+LORA_ALPHA = Flag("--lora-alpha", type=float, metavar="A", help="LoRA's alpha (scaling alpha/rank; default 8).")
+LORA_DROPOUT = Flag("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), metavar="P", help="LoRA's dropout.")
+LORA_TARGETS = Flag("--lora-targets", multiple=True, metavar="NAMES",
+                    help="The layers LoRA adapts, as peft's target_modules (c_attn,c_proj; repeatable).")
+BASE_DTYPE = Flag("--base-dtype", type=click.Choice(["float32", "bfloat16", "float16", "int8", "nf4", "fp4"]),
+                  help="The frozen base's storage: a 16-bit dtype, or bitsandbytes' int8, nf4, fp4.")
+
 ANALYSIS = (SPEC, SETS, DTYPE, OPTIMIZER, DEVICE)  # every command that analyses a spec's training step
-TRAINING = (COURSE, PRECISION)  # the training step's flags that show and memory take (and check, quiz do not)
+FINETUNE = (FREEZE, LORA_RANK, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS, BASE_DTYPE)  # over the spec's [finetune]
+GENERATION = (PROMPT, NEW_TOKENS, CACHE, LOGITS)  # generation with a KV cache: show and memory
+TRAINING = (COURSE, PRECISION, *FINETUNE)  # the training step's flags that show and memory take (and check, quiz do not)

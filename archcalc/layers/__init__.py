@@ -4,7 +4,7 @@
 from . import conv, dense, elementwise, batchnorm, pool, shape, upsample, adaptive, merge  # noqa: F401, I001
 from . import transpose, norms, recurrent, attention, sequence  # noqa: F401  (issue 10's kinds)
 from . import hf  # noqa: F401  (Hugging Face's gelu_new)
-from . import reduce  # noqa: F401  (issue 18's kinds of real models)
+from . import reduce, window_attention, relative  # noqa: F401  (issue 18's kinds of real models)
 from .base import ACTIVATIONS, LAYERS, Layer, register, unregister
 
 __all__ = ["ACTIVATIONS", "LAYERS", "Layer", "register", "unregister"]

@@ -23,8 +23,10 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, register
+from .base import Inexpressible, Kept, Layer, Tensor, register
+from .dense import lora_kept
 from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Program, When
+from .tuning import Lora, adapt_input, adapt_output, frozen_program
 
 KERNELS = ("flash", "math")
 
@@ -35,6 +37,8 @@ class Attention(Layer):
     kind = "attention"
     # `archcalc import` reads nn.MultiheadAttention's fields from its call too (causal from its mask, kernel from need_weights)
     torch_modules = ("MultiheadAttention", "LlamaAttention", "MistralAttention", "Qwen2Attention")
+    # transformers' attention modules hold their sizes in their config (their biases: torch_read)
+    torch_attributes = (("config.num_attention_heads", "num_heads"), ("config.num_key_value_heads", "kv_heads"))
     num_heads: Dim = size()
     kv_heads: Dim | None = size(None)  # heads of k and v (grouped-query attention); default num_heads
     causal: bool = flag(False)
@@ -48,36 +52,95 @@ class Attention(Layer):
     # q and k rotated by the cos and sin tables of a `rotary` layer, its second input (from = ["x", "rotary_emb"]):
     # Llama's rotate_half, after the projections
     rotary: bool = flag(False)
+    # the output projection's bias where it differs from q's, k's and v's (`bias`): Qwen2's o_proj has none (module "llama")
+    out_bias: bool | None = flag(None)
+    # a bias [heads, T, T] added to the scores, read as its second input (from = ["x", "relative_attention_bias"]): T5's
+    # relative position bias (a `relative_bias` layer)
+    position_bias: bool = flag(False)
+    # sliding-window attention (Mistral's sliding_window): each query sees the last `window` keys, itself included.
+    # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
+    # full causal attention's (FLOPs count masked products in full, as for causal)
+    window: Dim | None = size(None)
+    # transformers' use_cache = true (GPT2Config's default) in training: the module appends its keys and values to a
+    # DynamicCache (torch.cat onto an empty tensor), so the kernel reads, and keeps, those two copies. module "split"
+    use_cache: bool = flag(False)
 
     @property
     def merges(self) -> bool:
-        return self.rotary  # it reads the tokens and the rotary tables
+        return self.rotary or self.position_bias  # it reads the tokens and the rotary tables (or a position bias)
+
+    @property
+    def broadcasts(self) -> bool:
+        return self.position_bias  # the bias [1, heads, T, T] is added to every sample's scores
 
     def output(self, x: Shape) -> Shape:
+        if self.rotary and self.position_bias:
+            raise SpecError("rotary and position_bias are two ways of giving positions: archcalc's attention takes one", None, "rotary")
         if self.rotary and not (isinstance(x[0], tuple) and len(x) == 2):
             raise SpecError("rotary = true reads the rotary tables too: from = [the tokens, a rotary layer]",
                             'for example from = ["input_layernorm", "rotary_emb"]', "from")
+        if self.position_bias and not (isinstance(x[0], tuple) and len(x) == 2):
+            raise SpecError("position_bias = true reads the bias too: from = [the tokens, a relative_bias layer]",
+                            'for example from = ["layer_norm", "relative_attention_bias"]', "from")
+        if self.position_bias:
+            t, _ = self.tokens(x[0])
+            bias = x[1]
+            if len(bias) != 3 or any(num.is_concrete(a - b) and a != b for a, b in zip(bias, (self.num_heads, t, t))):
+                raise SpecError(f"the position bias {fmt.shape(bias)} does not fit {fmt.group(self.num_heads)} heads over "
+                                f"T = {fmt.group(t)}: it must be [num_heads, T, T]", None, "from")
+        if self.window is not None and not self.causal:
+            raise SpecError("a sliding window is causal: each query sees the `window` keys up to itself", "add causal = true", "window")
         self.tokens(x)
         return self.hidden(x)
 
     def weights(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(d * (2 * d + 2 * self.kv_dim(x)))
+        return num.normal(d * (2 * d + 2 * self.kv_dim(x)) + num.add(self.adapter_tensors(x)))
 
     def biases(self, x: Shape) -> Dim:
         _, d = self.tokens(x)
-        return num.normal(2 * d + 2 * self.kv_dim(x)) if self.bias else 0
+        return num.normal((d + 2 * self.kv_dim(x) if self.bias else 0) + (d if self.o_bias else 0))
 
     def macs(self, x: Shape) -> Dim:
-        return num.normal(sum(self.projections(x)) + 2 * self.scores(x))
+        t, _ = self.tokens(x)
+        return num.normal(sum(self.projections(x)) + 2 * self.scores(x) + t * num.add(self.adapter_tensors(x)))
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
         # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
-        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v)
+        # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v). Frozen: no weight's gradient,
+        # and nothing past out_proj's input where nothing before it needs a gradient; LoRA: its adapters' (lora.py)
         inner, outer = self.projections(x)
-        return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        if not self.frozen:
+            return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
+        t, _ = self.tokens(x)
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        lora = 0
+        for name, (fan_in, fan_out) in self._fans(x).items():
+            if name in adapted:
+                a, b = self.adapter.tensors(fan_in, fan_out)
+                lora += t * (2 * b + a * (2 if grad or name != "in_proj" else 1))
+        inside = grad or "in_proj" in adapted  # q, k and v need a gradient
+        return num.normal((inner if grad else 0) + (outer + 4 * self.scores(x) if inside else 0) + lora)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        kept = list(self._keeps(x, y, grad))
+        if self.tuning is None:
+            return tuple(kept)
+        # frozen: in_proj's input (the first) is kept for its weight's gradient only, so is out_proj's input where the
+        # kernel does not keep it (the heads merged: "math", the last), unless LoRA's lora_A keeps it
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        t, d = self.tokens(x)
+        if not grad and "in_proj" not in adapted:  # no node inside: only out_proj's adapter keeps its input
+            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if adapted else []
+        else:
+            kept = kept[1:-1] if self.kernel == "math" and "out_proj" not in adapted else kept[1:]
+        if "in_proj" in adapted:
+            kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
+        if "out_proj" in adapted:
+            kept += lora_kept(self.adapter, num.normal(t * d), t, False, True)
+        return tuple(kept)
+
+    def _keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         tables = [Kept("input", num.mul(x[1]), per_sample=False, arg=1, what="cos and sin (the rotary tables, one for the batch)")] \
             if self.rotary else []
         x = self.hidden(x)
@@ -89,6 +152,7 @@ class Attention(Layer):
                 *kept,
                 Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))),
                      what="q, k, v (rotated)" if self.rotary else "q, k, v (the projections' output)"),
+                *[Kept("own", self.kv_dim(x) * t, what=f"{z} (the cache's copy)") for z in ("k", "v") if self.use_cache],
                 Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
                 Kept("own", num.mul(x), what="attention output (out_proj's input)"),
             )
@@ -101,8 +165,8 @@ class Attention(Layer):
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
 
     def hidden(self, x) -> Shape:
-        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables."""
-        return x[0] if self.rotary and isinstance(x[0], tuple) else x
+        """The tokens' shape: the input itself, or the first input where it also reads the rotary tables (a position bias)."""
+        return x[0] if self.merges and isinstance(x[0], tuple) else x
 
     def tokens(self, x: Shape) -> tuple[Dim, Dim]:
         """T and d of the input [T, d] (and the rotary tables', checked)."""
@@ -117,8 +181,14 @@ class Attention(Layer):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
                             "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
+        if self.use_cache and (self.module != "split" or self.kernel != "flash" or self.position_bias):
+            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel, no "
+                            "position_bias)", "leave module, kernel and position_bias out", "use_cache")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
+        if self.out_bias is not None and self.module != "llama":
+            raise SpecError("out_bias is modelled for module = \"llama\" (transformers' q_proj, k_proj, v_proj, o_proj)",
+                            'add module = "llama", or leave out_bias out', "out_bias")
         if self.module == "llama" and (self.kernel == "math" or self.dropout != 0):
             raise SpecError("module = \"llama\" is transformers' sdpa attention (its default): kernel = \"math\" and "
                             "dropout are not modelled for it", "leave kernel and dropout out", "module")
@@ -134,6 +204,11 @@ class Attention(Layer):
                     field,
                 )
         return t, d
+
+    @property
+    def o_bias(self) -> bool:
+        """Whether the output projection has a bias (`out_bias`, else as the others)."""
+        return self.bias if self.out_bias is None else self.out_bias
 
     def kv_dim(self, x: Shape) -> Dim:
         """The width of k (and of v): kv_heads·head_dim."""
@@ -156,6 +231,8 @@ class Attention(Layer):
             parts.append(f"{fmt.group(self.kv_heads)} kv")
         parts += [word for word, on in (("causal", self.causal), ("no bias", not self.bias), ("math", self.kernel == "math"),
                                         ("rotary", self.rotary), ("Llama's", self.module == "llama")) if on]
+        if self.window is not None:
+            parts.append(f"window {fmt.group(self.window)}")
         if self.dropout != 0:
             parts.append(f"p={fmt.group(self.dropout)}")
         return ", ".join(parts)
@@ -210,19 +287,28 @@ class Attention(Layer):
         if self.module == "multihead":
             return nn.MultiheadSelfAttention(int(d), int(self.num_heads), dropout=float(Fraction(self.dropout)), bias=self.bias)
         if self.module == "llama":
-            return nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias)
-        return nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, dropout=float(Fraction(self.dropout)),
-                             bias=self.bias, math=self.kernel == "math")
+            module = nn.LlamaSelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal, bias=self.bias,
+                                           out_bias=self.o_bias)
+        else:
+            module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math",
+                                      cache=self.use_cache)
+        a = self.adapter
+        for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
+            setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
+        return module
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         if self.kernel == "math":
             return {}
         if self.dropout != 0:  # SDPA's math fallback ran: FlopCounterMode counts its matmuls, as archcalc does
             return {"saved_bytes": (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")}
-        inner, outer = self.projections(x)
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
-        return {"flops": (num.normal(2 * (inner + outer)), why),
-                "training_flops": (num.normal(2 * (inner + outer + inner * (2 if grad else 1) + 2 * outer)), why)}
+        scores = self.scores(x)
+        inside = not self.frozen or grad or "in_proj" in (self.adapter.projections if self.adapter is not None else ())
+        missed = 2 * scores + (4 * scores if inside else 0)  # QKᵀ and AV, and their backward where it runs
+        return {"flops": (num.normal(2 * (self.macs(x) - 2 * scores)), why),
+                "training_flops": (num.normal(2 * (self.macs(x) + self.backward_macs(x, grad) - missed)), why)}
 
     @classmethod
     def torch_fields(cls, torch_name: str) -> dict:
@@ -233,12 +319,82 @@ class Attention(Layer):
             return {"module": "multihead"}
         return {"module": "llama", "rotary": True, "causal": True}
 
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """transformers' LlamaAttention (Mistral's, Qwen2's): its biases, q_proj's and o_proj's (Qwen2: q, k, v only)."""
+        if not hasattr(module, "q_proj") or not hasattr(module, "o_proj"):
+            return {}
+        if getattr(getattr(module, "config", None), "sliding_window", None):
+            raise Inexpressible(f"with sliding_window = {module.config.sliding_window}: archcalc's causal attention sees every "
+                                "earlier token")
+        bias, out = module.q_proj.bias is not None, module.o_proj.bias is not None
+        if {module.k_proj.bias is not None, module.v_proj.bias is not None} != {bias}:
+            raise Inexpressible("with k_proj's or v_proj's bias unlike q_proj's: archcalc's attention has one flag for them")
+        return ({} if bias else {"bias": False}) | ({} if out == bias else {"out_bias": out})
+
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("linear", "scaled_dot_product_attention")
     autocast_kept = (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:
+        """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
+        for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
+        program = self._cached(self._program(x, grad, device, inplace, amp), x, device, amp)
+        if self.tuning is None or program is None:
+            return program
+        if self.module == "llama" and self.adapter is not None:
+            raise SpecError("LoRA on Llama's attention projections is not modelled yet", "adapt its MLP's dense layers",
+                            "lora", where="[finetune]")
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        t, d = self.tokens(x)
+        inner = num.normal(d + 2 * self.kv_dim(x))
+        cuda = device == "cuda"
+        if not grad and "in_proj" not in adapted:  # nothing before it needs a gradient: no node inside
+            return self._inert_program(x, device, Lora(self.adapter, t, d, d, "out_proj.lora.", cuda) if adapted else None)
+        program = frozen_program(program, {"x": None, "m": "out", "xc": "qkv"})
+        if "out_proj" in adapted:
+            source = "m" if any(isinstance(e, New) and e.name == "m" for e in program.forward) else "o"
+            lora = Lora(self.adapter, t, d, d, "out_proj.lora.", cuda)
+            program = adapt_output(program, lora, source, "out", "g", "go", d, inplace)
+        if "in_proj" in adapted:
+            program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
+        return program
+
+    def _cached(self, program: Program | None, x: Shape, device: str, amp: tuple[str, str] | None) -> Program | None:
+        """use_cache: k and v copied into the cache (torch.cat onto an empty tensor) once q, k and v are made; the
+        kernel keeps the copies (and q, a view of the projections' output), freed with what it keeps."""
+        if not self.use_cache or program is None:
+            return program
+        if device == "cpu" and self.dropout != 0:
+            raise SpecError("use_cache = true with dropout (SDPA's math fallback on the CPU) is not modelled",
+                            "dropout = 0, or use_cache = false", "use_cache")
+        made = next(e for e in program.forward if isinstance(e, New) and e.name == "qkv")
+        copies = [New(name, num.normal(self.tokens(x)[0] * self.kv_dim(x)),
+                      made.storage) for name in ("k.cache", "v.cache")]
+        forward = list(program.forward)
+        at = forward.index(made) + 1
+        forward[at:at] = copies
+        backward = [Drop(*e.names, "k.cache", "v.cache") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
+        return Program(tuple(forward), tuple(backward))
+
+    def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
+        """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
+        kernel (its logsumexp freed at once); q, k and v live until the module returns. LoRA beside out_proj keeps
+        the kernel's output. Torch's fused CPU kernel only; else None (the generic rule: its output alone)."""
+        if self.module != "split" or self.kernel != "flash" or self.dropout != 0 or device != "cpu":
+            return None
+        t, d = self.tokens(x)
+        td, tq = num.normal(t * d), num.normal(t * (d + 2 * self.kv_dim(x)))
+        fwd = [New("qkv", tq), New("o", td), self._lse(t, device), Drop("lse")]
+        if lora is None:
+            return Program((*fwd, New("out", td), Drop("qkv", "o")), ())
+        fwd += [New("out.base", td), *lora.forward("o", "out.base", "out", False), Drop("qkv", "o")]
+        events, _, _ = lora.backward("g", False)  # its input needs no gradient: g is dropped with MulBackward's
+        return Program(tuple(fwd), tuple(events))
+
+    def _program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
+                 amp: tuple[str, str] | None = None) -> Program | None:
         """Every tensor the module allocates and frees, op by op (archcalc/memory/timeline/ runs it): in_proj, the
         heads as views of its output, the kernel, the heads merged, out_proj; then backward in reverse.
         Measured with a TorchDispatchMode (tests/oracle/timeline_probe.py, torch 2.13, CPU): "flash" is torch's fused
@@ -527,7 +683,7 @@ class Attention(Layer):
         weight = New("grad.o_proj.weight", num.normal(d * d), per_sample=False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.bias else [weight, New("go", td)]
+        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
         bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
@@ -569,10 +725,39 @@ class Attention(Layer):
         _, d = self.tokens(x)
         if self.module == "llama":
             kv = self.kv_dim(x)
-            pairs = ((d * d, d), (d * kv, kv), (d * kv, kv), (d * d, d))
-            return tuple(num.normal(n) for w, b in pairs for n in ((w, b) if self.bias else (w,)))
+            pairs = ((d * d, d, self.bias), (d * kv, kv, self.bias), (d * kv, kv, self.bias), (d * d, d, self.o_bias))
+            own = tuple(num.normal(n) for w, b, on in pairs for n in ((w, b) if on else (w,)))
+            return (*own, *self.adapter_tensors(x))
         inner = num.normal(d + 2 * self.kv_dim(x))
-        return (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+        own = (num.normal(d * inner), inner, num.normal(d * d), d) if self.bias else (num.normal(d * inner), num.normal(d * d))
+        return (*own, *self.adapter_tensors(x))
+
+    def _fans(self, x: Shape) -> dict[str, tuple[Dim, Dim]]:
+        """Each projection's input and output features (split and multihead: in_proj and out_proj)."""
+        _, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        if self.module == "llama":
+            return {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d)}
+        return {"in_proj": (d, num.normal(d + 2 * kv)), "out_proj": (d, d)}
+
+    def lora_projections(self) -> tuple[tuple[str, ...], ...]:
+        if self.module == "multihead":
+            return ()
+        if self.module == "llama":
+            return (("q_proj",), ("k_proj",), ("v_proj",), ("o_proj",))
+        return (("in_proj", "c_attn"), ("out_proj", "c_proj"))  # GPT-2's names for the same two
+
+    def adapter_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        if self.adapter is None:
+            return ()
+        fans = self._fans(x)
+        return tuple(n for name in self.adapter.projections for n in self.adapter.tensors(*fans[name]))
+
+    def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
+        """(index in param_tensors, out features) of each projection's weight: a bias, where it has one, after it."""
+        biased = (self.bias, self.bias, self.bias, self.o_bias) if self.module == "llama" else (self.bias, self.bias)
+        starts = [sum(2 if on else 1 for on in biased[:i]) for i in range(len(biased))]
+        return tuple((start, fan_out) for start, (_, fan_out) in zip(starts, self._fans(x).values()))
 
     def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
         """nn.MultiheadAttention's in_proj [d + 2·kv, d] and out_proj [d, d] (Llama's q, k, v, o: [out, d]), biases after
@@ -620,6 +805,18 @@ class Rotary(Layer):
 
     def to_torch(self, x: Shape, nn):
         return nn.RotaryTables(int(self.head_dim), float(self.theta))
+
+    @classmethod
+    def torch_read(cls, module) -> dict:
+        """head_dim = 2·inv_freq's length; theta: the config's rope_parameters["rope_theta"] (transformers 5), or rope_theta."""
+        config = getattr(module, "config", None)
+        parameters = getattr(config, "rope_parameters", None) or {}
+        theta = parameters.get("rope_theta", getattr(config, "rope_theta", 10000)) if isinstance(parameters, dict) else 10000
+        rope = parameters.get("rope_type", "default") if isinstance(parameters, dict) else "default"
+        if rope != "default":
+            raise Inexpressible(f"rope_type {rope!r}: archcalc's rotary is the default one")
+        theta = int(theta) if float(theta).is_integer() else theta
+        return {"head_dim": 2 * int(module.inv_freq.numel())} | ({"theta": theta} if theta != 10000 else {})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:

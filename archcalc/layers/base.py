@@ -25,6 +25,7 @@ from ..core.fields import choice
 from ..core.num import Dim, Shape
 from .events import Program
 from .receptive_field import Field
+from .tuning import Tuning, quantized_bytes
 from .window import Window
 
 LAYERS: dict[str, type[Layer]] = {}
@@ -133,16 +134,21 @@ def split_keeps(activation: str | None, keeps: tuple[Kept, ...]) -> tuple[tuple[
 
 @dataclass(frozen=True)
 class TorchTensor:
-    """A tensor argument of a torch call read by `Layer.torch_call` (`archcalc import`): its rank where the capture knows it."""
+    """A tensor argument of a torch call read by `Layer.torch_call` (`archcalc import`): its rank (with the batch axis) where
+    the capture knows it, and one sample's shape (no batch axis; sizes as spec values, formulas in the input's names)."""
 
     rank: int | None = None
+    shape: tuple | None = None
+    held: bool = False  # a parameter or buffer of the module (F.layer_norm's weight): `shape` is then its whole shape
 
 
 @dataclass(frozen=True)
 class TorchSize:
-    """A size argument read from a tensor (x.size(0), x.shape[1]) rather than written: the batch size or another."""
+    """A size argument read from a tensor (x.size(0), x.shape[1]) rather than written: the batch size or another, its
+    value as a spec value (a number, or a formula in the input's names) where the capture knows it."""
 
     batch: bool
+    value: object = None
 
 
 class Inexpressible(ValueError):
@@ -204,6 +210,7 @@ class Layer:
     merges: ClassVar[bool] = False  # reads several tensors: x is then the tuple of their shapes, grad one flag each
     broadcasts: ClassVar[bool] = False  # an element-wise merge (add, mul): it may read a tensor without a batch axis
     detached: ClassVar[bool] = False  # its output never requires grad: made from its input's shape only (rotary tables)
+    one_for_the_batch: ClassVar[bool] = False  # its output has no batch axis in torch (T5's relative bias): `batchless`
     # Teaching: the kind-specific recognisers of archcalc/teaching/mistakes.py that apply to it (by function name),
     mistakes: ClassVar[frozenset[str]] = frozenset()
     # what a hint about an earlier layer's channels adds, for a kind that keeps its input's channels,
@@ -218,13 +225,20 @@ class Layer:
     draws_input: ClassVar[bool] = True
     # The torch.nn classes this kind is (`archcalc import`): their attributes of the spec's field names are its fields,
     # and those of `torch_attributes` ((torch's attribute, the spec field it gives) where the names differ:
-    # timm's DropPath.drop_prob is stochastic_depth's p); and the torch functions, tensor methods and ATen operations
+    # timm's DropPath.drop_prob is stochastic_depth's p; dotted, an attribute's: LlamaAttention's
+    # config.num_attention_heads); and the torch functions, tensor methods and ATen operations
     # it is, by name (F.relu, x.relu() and aten.relu share "relu"; in place, "relu_"), their arguments read by
     # `torch_call`. Kinds that list one name are tried in the order they are registered: the first that expresses the
     # call is it (x.view(B, -1): flatten, else reshape).
+    # Of its functions, those that return several tensors (x.chunk(2, 1), x.unbind(1)) are `torch_several`: each element
+    # read is a layer of its own, its fields read by `torch_item`.
     torch_modules: ClassVar[tuple[str, ...]] = ()
     torch_attributes: ClassVar[tuple[tuple[str, str], ...]] = ()
     torch_functions: ClassVar[tuple[str, ...]] = ()
+    torch_several: ClassVar[tuple[str, ...]] = ()
+    # and those whose tensors after the first are the layer's own parameters (F.layer_norm(x, shape, self.weight,
+    # self.bias), F.linear): `torch_weighted`, the layer named by the module that holds them, as if it were called.
+    torch_weighted: ClassVar[tuple[str, ...]] = ()
     # Checkpointing: the devices on which the tensors of its own that its op keeps exist before its output (dropout's
     # mask on the CPU, an input of the product that makes the output). Autograd saves an op's inputs before it runs,
     # its outputs after: where torch's checkpoint stops recomputing (archcalc/analysis/checkpoint.py).
@@ -237,6 +251,9 @@ class Layer:
     activation = None
     tie = None
     token_ids = None
+    # Fine-tuning ([finetune], archcalc/analysis/finetune.py; never a spec field): its own parameters frozen, a LoRA
+    # adapter, its frozen weight quantized (archcalc/layers/tuning.py). None: trained as a whole.
+    tuning: Tuning | None = None
 
     @classmethod
     def spec_fields(cls) -> dict[str, object]:
@@ -325,6 +342,12 @@ class Layer:
         return {}
 
     @classmethod
+    def torch_read(cls, module) -> dict:
+        """Fields computed from a torch module rather than read from an attribute of theirs (`archcalc import`):
+        rotary's head_dim, twice its inv_freq's length."""
+        return {}
+
+    @classmethod
     def torch_value(cls, field: str, value):
         """A torch module's attribute as this field's value (`archcalc import`): an axis number less one."""
         return value
@@ -335,6 +358,12 @@ class Layer:
         tensor a TorchTensor, each size read from a tensor a TorchSize), or None where the result is its first
         argument itself; Inexpressible where this kind cannot express the call."""
         return {}
+
+    @classmethod
+    def torch_item(cls, name: str, args: tuple, kwargs: dict, item: int) -> dict | None:
+        """The fields of element `item` of a call of one of `torch_several` (`archcalc import`), as torch_call reads
+        a call; Inexpressible where this kind cannot express it."""
+        raise Inexpressible("returns several tensors: archcalc has no layer for its elements")
 
     # 7. The memory timeline's hooks (archcalc/memory/) -------------------------------------------------------
     # Its constant facts, overridden as class attributes:
@@ -381,7 +410,7 @@ class Layer:
         """Whether torch's output has no batch axis (a `parameter` with expand = false, broadcast as it is): the add or
         mul reading it sums its gradient to the parameter's shape (validate_outputs), which AccumulateGrad takes as
         the parameter's gradient (the memory timeline)."""
-        return False
+        return self.one_for_the_batch
 
     def is_parameter(self) -> bool:
         """Whether the output is a view of the layer's own parameter (`parameter`: a layer scale, a class token), so
@@ -390,14 +419,56 @@ class Layer:
 
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
         """The element counts of the layer's parameter tensors as torch holds them (the memory timeline
-        allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it."""
+        allocates, rounds and steps each one): weight and bias by default; a kind with more overrides it
+        (LoRA's adapters last, `adapter_tensors`)."""
         return tuple(n for n in (self.weights(x), self.biases(x)) if n != 0)
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
-        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
-        whose weight has more axes says so."""
-        return tuple((n,) for n in self.param_tensors(x))
+    # Fine-tuning (archcalc/layers/tuning.py): what trains, how the parameters are stored
+    @property
+    def frozen(self) -> bool:
+        """Whether its own parameters are frozen (no gradient, no optimizer state; LoRA's adapters train)."""
+        return self.tuning is not None and self.tuning.frozen
+
+    @property
+    def adapter(self):
+        return None if self.tuning is None else self.tuning.adapter
+
+    takes_lora: ClassVar[bool] = False  # LoRA adapts the layer itself (a dense layer; attention: lora_projections)
+
+    def lora_projections(self) -> tuple[tuple[str, ...], ...]:
+        """The projections inside the layer that LoRA may adapt: (torch's name, its aliases...) each; () where the layer
+        is one projection or none."""
+        return ()
+
+    def adapter_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """The element counts of its LoRA adapters' weights (lora_A, lora_B per adapted projection), the last of
+        param_tensors; () for a kind that takes none."""
+        return ()
+
+    def quantized_weights(self, x: Shape) -> tuple[tuple[int, Dim], ...]:
+        """The weights bitsandbytes would quantize (a linear projection's), as (their index in param_tensors, their
+        output features)."""
+        return ()
+
+    def trained_tensors(self, x: Shape) -> tuple[Dim, ...]:
+        """The element counts of the parameter tensors that get a gradient and optimizer state."""
+        tensors, adapters = self.param_tensors(x), self.adapter_tensors(x)
+        own = tensors[:len(tensors) - len(adapters)]
+        return (() if self.frozen else own) + adapters
+
+    def trained_params(self, x: Shape) -> Dim:
+        return num.add(self.trained_tensors(x))
+
+    def stored_bytes(self, x: Shape, size: int) -> tuple[Dim, ...]:
+        """The bytes of each storage its parameters take: `size` bytes per value, but a quantized weight's storages
+        (bitsandbytes' layout) and float32 adapters beside a 16-bit base."""
+        tensors, adapters = self.param_tensors(x), self.adapter_tensors(x)
+        quantized = dict(self.quantized_weights(x)) if self.tuning is not None and self.tuning.quantized else {}
+        out: list[Dim] = []
+        for i, n in enumerate(tensors[:len(tensors) - len(adapters)]):
+            out += quantized_bytes(self.tuning.quantized, n, quantized[i]) if i in quantized else [num.normal(n * size)]
+        width = 4 if self.adapter is not None and self.adapter.dtype == "float32" else size
+        return (*out, *(num.normal(n * width) for n in adapters))
 
     def forward_scratch(self, x: Shape) -> Dim:
         """Elements per sample, in the model's dtype, that the forward op allocates before its output, keeps
@@ -461,6 +532,12 @@ class Layer:
         """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before
         it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
         return False
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
+        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
+        whose weight has more axes says so."""
+        return tuple((n,) for n in self.param_tensors(x))
 
 
 @lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)

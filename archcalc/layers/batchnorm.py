@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..core import fmt, num
 from ..core.fields import flag
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, Storage, Tensor, activation_field, activation_keeps, register, with_activation
+from .base import Inexpressible, Kept, Layer, Storage, Tensor, activation_field, activation_keeps, register, torch_argument, with_activation
 from .receptive_field import Field
 
 
@@ -37,6 +37,7 @@ class BatchNorm(ChannelAffine):
     colour = "#b6d7a8"
     joins_box_before = True
     torch_modules = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+    torch_functions = torch_weighted = ("batch_norm",)
     affine: bool = flag(True)
     activation: str | None = activation_field()
 
@@ -67,6 +68,25 @@ class BatchNorm(ChannelAffine):
 
     def to_torch(self, x: Shape, nn):
         return getattr(nn, f"BatchNorm{max(len(x) - 1, 1)}d")(int(x[0]), affine=self.affine)
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps), or aten.batch_norm(x, weight,
+        bias, running_mean, running_var, training, momentum, eps, cudnn_enabled) (nine arguments): timm's
+        BatchNormAct2d. In training, with running statistics, as nn.BatchNorm's forward calls it."""
+        if len(args) == 9:  # aten's order
+            weight, bias, mean, var, training = args[1:6]
+        else:
+            mean, var = torch_argument(args, kwargs, 1, "running_mean"), torch_argument(args, kwargs, 2, "running_var")
+            weight, bias = torch_argument(args, kwargs, 3, "weight"), torch_argument(args, kwargs, 4, "bias")
+            training = torch_argument(args, kwargs, 5, "training", False)
+        if training is not True:
+            raise Inexpressible("with training=False (the running statistics used): archcalc's batchnorm trains")
+        if mean is None or var is None:
+            raise Inexpressible("without running statistics: archcalc's batchnorm keeps them (track_running_stats)")
+        if (weight is None) != (bias is None):
+            raise Inexpressible("with one of weight and bias: archcalc's batchnorm has both or neither")
+        return {} if weight is not None else {"affine": False}
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def buffer_bytes(self, x: Shape, size: int) -> Dim:

@@ -30,9 +30,9 @@ class Convolution(Layer):
         return self.out_channels if self.bias else 0
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
-        # the weight's gradient is as much work as the forward, the input's (when it needs one) too
+        # the weight's gradient is as much work as the forward (none when frozen), the input's (when it needs one) too
         macs = self.macs(x)
-        return macs + (macs if grad else 0)
+        return (0 if self.frozen else macs) + (macs if grad else 0)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (self.kept_input(x), *activation_keeps(self.activation, y))
@@ -75,7 +75,7 @@ class Convolution(Layer):
 
     def torch_counts(self, x: Shape, grad: bool) -> dict[str, tuple[Dim | None, str]]:
         # FlopCounterMode's conv_backward_flop ignores groups for the weight's gradient, so counts it `groups` times
-        if self.groups == 1:
+        if self.groups == 1 or self.frozen:
             return {}
         macs = self.macs(x)
         counted = num.normal(2 * (macs + macs * self.groups + (macs if grad else 0)))
@@ -101,10 +101,6 @@ class Conv(Convolution):
 
     def weights(self, x: Shape) -> Dim:
         return self.out_channels * num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
-
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        weight = (self.out_channels, num.div(self.in_channels(x), self.groups), *self.kernel(x))
-        return (weight, *(((self.out_channels,),) if self.bias else ()))
 
     def macs(self, x: Shape) -> Dim:
         per_output = num.div(self.in_channels(x), self.groups) * num.mul(self.kernel(x))
@@ -230,3 +226,6 @@ class Conv(Convolution):
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"conv{len(x) - 1}d",)
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        weight = (self.out_channels, num.div(self.in_channels(x), self.groups), *self.kernel(x))
+        return (weight, *(((self.out_channels,),) if self.bias else ()))

@@ -1,4 +1,5 @@
-"""Hugging Face's own element-wise functions, written as separate tensor ops (each op keeps its own tensors).
+"""Hugging Face's own element-wise functions, written as separate tensor ops (each op keeps its own tensors):
+gelu_new (GPT-2's) and quick_gelu (CLIP's).
 
 `gelu_new` is transformers' NewGELUActivation (GPT-2's "gelu_new", activations.py):
     0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))
@@ -96,3 +97,28 @@ class NewGELU(ElementWise):
             bwd += [HandGradient("gxp"), Drop("gxp")]
         bwd += [New("gxh", n, v), Drop(gvn), HandGradient("gxh"), Drop("gxh")]
         return Program(tuple(fwd), tuple(bwd))
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class QuickGELU(ElementWise):
+    """Hugging Face's QuickGELUActivation (CLIP's "quick_gelu", activations.py): x·sigmoid(1.702·x) as three tensor ops.
+    The product keeps x and the sigmoid's output (which the sigmoid keeps too: one storage); 1.702·x keeps nothing."""
+
+    kind = "quick_gelu"
+    torch_modules = ("QuickGELUActivation",)
+
+    def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
+        if not grad:
+            return ()
+        n = num.mul(x)
+        return (Kept(Tensor.input, n, what="input (the product's)"), Kept(Tensor.own, n, what="sigmoid(1.702·x)"))
+
+    def summary(self, x: Shape) -> str:
+        return "Hugging Face's x·sigmoid(1.702·x)"
+
+    def derive(self, x: Shape) -> list[tuple[str, str]]:
+        return [("output", "same shape: x·sigmoid(1.702·x), element-wise")]
+
+    def to_torch(self, x: Shape, nn):
+        return nn.QuickGELU()

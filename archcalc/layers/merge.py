@@ -191,9 +191,15 @@ class Concat(Merge):
     @classmethod
     def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
         dim = torch_argument(args, kwargs, 1, "dim", 0)
+        tensors = torch_argument(args, kwargs, 0, "tensors", [])
+        rank = next((t.rank for t in tensors if isinstance(t, TorchTensor) and t.rank is not None), None)
+        if dim < 0 and rank is not None:
+            dim += rank  # torch.cat(xs, -1): the last axis, as concat counts it from the first
         if dim == 0:
             raise Inexpressible("along the batch axis")
-        return {} if dim == 1 else {"dim": dim - 1 if dim > 0 else dim}
+        if dim < 0:
+            raise Inexpressible(f"along dim {dim} of tensors of unknown rank: archcalc counts concat's axis from the first")
+        return {} if dim == 1 else {"dim": dim - 1}
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("cat",)

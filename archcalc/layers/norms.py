@@ -18,7 +18,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, size as whole, sizes
 from ..core.num import Dim, Shape, Value
-from .base import Kept, Layer, ints, register
+from .base import Inexpressible, Kept, Layer, ints, register, torch_argument
 from .batchnorm import ChannelAffine
 from .events import Convert, Drop, HandGradient, KeepInput, New, Program, When
 
@@ -80,12 +80,13 @@ class LastAxesNorm(Layer):
     def weights(self, x: Shape) -> Dim:
         return num.mul(_normalized(self, x)) if self.elementwise_affine else 0
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        return tuple(tuple(_normalized(self, x)) for _ in self.param_tensors(x))
-
     def groups(self, x: Shape) -> Dim:
         """How many groups a sample's values are normalized in (the tokens of [T, d]): one per position of the axes before."""
         return num.mul(x[: len(x) - len(_normalized(self, x))])
+
+    # Memory (archcalc/memory/timeline/): its facts and hooks
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return tuple(tuple(_normalized(self, x)) for _ in self.param_tensors(x))
 
 
 @register
@@ -95,6 +96,7 @@ class LayerNorm(LastAxesNorm):
 
     kind = "layernorm"
     torch_modules = ("LayerNorm",)
+    torch_functions = torch_weighted = ("layer_norm",)
     normalized_shape: tuple | None = sizes(None, scalar=True)
     elementwise_affine: bool = flag(True)
     bias: bool = flag(True)
@@ -143,6 +145,16 @@ class LayerNorm(LastAxesNorm):
     def to_torch(self, x: Shape, nn):
         return nn.LayerNorm(ints(_normalized(self, x)), elementwise_affine=self.elementwise_affine, bias=self.bias)
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.layer_norm(x, normalized_shape, weight, bias, eps) (aten's takes the same): ConvNeXt's LayerNorm2d."""
+        shape = list(torch_argument(args, kwargs, 1, "normalized_shape"))
+        weight, bias = torch_argument(args, kwargs, 2, "weight"), torch_argument(args, kwargs, 3, "bias")
+        if weight is None and bias is not None:
+            raise Inexpressible("with a bias and no weight: archcalc's layernorm has γ whenever it has β")
+        fields = {"normalized_shape": shape[0] if len(shape) == 1 else shape}
+        return fields | ({"elementwise_affine": False} if weight is None else {} if bias is not None else {"bias": False})
+
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("layer_norm",)
 
@@ -154,6 +166,7 @@ class GroupNorm(ChannelAffine):
 
     kind = "groupnorm"
     torch_modules = ("GroupNorm",)
+    torch_functions = torch_weighted = ("group_norm",)
     num_groups: Dim = whole()
     affine: bool = flag(True)
 
@@ -196,6 +209,14 @@ class GroupNorm(ChannelAffine):
 
     def to_torch(self, x: Shape, nn):
         return nn.GroupNorm(int(self.num_groups), int(self.channels(x)), affine=self.affine)
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.group_norm(x, num_groups, weight, bias, eps) (aten's takes the same)."""
+        weight, bias = torch_argument(args, kwargs, 2, "weight"), torch_argument(args, kwargs, 3, "bias")
+        if (weight is None) != (bias is None):
+            raise Inexpressible("with one of weight and bias: archcalc's groupnorm has both or neither")
+        return {"num_groups": torch_argument(args, kwargs, 1, "num_groups")} | ({"affine": False} if weight is None else {})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("group_norm",)
@@ -271,7 +292,7 @@ class RMSNorm(LastAxesNorm):
     """x / sqrt(mean(x²) + eps) over the last axes, times a scale per normalized value; no shift."""
 
     kind = "rmsnorm"
-    torch_modules = ("RMSNorm", "LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")
+    torch_modules = ("RMSNorm", "LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "T5LayerNorm")
     torch_attributes = (("variance_epsilon", "eps"),)  # transformers' name
     normalized_shape: tuple | None = sizes(None, scalar=True)
     eps: Value | None = real(None, low=0)
@@ -317,6 +338,11 @@ class RMSNorm(LastAxesNorm):
         if self.module == "llama":
             return nn.LlamaRMSNorm(int(x[-1]), 1e-6 if eps is None else eps)
         return nn.RMSNorm(ints(_normalized(self, x)), eps=eps, elementwise_affine=self.elementwise_affine)
+
+    @classmethod
+    def torch_fields(cls, torch_name: str) -> dict:
+        """transformers' RMSNorms (Llama's, Mistral's, Qwen2's; T5's T5LayerNorm, the same ops in float32) are module "llama"."""
+        return {} if torch_name == "RMSNorm" else {"module": "llama"}
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("rms_norm",)

@@ -9,7 +9,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axis, flag
 from ..core.num import Shape
-from .base import Layer, register
+from .base import Inexpressible, Layer, register, torch_argument
 from .receptive_field import Field
 from .shape import from_torch_axis, sample_axis, torch_axis
 
@@ -71,3 +71,18 @@ class Mean(Layer):
         if field == "dims":
             return [from_torch_axis(d) for d in ([value] if isinstance(value, int) else value)]
         return value
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """x.mean((2, 3)), x.mean(dim=-1, keepdim=True), torch.mean(x, [2, 3]), aten.mean.dim(x, [2, 3], True)."""
+        dims = torch_argument(args, kwargs, 1, "dim")
+        if dims is None or dims == []:
+            raise Inexpressible("over every axis: archcalc keeps the batch axis (give the dims of a sample)")
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        if not all(isinstance(d, int) for d in dims):
+            raise Inexpressible(f"over dims {dims}: archcalc reads axes given as numbers")
+        if 0 in dims:
+            raise Inexpressible("over the batch axis: archcalc reduces a sample's axes")
+        if torch_argument(args, kwargs, 3, "dtype") is not None:
+            raise Inexpressible("with a dtype: archcalc's layers compute in the model's one dtype")
+        return {"dims": [from_torch_axis(d) for d in dims]} | ({"keepdim": True} if torch_argument(args, kwargs, 2, "keepdim") else {})

@@ -15,7 +15,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import axis, flag, size, sizes
 from ..core.num import Dim, Shape
-from .base import Kept, Layer, ints, register
+from .base import Inexpressible, Kept, Layer, TorchSize, TorchTensor, ints, register, torch_argument
 from .events import Drop, Hold, New, Program
 from .receptive_field import Field
 
@@ -47,9 +47,6 @@ class Embedding(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return (self.num_embeddings, self.embedding_dim)
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        return (self.weight_shape(x),)
-
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         return (Kept("input", num.mul(x), "int64", what="token ids (int64)"),)
 
@@ -67,6 +64,10 @@ class Embedding(Layer):
     def to_torch(self, x: Shape, nn):
         padding = None if self.padding_idx is None else int(self.padding_idx)
         return nn.Embedding(int(self.num_embeddings), int(self.embedding_dim), padding_idx=padding)
+
+    # Memory (archcalc/memory/timeline/): its facts and hooks
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.weight_shape(x),)
 
 
 @register
@@ -111,9 +112,6 @@ class Parameter(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return self.shape
 
-    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
-        return (self.shape,)
-
     def summary(self, x: Shape) -> str:
         text = fmt.shape(self.shape)
         return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
@@ -143,6 +141,8 @@ class Parameter(Layer):
             return Program((New("out", 0, per_sample=False),), (New("grad.weight", whole, per_sample=False), Drop("g")))
         rows = num.mul(self.output(x))
         fwd = (New("positions", self.length, "int64", per_sample=False), New("out", rows, per_sample=False), Hold("out"))
+        if self.frozen:  # no node keeps the positions: the model's body holds them (its local) until it returns
+            return Program((*fwd, Hold("positions"), Drop("positions")), ())
         bwd = (New("reduced", rows, per_sample=False), New("grad.weight", whole, per_sample=False),
                Drop("g", "reduced", "positions"))
         return Program(fwd, bwd)
@@ -163,6 +163,9 @@ class Parameter(Layer):
 
         return (0, *layout.contiguous(self.shape))
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.shape,)
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +177,7 @@ class Select(Layer):
 
     kind = "select"
     torch_functions = ("select", "unbind")  # unbind: one select per entry, as x[:, i]
+    torch_several = ("unbind",)
     dim: int = axis(0)
     index: Dim = size(0, minimum=0)
 
@@ -200,6 +204,19 @@ class Select(Layer):
     def to_torch(self, x: Shape, nn):
         return nn.Select(self.axis(x) + 1, int(self.index))
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """x.select(dim, index), aten.select.int (x[:, 0]); unbind's elements: torch_item."""
+        if name != "select":
+            raise Inexpressible("returns several tensors: each element read is a select (torch_item)")
+        dim = _sample_axis(args[0], torch_argument(args, kwargs, 1, "dim"))
+        return {"dim": dim, "index": _index(args[0], dim, torch_argument(args, kwargs, 2, "index"))}
+
+    @classmethod
+    def torch_item(cls, name: str, args: tuple, kwargs: dict, item: int) -> dict | None:
+        """Element `item` of x.unbind(dim): x.select(dim, item)."""
+        return {"dim": _sample_axis(args[0], torch_argument(args, kwargs, 1, "dim", 0)), "index": item}
+
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     shares_storage = True
     gradient_is_new = True  # select_backward: zeros of the input's shape, the gradient copied into the entry
@@ -214,7 +231,8 @@ class Narrow(Layer):
 
     kind = "narrow"
     asks_shape = True
-    torch_functions = ("narrow", "chunk", "split", "split_with_sizes", "tensor_split")
+    torch_functions = ("narrow", "slice", "chunk", "split", "split_with_sizes")
+    torch_several = ("chunk", "split", "split_with_sizes")
     dim: int = axis(0)
     start: Dim = size(0, minimum=0)
     length: Dim | None = size(None)  # None: to the end of the axis
@@ -265,6 +283,63 @@ class Narrow(Layer):
         stop = num.normal(self.start + (self.taken(x) - 1) * self.step + 1)
         return nn.Slice(self.axis(x) + 1, int(self.start), int(stop), int(self.step))
 
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """torch.narrow(x, dim, start, length) and aten.slice.Tensor(x, dim, start, end, step) (x[:, a:b]; a slice of
+        the batch axis that takes all of it is x itself); chunk's and split's elements: torch_item."""
+        if name == "narrow":
+            dim = _sample_axis(args[0], torch_argument(args, kwargs, 1, "dim"))
+            return _range(args[0], dim, torch_argument(args, kwargs, 2, "start"), torch_argument(args, kwargs, 3, "length"))
+        if name != "slice":
+            raise Inexpressible("returns several tensors: each element read is a narrow (torch_item)")
+        dim = torch_argument(args, kwargs, 1, "dim", 0)
+        start, end = torch_argument(args, kwargs, 2, "start"), torch_argument(args, kwargs, 3, "end")
+        step = torch_argument(args, kwargs, 4, "step", 1)
+        if dim == 0:
+            whole = end is None or (isinstance(end, TorchSize) and end.batch) or (isinstance(end, int) and end >= _WHOLE)
+            if start in (None, 0) and whole and step == 1:
+                return None  # x[:]: the tensor itself
+            raise Inexpressible("of the batch axis: archcalc slices a sample's axes")
+        dim = _sample_axis(args[0], dim)
+        n = _size(args[0], dim)
+        start, end = _value(start, 0), _value(end, None)
+        if isinstance(end, int) and end >= _WHOLE:
+            end = None
+        for which, value in (("start", start), ("end", end)):
+            if isinstance(value, int) and value < 0:
+                if n is None:
+                    raise Inexpressible(f"with a negative {which} on an axis of unknown size")
+                if which == "start":
+                    start = num.normal(n + value)
+                else:
+                    end = num.normal(n + value)
+        if not isinstance(step, int) or step < 1:
+            raise Inexpressible(f"with step {step!r}")
+        if start == 0 and step == 1 and (end is None or (n is not None and num.is_concrete(n) and num.is_concrete(end) and end >= n)):
+            return None  # x[:, :]: the tensor itself
+        fields = _range(args[0], dim, start, None if end is None else _length(start, end, n, step), step)
+        return fields | ({"step": step} if step != 1 else {})
+
+    @classmethod
+    def torch_item(cls, name: str, args: tuple, kwargs: dict, item: int) -> dict | None:
+        """Element `item` of x.chunk(chunks, dim), x.split(size, dim) or x.split([sizes], dim) (aten.split_with_sizes):
+        the range of the axis it covers, as torch cuts it (chunk: pieces of ⌈n/chunks⌉, the last what remains)."""
+        dim = _sample_axis(args[0], torch_argument(args, kwargs, 2, "dim", 0))
+        n = _size(args[0], dim)
+        how = torch_argument(args, kwargs, 1, "chunks" if name == "chunk" else "split_size")
+        if isinstance(how, (list, tuple)):  # split with sizes
+            sizes = [_value(v, None) for v in how]
+            if any(v is None for v in sizes):
+                raise Inexpressible("into sizes archcalc cannot write")
+            return _range(args[0], dim, num.add(sizes[:item]), sizes[item])
+        if n is None:
+            raise Inexpressible("of an axis of unknown size")
+        piece = num.ceildiv(n, how) if name == "chunk" else _value(how, None)
+        if piece is None:
+            raise Inexpressible("into a size archcalc cannot write")
+        start = num.normal(item * piece)
+        return _range(args[0], dim, start, num.minimum(piece, num.normal(n - start)))
+
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     shares_storage = True
     gradient_is_new = True  # slice_backward: zeros of the input's shape, the gradient copied into the range
@@ -273,3 +348,62 @@ class Narrow(Layer):
         from . import layout
 
         return layout.sliced(x, strides, self.axis(x), self.taken(x), self.step)
+
+
+_WHOLE = 2**62  # x[:, a:] is aten.slice(x, 1, a, 9223372036854775807): to the end
+
+
+def _sample_axis(tensor, dim) -> int:
+    """A torch axis of a tensor as a sample's (the batch axis refused), non-negative where its rank is known."""
+    if not isinstance(dim, int):
+        raise Inexpressible(f"along dim {dim!r}")
+    rank = tensor.rank if isinstance(tensor, TorchTensor) else None
+    if dim < 0 and rank is not None:
+        dim += rank
+    if dim == 0:
+        raise Inexpressible("along the batch axis: archcalc keeps it")
+    return dim - 1 if dim > 0 else dim
+
+
+def _size(tensor, dim: int):
+    """The size of a sample's axis, where the capture gives the tensor's shape."""
+    shape = tensor.shape if isinstance(tensor, TorchTensor) else None
+    return None if shape is None else shape[dim]
+
+
+def _value(value, default):
+    if value is None:
+        return default
+    if isinstance(value, TorchSize):
+        if value.value is None:
+            raise Inexpressible("with a size read from a tensor that archcalc cannot write")
+        return value.value
+    return value
+
+
+def _index(tensor, dim: int, index):
+    index = _value(index, None)
+    if isinstance(index, int) and index < 0:
+        n = _size(tensor, dim)
+        if n is None:
+            raise Inexpressible("with a negative index on an axis of unknown size")
+        return num.normal(n + index)
+    return index
+
+
+def _length(start, end, n, step: int):
+    """Entries of [start, end) every `step`th, end clamped to the axis's size as torch does."""
+    if n is not None and num.is_concrete(n) and num.is_concrete(end):
+        end = min(end, n)
+    return num.ceildiv(num.normal(end - start), step)
+
+
+def _range(tensor, dim: int, start, length, step: int = 1) -> dict:
+    start = _value(start, 0)
+    n = _size(tensor, dim)
+    fields: dict = {"dim": dim}
+    if start != 0:
+        fields["start"] = start
+    if length is not None and not (step == 1 and n is not None and num.normal(start + length - n) == 0):
+        fields["length"] = length
+    return fields

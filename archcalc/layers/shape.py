@@ -40,7 +40,7 @@ def view_shape(args: tuple, kwargs: dict) -> list:
     shape = list(args[1:]) or list(kwargs.get("shape", ()))
     if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
         shape = list(shape[0])
-    if not shape or shape[0] != TorchSize(batch=True):
+    if not shape or not (isinstance(shape[0], TorchSize) and shape[0].batch):
         raise Inexpressible("to sizes other than x.size(0) and numbers: archcalc reshapes a sample to a fixed shape, "
                             "the batch axis kept")
     return shape[1:]
@@ -115,7 +115,7 @@ class Permute(Layer):
     """Reorders a sample's axes (Tensor.permute without the batch axis: dims = [1, 0] is x.permute(0, 2, 1)): a view."""
 
     kind = "permute"
-    torch_functions = ("permute", "transpose")
+    torch_functions = ("permute", "transpose", "swapaxes", "swapdims")
     dims: tuple = axis(many=True)
 
     def output(self, x: Shape) -> Shape:
@@ -144,7 +144,7 @@ class Permute(Layer):
 
     @classmethod
     def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
-        if name == "transpose":  # x.transpose(a, b): both axes of a sample
+        if name in ("transpose", "swapaxes", "swapdims"):  # x.transpose(a, b): both axes of a sample
             rank = args[0].rank if isinstance(args[0], TorchTensor) else None
             a, b = args[1], args[2]
             if (a < 0 or b < 0) and rank is None:

@@ -10,7 +10,7 @@ from ..core import fmt, num
 from ..core.errors import SpecError
 from ..core.fields import choice, flag, real, sizes
 from ..core.num import Shape
-from .base import Layer, ints, per_axis, register, spatial
+from .base import Inexpressible, Layer, TorchSize, ints, per_axis, register, spatial, torch_argument, torch_float
 from .receptive_field import Field
 
 MODES = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # mode -> spatial axes
@@ -23,7 +23,10 @@ class Upsample(Layer):
     asks_shape = True
     colour = "#b4a7d6"
     torch_modules = ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")
-    torch_functions = ("interpolate", "upsample")
+    # F.interpolate, and the ATen operations it becomes (aten.upsample_bilinear2d.vec(x, size, align_corners, scales))
+    torch_functions = ("interpolate", "upsample", *(f"upsample_{m}" for m in ("nearest1d", "nearest2d", "nearest3d", "linear1d",
+                                                                              "bilinear2d", "bicubic2d", "trilinear3d")),
+                       *(f"_upsample_nearest_exact{n}d" for n in (1, 2, 3)))
     scale_factor: object = real(None, low=0, per_axis=True)
     size: tuple | None = sizes(None)
     mode: str = choice(*MODES, default="nearest")
@@ -78,6 +81,45 @@ class Upsample(Layer):
     @classmethod
     def torch_value(cls, field: str, value):
         return bool(value) if field == "align_corners" else value  # torch's None is False
+
+    @classmethod
+    def torch_call(cls, name: str, args: tuple, kwargs: dict) -> dict | None:
+        """F.interpolate(x, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias), and ATen's
+        upsample_<mode><n>d(x, output_size[, align_corners], scale_factors): a size read from a tensor (segmentation's
+        x.shape[-2:]) where the capture gives its value."""
+        if name in ("interpolate", "upsample"):
+            size, scale = torch_argument(args, kwargs, 1, "size"), torch_argument(args, kwargs, 2, "scale_factor")
+            mode = torch_argument(args, kwargs, 3, "mode", "nearest")
+            corners = torch_argument(args, kwargs, 4, "align_corners")
+            if torch_argument(args, kwargs, 6, "antialias", False):
+                raise Inexpressible("with antialias: archcalc's upsample has none")
+            if torch_argument(args, kwargs, 5, "recompute_scale_factor") and scale is not None:
+                raise Inexpressible("with recompute_scale_factor: write the size")
+        else:
+            linear = "linear" in name or "cubic" in name
+            mode = name.strip("_").removeprefix("upsample_")[:-2].replace("nearest_exact", "nearest-exact")
+            size = torch_argument(args, kwargs, 1, "output_size")
+            corners = torch_argument(args, kwargs, 2, "align_corners") if linear else None
+            scale = torch_argument(args, kwargs, 3 if linear else 2, "scale_factors")
+        if mode not in MODES:
+            raise Inexpressible(f"with mode {mode!r}: archcalc's upsample has {', '.join(MODES)}")
+        fields: dict = {}
+        if size is not None:
+            size = list(size) if isinstance(size, (list, tuple)) else [size]
+            values = [d.value if isinstance(d, TorchSize) else d for d in size]
+            if any(v is None or isinstance(v, bool) for v in values):
+                raise Inexpressible("to a size read from a tensor that archcalc cannot write (give the input's sizes as numbers)")
+            fields["size"] = values
+        elif scale is not None:
+            scales = [torch_float(float(f)) for f in (scale if isinstance(scale, (list, tuple)) else [scale])]
+            fields["scale_factor"] = scales[0] if len(set(scales)) == 1 else scales
+        else:
+            raise Inexpressible("with neither size nor scale_factor")
+        if mode != "nearest":
+            fields["mode"] = mode
+        if corners and MODES[mode] is not None:
+            fields["align_corners"] = True
+        return fields
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:

@@ -17,14 +17,15 @@ from ..analysis import checkpoint
 from ..core import autocast, num
 from ..core.dtypes import Device, DType, Optimizer, precision_name
 from ..core.num import Dim, Value
-from ..core.parallel import Layout
 from ..layers.base import Kept, Storage, Tensor, storage_bytes
 from . import timeline, views
 from .peaks import StepBytes, Timelines
 from .perbatch import ZERO, PerBatch
+from .timeline.parameters import param_bytes, trained_bytes
 
 if TYPE_CHECKING:
     from ..analysis.network import Network
+    from .generation import Generation
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,7 @@ class Memory:
     course_layers: int  # the course's "nombre de couches"
     timelines: Timelines
     autocast: str | None = None  # mixed precision: the step under torch.autocast in this dtype
-    parallel: Layout | None = None  # over many GPUs: the step's peaks are one rank's (timeline/ranks.py)
-    communication: tuple[tuple[str, PerBatch], ...] = ()  # bytes one rank hands to each collective in a step
+    generation: Generation | None = None  # generation with a KV cache, where asked (generation.py)
 
     @property
     def summed(self) -> PerBatch:
@@ -142,9 +142,6 @@ class Memory:
         out |= {key: value.to_json(self.batch) for key, value in self.quantities().items() if not key.endswith("_peak_bytes")}
         out["peak_phase"] = self.peak_phase()
         out["phases"] = {phase: self.phase(phase).to_json(self.batch) for phase in timeline.PHASES}
-        if self.parallel is not None:  # the peaks above are one rank's (every rank's: the shards are even)
-            out["parallel"] = self.parallel.to_dict()
-            out["communication_bytes"] = {name: value.to_json(self.batch) for name, value in self.communication}
         if self.device == Device.cuda:  # inside the peak: cuBLAS's workspaces (and cuDNN's, at the peak's phase)
             workspace = timeline.CUDA_WORKSPACE
             if self.batch is not None and num.is_concrete(self.batch) and num.is_concrete(self.training.at(self.batch)):
@@ -159,6 +156,8 @@ class Memory:
             "backward_bytes_as_printed": num.to_json(self.course_forward.at(self.batch)),
             "backward_bytes": num.to_json(self.course_backward.at(self.batch)),
         }
+        if self.generation is not None:
+            out["generation"] = self.generation.to_dict(self.batch)
         return out
 
 
@@ -166,6 +165,10 @@ def measure(report: Network) -> Memory:
     """The memory of `report`'s network for its batch, dtype, optimizer and device."""
     size = report.dtype.bytes
     params = num.normal(report.totals["params"] * size)
+    trained = params
+    if report.finetune:  # fine-tuning: parameters as stored (quantized, float32 adapters), gradients for what trains
+        params = num.add(b for row in report.rows for b in param_bytes(row, size))
+        trained = num.add(b for row in report.rows for b in trained_bytes(row, size))
     ids = any(row.layer.token_ids is not None for row in report.rows)  # the input is int64 token ids
     kept = _SavedWalk(report).walk()
     saved = kept.saved()
@@ -182,8 +185,8 @@ def measure(report: Network) -> Memory:
         input=PerBatch(per_sample=num.normal(num.mul(report.input) * (8 if ids else size))),
         params=PerBatch(fixed=params),
         buffers=PerBatch(fixed=buffers),
-        gradients=PerBatch(fixed=params),
-        optimizer_state=PerBatch(fixed=num.normal(params * report.optimizer.states)),
+        gradients=PerBatch(fixed=trained),
+        optimizer_state=PerBatch(fixed=num.normal(trained * report.optimizer.states)),
         saved=saved,
         transient=transient,
         inference=PerBatch(fixed=num.normal(params + buffers), per_sample=num.normal(num.maximum(*live) * size)),
@@ -191,8 +194,6 @@ def measure(report: Network) -> Memory:
         course_layers=len(report.rows),
         timelines=Timelines(report),
         autocast=report.autocast,
-        parallel=report.parallel,
-        communication=tuple((name, PerBatch(*pair)) for name, pair in timeline.communication(report).items()),
     )
 
 
@@ -231,7 +232,8 @@ class _SavedWalk:
         """The tensors the row's layer keeps, and the bytes of those no row before kept."""
         total, kept = ZERO, []
         row_bytes = self.bytes_of if step is None else _autocast_bytes(step[0], self.report)
-        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad)):
+        recorded = checkpoint.records_node(row)  # a node keeps what the layer keeps (none: nothing before it trains)
+        for number, item in enumerate(row.layer.keeps(row.input, row.output, row.grad) if recorded else ()):
             key, each = self._storage(row, step, place, number, item, row_bytes)
             # autograd keeps a view's whole storage: a selected token keeps all the tokens it was taken from
             elements = self.base.get(key, item.elements) if item.tensor in (Tensor.input, Tensor.output) else item.elements
@@ -294,7 +296,7 @@ def _transient(report: Network, size: int) -> PerBatch:
     gradient_pairs = [
         num.normal(num.mul(row.output) + num.add(num.mul(x) for x, grad in zip(row.shapes, row.grads or (row.requires_grad,)) if grad))
         for row in report.rows
-        if row.backward and (row.requires_grad or row.params != 0)
+        if row.backward and checkpoint.records_node(row)
     ]
     return PerBatch(per_sample=num.normal(num.maximum(*gradient_pairs) * size)) if gradient_pairs else ZERO
 

@@ -21,9 +21,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import checkpoint
+from ..analysis.finetune import trains
 from ..core import fmt, num
 from ..memory import timeline
-from ..report import Report, Row
+from ..report import Report, Row, communication, rank_phases
 from ..teaching import explain_row
 from . import wrap
 
@@ -143,6 +144,9 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     short = fmt.short(t["params"]) if num.is_concrete(t["params"]) else ""
     short = f" ({short})" if short and short != fmt.group(t["params"]) else ""  # "156", not "156 (156)"
     lines = [("Parameters", f"{fmt.group(t['params'])}{short}: weights {fmt.group(t['weights'])}, biases {fmt.group(t['biases'])}")]
+    if report.finetune:  # fine-tuning: what trains, beside what does not
+        lines.append(("Trainable", f"{fmt.group(t['trainable_params'])} ({fmt.percent(t['trainable_params'], t['params'])}): "
+                                   f"{trains(report)}"))
     shares = [
         f"{kind} {fmt.group(p)} ({fmt.percent(p, t['params'])})" for kind, p in report.by_type.items() if p != 0
     ]
@@ -164,7 +168,7 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
 KIND_LABELS = {"parameters": "params", "buffers": "buffers", "batch": "batch", "optimizer state": "opt. state",
                "gradients": "grads", "activations": "kept", "activation gradients": "grads in flight",
                "temporaries": "temp.", "workspace": "workspace", "weight copies": "autocast's weight copies",
-               "block slack": "cached blocks' slack", "gathered parameters": "gathered params",
+               "block slack": "cached blocks' slack", "kv cache": "KV cache", "gathered parameters": "gathered params",
                "communication buffers": "comm. buffers"}
 
 
@@ -190,11 +194,54 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     if regions:
         named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
         rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
-    for name, sent in m.communication:  # over many GPUs: what one GPU hands to each collective in a step
-        rows.append((f"{name.replace('_', '-')} per GPU, a step", *fmt.per_batch(sent, batch)))
+    rows += parallel_lines(report)
     rows.append(("inference, peak (eval, inference_mode)", *peaks.text("inference")))
+    if m.generation is not None:
+        rows += generation_lines(m.generation, batch)
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
+    return rows
+
+
+def parallel_lines(report: Report) -> list[tuple[str, str, str]]:
+    """Over many GPUs: what one GPU hands to each collective in a step, and each rank's peak where the ranks differ
+    (ZeRO-1's partition, FSDP's uneven shards; the panel's phases are the largest rank's)."""
+    if report.parallel is None:
+        return []
+    rows = [(f"{name.replace('_', '-')} per GPU, a step", *_bytes(sent))
+            for name, sent in communication(report).items() if sent != 0]
+    for rank, (phases, peak) in enumerate(rank_phases(report) or ()):
+        each = (" · ".join(f"{phase} {fmt.size_bytes(v)}" for phase, v in phases.items())
+                if all(num.is_concrete(v) for v in phases.values()) else "each phase: --format json")
+        rows.append((f"rank {rank}, peak", _bytes(peak)[0], each))
+    return rows
+
+
+def _bytes(value) -> tuple[str, str]:
+    """A byte count: (in binary units, in bytes), or a formula."""
+    if num.is_concrete(value):
+        return fmt.size_bytes(value), f"{fmt.group(value)} bytes"
+    return str(value), "bytes"
+
+
+def generation_lines(g, batch) -> list[tuple[str, str, str]]:
+    """The memory panel's generation rows: the settings, each phase's peak (what is alive at it, at a batch), the cache."""
+    s = g.settings
+    setting = g.phase(batch) if batch is not None and num.is_concrete(batch) else None
+    rows = [("generation", f"{fmt.group(s.prompt)} + {fmt.group(s.new_tokens)} tokens",
+             f"{s.cache} cache, {'the last position' if s.logits == 'last' else 'every position'}'s logits")]
+    for phase, peak in (("prefill", g.prefill), ("decode", g.decode)):
+        label = f"{phase} peak" + (" (generation's peak)" if phase == setting else "")
+        rows.append((label, *fmt.per_batch(peak, batch)))
+        if batch is not None and num.is_concrete(batch) and num.is_concrete(peak.at(batch)):
+            alive = peak.alive(batch)
+            total = sum(alive.values())
+            labels = KIND_LABELS | {"activations": "activations"}  # nothing is kept for a backward
+            rows.append(("", "", " · ".join(f"{labels[k]} {fmt.size_bytes(v)}" for k, v in alive.items() if v * 2000 >= total)))
+    kept = f"KV cache at {fmt.group(s.tokens)} tokens"
+    if g.window is not None and num.is_concrete(g.window) and g.window < s.tokens:
+        kept = f"KV cache, the last {fmt.group(g.window)} of {fmt.group(s.tokens)} tokens"  # a sliding window's
+    rows.append((kept, *fmt.per_batch(g.kv_cache, batch)))
     return rows
 
 
@@ -382,8 +429,8 @@ def memory_panel(report: Report, width: int = 100) -> Group:
     m = report.memory
     batch = "B" if report.batch is None else fmt.group(report.batch)
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
-    if m.parallel is not None:  # the step's peaks are one GPU's
-        title = f"Memory per GPU ({_gpus(m.parallel)}) for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
+    if report.parallel is not None:  # the step's peaks are one GPU's
+        title = f"Memory per GPU ({_gpus(report.parallel)}) for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
     panels = [(title, memory_lines(report))] + ([("The course's model", course_lines(report))] if report.course else [])
     grids = [_panel(heading, lines, width) for heading, lines in panels]
     if not report.course:

@@ -20,9 +20,10 @@ from ..core.dtypes import DType
 from ..core.errors import SpecError
 from ..core.fields import Choice, read_number
 from ..layers import LAYERS
-from . import hints, positions
+from . import finetune, generate, hints, positions
+from .generate import Generate
 
-TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading", "names")
+TOP_LEVEL = ("model", "vars", "layers", "blocks", "expect", "weights", "variants", "grading", "names", "finetune", "generate")
 MODEL_KEYS = ("name", "input", "dtype", "course", "outputs")
 _LAYERS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*layers[ \t]*\]\]", re.MULTILINE)  # [ \t]: \s* would span lines, quadratically
 GRAPH_KEYS = ("from", "when")  # fields every layer may have
@@ -95,7 +96,9 @@ class Spec:
     course: bool = False  # [model] course = true: the course's own network (its memory formula is shown)
     names: tuple[tuple[str, str], ...] = ()  # [names]: a layer path -> torch's module path where that is no spec name
     outputs: tuple[str, ...] = ()  # [model] outputs: the layers whose outputs the model returns (default: the last)
+    finetune: finetune.Finetune | None = None  # [finetune]: what trains (archcalc/spec/finetune.py)
     lines: tuple[tuple[str, int], ...] = dataclasses.field(default=(), repr=False, compare=False)  # "[model] input": its line
+    generate: Generate | None = None  # [generate]: generation with a KV cache (spec/generate.py)
 
     def line_of(self, where: str, key: str) -> int | None:
         """The line of a key of [model] or [vars] (`where`), where it was found."""
@@ -160,6 +163,8 @@ def _read(text: str, path: str | None) -> Spec:
         lines=tuple((f"[{table}] {untrusted.name(key)}", line) for table, keys in (("model", model_lines), ("vars", vars_lines))
                     for key, line in keys.items()),
         names=_read_names(_table(data, "names")),
+        generate=generate.read(data["generate"], _one_table(tables, "generate")) if "generate" in data else None,
+        finetune=finetune.read(data["finetune"], _one_table(tables, "finetune")) if "finetune" in data else None,
     )
 
 

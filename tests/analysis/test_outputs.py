@@ -123,3 +123,19 @@ def test_outputs_in_json_and_the_backward_reaches_every_head():
 def test_outputs_must_name_layers(outputs, message):
     with pytest.raises(SpecError, match=message):
         archcalc.analyze(archcalc.loads(SPEC.replace('["out", "aux"]', outputs)))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_one_output_that_is_not_the_last_row_gets_the_loss(batch, optimizer):
+    """outputs = ["out"], the aux head after it in the file: the loss is out's (the head after it is computed, its
+    result dropped, no backward), as the build returns out alone; to the byte against torch."""
+    from archcalc.backends.build import build
+
+    spec = archcalc.loads(SPEC.replace('outputs = ["out", "aux"]', 'outputs = ["out"]'))
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer)
+    assert report.output == (5, 8, 8) and [row.name for row in report.rows if not row.backward] == ["aux_classifier", "aux"]
+    torch.manual_seed(0)
+    built, x = build(spec), torch.randn(batch, 3, 8, 8)
+    assert tuple(built(x).shape) == (batch, 5, 8, 8)
+    assert phases(report, batch) == step_peaks(built, x, optimizer)

@@ -453,9 +453,10 @@ def test_shipped_specs_match_torch(path, values):
 
 def test_every_layer_kind_is_drawn():
     from tests.analysis.test_graph_oracle import MERGES  # the layers that read several tensors are drawn in graphs
+    from tests.layers.test_import_kinds_oracle import KINDS as IMPORTED
     from tests.layers.test_llama_oracle import KINDS as LLAMA
     from tests.layers.test_modern_oracle import KINDS as MODERN
     from tests.layers.test_real_kinds_oracle import KINDS as REAL
 
-    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES) | MODERN | REAL | LLAMA
+    drawn = {kind.__name__ for kind in SPATIAL + FLAT} | set(MERGES) | MODERN | REAL | LLAMA | IMPORTED
     assert drawn == set(archcalc.layers.LAYERS)

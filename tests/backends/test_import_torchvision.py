@@ -19,6 +19,10 @@ CASES = [  # (model, one sample's shape): a stack, blocks, concat, [names], subc
     ("mobilenet_v3_small", (3, 64, 64)),
     ("r3d_18", (3, 4, 32, 32)),
     ("efficientnet_b0", (3, 64, 64)),  # stochastic depth
+    ("convnext_tiny", (3, 32, 32)),  # layer scale, LayerNorm2d (F.layer_norm between permutes)
+    ("shufflenet_v2_x0_5", (3, 64, 64)),  # chunk, channel shuffle (views sized from x.shape)
+    ("mnasnet0_5", (3, 64, 64)),  # x.mean((2, 3))
+    ("googlenet", (3, 64, 64)),  # auxiliary heads in training: [model] outputs
 ]
 
 
@@ -30,25 +34,79 @@ def test_torchvision_models_import_exactly(name, shape):
     exact(module, text, shape)
 
 
+def test_a_small_vision_transformer_imports_exactly():
+    """Class token (expand, cat), positions (a bare parameter added), patches (a view sized from x.shape), x[:, 0]."""
+    torch.manual_seed(0)
+    module = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+                                                  mlp_dim=64, num_classes=10)
+    text = importer.import_module(module, [3, 32, 32])
+    assert 'name = "class_token"\ntype = "parameter"' in text and 'name = "encoder.pos_embedding"' in text
+    exact(module, text, (3, 32, 32))
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
+def test_segmentation_models_import_exactly_with_their_heads(name):
+    """F.interpolate to the input's size; with aux_loss, the dict's "out" and "aux" as [model] outputs."""
+    torch.manual_seed(0)
+    aux = {"aux_loss": True} if name.startswith("fcn") else {}
+    module = torchvision.models.get_model(name, weights=None, weights_backbone=None, **aux)
+    text = importer.import_module(module, [3, 64, 64])
+    if aux:
+        assert "outputs = [" in text
+    exact(module, text, (3, 64, 64))
+
+
 def test_regnet_block_names_come_back_through_the_names_table():
     module = torchvision.models.get_model("regnet_y_400mf", weights=None)
     text = importer.import_module(module, [3, 64, 64])
     assert '"trunk_output.block1.block1_0" = "trunk_output.block1.block1-0"' in text
 
 
-def test_swin_is_refused_with_its_window_attention_counted_and_placed_in_torchvision():
-    module = torchvision.models.get_model("swin_t", weights=None)
+@pytest.mark.parametrize("v2", [False, True])
+def test_a_small_swin_imports_exactly(v2):
+    """Shifted windows (window_attention, V2's cosine attention and cpb_mlp), patch merging (a pad by nothing, strided
+    slices, a cat along the last axis), permutes to channels last and back: torchvision's state_dict loads strictly."""
+    from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformer, SwinTransformerBlockV2
+
+    torch.manual_seed(0)
+    extra = {"block": SwinTransformerBlockV2, "downsample_layer": PatchMergingV2} if v2 else {}
+    module = SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4],
+                             stochastic_depth_prob=0.1, num_classes=10, **extra)
+    text = importer.import_module(module, [3, 32, 32])
+    assert text.count('type = "window_attention"') == 4 or "repeat" in text
+    exact(module, text, (3, 32, 32))
+
+
+def test_a_small_maxvit_imports_exactly():
+    """MBConv, window and grid partitions (views sized from x.shape, SwapAxes), RelativePositionalMultiHeadAttention as
+    window_attention with module = "maxvit": torchvision's state_dict loads strictly."""
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    module = MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[16, 32], block_layers=[1, 1],
+                    head_dim=8, stochastic_depth_prob=0.1, num_classes=10)
+    text = importer.import_module(module, [3, 32, 32])
+    assert 'module = "maxvit"' in text
+    exact(module, text, (3, 32, 32))
+
+
+def test_detection_models_are_refused_with_what_they_need_and_their_backbones_import():
+    torch.manual_seed(0)
+    module = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
     with pytest.raises(importer.ImportFailed) as error:
-        importer.import_module(module, [3, 64, 64], capture="fx")
-    (cause, problems), *_ = error.value.causes()
-    assert cause.startswith("_get_relative_position_bias()") and len(problems) == 12
-    assert "torchvision/models/swin_transformer.py:287" in str(error.value)
+        importer.import_module(module, [3, 320, 320])
+    text = str(error.value)
+    assert text.startswith("SSD is a detection model") and "non-maximum suppression" in text and "model.backbone" in text
+    exact(module.backbone, importer.import_module(module.backbone, [3, 64, 64]), (3, 64, 64))
 
 
-@pytest.mark.parametrize("name", ["resnet50"])  # efficientnet_b0, mobilenetv3: x.mean((2, 3)) as pooling (not yet)
-def test_timm_models_import_exactly(name):
+@pytest.mark.parametrize("name, shape", [("resnet50", 64), ("efficientnet_b0", 64), ("mobilenetv3_small_100", 64),
+                                         ("convnext_nano", 64), ("vit_small_patch16_224", 224)])
+def test_timm_models_import_exactly(name, shape):
+    """timm's own layers: BatchNormAct2d (F.batch_norm, then its act), LayerNorm2d, gamma.reshape(1, -1, 1, 1) as a
+    layer scale, Attention written around F.scaled_dot_product_attention (built as archcalc's own: not loaded strictly)."""
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     module = timm.create_model(name, pretrained=False)
-    text = importer.import_module(module, [3, 64, 64])
-    exact(module, text, (3, 64, 64))
+    text = importer.import_module(module, [3, shape, shape])
+    exact(module, text, (3, shape, shape), strict='type = "attention"' not in text)

@@ -90,7 +90,11 @@ def test_every_kind_lists_its_methods_in_layers_order(path):
         assert not own, f"{cls.name}: {own} come before its formulas"
 
 
-MEMORY_HOOKS = INTERFACE[INTERFACE.index("torch_call") + 1:]  # Layer's last group, the memory timeline's
+_MEMORY_START = next(i for i, line in enumerate((PACKAGE / "layers" / "base.py").read_text(encoding="utf-8").splitlines(), 1)
+                     if line.startswith("    # 7. The memory timeline's hooks"))
+_LAYER = next(n for n in LAYER_SOURCE.body if isinstance(n, ast.ClassDef) and n.name == "Layer")
+# Layer's last group, the memory timeline's
+MEMORY_HOOKS = [n.name for n in _LAYER.body if isinstance(n, ast.FunctionDef) and n.lineno > _MEMORY_START]
 
 
 def _yes_no(method: ast.FunctionDef) -> bool:
@@ -124,8 +128,6 @@ def test_a_kinds_yes_no_facts_are_class_attributes(path):
 
 
 MEMORY_SECTION = "    # Memory (archcalc/memory/timeline/): its facts and hooks"
-_MEMORY_START = next(i for i, line in enumerate((PACKAGE / "layers" / "base.py").read_text(encoding="utf-8").splitlines(), 1)
-                     if line.startswith("    # 7. The memory timeline's hooks"))
 # Layer's memory facts: its class attributes declared in that last group
 MEMORY_FACTS = {n.target.id for n in next(n for n in LAYER_SOURCE.body if isinstance(n, ast.ClassDef) and n.name == "Layer").body
                 if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.lineno > _MEMORY_START}

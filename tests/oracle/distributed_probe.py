@@ -233,8 +233,10 @@ def _measure(run: Run) -> dict:
         mode.track(t)
     del t
     with resizes_told(mode), mode:
+        # the targets from the bare model: a forward under no_grad would leave FSDP2's root unsharded, its unsharded
+        # tensors what wrapped.parameters() then lists (the optimizer would step those, never the shards)
+        criterion = _criterion(run, model, run.x)
         wrapped = _wrap(run, model)
-        criterion = _criterion(run, wrapped, run.x)
         opt = _optimizer(run, list(wrapped.parameters()))
 
         def step(phases: bool):

@@ -65,7 +65,7 @@ def torch_counts(report, quantity: str) -> int:
     total = 0
     for row in report.rows:
         quirk = row.layer.torch_counts(row.input, row.requires_grad).get(quantity)
-        total += getattr(row, quantity) if quirk is None else quirk[0]
+        total += getattr(row, quantity) if quirk is None or quirk[0] is None else quirk[0]  # None: not comparable
     return total
 
 

@@ -2,6 +2,7 @@
 
 The pipeline, one module each:
     target.py          FILE.py:NAME, module:NAME or hf:PATH (hf.py: a transformers config) -> an nn.Module
+    failure.py         code that cannot be imported: its first cause and what to install
     capture_fx.py      torch.fx: symbolic tracing, call_module nodes (tried first: milliseconds)
     capture_export.py  torch.export, non-strict: ATen operations under nn_module_stack (where torch.fx fails)
     mapping.py         torch modules -> layer kinds (the kinds' `torch_modules`), activations folded
@@ -21,7 +22,7 @@ from .blocks import recover
 from .capture_fx import CaptureFailed
 from .mapping import Layer, fold_activations
 from .names import escape, torch_path
-from .problems import ImportFailed, Problem
+from .problems import ImportFailed, Problem, refuse_detection
 from .target import HF, load_target, parse_input
 from .write import to_toml
 
@@ -37,6 +38,7 @@ def layers(module, input_shape: list | None = None, capture: str = "auto") -> tu
     "auto": torch.fx first; torch.export where torch.fx cannot trace the module or leaves operations
     unmapped that torch.export maps. Where both fail, the shorter list is raised (torch.fx's on a tie:
     it names the Python calls as written), torch.export's where torch.fx could not trace at all."""
+    refuse_detection(module)
     if capture == "export":
         return (*capture_export.layers(module, input_shape), "torch.export")
     try:
@@ -61,19 +63,32 @@ def import_module(module, input_shape: list, name: str | None = None, blocks: bo
     """
     name = name or type(module).__name__
     found, returned, _ = layers(module, input_shape, capture)
-    flat, names = escape(fold_activations(found, returned))
-    text = to_toml(name, input_shape, flat, names=names)
+    folded_layers = fold_activations(found, returned)
+    flat, names = escape(folded_layers)
+    outputs = _outputs(found, folded_layers, flat, returned)
+    text = to_toml(name, input_shape, flat, names=names, outputs=outputs)
     flat_rows = _rows(text, name)  # raises: a spec archcalc cannot read is never returned
     if not blocks:
         return text
-    top, recovered = recover(flat, [flat[-1].name], {_spec(path, names): type(m).__name__ for path, m in module.named_modules()})
+    top, recovered = recover(flat, outputs or [flat[-1].name], {_spec(path, names): type(m).__name__ for path, m in module.named_modules()})
     if not recovered:
         return text
-    folded = to_toml(name, input_shape, top, recovered, names)
+    folded = to_toml(name, input_shape, top, recovered, names, outputs)
     try:
         return folded if _rows(folded, name) == flat_rows else text
     except ArchcalcError:
         return text
+
+
+def _outputs(found: list[Layer], folded: list[Layer], flat: list[Layer], returned: list[str]) -> list[str] | None:
+    """The spec names of what forward returns, where it returns several tensors (segmentation's out and aux,
+    googlenet's aux heads in training): [model] outputs. None for one (the last layer's output)."""
+    if len(returned) < 2:
+        return None
+    kept = {layer.name for layer in folded}
+    absorbed = {layer.name: found[i - 1].name for i, layer in enumerate(found) if layer.name not in kept}  # folded activations
+    spec = {layer.name: escaped.name for layer, escaped in zip(folded, flat)}
+    return [spec[absorbed.get(n, n)] for n in returned]
 
 
 def _spec(path: str, names: dict[str, str]) -> str:

@@ -18,14 +18,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ...layers import LAYERS
+from ...layers.base import Inexpressible
 from ...layers.shape import VIEWS
 from ..build import require
-from . import functions
+from . import attention, functions
 from .capture_fx import ATTRIBUTE, SECOND, CaptureFailed, output_causes
+from .constants import Constants
 from .functions import is_shape, nodes, tensors
 from .mapping import PASSTHROUGH, Layer, from_module, plain, torch_base, whole
 from .names import BASES, free
 from .problems import ImportFailed, Problem, Unmapped, place
+from .sizes import Sizes
 
 BATCH = 2  # the sample's batch: 1 would be specialised (torch.export treats sizes 0 and 1 as constants)
 PROBES = {"T": 7, "D": 8}  # a named axis's size in the sample; other names (H, W, L...) 224
@@ -46,13 +50,13 @@ def sample(module, input_shape: list):
 
 
 def capture(module, input_shape: list):
-    """The ExportedProgram of the module on `sample`, the batch and the named axes dynamic."""
+    """The ExportedProgram of the module on `sample`, the batch and the named axes dynamic, and that sample."""
     torch = require()
     x = sample(module, input_shape)
     auto = torch.export.Dim.AUTO
     dynamic = {0: auto} | {i + 1: auto for i, d in enumerate(input_shape) if isinstance(d, str)}
     try:
-        return torch.export.export(module, (x,), dynamic_shapes=(dynamic,), strict=False)
+        return torch.export.export(module, (x,), dynamic_shapes=(dynamic,), strict=False), x
     except Exception as error:  # the model's own code, run on fake tensors
         raise CaptureFailed("torch.export", type(module).__name__, error, export_hint(error, input_shape)) from None
 
@@ -68,7 +72,7 @@ def export_hint(error: BaseException, input_shape: list) -> str:
     return "torch.export runs forward on fake tensors: this code needs something they cannot give"
 
 
-@dataclass
+@dataclass(eq=False)
 class Call:
     """One module call: its operations (in order), the module and its path."""
 
@@ -81,7 +85,7 @@ class Call:
 class Recovered:
     """The layers of an ExportedProgram; one pass over its nodes, in execution order."""
 
-    def __init__(self, program, module, input_shape: list):
+    def __init__(self, program, module, input_shape: list, x=None):
         self.torch = require()
         self.program, self.root, self.input_shape = program, module, input_shape
         self.graph = program.graph
@@ -96,16 +100,28 @@ class Recovered:
         self.held = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
                      **signature.inputs_to_lifted_tensor_constants}
         self.calls: dict[str, Call] = {}  # call key -> its call
+        self.constants = Constants(program, x, self.held)
+        self.parameters = dict(module.named_parameters())
+        self.learned: dict[str, str] = {}  # a parameter's path -> the `parameter` layer made of it (a layer scale, a class token)
+        self.several: dict = {}  # a node that returns several tensors (chunk, unbind) -> its function's name
+        self.owned: dict[int, str] = {}  # a module's weight (by identity) -> the layer that holds it (weight tying)
+        self.made_attention: set[str] = set()  # attention layers made of operations (attention.py)
+        self.absorbed: set = set()  # operations a layer made of a call already stands for (T5's bias permuted)
+        self.alias_parameter: dict[str, str] = {}  # the alias of a view of a parameter -> the parameter's path
+        self.parameter_value: dict[str, object] = {}  # the alias of a view of a parameter -> its value (fake tensor)
         self._batch()
 
     def _batch(self) -> None:
         """Tag every size node with whether it is the batch (views keep the batch axis only as it)."""
         user = [n for n in self.graph.nodes if n.op == "placeholder" and n.name not in self.held]
         self.batch = str(user[0].meta["val"].shape[0]) if user else None
+        self.sizes = Sizes(user[0].meta["val"].shape if user else (), self.input_shape)
         for node in self.graph.nodes:
             value = node.meta.get("val")
             if isinstance(value, (int, self.torch.SymInt)) and not isinstance(value, bool):
                 node.meta["archcalc_batch"] = str(value) == self.batch
+            if node.op == "placeholder" and node.name in self.held:
+                node.meta["archcalc_held"] = True
 
     def specialised(self) -> list[Problem]:
         """Named axes the model fixed (torch.export made them constants): the spec would claim a formula it is not."""
@@ -118,13 +134,16 @@ class Recovered:
 
     def owner_of(self, node) -> Call | None:
         """The mapped module call a node is part of: the outermost module a kind lists as a whole (a torch.nn
-        class), or a subclass of one whose own operation this is (not one of its children's)."""
+        class), or a subclass of one that keeps its base's forward, whose own operation this is (not one of its
+        children's). A subclass with a forward of its own (ConvNeXt's LayerNorm2d: permute, F.layer_norm, permute;
+        timm's BatchNormAct2d) is walked into: its functional calls that read its parameters are its layer."""
         stack = list((node.meta.get("nn_module_stack") or {}).items())
         for i, (key, (path, _)) in enumerate(stack):
             module = self.modules.get(path)
             if not path or module is None or (torch_base(module) is None and type(module).__name__ not in PASSTHROUGH):
                 continue
-            if whole(module) or i == len(stack) - 1:
+            base = torch_base(module)
+            if whole(module) or (i == len(stack) - 1 and base is not None and type(module).forward is base.forward):
                 call = self.calls.setdefault(key, Call(key, path, module, []))
                 call.nodes.append(node)
                 return call
@@ -142,9 +161,18 @@ class Recovered:
             if not is_shape(node) or node.meta.get("val") is None:
                 self.owner_of(node)
         self.reserved = {call.path for call in self.calls.values()}
+        weighted = {name for cls in LAYERS.values() for name in cls.torch_weighted}
+        self.owners = {self.held[n.name].rpartition(".")[0] for node in operations if _operation(node) in weighted
+                       for n in tensors(node) if n.name in self.held}  # modules whose parameters a functional call reads
         last = {call.nodes[-1]: call for call in self.calls.values()}
         member = {node: call for call in self.calls.values() for node in call.nodes}
         self.dependent = self._dependent()
+        found, refused = attention.find(self, member)
+        for error, node in refused:
+            self._problem(error, node)
+        inside = {n for a in found for n in (*a.routes, a.core)}
+        projections = {call.key for a in found for call in a.projections}
+        attentions = {a.out.key: a for a in found}
         first = True
         for node in self.graph.nodes:
             if node.op == "placeholder":
@@ -154,13 +182,16 @@ class Recovered:
                     self.alias[node.name] = "input" if first else SECOND + node.name
                     first = False
                 continue
-            if node.op == "output":
+            if node.op == "output" or node in inside:
                 continue
             if node in member:
-                if node in last:
+                if node in last and last[node].key in attentions:
+                    self._attention_of_operations(attentions[last[node].key])
+                elif node in last and last[node].key not in projections:
                     self._call(last[node])
                 continue
             self._function(node)
+        self._unnest({a.out.key for a in found})
         self.problems += self.specialised()
         returned = self._returned()
         if not self.problems:
@@ -195,24 +226,38 @@ class Recovered:
 
     def _call(self, call: Call) -> None:
         inside = set(call.nodes)
-        outputs = [n for n in call.nodes if any(user not in inside for user in n.users) or self._is_returned(n)]
-        outputs = [n for n in outputs if n in self.dependent and not is_shape(n)]
+        for node in call.nodes:  # x.to(its own dtype) is x: what reads it outside reads the call's input (Llama's residual)
+            source = tensors(node)[:1]
+            if (_operation(node) in SAME and source and source[0] not in inside and source[0] in self.dependent
+                    and _same_tensor(node, source[0])):
+                self.alias[node.name] = self.alias.get(source[0].name, source[0].name)
+                inside.discard(node)
+        detached = self._detached(call.module)
+        outputs = [n for n in call.nodes if n in inside and (any(user not in inside for user in n.users) or self._is_returned(n))]
+        outputs = [n for n in outputs if (n in self.dependent or detached) and not is_shape(n)]
         inputs: list[str] = []
         for node in call.nodes:
             for arg in tensors(node):
-                if arg in inside or arg not in self.dependent:
-                    continue  # its own parameters, buffers and masks
                 name = self.alias.get(arg.name, arg.name)
+                if arg in inside or (arg not in self.dependent and name not in self.given):
+                    continue  # its own parameters, buffers and masks
                 if name not in inputs:
                     inputs.append(name)
         if not outputs:
-            read = any(user not in inside for n in call.nodes for user in n.users)
-            if read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
+            read = [n for n in call.nodes if any(user not in inside for user in n.users)]
+            if read and torch_base(call.module) is not None and torch_base(call.module).__name__ == "Embedding":
+                if getattr(self.parent_of(call.path), "relative_attention_num_buckets", None) is not None:
+                    self._relative(call, read)
+                else:
+                    self._positions(call, read)
+            elif read and any(True for _ in call.module.parameters()):  # its weights would go uncounted
                 self._problem(Unmapped(f"{type(call.module).__name__} reads no tensor computed from the input "
                                        "(positions, a constant): archcalc has no layer for it", call.path), call.nodes[0])
             return  # else nothing reads what it computes (an assertion, a buffer's update)
+        if detached and not inputs:  # made from sizes alone (the rotary tables): it reads the tokens before it for T
+            inputs = [self.layers[-1].name if self.layers else "input"]
         try:
-            made = self._call_layer(call, inputs, outputs)
+            made = self._call_layer(call, inputs, outputs if not detached else outputs[:1])
         except Unmapped as error:
             self._problem(error, call.nodes[0])
             for node in outputs:
@@ -224,7 +269,134 @@ class Recovered:
         name = free(call.path, lambda n: n in self.given)
         self.given.add(name)
         self.layers.append(dataclasses.replace(made, name=name))
-        self.alias[outputs[0].name] = name
+        if isinstance(getattr(call.module, "weight", None), self.torch.Tensor):
+            self.owned.setdefault(id(call.module.weight), name)
+        for node in outputs if detached else outputs[:1]:  # the rotary tables: cos and sin, one layer's output
+            self.alias[node.name] = name
+
+    def _detached(self, module) -> bool:
+        """Whether a module is a layer kind whose output is made from its input's sizes alone (the rotary tables)."""
+        base = torch_base(module)
+        return base is not None and any(cls.detached and base.__name__ in cls.torch_modules for cls in LAYERS.values())
+
+    def _positions(self, call: Call, read: list) -> None:
+        """An nn.Embedding of positions (GPT-2's wpe of arange(T), BERT's position_ids[:, :T] and token types of zeros,
+        CLIP's every position): the table as a `parameter` of its first `length` rows (one row: a token type of 0)."""
+        module, node = call.module, call.nodes[0]
+        indices = node.args[1] if _operation(node) == "embedding" and len(node.args) > 1 else None  # (weight, indices)
+        rows = self._rows(indices) if indices is not None else None
+        if rows is None or len(read) != 1:
+            self._problem(Unmapped(f"{type(module).__name__} of indices archcalc cannot read (it reads positions 0, 1, "
+                                   "2... and a token type of 0)", call.path), node)
+            return
+        table = [int(module.num_embeddings), int(module.embedding_dim)]
+        length = 1 if rows == "zeros" else self.sizes.value(read[0].meta["val"].shape[-2])
+        if length is None:
+            self._problem(Unmapped(f"{type(module).__name__} of positions whose count archcalc cannot write", call.path), node)
+            return
+        fields = {"shape": table} | ({} if length == table[0] else {"length": length})
+        name = free(call.path, lambda n: n in self.given)
+        self.given.add(name)
+        self.layers.append(Layer(name, "parameter", fields, (self.layers[-1].name if self.layers else "input",)))
+        self.alias[read[0].name] = name
+
+    def unmasked(self, node) -> bool:
+        """torch.where(mask, x, other) with a mask of sizes alone that is True everywhere (transformers' padding mask
+        without padding, T5's bias masked by it): x itself."""
+        if _operation(node) != "where" or len(node.args) != 3:
+            return False
+        if not hasattr(node.args[0], "op") or node.args[0] in self.dependent:
+            return False
+        mask = self.constants.value(node.args[0])
+        return mask is not None and mask.dtype == self.torch.bool and bool(mask.all()) and \
+            tuple(node.meta["val"].shape[-2:]) == tuple(node.args[1].meta["val"].shape[-2:])
+
+    def parent_of(self, path: str):
+        """The module that holds a module (T5Attention, for its relative_attention_bias)."""
+        return self.modules.get(path.rpartition(".")[0]) if "." in path else self.root
+
+    def _relative(self, call: Call, read: list) -> None:
+        """T5's relative_attention_bias, an nn.Embedding of the buckets of relative positions (T5Attention.compute_bias),
+        then permuted to [1, heads, T, T]: a `relative_bias` layer, checked against the buckets at the sample's T."""
+        from ..modules import relative_buckets
+
+        module, node, owner = call.module, call.nodes[0], self.parent_of(call.path)
+        fields = {"num_heads": int(module.embedding_dim), "num_buckets": int(module.num_embeddings),
+                  "max_distance": int(owner.relative_attention_max_distance), "bidirectional": not bool(owner.is_decoder)}
+        value = self.constants.value(node.args[1]) if len(node.args) > 1 else None
+        out = read[0]
+        while len(out.users) == 1 and _operation(next(iter(out.users))) in {"permute", "unsqueeze", "view", "reshape"}:
+            out = next(iter(out.users))
+        shape = tuple(out.meta["val"].shape)
+        expected = None if value is None else relative_buckets(value.shape[-1], fields["bidirectional"], fields["num_buckets"],
+                                                              fields["max_distance"])
+        if expected is None or value.shape != expected.shape or not bool((value == expected).all()) or len(shape) != 4 or shape[0] != 1:
+            self._problem(Unmapped(f"{type(module).__name__} of indices that are not T5's relative position buckets "
+                                   "(archcalc's relative_bias)", call.path), node)
+            return
+        name = free(call.path, lambda n: n in self.given)
+        self.given.add(name)
+        self.layers.append(Layer(name, "relative_bias", {k: v for k, v in fields.items() if (k, v) not in
+                                                          (("num_buckets", 32), ("max_distance", 128), ("bidirectional", True))},
+                                 (self.layers[-1].name if self.layers else "input",)))
+        step = read[0]
+        while True:  # the lookup's views, to [1, heads, T, T]: the layer's output
+            self.alias[step.name] = name
+            self.absorbed.add(step)
+            if step is out:
+                break
+            step = next(iter(step.users))
+
+    def _rows(self, indices) -> str | None:
+        """Which rows an embedding looks up: "first" (positions 0, 1, 2...), "zeros" (row 0 everywhere), or None.
+        Read from their values; where they are a buffer without values (a model on the meta device), from the
+        buffer's name: transformers' position_ids (arange) and token_type_ids (zeros)."""
+        torch = self.torch
+        value = self.constants.value(indices)
+        if value is not None and value.dim() >= 1 and not value.is_floating_point():
+            flat = value.reshape(-1, value.shape[-1])
+            if bool((flat == 0).all()):
+                return "zeros"
+            if bool((flat == torch.arange(flat.shape[-1])).all()):
+                return "first"
+            return None
+        buffers, todo, seen = set(), [indices], set()
+        while todo:
+            step = todo.pop()
+            if step in seen:
+                continue
+            seen.add(step)
+            if step.op == "placeholder":
+                buffers.add(self.held.get(step.name, "").rpartition(".")[2])
+            todo += [n for n in nodes(step.args) if not is_shape(n)]
+        if "token_type_ids" in buffers:  # gathered at positions or not: zeros
+            return "zeros" if buffers <= {"token_type_ids", "position_ids"} else None
+        return "first" if buffers == {"position_ids"} else None
+
+    def _attention_of_operations(self, found) -> None:
+        """Attention written as operations (attention.py): one layer, named by the module that calls SDPA."""
+        base = self.context(found.core) or "attention"
+        name = free(base, lambda n: n in self.given or (n in self.reserved and n != base))
+        self.given.add(name)
+        inputs = (self.alias.get(found.source.name, found.source.name),)
+        if found.bias is not None:  # T5's relative position bias: its layer's output
+            inputs += (self.alias.get(found.bias.name, found.bias.name),)
+        self.layers.append(Layer(name, "attention", found.fields, inputs))
+        self.alias[found.out.nodes[-1].name] = name
+        self.made_attention.add(name)
+
+    def _unnest(self, keys) -> None:
+        """An attention named by its module, whose other layers (a dropout after the output projection) are named below
+        it: renamed `<module>.attention`, beside them (a spec's layer holds no layers)."""
+        names = [layer.name for layer in self.layers]
+        for name in list(self.made_attention):
+            if not any(other.startswith(name + ".") for other in names):
+                continue
+            new = free(f"{name}.attention", lambda n: n in self.given)
+            self.given.add(new)
+            self.layers = [dataclasses.replace(layer, name=new if layer.name == name else layer.name,
+                                               inputs=tuple(new if n == name else n for n in layer.inputs)) for layer in self.layers]
+            self.alias = {k: new if v == name else v for k, v in self.alias.items()}
 
     def _is_returned(self, node) -> bool:
         return any(user.op == "output" for user in node.users)
@@ -233,7 +405,7 @@ class Recovered:
         path, module = call.path, call.module
         if type(module).__name__ in PASSTHROUGH:
             return None
-        if len(outputs) > 1:
+        if len(outputs) > 1 and not self._detached(module):
             raise Unmapped(f"{type(module).__name__} returns {len(outputs)} tensors read later: an archcalc layer gives one", path)
         if not inputs:
             raise Unmapped(f"{type(module).__name__} reads no tensor computed from the input (positions, a constant): "
@@ -245,6 +417,9 @@ class Recovered:
         if type(module).__name__ == "MultiheadAttention":
             return Layer(path, "attention", self._attention(call, outputs[0]), tuple(inputs[:1]))
         kind, fields = from_module(module, path)
+        weight = getattr(module, "weight", None)
+        if weight is not None and id(weight) in self.owned and "tie" in LAYERS[kind].spec_fields():
+            fields["tie"] = self.owned[id(weight)]  # GPT-2's lm_head: wte's matrix
         return Layer(path, kind, fields, tuple(inputs))
 
     def _held_inputs(self, inputs: list[str], what: str) -> None:
@@ -298,14 +473,25 @@ class Recovered:
     # --- an operation outside mapped modules -----------------------------------------------------------
 
     def _function(self, node) -> None:
-        if is_shape(node):
+        if is_shape(node) or node in self.absorbed:
             return
+        if self._parameter_view(node):
+            return
+        if node not in self.dependent and any(self.alias.get(n.name) in self.given for n in tensors(node)):
+            self.dependent.add(node)  # it reads a layer made without the input's values (positions, a position bias)
         if node not in self.dependent:
             self.alias[node.name] = CONSTANT + node.name
+            return
+        if self.unmasked(node):
+            self.alias[node.name] = self.alias.get(node.args[1].name, node.args[1].name)
             return
         inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(node)))
         if node.target.__name__ == "getitem" and node.args[0].name in self.unmapped:
             self.unmapped.add(node.name)  # an element of what is listed already
+            self.alias[node.name] = node.name
+            return
+        if _operation(node) in SEVERAL and node.meta.get("val") is not None and isinstance(node.meta["val"], (list, tuple)):
+            self.several[node] = _operation(node)  # each element read is a layer (its getitem)
             self.alias[node.name] = node.name
             return
         try:
@@ -319,10 +505,22 @@ class Recovered:
             source = tensors(node)[0]
             self.alias[node.name] = self.alias.get(source.name, source.name)
             return
-        kind, fields = made
-        context = self.context(node)
-        op = BASES.get(kind, _operation(node).strip("_"))
-        base = f"{context}.{op}" if context else op
+        kind, fields, *named = made
+        operation = _operation(node)
+        if operation == "getitem" and node.args[0] in self.several:  # an element of chunk's: a layer reading chunk's input
+            source = node.args[0]
+            operation = self.several[source]
+            inputs = tuple(dict.fromkeys(self.alias.get(n.name, n.name) for n in tensors(source)))
+        if named:  # a functional call of a module's own parameters: that module's layer (F.layer_norm in LayerNorm2d)
+            base = named[0]
+            inputs = tuple(n for n in inputs if not n.startswith(ATTRIBUTE))
+        else:
+            inputs = self._learned(node, inputs) if kind in MERGES else inputs
+            context = self.context(node)
+            if context in self.owners:  # a module whose own parameters make a layer of its path: beside it
+                context = context.rpartition(".")[0]
+            op = BASES.get(kind, operation.strip("_"))
+            base = f"{context}.{op}" if context else op
         name = free(base, lambda n: n in self.given or n in self.reserved)
         self.given.add(name)
         self.layers.append(Layer(name, kind, fields, inputs))
@@ -331,21 +529,127 @@ class Recovered:
     def _function_layer(self, node, inputs: tuple[str, ...]):
         name = _operation(node)
         self._held_inputs(list(inputs), f"aten.{name}")
-        held = [n for n in inputs if n.startswith(ATTRIBUTE)]
-        if held:
-            owner, _, tensor = held[0][len(ATTRIBUTE):].rpartition(".")
-            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it", owner)
         if any(n.startswith(CONSTANT) for n in inputs):
             raise Unmapped(f"aten.{name} reads a tensor computed without the input's values (a mask, positions, random noise): "
                            "archcalc has no layer for it")
+        held = [n for n in inputs if n.startswith(ATTRIBUTE)]
+        if held and any(name in cls.torch_weighted for cls in LAYERS.values()):
+            return self._weighted(node, name, held)
+        if held and not (name in MERGE_FUNCTIONS and all(self._parameter_of(n) for n in held)):
+            owner, _, tensor = held[0][len(ATTRIBUTE):].rpartition(".")
+            raise Unmapped(f"aten.{name} reads a parameter or buffer of no layer ({tensor}): archcalc has no layer for it", owner)
         if name == "getitem":
-            return _getitem(node)
+            return self._getitem(node)
         if name in ATEN:
-            return ATEN[name](node)
+            return ATEN[name](node, self.sizes)
         if not functions.known(name):
             raise Unmapped(f"aten.{name}: archcalc has no layer for this operation")
-        return functions.layer(node, name, f"aten.{name}")
+        return functions.layer(node, name, f"aten.{name}", self.sizes)
 
+    # --- a module's parameters read by functional calls ----------------------------------------------------
+
+    def _parameter_of(self, alias: str) -> str | None:
+        """The path of the parameter an alias stands for (itself, or a view of it), or None (a buffer, a constant)."""
+        path = self.alias_parameter.get(alias, alias[len(ATTRIBUTE):] if alias.startswith(ATTRIBUTE) else None)
+        return path if path in self.parameters else None
+
+    def _parameter_view(self, node) -> bool:
+        """A view of a parameter alone (timm's gamma.reshape(1, -1, 1, 1), a class token's expand(B, -1, -1)): no layer
+        yet; the `parameter` layer is made where an add, a mul or a cat reads it (_learned)."""
+        read = nodes(node.args) + nodes(list(node.kwargs.values()))
+        tensors_read = [n for n in read if not is_shape(n)]
+        if _operation(node) not in PARAMETER_VIEWS or len(tensors_read) != 1:
+            return False
+        source = self.alias.get(tensors_read[0].name, tensors_read[0].name)
+        path = self._parameter_of(source)
+        if path is None:
+            return False
+        alias = ATTRIBUTE + path + "\3" + node.name  # still the parameter's, for what reads it
+        self.alias[node.name] = alias
+        self.alias_parameter[alias] = path
+        self.parameter_value[alias] = node.meta.get("val")
+        return True
+
+    def _learned(self, node, inputs: tuple[str, ...]) -> tuple[str, ...]:
+        """An add, mul or cat that reads a parameter (a layer scale, a class token, positions): the parameter
+        becomes a `parameter` layer (once, named by its path, bare: the state_dict loads strictly) read first."""
+        others = [n for n in tensors(node) if not self.alias.get(n.name, n.name).startswith(ATTRIBUTE)]
+        if not others:
+            raise Unmapped(f"aten.{_operation(node)} of parameters only: archcalc has no layer for it")
+        other = others[0]
+        out = []
+        for name in inputs:
+            path = self._parameter_of(name) if name.startswith(ATTRIBUTE) else None
+            if path is None:
+                out.append(name)
+                continue
+            if path not in self.learned:
+                fields = self._parameter_fields(path, self.parameter_value.get(name), other)
+                layer = free(path, lambda n: n in self.given)
+                self.given.add(layer)
+                self.layers.append(Layer(layer, "parameter", fields, (self.alias.get(other.name, other.name),)))
+                self.learned[path] = layer
+            out.append(self.learned[path])
+        return tuple(out)
+
+    def _parameter_fields(self, path: str, value, other) -> dict:
+        """`parameter`'s fields for a parameter as the merge reads it: expanded over the batch (a class token for a cat),
+        or broadcast as it is, its shape as a sample's (leading ones added to the sample's rank)."""
+        held = tuple(self.parameters[path].shape)
+        value = value if value is not None else self.parameters[path]
+        shape = list(value.shape)
+        rank = other.meta["val"].dim()
+        expanded = bool(shape) and str(shape[0]) == self.batch and self.batch is not None and value is not self.parameters[path]
+        if expanded:
+            sample = shape[1:]
+        elif len(shape) == rank:
+            if shape[0] != 1:
+                raise Unmapped(f"{path} {held} broadcast over the batch axis with {shape[0]} rows: archcalc's parameter "
+                               "is one tensor for every sample")
+            sample = shape[1:]
+        else:
+            sample = [1] * (rank - 1 - len(shape)) + shape
+        sample = [int(d) for d in sample]
+        fields: dict = {"shape": sample}
+        if held != (1, *sample):
+            fields["torch_shape"] = list(held)
+        fields["bare"] = True
+        if not expanded:
+            fields["expand"] = False
+        return fields
+
+    def _weighted(self, node, name: str, held: list[str]):
+        """A functional call whose tensors after the first are a module's own parameters (F.layer_norm(x, shape,
+        self.weight, self.bias)): that module's layer, named by its path."""
+        owners = {alias[len(ATTRIBUTE):].rpartition(".")[0] for alias in held}
+        if len(owners) != 1:
+            raise Unmapped(f"aten.{name} reads the parameters of {len(owners)} modules: archcalc's layer has its own", sorted(owners)[0])
+        first = tensors(node)[0]
+        if self.alias.get(first.name, first.name).startswith(ATTRIBUTE):
+            raise Unmapped(f"aten.{name} of a parameter: archcalc has no layer for it")
+        made = functions.layer(node, name, f"aten.{name}", self.sizes)
+        if made is None:
+            raise Unmapped(f"aten.{name}: archcalc has no layer for it")
+        return (*made, owners.pop())
+
+    # --- several tensors: chunk, split, unbind ---------------------------------------------------------
+
+    def _getitem(self, node):
+        """Element i of what a call returns: chunk's, split's, unbind's (a layer each, by torch_item); max pooling's
+        values (its indices refused)."""
+        source, index = node.args[0], node.args[1]
+        if source in self.several:
+            name = self.several[source]
+            args, kwargs = functions.arguments(source, self.sizes)
+            why = None
+            for cls in LAYERS.values():
+                if name in cls.torch_several:
+                    try:
+                        return cls.kind, cls.torch_item(name, args, kwargs, index)
+                    except Inexpressible as error:
+                        why = error
+            raise Unmapped(f"aten.{name}(...)[{index}] {why}" if why else f"aten.{name}: archcalc has no layer for its elements")
+        return _getitem(node)
 
 def _operation(node) -> str:
     """The ATen operation's name without its overload (aten.add_.Tensor: add_), or a Python function's."""
@@ -356,17 +660,53 @@ def _operation(node) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def _to(node):
+# Calls that view a parameter alone (a layer scale reshaped, a class token expanded): still that parameter
+PARAMETER_VIEWS = {*VIEWS, "expand", "unsqueeze", "alias", "detach", "clone", "contiguous"}
+MERGES = {kind for kind, cls in LAYERS.items() if cls.merges is True}  # add, mul, concat: a parameter may be one input
+MERGE_FUNCTIONS = {name for kind in MERGES for name in LAYERS[kind].torch_functions}
+SEVERAL = {name for cls in LAYERS.values() for name in cls.torch_several}  # chunk, split, unbind: a layer per element
+
+
+SAME = {"to", "_to_copy", "alias", "detach", "contiguous"}  # calls that may give their input itself
+
+
+def _same_tensor(node, source) -> bool:
+    value, given = node.meta.get("val"), source.meta.get("val")
+    return (value is not None and given is not None and value.dtype == given.dtype and tuple(value.shape) == tuple(given.shape)
+            and (_operation(node) != "_to_copy"))
+
+
+def _pad(node, sizes=None):
+    """F.pad by nothing (Swin's patch merging pads H and W to even sizes: by 0 when they are) is its input."""
+    pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+    value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
+    if isinstance(pad, (list, tuple)) and all(isinstance(p, int) and p == 0 for p in pad) and not value:
+        return None
+    raise Unmapped(f"aten.{_operation(node)} by {list(pad) if isinstance(pad, (list, tuple)) else pad}: archcalc pads only in "
+                   "a conv or a pool (their padding)")
+
+
+def _to(node, sizes=None):
     source = tensors(node)[0]
     if source.meta["val"].dtype != node.meta["val"].dtype:
         raise Unmapped(f"aten.to({node.meta['val'].dtype}): archcalc's layers compute in the model's one dtype")
     return None  # a dtype it has already
 
 
-def _view(node):
-    if tuple(node.meta["val"].shape) == tuple(tensors(node)[0].meta["val"].shape):
+def _view(node, sizes=None):
+    """A view or reshape: flatten where it is one (x.view(x.size(0), -1)), else a reshape to the output's own shape
+    as torch.export computed it from x.shape (channel shuffle's view(B, groups, C // groups, H, W), ViT's patches), the
+    batch axis kept."""
+    value, source = node.meta["val"], tensors(node)[0].meta["val"]
+    if tuple(value.shape) == tuple(source.shape):
         return None  # a view to the shape it has
-    return functions.layer(node, _operation(node), f"aten.{_operation(node)}")
+    try:
+        return functions.layer(node, _operation(node), f"aten.{_operation(node)}", sizes)
+    except Unmapped:
+        shape = sizes.shape(value) if sizes is not None else None
+        if shape is None or value.dim() == 0 or str(value.shape[0]) != str(source.shape[0]):
+            raise
+        return "reshape", {"shape": list(shape)}
 
 
 def _getitem(node):
@@ -378,9 +718,10 @@ def _getitem(node):
 
 
 WITH_INDICES = {f"max_pool{n}d_with_indices" for n in (1, 2, 3)} | {f"adaptive_max_pool{n}d" for n in (1, 2, 3)}
-ATEN = {"to": _to, "_to_copy": _to, **dict.fromkeys(VIEWS, _view)}  # what only torch.export's graph has
+ATEN = {"to": _to, "_to_copy": _to, "pad": _pad, "constant_pad_nd": _pad, **dict.fromkeys(VIEWS, _view)}  # what only torch.export's graph has
 
 
 def layers(module, input_shape: list) -> tuple[list[Layer], list[str]]:
     """The spec's layers of a module captured by torch.export, and the names of what forward returns."""
-    return Recovered(capture(module, input_shape), module, input_shape).run()
+    program, x = capture(module, input_shape)
+    return Recovered(program, module, input_shape, x).run()

@@ -143,11 +143,22 @@ def _output_problems(returned: list, alias: dict, out: list[Layer]) -> list[Prob
 
 
 def output_causes(returned: list[str], out: list[Layer]) -> list[str]:
-    if len(returned) != 1:
-        return [f"forward returns {len(returned)} tensors: a spec has one output, its last layer's"]
-    last = out[-1].name if out else "input"
-    if returned[0] != last:
-        return [f"forward returns {returned[0]!r}, but the last layer computed is {last!r}: a spec's output is its last layer's"]
+    """Why what forward returns is no spec's output: one tensor is the last layer's; several ([model] outputs) are
+    layers' outputs, each once."""
+    if not returned:
+        return ["forward returns no tensor: a spec has an output"]
+    if len(returned) == 1:
+        last = out[-1].name if out else "input"
+        if returned[0] != last:
+            return [f"forward returns {returned[0]!r}, but the last layer computed is {last!r}: a spec's output is its last layer's"]
+        return []
+    computed = {layer.name for layer in out}
+    odd = [name for name in returned if name not in computed]
+    if odd:
+        return [f"forward returns {len(returned)} tensors, one of them {odd[0]!r}, which no layer computes: "
+                "a spec's outputs are its layers'"]
+    if len(set(returned)) != len(returned):
+        return [f"forward returns {len(returned)} tensors, one of them twice: a spec's outputs are distinct layers"]
     return []
 
 

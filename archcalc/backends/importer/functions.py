@@ -61,12 +61,13 @@ def known(name: str) -> bool:
     return name in NO_OPS or any(name in cls.torch_functions for cls in LAYERS.values())
 
 
-def layer(node, name: str, display: str) -> tuple[str, dict] | None:
+def layer(node, name: str, display: str, sizes=None) -> tuple[str, dict] | None:
     """The (kind, fields) of a call by the kinds that list its name (`torch_functions`, tried in the order they are
-    registered), or None where it gives its input itself; Unmapped (`display` and why) where none expresses it."""
+    registered), or None where it gives its input itself; Unmapped (`display` and why) where none expresses it.
+    `sizes` (sizes.Sizes, torch.export's): each tensor's shape and each size as spec values."""
     if name in NO_OPS:
         return None
-    args, kwargs = arguments(node)
+    args, kwargs = arguments(node, sizes)
     why = None
     for cls in LAYERS.values():
         if name not in cls.torch_functions:
@@ -80,10 +81,10 @@ def layer(node, name: str, display: str) -> tuple[str, dict] | None:
     raise Unmapped(f"{display} {why}" if why is not None else f"{display}: archcalc has no layer for it")
 
 
-def arguments(node) -> tuple[tuple, dict]:
-    """A node's arguments as a layer kind reads them: each tensor a TorchTensor (its rank where torch.export gives
-    it), each size read from a tensor a TorchSize (the batch size, where torch.export tells; torch.fx's x.size(0) at
-    the batch's place is taken as it), everything else as written."""
+def arguments(node, sizes=None) -> tuple[tuple, dict]:
+    """A node's arguments as a layer kind reads them: each tensor a TorchTensor (its rank and shape where torch.export
+    gives them), each size read from a tensor a TorchSize (the batch size, where torch.export tells; torch.fx's
+    x.size(0) at the batch's place is taken as it; its value where torch.export gives it), everything else as written."""
     torch = require()
 
     def convert(arg):
@@ -91,9 +92,14 @@ def arguments(node) -> tuple[tuple, dict]:
             return [convert(a) for a in arg]
         if not hasattr(arg, "op"):
             return arg
-        if is_shape(arg):
-            return TorchSize(batch=arg.meta.get("archcalc_batch", True))
         value = arg.meta.get("val")
-        return TorchTensor(value.dim() if isinstance(value, torch.Tensor) else None)
+        if is_shape(arg):
+            return TorchSize(batch=arg.meta.get("archcalc_batch", True),
+                             value=None if sizes is None or value is None else sizes.value(value))
+        if not isinstance(value, torch.Tensor):
+            return TorchTensor()
+        if arg.meta.get("archcalc_held"):  # a parameter or buffer: its whole shape
+            return TorchTensor(value.dim(), tuple(int(d) for d in value.shape), held=True)
+        return TorchTensor(value.dim(), None if sizes is None else sizes.shape(value))
 
     return tuple(convert(a) for a in node.args), {k: convert(v) for k, v in node.kwargs.items()}

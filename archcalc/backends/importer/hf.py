@@ -16,8 +16,10 @@ from pathlib import Path
 from ...core import untrusted
 from ...core.errors import ArchcalcError, SpecError
 from ..build import require
+from .failure import code_failed
 
 CONFIG = "config.json"
+REINSTALL = "pip install --upgrade transformers (a version that supports the installed torch)"
 
 
 def config_path(path: str) -> Path:
@@ -34,8 +36,12 @@ def transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it: never the network
     try:
         import transformers as found
-    except ImportError:
-        raise ArchcalcError("hf:PATH needs transformers, which is not installed\n  hint: pip install transformers") from None
+    except ImportError as error:
+        if error.name == "transformers":
+            raise ArchcalcError("hf:PATH needs transformers, which is not installed\n  hint: pip install transformers") from None
+        raise code_failed("hf:PATH: importing transformers failed", error, REINSTALL) from None
+    except Exception as error:  # a transformers that does not import beside this torch
+        raise code_failed("hf:PATH: importing transformers failed", error, REINSTALL) from None
     return found
 
 
@@ -49,11 +55,16 @@ def config(path: str):
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
         raise SpecError("no model_type: not a transformers config", "a model's config.json names its model_type", path=str(file))
     hf = transformers()
-    classes = hf.models.auto.configuration_auto.CONFIG_MAPPING
-    if data["model_type"] not in classes:
+    try:
+        classes = hf.models.auto.configuration_auto.CONFIG_MAPPING
+        known = data["model_type"] in classes
+        kind = classes[data["model_type"]] if known else None
+    except Exception as error:  # its lazy modules import on first use
+        raise code_failed(f"hf:PATH: transformers cannot load the config class of {data['model_type']!r}", error, REINSTALL) from None
+    if kind is None:
         raise SpecError(f"model_type {data['model_type']!r} is not one transformers {hf.__version__} knows", path=str(file))
     try:
-        found = classes[data["model_type"]].from_dict(data)
+        found = kind.from_dict(data)
     except Exception as error:  # transformers' own validation
         raise SpecError(f"transformers cannot read it: {type(error).__name__}: {error}", path=str(file)) from None
     found.use_cache = False  # no key/value cache: the forward of training
@@ -72,7 +83,10 @@ def model(path: str, class_name: str | None = None):
     if name is None:
         raise SpecError("the config names no architectures: say which class with --class",
                         "for example --class GPT2LMHeadModel", path=str(config_path(path)))
-    cls = getattr(hf, name, None) if name.isidentifier() else None
+    try:
+        cls = getattr(hf, name, None) if name.isidentifier() else None
+    except Exception as error:  # transformers imports a model's module on first use: what that module imports may fail
+        raise code_failed(f"{name}: transformers cannot import it", error, REINSTALL) from None
     if not (isinstance(cls, type) and issubclass(cls, hf.PreTrainedModel)):
         raise SpecError(f"{name!r} is not a model class of transformers {hf.__version__}", where="--class" if class_name else None,
                         path=None if class_name else str(config_path(path)))
@@ -80,7 +94,7 @@ def model(path: str, class_name: str | None = None):
         with torch.device("meta"):
             return cls(found)
     except Exception as error:
-        raise ArchcalcError(f"{name}: building it from {config_path(path)} failed: {type(error).__name__}: {error}") from None
+        raise code_failed(f"{name}: building it from {config_path(path)} failed", error) from None
 
 
 def default_input(module) -> list | None:

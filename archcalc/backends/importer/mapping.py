@@ -13,6 +13,7 @@ import inspect
 from dataclasses import dataclass
 
 from ...layers import LAYERS
+from ...layers.base import Inexpressible
 from ..build import require
 from ..export import EXPLICIT
 from .problems import Unmapped
@@ -61,7 +62,17 @@ def from_module(module, path: str) -> tuple[str, dict]:
     for kind, cls in LAYERS.items():
         if torch_name not in cls.torch_modules:
             continue
-        fields = cls.torch_fields(torch_name)
+        try:
+            fields = cls.torch_fields(torch_name) | cls.torch_read(module)
+        except Inexpressible as error:
+            raise Unmapped(f"{torch_name} {error}", path) from None
+        for attribute, name in cls.torch_attributes:  # torch's names for the spec's fields (dotted: config.num_attention_heads)
+            value = _attribute(module, attribute)
+            if name not in fields and value is not None:
+                value = cls.torch_value(name, plain(value, name))
+                default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+                if value != plain(default, name):
+                    fields[name] = value
         for field in dataclasses.fields(cls):
             if field.name in cls.spec_fields() and field.name not in fields and hasattr(module, field.name):
                 value = cls.torch_value(field.name, plain(getattr(module, field.name), field.name))
@@ -72,6 +83,14 @@ def from_module(module, path: str) -> tuple[str, dict]:
         _unexpressed(module, base, cls, path)
         return kind, fields
     raise Unmapped(f"{torch_name} has no archcalc layer kind", path)  # pragma: no cover (torch_base found it)
+
+
+def _attribute(module, path: str):
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
 
 
 # Constructor options no number of archcalc's depends on: placement, in-place, the normalisations'

@@ -74,3 +74,42 @@ def place(stack_trace: str | None, fallback: str, torch_dir: str) -> str:
         if marker in file:
             return f"{file.rsplit(marker, 1)[1]}:{line}"
     return f"{Path(file).name}:{line}"
+
+
+# torchvision's detection models, by the pieces they are made of that archcalc has no layer for (what each does)
+DETECTION = {
+    "GeneralizedRCNNTransform": "the images resized to a common size and batched (GeneralizedRCNNTransform)",
+    "AnchorGenerator": "anchor boxes per feature map (AnchorGenerator)",
+    "DefaultBoxGenerator": "default boxes per feature map (DefaultBoxGenerator)",
+    "RegionProposalNetwork": "proposals: box decoding and non-maximum suppression (RegionProposalNetwork)",
+    "MultiScaleRoIAlign": "RoI pooling of each proposal (MultiScaleRoIAlign, torchvision.ops.roi_align)",
+    "RoIHeads": "per-proposal heads, box decoding and non-maximum suppression (RoIHeads)",
+    "RetinaNetHead": "per-anchor heads, box decoding and non-maximum suppression (RetinaNet's postprocessing)",
+    "FCOSHead": "per-location heads, box decoding and non-maximum suppression (FCOS's postprocessing)",
+    "SSDHead": "per-box heads, box decoding and non-maximum suppression (SSD's postprocessing)",
+    "SSDLiteHead": "per-box heads, box decoding and non-maximum suppression (SSD's postprocessing)",
+}
+
+
+class DetectionRefused(ImportFailed):
+    """A detection model: refused before any capture, with the pieces archcalc has no layer for."""
+
+    def __init__(self, target: str, pieces: list[str], backbone: str | None):
+        self.backbone = backbone
+        super().__init__(target, [Problem(f"a detection model: archcalc has no layer for {what}") for what in pieces], "no capture")
+
+    def _message(self) -> str:
+        lines = [f"{self.target} is a detection model (a list of images of any size in, with their targets in training; "
+                 "boxes out): archcalc has no layer for"]
+        lines += [f"  - {p.cause.split('no layer for ', 1)[1]}" for p in self.problems]
+        more = f" (model.backbone, a {self.backbone})" if self.backbone else ""
+        lines.append(f"  hint: import its backbone{more}, which is a network archcalc can import; write the heads by hand")
+        return "\n".join(lines)
+
+
+def refuse_detection(module) -> None:
+    """A detection model reads a list of images and their targets and ends in boxes: refused before any capture."""
+    found = list(dict.fromkeys(DETECTION[type(m).__name__] for m in module.modules() if type(m).__name__ in DETECTION))
+    if found:
+        backbone = getattr(module, "backbone", None)
+        raise DetectionRefused(type(module).__name__, found, type(backbone).__name__ if backbone is not None else None)

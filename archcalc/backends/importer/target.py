@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ...core.errors import ArchcalcError, SpecError
 from ..build import require
+from .failure import code_failed
 
 HF = "hf:"
 
@@ -43,14 +44,13 @@ def load_target(target: str, args: str | None = None, class_name: str | None = N
     except AttributeError:
         raise SpecError(f"{where} has no {name!r}", where="TARGET") from None
     except Exception as error:  # the user's file: whatever it raises is reported, not a traceback of ours
-        raise ArchcalcError(f"{where}: importing it failed: {type(error).__name__}: {error}") from None
+        raise code_failed(f"{where}: importing it failed", error) from None
     given = _arguments(args)
     if isinstance(found, type) or (callable(found) and not isinstance(found, torch.nn.Module)):  # a class or a factory
         try:
             found = found(*given[0], **given[1])
         except Exception as error:
-            raise ArchcalcError(f"{target}: building it failed: {type(error).__name__}: {error}\n"
-                                "  hint: pass its constructor arguments with --args") from None
+            raise code_failed(f"{target}: building it failed", error, "pass its constructor arguments with --args") from None
     elif args is not None:
         raise SpecError(f"{name} is a module already: --args has nothing to build", where="--args")
     if not isinstance(found, torch.nn.Module):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
+from ...core import num
 from .blocks import Use
 
 
-def to_toml(name: str, input_shape: list, layers: list, blocks: dict | None = None, names: dict | None = None) -> str:
-    """The spec text (`from` only where a layer reads another than the one before)."""
-    lines = ["[model]", f"name = {_toml(name)}", f"input = {_toml(input_shape)}", ""]
+def to_toml(name: str, input_shape: list, layers: list, blocks: dict | None = None, names: dict | None = None,
+            outputs: list[str] | None = None) -> str:
+    """The spec text (`from` only where a layer reads another than the one before; `outputs` where forward returns several)."""
+    lines = ["[model]", f"name = {_toml(name)}", f"input = {_toml(input_shape)}"]
+    lines += [f"outputs = {_toml(outputs)}"] if outputs else []
+    lines.append("")
     if names:
         lines.append("[names]  # torch's module paths that are not spec names: build names its modules so")
         lines += [f"{_toml(key)} = {_toml(value)}" for key, value in names.items()]
@@ -52,4 +57,16 @@ def _toml(value) -> str:
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, Fraction):
+        return json.dumps(f"{value.numerator} / {value.denominator}")
+    if type(value).__module__.startswith("sympy"):  # a size in the input's names (a view sized from x.shape)
+        return json.dumps(formula(value))
     raise TypeError(f"cannot write {value!r} in a spec")
+
+
+def formula(value) -> str:
+    """A sympy size as a spec expression (archcalc/core/expr.py's functions: floor, ceil, min, max)."""
+    text = num.text(value)
+    for sympy_name, spec_name in (("Min(", "min("), ("Max(", "max("), ("ceiling(", "ceil(")):
+        text = text.replace(sympy_name, spec_name)
+    return text

@@ -26,7 +26,7 @@ The package, by what each module knows:
 - amp.py        mixed precision (torch.autocast) along the timeline
 - cuda.py       what CUDA adds: cuBLAS's and cuDNN's workspaces, the caching allocator's blocks
 - tape.py, peaks.py   live storages and their running totals; the peaks they give
-- ranks.py      each rank's step under a data-parallel layout (DDP, ZeRO-1, FSDP2): a Step per rank; `simulate`
+- ranks.py      each rank's step under a parallel layout (DDP, ZeRO-1, FSDP2, tp): a Step per rank; `simulate`
 - tensor.py     tensor parallelism (Megatron's style): the network one rank of a tensor-parallel group runs
 
 Where the next features go (none is built yet):
@@ -44,29 +44,12 @@ from .cuda import CUBLAS_WORKSPACE, CUDA_CONTEXT, CUDA_WORKSPACE, CUDNN_WORKSPAC
 from .loss import Loss, loss_of
 from .parameters import param_tensors
 from .peaks import PHASES, Peak, Timeline
-from .ranks import communication, simulate
+from .ranks import simulate
 from .rerun import region_inputs
 from .step import Step
 from .tape import CUDA_BLOCK, KINDS
 
 _cast_weights = cast_weights  # archcalc/memory/closed.py's name for it
 
-__all__ = [
-           "CUBLAS_WORKSPACE",
-           "CUDA_BLOCK",
-           "CUDA_CONTEXT",
-           "CUDA_WORKSPACE",
-           "CUDNN_WORKSPACE",
-           "KINDS",
-           "PHASES",
-           "Loss",
-           "Peak",
-           "Step",
-           "Timeline",
-           "cast_weights",
-           "communication",
-           "loss_of",
-           "param_tensors",
-           "region_inputs",
-           "simulate",
-]
+__all__ = ["CUBLAS_WORKSPACE", "CUDA_BLOCK", "CUDA_CONTEXT", "CUDA_WORKSPACE", "CUDNN_WORKSPACE", "KINDS", "PHASES",
+           "Loss", "Peak", "Step", "Timeline", "cast_weights", "loss_of", "param_tensors", "region_inputs", "simulate"]

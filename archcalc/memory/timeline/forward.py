@@ -104,7 +104,7 @@ def readers(rows, outputs=()) -> dict[str, int]:
 
 def is_chain(net: Network) -> bool:
     """A straight stack, which archcalc.torch builds as an nn.Sequential (backends/torch.py is_chain)."""
-    if len(net.output_rows) > 1:
+    if net.output_rows != (net.rows[-1],):
         return False
     previous = "input"
     for row in net.rows:
@@ -139,7 +139,7 @@ class Pass:
         self.net, self.rows, self.batch = net, net.rows, batch
         self.size = net.dtype.bytes
         self.cuda = str(net.device) == "cuda"
-        self.bytes_of = {**storage_bytes(self.size, self.cuda), "bool": 1}
+        self.bytes_of = {**storage_bytes(self.size, self.cuda), "bool": 1, "int8": 1, "int32": 4}  # int*: bitsandbytes' ops
         self.tape = Tape(batch, self.cuda)
         self.amp = MixedPrecision(net, self.tape, self.cuda)
         self.frame: Frame  # the model's names: set once the batch exists

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...core import num
 from .forward import EVAL, Frame, Pass, is_chain, readers
-from .parameters import param_tensors
+from .parameters import param_bytes
 from .peaks import Peak
 
 
@@ -30,8 +30,8 @@ class Inference(Pass):
         """The parameters and buffers."""
         tape, size = self.tape, self.size
         for row in self.rows:
-            for n in param_tensors(row):
-                tape.new(tape.size(n * size, 0), "parameters", mark=False)
+            for nbytes in param_bytes(row, size):
+                tape.new(tape.size(nbytes, 0), "parameters", mark=False)
             buffers = row.layer.buffer_bytes(row.input, size)
             if buffers != 0:
                 tape.new(tape.size(buffers, 0), "buffers", mark=False)

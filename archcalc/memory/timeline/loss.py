@@ -56,7 +56,7 @@ class LossStep:
     to the end of the backward; `width`: bytes of its dtype (the backward's ones scalar's)."""
 
     def __init__(self, step: Pass, loss: Loss, row: Row | None = None):
-        row = step.rows[-1] if row is None else row
+        row = step.net.output_rows[0] if row is None else row  # the one output, wherever it lies
         self.loss, self.tape, self.amp, self.size, self.batch = loss, step.tape, step.amp, step.size, step.batch
         self.output, self.name = row.output, row.name
         self.value: Allocation | None = None
@@ -67,6 +67,9 @@ class LossStep:
 
     def targets(self) -> None:
         raise NotImplementedError
+
+    def before_output(self, storage: dict[str, Allocation], row: Row) -> None:
+        """Before the last row runs (`storage`: the model's names): what a loss computed inside the model holds."""
 
     def forward(self, storage: dict[str, Allocation]) -> None:
         """The loss of the output (`storage`: the model's names), after which the output is dropped."""
@@ -150,6 +153,25 @@ class CrossEntropy(LossStep):
         grads.buffers[self.name] = (g_y, False)
 
 
+class CausalLMInside(CrossEntropy):
+    """Hugging Face's causal LM loss computed inside the model, `model(input_ids=ids, labels=ids).loss` (what its
+    Trainer runs), rather than bench's loss of the returned logits: the model's forward holds its last hidden state
+    (the output layer's input: `hidden_states`) and the logits as the output layer made them (`logits`) until it
+    returns, after the loss. Where the output layer keeps its input (its weight trains) and the logits are float32
+    the two are the same; a frozen output layer and 16-bit logits (a 16-bit base, fine-tuning) differ."""
+
+    def before_output(self, storage: dict[str, Allocation], row: Row) -> None:
+        self.hidden = storage[row.inputs[0]]
+        self.hidden.refs += 1
+
+    def forward(self, storage: dict[str, Allocation]) -> None:
+        logits = storage[self.name]
+        logits.refs += 1  # the model's `logits`, until it returns
+        super().forward(storage)
+        self.tape.release(logits)
+        self.tape.release(self.hidden)
+
+
 class Losses(LossStep):
     """Several outputs ([model] outputs, returned as a dict), trained on the sum of their losses as bench computes it
     (backends/bench.py summed_losses): each output's loss in turn (cross-entropy or MSE, as loss_of says for its
@@ -216,10 +238,13 @@ class Losses(LossStep):
             tape.release(g_y)
 
 
-def loss_step(step: Pass) -> LossStep:
-    """The step's loss policy: one output's loss, or the sum of several outputs' (Losses)."""
+def loss_step(step: Pass, inside: bool = False) -> LossStep:
+    """The step's loss policy: one output's loss, or the sum of several outputs' (Losses); `inside`: a language
+    model's causal LM loss computed by the model itself (CausalLMInside: Hugging Face's `model(ids, labels=ids)`)."""
     net = step.net
     if len(net.output_rows) > 1:
         return Losses(step, loss_of(net))
     loss = loss_of(net)
+    if inside and loss.kind == "causal_lm":
+        return CausalLMInside(step, loss)
     return (MeanSquaredError if loss.kind == "mse" else CrossEntropy)(step, loss)

@@ -46,6 +46,8 @@ class ForeachAdam(Foreach):
                 tape.new(tape.size(4, 0), "optimizer state", mark=False)
 
     def step(self, tape: Tape, params: list[Pair]) -> None:
+        if not params:  # a ZeRO rank that owns no tensor: torch's _multi_tensor_adam returns at once
+            return
         if not self.cuda:
             tape.transient(tape.size(4, 0), "temporaries")  # torch.tensor(1.0): the step counters' increment
         temporaries = [tape.new(p, "temporaries", mark=False) for p in params]
@@ -54,29 +56,26 @@ class ForeachAdam(Foreach):
             tape.release(t)
 
 
-class ForLoop(Foreach):
-    """torch.optim's for-loop implementation (foreach=False; torch's default on the CPU), SGD and SGD with momentum:
-    one tensor at a time, in place."""
-
-
 class ForLoopAdam(ForeachAdam):
-    """Adam and AdamW one tensor at a time: per parameter, exp_avg_sq.sqrt() and its quotient by the bias
-    correction (the denominator), the square root freed at once, the previous parameter's denominator only when
-    this one is bound to the same local (`denom = ...`); the last one when the step returns."""
+    """Adam and AdamW as torch.optim's for-loop implementation runs them (foreach=False: torch's default for
+    parameters on the CPU): one parameter at a time, in place, but `denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt)
+    .add_(eps)`: the square root and the quotient (new tensors of the parameter's size), the square root freed, the
+    previous parameter's denom freed only once the new one is bound. The step counters are incremented in place."""
 
     def step(self, tape: Tape, params: list[Pair]) -> None:
-        before = None
+        previous = None
         for p in params:
             root = tape.new(p, "temporaries")
-            denominator = tape.new(p, "temporaries")
+            denom = tape.new(p, "temporaries")
             tape.release(root)
-            tape.release(before)
-            before = denominator
-        tape.release(before)
+            tape.release(previous)
+            previous = denom
+        tape.release(previous)
 
 
 def optimizer_for(optimizer: Optimizer, cuda: bool, foreach: bool = True) -> Foreach:
-    """The optimizer's policy: torch's foreach implementation (its default on CUDA), or the for-loop one."""
-    if foreach:
-        return (ForeachAdam if optimizer.states == 2 else Foreach)(optimizer, cuda)
-    return (ForLoopAdam if optimizer.states == 2 else ForLoop)(optimizer, cuda)
+    """The optimizer's policy: torch's foreach implementation (its default on CUDA), or its for-loop one (`foreach`
+    False: its default on the CPU; SGD's makes no temporaries either way)."""
+    if optimizer.states == 2:
+        return (ForeachAdam if foreach else ForLoopAdam)(optimizer, cuda)
+    return Foreach(optimizer, cuda)

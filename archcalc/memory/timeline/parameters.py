@@ -1,7 +1,9 @@
 """The parameters along the step: the tensors each row holds, which of them train, and their gradients.
 
-`Trained` is the policy "which parameters get gradients and optimizer state": today every parameter of a row
-whose output leads to the loss. Fine-tuning replaces it (frozen layers: none; LoRA: the adapters' only).
+`Trained` is the policy "which parameters get gradients and optimizer state": every parameter of a row whose output
+leads to the loss, but a frozen layer's own (fine-tuning, archcalc/layers/tuning.py: a frozen layer trains none, one
+with LoRA its adapters only). A parameter's storage is `param_bytes`': the model's dtype, but a quantized frozen
+weight's storages (bitsandbytes) and float32 adapters beside a 16-bit base.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ def param_tensors(row: Row) -> tuple[Dim, ...]:
     return row.layer.param_tensors(row.input)
 
 
+def param_bytes(row: Row, size: int) -> tuple[Dim, ...]:
+    """The bytes of each storage a row's parameters take (`size`: bytes of the model's dtype)."""
+    if row.layer.tuning is None:
+        return tuple(num.normal(n * size) for n in param_tensors(row))
+    return row.layer.stored_bytes(row.input, size)
+
+
 def reaching(net: Network) -> set[str]:
     """The names of the tensors whose value leads to the loss (the model's outputs and what they are made from)."""
     rows = net.rows
@@ -35,14 +44,30 @@ class Trained:
     """Which parameter tensors get a gradient in backward and a state in the optimizer.
 
     Rows whose output leads to the loss: the others' parameters get no gradient, so the optimizer keeps no
-    state for them and makes no temporaries; their nodes never run (and keep nothing that outlives their output)."""
+    state for them and makes no temporaries; their nodes never run (and keep nothing that outlives their output).
+    A frozen layer's own parameters get none either; LoRA's adapters do (Layer.trained_tensors)."""
 
     def __init__(self, reach: set[str]):
         self.reach = reach
 
     def tensors(self, row: Row) -> tuple[Dim, ...]:
         """The element counts of the row's trained parameter tensors."""
-        return row.layer.param_tensors(row.input) if row.name in self.reach else ()
+        if row.name not in self.reach:
+            return ()
+        return row.layer.param_tensors(row.input) if row.layer.tuning is None else row.layer.trained_tensors(row.input)
+
+    def sizes(self, row: Row, size: int) -> tuple[Dim, ...]:
+        """The bytes of each trained tensor (and of its gradient and each optimizer state)."""
+        return trained_bytes(row, size) if row.name in self.reach else ()
+
+
+def trained_bytes(row: Row, size: int) -> tuple[Dim, ...]:
+    """The bytes of each of a row's trained tensors: `size` per value, LoRA's float32 adapters 4 beside a 16-bit base."""
+    if row.layer.tuning is None:
+        return tuple(num.normal(n * size) for n in param_tensors(row))
+    adapter = row.layer.adapter
+    width = 4 if adapter is not None and adapter.dtype == "float32" else size
+    return tuple(num.normal(n * width) for n in row.layer.trained_tensors(row.input))
 
 
 def tied_gradient(tape: Tape, row: Row, tied: dict, size: int, tensors: tuple[Dim, ...],
@@ -53,7 +78,7 @@ def tied_gradient(tape: Tape, row: Row, tied: dict, size: int, tensors: tuple[Di
     name, its storage), for tied_sum once the node has run. `made`: where the row's own .grad storages are listed."""
     owner = row.layer.tie
     pending = None
-    if owner is not None and owner not in tied:
+    if owner is not None and owner not in tied and not row.layer.frozen:  # a frozen owner's weight gets none
         tied[owner] = tape.new(tape.size(num.mul(row.layer.weight_shape(row.input)) * size, 0), "gradients", mark=False)
     for number, n in enumerate(tensors):
         if number == 0 and row.name in tied:

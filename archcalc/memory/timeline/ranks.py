@@ -47,6 +47,7 @@ from ...core import num
 from ...core.errors import SpecError
 from ...core.parallel import Layout, Strategy
 from . import tensor
+from .optimizer import optimizer_for
 from .peaks import PHASES, Peak, Timeline
 from .step import Step, simulate as one_process
 
@@ -122,12 +123,16 @@ class Plan:
 
     def __post_init__(self):
         self.size = self.net.dtype.bytes
-        if self.layout.tp != 1 or self.layout.strategy == Strategy.tp:
-            raise SpecError("tensor parallelism is not modelled here yet", "--strategy ddp, zero1, fsdp or fsdp-no-reshard",
-                            where="--strategy")
+        if self.layout.tp != 1 and self.layout.strategy != Strategy.tp:
+            raise SpecError(f"tensor parallelism under --strategy {self.layout.strategy} is not modelled",
+                            "--strategy tp --tp K: tensor parallel within groups of K GPUs, the groups data parallel",
+                            where="--tp", path=self.net.path)
         if self.layout.strategy in SHARDED and self.net.autocast is not None:
             raise SpecError("FSDP's mixed precision (MixedPrecisionPolicy) is not modelled", "--precision 32-true or "
                             "bf16-true with fsdp; ddp and zero1 take mixed precision", where="--strategy")
+        if getattr(self.net, "finetune", None) is not None:
+            raise SpecError("fine-tuning under a parallel layout is not modelled yet", "train the whole model, or drop "
+                            "--strategy", where="--strategy")
         if self.layout.bucket_view and self.net.autocast is not None:
             raise SpecError("gradient_as_bucket_view under autocast is not modelled", where="--strategy")
 
@@ -232,7 +237,7 @@ class Plan:
             for row in self.net.rows[unit.first:unit.stop] if not unit.root else self.net.rows:
                 where.setdefault(row.name, unit.name)
         for row in self.net.rows:
-            owner = getattr(row.layer, "tie", None)
+            owner = row.layer.tie
             if owner is not None and where.get(owner) != where.get(row.name):
                 raise SpecError(f"{row.name} ties {owner}'s weight but they are in different units",
                                 "put both in the same unit, or leave both to the root", where="--units")
@@ -249,12 +254,16 @@ class Plan:
             return tuple(p.numel for p in self.partition[rank])
         return ()
 
-    def communication(self) -> dict[str, int]:
+    def communication(self, batch: Value | None = None) -> dict[str, Value]:
         """Bytes each rank sends into collectives per step, by collective: the tensor each all-reduces or broadcasts,
-        the output each all-gathers into, the input each reduce-scatters (the buffers torch hands c10d)."""
+        the output each all-gathers into, the input each reduce-scatters (the buffers torch hands c10d). Under tensor
+        parallelism the activations' all-reduces grow with the batch: at `batch` (a formula in B without one)."""
         out = dict.fromkeys(COLLECTIVES, 0)
         n, size, strategy = self.layout.dp, self.size, self.layout.strategy
-        if strategy in REPLICATED:
+        if strategy == Strategy.tp:  # activations forward, their gradients backward, then the data-parallel gradients
+            fixed, per_sample = tensor.all_reduce_bytes(self.net, self.layout)
+            out["all_reduce"] = num.normal(fixed + per_sample * (num.symbol("B") if batch is None else batch))
+        elif strategy in REPLICATED:
             out["all_reduce"] = sum(p.numel for p in self.trained) * size
             # DDP broadcasts the buffers (batchnorm's running statistics) from rank 0 before each forward
             out["broadcast"] = num.add(row.layer.buffer_bytes(row.input, size) for row in self.net.rows)
@@ -272,10 +281,10 @@ class RankStep(Step):
     """One rank's training step (see the module): the Step, with its parameters, optimizer and collectives per rank."""
 
     def __init__(self, net: Network, batch: Value | None, plan: Plan, rank: int, inplace_sums: bool = True,
-                 optimizer: Foreach | None = None):
+                 optimizer: Foreach | None = None, loss_inside: bool = False):
         self.plan, self.rank, self.layout = plan, rank, plan.layout
         self.n = self.layout.dp
-        super().__init__(net, batch, inplace_sums, optimizer=optimizer)
+        super().__init__(net, batch, inplace_sums, optimizer=optimizer, loss_inside=loss_inside)
         self.made: dict[str, list] = {}  # a row -> the .grad storages its node made (its trained tensors' order)
         self.sharded = self.layout.strategy in SHARDED
         self.inside = self.loss.loss.kind == "causal_lm"  # a model that computes its own loss: inside the root's forward
@@ -297,8 +306,8 @@ class RankStep(Step):
         if self.layout.strategy in SHARDED:
             for p in plan.params:
                 tape.new(tape.size(p.shard(self.n) * size, 0), "parameters", mark=False)
-            if not self.cuda:  # each fully_shard's device mesh: the ranks, int32, a CPU tensor (on CUDA too)
-                for _ in plan.units:
+            if not self.cuda:  # each fully_shard's device mesh: the ranks, int32, a CPU tensor (on CUDA too), kept by
+                for _ in self.units:  # its parameter group: none where the module has no parameters of its own
                     tape.new(tape.size(4 * self.n, 0), "communication buffers", mark=False)
             return [tape.size(p.local(self.n, self.rank) * size, 0) for p in plan.trained]
         trained = super().parameters()
@@ -320,13 +329,20 @@ class RankStep(Step):
         saved = super().forward_row(row)
         if i in self.ending:
             self._post_forward(self.ending[i])
-        if row is self.rows[-1] and not self.inside and self.root is not None:
-            self._post_forward(self.root)
+        if row is self.rows[-1] and not self.inside:
+            self._root_post_forward()
         return saved
 
     def forward_ends(self) -> None:
-        if self.sharded and self.inside and self.root is not None:
-            self._post_forward(self.root)
+        if self.sharded and self.inside:
+            self._root_post_forward()
+
+    def _root_post_forward(self) -> None:
+        """The root's post-forward, with parameters of its own or none: the last unit's all-gather buffer freed."""
+        if self.root is not None:
+            self.order.append(self.root)
+        self.tape.release(self.deferred)
+        self.deferred = None
 
     def _gather(self, unit: Unit) -> list:
         """A unit's parameters gathered into their own storages (copied out of its all-gather buffer)."""
@@ -352,10 +368,7 @@ class RankStep(Step):
 
     def _post_forward(self, unit: Unit) -> None:
         self.order.append(unit)
-        if unit.root:
-            self.tape.release(self.deferred)
-            self.deferred = None
-        elif self.layout.reshard_after_forward:
+        if self.layout.reshard_after_forward:
             self._reshard(unit)
 
     def _reshard(self, unit: Unit) -> None:
@@ -461,45 +474,34 @@ def plan_of(net: Network) -> Plan:
     return cache["plan"]
 
 
-def simulate_ranks(net: Network, batch: Value | None, inplace_sums: bool = True,
-                   optimizer: Foreach | None = None) -> RankedTimeline:
+def simulate_ranks(net: Network, batch: Value | None, inplace_sums: bool = True, optimizer: Foreach | None = None,
+                   loss_inside: bool = False) -> RankedTimeline:
     """Each rank's step (ranks that hold the same tensors simulated once); the phases the largest over the ranks."""
     plan = plan_of(net)
+    if plan.layout.strategy == Strategy.tp:  # every rank of a tensor-parallel group holds the same sizes
+        one = tensor.simulate(net, batch, inplace_sums, optimizer, loss_inside)
+        return RankedTimeline(one.phases, one.inference, (one,) * plan.layout.gpus)
     classes: dict[tuple, Timeline] = {}
     ranks = []
     for rank in range(plan.layout.dp):
         key = plan.local_sizes(rank)
         if key not in classes:
-            classes[key] = RankStep(net, batch, plan, rank, inplace_sums, optimizer).run()
+            classes[key] = RankStep(net, batch, plan, rank, inplace_sums, optimizer, loss_inside).run()
         ranks.append(classes[key])
     if len(classes) > 1 and batch is not None and num.is_concrete(batch):
         # the caching allocator's replay (memory --budget) reads the last simulated step's events: the largest rank's
         largest = max(range(len(ranks)), key=lambda r: (ranks[r].peak(batch), -r))
         if plan.local_sizes(largest) != list(classes)[-1]:
-            RankStep(net, batch, plan, largest, inplace_sums, optimizer).run()
+            RankStep(net, batch, plan, largest, inplace_sums, optimizer, loss_inside).run()
     phases = {phase: Peak(tuple(c for t in classes.values() for c in t.phases[phase].candidates)) for phase in PHASES}
     return RankedTimeline(phases, ranks[0].inference, tuple(ranks))
 
 
-def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
-    """The timeline of one training step of `report`'s network (step.simulate's), each rank's under a parallel layout
-    (report.parallel): the largest over the ranks, phase by phase (a RankedTimeline)."""
+def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True, *, foreach: bool = True,
+             loss_inside: bool = False) -> Timeline:
+    """The timeline of one training step of `report`'s network (step.simulate's, its options the same), each rank's
+    under a parallel layout (report.parallel): the largest over the ranks, phase by phase (a RankedTimeline)."""
     if report.parallel is None:
-        return one_process(report, batch, inplace_sums)
-    if tensor_parallel(report.parallel):
-        return tensor.simulate(report, batch, inplace_sums)
-    return simulate_ranks(report, batch, inplace_sums)
-
-
-def tensor_parallel(layout: Layout) -> bool:
-    """Whether the layout splits layers (timeline/tensor.py runs its step)."""
-    return layout.strategy == Strategy.tp or layout.tp > 1
-
-
-def communication(net: Network) -> dict[str, tuple]:
-    """The bytes one rank hands to each collective in a step, by collective, as (fixed, per sample)."""
-    if net.parallel is None:
-        return {}
-    if tensor_parallel(net.parallel):
-        return tensor.communication(net)
-    return {name: (sent, 0) for name, sent in plan_of(net).communication().items()}
+        return one_process(report, batch, inplace_sums, foreach=foreach, loss_inside=loss_inside)
+    optimizer = optimizer_for(report.optimizer, str(report.device) == "cuda", foreach)
+    return simulate_ranks(report, batch, inplace_sums, optimizer, loss_inside)

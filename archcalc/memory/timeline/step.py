@@ -21,7 +21,7 @@ from .forward import TRAIN, Frame, ProgramSaved, Saved, is_chain, readers
 from .inference import Inference
 from .loss import loss_step
 from .optimizer import Foreach, optimizer_for
-from .parameters import Trained, param_tensors, reaching
+from .parameters import Trained, param_bytes, reaching
 from .peaks import PHASES, Timeline
 from .program import Interpreter
 from .rerun import Checkpoints, Rerun
@@ -39,14 +39,14 @@ class Step(Backward, Rerun):
     run in order."""
 
     def __init__(self, net: Network, batch: Value | None, inplace_sums: bool = True, *, trained: Trained | None = None,
-                 optimizer: Foreach | None = None):
+                 optimizer: Foreach | None = None, loss_inside: bool = False):
         super().__init__(net, batch)
         self.inplace = inplace_sums  # False: gradients that meet are summed out of place (see Gradients)
         self.reach = reaching(net)  # the names whose value leads to the loss
         # the policies: which parameters train (fine-tuning: frozen layers, adapters), the optimizer (sharded state)
         self.trained = trained or Trained(self.reach)
         self.optimizer = optimizer or optimizer_for(net.optimizer, self.cuda)
-        self.loss = loss_step(self)  # one output's, or several outputs' summed
+        self.loss = loss_step(self, loss_inside)  # one output's, or several outputs' summed
         self.checkpoints = Checkpoints(net)  # activation checkpointing (archcalc/analysis/checkpoint.py)
         self.params: list = []  # the sizes of the trained parameter tensors
         self.strides: dict[str, object] = {}  # a tensor's name -> its layout where not contiguous (layers/layout.py)
@@ -93,9 +93,9 @@ class Step(Backward, Rerun):
         optimizer state). One process holds every tensor whole (a rank of a sharded layout its shards: ranks.py)."""
         tape, size = self.tape, self.size
         for row in self.rows:
-            for n in param_tensors(row):
-                tape.new(tape.size(n * size, 0), "parameters", mark=False)
-        return [tape.size(n * size, 0) for row in self.rows for n in self.trained.tensors(row)]
+            for nbytes in param_bytes(row, size):
+                tape.new(tape.size(nbytes, 0), "parameters", mark=False)
+        return [tape.size(nbytes, 0) for row in self.rows for nbytes in self.trained.sizes(row, size)]
 
     # Where a layout's collectives go (ranks.py); one process has none.
     def forward_ends(self) -> None:
@@ -113,8 +113,11 @@ class Step(Backward, Rerun):
             if row is self.rows[-1]:
                 for s in self.held:
                     self.tape.release(s)
+            if row is self.net.output_rows[0]:
+                self.loss.before_output(self.frame.storage, row)
             self.region_edge(row.index - 1)
             self.kept[row.index] = self.forward_row(row)
+        self.frame.drop_dead()  # rows after the one output: the last one's unread result goes as forward returns
         self.loss.forward(self.frame.storage)
         self.forward_ends()
         self.amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
@@ -187,10 +190,14 @@ class Step(Backward, Rerun):
         self.tape.release(found_inf)
 
 
-def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
+def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = True, *, foreach: bool = True,
+             loss_inside: bool = False) -> Timeline:
     """The timeline of one training step of `report`'s network (see the package's docstring).
 
     `inplace_sums=False`: gradients that meet are always summed into a new tensor, as torch does while a
-    TorchDispatchMode is active, which is how the CPU oracle sees them (see Gradients). One process: under a
-    parallel layout the package's `simulate` (ranks.py) runs each rank's step."""
-    return Step(report, batch, inplace_sums).run()
+    TorchDispatchMode is active, which is how the CPU oracle sees them (see Gradients). `foreach=False`: Adam and
+    AdamW as torch's for-loop implementation (its default for CPU parameters); `loss_inside`: a language model's
+    loss computed by the model, as Hugging Face's Trainer runs it (`model(input_ids=ids, labels=ids).loss`). One
+    process: under a parallel layout the package's `simulate` (ranks.py) runs each rank's step."""
+    optimizer = optimizer_for(report.optimizer, str(report.device) == "cuda", foreach)
+    return Step(report, batch, inplace_sums, optimizer=optimizer, loss_inside=loss_inside).run()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ...core import fmt, num
 from ...core.errors import SpecError
 from ...core.num import Dim, Shape, Value
-from ...core.parallel import Strategy
+from ...core.parallel import Layout
 from ...layers.attention import Attention
 from ...layers.dense import Dense
 from ...layers.events import Drop, KeepInput, New, Program
@@ -255,30 +255,26 @@ def _fields(layer) -> dict:
     return {f.name: getattr(layer, f.name) for f in dataclasses.fields(type(layer))}
 
 
-def simulate(net: Network, batch: Value | None = None, inplace_sums: bool = True) -> Timeline:
-    """One rank's step under --strategy tp: its tensor-parallel group's shards (every rank of a group holds the same
-    sizes), the data-parallel groups replicated, their gradients all-reduced in place after backward (no bucket)."""
-    layout = net.parallel
-    if layout.strategy != Strategy.tp:
-        raise SpecError(f"tensor parallelism under --strategy {layout.strategy} is not modelled",
-                        "--strategy tp --tp K: tensor parallel within groups of K GPUs, the groups data parallel",
-                        where="--tp", path=net.path)
-    return Step(shard(net, layout.tp), batch, inplace_sums).run()
+def simulate(net: Network, batch: Value | None = None, inplace_sums: bool = True, optimizer=None,
+             loss_inside: bool = False) -> Timeline:
+    """One rank's step under --strategy tp (ranks.simulate_ranks runs it): its tensor-parallel group's shards (every
+    rank of a group holds the same sizes), the data-parallel groups replicated, their gradients all-reduced in place
+    after backward (no bucket)."""
+    return Step(shard(net, net.parallel.tp), batch, inplace_sums, optimizer=optimizer, loss_inside=loss_inside).run()
 
 
-def communication(net: Network) -> dict[str, tuple[Dim, Dim]]:
+def all_reduce_bytes(net: Network, layout: Layout) -> tuple[Dim, Dim]:
     """The bytes one rank hands to its all-reduces in a step, (fixed, per sample): its tensor-parallel group's
     (activations forward, input gradients backward) and its data-parallel group's (its shards' gradients, in place)."""
-    layout = net.parallel
-    fixed, per_sample = all_reduce_bytes(net, layout.tp)
+    fixed, per_sample = activation_bytes(net, layout.tp)
     if layout.dp > 1:
         rank = shard(net, layout.tp)
         trained = Trained(reaching(rank))  # the gradients a step makes
         fixed = num.normal(fixed + num.add(n for row in rank.rows for n in trained.tensors(row)) * rank.dtype.bytes)
-    return {"all_reduce": (fixed, per_sample)}
+    return fixed, per_sample
 
 
-def all_reduce_bytes(net: Network, tp: int) -> tuple[Dim, Dim]:
+def activation_bytes(net: Network, tp: int) -> tuple[Dim, Dim]:
     """The bytes one rank hands to its tensor-parallel group's all-reduces in a step, (fixed, per sample): each
     row-parallel output in forward, each column-parallel input's gradient in backward (where it needs one)."""
     if tp == 1:
