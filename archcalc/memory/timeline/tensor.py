@@ -36,9 +36,6 @@ if TYPE_CHECKING:
     from ...analysis.network import Network, Row
     from .peaks import Timeline
 
-ELEMENTWISE = ("activation", "gelu_new", "dropout")  # kinds that may sit between a column- and a row-parallel dense
-
-
 def _split(whole: Dim, tp: int, what: str, where: str) -> Dim:
     """`whole` / tp, refused where tp does not divide it."""
     if num.is_concrete(whole) and whole % tp:
@@ -180,7 +177,7 @@ class Plan:
             for name in row.inputs:
                 readers.setdefault(name, []).append(row)
         outputs = {row.name for row in net.output_rows}
-        heads = {row.name for row in net.rows if row.kind == "attention"}
+        heads = {row.name for row in net.rows if row.layer.tensor_parallel == "heads"}
         columns, rows, local = set(), set(), set()
         for row in net.rows:
             if not _splittable(row):
@@ -188,7 +185,7 @@ class Plan:
             chain, name = [], row.name
             while name not in outputs and len(readers.get(name, ())) == 1:
                 after = readers[name][0]
-                if after.kind in ELEMENTWISE and not after.layer.merges and tuple(after.output) == tuple(after.input):
+                if after.layer.tensor_parallel == "columnwise" and not after.layer.merges and tuple(after.output) == tuple(after.input):
                     chain.append(after.name)
                     name = after.name
                     continue
@@ -207,7 +204,7 @@ class Plan:
 
 def _splittable(row: Row) -> bool:
     layer = row.layer
-    return row.kind == "dense" and layer.tie is None and layer.activation is None and not layer.merges
+    return layer.tensor_parallel == "columns" and layer.tie is None and layer.activation is None and not layer.merges
 
 
 def shard(net: Network, tp: int) -> Network:
