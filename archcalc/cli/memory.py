@@ -93,7 +93,10 @@ def _layouts(options: Options, spec: Spec, budget: int, card: bool, assumed: tup
 
     def answer(layout: Layout) -> layouts.Choice:
         fit = largest_batch(dataclasses.replace(report, parallel=layout), budget, card=card)
-        return layouts.Choice(layout, fit.batch, None if fit.batch is None else fit.report.memory.training.at(fit.batch))
+        if fit.batch is None:
+            return layouts.Choice(layout, None)
+        reserved = None if fit.trial is None else fit.trial.reserved  # CUDA: the replay that set the batch
+        return layouts.Choice(layout, fit.batch, fit.report.memory.training.at(fit.batch), reserved=reserved)
 
     choices = layouts.choose(layouts.candidates(options.gpus), answer)
     if options.form == "json":

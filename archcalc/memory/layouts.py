@@ -31,8 +31,9 @@ class Choice:
 
     layout: Layout
     batch: int | None
-    peak: Value | None = None  # one rank's peak at that batch
+    peak: Value | None = None  # one rank's peak at that batch: the bytes its tensors take (allocated)
     refused: str | None = None
+    reserved: int | None = None  # CUDA: the most the caching allocator reserves at that batch (its replay, which set it)
 
     @property
     def samples(self) -> int:
@@ -41,7 +42,8 @@ class Choice:
 
     def to_dict(self) -> dict:
         return self.layout.to_dict() | {"batch_per_gpu": self.batch, "samples_per_step": self.samples or None,
-                                        "peak_bytes": self.peak, **({"refused": self.refused} if self.refused else {})}
+                                        "peak_bytes": self.peak, "reserved_bytes": self.reserved,
+                                        **({"refused": self.refused} if self.refused else {})}
 
 
 def candidates(gpus: int, strategies: Iterable[Strategy] = tuple(Strategy)) -> list[Layout]:
