@@ -28,7 +28,16 @@ def sizes(shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
+class Code(str):
+    """Python source standing for a value (a module's constructor call): written as it is, not quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def literal(value) -> str:
+    if isinstance(value, Code):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)  # a valid Python string literal, double-quoted
     return repr(value)
