@@ -71,9 +71,9 @@ def source(report: Report, class_name: str | None = None) -> str:
                             where="--class-name")
         name += "Model"
     params = num.add(row.params for row in report.rows)
-    where = f" from {plain(report.path)}" if report.path else ""
+    origin = f" from {plain(report.path)}" if report.path else ""
     header = [
-        f'"""{plain(report.model)}, exported by archcalc{where}.',
+        f'"""{plain(report.model)}, exported by archcalc{origin}.',
         "",
         f"{fmt.group(params)} parameters; input B×{sizes(report.input)}, output B×{sizes(report.output)}.",
         *([f"The spec trains it in {report.dtype}: model.to(torch.{report.dtype})."] if report.dtype != "float32" else []),
@@ -90,14 +90,22 @@ def source(report: Report, class_name: str | None = None) -> str:
         "",
         'if __name__ == "__main__":',
         f"    model = {name}()",
-        f"    x = torch.randn(2, {', '.join(str(d) for d in report.input)})",
+        f"    x = {_sample(report)}",
         f"    print(model(x).shape)  # torch.Size([2, {', '.join(str(d) for d in report.output)}])",
         f"    print(sum(p.numel() for p in model.parameters()))  # {params}",
         "",
     ]
+    try:
+        return _imports(_classes(report, name, header, footer))
+    except SpecError as error:
+        raise error.at(path=report.path) from None
+
+
+def _classes(report: Report, name: str, header: list[str], footer: list[str]) -> str:
+    """The model's source between `header` and `footer`: one class for a stack, one per block for a graph."""
     extras = Extras()
     if not is_chain(report):  # a graph: one class per block (export_graph.py)
-        return _imports(export_graph.source(report, name, header, footer, extras))
+        return export_graph.source(report, name, header, footer, extras)
     init: list[tuple[str, str]] = []
     forward: list[tuple[str, str]] = []
     built = {}
@@ -118,7 +126,19 @@ def source(report: Report, class_name: str | None = None) -> str:
         "        return x",
         *footer,
     ]
-    return _imports("\n".join(lines))
+    return "\n".join(lines)
+
+
+def _sample(report: Report) -> str:
+    """A batch of two for the __main__ part: token ids below the embedding's size, or random values."""
+    shape = ", ".join(str(d) for d in report.input)
+    ids = next((row.layer.token_ids for row in report.rows if row.layer.token_ids is not None), None)
+    return f"torch.randn(2, {shape})" if ids is None else f"torch.randint(0, {ids}, (2, {shape}))"
+
+
+def where(row) -> str:
+    """The place a refusal names: `layer "attn" (attention)`."""
+    return f'layer "{row.name}" ({row.kind})'
 
 
 def _imports(text: str) -> str:
@@ -133,7 +153,10 @@ def _part(part: Part, init: list, forward: list, used: set):
     row = part.row
     layer, *activation = modules(part)
     shape = f"B×{sizes(row.output)}"
-    call = _call(layer, part.names[0], init, row, used)
+    try:
+        call = _call(layer, part.names[0], init, row, used)
+    except SpecError as error:
+        raise error.at(where=where(row)) from None
     if activation:
         call = _activation(activation[0], row.layer.activation, call)
     forward.append((f"x = {call}", shape))

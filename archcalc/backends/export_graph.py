@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..analysis import checkpoint
 from ..core import fmt, num
+from ..core.errors import SpecError
 from ..report import Report
 from . import library
 from .build import INPUT, Part, container, modules, parts, require
@@ -271,9 +272,7 @@ class Class:
                 if hasattr(module, "exported"):  # a torch class archcalc adapts (LSTM: the output only)
                     call = (Code(module.exported[0]), [])
                 else:
-                    call = (library.head(module), library.arguments(module, self.used))
-                    if any(not library.own_child(module, n) for n, _ in module.named_children()):
-                        call = (Code(library.constructor(module, self.used)), [])  # adapted: one expression
+                    call = _call(module, self.used, entry.part.row)
             if head is not None and call[0] != head:
                 raise Unsupported(local)
             head = call[0]
@@ -423,6 +422,18 @@ def _inline(part: Part):
     if hasattr(module, "source"):  # a module archcalc defines (permute, mean, select): its call on x, written out
         return part, lambda a: wrap(re.sub(r"\bx\b", a[0], module.source))
     return None
+
+
+def _call(module, used: set, row) -> tuple:
+    """(the constructor's name, its arguments) for a module of archcalc's library or torch.nn; refused naming the layer."""
+    from .export import where
+
+    try:
+        if any(not library.own_child(module, n) for n, _ in module.named_children()):
+            return Code(library.constructor(module, used)), []  # adapted (LoRA in an attention): one expression
+        return library.head(module), library.arguments(module, used)
+    except SpecError as error:
+        raise error.at(where=where(row)) from None
 
 
 def _activation_call(module, function: str, inner: str) -> str:

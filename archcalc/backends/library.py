@@ -12,6 +12,7 @@ import functools
 import importlib
 import inspect
 
+from ..core.errors import SpecError
 from .build import require
 from .pysource import EXPLICIT, SKIPPED, Code, literal, short
 
@@ -37,7 +38,10 @@ def arguments(module, used: set) -> list[tuple[str, bool, object, object]]:
     for name, parameter in inspect.signature(type(module).__init__).parameters.items():
         if name == "self" or name in SKIPPED or name.startswith("_") or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue  # Embedding's _weight and _freeze: a tensor to start from, not architecture
-        value = getattr(module, name)  # every module keeps its arguments under their names
+        if not hasattr(module, name):  # every module keeps its arguments under their names; one that does not is refused
+            raise SpecError(f"export cannot write its module {type(module).__name__}: it keeps no {name!r} (an argument of "
+                            "its constructor)", "build it instead: archcalc.torch.build(spec) makes it")
+        value = getattr(module, name)
         if name == "bias" and not isinstance(value, bool):
             if getattr(module, "affine", True) is False:
                 continue  # batchnorm without affine has no bias to turn off
