@@ -20,7 +20,7 @@ from ..layers import ACTIVATIONS
 from ..report import Report
 from . import export_graph, library
 from .build import Part, concrete, is_chain, modules, parts, require
-from .pysource import ACTIVATION_CLASSES, RESERVED, TORCH_FUNCTIONS, aligned, class_name as usable, literal, plain, sizes
+from .pysource import ACTIVATION_CLASSES, RESERVED, TORCH_FUNCTIONS, aligned, class_name as usable, literal, plain, sizes, where
 
 
 @dataclass
@@ -61,6 +61,7 @@ def _attribute(path: str) -> str:
 def source(report: Report, class_name: str | None = None) -> str:
     """Python source for an nn.Module class rebuilding the report's network (which must be concrete)."""
     report = concrete(report)
+    require()  # before the names of archcalc's own modules are read: a missing torch says how to install it
     if len(report.output_rows) > 1:
         raise SpecError("export writes a module with one output; this spec has several ([model] outputs)",
                         "build it instead (archcalc.torch.build returns them as a dict)", "outputs", where="[model]", path=report.path)
@@ -134,11 +135,6 @@ def _sample(report: Report) -> str:
     shape = ", ".join(str(d) for d in report.input)
     ids = next((row.layer.token_ids for row in report.rows if row.layer.token_ids is not None), None)
     return f"torch.randn(2, {shape})" if ids is None else f"torch.randint(0, {ids}, (2, {shape}))"
-
-
-def where(row) -> str:
-    """The place a refusal names: `layer "attn" (attention)`."""
-    return f'layer "{row.name}" ({row.kind})'
 
 
 def _imports(text: str) -> str:

@@ -27,7 +27,7 @@ from ..core.errors import SpecError
 from ..report import Report
 from . import library
 from .build import INPUT, Part, container, modules, parts, require
-from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, TORCH_FUNCTIONS, Code, aligned, literal, plain, short, sizes
+from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, TORCH_FUNCTIONS, Code, aligned, literal, plain, short, sizes, where
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
 TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model", "checkpoint"}
@@ -426,8 +426,6 @@ def _inline(part: Part):
 
 def _call(module, used: set, row) -> tuple:
     """(the constructor's name, its arguments) for a module of archcalc's library or torch.nn; refused naming the layer."""
-    from .export import where
-
     try:
         if any(not library.own_child(module, n) for n, _ in module.named_children()):
             return Code(library.constructor(module, used)), []  # adapted (LoRA in an attention): one expression

@@ -52,6 +52,11 @@ def plain(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in quoted)
 
 
+def where(row) -> str:
+    """The place a refusal names: `layer "attn" (attention)`."""
+    return f'layer "{row.name}" ({row.kind})'
+
+
 def aligned(lines: list[tuple[str, str]], indent: str) -> list[str]:
     """Code lines with their comments in one column."""
     width = max((len(code) for code, note in lines if note), default=0)
