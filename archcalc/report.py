@@ -14,6 +14,7 @@ from .layers.receptive_field import Field
 from .memory import budget as budgets, generation
 from .memory.closed import Memory, measure
 from .memory.timeline import CUDA_CONTEXT
+from .memory.timeline.ranks import plan_of
 from .spec import generate
 from .spec.graph import Use
 from .spec.read import Spec
@@ -168,7 +169,7 @@ class Report(Network):
                 kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
                 for kind, p in self.by_type.items()
             },
-            "memory": self.memory.to_dict(),
+            "memory": self.memory.to_dict() | parallel(self),
             "values": {k: num.to_json(v) for k, v in self.values},
             "blocks": [self._use_dict(use) for use in self.uses],
         }
@@ -178,6 +179,22 @@ class Report(Network):
         out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
                "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
         return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
+
+
+def parallel(report: Report) -> dict:
+    """docs/design.md section 11's keys under a parallel layout: `parallel` (the layout), `communication_bytes` (per rank
+    per step, by collective) and, where the ranks hold different bytes (ZeRO-1's partition, FSDP's uneven shards),
+    `ranks`: each rank's phases and peak. `peak_bytes` and `phases` are already the largest rank's."""
+    if report.parallel is None:
+        return {}
+    out = {"parallel": report.parallel.to_dict(), "communication_bytes": plan_of(report).communication()}
+    batch = report.batch if report.batch is not None else num.symbol("B")
+    lines = report.memory.timelines(report.batch).ranks
+    ranks = [{"rank": r, "phases": {phase: num.to_json(line.phases[phase].at(batch)) for phase in line.phases},
+              "peak_bytes": num.to_json(line.peak(report.batch))} for r, line in enumerate(lines)]
+    if any(rank["phases"] != ranks[0]["phases"] for rank in ranks):
+        out["ranks"] = ranks
+    return out
 
 
 def teaching(row: Row, field: Field | None) -> dict:

@@ -18,9 +18,11 @@ SLOW = {
     # the torch oracles: real networks, trained a step or run through every number
     "tests/memory/test_timeline_oracle.py",  # 98 s (VGG-16-BN with Adam: 3 GB, the run's peak)
     "tests/backends/test_torch_verify.py",  # 35
+    "tests/memory/test_ranks_oracle.py",  # 73 (spawned gloo worlds of 2 and 4 ranks, each importing transformers)
     "tests/memory/test_memory_oracle.py",  # 29
     "tests/memory/test_finetune_oracle.py",  # 13 (frozen layers on drawn networks, LoRA against peft)
-    "tests/memory/test_finetune_gpt2.py",  # 11 (transformers' GPT-2 fine-tuned four ways, peft's LoRA)
+    "tests/memory/test_finetune_gpt2.py",  # 16 (transformers' GPT-2 fine-tuned four ways, twice, and drawn small)
+    "tests/backends/test_verify_peft.py",  # 4 (peft's LoRA beside the build, verify's lines)
     "tests/analysis/test_graph_specs.py",  # 28
     "tests/backends/test_torch_import.py",  # 27
     "tests/backends/test_import_torchvision.py::test_segmentation_models_import_exactly_with_their_heads",  # 9

@@ -175,14 +175,15 @@ class SelfAttention(nn.Module):
 
     `math`: attention written as matmuls (FlopCounterMode counts them on every device);
     otherwise torch's scaled_dot_product_attention (fused: flash on CPU without dropout;
-    FlopCounterMode counts it as 0 on the CPU in torch 2.13).
+    FlopCounterMode counts it as 0 on the CPU in torch 2.13). `cache`: k and v appended to an empty
+    cache first, as transformers' DynamicLayer.update does with use_cache (a copy of each).
     """
 
     def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = False, dropout: float = 0.0,
-                 bias: bool = True, math: bool = False):
+                 bias: bool = True, math: bool = False, cache: bool = False):
         super().__init__()
         self.d, self.heads, self.kv_heads, self.head_dim = d, heads, kv_heads, d // heads
-        self.causal, self.dropout, self.bias, self.math = causal, dropout, bias, math
+        self.causal, self.dropout, self.bias, self.math, self.cache = causal, dropout, bias, math, cache
         self.in_proj = nn.Linear(d, d + 2 * kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(d, d, bias=bias)
         self.register_load_state_dict_pre_hook(_multihead_names)
@@ -194,6 +195,8 @@ class SelfAttention(nn.Module):
         q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.cache:
+            k, v = (torch.cat([torch.tensor([], dtype=z.dtype, device=z.device), z], dim=-2) for z in (k, v))
         if self.math:
             o = self._matmuls(q, k, v, bias)
         else:

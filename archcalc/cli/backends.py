@@ -10,26 +10,29 @@ from pathlib import Path
 import click
 
 from ..core.untrusted import one_line, visible
-from .options import BATCH, DTYPE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
+from .options import BATCH, DTYPE, FINETUNE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
 from .output import Files, console
 
 
 @click.command("verify")
 @shared(SPEC, SETS, BATCH.but(type=click.IntRange(min=1), help="Batch size of the forward pass (default 2)."), DTYPE,
-        TABLE_OR_JSON)
+        *FINETUNE, TABLE_OR_JSON)
 def verify(options: Options) -> None:
-    """Build SPEC in PyTorch and check every number of its report against it; exit 1 on a mismatch."""
+    """Build SPEC in PyTorch and check every number of its report against it (a LoRA also against peft, where
+    installed); exit 1 on a mismatch."""
     from ..backends import tables
     from ..backends.build import version
+    from ..backends.peft_check import against_peft
     from ..backends.verify import batch_of, verify as checks_of
 
     report = options.report()
     checks = checks_of(report)
+    peft = against_peft(report)
     if options.form == "json":
-        click.echo(tables.verification_json(report, checks, batch_of(report), version()), nl=False)
+        click.echo(tables.verification_json(report, checks, batch_of(report), version(), peft), nl=False)
     else:
-        console().print(tables.verification(report, checks, batch_of(report), version()))
-    if not all(check.ok for check in checks):
+        console().print(tables.verification(report, checks, batch_of(report), version(), peft))
+    if not all(check.ok for check in checks) or (peft is not None and not peft.ok):
         sys.exit(1)
 
 

@@ -61,6 +61,9 @@ class Attention(Layer):
     # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
     # full causal attention's (FLOPs count masked products in full, as for causal)
     window: Dim | None = size(None)
+    # transformers' use_cache = true (GPT2Config's default) in training: the module appends its keys and values to a
+    # DynamicCache (torch.cat onto an empty tensor), so the kernel reads, and keeps, those two copies. module "split"
+    use_cache: bool = flag(False)
 
     @property
     def merges(self) -> bool:
@@ -149,6 +152,7 @@ class Attention(Layer):
                 *kept,
                 Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))),
                      what="q, k, v (rotated)" if self.rotary else "q, k, v (the projections' output)"),
+                *[Kept("own", self.kv_dim(x) * t, what=f"{z} (the cache's copy)") for z in ("k", "v") if self.use_cache],
                 Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
                 Kept("own", num.mul(x), what="attention output (out_proj's input)"),
             )
@@ -177,6 +181,9 @@ class Attention(Layer):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
                             "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
+        if self.use_cache and (self.module != "split" or self.kernel != "flash" or self.position_bias):
+            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel, no "
+                            "position_bias)", "leave module, kernel and position_bias out", "use_cache")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
         if self.out_bias is not None and self.module != "llama":
@@ -284,7 +291,8 @@ class Attention(Layer):
                                            out_bias=self.o_bias)
         else:
             module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
-                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math")
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math",
+                                      cache=self.use_cache)
         a = self.adapter
         for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
             setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
@@ -332,7 +340,7 @@ class Attention(Layer):
                 amp: tuple[str, str] | None = None) -> Program | None:
         """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
         for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
-        program = self._program(x, grad, device, inplace, amp)
+        program = self._cached(self._program(x, grad, device, inplace, amp), x, device, amp)
         if self.tuning is None or program is None:
             return program
         if self.module == "llama" and self.adapter is not None:
@@ -352,6 +360,23 @@ class Attention(Layer):
         if "in_proj" in adapted:
             program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
         return program
+
+    def _cached(self, program: Program | None, x: Shape, device: str, amp: tuple[str, str] | None) -> Program | None:
+        """use_cache: k and v copied into the cache (torch.cat onto an empty tensor) once q, k and v are made; the
+        kernel keeps the copies (and q, a view of the projections' output), freed with what it keeps."""
+        if not self.use_cache or program is None:
+            return program
+        if device == "cpu" and self.dropout != 0:
+            raise SpecError("use_cache = true with dropout (SDPA's math fallback on the CPU) is not modelled",
+                            "dropout = 0, or use_cache = false", "use_cache")
+        made = next(e for e in program.forward if isinstance(e, New) and e.name == "qkv")
+        copies = [New(name, num.normal(self.tokens(x)[0] * self.kv_dim(x)),
+                      made.storage) for name in ("k.cache", "v.cache")]
+        forward = list(program.forward)
+        at = forward.index(made) + 1
+        forward[at:at] = copies
+        backward = [Drop(*e.names, "k.cache", "v.cache") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
+        return Program(tuple(forward), tuple(backward))
 
     def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
         """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
@@ -733,6 +758,17 @@ class Attention(Layer):
         biased = (self.bias, self.bias, self.bias, self.o_bias) if self.module == "llama" else (self.bias, self.bias)
         starts = [sum(2 if on else 1 for on in biased[:i]) for i in range(len(biased))]
         return tuple((start, fan_out) for start, (_, fan_out) in zip(starts, self._fans(x).values()))
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """nn.MultiheadAttention's in_proj [d + 2·kv, d] and out_proj [d, d] (Llama's q, k, v, o: [out, d]), biases after
+        their weights."""
+        _, d = self.tokens(x)
+        if self.module == "llama":
+            kv = self.kv_dim(x)
+            outs = (d, kv, kv, d)
+        else:
+            outs = (num.normal(d + 2 * self.kv_dim(x)), d)
+        return tuple(shape for out in outs for shape in (((out, d), (out,)) if self.bias else ((out, d),)))
 
 
 @register

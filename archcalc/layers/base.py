@@ -533,6 +533,12 @@ class Layer:
         it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
         return False
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
+        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
+        whose weight has more axes says so."""
+        return tuple((n,) for n in self.param_tensors(x))
+
 
 @lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)
 def _windows(layer: Layer, x: Shape) -> tuple[Window, ...]:

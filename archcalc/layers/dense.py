@@ -232,6 +232,9 @@ class Dense(Layer):
     def unfused_bias(self) -> bool:
         return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (*(() if self.tie else (self.weight_shape(x),)), *(((self.out_features,),) if self.bias else ()))
+
 
 def lora_kept(adapter, elements, tokens, of_input: bool, grad: bool) -> list[Kept]:
     """What peft's LoRA layer keeps beside a frozen projection of `elements` input values (per sample) over `tokens`:

@@ -168,7 +168,8 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
 KIND_LABELS = {"parameters": "params", "buffers": "buffers", "batch": "batch", "optimizer state": "opt. state",
                "gradients": "grads", "activations": "kept", "activation gradients": "grads in flight",
                "temporaries": "temp.", "workspace": "workspace", "weight copies": "autocast's weight copies",
-               "block slack": "cached blocks' slack", "kv cache": "KV cache"}
+               "block slack": "cached blocks' slack", "kv cache": "KV cache", "gathered parameters": "gathered params",
+               "communication buffers": "comm. buffers"}
 
 
 def memory_lines(report: Report) -> list[tuple[str, str, str]]:
