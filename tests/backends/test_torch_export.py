@@ -117,7 +117,7 @@ KIND_CASES = {  # small networks that hold every registered kind between them, a
         dict(name="sum", type="add", **{"from": ["input", "pos"]}), dict(name="mul", type="mul", **{"from": ["sum", "scale"]}),
         dict(name="cat", type="concat", dim=0, **{"from": ["cls", "mul"]})]),
     "attention": spec((6, 16), [
-        dict(name="a", type="attention", num_heads=4),
+        dict(name="a", type="attention", num_heads=4, use_cache=True),
         dict(name="b", type="attention", num_heads=4, kv_heads=2, causal=True, kernel="math"),
         dict(name="c", type="attention", num_heads=2, module="multihead"),
         dict(name="d", type="attention", num_heads=4, bias=False, causal=True, window=3)]),
