@@ -45,6 +45,10 @@ class Extras:
                 self.used.add("bare_keys")
         if "bare_keys" in self.used:
             self.last.append("bare_keys(self)  # bare parameters load under their paths")
+        if report.names:  # the spec's names here; build() and the original model key their state_dicts by torch's
+            self.used.add("torch_names")
+            table = {torch: spec for spec, torch in report.names}
+            self.last.append(f"torch_names(self, {table!r})  # a state_dict keyed by torch's paths loads too")
 
     def library(self) -> list[str]:
         """The source of the classes and helpers the model uses, under a comment saying where they come from."""

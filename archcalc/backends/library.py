@@ -92,6 +92,19 @@ def freeze(module):
     return module
 
 
+def torch_names(root, names: dict):
+    """Let `root` load a state_dict keyed by torch's module paths (`0.weight`, the [names] table's values) into its
+    modules under the spec's names (`layer0.weight`): build()'s state_dict, or the original model's."""
+    def load(module, state_dict, prefix, *_):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            path = key[len(prefix):]
+            torch_path = next((t for t in sorted(names, key=len, reverse=True) if path.startswith(t + ".")), None)
+            if torch_path is not None:
+                state_dict[prefix + names[torch_path] + path[len(torch_path):]] = state_dict.pop(key)
+    root.register_load_state_dict_pre_hook(load)
+    return root
+
+
 def names() -> set[str]:
     """The names the exported file may define (archcalc's module classes, their helpers, `math`)."""
     return {*_definitions(), "math"}
@@ -124,5 +137,5 @@ def _definitions() -> dict[str, str]:
         for name, value in vars(module).items():
             if (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ == file:
                 out[name] = inspect.getsource(value)
-    out |= {f.__name__: inspect.getsource(f) for f in (adapted, freeze)}
+    out |= {f.__name__: inspect.getsource(f) for f in (adapted, freeze, torch_names)}
     return out

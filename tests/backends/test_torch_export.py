@@ -301,3 +301,17 @@ def test_issue_10_kinds_round_trip(tmp_path):
     for call in ("x.permute(0, 2, 1)", "nn.GRU(4, 5, batch_first=True, bidirectional=True)", "(x)[0]",
                  "F.leaky_relu(x, negative_slope=0.2)", "F.softmax(x, dim=-1)", "torch.flatten(x, 2)"):
         assert call in text
+
+
+def test_a_spec_with_torch_names_loads_builds_state_dict(tmp_path):
+    """[names]: the exported attributes are the spec's names (layer0), and build()'s state_dict, keyed by torch's
+    paths (0.weight), loads strictly into them."""
+    text = spec((4,), [dict(name="layer0", type="dense", out_features=3), dict(name="fc", type="dense", out_features=2)])
+    report = archcalc.analyze(archcalc.loads(text + '[names]\n"layer0" = "0"\n'))
+    path = tmp_path / "named.py"
+    path.write_text(source(report, "Named"))
+    exported, built = load_class(path, "Named")(), archcalc.torch.build(report)
+    assert list(exported.state_dict()) == ["layer0.weight", "layer0.bias", "fc.weight", "fc.bias"]
+    exported.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(exported(x), built(x))
