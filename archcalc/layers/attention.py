@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from ..core import fmt, num
 from ..core.errors import SpecError
@@ -29,6 +30,21 @@ from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Progra
 from .tuning import Lora, adapt_input, adapt_output, frozen_program
 
 KERNELS = ("flash", "math")
+
+
+class Sizes(NamedTuple):
+    """One sample's sizes in attention's timeline programs: T, d, kv_dim (the width of k and of v), in_proj's out
+    features d + 2·kv_dim, and the elements of [T, d] (q, the output), [T, kv_dim] (k, v), in_proj's output
+    [T, d + 2·kv_dim] and the scores [heads, T, T]."""
+
+    t: Dim
+    d: Dim
+    kv: Dim
+    inner: Dim
+    td: Dim
+    tk: Dim
+    tq: Dim
+    square: Dim
 
 
 @register
@@ -408,90 +424,99 @@ class Attention(Layer):
             return self._autocast_program(x, grad, device, amp, inplace) if fused else None
         if self.module == "multihead":
             return self._multihead_program(x, grad, device, inplace)
-        t, d = self.tokens(x)
-        kv = self.kv_dim(x)
-        grouped = kv != d
-        td, tq, square = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(self.num_heads * t * t)
-        fixed = num.normal(t * t)
-        fwd: list = [KeepInput(), New("qkv", tq)]
-        bwd: list = [New("go", td), New("grad.out_proj.weight", d * d, per_sample=False)]
-        if self.bias:
-            bwd.append(New("grad.out_proj.bias", d, per_sample=False))
-        bwd.append(Drop("g"))
-        dropout = self.dropout != 0
-        if self.kernel == "flash" and device == "cuda":  # the memory-efficient kernel (dropout inside it)
-            fwd += [New("o", td), self._lse(t, device), New("out", td)]
-            bwd += [New("gq", td), New("gk", num.normal(t * kv)), New("gv", num.normal(t * kv)),
-                    *self._delta(t, d), Drop("go", "qkv", "lse", "o"), New("gqkv", tq), Drop("gq", "gk", "gv")]
-        elif self.kernel == "flash" and not dropout:
-            fwd += [New("o", td), self._lse(t, device), New("out", td)]
-            bwd += [New("gq", td), New("gk", num.normal(t * kv)), New("gv", num.normal(t * kv)),
-                    Drop("go", "qkv", "lse", "o"), New("gqkv", tq), Drop("gq", "gk", "gv")]
+        s = self._sizes(x)
+        fwd: list = [KeepInput(), New("qkv", s.tq)]
+        bwd = self._out_proj_backward(s)
+        if self.kernel == "flash" and (device == "cuda" or self.dropout == 0):  # fused; on CUDA the memory-efficient
+            fwd += [New("o", s.td), self._lse(s.t, device), New("out", s.td)]  # kernel (dropout inside it)
+            bwd += [New("gq", s.td), New("gk", s.tk), New("gv", s.tk), *(self._delta(s.t, s.d) if device == "cuda" else []),
+                    Drop("go", "qkv", "lse", "o"), New("gqkv", s.tq), Drop("gq", "gk", "gv")]
         else:
-            fallback = self.kernel == "flash"  # SDPA's math kernel
-            mask = [New("ones", fixed, "bool", per_sample=False), New("tril", fixed, "bool", per_sample=False), Drop("ones"),
-                    New("inf", 1, per_sample=False), New("zero", 1, per_sample=False), New("where", fixed, per_sample=False),
-                    Drop("zero", "inf", "tril")] if self.causal and fallback else []
-            if fallback and grouped:
-                fwd += [New("qs", td), *mask, New("kc", td), New("vc", td), New("ks", td), New("qc", td),
-                        New("s", square)]
-                kept_k = "ks"
-            elif fallback:
-                fwd += [New("qs", td), *mask, New("ks", td), New("qc", td), New("kc", td), New("s", square),
-                        Drop("ks")]
-                kept_k = "kc"
-            else:
-                fwd += [New("qc", td), New("kc", td), New("s0", square), New("s", square), Drop("s0")]
-                kept_k = "kc"
-            if self.causal:
-                if not fallback:
-                    fwd += [New("full", fixed, per_sample=False), New("where", fixed, per_sample=False), Drop("full")]
-                fwd += [New("s2", square), *([] if fallback else [Drop("where")]), Drop("s"), New("a", square)]
-                fwd += [Drop("s2")] if fallback else []
-            else:
-                fwd += [New("a", square)] + ([Drop("s")] if fallback else [])
-            if dropout:
-                fwd += [New("mask", square, "mask"), New("ad", square)]
-            if not (fallback and grouped):
-                fwd.append(New("vc", td))
-            fwd.append(New("o", td))
-            if fallback:
-                fwd += [Drop("kc")] if grouped else []
-                fwd += [Drop("qs")] + ([Drop("where")] if self.causal else [])
-            else:
-                fwd.append(Drop("s2" if self.causal else "s"))
-            fwd += [New("m", td), Drop("o"), New("out", td), Drop("qkv")]
-            # backward: out_proj, the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the heads' views
-            bwd += [Drop("m"), New("go2", td), Drop("go"), New("gv", td), New("ga", square), Drop("go2", "vc")]
-            if dropout:
-                bwd += [Drop("ad"), New("ga2", square), Drop("ga", "mask")]
-            ga = "ga2" if dropout else "ga"
-            if fallback:
-                bwd += [New("gs", square), Drop(ga, "a"), New("gk", td), New("gq", td), Drop("gs", kept_k, "qc"),
-                        New("gk2", td), Drop("gk")]
-                if grouped:
-                    bwd += [New("gv2", num.normal(t * kv)), Drop("gv"), New("gk3", num.normal(t * kv)), Drop("gk2"),
-                            New("gq2", td), Drop("gq"), New("gq3", td), Drop("gq2"), New("gqkv", tq),
-                            Drop("gq3", "gk3", "gv2")]
-                else:
-                    bwd += [New("gq2", td), Drop("gq"), New("gv2", td), Drop("gv"), New("gq3", td), Drop("gq2"),
-                            New("gqkv", tq), Drop("gq3", "gk2", "gv2")]
-            else:
-                bwd += [New("gs", square), Drop(ga, "a"), New("gs2", square), Drop("gs"), New("gk", td),
-                        New("gq", td), Drop("gs2", "kc", "qc")]
-                if grouped:
-                    bwd += [New("gv2", num.normal(t * kv)), Drop("gv"), New("gk2", num.normal(t * kv)), Drop("gk"),
-                            New("gq2", td), Drop("gq"), New("gqkv", tq), Drop("gq2", "gk2", "gv2")]
-                else:
-                    bwd += [New("gv2", td), Drop("gv"), New("gq2", td), Drop("gq"), New("gqkv", tq),
-                            Drop("gq2", "gk", "gv2")]
+            fwd += self._math_forward(s)
+            bwd += self._math_backward(s)
         if grad:
-            bwd.append(New("gx", td))
-        bwd.append(New("grad.in_proj.weight", num.normal(d * (d + 2 * kv)), per_sample=False))
+            bwd.append(New("gx", s.td))
+        bwd.append(New("grad.in_proj.weight", num.normal(s.d * (s.d + 2 * s.kv)), per_sample=False))
         if self.bias:
-            bwd.append(New("grad.in_proj.bias", num.normal(d + 2 * kv), per_sample=False))
+            bwd.append(New("grad.in_proj.bias", s.inner, per_sample=False))
         bwd.append(Drop("gqkv", "x"))
         return Program(tuple(fwd), tuple(bwd))
+
+    def _sizes(self, x: Shape) -> Sizes:
+        """The sizes the timeline programs read (tokens checked)."""
+        t, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        return Sizes(t, d, kv, num.normal(d + 2 * kv), num.normal(t * d), num.normal(t * kv), num.normal(t * (d + 2 * kv)),
+                     num.normal(self.num_heads * t * t))
+
+    def _out_proj_backward(self, s: Sizes) -> list:
+        """out_proj's backward in the model's dtype: its input's gradient, its weight's and bias's; the gradient it was
+        handed freed."""
+        bwd: list = [New("go", s.td), New("grad.out_proj.weight", s.d * s.d, per_sample=False)]
+        if self.bias:
+            bwd.append(New("grad.out_proj.bias", s.d, per_sample=False))
+        return [*bwd, Drop("g")]
+
+    def _math_scores(self, s: Sizes, fixed: Dim) -> list:
+        """"math" and SDPA's math fallback: q, k (and v) copied, QKᵀ; the fallback scales q and k first and makes its
+        causal mask, a [T, T] tensor, per call."""
+        fallback, td, square = self.kernel == "flash", s.td, s.square
+        mask = [New("ones", fixed, "bool", per_sample=False), New("tril", fixed, "bool", per_sample=False), Drop("ones"),
+                New("inf", 1, per_sample=False), New("zero", 1, per_sample=False), New("where", fixed, per_sample=False),
+                Drop("zero", "inf", "tril")] if self.causal and fallback else []
+        if fallback and s.kv != s.d:
+            return [New("qs", td), *mask, New("kc", td), New("vc", td), New("ks", td), New("qc", td), New("s", square)]
+        if fallback:
+            return [New("qs", td), *mask, New("ks", td), New("qc", td), New("kc", td), New("s", square), Drop("ks")]
+        return [New("qc", td), New("kc", td), New("s0", square), New("s", square), Drop("s0")]
+
+    def _math_forward(self, s: Sizes) -> list:
+        """The kernel's tensors past in_proj, "math" or SDPA's math fallback: the copies and QKᵀ (`_math_scores`), the
+        causal mask, softmax, dropout, AV, the heads merged, out_proj."""
+        fallback, grouped, td, square = self.kernel == "flash", s.kv != s.d, s.td, s.square
+        fixed = num.normal(s.t * s.t)
+        fwd = self._math_scores(s, fixed)
+        if self.causal:
+            if not fallback:
+                fwd += [New("full", fixed, per_sample=False), New("where", fixed, per_sample=False), Drop("full")]
+            fwd += [New("s2", square), *([] if fallback else [Drop("where")]), Drop("s"), New("a", square)]
+            fwd += [Drop("s2")] if fallback else []
+        else:
+            fwd += [New("a", square)] + ([Drop("s")] if fallback else [])
+        if self.dropout != 0:
+            fwd += [New("mask", square, "mask"), New("ad", square)]
+        if not (fallback and grouped):
+            fwd.append(New("vc", td))
+        fwd.append(New("o", td))
+        if fallback:
+            fwd += [Drop("kc")] if grouped else []
+            fwd += [Drop("qs")] + ([Drop("where")] if self.causal else [])
+        else:
+            fwd.append(Drop("s2" if self.causal else "s"))
+        return [*fwd, New("m", td), Drop("o"), New("out", td), Drop("qkv")]
+
+    def _math_backward(self, s: Sizes) -> list:
+        """Backward of `_math_forward` past out_proj: the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the
+        heads' views (in_proj's output gradient, gqkv)."""
+        fallback, grouped, td, tk, tq, square = self.kernel == "flash", s.kv != s.d, s.td, s.tk, s.tq, s.square
+        bwd: list = [Drop("m"), New("go2", td), Drop("go"), New("gv", td), New("ga", square), Drop("go2", "vc")]
+        if self.dropout != 0:
+            bwd += [Drop("ad"), New("ga2", square), Drop("ga", "mask")]
+        ga = "ga2" if self.dropout != 0 else "ga"
+        if fallback:
+            bwd += [New("gs", square), Drop(ga, "a"), New("gk", td), New("gq", td), Drop("gs", "ks" if grouped else "kc", "qc"),
+                    New("gk2", td), Drop("gk")]
+            if grouped:
+                return [*bwd, New("gv2", tk), Drop("gv"), New("gk3", tk), Drop("gk2"), New("gq2", td), Drop("gq"),
+                        New("gq3", td), Drop("gq2"), New("gqkv", tq), Drop("gq3", "gk3", "gv2")]
+            return [*bwd, New("gq2", td), Drop("gq"), New("gv2", td), Drop("gv"), New("gq3", td), Drop("gq2"),
+                    New("gqkv", tq), Drop("gq3", "gk2", "gv2")]
+        bwd += [New("gs", square), Drop(ga, "a"), New("gs2", square), Drop("gs"), New("gk", td), New("gq", td),
+                Drop("gs2", "kc", "qc")]
+        if grouped:
+            return [*bwd, New("gv2", tk), Drop("gv"), New("gk2", tk), Drop("gk"), New("gq2", td), Drop("gq"), New("gqkv", tq),
+                    Drop("gq2", "gk2", "gv2")]
+        return [*bwd, New("gv2", td), Drop("gv"), New("gq2", td), Drop("gq"), New("gqkv", tq), Drop("gq2", "gk", "gv2")]
 
     def _autocast_program(self, x: Shape, grad: bool, device: str, amp: tuple[str, str], inplace: bool) -> Program:
         """Under autocast (16-bit q, k, v), measured on the CPU with a TorchDispatchMode, on CUDA read from its
@@ -506,45 +531,65 @@ class Attention(Layer):
         and the heads' gradients in q's layout ([T, B, H, D]: empty_like), so out_proj reads the output without a
         copy, the heads' gradients need none, and its backward copies the output and its gradient (.contiguous())."""
         low, dtype = amp
-        cuda = device == "cuda"
-        t, d = self.tokens(x)
-        kv = self.kv_dim(x)
-        heads = self.num_heads
-        head = num.div(d, heads)
-        multihead = self.module == "multihead"
-        td, tq, inner = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(d + 2 * kv)
-        cast = dtype != low
-        fwd: list = [CastWeight("b_in", inner, low), Drop("b_in")] if self.bias else []
-        fwd += [CastWeight("w_in", num.normal(d * inner), low)] + ([] if grad else [Drop("w_in")])  # kept for x's gradient
-        if multihead:  # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
-            fwd += [New("xa", td, low)] if cast else []
-            fwd += [New("xc", td, low), New("mm", tq, low)]
-            if self.bias and not inplace:  # its bias added out of place under a dispatch mode
-                fwd += [New("add", tq, low), Drop("mm")]
-            fwd += [Drop("xa")] if cast else []
-            fwd += [New("qkv", tq, low), Drop("add" if self.bias and not inplace else "mm")]
-        else:
-            fwd += [New("xc", td, low)] if cast else [KeepInput()]
-            fwd.append(New("qkv", tq, low))
-        fwd += [New("o", td, low), New("lse", num.normal(heads * t), "float32")]
-        rng = ("rng", "unused") if cuda else ()
-        if cuda:
-            fwd += [New("rng", 2, "int64", per_sample=False), New("unused", 1, "int64", per_sample=False)]
-            if self.dropout != 0:  # a second rng state replaces the first
-                fwd += [New("rng2", 2, "int64", per_sample=False), Drop("rng")]
-                rng = ("rng2", "unused")
+        s = self._sizes(x)
+        d, cast = s.d, dtype != low
+        fwd = self._autocast_in_proj(s, grad, amp, inplace)
+        kernel, rng = self._flash_forward(s, low, device)
+        fwd += kernel
         fwd += [CastWeight("b_out", d, low), Drop("b_out")] if self.bias else []
-        fwd += [CastWeight("w_out", num.normal(d * d), low), New("out", td, low)]
+        fwd += [CastWeight("w_out", num.normal(d * d), low), New("out", s.td, low)]
         # backward: out_proj, then its copies' ToCopyBackward
-        bwd: list = [New("go", td, low), New("gw_out", num.normal(d * d), low, per_sample=False)]
+        bwd: list = [New("go", s.td, low), New("gw_out", num.normal(d * d), low, per_sample=False)]
         bwd += [New("gb_out", d, low, per_sample=False)] if self.bias else []
         bwd.append(Drop("g", "w_out"))
         bwd += [New("grad.out_proj.weight", num.normal(d * d), "param", per_sample=False), Drop("gw_out")]
         bwd += [New("grad.out_proj.bias", d, "param", per_sample=False), Drop("gb_out")] if self.bias else []
+        bwd += self._flash_backward(s, low, device, rng)
+        bwd += self._autocast_in_proj_backward(s, grad, low, cast, device, inplace)
+        bwd.append(Drop("gqkv", "xc" if cast or self.module == "multihead" else "x", *(["w_in"] if grad else [])))
+        bwd += [New("gx", s.td, dtype), Drop("gxl")] if grad and cast else []  # the input copy's ToCopyBackward
+        bwd += [New("grad.in_proj.weight", num.normal(d * s.inner), "param", per_sample=False), Drop("gw_in")]
+        bwd += [New("grad.in_proj.bias", s.inner, "param", per_sample=False), Drop("gb_in")] if self.bias else []
+        return Program(tuple(fwd), tuple(bwd))
+
+    def _autocast_in_proj(self, s: Sizes, grad: bool, amp: tuple[str, str], inplace: bool) -> list:
+        """in_proj under autocast: its bias and weight cast (the weight's copy kept for x's gradient), x cast where
+        it is float32, the 16-bit q, k, v."""
+        low, dtype = amp
+        cast, td, tq = dtype != low, s.td, s.tq
+        fwd: list = [CastWeight("b_in", s.inner, low), Drop("b_in")] if self.bias else []
+        fwd += [CastWeight("w_in", num.normal(s.d * s.inner), low)] + ([] if grad else [Drop("w_in")])  # kept for x's gradient
+        if self.module != "multihead":
+            return [*fwd, *([New("xc", td, low)] if cast else [KeepInput()]), New("qkv", tq, low)]
+        # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
+        fwd += [New("xa", td, low)] if cast else []
+        fwd += [New("xc", td, low), New("mm", tq, low)]
+        if self.bias and not inplace:  # its bias added out of place under a dispatch mode
+            fwd += [New("add", tq, low), Drop("mm")]
+        fwd += [Drop("xa")] if cast else []
+        return [*fwd, New("qkv", tq, low), Drop("add" if self.bias and not inplace else "mm")]
+
+    def _flash_forward(self, s: Sizes, low: str, device: str) -> tuple[list, tuple[str, ...]]:
+        """The fused kernel under autocast: its output and float32 logsumexp; on CUDA its rng state (the tensors'
+        names returned, freed by its backward)."""
+        fwd: list = [New("o", s.td, low), New("lse", num.normal(self.num_heads * s.t), "float32")]
+        if device != "cuda":
+            return fwd, ()
+        fwd += [New("rng", 2, "int64", per_sample=False), New("unused", 1, "int64", per_sample=False)]
+        if self.dropout == 0:
+            return fwd, ("rng", "unused")
+        # a second rng state replaces the first
+        return [*fwd, New("rng2", 2, "int64", per_sample=False), Drop("rng")], ("rng2", "unused")
+
+    def _flash_backward(self, s: Sizes, low: str, device: str, rng: tuple[str, ...]) -> list:
+        """The fused kernel's backward under autocast: q's, k's and v's gradients; on CUDA FlashAttention-2's float32
+        softmax_d and dq accumulator, padded, freed as it returns; its forward's tensors freed."""
+        cuda, multihead, t, heads = device == "cuda", self.module == "multihead", s.t, self.num_heads
+        head = num.div(s.d, heads)
         # multihead on CUDA: the kernel's output has q's layout ([T, B, H, D]: out_proj reads it without a copy), so
         # _flash_attention_backward copies the gradient and the output to [B, T, H, D] (.contiguous()) first
-        bwd += [New("goc", td, low), New("oc", td, low)] if multihead and cuda else []
-        bwd += [New("gq", td, low), New("gk", num.normal(t * kv), low), New("gv", num.normal(t * kv), low)]
+        bwd: list = [New("goc", s.td, low), New("oc", s.td, low)] if multihead and cuda else []
+        bwd += [New("gq", s.td, low), New("gk", s.tk, low), New("gv", s.tk, low)]
         if cuda:
             padded = num.is_concrete(t) and num.is_concrete(head)
             rows = num.normal(-(-t // 128) * 128) if padded else t
@@ -552,38 +597,24 @@ class Attention(Layer):
             bwd += [New("softmax_d", num.normal(heads * rows), "float32"),
                     New("dq_accum", num.normal(rows * heads * width), "float32"),
                     Drop("dq_accum", "softmax_d", *(["goc", "oc"] if multihead else []))]
-        bwd.append(Drop("go", "qkv", "lse", "o", *rng))
-        if multihead and cuda:  # the heads' gradients in q's layout: select_backward's sums straight away
-            bwd += [New("s_v", tq, low), Drop("gv"), New("s_k", tq, low), Drop("gk")]
-            last = "gq"
-        elif multihead:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
-            bwd += [New("c_v", td, low), Drop("gv"), New("c_k", td, low), Drop("gk"), New("c_q", td, low), Drop("gq"),
-                    New("c2_v", td, low), Drop("c_v"), New("c2_k", td, low), Drop("c_k"), New("c2_q", td, low),
-                    Drop("c_q"), New("s_v", tq, low), Drop("c2_v"), New("s_k", tq, low), Drop("c2_k")]
-            last = "c2_q"
-        if multihead:
-            if inplace:
-                bwd += [Drop("s_k"), New("s_q", tq, low), Drop(last), Drop("s_q")]
-                total = "s_v"
-            else:
-                bwd += [New("sum", tq, low), Drop("s_v", "s_k"), New("s_q", tq, low), Drop(last), New("sum2", tq, low),
-                        Drop("sum", "s_q")]
-                total = "sum2"
-            bwd += [New("gqkv", tq, low), Drop(total)]
-            # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
-            bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
-            bwd += [New("gw_in", num.normal(d * inner), low, per_sample=False)]
-            bwd += [New("gxl" if cast else "gx", td, low)] if grad else []
-        else:
-            bwd += [New("gqkv", tq, low), Drop("gq", "gk", "gv")]
-            bwd += [New("gxl" if cast else "gx", td, low)] if grad else []
-            bwd += [New("gw_in", num.normal(d * inner), low, per_sample=False)]
-            bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
-        bwd.append(Drop("gqkv", "xc" if cast or multihead else "x", *(["w_in"] if grad else [])))
-        bwd += [New("gx", td, dtype), Drop("gxl")] if grad and cast else []  # the input copy's ToCopyBackward
-        bwd += [New("grad.in_proj.weight", num.normal(d * inner), "param", per_sample=False), Drop("gw_in")]
-        bwd += [New("grad.in_proj.bias", inner, "param", per_sample=False), Drop("gb_in")] if self.bias else []
-        return Program(tuple(fwd), tuple(bwd))
+        return [*bwd, Drop("go", "qkv", "lse", "o", *rng)]
+
+    def _autocast_in_proj_backward(self, s: Sizes, grad: bool, low: str, cast: bool, device: str, inplace: bool) -> list:
+        """in_proj's output gradient from the heads' (multihead: through its copies) and in_proj's 16-bit gradients."""
+        td, tq, inner = s.td, s.tq, s.inner
+        gx = [New("gxl" if cast else "gx", td, low)] if grad else []
+        if self.module != "multihead":
+            return [New("gqkv", tq, low), Drop("gq", "gk", "gv"), *gx, New("gw_in", num.normal(s.d * inner), low, per_sample=False),
+                    *([New("gb_in", inner, low, per_sample=False)] if self.bias else [])]
+        if device == "cuda":  # the heads' gradients in q's layout: select_backward's sums straight away
+            bwd, last = [New("s_v", tq, low), Drop("gv"), New("s_k", tq, low), Drop("gk")], "gq"
+        else:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
+            bwd, last = self._heads_copied(td, tq, low), "c2_q"
+        sums, total = self._select_sums(tq, last, inplace, low)
+        bwd += [*sums, New("gqkv", tq, low), Drop(total)]
+        # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
+        bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
+        return [*bwd, New("gw_in", num.normal(s.d * inner), low, per_sample=False), *gx]
 
     def _multihead_program(self, x: Shape, grad: bool, device: str, inplace: bool) -> Program:
         """torch.nn.MultiheadAttention(batch_first=True) called with need_weights=False (torchvision's ViT), as
@@ -595,47 +626,21 @@ class Attention(Layer):
         twice back to [T, B, d], q's, k's and v's become [3, T, B, d] zeros each (select_backward) and are
         summed (in place, unless a dispatch mode is on), then copied back to in_proj's [T, B, 3d]. Measured
         on the CPU with a TorchDispatchMode; on CUDA read from attention.cu and attention_backward.cu."""
-        t, d = self.tokens(x)
-        td, tq, square = num.normal(t * d), num.normal(3 * t * d), num.normal(self.num_heads * t * t)
-        cuda = device == "cuda"
-        dropout = self.dropout != 0 and not cuda  # CUDA's memory-efficient kernel takes dropout itself
+        s = self._sizes(x)
+        d, td, tq = s.d, s.td, s.tq
         # forward: x transposed and copied, in_proj (its bias added in place, out of place under a dispatch mode)
         fwd: list = [New("xc", td), New("mm", tq)]
         if self.bias and not inplace:
             fwd += [New("add", tq), Drop("mm")]
         fwd += [New("qkv", tq), Drop("add" if self.bias and not inplace else "mm")]
-        bwd: list = [New("go", td), New("grad.out_proj.weight", d * d, per_sample=False)]
-        if self.bias:
-            bwd.append(New("grad.out_proj.bias", d, per_sample=False))
-        bwd.append(Drop("g"))
-        if dropout:  # SDPA's math fallback on the CPU: q and k scaled, no copies (B and H are adjacent in [T, B, H, D])
-            fwd += [New("qs", td), New("ks", td), New("s", square), New("a", square), Drop("s"),
-                    New("mask", square, "mask"), New("ad", square), New("o", td), New("m", td), Drop("o"),
-                    New("out", td)]
-            bwd += [Drop("m"), New("gv", td), New("ga", square), Drop("go", "qkv", "ad"), New("ga2", square),
-                    Drop("ga", "mask"), New("gs", square), Drop("ga2", "a"), New("gk", td), New("gq", td),
-                    Drop("gs", "ks", "qs"), New("gk2", td), Drop("gk"), New("gq2", td), Drop("gq"),
-                    New("c_v", td), Drop("gv"), New("c_q", td), Drop("gq2"), New("s_v", tq), Drop("c_v"),
-                    New("s_k", tq), Drop("gk2")]
-            firsts = ("c_q",)
+        bwd = self._out_proj_backward(s)
+        if self.dropout != 0 and device != "cuda":  # CUDA's memory-efficient kernel takes dropout itself
+            kernel, heads, first = self._multihead_fallback(s)
         else:
-            fwd += [New("o", td), self._lse(t, device)]
-            fwd += [New("m", td), New("out", td)] if cuda else [New("out", td)]
-            bwd += [Drop("m"), New("goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
-            bwd += [New("gq", td), New("gk", td), New("gv", td)]
-            bwd += [*self._delta(t, d), Drop("goc")] if cuda else []
-            bwd += [Drop("go", "qkv", "lse", "o"), New("c_v", td), Drop("gv"), New("c_k", td), Drop("gk"),
-                    New("c_q", td), Drop("gq"), New("c2_v", td), Drop("c_v"), New("c2_k", td), Drop("c_k"),
-                    New("c2_q", td), Drop("c_q"), New("s_v", tq), Drop("c2_v"), New("s_k", tq), Drop("c2_k")]
-            firsts = ("c2_q",)
-        if inplace:  # InputBuffer: the second select_backward is added into the first in place
-            bwd += [Drop("s_k"), New("s_q", tq), Drop(firsts[0]), Drop("s_q")]
-            total = "s_v"
-        else:
-            bwd += [New("sum", tq), Drop("s_v", "s_k"), New("s_q", tq), Drop(firsts[0]), New("sum2", tq),
-                    Drop("sum", "s_q")]
-            total = "sum2"
-        bwd += [New("gproj", tq), Drop(total)]
+            kernel, heads, first = self._multihead_fused(s, device)
+        sums, total = self._select_sums(tq, first, inplace)
+        fwd += kernel
+        bwd += [*heads, *sums, New("gproj", tq), Drop(total)]
         if self.bias:
             bwd.append(New("grad.in_proj.bias", num.normal(3 * d), per_sample=False))
         bwd.append(New("grad.in_proj.weight", num.normal(3 * d * d), per_sample=False))
@@ -643,6 +648,47 @@ class Attention(Layer):
             bwd.append(New("gx", td))
         bwd.append(Drop("gproj", "xc"))
         return Program(tuple(fwd), tuple(bwd))
+
+    def _multihead_fallback(self, s: Sizes) -> tuple[list, list, str]:
+        """nn.MultiheadAttention with dropout on the CPU, SDPA's math fallback: q and k scaled, no copies (B and H are
+        adjacent in [T, B, H, D]); forward, backward up to select_backward's sums, and the last head gradient's name."""
+        td, tq, square = s.td, s.tq, s.square
+        fwd = [New("qs", td), New("ks", td), New("s", square), New("a", square), Drop("s"), New("mask", square, "mask"),
+               New("ad", square), New("o", td), New("m", td), Drop("o"), New("out", td)]
+        bwd = [Drop("m"), New("gv", td), New("ga", square), Drop("go", "qkv", "ad"), New("ga2", square),
+               Drop("ga", "mask"), New("gs", square), Drop("ga2", "a"), New("gk", td), New("gq", td),
+               Drop("gs", "ks", "qs"), New("gk2", td), Drop("gk"), New("gq2", td), Drop("gq"),
+               New("c_v", td), Drop("gv"), New("c_q", td), Drop("gq2"), New("s_v", tq), Drop("c_v"),
+               New("s_k", tq), Drop("gk2")]
+        return fwd, bwd, "c_q"
+
+    def _multihead_fused(self, s: Sizes, device: str) -> tuple[list, list, str]:
+        """nn.MultiheadAttention's fused kernel: its output permuted for out_proj (a copy on CUDA); backward up to
+        select_backward's sums (the heads' gradients copied twice), and the last head gradient's name."""
+        td, cuda = s.td, device == "cuda"
+        fwd = [New("o", td), self._lse(s.t, device)]
+        fwd += [New("m", td), New("out", td)] if cuda else [New("out", td)]
+        bwd: list = [Drop("m"), New("goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
+        bwd += [New("gq", td), New("gk", td), New("gv", td)]
+        bwd += [*self._delta(s.t, s.d), Drop("goc")] if cuda else []
+        return fwd, [*bwd, Drop("go", "qkv", "lse", "o"), *self._heads_copied(td, s.tq)], "c2_q"
+
+    @staticmethod
+    def _heads_copied(td: Dim, tq: Dim, storage: str = "model") -> list:
+        """nn.MultiheadAttention's heads' gradients on the CPU: each copied twice back to [T, B, d], then v's and k's
+        select_backward [3, T, B, d] (q's: `_select_sums`)."""
+        return [New("c_v", td, storage), Drop("gv"), New("c_k", td, storage), Drop("gk"), New("c_q", td, storage), Drop("gq"),
+                New("c2_v", td, storage), Drop("c_v"), New("c2_k", td, storage), Drop("c_k"), New("c2_q", td, storage),
+                Drop("c_q"), New("s_v", tq, storage), Drop("c2_v"), New("s_k", tq, storage), Drop("c2_k")]
+
+    @staticmethod
+    def _select_sums(tq: Dim, last: str, inplace: bool, storage: str = "model") -> tuple[list, str]:
+        """q's select_backward made from the head gradient `last`, the three summed; the sum's name. InputBuffer adds
+        the second into the first in place (out of place under a dispatch mode)."""
+        if inplace:
+            return [Drop("s_k"), New("s_q", tq, storage), Drop(last), Drop("s_q")], "s_v"
+        return [New("sum", tq, storage), Drop("s_v", "s_k"), New("s_q", tq, storage), Drop(last), New("sum2", tq, storage),
+                Drop("sum", "s_q")], "sum2"
 
     def _lse(self, t: Dim, device: str) -> New:
         """The logsumexp the fused kernel keeps, float32: per head and query; on CUDA (the memory-efficient
@@ -668,58 +714,75 @@ class Attention(Layer):
         halves' slice_backward summed, then ·cos), their sums in k's and q's buffers; then v_proj, k_proj, q_proj (the
         last made runs first), a rotated gradient copied (.contiguous() of its transpose) where the heads are
         several and T > 1; x's gradients meet in its buffer, x released after q_proj's."""
-        t, d = self.tokens(x)
-        kv, heads = self.kv_dim(x), self.num_heads
-        kv_heads = heads if self.kv_heads is None else self.kv_heads
-        td, tk = num.normal(t * d), num.normal(t * kv)
+        s = self._sizes(x)
+        td, tk = s.td, s.tk
         fwd: list = [KeepInput(), *([KeepInput("x1")] if self.rotary else []), New("q", td), New("k", tk), New("v", tk)]
-        rotated = {"q": "q", "k": "k"}
-        if self.rotary:
-            for n, size in (("q", td), ("k", tk)):
-                fwd += [New(n + "c", size), New(n + "n", num.div(size, 2)), New(n + "r", size), Drop(n + "n"),
-                        New(n + "s", size), Drop(n + "r"), New(n + "e", size), Drop(n + "c", n + "s")]
-                rotated[n] = n + "e"
-            fwd.append(Drop("q", "k"))
-        fwd += [New("o", td), New("lse", num.normal(heads * t), "float32"), New("out", td)]
-        weight = New("grad.o_proj.weight", num.normal(d * d), per_sample=False)
+        fwd += self._llama_rotations(s) if self.rotary else []
+        rotated = {"q": "qe", "k": "ke"} if self.rotary else {"q": "q", "k": "k"}
+        fwd += [New("o", td), New("lse", num.normal(self.num_heads * s.t), "float32"), New("out", td)]
+        weight = New("grad.o_proj.weight", num.normal(s.d * s.d), per_sample=False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
+        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", s.d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
         bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
-            for n, size in (("k", tk), ("q", td)):  # the rotations, k's first (made last)
-                bwd += [New(n + "g1", size), New(n + "gn", num.div(size, 2)), New(n + "s1", size), Drop(n + "gn"),
-                        New(n + "s2", size), Drop(n + "g1")]
-                if inplace:  # InputBuffer: the second half's gradient added into the first's
-                    bwd.append(Drop(n + "s2"))
-                    total = n + "s1"
-                else:
-                    bwd += [New(n + "a", size), Drop(n + "s1", n + "s2")]
-                    total = n + "a"
-                bwd += [New(n + "gc", size), Drop(grads[n])]
-                if inplace:
-                    bwd.append(Drop(n + "gc"))
-                else:
-                    bwd += [New(n + "t", size), Drop(total, n + "gc")]
-                    total = n + "t"
-                grads[n] = total
-            bwd.append(Drop("x1"))
-        several = not (num.is_concrete(t) and t == 1)
-        for n, size, count in (("v", tk, kv_heads), ("k", tk, kv_heads), ("q", td, heads)):  # the last made first
+            rotations, grads = self._llama_rotations_backward(s, grads, inplace)
+            bwd += rotations
+        return Program(tuple(fwd), tuple(bwd + self._llama_projections_backward(s, grads, grad)))
+
+    def _llama_rotations(self, s: Sizes) -> list:
+        """q, then k rotated: x·cos, −x₂, the halves concatenated, ·sin, the sum; the raw q and k freed once both are."""
+        fwd: list = []
+        for n, elements in (("q", s.td), ("k", s.tk)):
+            fwd += [New(n + "c", elements), New(n + "n", num.div(elements, 2)), New(n + "r", elements), Drop(n + "n"),
+                    New(n + "s", elements), Drop(n + "r"), New(n + "e", elements), Drop(n + "c", n + "s")]
+        return [*fwd, Drop("q", "k")]
+
+    def _llama_rotations_backward(self, s: Sizes, grads: dict[str, str], inplace: bool) -> tuple[list, dict[str, str]]:
+        """The rotations' backward, k's first (made last): the ·sin branch, −, the two halves' slice_backward summed,
+        then ·cos, their sums in k's and q's buffers; the rotary tables released. The gradients' new names returned."""
+        bwd: list = []
+        grads = dict(grads)
+        for n, elements in (("k", s.tk), ("q", s.td)):
+            bwd += [New(n + "g1", elements), New(n + "gn", num.div(elements, 2)), New(n + "s1", elements), Drop(n + "gn"),
+                    New(n + "s2", elements), Drop(n + "g1")]
+            if inplace:  # InputBuffer: the second half's gradient added into the first's
+                bwd.append(Drop(n + "s2"))
+                total = n + "s1"
+            else:
+                bwd += [New(n + "a", elements), Drop(n + "s1", n + "s2")]
+                total = n + "a"
+            bwd += [New(n + "gc", elements), Drop(grads[n])]
+            if inplace:
+                bwd.append(Drop(n + "gc"))
+            else:
+                bwd += [New(n + "t", elements), Drop(total, n + "gc")]
+                total = n + "t"
+            grads[n] = total
+        return [*bwd, Drop("x1")], grads
+
+    def _llama_projections_backward(self, s: Sizes, grads: dict[str, str], grad: bool) -> list:
+        """v_proj's, k_proj's, q_proj's backward (the last made runs first), a rotated gradient copied (.contiguous()
+        of its transpose) where the heads are several and T > 1; x's gradients handed to its buffer one by one, x
+        released after q_proj's."""
+        kv_heads = self.num_heads if self.kv_heads is None else self.kv_heads
+        several = not (num.is_concrete(s.t) and s.t == 1)
+        bwd: list = []
+        for n, elements, count in (("v", s.tk, kv_heads), ("k", s.tk, kv_heads), ("q", s.td, self.num_heads)):
             source = grads[n]
             if self.rotary and n != "v" and count != 1 and several:  # the transposed gradient made contiguous
-                bwd += [New(n + "cl", size), Drop(source)]
+                bwd += [New(n + "cl", elements), Drop(source)]
                 source = n + "cl"
-            weight = New(f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), per_sample=False)
-            gx = [New("gx" + n, td)] if grad else []
+            weight = New(f"grad.{n}_proj.weight", num.normal(num.div(elements, s.t) * s.d), per_sample=False)
+            gx = [New("gx" + n, s.td)] if grad else []
             if self.bias:
-                bwd += [*gx, weight, New(f"grad.{n}_proj.bias", num.div(size, t), per_sample=False)]
+                bwd += [*gx, weight, New(f"grad.{n}_proj.bias", num.div(elements, s.t), per_sample=False)]
             else:
                 bwd += [weight, *gx]
             bwd.append(Drop(source, *(["x"] if n == "q" else [])))
             bwd += [HandGradient("gx" + n), Drop("gx" + n)] if grad else []
-        return Program(tuple(fwd), tuple(bwd))
+        return bwd
 
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
         """in_proj's weight and bias, out_proj's weight and bias, as torch holds them (Llama's: q, k, v, o)."""
