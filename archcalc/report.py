@@ -36,6 +36,9 @@ def analyze(spec: Spec, *, prompt: int | None = None, new_tokens: int | None = N
     settings = generate.merged(spec.generate, prompt, new_tokens, cache, logits)
     if settings is None:
         return Report.of(network(spec, **options))
+    if any(options.get(k) is not None for k in ("strategy", "parallel")):
+        raise SpecError("generation over many GPUs is not modelled", "one process: drop --gpus and --strategy",
+                        where="--strategy", path=spec.path)
     name = _sequence(spec)
     if name in options and str(options[name]) != str(settings.prompt):
         raise SpecError(f"{name} = {untrusted.one_line(str(options[name]))[:40]} and a prompt of {settings.prompt:,} tokens: "
@@ -187,14 +190,29 @@ def parallel(report: Report) -> dict:
     `ranks`: each rank's phases and peak. `peak_bytes` and `phases` are already the largest rank's."""
     if report.parallel is None:
         return {}
-    out = {"parallel": report.parallel.to_dict(), "communication_bytes": plan_of(report).communication()}
+    out = {"parallel": report.parallel.to_dict(),
+           "communication_bytes": {name: num.to_json(sent) for name, sent in communication(report).items()}}
+    ranks = rank_phases(report)
+    if ranks is not None:
+        out["ranks"] = [{"rank": r, "phases": {phase: num.to_json(v) for phase, v in phases.items()}, "peak_bytes": num.to_json(peak)}
+                        for r, (phases, peak) in enumerate(ranks)]
+    return out
+
+
+def communication(report: Report) -> dict[str, num.Value]:
+    """The bytes one rank hands to each collective in a step, at the report's batch (a formula in B without one)."""
+    return plan_of(report).communication(report.batch if report.batch is not None else num.symbol("B"))
+
+
+def rank_phases(report: Report) -> list[tuple[dict[str, num.Value], num.Value]] | None:
+    """Each rank's phases and peak at the report's batch (formulas in B without one), where the ranks hold different
+    bytes; None where every rank holds the same (ddp, tp, even shards) or the step runs in one process."""
+    if report.parallel is None:
+        return None
     batch = report.batch if report.batch is not None else num.symbol("B")
     lines = report.memory.timelines(report.batch).ranks
-    ranks = [{"rank": r, "phases": {phase: num.to_json(line.phases[phase].at(batch)) for phase in line.phases},
-              "peak_bytes": num.to_json(line.peak(report.batch))} for r, line in enumerate(lines)]
-    if any(rank["phases"] != ranks[0]["phases"] for rank in ranks):
-        out["ranks"] = ranks
-    return out
+    ranks = [({phase: line.phases[phase].at(batch) for phase in line.phases}, line.peak(report.batch)) for line in lines]
+    return ranks if any(phases != ranks[0][0] for phases, _ in ranks) else None
 
 
 def teaching(row: Row, field: Field | None) -> dict:

@@ -81,7 +81,7 @@ def against_peft(report: Report) -> AgainstPeft | None:
                             _load(model.get_base_model(), built.state_dict())))
     x = sample(report, 2, dtype_of(report.dtype))
     with torch.no_grad():
-        ours, theirs_out = built.eval()(x), model.eval()(x)
+        ours, theirs_out = built.train(False)(x), model.train(False)(x)  # eval mode
     outputs = "equal" if _same(torch, ours, theirs_out) else f"differ: {_gap(torch, ours, theirs_out)}"
     checks.append(PeftCheck("outputs (eval, batch 2)", "equal", outputs))
     return AgainstPeft(peft.__version__, tuple(checks))

@@ -148,5 +148,34 @@ def benchmark(result) -> Group:
     return Group(grid, footer)
 
 
+def ranks(result) -> Group:
+    """bench --nproc's Result: one line per rank (its time, its peak measured and predicted), then the throughput."""
+    job = result.job
+    grid = Table(title=Text(f"{result.model} on {result.ranks[0].device} × {len(result.ranks)}, {job.strategy}"),
+                 box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("rank", "ms/step", "peak measured", "peak predicted"):
+        grid.add_column(header, justify="right")
+    for rank, predicted in zip(result.ranks, result.predicted):
+        measured = "— (CUDA only)" if rank.measured is None else fmt.size_bytes(rank.measured)
+        grid.add_row(str(rank.rank), f"{1000 * rank.seconds / job.steps:.2f}", measured,
+                     "—" if predicted is None else f"{fmt.size_bytes(predicted)} ({fmt.group(predicted)} bytes)")
+    layout = result.layout
+    footer = Table.grid(padding=(0, 2))
+    footer.add_column(style="bold", no_wrap=True)
+    footer.add_column(overflow="fold")
+    rows = {
+        "Layout": f"{layout['gpus']} ranks: tp {layout['tp']} × dp {layout['dp']} ({job.strategy})",
+        "Throughput": f"{result.samples_per_s:,.0f} samples/s (batch {job.batch} per GPU × dp {layout['dp']}, the slowest rank's time)",
+        "Steps": f"{job.steps} timed after {job.warmup} warm-up, {job.optimizer} optimizer, torch {result.torch}",
+    }
+    for label, value in rows.items():
+        footer.add_row(label, Text(value))
+    return Group(grid, footer)
+
+
+def ranks_json(result) -> str:
+    return _json.dumps(result.to_dict(), indent=2) + "\n"
+
+
 def benchmark_json(result) -> str:
     return _json.dumps(result.to_dict(), indent=2) + "\n"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ..core.errors import SpecError
+from ..core.parallel import Strategy
 from ..core.untrusted import one_line, visible
 from .options import BATCH, DTYPE, FINETUNE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
 from .output import Files, console
@@ -90,16 +92,32 @@ BENCH = (
 )
 
 
+# bench under torchrun: the layout over N processes (the step per rank, its peak beside archcalc's for that rank)
+RANKS = (
+    Flag("--nproc", type=click.IntRange(min=1), metavar="N", help="Run the training step on N processes under torchrun (with --strategy)."),
+    Flag("--strategy", type=click.Choice([s.value for s in Strategy]), help="With --nproc: ddp, zero1, fsdp, fsdp-no-reshard or tp."),
+    Flag("--tp", type=click.IntRange(min=1), metavar="K", help="With --nproc and --strategy tp: tensor parallel in groups of K processes."),
+)
+ALONE = ("amp", "precision", "compile", "channels_last", "tf32", "peak_tflops")  # one process's flags, not under torchrun
+
+
 @click.command("bench")
 @shared(SPEC, SETS, TABLE_OR_JSON)
 @bundle("flags", dict, *BENCH)
-def bench(options: Options, flags: dict) -> None:
-    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory."""
+@bundle("ranks", dict, *RANKS)
+def bench(options: Options, flags: dict, ranks: dict) -> None:
+    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory.
+
+    With --nproc N --strategy S, the training step on N processes under torchrun (gloo on the CPU, NCCL on CUDA):
+    each rank's time and peak beside archcalc's prediction for that rank, and the samples a second."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..backends import bench as timing, tables
 
+    if ranks["nproc"] is not None or ranks["strategy"] is not None or ranks["tp"] is not None:
+        _bench_ranks(options, flags, ranks)
+        return
     report = options.report()
     run = timing.Options.of(report, **flags)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -115,6 +133,25 @@ def bench(options: Options, flags: dict) -> None:
         click.echo(tables.benchmark_json(result), nl=False)
     else:
         console().print(tables.benchmark(result))
+
+
+def _bench_ranks(options: Options, flags: dict, ranks: dict) -> None:
+    """bench --nproc N --strategy S: the step under torchrun (archcalc/backends/torchrun.py)."""
+    from ..backends import tables, torchrun
+
+    if ranks["nproc"] is None or ranks["strategy"] is None:
+        raise SpecError("--strategy and --tp go with --nproc N, and --nproc with --strategy", "--nproc 2 --strategy ddp",
+                        where="--nproc")
+    given = [name for name in ALONE if flags[name] not in (None, False)]
+    if given:
+        raise SpecError(f"--{given[0].replace('_', '-')} is not taken with --nproc", "leave it out", where="--nproc")
+    job = torchrun.Job(options.spec, options.values, ranks["strategy"], ranks["tp"], flags["batch"], flags["optimizer"],
+                       flags["dtype"], flags["device"] or "cpu", flags["steps"], min(5, flags["steps"]) if flags["warmup"] is None else flags["warmup"])
+    result = torchrun.launch(job, ranks["nproc"])
+    if options.form == "json":
+        click.echo(tables.ranks_json(result), nl=False)
+    else:
+        console().print(tables.ranks(result))
 
 
 IMPORT = (  # import's own flags, handed to its body as one dict

@@ -92,7 +92,7 @@ class Layout:
     def to_dict(self) -> dict:
         """`memory.parallel`: the layout, echoed (its strategy's knobs only)."""
         out: dict = {"gpus": self.gpus, "strategy": self.strategy.value, "tp": self.tp, "dp": self.dp}
-        if self.strategy in (Strategy.ddp, Strategy.zero1, Strategy.tp):
+        if self.strategy in (Strategy.ddp, Strategy.zero1):  # tp: its data-parallel groups all-reduce in place
             out |= {"bucket_bytes": self.bucket_bytes, "first_bucket_bytes": self.first_bucket_bytes,
                     "bucket_view": self.bucket_view}
         if self.strategy in (Strategy.fsdp, Strategy.fsdp_no_reshard):

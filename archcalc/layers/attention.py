@@ -351,6 +351,7 @@ class Attention(Layer):
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("linear", "scaled_dot_product_attention")
     autocast_kept = (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
+    tensor_parallel = "heads"  # Megatron's: the heads split, in_proj column-parallel, out_proj row-parallel
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:

@@ -384,6 +384,10 @@ class Layer:
     # - whether its output can be class scores (logits) for the step's loss, unless an activation ends it: not an
     #   element-wise function's (an image in tanh's range, a ReLU's values: the loss is then MSE),
     gives_scores: ClassVar[bool] = True
+    # - how tensor parallelism splits it (archcalc/memory/timeline/tensor.py): "heads" (attention), "columns" (a dense
+    #   layer: column-parallel, the dense layer it feeds row-parallel), "columnwise" (an element-wise op between them,
+    #   run on the columns), "" (replicated),
+    tensor_parallel: ClassVar[str] = ""
     # - the torch ops it runs, by the names of autocast's lists (archcalc/core/autocast.py; `autocast_ops`),
     autocast_op_names: ClassVar[tuple[str, ...]] = ()
     # - which of its parameter tensors its backward node keeps as autocast's copies (`autocast_kept_params`).

@@ -26,7 +26,8 @@ The package, by what each module knows:
 - amp.py        mixed precision (torch.autocast) along the timeline
 - cuda.py       what CUDA adds: cuBLAS's and cuDNN's workspaces, the caching allocator's blocks
 - tape.py, peaks.py   live storages and their running totals; the peaks they give
-- ranks.py      each rank's step under a data-parallel layout (DDP, ZeRO-1, FSDP2): a Step per rank; `simulate`
+- ranks.py      each rank's step under a parallel layout (DDP, ZeRO-1, FSDP2, tp): a Step per rank; `simulate`
+- tensor.py     tensor parallelism (Megatron's style): the network one rank of a tensor-parallel group runs
 
 Where the next features go (none is built yet):
 - fine-tuning: Step's `trained` policy (parameters.Trained: a frozen layer trains no tensor, LoRA only its
@@ -34,8 +35,8 @@ Where the next features go (none is built yet):
   frees around itself (a quantized base's dequantized weight; Backward._op_backward again for the input's gradient);
 - generation: inference.Inference, the forward-only pass (prefill), a KV cache held across it, decode steps as
   a phase of their own on its tape;
-- tensor parallelism: ranks.py's RankStep (a Step per rank, built for data parallelism: its parameters, optimizer
-  and the collectives' buffers around rows through Step's hooks), its layers split per rank.
+- tensor parallelism within data-parallel strategies other than plain replication (tp × fsdp): tensor.shard's
+  network under ranks.py's RankStep.
 """
 
 from .amp import cast_weights

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from ...core import num
 from ...core.errors import SpecError
 from ...core.parallel import Layout, Strategy
+from . import tensor
 from .optimizer import optimizer_for
 from .peaks import PHASES, Peak, Timeline
 from .step import Step, simulate as one_process
@@ -122,9 +123,10 @@ class Plan:
 
     def __post_init__(self):
         self.size = self.net.dtype.bytes
-        if self.layout.tp != 1 or self.layout.strategy == Strategy.tp:
-            raise SpecError("tensor parallelism is not modelled here yet", "--strategy ddp, zero1, fsdp or fsdp-no-reshard",
-                            where="--strategy")
+        if self.layout.tp != 1 and self.layout.strategy != Strategy.tp:
+            raise SpecError(f"tensor parallelism under --strategy {self.layout.strategy} is not modelled",
+                            "--strategy tp --tp K: tensor parallel within groups of K GPUs, the groups data parallel",
+                            where="--tp", path=self.net.path)
         if self.layout.strategy in SHARDED and self.net.autocast is not None:
             raise SpecError("FSDP's mixed precision (MixedPrecisionPolicy) is not modelled", "--precision 32-true or "
                             "bf16-true with fsdp; ddp and zero1 take mixed precision", where="--strategy")
@@ -252,12 +254,16 @@ class Plan:
             return tuple(p.numel for p in self.partition[rank])
         return ()
 
-    def communication(self) -> dict[str, int]:
+    def communication(self, batch: Value | None = None) -> dict[str, Value]:
         """Bytes each rank sends into collectives per step, by collective: the tensor each all-reduces or broadcasts,
-        the output each all-gathers into, the input each reduce-scatters (the buffers torch hands c10d)."""
+        the output each all-gathers into, the input each reduce-scatters (the buffers torch hands c10d). Under tensor
+        parallelism the activations' all-reduces grow with the batch: at `batch` (a formula in B without one)."""
         out = dict.fromkeys(COLLECTIVES, 0)
         n, size, strategy = self.layout.dp, self.size, self.layout.strategy
-        if strategy in REPLICATED:
+        if strategy == Strategy.tp:  # activations forward, their gradients backward, then the data-parallel gradients
+            fixed, per_sample = tensor.all_reduce_bytes(self.net, self.layout)
+            out["all_reduce"] = num.normal(fixed + per_sample * (num.symbol("B") if batch is None else batch))
+        elif strategy in REPLICATED:
             out["all_reduce"] = sum(p.numel for p in self.trained) * size
             # DDP broadcasts the buffers (batchnorm's running statistics) from rank 0 before each forward
             out["broadcast"] = num.add(row.layer.buffer_bytes(row.input, size) for row in self.net.rows)
@@ -472,6 +478,9 @@ def simulate_ranks(net: Network, batch: Value | None, inplace_sums: bool = True,
                    loss_inside: bool = False) -> RankedTimeline:
     """Each rank's step (ranks that hold the same tensors simulated once); the phases the largest over the ranks."""
     plan = plan_of(net)
+    if plan.layout.strategy == Strategy.tp:  # every rank of a tensor-parallel group holds the same sizes
+        one = tensor.simulate(net, batch, inplace_sums, optimizer, loss_inside)
+        return RankedTimeline(one.phases, one.inference, (one,) * plan.layout.gpus)
     classes: dict[tuple, Timeline] = {}
     ranks = []
     for rank in range(plan.layout.dp):
