@@ -14,6 +14,7 @@ from .layers.receptive_field import Field
 from .memory import budget as budgets, generation
 from .memory.closed import Memory, measure
 from .memory.timeline import CUDA_CONTEXT
+from .memory.timeline.ranks import plan_of
 from .spec import generate
 from .spec.graph import Use
 from .spec.read import Spec
@@ -35,6 +36,9 @@ def analyze(spec: Spec, *, prompt: int | None = None, new_tokens: int | None = N
     settings = generate.merged(spec.generate, prompt, new_tokens, cache, logits)
     if settings is None:
         return Report.of(network(spec, **options))
+    if any(options.get(k) is not None for k in ("strategy", "parallel")):
+        raise SpecError("generation over many GPUs is not modelled", "one process: drop --gpus and --strategy",
+                        where="--strategy", path=spec.path)
     name = _sequence(spec)
     if name in options and str(options[name]) != str(settings.prompt):
         raise SpecError(f"{name} = {untrusted.one_line(str(options[name]))[:40]} and a prompt of {settings.prompt:,} tokens: "
@@ -168,7 +172,7 @@ class Report(Network):
                 kind: {"params": num.to_json(p), "share": None if self.share(p) is None else float(self.share(p))}
                 for kind, p in self.by_type.items()
             },
-            "memory": self.memory.to_dict(),
+            "memory": self.memory.to_dict() | parallel(self),
             "values": {k: num.to_json(v) for k, v in self.values},
             "blocks": [self._use_dict(use) for use in self.uses],
         }
@@ -178,6 +182,37 @@ class Report(Network):
         out = {"path": use.path, "block": use.block, "repeat": use.repeat, "checkpoint": use.checkpoint,
                "layers": [rows[0].name, rows[-1].name], "output": [num.to_json(d) for d in rows[-1].output]}
         return out | {q: num.to_json(num.add(getattr(row, q) for row in rows)) for q in QUANTITIES}
+
+
+def parallel(report: Report) -> dict:
+    """docs/design.md section 11's keys under a parallel layout: `parallel` (the layout), `communication_bytes` (per rank
+    per step, by collective) and, where the ranks hold different bytes (ZeRO-1's partition, FSDP's uneven shards),
+    `ranks`: each rank's phases and peak. `peak_bytes` and `phases` are already the largest rank's."""
+    if report.parallel is None:
+        return {}
+    out = {"parallel": report.parallel.to_dict(),
+           "communication_bytes": {name: num.to_json(sent) for name, sent in communication(report).items()}}
+    ranks = rank_phases(report)
+    if ranks is not None:
+        out["ranks"] = [{"rank": r, "phases": {phase: num.to_json(v) for phase, v in phases.items()}, "peak_bytes": num.to_json(peak)}
+                        for r, (phases, peak) in enumerate(ranks)]
+    return out
+
+
+def communication(report: Report) -> dict[str, num.Value]:
+    """The bytes one rank hands to each collective in a step, at the report's batch (a formula in B without one)."""
+    return plan_of(report).communication(report.batch if report.batch is not None else num.symbol("B"))
+
+
+def rank_phases(report: Report) -> list[tuple[dict[str, num.Value], num.Value]] | None:
+    """Each rank's phases and peak at the report's batch (formulas in B without one), where the ranks hold different
+    bytes; None where every rank holds the same (ddp, tp, even shards) or the step runs in one process."""
+    if report.parallel is None:
+        return None
+    batch = report.batch if report.batch is not None else num.symbol("B")
+    lines = report.memory.timelines(report.batch).ranks
+    ranks = [({phase: line.phases[phase].at(batch) for phase in line.phases}, line.peak(report.batch)) for line in lines]
+    return ranks if any(phases != ranks[0][0] for phases, _ in ranks) else None
 
 
 def teaching(row: Row, field: Field | None) -> dict:

@@ -18,14 +18,16 @@ SLOW = {
     # the torch oracles: real networks, trained a step or run through every number
     "tests/memory/test_timeline_oracle.py",  # 98 s (VGG-16-BN with Adam: 3 GB, the run's peak)
     "tests/backends/test_torch_verify.py",  # 35
+    "tests/memory/test_ranks_oracle.py",  # 73 (spawned gloo worlds of 2 and 4 ranks, each importing transformers)
     "tests/memory/test_memory_oracle.py",  # 29
     "tests/memory/test_finetune_oracle.py",  # 13 (frozen layers on drawn networks, LoRA against peft)
-    "tests/memory/test_finetune_gpt2.py",  # 11 (transformers' GPT-2 fine-tuned four ways, peft's LoRA)
+    "tests/memory/test_finetune_gpt2.py",  # 16 (transformers' GPT-2 fine-tuned four ways, twice, and drawn small)
+    "tests/backends/test_verify_peft.py",  # 4 (peft's LoRA beside the build, verify's lines)
     "tests/analysis/test_graph_specs.py",  # 28
     "tests/backends/test_torch_import.py",  # 27
     "tests/backends/test_import_torchvision.py::test_segmentation_models_import_exactly_with_their_heads",  # 9
     "tests/backends/test_import_torchvision.py::test_timm_models_import_exactly",  # 10
-    "tests/backends/test_torch_export.py",  # 15
+    "tests/backends/test_torch_export.py",  # 20 (every shipped spec, a network per layer kind, GPT-2 by the CLI)
     "tests/analysis/test_modern_specs.py",  # 15
     "tests/backends/test_torch_onnx.py",  # 15
     "tests/memory/test_checkpoint.py",  # 13
@@ -41,6 +43,11 @@ SLOW = {
     "tests/analysis/test_reference_nets.py",  # 6
     "tests/analysis/test_receptive.py",  # 4
     "tests/memory/test_timeline_attention.py",  # 4
+    "tests/cli/test_finetune_sweep.py::test_every_fine_tuning_of_gpt2_exits_cleanly",  # 5 (204 runs of show)
+    # spawned processes under torch.distributed (gloo), world sizes 2 and 4
+    "tests/memory/test_timeline_tensor_parallel.py::test_gpt2_per_rank_against_torch_tensor_parallel",  # 34
+    "tests/backends/test_bench_nproc.py::test_bench_runs_tensor_parallel_gpt2_on_two_processes",  # 8 (torchrun)
+    "tests/memory/test_timeline_tensor_parallel.py::test_a_large_vocabulary_puts_the_forward_peak_at_the_loss",  # 10
     "tests/memory/test_timeline_gpt2.py::test_hugging_face_gpt2_step_by_step",  # 1.5
     "tests/backends/test_torch_graph.py::test_drawn_graphs_verify_layer_by_layer_and_export",  # 2.2
     # every shipped spec, at many widths or on every CUDA card

@@ -9,6 +9,7 @@ from ..core.dtypes import Device, DType, Optimizer
 from ..core.errors import SpecError
 from ..core.fields import Size, bind_number
 from ..core.num import Shape, Value
+from ..core.parallel import Layout
 from ..layers import LAYERS, Layer
 from ..spec import graph
 from ..spec.finetune import merged as merged_finetune
@@ -26,6 +27,10 @@ def network(
     optimizer: str = "sgd",
     device: str = "cpu",
     autocast: str | None = None,
+    gpus: int | None = None,
+    strategy: str | None = None,
+    tp: int | None = None,
+    parallel: Layout | None = None,
     freeze: list[str] | str | None = None,
     lora_rank: int | None = None,
     lora_alpha: float | None = None,
@@ -37,7 +42,8 @@ def network(
     """Shapes, parameters and MACs of every layer; `values` name sizes the spec leaves open; `autocast`
     ("bfloat16", "float16"): the training step runs under torch.autocast, the parameters in `dtype`.
     Fine-tuning, over the spec's [finetune] (archcalc/analysis/finetune.py): `freeze` (layer-path patterns), LoRA's
-    `lora_rank`, `lora_alpha`, `lora_dropout`, `lora_targets`, and `base_dtype`.
+    `lora_rank`, `lora_alpha`, `lora_dropout`, `lora_targets`, and `base_dtype`. `gpus`, `strategy`, `tp` (or a whole
+    `parallel` Layout, core/parallel.py): the step spread over GPUs, its memory per rank.
 
     >>> from archcalc import loads
     >>> spec = loads('[model]\\ninput = [10]\\n[[layers]]\\ntype = "dense"\\nout_features = "n"')
@@ -84,6 +90,7 @@ def network(
         autocast=autocast,
         names=spec.names,
         finetune=tuned,
+        parallel=parallel if parallel is not None else Layout.of(gpus, strategy, tp),
     )
     return checkpoint.marked(net) if any(use.checkpoint for use in uses) else net
 

@@ -11,6 +11,7 @@ from functools import cached_property
 from ..core import num, untrusted
 from ..core.dtypes import Device, DType, Optimizer
 from ..core.num import Dim, Shape, Value
+from ..core.parallel import Layout
 from ..layers import Layer
 from ..layers.receptive_field import Field
 from ..spec.finetune import Finetune
@@ -116,6 +117,7 @@ class Network:
     names: tuple[tuple[str, str], ...] = ()  # the spec's [names]: torch's module path of a layer path (build names modules so)
     outputs: tuple[str, ...] = ()  # the layers whose outputs the model returns ([model] outputs; () or one: the last)
     finetune: Finetune | None = None  # what trains, as [finetune] and the flags asked (archcalc/analysis/finetune.py)
+    parallel: Layout | None = None  # the step spread over GPUs (core/parallel.py); None: one process
 
     @cached_property
     def fields(self) -> tuple[Field | None, ...]:

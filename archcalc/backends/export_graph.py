@@ -17,16 +17,17 @@ share a class, the model is written out without block classes.
 
 from __future__ import annotations
 
-import inspect
 import keyword
 import re
 from dataclasses import dataclass, field
 
 from ..analysis import checkpoint
 from ..core import fmt, num
+from ..core.errors import SpecError
 from ..report import Report
+from . import library
 from .build import INPUT, Part, container, modules, parts, require
-from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, SKIPPED, TORCH_FUNCTIONS, aligned, literal, plain, short, sizes
+from .pysource import ACTIVATION_CLASSES, EXPLICIT, RESERVED, TORCH_FUNCTIONS, Code, aligned, literal, plain, short, sizes, where
 
 CHANNEL_ARGS = {"out_channels": "channels", "out_features": "features", "num_features": "channels"}
 TAKEN = {"x", "self", "torch", "nn", "F", "Namespace", "super", "input", "model", "checkpoint"}
@@ -62,16 +63,18 @@ class Entry:
     node: Node | None = None
 
 
-def source(report: Report, name: str, header: list[str], footer: list[str]) -> str:
-    """The classes and the model; `header` (docstring, imports) and `footer` (the __main__ part) around them."""
+def source(report: Report, name: str, header: list[str], footer: list[str], extras) -> str:
+    """The classes and the model; `header` (docstring, imports) and `footer` (the __main__ part) around them;
+    `extras` (export.Extras) gathers archcalc's own classes they use and the model's last lines."""
     all_parts = parts(report, torch_names=False)
     try:
-        return _source(report, all_parts, _nodes(report, all_parts), name, header, footer)
+        return _source(report, all_parts, _nodes(report, all_parts), name, header, footer, extras)
     except Unsupported:
-        return _source(report, all_parts, [], name, header, footer)
+        extras.used.clear()
+        return _source(report, all_parts, [], name, header, footer, extras)
 
 
-def _source(report, all_parts, nodes, name, header, footer) -> str:
+def _source(report, all_parts, nodes, name, header, footer, extras) -> str:
     kinds: list[str] = []
 
     def visit(kind: str) -> None:  # a block's class after the classes of the blocks inside it
@@ -85,7 +88,7 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
 
     for node in _walk(nodes):
         visit(node.block)
-    taken = {name, *TAKEN, *RESERVED}  # a block's class is never None, print or nn
+    taken = {name, *TAKEN, *RESERVED, *library.names()}  # a block's class is never None, print, nn or SelfAttention
     names = {}
     for kind in kinds:
         names[kind] = _camel(kind, taken)
@@ -95,11 +98,13 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
     for kind in kinds:
         uses = [n for n in _walk(nodes) if n.block == kind]
         cls = Class(names[kind], [_entries(all_parts, n.children, n.first, n.stop, n.path + ".", n.inp) for n in uses],
-                    [_channels(all_parts, n) for n in uses], names)
+                    [_channels(all_parts, n) for n in uses], names, extras.used)
         for node, args in zip(uses, cls.call_args()):
             node.args = args
         body += [*cls.source(helper, f'Block "{plain(kind)}" of the spec, at {", ".join(n.path for n in uses)}.'), "", ""]
-    model = Class(name, [_entries(all_parts, nodes, 0, len(all_parts), "", INPUT)], [report.input[0]], names)
+    model = Class(name, [_entries(all_parts, nodes, 0, len(all_parts), "", INPUT)], [report.input[0]], names, extras.used)
+    extras.finish(report, lambda part: modules(part)[0])
+    model.last = extras.last
     if any(node.checkpointed for node in _walk(nodes)):  # after the torch imports
         at = header.index("from torch import nn") + 1 if "from torch import nn" in header else len(header)
         header = [*header[:at], "from torch.utils.checkpoint import checkpoint", *header[at:]]
@@ -115,7 +120,7 @@ def _source(report, all_parts, nodes, name, header, footer) -> str:
         "",
         "",
     ]
-    return "\n".join([*header, *(namespace if helper["namespace"] else []), *body, *footer])
+    return "\n".join([*header, *(namespace if helper["namespace"] else []), *extras.library(), *body, *footer])
 
 
 def _walk(nodes: list[Node]):
@@ -176,8 +181,10 @@ def _channels(all_parts, node: Node):
 class Class:
     """A class for the uses of one block (or the model): what its uses share, and what tells them apart."""
 
-    def __init__(self, name: str, uses: list, in_channels: list, class_names: dict):
+    def __init__(self, name: str, uses: list, in_channels: list, class_names: dict, used: set):
         self.name = name
+        self.used = used  # archcalc's own classes the constructors call (backends/library.py)
+        self.last: list[str] = []  # the lines that end __init__ (the model's: tied weights, frozen layers)
         self.uses = uses  # per use: (entries, input name, output name)
         self.class_names = class_names
         self.in_channels = tuple(in_channels)
@@ -224,7 +231,7 @@ class Class:
                 else:
                     text = self._group(groups, argument, values)
                 rendered.append(text if required else f"{argument}={text}")
-            self.texts[local] = f"{head}({', '.join(rendered)})"
+            self.texts[local] = head if isinstance(head, Code) else f"{head}({', '.join(rendered)})"
         flags = dict(self.params)
         self.params = {name: tuple(values) for name, values in groups}
         if "in_channels" in self.params:
@@ -262,7 +269,10 @@ class Class:
                 call = (self.class_names[entry.node.block], [(k, False, None, v) for k, v in entry.node.args.items()])
             else:
                 module = modules(entry.part)[0]
-                call = (f"nn.{type(module).__name__}", _signature(module))
+                if hasattr(module, "exported"):  # a torch class archcalc adapts (LSTM: the output only)
+                    call = (Code(module.exported[0]), [])
+                else:
+                    call = _call(module, self.used, entry.part.row)
             if head is not None and call[0] != head:
                 raise Unsupported(local)
             head = call[0]
@@ -313,6 +323,7 @@ class Class:
                 lines.append(f"        # {note}")
             single = note and "\n" not in code
             lines.append(f"        {code.ljust(width)}  # {note}" if single else f"        {code}")
+        lines += [f"        {line}" for line in self.last]
         lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
         forward = self._forward(report)
         lines += aligned(forward, "        ") if report else [f"        {code}" for code, _ in forward]
@@ -377,6 +388,8 @@ class Class:
         if entry.node is not None and all(at[local].node.checkpointed for at in self.at if local in at):
             # recomputed in backward (activation checkpointing); plain under no_grad
             return f"checkpoint({self.access[local]}, {', '.join(args)}, use_reentrant=False)"
+        if entry.part is not None and hasattr(modules(entry.part)[0], "exported"):
+            call += "[0]"  # LSTM, GRU: the output sequence
         if entry.part is not None and entry.part.row.layer.activation:
             module = modules(entry.part)[1]
             return _activation_call(module, entry.part.row.layer.activation, call)
@@ -398,14 +411,27 @@ def _inline(part: Part):
     if isinstance(module, Concat):
         return part, lambda a: wrap(f"torch.cat([{', '.join(a)}], {module.dim + 1})")
     if isinstance(module, nn.Flatten):
-        return part, lambda a: f"torch.flatten({a[0]}, 1)"
+        end = "" if module.end_dim == -1 else f", {module.end_dim}"
+        return part, lambda a: f"torch.flatten({a[0]}, {module.start_dim}{end})"
     if isinstance(module, nn.Unflatten) or (isinstance(module, nn.Sequential) and isinstance(module[-1], nn.Unflatten)):
         dims = ", ".join(str(d) for d in row.output)
         return part, lambda a: f"{a[0]}.reshape({a[0]}.size(0), {dims})"
     function = ACTIVATION_CLASSES.get(type(module).__name__)  # an activation layer: a function call
     if function is not None:
         return part, lambda a: _activation_call(module, function, a[0])
+    if hasattr(module, "source"):  # a module archcalc defines (permute, mean, select): its call on x, written out
+        return part, lambda a: wrap(re.sub(r"\bx\b", a[0], module.source))
     return None
+
+
+def _call(module, used: set, row) -> tuple:
+    """(the constructor's name, its arguments) for a module of archcalc's library or torch.nn; refused naming the layer."""
+    try:
+        if any(not library.own_child(module, n) for n, _ in module.named_children()):
+            return Code(library.constructor(module, used)), []  # adapted (LoRA in an attention): one expression
+        return library.head(module), library.arguments(module, used)
+    except SpecError as error:
+        raise error.at(where=where(row)) from None
 
 
 def _activation_call(module, function: str, inner: str) -> str:
@@ -413,22 +439,6 @@ def _activation_call(module, function: str, inner: str) -> str:
         return f"torch.{function}({inner})"
     dim = getattr(module, "dim", None)
     return f"F.{function}({inner}{', dim=' + str(dim) if dim is not None else ''})"
-
-
-def _signature(module) -> list[tuple[str, bool, object, object]]:
-    """(argument, required, default, value) for each constructor argument of an nn module."""
-    out = []
-    for name, parameter in inspect.signature(type(module).__init__).parameters.items():
-        if name == "self" or name in SKIPPED or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        value = getattr(module, name)
-        if name == "bias" and not isinstance(value, bool):
-            if getattr(module, "affine", True) is False:
-                continue
-            value = value is not None
-        required = parameter.default is parameter.empty
-        out.append((name, required, None if required else parameter.default, short(value)))
-    return out
 
 
 def _render(tree, indent: str, helper: dict, access: dict, path_code: str, local: str):
@@ -479,7 +489,7 @@ def _type(values: tuple, flag: bool) -> str:
     if flag:
         return "bool"
     known = [v for v in values if v is not ABSENT]
-    kinds = {type(v).__name__ for v in known}
+    kinds = {"nn.Module" if isinstance(v, Code) else type(v).__name__ for v in known}
     return kinds.pop() if len(kinds) == 1 else "object"
 
 

@@ -21,7 +21,7 @@ class LoraLinear(nn.Module):
         self.lora_A = nn.ModuleDict({"default": nn.Linear(base_layer.in_features, rank, bias=False)})
         self.lora_B = nn.ModuleDict({"default": nn.Linear(rank, base_layer.out_features, bias=False)})
         nn.init.zeros_(self.lora_B["default"].weight)  # peft's: the adapted layer starts as the base
-        self.scaling = alpha / rank
+        self.rank, self.alpha, self.dropout, self.scaling = rank, alpha, dropout, alpha / rank
         base_layer.requires_grad_(False)
 
     def forward(self, x):

@@ -1,6 +1,9 @@
 """The torch modules archcalc adds to torch.nn: the merge layers, the module that runs a graph, and the
 modules of sequence models (a learned tensor, self-attention, select).
 
+Each keeps its constructor's arguments under their names, as torch.nn's modules do: `archcalc export` writes the
+constructor call back from them (backends/library.py), with the class's source.
+
 Imports torch: only the backend imports this file; a layer kind meets these modules through `Namespace`, the `nn`
 its `to_torch` is given.
 """
@@ -139,16 +142,16 @@ class Learned(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(*(held or (1, *shape))))
         nn.init.normal_(self.weight, std=0.02)
-        self.length, self.shape, self.held, self.expand = length, (1, *shape), held, expand
+        self.shape, self.length, self.held, self.expand = tuple(shape), length, held, expand
         self.indices = indices
         self.bare = bare  # build registers the loading side on the root module (bare_keys)
         if bare:
             self.register_state_dict_post_hook(_bare_key)
 
     def forward(self, x):
-        w = self.weight if self.held is None else self.weight.view(self.shape)
+        w = self.weight if self.held is None else self.weight.view(1, *self.shape)
         if self.indices is not None:
-            rows = torch.arange(self.indices, device=w.device).clamp(max=(self.length or self.shape[1]) - 1)
+            rows = torch.arange(self.indices, device=w.device).clamp(max=(self.length or self.shape[0]) - 1)
             w = F.embedding(rows, w[0])[: self.length].unsqueeze(0)
         else:
             w = w if self.length is None else w[:, : self.length]
@@ -179,25 +182,30 @@ class SelfAttention(nn.Module):
 
     `math`: attention written as matmuls (FlopCounterMode counts them on every device);
     otherwise torch's scaled_dot_product_attention (fused: flash on CPU without dropout;
-    FlopCounterMode counts it as 0 on the CPU in torch 2.13).
+    FlopCounterMode counts it as 0 on the CPU in torch 2.13). `cache`: k and v appended to an empty
+    cache first, as transformers' DynamicLayer.update does with use_cache (a copy of each).
     """
 
     def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = False, dropout: float = 0.0,
-                 bias: bool = True, math: bool = False):
+                 bias: bool = True, math: bool = False, cache: bool = False):
         super().__init__()
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d // heads
-        self.causal, self.dropout, self.math = causal, dropout, math
+        self.d, self.heads, self.kv_heads, self.head_dim = d, heads, kv_heads, d // heads
+        self.causal, self.dropout, self.bias, self.math, self.cache = causal, dropout, bias, math, cache
         self.in_proj = nn.Linear(d, d + 2 * kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(d, d, bias=bias)
         self.register_load_state_dict_pre_hook(_multihead_names)
 
     def forward(self, x, bias=None):
-        b, t, d = x.shape
-        kv = self.kv_heads * self.head_dim
+        b, t, _ = x.shape
+        # the heads this module computes: all of them, or under tensor parallelism this rank's (heads set to
+        # heads/tp, in_proj's output this rank's columns: archcalc/backends/distributed.py)
+        d, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
         q, k, v = self.in_proj(x).split([d, kv, kv], dim=-1)
         q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.cache:
+            k, v = (torch.cat([torch.tensor([], dtype=z.dtype, device=z.device), z], dim=-2) for z in (k, v))
         if self.math:
             o = self._matmuls(q, k, v, bias)
         else:
@@ -265,8 +273,8 @@ class ShiftedWindowAttention(nn.Module):
     def __init__(self, dim: int, window_size: list, shift_size: list, num_heads: int, bias: bool = True,
                  attention_dropout: float = 0.0, dropout: float = 0.0, cosine: bool = False):
         super().__init__()
-        self.window_size, self.shift_size, self.num_heads = list(window_size), list(shift_size), num_heads
-        self.attention_dropout, self.dropout, self.cosine = attention_dropout, dropout, cosine
+        self.dim, self.window_size, self.shift_size, self.num_heads = dim, list(window_size), list(shift_size), num_heads
+        self.bias, self.attention_dropout, self.dropout, self.cosine = bias, attention_dropout, dropout, cosine
         self.qkv = nn.Linear(dim, dim * 3, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
         wh, ww = self.window_size
@@ -347,7 +355,7 @@ class RelativePositionalMultiHeadAttention(nn.Module):
 
     def __init__(self, feat_dim: int, head_dim: int, max_seq_len: int):
         super().__init__()
-        self.n_heads, self.head_dim = feat_dim // head_dim, head_dim
+        self.feat_dim, self.n_heads, self.head_dim = feat_dim, feat_dim // head_dim, head_dim
         self.size, self.max_seq_len = int(math.sqrt(max_seq_len)), max_seq_len
         self.to_qkv = nn.Linear(feat_dim, self.n_heads * head_dim * 3)
         self.scale_factor = feat_dim**-0.5
@@ -394,7 +402,7 @@ class RelativeBias(nn.Module):
 
     def __init__(self, num_buckets: int, heads: int, max_distance: int = 128, bidirectional: bool = True):
         super().__init__()
-        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.num_buckets, self.heads, self.max_distance, self.bidirectional = num_buckets, heads, max_distance, bidirectional
         self.weight = nn.Parameter(torch.empty(num_buckets, heads))
         nn.init.normal_(self.weight, std=0.02)
 
@@ -409,6 +417,7 @@ class RotaryTables(nn.Module):
 
     def __init__(self, head_dim: int, theta: float = 10000.0):
         super().__init__()
+        self.head_dim, self.theta = head_dim, theta
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
@@ -435,7 +444,8 @@ class LlamaSelfAttention(nn.Module):
 
     def __init__(self, d: int, heads: int, kv_heads: int, causal: bool = True, bias: bool = False, out_bias: bool | None = None):
         super().__init__()
-        self.heads, self.kv_heads, self.head_dim, self.causal = heads, kv_heads, d // heads, causal
+        self.d, self.heads, self.kv_heads, self.head_dim, self.causal = d, heads, kv_heads, d // heads, causal
+        self.bias, self.out_bias = bias, out_bias
         self.q_proj = nn.Linear(d, heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d, kv_heads * self.head_dim, bias=bias)
@@ -466,6 +476,7 @@ class MultiheadSelfAttention(nn.MultiheadAttention):
 
     def __init__(self, d: int, heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__(d, heads, dropout=dropout, bias=bias, batch_first=True)
+        self.d, self.heads, self.bias = d, heads, bias  # dropout: nn.MultiheadAttention keeps it
 
     def forward(self, x):
         return super().forward(x, x, x, need_weights=False)[0]
@@ -497,7 +508,7 @@ class LlamaRMSNorm(nn.Module):
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.variance_epsilon = eps
+        self.hidden_size, self.eps, self.variance_epsilon = hidden_size, eps, eps
 
     def forward(self, hidden_states):
         input_dtype = hidden_states.dtype

@@ -28,7 +28,16 @@ def sizes(shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
+class Code(str):
+    """Python source standing for a value (a module's constructor call): written as it is, not quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def literal(value) -> str:
+    if isinstance(value, Code):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)  # a valid Python string literal, double-quoted
     return repr(value)
@@ -41,6 +50,11 @@ def plain(text: str) -> str:
     if quoted.isprintable():
         return quoted
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in quoted)
+
+
+def where(row) -> str:
+    """The place a refusal names: `layer "attn" (attention)`."""
+    return f'layer "{row.name}" ({row.kind})'
 
 
 def aligned(lines: list[tuple[str, str]], indent: str) -> list[str]:

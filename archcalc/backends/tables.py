@@ -12,6 +12,7 @@ from rich.text import Text
 from ..core import fmt, num
 from ..report import Report
 from .bench import MIXED
+from .peft_check import AgainstPeft
 from .verify import QUANTITIES, Check
 
 HEADERS = {
@@ -40,8 +41,10 @@ def _cell(check: Check) -> Text:
     )
 
 
-def verification(report: Report, checks: list[Check], batch: int, torch_version: str) -> Group:
-    """One line per layer, one ✓ or ✗ per quantity; a mismatch shows archcalc's value and torch's."""
+def verification(report: Report, checks: list[Check], batch: int, torch_version: str,
+                 peft: AgainstPeft | None = None) -> Group:
+    """One line per layer, one ✓ or ✗ per quantity; a mismatch shows archcalc's value and torch's; then peft's
+    checks where the spec has LoRA."""
     quantities = [q for q in QUANTITIES if any(c.quantity == q for c in checks)]
     grid = Table(
         title=Text(f"{report.model} against torch {torch_version}: batch {batch}, {report.dtype}"),  # no markup from specs
@@ -67,10 +70,26 @@ def verification(report: Report, checks: list[Check], batch: int, torch_version:
     known = [Text(f"* {c.layer} {HEADERS[c.quantity]}: torch " + (f"counts {_value(c.quantity, c.measured)}" if c.counted is not None
              else f"measured {_value(c.quantity, c.measured)}, not comparable") + f": {c.note}", style="yellow")
              for c in checks if c.ok and c.note and c.expected != c.measured]
-    return Group(grid, note, *known, verdict)
+    return Group(grid, note, *known, verdict, *against_peft(peft))
 
 
-def verification_json(report: Report, checks: list[Check], batch: int, torch_version: str) -> str:
+def against_peft(peft: AgainstPeft | None) -> list[Text]:
+    """peft's checks, a line each (or the one line saying why there are none)."""
+    if peft is None:
+        return []
+    if peft.missing:
+        return [Text(peft.missing, style="yellow")]
+    lines = [Text(f"LoRA against peft {peft.version}:")]
+    for c in peft.checks:
+        value = fmt.group(c.expected) if isinstance(c.expected, int) else c.expected
+        lines.append(Text.assemble(("  ✓ ", "green"), f"{c.what}: {value}") if c.ok else
+                     Text.assemble(("  ✗ ", "bold red"), f"{c.what}: " + (f"archcalc {value}, peft {fmt.group(c.measured)}"
+                                                                         if isinstance(c.expected, int) else str(c.measured))))
+    return lines
+
+
+def verification_json(report: Report, checks: list[Check], batch: int, torch_version: str,
+                      peft: AgainstPeft | None = None) -> str:
     def plain(value):
         return [num.to_json(d) for d in value] if isinstance(value, tuple) else num.to_json(value)
 
@@ -86,6 +105,10 @@ def verification_json(report: Report, checks: list[Check], batch: int, torch_ver
             for c in checks
         ],
     }
+    if peft is not None:
+        data["ok"] = data["ok"] and peft.ok
+        data["peft"] = {"version": peft.version, "ok": peft.ok, "missing": peft.missing or None, "checks": [
+            {"what": c.what, "expected": c.expected, "measured": c.measured, "ok": c.ok} for c in peft.checks]}
     return _json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -123,6 +146,35 @@ def benchmark(result) -> Group:
     for label, value in rows.items():
         footer.add_row(label, Text(value))
     return Group(grid, footer)
+
+
+def ranks(result) -> Group:
+    """bench --nproc's Result: one line per rank (its time, its peak measured and predicted), then the throughput."""
+    job = result.job
+    grid = Table(title=Text(f"{result.model} on {result.ranks[0].device} × {len(result.ranks)}, {job.strategy}"),
+                 box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("rank", "ms/step", "peak measured", "peak predicted"):
+        grid.add_column(header, justify="right")
+    for rank, predicted in zip(result.ranks, result.predicted):
+        measured = "— (CUDA only)" if rank.measured is None else fmt.size_bytes(rank.measured)
+        grid.add_row(str(rank.rank), f"{1000 * rank.seconds / job.steps:.2f}", measured,
+                     "—" if predicted is None else f"{fmt.size_bytes(predicted)} ({fmt.group(predicted)} bytes)")
+    layout = result.layout
+    footer = Table.grid(padding=(0, 2))
+    footer.add_column(style="bold", no_wrap=True)
+    footer.add_column(overflow="fold")
+    rows = {
+        "Layout": f"{layout['gpus']} ranks: tp {layout['tp']} × dp {layout['dp']} ({job.strategy})",
+        "Throughput": f"{result.samples_per_s:,.0f} samples/s (batch {job.batch} per GPU × dp {layout['dp']}, the slowest rank's time)",
+        "Steps": f"{job.steps} timed after {job.warmup} warm-up, {job.optimizer} optimizer, torch {result.torch}",
+    }
+    for label, value in rows.items():
+        footer.add_row(label, Text(value))
+    return Group(grid, footer)
+
+
+def ranks_json(result) -> str:
+    return _json.dumps(result.to_dict(), indent=2) + "\n"
 
 
 def benchmark_json(result) -> str:

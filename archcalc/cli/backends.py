@@ -9,27 +9,32 @@ from pathlib import Path
 
 import click
 
+from ..core.errors import SpecError
+from ..core.parallel import Strategy
 from ..core.untrusted import one_line, visible
-from .options import BATCH, DTYPE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
+from .options import BATCH, DTYPE, FINETUNE, FORCE, OPTIMIZER, OUTPUT, PRECISION, SETS, SPEC, TABLE_OR_JSON, Flag, Options, bundle, shared
 from .output import Files, console
 
 
 @click.command("verify")
 @shared(SPEC, SETS, BATCH.but(type=click.IntRange(min=1), help="Batch size of the forward pass (default 2)."), DTYPE,
-        TABLE_OR_JSON)
+        *FINETUNE, TABLE_OR_JSON)
 def verify(options: Options) -> None:
-    """Build SPEC in PyTorch and check every number of its report against it; exit 1 on a mismatch."""
+    """Build SPEC in PyTorch and check every number of its report against it (a LoRA also against peft, where
+    installed); exit 1 on a mismatch."""
     from ..backends import tables
     from ..backends.build import version
+    from ..backends.peft_check import against_peft
     from ..backends.verify import batch_of, verify as checks_of
 
     report = options.report()
     checks = checks_of(report)
+    peft = against_peft(report)
     if options.form == "json":
-        click.echo(tables.verification_json(report, checks, batch_of(report), version()), nl=False)
+        click.echo(tables.verification_json(report, checks, batch_of(report), version(), peft), nl=False)
     else:
-        console().print(tables.verification(report, checks, batch_of(report), version()))
-    if not all(check.ok for check in checks):
+        console().print(tables.verification(report, checks, batch_of(report), version(), peft))
+    if not all(check.ok for check in checks) or (peft is not None and not peft.ok):
         sys.exit(1)
 
 
@@ -87,16 +92,32 @@ BENCH = (
 )
 
 
+# bench under torchrun: the layout over N processes (the step per rank, its peak beside archcalc's for that rank)
+RANKS = (
+    Flag("--nproc", type=click.IntRange(min=1), metavar="N", help="Run the training step on N processes under torchrun (with --strategy)."),
+    Flag("--strategy", type=click.Choice([s.value for s in Strategy]), help="With --nproc: ddp, zero1, fsdp, fsdp-no-reshard or tp."),
+    Flag("--tp", type=click.IntRange(min=1), metavar="K", help="With --nproc and --strategy tp: tensor parallel in groups of K processes."),
+)
+ALONE = ("amp", "precision", "compile", "channels_last", "tf32", "peak_tflops")  # one process's flags, not under torchrun
+
+
 @click.command("bench")
 @shared(SPEC, SETS, TABLE_OR_JSON)
 @bundle("flags", dict, *BENCH)
-def bench(options: Options, flags: dict) -> None:
-    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory."""
+@bundle("ranks", dict, *RANKS)
+def bench(options: Options, flags: dict, ranks: dict) -> None:
+    """Time a training step and an inference step of SPEC in PyTorch: ms, images/s, TFLOP/s, share of peak, memory.
+
+    With --nproc N --strategy S, the training step on N processes under torchrun (gloo on the CPU, NCCL on CUDA):
+    each rank's time and peak beside archcalc's prediction for that rank, and the samples a second."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..backends import bench as timing, tables
 
+    if ranks["nproc"] is not None or ranks["strategy"] is not None or ranks["tp"] is not None:
+        _bench_ranks(options, flags, ranks)
+        return
     report = options.report()
     run = timing.Options.of(report, **flags)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -112,6 +133,25 @@ def bench(options: Options, flags: dict) -> None:
         click.echo(tables.benchmark_json(result), nl=False)
     else:
         console().print(tables.benchmark(result))
+
+
+def _bench_ranks(options: Options, flags: dict, ranks: dict) -> None:
+    """bench --nproc N --strategy S: the step under torchrun (archcalc/backends/torchrun.py)."""
+    from ..backends import tables, torchrun
+
+    if ranks["nproc"] is None or ranks["strategy"] is None:
+        raise SpecError("--strategy and --tp go with --nproc N, and --nproc with --strategy", "--nproc 2 --strategy ddp",
+                        where="--nproc")
+    given = [name for name in ALONE if flags[name] not in (None, False)]
+    if given:
+        raise SpecError(f"--{given[0].replace('_', '-')} is not taken with --nproc", "leave it out", where="--nproc")
+    job = torchrun.Job(options.spec, options.values, ranks["strategy"], ranks["tp"], flags["batch"], flags["optimizer"],
+                       flags["dtype"], flags["device"] or "cpu", flags["steps"], min(5, flags["steps"]) if flags["warmup"] is None else flags["warmup"])
+    result = torchrun.launch(job, ranks["nproc"])
+    if options.form == "json":
+        click.echo(tables.ranks_json(result), nl=False)
+    else:
+        console().print(tables.ranks(result))
 
 
 IMPORT = (  # import's own flags, handed to its body as one dict

@@ -29,6 +29,8 @@ from functools import cached_property
 import click
 
 from ..core.dtypes import PRECISIONS, Device, DType, Optimizer, precision_autocast, precision_dtype
+from ..core.errors import SpecError
+from ..core.parallel import Strategy
 from ..report import Report, analyze
 from ..spec.read import Spec, load
 from .output import Files
@@ -90,6 +92,9 @@ class Options:
     autocast: str | None = keyword()  # what the step computes in under --precision X-mixed
     optimizer: str = keyword(Optimizer.sgd.value)
     device: str = keyword(Device.cpu.value)
+    gpus: int | None = keyword()  # over many GPUs (archcalc/core/parallel.py's Layout): the world size
+    strategy: str | None = keyword()
+    tp: int | None = keyword()
     prompt: int | None = keyword()  # generation with a KV cache (archcalc/spec/generate.py), over the spec's [generate]
     new_tokens: int | None = keyword()
     cache: str | None = keyword()
@@ -140,6 +145,9 @@ class Options:
 
     def report(self, spec: Spec | None = None) -> Report:
         """The one library call most commands make: the spec (read here unless given) analysed for this step."""
+        if self.gpus is not None and self.strategy is None and self.tp is None:
+            raise SpecError(f"--gpus {self.gpus} needs a layout: --strategy (and --tp)",
+                            "memory --budget SIZE --gpus N lists the layouts that fit", where="--gpus")
         report = analyze(self.load() if spec is None else spec, **self.step(), **self.values)
         return dataclasses.replace(report, course=True) if self.course else report
 
@@ -170,6 +178,15 @@ TABLE_OR_JSON = Flag("--format", "-f", "form", type=click.Choice(["table", "json
 OUTPUT = Flag("--output", "-o", "output", default="-", show_default=True, metavar="FILE",
               help="The file to write; - for standard output.")
 FORCE = Flag("--force", is_flag=True, help="Write over files that already exist.")
+
+GPUS = Flag("--gpus", type=click.IntRange(min=1), metavar="N",
+            help="The step over N GPUs (with --strategy): its memory is one GPU's; memory --budget lists the layouts that fit.")
+STRATEGY = Flag("--strategy", type=click.Choice([s.value for s in Strategy]),
+                help="How the GPUs share the step: ddp, zero1 (optimizer state sharded), fsdp (FSDP2, everything "
+                     "sharded), fsdp-no-reshard, tp (tensor parallel in groups of --tp K, the groups data parallel).")
+TP = Flag("--tp", type=click.IntRange(min=1), metavar="K",
+          help="Tensor parallel within groups of K GPUs (attention heads and MLP columns split); the rest data parallel.")
+PARALLEL = (GPUS, STRATEGY, TP)  # the layout over many GPUs (show, memory)
 
 PROMPT = Flag("--prompt", type=click.IntRange(min=1), metavar="N",
               help="Generation with a KV cache: a prompt of N tokens (sets the sequence length), then --new-tokens.")

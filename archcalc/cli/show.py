@@ -9,14 +9,14 @@ import click
 
 from ..core.untrusted import one_line
 from ..render import report as render
-from .options import ANALYSIS, BATCH, FORCE, GENERATION, OUTPUT, SETS, SPEC, TABLE_OR_JSON, TRAINING, Options, shared
+from .options import ANALYSIS, BATCH, FORCE, GENERATION, OUTPUT, PARALLEL, SETS, SPEC, TABLE_OR_JSON, TRAINING, Options, shared
 from .output import console
 
 FORMAT = TABLE_OR_JSON.but(type=click.Choice([f.value for f in render.Format]))
 
 
 @click.command()
-@shared(*ANALYSIS, BATCH, FORMAT, *TRAINING, *GENERATION)
+@shared(*ANALYSIS, BATCH, FORMAT, *TRAINING, *GENERATION, *PARALLEL)
 @click.option("--explain", is_flag=True, help="Derive every number step by step.")
 @click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Fold blocks deeper than N levels into one row each.")
 def show(options: Options, explain: bool, depth: int | None) -> None:

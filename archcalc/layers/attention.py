@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from ..core import fmt, num
 from ..core.errors import SpecError
@@ -29,6 +30,21 @@ from .events import CastWeight, Drop, HandGradient, Hold, KeepInput, New, Progra
 from .tuning import Lora, adapt_input, adapt_output, frozen_program
 
 KERNELS = ("flash", "math")
+
+
+class Sizes(NamedTuple):
+    """One sample's sizes in attention's timeline programs: T, d, kv_dim (the width of k and of v), in_proj's out
+    features d + 2·kv_dim, and the elements of [T, d] (q, the output), [T, kv_dim] (k, v), in_proj's output
+    [T, d + 2·kv_dim] and the scores [heads, T, T]."""
+
+    t: Dim
+    d: Dim
+    kv: Dim
+    inner: Dim
+    td: Dim
+    tk: Dim
+    tq: Dim
+    square: Dim
 
 
 @register
@@ -61,6 +77,9 @@ class Attention(Layer):
     # Generation's cache keeps that many (archcalc/memory/generation.py); shapes, FLOPs and the training step are
     # full causal attention's (FLOPs count masked products in full, as for causal)
     window: Dim | None = size(None)
+    # transformers' use_cache = true (GPT2Config's default) in training: the module appends its keys and values to a
+    # DynamicCache (torch.cat onto an empty tensor), so the kernel reads, and keeps, those two copies. module "split"
+    use_cache: bool = flag(False)
 
     @property
     def merges(self) -> bool:
@@ -149,6 +168,7 @@ class Attention(Layer):
                 *kept,
                 Kept("own", num.normal(t * (d + 2 * self.kv_dim(x))),
                      what="q, k, v (rotated)" if self.rotary else "q, k, v (the projections' output)"),
+                *[Kept("own", self.kv_dim(x) * t, what=f"{z} (the cache's copy)") for z in ("k", "v") if self.use_cache],
                 Kept("own", num.normal(heads * t), "float32", what="logsumexp per head and query (float32)"),
                 Kept("own", num.mul(x), what="attention output (out_proj's input)"),
             )
@@ -177,6 +197,9 @@ class Attention(Layer):
             raise SpecError("module = \"multihead\" (torch.nn.MultiheadAttention called with need_weights=False) is "
                             "modelled without causal, kv_heads, rotary and kernel = \"math\"",
                             "leave module out (\"split\") for those", "module")
+        if self.use_cache and (self.module != "split" or self.kernel != "flash" or self.position_bias):
+            raise SpecError("use_cache = true is modelled for GPT-2's attention (module \"split\", the fused kernel, no "
+                            "position_bias)", "leave module, kernel and position_bias out", "use_cache")
         if self.rotary and self.module != "llama":
             raise SpecError("rotary = true is modelled as Llama writes it (module = \"llama\")", 'add module = "llama"', "rotary")
         if self.out_bias is not None and self.module != "llama":
@@ -284,7 +307,8 @@ class Attention(Layer):
                                            out_bias=self.o_bias)
         else:
             module = nn.SelfAttention(int(d), int(self.num_heads), int(kv), causal=self.causal,
-                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math")
+                                      dropout=float(Fraction(self.dropout)), bias=self.bias, math=self.kernel == "math",
+                                      cache=self.use_cache)
         a = self.adapter
         for name in a.projections if a is not None else ():  # peft's LoRA layer in place of the projection
             setattr(module, name, nn.LoraLinear(getattr(module, name), int(a.rank), float(a.alpha), float(a.dropout)))
@@ -327,12 +351,13 @@ class Attention(Layer):
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     autocast_op_names = ("linear", "scaled_dot_product_attention")
     autocast_kept = (0,)  # the projections' weights (their linear nodes keep them; the input needs a gradient in a transformer)
+    tensor_parallel = "heads"  # Megatron's: the heads split, in_proj column-parallel, out_proj row-parallel
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:
         """The module's ops (`_program`), fine-tuned (archcalc/layers/tuning.py): frozen, its projections keep nothing
         for their weights' gradients and make none; LoRA beside in_proj (GPT-2's c_attn) and out_proj (c_proj)."""
-        program = self._program(x, grad, device, inplace, amp)
+        program = self._cached(self._program(x, grad, device, inplace, amp), x, device, amp)
         if self.tuning is None or program is None:
             return program
         if self.module == "llama" and self.adapter is not None:
@@ -353,20 +378,53 @@ class Attention(Layer):
             program = adapt_input(program, Lora(self.adapter, t, d, inner, "in_proj.lora.", cuda), "qkv", "gqkv", grad)
         return program
 
+    def _cached(self, program: Program | None, x: Shape, device: str, amp: tuple[str, str] | None) -> Program | None:
+        """use_cache: k and v copied into the cache (torch.cat onto an empty tensor) once q, k and v are made; the
+        kernel keeps the copies (and q, a view of the projections' output), freed with what it keeps."""
+        if not self.use_cache or program is None:
+            return program
+        if device == "cpu" and self.dropout != 0:
+            raise SpecError("use_cache = true with dropout (SDPA's math fallback on the CPU) is not modelled",
+                            "dropout = 0, or use_cache = false", "use_cache")
+        made = next(e for e in program.forward if isinstance(e, New) and e.name == "qkv")
+        copies = [New(name, num.normal(self.tokens(x)[0] * self.kv_dim(x)),
+                      made.storage) for name in ("k.cache", "v.cache")]
+        forward = list(program.forward)
+        at = forward.index(made) + 1
+        forward[at:at] = copies
+        backward = [Drop(*e.names, "k.cache", "v.cache") if isinstance(e, Drop) and "lse" in e.names else e for e in program.backward]
+        return Program(tuple(forward), tuple(backward))
+
     def _inert_program(self, x: Shape, device: str, lora: Lora | None) -> Program | None:
         """Frozen, its input needing no gradient (nothing before it trains): no node records the projections or the
-        kernel (its logsumexp freed at once); q, k and v live until the module returns. LoRA beside out_proj keeps
-        the kernel's output. Torch's fused CPU kernel only; else None (the generic rule: its output alone)."""
-        if self.module != "split" or self.kernel != "flash" or self.dropout != 0 or device != "cpu":
+        kernel, so each tensor lives while torch's code holds it; q, k and v until the module returns. LoRA beside
+        out_proj keeps out_proj's input (the kernel's output, or the heads merged). On the CPU only (torch's fused
+        kernel, "math", SDPA's math fallback); else None (the generic rule: its output alone)."""
+        if self.module != "split" or device != "cpu":
             return None
-        t, d = self.tokens(x)
-        td, tq = num.normal(t * d), num.normal(t * (d + 2 * self.kv_dim(x)))
-        fwd = [New("qkv", tq), New("o", td), self._lse(t, device), Drop("lse")]
+        s = self._sizes(x)
+        if self.kernel == "flash" and self.dropout == 0:  # the fused kernel: its logsumexp freed at once
+            fwd, source = [New("qkv", s.tq), New("o", s.td), self._lse(s.t, device), Drop("lse")], "o"
+        else:
+            fwd, source = [New("qkv", s.tq), *self._math_unrecorded(s)], "m"
         if lora is None:
-            return Program((*fwd, New("out", td), Drop("qkv", "o")), ())
-        fwd += [New("out.base", td), *lora.forward("o", "out.base", "out", False), Drop("qkv", "o")]
+            return Program((*fwd, New("out", s.td), Drop("qkv", source)), ())
+        fwd += [New("out.base", s.td), *lora.forward(source, "out.base", "out", False), Drop("qkv", source)]
         events, _, _ = lora.backward("g", False)  # its input needs no gradient: g is dropped with MulBackward's
         return Program(tuple(fwd), tuple(events))
+
+    def _math_unrecorded(self, s: Sizes) -> list:
+        """`_math_forward` up to the heads merged (m), no node recording it (measured): QKᵀ's operands freed as it
+        returns, the probabilities once dropped out, the dropped ones and v's copy once multiplied."""
+        grouped_fallback = self.kernel == "flash" and s.kv != s.d  # k repeated (kc), then scaled (ks)
+        after = {"s" if self.kernel == "flash" else "s0": ("qc", "ks" if grouped_fallback else "kc"),
+                 "ad": ("mask", "a"), "o": ("vc", "ad" if self.dropout != 0 else "a")}
+        fwd: list = []
+        for e in self._math_forward(s)[:-2]:  # out_proj's output and qkv's drop: the caller's
+            fwd.append(e)
+            if isinstance(e, New) and e.name in after:
+                fwd.append(Drop(*after[e.name]))
+        return fwd
 
     def _program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                  amp: tuple[str, str] | None = None) -> Program | None:
@@ -382,90 +440,99 @@ class Attention(Layer):
             return self._autocast_program(x, grad, device, amp, inplace) if fused else None
         if self.module == "multihead":
             return self._multihead_program(x, grad, device, inplace)
-        t, d = self.tokens(x)
-        kv = self.kv_dim(x)
-        grouped = kv != d
-        td, tq, square = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(self.num_heads * t * t)
-        fixed = num.normal(t * t)
-        fwd: list = [KeepInput(), New("qkv", tq)]
-        bwd: list = [New("go", td), New("grad.out_proj.weight", d * d, per_sample=False)]
-        if self.bias:
-            bwd.append(New("grad.out_proj.bias", d, per_sample=False))
-        bwd.append(Drop("g"))
-        dropout = self.dropout != 0
-        if self.kernel == "flash" and device == "cuda":  # the memory-efficient kernel (dropout inside it)
-            fwd += [New("o", td), self._lse(t, device), New("out", td)]
-            bwd += [New("gq", td), New("gk", num.normal(t * kv)), New("gv", num.normal(t * kv)),
-                    *self._delta(t, d), Drop("go", "qkv", "lse", "o"), New("gqkv", tq), Drop("gq", "gk", "gv")]
-        elif self.kernel == "flash" and not dropout:
-            fwd += [New("o", td), self._lse(t, device), New("out", td)]
-            bwd += [New("gq", td), New("gk", num.normal(t * kv)), New("gv", num.normal(t * kv)),
-                    Drop("go", "qkv", "lse", "o"), New("gqkv", tq), Drop("gq", "gk", "gv")]
+        s = self._sizes(x)
+        fwd: list = [KeepInput(), New("qkv", s.tq)]
+        bwd = self._out_proj_backward(s)
+        if self.kernel == "flash" and (device == "cuda" or self.dropout == 0):  # fused; on CUDA the memory-efficient
+            fwd += [New("o", s.td), self._lse(s.t, device), New("out", s.td)]  # kernel (dropout inside it)
+            bwd += [New("gq", s.td), New("gk", s.tk), New("gv", s.tk), *(self._delta(s.t, s.d) if device == "cuda" else []),
+                    Drop("go", "qkv", "lse", "o"), New("gqkv", s.tq), Drop("gq", "gk", "gv")]
         else:
-            fallback = self.kernel == "flash"  # SDPA's math kernel
-            mask = [New("ones", fixed, "bool", per_sample=False), New("tril", fixed, "bool", per_sample=False), Drop("ones"),
-                    New("inf", 1, per_sample=False), New("zero", 1, per_sample=False), New("where", fixed, per_sample=False),
-                    Drop("zero", "inf", "tril")] if self.causal and fallback else []
-            if fallback and grouped:
-                fwd += [New("qs", td), *mask, New("kc", td), New("vc", td), New("ks", td), New("qc", td),
-                        New("s", square)]
-                kept_k = "ks"
-            elif fallback:
-                fwd += [New("qs", td), *mask, New("ks", td), New("qc", td), New("kc", td), New("s", square),
-                        Drop("ks")]
-                kept_k = "kc"
-            else:
-                fwd += [New("qc", td), New("kc", td), New("s0", square), New("s", square), Drop("s0")]
-                kept_k = "kc"
-            if self.causal:
-                if not fallback:
-                    fwd += [New("full", fixed, per_sample=False), New("where", fixed, per_sample=False), Drop("full")]
-                fwd += [New("s2", square), *([] if fallback else [Drop("where")]), Drop("s"), New("a", square)]
-                fwd += [Drop("s2")] if fallback else []
-            else:
-                fwd += [New("a", square)] + ([Drop("s")] if fallback else [])
-            if dropout:
-                fwd += [New("mask", square, "mask"), New("ad", square)]
-            if not (fallback and grouped):
-                fwd.append(New("vc", td))
-            fwd.append(New("o", td))
-            if fallback:
-                fwd += [Drop("kc")] if grouped else []
-                fwd += [Drop("qs")] + ([Drop("where")] if self.causal else [])
-            else:
-                fwd.append(Drop("s2" if self.causal else "s"))
-            fwd += [New("m", td), Drop("o"), New("out", td), Drop("qkv")]
-            # backward: out_proj, the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the heads' views
-            bwd += [Drop("m"), New("go2", td), Drop("go"), New("gv", td), New("ga", square), Drop("go2", "vc")]
-            if dropout:
-                bwd += [Drop("ad"), New("ga2", square), Drop("ga", "mask")]
-            ga = "ga2" if dropout else "ga"
-            if fallback:
-                bwd += [New("gs", square), Drop(ga, "a"), New("gk", td), New("gq", td), Drop("gs", kept_k, "qc"),
-                        New("gk2", td), Drop("gk")]
-                if grouped:
-                    bwd += [New("gv2", num.normal(t * kv)), Drop("gv"), New("gk3", num.normal(t * kv)), Drop("gk2"),
-                            New("gq2", td), Drop("gq"), New("gq3", td), Drop("gq2"), New("gqkv", tq),
-                            Drop("gq3", "gk3", "gv2")]
-                else:
-                    bwd += [New("gq2", td), Drop("gq"), New("gv2", td), Drop("gv"), New("gq3", td), Drop("gq2"),
-                            New("gqkv", tq), Drop("gq3", "gk2", "gv2")]
-            else:
-                bwd += [New("gs", square), Drop(ga, "a"), New("gs2", square), Drop("gs"), New("gk", td),
-                        New("gq", td), Drop("gs2", "kc", "qc")]
-                if grouped:
-                    bwd += [New("gv2", num.normal(t * kv)), Drop("gv"), New("gk2", num.normal(t * kv)), Drop("gk"),
-                            New("gq2", td), Drop("gq"), New("gqkv", tq), Drop("gq2", "gk2", "gv2")]
-                else:
-                    bwd += [New("gv2", td), Drop("gv"), New("gq2", td), Drop("gq"), New("gqkv", tq),
-                            Drop("gq2", "gk", "gv2")]
+            fwd += self._math_forward(s)
+            bwd += self._math_backward(s)
         if grad:
-            bwd.append(New("gx", td))
-        bwd.append(New("grad.in_proj.weight", num.normal(d * (d + 2 * kv)), per_sample=False))
+            bwd.append(New("gx", s.td))
+        bwd.append(New("grad.in_proj.weight", num.normal(s.d * (s.d + 2 * s.kv)), per_sample=False))
         if self.bias:
-            bwd.append(New("grad.in_proj.bias", num.normal(d + 2 * kv), per_sample=False))
+            bwd.append(New("grad.in_proj.bias", s.inner, per_sample=False))
         bwd.append(Drop("gqkv", "x"))
         return Program(tuple(fwd), tuple(bwd))
+
+    def _sizes(self, x: Shape) -> Sizes:
+        """The sizes the timeline programs read (tokens checked)."""
+        t, d = self.tokens(x)
+        kv = self.kv_dim(x)
+        return Sizes(t, d, kv, num.normal(d + 2 * kv), num.normal(t * d), num.normal(t * kv), num.normal(t * (d + 2 * kv)),
+                     num.normal(self.num_heads * t * t))
+
+    def _out_proj_backward(self, s: Sizes) -> list:
+        """out_proj's backward in the model's dtype: its input's gradient, its weight's and bias's; the gradient it was
+        handed freed."""
+        bwd: list = [New("go", s.td), New("grad.out_proj.weight", s.d * s.d, per_sample=False)]
+        if self.bias:
+            bwd.append(New("grad.out_proj.bias", s.d, per_sample=False))
+        return [*bwd, Drop("g")]
+
+    def _math_scores(self, s: Sizes, fixed: Dim) -> list:
+        """"math" and SDPA's math fallback: q, k (and v) copied, QKᵀ; the fallback scales q and k first and makes its
+        causal mask, a [T, T] tensor, per call."""
+        fallback, td, square = self.kernel == "flash", s.td, s.square
+        mask = [New("ones", fixed, "bool", per_sample=False), New("tril", fixed, "bool", per_sample=False), Drop("ones"),
+                New("inf", 1, per_sample=False), New("zero", 1, per_sample=False), New("where", fixed, per_sample=False),
+                Drop("zero", "inf", "tril")] if self.causal and fallback else []
+        if fallback and s.kv != s.d:
+            return [New("qs", td), *mask, New("kc", td), New("vc", td), New("ks", td), New("qc", td), New("s", square)]
+        if fallback:
+            return [New("qs", td), *mask, New("ks", td), New("qc", td), New("kc", td), New("s", square), Drop("ks")]
+        return [New("qc", td), New("kc", td), New("s0", square), New("s", square), Drop("s0")]
+
+    def _math_forward(self, s: Sizes) -> list:
+        """The kernel's tensors past in_proj, "math" or SDPA's math fallback: the copies and QKᵀ (`_math_scores`), the
+        causal mask, softmax, dropout, AV, the heads merged, out_proj."""
+        fallback, grouped, td, square = self.kernel == "flash", s.kv != s.d, s.td, s.square
+        fixed = num.normal(s.t * s.t)
+        fwd = self._math_scores(s, fixed)
+        if self.causal:
+            if not fallback:
+                fwd += [New("full", fixed, per_sample=False), New("where", fixed, per_sample=False), Drop("full")]
+            fwd += [New("s2", square), *([] if fallback else [Drop("where")]), Drop("s"), New("a", square)]
+            fwd += [Drop("s2")] if fallback else []
+        else:
+            fwd += [New("a", square)] + ([Drop("s")] if fallback else [])
+        if self.dropout != 0:
+            fwd += [New("mask", square, "mask"), New("ad", square)]
+        if not (fallback and grouped):
+            fwd.append(New("vc", td))
+        fwd.append(New("o", td))
+        if fallback:
+            fwd += [Drop("kc")] if grouped else []
+            fwd += [Drop("qs")] + ([Drop("where")] if self.causal else [])
+        else:
+            fwd.append(Drop("s2" if self.causal else "s"))
+        return [*fwd, New("m", td), Drop("o"), New("out", td), Drop("qkv")]
+
+    def _math_backward(self, s: Sizes) -> list:
+        """Backward of `_math_forward` past out_proj: the heads' merge, AV, dropout, softmax, (the scale), QKᵀ, the
+        heads' views (in_proj's output gradient, gqkv)."""
+        fallback, grouped, td, tk, tq, square = self.kernel == "flash", s.kv != s.d, s.td, s.tk, s.tq, s.square
+        bwd: list = [Drop("m"), New("go2", td), Drop("go"), New("gv", td), New("ga", square), Drop("go2", "vc")]
+        if self.dropout != 0:
+            bwd += [Drop("ad"), New("ga2", square), Drop("ga", "mask")]
+        ga = "ga2" if self.dropout != 0 else "ga"
+        if fallback:
+            bwd += [New("gs", square), Drop(ga, "a"), New("gk", td), New("gq", td), Drop("gs", "ks" if grouped else "kc", "qc"),
+                    New("gk2", td), Drop("gk")]
+            if grouped:
+                return [*bwd, New("gv2", tk), Drop("gv"), New("gk3", tk), Drop("gk2"), New("gq2", td), Drop("gq"),
+                        New("gq3", td), Drop("gq2"), New("gqkv", tq), Drop("gq3", "gk3", "gv2")]
+            return [*bwd, New("gq2", td), Drop("gq"), New("gv2", td), Drop("gv"), New("gq3", td), Drop("gq2"),
+                    New("gqkv", tq), Drop("gq3", "gk2", "gv2")]
+        bwd += [New("gs", square), Drop(ga, "a"), New("gs2", square), Drop("gs"), New("gk", td), New("gq", td),
+                Drop("gs2", "kc", "qc")]
+        if grouped:
+            return [*bwd, New("gv2", tk), Drop("gv"), New("gk2", tk), Drop("gk"), New("gq2", td), Drop("gq"), New("gqkv", tq),
+                    Drop("gq2", "gk2", "gv2")]
+        return [*bwd, New("gv2", td), Drop("gv"), New("gq2", td), Drop("gq"), New("gqkv", tq), Drop("gq2", "gk", "gv2")]
 
     def _autocast_program(self, x: Shape, grad: bool, device: str, amp: tuple[str, str], inplace: bool) -> Program:
         """Under autocast (16-bit q, k, v), measured on the CPU with a TorchDispatchMode, on CUDA read from its
@@ -480,45 +547,65 @@ class Attention(Layer):
         and the heads' gradients in q's layout ([T, B, H, D]: empty_like), so out_proj reads the output without a
         copy, the heads' gradients need none, and its backward copies the output and its gradient (.contiguous())."""
         low, dtype = amp
-        cuda = device == "cuda"
-        t, d = self.tokens(x)
-        kv = self.kv_dim(x)
-        heads = self.num_heads
-        head = num.div(d, heads)
-        multihead = self.module == "multihead"
-        td, tq, inner = num.normal(t * d), num.normal(t * (d + 2 * kv)), num.normal(d + 2 * kv)
-        cast = dtype != low
-        fwd: list = [CastWeight("b_in", inner, low), Drop("b_in")] if self.bias else []
-        fwd += [CastWeight("w_in", num.normal(d * inner), low)] + ([] if grad else [Drop("w_in")])  # kept for x's gradient
-        if multihead:  # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
-            fwd += [New("xa", td, low)] if cast else []
-            fwd += [New("xc", td, low), New("mm", tq, low)]
-            if self.bias and not inplace:  # its bias added out of place under a dispatch mode
-                fwd += [New("add", tq, low), Drop("mm")]
-            fwd += [Drop("xa")] if cast else []
-            fwd += [New("qkv", tq, low), Drop("add" if self.bias and not inplace else "mm")]
-        else:
-            fwd += [New("xc", td, low)] if cast else [KeepInput()]
-            fwd.append(New("qkv", tq, low))
-        fwd += [New("o", td, low), New("lse", num.normal(heads * t), "float32")]
-        rng = ("rng", "unused") if cuda else ()
-        if cuda:
-            fwd += [New("rng", 2, "int64", per_sample=False), New("unused", 1, "int64", per_sample=False)]
-            if self.dropout != 0:  # a second rng state replaces the first
-                fwd += [New("rng2", 2, "int64", per_sample=False), Drop("rng")]
-                rng = ("rng2", "unused")
+        s = self._sizes(x)
+        d, cast = s.d, dtype != low
+        fwd = self._autocast_in_proj(s, grad, amp, inplace)
+        kernel, rng = self._flash_forward(s, low, device)
+        fwd += kernel
         fwd += [CastWeight("b_out", d, low), Drop("b_out")] if self.bias else []
-        fwd += [CastWeight("w_out", num.normal(d * d), low), New("out", td, low)]
+        fwd += [CastWeight("w_out", num.normal(d * d), low), New("out", s.td, low)]
         # backward: out_proj, then its copies' ToCopyBackward
-        bwd: list = [New("go", td, low), New("gw_out", num.normal(d * d), low, per_sample=False)]
+        bwd: list = [New("go", s.td, low), New("gw_out", num.normal(d * d), low, per_sample=False)]
         bwd += [New("gb_out", d, low, per_sample=False)] if self.bias else []
         bwd.append(Drop("g", "w_out"))
         bwd += [New("grad.out_proj.weight", num.normal(d * d), "param", per_sample=False), Drop("gw_out")]
         bwd += [New("grad.out_proj.bias", d, "param", per_sample=False), Drop("gb_out")] if self.bias else []
+        bwd += self._flash_backward(s, low, device, rng)
+        bwd += self._autocast_in_proj_backward(s, grad, low, cast, device, inplace)
+        bwd.append(Drop("gqkv", "xc" if cast or self.module == "multihead" else "x", *(["w_in"] if grad else [])))
+        bwd += [New("gx", s.td, dtype), Drop("gxl")] if grad and cast else []  # the input copy's ToCopyBackward
+        bwd += [New("grad.in_proj.weight", num.normal(d * s.inner), "param", per_sample=False), Drop("gw_in")]
+        bwd += [New("grad.in_proj.bias", s.inner, "param", per_sample=False), Drop("gb_in")] if self.bias else []
+        return Program(tuple(fwd), tuple(bwd))
+
+    def _autocast_in_proj(self, s: Sizes, grad: bool, amp: tuple[str, str], inplace: bool) -> list:
+        """in_proj under autocast: its bias and weight cast (the weight's copy kept for x's gradient), x cast where
+        it is float32, the 16-bit q, k, v."""
+        low, dtype = amp
+        cast, td, tq = dtype != low, s.td, s.tq
+        fwd: list = [CastWeight("b_in", s.inner, low), Drop("b_in")] if self.bias else []
+        fwd += [CastWeight("w_in", num.normal(s.d * s.inner), low)] + ([] if grad else [Drop("w_in")])  # kept for x's gradient
+        if self.module != "multihead":
+            return [*fwd, *([New("xc", td, low)] if cast else [KeepInput()]), New("qkv", tq, low)]
+        # x transposed to [T, B, d]: its 16-bit copy keeps that layout, in_proj's matmul copies it
+        fwd += [New("xa", td, low)] if cast else []
+        fwd += [New("xc", td, low), New("mm", tq, low)]
+        if self.bias and not inplace:  # its bias added out of place under a dispatch mode
+            fwd += [New("add", tq, low), Drop("mm")]
+        fwd += [Drop("xa")] if cast else []
+        return [*fwd, New("qkv", tq, low), Drop("add" if self.bias and not inplace else "mm")]
+
+    def _flash_forward(self, s: Sizes, low: str, device: str) -> tuple[list, tuple[str, ...]]:
+        """The fused kernel under autocast: its output and float32 logsumexp; on CUDA its rng state (the tensors'
+        names returned, freed by its backward)."""
+        fwd: list = [New("o", s.td, low), New("lse", num.normal(self.num_heads * s.t), "float32")]
+        if device != "cuda":
+            return fwd, ()
+        fwd += [New("rng", 2, "int64", per_sample=False), New("unused", 1, "int64", per_sample=False)]
+        if self.dropout == 0:
+            return fwd, ("rng", "unused")
+        # a second rng state replaces the first
+        return [*fwd, New("rng2", 2, "int64", per_sample=False), Drop("rng")], ("rng2", "unused")
+
+    def _flash_backward(self, s: Sizes, low: str, device: str, rng: tuple[str, ...]) -> list:
+        """The fused kernel's backward under autocast: q's, k's and v's gradients; on CUDA FlashAttention-2's float32
+        softmax_d and dq accumulator, padded, freed as it returns; its forward's tensors freed."""
+        cuda, multihead, t, heads = device == "cuda", self.module == "multihead", s.t, self.num_heads
+        head = num.div(s.d, heads)
         # multihead on CUDA: the kernel's output has q's layout ([T, B, H, D]: out_proj reads it without a copy), so
         # _flash_attention_backward copies the gradient and the output to [B, T, H, D] (.contiguous()) first
-        bwd += [New("goc", td, low), New("oc", td, low)] if multihead and cuda else []
-        bwd += [New("gq", td, low), New("gk", num.normal(t * kv), low), New("gv", num.normal(t * kv), low)]
+        bwd: list = [New("goc", s.td, low), New("oc", s.td, low)] if multihead and cuda else []
+        bwd += [New("gq", s.td, low), New("gk", s.tk, low), New("gv", s.tk, low)]
         if cuda:
             padded = num.is_concrete(t) and num.is_concrete(head)
             rows = num.normal(-(-t // 128) * 128) if padded else t
@@ -526,38 +613,24 @@ class Attention(Layer):
             bwd += [New("softmax_d", num.normal(heads * rows), "float32"),
                     New("dq_accum", num.normal(rows * heads * width), "float32"),
                     Drop("dq_accum", "softmax_d", *(["goc", "oc"] if multihead else []))]
-        bwd.append(Drop("go", "qkv", "lse", "o", *rng))
-        if multihead and cuda:  # the heads' gradients in q's layout: select_backward's sums straight away
-            bwd += [New("s_v", tq, low), Drop("gv"), New("s_k", tq, low), Drop("gk")]
-            last = "gq"
-        elif multihead:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
-            bwd += [New("c_v", td, low), Drop("gv"), New("c_k", td, low), Drop("gk"), New("c_q", td, low), Drop("gq"),
-                    New("c2_v", td, low), Drop("c_v"), New("c2_k", td, low), Drop("c_k"), New("c2_q", td, low),
-                    Drop("c_q"), New("s_v", tq, low), Drop("c2_v"), New("s_k", tq, low), Drop("c2_k")]
-            last = "c2_q"
-        if multihead:
-            if inplace:
-                bwd += [Drop("s_k"), New("s_q", tq, low), Drop(last), Drop("s_q")]
-                total = "s_v"
-            else:
-                bwd += [New("sum", tq, low), Drop("s_v", "s_k"), New("s_q", tq, low), Drop(last), New("sum2", tq, low),
-                        Drop("sum", "s_q")]
-                total = "sum2"
-            bwd += [New("gqkv", tq, low), Drop(total)]
-            # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
-            bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
-            bwd += [New("gw_in", num.normal(d * inner), low, per_sample=False)]
-            bwd += [New("gxl" if cast else "gx", td, low)] if grad else []
-        else:
-            bwd += [New("gqkv", tq, low), Drop("gq", "gk", "gv")]
-            bwd += [New("gxl" if cast else "gx", td, low)] if grad else []
-            bwd += [New("gw_in", num.normal(d * inner), low, per_sample=False)]
-            bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
-        bwd.append(Drop("gqkv", "xc" if cast or multihead else "x", *(["w_in"] if grad else [])))
-        bwd += [New("gx", td, dtype), Drop("gxl")] if grad and cast else []  # the input copy's ToCopyBackward
-        bwd += [New("grad.in_proj.weight", num.normal(d * inner), "param", per_sample=False), Drop("gw_in")]
-        bwd += [New("grad.in_proj.bias", inner, "param", per_sample=False), Drop("gb_in")] if self.bias else []
-        return Program(tuple(fwd), tuple(bwd))
+        return [*bwd, Drop("go", "qkv", "lse", "o", *rng)]
+
+    def _autocast_in_proj_backward(self, s: Sizes, grad: bool, low: str, cast: bool, device: str, inplace: bool) -> list:
+        """in_proj's output gradient from the heads' (multihead: through its copies) and in_proj's 16-bit gradients."""
+        td, tq, inner = s.td, s.tq, s.inner
+        gx = [New("gxl" if cast else "gx", td, low)] if grad else []
+        if self.module != "multihead":
+            return [New("gqkv", tq, low), Drop("gq", "gk", "gv"), *gx, New("gw_in", num.normal(s.d * inner), low, per_sample=False),
+                    *([New("gb_in", inner, low, per_sample=False)] if self.bias else [])]
+        if device == "cuda":  # the heads' gradients in q's layout: select_backward's sums straight away
+            bwd, last = [New("s_v", tq, low), Drop("gv"), New("s_k", tq, low), Drop("gk")], "gq"
+        else:  # as _multihead_program on the CPU: each head's gradient copied twice, then select_backward's
+            bwd, last = self._heads_copied(td, tq, low), "c2_q"
+        sums, total = self._select_sums(tq, last, inplace, low)
+        bwd += [*sums, New("gqkv", tq, low), Drop(total)]
+        # in_proj is a matmul and a bias added: the bias's gradient first, then the weight's and the input's
+        bwd += [New("gb_in", inner, low, per_sample=False)] if self.bias else []
+        return [*bwd, New("gw_in", num.normal(s.d * inner), low, per_sample=False), *gx]
 
     def _multihead_program(self, x: Shape, grad: bool, device: str, inplace: bool) -> Program:
         """torch.nn.MultiheadAttention(batch_first=True) called with need_weights=False (torchvision's ViT), as
@@ -569,47 +642,21 @@ class Attention(Layer):
         twice back to [T, B, d], q's, k's and v's become [3, T, B, d] zeros each (select_backward) and are
         summed (in place, unless a dispatch mode is on), then copied back to in_proj's [T, B, 3d]. Measured
         on the CPU with a TorchDispatchMode; on CUDA read from attention.cu and attention_backward.cu."""
-        t, d = self.tokens(x)
-        td, tq, square = num.normal(t * d), num.normal(3 * t * d), num.normal(self.num_heads * t * t)
-        cuda = device == "cuda"
-        dropout = self.dropout != 0 and not cuda  # CUDA's memory-efficient kernel takes dropout itself
+        s = self._sizes(x)
+        d, td, tq = s.d, s.td, s.tq
         # forward: x transposed and copied, in_proj (its bias added in place, out of place under a dispatch mode)
         fwd: list = [New("xc", td), New("mm", tq)]
         if self.bias and not inplace:
             fwd += [New("add", tq), Drop("mm")]
         fwd += [New("qkv", tq), Drop("add" if self.bias and not inplace else "mm")]
-        bwd: list = [New("go", td), New("grad.out_proj.weight", d * d, per_sample=False)]
-        if self.bias:
-            bwd.append(New("grad.out_proj.bias", d, per_sample=False))
-        bwd.append(Drop("g"))
-        if dropout:  # SDPA's math fallback on the CPU: q and k scaled, no copies (B and H are adjacent in [T, B, H, D])
-            fwd += [New("qs", td), New("ks", td), New("s", square), New("a", square), Drop("s"),
-                    New("mask", square, "mask"), New("ad", square), New("o", td), New("m", td), Drop("o"),
-                    New("out", td)]
-            bwd += [Drop("m"), New("gv", td), New("ga", square), Drop("go", "qkv", "ad"), New("ga2", square),
-                    Drop("ga", "mask"), New("gs", square), Drop("ga2", "a"), New("gk", td), New("gq", td),
-                    Drop("gs", "ks", "qs"), New("gk2", td), Drop("gk"), New("gq2", td), Drop("gq"),
-                    New("c_v", td), Drop("gv"), New("c_q", td), Drop("gq2"), New("s_v", tq), Drop("c_v"),
-                    New("s_k", tq), Drop("gk2")]
-            firsts = ("c_q",)
+        bwd = self._out_proj_backward(s)
+        if self.dropout != 0 and device != "cuda":  # CUDA's memory-efficient kernel takes dropout itself
+            kernel, heads, first = self._multihead_fallback(s)
         else:
-            fwd += [New("o", td), self._lse(t, device)]
-            fwd += [New("m", td), New("out", td)] if cuda else [New("out", td)]
-            bwd += [Drop("m"), New("goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
-            bwd += [New("gq", td), New("gk", td), New("gv", td)]
-            bwd += [*self._delta(t, d), Drop("goc")] if cuda else []
-            bwd += [Drop("go", "qkv", "lse", "o"), New("c_v", td), Drop("gv"), New("c_k", td), Drop("gk"),
-                    New("c_q", td), Drop("gq"), New("c2_v", td), Drop("c_v"), New("c2_k", td), Drop("c_k"),
-                    New("c2_q", td), Drop("c_q"), New("s_v", tq), Drop("c2_v"), New("s_k", tq), Drop("c2_k")]
-            firsts = ("c2_q",)
-        if inplace:  # InputBuffer: the second select_backward is added into the first in place
-            bwd += [Drop("s_k"), New("s_q", tq), Drop(firsts[0]), Drop("s_q")]
-            total = "s_v"
-        else:
-            bwd += [New("sum", tq), Drop("s_v", "s_k"), New("s_q", tq), Drop(firsts[0]), New("sum2", tq),
-                    Drop("sum", "s_q")]
-            total = "sum2"
-        bwd += [New("gproj", tq), Drop(total)]
+            kernel, heads, first = self._multihead_fused(s, device)
+        sums, total = self._select_sums(tq, first, inplace)
+        fwd += kernel
+        bwd += [*heads, *sums, New("gproj", tq), Drop(total)]
         if self.bias:
             bwd.append(New("grad.in_proj.bias", num.normal(3 * d), per_sample=False))
         bwd.append(New("grad.in_proj.weight", num.normal(3 * d * d), per_sample=False))
@@ -617,6 +664,47 @@ class Attention(Layer):
             bwd.append(New("gx", td))
         bwd.append(Drop("gproj", "xc"))
         return Program(tuple(fwd), tuple(bwd))
+
+    def _multihead_fallback(self, s: Sizes) -> tuple[list, list, str]:
+        """nn.MultiheadAttention with dropout on the CPU, SDPA's math fallback: q and k scaled, no copies (B and H are
+        adjacent in [T, B, H, D]); forward, backward up to select_backward's sums, and the last head gradient's name."""
+        td, tq, square = s.td, s.tq, s.square
+        fwd = [New("qs", td), New("ks", td), New("s", square), New("a", square), Drop("s"), New("mask", square, "mask"),
+               New("ad", square), New("o", td), New("m", td), Drop("o"), New("out", td)]
+        bwd = [Drop("m"), New("gv", td), New("ga", square), Drop("go", "qkv", "ad"), New("ga2", square),
+               Drop("ga", "mask"), New("gs", square), Drop("ga2", "a"), New("gk", td), New("gq", td),
+               Drop("gs", "ks", "qs"), New("gk2", td), Drop("gk"), New("gq2", td), Drop("gq"),
+               New("c_v", td), Drop("gv"), New("c_q", td), Drop("gq2"), New("s_v", tq), Drop("c_v"),
+               New("s_k", tq), Drop("gk2")]
+        return fwd, bwd, "c_q"
+
+    def _multihead_fused(self, s: Sizes, device: str) -> tuple[list, list, str]:
+        """nn.MultiheadAttention's fused kernel: its output permuted for out_proj (a copy on CUDA); backward up to
+        select_backward's sums (the heads' gradients copied twice), and the last head gradient's name."""
+        td, cuda = s.td, device == "cuda"
+        fwd = [New("o", td), self._lse(s.t, device)]
+        fwd += [New("m", td), New("out", td)] if cuda else [New("out", td)]
+        bwd: list = [Drop("m"), New("goc", td)] if cuda else []  # grad_out.contiguous() in the kernel
+        bwd += [New("gq", td), New("gk", td), New("gv", td)]
+        bwd += [*self._delta(s.t, s.d), Drop("goc")] if cuda else []
+        return fwd, [*bwd, Drop("go", "qkv", "lse", "o"), *self._heads_copied(td, s.tq)], "c2_q"
+
+    @staticmethod
+    def _heads_copied(td: Dim, tq: Dim, storage: str = "model") -> list:
+        """nn.MultiheadAttention's heads' gradients on the CPU: each copied twice back to [T, B, d], then v's and k's
+        select_backward [3, T, B, d] (q's: `_select_sums`)."""
+        return [New("c_v", td, storage), Drop("gv"), New("c_k", td, storage), Drop("gk"), New("c_q", td, storage), Drop("gq"),
+                New("c2_v", td, storage), Drop("c_v"), New("c2_k", td, storage), Drop("c_k"), New("c2_q", td, storage),
+                Drop("c_q"), New("s_v", tq, storage), Drop("c2_v"), New("s_k", tq, storage), Drop("c2_k")]
+
+    @staticmethod
+    def _select_sums(tq: Dim, last: str, inplace: bool, storage: str = "model") -> tuple[list, str]:
+        """q's select_backward made from the head gradient `last`, the three summed; the sum's name. InputBuffer adds
+        the second into the first in place (out of place under a dispatch mode)."""
+        if inplace:
+            return [Drop("s_k"), New("s_q", tq, storage), Drop(last), Drop("s_q")], "s_v"
+        return [New("sum", tq, storage), Drop("s_v", "s_k"), New("s_q", tq, storage), Drop(last), New("sum2", tq, storage),
+                Drop("sum", "s_q")], "sum2"
 
     def _lse(self, t: Dim, device: str) -> New:
         """The logsumexp the fused kernel keeps, float32: per head and query; on CUDA (the memory-efficient
@@ -642,58 +730,75 @@ class Attention(Layer):
         halves' slice_backward summed, then ·cos), their sums in k's and q's buffers; then v_proj, k_proj, q_proj (the
         last made runs first), a rotated gradient copied (.contiguous() of its transpose) where the heads are
         several and T > 1; x's gradients meet in its buffer, x released after q_proj's."""
-        t, d = self.tokens(x)
-        kv, heads = self.kv_dim(x), self.num_heads
-        kv_heads = heads if self.kv_heads is None else self.kv_heads
-        td, tk = num.normal(t * d), num.normal(t * kv)
+        s = self._sizes(x)
+        td, tk = s.td, s.tk
         fwd: list = [KeepInput(), *([KeepInput("x1")] if self.rotary else []), New("q", td), New("k", tk), New("v", tk)]
-        rotated = {"q": "q", "k": "k"}
-        if self.rotary:
-            for n, size in (("q", td), ("k", tk)):
-                fwd += [New(n + "c", size), New(n + "n", num.div(size, 2)), New(n + "r", size), Drop(n + "n"),
-                        New(n + "s", size), Drop(n + "r"), New(n + "e", size), Drop(n + "c", n + "s")]
-                rotated[n] = n + "e"
-            fwd.append(Drop("q", "k"))
-        fwd += [New("o", td), New("lse", num.normal(heads * t), "float32"), New("out", td)]
-        weight = New("grad.o_proj.weight", num.normal(d * d), per_sample=False)
+        fwd += self._llama_rotations(s) if self.rotary else []
+        rotated = {"q": "qe", "k": "ke"} if self.rotary else {"q": "q", "k": "k"}
+        fwd += [New("o", td), New("lse", num.normal(self.num_heads * s.t), "float32"), New("out", td)]
+        weight = New("grad.o_proj.weight", num.normal(s.d * s.d), per_sample=False)
         # a projection with a bias is addmm (its input's gradient first, then the weight's and the bias's); without,
         # mm (the weight's first)
-        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
+        bwd: list = [New("go", td), weight, New("grad.o_proj.bias", s.d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
         bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
         grads = {"q": "gq", "k": "gk", "v": "gv"}
         if self.rotary:
-            for n, size in (("k", tk), ("q", td)):  # the rotations, k's first (made last)
-                bwd += [New(n + "g1", size), New(n + "gn", num.div(size, 2)), New(n + "s1", size), Drop(n + "gn"),
-                        New(n + "s2", size), Drop(n + "g1")]
-                if inplace:  # InputBuffer: the second half's gradient added into the first's
-                    bwd.append(Drop(n + "s2"))
-                    total = n + "s1"
-                else:
-                    bwd += [New(n + "a", size), Drop(n + "s1", n + "s2")]
-                    total = n + "a"
-                bwd += [New(n + "gc", size), Drop(grads[n])]
-                if inplace:
-                    bwd.append(Drop(n + "gc"))
-                else:
-                    bwd += [New(n + "t", size), Drop(total, n + "gc")]
-                    total = n + "t"
-                grads[n] = total
-            bwd.append(Drop("x1"))
-        several = not (num.is_concrete(t) and t == 1)
-        for n, size, count in (("v", tk, kv_heads), ("k", tk, kv_heads), ("q", td, heads)):  # the last made first
+            rotations, grads = self._llama_rotations_backward(s, grads, inplace)
+            bwd += rotations
+        return Program(tuple(fwd), tuple(bwd + self._llama_projections_backward(s, grads, grad)))
+
+    def _llama_rotations(self, s: Sizes) -> list:
+        """q, then k rotated: x·cos, −x₂, the halves concatenated, ·sin, the sum; the raw q and k freed once both are."""
+        fwd: list = []
+        for n, elements in (("q", s.td), ("k", s.tk)):
+            fwd += [New(n + "c", elements), New(n + "n", num.div(elements, 2)), New(n + "r", elements), Drop(n + "n"),
+                    New(n + "s", elements), Drop(n + "r"), New(n + "e", elements), Drop(n + "c", n + "s")]
+        return [*fwd, Drop("q", "k")]
+
+    def _llama_rotations_backward(self, s: Sizes, grads: dict[str, str], inplace: bool) -> tuple[list, dict[str, str]]:
+        """The rotations' backward, k's first (made last): the ·sin branch, −, the two halves' slice_backward summed,
+        then ·cos, their sums in k's and q's buffers; the rotary tables released. The gradients' new names returned."""
+        bwd: list = []
+        grads = dict(grads)
+        for n, elements in (("k", s.tk), ("q", s.td)):
+            bwd += [New(n + "g1", elements), New(n + "gn", num.div(elements, 2)), New(n + "s1", elements), Drop(n + "gn"),
+                    New(n + "s2", elements), Drop(n + "g1")]
+            if inplace:  # InputBuffer: the second half's gradient added into the first's
+                bwd.append(Drop(n + "s2"))
+                total = n + "s1"
+            else:
+                bwd += [New(n + "a", elements), Drop(n + "s1", n + "s2")]
+                total = n + "a"
+            bwd += [New(n + "gc", elements), Drop(grads[n])]
+            if inplace:
+                bwd.append(Drop(n + "gc"))
+            else:
+                bwd += [New(n + "t", elements), Drop(total, n + "gc")]
+                total = n + "t"
+            grads[n] = total
+        return [*bwd, Drop("x1")], grads
+
+    def _llama_projections_backward(self, s: Sizes, grads: dict[str, str], grad: bool) -> list:
+        """v_proj's, k_proj's, q_proj's backward (the last made runs first), a rotated gradient copied (.contiguous()
+        of its transpose) where the heads are several and T > 1; x's gradients handed to its buffer one by one, x
+        released after q_proj's."""
+        kv_heads = self.num_heads if self.kv_heads is None else self.kv_heads
+        several = not (num.is_concrete(s.t) and s.t == 1)
+        bwd: list = []
+        for n, elements, count in (("v", s.tk, kv_heads), ("k", s.tk, kv_heads), ("q", s.td, self.num_heads)):
             source = grads[n]
             if self.rotary and n != "v" and count != 1 and several:  # the transposed gradient made contiguous
-                bwd += [New(n + "cl", size), Drop(source)]
+                bwd += [New(n + "cl", elements), Drop(source)]
                 source = n + "cl"
-            weight = New(f"grad.{n}_proj.weight", num.normal(num.div(size, t) * d), per_sample=False)
-            gx = [New("gx" + n, td)] if grad else []
+            weight = New(f"grad.{n}_proj.weight", num.normal(num.div(elements, s.t) * s.d), per_sample=False)
+            gx = [New("gx" + n, s.td)] if grad else []
             if self.bias:
-                bwd += [*gx, weight, New(f"grad.{n}_proj.bias", num.div(size, t), per_sample=False)]
+                bwd += [*gx, weight, New(f"grad.{n}_proj.bias", num.div(elements, s.t), per_sample=False)]
             else:
                 bwd += [weight, *gx]
             bwd.append(Drop(source, *(["x"] if n == "q" else [])))
             bwd += [HandGradient("gx" + n), Drop("gx" + n)] if grad else []
-        return Program(tuple(fwd), tuple(bwd))
+        return bwd
 
     def param_tensors(self, x: Shape) -> tuple[Dim, ...]:
         """in_proj's weight and bias, out_proj's weight and bias, as torch holds them (Llama's: q, k, v, o)."""
@@ -733,6 +838,17 @@ class Attention(Layer):
         biased = (self.bias, self.bias, self.bias, self.o_bias) if self.module == "llama" else (self.bias, self.bias)
         starts = [sum(2 if on else 1 for on in biased[:i]) for i in range(len(biased))]
         return tuple((start, fan_out) for start, (_, fan_out) in zip(starts, self._fans(x).values()))
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """nn.MultiheadAttention's in_proj [d + 2·kv, d] and out_proj [d, d] (Llama's q, k, v, o: [out, d]), biases after
+        their weights."""
+        _, d = self.tokens(x)
+        if self.module == "llama":
+            kv = self.kv_dim(x)
+            outs = (d, kv, kv, d)
+        else:
+            outs = (num.normal(d + 2 * self.kv_dim(x)), d)
+        return tuple(shape for out in outs for shape in (((out, d), (out,)) if self.bias else ((out, d),)))
 
 
 @register

@@ -384,6 +384,10 @@ class Layer:
     # - whether its output can be class scores (logits) for the step's loss, unless an activation ends it: not an
     #   element-wise function's (an image in tanh's range, a ReLU's values: the loss is then MSE),
     gives_scores: ClassVar[bool] = True
+    # - how tensor parallelism splits it (archcalc/memory/timeline/tensor.py): "heads" (attention), "columns" (a dense
+    #   layer: column-parallel, the dense layer it feeds row-parallel), "columnwise" (an element-wise op between them,
+    #   run on the columns), "" (replicated),
+    tensor_parallel: ClassVar[str] = ""
     # - the torch ops it runs, by the names of autocast's lists (archcalc/core/autocast.py; `autocast_ops`),
     autocast_op_names: ClassVar[tuple[str, ...]] = ()
     # - which of its parameter tensors its backward node keeps as autocast's copies (`autocast_kept_params`).
@@ -532,6 +536,12 @@ class Layer:
         """Whether, on a copied (permuted) input, the layer adds its bias by an op of its own: the product before
         it is a transient of the output's size (nn.Linear through matmul: mm, then add)."""
         return False
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        """The shape of each parameter tensor, in param_tensors' order, as torch holds it (FSDP shards a tensor along
+        its first axis, padded to a multiple of the ranks): one axis each by default (a bias, a norm's scale); a kind
+        whose weight has more axes says so."""
+        return tuple((n,) for n in self.param_tensors(x))
 
 
 @lru_cache(maxsize=4096)  # bounded: a layer and its input, by value (equal layers share their windows)

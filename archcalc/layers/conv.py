@@ -226,3 +226,6 @@ class Conv(Convolution):
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"conv{len(x) - 1}d",)
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        weight = (self.out_channels, num.div(self.in_channels(x), self.groups), *self.kernel(x))
+        return (weight, *(((self.out_channels,),) if self.bias else ()))

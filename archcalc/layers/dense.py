@@ -174,6 +174,7 @@ class Dense(Layer):
     autocast_op_names = ("linear",)
     contiguous_input = True  # nn.Linear reshapes [B, T, d] to [B·T, d]: a permuted input is copied, and the copy kept
     takes_lora = True  # LoRA may adapt it (peft's LoraLinear around nn.Linear)
+    tensor_parallel = "columns"  # Megatron's MLP: column-parallel, then row-parallel
 
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:
@@ -231,6 +232,9 @@ class Dense(Layer):
 
     def unfused_bias(self) -> bool:
         return self.bias  # F.linear on a non-contiguous [B, T, d]: matmul, then the bias added out of place
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (*(() if self.tie else (self.weight_shape(x),)), *(((self.out_features,),) if self.bias else ()))
 
 
 def lora_kept(adapter, elements, tokens, of_input: bool, grad: bool) -> list[Kept]:

@@ -63,6 +63,7 @@ class Dropout(ElementWise):
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     returns_input_in_eval = True  # in eval, nn.Dropout returns its input
+    tensor_parallel = "columnwise"
 
     def is_view(self) -> bool:
         return self.p == 0  # nn.Dropout(p=0) returns its input itself
@@ -197,6 +198,7 @@ class Activation(ElementWise):
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     gives_scores = False  # an element-wise function's values, not logits
+    tensor_parallel = "columnwise"
 
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (self.function,)

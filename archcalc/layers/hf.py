@@ -42,6 +42,8 @@ class NewGELU(ElementWise):
         return nn.NewGELU()
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    tensor_parallel = "columnwise"
+
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program | None:
         """The eight ops one by one (measured with a TorchDispatchMode, torch 2.13): forward v = 0.5·x first (Python

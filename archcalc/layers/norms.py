@@ -84,6 +84,10 @@ class LastAxesNorm(Layer):
         """How many groups a sample's values are normalized in (the tokens of [T, d]): one per position of the axes before."""
         return num.mul(x[: len(x) - len(_normalized(self, x))])
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return tuple(tuple(_normalized(self, x)) for _ in self.param_tensors(x))
+
 
 @register
 @dataclass(frozen=True, kw_only=True)

@@ -65,6 +65,10 @@ class Embedding(Layer):
         padding = None if self.padding_idx is None else int(self.padding_idx)
         return nn.Embedding(int(self.num_embeddings), int(self.embedding_dim), padding_idx=padding)
 
+    # Memory (archcalc/memory/timeline/): its facts and hooks
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.weight_shape(x),)
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +173,9 @@ class Parameter(Layer):
         from . import layout
 
         return (0, *layout.contiguous(self.shape))
+
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        return (self.shape,)
 
 
 @register

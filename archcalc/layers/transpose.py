@@ -95,3 +95,6 @@ class ConvTranspose(Convolution):
     def autocast_ops(self, x: Shape) -> tuple[str, ...]:
         return (f"conv_transpose{len(x) - 1}d",)
 
+    def param_shapes(self, x: Shape) -> tuple[Shape, ...]:
+        weight = (self.in_channels(x), num.div(self.out_channels, self.groups), *self.kernel(x))  # torch's: in first
+        return (weight, *(((self.out_channels,),) if self.bias else ()))

@@ -24,7 +24,7 @@ from ..analysis import checkpoint
 from ..analysis.finetune import trains
 from ..core import fmt, num
 from ..memory import timeline
-from ..report import Report, Row
+from ..report import Report, Row, communication, rank_phases
 from ..teaching import explain_row
 from . import wrap
 
@@ -168,7 +168,8 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
 KIND_LABELS = {"parameters": "params", "buffers": "buffers", "batch": "batch", "optimizer state": "opt. state",
                "gradients": "grads", "activations": "kept", "activation gradients": "grads in flight",
                "temporaries": "temp.", "workspace": "workspace", "weight copies": "autocast's weight copies",
-               "block slack": "cached blocks' slack", "kv cache": "KV cache"}
+               "block slack": "cached blocks' slack", "kv cache": "KV cache", "gathered parameters": "gathered params",
+               "communication buffers": "comm. buffers"}
 
 
 def memory_lines(report: Report) -> list[tuple[str, str, str]]:
@@ -193,12 +194,34 @@ def memory_lines(report: Report) -> list[tuple[str, str, str]]:
     if regions:
         named = ", ".join(r.path for r in regions) if len(regions) <= 3 else f"{regions[0].path} … {regions[-1].path}"
         rows.append(("checkpointed", f"{len(regions)} block use{'s' * (len(regions) > 1)}", f"recomputed in backward: {named}"))
+    rows += parallel_lines(report)
     rows.append(("inference, peak (eval, inference_mode)", *peaks.text("inference")))
     if m.generation is not None:
         rows += generation_lines(m.generation, batch)
     if str(m.device) == "cuda":
         rows.append(("CUDA context, outside the peak", fmt.size_bytes(timeline.CUDA_CONTEXT), f"{fmt.group(timeline.CUDA_CONTEXT)} bytes"))
     return rows
+
+
+def parallel_lines(report: Report) -> list[tuple[str, str, str]]:
+    """Over many GPUs: what one GPU hands to each collective in a step, and each rank's peak where the ranks differ
+    (ZeRO-1's partition, FSDP's uneven shards; the panel's phases are the largest rank's)."""
+    if report.parallel is None:
+        return []
+    rows = [(f"{name.replace('_', '-')} per GPU, a step", *_bytes(sent))
+            for name, sent in communication(report).items() if sent != 0]
+    for rank, (phases, peak) in enumerate(rank_phases(report) or ()):
+        each = (" · ".join(f"{phase} {fmt.size_bytes(v)}" for phase, v in phases.items())
+                if all(num.is_concrete(v) for v in phases.values()) else "each phase: --format json")
+        rows.append((f"rank {rank}, peak", _bytes(peak)[0], each))
+    return rows
+
+
+def _bytes(value) -> tuple[str, str]:
+    """A byte count: (in binary units, in bytes), or a formula."""
+    if num.is_concrete(value):
+        return fmt.size_bytes(value), f"{fmt.group(value)} bytes"
+    return str(value), "bytes"
 
 
 def generation_lines(g, batch) -> list[tuple[str, str, str]]:
@@ -406,6 +429,8 @@ def memory_panel(report: Report, width: int = 100) -> Group:
     m = report.memory
     batch = "B" if report.batch is None else fmt.group(report.batch)
     title = f"Memory for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
+    if report.parallel is not None:  # the step's peaks are one GPU's
+        title = f"Memory per GPU ({_gpus(report.parallel)}) for a batch of {batch}: {report.dtype}, optimizer {m.optimizer}, on {m.device}"
     panels = [(title, memory_lines(report))] + ([("The course's model", course_lines(report))] if report.course else [])
     grids = [_panel(heading, lines, width) for heading, lines in panels]
     if not report.course:
@@ -453,6 +478,14 @@ def _values(values: list[str], width: int, indent: str = "") -> Text:
             out.append(("\n" if out else "") + indent)
             out.append(line, style=style)
     return out
+
+
+def _gpus(layout) -> str:
+    """A layout in a few words: "tp 2 × dp 4 over 8 GPUs", "replicated over 8 GPUs", "fsdp, tp 2 × dp 4 over 8 GPUs"."""
+    over = f"over {layout.gpus} GPU{'s' if layout.gpus > 1 else ''}"
+    if layout.tp == 1:
+        return f"{layout.strategy} {over}"
+    return f"{'' if layout.strategy == 'tp' else f'{layout.strategy}, '}tp {layout.tp} × dp {layout.dp} {over}"
 
 
 def _title(report: Report) -> str:
@@ -737,8 +770,10 @@ def fit(result, width: int = 100) -> Group:
             why = f"the step's peak is {'max(' + terms + ')' if len(pieces) > 1 else terms} bytes{context}{_assumed(result)}"
         else:
             why = f"B = {result.batch}{_assumed(result)}"
-        head = Text.assemble(("Largest batch: ", "bold"), (fmt.group(result.batch), "bold green"), f" fits {budget}\n",
-                             "\n".join(wrap.lines(why, width)))  # the formulas broken between their terms
+        layout = result.report.parallel  # over many GPUs: each GPU's batch, and the samples a step trains
+        under = "" if layout is None else f"under {_gpus(layout)}: {fmt.group(result.batch * layout.dp)} samples a step\n"
+        head = Text.assemble(("Largest batch" + (" per GPU" if layout else "") + ": ", "bold"), (fmt.group(result.batch), "bold green"),
+                             f" fits {budget}\n", under, "\n".join(wrap.lines(why, width)))  # the formulas broken between their terms
     return Group(head, Text(""), memory_panel(result.report, width))
 
 

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st  #
 
 import archcalc  # noqa: E402
 import tests.oracle.vision  # noqa: E402, F401  (peft imports transformers, which imports torchvision)
-from tests.memory.test_memory_oracle import DTYPES, measured, networks, predicted  # noqa: E402
+from tests.memory.test_memory_oracle import DTYPES, Net, measured, networks, predicted  # noqa: E402
+from tests.memory.test_timeline_attention import Attention  # noqa: E402
 from tests.memory.test_timeline_oracle import graphs, loss_for, oracle, phases  # noqa: E402
 from tests.oracle.timeline_probe import step_peaks  # noqa: E402
 from tests.oracle.torch_probe import flops, saved_bytes  # noqa: E402
@@ -157,3 +158,54 @@ def test_lora_on_drawn_stacks_matches_peft(mlp, batch, rank, dropout, dtype, opt
         flops(model, x, backward=True), saved_bytes(model, x), sum(p.numel() * p.element_size() for p in model.parameters())), text
     loss = "mse" if text.rstrip().endswith(('"relu"', '"gelu"')) else "tokens"
     assert phases(report, batch) == step_peaks(model, x, optimizer, loss=loss), (text, targets)
+
+
+@st.composite
+def attention_stacks(draw):
+    """Attention layers over tokens [T, d] (tests/memory/test_timeline_attention.py's module: in_proj, out_proj),
+    after a frozen prefix (a layernorm and a dense) or none, then a dense head: their spec, their module."""
+    heads, t = draw(st.sampled_from([2, 3])), draw(st.integers(2, 5))
+    d = heads * draw(st.integers(2, 3))
+    net = Net((t, d))
+    net.input = [t, d]
+    if draw(st.booleans()):
+        net.add(dict(name="ln", type="layernorm"), nn.LayerNorm(d))
+        net.add(dict(name="fc", type="dense", out_features=d), nn.Linear(d, d))
+    for i in range(draw(st.integers(1, 2))):
+        kernel, causal, bias = draw(st.sampled_from(["flash", "math"])), draw(st.booleans()), draw(st.booleans())
+        kv, dropout = draw(st.sampled_from([1, heads])), draw(st.sampled_from([0.0, 0.5]))
+        table = dict(name=f"attn{i}", type="attention", num_heads=heads, kv_heads=kv, causal=causal, bias=bias,
+                     kernel=kernel, dropout=dropout)
+        net.add(table, Attention(d, heads, kv, causal, dropout, bias, kernel == "math"))
+    classes = draw(st.integers(2, 5))
+    net.add(dict(name="head", type="dense", out_features=classes), nn.Linear(d, classes))
+    return net
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(net=attention_stacks(), batch=st.integers(2, 3), dtype=st.sampled_from(["float32", "bfloat16"]),
+       lora_dropout=st.sampled_from([0.0, 0.25]), lora=st.booleans(), optimizer=st.sampled_from(["sgd", "adam"]))
+def test_attention_whose_input_needs_no_gradient_matches_peft(net, batch, dtype, lora_dropout, lora, optimizer):
+    """A frozen attention whose input needs no gradient (first, or after frozen layers): with peft's LoRA on out_proj
+    only (every attention's), lora_A keeps out_proj's input (the kernel's output, or the heads merged); without
+    LoRA (all but the head frozen) nothing is kept. Kernels flash (fused; with dropout SDPA's math fallback) and
+    math, dropout, causal, grouped keys and values drawn: each phase's peak."""
+    peft = pytest.importorskip("peft")
+    if dtype == "bfloat16" and any(t.get("kernel") == "flash" and t.get("dropout") for t in net.tables):
+        dtype = "float32"  # in bfloat16 SDPA's math fallback on the CPU computes in float32: not modelled
+    spec = archcalc.loads(net.spec())
+    torch.manual_seed(0)
+    model = nn.Sequential(*net.modules).to(DTYPES[dtype])
+    if lora:
+        model = peft.get_peft_model(model, peft.LoraConfig(r=2, lora_alpha=4, lora_dropout=lora_dropout,
+                                                           target_modules=["out_proj"]))
+        options = dict(lora_rank=2, lora_alpha=4, lora_dropout=lora_dropout, lora_targets=["out_proj"], base_dtype=dtype)
+    else:
+        frozen = [t["name"] for t in net.tables[:-1]]
+        for module in model[:-1]:
+            module.requires_grad_(False)
+        options = dict(dtype=dtype, freeze=frozen)
+    report = archcalc.analyze(spec, batch=batch, optimizer=optimizer, **options)
+    assert report.totals["trainable_params"] == trainable(model)
+    x = torch.randn(batch, *net.input, dtype=DTYPES[dtype])
+    assert phases(report, batch) == step_peaks(model, x, optimizer, loss="tokens"), (net.spec(), options)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ...layers import LAYERS
 from ...layers.base import Inexpressible
 from ..build import require
-from ..export import EXPLICIT
+from ..pysource import EXPLICIT
 from .problems import Unmapped
 
 

@@ -26,6 +26,8 @@ The package, by what each module knows:
 - amp.py        mixed precision (torch.autocast) along the timeline
 - cuda.py       what CUDA adds: cuBLAS's and cuDNN's workspaces, the caching allocator's blocks
 - tape.py, peaks.py   live storages and their running totals; the peaks they give
+- ranks.py      each rank's step under a parallel layout (DDP, ZeRO-1, FSDP2, tp): a Step per rank; `simulate`
+- tensor.py     tensor parallelism (Megatron's style): the network one rank of a tensor-parallel group runs
 
 Where the next features go (none is built yet):
 - fine-tuning: Step's `trained` policy (parameters.Trained: a frozen layer trains no tensor, LoRA only its
@@ -33,9 +35,8 @@ Where the next features go (none is built yet):
   frees around itself (a quantized base's dequantized weight; Backward._op_backward again for the input's gradient);
 - generation: inference.Inference, the forward-only pass (prefill), a KV cache held across it, decode steps as
   a phase of their own on its tape;
-- data and tensor parallelism: a Step per rank, its policies per rank: Trained and the optimizer (sharded
-  parameters and state), Pass._transients (a unit's gathered weights during its op), Gradients (reduce-scatter
-  buckets as gradients arrive).
+- tensor parallelism within data-parallel strategies other than plain replication (tp × fsdp): tensor.shard's
+  network under ranks.py's RankStep.
 """
 
 from .amp import cast_weights
@@ -43,8 +44,9 @@ from .cuda import CUBLAS_WORKSPACE, CUDA_CONTEXT, CUDA_WORKSPACE, CUDNN_WORKSPAC
 from .loss import Loss, loss_of
 from .parameters import param_tensors
 from .peaks import PHASES, Peak, Timeline
+from .ranks import simulate
 from .rerun import region_inputs
-from .step import Step, simulate
+from .step import Step
 from .tape import CUDA_BLOCK, KINDS
 
 _cast_weights = cast_weights  # archcalc/memory/closed.py's name for it

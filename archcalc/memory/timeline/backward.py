@@ -145,6 +145,7 @@ class Backward(Pass):
 
         run = Interpreter(self.tape, self.bytes_of, "activation gradients", hand=hand)
         live = run.run(saved.backward, {**saved.live, "g": g})
+        self.gradients_made(row, [s for name, s in live.items() if name.startswith("grad.")])
         if "gx" in live:
             self.grads.hand(row.inputs[0], live["gx"], self._input_size(row))
 
@@ -213,10 +214,16 @@ class Backward(Pass):
         """The row's parameter gradients: autocast's 16-bit ones (made float32 after the node), else float32 ones."""
         low_grads = self.amp.weight_grads(node.row, node.info)
         if low_grads is None:
-            node.pending = tied_gradient(self.tape, node.row, self.tied, self.size, self.trained.tensors(node.row))
+            made: list = []
+            node.pending = tied_gradient(self.tape, node.row, self.tied, self.size, self.trained.tensors(node.row), made)
+            self.gradients_made(node.row, made)
         elif node.row.layer.tie is not None:  # its copy's ToCopyBackward below makes the shared weight's gradient
             self.tied.setdefault(node.row.layer.tie, None)
         return low_grads
+
+    def gradients_made(self, row: Row, made: list) -> None:
+        """The parameter gradients a row's node has made (AccumulateGrad keeps them as .grad; a tied weight's are in
+        `tied`): a data-parallel rank copies them into its buckets or reduce-scatters them (ranks.py)."""
 
     def _tied_sum(self, node: _Node) -> None:
         """A tied weight's owner: its own gradient of the weight into .grad, once its node has run."""

@@ -200,8 +200,11 @@ class Pass:
         layer = row.layer
         grad = tuple(True for _ in row.inputs) if layer.merges else True
         every = keeps if keeps is not None and row.grad == grad else layer.keeps(row.input, row.output, grad)
-        return {_key(k): self.tape.new(self.tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
-                for k in split_keeps(layer.activation, every)[0] if k.tensor == "own"}
+        own = {_key(k): k for k in split_keeps(layer.activation, every)[0] if k.tensor == "own"}
+        # and those its nodes keep only as recorded (a frozen attention's out_proj input, kept by LoRA's lora_A alone)
+        own |= {_key(k): k for k in split_keeps(layer.activation, keeps or ())[0] if k.tensor == "own" and _key(k) not in own}
+        return {key: self.tape.new(self.tape.size(*_kept_size(k, bytes_of)), "activations", mark=False)
+                for key, k in own.items()}
 
     def _transients(self, op: _Op, before) -> None:
         """Scratch the op makes before its output; the contiguous copy of an input a layer cannot read as it is laid

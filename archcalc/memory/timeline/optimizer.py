@@ -46,6 +46,8 @@ class ForeachAdam(Foreach):
                 tape.new(tape.size(4, 0), "optimizer state", mark=False)
 
     def step(self, tape: Tape, params: list[Pair]) -> None:
+        if not params:  # a ZeRO rank that owns no tensor: torch's _multi_tensor_adam returns at once
+            return
         if not self.cuda:
             tape.transient(tape.size(4, 0), "temporaries")  # torch.tensor(1.0): the step counters' increment
         temporaries = [tape.new(p, "temporaries", mark=False) for p in params]

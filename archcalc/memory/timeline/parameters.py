@@ -70,11 +70,12 @@ def trained_bytes(row: Row, size: int) -> tuple[Dim, ...]:
     return tuple(num.normal(n * width) for n in row.layer.trained_tensors(row.input))
 
 
-def tied_gradient(tape: Tape, row: Row, tied: dict, size: int, tensors: tuple[Dim, ...]) -> tuple | None:
+def tied_gradient(tape: Tape, row: Row, tied: dict, size: int, tensors: tuple[Dim, ...],
+                  made: list | None = None) -> tuple | None:
     """A row's parameter gradients (`tensors`' element counts). A layer that shares an earlier layer's weight (tie)
     makes that weight's gradient first (backward runs in reverse; AccumulateGrad keeps it as .grad: `tied`, the
     owner's name -> its storage); when the owner's backward runs, its own gradient of the weight is returned, (its
-    name, its storage), for tied_sum once the node has run."""
+    name, its storage), for tied_sum once the node has run. `made`: where the row's own .grad storages are listed."""
     owner = row.layer.tie
     pending = None
     if owner is not None and owner not in tied and not row.layer.frozen:  # a frozen owner's weight gets none
@@ -83,7 +84,9 @@ def tied_gradient(tape: Tape, row: Row, tied: dict, size: int, tensors: tuple[Di
         if number == 0 and row.name in tied:
             pending = (row.name, tape.new(tape.size(n * size, 0), "temporaries"))
         else:
-            tape.new(tape.size(n * size, 0), "gradients", mark=False)
+            grad = tape.new(tape.size(n * size, 0), "gradients", mark=False)
+            if made is not None:
+                made.append(grad)
     return pending
 
 

@@ -70,10 +70,7 @@ class Step(Backward, Rerun):
     def before(self) -> None:
         """Alive before the step: parameters, buffers, optimizer state, the batch and its targets."""
         tape, size = self.tape, self.size
-        for row in self.rows:
-            for nbytes in param_bytes(row, size):
-                tape.new(tape.size(nbytes, 0), "parameters", mark=False)
-        self.params = [tape.size(nbytes, 0) for row in self.rows for nbytes in self.trained.sizes(row, size)]
+        self.params = self.parameters()
         for row in self.rows:
             buffers = row.layer.buffer_bytes(row.input, size)
             if buffers != 0:
@@ -91,6 +88,25 @@ class Step(Backward, Rerun):
         x.refs += count.get("input", 0)  # the batch stays alive anyway (the caller holds it)
         self.frame = Frame(tape, {"input": x}, count, is_chain(self.net))
 
+    def parameters(self) -> list:
+        """The parameters' storages, alive before the step; returns the sizes of the trained tensors (their gradients and
+        optimizer state). One process holds every tensor whole (a rank of a sharded layout its shards: ranks.py)."""
+        tape, size = self.tape, self.size
+        for row in self.rows:
+            for nbytes in param_bytes(row, size):
+                tape.new(tape.size(nbytes, 0), "parameters", mark=False)
+        return [tape.size(nbytes, 0) for row in self.rows for nbytes in self.trained.sizes(row, size)]
+
+    # Where a layout's collectives go (ranks.py); one process has none.
+    def forward_ends(self) -> None:
+        """After the loss's forward (a loss the model computes itself is inside its forward)."""
+
+    def backward_starts(self) -> None:
+        """The backward's first moment: its ones made, the loss's node not yet run."""
+
+    def backward_ends(self) -> None:
+        """Every row's node has run (autograd's final callbacks); the loss and its ones are still held."""
+
     def forward(self) -> None:
         """The rows, then the loss; the autocast context ends with it."""
         for row in self.rows:
@@ -103,6 +119,7 @@ class Step(Backward, Rerun):
             self.kept[row.index] = self.forward_row(row)
         self.frame.drop_dead()  # rows after the one output: the last one's unread result goes as forward returns
         self.loss.forward(self.frame.storage)
+        self.forward_ends()
         self.amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
 
     def forward_row(self, row: Row) -> Saved | ProgramSaved:
@@ -156,9 +173,11 @@ class Step(Backward, Rerun):
         tape.start("backward")
         scaled = self.amp.scale()
         ones = tape.new(tape.size(self.loss.width, 0), "temporaries")
+        self.backward_starts()
         self.loss.backward(scaled, self.grads)
         for row in reversed(self.rows):
             self.backward_row(row)
+        self.backward_ends()
         for s in (ones, scaled, self.loss.value):
             tape.release(s)
         self.grads.release()
@@ -178,6 +197,7 @@ def simulate(report: Network, batch: Value | None = None, inplace_sums: bool = T
     `inplace_sums=False`: gradients that meet are always summed into a new tensor, as torch does while a
     TorchDispatchMode is active, which is how the CPU oracle sees them (see Gradients). `foreach=False`: Adam and
     AdamW as torch's for-loop implementation (its default for CPU parameters); `loss_inside`: a language model's
-    loss computed by the model, as Hugging Face's Trainer runs it (`model(input_ids=ids, labels=ids).loss`)."""
+    loss computed by the model, as Hugging Face's Trainer runs it (`model(input_ids=ids, labels=ids).loss`). One
+    process: under a parallel layout the package's `simulate` (ranks.py) runs each rank's step."""
     optimizer = optimizer_for(report.optimizer, str(report.device) == "cuda", foreach)
     return Step(report, batch, inplace_sums, optimizer=optimizer, loss_inside=loss_inside).run()

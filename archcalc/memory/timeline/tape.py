@@ -13,7 +13,8 @@ from .peaks import Pair, Peak, hull
 
 # What is alive, by kind: the breakdown printed at each phase's peak.
 KINDS = ("parameters", "buffers", "batch", "optimizer state", "gradients", "activations",
-         "activation gradients", "temporaries", "workspace", "weight copies", "block slack", "kv cache")
+         "activation gradients", "temporaries", "workspace", "weight copies", "block slack", "kv cache",
+         "gathered parameters", "communication buffers")  # the last two: a data-parallel rank's (ranks.py)
 NUMBER = (int, Fraction)  # what num.is_concrete accepts
 CUDA_BLOCK = BLOCK  # the caching allocator rounds every block up to 512 bytes (and more: archcalc/memory/allocator.py)
 
