@@ -8,7 +8,7 @@ shape. A model is exact when all four agree; refused when
 the import exits with its list of causes (the first cause is counted).
 
 Run by hand, not in CI (minutes on two cores), from the repository root:
-    python benchmarks/import_coverage.py [--only torchvision|timm|hf] [--models a,b,...] [--jsonl out.jsonl]
+    python benchmarks/import_coverage.py [--only torchvision|segmentation|video|detection|timm|hf] [--models a,b,...] [--jsonl out.jsonl]
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ def torchvision_models(kind: str) -> list[tuple[str, str, object, list]]:
     import torchvision
 
     modules = {"classification": torchvision.models, "segmentation": torchvision.models.segmentation,
-               "video": torchvision.models.video}
+               "video": torchvision.models.video, "detection": torchvision.models.detection}
     shape = [3, 16, 112, 112] if kind == "video" else [3, 224, 224]
     out = []
     for name in torchvision.models.list_models(module=modules[kind]):
         size, options = SMALL.get(name, (NATIVE.get(name, shape), {}))
         def build(name=name, options=options):
-            extra = {"weights_backbone": None} if kind == "segmentation" else {}  # else its backbone's weights download
+            extra = {"weights_backbone": None} if kind in ("segmentation", "detection") else {}  # else they download
             extra |= options
             return torchvision.models.get_model(name, weights=None, **extra)
         source = "torchvision" if kind == "classification" else f"torchvision {kind}"
@@ -202,7 +202,7 @@ def causes(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["torchvision", "segmentation", "video", "timm", "hf"])
+    parser.add_argument("--only", choices=["torchvision", "segmentation", "video", "detection", "timm", "hf"])
     parser.add_argument("--models", help="comma-separated model names")
     parser.add_argument("--jsonl", help="append one JSON line per model here")
     parser.add_argument("--skip", help="comma-separated model names not to try (too slow here)")
@@ -223,6 +223,8 @@ def main() -> int:
         candidates += torchvision_models("segmentation")
     if args.only in (None, "video"):
         candidates += torchvision_models("video")
+    if args.only in (None, "detection"):  # refused before any capture: the refusal's message is the result
+        candidates += torchvision_models("detection")
     if args.only in (None, "timm"):
         candidates += timm_models()
     if args.only in (None, "hf"):
