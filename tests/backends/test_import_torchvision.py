@@ -34,6 +34,21 @@ def test_torchvision_models_import_exactly(name, shape):
     exact(module, text, shape)
 
 
+MORE = [  # one of each other family of benchmarks/import_coverage.py's 80 (all exact there, at 224×224)
+    ("alexnet", (3, 64, 64)),  # adaptive pooling, dropout, a stack of linears
+    ("squeezenet1_1", (3, 64, 64)),  # fire modules' concat, ceil_mode pooling
+    ("resnext50_32x4d", (3, 64, 64)),  # grouped convs (torch's weight-gradient count of them)
+    ("efficientnet_v2_s", (3, 64, 64)),  # fused MBConv and stochastic depth
+]
+
+
+@pytest.mark.parametrize("name, shape", MORE)
+def test_more_torchvision_families_import_exactly(name, shape):
+    torch.manual_seed(0)
+    module = torchvision.models.get_model(name, weights=None)
+    exact(module, importer.import_module(module, list(shape)), shape)
+
+
 def test_a_small_vision_transformer_imports_exactly():
     """Class token (expand, cat), positions (a bare parameter added), patches (a view sized from x.shape), x[:, 0]."""
     torch.manual_seed(0)
