@@ -7,7 +7,7 @@ parameters, FLOPs at batch 1 (FlopCounterMode), bytes autograd keeps at batch 2 
 shape. A model is exact when all four agree; refused when
 the import exits with its list of causes (the first cause is counted).
 
-Run by hand, not in CI (minutes on two cores), from the repository root:
+Run by hand, not in CI (minutes on two cores; vit_h_14 and regnet_y_128gf peak at 4.7 GB), from the repository root:
     python benchmarks/import_coverage.py [--only torchvision|segmentation|video|detection|timm|hf] [--models a,b,...] [--jsonl out.jsonl]
 """
 
@@ -35,9 +35,6 @@ from tests.oracle.torch_probe import flops, saved_bytes, torch_counts  # noqa: E
 HF_FIXTURES = ROOT / "tests" / "fixtures" / "hf"
 NATIVE = {"inception_v3": [3, 299, 299],  # its auxiliary head needs 299×299 (at 224 its 5×5 conv meets a 3×3 map)
           "s3d": [3, 16, 224, 224]}  # its last pool is 2×7×7: at 112×112 the map is 3×3, too small (torch refuses it too)
-# The two giants (632M and 645M parameters) at 112×112: at 224 their training forward at batch 2 passes the ~8 GB
-# this shared machine affords. The mapping does not depend on the image's size (ViT's is given to its constructor).
-SMALL = {"vit_h_14": ([3, 112, 112], {"image_size": 112}), "regnet_y_128gf": ([3, 112, 112], {})}
 TIMM = ["resnet50", "efficientnet_b0", "vit_small_patch16_224", "convnext_nano", "mobilenetv3_small_100"]
 
 
@@ -56,10 +53,9 @@ def torchvision_models(kind: str) -> list[tuple[str, str, object, list]]:
     shape = [3, 16, 112, 112] if kind == "video" else [3, 224, 224]
     out = []
     for name in torchvision.models.list_models(module=modules[kind]):
-        size, options = SMALL.get(name, (NATIVE.get(name, shape), {}))
-        def build(name=name, options=options):
+        size = NATIVE.get(name, shape)
+        def build(name=name):
             extra = {"weights_backbone": None} if kind in ("segmentation", "detection") else {}  # else they download
-            extra |= options
             return torchvision.models.get_model(name, weights=None, **extra)
         source = "torchvision" if kind == "classification" else f"torchvision {kind}"
         out.append((source, family(name), name, build, size))
