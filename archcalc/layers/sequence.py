@@ -75,7 +75,7 @@ class Embedding(Layer):
 class Parameter(Layer):
     """A learned tensor of `shape` (no batch axis), the same for every sample; `length` keeps its first rows.
 
-    GPT-2's positions: shape = [1024, 768], length = "T" (the first T of 1024 positions);
+    GPT-2's positions: shape = [1024, 768], length = "T" (the first T of 1024 positions), indices = "T" (arange(T));
     ViT's class token: shape = [1, 768]. It reads its input only for the batch size.
     """
 
@@ -140,8 +140,8 @@ class Parameter(Layer):
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program:
         """For the memory timeline. Without `length`, the tensor expanded over the batch (a view, nothing new);
-        backward sums its gradient over the batch: the parameter's gradient. With `length`, positions looked up
-        as Hugging Face's GPT-2 does (wpe(arange(T)), kept for the backward's indices): a [T, ...] tensor that
+        backward sums its gradient over the batch: the parameter's gradient. With `length`, rows looked up as
+        Hugging Face's GPT-2 does (wpe(arange(T)); the `indices` made first, kept for the backward): a [T, ...] tensor that
         its forward holds until the model's body returns (before the output layer), and backward reduces the
         gradient over the batch, then scatters it into a gradient of the whole table (embedding_dense_backward)."""
         whole = num.mul(self.shape)
