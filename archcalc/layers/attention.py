@@ -122,6 +122,7 @@ class Attention(Layer):
         return num.normal(sum(self.projections(x)) + 2 * self.scores(x) + t * num.add(self.adapter_tensors(x)))
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        grad = self._tokens_grad(grad)
         # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
         # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v). Frozen: no weight's gradient,
         # and nothing past out_proj's input where nothing before it needs a gradient; LoRA: its adapters' (lora.py)
@@ -129,31 +130,54 @@ class Attention(Layer):
         if not self.frozen:
             return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
         t, _ = self.tokens(x)
-        adapted = self.adapter.projections if self.adapter is not None else ()
+        adapted, inside = self._adapted(), self._inside(grad)
         lora = 0
         for name, (fan_in, fan_out) in self._fans(x).items():
-            if name in adapted:
+            if name in adapted:  # lora_A's input's gradient where its input needs one
                 a, b = self.adapter.tensors(fan_in, fan_out)
-                lora += t * (2 * b + a * (2 if grad or name != "in_proj" else 1))
-        inside = grad or "in_proj" in adapted  # q, k and v need a gradient
+                lora += t * (2 * b + a * (2 if (inside if name == self._outer else grad) else 1))
         return num.normal((inner if grad else 0) + (outer + 4 * self.scores(x) if inside else 0) + lora)
+
+    @staticmethod
+    def _tokens_grad(grad) -> bool:
+        """Whether the tokens need a gradient: `grad`, or a merging row's first flag (the rotary tables need none)."""
+        return bool(grad[0]) if isinstance(grad, tuple) else bool(grad)
+
+    @property
+    def _outer(self) -> str:
+        """The output projection's torch name."""
+        return "o_proj" if self.module == "llama" else "out_proj"
+
+    def _adapted(self) -> tuple[str, ...]:
+        """The projections LoRA adapts (torch's names)."""
+        return self.adapter.projections if self.adapter is not None else ()
+
+    def _inside(self, grad: bool) -> bool:
+        """Whether autograd records the kernel (q, k or v needs a gradient): its input needs one, its projections
+        train, or LoRA adapts one of those that read the input."""
+        return not self.frozen or grad or any(name != self._outer for name in self._adapted())
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         kept = list(self._keeps(x, y, grad))
         if self.tuning is None:
             return tuple(kept)
+        grad = self._tokens_grad(grad)
         # frozen: in_proj's input (the first) is kept for its weight's gradient only, so is out_proj's input where the
         # kernel does not keep it (the heads merged: "math", the last), unless LoRA's lora_A keeps it
-        adapted = self.adapter.projections if self.adapter is not None else ()
+        adapted, inside = self._adapted(), self._inside(grad)
         t, d = self.tokens(x)
-        if not grad and "in_proj" not in adapted:  # no node inside: only out_proj's adapter keeps its input
-            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if adapted else []
+        if not inside:  # no node inside: only out_proj's adapter keeps its input (with dropout or a cast, a copy of it)
+            own = adapted and self.adapter.dropout == 0 and self.adapter.dtype != "float32"
+            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if own else []
         else:
-            kept = kept[1:-1] if self.kernel == "math" and "out_proj" not in adapted else kept[1:]
-        if "in_proj" in adapted:
-            kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
-        if "out_proj" in adapted:
-            kept += lora_kept(self.adapter, num.normal(t * d), t, False, True)
+            kept = kept[1:-1] if self.kernel == "math" and self._outer not in adapted else kept[1:]
+        if self.rotary and not grad and not {"q_proj", "k_proj"} & set(adapted):  # no rotation's node: no tables kept
+            kept = [k for k in kept if k.arg != 1]
+        for name in adapted:
+            if name != self._outer:
+                kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
+        if self._outer in adapted:
+            kept += lora_kept(self.adapter, num.normal(t * d), t, False, inside)
         return tuple(kept)
 
     def _keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
@@ -321,7 +345,7 @@ class Attention(Layer):
             return {"saved_bytes": (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")}
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
         scores = self.scores(x)
-        inside = not self.frozen or grad or "in_proj" in (self.adapter.projections if self.adapter is not None else ())
+        inside = self._inside(grad)
         missed = 2 * scores + (4 * scores if inside else 0)  # QKᵀ and AV, and their backward where it runs
         return {"flops": (num.normal(2 * (self.macs(x) - 2 * scores)), why),
                 "training_flops": (num.normal(2 * (self.macs(x) + self.backward_macs(x, grad) - missed)), why)}
