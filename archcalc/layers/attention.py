@@ -138,25 +138,6 @@ class Attention(Layer):
                 lora += t * (2 * b + a * (2 if (inside if name == self._outer else grad) else 1))
         return num.normal((inner if grad else 0) + (outer + 4 * self.scores(x) if inside else 0) + lora)
 
-    @staticmethod
-    def _tokens_grad(grad) -> bool:
-        """Whether the tokens need a gradient: `grad`, or a merging row's first flag (the rotary tables need none)."""
-        return bool(grad[0]) if isinstance(grad, tuple) else bool(grad)
-
-    @property
-    def _outer(self) -> str:
-        """The output projection's torch name."""
-        return "o_proj" if self.module == "llama" else "out_proj"
-
-    def _adapted(self) -> tuple[str, ...]:
-        """The projections LoRA adapts (torch's names)."""
-        return self.adapter.projections if self.adapter is not None else ()
-
-    def _inside(self, grad: bool) -> bool:
-        """Whether autograd records the kernel (q, k or v needs a gradient): its input needs one, its projections
-        train, or LoRA adapts one of those that read the input."""
-        return not self.frozen or grad or any(name != self._outer for name in self._adapted())
-
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         kept = list(self._keeps(x, y, grad))
         if self.tuning is None:
@@ -203,6 +184,25 @@ class Attention(Layer):
             kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
+
+    @staticmethod
+    def _tokens_grad(grad) -> bool:
+        """Whether the tokens need a gradient: `grad`, or a merging row's first flag (the rotary tables need none)."""
+        return bool(grad[0]) if isinstance(grad, tuple) else bool(grad)
+
+    @property
+    def _outer(self) -> str:
+        """The output projection's torch name."""
+        return "o_proj" if self.module == "llama" else "out_proj"
+
+    def _adapted(self) -> tuple[str, ...]:
+        """The projections LoRA adapts (torch's names)."""
+        return self.adapter.projections if self.adapter is not None else ()
+
+    def _inside(self, grad: bool) -> bool:
+        """Whether autograd records the kernel (q, k or v needs a gradient): its input needs one, its projections
+        train, or LoRA adapts one of those that read the input."""
+        return not self.frozen or grad or any(name != self._outer for name in self._adapted())
 
     def hidden(self, x) -> Shape:
         """The tokens' shape: the input itself, or the first input where it also reads the rotary tables (a position bias)."""
