@@ -122,6 +122,7 @@ class Attention(Layer):
         return num.normal(sum(self.projections(x)) + 2 * self.scores(x) + t * num.add(self.adapter_tensors(x)))
 
     def backward_macs(self, x: Shape, grad: bool) -> Dim:
+        grad = self._tokens_grad(grad)
         # in_proj: its weight's gradient, and its input's when that needs one; out_proj: both;
         # QKᵀ and AV: the gradients of both factors of each (q and k, the scores and v). Frozen: no weight's gradient,
         # and nothing past out_proj's input where nothing before it needs a gradient; LoRA: its adapters' (lora.py)
@@ -129,31 +130,35 @@ class Attention(Layer):
         if not self.frozen:
             return num.normal(inner * (2 if grad else 1) + 2 * outer + 4 * self.scores(x))
         t, _ = self.tokens(x)
-        adapted = self.adapter.projections if self.adapter is not None else ()
+        adapted, inside = self._adapted(), self._inside(grad)
         lora = 0
         for name, (fan_in, fan_out) in self._fans(x).items():
-            if name in adapted:
+            if name in adapted:  # lora_A's input's gradient where its input needs one
                 a, b = self.adapter.tensors(fan_in, fan_out)
-                lora += t * (2 * b + a * (2 if grad or name != "in_proj" else 1))
-        inside = grad or "in_proj" in adapted  # q, k and v need a gradient
+                lora += t * (2 * b + a * (2 if (inside if name == self._outer else grad) else 1))
         return num.normal((inner if grad else 0) + (outer + 4 * self.scores(x) if inside else 0) + lora)
 
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         kept = list(self._keeps(x, y, grad))
         if self.tuning is None:
             return tuple(kept)
+        grad = self._tokens_grad(grad)
         # frozen: in_proj's input (the first) is kept for its weight's gradient only, so is out_proj's input where the
         # kernel does not keep it (the heads merged: "math", the last), unless LoRA's lora_A keeps it
-        adapted = self.adapter.projections if self.adapter is not None else ()
+        adapted, inside = self._adapted(), self._inside(grad)
         t, d = self.tokens(x)
-        if not grad and "in_proj" not in adapted:  # no node inside: only out_proj's adapter keeps its input
-            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if adapted else []
+        if not inside:  # no node inside: only out_proj's adapter keeps its input (with dropout or a cast, a copy of it)
+            own = adapted and self.adapter.dropout == 0 and self.adapter.dtype != "float32"
+            kept = [Kept(Tensor.own, num.normal(t * d), what="attention output (lora_A's)")] if own else []
         else:
-            kept = kept[1:-1] if self.kernel == "math" and "out_proj" not in adapted else kept[1:]
-        if "in_proj" in adapted:
-            kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
-        if "out_proj" in adapted:
-            kept += lora_kept(self.adapter, num.normal(t * d), t, False, True)
+            kept = kept[1:-1] if self.kernel == "math" and self._outer not in adapted else kept[1:]
+        if self.rotary and not grad and not {"q_proj", "k_proj"} & set(adapted):  # no rotation's node: no tables kept
+            kept = [k for k in kept if k.arg != 1]
+        for name in adapted:
+            if name != self._outer:
+                kept += lora_kept(self.adapter, num.mul(self.hidden(x)), t, True, grad)
+        if self._outer in adapted:
+            kept += lora_kept(self.adapter, num.normal(t * d), t, False, inside)
         return tuple(kept)
 
     def _keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
@@ -179,6 +184,25 @@ class Attention(Layer):
             kept += [Kept("own", square, "mask", what="dropout mask"), Kept("own", square, what="dropped scores")]
         return (*kept, Kept("own", num.mul(x), what="v (a contiguous copy)"),
                 Kept("own", num.mul(x), what="heads merged (out_proj's input)"))
+
+    @staticmethod
+    def _tokens_grad(grad) -> bool:
+        """Whether the tokens need a gradient: `grad`, or a merging row's first flag (the rotary tables need none)."""
+        return bool(grad[0]) if isinstance(grad, tuple) else bool(grad)
+
+    @property
+    def _outer(self) -> str:
+        """The output projection's torch name."""
+        return "o_proj" if self.module == "llama" else "out_proj"
+
+    def _adapted(self) -> tuple[str, ...]:
+        """The projections LoRA adapts (torch's names)."""
+        return self.adapter.projections if self.adapter is not None else ()
+
+    def _inside(self, grad: bool) -> bool:
+        """Whether autograd records the kernel (q, k or v needs a gradient): its input needs one, its projections
+        train, or LoRA adapts one of those that read the input."""
+        return not self.frozen or grad or any(name != self._outer for name in self._adapted())
 
     def hidden(self, x) -> Shape:
         """The tokens' shape: the input itself, or the first input where it also reads the rotary tables (a position bias)."""
@@ -321,7 +345,7 @@ class Attention(Layer):
             return {"saved_bytes": (None, "no fused attention kernel takes dropout on the CPU: torch ran the math one")}
         why = "it counts scaled_dot_product_attention as 0 on the CPU, QKᵀ and AV missed"
         scores = self.scores(x)
-        inside = not self.frozen or grad or "in_proj" in (self.adapter.projections if self.adapter is not None else ())
+        inside = self._inside(grad)
         missed = 2 * scores + (4 * scores if inside else 0)  # QKᵀ and AV, and their backward where it runs
         return {"flops": (num.normal(2 * (self.macs(x) - 2 * scores)), why),
                 "training_flops": (num.normal(2 * (self.macs(x) + self.backward_macs(x, grad) - missed)), why)}
@@ -360,9 +384,8 @@ class Attention(Layer):
         program = self._cached(self._program(x, grad, device, inplace, amp), x, device, amp)
         if self.tuning is None or program is None:
             return program
-        if self.module == "llama" and self.adapter is not None:
-            raise SpecError("LoRA on Llama's attention projections is not modelled yet", "adapt its MLP's dense layers",
-                            "lora", where="[finetune]")
+        if self.module == "llama":
+            return self._llama_tuned(x, grad, device, inplace)
         adapted = self.adapter.projections if self.adapter is not None else ()
         t, d = self.tokens(x)
         inner = num.normal(d + 2 * self.kv_dim(x))
@@ -719,7 +742,7 @@ class Attention(Layer):
         return [New("prod", num.normal(t * d), "float32"), New("sum", rows, "float32"), New("delta", rows, "float32"),
                 Drop("prod", "sum", "delta")]
 
-    def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> Program:
+    def _llama_program(self, x: Shape, grad: bool, inplace: bool, needs: str = "qkv") -> Program:
         """transformers' LlamaAttention op by op on the CPU (sdpa, no mask: torch's fused flash kernel with enable_gqa),
         measured with a TorchDispatchMode: q_proj, k_proj, v_proj; with rotary, q then k rotated (x·cos, −x₂, the
         halves concatenated, ·sin, the sum; the raw q and k freed once both are rotated); the kernel's output and
@@ -729,10 +752,14 @@ class Attention(Layer):
         bias's), the kernel's three gradients; the rotations' in reverse, k's first (the ·sin branch, −, the two
         halves' slice_backward summed, then ·cos), their sums in k's and q's buffers; then v_proj, k_proj, q_proj (the
         last made runs first), a rotated gradient copied (.contiguous() of its transpose) where the heads are
-        several and T > 1; x's gradients meet in its buffer, x released after q_proj's."""
+        several and T > 1; x's gradients meet in its buffer, x released after q_proj's.
+
+        `needs`: which of q, k and v need a gradient (fine-tuned, its input needing none: those LoRA adapts); the
+        kernel's other gradients are freed as it returns, and no node rotates or projects them back."""
         s = self._sizes(x)
         td, tk = s.td, s.tk
-        fwd: list = [KeepInput(), *([KeepInput("x1")] if self.rotary else []), New("q", td), New("k", tk), New("v", tk)]
+        rotated_grad = self.rotary and ("q" in needs or "k" in needs)  # a rotation's node keeps the tables
+        fwd: list = [KeepInput(), *([KeepInput("x1")] if rotated_grad else []), New("q", td), New("k", tk), New("v", tk)]
         fwd += self._llama_rotations(s) if self.rotary else []
         rotated = {"q": "qe", "k": "ke"} if self.rotary else {"q": "q", "k": "k"}
         fwd += [New("o", td), New("lse", num.normal(self.num_heads * s.t), "float32"), New("out", td)]
@@ -741,11 +768,44 @@ class Attention(Layer):
         # mm (the weight's first)
         bwd: list = [New("go", td), weight, New("grad.o_proj.bias", s.d, per_sample=False)] if self.o_bias else [weight, New("go", td)]
         bwd += [Drop("g"), New("gq", td), New("gk", tk), New("gv", tk), Drop("go", rotated["k"], rotated["q"], "v", "lse", "o")]
-        grads = {"q": "gq", "k": "gk", "v": "gv"}
-        if self.rotary:
-            rotations, grads = self._llama_rotations_backward(s, grads, inplace)
-            bwd += rotations
-        return Program(tuple(fwd), tuple(bwd + self._llama_projections_backward(s, grads, grad)))
+        unused = tuple("g" + n for n in "qkv" if n not in needs)
+        bwd += [Drop(*unused)] if unused else []
+        rotations, grads = self._llama_rotations_backward(s, inplace, needs)
+        return Program(tuple(fwd), tuple(bwd + rotations + self._llama_projections_backward(s, grads, grad, needs)))
+
+    def _llama_tuned(self, x: Shape, grad: bool, device: str, inplace: bool) -> Program:
+        """LlamaAttention fine-tuned: its projections frozen, peft's LoRA beside any of q_proj, k_proj, v_proj, o_proj
+        (measured as `_llama_program` is). Where its input needs no gradient, only the adapted ones of q, k and v do
+        (none: `_llama_inert`)."""
+        s = self._sizes(x)
+        adapted = self.adapter.projections if self.adapter is not None else ()
+        needs = "qkv" if grad else "".join(n for n in "qkv" if f"{n}_proj" in adapted)
+        lora = {n: Lora(self.adapter, s.t, s.d, fan_out, f"{n}.lora.", device == "cuda")
+                for n, (_, fan_out) in self._fans(x).items() if n in adapted}
+        if not needs:
+            return self._llama_inert(s, lora.get("o_proj"))
+        program = frozen_program(self._llama_program(x, grad, inplace, needs), {"x": None})
+        if "o_proj" in lora:
+            program = adapt_output(program, lora["o_proj"], "o", "out", "g", "go", s.d, inplace)
+        _, grads = self._llama_rotations_backward(s, inplace, needs)
+        for n in needs:
+            if f"{n}_proj" in lora:
+                gy = n + "cl" if self._llama_copied(n, s) else grads[n]
+                program = adapt_input(program, lora[f"{n}_proj"], n, gy, grad, "gx" + n)
+        return program
+
+    def _llama_inert(self, s: Sizes, lora: Lora | None) -> Program:
+        """Frozen, nothing in it needing a gradient: no node records it, so each tensor lives while transformers' code
+        holds it (q, k and v until the module returns; the logsumexp freed at once). LoRA beside o_proj keeps its
+        input, the kernel's output."""
+        fwd: list = [New("q", s.td), New("k", s.tk), New("v", s.tk), *(self._llama_rotations(s) if self.rotary else []),
+                     New("o", s.td), New("lse", num.normal(self.num_heads * s.t), "float32"), Drop("lse")]
+        locals_ = ("qe", "ke", "v", "o") if self.rotary else ("q", "k", "v", "o")
+        if lora is None:
+            return Program((*fwd, New("out", s.td), Drop(*locals_)), ())
+        fwd += [New("out.base", s.td), *lora.forward("o", "out.base", "out", False), Drop(*locals_)]
+        events, _, _ = lora.backward("g", False)  # o needs no gradient: g is dropped with MulBackward's
+        return Program(tuple(fwd), tuple(events))
 
     def _llama_rotations(self, s: Sizes) -> list:
         """q, then k rotated: x·cos, −x₂, the halves concatenated, ·sin, the sum; the raw q and k freed once both are."""
@@ -755,12 +815,17 @@ class Attention(Layer):
                     New(n + "s", elements), Drop(n + "r"), New(n + "e", elements), Drop(n + "c", n + "s")]
         return [*fwd, Drop("q", "k")]
 
-    def _llama_rotations_backward(self, s: Sizes, grads: dict[str, str], inplace: bool) -> tuple[list, dict[str, str]]:
+    def _llama_rotations_backward(self, s: Sizes, inplace: bool, needs: str = "qkv") -> tuple[list, dict[str, str]]:
         """The rotations' backward, k's first (made last): the ·sin branch, −, the two halves' slice_backward summed,
-        then ·cos, their sums in k's and q's buffers; the rotary tables released. The gradients' new names returned."""
+        then ·cos, their sums in k's and q's buffers; the rotary tables released. The kernel's gradients' names
+        after them returned (those that `needs`)."""
         bwd: list = []
-        grads = dict(grads)
+        grads = {"q": "gq", "k": "gk", "v": "gv"}
+        if not self.rotary or ("q" not in needs and "k" not in needs):
+            return bwd, grads
         for n, elements in (("k", s.tk), ("q", s.td)):
+            if n not in needs:
+                continue
             bwd += [New(n + "g1", elements), New(n + "gn", num.div(elements, 2)), New(n + "s1", elements), Drop(n + "gn"),
                     New(n + "s2", elements), Drop(n + "g1")]
             if inplace:  # InputBuffer: the second half's gradient added into the first's
@@ -778,16 +843,22 @@ class Attention(Layer):
             grads[n] = total
         return [*bwd, Drop("x1")], grads
 
-    def _llama_projections_backward(self, s: Sizes, grads: dict[str, str], grad: bool) -> list:
+    def _llama_copied(self, n: str, s: Sizes) -> bool:
+        """Whether q's or k's rotated gradient is copied (.contiguous() of its transpose) before its projection's
+        backward: where its heads are several and T > 1."""
+        count = self.num_heads if n == "q" else (self.num_heads if self.kv_heads is None else self.kv_heads)
+        return self.rotary and n != "v" and count != 1 and not (num.is_concrete(s.t) and s.t == 1)
+
+    def _llama_projections_backward(self, s: Sizes, grads: dict[str, str], grad: bool, needs: str = "qkv") -> list:
         """v_proj's, k_proj's, q_proj's backward (the last made runs first), a rotated gradient copied (.contiguous()
         of its transpose) where the heads are several and T > 1; x's gradients handed to its buffer one by one, x
-        released after q_proj's."""
-        kv_heads = self.num_heads if self.kv_heads is None else self.kv_heads
-        several = not (num.is_concrete(s.t) and s.t == 1)
+        released after q_proj's (those that `needs`)."""
         bwd: list = []
-        for n, elements, count in (("v", s.tk, kv_heads), ("k", s.tk, kv_heads), ("q", s.td, self.num_heads)):
+        for n, elements in (("v", s.tk), ("k", s.tk), ("q", s.td)):
+            if n not in needs:
+                continue
             source = grads[n]
-            if self.rotary and n != "v" and count != 1 and several:  # the transposed gradient made contiguous
+            if self._llama_copied(n, s):  # the transposed gradient made contiguous
                 bwd += [New(n + "cl", elements), Drop(source)]
                 source = n + "cl"
             weight = New(f"grad.{n}_proj.weight", num.normal(num.div(elements, s.t) * s.d), per_sample=False)

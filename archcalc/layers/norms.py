@@ -314,11 +314,13 @@ class RMSNorm(LastAxesNorm):
         llama = self.module == "llama"
         normalized = Kept("own", num.mul(x), "model" if llama else "opmath",
                           what="x/rms in x's dtype, times γ in backward" if llama else "x/rms, times γ in backward")
+        if self.frozen and llama:  # γ's product keeps x/rms for γ's gradient alone
+            normalized = None
         if not grad:
-            return (normalized,) if self.elementwise_affine else ()
+            return (normalized,) if self.elementwise_affine and normalized else ()
         kept = [Kept("input", num.mul(x), "opmath", what="input (in float32 at least)"),
                 Kept("own", groups, "opmath", what="1/rms (one per normalized group)")]
-        return (*kept, normalized) if self.elementwise_affine else tuple(kept)
+        return (*kept, normalized) if self.elementwise_affine and normalized else tuple(kept)
 
     def summary(self, x: Shape) -> str:
         text = f"over {fmt.shape(_normalized(self, x))}" + ("" if self.elementwise_affine else ", affine=false")
@@ -408,8 +410,12 @@ class RMSNorm(LastAxesNorm):
         if not grad:  # nothing before it needs a gradient: only γ's product keeps its factor
             fwd += [Drop("r", "xf")]
         fwd += [Convert("xb", "xn", n, "opmath", "model"), New("out", n), Drop("xn", "ms")]
-        bwd: list = [*([New("gxb", n)] if grad else []), New("gwf", n), New("grad.weight", d, per_sample=False),
-                     Drop("gwf"), Drop("g", "xb")]
+        if self.frozen:  # γ needs no gradient: its product keeps no factor, makes no γ gradient
+            fwd.append(Drop("xb"))
+            bwd: list = [*([New("gxb", n)] if grad else []), Drop("g")]
+        else:
+            bwd = [*([New("gxb", n)] if grad else []), New("gwf", n), New("grad.weight", d, per_sample=False),
+                   Drop("gwf"), Drop("g", "xb")]
         if not grad:
             return Program(tuple(fwd), tuple(bwd))
         bwd += [Convert("gxn", "gxb", n, "model", "opmath"), Drop("gxb"),

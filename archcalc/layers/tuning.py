@@ -228,9 +228,9 @@ def _find(events, name: str) -> int:
     return next(i for i, e in enumerate(events) if isinstance(e, New) and e.name == name)
 
 
-def adapt_input(program: Program, lora: Lora, y: str, gy: str, grad: bool) -> Program:
+def adapt_input(program: Program, lora: Lora, y: str, gy: str, grad: bool, gx: str = "gx") -> Program:
     """LoRA beside the projection whose output is `y` (made from the row's input): its base output y.base, then the
-    adapter's; in backward the adapter's nodes on `gy` before the base's input gradient (the input's gradient
+    adapter's; in backward the adapter's nodes on `gy` before the base's input gradient `gx` (the input's gradient
     from the adapter handed to its buffer first)."""
     forward = list(program.forward)
     i = _find(forward, y)
@@ -238,7 +238,7 @@ def adapt_input(program: Program, lora: Lora, y: str, gy: str, grad: bool) -> Pr
     forward[i:i + 1] = [New(y + ".base", base.elements, base.storage, base.per_sample), *lora.forward("x", y + ".base", y, grad)]
     backward = list(program.backward)
     made = _find(backward, gy)
-    at = next(j for j, e in enumerate(backward) if j > made and ((isinstance(e, New) and e.name == "gx")
+    at = next(j for j, e in enumerate(backward) if j > made and ((isinstance(e, New) and e.name == gx)
                                                                   or (isinstance(e, Drop) and gy in e.names)))
     events, base_g, _ = lora.backward(gy, grad)
     rest = []

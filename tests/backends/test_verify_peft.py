@@ -20,6 +20,7 @@ import archcalc  # noqa: E402
 import tests.oracle.vision  # noqa: E402, F401
 from archcalc.backends.peft_check import against_peft, targets  # noqa: E402
 from archcalc.cli.main import main  # noqa: E402
+from tests.cli.test_finetune_sweep import LLAMA as LLAMA_SWEEP  # noqa: E402
 from tests.memory.test_timeline_gpt2 import small_spec  # noqa: E402
 
 peft = pytest.importorskip("peft")
@@ -40,12 +41,15 @@ out_features = 8
 lora = { rank = 2, alpha = 4, dropout = 0.1, targets = ["fc0"] }
 """
 GPT2 = small_spec(50, 16, 16, 2, 2, 0.0)
+LLAMA = LLAMA_SWEEP  # a Llama of 2 layers, 4 heads, 2 of k and v, rotary
 
 CASES = {  # name: the spec, analyze's keywords, peft's target_modules (the build's paths)
     "dense": (MLP, {}, ["fc0"]),
     "c_attn": (GPT2, dict(T=8, lora_rank=4, lora_alpha=8, lora_targets=["c_attn"]), ["h.0.attn.in_proj", "h.1.attn.in_proj"]),
     "all_four_bfloat16_base": (GPT2, dict(T=8, lora_rank=4, lora_targets=["c_attn", "c_proj", "c_fc"], base_dtype="bfloat16"),
                                [f"h.{i}.{p}" for i in range(2) for p in ("attn.in_proj", "attn.out_proj", "mlp.c_fc", "mlp.c_proj")]),
+    "llama_q_v": (LLAMA, dict(T=8, lora_rank=8, lora_alpha=16, lora_dropout=0.05, lora_targets=["q_proj", "v_proj"]),
+                  [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]),
 }
 
 

@@ -16,6 +16,7 @@ TARGETS = [[], ["c_proj"], *(list(c) for r in range(1, 5) for c in itertools.com
 FREEZE = [[], ["--freeze", "emb,ln"], ["--freeze", "h.0.*"], ["--freeze", "*"]]
 PLACES = [[], ["--device", "cuda"], ["--precision", "bf16-mixed"]]
 
+# one line per inline table (TOML 1.0)
 LLAMA = """[model]
 name = "tiny llama"
 input = ["T"]
@@ -23,8 +24,7 @@ input = ["T"]
 [blocks.layer]
 layers = [
     { name = "input_layernorm", type = "rmsnorm", module = "llama" },
-    { name = "self_attn", type = "attention", from = ["input_layernorm", "model.rotary_emb"], module = "llama",
-      rotary = true, num_heads = 4, kv_heads = 2, causal = true, bias = false },
+    { name = "self_attn", type = "attention", from = ["input_layernorm", "model.rotary_emb"], module = "llama", rotary = true, num_heads = 4, kv_heads = 2, causal = true, bias = false },
     { name = "attn_residual", type = "add", from = ["input", "self_attn"] },
     { name = "post_attention_layernorm", type = "rmsnorm", module = "llama" },
     { name = "mlp.gate_proj", type = "dense", out_features = 64, bias = false, activation = "silu" },
@@ -63,7 +63,7 @@ name = "lm_head"
 type = "dense"
 out_features = 50
 bias = false
-"""
+"""  # noqa: E501
 
 
 def show(*args: str):
@@ -98,3 +98,12 @@ def test_lora_on_a_llama_exits_cleanly(tmp_path, targets):
     spec.write_text(LLAMA)
     for freeze, place in itertools.product([[], ["--freeze", "model.embed_tokens"]], PLACES):
         show(str(spec), "--set", "T=16", "-b", "2", *lora(targets), *freeze, *place)
+
+
+@pytest.mark.parametrize("place", [[], ["--device", "cuda"]], ids=["cpu", "cuda"])
+def test_lora_on_a_llamas_q_proj_and_v_proj_shows_it(tmp_path, place):
+    """peft's default targets for a Llama: exit 0 on the CPU (its exact program) and on CUDA alike."""
+    spec = tmp_path / "llama.toml"
+    spec.write_text(LLAMA)
+    result = show(str(spec), "--set", "T=16", "-b", "2", "--lora-rank", "8", "--lora-targets", "q_proj,v_proj", *place)
+    assert result.exit_code == 0, result.output

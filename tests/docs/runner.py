@@ -117,6 +117,8 @@ class Parser:
                 language, options, columns, file = read_info(region.lexemes["info"])
                 source = region.lexemes["source"]
                 block = Block(language, options, str(source), region.start + source.offset, columns, file)
+                if file:
+                    FILES.setdefault(str(document.path), []).append(block)
                 evaluator = (write_file if file else run_console if language == "console"
                              else run_python if language == "python" and "by-test" not in options else None)
                 if evaluator is not None:
@@ -305,14 +307,31 @@ def _differs(example: Example, new_source: str, message: str) -> str | None:
 # --- the evaluators ---------------------------------------------------------------------------------------------
 
 
+# document path -> its file blocks: an example finds the files written above it even where the selection (-m slow)
+# left their own blocks out
+FILES: dict[str, list[Block]] = {}
+
+
 def write_file(example: Example) -> None:
-    block: Block = example.parsed
-    path = example.namespace["__folder__"] / block.file
+    _write(example.namespace["__folder__"], example.parsed)
+
+
+def _write(folder: Path, block: Block) -> None:
+    path = folder / block.file
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(block.source, encoding="utf-8")
 
 
+def _files_above(example: Example) -> None:
+    """The document's file blocks above this example, written if they are not there yet."""
+    folder = example.namespace["__folder__"]
+    for block in FILES.get(str(example.path), []):
+        if block.start < example.parsed.start and not (folder / block.file).exists():
+            _write(folder, block)
+
+
 def run_console(example: Example) -> str | None:
+    _files_above(example)
     block: Block = example.parsed
     folder = example.namespace["__folder__"]
     shown, failures = [], []
@@ -353,6 +372,7 @@ def _run_doctest_example(source: str, namespace: dict) -> str:
 
 
 def run_python(example: Example) -> str | None:
+    _files_above(example)
     block: Block = example.parsed
     namespace = example.namespace
     with _inside(namespace["__folder__"]):

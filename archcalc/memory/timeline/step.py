@@ -165,6 +165,10 @@ class Step(Backward, Rerun):
         for s in ins:
             self.tape.release(s)
         frame.bind(row.name, out)
+        if not records_node(row):  # no node holds what the program left alive (a frozen norm's γ factor): it goes now
+            for s in live.values():
+                self.tape.release(s)
+            return ProgramSaved({}, ())
         return ProgramSaved(live, program.backward)
 
     def backward(self) -> None:
