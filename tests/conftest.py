@@ -28,6 +28,7 @@ SLOW = {
     "tests/backends/test_import_torchvision.py::test_segmentation_models_import_exactly_with_their_heads",  # 9
     "tests/backends/test_import_torchvision.py::test_timm_models_import_exactly",  # 10
     "tests/backends/test_import_torchvision.py::test_more_torchvision_families_import_exactly",  # 7 CPU s (22 wall at a load of 5)
+    "tests/backends/test_import_hf.py::test_hf_imports_keep_the_bytes_torch_keeps_for_backward",  # 3.4 (two configs, imported twice)
     "tests/backends/test_torch_export.py",  # 20 (every shipped spec, a network per layer kind, GPT-2 by the CLI)
     "tests/analysis/test_modern_specs.py",  # 15
     "tests/backends/test_torch_onnx.py",  # 15
