@@ -416,6 +416,11 @@ class Layer:
         the parameter's gradient (the memory timeline)."""
         return self.one_for_the_batch
 
+    def holds_embeddings(self) -> bool:
+        """Whether this layer marks a transformers model's body that holds its token embeddings (its local
+        inputs_embeds) until it returns, before the output layer (GPT2Model, by its positions looked up by `length`)."""
+        return False
+
     def is_parameter(self) -> bool:
         """Whether the output is a view of the layer's own parameter (`parameter`: a layer scale, a class token), so
         that a node keeping it keeps no activation (saved_tensors_hooks sees the parameter's storage)."""

@@ -161,6 +161,9 @@ class Parameter(Layer):
     def batchless(self) -> bool:
         return not self.expand and self.length is None
 
+    def holds_embeddings(self) -> bool:
+        return self.length is not None  # GPT2Model's body: wpe's lookup and wte's both held until it returns
+
     def is_parameter(self) -> bool:
         return self.length is None  # its output is a view of the parameter: what keeps it keeps no activation
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ...analysis.checkpoint import records_node
 from ...core import num
 from ...layers import layout
+from ...layers.decoding import Frames
 from .backward import Backward, Gradients
 from .cuda import replayed, workspaces
 from .forward import TRAIN, Frame, ProgramSaved, Saved, is_chain, readers
@@ -51,6 +52,10 @@ class Step(Backward, Rerun):
         self.params: list = []  # the sizes of the trained parameter tensors
         self.strides: dict[str, object] = {}  # a tensor's name -> its layout where not contiguous (layers/layout.py)
         self.held: list[Allocation] = []  # held by the model's body until the output layer runs (events.Hold)
+        # a transformers body (GPT2Model's) holds its token embeddings (inputs_embeds) until it returns, and its blocks'
+        # Python variables past their last reader (layers/decoding.py's Frames, as generation runs them)
+        self.holds_embeddings = any(row.layer.holds_embeddings() for row in self.rows)
+        self.frames = Frames.of(self.rows, net.uses) if self.holds_embeddings else Frames()
         self.kept: dict[int, Saved | ProgramSaved] = {}  # per row index: what its nodes keep for backward
         self.grads = Gradients(self.tape, inplace_sums)  # each tensor's gradient buffer
         # layers whose weight's gradient a tying layer (GPT-2's lm_head) already made -> that gradient's storage
@@ -116,11 +121,23 @@ class Step(Backward, Rerun):
             if row is self.net.output_rows[0]:
                 self.loss.before_output(self.frame.storage, row)
             self.region_edge(row.index - 1)
+            self.variables(self.frames.before.get(row.index, ()))
             self.kept[row.index] = self.forward_row(row)
+            self.variables(self.frames.after.get(row.index, ()))
+            if self.holds_embeddings and row.layer.token_ids is not None:
+                self.frame.storage[row.name].refs += 1
+                self.held.append(self.frame.storage[row.name])
+            for name in self.frames.release.get(row.index, ()):
+                self.tape.release(self.frame.storage[name])
         self.frame.drop_dead()  # rows after the one output: the last one's unread result goes as forward returns
         self.loss.forward(self.frame.storage)
         self.forward_ends()
         self.amp.exit()  # the autocast context ends: its cached weight copies go, but those a node keeps
+
+    def variables(self, names) -> None:
+        """The Python variables `names` now reference their tensors (Frames)."""
+        for name in names:
+            self.frame.storage[name].refs += 1
 
     def forward_row(self, row: Row) -> Saved | ProgramSaved:
         """One row in training: a view, the layer's own program, or the generic rule (forward.py)."""
