@@ -980,7 +980,8 @@ class Rotary(Layer):
         it returns) and its causal mask's
         check for packed sequences (transformers' create_causal_mask, before the tables): positions, as float32, times
         inv_freq (a float32 copy of it in a 16-bit model), the frequencies twice
-        (cat), cos (·1, the attention scaling), sin (·1); in a 16-bit model both cast; the locals freed as it returns.
+        (cat), cos (·1, the attention scaling), sin (·1); in a 16-bit model both cast; the locals freed as it returns,
+        the tables it returns held by the body (position_embeddings) until it returns.
         The tables are one storage here, two in torch: made with cos's, the peak is the same (sin's temporary
         comes after). No backward: no gradient reaches it."""
         if amp is not None or device != "cpu":
@@ -1005,5 +1006,5 @@ class Rotary(Layer):
                Drop("c0"), New("s0", th, "float32", per_sample=False),
                When(New("sin", th, "float32", per_sample=False), low=True), Drop("s0"),
                When(New("out", num.normal(2 * th), per_sample=False), low=True), When(Drop("cos", "sin"), low=True),
-               Drop("pos", "freqs", "emb"))
+               Drop("pos", "freqs", "emb"), Hold("out"))  # cos and sin: the body's local position_embeddings
         return Program(fwd, ())

@@ -32,7 +32,7 @@ def configs(draw):
     heads = draw(st.sampled_from([1, 2, 4]))
     kv = draw(st.sampled_from([k for k in (1, 2, 4) if heads % k == 0]))
     return transformers.LlamaConfig(vocab_size=13, hidden_size=heads * 2 * draw(st.integers(1, 2)), intermediate_size=6,
-                                    num_hidden_layers=2, num_attention_heads=heads,
+                                    num_hidden_layers=draw(st.integers(1, 2)), num_attention_heads=heads,
                                     num_key_value_heads=kv, max_position_embeddings=16,
                                     attention_bias=draw(st.booleans()), attn_implementation="sdpa", use_cache=False)
 
