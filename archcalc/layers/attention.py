@@ -970,6 +970,8 @@ class Rotary(Layer):
         return {"head_dim": 2 * int(module.inv_freq.numel())} | ({"theta": theta} if theta != 10000 else {})
 
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
+    transformers_body = True  # LlamaModel's rotary_emb
+
     def buffer_bytes(self, x: Shape, size: int) -> Dim:
         return self.head_dim * size  # inv_freq and original_inv_freq, head_dim/2 values each
 

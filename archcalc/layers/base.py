@@ -378,6 +378,10 @@ class Layer:
     # - for a view: its backward makes a new tensor of the input's size for the gradient (select: zeros, the
     #   selected entry copied in) rather than a view of the output's gradient,
     gradient_is_new: ClassVar[bool] = False
+    # - whether it marks a transformers model's body (GPT2Model: positions looked up by `length`; LlamaModel: its
+    #   rotary tables), whose Python variables hold tensors past their last reader: the token embeddings
+    #   (inputs_embeds) until it returns, fine-tuned its decoder layers' too (layers/decoding.py's Frames),
+    transformers_body: ClassVar[bool] = False
     # - how its backward hands the output's gradient to the inputs without a new tensor: "same" (add: the gradient
     #   itself, where no broadcasting reduces it), "slice" (concat: a view of it), "" (a new tensor per input),
     passes_gradient: ClassVar[str] = ""
@@ -415,11 +419,6 @@ class Layer:
         mul reading it sums its gradient to the parameter's shape (validate_outputs), which AccumulateGrad takes as
         the parameter's gradient (the memory timeline)."""
         return self.one_for_the_batch
-
-    def holds_embeddings(self) -> bool:
-        """Whether this layer marks a transformers model's body that holds its token embeddings (its local
-        inputs_embeds) until it returns, before the output layer (GPT2Model, by its positions looked up by `length`)."""
-        return False
 
     def is_parameter(self) -> bool:
         """Whether the output is a view of the layer's own parameter (`parameter`: a layer scale, a class token), so

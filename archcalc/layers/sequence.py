@@ -136,6 +136,10 @@ class Parameter(Layer):
         return nn.Learned(ints(self.shape), None if self.length is None else int(self.length), held, self.bare, self.expand,
                           None if self.indices is None else int(self.indices))
 
+    @property
+    def transformers_body(self) -> bool:  # Layer's memory fact, of the fields here: GPT2Model's wpe(arange(T))
+        return self.length is not None
+
     # Memory (archcalc/memory/timeline/): its facts and hooks -----------------------------------------------
     def program(self, x: Shape, grad: bool, device: str, inplace: bool = True,
                 amp: tuple[str, str] | None = None) -> Program:
@@ -160,9 +164,6 @@ class Parameter(Layer):
 
     def batchless(self) -> bool:
         return not self.expand and self.length is None
-
-    def holds_embeddings(self) -> bool:
-        return self.length is not None  # GPT2Model's body: wpe's lookup and wte's both held until it returns
 
     def is_parameter(self) -> bool:
         return self.length is None  # its output is a view of the parameter: what keeps it keeps no activation

@@ -45,7 +45,7 @@ def trainable(model) -> int:
 @given(config=configs(), t=st.integers(1, 5), batch=st.integers(1, 3), rank=st.integers(1, 3),
        dropout=st.sampled_from([0.0, 0.25]), dtype=st.sampled_from(["float32", "bfloat16"]),
        optimizer=st.sampled_from(["sgd", "adam"]), attention=st.lists(st.sampled_from(ATTENTION), min_size=1, unique=True),
-       mlp=st.lists(st.sampled_from(["gate_proj", "up_proj"]), unique=True))
+       mlp=st.lists(st.sampled_from(["gate_proj", "up_proj", "down_proj"]), unique=True))
 def test_lora_on_llama_attention_matches_peft(config, t, batch, rank, dropout, dtype, optimizer, attention, mlp):
     """Parameters, the trainable ones, training FLOPs (FlopCounterMode's: the fused attention counted 0 on the CPU),
     the bytes saved_tensors_hooks sees kept, each phase's peak; and peft's state_dict loads into the build."""

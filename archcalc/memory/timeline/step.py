@@ -52,10 +52,13 @@ class Step(Backward, Rerun):
         self.params: list = []  # the sizes of the trained parameter tensors
         self.strides: dict[str, object] = {}  # a tensor's name -> its layout where not contiguous (layers/layout.py)
         self.held: list[Allocation] = []  # held by the model's body until the output layer runs (events.Hold)
-        # a transformers body (GPT2Model's) holds its token embeddings (inputs_embeds) until it returns, and its blocks'
-        # Python variables past their last reader (layers/decoding.py's Frames, as generation runs them)
-        self.holds_embeddings = any(row.layer.holds_embeddings() for row in self.rows)
-        self.frames = Frames.of(self.rows, net.uses) if self.holds_embeddings else Frames()
+        # a transformers body (GPT2Model's, LlamaModel's) holds its token embeddings (inputs_embeds) until it returns,
+        # and, fine-tuned, its decoder layers' Python variables past their last reader (layers/decoding.py's Frames,
+        # as generation runs them): frozen layers keep nothing of what those variables hold. Trained in full, nodes keep
+        # them, and Frames (which reads the blocks) is left out: a spec's folding into blocks changes no figure
+        self.body = any(row.layer.transformers_body for row in self.rows)
+        tuned = self.body and any(row.layer.frozen for row in self.rows)
+        self.frames = Frames.of(self.rows, net.uses) if tuned else Frames()
         self.kept: dict[int, Saved | ProgramSaved] = {}  # per row index: what its nodes keep for backward
         self.grads = Gradients(self.tape, inplace_sums)  # each tensor's gradient buffer
         # layers whose weight's gradient a tying layer (GPT-2's lm_head) already made -> that gradient's storage
@@ -124,7 +127,7 @@ class Step(Backward, Rerun):
             self.variables(self.frames.before.get(row.index, ()))
             self.kept[row.index] = self.forward_row(row)
             self.variables(self.frames.after.get(row.index, ()))
-            if self.holds_embeddings and row.layer.token_ids is not None:
+            if self.body and row.layer.token_ids is not None:
                 self.frame.storage[row.name].refs += 1
                 self.held.append(self.frame.storage[row.name])
             for name in self.frames.release.get(row.index, ()):
