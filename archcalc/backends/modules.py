@@ -152,7 +152,10 @@ class Learned(nn.Module):
         w = self.weight if self.held is None else self.weight.view(1, *self.shape)
         if self.indices is not None:
             rows = torch.arange(self.indices, device=w.device).clamp(max=(self.length or self.shape[0]) - 1)
-            w = F.embedding(rows, w[0])[: self.length].unsqueeze(0)
+            table = w[0]
+            mesh = getattr(table, "device_mesh", None)  # a replicated DTensor (tensor parallelism): its indices too
+            rows = rows if mesh is None else type(table).from_local(rows, mesh, table.placements, run_check=False)
+            w = F.embedding(rows, table)[: self.length].unsqueeze(0)
         else:
             w = w if self.length is None else w[:, : self.length]
         return w.expand(x.shape[0], *w.shape[1:]) if self.expand else w  # as it is: the add or mul reading it broadcasts

@@ -49,6 +49,10 @@ def memory(options: Options, budget: str | None, card: str | None, solve: str | 
         generation.budget(options, spec, (flag, size), solve, batch, assumed)
         return
     if solve is not None:
+        if options.gpus is not None and options.strategy is None and options.tp is None:
+            raise SpecError("--solve with --gpus needs the layout: which --strategy shares the step",
+                            "add --strategy ddp|zero1|fsdp|fsdp-no-reshard|tp (the layouts list answers a batch, not a size)",
+                            where="--gpus")
         _solve(options, solve, size, flag, batch, assumed)
         return
     if options.gpus is not None and options.strategy is None and options.tp is None:

@@ -116,14 +116,14 @@ class Parameter(Layer):
     def weight_shape(self, x: Shape) -> Shape:
         return self.shape
 
-    def summary(self, x: Shape) -> str:
-        text = fmt.shape(self.shape)
-        return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
-
     def keeps(self, x: Shape, y: Shape, grad: bool) -> tuple[Kept, ...]:
         if self.indices is None or self.frozen:  # a frozen table's lookup keeps nothing
             return ()
         return (Kept(Tensor.own, self.indices, Storage.int64, per_sample=False, what="the lookup's indices (int64, one set)"),)
+
+    def summary(self, x: Shape) -> str:
+        text = fmt.shape(self.shape)
+        return text if self.length is None else f"{text}[:{fmt.group(self.length)}]"
 
     def derive(self, x: Shape) -> list[tuple[str, str]]:
         lines = [("weights", f"weights = {fmt.product(self.shape)} = {fmt.group(self.weights(x))} (one learned tensor, shared by every sample)")]

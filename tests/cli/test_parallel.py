@@ -71,6 +71,7 @@ def test_the_layouts_list_says_allocated_and_reserved_on_cuda_and_the_peak_on_th
     (("show", "--gpus", "4", "--strategy", "ddp", "--tp", "2"), "--tp"),  # tp under a data-parallel strategy
     (("show", "--gpus", "2", "--strategy", "ddp", "--prompt", "8", "--new-tokens", "4"), "--strategy"),  # generation
     (("show", "--gpus", "2", "--strategy", "tp", "--freeze", "h.0.*"), "--strategy"),  # fine-tuning under a layout
+    (("memory", "--budget", "1GiB", "--solve", "T", "--gpus", "2"), "--gpus"),  # a size solved under no layout
 ])
 def test_what_a_layout_refuses(spec, args, where):
     command, *rest = args
