@@ -89,7 +89,8 @@ class Transformer(nn.Module):
     def forward(self, input_ids):
         position_ids = torch.arange(0, input_ids.shape[1], device=input_ids.device).unsqueeze(0)
         position_embeds = self.wpe(position_ids)
-        hidden_states = self.drop(self.wte(input_ids) + position_embeds)
+        inputs_embeds = self.wte(input_ids)  # GPT2Model holds it until it returns, as archcalc's timeline does
+        hidden_states = self.drop(inputs_embeds + position_embeds)
         for block in self.h:
             hidden_states = block(hidden_states)
         return self.ln_f(hidden_states)
