@@ -218,10 +218,11 @@ def _rank(rank: int, payload: bytes, port: int, folder: str) -> None:
                             timeout=timedelta(seconds=runs[0].seconds))
     try:
         results = [_measure(run) for run in runs]
+        with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
+            json.dump(results, f)
+        dist.barrier()  # every rank's results written before any tears its group down (see run_ranks)
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
-        json.dump(results, f)
 
 
 def _measure(run: Run) -> dict:
@@ -284,10 +285,16 @@ def run_ranks(*runs: Run) -> list[list[dict]]:
         context = mp.start_processes(_rank, args=(pickle.dumps(runs), free_port(), folder), nprocs=world, join=False,
                                      start_method="spawn")
         deadline = time.monotonic() + seconds
+        written = [os.path.join(folder, f"rank{rank}.json") for rank in range(world)]
         try:
             while not context.join(timeout=max(1.0, deadline - time.monotonic())):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the ranks ran past {seconds} s")
+        except mp.ProcessExitedException:
+            # gloo's threads now and then abort a rank's teardown (std::terminate, SIGABRT) after the barrier that
+            # follows every rank's results: a measurement complete on every rank stands, a missing one fails
+            if not all(os.path.exists(path) for path in written):
+                raise
         finally:
             for process in context.processes:
                 if process.is_alive():

@@ -71,9 +71,10 @@ def _rank(rank: int, world: int, port: int, out: str, job, args) -> None:
         result = job(rank, world, *args)
     except BaseException:
         result = RuntimeError(f"rank {rank}:\n{traceback.format_exc()}")
+    try:  # written before the teardown, which gloo's threads now and then abort (std::terminate) once all is done
+        Path(out, f"{rank}.pickle").write_bytes(pickle.dumps(result))
     finally:
         dist.destroy_process_group()
-    Path(out, f"{rank}.pickle").write_bytes(pickle.dumps(result))
 
 
 def run(world: int, job, *args, timeout: float = 240) -> list:
