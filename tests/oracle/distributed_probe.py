@@ -80,23 +80,7 @@ class RankStorages(LiveStorages):
         self.log: list | None = None
 
     def track(self, t) -> None:
-        if isinstance(t, torch.Tensor) and type(t).__name__ == "DTensor":
-            t = t._local_tensor
-        if not isinstance(t, torch.Tensor):
-            return
-        s = t.untyped_storage()
-        key = s._cdata
-        if key in self.live:
-            return
-        self.live[key] = s.nbytes()
-        self.total += s.nbytes()
-        weakref.finalize(s, self._free, key)
-        self._note("+", s.nbytes())
-
-    def _free(self, key: int) -> None:
-        size = self.live.pop(key)
-        self.total -= size
-        self._note("-", size)
+        super().track(t._local_tensor if isinstance(t, torch.Tensor) and type(t).__name__ == "DTensor" else t)
 
     def resized(self, storage, size: int) -> None:
         """A storage resized to `size` bytes (FSDP2's alloc_storage and free_storage)."""
@@ -110,10 +94,9 @@ class RankStorages(LiveStorages):
         self._note("resize", change)
 
     def _note(self, what: str, size: int) -> None:
-        if self.phase:
-            self.peaks[self.phase] = max(self.peaks[self.phase], self.total)
-            if self.log is not None:
-                self.log.append((self.phase, what, size, self.total, self.op))
+        super()._note(what, size)
+        if self.phase and self.log is not None:
+            self.log.append((self.phase, what, size, self.total, self.op))
 
     op = ""
 

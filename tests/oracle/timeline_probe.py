@@ -52,11 +52,17 @@ class LiveStorages(TorchDispatchMode):
         self.live[key] = s.nbytes()
         self.total += s.nbytes()
         weakref.finalize(s, self._free, key)
-        if self.phase:
-            self.peaks[self.phase] = max(self.peaks[self.phase], self.total)
+        self._note("+", s.nbytes())
 
     def _free(self, key: int) -> None:
-        self.total -= self.live.pop(key)
+        size = self.live.pop(key)
+        self.total -= size
+        self._note("-", size)
+
+    def _note(self, what: str, size: int) -> None:
+        """Each change of the total ("+", "-" and its bytes): the phase's peak kept (a free never raises it)."""
+        if self.phase:
+            self.peaks[self.phase] = max(self.peaks[self.phase], self.total)
 
     def start(self, phase: str) -> None:
         self.phase = phase
