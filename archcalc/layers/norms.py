@@ -387,13 +387,7 @@ class RMSNorm(LastAxesNorm):
                 When(HandGradient("gx1"), low=False), When(Drop("gx1"), low=False),
                 New("r3", groups, "opmath"), New("rs", groups, "opmath"), New("gms", groups, "opmath"),
                 Drop("rs", "r3", "gr", "r"), New("gp", n, "opmath"), Drop("gms"),
-                New("x1", n, "opmath"), New("x2s", n, "opmath"), New("gx2", n, "opmath"), Drop("x2s", "x1", "gp", "xf"),
-                When(HandGradient("gx2"), low=False), When(Drop("gx2"), low=False)]
-        if inplace:  # x.float()'s buffer: the second gradient added into the first
-            bwd += [When(Drop("gx2"), low=True), When(Convert("gx", "gx1", n, "opmath", "model"), low=True), When(Drop("gx1"), low=True)]
-        else:
-            bwd += [When(New("gs", n, "opmath"), low=True), When(Drop("gx1", "gx2"), low=True),
-                    When(Convert("gx", "gs", n, "opmath", "model"), low=True), When(Drop("gs"), low=True)]
+                *_squares_backward(n, inplace)]
         return _typed(fwd, bwd, amp)
 
     def _llama_program(self, x: Shape, grad: bool, inplace: bool) -> Program:
@@ -423,13 +417,7 @@ class RMSNorm(LastAxesNorm):
                 When(HandGradient("gx1"), low=False), When(Drop("gx1"), low=False),
                 New("r3", groups, "opmath"), New("r3s", groups, "opmath"), New("gv", groups, "opmath"), Drop("r3s", "r3", "gr", "r"),
                 New("gp", n, "opmath"), Drop("gv"),
-                New("x1", n, "opmath"), New("x2s", n, "opmath"), New("gx2", n, "opmath"), Drop("x2s", "x1", "gp", "xf"),
-                When(HandGradient("gx2"), low=False), When(Drop("gx2"), low=False)]
-        if inplace:  # x.float()'s buffer: the second gradient added into the first
-            bwd += [When(Drop("gx2"), low=True), When(Convert("gx", "gx1", n, "opmath", "model"), low=True), When(Drop("gx1"), low=True)]
-        else:
-            bwd += [When(New("gs", n, "opmath"), low=True), When(Drop("gx1", "gx2"), low=True),
-                    When(Convert("gx", "gs", n, "opmath", "model"), low=True), When(Drop("gs"), low=True)]
+                *_squares_backward(n, inplace)]
         return Program(tuple(fwd), tuple(bwd))
 
 
@@ -494,3 +482,14 @@ class LocalResponseNorm(Layer):
                New("gm", n), Drop("ga"), New("gpad", padded), Drop("gm", "pad"), New("gsq", n), Drop("gpad"),
                New("gx2", n), New("gx3", n), Drop("gsq", "x"), HandGradient("gx2"), HandGradient("gx3"), Drop("gx2", "gx3"))
         return Program(fwd, bwd)
+
+
+def _squares_backward(n, inplace: bool) -> list:
+    """RMSNorm's last backward ops (its own and LlamaRMSNorm's): x²'s gradient (from "gp"), then x's two gradients
+    ("gx1", "gx2") met in x.float()'s buffer, a 16-bit x's cast back after; "xf" (x in float32) freed."""
+    bwd: list = [New("x1", n, "opmath"), New("x2s", n, "opmath"), New("gx2", n, "opmath"), Drop("x2s", "x1", "gp", "xf"),
+                 When(HandGradient("gx2"), low=False), When(Drop("gx2"), low=False)]
+    if inplace:  # x.float()'s buffer: the second gradient added into the first
+        return [*bwd, When(Drop("gx2"), low=True), When(Convert("gx", "gx1", n, "opmath", "model"), low=True), When(Drop("gx1"), low=True)]
+    return [*bwd, When(New("gs", n, "opmath"), low=True), When(Drop("gx1", "gx2"), low=True),
+            When(Convert("gx", "gs", n, "opmath", "model"), low=True), When(Drop("gs"), low=True)]
