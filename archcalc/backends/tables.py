@@ -133,9 +133,6 @@ def benchmark(result) -> Group:
     peak = (f"{result.peak_tflops:g} TFLOP/s, {result.precision} ({result.peak_source})" if result.peak_tflops
             else f"unknown for this device in {result.precision}: give --peak-tflops")
     flags = [name for name, on in (("compile", o.compile), ("channels-last", o.channels_last), ("tf32", o.tf32)) if on]
-    footer = Table.grid(padding=(0, 2))
-    footer.add_column(style="bold", no_wrap=True)
-    footer.add_column(overflow="fold")
     rows = {
         "Setup": f"batch {o.batch}, {precision}, torch {result.torch}",
         "Training memory": f"peak measured {measured} · predicted {predicted}",
@@ -143,9 +140,7 @@ def benchmark(result) -> Group:
         "Steps": f"{o.steps} timed after {o.warmup} warm-up, {o.optimizer} optimizer" + (f"; {', '.join(flags)}" if flags else ""),
         "FLOPs": "analytic, archcalc's: forward for inference; forward + backward for training",
     }
-    for label, value in rows.items():
-        footer.add_row(label, Text(value))
-    return Group(grid, footer)
+    return Group(grid, _footer(rows))
 
 
 def ranks(result) -> Group:
@@ -160,22 +155,23 @@ def ranks(result) -> Group:
         grid.add_row(str(rank.rank), f"{1000 * rank.seconds / job.steps:.2f}", measured,
                      "—" if predicted is None else f"{fmt.size_bytes(predicted)} ({fmt.group(predicted)} bytes)")
     layout = result.layout
-    footer = Table.grid(padding=(0, 2))
-    footer.add_column(style="bold", no_wrap=True)
-    footer.add_column(overflow="fold")
     rows = {
         "Layout": f"{layout['gpus']} ranks: tp {layout['tp']} × dp {layout['dp']} ({job.strategy})",
         "Throughput": f"{result.samples_per_s:,.0f} samples/s (batch {job.batch} per GPU × dp {layout['dp']}, the slowest rank's time)",
         "Steps": f"{job.steps} timed after {job.warmup} warm-up, {job.optimizer} optimizer, torch {result.torch}",
     }
-    for label, value in rows.items():
-        footer.add_row(label, Text(value))
-    return Group(grid, footer)
-
-
-def ranks_json(result) -> str:
-    return _json.dumps(result.to_dict(), indent=2) + "\n"
+    return Group(grid, _footer(rows))
 
 
 def benchmark_json(result) -> str:
     return _json.dumps(result.to_dict(), indent=2) + "\n"
+
+
+def _footer(rows: dict[str, str]) -> Table:
+    """The lines under a benchmark's table: a bold label, its text folded to the width."""
+    footer = Table.grid(padding=(0, 2))
+    footer.add_column(style="bold", no_wrap=True)
+    footer.add_column(overflow="fold")
+    for label, value in rows.items():
+        footer.add_row(label, Text(value))
+    return footer

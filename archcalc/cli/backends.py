@@ -149,7 +149,7 @@ def _bench_ranks(options: Options, flags: dict, ranks: dict) -> None:
                        flags["dtype"], flags["device"] or "cpu", flags["steps"], min(5, flags["steps"]) if flags["warmup"] is None else flags["warmup"])
     result = torchrun.launch(job, ranks["nproc"])
     if options.form == "json":
-        click.echo(tables.ranks_json(result), nl=False)
+        click.echo(tables.benchmark_json(result), nl=False)
     else:
         console().print(tables.ranks(result))
 
